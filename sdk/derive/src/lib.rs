@@ -1,0 +1,108 @@
+//! Procedural macros of `weir-sdk`. Use them through `weir_sdk`, not directly.
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::{Data, DeriveInput, Fields, LitStr, parse_macro_input};
+
+/// The WIT contract, embedded so that a UDF crate generates its world's export glue
+/// from exactly the contract this SDK was built against.
+const WIT: &str = include_str!("../../../wit/udf.wit");
+
+/// `#[derive(Row)]`: a struct whose named fields are columns.
+#[proc_macro_derive(Row)]
+pub fn derive_row(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    let name = &input.ident;
+    let fields = match &input.data {
+        Data::Struct(s) => match &s.fields {
+            Fields::Named(named) => named.named.iter().collect::<Vec<_>>(),
+            _ => {
+                return syn::Error::new_spanned(name, "Row needs a struct with named fields")
+                    .to_compile_error()
+                    .into();
+            }
+        },
+        _ => {
+            return syn::Error::new_spanned(name, "Row can only be derived for structs")
+                .to_compile_error()
+                .into();
+        }
+    };
+    let idents: Vec<_> = fields.iter().filter_map(|f| f.ident.clone()).collect();
+    let names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let types: Vec<_> = fields.iter().map(|f| f.ty.clone()).collect();
+    let index: Vec<syn::Index> = (0..fields.len()).map(syn::Index::from).collect();
+    let count = fields.len();
+    let reader_ty = quote! { ( #( <#types as ::weir_sdk::Value>::Reader<'a>, )* ) };
+    let builder_ty = quote! { ( #( <#types as ::weir_sdk::Value>::Builder, )* ) };
+    quote! {
+        impl ::weir_sdk::Row for #name {
+            type Reader<'a> = #reader_ty;
+            type Builder = #builder_ty;
+
+            fn fields() -> ::std::vec::Vec<::weir_sdk::Field> {
+                ::std::vec![ #( ::weir_sdk::field_of::<#types>(#names) ),* ]
+            }
+
+            fn reader(columns: &[::weir_sdk::Column]) -> ::std::result::Result<Self::Reader<'_>, ::weir_sdk::UdfError> {
+                if columns.len() != #count {
+                    return ::std::result::Result::Err(::weir_sdk::UdfError::new(::std::format!(
+                        "row type {} reads {} columns but the batch has {}",
+                        ::std::stringify!(#name), #count, columns.len()
+                    )));
+                }
+                ::std::result::Result::Ok(( #( <#types as ::weir_sdk::Value>::reader(#names, &columns[#index])?, )* ))
+            }
+
+            #[inline]
+            fn read(reader: &Self::Reader<'_>, row: usize) -> Self {
+                #name { #( #idents: <#types as ::weir_sdk::Value>::read(&reader.#index, row), )* }
+            }
+
+            fn builder(capacity: usize) -> Self::Builder {
+                ( #( <#types as ::weir_sdk::Value>::builder(capacity), )* )
+            }
+
+            #[inline]
+            fn push(self, builder: &mut Self::Builder) {
+                #( <#types as ::weir_sdk::Value>::push(self.#idents, &mut builder.#index); )*
+            }
+
+            fn finish(builder: Self::Builder) -> ::std::vec::Vec<::weir_sdk::Column> {
+                ::std::vec![ #( <#types as ::weir_sdk::Value>::finish(#names, builder.#index) ),* ]
+            }
+        }
+    }
+    .into()
+}
+
+/// Emits the export glue of one world (`processor`, `reducer` or `scalar`) in the
+/// calling crate, bound to the SDK's shared types. Used by the SDK's export macros.
+#[proc_macro]
+pub fn __world_bindings(input: TokenStream) -> TokenStream {
+    let world = parse_macro_input!(input as LitStr);
+    let world = world.value();
+    let wit = LitStr::new(WIT, proc_macro2::Span::call_site());
+    let qualified = format!("weir:udf/{world}");
+    let reducer_only = if world == "reducer" {
+        quote! {
+            "weir:udf/keys@0.1.0": ::weir_sdk::wit::weir::udf::keys,
+            "weir:udf/state@0.1.0": ::weir_sdk::wit::weir::udf::state,
+        }
+    } else {
+        quote! {}
+    };
+    quote! {
+        ::weir_sdk::__private::wit_bindgen::generate!({
+            inline: #wit,
+            world: #qualified,
+            runtime_path: "::weir_sdk::__private::wit_bindgen::rt",
+            with: {
+                "weir:udf/types@0.1.0": ::weir_sdk::wit::weir::udf::types,
+                "weir:udf/log@0.1.0": ::weir_sdk::wit::weir::udf::log,
+                #reducer_only
+            },
+        });
+    }
+    .into()
+}

@@ -1,0 +1,248 @@
+//! # weir-sdk: user-defined functions for Weir
+//!
+//! A Weir UDF is a plain Rust function over typed rows, compiled to a
+//! WebAssembly component that the Weir host runs deterministically in a sandbox.
+//! You never see the columnar buffers that cross the boundary: the SDK decodes a
+//! whole batch into your rows, calls your function once per row inside the
+//! component, and encodes the results back — one boundary crossing per batch.
+//!
+//! ## From nothing to a running UDF
+//!
+//! ```text
+//! $ weir udf new to_eur            # a ready crate from the template
+//! $ cd to_eur && cargo test        # native tests through weir_sdk::testing
+//! $ weir udf build                 # -> target/wasm32-wasip2/release/to_eur.wasm
+//! $ weir udf inspect target/wasm32-wasip2/release/to_eur.wasm
+//! $ weir run job.toml              # a job whose stage names that .wasm file
+//! ```
+//!
+//! The crate `weir udf new` makes looks like this:
+//!
+//! ```
+//! use weir_sdk::Row;
+//!
+//! /// The columns this UDF reads; other columns of the stream never cross.
+//! #[derive(Row)]
+//! pub struct Bid { pub auction: i64, pub price: i64, pub channel: String }
+//!
+//! /// The columns it writes.
+//! #[derive(Row, Debug, PartialEq)]
+//! pub struct BidEur { pub auction: i64, pub eur: f64 }
+//!
+//! /// The logic: drop free bids, convert the rest.
+//! pub fn to_eur(b: Bid) -> Option<BidEur> {
+//!     let rate = weir_sdk::params().float("rate").unwrap_or(0.9);
+//!     (b.price > 0).then(|| BidEur { auction: b.auction, eur: b.price as f64 * rate })
+//! }
+//!
+//! // Makes this crate a `processor` component.
+//! weir_sdk::export_flat_map!(to_eur);
+//!
+//! // `cargo test` runs it natively:
+//! let out = weir_sdk::testing::Harness::new()
+//!     .param("rate", 0.5)
+//!     .flat_map(to_eur, vec![
+//!         Bid { auction: 1, price: 10, channel: "web".into() },
+//!         Bid { auction: 2, price: 0, channel: "app".into() },
+//!     ])
+//!     .unwrap();
+//! assert_eq!(out, vec![BidEur { auction: 1, eur: 5.0 }]);
+//! ```
+//!
+//! and the job file that runs it:
+//!
+//! ```toml
+//! [[stages]]
+//! name = "eur"
+//! input = "bids"
+//! kind = "processor"
+//! component = "to_eur/target/wasm32-wasip2/release/to_eur.wasm"
+//! params = { rate = 0.92 }
+//! ```
+//!
+//! ## The kinds of UDF
+//!
+//! | macro | your function | world |
+//! |---|---|---|
+//! | [`export_filter!`] | `fn(I) -> bool`; surviving rows keep all their columns | `processor` |
+//! | [`export_map!`] | `fn(I) -> O` | `processor` |
+//! | [`export_flat_map!`] | `fn(I) -> impl IntoIterator<Item = O>` (`Option`, `Vec`, ...) | `processor` |
+//! | [`export_reducer!`] | `fn(&Key, I, &mut S) -> impl IntoIterator<Item = O>` with `S: Serialize + Deserialize + Default` host-owned per key | `reducer` |
+//! | [`export_scalar!`] | `fn(A) -> R` where `R` is a [`Value`] | `scalar` |
+//!
+//! Each takes an optional `init = check` hook, `fn check(&Params) -> Result<(), String>`,
+//! run once with the stage's parameters; an `Err` refuses the stage with your message.
+//!
+//! ## Determinism
+//!
+//! Output must be a function of the input only. The host makes the usual
+//! sources of nondeterminism harmless — clocks read event time, random numbers
+//! come from a seed derived from the stage and position, the environment is
+//! empty — but keep state in the reducer's `S`, not in statics: the host may
+//! re-instantiate a component at any time (after a trap, on restart).
+
+#![warn(missing_docs)]
+
+pub mod log;
+pub mod params;
+mod row;
+pub mod run;
+pub mod state;
+pub mod testing;
+mod value;
+
+/// Bindings generated from the WIT contract (`weir:udf@0.1.0`), shared by every world.
+#[allow(missing_docs, clippy::all)]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "weir:udf/guest-api",
+        runtime_path: "wit_bindgen::rt",
+        additional_derives: [PartialEq],
+        generate_all,
+    });
+}
+
+pub use params::{Params, params};
+pub use row::{Row, decode_rows, encode_rows};
+pub use state::{Key, StateStore};
+pub use value::{NonNull, NullableBuilder, StrReader, Value, field_of, type_name};
+pub use weir_sdk_derive::Row;
+pub use wit::weir::udf::keys::KeyGroups;
+pub use wit::weir::udf::types::{
+    Batch, Column, ColumnType, Field, Output, Param, ParamValue, UdfError, Values, VarWidth,
+};
+
+impl UdfError {
+    /// An error about the whole batch.
+    pub fn new(message: impl Into<String>) -> Self {
+        UdfError {
+            message: message.into(),
+            row: None,
+        }
+    }
+}
+
+
+#[doc(hidden)]
+pub mod __private {
+    pub use weir_sdk_derive::__world_bindings;
+    pub use wit_bindgen;
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hook {
+    () => {
+        None
+    };
+    ($init:ident) => {
+        Some(super::$init as $crate::run::InitHook)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_processor {
+    ($f:ident, $init_fn:ident, $run_fn:ident $(, $init:ident)?) => {
+        #[doc(hidden)]
+        #[allow(missing_docs, clippy::all)]
+        mod __weir_udf_export {
+            $crate::__private::__world_bindings!("processor");
+            struct Udf;
+            impl Guest for Udf {
+                fn init(
+                    config: ::std::vec::Vec<$crate::Param>,
+                ) -> ::std::result::Result<$crate::wit::weir::udf::types::Signature, $crate::UdfError> {
+                    $crate::run::$init_fn(&super::$f, config, $crate::__hook!($($init)?))
+                }
+                fn process(
+                    input: $crate::Batch,
+                ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
+                    $crate::run::$run_fn(super::$f, input)
+                }
+            }
+            export!(Udf);
+        }
+    };
+}
+
+/// Exports `f: fn(I) -> bool` as a filter: rows for which `f` is true pass on
+/// with all their columns. `export_filter!(f, init = check)` adds an init hook.
+#[macro_export]
+macro_rules! export_filter {
+    ($f:ident $(, init = $init:ident)?) => {
+        $crate::__export_processor!($f, init_filter, filter $(, $init)?);
+    };
+}
+
+/// Exports `f: fn(I) -> O` as a map: one output row per input row.
+#[macro_export]
+macro_rules! export_map {
+    ($f:ident $(, init = $init:ident)?) => {
+        $crate::__export_processor!($f, init_map, map $(, $init)?);
+    };
+}
+
+/// Exports `f: fn(I) -> impl IntoIterator<Item = O>` as a flat-map (0..n rows per
+/// input row; returning `Option<O>` makes a filtering map).
+#[macro_export]
+macro_rules! export_flat_map {
+    ($f:ident $(, init = $init:ident)?) => {
+        $crate::__export_processor!($f, init_flat_map, flat_map $(, $init)?);
+    };
+}
+
+/// Exports `f: fn(&Key, I, &mut S) -> impl IntoIterator<Item = O>` as a keyed
+/// reducer. `S` is this key's state, owned and persisted by the host.
+#[macro_export]
+macro_rules! export_reducer {
+    ($f:ident $(, init = $init:ident)?) => {
+        #[doc(hidden)]
+        #[allow(missing_docs, clippy::all)]
+        mod __weir_udf_export {
+            $crate::__private::__world_bindings!("reducer");
+            struct Udf;
+            impl Guest for Udf {
+                fn init(
+                    config: ::std::vec::Vec<$crate::Param>,
+                ) -> ::std::result::Result<$crate::wit::weir::udf::types::Signature, $crate::UdfError> {
+                    $crate::run::init_reduce(&super::$f, config, $crate::__hook!($($init)?))
+                }
+                fn reduce(
+                    input: $crate::Batch,
+                    keys: $crate::KeyGroups,
+                ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
+                    $crate::run::reduce(super::$f, input, keys, &mut $crate::state::HostState)
+                }
+            }
+            export!(Udf);
+        }
+    };
+}
+
+/// Exports `f: fn(A) -> R` as a scalar function for query expressions.
+#[macro_export]
+macro_rules! export_scalar {
+    ($f:ident $(, init = $init:ident)?) => {
+        #[doc(hidden)]
+        #[allow(missing_docs, clippy::all)]
+        mod __weir_udf_export {
+            $crate::__private::__world_bindings!("scalar");
+            struct Udf;
+            impl Guest for Udf {
+                fn init(
+                    config: ::std::vec::Vec<$crate::Param>,
+                ) -> ::std::result::Result<$crate::wit::weir::udf::types::ScalarSignature, $crate::UdfError> {
+                    $crate::run::init_scalar(&super::$f, config, $crate::__hook!($($init)?))
+                }
+                fn evaluate(
+                    args: $crate::Batch,
+                ) -> ::std::result::Result<$crate::Column, $crate::UdfError> {
+                    $crate::run::scalar(super::$f, args)
+                }
+            }
+            export!(Udf);
+        }
+    };
+}

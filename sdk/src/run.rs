@@ -1,0 +1,226 @@
+//! The per-batch drivers behind the export macros. Each turns one batch into the
+//! world's output by calling the author's per-row function; they are the same
+//! code in a Wasm component and in the native test harness.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::params::{self, Params};
+use crate::state::{Key, StateStore};
+use crate::wit::weir::udf::keys::KeyGroups;
+use crate::wit::weir::udf::types::{
+    Batch, Column, Output, Param, ScalarSignature, Signature, UdfError,
+};
+use crate::{Row, Value, field_of};
+
+/// The optional `init = f` hook of the export macros.
+pub type InitHook = fn(&Params) -> Result<(), String>;
+
+fn check_init(config: Vec<Param>, hook: Option<InitHook>) -> Result<(), UdfError> {
+    let params = Params::from(config);
+    if let Some(hook) = hook {
+        hook(&params).map_err(UdfError::new)?;
+    }
+    params::install(params);
+    Ok(())
+}
+
+fn signature<I: Row, O: Row>(
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+    passthrough: bool,
+) -> Result<Signature, UdfError> {
+    check_init(config, hook)?;
+    Ok(Signature {
+        reads: I::fields(),
+        writes: if passthrough { Vec::new() } else { O::fields() },
+        passthrough,
+    })
+}
+
+/// `init` of a filter.
+pub fn init_filter<I: Row>(
+    _f: &impl Fn(I) -> bool,
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+) -> Result<Signature, UdfError> {
+    signature::<I, I>(config, hook, true)
+}
+
+/// `init` of a map.
+pub fn init_map<I: Row, O: Row>(
+    _f: &impl Fn(I) -> O,
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+) -> Result<Signature, UdfError> {
+    signature::<I, O>(config, hook, false)
+}
+
+/// `init` of a flat-map.
+pub fn init_flat_map<I: Row, O: Row, R: IntoIterator<Item = O>>(
+    _f: &impl Fn(I) -> R,
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+) -> Result<Signature, UdfError> {
+    signature::<I, O>(config, hook, false)
+}
+
+/// `init` of a reducer.
+pub fn init_reduce<I: Row, S, O: Row, R: IntoIterator<Item = O>>(
+    _f: &impl Fn(&Key<'_>, I, &mut S) -> R,
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+) -> Result<Signature, UdfError> {
+    signature::<I, O>(config, hook, false)
+}
+
+/// `init` of a scalar function of arguments `A` returning `R`.
+pub fn init_scalar<A: Row, R: Value>(
+    _f: &impl Fn(A) -> R,
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+) -> Result<ScalarSignature, UdfError> {
+    check_init(config, hook)?;
+    Ok(ScalarSignature {
+        args: A::fields(),
+        returns: field_of::<R>("result"),
+    })
+}
+
+/// A filter: `f` says which rows survive; the host keeps all their columns.
+pub fn filter<I: Row>(f: impl Fn(I) -> bool, input: Batch) -> Result<Output, UdfError> {
+    let reader = I::reader(&input.columns)?;
+    let rows = input.rows as usize;
+    let mut parents = Vec::with_capacity(rows);
+    for i in 0..rows {
+        if f(I::read(&reader, i)) {
+            parents.push(i as u32);
+        }
+    }
+    Ok(Output {
+        parents,
+        columns: Vec::new(),
+    })
+}
+
+/// A map: one output row per input row.
+pub fn map<I: Row, O: Row>(f: impl Fn(I) -> O, input: Batch) -> Result<Output, UdfError> {
+    let reader = I::reader(&input.columns)?;
+    let rows = input.rows as usize;
+    let mut builder = O::builder(rows);
+    for i in 0..rows {
+        f(I::read(&reader, i)).push(&mut builder);
+    }
+    Ok(Output {
+        parents: (0..input.rows).collect(),
+        columns: O::finish(builder),
+    })
+}
+
+/// A flat-map: zero or more output rows per input row (`Option`, `Vec`, any iterator).
+pub fn flat_map<I: Row, O: Row, R: IntoIterator<Item = O>>(
+    f: impl Fn(I) -> R,
+    input: Batch,
+) -> Result<Output, UdfError> {
+    let reader = I::reader(&input.columns)?;
+    let rows = input.rows as usize;
+    let mut builder = O::builder(rows);
+    let mut parents = Vec::with_capacity(rows);
+    for i in 0..rows {
+        for out in f(I::read(&reader, i)) {
+            out.push(&mut builder);
+            parents.push(i as u32);
+        }
+    }
+    Ok(Output {
+        parents,
+        columns: O::finish(builder),
+    })
+}
+
+/// The state of every key group touched by one reducer call, loaded lazily and
+/// written back once at the end, so state crosses the boundary once per key and
+/// batch, not once per row.
+struct GroupStates<S> {
+    slots: Vec<Option<S>>,
+}
+
+const STATE_NAME: &str = "state";
+
+/// A keyed reducer: rows in input order, each with its key and its key's state.
+pub fn reduce<I, S, O, R>(
+    f: impl Fn(&Key<'_>, I, &mut S) -> R,
+    input: Batch,
+    keys: KeyGroups,
+    store: &mut dyn StateStore,
+) -> Result<Output, UdfError>
+where
+    I: Row,
+    S: Serialize + DeserializeOwned + Default,
+    O: Row,
+    R: IntoIterator<Item = O>,
+{
+    let reader = I::reader(&input.columns)?;
+    let rows = input.rows as usize;
+    let key_count = keys.keys.offsets.len().saturating_sub(1);
+    if keys.groups.len() != rows {
+        return Err(UdfError::new(format!(
+            "key groups cover {} rows but the batch has {rows}",
+            keys.groups.len()
+        )));
+    }
+    let mut states = GroupStates::<S> {
+        slots: (0..key_count).map(|_| None).collect(),
+    };
+    let mut builder = O::builder(rows);
+    let mut parents = Vec::with_capacity(rows);
+    for (i, &group) in keys.groups.iter().enumerate() {
+        let g = group as usize;
+        let key_bytes = keys
+            .keys
+            .offsets
+            .get(g..g + 2)
+            .and_then(|w| keys.keys.data.get(w[0] as usize..w[1] as usize))
+            .ok_or_else(|| UdfError {
+                message: format!("row {i} names key group {g} of {key_count}"),
+                row: Some(i as u32),
+            })?;
+        let slot = &mut states.slots[g];
+        if slot.is_none() {
+            let loaded = match store.get(group, STATE_NAME) {
+                Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| UdfError {
+                    message: format!("stored state of this key does not decode: {e}"),
+                    row: Some(i as u32),
+                })?,
+                None => S::default(),
+            };
+            *slot = Some(loaded);
+        }
+        let state = slot.get_or_insert_with(S::default);
+        for out in f(&Key::new(key_bytes), I::read(&reader, i), state) {
+            out.push(&mut builder);
+            parents.push(i as u32);
+        }
+    }
+    for (g, slot) in states.slots.into_iter().enumerate() {
+        if let Some(state) = slot {
+            let bytes = postcard::to_allocvec(&state)
+                .map_err(|e| UdfError::new(format!("state does not encode: {e}")))?;
+            store.put(g as u32, STATE_NAME, &bytes);
+        }
+    }
+    Ok(Output {
+        parents,
+        columns: O::finish(builder),
+    })
+}
+
+/// A scalar function: one result per argument row.
+pub fn scalar<A: Row, R: Value>(f: impl Fn(A) -> R, args: Batch) -> Result<Column, UdfError> {
+    let reader = A::reader(&args.columns)?;
+    let rows = args.rows as usize;
+    let mut builder = R::builder(rows);
+    for i in 0..rows {
+        f(A::read(&reader, i)).push(&mut builder);
+    }
+    Ok(R::finish("result", builder))
+}

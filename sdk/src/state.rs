@@ -1,0 +1,68 @@
+//! Keys and host-owned keyed state of reducers.
+
+/// The key of the rows a reducer is given: the key column's value as bytes
+/// (UTF-8 text, or a little-endian `i64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Key<'a> {
+    /// A key from its bytes.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Key { bytes }
+    }
+    /// The raw bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    /// The key as text, when the key column is `utf8`.
+    pub fn as_str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes).ok()
+    }
+    /// The key as an integer, when the key column is `int64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.bytes.try_into().ok()?))
+    }
+}
+
+/// Where a reducer's state lives: the host's `state` interface in a component,
+/// a map in the native test harness.
+pub trait StateStore {
+    /// The value under `name` for key group `group` of the current call.
+    fn get(&mut self, group: u32, name: &str) -> Option<Vec<u8>>;
+    /// Stores a value.
+    fn put(&mut self, group: u32, name: &str, value: &[u8]);
+    /// Removes a value.
+    fn delete(&mut self, group: u32, name: &str);
+}
+
+/// The host's state, reached through the `weir:udf/state` import.
+#[derive(Debug, Default)]
+pub struct HostState;
+
+#[cfg(target_family = "wasm")]
+impl StateStore for HostState {
+    fn get(&mut self, group: u32, name: &str) -> Option<Vec<u8>> {
+        crate::wit::weir::udf::state::get(group, name)
+    }
+    fn put(&mut self, group: u32, name: &str, value: &[u8]) {
+        crate::wit::weir::udf::state::put(group, name, value)
+    }
+    fn delete(&mut self, group: u32, name: &str) {
+        crate::wit::weir::udf::state::delete(group, name)
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl StateStore for HostState {
+    fn get(&mut self, _group: u32, _name: &str) -> Option<Vec<u8>> {
+        unreachable!("HostState is only reachable inside a Weir component; use testing::Harness natively")
+    }
+    fn put(&mut self, _group: u32, _name: &str, _value: &[u8]) {
+        unreachable!("HostState is only reachable inside a Weir component; use testing::Harness natively")
+    }
+    fn delete(&mut self, _group: u32, _name: &str) {
+        unreachable!("HostState is only reachable inside a Weir component; use testing::Harness natively")
+    }
+}
