@@ -1,1 +1,20 @@
+//! Weir: a stream-processing engine whose user-defined functions are
+//! deterministic, sandboxed WebAssembly components.
+//!
+//! This crate holds the engine and the `weir` command-line tool:
+//! - [`job`] compiles job files to a [`plan::Plan`];
+//! - [`source`] and [`sink`] read and write files as Arrow batches;
+//! - [`wasm`] is the sandboxed runtime for UDF components;
+//! - [`stage`] runs one UDF stage over batches, with trap policies;
+//! - [`exec`] runs a finite job to completion (`weir run`).
 
+pub mod cli;
+pub mod exec;
+pub mod job;
+pub mod plan;
+pub mod schema;
+pub mod sink;
+pub mod source;
+pub mod stage;
+pub mod testkit;
+pub mod wasm;

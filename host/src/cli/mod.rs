@@ -1,0 +1,66 @@
+//! The `weir` command line.
+
+pub mod udf;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::exec::{RunOptions, run};
+use crate::wasm::Runtime;
+
+/// Weir: deterministic stream processing with WebAssembly UDFs.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a finite job to completion in this process.
+    Run {
+        /// The job file (TOML).
+        job: PathBuf,
+        /// Rows per batch (overrides the job's `batch_size`).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// 1 runs everything on one thread; more runs each vertex on its own thread.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// No progress display and no summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write, build and inspect UDF components.
+    Udf {
+        /// What to do.
+        #[command(subcommand)]
+        command: udf::UdfCommand,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { job, batch_size, threads, quiet } => {
+            let plan = crate::job::load(&job)?;
+            let runtime = Runtime::new(Runtime::default_cache_dir())?;
+            let options = RunOptions {
+                batch_size,
+                threads,
+                progress: !quiet && std::io::stderr().is_terminal(),
+            };
+            let summary = run(&plan, &runtime, &options)?;
+            if !quiet {
+                eprintln!("job `{}`\n{summary}", plan.name);
+            }
+            Ok(())
+        }
+        Command::Udf { command } => udf::main(command),
+    }
+}

@@ -1,0 +1,334 @@
+//! `weir udf new | build | inspect`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+
+use crate::wasm::{Runtime, World};
+
+/// UDF commands.
+#[derive(Debug, Subcommand)]
+pub enum UdfCommand {
+    /// Create a ready UDF crate from a template.
+    New {
+        /// Crate name (also the directory).
+        name: String,
+        /// What kind of UDF.
+        #[arg(long, value_enum, default_value_t = Kind::Processor)]
+        kind: Kind,
+        /// The weir-sdk to depend on (default: the SDK this weir was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the UDF crate (or workspace) in DIR into WebAssembly components.
+    Build {
+        /// The crate directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Show a component's world, versions, imports, exports and size.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+    },
+}
+
+/// Template kinds for `weir udf new`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// A map over typed rows (filter, map, flat-map).
+    Processor,
+    /// A keyed reducer with host-owned state.
+    Reducer,
+}
+
+/// Runs a UDF command.
+pub fn main(command: UdfCommand) -> anyhow::Result<()> {
+    match command {
+        UdfCommand::New { name, kind, sdk } => new(&name, kind, sdk),
+        UdfCommand::Build { dir } => {
+            for (path, version) in build(&dir)? {
+                println!("{}  module {}", path.display(), version);
+            }
+            Ok(())
+        }
+        UdfCommand::Inspect { file } => inspect(&file),
+    }
+}
+
+fn new(name: &str, kind: Kind, sdk: Option<PathBuf>) -> anyhow::Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        bail!("`{name}` is not a valid crate name: use letters, digits, `_` and `-`");
+    }
+    let dir = PathBuf::from(name);
+    if dir.exists() {
+        bail!("{} already exists; choose another name or remove it", dir.display());
+    }
+    let sdk = match sdk {
+        Some(p) => p,
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("sdk"),
+    };
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("weir-sdk not found at {}; pass --sdk PATH", sdk.display()))?;
+    let ident = name.replace('-', "_");
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+weir-sdk = {{ path = "{sdk}" }}
+serde = {{ version = "1", features = ["derive"] }}
+
+[profile.release]
+opt-level = 3
+lto = true
+codegen-units = 1
+panic = "abort"
+strip = true
+
+# A UDF crate is its own workspace.
+[workspace]
+"#,
+            sdk = sdk.display()
+        ),
+    )?;
+    let (lib, job, data) = match kind {
+        Kind::Processor => (TEMPLATE_PROCESSOR, JOB_PROCESSOR, DATA),
+        Kind::Reducer => (TEMPLATE_REDUCER, JOB_REDUCER, DATA),
+    };
+    std::fs::write(dir.join("src").join("lib.rs"), lib.replace("{ident}", &ident))?;
+    std::fs::write(dir.join("job.toml"), job.replace("{ident}", &ident))?;
+    std::fs::write(dir.join("input.jsonl"), data)?;
+    std::fs::write(dir.join(".gitignore"), "/target\n/out\n")?;
+    println!("created {}: test it with `cargo test`, build it with `weir udf build {}`, run it with `weir run {}/job.toml`", dir.display(), dir.display(), dir.display());
+    Ok(())
+}
+
+const TEMPLATE_PROCESSOR: &str = r#"//! A Weir processor UDF.
+
+use weir_sdk::Row;
+
+/// The columns this UDF reads.
+#[derive(Row, Clone, Debug)]
+pub struct Input {
+    pub user: String,
+    pub amount: f64,
+}
+
+/// The columns it writes.
+#[derive(Row, Clone, Debug, PartialEq)]
+pub struct Output {
+    pub user: String,
+    pub amount_cents: i64,
+}
+
+/// Drops amounts below the `min` parameter and converts the rest to cents.
+pub fn {ident}(row: Input) -> Option<Output> {
+    let min = weir_sdk::params().float("min").unwrap_or(0.0);
+    (row.amount >= min).then(|| Output { user: row.user, amount_cents: (row.amount * 100.0).round() as i64 })
+}
+
+weir_sdk::export_flat_map!({ident});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_and_filters() {
+        let out = weir_sdk::testing::Harness::new()
+            .param("min", 1.0)
+            .flat_map({ident}, vec![
+                Input { user: "a".into(), amount: 2.5 },
+                Input { user: "b".into(), amount: 0.5 },
+            ])
+            .unwrap();
+        assert_eq!(out, vec![Output { user: "a".into(), amount_cents: 250 }]);
+    }
+}
+"#;
+
+const TEMPLATE_REDUCER: &str = r#"//! A Weir reducer UDF: running totals per key, in host-owned state.
+
+use serde::{Deserialize, Serialize};
+use weir_sdk::{Key, Row};
+
+/// The columns this UDF reads.
+#[derive(Row, Clone, Debug)]
+pub struct Input {
+    pub user: String,
+    pub amount: f64,
+}
+
+/// The columns it writes.
+#[derive(Row, Clone, Debug, PartialEq)]
+pub struct Total {
+    pub user: String,
+    pub count: i64,
+    pub sum: f64,
+}
+
+/// The state the host keeps for each key.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Sums {
+    count: i64,
+    sum: f64,
+}
+
+/// Adds one row to its key's totals and emits them.
+pub fn {ident}(_key: &Key<'_>, row: Input, state: &mut Sums) -> Option<Total> {
+    state.count += 1;
+    state.sum += row.amount;
+    Some(Total { user: row.user, count: state.count, sum: state.sum })
+}
+
+weir_sdk::export_reducer!({ident});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_per_key() {
+        let mut h = weir_sdk::testing::Harness::new();
+        let row = |u: &str, a| Input { user: u.into(), amount: a };
+        let out = h.reduce("user", {ident}, vec![row("a", 1.0), row("b", 2.0), row("a", 3.0)]).unwrap();
+        assert_eq!(out[2], Total { user: "a".into(), count: 2, sum: 4.0 });
+    }
+}
+"#;
+
+const JOB_PROCESSOR: &str = r#"name = "{ident}-demo"
+
+[[sources]]
+name = "input"
+path = "input.jsonl"
+event_time = "ts"
+schema = { ts = "int64", user = "utf8", amount = "float64" }
+
+[[stages]]
+name = "{ident}"
+input = "input"
+kind = "processor"
+component = "target/wasm32-wasip2/release/{ident}.wasm"
+params = { min = 1.0 }
+
+[[sinks]]
+input = "{ident}"
+stdout = true
+"#;
+
+const JOB_REDUCER: &str = r#"name = "{ident}-demo"
+
+[[sources]]
+name = "input"
+path = "input.jsonl"
+event_time = "ts"
+schema = { ts = "int64", user = "utf8", amount = "float64" }
+
+[[stages]]
+name = "{ident}"
+input = "input"
+kind = "reducer"
+key = "user"
+component = "target/wasm32-wasip2/release/{ident}.wasm"
+
+[[sinks]]
+input = "{ident}"
+stdout = true
+"#;
+
+const DATA: &str = r#"{"ts": 1000, "user": "ada", "amount": 12.5}
+{"ts": 2000, "user": "bob", "amount": 0.5}
+{"ts": 3000, "user": "ada", "amount": 3.25}
+"#;
+
+/// Builds DIR for wasm32-wasip2 in release mode; returns each component and its version.
+pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVersion)>> {
+    ensure_target()?;
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.exists() {
+        bail!("{} has no Cargo.toml: pass the directory of a UDF crate (made by `weir udf new`)", dir.display());
+    }
+    let out = Command::new("cargo")
+        .current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !out.status.success() {
+        bail!("cargo build failed in {} (its errors are above)", dir.display());
+    }
+    let mut built = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        for file in msg["filenames"].as_array().into_iter().flatten() {
+            if let Some(f) = file.as_str().filter(|f| f.ends_with(".wasm")) {
+                let bytes = std::fs::read(f)?;
+                built.push((PathBuf::from(f), crate::wasm::ModuleVersion::of(&bytes)));
+            }
+        }
+    }
+    if built.is_empty() {
+        bail!("the build produced no .wasm: does the crate set `crate-type = [\"cdylib\"]`?");
+    }
+    Ok(built)
+}
+
+fn ensure_target() -> anyhow::Result<()> {
+    let how = "install it with `rustup target add wasm32-wasip2`";
+    let Ok(list) = Command::new("rustup").args(["target", "list", "--installed"]).output() else {
+        // No rustup: let cargo try, and say what to do if it fails.
+        eprintln!("note: rustup not found; the Rust target wasm32-wasip2 must be installed ({how})");
+        return Ok(());
+    };
+    if String::from_utf8_lossy(&list.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+        return Ok(());
+    }
+    eprintln!("the Rust target wasm32-wasip2 is missing; running `rustup target add wasm32-wasip2`");
+    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status()?;
+    if !status.success() {
+        bail!("could not add the wasm32-wasip2 target; {how}");
+    }
+    Ok(())
+}
+
+fn inspect(file: &Path) -> anyhow::Result<()> {
+    let runtime = Runtime::new(Runtime::default_cache_dir())?;
+    let module = runtime.load_file(file)?;
+    let wit = module
+        .imports
+        .iter()
+        .chain(&module.exports)
+        .find_map(|n| n.strip_prefix("weir:udf/").and_then(|r| r.split_once('@')).map(|(_, v)| v.to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    println!("file:     {}", file.display());
+    println!("world:    weir:udf/{}", module.world.name());
+    println!("wit:      weir:udf@{wit}");
+    println!("module:   {}", module.version.hex());
+    println!("size:     {} bytes", module.size);
+    println!("imports:");
+    for i in &module.imports {
+        println!("  {i}");
+    }
+    println!("exports:");
+    for e in &module.exports {
+        println!("  {e}");
+    }
+    let _ = World::Processor;
+    Ok(())
+}

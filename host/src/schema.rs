@@ -1,0 +1,115 @@
+//! Column types and the Arrow layout of event batches.
+//!
+//! Inside the host every batch is an Arrow `RecordBatch` whose first two
+//! columns are the event interval, [`START`] and [`END`] (int64 microseconds),
+//! followed by the stream's own columns.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
+
+pub use crate::wasm::bindings::{ColumnType, Field};
+
+/// Name of the interval start column.
+pub const START: &str = "_start";
+/// Name of the interval end column.
+pub const END: &str = "_end";
+
+/// The name of a type as written in job files.
+pub fn type_name(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int64 => "int64",
+        ColumnType::Float64 => "float64",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Utf8 => "utf8",
+    }
+}
+
+/// Parses a job-file type: `int64`, `float64`, `boolean`, `utf8` (aliases
+/// `int`, `float`, `bool`, `string`), with a trailing `?` for nullable.
+pub fn parse_type(text: &str) -> Option<(ColumnType, bool)> {
+    let (base, nullable) = match text.trim().strip_suffix('?') {
+        Some(b) => (b, true),
+        None => (text.trim(), false),
+    };
+    let ty = match base {
+        "int64" | "int" | "i64" => ColumnType::Int64,
+        "float64" | "float" | "f64" | "double" => ColumnType::Float64,
+        "boolean" | "bool" => ColumnType::Boolean,
+        "utf8" | "string" | "str" => ColumnType::Utf8,
+        _ => return None,
+    };
+    Some((ty, nullable))
+}
+
+/// The Arrow type of a column type.
+pub fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Utf8 => DataType::Utf8,
+    }
+}
+
+/// The column type of an Arrow type, if Weir supports it.
+pub fn column_type(dt: &DataType) -> Option<ColumnType> {
+    match dt {
+        DataType::Int64 => Some(ColumnType::Int64),
+        DataType::Float64 => Some(ColumnType::Float64),
+        DataType::Boolean => Some(ColumnType::Boolean),
+        DataType::Utf8 => Some(ColumnType::Utf8),
+        _ => None,
+    }
+}
+
+/// The Arrow schema of a stream with these columns (interval first).
+pub fn event_schema(fields: &[Field]) -> SchemaRef {
+    let mut all = vec![
+        ArrowField::new(START, DataType::Int64, false),
+        ArrowField::new(END, DataType::Int64, false),
+    ];
+    all.extend(
+        fields
+            .iter()
+            .map(|f| ArrowField::new(&f.name, arrow_type(f.ty), f.nullable)),
+    );
+    Arc::new(Schema::new(all))
+}
+
+/// The user columns of a stream schema (without the interval).
+pub fn user_fields(schema: &Schema) -> Vec<Field> {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != START && f.name() != END)
+        .filter_map(|f| {
+            Some(Field {
+                name: f.name().clone(),
+                ty: column_type(f.data_type())?,
+                nullable: f.is_nullable(),
+            })
+        })
+        .collect()
+}
+
+/// `name: type` list for messages.
+pub fn describe(fields: &[Field]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{}: {}{}", f.name, type_name(f.ty), if f.nullable { "?" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_types_and_nullability() {
+        assert!(matches!(parse_type("int64"), Some((ColumnType::Int64, false))));
+        assert!(matches!(parse_type("string?"), Some((ColumnType::Utf8, true))));
+        assert!(parse_type("decimal").is_none());
+    }
+}

@@ -1,0 +1,404 @@
+//! File sources: JSONL and CSV with a declared schema, read into Arrow batches.
+//!
+//! A row is appended to the batch only once every column of it parsed, so a
+//! malformed row is never half-written; it fails the job or goes to the
+//! dead-letter output, by the source's policy, with file, line and column.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use serde_json::Value as Json;
+
+use crate::plan::{SourceFormat, SourceSpec};
+use crate::schema::{ColumnType, Field, event_schema, type_name};
+
+/// A row that could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}: {}{message}", column.as_ref().map(|c| format!("column `{c}`: ")).unwrap_or_default())]
+pub struct RowError {
+    /// The input file.
+    pub file: String,
+    /// 1-based line number.
+    pub line: u64,
+    /// The offending column, when one is to blame.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// The raw text of the row.
+    pub raw: String,
+}
+
+/// Errors opening or reading a source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The file cannot be opened or read.
+    #[error("source `{source_name}`: cannot read {path}: {error}")]
+    Io {
+        /// Source name.
+        source_name: String,
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        error: std::io::Error,
+    },
+    /// The CSV header lacks a declared column.
+    #[error("source `{source_name}`: {path}:1: the CSV header has no column `{column}` (header: {header})")]
+    MissingHeader {
+        /// Source name.
+        source_name: String,
+        /// File.
+        path: PathBuf,
+        /// The declared column.
+        column: String,
+        /// What the header has.
+        header: String,
+    },
+}
+
+/// One batch read from a source, plus the rows rejected while reading it.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The rows that parsed (may be empty).
+    pub batch: RecordBatch,
+    /// The rows that did not.
+    pub rejected: Vec<RowError>,
+}
+
+enum Builder {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+}
+
+/// One parsed cell, staged until the whole row has parsed.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+enum Lines {
+    Jsonl(std::io::Lines<BufReader<File>>),
+    Csv {
+        records: csv::StringRecordsIntoIter<File>,
+        positions: Vec<usize>,
+    },
+}
+
+/// Reads a source's file batch by batch.
+pub struct SourceReader {
+    spec: SourceSpec,
+    file_name: String,
+    schema: SchemaRef,
+    batch_size: usize,
+    lines: Lines,
+    line: u64,
+    start_index: usize,
+    end_index: Option<usize>,
+    row: Vec<Cell>,
+    done: bool,
+}
+
+impl SourceReader {
+    /// Opens the source's file.
+    pub fn open(spec: &SourceSpec, batch_size: usize) -> Result<Self, SourceError> {
+        let io = |error| SourceError::Io {
+            source_name: spec.name.clone(),
+            path: spec.path.clone(),
+            error,
+        };
+        let file = File::open(&spec.path).map_err(io)?;
+        let lines = match spec.format {
+            SourceFormat::Jsonl => Lines::Jsonl(BufReader::new(file).lines()),
+            SourceFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .flexible(true)
+                    .from_reader(file);
+                let header = reader
+                    .headers()
+                    .map_err(|e| io(std::io::Error::other(e.to_string())))?
+                    .clone();
+                let mut positions = Vec::new();
+                for f in &spec.fields {
+                    let pos = header.iter().position(|h| h.trim() == f.name).ok_or_else(|| {
+                        SourceError::MissingHeader {
+                            source_name: spec.name.clone(),
+                            path: spec.path.clone(),
+                            column: f.name.clone(),
+                            header: header.iter().collect::<Vec<_>>().join(","),
+                        }
+                    })?;
+                    positions.push(pos);
+                }
+                Lines::Csv { records: reader.into_records(), positions }
+            }
+        };
+        let index = |name: &str| spec.fields.iter().position(|f| f.name == name);
+        Ok(SourceReader {
+            file_name: spec.path.display().to_string(),
+            schema: event_schema(&spec.fields),
+            batch_size,
+            lines,
+            line: if spec.format == SourceFormat::Csv { 1 } else { 0 },
+            start_index: index(&spec.event_time).unwrap_or(0),
+            end_index: spec.end_time.as_deref().and_then(index),
+            row: vec![Cell::Null; spec.fields.len()],
+            done: false,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The Arrow schema of the batches (interval first).
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn row_error(&self, column: Option<&str>, message: String, raw: String) -> RowError {
+        RowError {
+            file: self.file_name.clone(),
+            line: self.line,
+            column: column.map(str::to_string),
+            message,
+            raw,
+        }
+    }
+
+    /// Parses one JSON line into `self.row`.
+    fn parse_json(&mut self, text: &str) -> Result<(), RowError> {
+        let value: Json = serde_json::from_str(text).map_err(|e| {
+            self.row_error(None, format!("invalid JSON: {e}"), text.to_string())
+        })?;
+        let Json::Object(object) = value else {
+            return Err(self.row_error(None, "expected a JSON object".into(), text.to_string()));
+        };
+        for (i, field) in self.spec.fields.iter().enumerate() {
+            let cell = match object.get(&field.name) {
+                None | Some(Json::Null) => Cell::Null,
+                Some(v) => json_cell(field.ty, v).ok_or_else(|| {
+                    self.row_error(
+                        Some(&field.name),
+                        format!("expected {}, found {}", type_name(field.ty), describe_json(v)),
+                        text.to_string(),
+                    )
+                })?,
+            };
+            self.check_null(field, &cell, text)?;
+            self.row[i] = cell;
+        }
+        Ok(())
+    }
+
+    fn parse_csv(&mut self, record: &csv::StringRecord, positions: &[usize]) -> Result<(), RowError> {
+        let raw = || record.iter().collect::<Vec<_>>().join(",");
+        for (i, field) in self.spec.fields.iter().enumerate() {
+            let text = record.get(positions[i]).ok_or_else(|| {
+                self.row_error(
+                    Some(&field.name),
+                    format!("the row has {} fields, the header more", record.len()),
+                    raw(),
+                )
+            })?;
+            let cell = if text.is_empty() && (field.nullable || field.ty != ColumnType::Utf8) {
+                Cell::Null
+            } else {
+                csv_cell(field.ty, text).ok_or_else(|| {
+                    self.row_error(
+                        Some(&field.name),
+                        format!("expected {}, found `{text}`", type_name(field.ty)),
+                        raw(),
+                    )
+                })?
+            };
+            self.check_null(field, &cell, &raw())?;
+            self.row[i] = cell;
+        }
+        Ok(())
+    }
+
+    fn check_null(&self, field: &Field, cell: &Cell, raw: &str) -> Result<(), RowError> {
+        if *cell == Cell::Null && !field.nullable {
+            return Err(self.row_error(
+                Some(&field.name),
+                format!(
+                    "missing or null, but the column is declared `{}` (use `{}?` for a nullable column)",
+                    type_name(field.ty),
+                    type_name(field.ty)
+                ),
+                raw.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next batch, or `None` at the end of the file.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, SourceError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut builders: Vec<Builder> = self
+            .spec
+            .fields
+            .iter()
+            .map(|f| match f.ty {
+                ColumnType::Int64 => Builder::Int(Int64Builder::with_capacity(self.batch_size)),
+                ColumnType::Float64 => Builder::Float(Float64Builder::with_capacity(self.batch_size)),
+                ColumnType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(self.batch_size)),
+                ColumnType::Utf8 => {
+                    Builder::Str(StringBuilder::with_capacity(self.batch_size, self.batch_size * 16))
+                }
+            })
+            .collect();
+        let mut start = Int64Builder::with_capacity(self.batch_size);
+        let mut end = Int64Builder::with_capacity(self.batch_size);
+        let mut rejected = Vec::new();
+        let mut rows = 0;
+        while rows < self.batch_size {
+            let parsed = match &mut self.lines {
+                Lines::Jsonl(lines) => match lines.next() {
+                    None => None,
+                    Some(line) => {
+                        self.line += 1;
+                        let text = line.map_err(|error| SourceError::Io {
+                            source_name: self.spec.name.clone(),
+                            path: self.spec.path.clone(),
+                            error,
+                        })?;
+                        if text.trim().is_empty() {
+                            continue;
+                        }
+                        Some(self.parse_json(&text))
+                    }
+                },
+                Lines::Csv { records, positions } => match records.next() {
+                    None => None,
+                    Some(record) => {
+                        let positions = positions.clone();
+                        match record {
+                            Ok(record) => {
+                                self.line = record.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                                Some(self.parse_csv(&record, &positions))
+                            }
+                            Err(e) => {
+                                self.line = e.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                                Some(Err(self.row_error(None, format!("malformed CSV: {e}"), String::new())))
+                            }
+                        }
+                    }
+                },
+            };
+            match parsed {
+                None => {
+                    self.done = true;
+                    break;
+                }
+                Some(Err(e)) => rejected.push(e),
+                Some(Ok(())) => {
+                    let t0 = match self.row[self.start_index] {
+                        Cell::Int(t) => t,
+                        _ => 0,
+                    };
+                    let t1 = match self.end_index.map(|i| &self.row[i]) {
+                        Some(Cell::Int(t)) => *t,
+                        _ => t0.saturating_add(1),
+                    };
+                    if t1 <= t0 {
+                        let name = self.spec.end_time.clone();
+                        rejected.push(self.row_error(
+                            name.as_deref(),
+                            format!("event end {t1} is not after its start {t0}"),
+                            String::new(),
+                        ));
+                        continue;
+                    }
+                    start.append_value(t0);
+                    end.append_value(t1);
+                    for (b, cell) in builders.iter_mut().zip(self.row.iter_mut()) {
+                        append(b, std::mem::replace(cell, Cell::Null));
+                    }
+                    rows += 1;
+                }
+            }
+        }
+        if rows == 0 && rejected.is_empty() && self.done {
+            return Ok(None);
+        }
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(start.finish()), Arc::new(end.finish())];
+        columns.extend(builders.into_iter().map(|b| -> ArrayRef {
+            match b {
+                Builder::Int(mut b) => Arc::new(b.finish()),
+                Builder::Float(mut b) => Arc::new(b.finish()),
+                Builder::Bool(mut b) => Arc::new(b.finish()),
+                Builder::Str(mut b) => Arc::new(b.finish()),
+            }
+        }));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| SourceError::Io {
+                source_name: self.spec.name.clone(),
+                path: self.spec.path.clone(),
+                error: std::io::Error::other(e.to_string()),
+            })?;
+        Ok(Some(Chunk { batch, rejected }))
+    }
+}
+
+fn append(builder: &mut Builder, cell: Cell) {
+    match (builder, cell) {
+        (Builder::Int(b), Cell::Int(v)) => b.append_value(v),
+        (Builder::Float(b), Cell::Float(v)) => b.append_value(v),
+        (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
+        (Builder::Str(b), Cell::Str(v)) => b.append_value(v),
+        (Builder::Int(b), _) => b.append_null(),
+        (Builder::Float(b), _) => b.append_null(),
+        (Builder::Bool(b), _) => b.append_null(),
+        (Builder::Str(b), _) => b.append_null(),
+    }
+}
+
+fn json_cell(ty: ColumnType, v: &Json) -> Option<Cell> {
+    match (ty, v) {
+        (ColumnType::Int64, Json::Number(n)) => n.as_i64().map(Cell::Int),
+        (ColumnType::Float64, Json::Number(n)) => n.as_f64().map(Cell::Float),
+        (ColumnType::Boolean, Json::Bool(b)) => Some(Cell::Bool(*b)),
+        (ColumnType::Utf8, Json::String(s)) => Some(Cell::Str(s.clone())),
+        _ => None,
+    }
+}
+
+fn csv_cell(ty: ColumnType, text: &str) -> Option<Cell> {
+    let t = text.trim();
+    match ty {
+        ColumnType::Int64 => t.parse().ok().map(Cell::Int),
+        ColumnType::Float64 => t.parse().ok().map(Cell::Float),
+        ColumnType::Boolean => match t {
+            "true" | "TRUE" | "True" | "1" => Some(Cell::Bool(true)),
+            "false" | "FALSE" | "False" | "0" => Some(Cell::Bool(false)),
+            _ => None,
+        },
+        ColumnType::Utf8 => Some(Cell::Str(text.to_string())),
+    }
+}
+
+fn describe_json(v: &Json) -> String {
+    let text = v.to_string();
+    let short: String = text.chars().take(40).collect();
+    let kind = match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Json::Number(_) => "a float",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    };
+    format!("{kind} {short}")
+}

@@ -1,0 +1,448 @@
+//! A UDF stage: Arrow batches in, a component call per batch, Arrow batches out.
+//!
+//! On a trap or an error value the stage re-instantiates the component and
+//! replays the batch one row at a time to find the rows to blame, so the result
+//! is the same whatever the batch size: those rows fail the job or go to the
+//! dead-letter output, and the others go on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_schema::{Schema, SchemaRef};
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take;
+
+use crate::plan::{ErrorPolicy, StageKind, UdfSpec};
+use crate::schema::{ColumnType, END, Field, START, describe, event_schema, type_name, user_fields};
+use crate::wasm::bindings::{KeyGroups, Output, VarWidth};
+use crate::wasm::{CallError, Instance, LoadError, Module, Runtime, World, from_wit_column, to_wit_batch};
+use crate::wasm::instance::InitInfo;
+
+/// Why a stage could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The component was refused.
+    #[error("stage `{stage}`: {source}")]
+    Load {
+        /// Stage name.
+        stage: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The component does not fit the stage.
+    #[error("stage `{stage}` (module {module}): {message}")]
+    Mismatch {
+        /// Stage name.
+        stage: String,
+        /// Module version.
+        module: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// A row made the UDF trap or fail under policy `fail`.
+    #[error("stage `{stage}` (module {module}) {error} at input position {position}; row: {row}")]
+    Row {
+        /// Stage name.
+        stage: String,
+        /// Module version.
+        module: String,
+        /// 0-based position of the row in the stage's input.
+        position: u64,
+        /// The failure.
+        error: CallError,
+        /// The row, as JSON.
+        row: String,
+    },
+    /// The UDF returned output that breaks the contract.
+    #[error("stage `{stage}` (module {module}) returned malformed output for input positions {first}..{last}: {message}")]
+    Output {
+        /// Stage name.
+        stage: String,
+        /// Module version.
+        module: String,
+        /// First input position of the batch.
+        first: u64,
+        /// One past the last.
+        last: u64,
+        /// What is malformed.
+        message: String,
+    },
+}
+
+/// A row sent to the dead-letter output.
+#[derive(Debug, Clone)]
+pub struct DeadRow {
+    /// Input position in the stage.
+    pub position: u64,
+    /// The failure.
+    pub error: String,
+    /// The row as JSON.
+    pub row: String,
+}
+
+/// Running counts of a stage.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StageStats {
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows written.
+    pub rows_out: u64,
+    /// Rows dead-lettered.
+    pub dead: u64,
+}
+
+/// A running UDF stage.
+pub struct UdfStage {
+    name: String,
+    spec: UdfSpec,
+    instance: Instance,
+    reads: Vec<Field>,
+    writes: Vec<Field>,
+    passthrough: bool,
+    output_schema: SchemaRef,
+    key_column: Option<(usize, ColumnType)>,
+    position: u64,
+    /// Counts so far.
+    pub stats: StageStats,
+}
+
+impl std::fmt::Debug for UdfStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdfStage").field("name", &self.name).finish()
+    }
+}
+
+impl UdfStage {
+    /// Loads the component, checks it against the stage and its input, and initialises it.
+    pub fn new(
+        runtime: &Arc<Runtime>,
+        name: &str,
+        spec: &UdfSpec,
+        input_schema: SchemaRef,
+    ) -> Result<Self, StageError> {
+        let module = runtime
+            .load_file(&spec.component)
+            .map_err(|source| StageError::Load { stage: name.to_string(), source })?;
+        let mismatch = |module: &Module, message: String| StageError::Mismatch {
+            stage: name.to_string(),
+            module: module.version.to_string(),
+            message,
+        };
+        let expected = match spec.kind {
+            StageKind::Processor => World::Processor,
+            StageKind::Reducer => World::Reducer,
+            StageKind::Scalar => World::Scalar,
+        };
+        if module.world != expected {
+            return Err(mismatch(
+                &module,
+                format!(
+                    "the stage is a {} but {} exports the `{}` world",
+                    expected.name(),
+                    spec.component.display(),
+                    module.world.name()
+                ),
+            ));
+        }
+        let instance = runtime
+            .instantiate(&module, name, &spec.params, spec.limits)
+            .map_err(|e| mismatch(&module, format!("the component {e}")))?;
+        let input_fields = user_fields(&input_schema);
+        let (reads, writes, passthrough) = match instance.info().clone() {
+            InitInfo::Rows(sig) => (sig.reads, sig.writes, sig.passthrough),
+            InitInfo::Scalar(sig) => {
+                let mut out = sig.returns;
+                out.name = spec.output.clone().unwrap_or_else(|| name.to_string());
+                (sig.args, vec![out], true)
+            }
+        };
+        for field in &reads {
+            match input_fields.iter().find(|f| f.name == field.name) {
+                None => {
+                    return Err(mismatch(
+                        &module,
+                        format!(
+                            "the UDF reads column `{}` ({}) but its input has no such column; the input has: {}",
+                            field.name,
+                            type_name(field.ty),
+                            describe(&input_fields)
+                        ),
+                    ));
+                }
+                Some(f) if f.ty != field.ty => {
+                    return Err(mismatch(
+                        &module,
+                        format!(
+                            "the UDF reads column `{}` as {} but the input's `{}` is {}",
+                            field.name,
+                            type_name(field.ty),
+                            f.name,
+                            type_name(f.ty)
+                        ),
+                    ));
+                }
+                Some(f) if f.nullable && !field.nullable => {
+                    return Err(mismatch(
+                        &module,
+                        format!(
+                            "the input's column `{}` may be null but the UDF reads it as non-null (declare the field as Option<_>)",
+                            f.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let key_column = match &spec.key {
+            None => None,
+            Some(key) => {
+                let idx = input_schema.index_of(key).map_err(|_| {
+                    mismatch(
+                        &module,
+                        format!("key column `{key}` is not in the input; it has: {}", describe(&input_fields)),
+                    )
+                })?;
+                let field = input_schema.field(idx);
+                let ty = crate::schema::column_type(field.data_type())
+                    .filter(|t| matches!(t, ColumnType::Utf8 | ColumnType::Int64) && !field.is_nullable())
+                    .ok_or_else(|| {
+                        mismatch(&module, format!("key column `{key}` must be a non-null utf8 or int64 column"))
+                    })?;
+                Some((idx, ty))
+            }
+        };
+        let output_fields: Vec<Field> = if passthrough {
+            let mut fields = input_fields.clone();
+            for w in &writes {
+                match fields.iter_mut().find(|f| f.name == w.name) {
+                    Some(f) => *f = w.clone(),
+                    None => fields.push(w.clone()),
+                }
+            }
+            fields
+        } else {
+            writes.clone()
+        };
+        let output_schema = event_schema(&output_fields);
+        Ok(UdfStage {
+            name: name.to_string(),
+            spec: spec.clone(),
+            instance,
+            reads,
+            writes,
+            passthrough,
+            output_schema,
+            key_column,
+            position: 0,
+            stats: StageStats::default(),
+        })
+    }
+
+    /// The schema of the stage's output stream.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    /// The stage's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The module version this stage runs.
+    pub fn module(&self) -> &Module {
+        self.instance.module()
+    }
+
+    /// Processes one batch; failing rows go to `dead` under policy dead-letter.
+    pub fn process(&mut self, batch: &RecordBatch, dead: &mut Vec<DeadRow>) -> Result<RecordBatch, StageError> {
+        let rows = batch.num_rows();
+        let first = self.position;
+        self.stats.rows_in += rows as u64;
+        let out = match self.call(batch, first) {
+            Ok(out) => out,
+            Err(CallOutcome::Malformed(message)) => return Err(self.malformed(first, rows, message)),
+            Err(CallOutcome::Failed(_)) => {
+                // Find the rows to blame, one row per call, from a fresh instance.
+                self.reset()?;
+                let mut parts = Vec::new();
+                for i in 0..rows {
+                    let row = batch.slice(i, 1);
+                    match self.call(&row, first + i as u64) {
+                        Ok(out) => parts.push(out),
+                        Err(CallOutcome::Malformed(message)) => {
+                            return Err(self.malformed(first + i as u64, 1, message));
+                        }
+                        Err(CallOutcome::Failed(error)) => {
+                            let row_json = row_json(&row);
+                            if self.spec.on_trap == ErrorPolicy::Fail {
+                                return Err(StageError::Row {
+                                    stage: self.name.clone(),
+                                    module: self.instance.version().to_string(),
+                                    position: first + i as u64,
+                                    error,
+                                    row: row_json,
+                                });
+                            }
+                            tracing::warn!(stage = %self.name, module = %self.instance.version(), position = first + i as u64, "dead-lettered: {error}");
+                            dead.push(DeadRow { position: first + i as u64, error: error.to_string(), row: row_json });
+                            self.stats.dead += 1;
+                            self.reset()?;
+                        }
+                    }
+                }
+                concat_batches(&self.output_schema, &parts).map_err(|e| self.malformed(first, rows, e.to_string()))?
+            }
+        };
+        self.position += rows as u64;
+        self.stats.rows_out += out.num_rows() as u64;
+        Ok(out)
+    }
+
+    fn malformed(&self, first: u64, rows: usize, message: String) -> StageError {
+        StageError::Output {
+            stage: self.name.clone(),
+            module: self.instance.version().to_string(),
+            first,
+            last: first + rows as u64,
+            message,
+        }
+    }
+
+    fn reset(&mut self) -> Result<(), StageError> {
+        self.instance.reset().map_err(|e| StageError::Mismatch {
+            stage: self.name.clone(),
+            module: self.instance.version().to_string(),
+            message: format!("could not be re-instantiated after a trap: {e}"),
+        })
+    }
+
+    fn call(&mut self, batch: &RecordBatch, position: u64) -> Result<RecordBatch, CallOutcome> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(RecordBatch::new_empty(self.output_schema.clone()));
+        }
+        let wit = to_wit_batch(batch, &self.reads).map_err(CallOutcome::Malformed)?;
+        let event_time = wit.start.first().copied().unwrap_or(0);
+        let result = match self.spec.kind {
+            StageKind::Processor => self.instance.process(&wit, position, event_time),
+            StageKind::Reducer => {
+                let keys = self.key_groups(batch);
+                self.instance.reduce(&wit, &keys, position, event_time)
+            }
+            StageKind::Scalar => self.instance.evaluate(&wit, position, event_time).map(|mut column| {
+                // A scalar's result is named by the stage's `output`, not by the UDF.
+                column.name.clone_from(&self.writes[0].name);
+                Output { parents: (0..rows as u32).collect(), columns: vec![column] }
+            }),
+        };
+        for line in self.instance.drain_logs() {
+            tracing::info!(target: "weir::udf", stage = %self.name, module = %self.instance.version(), position, "{line}");
+        }
+        let output = result.map_err(CallOutcome::Failed)?;
+        self.assemble(batch, output).map_err(CallOutcome::Malformed)
+    }
+
+    fn key_groups(&self, batch: &RecordBatch) -> KeyGroups {
+        let mut keys = VarWidth { offsets: vec![0], data: Vec::new() };
+        let mut groups = Vec::with_capacity(batch.num_rows());
+        let Some((idx, ty)) = self.key_column else {
+            return KeyGroups { keys, groups };
+        };
+        let column = batch.column(idx);
+        let mut seen: HashMap<&[u8], u32> = HashMap::new();
+        let push = |bytes: &[u8], keys: &mut VarWidth| -> u32 {
+            let n = (keys.offsets.len() - 1) as u32;
+            keys.data.extend_from_slice(bytes);
+            keys.offsets.push(keys.data.len() as u32);
+            n
+        };
+        match ty {
+            ColumnType::Utf8 => {
+                let strings = column.as_string::<i32>();
+                for i in 0..batch.num_rows() {
+                    let k = strings.value(i).as_bytes();
+                    let g = *seen.entry(k).or_insert_with(|| push(k, &mut keys));
+                    groups.push(g);
+                }
+            }
+            _ => {
+                let ints = column.as_primitive::<Int64Type>();
+                let mut seen_int: HashMap<i64, u32> = HashMap::new();
+                for &v in ints.values().iter() {
+                    let g = *seen_int.entry(v).or_insert_with(|| push(&v.to_le_bytes(), &mut keys));
+                    groups.push(g);
+                }
+            }
+        }
+        KeyGroups { keys, groups }
+    }
+
+    fn assemble(&self, input: &RecordBatch, output: Output) -> Result<RecordBatch, String> {
+        let rows = input.num_rows() as u32;
+        let mut prev = 0;
+        for &p in &output.parents {
+            if p >= rows || p < prev {
+                return Err(format!("parent row {p} is out of range or out of order (batch of {rows} rows)"));
+            }
+            prev = p;
+        }
+        let n = output.parents.len();
+        if output.columns.len() != self.writes.len() {
+            return Err(format!("returned {} columns, declared {}", output.columns.len(), self.writes.len()));
+        }
+        let identity = n == rows as usize && output.parents.iter().enumerate().all(|(i, &p)| p == i as u32);
+        let indices = UInt32Array::from(output.parents);
+        let pick = |array: &ArrayRef| -> Result<ArrayRef, String> {
+            if identity {
+                Ok(array.clone())
+            } else {
+                take(array.as_ref(), &indices, None).map_err(|e| e.to_string())
+            }
+        };
+        let mut written: Vec<(String, ArrayRef)> = Vec::with_capacity(self.writes.len());
+        for (column, field) in output.columns.into_iter().zip(&self.writes) {
+            if column.name != field.name {
+                return Err(format!("returned column `{}` where `{}` was declared", column.name, field.name));
+            }
+            written.push((field.name.clone(), from_wit_column(column, field, n)?));
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
+        for f in self.output_schema.fields() {
+            let name = f.name();
+            if let Some(pos) = written.iter().position(|(w, _)| w == name) {
+                columns.push(written[pos].1.clone());
+            } else if name == START || name == END || self.passthrough {
+                let src = input.column_by_name(name).ok_or_else(|| format!("input has no `{name}`"))?;
+                columns.push(pick(src)?);
+            } else {
+                return Err(format!("declared column `{name}` is missing"));
+            }
+        }
+        debug_assert_eq!(columns.len(), self.output_schema.fields().len());
+        RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
+enum CallOutcome {
+    /// A trap or an error value: blame a row.
+    Failed(CallError),
+    /// Output that breaks the contract: a bug in the UDF or SDK, stop.
+    Malformed(String),
+}
+
+/// One row (with interval) as a JSON object, for messages and dead letters.
+pub fn row_json(row: &RecordBatch) -> String {
+    let mut out = Vec::new();
+    if crate::sink::write_jsonl(&mut out, row, true).is_err() {
+        return "<unprintable>".into();
+    }
+    String::from_utf8_lossy(&out).trim_end().to_string()
+}
+
+/// Schema helper for tests and tools: the user fields of a schema.
+pub fn fields_of(schema: &Schema) -> Vec<Field> {
+    user_fields(schema)
+}

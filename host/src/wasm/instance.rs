@@ -1,0 +1,540 @@
+//! One sandboxed UDF instance: a wasmtime store with fuel, an epoch deadline and
+//! a memory limit, deterministic WASI, captured output and host-owned state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, Batch, Column, KeyGroups, Output, Param, Signature, api};
+use super::determinism::{EventClock, SeededRandom};
+use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
+use crate::plan::ParamValueSpec;
+
+/// The largest linear memory any instance may have (the pool's slot size).
+pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// How much captured stdout/stderr one instance keeps before it is recycled.
+const OUTPUT_CAPACITY: usize = 4 << 20;
+
+/// Resource limits of one UDF instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (roughly, Wasm instructions) granted per input row of a call.
+    pub fuel_per_row: u64,
+    /// Fuel granted per call on top of the per-row budget.
+    pub fuel_per_call: u64,
+    /// Linear memory limit in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock backstop for one call.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_row: 2_000_000,
+            fuel_per_call: 50_000_000,
+            memory_bytes: 256 << 20,
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Keyed state of a reducer stage: key bytes → name → value.
+pub type KeyedState = BTreeMap<Vec<u8>, BTreeMap<String, Vec<u8>>>;
+
+/// Writes of the current reducer call, applied to the keyed state only if the
+/// call succeeds: a trapped call leaves state exactly as it was.
+#[derive(Debug, Default)]
+pub struct StateOverlay {
+    keys: Vec<Vec<u8>>,
+    writes: Vec<BTreeMap<String, Option<Vec<u8>>>>,
+}
+
+/// Why a call into a UDF failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The instance trapped (panic, out of fuel, deadline, memory limit).
+    Trap {
+        /// Which kind of trap.
+        kind: TrapKind,
+        /// Details: wasmtime's message and the UDF's last stderr line.
+        detail: String,
+    },
+    /// The UDF returned an error value.
+    Udf {
+        /// The UDF's message.
+        message: String,
+        /// The row it names, if any.
+        row: Option<u32>,
+    },
+    /// `init` refused the stage's parameters.
+    Init(String),
+    /// The component could not be instantiated.
+    Instantiate(String),
+}
+
+/// The kinds of trap a user needs to tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapKind {
+    /// Fuel ran out: deterministic, so a replay traps at the same row.
+    OutOfFuel,
+    /// The wall-clock backstop fired.
+    Deadline,
+    /// Linear memory would have grown past the limit.
+    Memory,
+    /// Anything else: a panic, `unreachable`, out-of-bounds access...
+    Other,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Trap { kind, detail } => {
+                let what = match kind {
+                    TrapKind::OutOfFuel => "exceeded its fuel budget",
+                    TrapKind::Deadline => "exceeded its wall-clock deadline",
+                    TrapKind::Memory => "exceeded its memory limit",
+                    TrapKind::Other => "trapped",
+                };
+                write!(f, "{what}: {detail}")
+            }
+            CallError::Udf { message, row } => match row {
+                Some(r) => write!(f, "returned an error at batch row {r}: {message}"),
+                None => write!(f, "returned an error: {message}"),
+            },
+            CallError::Init(m) => write!(f, "refused its parameters in init: {m}"),
+            CallError::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
+        }
+    }
+}
+
+/// The data of a UDF's store.
+pub struct HostCtx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    logs: Vec<String>,
+    state: KeyedState,
+    overlay: StateOverlay,
+}
+
+impl WasiView for HostCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+const MAX_LOG_LINES_PER_CALL: usize = 1000;
+
+impl api::weir::udf::log::Host for HostCtx {
+    fn write(&mut self, level: api::weir::udf::log::Level, message: String) {
+        if self.logs.len() < MAX_LOG_LINES_PER_CALL {
+            self.logs.push(format!("[{level:?}] {message}"));
+        }
+    }
+}
+
+impl api::weir::udf::types::Host for HostCtx {}
+impl api::weir::udf::keys::Host for HostCtx {}
+
+impl api::weir::udf::state::Host for HostCtx {
+    fn get(&mut self, group: u32, name: String) -> Option<Vec<u8>> {
+        let g = group as usize;
+        if let Some(pending) = self.overlay.writes.get(g).and_then(|w| w.get(&name)) {
+            return pending.clone();
+        }
+        let key = self.overlay.keys.get(g)?;
+        self.state.get(key.as_slice())?.get(&name).cloned()
+    }
+    fn put(&mut self, group: u32, name: String, value: Vec<u8>) {
+        if let Some(w) = self.overlay.writes.get_mut(group as usize) {
+            w.insert(name, Some(value));
+        }
+    }
+    fn delete(&mut self, group: u32, name: String) {
+        if let Some(w) = self.overlay.writes.get_mut(group as usize) {
+            w.insert(name, None);
+        }
+    }
+}
+
+enum Exports {
+    Processor(bindings::processor::Processor),
+    Reducer(bindings::reducer::Reducer),
+    Scalar(bindings::scalar::Scalar),
+}
+
+/// What `init` returned.
+#[derive(Debug, Clone)]
+pub enum InitInfo {
+    /// A processor's or reducer's signature.
+    Rows(Signature),
+    /// A scalar function's signature.
+    Scalar(api::weir::udf::types::ScalarSignature),
+}
+
+/// A live, initialised UDF instance.
+pub struct Instance {
+    runtime: Arc<Runtime>,
+    module: Module,
+    stage: String,
+    params: Vec<Param>,
+    limits: Limits,
+    store: Store<HostCtx>,
+    exports: Exports,
+    clock: EventClock,
+    random: SeededRandom,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    read_out: usize,
+    read_err: usize,
+    info: InitInfo,
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance")
+            .field("stage", &self.stage)
+            .field("module", &self.module.version)
+            .finish()
+    }
+}
+
+fn to_params(specs: &[ParamValueSpec]) -> Vec<Param> {
+    specs
+        .iter()
+        .map(|p| Param {
+            name: p.name.clone(),
+            value: p.value.clone(),
+        })
+        .collect()
+}
+
+impl Instance {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        module: Module,
+        stage: &str,
+        params: &[ParamValueSpec],
+        limits: Limits,
+    ) -> Result<Self, CallError> {
+        let params = to_params(params);
+        let (store, exports, clock, random, stdout, stderr) =
+            Self::instantiate(&runtime, &module, stage, &limits, KeyedState::new())?;
+        let mut instance = Instance {
+            runtime,
+            module,
+            stage: stage.to_string(),
+            params,
+            limits,
+            store,
+            exports,
+            clock,
+            random,
+            stdout,
+            stderr,
+            read_out: 0,
+            read_err: 0,
+            info: InitInfo::Scalar(api::weir::udf::types::ScalarSignature {
+                args: Vec::new(),
+                returns: api::weir::udf::types::Field {
+                    name: String::new(),
+                    ty: api::weir::udf::types::ColumnType::Int64,
+                    nullable: false,
+                },
+            }),
+        };
+        instance.info = instance.init()?;
+        Ok(instance)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn instantiate(
+        runtime: &Runtime,
+        module: &Module,
+        stage: &str,
+        limits: &Limits,
+        state: KeyedState,
+    ) -> Result<
+        (
+            Store<HostCtx>,
+            Exports,
+            EventClock,
+            SeededRandom,
+            MemoryOutputPipe,
+            MemoryOutputPipe,
+        ),
+        CallError,
+    > {
+        let clock = EventClock::default();
+        let random = SeededRandom::default();
+        random.reseed(stage, 0);
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let mut seed = 0u128;
+        for b in stage.as_bytes() {
+            seed = seed.wrapping_mul(0x1000_0000_01b3).wrapping_add(u128::from(*b));
+        }
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(clock.clone())
+            .monotonic_clock(clock.clone())
+            .secure_random(random.clone())
+            .insecure_random(random.clone())
+            .insecure_random_seed(seed)
+            .build();
+        let ctx = HostCtx {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            logs: Vec::new(),
+            state,
+            overlay: StateOverlay::default(),
+        };
+        let mut store = Store::new(runtime.engine(), ctx);
+        store.limiter(|ctx| &mut ctx.limits);
+        store.epoch_deadline_trap();
+        store
+            .set_fuel(limits.fuel_per_call)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        store.set_epoch_deadline(deadline_ticks(limits.deadline));
+        let linker = &runtime.linkers().linker;
+        let component = &module.component;
+        let fail = |e: wasmtime::Error| CallError::Instantiate(format!("{e:#}"));
+        let exports = match module.world {
+            World::Processor => Exports::Processor(
+                bindings::processor::Processor::instantiate(&mut store, component, linker)
+                    .map_err(fail)?,
+            ),
+            World::Reducer => Exports::Reducer(
+                bindings::reducer::Reducer::instantiate(&mut store, component, linker)
+                    .map_err(fail)?,
+            ),
+            World::Scalar => Exports::Scalar(
+                bindings::scalar::Scalar::instantiate(&mut store, component, linker)
+                    .map_err(fail)?,
+            ),
+        };
+        Ok((store, exports, clock, random, stdout, stderr))
+    }
+
+    fn init(&mut self) -> Result<InitInfo, CallError> {
+        self.prepare(0, 0, 0);
+        let params = self.params.clone();
+        let result = match &self.exports {
+            Exports::Processor(p) => p.call_init(&mut self.store, &params).map(|r| r.map(InitInfo::Rows)),
+            Exports::Reducer(r) => r.call_init(&mut self.store, &params).map(|r| r.map(InitInfo::Rows)),
+            Exports::Scalar(s) => s.call_init(&mut self.store, &params).map(|r| r.map(InitInfo::Scalar)),
+        };
+        match self.finish_call(result)? {
+            Ok(info) => Ok(info),
+            Err(e) => Err(CallError::Init(e.message)),
+        }
+    }
+
+    /// The module this instance runs.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// The module's version.
+    pub fn version(&self) -> &ModuleVersion {
+        &self.module.version
+    }
+
+    /// What `init` returned.
+    pub fn info(&self) -> &InitInfo {
+        &self.info
+    }
+
+    fn prepare(&mut self, rows: usize, position: u64, event_time: i64) {
+        let fuel = self
+            .limits
+            .fuel_per_call
+            .saturating_add(self.limits.fuel_per_row.saturating_mul(rows as u64));
+        // set_fuel only fails when fuel is not enabled, and it always is.
+        let _ = self.store.set_fuel(fuel);
+        self.store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        self.clock.set(event_time);
+        self.random.reseed(&self.stage, position);
+    }
+
+    fn finish_call<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, CallError> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let kind = match e.downcast_ref::<Trap>() {
+                    Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
+                    Some(Trap::Interrupt) => TrapKind::Deadline,
+                    _ if format!("{e:?}").contains("growing memory") => TrapKind::Memory,
+                    _ => TrapKind::Other,
+                };
+                let mut detail = match kind {
+                    TrapKind::OutOfFuel => format!(
+                        "fuel budget is {} units per call plus {} per row",
+                        self.limits.fuel_per_call, self.limits.fuel_per_row
+                    ),
+                    TrapKind::Deadline => format!("deadline is {:?} per call", self.limits.deadline),
+                    TrapKind::Memory => format!("limit is {} MiB", self.limits.memory_bytes >> 20),
+                    TrapKind::Other => format!("{}", e.root_cause()),
+                };
+                let stderr = self.stderr.contents();
+                let fresh = String::from_utf8_lossy(&stderr[self.read_err.min(stderr.len())..]);
+                if let Some(last) = fresh.lines().rev().find(|l| !l.trim().is_empty()) {
+                    detail.push_str(&format!("; UDF stderr: {}", last.trim()));
+                }
+                Err(CallError::Trap { kind, detail })
+            }
+        }
+    }
+
+    /// Makes a fresh instance after a trap (a trapped instance cannot be entered
+    /// again), keeping the host-owned state.
+    pub fn reset(&mut self) -> Result<(), CallError> {
+        let state = std::mem::take(&mut self.store.data_mut().state);
+        let (store, exports, clock, random, stdout, stderr) =
+            Self::instantiate(&self.runtime, &self.module, &self.stage, &self.limits, state)?;
+        self.store = store;
+        self.exports = exports;
+        self.clock = clock;
+        self.random = random;
+        self.stdout = stdout;
+        self.stderr = stderr;
+        self.read_out = 0;
+        self.read_err = 0;
+        self.init()?;
+        Ok(())
+    }
+
+    /// Runs a processor over one batch. `position` is the batch's first input
+    /// position (it seeds randomness); `event_time` is what clocks read.
+    pub fn process(
+        &mut self,
+        batch: &Batch,
+        position: u64,
+        event_time: i64,
+    ) -> Result<Output, CallError> {
+        self.prepare(batch.rows as usize, position, event_time);
+        let result = match &self.exports {
+            Exports::Processor(p) => p.call_process(&mut self.store, batch),
+            _ => return Err(self.wrong_world("process")),
+        };
+        self.finish_call(result)?.map_err(udf_error)
+    }
+
+    /// Runs a reducer over one batch; state writes apply only if the call succeeds.
+    pub fn reduce(
+        &mut self,
+        batch: &Batch,
+        keys: &KeyGroups,
+        position: u64,
+        event_time: i64,
+    ) -> Result<Output, CallError> {
+        self.prepare(batch.rows as usize, position, event_time);
+        let group_count = keys.keys.offsets.len().saturating_sub(1);
+        let key_list = (0..group_count)
+            .map(|g| {
+                let (a, b) = (keys.keys.offsets[g] as usize, keys.keys.offsets[g + 1] as usize);
+                keys.keys.data.get(a..b).unwrap_or_default().to_vec()
+            })
+            .collect();
+        self.store.data_mut().overlay = StateOverlay {
+            keys: key_list,
+            writes: vec![BTreeMap::new(); group_count],
+        };
+        let result = match &self.exports {
+            Exports::Reducer(r) => r.call_reduce(&mut self.store, batch, keys),
+            _ => return Err(self.wrong_world("reduce")),
+        };
+        let overlay = std::mem::take(&mut self.store.data_mut().overlay);
+        let output = self.finish_call(result)?.map_err(udf_error)?;
+        let state = &mut self.store.data_mut().state;
+        for (key, writes) in overlay.keys.into_iter().zip(overlay.writes) {
+            if writes.is_empty() {
+                continue;
+            }
+            let entry = state.entry(key).or_default();
+            for (name, value) in writes {
+                match value {
+                    Some(v) => {
+                        entry.insert(name, v);
+                    }
+                    None => {
+                        entry.remove(&name);
+                    }
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    /// Evaluates a scalar function over one batch of argument rows.
+    pub fn evaluate(
+        &mut self,
+        batch: &Batch,
+        position: u64,
+        event_time: i64,
+    ) -> Result<Column, CallError> {
+        self.prepare(batch.rows as usize, position, event_time);
+        let result = match &self.exports {
+            Exports::Scalar(s) => s.call_evaluate(&mut self.store, batch),
+            _ => return Err(self.wrong_world("evaluate")),
+        };
+        self.finish_call(result)?.map_err(udf_error)
+    }
+
+    fn wrong_world(&self, call: &str) -> CallError {
+        CallError::Instantiate(format!(
+            "module {} is a {} component and has no `{call}`",
+            self.module.version,
+            self.module.world.name()
+        ))
+    }
+
+    /// The host-owned keyed state (reducers).
+    pub fn state(&self) -> &KeyedState {
+        &self.store.data().state
+    }
+
+    /// Log lines written since the last call: `log` imports, stdout and stderr.
+    pub fn drain_logs(&mut self) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.store.data_mut().logs);
+        for (pipe, read, stream) in [
+            (&self.stdout, &mut self.read_out, "stdout"),
+            (&self.stderr, &mut self.read_err, "stderr"),
+        ] {
+            let bytes = pipe.contents();
+            if bytes.len() > *read {
+                let text = String::from_utf8_lossy(&bytes[*read..]);
+                lines.extend(text.lines().map(|l| format!("[{stream}] {l}")));
+                *read = bytes.len();
+            }
+        }
+        lines
+    }
+}
+
+fn udf_error(e: api::weir::udf::types::UdfError) -> CallError {
+    CallError::Udf {
+        message: e.message,
+        row: e.row,
+    }
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
