@@ -1,1 +1,319 @@
+//! End-to-end tests: the real `weir` binary, real job files, real components
+//! built from `udfs/`. Each test asserts what a user would see.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use weir::testkit::{repo_root, udf_component};
+
+fn weir(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(dir)
+        .env("WEIR_CACHE_DIR", repo_root().join("target").join("weir-test-cache"))
+        .output()
+        .expect("run weir")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A temp dir with `items.jsonl` holding ids 0..n and a job around one stage.
+struct Job {
+    dir: tempfile::TempDir,
+}
+
+impl Job {
+    fn new() -> Self {
+        Job { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+    fn items(&self, n: i64) {
+        let text: String = (0..n).map(|i| format!("{{\"ts\": {}, \"id\": {i}}}\n", 1000 + i)).collect();
+        self.write("items.jsonl", &text);
+    }
+    /// A job: items -> one processor stage -> out.jsonl.
+    fn one_stage(&self, component: &Path, params: &str, on_trap: &str) {
+        self.write(
+            "job.toml",
+            &format!(
+                r#"
+[[sources]]
+name = "items"
+path = "items.jsonl"
+event_time = "ts"
+schema = {{ ts = "int64", id = "int64" }}
+
+[[stages]]
+name = "udf"
+input = "items"
+kind = "processor"
+component = "{}"
+params = {{ {params} }}
+on_trap = "{on_trap}"
+
+[[sinks]]
+input = "udf"
+path = "out.jsonl"
+"#,
+                component.display()
+            ),
+        );
+    }
+    fn run(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["run", "job.toml", "--quiet"];
+        args.extend_from_slice(extra);
+        weir(&args, self.path())
+    }
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name)).unwrap_or_default()
+    }
+}
+
+fn click_fraud_job(dir: &Path, out: &str) {
+    let example = repo_root().join("examples").join("click-fraud");
+    let text = std::fs::read_to_string(example.join("job.toml")).expect("example job");
+    let text = text
+        .replace("data/clicks.jsonl", &example.join("data/clicks.jsonl").display().to_string())
+        .replace(
+            "../../udfs/target/wasm32-wasip2/release/bot_filter.wasm",
+            &udf_component("bot_filter").display().to_string(),
+        )
+        .replace(
+            "../../udfs/target/wasm32-wasip2/release/user_stats.wasm",
+            &udf_component("user_stats").display().to_string(),
+        )
+        .replace("out/flagged-users.jsonl", out)
+        .replace("[[sinks]]\ninput = \"flags\"\nstdout = true\n", "");
+    std::fs::write(dir.join("job.toml"), text).expect("write job");
+}
+
+#[test]
+fn click_fraud_output_is_identical_across_batch_sizes_and_threads() {
+    let job = Job::new();
+    click_fraud_job(job.path(), "flags.jsonl");
+    let mut outputs = Vec::new();
+    for (batch, threads) in [("1024", "2"), ("1", "1"), ("7", "2"), ("4096", "1")] {
+        let out = job.run(&["--batch-size", batch, "--threads", threads]);
+        assert!(out.status.success(), "batch {batch}: {}", stderr(&out));
+        outputs.push(job.read("flags.jsonl"));
+    }
+    assert!(outputs[0].lines().count() > 10, "the demo flags users: {}", outputs[0]);
+    assert!(outputs[0].contains("\"user\":\"u042\""), "a known fraudster is flagged");
+    for o in &outputs[1..] {
+        assert_eq!(o, &outputs[0]);
+    }
+}
+
+#[test]
+fn summary_reports_rows_per_stage() {
+    let job = Job::new();
+    click_fraud_job(job.path(), "flags.jsonl");
+    let out = weir(&["run", "job.toml"], job.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("source  clicks") && text.contains("5000"), "{text}");
+    assert!(text.contains("stage   humans") && text.contains("4397"), "{text}");
+    assert!(text.contains("finished in"), "{text}");
+}
+
+#[test]
+fn malformed_jsonl_line_fails_naming_file_line_and_column() {
+    let job = Job::new();
+    job.write("items.jsonl", "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": \"two\"}\n{\"ts\": 3, \"id\": 3}\n");
+    job.one_stage(&udf_component("panic_on_row"), "", "fail");
+    let out = job.run(&[]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("items.jsonl:2: column `id`: expected int64, found a string \"two\""), "{e}");
+    assert!(!job.path().join("out.jsonl").exists(), "no output that looks complete");
+}
+
+#[test]
+fn broken_json_goes_to_dead_letter_under_that_policy() {
+    let job = Job::new();
+    job.write("items.jsonl", "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": \n{\"ts\": 3, \"id\": 3}\n");
+    job.one_stage(&udf_component("panic_on_row"), "", "fail");
+    let text = job.read("job.toml").replace("schema = {", "on_error = \"dead-letter\"\nschema = {");
+    job.write("job.toml", &text);
+    let out = job.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(job.read("out.jsonl"), "{\"id\":1,\"doubled\":2}\n{\"id\":3,\"doubled\":6}\n");
+    let dead = job.read("job.dead-letter.jsonl");
+    assert!(dead.contains("\"line\":2") && dead.contains("invalid JSON"), "{dead}");
+}
+
+#[test]
+fn csv_row_with_bad_number_fails_naming_line_and_column() {
+    let job = Job::new();
+    job.write("items.csv", "ts,id\n1,1\n2,x2\n");
+    job.one_stage(&udf_component("panic_on_row"), "", "fail");
+    let text = job.read("job.toml").replace("items.jsonl", "items.csv");
+    job.write("job.toml", &text);
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("items.csv:3: column `id`: expected int64, found `x2`"), "{e}");
+}
+
+#[test]
+fn schema_mismatch_between_udf_and_stream_is_refused() {
+    let job = Job::new();
+    job.write("items.jsonl", "{\"ts\": 1, \"name\": \"a\"}\n");
+    job.one_stage(&udf_component("panic_on_row"), "", "fail");
+    let text = job.read("job.toml").replace("id = \"int64\"", "name = \"utf8\"");
+    job.write("job.toml", &text);
+    let e = stderr(&job.run(&[]));
+    assert!(
+        e.contains("stage `udf`") && e.contains("reads column `id` (int64) but its input has no such column"),
+        "{e}"
+    );
+}
+
+#[test]
+fn trap_under_fail_names_stage_position_module_and_panic() {
+    let job = Job::new();
+    job.items(40);
+    let component = udf_component("panic_on_row");
+    job.one_stage(&component, "poison = 13", "fail");
+    let version = weir::wasm::ModuleVersion::of(&std::fs::read(&component).expect("read"));
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("stage `udf`"), "{e}");
+    assert!(e.contains(&format!("module {}", version.short())), "{e}");
+    assert!(e.contains("trapped") && e.contains("at input position 13"), "{e}");
+    assert!(e.contains("poison row id 13"), "the UDF's panic message is shown: {e}");
+}
+
+#[test]
+fn trap_under_dead_letter_keeps_other_rows_whatever_the_batch_size() {
+    let job = Job::new();
+    job.items(40);
+    job.one_stage(&udf_component("panic_on_row"), "poison = 13", "dead-letter");
+    let mut outs = Vec::new();
+    for batch in ["1", "8", "1024"] {
+        let out = job.run(&["--batch-size", batch]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        outs.push(job.read("out.jsonl"));
+    }
+    assert_eq!(outs[0].lines().count(), 39);
+    assert!(!outs[0].contains("\"id\":13,"));
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0], outs[2]);
+    let dead = job.read("job.dead-letter.jsonl");
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    assert!(dead.contains("\"position\":13") && dead.contains("poison row id 13"), "{dead}");
+}
+
+#[test]
+fn infinite_loop_is_stopped_by_fuel() {
+    let job = Job::new();
+    job.items(10);
+    job.one_stage(&udf_component("infinite_loop"), "trigger = 7", "fail");
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("exceeded its fuel budget") && e.contains("at input position 7"), "{e}");
+}
+
+#[test]
+fn memory_bomb_is_stopped_by_the_limit() {
+    let job = Job::new();
+    job.items(10);
+    job.one_stage(&udf_component("memory_bomb"), "trigger = 5", "fail");
+    let text = job.read("job.toml").replace("on_trap = \"fail\"", "on_trap = \"fail\"\nmemory_mib = 32");
+    job.write("job.toml", &text);
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("exceeded its memory limit") && e.contains("32 MiB"), "{e}");
+    assert!(e.contains("at input position 5"), "{e}");
+}
+
+#[test]
+fn forbidden_import_is_refused_at_load_naming_it() {
+    let job = Job::new();
+    job.items(3);
+    job.one_stage(&udf_component("forbidden_import"), "", "fail");
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("imports `wasi:filesystem/"), "{e}");
+    assert!(e.contains("the host filesystem"), "{e}");
+}
+
+#[test]
+fn files_that_are_not_components_are_refused() {
+    let job = Job::new();
+    job.items(3);
+    let text = job.write("notes.wasm", "hello");
+    job.one_stage(&text, "", "fail");
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("is not a WebAssembly component") && e.contains("magic bytes"), "{e}");
+    // A core module (what wasm32-unknown-unknown produces) is refused too.
+    let core = job.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
+    job.one_stage(&core, "", "fail");
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("core WebAssembly module, not a component"), "{e}");
+}
+
+#[test]
+fn failing_init_refuses_the_stage_with_the_udfs_reason() {
+    let job = Job::new();
+    job.write("c.jsonl", "{\"ts\": 1, \"agent\": \"x\", \"ip\": \"1.2.3.4\"}\n");
+    job.one_stage(&udf_component("bot_filter"), "blocked_prefix = \"*\"", "fail");
+    let text = job
+        .read("job.toml")
+        .replace("items.jsonl", "c.jsonl")
+        .replace("id = \"int64\"", "agent = \"utf8\", ip = \"utf8\"");
+    job.write("job.toml", &text);
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("refused its parameters in init: blocked_prefix `*` would drop every click"), "{e}");
+}
+
+#[test]
+fn clocks_and_random_are_deterministic() {
+    let job = Job::new();
+    job.items(50);
+    job.one_stage(&udf_component("clock_random"), "", "fail");
+    let first = job.run(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let a = job.read("out.jsonl");
+    let b = {
+        job.run(&[]);
+        job.read("out.jsonl")
+    };
+    assert_eq!(a, b, "two runs give identical clock and random values");
+    // Clocks read event time, not the host's clock: the first batch starts at ts 1000.
+    assert!(a.starts_with("{\"id\":0,\"now_us\":1000,"), "{a}");
+}
+
+#[test]
+fn udf_inspect_shows_world_version_and_imports() {
+    let component = udf_component("user_stats");
+    let out = weir(&["udf", "inspect", &component.display().to_string()], &repo_root());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = weir::wasm::ModuleVersion::of(&std::fs::read(&component).expect("read"));
+    assert!(text.contains("world:    weir:udf/reducer"), "{text}");
+    assert!(text.contains("wit:      weir:udf@0.1.0"), "{text}");
+    assert!(text.contains(&format!("module:   {}", version.hex())), "{text}");
+    assert!(text.contains("weir:udf/state@0.1.0"), "{text}");
+}
+
+#[test]
+fn udf_new_build_and_run_from_the_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = weir(&["udf", "new", "my_udf", "--kind", "reducer"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let crate_dir = dir.path().join("my_udf");
+    let out = weir(&["udf", "build", "my_udf"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("my_udf.wasm  module "));
+    let out = weir(&["run", "job.toml", "--quiet"], &crate_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"user\":\"ada\",\"count\":1,\"sum\":12.5}\n{\"user\":\"bob\",\"count\":1,\"sum\":0.5}\n{\"user\":\"ada\",\"count\":2,\"sum\":15.75}\n"
+    );
+}

@@ -394,8 +394,8 @@ impl Instance {
                 };
                 let stderr = self.stderr.contents();
                 let fresh = String::from_utf8_lossy(&stderr[self.read_err.min(stderr.len())..]);
-                if let Some(last) = fresh.lines().rev().find(|l| !l.trim().is_empty()) {
-                    detail.push_str(&format!("; UDF stderr: {}", last.trim()));
+                if let Some(said) = panic_message(&fresh) {
+                    detail.push_str(&format!("; UDF stderr: {said}"));
                 }
                 Err(CallError::Trap { kind, detail })
             }
@@ -526,6 +526,20 @@ impl Instance {
         }
         lines
     }
+}
+
+/// The useful part of a UDF's stderr after a trap: Rust's panic line and its
+/// message, else the last line that is not a hint.
+fn panic_message(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        return Some(lines[i..(i + 2).min(lines.len())].join(" "));
+    }
+    lines.last().map(|l| l.to_string())
 }
 
 fn udf_error(e: api::weir::udf::types::UdfError) -> CallError {
