@@ -36,7 +36,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { batch_size: None, threads: 2, progress: false }
+        RunOptions {
+            batch_size: None,
+            threads: 2,
+            progress: false,
+        }
     }
 }
 
@@ -52,11 +56,11 @@ pub enum RunError {
         /// The source.
         source_name: String,
         /// The row.
-        error: RowError,
+        error: Box<RowError>,
     },
     /// A stage failed.
     #[error(transparent)]
-    Stage(#[from] StageError),
+    Stage(Box<StageError>),
     /// An output could not be written.
     #[error("cannot write {path}: {error}")]
     Output {
@@ -65,6 +69,12 @@ pub enum RunError {
         /// The cause.
         error: std::io::Error,
     },
+}
+
+impl From<StageError> for RunError {
+    fn from(e: StageError) -> Self {
+        RunError::Stage(Box::new(e))
+    }
 }
 
 /// Counts of one vertex for the summary.
@@ -99,7 +109,11 @@ pub struct Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:<7} {:<28} {:>12} {:>12} {:>9}  module", "vertex", "name", "rows in", "rows out", "dead")?;
+        writeln!(
+            f,
+            "{:<7} {:<28} {:>12} {:>12} {:>9}  module",
+            "vertex", "name", "rows in", "rows out", "dead"
+        )?;
         for v in &self.vertices {
             writeln!(
                 f,
@@ -113,7 +127,12 @@ impl std::fmt::Display for Summary {
             )?;
         }
         if self.dead_letters > 0 {
-            writeln!(f, "{} dead-lettered rows in {}", self.dead_letters, self.dead_letter_path.display())?;
+            writeln!(
+                f,
+                "{} dead-lettered rows in {}",
+                self.dead_letters,
+                self.dead_letter_path.display()
+            )?;
         }
         write!(f, "finished in {:.2?}", self.elapsed)
     }
@@ -129,8 +148,17 @@ pub struct Counters {
 }
 
 enum Vertex {
-    Stage { stage: Box<UdfStage>, dead: Vec<DeadRow> },
-    Sink { out: Box<dyn Write + Send>, interval: bool, rows: u64, target: String, partial: Option<(PathBuf, PathBuf)> },
+    Stage {
+        stage: Box<UdfStage>,
+        dead: Vec<DeadRow>,
+    },
+    Sink {
+        out: Box<dyn Write + Send>,
+        interval: bool,
+        rows: u64,
+        target: String,
+        partial: Option<(PathBuf, PathBuf)>,
+    },
 }
 
 impl Vertex {
@@ -138,8 +166,17 @@ impl Vertex {
     fn push(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>, RunError> {
         match self {
             Vertex::Stage { stage, dead } => Ok(Some(stage.process(batch, dead)?)),
-            Vertex::Sink { out, interval, rows, target, .. } => {
-                write_jsonl(out, batch, *interval).map_err(|error| RunError::Output { path: target.clone(), error })?;
+            Vertex::Sink {
+                out,
+                interval,
+                rows,
+                target,
+                ..
+            } => {
+                write_jsonl(out, batch, *interval).map_err(|error| RunError::Output {
+                    path: target.clone(),
+                    error,
+                })?;
                 *rows += batch.num_rows() as u64;
                 Ok(None)
             }
@@ -147,8 +184,17 @@ impl Vertex {
     }
 
     fn finish(&mut self) -> Result<(), RunError> {
-        if let Vertex::Sink { out, target, partial, .. } = self {
-            let io = |error| RunError::Output { path: target.clone(), error };
+        if let Vertex::Sink {
+            out,
+            target,
+            partial,
+            ..
+        } = self
+        {
+            let io = |error| RunError::Output {
+                path: target.clone(),
+                error,
+            };
             out.flush().map_err(io)?;
             if let Some((tmp, fin)) = partial.take() {
                 std::fs::rename(&tmp, &fin).map_err(io)?;
@@ -169,12 +215,22 @@ struct Graph {
     names: Vec<(String, &'static str)>,
 }
 
-fn open_sink(target: &SinkTarget) -> Result<(Box<dyn Write + Send>, String, Option<(PathBuf, PathBuf)>), RunError> {
+/// An opened sink: the writer, its name, and (for files) the partial and final paths.
+type OpenSink = (Box<dyn Write + Send>, String, Option<(PathBuf, PathBuf)>);
+
+fn open_sink(target: &SinkTarget) -> Result<OpenSink, RunError> {
     match target {
-        SinkTarget::Stdout => Ok((Box::new(BufWriter::new(std::io::stdout())), "stdout".into(), None)),
+        SinkTarget::Stdout => Ok((
+            Box::new(BufWriter::new(std::io::stdout())),
+            "stdout".into(),
+            None,
+        )),
         SinkTarget::File(path) => {
             let name = path.display().to_string();
-            let io = |error| RunError::Output { path: name.clone(), error };
+            let io = |error| RunError::Output {
+                path: name.clone(),
+                error,
+            };
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
@@ -182,16 +238,30 @@ fn open_sink(target: &SinkTarget) -> Result<(Box<dyn Write + Send>, String, Opti
             // never leaves a file that looks complete.
             let tmp = path.with_extension("partial");
             let file = File::create(&tmp).map_err(io)?;
-            Ok((Box::new(BufWriter::with_capacity(1 << 20, file)), name, Some((tmp, path.clone()))))
+            Ok((
+                Box::new(BufWriter::with_capacity(1 << 20, file)),
+                name,
+                Some((tmp, path.clone())),
+            ))
         }
     }
 }
 
-fn build(plan: &Plan, runtime: &Arc<Runtime>, schemas: &mut HashMap<String, SchemaRef>) -> Result<Graph, RunError> {
-    let mut g = Graph { vertices: Vec::new(), consumers: HashMap::new(), outputs: Vec::new(), counters: Vec::new(), names: Vec::new() };
+fn build(
+    plan: &Plan,
+    runtime: &Arc<Runtime>,
+    schemas: &mut HashMap<String, SchemaRef>,
+) -> Result<Graph, RunError> {
+    let mut g = Graph {
+        vertices: Vec::new(),
+        consumers: HashMap::new(),
+        outputs: Vec::new(),
+        counters: Vec::new(),
+        names: Vec::new(),
+    };
     for spec in &plan.stages {
         let input = schemas.get(&spec.input).cloned().ok_or_else(|| {
-            RunError::Stage(StageError::Mismatch {
+            RunError::from(StageError::Mismatch {
                 stage: spec.name.clone(),
                 module: "-".into(),
                 message: format!("input `{}` has no schema", spec.input),
@@ -200,17 +270,32 @@ fn build(plan: &Plan, runtime: &Arc<Runtime>, schemas: &mut HashMap<String, Sche
         let Operator::Udf(udf) = &spec.operator;
         let stage = UdfStage::new(runtime, &spec.name, udf, input)?;
         schemas.insert(spec.name.clone(), stage.output_schema());
-        g.consumers.entry(spec.input.clone()).or_default().push(g.vertices.len());
-        g.vertices.push(Vertex::Stage { stage: Box::new(stage), dead: Vec::new() });
+        g.consumers
+            .entry(spec.input.clone())
+            .or_default()
+            .push(g.vertices.len());
+        g.vertices.push(Vertex::Stage {
+            stage: Box::new(stage),
+            dead: Vec::new(),
+        });
         g.outputs.push(Some(spec.name.clone()));
         g.names.push((spec.name.clone(), "stage"));
         g.counters.push(Arc::default());
     }
     for spec in &plan.sinks {
         let (out, target, partial) = open_sink(&spec.target)?;
-        g.consumers.entry(spec.input.clone()).or_default().push(g.vertices.len());
+        g.consumers
+            .entry(spec.input.clone())
+            .or_default()
+            .push(g.vertices.len());
         g.names.push((target.clone(), "sink"));
-        g.vertices.push(Vertex::Sink { out, interval: spec.interval, rows: 0, target, partial });
+        g.vertices.push(Vertex::Sink {
+            out,
+            interval: spec.interval,
+            rows: 0,
+            target,
+            partial,
+        });
         g.outputs.push(None);
         g.counters.push(Arc::default());
     }
@@ -235,7 +320,9 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
     }
     let mut graph = build(plan, runtime, &mut schemas)?;
     let source_counters: Vec<Arc<Counters>> = plan.sources.iter().map(|_| Arc::default()).collect();
-    let progress = options.progress.then(|| Progress::start(plan, &graph, &source_counters));
+    let progress = options
+        .progress
+        .then(|| Progress::start(plan, &graph, &source_counters));
     let result = if options.threads <= 1 {
         run_sequential(plan, readers, &mut graph, &source_counters)
     } else {
@@ -272,7 +359,8 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
         match v {
             Vertex::Stage { stage, dead } => {
                 for d in dead.iter() {
-                    let row: serde_json::Value = serde_json::from_str(&d.row).unwrap_or(serde_json::Value::Null);
+                    let row: serde_json::Value =
+                        serde_json::from_str(&d.row).unwrap_or(serde_json::Value::Null);
                     dead_lines.push(serde_json::json!({
                         "stage": stage.name(), "component": stage.module().path, "module": stage.module().version.hex(),
                         "position": d.position, "error": d.error, "row": row,
@@ -300,7 +388,10 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
     let dead_letters = dead_lines.len() as u64;
     if dead_letters > 0 {
         let path = plan.dead_letter.display().to_string();
-        let io = |error| RunError::Output { path: path.clone(), error };
+        let io = |error| RunError::Output {
+            path: path.clone(),
+            error,
+        };
         let mut out = BufWriter::new(File::create(&plan.dead_letter).map_err(io)?);
         for line in &dead_lines {
             serde_json::to_writer(&mut out, line).map_err(|e| io(e.into()))?;
@@ -308,7 +399,12 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
         }
         out.flush().map_err(io)?;
     }
-    Ok(Summary { vertices, dead_letters, dead_letter_path: plan.dead_letter.clone(), elapsed: started.elapsed() })
+    Ok(Summary {
+        vertices,
+        dead_letters,
+        dead_letter_path: plan.dead_letter.clone(),
+        elapsed: started.elapsed(),
+    })
 }
 
 fn read_source(
@@ -318,12 +414,18 @@ fn read_source(
     counters: &Counters,
     mut emit: impl FnMut(RecordBatch) -> Result<(), RunError>,
 ) -> Result<SourceResult, RunError> {
-    let mut result = SourceResult { rows: 0, rejected: Vec::new() };
+    let mut result = SourceResult {
+        rows: 0,
+        rejected: Vec::new(),
+    };
     while let Some(chunk) = reader.next_chunk()? {
         if let Some(first) = chunk.rejected.first()
             && policy == ErrorPolicy::Fail
         {
-            return Err(RunError::Row { source_name: name.to_string(), error: first.clone() });
+            return Err(RunError::Row {
+                source_name: name.to_string(),
+                error: Box::new(first.clone()),
+            });
         }
         result.rejected.extend(chunk.rejected);
         let rows = chunk.batch.num_rows() as u64;
@@ -345,9 +447,13 @@ fn run_sequential(
     fn push(graph: &mut Graph, stream: &str, batch: &RecordBatch) -> Result<(), RunError> {
         let consumers = graph.consumers.get(stream).cloned().unwrap_or_default();
         for v in consumers {
-            graph.counters[v].rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            graph.counters[v]
+                .rows_in
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
             if let Some(out) = graph.vertices[v].push(batch)? {
-                graph.counters[v].rows_out.fetch_add(out.num_rows() as u64, Ordering::Relaxed);
+                graph.counters[v]
+                    .rows_out
+                    .fetch_add(out.num_rows() as u64, Ordering::Relaxed);
                 if out.num_rows() > 0
                     && let Some(name) = graph.outputs[v].clone()
                 {
@@ -359,7 +465,13 @@ fn run_sequential(
     }
     let mut results = Vec::new();
     for ((mut reader, spec), c) in readers.into_iter().zip(&plan.sources).zip(counters) {
-        results.push(read_source(&mut reader, spec.on_error, &spec.name, c, |batch| push(graph, &spec.name, &batch))?);
+        results.push(read_source(
+            &mut reader,
+            spec.on_error,
+            &spec.name,
+            c,
+            |batch| push(graph, &spec.name, &batch),
+        )?);
     }
     Ok(results)
 }
@@ -381,32 +493,51 @@ fn run_threaded(
         senders.push(Some(tx));
         receivers.push(Some(rx));
     }
-    let downstream = |stream: &str, senders: &[Option<SyncSender<RecordBatch>>]| -> Vec<SyncSender<RecordBatch>> {
+    let downstream = |stream: &str,
+                      senders: &[Option<SyncSender<RecordBatch>>]|
+     -> Vec<SyncSender<RecordBatch>> {
         graph
             .consumers
             .get(stream)
             .map(|vs| vs.iter().filter_map(|&v| senders[v].clone()).collect())
             .unwrap_or_default()
     };
-    let source_outs: Vec<_> = plan.sources.iter().map(|s| downstream(&s.name, &senders)).collect();
+    let source_outs: Vec<_> = plan
+        .sources
+        .iter()
+        .map(|s| downstream(&s.name, &senders))
+        .collect();
     let vertex_outs: Vec<_> = graph
         .outputs
         .iter()
-        .map(|o| o.as_deref().map(|s| downstream(s, &senders)).unwrap_or_default())
+        .map(|o| {
+            o.as_deref()
+                .map(|s| downstream(s, &senders))
+                .unwrap_or_default()
+        })
         .collect();
     drop(senders);
     let vertices = std::mem::take(&mut graph.vertices);
     let vertex_counters = graph.counters.clone();
     std::thread::scope(|scope| {
         let mut handles = Vec::new();
-        for (i, ((mut vertex, outs), c)) in vertices.into_iter().zip(vertex_outs).zip(vertex_counters).enumerate() {
-            let Some(rx) = receivers[i].take() else { continue };
+        for (i, ((mut vertex, outs), c)) in vertices
+            .into_iter()
+            .zip(vertex_outs)
+            .zip(vertex_counters)
+            .enumerate()
+        {
+            let Some(rx) = receivers[i].take() else {
+                continue;
+            };
             handles.push(scope.spawn(move || -> (Vertex, Result<(), RunError>) {
                 for batch in rx {
-                    c.rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    c.rows_in
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                     match vertex.push(&batch) {
                         Ok(Some(out)) => {
-                            c.rows_out.fetch_add(out.num_rows() as u64, Ordering::Relaxed);
+                            c.rows_out
+                                .fetch_add(out.num_rows() as u64, Ordering::Relaxed);
                             if out.num_rows() > 0 {
                                 for tx in &outs {
                                     // A closed receiver means a downstream vertex failed; its error is reported.
@@ -422,7 +553,12 @@ fn run_threaded(
             }));
         }
         let mut source_handles = Vec::new();
-        for (((mut reader, spec), outs), c) in readers.into_iter().zip(&plan.sources).zip(source_outs).zip(counters) {
+        for (((mut reader, spec), outs), c) in readers
+            .into_iter()
+            .zip(&plan.sources)
+            .zip(source_outs)
+            .zip(counters)
+        {
             source_handles.push(scope.spawn(move || {
                 read_source(&mut reader, spec.on_error, &spec.name, c, |batch| {
                     for tx in &outs {
@@ -441,7 +577,10 @@ fn run_threaded(
                     first_error.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_error.get_or_insert(RunError::Output { path: "source thread".into(), error: std::io::Error::other("panicked") });
+                    first_error.get_or_insert(RunError::Output {
+                        path: "source thread".into(),
+                        error: std::io::Error::other("panicked"),
+                    });
                 }
             }
         }
@@ -458,7 +597,10 @@ fn run_threaded(
                     }
                 }
                 Err(_) => {
-                    first_error.get_or_insert(RunError::Output { path: "vertex thread".into(), error: std::io::Error::other("panicked") });
+                    first_error.get_or_insert(RunError::Output {
+                        path: "vertex thread".into(),
+                        error: std::io::Error::other("panicked"),
+                    });
                 }
             }
         }
@@ -478,14 +620,23 @@ impl Progress {
     fn start(plan: &Plan, graph: &Graph, sources: &[Arc<Counters>]) -> Self {
         use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
         let multi = MultiProgress::new();
-        let style = ProgressStyle::with_template("{spinner} {prefix:<32} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let style = ProgressStyle::with_template("{spinner} {prefix:<32} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let mut bars = Vec::new();
         for (spec, c) in plan.sources.iter().zip(sources) {
-            let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(format!("source {}", spec.name)));
+            let bar = multi.add(
+                ProgressBar::new_spinner()
+                    .with_style(style.clone())
+                    .with_prefix(format!("source {}", spec.name)),
+            );
             bars.push((bar, c.clone()));
         }
         for ((name, role), c) in graph.names.iter().zip(&graph.counters) {
-            let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(format!("{role} {name}")));
+            let bar = multi.add(
+                ProgressBar::new_spinner()
+                    .with_style(style.clone())
+                    .with_prefix(format!("{role} {name}")),
+            );
             bars.push((bar, c.clone()));
         }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -497,7 +648,10 @@ impl Progress {
                 for (bar, c) in &bars {
                     let rows_in = c.rows_in.load(Ordering::Relaxed);
                     let rows_out = c.rows_out.load(Ordering::Relaxed);
-                    bar.set_message(format!("in {rows_in:>10}  out {rows_out:>10}  {:>10.0} ev/s", rows_in.max(rows_out) as f64 / secs));
+                    bar.set_message(format!(
+                        "in {rows_in:>10}  out {rows_out:>10}  {:>10.0} ev/s",
+                        rows_in.max(rows_out) as f64 / secs
+                    ));
                     bar.tick();
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -506,7 +660,10 @@ impl Progress {
                 bar.finish_and_clear();
             }
         });
-        Progress { stop, handle: Some(handle) }
+        Progress {
+            stop,
+            handle: Some(handle),
+        }
     }
 }
 

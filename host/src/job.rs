@@ -142,7 +142,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
         message,
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
     let name = file.name.clone().unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -172,14 +178,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
         let mut fields = Vec::new();
         for (col, ty) in &s.schema {
             let text = ty.as_str().ok_or_else(|| {
-                invalid(format!("{at}: schema column `{col}` must be a type name string"))
+                invalid(format!(
+                    "{at}: schema column `{col}` must be a type name string"
+                ))
             })?;
             let (ty, nullable) = parse_type(text).ok_or_else(|| {
                 invalid(format!(
                     "{at}: schema column `{col}` has unknown type `{text}` (expected int64, float64, boolean or utf8, with `?` for nullable)"
                 ))
             })?;
-            fields.push(Field { name: col.clone(), ty, nullable });
+            fields.push(Field {
+                name: col.clone(),
+                ty,
+                nullable,
+            });
         }
         if fields.is_empty() {
             return Err(invalid(format!("{at}: the schema declares no columns")));
@@ -235,7 +247,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
             let (i, s) = rest[0];
             let known = file.stages.iter().any(|o| o.name == s.input);
             return Err(invalid(if known {
-                format!("stages[{i}] `{}`: input `{}` is part of a cycle", s.name, s.input)
+                format!(
+                    "stages[{i}] `{}`: input `{}` is part of a cycle",
+                    s.name, s.input
+                )
             } else {
                 format!(
                     "stages[{i}] `{}`: input `{}` is not a source or stage (known: {})",
@@ -261,23 +276,42 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
         let target = match (&s.path, s.stdout) {
             (Some(p), false) => SinkTarget::File(resolve(p)),
             (None, true) => SinkTarget::Stdout,
-            _ => return Err(invalid(format!("{at}: give exactly one of `path` or `stdout = true`"))),
+            _ => {
+                return Err(invalid(format!(
+                    "{at}: give exactly one of `path` or `stdout = true`"
+                )));
+            }
         };
-        sinks.push(SinkSpec { input: s.input.clone(), target, interval: s.interval });
+        sinks.push(SinkSpec {
+            input: s.input.clone(),
+            target,
+            interval: s.interval,
+        });
     }
     if sinks.is_empty() {
-        return Err(invalid("the job has no [[sinks]]: its results would go nowhere".into()));
+        return Err(invalid(
+            "the job has no [[sinks]]: its results would go nowhere".into(),
+        ));
     }
     let batch_size = file.batch_size.unwrap_or(1024);
     if batch_size == 0 || batch_size > 1 << 20 {
-        return Err(invalid(format!("batch_size must be 1..=1048576, got {batch_size}")));
+        return Err(invalid(format!(
+            "batch_size must be 1..=1048576, got {batch_size}"
+        )));
     }
     let dead_letter = file
         .dead_letter
         .as_deref()
         .map(resolve)
         .unwrap_or_else(|| base.join(format!("{name}.dead-letter.jsonl")));
-    Ok(Plan { name, batch_size, sources, stages, sinks, dead_letter })
+    Ok(Plan {
+        name,
+        batch_size,
+        sources,
+        stages,
+        sinks,
+        dead_letter,
+    })
 }
 
 fn sorted(set: &HashSet<String>) -> String {
@@ -290,7 +324,9 @@ fn policy(text: Option<&str>, at: &str, key: &str) -> Result<ErrorPolicy, String
     match text {
         None | Some("fail") => Ok(ErrorPolicy::Fail),
         Some("dead-letter") | Some("dead_letter") => Ok(ErrorPolicy::DeadLetter),
-        Some(other) => Err(format!("{at}: {key} = `{other}`; expected `fail` or `dead-letter`")),
+        Some(other) => Err(format!(
+            "{at}: {key} = `{other}`; expected `fail` or `dead-letter`"
+        )),
     }
 }
 
@@ -334,14 +370,23 @@ fn stage(i: usize, s: &StageFile, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<
                 ));
             }
         };
-        params.push(ParamValueSpec { name: name.clone(), value });
+        params.push(ParamValueSpec {
+            name: name.clone(),
+            value,
+        });
     }
     let defaults = Limits::default();
     let limits = Limits {
         fuel_per_row: s.fuel_per_row.unwrap_or(defaults.fuel_per_row),
         fuel_per_call: defaults.fuel_per_call,
-        memory_bytes: s.memory_mib.map(|m| m << 20).unwrap_or(defaults.memory_bytes),
-        deadline: s.deadline_ms.map(Duration::from_millis).unwrap_or(defaults.deadline),
+        memory_bytes: s
+            .memory_mib
+            .map(|m| m << 20)
+            .unwrap_or(defaults.memory_bytes),
+        deadline: s
+            .deadline_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.deadline),
     };
     if limits.memory_bytes > crate::wasm::MAX_MEMORY_BYTES || limits.memory_bytes < (1 << 20) {
         return Err(format!(
@@ -369,7 +414,10 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse(Path::new("/tmp/job.toml"), text).map(|_| ()).unwrap_err().to_string()
+        parse(Path::new("/tmp/job.toml"), text)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
     }
 
     const SOURCE: &str = r#"
@@ -388,13 +436,20 @@ schema = { ts = "int64", user = "utf8" }
 
     #[test]
     fn unknown_input_is_named() {
-        let e = err(&format!("{SOURCE}\n[[sinks]]\ninput = \"nope\"\nstdout = true\n"));
-        assert!(e.contains("input `nope` is not a source or stage (known: s)"), "{e}");
+        let e = err(&format!(
+            "{SOURCE}\n[[sinks]]\ninput = \"nope\"\nstdout = true\n"
+        ));
+        assert!(
+            e.contains("input `nope` is not a source or stage (known: s)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_schema_type_is_named() {
-        let e = err("[[sources]]\nname = \"s\"\npath = \"x\"\nevent_time = \"ts\"\nschema = { ts = \"decimal\" }\n");
+        let e = err(
+            "[[sources]]\nname = \"s\"\npath = \"x\"\nevent_time = \"ts\"\nschema = { ts = \"decimal\" }\n",
+        );
         assert!(e.contains("column `ts` has unknown type `decimal`"), "{e}");
     }
 
@@ -403,7 +458,10 @@ schema = { ts = "int64", user = "utf8" }
         let e = err(&format!(
             "{SOURCE}\n[[stages]]\nname = \"f\"\ninput = \"s\"\nkind = \"processor\"\ncomponent = \"missing.wasm\"\n"
         ));
-        assert!(e.contains("component /tmp/missing.wasm does not exist"), "{e}");
+        assert!(
+            e.contains("component /tmp/missing.wasm does not exist"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -418,7 +476,11 @@ schema = { ts = "int64", user = "utf8" }
             &format!("{SOURCE}\n[[sinks]]\ninput = \"s\"\nstdout = true\n"),
         )
         .unwrap();
-        let names: Vec<_> = plan.sources[0].fields.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<_> = plan.sources[0]
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
         assert_eq!(names, ["ts", "user"]);
     }
 }

@@ -97,7 +97,14 @@ pub fn user_fields(schema: &Schema) -> Vec<Field> {
 pub fn describe(fields: &[Field]) -> String {
     fields
         .iter()
-        .map(|f| format!("{}: {}{}", f.name, type_name(f.ty), if f.nullable { "?" } else { "" }))
+        .map(|f| {
+            format!(
+                "{}: {}{}",
+                f.name,
+                type_name(f.ty),
+                if f.nullable { "?" } else { "" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -108,8 +115,14 @@ mod tests {
 
     #[test]
     fn parses_types_and_nullability() {
-        assert!(matches!(parse_type("int64"), Some((ColumnType::Int64, false))));
-        assert!(matches!(parse_type("string?"), Some((ColumnType::Utf8, true))));
+        assert!(matches!(
+            parse_type("int64"),
+            Some((ColumnType::Int64, false))
+        ));
+        assert!(matches!(
+            parse_type("string?"),
+            Some((ColumnType::Utf8, true))
+        ));
         assert!(parse_type("decimal").is_none());
     }
 }

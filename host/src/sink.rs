@@ -14,7 +14,11 @@ use crate::schema::{END, START};
 
 /// Writes `batch` as one JSON object per row. With `interval` false the
 /// `_start`/`_end` columns are left out.
-pub fn write_jsonl(out: &mut impl Write, batch: &RecordBatch, interval: bool) -> std::io::Result<()> {
+pub fn write_jsonl(
+    out: &mut impl Write,
+    batch: &RecordBatch,
+    interval: bool,
+) -> std::io::Result<()> {
     let schema = batch.schema();
     let columns: Vec<(usize, String)> = schema
         .fields()
@@ -64,7 +68,9 @@ fn write_value(out: &mut Vec<u8>, array: &dyn Array, row: usize) -> std::io::Res
         }
         DataType::Utf8 => serde_json::to_writer(&mut *out, array.as_string::<i32>().value(row))
             .map_err(std::io::Error::other),
-        other => Err(std::io::Error::other(format!("unsupported column type {other}"))),
+        other => Err(std::io::Error::other(format!(
+            "unsupported column type {other}"
+        ))),
     }
 }
 
@@ -80,8 +86,16 @@ mod tests {
     #[test]
     fn canonical_lines() {
         let schema = event_schema(&[
-            Field { name: "n".into(), ty: ColumnType::Float64, nullable: true },
-            Field { name: "s".into(), ty: ColumnType::Utf8, nullable: false },
+            Field {
+                name: "n".into(),
+                ty: ColumnType::Float64,
+                nullable: true,
+            },
+            Field {
+                name: "s".into(),
+                ty: ColumnType::Utf8,
+                nullable: false,
+            },
         ]);
         let batch = RecordBatch::try_new(
             schema,
@@ -95,6 +109,9 @@ mod tests {
         .unwrap();
         let mut out = Vec::new();
         write_jsonl(&mut out, &batch, false).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "{\"n\":0.1,\"s\":\"a\\\"b\"}\n{\"n\":null,\"s\":\"é\"}\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"n\":0.1,\"s\":\"a\\\"b\"}\n{\"n\":null,\"s\":\"é\"}\n"
+        );
     }
 }

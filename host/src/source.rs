@@ -47,7 +47,9 @@ pub enum SourceError {
         error: std::io::Error,
     },
     /// The CSV header lacks a declared column.
-    #[error("source `{source_name}`: {path}:1: the CSV header has no column `{column}` (header: {header})")]
+    #[error(
+        "source `{source_name}`: {path}:1: the CSV header has no column `{column}` (header: {header})"
+    )]
     MissingHeader {
         /// Source name.
         source_name: String,
@@ -130,17 +132,21 @@ impl SourceReader {
                     .clone();
                 let mut positions = Vec::new();
                 for f in &spec.fields {
-                    let pos = header.iter().position(|h| h.trim() == f.name).ok_or_else(|| {
-                        SourceError::MissingHeader {
+                    let pos = header
+                        .iter()
+                        .position(|h| h.trim() == f.name)
+                        .ok_or_else(|| SourceError::MissingHeader {
                             source_name: spec.name.clone(),
                             path: spec.path.clone(),
                             column: f.name.clone(),
                             header: header.iter().collect::<Vec<_>>().join(","),
-                        }
-                    })?;
+                        })?;
                     positions.push(pos);
                 }
-                Lines::Csv { records: reader.into_records(), positions }
+                Lines::Csv {
+                    records: reader.into_records(),
+                    positions,
+                }
             }
         };
         let index = |name: &str| spec.fields.iter().position(|f| f.name == name);
@@ -149,7 +155,11 @@ impl SourceReader {
             schema: event_schema(&spec.fields),
             batch_size,
             lines,
-            line: if spec.format == SourceFormat::Csv { 1 } else { 0 },
+            line: if spec.format == SourceFormat::Csv {
+                1
+            } else {
+                0
+            },
             start_index: index(&spec.event_time).unwrap_or(0),
             end_index: spec.end_time.as_deref().and_then(index),
             row: vec![Cell::Null; spec.fields.len()],
@@ -175,9 +185,8 @@ impl SourceReader {
 
     /// Parses one JSON line into `self.row`.
     fn parse_json(&mut self, text: &str) -> Result<(), RowError> {
-        let value: Json = serde_json::from_str(text).map_err(|e| {
-            self.row_error(None, format!("invalid JSON: {e}"), text.to_string())
-        })?;
+        let value: Json = serde_json::from_str(text)
+            .map_err(|e| self.row_error(None, format!("invalid JSON: {e}"), text.to_string()))?;
         let Json::Object(object) = value else {
             return Err(self.row_error(None, "expected a JSON object".into(), text.to_string()));
         };
@@ -187,7 +196,11 @@ impl SourceReader {
                 Some(v) => json_cell(field.ty, v).ok_or_else(|| {
                     self.row_error(
                         Some(&field.name),
-                        format!("expected {}, found {}", type_name(field.ty), describe_json(v)),
+                        format!(
+                            "expected {}, found {}",
+                            type_name(field.ty),
+                            describe_json(v)
+                        ),
                         text.to_string(),
                     )
                 })?,
@@ -198,7 +211,11 @@ impl SourceReader {
         Ok(())
     }
 
-    fn parse_csv(&mut self, record: &csv::StringRecord, positions: &[usize]) -> Result<(), RowError> {
+    fn parse_csv(
+        &mut self,
+        record: &csv::StringRecord,
+        positions: &[usize],
+    ) -> Result<(), RowError> {
         let raw = || record.iter().collect::<Vec<_>>().join(",");
         for (i, field) in self.spec.fields.iter().enumerate() {
             let text = record.get(positions[i]).ok_or_else(|| {
@@ -251,11 +268,16 @@ impl SourceReader {
             .iter()
             .map(|f| match f.ty {
                 ColumnType::Int64 => Builder::Int(Int64Builder::with_capacity(self.batch_size)),
-                ColumnType::Float64 => Builder::Float(Float64Builder::with_capacity(self.batch_size)),
-                ColumnType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(self.batch_size)),
-                ColumnType::Utf8 => {
-                    Builder::Str(StringBuilder::with_capacity(self.batch_size, self.batch_size * 16))
+                ColumnType::Float64 => {
+                    Builder::Float(Float64Builder::with_capacity(self.batch_size))
                 }
+                ColumnType::Boolean => {
+                    Builder::Bool(BooleanBuilder::with_capacity(self.batch_size))
+                }
+                ColumnType::Utf8 => Builder::Str(StringBuilder::with_capacity(
+                    self.batch_size,
+                    self.batch_size * 16,
+                )),
             })
             .collect();
         let mut start = Int64Builder::with_capacity(self.batch_size);
@@ -285,12 +307,17 @@ impl SourceReader {
                         let positions = positions.clone();
                         match record {
                             Ok(record) => {
-                                self.line = record.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                                self.line =
+                                    record.position().map(|p| p.line()).unwrap_or(self.line + 1);
                                 Some(self.parse_csv(&record, &positions))
                             }
                             Err(e) => {
                                 self.line = e.position().map(|p| p.line()).unwrap_or(self.line + 1);
-                                Some(Err(self.row_error(None, format!("malformed CSV: {e}"), String::new())))
+                                Some(Err(self.row_error(
+                                    None,
+                                    format!("malformed CSV: {e}"),
+                                    String::new(),
+                                )))
                             }
                         }
                     }
@@ -341,8 +368,8 @@ impl SourceReader {
                 Builder::Str(mut b) => Arc::new(b.finish()),
             }
         }));
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| SourceError::Io {
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| SourceError::Io {
                 source_name: self.spec.name.clone(),
                 path: self.spec.path.clone(),
                 error: std::io::Error::other(e.to_string()),

@@ -16,10 +16,14 @@ use arrow_select::concat::concat_batches;
 use arrow_select::take::take;
 
 use crate::plan::{ErrorPolicy, StageKind, UdfSpec};
-use crate::schema::{ColumnType, END, Field, START, describe, event_schema, type_name, user_fields};
+use crate::schema::{
+    ColumnType, END, Field, START, describe, event_schema, type_name, user_fields,
+};
 use crate::wasm::bindings::{KeyGroups, Output, VarWidth};
-use crate::wasm::{CallError, Instance, LoadError, Module, Runtime, World, from_wit_column, to_wit_batch};
 use crate::wasm::instance::InitInfo;
+use crate::wasm::{
+    CallError, Instance, LoadError, Module, Runtime, World, from_wit_column, to_wit_batch,
+};
 
 /// Why a stage could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +61,9 @@ pub enum StageError {
         row: String,
     },
     /// The UDF returned output that breaks the contract.
-    #[error("stage `{stage}` (module {module}) returned malformed output for input positions {first}..{last}: {message}")]
+    #[error(
+        "stage `{stage}` (module {module}) returned malformed output for input positions {first}..{last}: {message}"
+    )]
     Output {
         /// Stage name.
         stage: String,
@@ -111,7 +117,9 @@ pub struct UdfStage {
 
 impl std::fmt::Debug for UdfStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UdfStage").field("name", &self.name).finish()
+        f.debug_struct("UdfStage")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -125,7 +133,10 @@ impl UdfStage {
     ) -> Result<Self, StageError> {
         let module = runtime
             .load_file(&spec.component)
-            .map_err(|source| StageError::Load { stage: name.to_string(), source })?;
+            .map_err(|source| StageError::Load {
+                stage: name.to_string(),
+                source,
+            })?;
         let mismatch = |module: &Module, message: String| StageError::Mismatch {
             stage: name.to_string(),
             module: module.version.to_string(),
@@ -202,14 +213,22 @@ impl UdfStage {
                 let idx = input_schema.index_of(key).map_err(|_| {
                     mismatch(
                         &module,
-                        format!("key column `{key}` is not in the input; it has: {}", describe(&input_fields)),
+                        format!(
+                            "key column `{key}` is not in the input; it has: {}",
+                            describe(&input_fields)
+                        ),
                     )
                 })?;
                 let field = input_schema.field(idx);
                 let ty = crate::schema::column_type(field.data_type())
-                    .filter(|t| matches!(t, ColumnType::Utf8 | ColumnType::Int64) && !field.is_nullable())
+                    .filter(|t| {
+                        matches!(t, ColumnType::Utf8 | ColumnType::Int64) && !field.is_nullable()
+                    })
                     .ok_or_else(|| {
-                        mismatch(&module, format!("key column `{key}` must be a non-null utf8 or int64 column"))
+                        mismatch(
+                            &module,
+                            format!("key column `{key}` must be a non-null utf8 or int64 column"),
+                        )
                     })?;
                 Some((idx, ty))
             }
@@ -257,13 +276,19 @@ impl UdfStage {
     }
 
     /// Processes one batch; failing rows go to `dead` under policy dead-letter.
-    pub fn process(&mut self, batch: &RecordBatch, dead: &mut Vec<DeadRow>) -> Result<RecordBatch, StageError> {
+    pub fn process(
+        &mut self,
+        batch: &RecordBatch,
+        dead: &mut Vec<DeadRow>,
+    ) -> Result<RecordBatch, StageError> {
         let rows = batch.num_rows();
         let first = self.position;
         self.stats.rows_in += rows as u64;
         let out = match self.call(batch, first) {
             Ok(out) => out,
-            Err(CallOutcome::Malformed(message)) => return Err(self.malformed(first, rows, message)),
+            Err(CallOutcome::Malformed(message)) => {
+                return Err(self.malformed(first, rows, message));
+            }
             Err(CallOutcome::Failed(_)) => {
                 // Find the rows to blame, one row per call, from a fresh instance.
                 self.reset()?;
@@ -287,13 +312,18 @@ impl UdfStage {
                                 });
                             }
                             tracing::warn!(stage = %self.name, module = %self.instance.version(), position = first + i as u64, "dead-lettered: {error}");
-                            dead.push(DeadRow { position: first + i as u64, error: error.to_string(), row: row_json });
+                            dead.push(DeadRow {
+                                position: first + i as u64,
+                                error: error.to_string(),
+                                row: row_json,
+                            });
                             self.stats.dead += 1;
                             self.reset()?;
                         }
                     }
                 }
-                concat_batches(&self.output_schema, &parts).map_err(|e| self.malformed(first, rows, e.to_string()))?
+                concat_batches(&self.output_schema, &parts)
+                    .map_err(|e| self.malformed(first, rows, e.to_string()))?
             }
         };
         self.position += rows as u64;
@@ -332,11 +362,18 @@ impl UdfStage {
                 let keys = self.key_groups(batch);
                 self.instance.reduce(&wit, &keys, position, event_time)
             }
-            StageKind::Scalar => self.instance.evaluate(&wit, position, event_time).map(|mut column| {
-                // A scalar's result is named by the stage's `output`, not by the UDF.
-                column.name.clone_from(&self.writes[0].name);
-                Output { parents: (0..rows as u32).collect(), columns: vec![column] }
-            }),
+            StageKind::Scalar => {
+                self.instance
+                    .evaluate(&wit, position, event_time)
+                    .map(|mut column| {
+                        // A scalar's result is named by the stage's `output`, not by the UDF.
+                        column.name.clone_from(&self.writes[0].name);
+                        Output {
+                            parents: (0..rows as u32).collect(),
+                            columns: vec![column],
+                        }
+                    })
+            }
         };
         for line in self.instance.drain_logs() {
             tracing::info!(target: "weir::udf", stage = %self.name, module = %self.instance.version(), position, "{line}");
@@ -346,7 +383,10 @@ impl UdfStage {
     }
 
     fn key_groups(&self, batch: &RecordBatch) -> KeyGroups {
-        let mut keys = VarWidth { offsets: vec![0], data: Vec::new() };
+        let mut keys = VarWidth {
+            offsets: vec![0],
+            data: Vec::new(),
+        };
         let mut groups = Vec::with_capacity(batch.num_rows());
         let Some((idx, ty)) = self.key_column else {
             return KeyGroups { keys, groups };
@@ -372,7 +412,9 @@ impl UdfStage {
                 let ints = column.as_primitive::<Int64Type>();
                 let mut seen_int: HashMap<i64, u32> = HashMap::new();
                 for &v in ints.values().iter() {
-                    let g = *seen_int.entry(v).or_insert_with(|| push(&v.to_le_bytes(), &mut keys));
+                    let g = *seen_int
+                        .entry(v)
+                        .or_insert_with(|| push(&v.to_le_bytes(), &mut keys));
                     groups.push(g);
                 }
             }
@@ -385,15 +427,26 @@ impl UdfStage {
         let mut prev = 0;
         for &p in &output.parents {
             if p >= rows || p < prev {
-                return Err(format!("parent row {p} is out of range or out of order (batch of {rows} rows)"));
+                return Err(format!(
+                    "parent row {p} is out of range or out of order (batch of {rows} rows)"
+                ));
             }
             prev = p;
         }
         let n = output.parents.len();
         if output.columns.len() != self.writes.len() {
-            return Err(format!("returned {} columns, declared {}", output.columns.len(), self.writes.len()));
+            return Err(format!(
+                "returned {} columns, declared {}",
+                output.columns.len(),
+                self.writes.len()
+            ));
         }
-        let identity = n == rows as usize && output.parents.iter().enumerate().all(|(i, &p)| p == i as u32);
+        let identity = n == rows as usize
+            && output
+                .parents
+                .iter()
+                .enumerate()
+                .all(|(i, &p)| p == i as u32);
         let indices = UInt32Array::from(output.parents);
         let pick = |array: &ArrayRef| -> Result<ArrayRef, String> {
             if identity {
@@ -405,7 +458,10 @@ impl UdfStage {
         let mut written: Vec<(String, ArrayRef)> = Vec::with_capacity(self.writes.len());
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
             if column.name != field.name {
-                return Err(format!("returned column `{}` where `{}` was declared", column.name, field.name));
+                return Err(format!(
+                    "returned column `{}` where `{}` was declared",
+                    column.name, field.name
+                ));
             }
             written.push((field.name.clone(), from_wit_column(column, field, n)?));
         }
@@ -415,7 +471,9 @@ impl UdfStage {
             if let Some(pos) = written.iter().position(|(w, _)| w == name) {
                 columns.push(written[pos].1.clone());
             } else if name == START || name == END || self.passthrough {
-                let src = input.column_by_name(name).ok_or_else(|| format!("input has no `{name}`"))?;
+                let src = input
+                    .column_by_name(name)
+                    .ok_or_else(|| format!("input has no `{name}`"))?;
                 columns.push(pick(src)?);
             } else {
                 return Err(format!("declared column `{name}` is missing"));

@@ -27,19 +27,30 @@ pub fn udf_component(name: &str) -> PathBuf {
     if let Err(e) = built {
         panic!("building udfs/ failed:\n{e}");
     }
-    let path = udf_target_dir().join("wasm32-wasip2").join("release").join(format!("{name}.wasm"));
-    assert!(path.exists(), "no component {} (is `{name}` a member of udfs/Cargo.toml?)", path.display());
+    let path = udf_target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "no component {} (is `{name}` a member of udfs/Cargo.toml?)",
+        path.display()
+    );
     path
 }
 
 /// Runs the release build of a UDF workspace or crate for wasm32-wasip2.
 pub fn build_udfs(dir: &Path) -> Result<(), String> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(dir).args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
+    cmd.current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
     // Settings of an outer cargo (a test or bench run) must not leak into the Wasm build.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER" {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME"
+            || key == "RUSTFLAGS"
+            || key == "RUSTC_WRAPPER"
+        {
             cmd.env_remove(&key);
         }
     }

@@ -123,7 +123,6 @@ impl UdfError {
     }
 }
 
-
 #[doc(hidden)]
 pub mod __private {
     pub use weir_sdk_derive::__world_bindings;

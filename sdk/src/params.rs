@@ -18,7 +18,10 @@ impl From<Vec<Param>> for Params {
 
 impl Params {
     fn value(&self, name: &str) -> Option<&ParamValue> {
-        self.entries.iter().find(|p| p.name == name).map(|p| &p.value)
+        self.entries
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &p.value)
     }
 
     /// An integer parameter.

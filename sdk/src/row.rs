@@ -1,7 +1,7 @@
 //! Rows: typed views of the columns of a batch.
 
-use crate::wit::weir::udf::types::{Column, Field};
 use crate::UdfError;
+use crate::wit::weir::udf::types::{Column, Field};
 
 /// A typed row. Derive it with `#[derive(Row)]` on a struct with named fields of
 /// [`Value`](crate::Value) types; each field is a column of the same name.

@@ -57,12 +57,18 @@ impl StateStore for HostState {
 #[cfg(not(target_family = "wasm"))]
 impl StateStore for HostState {
     fn get(&mut self, _group: u32, _name: &str) -> Option<Vec<u8>> {
-        unreachable!("HostState is only reachable inside a Weir component; use testing::Harness natively")
+        unreachable!(
+            "HostState is only reachable inside a Weir component; use testing::Harness natively"
+        )
     }
     fn put(&mut self, _group: u32, _name: &str, _value: &[u8]) {
-        unreachable!("HostState is only reachable inside a Weir component; use testing::Harness natively")
+        unreachable!(
+            "HostState is only reachable inside a Weir component; use testing::Harness natively"
+        )
     }
     fn delete(&mut self, _group: u32, _name: &str) {
-        unreachable!("HostState is only reachable inside a Weir component; use testing::Harness natively")
+        unreachable!(
+            "HostState is only reachable inside a Weir component; use testing::Harness natively"
+        )
     }
 }

@@ -69,11 +69,19 @@ impl Harness {
         let all: Vec<I> = decode_rows(&batch.columns, batch.rows as usize)?;
         let out = run::filter(f, batch)?;
         let mut all: Vec<Option<I>> = all.into_iter().map(Some).collect();
-        Ok(out.parents.iter().filter_map(|&p| all[p as usize].take()).collect())
+        Ok(out
+            .parents
+            .iter()
+            .filter_map(|&p| all[p as usize].take())
+            .collect())
     }
 
     /// Runs a map.
-    pub fn map<I: Row, O: Row>(&self, f: impl Fn(I) -> O, rows: Vec<I>) -> Result<Vec<O>, UdfError> {
+    pub fn map<I: Row, O: Row>(
+        &self,
+        f: impl Fn(I) -> O,
+        rows: Vec<I>,
+    ) -> Result<Vec<O>, UdfError> {
         let out = run::map(f, batch_of(rows))?;
         decode_rows(&out.columns, out.parents.len())
     }
@@ -107,11 +115,15 @@ impl Harness {
             .columns
             .iter()
             .find(|c| c.name == key_column)
-            .ok_or_else(|| UdfError::new(format!("no key column `{key_column}` in the row type")))?;
+            .ok_or_else(|| {
+                UdfError::new(format!("no key column `{key_column}` in the row type"))
+            })?;
         let row_keys: Vec<Vec<u8>> = (0..batch.rows as usize)
             .map(|i| match &column.values {
                 Values::Int64(v) => v[i].to_le_bytes().to_vec(),
-                Values::Utf8(v) => v.data[v.offsets[i] as usize..v.offsets[i + 1] as usize].to_vec(),
+                Values::Utf8(v) => {
+                    v.data[v.offsets[i] as usize..v.offsets[i + 1] as usize].to_vec()
+                }
                 Values::Float64(v) => v[i].to_le_bytes().to_vec(),
                 Values::Boolean(v) => vec![v[i]],
             })
@@ -127,18 +139,28 @@ impl Harness {
                 }
             })
             .collect();
-        let mut keys = VarWidth { offsets: vec![0], data: Vec::new() };
+        let mut keys = VarWidth {
+            offsets: vec![0],
+            data: Vec::new(),
+        };
         for k in &distinct {
             keys.data.extend_from_slice(k);
             keys.offsets.push(keys.data.len() as u32);
         }
-        let mut store = MapState { keys: &distinct, map: &mut self.state };
+        let mut store = MapState {
+            keys: &distinct,
+            map: &mut self.state,
+        };
         let out = run::reduce(f, batch, KeyGroups { keys, groups }, &mut store)?;
         decode_rows(&out.columns, out.parents.len())
     }
 
     /// Runs a scalar function.
-    pub fn scalar<A: Row, R: Value>(&self, f: impl Fn(A) -> R, rows: Vec<A>) -> Result<Vec<R>, UdfError> {
+    pub fn scalar<A: Row, R: Value>(
+        &self,
+        f: impl Fn(A) -> R,
+        rows: Vec<A>,
+    ) -> Result<Vec<R>, UdfError> {
         let count = rows.len();
         let column = run::scalar(f, batch_of(rows))?;
         let reader = R::reader("result", &column)?;
@@ -158,7 +180,8 @@ impl StateStore for MapState<'_> {
     }
     fn put(&mut self, group: u32, name: &str, value: &[u8]) {
         if let Some(key) = self.keys.get(group as usize) {
-            self.map.insert((key.clone(), name.to_string()), value.to_vec());
+            self.map
+                .insert((key.clone(), name.to_string()), value.to_vec());
         }
     }
     fn delete(&mut self, group: u32, name: &str) {

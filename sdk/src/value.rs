@@ -1,8 +1,8 @@
 //! Typed access to the columns of a batch: one [`Value`] implementation per Rust
 //! type a row field may have.
 
-use crate::wit::weir::udf::types::{Column, ColumnType, Field, Values, VarWidth};
 use crate::UdfError;
+use crate::wit::weir::udf::types::{Column, ColumnType, Field, Values, VarWidth};
 
 /// A Rust type that can be a field of a [`Row`](crate::Row): `i64`, `f64`, `bool`,
 /// `String`, or an `Option` of one of them (a nullable column).

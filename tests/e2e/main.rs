@@ -10,7 +10,10 @@ fn weir(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
         .current_dir(dir)
-        .env("WEIR_CACHE_DIR", repo_root().join("target").join("weir-test-cache"))
+        .env(
+            "WEIR_CACHE_DIR",
+            repo_root().join("target").join("weir-test-cache"),
+        )
         .output()
         .expect("run weir")
 }
@@ -26,7 +29,9 @@ struct Job {
 
 impl Job {
     fn new() -> Self {
-        Job { dir: tempfile::tempdir().expect("tempdir") }
+        Job {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
     fn path(&self) -> &Path {
         self.dir.path()
@@ -37,7 +42,9 @@ impl Job {
         p
     }
     fn items(&self, n: i64) {
-        let text: String = (0..n).map(|i| format!("{{\"ts\": {}, \"id\": {i}}}\n", 1000 + i)).collect();
+        let text: String = (0..n)
+            .map(|i| format!("{{\"ts\": {}, \"id\": {i}}}\n", 1000 + i))
+            .collect();
         self.write("items.jsonl", &text);
     }
     /// A job: items -> one processor stage -> out.jsonl.
@@ -82,7 +89,10 @@ fn click_fraud_job(dir: &Path, out: &str) {
     let example = repo_root().join("examples").join("click-fraud");
     let text = std::fs::read_to_string(example.join("job.toml")).expect("example job");
     let text = text
-        .replace("data/clicks.jsonl", &example.join("data/clicks.jsonl").display().to_string())
+        .replace(
+            "data/clicks.jsonl",
+            &example.join("data/clicks.jsonl").display().to_string(),
+        )
         .replace(
             "../../udfs/target/wasm32-wasip2/release/bot_filter.wasm",
             &udf_component("bot_filter").display().to_string(),
@@ -106,8 +116,15 @@ fn click_fraud_output_is_identical_across_batch_sizes_and_threads() {
         assert!(out.status.success(), "batch {batch}: {}", stderr(&out));
         outputs.push(job.read("flags.jsonl"));
     }
-    assert!(outputs[0].lines().count() > 10, "the demo flags users: {}", outputs[0]);
-    assert!(outputs[0].contains("\"user\":\"u042\""), "a known fraudster is flagged");
+    assert!(
+        outputs[0].lines().count() > 10,
+        "the demo flags users: {}",
+        outputs[0]
+    );
+    assert!(
+        outputs[0].contains("\"user\":\"u042\""),
+        "a known fraudster is flagged"
+    );
     for o in &outputs[1..] {
         assert_eq!(o, &outputs[0]);
     }
@@ -120,35 +137,61 @@ fn summary_reports_rows_per_stage() {
     let out = weir(&["run", "job.toml"], job.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stderr(&out);
-    assert!(text.contains("source  clicks") && text.contains("5000"), "{text}");
-    assert!(text.contains("stage   humans") && text.contains("4397"), "{text}");
+    assert!(
+        text.contains("source  clicks") && text.contains("5000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stage   humans") && text.contains("4397"),
+        "{text}"
+    );
     assert!(text.contains("finished in"), "{text}");
 }
 
 #[test]
 fn malformed_jsonl_line_fails_naming_file_line_and_column() {
     let job = Job::new();
-    job.write("items.jsonl", "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": \"two\"}\n{\"ts\": 3, \"id\": 3}\n");
+    job.write(
+        "items.jsonl",
+        "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": \"two\"}\n{\"ts\": 3, \"id\": 3}\n",
+    );
     job.one_stage(&udf_component("panic_on_row"), "", "fail");
     let out = job.run(&[]);
     assert!(!out.status.success());
     let e = stderr(&out);
-    assert!(e.contains("items.jsonl:2: column `id`: expected int64, found a string \"two\""), "{e}");
-    assert!(!job.path().join("out.jsonl").exists(), "no output that looks complete");
+    assert!(
+        e.contains("items.jsonl:2: column `id`: expected int64, found a string \"two\""),
+        "{e}"
+    );
+    assert!(
+        !job.path().join("out.jsonl").exists(),
+        "no output that looks complete"
+    );
 }
 
 #[test]
 fn broken_json_goes_to_dead_letter_under_that_policy() {
     let job = Job::new();
-    job.write("items.jsonl", "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": \n{\"ts\": 3, \"id\": 3}\n");
+    job.write(
+        "items.jsonl",
+        "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": \n{\"ts\": 3, \"id\": 3}\n",
+    );
     job.one_stage(&udf_component("panic_on_row"), "", "fail");
-    let text = job.read("job.toml").replace("schema = {", "on_error = \"dead-letter\"\nschema = {");
+    let text = job
+        .read("job.toml")
+        .replace("schema = {", "on_error = \"dead-letter\"\nschema = {");
     job.write("job.toml", &text);
     let out = job.run(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(job.read("out.jsonl"), "{\"id\":1,\"doubled\":2}\n{\"id\":3,\"doubled\":6}\n");
+    assert_eq!(
+        job.read("out.jsonl"),
+        "{\"id\":1,\"doubled\":2}\n{\"id\":3,\"doubled\":6}\n"
+    );
     let dead = job.read("job.dead-letter.jsonl");
-    assert!(dead.contains("\"line\":2") && dead.contains("invalid JSON"), "{dead}");
+    assert!(
+        dead.contains("\"line\":2") && dead.contains("invalid JSON"),
+        "{dead}"
+    );
 }
 
 #[test]
@@ -159,7 +202,10 @@ fn csv_row_with_bad_number_fails_naming_line_and_column() {
     let text = job.read("job.toml").replace("items.jsonl", "items.csv");
     job.write("job.toml", &text);
     let e = stderr(&job.run(&[]));
-    assert!(e.contains("items.csv:3: column `id`: expected int64, found `x2`"), "{e}");
+    assert!(
+        e.contains("items.csv:3: column `id`: expected int64, found `x2`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -167,11 +213,14 @@ fn schema_mismatch_between_udf_and_stream_is_refused() {
     let job = Job::new();
     job.write("items.jsonl", "{\"ts\": 1, \"name\": \"a\"}\n");
     job.one_stage(&udf_component("panic_on_row"), "", "fail");
-    let text = job.read("job.toml").replace("id = \"int64\"", "name = \"utf8\"");
+    let text = job
+        .read("job.toml")
+        .replace("id = \"int64\"", "name = \"utf8\"");
     job.write("job.toml", &text);
     let e = stderr(&job.run(&[]));
     assert!(
-        e.contains("stage `udf`") && e.contains("reads column `id` (int64) but its input has no such column"),
+        e.contains("stage `udf`")
+            && e.contains("reads column `id` (int64) but its input has no such column"),
         "{e}"
     );
 }
@@ -186,8 +235,14 @@ fn trap_under_fail_names_stage_position_module_and_panic() {
     let e = stderr(&job.run(&[]));
     assert!(e.contains("stage `udf`"), "{e}");
     assert!(e.contains(&format!("module {}", version.short())), "{e}");
-    assert!(e.contains("trapped") && e.contains("at input position 13"), "{e}");
-    assert!(e.contains("poison row id 13"), "the UDF's panic message is shown: {e}");
+    assert!(
+        e.contains("trapped") && e.contains("at input position 13"),
+        "{e}"
+    );
+    assert!(
+        e.contains("poison row id 13"),
+        "the UDF's panic message is shown: {e}"
+    );
 }
 
 #[test]
@@ -207,7 +262,10 @@ fn trap_under_dead_letter_keeps_other_rows_whatever_the_batch_size() {
     assert_eq!(outs[0], outs[2]);
     let dead = job.read("job.dead-letter.jsonl");
     assert_eq!(dead.lines().count(), 1, "{dead}");
-    assert!(dead.contains("\"position\":13") && dead.contains("poison row id 13"), "{dead}");
+    assert!(
+        dead.contains("\"position\":13") && dead.contains("poison row id 13"),
+        "{dead}"
+    );
 }
 
 #[test]
@@ -216,7 +274,10 @@ fn infinite_loop_is_stopped_by_fuel() {
     job.items(10);
     job.one_stage(&udf_component("infinite_loop"), "trigger = 7", "fail");
     let e = stderr(&job.run(&[]));
-    assert!(e.contains("exceeded its fuel budget") && e.contains("at input position 7"), "{e}");
+    assert!(
+        e.contains("exceeded its fuel budget") && e.contains("at input position 7"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -224,10 +285,15 @@ fn memory_bomb_is_stopped_by_the_limit() {
     let job = Job::new();
     job.items(10);
     job.one_stage(&udf_component("memory_bomb"), "trigger = 5", "fail");
-    let text = job.read("job.toml").replace("on_trap = \"fail\"", "on_trap = \"fail\"\nmemory_mib = 32");
+    let text = job
+        .read("job.toml")
+        .replace("on_trap = \"fail\"", "on_trap = \"fail\"\nmemory_mib = 32");
     job.write("job.toml", &text);
     let e = stderr(&job.run(&[]));
-    assert!(e.contains("exceeded its memory limit") && e.contains("32 MiB"), "{e}");
+    assert!(
+        e.contains("exceeded its memory limit") && e.contains("32 MiB"),
+        "{e}"
+    );
     assert!(e.contains("at input position 5"), "{e}");
 }
 
@@ -248,27 +314,43 @@ fn files_that_are_not_components_are_refused() {
     let text = job.write("notes.wasm", "hello");
     job.one_stage(&text, "", "fail");
     let e = stderr(&job.run(&[]));
-    assert!(e.contains("is not a WebAssembly component") && e.contains("magic bytes"), "{e}");
+    assert!(
+        e.contains("is not a WebAssembly component") && e.contains("magic bytes"),
+        "{e}"
+    );
     // A core module (what wasm32-unknown-unknown produces) is refused too.
     let core = job.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
     job.one_stage(&core, "", "fail");
     let e = stderr(&job.run(&[]));
-    assert!(e.contains("core WebAssembly module, not a component"), "{e}");
+    assert!(
+        e.contains("core WebAssembly module, not a component"),
+        "{e}"
+    );
 }
 
 #[test]
 fn failing_init_refuses_the_stage_with_the_udfs_reason() {
     let job = Job::new();
-    job.write("c.jsonl", "{\"ts\": 1, \"agent\": \"x\", \"ip\": \"1.2.3.4\"}\n");
-    job.one_stage(&udf_component("bot_filter"), "blocked_prefix = \"*\"", "fail");
+    job.write(
+        "c.jsonl",
+        "{\"ts\": 1, \"agent\": \"x\", \"ip\": \"1.2.3.4\"}\n",
+    );
+    job.one_stage(
+        &udf_component("bot_filter"),
+        "blocked_prefix = \"*\"",
+        "fail",
+    );
     let text = job
         .read("job.toml")
         .replace("items.jsonl", "c.jsonl")
         .replace("id = \"int64\"", "agent = \"utf8\", ip = \"utf8\"");
     job.write("job.toml", &text);
     let e = stderr(&job.run(&[]));
-    assert!(e.contains("refused its parameters in init: blocked_prefix `*` would drop every click"), "{e}");
+    assert!(
+        e.contains("refused its parameters in init: blocked_prefix `*` would drop every click"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -291,13 +373,19 @@ fn clocks_and_random_are_deterministic() {
 #[test]
 fn udf_inspect_shows_world_version_and_imports() {
     let component = udf_component("user_stats");
-    let out = weir(&["udf", "inspect", &component.display().to_string()], &repo_root());
+    let out = weir(
+        &["udf", "inspect", &component.display().to_string()],
+        &repo_root(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let version = weir::wasm::ModuleVersion::of(&std::fs::read(&component).expect("read"));
     assert!(text.contains("world:    weir:udf/reducer"), "{text}");
     assert!(text.contains("wit:      weir:udf@0.1.0"), "{text}");
-    assert!(text.contains(&format!("module:   {}", version.hex())), "{text}");
+    assert!(
+        text.contains(&format!("module:   {}", version.hex())),
+        "{text}"
+    );
     assert!(text.contains("weir:udf/state@0.1.0"), "{text}");
 }
 

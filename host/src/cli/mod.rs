@@ -47,7 +47,12 @@ pub enum Command {
 /// Runs the command line; returns the process exit code.
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { job, batch_size, threads, quiet } => {
+        Command::Run {
+            job,
+            batch_size,
+            threads,
+            quiet,
+        } => {
             let plan = crate::job::load(&job)?;
             let runtime = Runtime::new(Runtime::default_cache_dir())?;
             let options = RunOptions {

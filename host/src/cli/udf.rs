@@ -59,12 +59,19 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
 }
 
 fn new(name: &str, kind: Kind, sdk: Option<PathBuf>) -> anyhow::Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         bail!("`{name}` is not a valid crate name: use letters, digits, `_` and `-`");
     }
     let dir = PathBuf::from(name);
     if dir.exists() {
-        bail!("{} already exists; choose another name or remove it", dir.display());
+        bail!(
+            "{} already exists; choose another name or remove it",
+            dir.display()
+        );
     }
     let sdk = match sdk {
         Some(p) => p,
@@ -107,11 +114,19 @@ strip = true
         Kind::Processor => (TEMPLATE_PROCESSOR, JOB_PROCESSOR, DATA),
         Kind::Reducer => (TEMPLATE_REDUCER, JOB_REDUCER, DATA),
     };
-    std::fs::write(dir.join("src").join("lib.rs"), lib.replace("{ident}", &ident))?;
+    std::fs::write(
+        dir.join("src").join("lib.rs"),
+        lib.replace("{ident}", &ident),
+    )?;
     std::fs::write(dir.join("job.toml"), job.replace("{ident}", &ident))?;
     std::fs::write(dir.join("input.jsonl"), data)?;
     std::fs::write(dir.join(".gitignore"), "/target\n/out\n")?;
-    println!("created {}: test it with `cargo test`, build it with `weir udf build {}`, run it with `weir run {}/job.toml`", dir.display(), dir.display(), dir.display());
+    println!(
+        "created {}: test it with `cargo test`, build it with `weir udf build {}`, run it with `weir run {}/job.toml`",
+        dir.display(),
+        dir.display(),
+        dir.display()
+    );
     Ok(())
 }
 
@@ -259,20 +274,34 @@ pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVers
     ensure_target()?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.exists() {
-        bail!("{} has no Cargo.toml: pass the directory of a UDF crate (made by `weir udf new`)", dir.display());
+        bail!(
+            "{} has no Cargo.toml: pass the directory of a UDF crate (made by `weir udf new`)",
+            dir.display()
+        );
     }
     let out = Command::new("cargo")
         .current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+        ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cannot run cargo")?;
     if !out.status.success() {
-        bail!("cargo build failed in {} (its errors are above)", dir.display());
+        bail!(
+            "cargo build failed in {} (its errors are above)",
+            dir.display()
+        );
     }
     let mut built = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
@@ -291,16 +320,28 @@ pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVers
 
 fn ensure_target() -> anyhow::Result<()> {
     let how = "install it with `rustup target add wasm32-wasip2`";
-    let Ok(list) = Command::new("rustup").args(["target", "list", "--installed"]).output() else {
+    let Ok(list) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
         // No rustup: let cargo try, and say what to do if it fails.
-        eprintln!("note: rustup not found; the Rust target wasm32-wasip2 must be installed ({how})");
+        eprintln!(
+            "note: rustup not found; the Rust target wasm32-wasip2 must be installed ({how})"
+        );
         return Ok(());
     };
-    if String::from_utf8_lossy(&list.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+    if String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
         return Ok(());
     }
-    eprintln!("the Rust target wasm32-wasip2 is missing; running `rustup target add wasm32-wasip2`");
-    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status()?;
+    eprintln!(
+        "the Rust target wasm32-wasip2 is missing; running `rustup target add wasm32-wasip2`"
+    );
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()?;
     if !status.success() {
         bail!("could not add the wasm32-wasip2 target; {how}");
     }
@@ -314,7 +355,11 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
         .imports
         .iter()
         .chain(&module.exports)
-        .find_map(|n| n.strip_prefix("weir:udf/").and_then(|r| r.split_once('@')).map(|(_, v)| v.to_string()))
+        .find_map(|n| {
+            n.strip_prefix("weir:udf/")
+                .and_then(|r| r.split_once('@'))
+                .map(|(_, v)| v.to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     println!("file:     {}", file.display());
     println!("world:    weir:udf/{}", module.world.name());

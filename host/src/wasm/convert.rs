@@ -165,7 +165,9 @@ pub fn from_wit_column(column: Column, field: &Field, rows: usize) -> Result<Arr
             let mut prev = 0u32;
             for (i, &o) in v.offsets.iter().enumerate() {
                 if (i == 0 && o != 0) || o < prev || o as usize > v.data.len() {
-                    return Err(format!("column `{name}`: offset {i} ({o}) is out of order or past the data"));
+                    return Err(format!(
+                        "column `{name}`: offset {i} ({o}) is out of order or past the data"
+                    ));
                 }
                 prev = o;
             }

@@ -54,7 +54,10 @@ impl SeededRandom {
         for b in stage.as_bytes() {
             seed = (seed ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
         }
-        self.0.store(seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15), Ordering::Relaxed);
+        self.0.store(
+            seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            Ordering::Relaxed,
+        );
     }
 
     fn next(&self) -> u64 {

@@ -283,7 +283,9 @@ impl Instance {
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let mut seed = 0u128;
         for b in stage.as_bytes() {
-            seed = seed.wrapping_mul(0x1000_0000_01b3).wrapping_add(u128::from(*b));
+            seed = seed
+                .wrapping_mul(0x1000_0000_01b3)
+                .wrapping_add(u128::from(*b));
         }
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
@@ -336,9 +338,15 @@ impl Instance {
         self.prepare(0, 0, 0);
         let params = self.params.clone();
         let result = match &self.exports {
-            Exports::Processor(p) => p.call_init(&mut self.store, &params).map(|r| r.map(InitInfo::Rows)),
-            Exports::Reducer(r) => r.call_init(&mut self.store, &params).map(|r| r.map(InitInfo::Rows)),
-            Exports::Scalar(s) => s.call_init(&mut self.store, &params).map(|r| r.map(InitInfo::Scalar)),
+            Exports::Processor(p) => p
+                .call_init(&mut self.store, &params)
+                .map(|r| r.map(InitInfo::Rows)),
+            Exports::Reducer(r) => r
+                .call_init(&mut self.store, &params)
+                .map(|r| r.map(InitInfo::Rows)),
+            Exports::Scalar(s) => s
+                .call_init(&mut self.store, &params)
+                .map(|r| r.map(InitInfo::Scalar)),
         };
         match self.finish_call(result)? {
             Ok(info) => Ok(info),
@@ -368,7 +376,8 @@ impl Instance {
             .saturating_add(self.limits.fuel_per_row.saturating_mul(rows as u64));
         // set_fuel only fails when fuel is not enabled, and it always is.
         let _ = self.store.set_fuel(fuel);
-        self.store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.limits.deadline));
         self.clock.set(event_time);
         self.random.reseed(&self.stage, position);
     }
@@ -388,7 +397,9 @@ impl Instance {
                         "fuel budget is {} units per call plus {} per row",
                         self.limits.fuel_per_call, self.limits.fuel_per_row
                     ),
-                    TrapKind::Deadline => format!("deadline is {:?} per call", self.limits.deadline),
+                    TrapKind::Deadline => {
+                        format!("deadline is {:?} per call", self.limits.deadline)
+                    }
                     TrapKind::Memory => format!("limit is {} MiB", self.limits.memory_bytes >> 20),
                     TrapKind::Other => format!("{}", e.root_cause()),
                 };
@@ -406,8 +417,13 @@ impl Instance {
     /// again), keeping the host-owned state.
     pub fn reset(&mut self) -> Result<(), CallError> {
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let (store, exports, clock, random, stdout, stderr) =
-            Self::instantiate(&self.runtime, &self.module, &self.stage, &self.limits, state)?;
+        let (store, exports, clock, random, stdout, stderr) = Self::instantiate(
+            &self.runtime,
+            &self.module,
+            &self.stage,
+            &self.limits,
+            state,
+        )?;
         self.store = store;
         self.exports = exports;
         self.clock = clock;
@@ -448,7 +464,10 @@ impl Instance {
         let group_count = keys.keys.offsets.len().saturating_sub(1);
         let key_list = (0..group_count)
             .map(|g| {
-                let (a, b) = (keys.keys.offsets[g] as usize, keys.keys.offsets[g + 1] as usize);
+                let (a, b) = (
+                    keys.keys.offsets[g] as usize,
+                    keys.keys.offsets[g + 1] as usize,
+                );
                 keys.keys.data.get(a..b).unwrap_or_default().to_vec()
             })
             .collect();

@@ -206,7 +206,9 @@ pub struct Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("cache_dir", &self.cache_dir).finish()
+        f.debug_struct("Runtime")
+            .field("cache_dir", &self.cache_dir)
+            .finish()
     }
 }
 
@@ -281,10 +283,18 @@ impl Runtime {
         }
         let component = self.compile(origin, &version, bytes)?;
         let ty = component.component_type();
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let exports: Vec<(String, bool)> = ty
             .exports(&self.engine)
-            .map(|(n, item)| (n.to_string(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+            .map(|(n, item)| {
+                (
+                    n.to_string(),
+                    matches!(item.ty, ComponentItem::ComponentFunc(_)),
+                )
+            })
             .collect();
         for import in &imports {
             let base = import.split('@').next().unwrap_or(import);
@@ -308,7 +318,11 @@ impl Runtime {
             return Err(LoadError::UnknownWorld {
                 path: origin.to_string(),
                 version,
-                exports: exports.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                exports: exports
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         };
         let module = Module {
@@ -367,7 +381,9 @@ impl Runtime {
         use std::hash::{Hash, Hasher};
         let dir = self.cache_dir.as_ref()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         Some(
             dir.join("modules")
                 .join(format!("{}-{:016x}.cwasm", version.hex(), hasher.finish())),
@@ -400,7 +416,9 @@ fn check_header(origin: &str, bytes: &[u8]) -> Result<(), LoadError> {
         reason: reason.to_string(),
     };
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(not("the file does not start with the WebAssembly magic bytes"));
+        return Err(not(
+            "the file does not start with the WebAssembly magic bytes",
+        ));
     }
     match bytes[4..8] {
         [0x0d, 0x00, 0x01, 0x00] => Ok(()),

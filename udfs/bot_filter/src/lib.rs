@@ -41,7 +41,10 @@ mod tests {
     use weir_sdk::testing::Harness;
 
     fn click(agent: &str, ip: &str) -> Click {
-        Click { agent: agent.into(), ip: ip.into() }
+        Click {
+            agent: agent.into(),
+            ip: ip.into(),
+        }
     }
 
     #[test]
@@ -62,6 +65,11 @@ mod tests {
 
     #[test]
     fn refuses_wildcard_prefix() {
-        assert!(Harness::new().param("blocked_prefix", "*").init(check).is_err());
+        assert!(
+            Harness::new()
+                .param("blocked_prefix", "*")
+                .init(check)
+                .is_err()
+        );
     }
 }

@@ -26,7 +26,10 @@ mod tests {
     #[test]
     fn bands() {
         let out = weir_sdk::testing::Harness::new()
-            .scalar(price_band, vec![Args { eur: 1.0 }, Args { eur: 50.0 }, Args { eur: 500.0 }])
+            .scalar(
+                price_band,
+                vec![Args { eur: 1.0 }, Args { eur: 50.0 }, Args { eur: 500.0 }],
+            )
             .unwrap();
         assert_eq!(out, ["low", "mid", "high"]);
     }

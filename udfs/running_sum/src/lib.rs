@@ -30,7 +30,11 @@ pub struct Sums {
 pub fn running_sum(_key: &Key<'_>, s: Sale, state: &mut Sums) -> Option<Total> {
     state.count += 1;
     state.sum += s.eur;
-    Some(Total { channel: s.channel, count: state.count, sum: state.sum })
+    Some(Total {
+        channel: s.channel,
+        count: state.count,
+        sum: state.sum,
+    })
 }
 
 weir_sdk::export_reducer!(running_sum);
@@ -42,8 +46,24 @@ mod tests {
     #[test]
     fn sums_per_key() {
         let mut h = weir_sdk::testing::Harness::new();
-        let sale = |k: &str, a| Sale { channel: k.into(), eur: a };
-        let out = h.reduce("channel", running_sum, vec![sale("a", 1.0), sale("b", 2.0), sale("a", 3.0)]).unwrap();
-        assert_eq!(out[2], Total { channel: "a".into(), count: 2, sum: 4.0 });
+        let sale = |k: &str, a| Sale {
+            channel: k.into(),
+            eur: a,
+        };
+        let out = h
+            .reduce(
+                "channel",
+                running_sum,
+                vec![sale("a", 1.0), sale("b", 2.0), sale("a", 3.0)],
+            )
+            .unwrap();
+        assert_eq!(
+            out[2],
+            Total {
+                channel: "a".into(),
+                count: 2,
+                sum: 4.0
+            }
+        );
     }
 }

@@ -35,7 +35,13 @@ fn rate(currency: &str) -> f64 {
 pub fn to_eur(b: Bid) -> BidEur {
     let eur = (b.price * rate(&b.currency) * 100.0).round() / 100.0;
     let high = weir_sdk::params().float("high").unwrap_or(100.0);
-    BidEur { auction: b.auction, bidder: b.bidder, eur, channel: b.channel, high: eur >= high }
+    BidEur {
+        auction: b.auction,
+        bidder: b.bidder,
+        eur,
+        channel: b.channel,
+        high: eur >= high,
+    }
 }
 
 weir_sdk::export_map!(to_eur);
@@ -54,7 +60,9 @@ mod tests {
             currency: currency.into(),
             channel: "web".into(),
         };
-        let out = h.map(to_eur, vec![bid(100.0, "USD"), bid(10.0, "EUR")]).unwrap();
+        let out = h
+            .map(to_eur, vec![bid(100.0, "USD"), bid(10.0, "EUR")])
+            .unwrap();
         assert_eq!(out[0].eur, 92.0);
         assert!(out[0].high);
         assert_eq!(out[1].eur, 10.0);

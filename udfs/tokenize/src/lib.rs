@@ -22,7 +22,10 @@ pub fn tokenize(line: Line) -> Vec<Word> {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= min_len)
         .enumerate()
-        .map(|(i, w)| Word { word: w.to_lowercase(), position: i as i64 })
+        .map(|(i, w)| Word {
+            word: w.to_lowercase(),
+            position: i as i64,
+        })
         .collect()
 }
 
@@ -36,7 +39,17 @@ mod tests {
     fn splits_words() {
         let out = weir_sdk::testing::Harness::new()
             .param("min_len", 2i64)
-            .flat_map(tokenize, vec![Line { text: "To be, or NOT to be".into() }, Line { text: String::new() }])
+            .flat_map(
+                tokenize,
+                vec![
+                    Line {
+                        text: "To be, or NOT to be".into(),
+                    },
+                    Line {
+                        text: String::new(),
+                    },
+                ],
+            )
             .unwrap();
         let words: Vec<_> = out.iter().map(|w| w.word.as_str()).collect();
         assert_eq!(words, ["to", "be", "or", "not", "to", "be"]);

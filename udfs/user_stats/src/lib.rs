@@ -34,7 +34,10 @@ pub struct Stats {
 }
 
 fn window_us() -> i64 {
-    weir_sdk::params().int("window_us").unwrap_or(60_000_000).max(1)
+    weir_sdk::params()
+        .int("window_us")
+        .unwrap_or(60_000_000)
+        .max(1)
 }
 
 /// Updates the user's statistics with one click; emits a flag when the window's
@@ -81,15 +84,33 @@ mod tests {
     use super::*;
 
     fn click(user: &str, ts: i64) -> Click {
-        Click { user: user.into(), ts, ad: "a1".into() }
+        Click {
+            user: user.into(),
+            ts,
+            ad: "a1".into(),
+        }
     }
 
     #[test]
     fn flags_once_per_window_across_batches() {
-        let mut h = weir_sdk::testing::Harness::new().param("max_clicks", 2i64).param("window_us", 100i64);
-        let first = h.reduce("user", user_stats, vec![click("u1", 1), click("u2", 2), click("u1", 3)]).unwrap();
+        let mut h = weir_sdk::testing::Harness::new()
+            .param("max_clicks", 2i64)
+            .param("window_us", 100i64);
+        let first = h
+            .reduce(
+                "user",
+                user_stats,
+                vec![click("u1", 1), click("u2", 2), click("u1", 3)],
+            )
+            .unwrap();
         assert!(first.is_empty());
-        let second = h.reduce("user", user_stats, vec![click("u1", 4), click("u1", 5), click("u1", 150)]).unwrap();
+        let second = h
+            .reduce(
+                "user",
+                user_stats,
+                vec![click("u1", 4), click("u1", 5), click("u1", 150)],
+            )
+            .unwrap();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].user, "u1");
         assert_eq!(second[0].clicks_in_window, 3);

@@ -32,7 +32,12 @@ pub fn stamp(item: Item) -> Stamp {
     let monotonic_ns = EPOCH.with(|e| e.elapsed().as_nanos() as i64);
     // RandomState draws its keys from the host's random source.
     let random = RandomState::new().hash_one(item.id) as i64;
-    Stamp { id: item.id, now_us, monotonic_ns, random }
+    Stamp {
+        id: item.id,
+        now_us,
+        monotonic_ns,
+        random,
+    }
 }
 
 weir_sdk::export_map!(stamp);

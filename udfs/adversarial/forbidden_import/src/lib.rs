@@ -16,7 +16,10 @@ pub struct Leak {
 
 pub fn leak(item: Item) -> Leak {
     let secret = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    Leak { id: item.id, secret_len: secret.len() as i64 }
+    Leak {
+        id: item.id,
+        secret_len: secret.len() as i64,
+    }
 }
 
 weir_sdk::export_map!(leak);

@@ -7,6 +7,8 @@ pub struct Item {
     pub id: i64,
 }
 
+/// Never returns for the trigger row: that is the point of this UDF.
+#[allow(clippy::while_immutable_condition)]
 pub fn spin(item: Item) -> Item {
     let trigger = weir_sdk::params().int("trigger").unwrap_or(7);
     let mut n: u64 = 0;

@@ -18,7 +18,10 @@ pub fn double(item: Item) -> Doubled {
     if item.id == poison {
         panic!("poison row id {}", item.id);
     }
-    Doubled { id: item.id, doubled: item.id * 2 }
+    Doubled {
+        id: item.id,
+        doubled: item.id * 2,
+    }
 }
 
 weir_sdk::export_map!(double);
