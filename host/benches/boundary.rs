@@ -1,1 +1,330 @@
-fn main() {}
+//! The cost of the Wasm boundary and of a whole pipeline, Wasm against native.
+//!
+//! (a) `boundary`: a filter + map UDF over a 5-column row (2 ints, 1 float, 2
+//!     short strings) at batch sizes 1..4096, as the `bench_filter_map`
+//!     component run by a Weir stage, and as the same logic in native Rust over
+//!     the same Arrow batches.
+//! (b) `pipeline`: JSONL file -> filter+map -> JSONL sink, with the logic as the
+//!     component and as native Rust.
+//!
+//! After criterion's report, `ratios` prints ns/row and Wasm/native ratios
+//! measured interleaved in this run. Run: `cargo bench -p weir-host --bench boundary`.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::SchemaRef;
+use arrow_select::take::take;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use weir::plan::{ErrorPolicy, SourceFormat, SourceSpec, StageKind, UdfSpec};
+use weir::schema::{ColumnType, Field, event_schema};
+use weir::source::SourceReader;
+use weir::stage::UdfStage;
+use weir::wasm::{Limits, Runtime};
+
+const ROWS: usize = 4096;
+const BATCH_SIZES: [usize; 6] = [1, 16, 64, 256, 1024, 4096];
+const CURRENCIES: [&str; 3] = ["USD", "EUR", "GBP"];
+const CHANNELS: [&str; 3] = ["web", "app", "partner"];
+
+fn input_fields() -> Vec<Field> {
+    let f = |name: &str, ty| Field {
+        name: name.into(),
+        ty,
+        nullable: false,
+    };
+    vec![
+        f("auction", ColumnType::Int64),
+        f("bidder", ColumnType::Int64),
+        f("price", ColumnType::Float64),
+        f("currency", ColumnType::Utf8),
+        f("channel", ColumnType::Utf8),
+    ]
+}
+
+fn input(rows: usize) -> RecordBatch {
+    let schema = event_schema(&input_fields());
+    let ts: Vec<i64> = (0..rows as i64).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ts.clone())),
+        Arc::new(Int64Array::from(
+            ts.iter().map(|t| t + 1).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            (0..rows as i64).map(|i| i % 1000).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            (0..rows as i64).map(|i| i * 7 % 5000).collect::<Vec<_>>(),
+        )),
+        Arc::new(arrow_array::Float64Array::from(
+            (0..rows)
+                .map(|i| (i * 37 % 200) as f64 + 0.5)
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            (0..rows).map(|i| CURRENCIES[i % 3]).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            (0..rows).map(|i| CHANNELS[i * 5 % 3]).collect::<Vec<_>>(),
+        )),
+    ];
+    RecordBatch::try_new(schema, columns).expect("batch")
+}
+
+/// The bench UDF's logic, natively, with the same typed rows (owned strings).
+struct Bid {
+    auction: i64,
+    price: f64,
+    currency: String,
+    channel: String,
+}
+
+fn filter_map(b: Bid) -> Option<(i64, f64, String)> {
+    if b.price < 10.0 {
+        return None;
+    }
+    let rate = if b.currency == "USD" { 0.92 } else { 1.0 };
+    Some((b.auction, b.price * rate, b.channel))
+}
+
+fn native(batch: &RecordBatch, out_schema: &SchemaRef) -> RecordBatch {
+    let n = batch.num_rows();
+    let auction = batch.column(2).as_primitive::<Int64Type>();
+    let _bidder = batch.column(3).as_primitive::<Int64Type>();
+    let price = batch.column(4).as_primitive::<Float64Type>();
+    let currency = batch.column(5).as_string::<i32>();
+    let channel = batch.column(6).as_string::<i32>();
+    let mut parents = Vec::with_capacity(n);
+    let mut a = Int64Builder::with_capacity(n);
+    let mut e = Float64Builder::with_capacity(n);
+    let mut c = StringBuilder::with_capacity(n, n * 8);
+    for i in 0..n {
+        let bid = Bid {
+            auction: auction.value(i),
+            price: price.value(i),
+            currency: currency.value(i).to_string(),
+            channel: channel.value(i).to_string(),
+        };
+        if let Some((x, y, z)) = filter_map(bid) {
+            parents.push(i as u32);
+            a.append_value(x);
+            e.append_value(y);
+            c.append_value(z);
+        }
+    }
+    let idx = UInt32Array::from(parents);
+    let columns: Vec<ArrayRef> = vec![
+        take(batch.column(0), &idx, None).expect("take"),
+        take(batch.column(1), &idx, None).expect("take"),
+        Arc::new(a.finish()),
+        Arc::new(e.finish()),
+        Arc::new(c.finish()),
+    ];
+    RecordBatch::try_new(out_schema.clone(), columns).expect("batch")
+}
+
+fn stage(runtime: &Arc<Runtime>) -> UdfStage {
+    let spec = UdfSpec {
+        kind: StageKind::Processor,
+        component: weir::testkit::udf_component("bench_filter_map"),
+        params: Vec::new(),
+        key: None,
+        output: None,
+        on_trap: ErrorPolicy::Fail,
+        limits: Limits::default(),
+    };
+    UdfStage::new(runtime, "bench", &spec, event_schema(&input_fields())).expect("stage")
+}
+
+fn slices(batch: &RecordBatch, size: usize) -> Vec<RecordBatch> {
+    (0..batch.num_rows())
+        .step_by(size)
+        .map(|o| batch.slice(o, size.min(batch.num_rows() - o)))
+        .collect()
+}
+
+fn boundary(c: &mut Criterion, runtime: &Arc<Runtime>) {
+    let batch = input(ROWS);
+    let mut wasm = stage(runtime);
+    let out_schema = wasm.output_schema();
+    let mut dead = Vec::new();
+    let mut group = c.benchmark_group("boundary");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    for size in BATCH_SIZES {
+        let parts = slices(&batch, size);
+        group.bench_with_input(BenchmarkId::new("wasm", size), &parts, |b, parts| {
+            b.iter(|| {
+                for p in parts {
+                    black_box(wasm.process(p, &mut dead).expect("process"));
+                }
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("native", size), &parts, |b, parts| {
+            b.iter(|| {
+                for p in parts {
+                    black_box(native(p, &out_schema));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+const PIPELINE_ROWS: usize = 100_000;
+
+fn pipeline_file() -> (tempfile::TempDir, SourceSpec) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bids.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    for i in 0..PIPELINE_ROWS {
+        writeln!(
+            out,
+            "{{\"ts\":{i},\"auction\":{},\"bidder\":{},\"price\":{},\"currency\":\"{}\",\"channel\":\"{}\"}}",
+            i % 1000,
+            i * 7 % 5000,
+            (i * 37 % 200) as f64 + 0.5,
+            CURRENCIES[i % 3],
+            CHANNELS[i * 5 % 3]
+        )
+        .expect("write");
+    }
+    out.flush().expect("flush");
+    let mut fields = vec![Field {
+        name: "ts".into(),
+        ty: ColumnType::Int64,
+        nullable: false,
+    }];
+    fields.extend(input_fields());
+    let spec = SourceSpec {
+        name: "bids".into(),
+        format: SourceFormat::Jsonl,
+        path,
+        fields,
+        event_time: "ts".into(),
+        end_time: None,
+        on_error: ErrorPolicy::Fail,
+    };
+    (dir, spec)
+}
+
+/// file -> logic -> JSONL sink; `logic` is the Wasm stage or the native function.
+fn run_pipeline(spec: &SourceSpec, logic: &mut dyn FnMut(&RecordBatch) -> RecordBatch) -> usize {
+    let mut reader = SourceReader::open(spec, 1024).expect("open");
+    let mut sink = Vec::with_capacity(8 << 20);
+    while let Some(chunk) = reader.next_chunk().expect("read") {
+        // The source has an extra `ts` column; the logic reads by position, so drop it.
+        let batch = chunk
+            .batch
+            .project(&[0, 1, 3, 4, 5, 6, 7])
+            .expect("project");
+        let out = logic(&batch);
+        weir::sink::write_jsonl(&mut sink, &out, false).expect("sink");
+    }
+    sink.len()
+}
+
+fn pipeline(c: &mut Criterion, runtime: &Arc<Runtime>) {
+    let (_dir, spec) = pipeline_file();
+    let mut wasm = stage(runtime);
+    let out_schema = wasm.output_schema();
+    let mut dead = Vec::new();
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(PIPELINE_ROWS as u64));
+    group.sample_size(10);
+    group.bench_function("wasm", |b| {
+        b.iter(|| {
+            run_pipeline(&spec, &mut |batch| {
+                wasm.process(batch, &mut dead).expect("process")
+            })
+        })
+    });
+    group.bench_function("native", |b| {
+        b.iter(|| run_pipeline(&spec, &mut |batch| native(batch, &out_schema)))
+    });
+    group.finish();
+}
+
+/// Median time of `f` over `runs`, interleaved by the caller.
+fn time(f: &mut dyn FnMut()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Wasm/native ratios measured interleaved in one run, printed for docs/benchmarks.md.
+fn ratios(runtime: &Arc<Runtime>) {
+    let batch = input(ROWS);
+    let mut wasm = stage(runtime);
+    let out_schema = wasm.output_schema();
+    let mut dead = Vec::new();
+    println!("\n== boundary: filter+map over 5 columns, {ROWS} rows per sample");
+    println!(
+        "{:>6} {:>12} {:>12} {:>8}",
+        "batch", "wasm ns/row", "native ns/row", "ratio"
+    );
+    for size in BATCH_SIZES {
+        let parts = slices(&batch, size);
+        let (mut w, mut n) = (Vec::new(), Vec::new());
+        for _ in 0..51 {
+            w.push(time(&mut || {
+                for p in &parts {
+                    black_box(wasm.process(p, &mut dead).expect("process"));
+                }
+            }));
+            n.push(time(&mut || {
+                for p in &parts {
+                    black_box(native(p, &out_schema));
+                }
+            }));
+        }
+        let (w, n) = (
+            median(w).as_nanos() as f64 / ROWS as f64,
+            median(n).as_nanos() as f64 / ROWS as f64,
+        );
+        println!("{size:>6} {w:>12.1} {n:>12.1} {:>8.2}", w / n);
+    }
+    let (_dir, spec) = pipeline_file();
+    let (mut w, mut n) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        w.push(time(&mut || {
+            run_pipeline(&spec, &mut |b| wasm.process(b, &mut dead).expect("process"));
+        }));
+        n.push(time(&mut || {
+            run_pipeline(&spec, &mut |b| native(b, &out_schema));
+        }));
+    }
+    let (w, n) = (median(w), median(n));
+    println!("\n== pipeline: JSONL file -> filter+map -> JSONL, {PIPELINE_ROWS} rows");
+    println!(
+        "wasm {:.1} ms ({:.0} ev/s), native {:.1} ms ({:.0} ev/s), wasm/native {:.3}",
+        w.as_secs_f64() * 1e3,
+        PIPELINE_ROWS as f64 / w.as_secs_f64(),
+        n.as_secs_f64() * 1e3,
+        PIPELINE_ROWS as f64 / n.as_secs_f64(),
+        w.as_secs_f64() / n.as_secs_f64()
+    );
+}
+
+fn main() {
+    let runtime = Runtime::new(Runtime::default_cache_dir()).expect("runtime");
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args();
+    boundary(&mut c, &runtime);
+    pipeline(&mut c, &runtime);
+    c.final_summary();
+    ratios(&runtime);
+}

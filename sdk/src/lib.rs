@@ -39,6 +39,7 @@
 //! weir_sdk::export_flat_map!(to_eur);
 //!
 //! // `cargo test` runs it natively:
+//! # fn main() {
 //! let out = weir_sdk::testing::Harness::new()
 //!     .param("rate", 0.5)
 //!     .flat_map(to_eur, vec![
@@ -47,6 +48,7 @@
 //!     ])
 //!     .unwrap();
 //! assert_eq!(out, vec![BidEur { auction: 1, eur: 5.0 }]);
+//! # }
 //! ```
 //!
 //! and the job file that runs it:
