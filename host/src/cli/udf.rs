@@ -110,16 +110,20 @@ strip = true
             sdk = sdk.display()
         ),
     )?;
-    let (lib, job, data) = match kind {
-        Kind::Processor => (TEMPLATE_PROCESSOR, JOB_PROCESSOR, DATA),
-        Kind::Reducer => (TEMPLATE_REDUCER, JOB_REDUCER, DATA),
+    let (lib, stage) = match kind {
+        Kind::Processor => (
+            TEMPLATE_PROCESSOR,
+            "kind = \"processor\"\nparams = { min = 1.0 }",
+        ),
+        Kind::Reducer => (TEMPLATE_REDUCER, "kind = \"reducer\"\nkey = \"user\""),
     };
     std::fs::write(
         dir.join("src").join("lib.rs"),
         lib.replace("{ident}", &ident),
     )?;
-    std::fs::write(dir.join("job.toml"), job.replace("{ident}", &ident))?;
-    std::fs::write(dir.join("input.jsonl"), data)?;
+    let job = JOB.replace("{stage}", stage).replace("{ident}", &ident);
+    std::fs::write(dir.join("job.toml"), job)?;
+    std::fs::write(dir.join("input.jsonl"), DATA)?;
     std::fs::write(dir.join(".gitignore"), "/target\n/out\n")?;
     println!(
         "created {}: test it with `cargo test`, build it with `weir udf build {}`, run it with `weir run {}/job.toml`",
@@ -224,7 +228,8 @@ mod tests {
 }
 "#;
 
-const JOB_PROCESSOR: &str = r#"name = "{ident}-demo"
+/// The template job; `{stage}` becomes the stage's kind (and key, for a reducer).
+const JOB: &str = r#"name = "{ident}-demo"
 
 [[sources]]
 name = "input"
@@ -235,28 +240,7 @@ schema = { ts = "int64", user = "utf8", amount = "float64" }
 [[stages]]
 name = "{ident}"
 input = "input"
-kind = "processor"
-component = "target/wasm32-wasip2/release/{ident}.wasm"
-params = { min = 1.0 }
-
-[[sinks]]
-input = "{ident}"
-stdout = true
-"#;
-
-const JOB_REDUCER: &str = r#"name = "{ident}-demo"
-
-[[sources]]
-name = "input"
-path = "input.jsonl"
-event_time = "ts"
-schema = { ts = "int64", user = "utf8", amount = "float64" }
-
-[[stages]]
-name = "{ident}"
-input = "input"
-kind = "reducer"
-key = "user"
+{stage}
 component = "target/wasm32-wasip2/release/{ident}.wasm"
 
 [[sinks]]
