@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take;
 
@@ -498,9 +498,4 @@ pub fn row_json(row: &RecordBatch) -> String {
         return "<unprintable>".into();
     }
     String::from_utf8_lossy(&out).trim_end().to_string()
-}
-
-/// Schema helper for tests and tools: the user fields of a schema.
-pub fn fields_of(schema: &Schema) -> Vec<Field> {
-    user_fields(schema)
 }

@@ -1,6 +1,7 @@
 //! Stage parameters from the job file (`[stages.params]`).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::wit::weir::udf::types::{Param, ParamValue};
 
@@ -73,15 +74,17 @@ impl Params {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Params> = RefCell::new(Params::default());
+    // Shared, so that `params()` in a per-row function costs a reference count,
+    // not a copy of every parameter.
+    static CURRENT: RefCell<Rc<Params>> = RefCell::new(Rc::new(Params::default()));
 }
 
 pub(crate) fn install(params: Params) {
-    CURRENT.with(|c| *c.borrow_mut() = params);
+    CURRENT.with(|c| *c.borrow_mut() = Rc::new(params));
 }
 
-/// The parameters of the running stage (set by `init`).
-pub fn params() -> Params {
+/// The parameters of the running stage (set by `init`). Cheap to call per row.
+pub fn params() -> Rc<Params> {
     CURRENT.with(|c| c.borrow().clone())
 }
 

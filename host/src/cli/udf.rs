@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 
-use crate::wasm::{Runtime, World};
+use crate::wasm::Runtime;
 
 /// UDF commands.
 #[derive(Debug, Subcommand)]
@@ -358,6 +358,5 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
     for e in &module.exports {
         println!("  {e}");
     }
-    let _ = World::Processor;
     Ok(())
 }
