@@ -75,6 +75,37 @@
 //! Each takes an optional `init = check` hook, `fn check(&Params) -> Result<(), String>`,
 //! run once with the stage's parameters; an `Err` refuses the stage with your message.
 //!
+//! ## Rows that borrow: no allocation per row
+//!
+//! A `String` field copies each value out of the batch. A `&str` field borrows
+//! it instead, so reading a row allocates nothing; inside a component this is
+//! several times faster (see `docs/benchmarks.md`). Give the row a lifetime and
+//! the function `'_`:
+//!
+//! ```
+//! use weir_sdk::Row;
+//!
+//! #[derive(Row)]
+//! pub struct Click<'a> { pub user: &'a str, pub url: &'a str, pub referrer: Option<&'a str> }
+//!
+//! #[derive(Row, Debug, PartialEq)]
+//! pub struct Visit<'a> { pub user: &'a str, pub direct: bool }
+//!
+//! pub fn visits(c: Click<'_>) -> Option<Visit<'_>> {
+//!     c.url.starts_with("/shop").then(|| Visit { user: c.user, direct: c.referrer.is_none() })
+//! }
+//! weir_sdk::export_flat_map!(visits);
+//! # fn main() {
+//! let out = weir_sdk::testing::Harness::new()
+//!     .flat_map(visits, vec![
+//!         Click { user: "ann", url: "/shop/1", referrer: None },
+//!         Click { user: "bob", url: "/help", referrer: Some("ads") },
+//!     ])
+//!     .unwrap();
+//! assert_eq!(out, vec![Visit { user: "ann", direct: true }]);
+//! # }
+//! ```
+//!
 //! ## Determinism
 //!
 //! Output must be a function of the input only. The host makes the usual
@@ -106,9 +137,9 @@ pub mod wit {
 }
 
 pub use params::{Params, params};
-pub use row::{Row, decode_rows, encode_rows};
+pub use row::{ReadRow, Row, decode_rows, encode_rows};
 pub use state::{Key, StateStore};
-pub use value::{NonNull, NullableBuilder, StrReader, Value, field_of, type_name};
+pub use value::{NonNull, NullableBuilder, ReadValue, StrReader, Value, field_of, type_name};
 pub use weir_sdk_derive::Row;
 pub use wit::weir::udf::keys::KeyGroups;
 pub use wit::weir::udf::types::{
@@ -160,7 +191,7 @@ macro_rules! __export_processor {
                 fn process(
                     input: $crate::Batch,
                 ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
-                    $crate::run::$run_fn(super::$f, input)
+                    $crate::run::$run_fn(super::$f, &input)
                 }
             }
             export!(Udf);
@@ -214,7 +245,7 @@ macro_rules! export_reducer {
                     input: $crate::Batch,
                     keys: $crate::KeyGroups,
                 ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
-                    $crate::run::reduce(super::$f, input, keys, &mut $crate::state::HostState)
+                    $crate::run::reduce(super::$f, &input, &keys, &mut $crate::state::HostState)
                 }
             }
             export!(Udf);
@@ -240,7 +271,7 @@ macro_rules! export_scalar {
                 fn evaluate(
                     args: $crate::Batch,
                 ) -> ::std::result::Result<$crate::Column, $crate::UdfError> {
-                    $crate::run::scalar(super::$f, args)
+                    $crate::run::scalar(super::$f, &args)
                 }
             }
             export!(Udf);

@@ -5,24 +5,33 @@ use crate::wit::weir::udf::types::{Column, Field};
 
 /// A typed row. Derive it with `#[derive(Row)]` on a struct with named fields of
 /// [`Value`](crate::Value) types; each field is a column of the same name.
+///
+/// This is the writing side (output rows); [`ReadRow`] reads rows out of a batch.
+/// A row type may borrow from the batch it was read from, e.g.
+/// `struct Bid<'a> { channel: &'a str }`, so that reading allocates nothing.
 pub trait Row: Sized {
-    /// Borrowed views of the row's columns in one batch.
-    type Reader<'a>;
     /// Accumulates output columns.
     type Builder;
 
     /// The columns of this row type, in field order.
     fn fields() -> Vec<Field>;
-    /// Checks the batch's columns (in field order) and borrows them.
-    fn reader(columns: &[Column]) -> Result<Self::Reader<'_>, UdfError>;
-    /// Row `row` of the batch.
-    fn read(reader: &Self::Reader<'_>, row: usize) -> Self;
     /// An empty builder with room for `capacity` rows.
     fn builder(capacity: usize) -> Self::Builder;
     /// Appends this row.
     fn push(self, builder: &mut Self::Builder);
     /// The finished columns, in field order.
     fn finish(builder: Self::Builder) -> Vec<Column>;
+}
+
+/// A [`Row`] that can be read from the columns of a batch borrowed for `'a`.
+pub trait ReadRow<'a>: Row {
+    /// Borrowed views of the row's columns in one batch.
+    type Reader;
+
+    /// Checks the batch's columns (in field order) and borrows them.
+    fn reader(columns: &'a [Column]) -> Result<Self::Reader, UdfError>;
+    /// Row `row` of the batch.
+    fn read(reader: &Self::Reader, row: usize) -> Self;
 }
 
 /// Encodes rows as columns (used by the test harness and by hosts written in Rust).
@@ -37,7 +46,10 @@ pub fn encode_rows<R: Row>(rows: impl IntoIterator<Item = R>) -> (usize, Vec<Col
 }
 
 /// Decodes `rows` rows of `R` from columns in field order.
-pub fn decode_rows<R: Row>(columns: &[Column], rows: usize) -> Result<Vec<R>, UdfError> {
+pub fn decode_rows<'a, R: ReadRow<'a>>(
+    columns: &'a [Column],
+    rows: usize,
+) -> Result<Vec<R>, UdfError> {
     let reader = R::reader(columns)?;
     Ok((0..rows).map(|i| R::read(&reader, i)).collect())
 }

@@ -10,7 +10,7 @@ use crate::wit::weir::udf::keys::KeyGroups;
 use crate::wit::weir::udf::types::{
     Batch, Column, Output, Param, ScalarSignature, Signature, UdfError,
 };
-use crate::{Row, Value, field_of};
+use crate::{ReadRow, Row, Value, field_of};
 
 /// The optional `init = f` hook of the export macros.
 pub type InitHook = fn(&Params) -> Result<(), String>;
@@ -87,7 +87,10 @@ pub fn init_scalar<A: Row, R: Value>(
 }
 
 /// A filter: `f` says which rows survive; the host keeps all their columns.
-pub fn filter<I: Row>(f: impl Fn(I) -> bool, input: Batch) -> Result<Output, UdfError> {
+pub fn filter<'a, I: ReadRow<'a>>(
+    f: impl Fn(I) -> bool,
+    input: &'a Batch,
+) -> Result<Output, UdfError> {
     let reader = I::reader(&input.columns)?;
     let rows = input.rows as usize;
     let mut parents = Vec::with_capacity(rows);
@@ -103,7 +106,10 @@ pub fn filter<I: Row>(f: impl Fn(I) -> bool, input: Batch) -> Result<Output, Udf
 }
 
 /// A map: one output row per input row.
-pub fn map<I: Row, O: Row>(f: impl Fn(I) -> O, input: Batch) -> Result<Output, UdfError> {
+pub fn map<'a, I: ReadRow<'a>, O: Row>(
+    f: impl Fn(I) -> O,
+    input: &'a Batch,
+) -> Result<Output, UdfError> {
     let reader = I::reader(&input.columns)?;
     let rows = input.rows as usize;
     let mut builder = O::builder(rows);
@@ -117,9 +123,9 @@ pub fn map<I: Row, O: Row>(f: impl Fn(I) -> O, input: Batch) -> Result<Output, U
 }
 
 /// A flat-map: zero or more output rows per input row (`Option`, `Vec`, any iterator).
-pub fn flat_map<I: Row, O: Row, R: IntoIterator<Item = O>>(
+pub fn flat_map<'a, I: ReadRow<'a>, O: Row, R: IntoIterator<Item = O>>(
     f: impl Fn(I) -> R,
-    input: Batch,
+    input: &'a Batch,
 ) -> Result<Output, UdfError> {
     let reader = I::reader(&input.columns)?;
     let rows = input.rows as usize;
@@ -147,14 +153,14 @@ struct GroupStates<S> {
 const STATE_NAME: &str = "state";
 
 /// A keyed reducer: rows in input order, each with its key and its key's state.
-pub fn reduce<I, S, O, R>(
+pub fn reduce<'a, I, S, O, R>(
     f: impl Fn(&Key<'_>, I, &mut S) -> R,
-    input: Batch,
-    keys: KeyGroups,
+    input: &'a Batch,
+    keys: &KeyGroups,
     store: &mut dyn StateStore,
 ) -> Result<Output, UdfError>
 where
-    I: Row,
+    I: ReadRow<'a>,
     S: Serialize + DeserializeOwned + Default,
     O: Row,
     R: IntoIterator<Item = O>,
@@ -215,7 +221,10 @@ where
 }
 
 /// A scalar function: one result per argument row.
-pub fn scalar<A: Row, R: Value>(f: impl Fn(A) -> R, args: Batch) -> Result<Column, UdfError> {
+pub fn scalar<'a, A: ReadRow<'a>, R: Value>(
+    f: impl Fn(A) -> R,
+    args: &'a Batch,
+) -> Result<Column, UdfError> {
     let reader = A::reader(&args.columns)?;
     let rows = args.rows as usize;
     let mut builder = R::builder(rows);

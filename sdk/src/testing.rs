@@ -4,6 +4,10 @@
 //! calls the same per-batch drivers a component runs, and decodes the output, so
 //! a test exercises everything but the Wasm boundary itself.
 //!
+//! Row types that borrow (`struct Bid<'a> { channel: &'a str }`) are used with
+//! `'static` data here: the harness keeps (leaks) the batches it builds so that
+//! the rows it hands back can borrow from them. It is for tests only.
+//!
 //! ```
 //! use weir_sdk::{Row, testing::Harness};
 //!
@@ -26,7 +30,7 @@ use crate::run;
 use crate::state::{Key, StateStore};
 use crate::wit::weir::udf::keys::KeyGroups;
 use crate::wit::weir::udf::types::{Batch, ParamValue, UdfError, Values, VarWidth};
-use crate::{Row, Value};
+use crate::{ReadRow, ReadValue, Row};
 
 /// Runs UDF functions natively over typed rows, with parameters and keyed state.
 #[derive(Debug, Default)]
@@ -35,14 +39,23 @@ pub struct Harness {
     state: BTreeMap<(Vec<u8>, String), Vec<u8>>,
 }
 
-fn batch_of<I: Row>(rows: Vec<I>) -> Batch {
+/// A batch of `rows`, kept for the rest of the test so that rows may borrow from it.
+fn batch_of<I: Row>(rows: Vec<I>) -> &'static Batch {
     let (count, columns) = encode_rows(rows);
-    Batch {
+    Box::leak(Box::new(Batch {
         rows: count as u32,
         start: (0..count as i64).collect(),
         end: (1..=count as i64).collect(),
         columns,
-    }
+    }))
+}
+
+/// Decodes output rows from columns kept for the rest of the test.
+fn decode_kept<O: ReadRow<'static>>(
+    columns: Vec<crate::Column>,
+    rows: usize,
+) -> Result<Vec<O>, UdfError> {
+    decode_rows(Box::leak(columns.into_boxed_slice()), rows)
 }
 
 impl Harness {
@@ -64,7 +77,11 @@ impl Harness {
     }
 
     /// Runs a filter; returns the rows that survive.
-    pub fn filter<I: Row>(&self, f: impl Fn(I) -> bool, rows: Vec<I>) -> Result<Vec<I>, UdfError> {
+    pub fn filter<I: ReadRow<'static>>(
+        &self,
+        f: impl Fn(I) -> bool,
+        rows: Vec<I>,
+    ) -> Result<Vec<I>, UdfError> {
         let batch = batch_of(rows);
         let all: Vec<I> = decode_rows(&batch.columns, batch.rows as usize)?;
         let out = run::filter(f, batch)?;
@@ -77,23 +94,23 @@ impl Harness {
     }
 
     /// Runs a map.
-    pub fn map<I: Row, O: Row>(
+    pub fn map<I: ReadRow<'static>, O: ReadRow<'static>>(
         &self,
         f: impl Fn(I) -> O,
         rows: Vec<I>,
     ) -> Result<Vec<O>, UdfError> {
         let out = run::map(f, batch_of(rows))?;
-        decode_rows(&out.columns, out.parents.len())
+        decode_kept(out.columns, out.parents.len())
     }
 
     /// Runs a flat-map.
-    pub fn flat_map<I: Row, O: Row, R: IntoIterator<Item = O>>(
+    pub fn flat_map<I: ReadRow<'static>, O: ReadRow<'static>, R: IntoIterator<Item = O>>(
         &self,
         f: impl Fn(I) -> R,
         rows: Vec<I>,
     ) -> Result<Vec<O>, UdfError> {
         let out = run::flat_map(f, batch_of(rows))?;
-        decode_rows(&out.columns, out.parents.len())
+        decode_kept(out.columns, out.parents.len())
     }
 
     /// Runs a reducer keyed by the column `key_column` of `I`. State persists in
@@ -105,9 +122,9 @@ impl Harness {
         rows: Vec<I>,
     ) -> Result<Vec<O>, UdfError>
     where
-        I: Row,
+        I: ReadRow<'static>,
         S: Serialize + DeserializeOwned + Default,
-        O: Row,
+        O: ReadRow<'static>,
         R: IntoIterator<Item = O>,
     {
         let batch = batch_of(rows);
@@ -151,19 +168,19 @@ impl Harness {
             keys: &distinct,
             map: &mut self.state,
         };
-        let out = run::reduce(f, batch, KeyGroups { keys, groups }, &mut store)?;
-        decode_rows(&out.columns, out.parents.len())
+        let out = run::reduce(f, batch, &KeyGroups { keys, groups }, &mut store)?;
+        decode_kept(out.columns, out.parents.len())
     }
 
     /// Runs a scalar function.
-    pub fn scalar<A: Row, R: Value>(
+    pub fn scalar<A: ReadRow<'static>, R: ReadValue<'static>>(
         &self,
         f: impl Fn(A) -> R,
         rows: Vec<A>,
     ) -> Result<Vec<R>, UdfError> {
         let count = rows.len();
-        let column = run::scalar(f, batch_of(rows))?;
-        let reader = R::reader("result", &column)?;
+        let column: &'static crate::Column = Box::leak(Box::new(run::scalar(f, batch_of(rows))?));
+        let reader = R::reader("result", column)?;
         Ok((0..count).map(|i| R::read(&reader, i)).collect())
     }
 }

@@ -1,34 +1,53 @@
 //! Typed access to the columns of a batch: one [`Value`] implementation per Rust
-//! type a row field may have.
+//! type a row field may have, and one [`ReadValue`] implementation per type that
+//! can be read out of a column.
 
 use crate::UdfError;
 use crate::wit::weir::udf::types::{Column, ColumnType, Field, Values, VarWidth};
 
 /// A Rust type that can be a field of a [`Row`](crate::Row): `i64`, `f64`, `bool`,
-/// `String`, or an `Option` of one of them (a nullable column).
+/// `String`, `&str`, or an `Option` of one of them (a nullable column).
 ///
-/// Reading and writing go through per-column readers and builders, so a batch is
-/// decoded with one type check per column, not per row.
+/// This is the writing side: output columns are accumulated in per-column
+/// builders. Reading is [`ReadValue`].
 pub trait Value: Sized {
     /// The column type this Rust type maps to.
     const TYPE: ColumnType;
     /// Whether the column may hold nulls.
     const NULLABLE: bool;
-    /// Borrowed view of one column.
-    type Reader<'a>;
     /// Accumulates one output column.
     type Builder;
 
-    /// Checks the column's type (and, for non-`Option` types, that it has no nulls).
-    fn reader<'a>(name: &str, column: &'a Column) -> Result<Self::Reader<'a>, UdfError>;
-    /// The value of row `row`.
-    fn read(reader: &Self::Reader<'_>, row: usize) -> Self;
     /// An empty builder with room for `capacity` rows.
     fn builder(capacity: usize) -> Self::Builder;
     /// Appends one value.
     fn push(self, builder: &mut Self::Builder);
     /// The finished column.
     fn finish(name: &str, builder: Self::Builder) -> Column;
+}
+
+/// A [`Value`] that can be read from a column borrowed for `'a`.
+///
+/// A batch is decoded with one type check per column, not per row. `&'a str`
+/// borrows the batch's bytes, so reading it allocates nothing; `String` copies.
+pub trait ReadValue<'a>: Value {
+    /// Borrowed view of one column.
+    type Reader;
+
+    /// Checks the column's type and borrows its values, ignoring its validity.
+    fn values(name: &str, column: &'a Column) -> Result<Self::Reader, UdfError>;
+    /// Checks the column's type and, for non-`Option` types, that it has no nulls.
+    fn reader(name: &str, column: &'a Column) -> Result<Self::Reader, UdfError> {
+        if !Self::NULLABLE && column.validity.is_some() {
+            return Err(UdfError::new(format!(
+                "column `{}` has nulls but field `{name}` is not an Option",
+                column.name
+            )));
+        }
+        Self::values(name, column)
+    }
+    /// The value of row `row`.
+    fn read(reader: &Self::Reader, row: usize) -> Self;
 }
 
 /// The schema entry of a field named `name` of type `T`.
@@ -44,11 +63,6 @@ pub fn field_of<T: Value>(name: &str) -> Field {
 pub trait NonNull: Value {
     /// A value stored in the slot of a null row.
     fn placeholder() -> Self;
-    /// Like [`Value::reader`] but accepting nulls.
-    fn reader_ignoring_nulls<'a>(
-        name: &str,
-        column: &'a Column,
-    ) -> Result<Self::Reader<'a>, UdfError>;
 }
 
 fn type_mismatch(name: &str, expected: ColumnType, column: &Column) -> UdfError {
@@ -75,168 +89,125 @@ pub fn type_name(ty: ColumnType) -> &'static str {
     }
 }
 
-fn reject_nulls(name: &str, column: &Column) -> Result<(), UdfError> {
-    if column.validity.is_some() {
-        return Err(UdfError::new(format!(
-            "column `{}` has nulls but field `{name}` is not an Option",
-            column.name
-        )));
-    }
-    Ok(())
-}
-
+/// Fixed-width types: one `list<T>` per column (booleans as bytes).
 macro_rules! fixed_width {
-    ($ty:ty, $variant:ident, $column_type:ident, $placeholder:expr) => {
+    ($ty:ty, $elem:ty, $variant:ident, $placeholder:expr, |$v:ident| $to:expr, |$e:ident| $from:expr) => {
+        impl Value for $ty {
+            const TYPE: ColumnType = ColumnType::$variant;
+            const NULLABLE: bool = false;
+            type Builder = Vec<$elem>;
+            fn builder(capacity: usize) -> Vec<$elem> {
+                Vec::with_capacity(capacity)
+            }
+            #[inline]
+            fn push(self, builder: &mut Vec<$elem>) {
+                let $v = self;
+                builder.push($to);
+            }
+            fn finish(name: &str, builder: Vec<$elem>) -> Column {
+                Column {
+                    name: name.to_string(),
+                    values: Values::$variant(builder),
+                    validity: None,
+                }
+            }
+        }
+        impl<'a> ReadValue<'a> for $ty {
+            type Reader = &'a [$elem];
+            fn values(name: &str, column: &'a Column) -> Result<&'a [$elem], UdfError> {
+                match &column.values {
+                    Values::$variant(v) => Ok(v.as_slice()),
+                    _ => Err(type_mismatch(name, ColumnType::$variant, column)),
+                }
+            }
+            #[inline]
+            fn read(reader: &&'a [$elem], row: usize) -> Self {
+                let $e = reader[row];
+                $from
+            }
+        }
         impl NonNull for $ty {
             fn placeholder() -> Self {
                 $placeholder
-            }
-            fn reader_ignoring_nulls<'a>(
-                name: &str,
-                column: &'a Column,
-            ) -> Result<Self::Reader<'a>, UdfError> {
-                match &column.values {
-                    Values::$variant(v) => Ok(v.as_slice()),
-                    _ => Err(type_mismatch(name, ColumnType::$column_type, column)),
-                }
             }
         }
     };
 }
 
-impl Value for i64 {
-    const TYPE: ColumnType = ColumnType::Int64;
-    const NULLABLE: bool = false;
-    type Reader<'a> = &'a [i64];
-    type Builder = Vec<i64>;
-    fn reader<'a>(name: &str, column: &'a Column) -> Result<&'a [i64], UdfError> {
-        reject_nulls(name, column)?;
-        Self::reader_ignoring_nulls(name, column)
-    }
-    #[inline]
-    fn read(reader: &&[i64], row: usize) -> Self {
-        reader[row]
-    }
-    fn builder(capacity: usize) -> Vec<i64> {
-        Vec::with_capacity(capacity)
-    }
-    #[inline]
-    fn push(self, builder: &mut Vec<i64>) {
-        builder.push(self);
-    }
-    fn finish(name: &str, builder: Vec<i64>) -> Column {
-        Column {
-            name: name.to_string(),
-            values: Values::Int64(builder),
-            validity: None,
-        }
+fixed_width!(i64, i64, Int64, 0, |v| v, |e| e);
+fixed_width!(f64, f64, Float64, 0.0, |v| v, |e| e);
+fixed_width!(bool, u8, Boolean, false, |v| u8::from(v), |e| e != 0);
+
+/// Offsets and text of a UTF-8 column. The text is checked to be UTF-8 once per
+/// batch; each row's slice is checked to fall on character boundaries when read
+/// (the host sends Arrow's validated offsets, so every check passes).
+pub type StrReader<'a> = (&'a [u32], &'a str);
+
+fn str_reader<'a>(name: &str, column: &'a Column) -> Result<StrReader<'a>, UdfError> {
+    let Values::Utf8(v) = &column.values else {
+        return Err(type_mismatch(name, ColumnType::Utf8, column));
+    };
+    let text = std::str::from_utf8(&v.data)
+        .map_err(|e| UdfError::new(format!("column `{}` is not valid UTF-8: {e}", column.name)))?;
+    Ok((v.offsets.as_slice(), text))
+}
+
+#[inline]
+fn str_at<'a>(reader: &StrReader<'a>, row: usize) -> &'a str {
+    let (offsets, text) = *reader;
+    offsets
+        .get(row..row + 2)
+        .and_then(|w| text.get(w[0] as usize..w[1] as usize))
+        .unwrap_or_default()
+}
+
+fn var_width_builder(capacity: usize) -> VarWidth {
+    let mut offsets = Vec::with_capacity(capacity + 1);
+    offsets.push(0);
+    VarWidth {
+        offsets,
+        data: Vec::with_capacity(capacity * 8),
     }
 }
-fixed_width!(i64, Int64, Int64, 0);
 
-impl Value for f64 {
-    const TYPE: ColumnType = ColumnType::Float64;
-    const NULLABLE: bool = false;
-    type Reader<'a> = &'a [f64];
-    type Builder = Vec<f64>;
-    fn reader<'a>(name: &str, column: &'a Column) -> Result<&'a [f64], UdfError> {
-        reject_nulls(name, column)?;
-        Self::reader_ignoring_nulls(name, column)
-    }
-    #[inline]
-    fn read(reader: &&[f64], row: usize) -> Self {
-        reader[row]
-    }
-    fn builder(capacity: usize) -> Vec<f64> {
-        Vec::with_capacity(capacity)
-    }
-    #[inline]
-    fn push(self, builder: &mut Vec<f64>) {
-        builder.push(self);
-    }
-    fn finish(name: &str, builder: Vec<f64>) -> Column {
-        Column {
-            name: name.to_string(),
-            values: Values::Float64(builder),
-            validity: None,
-        }
+#[inline]
+fn push_str(s: &str, builder: &mut VarWidth) {
+    builder.data.extend_from_slice(s.as_bytes());
+    builder.offsets.push(builder.data.len() as u32);
+}
+
+fn utf8_column(name: &str, builder: VarWidth) -> Column {
+    Column {
+        name: name.to_string(),
+        values: Values::Utf8(builder),
+        validity: None,
     }
 }
-fixed_width!(f64, Float64, Float64, 0.0);
-
-impl Value for bool {
-    const TYPE: ColumnType = ColumnType::Boolean;
-    const NULLABLE: bool = false;
-    type Reader<'a> = &'a [u8];
-    type Builder = Vec<u8>;
-    fn reader<'a>(name: &str, column: &'a Column) -> Result<&'a [u8], UdfError> {
-        reject_nulls(name, column)?;
-        Self::reader_ignoring_nulls(name, column)
-    }
-    #[inline]
-    fn read(reader: &&[u8], row: usize) -> Self {
-        reader[row] != 0
-    }
-    fn builder(capacity: usize) -> Vec<u8> {
-        Vec::with_capacity(capacity)
-    }
-    #[inline]
-    fn push(self, builder: &mut Vec<u8>) {
-        builder.push(u8::from(self));
-    }
-    fn finish(name: &str, builder: Vec<u8>) -> Column {
-        Column {
-            name: name.to_string(),
-            values: Values::Boolean(builder),
-            validity: None,
-        }
-    }
-}
-fixed_width!(bool, Boolean, Boolean, false);
-
-/// Offsets and bytes of a UTF-8 column.
-pub type StrReader<'a> = (&'a [u32], &'a [u8]);
 
 impl Value for String {
     const TYPE: ColumnType = ColumnType::Utf8;
     const NULLABLE: bool = false;
-    type Reader<'a> = StrReader<'a>;
     type Builder = VarWidth;
-    fn reader<'a>(name: &str, column: &'a Column) -> Result<StrReader<'a>, UdfError> {
-        reject_nulls(name, column)?;
-        Self::reader_ignoring_nulls(name, column)
-    }
-    #[inline]
-    fn read(reader: &StrReader<'_>, row: usize) -> Self {
-        let (offsets, data) = reader;
-        let bytes = offsets
-            .get(row..row + 2)
-            .and_then(|w| data.get(w[0] as usize..w[1] as usize))
-            .unwrap_or_default();
-        match std::str::from_utf8(bytes) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-        }
-    }
     fn builder(capacity: usize) -> VarWidth {
-        let mut offsets = Vec::with_capacity(capacity + 1);
-        offsets.push(0);
-        VarWidth {
-            offsets,
-            data: Vec::with_capacity(capacity * 8),
-        }
+        var_width_builder(capacity)
     }
     #[inline]
     fn push(self, builder: &mut VarWidth) {
-        builder.data.extend_from_slice(self.as_bytes());
-        builder.offsets.push(builder.data.len() as u32);
+        push_str(&self, builder);
     }
     fn finish(name: &str, builder: VarWidth) -> Column {
-        Column {
-            name: name.to_string(),
-            values: Values::Utf8(builder),
-            validity: None,
-        }
+        utf8_column(name, builder)
+    }
+}
+
+impl<'a> ReadValue<'a> for String {
+    type Reader = StrReader<'a>;
+    fn values(name: &str, column: &'a Column) -> Result<StrReader<'a>, UdfError> {
+        str_reader(name, column)
+    }
+    #[inline]
+    fn read(reader: &StrReader<'a>, row: usize) -> Self {
+        str_at(reader, row).to_owned()
     }
 }
 
@@ -244,14 +215,38 @@ impl NonNull for String {
     fn placeholder() -> Self {
         String::new()
     }
-    fn reader_ignoring_nulls<'a>(
-        name: &str,
-        column: &'a Column,
-    ) -> Result<StrReader<'a>, UdfError> {
-        match &column.values {
-            Values::Utf8(v) => Ok((v.offsets.as_slice(), v.data.as_slice())),
-            _ => Err(type_mismatch(name, ColumnType::Utf8, column)),
-        }
+}
+
+impl Value for &str {
+    const TYPE: ColumnType = ColumnType::Utf8;
+    const NULLABLE: bool = false;
+    type Builder = VarWidth;
+    fn builder(capacity: usize) -> VarWidth {
+        var_width_builder(capacity)
+    }
+    #[inline]
+    fn push(self, builder: &mut VarWidth) {
+        push_str(self, builder);
+    }
+    fn finish(name: &str, builder: VarWidth) -> Column {
+        utf8_column(name, builder)
+    }
+}
+
+impl<'a> ReadValue<'a> for &'a str {
+    type Reader = StrReader<'a>;
+    fn values(name: &str, column: &'a Column) -> Result<StrReader<'a>, UdfError> {
+        str_reader(name, column)
+    }
+    #[inline]
+    fn read(reader: &StrReader<'a>, row: usize) -> Self {
+        str_at(reader, row)
+    }
+}
+
+impl NonNull for &str {
+    fn placeholder() -> Self {
+        ""
     }
 }
 
@@ -267,22 +262,7 @@ pub struct NullableBuilder<B> {
 impl<T: NonNull> Value for Option<T> {
     const TYPE: ColumnType = T::TYPE;
     const NULLABLE: bool = true;
-    type Reader<'a> = (T::Reader<'a>, Option<&'a [u8]>);
     type Builder = NullableBuilder<T::Builder>;
-    fn reader<'a>(name: &str, column: &'a Column) -> Result<Self::Reader<'a>, UdfError> {
-        Ok((
-            T::reader_ignoring_nulls(name, column)?,
-            column.validity.as_deref(),
-        ))
-    }
-    #[inline]
-    fn read(reader: &Self::Reader<'_>, row: usize) -> Self {
-        let valid = match reader.1 {
-            None => true,
-            Some(bits) => bits.get(row / 8).is_some_and(|b| b & (1 << (row % 8)) != 0),
-        };
-        valid.then(|| T::read(&reader.0, row))
-    }
     fn builder(capacity: usize) -> Self::Builder {
         NullableBuilder {
             values: T::builder(capacity),
@@ -316,5 +296,20 @@ impl<T: NonNull> Value for Option<T> {
             column.validity = Some(builder.validity);
         }
         column
+    }
+}
+
+impl<'a, T: NonNull + ReadValue<'a>> ReadValue<'a> for Option<T> {
+    type Reader = (T::Reader, Option<&'a [u8]>);
+    fn values(name: &str, column: &'a Column) -> Result<Self::Reader, UdfError> {
+        Ok((T::values(name, column)?, column.validity.as_deref()))
+    }
+    #[inline]
+    fn read(reader: &Self::Reader, row: usize) -> Self {
+        let valid = match reader.1 {
+            None => true,
+            Some(bits) => bits.get(row / 8).is_some_and(|b| b & (1 << (row % 8)) != 0),
+        };
+        valid.then(|| T::read(&reader.0, row))
     }
 }

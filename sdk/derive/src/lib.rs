@@ -33,30 +33,33 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
     let types: Vec<_> = fields.iter().map(|f| f.ty.clone()).collect();
     let index: Vec<syn::Index> = (0..fields.len()).map(syn::Index::from).collect();
     let count = fields.len();
-    let reader_ty = quote! { ( #( <#types as ::weir_sdk::Value>::Reader<'a>, )* ) };
+    // A row may borrow from its batch through one lifetime parameter.
+    let generics = &input.generics;
+    let lifetimes: Vec<_> = generics.lifetimes().map(|l| l.lifetime.clone()).collect();
+    if generics.type_params().next().is_some()
+        || generics.const_params().next().is_some()
+        || lifetimes.len() > 1
+    {
+        return syn::Error::new_spanned(
+            generics,
+            "a Row may have at most one lifetime parameter (the batch it borrows from) and no type parameters",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let (read_generics, read_lifetime) = match lifetimes.first() {
+        Some(l) => (quote! { <#l> }, quote! { #l }),
+        None => (quote! { <'__batch> }, quote! { '__batch }),
+    };
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let reader_ty = quote! { ( #( <#types as ::weir_sdk::ReadValue<#read_lifetime>>::Reader, )* ) };
     let builder_ty = quote! { ( #( <#types as ::weir_sdk::Value>::Builder, )* ) };
     quote! {
-        impl ::weir_sdk::Row for #name {
-            type Reader<'a> = #reader_ty;
+        impl #impl_generics ::weir_sdk::Row for #name #ty_generics #where_clause {
             type Builder = #builder_ty;
 
             fn fields() -> ::std::vec::Vec<::weir_sdk::Field> {
                 ::std::vec![ #( ::weir_sdk::field_of::<#types>(#names) ),* ]
-            }
-
-            fn reader(columns: &[::weir_sdk::Column]) -> ::std::result::Result<Self::Reader<'_>, ::weir_sdk::UdfError> {
-                if columns.len() != #count {
-                    return ::std::result::Result::Err(::weir_sdk::UdfError::new(::std::format!(
-                        "row type {} reads {} columns but the batch has {}",
-                        ::std::stringify!(#name), #count, columns.len()
-                    )));
-                }
-                ::std::result::Result::Ok(( #( <#types as ::weir_sdk::Value>::reader(#names, &columns[#index])?, )* ))
-            }
-
-            #[inline]
-            fn read(reader: &Self::Reader<'_>, row: usize) -> Self {
-                #name { #( #idents: <#types as ::weir_sdk::Value>::read(&reader.#index, row), )* }
             }
 
             fn builder(capacity: usize) -> Self::Builder {
@@ -70,6 +73,25 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
 
             fn finish(builder: Self::Builder) -> ::std::vec::Vec<::weir_sdk::Column> {
                 ::std::vec![ #( <#types as ::weir_sdk::Value>::finish(#names, builder.#index) ),* ]
+            }
+        }
+
+        impl #read_generics ::weir_sdk::ReadRow<#read_lifetime> for #name #ty_generics #where_clause {
+            type Reader = #reader_ty;
+
+            fn reader(columns: &#read_lifetime [::weir_sdk::Column]) -> ::std::result::Result<Self::Reader, ::weir_sdk::UdfError> {
+                if columns.len() != #count {
+                    return ::std::result::Result::Err(::weir_sdk::UdfError::new(::std::format!(
+                        "row type {} reads {} columns but the batch has {}",
+                        ::std::stringify!(#name), #count, columns.len()
+                    )));
+                }
+                ::std::result::Result::Ok(( #( <#types as ::weir_sdk::ReadValue<#read_lifetime>>::reader(#names, &columns[#index])?, )* ))
+            }
+
+            #[inline]
+            fn read(reader: &Self::Reader, row: usize) -> Self {
+                #name { #( #idents: <#types as ::weir_sdk::ReadValue<#read_lifetime>>::read(&reader.#index, row), )* }
             }
         }
     }

@@ -4,26 +4,26 @@
 
 use weir_sdk::Row;
 
-/// The row read.
+/// The row read. Its strings borrow from the batch, so reading allocates nothing.
 #[derive(Row, Clone, Debug)]
-pub struct Bid {
+pub struct Bid<'a> {
     pub auction: i64,
     pub bidder: i64,
     pub price: f64,
-    pub currency: String,
-    pub channel: String,
+    pub currency: &'a str,
+    pub channel: &'a str,
 }
 
 /// The row written.
 #[derive(Row, Clone, Debug, PartialEq)]
-pub struct Priced {
+pub struct Priced<'a> {
     pub auction: i64,
     pub eur: f64,
-    pub channel: String,
+    pub channel: &'a str,
 }
 
 /// Keeps bids of at least 10 and converts them to euros.
-pub fn filter_map(b: Bid) -> Option<Priced> {
+pub fn filter_map(b: Bid<'_>) -> Option<Priced<'_>> {
     if b.price < 10.0 {
         return None;
     }
@@ -47,8 +47,8 @@ mod tests {
             auction: 1,
             bidder: 2,
             price,
-            currency: "USD".into(),
-            channel: "web".into(),
+            currency: "USD",
+            channel: "web",
         };
         let out = weir_sdk::testing::Harness::new()
             .flat_map(filter_map, vec![bid(5.0), bid(100.0)])
@@ -58,7 +58,7 @@ mod tests {
             vec![Priced {
                 auction: 1,
                 eur: 92.0,
-                channel: "web".into()
+                channel: "web"
             }]
         );
     }
