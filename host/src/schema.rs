@@ -93,6 +93,43 @@ pub fn user_fields(schema: &Schema) -> Vec<Field> {
         .collect()
 }
 
+/// A column as stored in a node's catalog: its name and job-file type (`utf8?`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ColumnSpec {
+    /// The column's name.
+    pub name: String,
+    /// The job-file type, with `?` when nullable.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// The catalog form of `fields`.
+pub fn to_specs(fields: &[Field]) -> Vec<ColumnSpec> {
+    fields
+        .iter()
+        .map(|f| ColumnSpec {
+            name: f.name.clone(),
+            ty: format!("{}{}", type_name(f.ty), if f.nullable { "?" } else { "" }),
+        })
+        .collect()
+}
+
+/// The fields of catalog columns; an unknown type names the column.
+pub fn from_specs(specs: &[ColumnSpec]) -> Result<Vec<Field>, String> {
+    specs
+        .iter()
+        .map(|c| {
+            let (ty, nullable) = parse_type(&c.ty)
+                .ok_or_else(|| format!("column `{}` has unknown type `{}`", c.name, c.ty))?;
+            Ok(Field {
+                name: c.name.clone(),
+                ty,
+                nullable,
+            })
+        })
+        .collect()
+}
+
 /// `name: type` list for messages.
 pub fn describe(fields: &[Field]) -> String {
     fields

@@ -1,0 +1,860 @@
+//! rStreams: reliable, sequence-numbered, rewindable streams of entries
+//! (batches and CTIs), persisted through [`Storage`] with group commit.
+//!
+//! - One value per sequence number. Writing the same value again is a no-op
+//!   (that is how replay dedups); a different value is a determinism error that
+//!   names the stream, the seq and the module versions of both writers.
+//! - Writes are queued to one committer thread, which applies everything queued
+//!   so far in one transaction (group commit) and then acknowledges them all.
+//! - Readers see durable entries only, from any position. Recent entries stay in
+//!   memory (the head) so that a reader keeping up never touches the disk; a
+//!   reader that falls behind reads from the store.
+//! - `gc` deletes entries below a low-water mark so disk use stays bounded.
+//! - After a storage failure (e.g. a full disk) the streams refuse further
+//!   writes with that reason; everything acknowledged before stays stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{ColumnSpec, Field, to_specs};
+use crate::store::{Op, Storage, StoreError};
+
+/// How many committed entries per stream stay in memory for readers at the head.
+const HEAD_ENTRIES: usize = 256;
+/// The most write requests one transaction takes.
+const MAX_GROUP: usize = 4096;
+
+/// One entry of an rStream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// A batch of events, with the module version(s) that produced it
+    /// (`"source"` for ingested events).
+    Batch {
+        /// Who wrote it.
+        producer: String,
+        /// The events.
+        batch: RecordBatch,
+    },
+    /// A CTI: no later entry holds an event starting before `time`.
+    Cti(i64),
+}
+
+const TAG_BATCH: u8 = 1;
+const TAG_CTI: u8 = 2;
+
+impl Entry {
+    /// The entry's bytes: a tag, the producer and the Arrow IPC stream of the batch.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Entry::Cti(t) => {
+                let mut out = vec![TAG_CTI];
+                out.extend_from_slice(&t.to_le_bytes());
+                Ok(out)
+            }
+            Entry::Batch { producer, batch } => {
+                let mut out = vec![TAG_BATCH];
+                let p = producer.as_bytes();
+                out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+                out.extend_from_slice(p);
+                let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())
+                    .map_err(|e| e.to_string())?;
+                w.write(batch).map_err(|e| e.to_string())?;
+                w.finish().map_err(|e| e.to_string())?;
+                drop(w);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Decodes [`Entry::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
+        match bytes.first() {
+            Some(&TAG_CTI) => {
+                let t: [u8; 8] = bytes
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("a CTI entry is truncated")?;
+                Ok(Entry::Cti(i64::from_le_bytes(t)))
+            }
+            Some(&TAG_BATCH) => {
+                let (producer, payload) = split_batch(bytes)?;
+                let mut r = arrow_ipc::reader::StreamReader::try_new(payload, None)
+                    .map_err(|e| format!("a batch entry does not decode: {e}"))?;
+                let batch = r
+                    .next()
+                    .ok_or("a batch entry holds no batch")?
+                    .map_err(|e| format!("a batch entry does not decode: {e}"))?;
+                Ok(Entry::Batch {
+                    producer: producer.to_string(),
+                    batch,
+                })
+            }
+            _ => Err("an entry has an unknown tag".into()),
+        }
+    }
+}
+
+/// The producer and the Arrow payload of an encoded batch entry.
+fn split_batch(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
+    let len: [u8; 4] = bytes
+        .get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("a batch entry is truncated")?;
+    let len = u32::from_le_bytes(len) as usize;
+    let producer = bytes.get(5..5 + len).ok_or("a batch entry is truncated")?;
+    let producer = std::str::from_utf8(producer).map_err(|_| "a batch entry's producer")?;
+    Ok((producer, &bytes[5 + len..]))
+}
+
+/// Who wrote an encoded entry, and the bytes that must match on a rewrite.
+fn identity(bytes: &[u8]) -> (&str, &[u8]) {
+    match bytes.first() {
+        Some(&TAG_BATCH) => split_batch(bytes).unwrap_or(("?", bytes)),
+        _ => ("source", bytes),
+    }
+}
+
+/// A stream's catalog record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamInfo {
+    /// The stream's id in storage.
+    pub id: u64,
+    /// The stream's name.
+    pub name: String,
+    /// The event columns (without the interval columns).
+    pub columns: Vec<ColumnSpec>,
+}
+
+impl StreamInfo {
+    /// The event columns as fields.
+    pub fn fields(&self) -> Vec<Field> {
+        crate::schema::from_specs(&self.columns).unwrap_or_default()
+    }
+}
+
+/// Why a stream operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// A seq was written twice with different values.
+    #[error(
+        "determinism violation on stream `{stream}` at seq {seq}: the stored entry was written by \
+         {stored_by} and a different one now by {new_by}"
+    )]
+    Determinism {
+        /// The stream.
+        stream: String,
+        /// The seq.
+        seq: u64,
+        /// Producer of the stored entry.
+        stored_by: String,
+        /// Producer of the new entry.
+        new_by: String,
+    },
+    /// No such stream.
+    #[error("no stream `{0}` (known streams: {1})")]
+    Unknown(String, String),
+    /// A write skipped sequence numbers.
+    #[error("stream `{stream}`: write at seq {seq} but the next seq is {next}")]
+    Gap {
+        /// The stream.
+        stream: String,
+        /// The seq written.
+        seq: u64,
+        /// The next seq expected.
+        next: u64,
+    },
+    /// Storage failed; the streams accept no more writes.
+    #[error("storage failed, so this node accepts no more writes: {0}")]
+    Storage(String),
+    /// The entries asked for were garbage-collected.
+    #[error("stream `{stream}`: seq {seq} was garbage-collected (entries start at {low})")]
+    Collected {
+        /// The stream.
+        stream: String,
+        /// The seq asked for.
+        seq: u64,
+        /// The lowest seq still stored.
+        low: u64,
+    },
+}
+
+impl From<StoreError> for StreamError {
+    fn from(e: StoreError) -> Self {
+        StreamError::Storage(e.to_string())
+    }
+}
+
+struct Head {
+    name: String,
+    /// Next seq to assign; every seq below was written (maybe not yet durable).
+    next: u64,
+    /// Every seq below is durable.
+    durable: u64,
+    /// Entries below were garbage-collected.
+    low: u64,
+    /// Entries in memory: not yet durable, plus the last few durable ones.
+    memory: BTreeMap<u64, Arc<Vec<u8>>>,
+}
+
+struct State {
+    catalog: BTreeMap<String, StreamInfo>,
+    heads: HashMap<u64, Head>,
+    failed: Option<String>,
+    next_id: u64,
+}
+
+struct Request {
+    ops: Vec<Op>,
+    /// `(stream, seq)` made durable by this request.
+    entries: Vec<(u64, u64)>,
+    ack: Option<mpsc::Sender<Result<(), String>>>,
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    state: Mutex<State>,
+    changed: Condvar,
+    queue: Mutex<Option<mpsc::Sender<Request>>>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A node's rStreams. Cheap to clone.
+#[derive(Clone)]
+pub struct Streams {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams").finish_non_exhaustive()
+    }
+}
+
+/// Waits for a write to become durable.
+#[derive(Debug)]
+pub struct Ticket {
+    rx: Option<mpsc::Receiver<Result<(), String>>>,
+}
+
+impl Ticket {
+    /// Blocks until the write is durable, or storage failed.
+    pub fn wait(self) -> Result<(), StreamError> {
+        match self.rx {
+            None => Ok(()),
+            Some(rx) => match rx.recv() {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(StreamError::Storage(e)),
+                Err(_) => Err(StreamError::Storage("the committer stopped".into())),
+            },
+        }
+    }
+}
+
+/// What a [`Streams::write`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// A new entry.
+    New,
+    /// The same entry was already there (replay).
+    Duplicate,
+}
+
+const CATALOG_PREFIX: &str = "stream/";
+
+impl Streams {
+    /// Opens the streams kept in `storage` and starts the committer thread.
+    pub fn open(storage: Arc<dyn Storage>) -> Result<Streams, StreamError> {
+        let mut catalog = BTreeMap::new();
+        let mut heads = HashMap::new();
+        let mut next_id = 1;
+        for (key, value) in storage.meta_prefix(CATALOG_PREFIX)? {
+            let info: StreamInfo = serde_json::from_slice(&value)
+                .map_err(|e| StreamError::Storage(format!("catalog entry {key}: {e}")))?;
+            let next = storage.next_seq(info.id)?;
+            let low = storage
+                .entries(info.id, 0, 1)?
+                .first()
+                .map_or(next, |(s, _)| *s);
+            next_id = next_id.max(info.id + 1);
+            heads.insert(
+                info.id,
+                Head {
+                    name: info.name.clone(),
+                    next,
+                    durable: next,
+                    low,
+                    memory: BTreeMap::new(),
+                },
+            );
+            catalog.insert(info.name.clone(), info);
+        }
+        let (tx, rx) = mpsc::channel();
+        let streams = Streams {
+            inner: Arc::new(Inner {
+                storage,
+                state: Mutex::new(State {
+                    catalog,
+                    heads,
+                    failed: None,
+                    next_id,
+                }),
+                changed: Condvar::new(),
+                queue: Mutex::new(Some(tx)),
+                committer: Mutex::new(None),
+            }),
+        };
+        let weak = Arc::downgrade(&streams.inner);
+        let handle = std::thread::Builder::new()
+            .name("weir-commit".into())
+            .spawn(move || commit_loop(weak, rx))
+            .map_err(|e| StreamError::Storage(format!("cannot start the committer: {e}")))?;
+        *streams
+            .inner
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(streams)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn submit(&self, request: Request) -> Result<(), StreamError> {
+        let queue = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.as_ref() {
+            Some(tx) => tx
+                .send(request)
+                .map_err(|_| StreamError::Storage("the committer stopped".into())),
+            None => Err(StreamError::Storage("the streams are closed".into())),
+        }
+    }
+
+    /// Stops the committer after it has written everything queued.
+    pub fn close(&self) {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let handle = self
+            .inner
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// Creates stream `name` (or returns it if it exists with the same fields).
+    pub fn create(&self, name: &str, fields: &[Field]) -> Result<StreamInfo, StreamError> {
+        let (info, rx) = {
+            let mut state = self.lock();
+            if let Some(reason) = &state.failed {
+                return Err(StreamError::Storage(reason.clone()));
+            }
+            let columns = to_specs(fields);
+            if let Some(info) = state.catalog.get(name) {
+                if info.columns != columns {
+                    return Err(StreamError::Storage(format!(
+                        "stream `{name}` exists with different columns"
+                    )));
+                }
+                return Ok(info.clone());
+            }
+            let info = StreamInfo {
+                id: state.next_id,
+                name: name.to_string(),
+                columns,
+            };
+            state.next_id += 1;
+            state.catalog.insert(name.to_string(), info.clone());
+            state.heads.insert(
+                info.id,
+                Head {
+                    name: name.to_string(),
+                    next: 0,
+                    durable: 0,
+                    low: 0,
+                    memory: BTreeMap::new(),
+                },
+            );
+            let value =
+                serde_json::to_vec(&info).map_err(|e| StreamError::Storage(e.to_string()))?;
+            let (tx, rx) = mpsc::channel();
+            self.submit(Request {
+                ops: vec![Op::PutMeta {
+                    key: format!("{CATALOG_PREFIX}{name}"),
+                    value,
+                }],
+                entries: Vec::new(),
+                ack: Some(tx),
+            })?;
+            (info, rx)
+        };
+        Ticket { rx: Some(rx) }.wait()?;
+        Ok(info)
+    }
+
+    /// The stream named `name`.
+    pub fn info(&self, name: &str) -> Result<StreamInfo, StreamError> {
+        let state = self.lock();
+        state.catalog.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = state.catalog.keys().map(String::as_str).collect();
+            StreamError::Unknown(
+                name.to_string(),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            )
+        })
+    }
+
+    /// Every stream.
+    pub fn list(&self) -> Vec<StreamInfo> {
+        self.lock().catalog.values().cloned().collect()
+    }
+
+    /// Appends entries at the end of `stream`; returns their first seq and a
+    /// ticket that waits until they are durable.
+    pub fn append(&self, stream: u64, values: Vec<Vec<u8>>) -> Result<(u64, Ticket), StreamError> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.failed {
+            return Err(StreamError::Storage(reason.clone()));
+        }
+        let head = state
+            .heads
+            .get_mut(&stream)
+            .ok_or_else(|| StreamError::Unknown(format!("#{stream}"), String::new()))?;
+        let first = head.next;
+        let mut ops = Vec::with_capacity(values.len());
+        let mut entries = Vec::with_capacity(values.len());
+        for value in values {
+            let seq = head.next;
+            head.next += 1;
+            head.memory.insert(seq, Arc::new(value.clone()));
+            ops.push(Op::PutEntry { stream, seq, value });
+            entries.push((stream, seq));
+        }
+        let (tx, rx) = mpsc::channel();
+        // Submitted under the lock, so requests reach the committer in seq order.
+        self.submit(Request {
+            ops,
+            entries,
+            ack: Some(tx),
+        })?;
+        Ok((first, Ticket { rx: Some(rx) }))
+    }
+
+    /// Writes entry `seq` of `stream`, as a deterministic writer (a vertex) does:
+    /// a seq already written must get the same value again.
+    pub fn write(&self, stream: u64, seq: u64, value: Vec<u8>) -> Result<Written, StreamError> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.failed {
+            return Err(StreamError::Storage(reason.clone()));
+        }
+        let head = state
+            .heads
+            .get_mut(&stream)
+            .ok_or_else(|| StreamError::Unknown(format!("#{stream}"), String::new()))?;
+        if seq < head.next {
+            if seq < head.low {
+                return Ok(Written::Duplicate);
+            }
+            let stored = match head.memory.get(&seq) {
+                Some(v) => Some(v.clone()),
+                None => self.inner.storage.entry(stream, seq)?.map(Arc::new),
+            };
+            let Some(stored) = stored else {
+                return Ok(Written::Duplicate);
+            };
+            let (old_by, old) = identity(&stored);
+            let (new_by, new) = identity(&value);
+            if old == new {
+                return Ok(Written::Duplicate);
+            }
+            return Err(StreamError::Determinism {
+                stream: head.name.clone(),
+                seq,
+                stored_by: old_by.to_string(),
+                new_by: new_by.to_string(),
+            });
+        }
+        if seq > head.next {
+            return Err(StreamError::Gap {
+                stream: head.name.clone(),
+                seq,
+                next: head.next,
+            });
+        }
+        head.next += 1;
+        head.memory.insert(seq, Arc::new(value.clone()));
+        self.submit(Request {
+            ops: vec![Op::PutEntry { stream, seq, value }],
+            entries: vec![(stream, seq)],
+            ack: None,
+        })?;
+        Ok(Written::New)
+    }
+
+    /// Queues `ops` (metadata such as snapshots) behind every write made so far;
+    /// the ticket says when they and those writes are durable.
+    pub fn commit_meta(&self, ops: Vec<Op>) -> Result<Ticket, StreamError> {
+        let state = self.lock();
+        if let Some(reason) = &state.failed {
+            return Err(StreamError::Storage(reason.clone()));
+        }
+        let (tx, rx) = mpsc::channel();
+        self.submit(Request {
+            ops,
+            entries: Vec::new(),
+            ack: Some(tx),
+        })?;
+        drop(state);
+        Ok(Ticket { rx: Some(rx) })
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StreamError> {
+        Ok(self.inner.storage.meta(key)?)
+    }
+
+    /// Metadata entries under `prefix`.
+    pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StreamError> {
+        Ok(self.inner.storage.meta_prefix(prefix)?)
+    }
+
+    /// `(next seq, durable seq, low-water seq)` of `stream`.
+    pub fn positions(&self, stream: u64) -> Option<(u64, u64, u64)> {
+        let state = self.lock();
+        state.heads.get(&stream).map(|h| (h.next, h.durable, h.low))
+    }
+
+    /// Up to `limit` durable entries of `stream` from `from` on.
+    pub fn read(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Arc<Vec<u8>>)>, StreamError> {
+        let (durable, in_memory) = {
+            let state = self.lock();
+            let head = state
+                .heads
+                .get(&stream)
+                .ok_or_else(|| StreamError::Unknown(format!("#{stream}"), String::new()))?;
+            if from < head.low {
+                return Err(StreamError::Collected {
+                    stream: head.name.clone(),
+                    seq: from,
+                    low: head.low,
+                });
+            }
+            let end = head.durable.min(from.saturating_add(limit as u64));
+            if from >= end {
+                return Ok(Vec::new());
+            }
+            // The head: served from memory when it holds the whole range.
+            let hit = head.memory.range(from..end).count() as u64 == end - from;
+            let entries = hit.then(|| {
+                head.memory
+                    .range(from..end)
+                    .map(|(s, v)| (*s, v.clone()))
+                    .collect::<Vec<_>>()
+            });
+            (end, entries)
+        };
+        if let Some(entries) = in_memory {
+            return Ok(entries);
+        }
+        let stored = self
+            .inner
+            .storage
+            .entries(stream, from, (durable - from) as usize)?;
+        Ok(stored
+            .into_iter()
+            .filter(|(s, _)| *s < durable)
+            .map(|(s, v)| (s, Arc::new(v)))
+            .collect())
+    }
+
+    /// Waits until `stream` has a durable entry at `seq` or later, or `timeout`
+    /// passes; returns whether it has.
+    pub fn wait_for(&self, stream: u64, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            let durable = state.heads.get(&stream).map_or(0, |h| h.durable);
+            if durable > seq || state.failed.is_some() {
+                return durable > seq;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .inner
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Deletes entries of `stream` below `seq` (all readers are past it).
+    pub fn gc(&self, stream: u64, seq: u64) -> Result<(), StreamError> {
+        let mut state = self.lock();
+        let Some(head) = state.heads.get_mut(&stream) else {
+            return Ok(());
+        };
+        let seq = seq.min(head.durable);
+        if seq <= head.low {
+            return Ok(());
+        }
+        head.low = seq;
+        head.memory = head.memory.split_off(&seq);
+        self.submit(Request {
+            ops: vec![Op::DeleteEntriesBelow { stream, seq }],
+            entries: Vec::new(),
+            ack: None,
+        })
+    }
+
+    /// Why the streams refuse writes, if they do.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+}
+
+fn commit_loop(inner: std::sync::Weak<Inner>, rx: mpsc::Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let already_failed = inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed
+            .clone();
+        let result = match already_failed {
+            Some(reason) => Err(reason),
+            None => {
+                let ops: Vec<Op> = group.iter_mut().flat_map(|r| r.ops.drain(..)).collect();
+                inner.storage.commit(&ops).map_err(|e| e.to_string())
+            }
+        };
+        {
+            let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            match &result {
+                Ok(()) => {
+                    for r in &group {
+                        for &(stream, seq) in &r.entries {
+                            if let Some(head) = state.heads.get_mut(&stream) {
+                                head.durable = head.durable.max(seq + 1);
+                            }
+                        }
+                    }
+                    for head in state.heads.values_mut() {
+                        // Keep the last few durable entries (and every volatile one).
+                        let keep_from = head.durable.saturating_sub(HEAD_ENTRIES as u64);
+                        if head
+                            .memory
+                            .first_key_value()
+                            .is_some_and(|(s, _)| *s < keep_from)
+                        {
+                            head.memory = head.memory.split_off(&keep_from);
+                        }
+                    }
+                }
+                Err(reason) => {
+                    if state.failed.is_none() {
+                        tracing::error!("storage failed: {reason}");
+                        state.failed = Some(reason.clone());
+                    }
+                }
+            }
+        }
+        inner.changed.notify_all();
+        for r in group {
+            if let Some(ack) = r.ack {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnType, event_schema};
+    use crate::store::{FaultyStorage, RedbStorage};
+    use arrow_array::{ArrayRef, Int64Array};
+
+    fn fields() -> Vec<Field> {
+        vec![Field {
+            name: "v".into(),
+            ty: ColumnType::Int64,
+            nullable: false,
+        }]
+    }
+
+    fn batch(values: &[i64], producer: &str) -> Vec<u8> {
+        let schema = event_schema(&fields());
+        let n = values.len() as i64;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from((0..n).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from((1..=n).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(values.to_vec())),
+        ];
+        Entry::Batch {
+            producer: producer.into(),
+            batch: RecordBatch::try_new(schema, cols).unwrap(),
+        }
+        .encode()
+        .unwrap()
+    }
+
+    fn open(dir: &std::path::Path) -> Streams {
+        Streams::open(Arc::new(RedbStorage::open(&dir.join("node.redb")).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn entries_round_trip_and_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let id = s.create("clicks", &fields()).unwrap().id;
+        let (first, ticket) = s
+            .append(
+                id,
+                vec![batch(&[1, 2], "source"), Entry::Cti(5).encode().unwrap()],
+            )
+            .unwrap();
+        ticket.wait().unwrap();
+        assert_eq!(first, 0);
+        let read = s.read(id, 0, 10).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(Entry::decode(&read[1].1).unwrap(), Entry::Cti(5));
+        s.close();
+        drop(s);
+        let s = open(dir.path());
+        let id2 = s.info("clicks").unwrap().id;
+        assert_eq!(id2, id);
+        assert_eq!(s.positions(id), Some((2, 2, 0)));
+        let Entry::Batch { batch: b, producer } =
+            Entry::decode(&s.read(id, 0, 1).unwrap()[0].1).unwrap()
+        else {
+            panic!("not a batch")
+        };
+        assert_eq!((b.num_rows(), producer.as_str()), (2, "source"));
+    }
+
+    #[test]
+    fn rewriting_dedups_and_a_different_value_names_stream_seq_and_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let id = s.create("out", &fields()).unwrap().id;
+        assert_eq!(s.write(id, 0, batch(&[1], "v1")).unwrap(), Written::New);
+        assert_eq!(s.write(id, 1, batch(&[2], "v1")).unwrap(), Written::New);
+        // Replay writes the same again: no-op, even from a different module
+        // version that computes the same result.
+        assert_eq!(
+            s.write(id, 0, batch(&[1], "v2")).unwrap(),
+            Written::Duplicate
+        );
+        let err = s.write(id, 1, batch(&[3], "v2")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("stream `out` at seq 1"), "{msg}");
+        assert!(msg.contains("by v1") && msg.contains("by v2"), "{msg}");
+        let err = s.write(id, 5, batch(&[3], "v2")).unwrap_err();
+        assert!(err.to_string().contains("next seq is 2"), "{err}");
+        // Also against the store after a restart.
+        s.close();
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(
+            s.write(id, 1, batch(&[2], "v1")).unwrap(),
+            Written::Duplicate
+        );
+        assert!(s.write(id, 1, batch(&[9], "v3")).is_err());
+    }
+
+    #[test]
+    fn gc_bounds_what_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let id = s.create("x", &fields()).unwrap().id;
+        for i in 0..1000 {
+            s.write(id, i, batch(&[i as i64], "v")).unwrap();
+        }
+        assert!(s.wait_for(id, 999, Duration::from_secs(10)));
+        s.gc(id, 900).unwrap();
+        s.close();
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.positions(id), Some((1000, 1000, 900)));
+        assert!(matches!(
+            s.read(id, 10, 5).unwrap_err(),
+            StreamError::Collected { low: 900, .. }
+        ));
+        assert_eq!(s.read(id, 900, 1000).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_failing_store_refuses_writes_and_keeps_what_was_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let acknowledged;
+        {
+            // The catalog entry is commit 1; four appends are acknowledged.
+            let storage = FaultyStorage::new(RedbStorage::open(&path).unwrap(), 5);
+            let s = Streams::open(Arc::new(storage)).unwrap();
+            let id = s.create("in", &fields()).unwrap().id;
+            let mut ok = 0;
+            let mut failed = None;
+            for i in 0..20 {
+                match s.append(id, vec![batch(&[i], "source")]) {
+                    Ok((_, ticket)) => match ticket.wait() {
+                        Ok(()) => ok += 1,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    },
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let failed = failed.expect("the injected failure surfaces");
+            assert!(failed.to_string().contains("no space left"), "{failed}");
+            assert!(s.append(id, vec![batch(&[99], "source")]).is_err());
+            assert!(s.failure().is_some());
+            acknowledged = ok;
+            s.close();
+        }
+        let s = open(dir.path());
+        let id = s.info("in").unwrap().id;
+        let (next, durable, _) = s.positions(id).unwrap();
+        assert!(acknowledged >= 1);
+        assert_eq!(next, acknowledged as u64);
+        assert_eq!(durable, next);
+    }
+}

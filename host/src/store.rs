@@ -1,0 +1,447 @@
+//! A node's durable storage: one redb file holding every rStream's entries and
+//! the node's metadata (catalog, snapshots, sink positions).
+//!
+//! Everything above this module goes through the [`Storage`] trait, so tests can
+//! put a [`FaultyStorage`] in front of the real database and make it fail after
+//! a given number of commits.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+/// Entries of every rStream: `(stream id, seq)` → encoded entry.
+const ENTRIES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("entries");
+/// Node metadata: key → value.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// One change, applied atomically with the others of its commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Stores entry `seq` of `stream`.
+    PutEntry {
+        /// The stream's id.
+        stream: u64,
+        /// The entry's sequence number.
+        seq: u64,
+        /// The encoded entry.
+        value: Vec<u8>,
+    },
+    /// Deletes every entry of `stream` below `seq` (garbage collection).
+    DeleteEntriesBelow {
+        /// The stream's id.
+        stream: u64,
+        /// The first sequence number kept.
+        seq: u64,
+    },
+    /// Sets a metadata key.
+    PutMeta {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Removes a metadata key.
+    DeleteMeta {
+        /// The key.
+        key: String,
+    },
+}
+
+/// Why storage failed. Each says what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file is damaged; it was not modified.
+    #[error(
+        "the data file {path} is damaged ({detail}); Weir did not modify it. Restore it from a \
+         backup, or move it aside to start this node empty"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What redb reported.
+        detail: String,
+    },
+    /// The disk is full.
+    #[error("the disk holding {path} is full; nothing of the failed write was stored: {detail}")]
+    Full {
+        /// The database file.
+        path: PathBuf,
+        /// What the OS reported.
+        detail: String,
+    },
+    /// Another process has the database open.
+    #[error("the data file {0} is in use by another process (is a node already running on it?)")]
+    InUse(PathBuf),
+    /// Any other failure.
+    #[error("storage {path}: {detail}")]
+    Other {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// Durable key-value storage of a node.
+pub trait Storage: Send + Sync + 'static {
+    /// Applies `ops` atomically and durably: when this returns `Ok`, all of them
+    /// survive a crash; when it returns `Err`, none of them were applied.
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// Entry `seq` of `stream`.
+    fn entry(&self, stream: u64, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Up to `limit` entries of `stream` from `from` on, in order.
+    fn entries(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// The highest stored sequence number of `stream` plus one (0 when empty).
+    fn next_seq(&self, stream: u64) -> Result<u64, StoreError>;
+    /// A metadata value.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every metadata entry whose key starts with `prefix`, in key order.
+    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// The redb database of a node.
+pub struct RedbStorage {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStorage")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl RedbStorage {
+    /// Opens the database at `path`, creating it if it does not exist. A file
+    /// that exists but is not a sound redb database is an error, never a reset.
+    pub fn open(path: &Path) -> Result<RedbStorage, StoreError> {
+        let existed = path.exists();
+        if existed {
+            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if len == 0 {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: "the file is empty".into(),
+                });
+            }
+        }
+        // redb checks a damaged file's layout with assertions in places, so a
+        // panic while opening is reported as damage too.
+        let opened = std::panic::catch_unwind(|| {
+            if existed {
+                Database::open(path)
+            } else {
+                Database::create(path)
+            }
+        });
+        let db = match opened {
+            Ok(result) => result.map_err(|e| open_error(path, e))?,
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "its layout is inconsistent".into());
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail,
+                });
+            }
+        };
+        let storage = RedbStorage {
+            db,
+            path: path.to_path_buf(),
+        };
+        // Make sure both tables exist, so readers never see "no such table".
+        let tx = storage.db.begin_write().map_err(|e| storage.error(e))?;
+        tx.open_table(ENTRIES).map_err(|e| storage.error(e))?;
+        tx.open_table(META).map_err(|e| storage.error(e))?;
+        tx.commit().map_err(|e| storage.error(e))?;
+        Ok(storage)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, e: impl Into<redb::Error>) -> StoreError {
+        classify(&self.path, e.into())
+    }
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.to_path_buf()),
+        other => match classify(path, other.into()) {
+            StoreError::Other { path, detail } => StoreError::Corrupt { path, detail },
+            e => e,
+        },
+    }
+}
+
+fn classify(path: &Path, e: redb::Error) -> StoreError {
+    let path = path.to_path_buf();
+    match e {
+        redb::Error::Corrupted(detail) => StoreError::Corrupt { path, detail },
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StoreError::Full {
+            path,
+            detail: io.to_string(),
+        },
+        redb::Error::Io(io) if io.raw_os_error() == Some(28) => StoreError::Full {
+            path,
+            detail: io.to_string(),
+        },
+        other => StoreError::Other {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+impl Storage for RedbStorage {
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut entries = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+            let mut meta = tx.open_table(META).map_err(|e| self.error(e))?;
+            for op in ops {
+                match op {
+                    Op::PutEntry { stream, seq, value } => {
+                        entries
+                            .insert((*stream, *seq), value.as_slice())
+                            .map_err(|e| self.error(e))?;
+                    }
+                    Op::DeleteEntriesBelow { stream, seq } => {
+                        entries
+                            .retain_in((*stream, 0)..(*stream, *seq), |_, _| false)
+                            .map_err(|e| self.error(e))?;
+                    }
+                    Op::PutMeta { key, value } => {
+                        meta.insert(key.as_str(), value.as_slice())
+                            .map_err(|e| self.error(e))?;
+                    }
+                    Op::DeleteMeta { key } => {
+                        meta.remove(key.as_str()).map_err(|e| self.error(e))?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    fn entry(&self, stream: u64, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+        let value = table.get((stream, seq)).map_err(|e| self.error(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn entries(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for item in table
+            .range((stream, from)..=(stream, u64::MAX))
+            .map_err(|e| self.error(e))?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.error(e))?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn next_seq(&self, stream: u64) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+        let last = table
+            .range((stream, 0)..=(stream, u64::MAX))
+            .map_err(|e| self.error(e))?
+            .next_back();
+        match last {
+            Some(item) => {
+                let (k, _) = item.map_err(|e| self.error(e))?;
+                Ok(k.value().1 + 1)
+            }
+            None => Ok(0),
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(META).map_err(|e| self.error(e))?;
+        let value = table.get(key).map_err(|e| self.error(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(META).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..).map_err(|e| self.error(e))? {
+            let (k, v) = item.map_err(|e| self.error(e))?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// A [`Storage`] in front of another that fails every commit after the first
+/// `ok_commits` (for fault-injection tests). A failed commit applies nothing,
+/// as a real failed transaction would.
+pub struct FaultyStorage<S> {
+    inner: S,
+    ok_commits: AtomicU64,
+    failures: Mutex<u64>,
+}
+
+impl<S> std::fmt::Debug for FaultyStorage<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyStorage").finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage> FaultyStorage<S> {
+    /// Lets `ok_commits` commits through, then fails every later one.
+    pub fn new(inner: S, ok_commits: u64) -> FaultyStorage<S> {
+        FaultyStorage {
+            inner,
+            ok_commits: AtomicU64::new(ok_commits),
+            failures: Mutex::new(0),
+        }
+    }
+
+    /// How many commits have failed.
+    pub fn failures(&self) -> u64 {
+        *self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<S: Storage> Storage for FaultyStorage<S> {
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let left = self
+            .ok_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if left.is_err() {
+            *self.failures.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            return Err(StoreError::Full {
+                path: PathBuf::from("<fault injection>"),
+                detail: "injected failure: no space left on device".into(),
+            });
+        }
+        self.inner.commit(ops)
+    }
+    fn entry(&self, stream: u64, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.entry(stream, seq)
+    }
+    fn entries(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.inner.entries(stream, from, limit)
+    }
+    fn next_seq(&self, stream: u64) -> Result<u64, StoreError> {
+        self.inner.next_seq(stream)
+    }
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.meta(key)
+    }
+    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.meta_prefix(prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(stream: u64, seq: u64, v: &[u8]) -> Op {
+        Op::PutEntry {
+            stream,
+            seq,
+            value: v.to_vec(),
+        }
+    }
+
+    #[test]
+    fn entries_survive_reopen_and_gc_removes_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        {
+            let s = RedbStorage::open(&path).unwrap();
+            s.commit(&[put(1, 0, b"a"), put(1, 1, b"b"), put(2, 0, b"x")])
+                .unwrap();
+            s.commit(&[Op::PutMeta {
+                key: "job/a".into(),
+                value: b"1".to_vec(),
+            }])
+            .unwrap();
+        }
+        let s = RedbStorage::open(&path).unwrap();
+        assert_eq!(s.next_seq(1).unwrap(), 2);
+        assert_eq!(s.next_seq(3).unwrap(), 0);
+        assert_eq!(s.entries(1, 0, 10).unwrap().len(), 2);
+        assert_eq!(s.meta_prefix("job/").unwrap().len(), 1);
+        s.commit(&[Op::DeleteEntriesBelow { stream: 1, seq: 1 }])
+            .unwrap();
+        assert_eq!(s.entries(1, 0, 10).unwrap(), vec![(1, b"b".to_vec())]);
+        assert_eq!(s.entry(2, 0).unwrap(), Some(b"x".to_vec()));
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        {
+            let s = RedbStorage::open(&path).unwrap();
+            s.commit(&[put(1, 0, &[7; 4096])]).unwrap();
+        }
+        let good = std::fs::read(&path).unwrap();
+        // Truncated to a fraction of its size.
+        std::fs::write(&path, &good[..good.len() / 3]).unwrap();
+        let err = RedbStorage::open(&path).unwrap_err();
+        assert!(err.to_string().contains("is damaged"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap().len(), good.len() / 3);
+        // Garbage of the same size.
+        std::fs::write(&path, vec![0x5a; good.len()]).unwrap();
+        let err = RedbStorage::open(&path).unwrap_err();
+        assert!(err.to_string().contains("is damaged"), "{err}");
+        // Empty.
+        std::fs::write(&path, b"").unwrap();
+        let err = RedbStorage::open(&path).unwrap_err();
+        assert!(err.to_string().contains("the file is empty"), "{err}");
+    }
+
+    #[test]
+    fn injected_failures_apply_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FaultyStorage::new(RedbStorage::open(&dir.path().join("n.redb")).unwrap(), 1);
+        s.commit(&[put(1, 0, b"a")]).unwrap();
+        let err = s.commit(&[put(1, 1, b"b")]).unwrap_err();
+        assert!(matches!(err, StoreError::Full { .. }));
+        assert_eq!(s.next_seq(1).unwrap(), 1);
+        assert_eq!(s.failures(), 1);
+    }
+}
