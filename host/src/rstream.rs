@@ -119,6 +119,9 @@ fn identity(bytes: &[u8]) -> (&str, &[u8]) {
     }
 }
 
+/// An entry read back: its seq and encoded bytes.
+pub type StoredEntry = (u64, Arc<Vec<u8>>);
+
 /// A stream's catalog record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StreamInfo {
@@ -545,7 +548,7 @@ impl Streams {
         stream: u64,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Arc<Vec<u8>>)>, StreamError> {
+    ) -> Result<Vec<StoredEntry>, StreamError> {
         let (durable, in_memory) = {
             let state = self.lock();
             let head = state
