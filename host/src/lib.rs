@@ -11,6 +11,8 @@
 pub mod cli;
 pub mod exec;
 pub mod job;
+pub mod net;
+pub mod node;
 pub mod plan;
 pub mod rstream;
 pub mod schema;

@@ -131,6 +131,12 @@ pub struct StreamInfo {
     pub name: String,
     /// The event columns (without the interval columns).
     pub columns: Vec<ColumnSpec>,
+    /// For streams fed by ingest: the int64 column holding each event's start.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// For streams fed by ingest: an int64 column holding each event's end.
+    #[serde(default)]
+    pub end_time: Option<String>,
 }
 
 impl StreamInfo {
@@ -158,6 +164,9 @@ pub enum StreamError {
         /// Producer of the new entry.
         new_by: String,
     },
+    /// The stream exists with another definition.
+    #[error("stream `{0}` already exists with different columns or time columns")]
+    Exists(String),
     /// No such stream.
     #[error("no stream `{0}` (known streams: {1})")]
     Unknown(String, String),
@@ -358,17 +367,28 @@ impl Streams {
 
     /// Creates stream `name` (or returns it if it exists with the same fields).
     pub fn create(&self, name: &str, fields: &[Field]) -> Result<StreamInfo, StreamError> {
+        self.create_with_time(name, fields, None, None)
+    }
+
+    /// Creates an ingest stream whose events' interval comes from `time` (and
+    /// `end_time`), or returns it if it exists with the same definition.
+    pub fn create_with_time(
+        &self,
+        name: &str,
+        fields: &[Field],
+        time: Option<&str>,
+        end_time: Option<&str>,
+    ) -> Result<StreamInfo, StreamError> {
         let (info, rx) = {
             let mut state = self.lock();
             if let Some(reason) = &state.failed {
                 return Err(StreamError::Storage(reason.clone()));
             }
             let columns = to_specs(fields);
+            let (time, end_time) = (time.map(str::to_string), end_time.map(str::to_string));
             if let Some(info) = state.catalog.get(name) {
-                if info.columns != columns {
-                    return Err(StreamError::Storage(format!(
-                        "stream `{name}` exists with different columns"
-                    )));
+                if info.columns != columns || info.time != time || info.end_time != end_time {
+                    return Err(StreamError::Exists(name.to_string()));
                 }
                 return Ok(info.clone());
             }
@@ -376,6 +396,8 @@ impl Streams {
                 id: state.next_id,
                 name: name.to_string(),
                 columns,
+                time,
+                end_time,
             };
             state.next_id += 1;
             state.catalog.insert(name.to_string(), info.clone());

@@ -88,10 +88,13 @@ enum Cell {
     Str(String),
 }
 
+/// What a source reads: a file, or bytes received over the network.
+type Input = Box<dyn std::io::Read + Send>;
+
 enum Lines {
-    Jsonl(std::io::Lines<BufReader<File>>),
+    Jsonl(std::io::Lines<BufReader<Input>>),
     Csv {
-        records: csv::StringRecordsIntoIter<File>,
+        records: csv::StringRecordsIntoIter<Input>,
         positions: Vec<usize>,
     },
 }
@@ -113,12 +116,27 @@ pub struct SourceReader {
 impl SourceReader {
     /// Opens the source's file.
     pub fn open(spec: &SourceSpec, batch_size: usize) -> Result<Self, SourceError> {
+        let file = File::open(&spec.path).map_err(|error| SourceError::Io {
+            source_name: spec.name.clone(),
+            path: spec.path.clone(),
+            error,
+        })?;
+        Self::from_reader(spec, batch_size, Box::new(file))
+    }
+
+    /// Reads the source's rows from `input` instead of its file; errors still
+    /// name `spec.path` (e.g. the ingest request's name) and the line.
+    pub fn from_reader(
+        spec: &SourceSpec,
+        batch_size: usize,
+        input: Input,
+    ) -> Result<Self, SourceError> {
         let io = |error| SourceError::Io {
             source_name: spec.name.clone(),
             path: spec.path.clone(),
             error,
         };
-        let file = File::open(&spec.path).map_err(io)?;
+        let file = input;
         let lines = match spec.format {
             SourceFormat::Jsonl => Lines::Jsonl(BufReader::new(file).lines()),
             SourceFormat::Csv => {

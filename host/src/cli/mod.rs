@@ -1,5 +1,6 @@
 //! The `weir` command line.
 
+pub mod cluster;
 pub mod udf;
 
 use std::io::IsTerminal;
@@ -36,6 +37,34 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Make a cluster's certificates.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
+    /// Run a node.
+    Node {
+        /// What to do.
+        #[command(subcommand)]
+        command: cluster::NodeCommand,
+    },
+    /// Create, list and read a node's streams.
+    Stream {
+        /// What to do.
+        #[command(subcommand)]
+        command: cluster::StreamCommand,
+    },
+    /// Push JSONL events (from FILE or standard input) into a stream; returns
+    /// once every event is durably stored.
+    Ingest {
+        /// The stream.
+        stream: String,
+        /// The JSONL file (standard input when absent).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        connect: cluster::Connect,
+    },
     /// Write, build and inspect UDF components.
     Udf {
         /// What to do.
@@ -66,6 +95,14 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Cluster { command } => cluster::cluster(command),
+        Command::Node { command } => cluster::node(command),
+        Command::Stream { command } => cluster::stream(command),
+        Command::Ingest {
+            stream,
+            file,
+            connect,
+        } => cluster::ingest(stream, file.as_deref(), connect),
         Command::Udf { command } => udf::main(command),
     }
 }

@@ -1,0 +1,251 @@
+//! `weir cluster`, `weir node`, `weir stream` and `weir ingest`: running nodes
+//! and talking to them over QUIC with mutual TLS.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::net::{CertDir, Client, Request, Response, cluster_init, read_msg};
+use crate::node::Node;
+use crate::schema::ColumnSpec;
+
+/// How a command reaches a node.
+#[derive(Debug, Clone, Args)]
+pub struct Connect {
+    /// The node's address.
+    #[arg(long, env = "WEIR_NODE", default_value = "127.0.0.1:7600")]
+    pub node: SocketAddr,
+    /// The cluster's certificate directory (from `weir cluster init`).
+    #[arg(long, env = "WEIR_CERTS", default_value = "certs")]
+    pub certs: PathBuf,
+}
+
+/// `weir cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make a cluster CA and a node and a client certificate signed by it.
+    Init {
+        /// Where to write them.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// More names or addresses the node certificate is valid for.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+}
+
+/// `weir node ...`
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run a node in the foreground until Ctrl-C.
+    Start {
+        /// The node's data directory (holds `node.redb`).
+        #[arg(long)]
+        data: PathBuf,
+        /// The UDP address to listen on (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:7600")]
+        listen: SocketAddr,
+        /// The cluster's certificate directory.
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
+    },
+}
+
+/// `weir stream ...`
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Create an ingest stream.
+    Create {
+        /// The stream's name.
+        name: String,
+        /// Its columns, `name:type,...` (types as in job files; `?` = nullable).
+        #[arg(long)]
+        columns: String,
+        /// The int64 column holding each event's start time.
+        #[arg(long)]
+        time: String,
+        /// An int64 column holding each event's end time.
+        #[arg(long)]
+        end_time: Option<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// List the node's streams.
+    List {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Print a stream's entries from a position, one JSON line per event.
+    Read {
+        /// The stream.
+        stream: String,
+        /// The first sequence number.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Keep printing entries as they arrive.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Runs `weir cluster`.
+pub fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Init { dir, hosts } => {
+            for path in cluster_init(&dir, &hosts)? {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "keep ca.key private; start a node with `weir node start --data DIR --certs {}`",
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Runs `weir node`.
+pub fn node(command: NodeCommand) -> anyhow::Result<()> {
+    match command {
+        NodeCommand::Start {
+            data,
+            listen,
+            certs,
+        } => {
+            let node = Node::open(&data)?;
+            runtime()?.block_on(node.serve(listen, &CertDir::new(&certs)))
+        }
+    }
+}
+
+fn parse_columns(text: &str) -> anyhow::Result<Vec<ColumnSpec>> {
+    text.split(',')
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| {
+            let (name, ty) = c
+                .split_once(':')
+                .with_context(|| format!("column `{c}` needs a type: `name:type`"))?;
+            Ok(ColumnSpec {
+                name: name.trim().to_string(),
+                ty: ty.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+async fn connect(c: &Connect) -> anyhow::Result<Client> {
+    Client::connect(c.node, &CertDir::new(&c.certs)).await
+}
+
+/// Runs `weir stream`.
+pub fn stream(command: StreamCommand) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match command {
+            StreamCommand::Create {
+                name,
+                columns,
+                time,
+                end_time,
+                connect: c,
+            } => {
+                let client = connect(&c).await?;
+                let request = Request::CreateStream {
+                    name,
+                    columns: parse_columns(&columns)?,
+                    time,
+                    end_time,
+                };
+                if let Response::Ok { message } = client.call(&request, None).await? {
+                    println!("{message}");
+                }
+                client.close().await;
+            }
+            StreamCommand::List { connect: c } => {
+                let client = connect(&c).await?;
+                if let Response::Streams(list) = client.call(&Request::ListStreams, None).await? {
+                    for s in list {
+                        println!("{}\tseq {}..{}\t{}", s.name, s.low, s.next, s.columns);
+                    }
+                }
+                client.close().await;
+            }
+            StreamCommand::Read {
+                stream,
+                from,
+                follow,
+                connect: c,
+            } => {
+                let client = connect(&c).await?;
+                let request = Request::Read {
+                    stream,
+                    from,
+                    follow,
+                };
+                let mut recv = client.request(&request, None).await?;
+                let stdout = std::io::stdout();
+                while let Some(answer) = read_msg::<Response>(&mut recv).await? {
+                    match answer {
+                        Response::Lines(text) => {
+                            let mut out = stdout.lock();
+                            out.write_all(text.as_bytes())?;
+                            out.flush()?;
+                        }
+                        Response::End => break,
+                        Response::Error { message } => bail!("{message}"),
+                        other => bail!("unexpected answer {other:?}"),
+                    }
+                }
+                client.close().await;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `weir ingest STREAM [FILE]`: returns once every event is durable.
+pub fn ingest(stream: String, file: Option<&Path>, c: Connect) -> anyhow::Result<()> {
+    let (origin, body) = match file {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body)?;
+            ("<stdin>".to_string(), body)
+        }
+    };
+    runtime()?.block_on(async move {
+        let client = connect(&c).await?;
+        let request = Request::Ingest {
+            stream: stream.clone(),
+            origin,
+        };
+        let answer = client.call(&request, Some(&body)).await?;
+        if let Response::Ingested {
+            events,
+            first_seq,
+            entries,
+        } = answer
+        {
+            println!(
+                "{events} events stored durably in `{stream}` (seq {first_seq}..{})",
+                first_seq + entries
+            );
+        }
+        client.close().await;
+        Ok(())
+    })
+}

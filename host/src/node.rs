@@ -1,0 +1,349 @@
+//! A Weir node: one data directory (one redb file), one QUIC endpoint with
+//! mutual TLS, serving ingest, stream reads and the stream catalog.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::net::{self, CertDir, MAX_INGEST, Request, Response, StreamSummary, write_msg};
+use crate::plan::{ErrorPolicy, SourceFormat, SourceSpec};
+use crate::rstream::{Entry, StreamInfo, Streams};
+use crate::schema::{START, describe, from_specs};
+use crate::source::SourceReader;
+use crate::store::RedbStorage;
+
+/// Rows per batch entry written by ingest.
+const INGEST_BATCH: usize = 4096;
+/// Entries per `Lines` answer of a read.
+const READ_CHUNK: usize = 64;
+/// At most this many bad rows are listed in an ingest refusal.
+const MAX_LISTED: usize = 20;
+
+/// A running node's shared parts.
+#[derive(Debug, Clone)]
+pub struct Node {
+    streams: Streams,
+}
+
+/// Where a node keeps its database.
+pub fn database_path(data: &Path) -> PathBuf {
+    data.join("node.redb")
+}
+
+impl Node {
+    /// Opens (or creates) the node's data directory.
+    pub fn open(data: &Path) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+        let storage = RedbStorage::open(&database_path(data))?;
+        let streams = Streams::open(Arc::new(storage))?;
+        Ok(Node { streams })
+    }
+
+    /// The node's streams.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    /// Serves requests on `listen` until Ctrl-C; prints the bound address first.
+    pub async fn serve(self, listen: SocketAddr, certs: &CertDir) -> anyhow::Result<()> {
+        let endpoint = quinn::Endpoint::server(net::server_config(certs)?, listen)
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = endpoint.local_addr()?;
+        println!("weir node listening on {local}");
+        loop {
+            tokio::select! {
+                incoming = endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let node = self.clone();
+                    tokio::spawn(async move {
+                        let remote = incoming.remote_address();
+                        match incoming.await {
+                            Ok(connection) => node.connection(connection).await,
+                            Err(e) => tracing::warn!("refused a connection from {remote}: {e}"),
+                        }
+                    });
+                }
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        endpoint.close(0u32.into(), b"node stopping");
+        let streams = self.streams.clone();
+        tokio::task::spawn_blocking(move || streams.close()).await?;
+        Ok(())
+    }
+
+    async fn connection(&self, connection: quinn::Connection) {
+        loop {
+            let (send, recv) = match connection.accept_bi().await {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            let node = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.request(send, recv).await {
+                    tracing::debug!("request failed: {e:#}");
+                }
+            });
+        }
+    }
+
+    async fn request(
+        &self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> anyhow::Result<()> {
+        let Some(request) = net::read_msg::<Request>(&mut recv).await? else {
+            return Ok(());
+        };
+        let answer = match request {
+            Request::Ping => Ok(Response::Ok {
+                message: "pong".into(),
+            }),
+            Request::ListStreams => Ok(Response::Streams(self.list())),
+            Request::CreateStream {
+                name,
+                columns,
+                time,
+                end_time,
+            } => {
+                let streams = self.streams.clone();
+                tokio::task::spawn_blocking(move || {
+                    create_stream(&streams, &name, &columns, &time, end_time.as_deref())
+                })
+                .await?
+            }
+            Request::Ingest { stream, origin } => {
+                let body = recv
+                    .read_to_end(MAX_INGEST)
+                    .await
+                    .context("reading the ingest body")?;
+                let streams = self.streams.clone();
+                tokio::task::spawn_blocking(move || ingest(&streams, &stream, &origin, body))
+                    .await?
+            }
+            Request::Read {
+                stream,
+                from,
+                follow,
+            } => return self.read(send, &stream, from, follow).await,
+        };
+        let response = answer.unwrap_or_else(|e| Response::Error {
+            message: format!("{e:#}"),
+        });
+        write_msg(&mut send, &response).await?;
+        send.finish()?;
+        let _ = send.stopped().await;
+        Ok(())
+    }
+
+    fn list(&self) -> Vec<StreamSummary> {
+        self.streams
+            .list()
+            .into_iter()
+            .map(|info| {
+                let (next, _, low) = self.streams.positions(info.id).unwrap_or_default();
+                StreamSummary {
+                    columns: describe(&info.fields()),
+                    name: info.name,
+                    next,
+                    low,
+                }
+            })
+            .collect()
+    }
+
+    async fn read(
+        &self,
+        mut send: quinn::SendStream,
+        stream: &str,
+        from: u64,
+        follow: bool,
+    ) -> anyhow::Result<()> {
+        let info = match self.streams.info(stream) {
+            Ok(info) => info,
+            Err(e) => {
+                write_msg(
+                    &mut send,
+                    &Response::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await?;
+                send.finish()?;
+                return Ok(());
+            }
+        };
+        let mut position = from;
+        loop {
+            let entries = match self.streams.read(info.id, position, READ_CHUNK) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    write_msg(
+                        &mut send,
+                        &Response::Error {
+                            message: e.to_string(),
+                        },
+                    )
+                    .await?;
+                    break;
+                }
+            };
+            if entries.is_empty() {
+                if !follow {
+                    write_msg(&mut send, &Response::End).await?;
+                    break;
+                }
+                let streams = self.streams.clone();
+                let (id, at) = (info.id, position);
+                tokio::task::spawn_blocking(move || {
+                    streams.wait_for(id, at, Duration::from_millis(500))
+                })
+                .await?;
+                // A reader that went away ends the follow.
+                if send.stopped().now_or_never().is_some() {
+                    break;
+                }
+                continue;
+            }
+            let mut text = Vec::new();
+            for (seq, bytes) in &entries {
+                format_entry(&mut text, *seq, bytes)
+                    .with_context(|| format!("stream `{stream}` seq {seq}"))?;
+                position = seq + 1;
+            }
+            write_msg(
+                &mut send,
+                &Response::Lines(String::from_utf8_lossy(&text).into_owned()),
+            )
+            .await?;
+        }
+        send.finish()?;
+        let _ = send.stopped().await;
+        Ok(())
+    }
+}
+
+trait NowOrNever: std::future::Future + Sized {
+    fn now_or_never(self) -> Option<Self::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut fut = std::pin::pin!(self);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+}
+impl<F: std::future::Future> NowOrNever for F {}
+
+/// One JSON line per event, `{"_seq":N,...}`, and `{"_seq":N,"_cti":T}` per CTI.
+pub fn format_entry(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) -> anyhow::Result<()> {
+    match Entry::decode(bytes).map_err(anyhow::Error::msg)? {
+        Entry::Cti(t) => {
+            out.extend_from_slice(format!("{{\"_seq\":{seq},\"_cti\":{t}}}\n").as_bytes());
+        }
+        Entry::Batch { batch, .. } => {
+            let mut lines = Vec::new();
+            crate::sink::write_jsonl(&mut lines, &batch, true)?;
+            let prefix = format!("{{\"_seq\":{seq},");
+            for line in lines.split_inclusive(|b| *b == b'\n') {
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(line.get(1..).unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create_stream(
+    streams: &Streams,
+    name: &str,
+    columns: &[crate::schema::ColumnSpec],
+    time: &str,
+    end_time: Option<&str>,
+) -> anyhow::Result<Response> {
+    let fields = from_specs(columns).map_err(anyhow::Error::msg)?;
+    for column in std::iter::once(time).chain(end_time) {
+        let field = fields
+            .iter()
+            .find(|f| f.name == column)
+            .with_context(|| format!("time column `{column}` is not one of the columns"))?;
+        if field.ty != crate::schema::ColumnType::Int64 || field.nullable {
+            anyhow::bail!("time column `{column}` must be `int64` (microseconds, not null)");
+        }
+    }
+    if fields.iter().any(|f| f.name.starts_with('_')) {
+        anyhow::bail!("column names starting with `_` are reserved ({START}, ...)");
+    }
+    let info = streams.create_with_time(name, &fields, Some(time), end_time)?;
+    Ok(Response::Ok {
+        message: format!("stream `{}` ({})", info.name, describe(&fields)),
+    })
+}
+
+/// Parses a JSONL body against the stream's columns; stores it only if every
+/// row parses, and answers once it is durable.
+fn ingest(
+    streams: &Streams,
+    stream: &str,
+    origin: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<Response> {
+    let info: StreamInfo = streams.info(stream)?;
+    let Some(time) = info.time.clone() else {
+        anyhow::bail!("stream `{stream}` is written by a job, not by ingest");
+    };
+    let spec = SourceSpec {
+        name: stream.to_string(),
+        format: SourceFormat::Jsonl,
+        path: PathBuf::from(origin),
+        fields: info.fields(),
+        event_time: time,
+        end_time: info.end_time.clone(),
+        on_error: ErrorPolicy::Fail,
+    };
+    let mut reader =
+        SourceReader::from_reader(&spec, INGEST_BATCH, Box::new(std::io::Cursor::new(body)))?;
+    let mut entries = Vec::new();
+    let mut rejected = Vec::new();
+    let mut events = 0u64;
+    while let Some(chunk) = reader.next_chunk()? {
+        rejected.extend(chunk.rejected);
+        if chunk.batch.num_rows() > 0 && rejected.is_empty() {
+            events += chunk.batch.num_rows() as u64;
+            entries.push(
+                Entry::Batch {
+                    producer: "ingest".into(),
+                    batch: chunk.batch,
+                }
+                .encode()
+                .map_err(anyhow::Error::msg)?,
+            );
+        }
+    }
+    if !rejected.is_empty() {
+        let mut message = format!(
+            "ingest into `{stream}` refused, nothing was stored: {} bad row(s)",
+            rejected.len()
+        );
+        for e in rejected.iter().take(MAX_LISTED) {
+            message.push_str(&format!("\n  {e}"));
+        }
+        if rejected.len() > MAX_LISTED {
+            message.push_str(&format!("\n  ... and {} more", rejected.len() - MAX_LISTED));
+        }
+        anyhow::bail!(message);
+    }
+    let count = entries.len() as u64;
+    let (first_seq, ticket) = streams.append(info.id, entries)?;
+    ticket.wait()?;
+    Ok(Response::Ingested {
+        events,
+        first_seq,
+        entries: count,
+    })
+}
