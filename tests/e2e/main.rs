@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use weir::testkit::{repo_root, udf_component};
 
+mod node;
+
 fn weir(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
