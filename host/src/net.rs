@@ -22,6 +22,8 @@ use crate::schema::ColumnSpec;
 pub const ALPN: &[u8] = b"weir/1";
 /// The name node certificates are issued for, and clients check.
 pub const SERVER_NAME: &str = "localhost";
+/// A connection whose peer is silent this long is dead (keep-alives every 5 s).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 /// How long a client waits for a node to answer a connection.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The largest frame accepted.
@@ -160,7 +162,7 @@ pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(std::time::Duration::from_secs(60).try_into()?));
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
     transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     config.transport_config(Arc::new(transport));
     Ok(config)
@@ -183,7 +185,7 @@ pub fn client_config(certs: &CertDir, as_node: bool) -> anyhow::Result<quinn::Cl
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(std::time::Duration::from_secs(60).try_into()?));
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
     transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     config.transport_config(Arc::new(transport));
     Ok(config)

@@ -22,6 +22,10 @@ const READ_CHUNK: usize = 64;
 /// At most this many bad rows are listed in an ingest refusal.
 const MAX_LISTED: usize = 20;
 
+/// Test hook: the number of storage commits that succeed before every later
+/// one fails as on a full disk.
+pub const FAIL_AFTER_ENV: &str = "WEIR_TEST_FAIL_AFTER_COMMITS";
+
 /// A running node's shared parts.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -39,7 +43,19 @@ impl Node {
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
         let storage = RedbStorage::open(&database_path(data))?;
-        let streams = Streams::open(Arc::new(storage))?;
+        // Fault injection for tests: make every commit after the first N fail,
+        // as a full disk would.
+        let storage: Arc<dyn crate::store::Storage> = match std::env::var(FAIL_AFTER_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(n) => {
+                tracing::warn!("{FAIL_AFTER_ENV}={n}: commits after the first {n} will fail");
+                Arc::new(crate::store::FaultyStorage::new(storage, n))
+            }
+            None => Arc::new(storage),
+        };
+        let streams = Streams::open(storage)?;
         Ok(Node { streams })
     }
 

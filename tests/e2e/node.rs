@@ -15,7 +15,12 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, data: &str) -> Result<Node, String> {
+        Self::start_with(dir, data, &[])
+    }
+
+    fn start_with(dir: &Path, data: &str, env: &[(&str, &str)]) -> Result<Node, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .envs(env.iter().copied())
             .args([
                 "node",
                 "start",
@@ -202,7 +207,10 @@ fn acknowledged_events_survive_kill_9_and_requests_are_all_or_nothing() {
             .expect("spawn ingest");
         std::thread::sleep(std::time::Duration::from_millis(20 * round as u64));
         node.kill9();
-        let _ = inflight.wait_with_output();
+        // The in-flight client lost its node; it is not waited for.
+        let mut inflight = inflight;
+        let _ = inflight.kill();
+        let _ = inflight.wait();
         node = Node::start(d, "data").expect("node restarts");
         let lines = read_all(&node, d);
         let acked_seen: usize = (0..acknowledged)
@@ -252,4 +260,67 @@ fn a_damaged_database_stops_the_node_with_a_clear_error() {
     assert!(err.contains("node.redb is damaged"), "{err}");
     assert!(err.contains("Weir did not modify it"), "{err}");
     assert_eq!(std::fs::read(&db).expect("read").len(), bytes.len() / 2);
+}
+
+#[test]
+fn a_full_disk_stops_ingest_with_the_reason_and_loses_nothing_acknowledged() {
+    let dir = cluster();
+    let d = dir.path();
+    // Commit 1 creates the stream, commits 2 and 3 are two ingests; then the "disk is full".
+    let node =
+        Node::start_with(d, "data", &[("WEIR_TEST_FAIL_AFTER_COMMITS", "3")]).expect("node starts");
+    create_clicks(&node, d);
+    for i in 0..2 {
+        write(d, "part.jsonl", &clicks(i * 10, 10));
+        ok(&node.weir(d, &["ingest", "clicks", "part.jsonl"]));
+    }
+    write(d, "part.jsonl", &clicks(20, 10));
+    for _ in 0..2 {
+        let out = node.weir(d, &["ingest", "clicks", "part.jsonl"]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("accepts no more writes"), "{err}");
+        assert!(err.contains("no space left on device"), "{err}");
+    }
+    // Reads still work, and show exactly the acknowledged events.
+    assert_eq!(read_all(&node, d).len(), 20);
+    node.kill9();
+    let node = Node::start(d, "data").expect("node restarts");
+    assert_eq!(read_all(&node, d).len(), 20);
+    ok(&node.weir(d, &["ingest", "clicks", "part.jsonl"]));
+    assert_eq!(read_all(&node, d).len(), 30);
+}
+
+#[test]
+fn a_following_reader_sees_events_ingested_after_it_started() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = Node::start(d, "data").expect("node starts");
+    create_clicks(&node, d);
+    let mut reader = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "stream", "read", "clicks", "--from", "0", "--follow", "--node", &node.addr,
+        ])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn reader");
+    write(d, "a.jsonl", &clicks(0, 5));
+    ok(&node.weir(d, &["ingest", "clicks", "a.jsonl"]));
+    write(d, "b.jsonl", &clicks(5, 5));
+    ok(&node.weir(d, &["ingest", "clicks", "b.jsonl"]));
+    let stdout = reader.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        match lines.next() {
+            Some(Ok(line)) => seen.push(line),
+            _ => break,
+        }
+    }
+    let _ = reader.kill();
+    let _ = reader.wait();
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert!(seen[9].contains("\"url\":\"/p/9\""), "{}", seen[9]);
 }
