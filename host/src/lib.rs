@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod exec;
 pub mod job;
+pub mod merge;
 pub mod net;
 pub mod node;
 pub mod plan;
