@@ -147,6 +147,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Idle timeout and keep-alives, the same on both ends.
+fn transport() -> anyhow::Result<Arc<quinn::TransportConfig>> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    Ok(Arc::new(transport))
+}
+
 /// The QUIC server configuration of a node: its certificate, and client
 /// certificates required from the cluster CA.
 pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
@@ -161,10 +169,7 @@ pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
-    config.transport_config(Arc::new(transport));
+    config.transport_config(transport()?);
     Ok(config)
 }
 
@@ -184,10 +189,7 @@ pub fn client_config(certs: &CertDir, as_node: bool) -> anyhow::Result<quinn::Cl
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
-    config.transport_config(Arc::new(transport));
+    config.transport_config(transport()?);
     Ok(config)
 }
 

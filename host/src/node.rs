@@ -182,13 +182,7 @@ impl Node {
         let info = match self.streams.info(stream) {
             Ok(info) => info,
             Err(e) => {
-                write_msg(
-                    &mut send,
-                    &Response::Error {
-                        message: e.to_string(),
-                    },
-                )
-                .await?;
+                send_error(&mut send, &e).await?;
                 send.finish()?;
                 return Ok(());
             }
@@ -198,13 +192,7 @@ impl Node {
             let entries = match self.streams.read(info.id, position, READ_CHUNK) {
                 Ok(entries) => entries,
                 Err(e) => {
-                    write_msg(
-                        &mut send,
-                        &Response::Error {
-                            message: e.to_string(),
-                        },
-                    )
-                    .await?;
+                    send_error(&mut send, &e).await?;
                     break;
                 }
             };
@@ -241,6 +229,14 @@ impl Node {
         let _ = send.stopped().await;
         Ok(())
     }
+}
+
+async fn send_error(
+    send: &mut quinn::SendStream,
+    error: &(dyn std::fmt::Display + Sync),
+) -> anyhow::Result<()> {
+    let message = error.to_string();
+    write_msg(send, &Response::Error { message }).await
 }
 
 trait NowOrNever: std::future::Future + Sized {

@@ -220,6 +220,18 @@ struct State {
     next_id: u64,
 }
 
+impl State {
+    /// The head of `stream`, if the streams still take writes.
+    fn writable(&mut self, stream: u64) -> Result<&mut Head, StreamError> {
+        if let Some(reason) = &self.failed {
+            return Err(StreamError::Storage(reason.clone()));
+        }
+        self.heads
+            .get_mut(&stream)
+            .ok_or_else(|| StreamError::Unknown(format!("#{stream}"), String::new()))
+    }
+}
+
 struct Request {
     ops: Vec<Op>,
     /// `(stream, seq)` made durable by this request.
@@ -453,13 +465,7 @@ impl Streams {
     /// ticket that waits until they are durable.
     pub fn append(&self, stream: u64, values: Vec<Vec<u8>>) -> Result<(u64, Ticket), StreamError> {
         let mut state = self.lock();
-        if let Some(reason) = &state.failed {
-            return Err(StreamError::Storage(reason.clone()));
-        }
-        let head = state
-            .heads
-            .get_mut(&stream)
-            .ok_or_else(|| StreamError::Unknown(format!("#{stream}"), String::new()))?;
+        let head = state.writable(stream)?;
         let first = head.next;
         let mut ops = Vec::with_capacity(values.len());
         let mut entries = Vec::with_capacity(values.len());
@@ -484,13 +490,7 @@ impl Streams {
     /// a seq already written must get the same value again.
     pub fn write(&self, stream: u64, seq: u64, value: Vec<u8>) -> Result<Written, StreamError> {
         let mut state = self.lock();
-        if let Some(reason) = &state.failed {
-            return Err(StreamError::Storage(reason.clone()));
-        }
-        let head = state
-            .heads
-            .get_mut(&stream)
-            .ok_or_else(|| StreamError::Unknown(format!("#{stream}"), String::new()))?;
+        let head = state.writable(stream)?;
         if seq < head.next {
             if seq < head.low {
                 return Ok(Written::Duplicate);
