@@ -173,14 +173,10 @@ pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
     Ok(config)
 }
 
-/// The QUIC client configuration: the cluster CA, and a client certificate
-/// (`client.pem`/`client.key`, or `node.pem`/`node.key` when `as_node`).
-pub fn client_config(certs: &CertDir, as_node: bool) -> anyhow::Result<quinn::ClientConfig> {
-    let (cert, key) = if as_node {
-        ("node.pem", "node.key")
-    } else {
-        ("client.pem", "client.key")
-    };
+/// The QUIC client configuration: the cluster CA, and the client certificate
+/// `client.pem`/`client.key`.
+pub fn client_config(certs: &CertDir) -> anyhow::Result<quinn::ClientConfig> {
+    let (cert, key) = ("client.pem", "client.key");
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(certs.roots()?)
@@ -317,7 +313,7 @@ impl Client {
             "0.0.0.0:0".parse()?
         };
         let mut endpoint = quinn::Endpoint::client(bind)?;
-        endpoint.set_default_client_config(client_config(certs, false)?);
+        endpoint.set_default_client_config(client_config(certs)?);
         let connecting = endpoint.connect(addr, SERVER_NAME)?;
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await

@@ -203,13 +203,13 @@ impl Node {
                 }
                 let streams = self.streams.clone();
                 let (id, at) = (info.id, position);
-                tokio::task::spawn_blocking(move || {
+                let arrived = tokio::task::spawn_blocking(move || {
                     streams.wait_for(id, at, Duration::from_millis(500))
-                })
-                .await?;
-                // A reader that went away ends the follow.
-                if send.stopped().now_or_never().is_some() {
-                    break;
+                });
+                tokio::select! {
+                    // A reader that went away ends the follow.
+                    _ = send.stopped() => break,
+                    waited = arrived => { waited?; }
                 }
                 continue;
             }
@@ -238,19 +238,6 @@ async fn send_error(
     let message = error.to_string();
     write_msg(send, &Response::Error { message }).await
 }
-
-trait NowOrNever: std::future::Future + Sized {
-    fn now_or_never(self) -> Option<Self::Output> {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut fut = std::pin::pin!(self);
-        match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        }
-    }
-}
-impl<F: std::future::Future> NowOrNever for F {}
 
 /// One JSON line per event, `{"_seq":N,...}`, and `{"_seq":N,"_cti":T}` per CTI.
 pub fn format_entry(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) -> anyhow::Result<()> {

@@ -472,7 +472,8 @@ impl Streams {
         for value in values {
             let seq = head.next;
             head.next += 1;
-            head.memory.insert(seq, Arc::new(value.clone()));
+            let value = Arc::new(value);
+            head.memory.insert(seq, value.clone());
             ops.push(Op::PutEntry { stream, seq, value });
             entries.push((stream, seq));
         }
@@ -522,7 +523,8 @@ impl Streams {
             });
         }
         head.next += 1;
-        head.memory.insert(seq, Arc::new(value.clone()));
+        let value = Arc::new(value);
+        head.memory.insert(seq, value.clone());
         self.submit(Request {
             ops: vec![Op::PutEntry { stream, seq, value }],
             entries: vec![(stream, seq)],
@@ -589,14 +591,13 @@ impl Streams {
                 return Ok(Vec::new());
             }
             // The head: served from memory when it holds the whole range.
-            let hit = head.memory.range(from..end).count() as u64 == end - from;
-            let entries = hit.then(|| {
-                head.memory
-                    .range(from..end)
-                    .map(|(s, v)| (*s, v.clone()))
-                    .collect::<Vec<_>>()
-            });
-            (end, entries)
+            let entries: Vec<StoredEntry> = head
+                .memory
+                .range(from..end)
+                .map(|(s, v)| (*s, v.clone()))
+                .collect();
+            let hit = entries.len() as u64 == end - from;
+            (end, hit.then_some(entries))
         };
         if let Some(entries) = in_memory {
             return Ok(entries);

@@ -136,14 +136,13 @@ impl SourceReader {
             path: spec.path.clone(),
             error,
         };
-        let file = input;
         let lines = match spec.format {
-            SourceFormat::Jsonl => Lines::Jsonl(BufReader::new(file).lines()),
+            SourceFormat::Jsonl => Lines::Jsonl(BufReader::new(input).lines()),
             SourceFormat::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(true)
-                    .from_reader(file);
+                    .from_reader(input);
                 let header = reader
                     .headers()
                     .map_err(|e| io(std::io::Error::other(e.to_string())))?

@@ -6,8 +6,8 @@
 //! a given number of commits.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -25,8 +25,8 @@ pub enum Op {
         stream: u64,
         /// The entry's sequence number.
         seq: u64,
-        /// The encoded entry.
-        value: Vec<u8>,
+        /// The encoded entry (shared with the in-memory head of its stream).
+        value: Arc<Vec<u8>>,
     },
     /// Deletes every entry of `stream` below `seq` (garbage collection).
     DeleteEntriesBelow {
@@ -194,10 +194,6 @@ fn classify(path: &Path, e: redb::Error) -> StoreError {
     match e {
         redb::Error::Corrupted(detail) => StoreError::Corrupt { path, detail },
         redb::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StoreError::Full {
-            path,
-            detail: io.to_string(),
-        },
-        redb::Error::Io(io) if io.raw_os_error() == Some(28) => StoreError::Full {
             path,
             detail: io.to_string(),
         },
@@ -381,7 +377,7 @@ mod tests {
         Op::PutEntry {
             stream,
             seq,
-            value: v.to_vec(),
+            value: Arc::new(v.to_vec()),
         }
     }
 
