@@ -203,6 +203,7 @@ fn pipeline_file() -> (tempfile::TempDir, SourceSpec) {
     }];
     fields.extend(input_fields());
     let spec = SourceSpec {
+        origin: weir::plan::SourceOrigin::File { follow: false },
         name: "bids".into(),
         format: SourceFormat::Jsonl,
         path,
@@ -210,6 +211,7 @@ fn pipeline_file() -> (tempfile::TempDir, SourceSpec) {
         event_time: "ts".into(),
         end_time: None,
         on_error: ErrorPolicy::Fail,
+        cti: Default::default(),
     };
     (dir, spec)
 }

@@ -61,6 +61,9 @@ pub enum RunError {
     /// A stage failed.
     #[error(transparent)]
     Stage(Box<StageError>),
+    /// The job needs what only a node runs.
+    #[error("{0}")]
+    Unsupported(String),
     /// An output could not be written.
     #[error("cannot write {path}: {error}")]
     Output {
@@ -260,18 +263,30 @@ fn build(
         names: Vec::new(),
     };
     for spec in &plan.stages {
-        let input = schemas.get(&spec.input).cloned().ok_or_else(|| {
+        let [input_name] = spec.inputs.as_slice() else {
+            return Err(RunError::Unsupported(format!(
+                "stage `{}` has {} inputs; `weir run` runs single-input stages, so submit this job to a node (`weir job submit`)",
+                spec.name,
+                spec.inputs.len()
+            )));
+        };
+        let input = schemas.get(input_name).cloned().ok_or_else(|| {
             RunError::from(StageError::Mismatch {
                 stage: spec.name.clone(),
                 module: "-".into(),
-                message: format!("input `{}` has no schema", spec.input),
+                message: format!("input `{input_name}` has no schema"),
             })
         })?;
-        let Operator::Udf(udf) = &spec.operator;
+        let Operator::Udf(udf) = &spec.operator else {
+            return Err(RunError::Unsupported(format!(
+                "stage `{}` is a union; `weir run` runs UDF stages, so submit this job to a node (`weir job submit`)",
+                spec.name
+            )));
+        };
         let stage = UdfStage::new(runtime, &spec.name, udf, input)?;
         schemas.insert(spec.name.clone(), stage.output_schema());
         g.consumers
-            .entry(spec.input.clone())
+            .entry(input_name.clone())
             .or_default()
             .push(g.vertices.len());
         g.vertices.push(Vertex::Stage {
@@ -314,6 +329,12 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
     let mut readers = Vec::new();
     let mut schemas = HashMap::new();
     for spec in &plan.sources {
+        if spec.origin != (crate::plan::SourceOrigin::File { follow: false }) {
+            return Err(RunError::Unsupported(format!(
+                "source `{}` is continuous (an ingest stream or a followed file); `weir run` reads files to their end, so submit this job to a node (`weir job submit`)",
+                spec.name
+            )));
+        }
         let reader = SourceReader::open(spec, batch_size)?;
         schemas.insert(spec.name.clone(), reader.schema());
         readers.push(reader);

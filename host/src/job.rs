@@ -33,8 +33,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::plan::{
-    ErrorPolicy, Operator, ParamValue, ParamValueSpec, Plan, SinkSpec, SinkTarget, SourceFormat,
-    SourceSpec, StageKind, StageSpec, UdfSpec,
+    CtiPolicy, ErrorPolicy, Operator, ParamValue, ParamValueSpec, Plan, Recovery, SinkSpec,
+    SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageKind, StageSpec, UdfSpec,
 };
 use crate::schema::{ColumnType, Field, parse_type, type_name};
 use crate::wasm::Limits;
@@ -87,20 +87,30 @@ struct JobFile {
 struct SourceFile {
     name: String,
     format: Option<String>,
-    path: PathBuf,
-    event_time: String,
+    path: Option<PathBuf>,
+    stream: Option<String>,
+    #[serde(default)]
+    follow: bool,
+    event_time: Option<String>,
     end_time: Option<String>,
     on_error: Option<String>,
-    schema: toml::Table,
+    schema: Option<toml::Table>,
+    cti_lag_us: Option<i64>,
+    cti_every: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StageFile {
     name: String,
-    input: String,
+    input: Option<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
     kind: String,
-    component: PathBuf,
+    component: Option<PathBuf>,
+    recovery: Option<String>,
+    checkpoint_every: Option<u64>,
+    replay_window: Option<u64>,
     #[serde(default)]
     params: toml::Table,
     key: Option<String>,
@@ -133,6 +143,12 @@ pub fn load(path: &Path) -> Result<Plan, JobError> {
 
 /// Compiles job-file text; `path` names it in errors and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
+    parse_with(path, text, true)
+}
+
+/// Compiles job-file text; `check_files` says whether component files must
+/// exist here (a node runs the components shipped with the job instead).
+pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, JobError> {
     let file: JobFile = toml::from_str(text).map_err(|e| JobError::Syntax {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
@@ -162,8 +178,27 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
         if !streams.insert(s.name.clone()) {
             return Err(invalid(format!("{at}: the stream name is already used")));
         }
+        let origin = match (&s.path, &s.stream) {
+            (Some(_), None) => SourceOrigin::File { follow: s.follow },
+            (None, Some(stream)) if !s.follow => SourceOrigin::Stream(stream.clone()),
+            (None, Some(_)) => {
+                return Err(invalid(format!(
+                    "{at}: `follow` applies to file sources; a stream source always follows its stream"
+                )));
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{at}: give exactly one of `path` (a file) or `stream` (a node's ingest stream)"
+                )));
+            }
+        };
         let format = match s.format.as_deref() {
-            None => match s.path.extension().and_then(|e| e.to_str()) {
+            None => match s
+                .path
+                .as_deref()
+                .and_then(|p| p.extension())
+                .and_then(|e| e.to_str())
+            {
                 Some("csv") => SourceFormat::Csv,
                 _ => SourceFormat::Jsonl,
             },
@@ -175,8 +210,51 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
                 )));
             }
         };
+        let cti = match (s.cti_lag_us, s.cti_every) {
+            (None, None) => CtiPolicy::default(),
+            (Some(lag), None) if lag >= 0 => CtiPolicy::Lag(lag),
+            (None, Some(n)) if n > 0 => CtiPolicy::Every(n),
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "{at}: give at most one of `cti_lag_us` and `cti_every`"
+                )));
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{at}: `cti_lag_us` must be at least 0 and `cti_every` at least 1"
+                )));
+            }
+        };
         let mut fields = Vec::new();
-        for (col, ty) in &s.schema {
+        if let SourceOrigin::Stream(stream) = &origin {
+            // The stream's catalog entry gives columns and time columns.
+            if s.schema.is_some() || s.event_time.is_some() || s.end_time.is_some() {
+                return Err(invalid(format!(
+                    "{at}: stream `{stream}` brings its own columns and time; remove `schema`, `event_time` and `end_time`"
+                )));
+            }
+            sources.push(SourceSpec {
+                name: s.name.clone(),
+                origin,
+                format,
+                path: PathBuf::new(),
+                fields,
+                event_time: String::new(),
+                end_time: None,
+                on_error: policy(s.on_error.as_deref(), &at, "on_error").map_err(invalid)?,
+                cti,
+            });
+            continue;
+        }
+        let Some(schema) = &s.schema else {
+            return Err(invalid(format!("{at}: a file source needs a `schema`")));
+        };
+        let Some(event_time) = &s.event_time else {
+            return Err(invalid(format!(
+                "{at}: a file source needs `event_time` (an int64 column, microseconds)"
+            )));
+        };
+        for (col, ty) in schema {
             let text = ty.as_str().ok_or_else(|| {
                 invalid(format!(
                     "{at}: schema column `{col}` must be a type name string"
@@ -196,7 +274,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
         if fields.is_empty() {
             return Err(invalid(format!("{at}: the schema declares no columns")));
         }
-        for time_col in std::iter::once(&s.event_time).chain(s.end_time.as_ref()) {
+        for time_col in std::iter::once(event_time).chain(s.end_time.as_ref()) {
             match fields.iter().find(|f| &f.name == time_col) {
                 Some(f) if f.ty == ColumnType::Int64 && !f.nullable => {}
                 Some(f) => {
@@ -215,24 +293,39 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
         }
         sources.push(SourceSpec {
             name: s.name.clone(),
+            origin,
             format,
-            path: resolve(&s.path),
+            path: s.path.as_deref().map(resolve).unwrap_or_default(),
             fields,
-            event_time: s.event_time.clone(),
+            event_time: event_time.clone(),
             end_time: s.end_time.clone(),
             on_error: policy(s.on_error.as_deref(), &at, "on_error").map_err(invalid)?,
+            cti,
         });
     }
 
     // Stages may be listed in any order; place each after its input.
-    let mut pending: Vec<(usize, &StageFile)> = file.stages.iter().enumerate().collect();
+    let mut pending: Vec<(usize, &StageFile, Vec<String>)> = Vec::new();
+    for (i, s) in file.stages.iter().enumerate() {
+        let inputs = match (&s.input, s.inputs.is_empty()) {
+            (Some(one), true) => vec![one.clone()],
+            (None, false) => s.inputs.clone(),
+            _ => {
+                return Err(invalid(format!(
+                    "stages[{i}] `{}`: give exactly one of `input = \"stream\"` or `inputs = [..]`",
+                    s.name
+                )));
+            }
+        };
+        pending.push((i, s, inputs));
+    }
     let mut stages = Vec::new();
     while !pending.is_empty() {
         let before = pending.len();
         let mut rest = Vec::new();
-        for (i, s) in pending {
-            if streams.contains(&s.input) {
-                stages.push(stage(i, s, &resolve).map_err(invalid)?);
+        for (i, s, inputs) in pending {
+            if inputs.iter().all(|input| streams.contains(input)) {
+                stages.push(stage(i, s, inputs, &resolve, check_files).map_err(invalid)?);
                 if !streams.insert(s.name.clone()) {
                     return Err(invalid(format!(
                         "stages[{i}] `{}`: the stream name is already used",
@@ -240,22 +333,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
                     )));
                 }
             } else {
-                rest.push((i, s));
+                rest.push((i, s, inputs));
             }
         }
         if rest.len() == before {
-            let (i, s) = rest[0];
-            let known = file.stages.iter().any(|o| o.name == s.input);
+            let (i, s, inputs) = &rest[0];
+            let missing = inputs
+                .iter()
+                .find(|input| !streams.contains(*input))
+                .cloned()
+                .unwrap_or_default();
+            let known = file.stages.iter().any(|o| o.name == missing);
             return Err(invalid(if known {
                 format!(
-                    "stages[{i}] `{}`: input `{}` is part of a cycle",
-                    s.name, s.input
+                    "stages[{i}] `{}`: input `{missing}` is part of a cycle",
+                    s.name
                 )
             } else {
                 format!(
-                    "stages[{i}] `{}`: input `{}` is not a source or stage (known: {})",
+                    "stages[{i}] `{}`: input `{missing}` is not a source or stage (known: {})",
                     s.name,
-                    s.input,
                     sorted(&streams)
                 )
             }));
@@ -330,15 +427,62 @@ fn policy(text: Option<&str>, at: &str, key: &str) -> Result<ErrorPolicy, String
     }
 }
 
-fn stage(i: usize, s: &StageFile, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<StageSpec, String> {
+fn stage(
+    i: usize,
+    s: &StageFile,
+    inputs: Vec<String>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    check_files: bool,
+) -> Result<StageSpec, String> {
     let at = format!("stages[{i}] `{}`", s.name);
+    let recovery = match s.recovery.as_deref() {
+        None | Some("checkpoint") => {
+            if s.replay_window.is_some() {
+                return Err(format!("{at}: `replay_window` applies to recovery = \"replay\""));
+            }
+            Recovery::Checkpoint {
+                every: s.checkpoint_every.unwrap_or(1).max(1),
+            }
+        }
+        Some("replay") => {
+            if s.checkpoint_every.is_some() {
+                return Err(format!(
+                    "{at}: `checkpoint_every` applies to recovery = \"checkpoint\""
+                ));
+            }
+            Recovery::Replay {
+                window: s.replay_window.unwrap_or(0),
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "{at}: recovery = `{other}`; expected `checkpoint` or `replay`"
+            ));
+        }
+    };
+    if s.kind == "union" {
+        if s.component.is_some() || !s.params.is_empty() || s.key.is_some() {
+            return Err(format!(
+                "{at}: a union takes no component, params or key; it merges its inputs"
+            ));
+        }
+        if inputs.len() < 2 {
+            return Err(format!("{at}: a union needs `inputs` with at least two streams"));
+        }
+        return Ok(StageSpec {
+            name: s.name.clone(),
+            inputs,
+            operator: Operator::Union,
+            recovery,
+        });
+    }
     let kind = match s.kind.as_str() {
         "processor" => StageKind::Processor,
         "reducer" => StageKind::Reducer,
         "scalar" => StageKind::Scalar,
         other => {
             return Err(format!(
-                "{at}: unknown kind `{other}` (expected processor, reducer or scalar)"
+                "{at}: unknown kind `{other}` (expected processor, reducer, scalar or union)"
             ));
         }
     };
@@ -348,8 +492,11 @@ fn stage(i: usize, s: &StageFile, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<
     if kind != StageKind::Reducer && s.key.is_some() {
         return Err(format!("{at}: `key` only applies to reducers"));
     }
-    let component = resolve(&s.component);
-    if !component.exists() {
+    let Some(component) = s.component.as_deref() else {
+        return Err(format!("{at}: a {} stage needs `component = \"file.wasm\"`", s.kind));
+    };
+    let component = resolve(component);
+    if check_files && !component.exists() {
         return Err(format!(
             "{at}: component {} does not exist (build UDFs with `weir udf build`)",
             component.display()
@@ -396,7 +543,8 @@ fn stage(i: usize, s: &StageFile, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<
     }
     Ok(StageSpec {
         name: s.name.clone(),
-        input: s.input.clone(),
+        inputs,
+        recovery,
         operator: Operator::Udf(UdfSpec {
             kind,
             component,

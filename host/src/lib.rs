@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod exec;
 pub mod job;
+pub mod jobs;
 pub mod merge;
 pub mod net;
 pub mod node;
@@ -22,4 +23,5 @@ pub mod source;
 pub mod stage;
 pub mod store;
 pub mod testkit;
+pub mod vertex;
 pub mod wasm;

@@ -297,6 +297,7 @@ fn ingest(
         anyhow::bail!("stream `{stream}` is written by a job, not by ingest");
     };
     let spec = SourceSpec {
+        origin: crate::plan::SourceOrigin::File { follow: false },
         name: stream.to_string(),
         format: SourceFormat::Jsonl,
         path: PathBuf::from(origin),
@@ -304,6 +305,7 @@ fn ingest(
         event_time: time,
         end_time: info.end_time.clone(),
         on_error: ErrorPolicy::Fail,
+        cti: Default::default(),
     };
     let mut reader =
         SourceReader::from_reader(&spec, INGEST_BATCH, Box::new(std::io::Cursor::new(body)))?;

@@ -29,14 +29,44 @@ pub enum SourceFormat {
     Csv,
 }
 
-/// A finite file source.
+/// How a continuous source punctuates its events with CTIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtiPolicy {
+    /// After each batch: CTI = the highest start seen minus this lag (µs).
+    Lag(i64),
+    /// After every N events: CTI = the highest start seen.
+    Every(u64),
+}
+
+impl Default for CtiPolicy {
+    fn default() -> Self {
+        CtiPolicy::Lag(0)
+    }
+}
+
+/// Where a source's events come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceOrigin {
+    /// A file read once to its end (`weir run`), or followed as it grows (jobs on a node).
+    File {
+        /// Keep reading appended lines.
+        follow: bool,
+    },
+    /// A node's ingest stream, written by `weir ingest`.
+    Stream(String),
+}
+
+/// A source: a file or an ingest stream.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
     /// The stream it produces.
     pub name: String,
+    /// Where its events come from.
+    pub origin: SourceOrigin,
     /// File format.
     pub format: SourceFormat,
-    /// The file.
+    /// The file (empty for stream sources).
     pub path: PathBuf,
     /// The declared columns, in order.
     pub fields: Vec<Field>,
@@ -46,6 +76,8 @@ pub struct SourceSpec {
     pub end_time: Option<String>,
     /// Malformed rows: fail or dead-letter.
     pub on_error: ErrorPolicy,
+    /// CTI generation (continuous jobs).
+    pub cti: CtiPolicy,
 }
 
 /// A stage parameter.
@@ -92,17 +124,42 @@ pub struct UdfSpec {
 pub enum Operator {
     /// Runs a UDF.
     Udf(UdfSpec),
+    /// Merges its inputs (same columns) in deterministic CTI order.
+    Union,
 }
 
-/// One stage: reads a stream, produces the stream of its own name.
+/// How a stage's vertex recovers after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Snapshot state every `every` CTIs; reload the latest and replay from its positions.
+    Checkpoint {
+        /// CTIs between snapshots.
+        every: u64,
+    },
+    /// Keep no state snapshot: rebuild by replaying the last `window` CTIs of input.
+    Replay {
+        /// CTIs of input retained and replayed.
+        window: u64,
+    },
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery::Checkpoint { every: 1 }
+    }
+}
+
+/// One stage: reads streams, produces the stream of its own name.
 #[derive(Debug, Clone)]
 pub struct StageSpec {
     /// Stage (and output stream) name.
     pub name: String,
-    /// Input stream.
-    pub input: String,
+    /// Input streams; several are merged by CTI.
+    pub inputs: Vec<String>,
     /// The operator.
     pub operator: Operator,
+    /// Recovery strategy (jobs on a node).
+    pub recovery: Recovery,
 }
 
 /// Where a sink writes.

@@ -47,6 +47,13 @@ pub enum Entry {
 const TAG_BATCH: u8 = 1;
 const TAG_CTI: u8 = 2;
 
+/// The CTI that ends a stream: its input is over and every event may be released.
+pub const END: i64 = i64::MAX;
+const END_BYTES: [u8; 9] = {
+    let t = END.to_le_bytes();
+    [TAG_CTI, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]
+};
+
 impl Entry {
     /// The entry's bytes: a tag, the producer and the Arrow IPC stream of the batch.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
@@ -183,6 +190,9 @@ pub enum StreamError {
     /// Storage failed; the streams accept no more writes.
     #[error("storage failed, so this node accepts no more writes: {0}")]
     Storage(String),
+    /// The stream was ended with `weir stream close`.
+    #[error("stream `{0}` is closed (its input ended); it takes no more events")]
+    Closed(String),
     /// The entries asked for were garbage-collected.
     #[error("stream `{stream}`: seq {seq} was garbage-collected (entries start at {low})")]
     Collected {
@@ -211,6 +221,8 @@ struct Head {
     low: u64,
     /// Entries in memory: not yet durable, plus the last few durable ones.
     memory: BTreeMap<u64, Arc<Vec<u8>>>,
+    /// The last entry is the end marker.
+    closed: bool,
 }
 
 struct State {
@@ -305,6 +317,12 @@ impl Streams {
                 .first()
                 .map_or(next, |(s, _)| *s);
             next_id = next_id.max(info.id + 1);
+            let closed = match next.checked_sub(1) {
+                Some(last) => storage
+                    .entry(info.id, last)?
+                    .is_some_and(|bytes| bytes == END_BYTES),
+                None => false,
+            };
             heads.insert(
                 info.id,
                 Head {
@@ -313,6 +331,7 @@ impl Streams {
                     durable: next,
                     low,
                     memory: BTreeMap::new(),
+                    closed,
                 },
             );
             catalog.insert(info.name.clone(), info);
@@ -421,6 +440,7 @@ impl Streams {
                     durable: 0,
                     low: 0,
                     memory: BTreeMap::new(),
+                    closed: false,
                 },
             );
             let value =
@@ -466,6 +486,10 @@ impl Streams {
     pub fn append(&self, stream: u64, values: Vec<Vec<u8>>) -> Result<(u64, Ticket), StreamError> {
         let mut state = self.lock();
         let head = state.writable(stream)?;
+        if head.closed {
+            return Err(StreamError::Closed(head.name.clone()));
+        }
+        head.closed = values.last().is_some_and(|v| v.as_slice() == END_BYTES);
         let first = head.next;
         let mut ops = Vec::with_capacity(values.len());
         let mut entries = Vec::with_capacity(values.len());
@@ -487,9 +511,80 @@ impl Streams {
         Ok((first, Ticket { rx: Some(rx) }))
     }
 
+    /// Appends entries to several streams and commits `meta` with them, all in
+    /// one transaction: each `(stream, next, values)` must find the stream at
+    /// `next` (a source that records its read position with what it read).
+    pub fn append_at(
+        &self,
+        writes: Vec<(u64, u64, Vec<Vec<u8>>)>,
+        meta: Vec<Op>,
+    ) -> Result<(), StreamError> {
+        let mut state = self.lock();
+        for (stream, next, _) in &writes {
+            let head = state.writable(*stream)?;
+            if head.closed {
+                return Err(StreamError::Closed(head.name.clone()));
+            }
+            if head.next != *next {
+                return Err(StreamError::Gap {
+                    stream: head.name.clone(),
+                    seq: *next,
+                    next: head.next,
+                });
+            }
+        }
+        let mut ops = Vec::new();
+        let mut entries = Vec::new();
+        for (stream, _, values) in writes {
+            let head = state.writable(stream)?;
+            for value in values {
+                let seq = head.next;
+                head.next += 1;
+                head.closed = value.as_slice() == END_BYTES;
+                let value = Arc::new(value);
+                head.memory.insert(seq, value.clone());
+                ops.push(Op::PutEntry { stream, seq, value });
+                entries.push((stream, seq));
+            }
+        }
+        ops.extend(meta);
+        self.submit(Request {
+            ops,
+            entries,
+            ack: None,
+        })
+    }
+
     /// Writes entry `seq` of `stream`, as a deterministic writer (a vertex) does:
     /// a seq already written must get the same value again.
     pub fn write(&self, stream: u64, seq: u64, value: Vec<u8>) -> Result<Written, StreamError> {
+        self.write_with(stream, seq, value, Vec::new())
+    }
+
+    /// Like [`Streams::write`], and commits `meta` in the same transaction as a
+    /// new entry (a source's read position with the entry it read), or
+    /// behind earlier writes when the entry is a duplicate.
+    pub fn write_with(
+        &self,
+        stream: u64,
+        seq: u64,
+        value: Vec<u8>,
+        meta: Vec<Op>,
+    ) -> Result<Written, StreamError> {
+        let written = self.write_entry(stream, seq, value, meta.clone())?;
+        if written == Written::Duplicate && !meta.is_empty() {
+            self.commit_meta(meta)?;
+        }
+        Ok(written)
+    }
+
+    fn write_entry(
+        &self,
+        stream: u64,
+        seq: u64,
+        value: Vec<u8>,
+        meta: Vec<Op>,
+    ) -> Result<Written, StreamError> {
         let mut state = self.lock();
         let head = state.writable(stream)?;
         if seq < head.next {
@@ -523,10 +618,13 @@ impl Streams {
             });
         }
         head.next += 1;
+        head.closed = value.as_slice() == END_BYTES;
         let value = Arc::new(value);
         head.memory.insert(seq, value.clone());
+        let mut ops = vec![Op::PutEntry { stream, seq, value }];
+        ops.extend(meta);
         self.submit(Request {
-            ops: vec![Op::PutEntry { stream, seq, value }],
+            ops,
             entries: vec![(stream, seq)],
             ack: None,
         })?;
@@ -616,12 +714,20 @@ impl Streams {
     /// Waits until `stream` has a durable entry at `seq` or later, or `timeout`
     /// passes; returns whether it has.
     pub fn wait_for(&self, stream: u64, seq: u64, timeout: Duration) -> bool {
+        self.wait_any(&[(stream, seq)], timeout)
+    }
+
+    /// Waits until one of `(stream, seq)` has a durable entry at `seq` or later,
+    /// or `timeout` passes; returns whether one has.
+    pub fn wait_any(&self, wanted: &[(u64, u64)], timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            let durable = state.heads.get(&stream).map_or(0, |h| h.durable);
-            if durable > seq || state.failed.is_some() {
-                return durable > seq;
+            let arrived = wanted.iter().any(|(stream, seq)| {
+                state.heads.get(stream).is_some_and(|h| h.durable > *seq)
+            });
+            if arrived || state.failed.is_some() {
+                return arrived;
             }
             let now = Instant::now();
             if now >= deadline {

@@ -190,6 +190,18 @@ impl SourceReader {
         self.schema.clone()
     }
 
+    /// Numbers lines as if `lines` lines came before the input (reading a
+    /// followed file from a recorded position).
+    pub fn after_lines(mut self, lines: u64) -> Self {
+        self.line = lines;
+        self
+    }
+
+    /// The number of the last line read.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
     fn row_error(&self, column: Option<&str>, message: String, raw: String) -> RowError {
         RowError {
             file: self.file_name.clone(),

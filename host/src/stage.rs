@@ -89,8 +89,19 @@ pub struct DeadRow {
     pub row: String,
 }
 
+/// A stage's part of a vertex snapshot.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct StageCheckpoint {
+    /// Input rows consumed (positions of the next row).
+    pub position: u64,
+    /// Counts so far.
+    pub stats: StageStats,
+    /// Host-owned keyed state.
+    pub state: crate::wasm::instance::KeyedState,
+}
+
 /// Running counts of a stage.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct StageStats {
     /// Rows read.
     pub rows_in: u64,
@@ -137,6 +148,17 @@ impl UdfStage {
                 stage: name.to_string(),
                 source,
             })?;
+        Self::with_module(runtime, name, spec, module, input_schema)
+    }
+
+    /// Checks a loaded component against the stage and its input, and initialises it.
+    pub fn with_module(
+        runtime: &Arc<Runtime>,
+        name: &str,
+        spec: &UdfSpec,
+        module: Module,
+        input_schema: SchemaRef,
+    ) -> Result<Self, StageError> {
         let mismatch = |module: &Module, message: String| StageError::Mismatch {
             stage: name.to_string(),
             module: module.version.to_string(),
@@ -273,6 +295,23 @@ impl UdfStage {
     /// The module version this stage runs.
     pub fn module(&self) -> &Module {
         self.instance.module()
+    }
+
+    /// What a snapshot must hold to resume this stage: its input position,
+    /// counts and host-owned keyed state.
+    pub fn checkpoint(&self) -> StageCheckpoint {
+        StageCheckpoint {
+            position: self.position,
+            stats: self.stats,
+            state: self.instance.state().clone(),
+        }
+    }
+
+    /// Resumes from a checkpoint (on a freshly initialised stage).
+    pub fn restore(&mut self, checkpoint: StageCheckpoint) {
+        self.position = checkpoint.position;
+        self.stats = checkpoint.stats;
+        self.instance.set_state(checkpoint.state);
     }
 
     /// Processes one batch; failing rows go to `dead` under policy dead-letter.

@@ -529,6 +529,11 @@ impl Instance {
         &self.store.data().state
     }
 
+    /// Replaces the host-owned keyed state (restoring a snapshot).
+    pub fn set_state(&mut self, state: KeyedState) {
+        self.store.data_mut().state = state;
+    }
+
     /// Log lines written since the last call: `log` imports, stdout and stderr.
     pub fn drain_logs(&mut self) -> Vec<String> {
         let mut lines = std::mem::take(&mut self.store.data_mut().logs);

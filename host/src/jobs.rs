@@ -1,0 +1,1110 @@
+//! Continuous jobs on a node: each source, stage and sink of a submitted job
+//! runs as a vertex on its own thread, reading and writing rStreams, and
+//! resumes after a crash from its latest durable snapshot.
+//!
+//! Exactly once, on one node: every write (entries, snapshots, sink and file
+//! positions) goes through one committer in order, so what survives a crash is
+//! a prefix of what was written. A vertex resumed from its snapshot rewrites
+//! the entries it wrote after it; the rStream dedups those that survived and
+//! stores those that were lost. A file sink records `(next seq, file length)`
+//! after each fsync and truncates the file to that length on restart. A file
+//! source records its read position in the same transaction as the entries it
+//! made from what it read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arrow_schema::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{
+    ErrorPolicy, Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec,
+};
+use crate::rstream::{END, Entry, StreamError, Streams};
+use crate::schema::{describe, event_schema, user_fields};
+use crate::source::SourceReader;
+use crate::stage::UdfStage;
+use crate::store::Op;
+use crate::vertex::{
+    self, CtiGen, DeadLetter, Effects, Vertex, VertexSnapshot, dead_batch, dead_fields,
+};
+use crate::wasm::{ModuleVersion, Runtime};
+
+/// Entries a vertex reads per input per round.
+const READ_CHUNK: usize = 64;
+/// How long an idle vertex waits for input before checking whether to stop.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// The most bytes a file source reads per round.
+const FILE_CHUNK: usize = 4 << 20;
+
+/// A job as the node stores it: the job file's text and where it was, with the
+/// module version of each component it names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Job name.
+    pub name: String,
+    /// Incarnation: a job submitted again after a cancel gets a new id and new streams.
+    pub id: u64,
+    /// The job file's path (anchors relative paths).
+    pub path: PathBuf,
+    /// The job file's text.
+    pub text: String,
+    /// Component path (as resolved from the job file) → module version.
+    pub modules: BTreeMap<PathBuf, String>,
+}
+
+impl JobRecord {
+    /// The prefix of the job's stream names.
+    pub fn prefix(&self) -> String {
+        format!("{}@{}", self.name, self.id)
+    }
+}
+
+/// One vertex's state, as `weir job status` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VertexStatus {
+    /// Name (the sink's file for sinks).
+    pub name: String,
+    /// `source`, `stage` or `sink`.
+    pub role: String,
+    /// `starting`, `running`, `finished` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Per input: stream and next seq to read.
+    pub inputs: Vec<(String, u64)>,
+    /// Output stream and next seq to write.
+    pub output: Option<(String, u64)>,
+    /// Rows in.
+    pub rows_in: u64,
+    /// Rows out.
+    pub rows_out: u64,
+    /// Rows dead-lettered.
+    pub dead: u64,
+    /// Latest snapshot number.
+    pub snapshot: u64,
+    /// Module version (UDF stages).
+    pub module: Option<String>,
+}
+
+/// A job's state, as `weir job status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Name.
+    pub name: String,
+    /// Incarnation.
+    pub id: u64,
+    /// `running`, `finished` or `failed`.
+    pub state: String,
+    /// Its vertices: sources, stages, sinks.
+    pub vertices: Vec<VertexStatus>,
+}
+
+type Shared = Arc<Mutex<VertexStatus>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Running {
+    record: JobRecord,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    vertices: Vec<Shared>,
+}
+
+struct Inner {
+    streams: Streams,
+    runtime: Arc<Runtime>,
+    running: Mutex<BTreeMap<String, Running>>,
+    /// Per stream: each reader's position in its latest durable snapshot.
+    readers: Mutex<HashMap<u64, HashMap<String, u64>>>,
+}
+
+/// The jobs of a node.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").finish_non_exhaustive()
+    }
+}
+
+const JOB_PREFIX: &str = "job/";
+const MODULE_PREFIX: &str = "module/";
+const NEXT_ID: &str = "jobs/next-id";
+
+/// What a vertex thread does.
+enum Task {
+    Vertex {
+        vertex: Box<Vertex>,
+        inputs: Vec<u64>,
+        output: u64,
+        dead: u64,
+        key: String,
+    },
+    File {
+        spec: SourceSpec,
+        batch_size: usize,
+        output: u64,
+        dead: u64,
+        key: String,
+        at: FilePosition,
+    },
+    Sink {
+        input: u64,
+        path: PathBuf,
+        interval: bool,
+        key: String,
+        at: SinkPosition,
+    },
+}
+
+/// A file source's durable position, written with the entries it made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// Bytes consumed.
+    pub offset: u64,
+    /// Lines consumed.
+    pub line: u64,
+    /// Next output seq.
+    pub output: u64,
+    /// Next dead-letter seq.
+    pub dead: u64,
+    /// CTI generation.
+    pub cti: CtiGen,
+    /// The end marker was written.
+    pub finished: bool,
+    /// Rows written.
+    pub rows: u64,
+    /// Rows dead-lettered.
+    pub rejected: u64,
+}
+
+/// A file sink's durable position: every entry below `next` is in the first
+/// `len` bytes of the file, fsynced.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct SinkPosition {
+    /// Next input seq to write.
+    pub next: u64,
+    /// File length.
+    pub len: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// The end marker was read.
+    pub finished: bool,
+}
+
+impl Jobs {
+    /// The jobs of a node with these streams; call [`Jobs::resume`] to start them.
+    pub fn new(streams: Streams, runtime: Arc<Runtime>) -> Jobs {
+        Jobs {
+            inner: Arc::new(Inner {
+                streams,
+                runtime,
+                running: Mutex::new(BTreeMap::new()),
+                readers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Starts every stored job from its snapshots (after a restart).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        for (key, value) in self.inner.streams.meta_prefix(JOB_PREFIX)? {
+            let record: JobRecord = serde_json::from_slice(&value)
+                .with_context(|| format!("job record {key} does not decode"))?;
+            let name = record.name.clone();
+            match self.build(&record) {
+                Ok(tasks) => self.start(record, tasks),
+                Err(e) => {
+                    tracing::error!("job `{name}` cannot resume: {e:#}");
+                    let failed = VertexStatus {
+                        name: name.clone(),
+                        role: "job".into(),
+                        state: "failed".into(),
+                        error: Some(format!("{e:#}")),
+                        ..VertexStatus::default()
+                    };
+                    lock(&self.inner.running).insert(
+                        name,
+                        Running {
+                            record,
+                            stop: Arc::default(),
+                            threads: Vec::new(),
+                            vertices: vec![Arc::new(Mutex::new(failed))],
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and starts a job. `modules` are the bytes of the components
+    /// the job file names, by resolved path.
+    pub fn submit(
+        &self,
+        path: &Path,
+        text: &str,
+        modules: Vec<(PathBuf, Vec<u8>)>,
+    ) -> anyhow::Result<JobStatus> {
+        let plan = crate::job::parse_with(path, text, false)?;
+        if let Some(r) = lock(&self.inner.running).get(&plan.name) {
+            bail!(
+                "job `{}` is already on this node (id {}); cancel it first with `weir job cancel {}`",
+                plan.name,
+                r.record.id,
+                plan.name
+            );
+        }
+        let streams = &self.inner.streams;
+        let mut versions = BTreeMap::new();
+        let mut ops = Vec::new();
+        for (component, bytes) in modules {
+            let version = ModuleVersion::of(&bytes);
+            // Refuse what is not a loadable component before storing anything.
+            self.inner
+                .runtime
+                .load(&component.display().to_string(), &bytes)?;
+            ops.push(Op::PutMeta {
+                key: format!("{MODULE_PREFIX}{}", version.hex()),
+                value: bytes,
+            });
+            versions.insert(component, version.hex().to_string());
+        }
+        for stage in &plan.stages {
+            if let Operator::Udf(udf) = &stage.operator
+                && !versions.contains_key(&udf.component)
+            {
+                bail!(
+                    "stage `{}`: component {} was not sent with the job",
+                    stage.name,
+                    udf.component.display()
+                );
+            }
+        }
+        let id = streams
+            .meta(NEXT_ID)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(1);
+        ops.push(Op::PutMeta {
+            key: NEXT_ID.into(),
+            value: (id + 1).to_string().into_bytes(),
+        });
+        streams.commit_meta(ops)?.wait()?;
+        let record = JobRecord {
+            name: plan.name.clone(),
+            id,
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            modules: versions,
+        };
+        let tasks = self.build(&record)?;
+        streams
+            .commit_meta(vec![Op::PutMeta {
+                key: format!("{JOB_PREFIX}{}", record.name),
+                value: serde_json::to_vec(&record)?,
+            }])?
+            .wait()?;
+        let name = record.name.clone();
+        self.start(record, tasks);
+        self.status(Some(&name))?
+            .pop()
+            .context("the job vanished as it started")
+    }
+
+    /// Stops a job and forgets it; its streams are collected.
+    pub fn cancel(&self, name: &str) -> anyhow::Result<String> {
+        let running = lock(&self.inner.running).remove(name);
+        let Some(running) = running else {
+            bail!("no job `{name}` on this node (jobs: {})", self.names());
+        };
+        running.stop.store(true, Ordering::Relaxed);
+        for t in running.threads {
+            let _ = t.join();
+        }
+        let streams = &self.inner.streams;
+        let prefix = running.record.prefix();
+        let mut ops = vec![Op::DeleteMeta {
+            key: format!("{JOB_PREFIX}{name}"),
+        }];
+        for key in [
+            format!("snap/{prefix}/"),
+            format!("sink/{prefix}/"),
+            format!("file/{prefix}/"),
+        ] {
+            for (k, _) in streams.meta_prefix(&key)? {
+                ops.push(Op::DeleteMeta { key: k });
+            }
+        }
+        streams.commit_meta(ops)?.wait()?;
+        let mut readers = lock(&self.inner.readers);
+        for list in readers.values_mut() {
+            list.retain(|reader, _| !reader.contains(&format!("/{prefix}/")));
+        }
+        drop(readers);
+        for info in streams.list() {
+            if info.name.starts_with(&format!("{prefix}.")) {
+                let (next, ..) = streams.positions(info.id).unwrap_or_default();
+                streams.gc(info.id, next)?;
+            }
+        }
+        Ok(format!("job `{name}` cancelled; its streams were collected"))
+    }
+
+    /// Stops every job's threads (node shutdown); they resume on the next start.
+    pub fn stop_all(&self) {
+        let mut running = lock(&self.inner.running);
+        for r in running.values() {
+            r.stop.store(true, Ordering::Relaxed);
+        }
+        for r in running.values_mut() {
+            for t in r.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn names(&self) -> String {
+        let running = lock(&self.inner.running);
+        if running.is_empty() {
+            "none".into()
+        } else {
+            running.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    }
+
+    /// The status of one job, or of all.
+    pub fn status(&self, name: Option<&str>) -> anyhow::Result<Vec<JobStatus>> {
+        let running = lock(&self.inner.running);
+        if let Some(name) = name
+            && !running.contains_key(name)
+        {
+            drop(running);
+            bail!("no job `{name}` on this node (jobs: {})", self.names());
+        }
+        Ok(running
+            .values()
+            .filter(|r| name.is_none_or(|n| n == r.record.name))
+            .map(|r| {
+                let vertices: Vec<VertexStatus> =
+                    r.vertices.iter().map(|v| lock(v).clone()).collect();
+                let state = if vertices.iter().any(|v| v.state == "failed") {
+                    "failed"
+                } else if vertices.iter().all(|v| v.state == "finished") {
+                    "finished"
+                } else {
+                    "running"
+                };
+                JobStatus {
+                    name: r.record.name.clone(),
+                    id: r.record.id,
+                    state: state.into(),
+                    vertices,
+                }
+            })
+            .collect())
+    }
+
+    /// Compiles a job record into vertex tasks, creating its streams and
+    /// loading each vertex's snapshot.
+    fn build(&self, record: &JobRecord) -> anyhow::Result<Vec<(Task, VertexStatus)>> {
+        let plan: Plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        let streams = &self.inner.streams;
+        let prefix = record.prefix();
+        let mut schemas: HashMap<String, (u64, SchemaRef)> = HashMap::new();
+        let mut tasks = Vec::new();
+        let job_stream = |name: &str, schema: &SchemaRef| -> anyhow::Result<(u64, String)> {
+            let full = format!("{prefix}.{name}");
+            let info = streams.create(&full, &user_fields(schema))?;
+            Ok((info.id, full))
+        };
+        let dead_schema = event_schema(&dead_fields());
+        for (i, spec) in plan.sources.iter().enumerate() {
+            let at = format!("job `{}` sources[{i}] `{}`", plan.name, spec.name);
+            match &spec.origin {
+                SourceOrigin::Stream(stream) => {
+                    let info = streams.info(stream).with_context(|| at.clone())?;
+                    let schema = event_schema(&info.fields());
+                    let (output, out_name) = job_stream(&spec.name, &schema)?;
+                    let (dead, _) = job_stream(&format!("{}.dead", spec.name), &dead_schema)?;
+                    let key = format!("snap/{prefix}/{}", spec.name);
+                    let generator = CtiGen::new(spec.cti);
+                    let (vertex, status) = self.vertex(
+                        &spec.name,
+                        "source",
+                        vertex::Operator::Source(generator),
+                        schema.clone(),
+                        &[(info.id, info.name.clone())],
+                        (output, out_name),
+                        &key,
+                        Default::default(),
+                    )?;
+                    schemas.insert(spec.name.clone(), (output, schema));
+                    tasks.push((
+                        Task::Vertex {
+                            vertex: Box::new(vertex),
+                            inputs: vec![info.id],
+                            output,
+                            dead,
+                            key,
+                        },
+                        status,
+                    ));
+                }
+                SourceOrigin::File { .. } => {
+                    if spec.format != SourceFormat::Jsonl {
+                        bail!(
+                            "{at}: a job on a node reads JSONL files (CSV files run with `weir run`)"
+                        );
+                    }
+                    let schema = event_schema(&spec.fields);
+                    let (output, out_name) = job_stream(&spec.name, &schema)?;
+                    let (dead, _) = job_stream(&format!("{}.dead", spec.name), &dead_schema)?;
+                    let key = format!("file/{prefix}/{}", spec.name);
+                    let at_pos: FilePosition = match streams.meta(&key)? {
+                        Some(bytes) => postcard::from_bytes(&bytes)
+                            .with_context(|| format!("file position {key} does not decode"))?,
+                        None => FilePosition {
+                            cti: CtiGen::new(spec.cti),
+                            ..FilePosition::default()
+                        },
+                    };
+                    let status = VertexStatus {
+                        name: spec.name.clone(),
+                        role: "source".into(),
+                        state: "starting".into(),
+                        inputs: vec![(spec.path.display().to_string(), at_pos.offset)],
+                        output: Some((out_name, at_pos.output)),
+                        ..VertexStatus::default()
+                    };
+                    schemas.insert(spec.name.clone(), (output, schema));
+                    tasks.push((
+                        Task::File {
+                            spec: spec.clone(),
+                            batch_size: plan.batch_size,
+                            output,
+                            dead,
+                            key,
+                            at: at_pos,
+                        },
+                        status,
+                    ));
+                }
+            }
+        }
+        for spec in &plan.stages {
+            let (task, status, output, schema) =
+                self.stage_task(record, &prefix, spec, &schemas, &job_stream)?;
+            schemas.insert(spec.name.clone(), (output, schema));
+            tasks.push((task, status));
+        }
+        for (i, spec) in plan.sinks.iter().enumerate() {
+            let SinkTarget::File(path) = &spec.target else {
+                bail!(
+                    "job `{}` sinks[{i}]: a job on a node cannot write to stdout; give `path` (or read its stream with `weir stream read`)",
+                    plan.name
+                );
+            };
+            let (input, _) = schemas
+                .get(&spec.input)
+                .with_context(|| format!("sinks[{i}]: no stream `{}`", spec.input))?;
+            let key = format!("sink/{prefix}/{i}");
+            let at: SinkPosition = match streams.meta(&key)? {
+                Some(bytes) => postcard::from_bytes(&bytes)
+                    .with_context(|| format!("sink position {key} does not decode"))?,
+                None => SinkPosition {
+                    next: streams.positions(*input).map_or(0, |p| p.2),
+                    ..SinkPosition::default()
+                },
+            };
+            self.reader_at(*input, &key, at.next);
+            let status = VertexStatus {
+                name: path.display().to_string(),
+                role: "sink".into(),
+                state: "starting".into(),
+                inputs: vec![(format!("{prefix}.{}", spec.input), at.next)],
+                rows_in: at.rows,
+                rows_out: at.rows,
+                ..VertexStatus::default()
+            };
+            tasks.push((
+                Task::Sink {
+                    input: *input,
+                    path: path.clone(),
+                    interval: spec.interval,
+                    key,
+                    at,
+                },
+                status,
+            ));
+        }
+        Ok(tasks)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn stage_task(
+        &self,
+        record: &JobRecord,
+        prefix: &str,
+        spec: &StageSpec,
+        schemas: &HashMap<String, (u64, SchemaRef)>,
+        job_stream: &dyn Fn(&str, &SchemaRef) -> anyhow::Result<(u64, String)>,
+    ) -> anyhow::Result<(Task, VertexStatus, u64, SchemaRef)> {
+        let streams = &self.inner.streams;
+        let at = format!("job `{}` stage `{}`", record.name, spec.name);
+        let mut inputs = Vec::new();
+        let mut input_schema: Option<SchemaRef> = None;
+        for name in &spec.inputs {
+            let (id, schema) = schemas
+                .get(name)
+                .with_context(|| format!("{at}: no stream `{name}`"))?;
+            if let Some(first) = &input_schema
+                && first.fields() != schema.fields()
+            {
+                bail!(
+                    "{at}: inputs `{}` ({}) and `{name}` ({}) have different columns; merged inputs need the same",
+                    spec.inputs[0],
+                    describe(&user_fields(first)),
+                    describe(&user_fields(schema))
+                );
+            }
+            input_schema = Some(schema.clone());
+            inputs.push((*id, format!("{prefix}.{name}")));
+        }
+        let input_schema = input_schema.with_context(|| format!("{at}: no inputs"))?;
+        let operator = match &spec.operator {
+            Operator::Union => vertex::Operator::Union,
+            Operator::Udf(udf) => {
+                let version = record.modules.get(&udf.component).with_context(|| {
+                    format!("{at}: no module recorded for {}", udf.component.display())
+                })?;
+                let bytes = streams
+                    .meta(&format!("{MODULE_PREFIX}{version}"))?
+                    .with_context(|| format!("{at}: module {version} is not stored on this node"))?;
+                let module = self
+                    .inner
+                    .runtime
+                    .load(&udf.component.display().to_string(), &bytes)?;
+                let stage = UdfStage::with_module(
+                    &self.inner.runtime,
+                    &spec.name,
+                    udf,
+                    module,
+                    input_schema.clone(),
+                )?;
+                vertex::Operator::Udf(Box::new(stage))
+            }
+        };
+        let output_schema = match &operator {
+            vertex::Operator::Udf(stage) => stage.output_schema(),
+            _ => input_schema.clone(),
+        };
+        let (output, out_name) = job_stream(&spec.name, &output_schema)?;
+        let (dead, _) = job_stream(
+            &format!("{}.dead", spec.name),
+            &event_schema(&dead_fields()),
+        )?;
+        let key = format!("snap/{prefix}/{}", spec.name);
+        let (vertex, status) = self.vertex(
+            &spec.name,
+            "stage",
+            operator,
+            input_schema,
+            &inputs,
+            (output, out_name),
+            &key,
+            spec.recovery,
+        )?;
+        let input_ids = inputs.iter().map(|(id, _)| *id).collect();
+        Ok((
+            Task::Vertex {
+                vertex: Box::new(vertex),
+                inputs: input_ids,
+                output,
+                dead,
+                key,
+            },
+            status,
+            output,
+            output_schema,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn vertex(
+        &self,
+        name: &str,
+        role: &str,
+        operator: vertex::Operator,
+        input_schema: SchemaRef,
+        inputs: &[(u64, String)],
+        output: (u64, String),
+        key: &str,
+        recovery: crate::plan::Recovery,
+    ) -> anyhow::Result<(Vertex, VertexStatus)> {
+        let streams = &self.inner.streams;
+        let snapshot = match streams.meta(key)? {
+            Some(bytes) => Some(vertex::decode_snapshot(key, &bytes).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        // A new vertex starts at what its inputs still hold.
+        let start = inputs
+            .iter()
+            .map(|(id, _)| streams.positions(*id).map_or(0, |p| p.2))
+            .collect();
+        let vertex = Vertex::load(
+            name,
+            operator,
+            input_schema,
+            inputs.len(),
+            recovery,
+            snapshot,
+            start,
+        )?;
+        let at = vertex.position();
+        for ((id, _), pos) in inputs.iter().zip(&at.inputs) {
+            self.reader_at(*id, key, *pos);
+        }
+        let status = VertexStatus {
+            name: name.to_string(),
+            role: role.to_string(),
+            state: "starting".into(),
+            inputs: inputs
+                .iter()
+                .zip(&at.inputs)
+                .map(|((_, n), p)| (n.clone(), *p))
+                .collect(),
+            output: Some((output.1, at.output)),
+            snapshot: at.id,
+            module: at.module.clone(),
+            ..VertexStatus::default()
+        };
+        Ok((vertex, status))
+    }
+
+    /// Records that `reader` needs `stream` from `pos` on, and collects what no
+    /// reader needs. Called only after the snapshot holding `pos` was queued,
+    /// so the collection is never durable before the snapshot is.
+    fn reader_at(&self, stream: u64, reader: &str, pos: u64) {
+        let low = {
+            let mut readers = lock(&self.inner.readers);
+            let list = readers.entry(stream).or_default();
+            list.insert(reader.to_string(), pos);
+            list.values().copied().min().unwrap_or(0)
+        };
+        if let Err(e) = self.inner.streams.gc(stream, low) {
+            tracing::warn!("collecting stream #{stream} below {low}: {e}");
+        }
+    }
+
+    fn start(&self, record: JobRecord, tasks: Vec<(Task, VertexStatus)>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut vertices = Vec::new();
+        for (task, status) in tasks {
+            let shared: Shared = Arc::new(Mutex::new(status));
+            vertices.push(shared.clone());
+            let jobs = self.clone();
+            let stop = stop.clone();
+            let name = lock(&shared).name.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("weir-{name}"))
+                .spawn(move || {
+                    lock(&shared).state = "running".into();
+                    let result = match task {
+                        Task::Vertex {
+                            vertex,
+                            inputs,
+                            output,
+                            dead,
+                            key,
+                        } => jobs.run_vertex(*vertex, &inputs, output, dead, &key, &stop, &shared),
+                        Task::File {
+                            spec,
+                            batch_size,
+                            output,
+                            dead,
+                            key,
+                            at,
+                        } => jobs.run_file(
+                            &spec, batch_size, output, dead, &key, at, &stop, &shared,
+                        ),
+                        Task::Sink {
+                            input,
+                            path,
+                            interval,
+                            key,
+                            at,
+                        } => jobs.run_sink(input, &path, interval, &key, at, &stop, &shared),
+                    };
+                    let mut s = lock(&shared);
+                    match result {
+                        Ok(true) => s.state = "finished".into(),
+                        Ok(false) => s.state = "stopped".into(),
+                        Err(e) => {
+                            tracing::error!("vertex `{}` failed: {e:#}", s.name);
+                            s.state = "failed".into();
+                            s.error = Some(format!("{e:#}"));
+                        }
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!("cannot start a vertex thread: {e}"),
+            }
+        }
+        lock(&self.inner.running).insert(
+            record.name.clone(),
+            Running {
+                record,
+                stop,
+                threads,
+                vertices,
+            },
+        );
+    }
+
+    /// Runs a vertex until it finishes (`true`) or is stopped (`false`).
+    #[allow(clippy::too_many_arguments)]
+    fn run_vertex(
+        &self,
+        mut vertex: Vertex,
+        inputs: &[u64],
+        output: u64,
+        dead: u64,
+        key: &str,
+        stop: &AtomicBool,
+        status: &Shared,
+    ) -> anyhow::Result<bool> {
+        let streams = &self.inner.streams;
+        loop {
+            if vertex.position().finished {
+                return Ok(true);
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let mut progressed = false;
+            for (i, &stream) in inputs.iter().enumerate() {
+                let from = vertex.position().inputs[i];
+                for (seq, bytes) in streams.read(stream, from, READ_CHUNK)? {
+                    let entry = Entry::decode(&bytes).map_err(|e| {
+                        anyhow::anyhow!("vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
+                    })?;
+                    let fx = vertex.on_entry(i, seq, entry)?;
+                    self.apply(fx, output, dead, key, inputs)?;
+                    progressed = true;
+                }
+            }
+            {
+                let at = vertex.position();
+                let (rows_in, rows_out, dead_rows) = vertex.counts();
+                let mut s = lock(status);
+                for (slot, pos) in s.inputs.iter_mut().zip(&at.inputs) {
+                    slot.1 = *pos;
+                }
+                if let Some(o) = s.output.as_mut() {
+                    o.1 = at.output;
+                }
+                s.rows_in = rows_in;
+                s.rows_out = rows_out;
+                s.dead = dead_rows;
+                s.snapshot = at.id;
+            }
+            if !progressed {
+                let wanted: Vec<(u64, u64)> = inputs
+                    .iter()
+                    .zip(&vertex.position().inputs)
+                    .map(|(s, p)| (*s, *p))
+                    .collect();
+                streams.wait_any(&wanted, IDLE_WAIT);
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        fx: Effects,
+        output: u64,
+        dead: u64,
+        key: &str,
+        inputs: &[u64],
+    ) -> anyhow::Result<()> {
+        let streams = &self.inner.streams;
+        for (stream, entries) in [(output, fx.output), (dead, fx.dead)] {
+            for (seq, entry) in entries {
+                let bytes = entry.encode().map_err(anyhow::Error::msg)?;
+                streams.write(stream, seq, bytes)?;
+            }
+        }
+        if let Some(snapshot) = fx.snapshot {
+            write_snapshot(streams, key, &snapshot)?;
+            for (stream, pos) in inputs.iter().zip(&snapshot.inputs) {
+                self.reader_at(*stream, key, *pos);
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows a JSONL file: reads complete lines from the recorded offset and
+    /// writes their batches and CTIs with the new offset in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn run_file(
+        &self,
+        spec: &SourceSpec,
+        batch_size: usize,
+        output: u64,
+        dead: u64,
+        key: &str,
+        mut at: FilePosition,
+        stop: &AtomicBool,
+        status: &Shared,
+    ) -> anyhow::Result<bool> {
+        let follow = matches!(spec.origin, SourceOrigin::File { follow: true });
+        let streams = &self.inner.streams;
+        let mut buf = Vec::new();
+        loop {
+            if at.finished {
+                return Ok(true);
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            buf.clear();
+            let len = match File::open(&spec.path) {
+                Ok(mut file) => {
+                    let len = file.metadata()?.len();
+                    if len < at.offset {
+                        bail!(
+                            "source `{}`: {} is {len} bytes, shorter than the {} bytes already read; a followed file may only grow",
+                            spec.name,
+                            spec.path.display(),
+                            at.offset
+                        );
+                    }
+                    file.seek(SeekFrom::Start(at.offset))?;
+                    file.take(FILE_CHUNK as u64).read_to_end(&mut buf)?;
+                    len
+                }
+                Err(e) if follow && e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("source `{}`: cannot read {}", spec.name, spec.path.display())
+                    });
+                }
+            };
+            let at_end = at.offset + buf.len() as u64 >= len;
+            // Only complete lines, except a last line without newline at the
+            // end of a file that is not followed.
+            let take = match buf.iter().rposition(|b| *b == b'\n') {
+                Some(i) => i + 1,
+                None if !follow && at_end => buf.len(),
+                None => 0,
+            };
+            buf.truncate(take);
+            if buf.is_empty() {
+                if !follow && at_end {
+                    let end = Entry::Cti(END).encode().map_err(anyhow::Error::msg)?;
+                    at.output += 1;
+                    at.finished = true;
+                    streams.append_at(
+                        vec![(output, at.output - 1, vec![end])],
+                        vec![put(key, postcard::to_allocvec(&at)?)],
+                    )?;
+                    continue;
+                }
+                std::thread::sleep(IDLE_WAIT);
+                continue;
+            }
+            let mut reader = SourceReader::from_reader(
+                spec,
+                batch_size,
+                Box::new(std::io::Cursor::new(std::mem::take(&mut buf))),
+            )?
+            .after_lines(at.line);
+            let mut entries = Vec::new();
+            let mut letters = Vec::new();
+            while let Some(chunk) = reader.next_chunk()? {
+                for e in chunk.rejected {
+                    if spec.on_error == ErrorPolicy::Fail {
+                        bail!("source `{}`: {e}", spec.name);
+                    }
+                    letters.push(DeadLetter {
+                        start: 0,
+                        input_seq: e.line as i64,
+                        module: "-".into(),
+                        error: e.to_string(),
+                        row: e.raw.clone(),
+                    });
+                }
+                let (on_time, late, cti) = at.cti.on_batch(&chunk.batch);
+                for i in late {
+                    let row = chunk.batch.slice(i, 1);
+                    letters.push(DeadLetter {
+                        start: row
+                            .column(0)
+                            .as_any()
+                            .downcast_ref::<arrow_array::Int64Array>()
+                            .map_or(0, |a| a.value(0)),
+                        input_seq: reader.line() as i64,
+                        module: "-".into(),
+                        error: format!(
+                            "late event: it starts before CTI {} already emitted by source `{}`",
+                            at.cti.last.unwrap_or_default(),
+                            spec.name
+                        ),
+                        row: crate::stage::row_json(&row),
+                    });
+                }
+                at.rows += on_time.num_rows() as u64;
+                if on_time.num_rows() > 0 {
+                    entries.push(
+                        Entry::Batch {
+                            producer: format!("source `{}`", spec.name),
+                            batch: on_time,
+                        }
+                        .encode()
+                        .map_err(anyhow::Error::msg)?,
+                    );
+                }
+                if let Some(t) = cti {
+                    entries.push(Entry::Cti(t).encode().map_err(anyhow::Error::msg)?);
+                }
+            }
+            at.offset += take as u64;
+            at.line = reader.line();
+            at.rejected += letters.len() as u64;
+            let dead_entries = if letters.is_empty() {
+                Vec::new()
+            } else {
+                vec![
+                    Entry::Batch {
+                        producer: format!("source `{}`", spec.name),
+                        batch: dead_batch(&spec.name, &letters),
+                    }
+                    .encode()
+                    .map_err(anyhow::Error::msg)?,
+                ]
+            };
+            let (out_at, dead_at) = (at.output, at.dead);
+            at.output += entries.len() as u64;
+            at.dead += dead_entries.len() as u64;
+            streams.append_at(
+                vec![(output, out_at, entries), (dead, dead_at, dead_entries)],
+                vec![put(key, postcard::to_allocvec(&at)?)],
+            )?;
+            let mut s = lock(status);
+            s.inputs[0].1 = at.offset;
+            if let Some(o) = s.output.as_mut() {
+                o.1 = at.output;
+            }
+            s.rows_in = at.rows + at.rejected;
+            s.rows_out = at.rows;
+            s.dead = at.rejected;
+        }
+    }
+
+    /// Writes a stream's events to a JSONL file exactly once: after each round
+    /// the file is fsynced and `(next seq, length)` recorded; a restart
+    /// truncates the file to the recorded length and goes on from there.
+    #[allow(clippy::too_many_arguments)]
+    fn run_sink(
+        &self,
+        input: u64,
+        path: &Path,
+        interval: bool,
+        key: &str,
+        mut at: SinkPosition,
+        stop: &AtomicBool,
+        status: &Shared,
+    ) -> anyhow::Result<bool> {
+        let streams = &self.inner.streams;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("sink: cannot create {}", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("sink: cannot open {}", path.display()))?;
+        let found = file.metadata()?.len();
+        if found < at.len {
+            bail!(
+                "sink {}: the file has {found} bytes but {} were written and synced; it was changed outside Weir",
+                path.display(),
+                at.len
+            );
+        }
+        file.set_len(at.len)?;
+        file.seek(SeekFrom::Start(at.len))?;
+        file.sync_all()?;
+        let mut buf = Vec::new();
+        loop {
+            if at.finished {
+                return Ok(true);
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let entries = streams.read(input, at.next, READ_CHUNK * 4)?;
+            if entries.is_empty() {
+                streams.wait_for(input, at.next, IDLE_WAIT);
+                continue;
+            }
+            buf.clear();
+            for (seq, bytes) in entries {
+                match Entry::decode(&bytes)
+                    .map_err(|e| anyhow::anyhow!("sink input seq {seq}: {e}"))?
+                {
+                    Entry::Batch { batch, .. } => {
+                        crate::sink::write_jsonl(&mut buf, &batch, interval)?;
+                        at.rows += batch.num_rows() as u64;
+                    }
+                    Entry::Cti(t) => at.finished |= t == END,
+                }
+                at.next = seq + 1;
+            }
+            file.write_all(&buf)
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("sink: cannot write {}", path.display()))?;
+            at.len += buf.len() as u64;
+            streams.commit_meta(vec![put(key, postcard::to_allocvec(&at)?)])?;
+            self.reader_at(input, key, at.next);
+            let mut s = lock(status);
+            s.inputs[0].1 = at.next;
+            s.rows_in = at.rows;
+            s.rows_out = at.rows;
+        }
+    }
+}
+
+fn put(key: &str, value: Vec<u8>) -> Op {
+    Op::PutMeta {
+        key: key.to_string(),
+        value,
+    }
+}
+
+fn write_snapshot(
+    streams: &Streams,
+    key: &str,
+    snapshot: &VertexSnapshot,
+) -> Result<(), StreamError> {
+    streams.commit_meta(vec![put(key, vertex::encode_snapshot(snapshot))])?;
+    Ok(())
+}

@@ -1,0 +1,629 @@
+//! The rVertex core: what one parallel instance of a stage does with the
+//! entries of its input rStreams, written sans-IO.
+//!
+//! A vertex is `load(snapshot)` then `execute()`: the runtime feeds it input
+//! entries (`on_entry`) and writes what it returns at the sequence numbers it
+//! assigns. Its outputs are a pure function of (snapshot, input entries), so a
+//! vertex restarted from a snapshot rewrites exactly the entries it wrote
+//! before, which the rStream dedups. Snapshots are taken at CTI boundaries.
+
+use std::collections::VecDeque;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::merge::{Merge, Merged};
+use crate::plan::{CtiPolicy, Recovery};
+use crate::rstream::{END, Entry};
+use crate::schema::{ColumnType, Field, event_schema};
+use crate::stage::{DeadRow, StageCheckpoint, StageError, UdfStage};
+
+/// Why a vertex stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum VertexError {
+    /// The UDF stage failed.
+    #[error(transparent)]
+    Stage(Box<StageError>),
+    /// The inputs broke the stream contract.
+    #[error("vertex `{vertex}`: {message}")]
+    Input {
+        /// The vertex.
+        vertex: String,
+        /// What is wrong, with input and seq.
+        message: String,
+    },
+}
+
+/// What a vertex does between its inputs and its output.
+pub enum Operator {
+    /// Punctuates a source's events with CTIs by a policy; late events are dead letters.
+    Source(CtiGen),
+    /// Runs a UDF.
+    Udf(Box<UdfStage>),
+    /// Passes merged events through.
+    Union,
+}
+
+/// CTI generation for a source, by policy. Sans-IO and snapshotted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CtiGen {
+    /// The policy.
+    pub policy: Option<CtiPolicy>,
+    /// The highest event start seen.
+    pub max_start: Option<i64>,
+    /// The last CTI emitted.
+    pub last: Option<i64>,
+    /// Events since the last CTI (policy `Every`).
+    pub count: u64,
+}
+
+impl CtiGen {
+    /// A generator with `policy`.
+    pub fn new(policy: CtiPolicy) -> CtiGen {
+        CtiGen {
+            policy: Some(policy),
+            ..CtiGen::default()
+        }
+    }
+
+    /// Splits `batch` into its on-time events and the indices of late ones
+    /// (starting before a CTI already emitted), and returns the CTI to emit after it.
+    pub fn on_batch(&mut self, batch: &RecordBatch) -> (RecordBatch, Vec<usize>, Option<i64>) {
+        let starts = batch.column(0).as_primitive::<Int64Type>();
+        let late: Vec<usize> = match self.last {
+            Some(cti) => (0..starts.len())
+                .filter(|&i| starts.value(i) < cti)
+                .collect(),
+            None => Vec::new(),
+        };
+        let on_time = if late.is_empty() {
+            batch.clone()
+        } else {
+            let keep = BooleanArray::from_iter(
+                starts
+                    .values()
+                    .iter()
+                    .map(|s| Some(self.last.is_none_or(|c| *s >= c))),
+            );
+            arrow_select::filter::filter_record_batch(batch, &keep)
+                .expect("filtering a batch by its own start column")
+        };
+        let on_time_starts = on_time.column(0).as_primitive::<Int64Type>();
+        if let Some(m) = on_time_starts.values().iter().max() {
+            self.max_start = Some(self.max_start.map_or(*m, |x| x.max(*m)));
+        }
+        self.count += on_time.num_rows() as u64;
+        let candidate = match (self.policy.unwrap_or_default(), self.max_start) {
+            (CtiPolicy::Lag(lag), Some(m)) => Some(m.saturating_sub(lag)),
+            (CtiPolicy::Every(n), Some(m)) if self.count >= n => {
+                self.count = 0;
+                Some(m)
+            }
+            _ => None,
+        };
+        let cti = candidate.filter(|c| self.last.is_none_or(|l| *c > l));
+        if let Some(c) = cti {
+            self.last = Some(c);
+        }
+        (on_time, late, cti)
+    }
+
+    /// A CTI arriving from upstream (the end marker, or punctuation ingested
+    /// with the events): passes on if it advances.
+    pub fn on_cti(&mut self, t: i64) -> Option<i64> {
+        let advance = self.last.is_none_or(|l| t > l);
+        if advance {
+            self.last = Some(t);
+        }
+        advance.then_some(t)
+    }
+}
+
+/// A snapshot of a vertex: everything needed to resume it exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VertexSnapshot {
+    /// Snapshot number, increasing.
+    pub id: u64,
+    /// Next seq to read, per input.
+    pub inputs: Vec<u64>,
+    /// Next seq to write on the output stream.
+    pub output: u64,
+    /// Next seq to write on the dead-letter stream.
+    pub dead: u64,
+    /// The last CTI written.
+    pub cti: Option<i64>,
+    /// The end marker was written.
+    pub finished: bool,
+    /// Module version in use (UDF stages).
+    pub module: Option<String>,
+    /// CTIs written since the start (drives the checkpoint cadence).
+    pub ctis: u64,
+    /// The UDF stage's position, counts and keyed state.
+    pub stage: Option<StageCheckpoint>,
+    /// CTI generation (sources).
+    pub source: Option<CtiGen>,
+    /// Merge state (several inputs): pending entries encoded, CTIs per input,
+    /// release points, last CTI emitted.
+    pub merge: Option<MergeState>,
+    /// Rows read and written (sources and unions).
+    pub rows: (u64, u64),
+}
+
+/// A merge's part of a snapshot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MergeState {
+    /// Per input: pending `(seq, encoded batch)`.
+    pub pending: Vec<Vec<(u64, Vec<u8>)>>,
+    /// Per input: the latest CTI.
+    pub ctis: Vec<Option<i64>>,
+    /// Release points not yet reached.
+    pub points: Vec<i64>,
+    /// The last CTI the merge emitted.
+    pub emitted: Option<i64>,
+}
+
+/// What one input entry made the vertex write.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Output entries with their seq.
+    pub output: Vec<(u64, Entry)>,
+    /// Dead-letter entries with their seq.
+    pub dead: Vec<(u64, Entry)>,
+    /// A snapshot to persist (after the entries above).
+    pub snapshot: Option<VertexSnapshot>,
+}
+
+/// One rVertex.
+pub struct Vertex {
+    name: String,
+    producer: String,
+    operator: Operator,
+    merge: Option<Merge>,
+    schema: SchemaRef,
+    recovery: Recovery,
+    at: VertexSnapshot,
+    /// Replay strategy: positions-only snapshots of the last `window` CTIs.
+    markers: VecDeque<VertexSnapshot>,
+}
+
+impl std::fmt::Debug for Vertex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vertex")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The columns of a dead-letter stream.
+pub fn dead_fields() -> Vec<Field> {
+    let col = |name: &str, ty| Field {
+        name: name.into(),
+        ty,
+        nullable: false,
+    };
+    vec![
+        col("vertex", ColumnType::Utf8),
+        col("input_seq", ColumnType::Int64),
+        col("module", ColumnType::Utf8),
+        col("error", ColumnType::Utf8),
+        col("row", ColumnType::Utf8),
+    ]
+}
+
+/// One dead letter, before it becomes a row.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The event's start (or 0).
+    pub start: i64,
+    /// The input seq it came from (or a line number for file sources).
+    pub input_seq: i64,
+    /// Module version, or `-`.
+    pub module: String,
+    /// Why.
+    pub error: String,
+    /// The row as JSON.
+    pub row: String,
+}
+
+/// A batch of dead letters written by `vertex`.
+pub fn dead_batch(vertex: &str, rows: &[DeadLetter]) -> RecordBatch {
+    let schema = event_schema(&dead_fields());
+    let ints = |f: &dyn Fn(&DeadLetter) -> i64| -> ArrayRef {
+        std::sync::Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+    };
+    let strs = |f: fn(&DeadLetter) -> &str| -> ArrayRef {
+        std::sync::Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            ints(&|d| d.start),
+            ints(&|d| d.start.saturating_add(1)),
+            std::sync::Arc::new(StringArray::from_iter_values(rows.iter().map(|_| vertex))),
+            ints(&|d| d.input_seq),
+            strs(|d| &d.module.as_str()),
+            strs(|d| &d.error.as_str()),
+            strs(|d| &d.row.as_str()),
+        ],
+    )
+    .expect("dead-letter columns match their schema")
+}
+
+impl Vertex {
+    /// A vertex named `name` over `inputs` inputs, whose input events have
+    /// `input_schema`, resumed from `snapshot` (default: from the start, at
+    /// input positions `start`).
+    pub fn load(
+        name: &str,
+        mut operator: Operator,
+        input_schema: SchemaRef,
+        inputs: usize,
+        recovery: Recovery,
+        snapshot: Option<VertexSnapshot>,
+        start: Vec<u64>,
+    ) -> Result<Vertex, VertexError> {
+        let producer = match &operator {
+            Operator::Udf(stage) => format!("stage `{name}` module {}", stage.module().version),
+            Operator::Source(_) => format!("source `{name}`"),
+            Operator::Union => format!("union `{name}`"),
+        };
+        let input_error = |message: String| VertexError::Input {
+            vertex: name.to_string(),
+            message,
+        };
+        let mut at = snapshot.unwrap_or_else(|| VertexSnapshot {
+            inputs: start,
+            ..VertexSnapshot::default()
+        });
+        if at.inputs.len() != inputs {
+            return Err(input_error(format!(
+                "the snapshot has {} input positions but the stage has {inputs} inputs",
+                at.inputs.len()
+            )));
+        }
+        match &mut operator {
+            Operator::Udf(stage) => {
+                let running = stage.module().version.to_string();
+                if let Some(recorded) = &at.module
+                    && *recorded != running
+                {
+                    return Err(input_error(format!(
+                        "snapshot {} was taken with module {recorded} but the stage now runs {running}",
+                        at.id
+                    )));
+                }
+                at.module = Some(running);
+                if let Some(checkpoint) = at.stage.take() {
+                    stage.restore(checkpoint);
+                }
+            }
+            Operator::Source(generator) => {
+                if let Some(saved) = at.source.take() {
+                    generator.max_start = saved.max_start;
+                    generator.last = saved.last;
+                    generator.count = saved.count;
+                }
+            }
+            Operator::Union => {}
+        }
+        let merge = if inputs > 1 {
+            Some(match at.merge.take() {
+                None => Merge::new(input_schema.clone(), inputs),
+                Some(m) => {
+                    let mut pending = Vec::with_capacity(m.pending.len());
+                    for list in m.pending {
+                        let mut batches = Vec::with_capacity(list.len());
+                        for (seq, bytes) in list {
+                            match Entry::decode(&bytes).map_err(&input_error)? {
+                                Entry::Batch { batch, .. } => batches.push((seq, batch)),
+                                Entry::Cti(_) => {
+                                    return Err(input_error(
+                                        "the snapshot's merge state holds a CTI as a batch".into(),
+                                    ));
+                                }
+                            }
+                        }
+                        pending.push(batches);
+                    }
+                    Merge::restore(input_schema.clone(), pending, m.ctis, m.points, m.emitted)
+                }
+            })
+        } else {
+            None
+        };
+        Ok(Vertex {
+            name: name.to_string(),
+            producer,
+            operator,
+            merge,
+            schema: input_schema,
+            recovery,
+            at,
+            markers: VecDeque::new(),
+        })
+    }
+
+    /// The vertex's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it is: input positions, output seq and so on.
+    pub fn position(&self) -> &VertexSnapshot {
+        &self.at
+    }
+
+    /// Counts: rows in, rows out, rows dead-lettered.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        match &self.operator {
+            Operator::Udf(stage) => (stage.stats.rows_in, stage.stats.rows_out, stage.stats.dead),
+            _ => (self.at.rows.0, self.at.rows.1, 0),
+        }
+    }
+
+    /// The schema of its output events.
+    pub fn output_schema(&self) -> SchemaRef {
+        match &self.operator {
+            Operator::Udf(stage) => stage.output_schema(),
+            _ => self.schema.clone(),
+        }
+    }
+
+    /// Consumes entry `seq` of input `input`; returns what to write.
+    pub fn on_entry(
+        &mut self,
+        input: usize,
+        seq: u64,
+        entry: Entry,
+    ) -> Result<Effects, VertexError> {
+        let expected = self.at.inputs.get(input).copied();
+        if expected != Some(seq) {
+            return Err(VertexError::Input {
+                vertex: self.name.clone(),
+                message: format!(
+                    "input {input} delivered seq {seq} where {expected:?} was next"
+                ),
+            });
+        }
+        self.at.inputs[input] = seq + 1;
+        let mut fx = Effects::default();
+        if self.at.finished {
+            return Ok(fx);
+        }
+        match self.merge.as_mut() {
+            None => match entry {
+                Entry::Batch { batch, .. } => self.on_batch(seq, batch, &mut fx)?,
+                Entry::Cti(t) => self.on_cti(t, &mut fx),
+            },
+            Some(merge) => {
+                let merged = match entry {
+                    Entry::Batch { batch, .. } => merge.push_batch(input, seq, batch),
+                    Entry::Cti(t) => merge.push_cti(input, seq, t),
+                };
+                merged.map_err(|e| VertexError::Input {
+                    vertex: self.name.clone(),
+                    message: format!("{e} (input {input}, seq {seq})"),
+                })?;
+                let ready = merge.ready();
+                for m in ready {
+                    match m {
+                        Merged::Batch(batch) => self.on_batch(seq, batch, &mut fx)?,
+                        Merged::Cti(t) => self.on_cti(t, &mut fx),
+                    }
+                }
+            }
+        }
+        Ok(fx)
+    }
+
+    fn emit(&mut self, fx: &mut Effects, entry: Entry) {
+        fx.output.push((self.at.output, entry));
+        self.at.output += 1;
+    }
+
+    fn emit_dead(&mut self, fx: &mut Effects, rows: &[DeadLetter]) {
+        if rows.is_empty() {
+            return;
+        }
+        fx.dead.push((
+            self.at.dead,
+            Entry::Batch {
+                producer: self.producer.clone(),
+                batch: dead_batch(&self.name, rows),
+            },
+        ));
+        self.at.dead += 1;
+    }
+
+    fn on_batch(
+        &mut self,
+        seq: u64,
+        batch: RecordBatch,
+        fx: &mut Effects,
+    ) -> Result<(), VertexError> {
+        let rows_in = batch.num_rows() as u64;
+        let (out, cti) = match &mut self.operator {
+            Operator::Udf(stage) => {
+                let mut dead = Vec::new();
+                let out = stage
+                    .process(&batch, &mut dead)
+                    .map_err(|e| VertexError::Stage(Box::new(e)))?;
+                let module = stage.module().version.to_string();
+                let letters = dead_letters(seq, &module, dead);
+                self.emit_dead(fx, &letters);
+                (out, None)
+            }
+            Operator::Source(generator) => {
+                let (on_time, late, cti) = generator.on_batch(&batch);
+                let last = generator.last;
+                if !late.is_empty() {
+                    let letters: Vec<DeadLetter> = late
+                        .iter()
+                        .map(|&i| {
+                            let row = batch.slice(i, 1);
+                            DeadLetter {
+                                start: row.column(0).as_primitive::<Int64Type>().value(0),
+                                input_seq: seq as i64,
+                                module: "-".into(),
+                                error: format!(
+                                    "late event: it starts before CTI {} already emitted by source `{}`",
+                                    last.unwrap_or_default(),
+                                    self.name
+                                ),
+                                row: crate::stage::row_json(&row),
+                            }
+                        })
+                        .collect();
+                    self.emit_dead(fx, &letters);
+                }
+                self.at.rows.0 += rows_in;
+                (on_time, cti)
+            }
+            Operator::Union => {
+                self.at.rows.0 += rows_in;
+                (batch, None)
+            }
+        };
+        if !matches!(self.operator, Operator::Udf(_)) {
+            self.at.rows.1 += out.num_rows() as u64;
+        }
+        if out.num_rows() > 0 {
+            let producer = self.producer.clone();
+            self.emit(
+                fx,
+                Entry::Batch {
+                    producer,
+                    batch: out,
+                },
+            );
+        }
+        if let Some(t) = cti {
+            self.write_cti(t, fx);
+        }
+        Ok(())
+    }
+
+    fn on_cti(&mut self, t: i64, fx: &mut Effects) {
+        let t = match &mut self.operator {
+            Operator::Source(generator) => match generator.on_cti(t) {
+                Some(t) => t,
+                None => return,
+            },
+            _ => t,
+        };
+        if self.at.cti.is_some_and(|c| t <= c) {
+            return;
+        }
+        self.write_cti(t, fx);
+    }
+
+    fn write_cti(&mut self, t: i64, fx: &mut Effects) {
+        self.emit(fx, Entry::Cti(t));
+        self.at.cti = Some(t);
+        self.at.ctis += 1;
+        if t == END {
+            self.at.finished = true;
+        }
+        // A CTI boundary: the vertex holds no event older than t, so this is
+        // where snapshots are taken.
+        let due = match self.recovery {
+            Recovery::Checkpoint { every } => self.at.finished || self.at.ctis % every == 0,
+            Recovery::Replay { window } => {
+                self.markers.push_back(self.snapshot(false));
+                while self.markers.len() as u64 > window + 1 {
+                    self.markers.pop_front();
+                }
+                true
+            }
+        };
+        if due {
+            self.at.id += 1;
+            fx.snapshot = Some(match self.recovery {
+                Recovery::Checkpoint { .. } => self.snapshot(true),
+                Recovery::Replay { .. } => {
+                    let mut oldest = self.markers.front().cloned().unwrap_or_default();
+                    oldest.id = self.at.id;
+                    // A finished vertex never replays; it only needs to know it finished.
+                    if self.at.finished {
+                        oldest = self.snapshot(false);
+                    }
+                    oldest
+                }
+            });
+        }
+    }
+
+    /// The vertex's snapshot now; without `state`, positions only (replay).
+    pub fn snapshot(&self, state: bool) -> VertexSnapshot {
+        let mut s = self.at.clone();
+        match &self.operator {
+            Operator::Udf(stage) => {
+                let mut checkpoint = stage.checkpoint();
+                if !state {
+                    checkpoint.state.clear();
+                }
+                s.stage = Some(checkpoint);
+            }
+            Operator::Source(generator) => s.source = Some(generator.clone()),
+            Operator::Union => {}
+        }
+        if let Some(merge) = &self.merge {
+            let (ctis, points, emitted) = merge.ctis();
+            s.merge = Some(MergeState {
+                pending: merge
+                    .pending()
+                    .into_iter()
+                    .map(|list| {
+                        list.into_iter()
+                            .map(|(seq, batch)| {
+                                let bytes = Entry::Batch {
+                                    producer: String::new(),
+                                    batch,
+                                }
+                                .encode()
+                                .unwrap_or_default();
+                                (seq, bytes)
+                            })
+                            .collect()
+                    })
+                    .collect(),
+                ctis,
+                points,
+                emitted,
+            });
+        }
+        s
+    }
+}
+
+/// Dead rows of a UDF stage as dead letters; `seq` is the input entry they came from.
+fn dead_letters(seq: u64, module: &str, dead: Vec<DeadRow>) -> Vec<DeadLetter> {
+    dead.into_iter()
+        .map(|d| {
+            let start = serde_json::from_str::<serde_json::Value>(&d.row)
+                .ok()
+                .and_then(|v| v.get(crate::schema::START).and_then(|s| s.as_i64()))
+                .unwrap_or_default();
+            DeadLetter {
+                start,
+                input_seq: seq as i64,
+                module: module.to_string(),
+                error: format!("input position {}: {}", d.position, d.error),
+                row: d.row,
+            }
+        })
+        .collect()
+}
+
+/// Encodes a snapshot for storage.
+pub fn encode_snapshot(s: &VertexSnapshot) -> Vec<u8> {
+    postcard::to_allocvec(s).expect("a snapshot serialises")
+}
+
+/// Decodes a stored snapshot; `key` names it in errors.
+pub fn decode_snapshot(key: &str, bytes: &[u8]) -> Result<VertexSnapshot, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("snapshot {key} does not decode: {e}"))
+}
