@@ -438,7 +438,9 @@ fn stage(
     let recovery = match s.recovery.as_deref() {
         None | Some("checkpoint") => {
             if s.replay_window.is_some() {
-                return Err(format!("{at}: `replay_window` applies to recovery = \"replay\""));
+                return Err(format!(
+                    "{at}: `replay_window` applies to recovery = \"replay\""
+                ));
             }
             Recovery::Checkpoint {
                 every: s.checkpoint_every.unwrap_or(1).max(1),
@@ -467,7 +469,9 @@ fn stage(
             ));
         }
         if inputs.len() < 2 {
-            return Err(format!("{at}: a union needs `inputs` with at least two streams"));
+            return Err(format!(
+                "{at}: a union needs `inputs` with at least two streams"
+            ));
         }
         return Ok(StageSpec {
             name: s.name.clone(),
@@ -493,7 +497,10 @@ fn stage(
         return Err(format!("{at}: `key` only applies to reducers"));
     }
     let Some(component) = s.component.as_deref() else {
-        return Err(format!("{at}: a {} stage needs `component = \"file.wasm\"`", s.kind));
+        return Err(format!(
+            "{at}: a {} stage needs `component = \"file.wasm\"`",
+            s.kind
+        ));
     };
     let component = resolve(component);
     if check_files && !component.exists() {

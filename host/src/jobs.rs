@@ -360,7 +360,9 @@ impl Jobs {
                 streams.gc(info.id, next)?;
             }
         }
-        Ok(format!("job `{name}` cancelled; its streams were collected"))
+        Ok(format!(
+            "job `{name}` cancelled; its streams were collected"
+        ))
     }
 
     /// Stops every job's threads (node shutdown); they resume on the next start.
@@ -592,7 +594,9 @@ impl Jobs {
                 })?;
                 let bytes = streams
                     .meta(&format!("{MODULE_PREFIX}{version}"))?
-                    .with_context(|| format!("{at}: module {version} is not stored on this node"))?;
+                    .with_context(|| {
+                        format!("{at}: module {version} is not stored on this node")
+                    })?;
                 let module = self
                     .inner
                     .runtime
@@ -738,9 +742,9 @@ impl Jobs {
                             dead,
                             key,
                             at,
-                        } => jobs.run_file(
-                            &spec, batch_size, output, dead, &key, at, &stop, &shared,
-                        ),
+                        } => {
+                            jobs.run_file(&spec, batch_size, output, dead, &key, at, &stop, &shared)
+                        }
                         Task::Sink {
                             input,
                             path,
@@ -901,7 +905,11 @@ impl Jobs {
                 Err(e) if follow && e.kind() == std::io::ErrorKind::NotFound => 0,
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!("source `{}`: cannot read {}", spec.name, spec.path.display())
+                        format!(
+                            "source `{}`: cannot read {}",
+                            spec.name,
+                            spec.path.display()
+                        )
                     });
                 }
             };

@@ -215,6 +215,30 @@ pub enum Request {
         /// What to call the body in error messages (the client's file name).
         origin: String,
     },
+    /// Close an ingest stream: its input ended (appends the end CTI).
+    CloseStream {
+        /// The stream.
+        stream: String,
+    },
+    /// Submit a job; the body is its components' bytes, one after another.
+    SubmitJob {
+        /// The job file's absolute path (anchors its relative paths).
+        path: std::path::PathBuf,
+        /// The job file's text.
+        text: String,
+        /// Each component's resolved path and length, in body order.
+        modules: Vec<(std::path::PathBuf, u64)>,
+    },
+    /// The status of one job, or of all.
+    JobStatus {
+        /// The job.
+        name: Option<String>,
+    },
+    /// Stop and forget a job.
+    CancelJob {
+        /// The job.
+        name: String,
+    },
     /// Read a stream from a position.
     Read {
         /// The stream.
@@ -268,6 +292,8 @@ pub enum Response {
     Lines(String),
     /// No more entries (end of a non-following read).
     End,
+    /// Jobs' status.
+    Jobs(Vec<crate::jobs::JobStatus>),
 }
 
 /// Writes one length-prefixed JSON message.

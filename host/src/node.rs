@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::jobs::Jobs;
 use crate::net::{self, CertDir, MAX_INGEST, Request, Response, StreamSummary, write_msg};
 use crate::plan::{ErrorPolicy, SourceFormat, SourceSpec};
 use crate::rstream::{Entry, StreamInfo, Streams};
 use crate::schema::{START, describe, from_specs};
 use crate::source::SourceReader;
 use crate::store::RedbStorage;
+use crate::wasm::Runtime;
 
 /// Rows per batch entry written by ingest.
 const INGEST_BATCH: usize = 4096;
@@ -30,6 +32,7 @@ pub const FAIL_AFTER_ENV: &str = "WEIR_TEST_FAIL_AFTER_COMMITS";
 #[derive(Debug, Clone)]
 pub struct Node {
     streams: Streams,
+    jobs: Jobs,
 }
 
 /// Where a node keeps its database.
@@ -56,7 +59,10 @@ impl Node {
             None => Arc::new(storage),
         };
         let streams = Streams::open(storage)?;
-        Ok(Node { streams })
+        let runtime = Runtime::new(Some(data.join("compiled")))?;
+        let jobs = Jobs::new(streams.clone(), runtime);
+        jobs.resume()?;
+        Ok(Node { streams, jobs })
     }
 
     /// The node's streams.
@@ -87,8 +93,12 @@ impl Node {
             }
         }
         endpoint.close(0u32.into(), b"node stopping");
-        let streams = self.streams.clone();
-        tokio::task::spawn_blocking(move || streams.close()).await?;
+        let (streams, jobs) = (self.streams.clone(), self.jobs.clone());
+        tokio::task::spawn_blocking(move || {
+            jobs.stop_all();
+            streams.close()
+        })
+        .await?;
         Ok(())
     }
 
@@ -146,6 +156,43 @@ impl Node {
                 from,
                 follow,
             } => return self.read(send, &stream, from, follow).await,
+            Request::CloseStream { stream } => {
+                let streams = self.streams.clone();
+                tokio::task::spawn_blocking(move || close_stream(&streams, &stream)).await?
+            }
+            Request::SubmitJob {
+                path,
+                text,
+                modules,
+            } => {
+                let body = recv
+                    .read_to_end(MAX_INGEST)
+                    .await
+                    .context("reading the job's components")?;
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut parts = Vec::new();
+                    let mut at = 0usize;
+                    for (component, len) in modules {
+                        let end = at.saturating_add(len as usize);
+                        let bytes = body.get(at..end).with_context(|| {
+                            format!("the body ends before component {}", component.display())
+                        })?;
+                        parts.push((component, bytes.to_vec()));
+                        at = end;
+                    }
+                    jobs.submit(&path, &text, parts)
+                        .map(|status| Response::Jobs(vec![status]))
+                })
+                .await?
+            }
+            Request::JobStatus { name } => self.jobs.status(name.as_deref()).map(Response::Jobs),
+            Request::CancelJob { name } => {
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || jobs.cancel(&name))
+                    .await?
+                    .map(|message| Response::Ok { message })
+            }
         };
         let response = answer.unwrap_or_else(|e| Response::Error {
             message: format!("{e:#}"),
@@ -281,6 +328,24 @@ fn create_stream(
     let info = streams.create_with_time(name, &fields, Some(time), end_time)?;
     Ok(Response::Ok {
         message: format!("stream `{}` ({})", info.name, describe(&fields)),
+    })
+}
+
+/// Ends an ingest stream: appends the end CTI, after which it takes no events.
+fn close_stream(streams: &Streams, stream: &str) -> anyhow::Result<Response> {
+    let info = streams.info(stream)?;
+    if info.time.is_none() {
+        anyhow::bail!(
+            "stream `{stream}` is written by a job; only ingest streams are closed by hand"
+        );
+    }
+    let end = Entry::Cti(crate::rstream::END)
+        .encode()
+        .map_err(anyhow::Error::msg)?;
+    let (seq, ticket) = streams.append(info.id, vec![end])?;
+    ticket.wait()?;
+    Ok(Response::Ok {
+        message: format!("stream `{stream}` closed at seq {seq}"),
     })
 }
 

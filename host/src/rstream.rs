@@ -723,9 +723,9 @@ impl Streams {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            let arrived = wanted.iter().any(|(stream, seq)| {
-                state.heads.get(stream).is_some_and(|h| h.durable > *seq)
-            });
+            let arrived = wanted
+                .iter()
+                .any(|(stream, seq)| state.heads.get(stream).is_some_and(|h| h.durable > *seq));
             if arrived || state.failed.is_some() {
                 return arrived;
             }

@@ -383,9 +383,7 @@ impl Vertex {
         if expected != Some(seq) {
             return Err(VertexError::Input {
                 vertex: self.name.clone(),
-                message: format!(
-                    "input {input} delivered seq {seq} where {expected:?} was next"
-                ),
+                message: format!("input {input} delivered seq {seq} where {expected:?} was next"),
             });
         }
         self.at.inputs[input] = seq + 1;

@@ -78,6 +78,14 @@ pub enum StreamCommand {
         #[command(flatten)]
         connect: Connect,
     },
+    /// Close an ingest stream: its input has ended, so jobs reading it can
+    /// release everything they hold and finish.
+    Close {
+        /// The stream.
+        stream: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
     /// Print a stream's entries from a position, one JSON line per event.
     Read {
         /// The stream.
@@ -88,6 +96,35 @@ pub enum StreamCommand {
         /// Keep printing entries as they arrive.
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+}
+
+/// `weir job ...`
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job file to a node; its components travel with it.
+    Submit {
+        /// The job file (TOML).
+        job: PathBuf,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Show the node's jobs, or one: each vertex's state, positions and counts.
+    Status {
+        /// The job (all when absent).
+        name: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Stop a job and forget it (its streams are collected).
+    Cancel {
+        /// The job.
+        name: String,
         #[command(flatten)]
         connect: Connect,
     },
@@ -181,6 +218,15 @@ pub fn stream(command: StreamCommand) -> anyhow::Result<()> {
                 }
                 client.close().await;
             }
+            StreamCommand::Close { stream, connect: c } => {
+                let client = connect(&c).await?;
+                if let Response::Ok { message } =
+                    client.call(&Request::CloseStream { stream }, None).await?
+                {
+                    println!("{message}");
+                }
+                client.close().await;
+            }
             StreamCommand::Read {
                 stream,
                 from,
@@ -248,4 +294,111 @@ pub fn ingest(stream: String, file: Option<&Path>, c: Connect) -> anyhow::Result
         client.close().await;
         Ok(())
     })
+}
+
+/// Runs `weir job`.
+pub fn job(command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::Submit { job, connect: c } => {
+            let path = std::fs::canonicalize(&job)
+                .with_context(|| format!("cannot read job file {}", job.display()))?;
+            // Checked here first, so mistakes are reported before anything is sent.
+            let plan = crate::job::load(&path)?;
+            let text = std::fs::read_to_string(&path)?;
+            let mut modules = Vec::new();
+            let mut body = Vec::new();
+            for stage in &plan.stages {
+                if let crate::plan::Operator::Udf(udf) = &stage.operator {
+                    if modules.iter().any(|(p, _)| p == &udf.component) {
+                        continue;
+                    }
+                    let bytes = std::fs::read(&udf.component).with_context(|| {
+                        format!(
+                            "stage `{}`: cannot read component {}",
+                            stage.name,
+                            udf.component.display()
+                        )
+                    })?;
+                    modules.push((udf.component.clone(), bytes.len() as u64));
+                    body.extend_from_slice(&bytes);
+                }
+            }
+            runtime()?.block_on(async move {
+                let client = connect(&c).await?;
+                let request = Request::SubmitJob {
+                    path,
+                    text,
+                    modules,
+                };
+                if let Response::Jobs(list) = client.call(&request, Some(&body)).await? {
+                    for status in list {
+                        println!("job `{}` submitted (id {})", status.name, status.id);
+                        print_status(&status);
+                    }
+                }
+                client.close().await;
+                Ok(())
+            })
+        }
+        JobCommand::Status {
+            name,
+            json,
+            connect: c,
+        } => runtime()?.block_on(async move {
+            let client = connect(&c).await?;
+            if let Response::Jobs(list) = client.call(&Request::JobStatus { name }, None).await? {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else if list.is_empty() {
+                    println!("no jobs");
+                }
+                for status in list.iter().filter(|_| !json) {
+                    println!("job `{}` (id {}): {}", status.name, status.id, status.state);
+                    print_status(status);
+                }
+            }
+            client.close().await;
+            Ok(())
+        }),
+        JobCommand::Cancel { name, connect: c } => runtime()?.block_on(async move {
+            let client = connect(&c).await?;
+            if let Response::Ok { message } =
+                client.call(&Request::CancelJob { name }, None).await?
+            {
+                println!("{message}");
+            }
+            client.close().await;
+            Ok(())
+        }),
+    }
+}
+
+fn print_status(status: &crate::jobs::JobStatus) {
+    println!(
+        "  {:<7} {:<24} {:<9} {:>10} {:>10} {:>6} {:>5}  positions",
+        "vertex", "name", "state", "rows in", "rows out", "dead", "snap"
+    );
+    for v in &status.vertices {
+        let inputs: Vec<String> = v.inputs.iter().map(|(s, p)| format!("{s}@{p}")).collect();
+        let output = v
+            .output
+            .as_ref()
+            .map(|(s, p)| format!(" -> {s}@{p}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<7} {:<24} {:<9} {:>10} {:>10} {:>6} {:>5}  {}{}",
+            v.role,
+            v.name,
+            v.state,
+            v.rows_in,
+            v.rows_out,
+            v.dead,
+            v.snapshot,
+            inputs.join(", "),
+            output
+        );
+        if let Some(e) = &v.error {
+            println!("          error: {e}");
+        }
+    }
 }

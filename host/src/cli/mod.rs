@@ -65,6 +65,12 @@ pub enum Command {
         #[command(flatten)]
         connect: cluster::Connect,
     },
+    /// Submit, watch and cancel continuous jobs on a node.
+    Job {
+        /// What to do.
+        #[command(subcommand)]
+        command: cluster::JobCommand,
+    },
     /// Write, build and inspect UDF components.
     Udf {
         /// What to do.
@@ -103,6 +109,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             file,
             connect,
         } => cluster::ingest(stream, file.as_deref(), connect),
+        Command::Job { command } => cluster::job(command),
         Command::Udf { command } => udf::main(command),
     }
 }
