@@ -159,7 +159,7 @@ enum Task {
         output: u64,
         dead: u64,
         key: String,
-        at: FilePosition,
+        at: Box<FilePosition>,
     },
     Sink {
         input: u64,
@@ -499,7 +499,7 @@ impl Jobs {
                             output,
                             dead,
                             key,
-                            at: at_pos,
+                            at: Box::new(at_pos),
                         },
                         status,
                     ));
@@ -742,9 +742,8 @@ impl Jobs {
                             dead,
                             key,
                             at,
-                        } => {
-                            jobs.run_file(&spec, batch_size, output, dead, &key, at, &stop, &shared)
-                        }
+                        } => jobs
+                            .run_file(&spec, batch_size, output, dead, &key, *at, &stop, &shared),
                         Task::Sink {
                             input,
                             path,

@@ -742,13 +742,16 @@ impl Streams {
         }
     }
 
-    /// Deletes entries of `stream` below `seq` (all readers are past it).
+    /// Deletes entries of `stream` below `seq` (all readers are past it),
+    /// keeping at least the newest.
     pub fn gc(&self, stream: u64, seq: u64) -> Result<(), StreamError> {
         let mut state = self.lock();
         let Some(head) = state.heads.get_mut(&stream) else {
             return Ok(());
         };
-        let seq = seq.min(head.durable);
+        // The newest entry is always kept: it tells a restarted node the
+        // stream's next seq, and whether the stream was closed.
+        let seq = seq.min(head.durable.saturating_sub(1));
         if seq <= head.low {
             return Ok(());
         }
@@ -946,6 +949,27 @@ mod tests {
             StreamError::Collected { low: 900, .. }
         ));
         assert_eq!(s.read(id, 900, 1000).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_fully_collected_stream_keeps_its_next_seq_and_end_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let id = s.create("x", &fields()).unwrap().id;
+        let end = Entry::Cti(END).encode().unwrap();
+        let (_, ticket) = s
+            .append(id, vec![batch(&[1], "v"), batch(&[2], "v"), end])
+            .unwrap();
+        ticket.wait().unwrap();
+        s.gc(id, 3).unwrap();
+        s.close();
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.positions(id), Some((3, 3, 2)));
+        assert!(matches!(
+            s.append(id, vec![batch(&[3], "v")]).unwrap_err(),
+            StreamError::Closed(_)
+        ));
     }
 
     #[test]

@@ -244,9 +244,9 @@ pub fn dead_batch(vertex: &str, rows: &[DeadLetter]) -> RecordBatch {
             ints(&|d| d.start.saturating_add(1)),
             std::sync::Arc::new(StringArray::from_iter_values(rows.iter().map(|_| vertex))),
             ints(&|d| d.input_seq),
-            strs(|d| &d.module.as_str()),
-            strs(|d| &d.error.as_str()),
-            strs(|d| &d.row.as_str()),
+            strs(|d| d.module.as_str()),
+            strs(|d| d.error.as_str()),
+            strs(|d| d.row.as_str()),
         ],
     )
     .expect("dead-letter columns match their schema")
@@ -528,7 +528,9 @@ impl Vertex {
         // A CTI boundary: the vertex holds no event older than t, so this is
         // where snapshots are taken.
         let due = match self.recovery {
-            Recovery::Checkpoint { every } => self.at.finished || self.at.ctis % every == 0,
+            Recovery::Checkpoint { every } => {
+                self.at.finished || self.at.ctis.is_multiple_of(every)
+            }
             Recovery::Replay { window } => {
                 self.markers.push_back(self.snapshot(false));
                 while self.markers.len() as u64 > window + 1 {

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use weir::testkit::{repo_root, udf_component};
 
+mod jobs;
 mod node;
 
 fn weir(args: &[&str], dir: &Path) -> Output {

@@ -8,13 +8,13 @@ use std::process::{Child, Command, Output, Stdio};
 use super::{stderr, weir};
 
 /// A running `weir node start`; killed with SIGKILL when dropped.
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Node {
-    fn start(dir: &Path, data: &str) -> Result<Node, String> {
+    pub(crate) fn start(dir: &Path, data: &str) -> Result<Node, String> {
         Self::start_with(dir, data, &[])
     }
 
@@ -52,13 +52,13 @@ impl Node {
     }
 
     /// `weir ARGS --node ADDR` in `dir`.
-    fn weir(&self, dir: &Path, args: &[&str]) -> Output {
+    pub(crate) fn weir(&self, dir: &Path, args: &[&str]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend_from_slice(&["--node", &self.addr]);
         weir(&all, dir)
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("wait");
     }
@@ -71,14 +71,14 @@ impl Drop for Node {
     }
 }
 
-fn cluster() -> tempfile::TempDir {
+pub(crate) fn cluster() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = weir(&["cluster", "init", "--dir", "certs"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     dir
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(out.status.success(), "weir failed: {}", stderr(out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -98,7 +98,7 @@ fn create_clicks(node: &Node, dir: &Path) {
     ));
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
     p

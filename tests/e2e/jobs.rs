@@ -1,0 +1,310 @@
+//! Continuous jobs on a node: real `weir node` processes killed with SIGKILL
+//! and restarted, real components, results compared byte for byte with an
+//! uninterrupted run.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use weir::testkit::udf_component;
+
+use super::node::{Node, cluster, ok, write};
+use super::stderr;
+
+/// A small deterministic generator (splitmix64), so failures reproduce from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const STREAMS: [&str; 2] = ["clicks_a", "clicks_b"];
+const CHUNKS: usize = 30;
+const CHUNK_EVENTS: usize = 120;
+
+/// Chunk `k` of stream `s`: clicks in increasing time (jitter below the CTI lag),
+/// a tenth of them from a bot network.
+fn chunk(s: usize, k: usize) -> String {
+    let mut rng = Rng((s as u64) << 32 | k as u64);
+    let mut out = String::new();
+    for i in 0..CHUNK_EVENTS {
+        let n = (k * CHUNK_EVENTS + i) as u64;
+        let ts = 1_700_000_000_000_000 + n * 10_000 + rng.below(5_000);
+        let user = rng.below(30);
+        let ip = if rng.below(10) == 0 {
+            format!("10.66.0.{}", rng.below(250))
+        } else {
+            format!("84.{}.{}.7", s, rng.below(250))
+        };
+        out.push_str(&format!(
+            "{{\"ts\":{ts},\"user\":\"u{user:02}\",\"ip\":\"{ip}\",\"agent\":\"Mozilla/5.0\",\"ad\":\"ad{}\"}}\n",
+            rng.below(10)
+        ));
+    }
+    out
+}
+
+/// Two ingest streams -> sources with a CTI lag -> union (multi-input merge) ->
+/// bot filter (replay recovery) -> per-user reducer (checkpoints) -> file sink.
+fn fraud_job(dir: &Path) {
+    write(
+        dir,
+        "job.toml",
+        &format!(
+            r#"
+name = "fraud"
+
+[[sources]]
+name = "a"
+stream = "clicks_a"
+cti_lag_us = 20000
+
+[[sources]]
+name = "b"
+stream = "clicks_b"
+cti_every = 100
+
+[[stages]]
+name = "all"
+kind = "union"
+inputs = ["a", "b"]
+
+[[stages]]
+name = "humans"
+input = "all"
+kind = "processor"
+component = "{}"
+params = {{ blocked_prefix = "10.66." }}
+recovery = "replay"
+
+[[stages]]
+name = "flags"
+input = "humans"
+kind = "reducer"
+key = "user"
+component = "{}"
+params = {{ window_us = 2_000_000, max_clicks = 6 }}
+checkpoint_every = 3
+
+[[sinks]]
+input = "flags"
+path = "out/flags.jsonl"
+"#,
+            udf_component("bot_filter").display(),
+            udf_component("user_stats").display()
+        ),
+    );
+}
+
+fn create_streams(node: &Node, dir: &Path) {
+    for s in STREAMS {
+        ok(&node.weir(
+            dir,
+            &[
+                "stream",
+                "create",
+                s,
+                "--columns",
+                "ts:int64,user:utf8,ip:utf8,agent:utf8,ad:utf8",
+                "--time",
+                "ts",
+            ],
+        ));
+    }
+}
+
+fn ingest(node_addr: &str, dir: &Path, s: usize, k: usize) -> Output {
+    let file = format!("chunk-{s}-{k}.jsonl");
+    write(dir, &file, &chunk(s, k));
+    super::weir(&["ingest", STREAMS[s], &file, "--node", node_addr], dir)
+}
+
+/// Entries stored in each ingest stream (one entry per chunk).
+fn stored(node: &Node, dir: &Path) -> [usize; 2] {
+    let list = ok(&node.weir(dir, &["stream", "list"]));
+    let mut next = [0; 2];
+    for line in list.lines() {
+        let mut cols = line.split('\t');
+        let (Some(name), Some(range)) = (cols.next(), cols.next()) else {
+            continue;
+        };
+        if let Some(s) = STREAMS.iter().position(|s| *s == name) {
+            next[s] = range
+                .rsplit("..")
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("stream list shows seq LOW..NEXT");
+        }
+    }
+    next
+}
+
+fn job_state(node: &Node, dir: &Path, job: &str) -> (String, String) {
+    let out = ok(&node.weir(dir, &["job", "status", job, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status is JSON");
+    (v[0]["state"].as_str().unwrap_or_default().to_string(), out)
+}
+
+/// Waits (bounded) until `job` finished; panics with its status if it failed or hangs.
+fn wait_finished(node: &Node, dir: &Path, job: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (state, status) = job_state(node, dir, job);
+        match state.as_str() {
+            "finished" => return,
+            "failed" => panic!("job failed:\n{status}"),
+            _ if Instant::now() > deadline => panic!("job did not finish:\n{status}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn uninterrupted_output() -> String {
+    let dir = cluster();
+    let d = dir.path();
+    let node = Node::start(d, "data").expect("node starts");
+    create_streams(&node, d);
+    fraud_job(d);
+    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    for k in 0..CHUNKS {
+        for s in 0..2 {
+            let out = ingest(&node.addr, d, s, k);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    for s in STREAMS {
+        ok(&node.weir(d, &["stream", "close", s]));
+    }
+    wait_finished(&node, d, "fraud");
+    std::fs::read_to_string(d.join("out/flags.jsonl")).expect("sink file")
+}
+
+#[test]
+fn output_survives_twenty_kill_9s_byte_for_byte() {
+    let expected = uninterrupted_output();
+    assert!(
+        expected.lines().count() > 50,
+        "the job should flag users:\n{expected}"
+    );
+
+    let seed = std::env::var("WEIR_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
+    println!("crash test seed {seed} (rerun with WEIR_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = Node::start(d, "data").expect("node starts");
+    create_streams(&node, d);
+    fraud_job(d);
+    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+
+    let mut acked = [0usize; 2];
+    let mut kills = 0;
+    let mut closed = false;
+    while kills < 22 {
+        let mut next = stored(&node, d);
+        for s in 0..2 {
+            assert!(
+                next[s] >= acked[s],
+                "seed {seed}: {} holds {} chunks but {} were acknowledged",
+                STREAMS[s],
+                next[s],
+                acked[s]
+            );
+        }
+        if next == [CHUNKS; 2] && !closed {
+            // Input over: close the streams; later kills land while the job drains.
+            for s in STREAMS {
+                let out = node.weir(d, &["stream", "close", s]);
+                let text = stderr(&out);
+                assert!(out.status.success() || text.contains("is closed"), "{text}");
+            }
+            closed = true;
+        }
+        // Ingest a few chunks, the last one possibly in flight when the node dies.
+        let mut s = rng.below(2) as usize;
+        let mut in_flight = None;
+        for _ in 0..1 + rng.below(3) {
+            if next[s] >= CHUNKS {
+                s = 1 - s;
+                if next[s] >= CHUNKS {
+                    break;
+                }
+            }
+            let k = next[s];
+            if rng.below(3) == 0 {
+                let (addr, dir_path) = (node.addr.clone(), d.to_path_buf());
+                in_flight = Some((
+                    s,
+                    k,
+                    std::thread::spawn(move || ingest(&addr, &dir_path, s, k)),
+                ));
+                break;
+            }
+            let out = ingest(&node.addr, d, s, k);
+            assert!(out.status.success(), "seed {seed}: {}", stderr(&out));
+            acked[s] = acked[s].max(k + 1);
+            next[s] = k + 1;
+            s = 1 - s;
+        }
+        // Kill at a random point: mid-batch, mid-commit, mid-snapshot.
+        std::thread::sleep(Duration::from_millis(rng.below(120)));
+        node.kill9();
+        kills += 1;
+        if let Some((s, k, t)) = in_flight {
+            let out = t.join().expect("ingest thread");
+            if out.status.success() {
+                acked[s] = acked[s].max(k + 1);
+            }
+        }
+        node = Node::start(d, "data").expect("node restarts after kill -9");
+    }
+    // Feed whatever is left without kills, then let the job drain.
+    let next = stored(&node, d);
+    for s in 0..2 {
+        assert!(next[s] >= acked[s], "seed {seed}: acknowledged chunks lost");
+        for k in next[s]..CHUNKS {
+            let out = ingest(&node.addr, d, s, k);
+            assert!(out.status.success(), "seed {seed}: {}", stderr(&out));
+        }
+    }
+    if !closed {
+        for s in STREAMS {
+            ok(&node.weir(d, &["stream", "close", s]));
+        }
+    }
+    wait_finished(&node, d, "fraud");
+    let got = std::fs::read_to_string(d.join("out/flags.jsonl")).expect("sink file");
+    if got != expected {
+        let first = got
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.lines().count().min(expected.lines().count()));
+        let kept = dir.keep();
+        std::fs::write(kept.join("expected.jsonl"), &expected).expect("write");
+        panic!(
+            "seed {seed}: after {kills} kills the output differs from the uninterrupted run at line {} ({} lines vs {}); see {}",
+            first + 1,
+            got.lines().count(),
+            expected.lines().count(),
+            kept.display()
+        );
+    }
+}
