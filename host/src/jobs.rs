@@ -224,7 +224,7 @@ impl Jobs {
             let record: JobRecord = serde_json::from_slice(&value)
                 .with_context(|| format!("job record {key} does not decode"))?;
             let name = record.name.clone();
-            match self.build(&record) {
+            match self.build(&record, true) {
                 Ok(tasks) => self.start(record, tasks),
                 Err(e) => {
                     tracing::error!("job `{name}` cannot resume: {e:#}");
@@ -310,7 +310,10 @@ impl Jobs {
             text: text.to_string(),
             modules: versions,
         };
-        let tasks = self.build(&record)?;
+        // Validate everything before anything is created, so a refused job
+        // leaves the node as it was.
+        self.build(&record, false)?;
+        let tasks = self.build(&record, true)?;
         streams
             .commit_meta(vec![Op::PutMeta {
                 key: format!("{JOB_PREFIX}{}", record.name),
@@ -421,7 +424,7 @@ impl Jobs {
 
     /// Compiles a job record into vertex tasks, creating its streams and
     /// loading each vertex's snapshot.
-    fn build(&self, record: &JobRecord) -> anyhow::Result<Vec<(Task, VertexStatus)>> {
+    fn build(&self, record: &JobRecord, create: bool) -> anyhow::Result<Vec<(Task, VertexStatus)>> {
         let plan: Plan = crate::job::parse_with(&record.path, &record.text, false)?;
         let streams = &self.inner.streams;
         let prefix = record.prefix();
@@ -429,6 +432,10 @@ impl Jobs {
         let mut tasks = Vec::new();
         let job_stream = |name: &str, schema: &SchemaRef| -> anyhow::Result<(u64, String)> {
             let full = format!("{prefix}.{name}");
+            if !create {
+                // Validation only: stream ids start at 1, so 0 names nothing.
+                return Ok((0, full));
+            }
             let info = streams.create(&full, &user_fields(schema))?;
             Ok((info.id, full))
         };
@@ -531,7 +538,6 @@ impl Jobs {
                     ..SinkPosition::default()
                 },
             };
-            self.reader_at(*input, &key, at.next);
             let status = VertexStatus {
                 name: path.display().to_string(),
                 role: "sink".into(),
@@ -678,9 +684,6 @@ impl Jobs {
             start,
         )?;
         let at = vertex.position();
-        for ((id, _), pos) in inputs.iter().zip(&at.inputs) {
-            self.reader_at(*id, key, *pos);
-        }
         let status = VertexStatus {
             name: name.to_string(),
             role: role.to_string(),
@@ -717,6 +720,23 @@ impl Jobs {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let mut vertices = Vec::new();
+        // Register every reader before any vertex runs and collects.
+        for (task, _) in &tasks {
+            match task {
+                Task::Vertex {
+                    vertex,
+                    inputs,
+                    key,
+                    ..
+                } => {
+                    for (stream, pos) in inputs.iter().zip(&vertex.position().inputs) {
+                        self.reader_at(*stream, key, *pos);
+                    }
+                }
+                Task::Sink { input, key, at, .. } => self.reader_at(*input, key, at.next),
+                Task::File { .. } => {}
+            }
+        }
         for (task, status) in tasks {
             let shared: Shared = Arc::new(Mutex::new(status));
             vertices.push(shared.clone());

@@ -308,3 +308,172 @@ fn output_survives_twenty_kill_9s_byte_for_byte() {
         );
     }
 }
+
+#[test]
+fn a_job_naming_an_unknown_stream_or_component_is_refused_clearly() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = Node::start(d, "data").expect("node starts");
+    create_streams(&node, d);
+    fraud_job(d);
+    let text = std::fs::read_to_string(d.join("job.toml")).expect("job");
+
+    write(
+        d,
+        "unknown-stream.toml",
+        &text.replace("\"clicks_b\"", "\"clicks_c\""),
+    );
+    let out = node.weir(d, &["job", "submit", "unknown-stream.toml"]);
+    let e = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        e.contains("sources[1] `b`")
+            && e.contains("no stream `clicks_c` (known streams: clicks_a, clicks_b)"),
+        "{e}"
+    );
+
+    let missing = text.replace(
+        &udf_component("user_stats").display().to_string(),
+        "/nowhere/user_stats.wasm",
+    );
+    write(d, "unknown-component.toml", &missing);
+    let out = node.weir(d, &["job", "submit", "unknown-component.toml"]);
+    let e = stderr(&out);
+    assert!(
+        !out.status.success() && e.contains("component /nowhere/user_stats.wasm does not exist"),
+        "{e}"
+    );
+
+    write(
+        d,
+        "stdout.toml",
+        &text.replace("path = \"out/flags.jsonl\"", "stdout = true"),
+    );
+    let e = stderr(&node.weir(d, &["job", "submit", "stdout.toml"]));
+    assert!(e.contains("cannot write to stdout"), "{e}");
+
+    // Nothing was left behind: the node has no job, and a good job still starts.
+    let status = ok(&node.weir(d, &["job", "status"]));
+    assert!(status.contains("no jobs"), "{status}");
+    let out = ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    assert!(out.contains("job `fraud` submitted"), "{out}");
+    let e = stderr(&node.weir(d, &["job", "submit", "job.toml"]));
+    assert!(e.contains("job `fraud` is already on this node"), "{e}");
+    let out = ok(&node.weir(d, &["job", "cancel", "fraud"]));
+    assert!(out.contains("cancelled"), "{out}");
+}
+
+/// Lines `from..to` of a followed file: items with an id and a time.
+fn items(from: u64, to: u64) -> String {
+    (from..to)
+        .map(|i| format!("{{\"ts\":{},\"id\":{i}}}\n", 1_000 + i * 10))
+        .collect()
+}
+
+fn sink_lines(d: &Path) -> Vec<String> {
+    std::fs::read_to_string(d.join("out/items.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_lines(d: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = sink_lines(d);
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_followed_file_is_processed_exactly_once_across_kills_with_bad_late_and_trapping_rows_dead_lettered()
+ {
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = Node::start(d, "data").expect("node starts");
+    write(d, "items.jsonl", &items(0, 100));
+    write(
+        d,
+        "job.toml",
+        &format!(
+            r#"
+name = "items"
+
+[[sources]]
+name = "items"
+path = "items.jsonl"
+follow = true
+event_time = "ts"
+schema = {{ ts = "int64", id = "int64" }}
+on_error = "dead-letter"
+cti_every = 10
+
+[[stages]]
+name = "double"
+input = "items"
+kind = "processor"
+component = "{}"
+params = {{ poison = 150 }}
+on_trap = "dead-letter"
+
+[[sinks]]
+input = "double"
+path = "out/items.jsonl"
+"#,
+            udf_component("panic_on_row").display()
+        ),
+    );
+    let out = node.weir(d, &["job", "submit", "job.toml"]);
+    if !out.status.success() {
+        panic!("{}", stderr(&out));
+    }
+    assert_eq!(wait_lines(d, 100).len(), 100);
+    let append = |text: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("items.jsonl"))
+            .expect("open");
+        f.write_all(text.as_bytes()).expect("append");
+    };
+    // More lines, a malformed one and a late one; the node dies while reading them.
+    append(&items(100, 200));
+    append("{\"ts\": \"soon\", \"id\": -1}\n{\"ts\": 5, \"id\": -2}\n");
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts");
+    append(&items(200, 300));
+    std::thread::sleep(Duration::from_millis(150));
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts");
+    let lines = wait_lines(d, 299);
+    let ids: Vec<i64> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v["id"].as_i64().expect("id")
+        })
+        .collect();
+    let expected: Vec<i64> = (0..300).filter(|i| *i != 150).collect();
+    assert_eq!(ids, expected, "every line exactly once, in order");
+    let trapped = ok(&node.weir(d, &["stream", "read", "items@1.double.dead"]));
+    assert!(
+        trapped.contains("poison row id 150") && trapped.contains("\\\"id\\\":150"),
+        "the trapping row is a dead letter naming the panic: {trapped}"
+    );
+
+    let dead = ok(&node.weir(d, &["stream", "read", "items@1.items.dead"]));
+    assert!(
+        dead.contains(":201: column `ts`") && dead.contains("column `ts`"),
+        "malformed line named: {dead}"
+    );
+    assert!(
+        dead.contains("late event") && dead.contains("\\\"id\\\":-2"),
+        "late event dead-lettered: {dead}"
+    );
+    let status = ok(&node.weir(d, &["job", "status", "items"]));
+    assert!(status.contains("running"), "{status}");
+}
