@@ -976,6 +976,7 @@ impl Jobs {
                         row: e.raw.clone(),
                     });
                 }
+                let before = at.cti.last.unwrap_or_default();
                 let (on_time, late, cti) = at.cti.on_batch(&chunk.batch);
                 for i in late {
                     let row = chunk.batch.slice(i, 1);
@@ -988,8 +989,7 @@ impl Jobs {
                         input_seq: reader.line() as i64,
                         module: "-".into(),
                         error: format!(
-                            "late event: it starts before CTI {} already emitted by source `{}`",
-                            at.cti.last.unwrap_or_default(),
+                            "late event: it starts before CTI {before} already emitted by source `{}`",
                             spec.name
                         ),
                         row: crate::stage::row_json(&row),

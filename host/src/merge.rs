@@ -245,14 +245,14 @@ impl Merge {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::schema::{ColumnType, Field, event_schema};
     use arrow_array::{ArrayRef, Int64Array};
     use proptest::prelude::*;
     use std::sync::Arc;
 
-    fn schema() -> SchemaRef {
+    pub(crate) fn schema() -> SchemaRef {
         event_schema(&[Field {
             name: "v".into(),
             ty: ColumnType::Int64,
@@ -260,7 +260,7 @@ mod tests {
         }])
     }
 
-    fn batch(starts: &[i64], tag: i64) -> RecordBatch {
+    pub(crate) fn batch(starts: &[i64], tag: i64) -> RecordBatch {
         let cols: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(starts.to_vec())),
             Arc::new(Int64Array::from(
@@ -332,7 +332,7 @@ mod tests {
 
     /// Per input: a sequence of entries (batches of starts, or CTIs) with
     /// increasing CTIs, each batch's starts at or after the previous CTI.
-    fn input_strategy() -> impl Strategy<Value = Vec<Result<Vec<i64>, i64>>> {
+    pub(crate) fn input_strategy() -> impl Strategy<Value = Vec<Result<Vec<i64>, i64>>> {
         prop::collection::vec((prop::collection::vec(0i64..20, 0..4), 0i64..8), 1..6).prop_map(
             |steps| {
                 let mut cti = 0;
