@@ -302,6 +302,82 @@ impl Storage for RedbStorage {
     }
 }
 
+/// Storage in memory only: nothing survives the process. It is the
+/// "in-memory rStreams" side of the durability benchmark, and lets unit tests
+/// run without a file.
+#[derive(Debug, Default)]
+pub struct MemStorage {
+    entries: Mutex<std::collections::BTreeMap<(u64, u64), Vec<u8>>>,
+    meta: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+}
+
+impl Storage for MemStorage {
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        for op in ops {
+            match op {
+                Op::PutEntry { stream, seq, value } => {
+                    entries.insert((*stream, *seq), value.to_vec());
+                }
+                Op::DeleteEntriesBelow { stream, seq } => {
+                    let keep = entries.split_off(&(*stream, *seq));
+                    entries.retain(|(s, _), _| *s != *stream);
+                    entries.extend(keep);
+                }
+                Op::PutMeta { key, value } => {
+                    meta.insert(key.clone(), value.clone());
+                }
+                Op::DeleteMeta { key } => {
+                    meta.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&self, stream: u64, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(entries.get(&(stream, seq)).cloned())
+    }
+
+    fn entries(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(entries
+            .range((stream, from)..=(stream, u64::MAX))
+            .take(limit)
+            .map(|((_, seq), v)| (*seq, v.clone()))
+            .collect())
+    }
+
+    fn next_seq(&self, stream: u64) -> Result<u64, StoreError> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(entries
+            .range((stream, 0)..=(stream, u64::MAX))
+            .next_back()
+            .map_or(0, |((_, seq), _)| seq + 1))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(meta.get(key).cloned())
+    }
+
+    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(meta
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
 /// A [`Storage`] in front of another that fails every commit after the first
 /// `ok_commits` (for fault-injection tests). A failed commit applies nothing,
 /// as a real failed transaction would.
