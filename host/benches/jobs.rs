@@ -43,7 +43,7 @@ fn clicks(from: u64, n: usize, users: u64, humans_only: bool) -> Vec<u8> {
         .collect();
     let ip: Vec<&str> = (0..n as u64)
         .map(|i| {
-            if !humans_only && (from + i) % 10 == 0 {
+            if !humans_only && (from + i).is_multiple_of(10) {
                 "10.66.1.2"
             } else {
                 "84.1.2.3"
