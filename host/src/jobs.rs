@@ -813,11 +813,8 @@ impl Jobs {
     ) -> anyhow::Result<bool> {
         let streams = &self.inner.streams;
         loop {
-            if vertex.position().finished {
-                return Ok(true);
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(false);
+            if let Some(finished) = halt(vertex.position().finished, stop) {
+                return Ok(finished);
             }
             let mut progressed = false;
             for (i, &stream) in inputs.iter().enumerate() {
@@ -899,11 +896,8 @@ impl Jobs {
         let streams = &self.inner.streams;
         let mut buf = Vec::new();
         loop {
-            if at.finished {
-                return Ok(true);
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(false);
+            if let Some(finished) = halt(at.finished, stop) {
+                return Ok(finished);
             }
             buf.clear();
             let len = match File::open(&spec.path) {
@@ -1082,11 +1076,8 @@ impl Jobs {
         file.sync_all()?;
         let mut buf = Vec::new();
         loop {
-            if at.finished {
-                return Ok(true);
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(false);
+            if let Some(finished) = halt(at.finished, stop) {
+                return Ok(finished);
             }
             let entries = streams.read(input, at.next, READ_CHUNK * 4)?;
             if entries.is_empty() {
@@ -1117,6 +1108,17 @@ impl Jobs {
             s.rows_in = at.rows;
             s.rows_out = at.rows;
         }
+    }
+}
+
+/// Whether a vertex loop ends: `Some(true)` finished, `Some(false)` stopped.
+fn halt(finished: bool, stop: &AtomicBool) -> Option<bool> {
+    if finished {
+        Some(true)
+    } else if stop.load(Ordering::Relaxed) {
+        Some(false)
+    } else {
+        None
     }
 }
 

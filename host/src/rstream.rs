@@ -558,33 +558,6 @@ impl Streams {
     /// Writes entry `seq` of `stream`, as a deterministic writer (a vertex) does:
     /// a seq already written must get the same value again.
     pub fn write(&self, stream: u64, seq: u64, value: Vec<u8>) -> Result<Written, StreamError> {
-        self.write_with(stream, seq, value, Vec::new())
-    }
-
-    /// Like [`Streams::write`], and commits `meta` in the same transaction as a
-    /// new entry (a source's read position with the entry it read), or
-    /// behind earlier writes when the entry is a duplicate.
-    pub fn write_with(
-        &self,
-        stream: u64,
-        seq: u64,
-        value: Vec<u8>,
-        meta: Vec<Op>,
-    ) -> Result<Written, StreamError> {
-        let written = self.write_entry(stream, seq, value, meta.clone())?;
-        if written == Written::Duplicate && !meta.is_empty() {
-            self.commit_meta(meta)?;
-        }
-        Ok(written)
-    }
-
-    fn write_entry(
-        &self,
-        stream: u64,
-        seq: u64,
-        value: Vec<u8>,
-        meta: Vec<Op>,
-    ) -> Result<Written, StreamError> {
         let mut state = self.lock();
         let head = state.writable(stream)?;
         if seq < head.next {
@@ -621,10 +594,8 @@ impl Streams {
         head.closed = value.as_slice() == END_BYTES;
         let value = Arc::new(value);
         head.memory.insert(seq, value.clone());
-        let mut ops = vec![Op::PutEntry { stream, seq, value }];
-        ops.extend(meta);
         self.submit(Request {
-            ops,
+            ops: vec![Op::PutEntry { stream, seq, value }],
             entries: vec![(stream, seq)],
             ack: None,
         })?;
