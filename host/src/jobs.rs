@@ -819,7 +819,7 @@ impl Jobs {
             let mut progressed = false;
             for (i, &stream) in inputs.iter().enumerate() {
                 let from = vertex.position().inputs[i];
-                for (seq, bytes) in streams.read(stream, from, READ_CHUNK)? {
+                for (seq, bytes) in streams.read_written(stream, from, READ_CHUNK)? {
                     let entry = Entry::decode(&bytes).map_err(|e| {
                         anyhow::anyhow!("vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
                     })?;
@@ -849,7 +849,7 @@ impl Jobs {
                     .zip(&vertex.position().inputs)
                     .map(|(s, p)| (*s, *p))
                     .collect();
-                streams.wait_any(&wanted, IDLE_WAIT);
+                streams.wait_any(&wanted, true, IDLE_WAIT);
             }
         }
     }

@@ -508,6 +508,7 @@ impl Streams {
             entries,
             ack: Some(tx),
         })?;
+        self.inner.changed.notify_all();
         Ok((first, Ticket { rx: Some(rx) }))
     }
 
@@ -552,7 +553,9 @@ impl Streams {
             ops,
             entries,
             ack: None,
-        })
+        })?;
+        self.inner.changed.notify_all();
+        Ok(())
     }
 
     /// Writes entry `seq` of `stream`, as a deterministic writer (a vertex) does:
@@ -599,6 +602,7 @@ impl Streams {
             entries: vec![(stream, seq)],
             ack: None,
         })?;
+        self.inner.changed.notify_all();
         Ok(Written::New)
     }
 
@@ -642,6 +646,29 @@ impl Streams {
         from: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, StreamError> {
+        self.read_upto(stream, from, limit, false)
+    }
+
+    /// Up to `limit` written entries of `stream` from `from` on, durable or
+    /// not yet. Vertices read these: an entry lost in a crash is lost with
+    /// every later write of the node (one ordered commit queue), including
+    /// the snapshots of the vertices that read it, and replay rewrites it.
+    pub fn read_written(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StreamError> {
+        self.read_upto(stream, from, limit, true)
+    }
+
+    fn read_upto(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+        written: bool,
+    ) -> Result<Vec<StoredEntry>, StreamError> {
         let (durable, in_memory) = {
             let state = self.lock();
             let head = state
@@ -655,21 +682,26 @@ impl Streams {
                     low: head.low,
                 });
             }
-            let end = head.durable.min(from.saturating_add(limit as u64));
+            let upto = if written { head.next } else { head.durable };
+            let end = upto.min(from.saturating_add(limit as u64));
             if from >= end {
                 return Ok(Vec::new());
             }
-            // The head: served from memory when it holds the whole range.
+            // The head (which holds every entry not yet durable): served from
+            // memory when it holds the whole range, else the store's part.
             let entries: Vec<StoredEntry> = head
                 .memory
                 .range(from..end)
                 .map(|(s, v)| (*s, v.clone()))
                 .collect();
             let hit = entries.len() as u64 == end - from;
-            (end, hit.then_some(entries))
+            (end.min(head.durable), hit.then_some(entries))
         };
         if let Some(entries) = in_memory {
             return Ok(entries);
+        }
+        if from >= durable {
+            return Ok(Vec::new());
         }
         let stored = self
             .inner
@@ -685,18 +717,21 @@ impl Streams {
     /// Waits until `stream` has a durable entry at `seq` or later, or `timeout`
     /// passes; returns whether it has.
     pub fn wait_for(&self, stream: u64, seq: u64, timeout: Duration) -> bool {
-        self.wait_any(&[(stream, seq)], timeout)
+        self.wait_any(&[(stream, seq)], false, timeout)
     }
 
-    /// Waits until one of `(stream, seq)` has a durable entry at `seq` or later,
-    /// or `timeout` passes; returns whether one has.
-    pub fn wait_any(&self, wanted: &[(u64, u64)], timeout: Duration) -> bool {
+    /// Waits until one of `(stream, seq)` has an entry at `seq` or later
+    /// (durable, or only `written`), or `timeout` passes; returns whether one has.
+    pub fn wait_any(&self, wanted: &[(u64, u64)], written: bool, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            let arrived = wanted
-                .iter()
-                .any(|(stream, seq)| state.heads.get(stream).is_some_and(|h| h.durable > *seq));
+            let arrived = wanted.iter().any(|(stream, seq)| {
+                state.heads.get(stream).is_some_and(|h| {
+                    let upto = if written { h.next } else { h.durable };
+                    upto > *seq
+                })
+            });
             if arrived || state.failed.is_some() {
                 return arrived;
             }
