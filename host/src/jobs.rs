@@ -27,15 +27,13 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{
     ErrorPolicy, Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec,
 };
-use crate::rstream::{END, Entry, StreamError, Streams};
+use crate::rstream::{END, Entry, Streams};
 use crate::schema::{describe, event_schema, user_fields};
 use crate::source::SourceReader;
 use crate::stage::UdfStage;
 use crate::store::Op;
-use crate::vertex::{
-    self, CtiGen, DeadLetter, Effects, Vertex, VertexSnapshot, dead_batch, dead_fields,
-};
-use crate::wasm::{ModuleVersion, Runtime};
+use crate::vertex::{self, CtiGen, DeadLetter, Effects, Vertex, dead_batch, dead_fields};
+use crate::wasm::Runtime;
 
 /// Entries a vertex reads per input per round.
 const READ_CHUNK: usize = 64;
@@ -64,6 +62,11 @@ impl JobRecord {
     /// The prefix of the job's stream names.
     pub fn prefix(&self) -> String {
         format!("{}@{}", self.name, self.id)
+    }
+
+    /// The full name of the job's stream `name` (a source's or stage's output).
+    pub fn stream(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix())
     }
 }
 
@@ -141,6 +144,10 @@ impl std::fmt::Debug for Jobs {
 }
 
 const JOB_PREFIX: &str = "job/";
+/// Per job prefix: vertex snapshots, sink positions, followed-file positions.
+const SNAPSHOTS: &str = "snap/";
+const SINKS: &str = "sink/";
+const FILES: &str = "file/";
 const MODULE_PREFIX: &str = "module/";
 const NEXT_ID: &str = "jobs/next-id";
 
@@ -271,16 +278,14 @@ impl Jobs {
         let mut versions = BTreeMap::new();
         let mut ops = Vec::new();
         for (component, bytes) in modules {
-            let version = ModuleVersion::of(&bytes);
-            // Refuse what is not a loadable component before storing anything.
-            self.inner
+            // Refuses what is not a loadable component; keeps it compiled for `build`.
+            let module = self
+                .inner
                 .runtime
                 .load(&component.display().to_string(), &bytes)?;
-            ops.push(Op::PutMeta {
-                key: format!("{MODULE_PREFIX}{}", version.hex()),
-                value: bytes,
-            });
-            versions.insert(component, version.hex().to_string());
+            let version = module.version.hex().to_string();
+            ops.push(put(&format!("{MODULE_PREFIX}{version}"), bytes));
+            versions.insert(component, version);
         }
         for stage in &plan.stages {
             if let Operator::Udf(udf) = &stage.operator
@@ -298,11 +303,6 @@ impl Jobs {
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(1);
-        ops.push(Op::PutMeta {
-            key: NEXT_ID.into(),
-            value: (id + 1).to_string().into_bytes(),
-        });
-        streams.commit_meta(ops)?.wait()?;
         let record = JobRecord {
             name: plan.name.clone(),
             id,
@@ -310,15 +310,17 @@ impl Jobs {
             text: text.to_string(),
             modules: versions,
         };
-        // Validate everything before anything is created, so a refused job
-        // leaves the node as it was.
+        // Validate everything before anything is stored or created, so a
+        // refused job leaves the node as it was.
         self.build(&record, false)?;
+        ops.push(put(NEXT_ID, (id + 1).to_string().into_bytes()));
+        streams.commit_meta(ops)?.wait()?;
         let tasks = self.build(&record, true)?;
         streams
-            .commit_meta(vec![Op::PutMeta {
-                key: format!("{JOB_PREFIX}{}", record.name),
-                value: serde_json::to_vec(&record)?,
-            }])?
+            .commit_meta(vec![put(
+                &format!("{JOB_PREFIX}{}", record.name),
+                serde_json::to_vec(&record)?,
+            )])?
             .wait()?;
         let name = record.name.clone();
         self.start(record, tasks);
@@ -342,23 +344,19 @@ impl Jobs {
         let mut ops = vec![Op::DeleteMeta {
             key: format!("{JOB_PREFIX}{name}"),
         }];
-        for key in [
-            format!("snap/{prefix}/"),
-            format!("sink/{prefix}/"),
-            format!("file/{prefix}/"),
-        ] {
+        for kind in [SNAPSHOTS, SINKS, FILES] {
+            let key = format!("{kind}{prefix}/");
             for (k, _) in streams.meta_prefix(&key)? {
                 ops.push(Op::DeleteMeta { key: k });
             }
         }
         streams.commit_meta(ops)?.wait()?;
-        let mut readers = lock(&self.inner.readers);
-        for list in readers.values_mut() {
-            list.retain(|reader, _| !reader.contains(&format!("/{prefix}/")));
+        let (reader_part, stream_part) = (format!("/{prefix}/"), running.record.stream(""));
+        for list in lock(&self.inner.readers).values_mut() {
+            list.retain(|reader, _| !reader.contains(&reader_part));
         }
-        drop(readers);
         for info in streams.list() {
-            if info.name.starts_with(&format!("{prefix}.")) {
+            if info.name.starts_with(&stream_part) {
                 let (next, ..) = streams.positions(info.id).unwrap_or_default();
                 streams.gc(info.id, next)?;
             }
@@ -430,25 +428,26 @@ impl Jobs {
         let prefix = record.prefix();
         let mut schemas: HashMap<String, (u64, SchemaRef)> = HashMap::new();
         let mut tasks = Vec::new();
-        let job_stream = |name: &str, schema: &SchemaRef| -> anyhow::Result<(u64, String)> {
-            let full = format!("{prefix}.{name}");
+        let dead_fields = dead_fields();
+        // A vertex's output stream and its dead-letter stream: (output id, output name, dead id).
+        let job_stream = |name: &str, schema: &SchemaRef| -> anyhow::Result<(u64, String, u64)> {
+            let full = record.stream(name);
             if !create {
                 // Validation only: stream ids start at 1, so 0 names nothing.
-                return Ok((0, full));
+                return Ok((0, full, 0));
             }
-            let info = streams.create(&full, &user_fields(schema))?;
-            Ok((info.id, full))
+            let output = streams.create(&full, &user_fields(schema))?.id;
+            let dead = streams.create(&format!("{full}.dead"), &dead_fields)?.id;
+            Ok((output, full, dead))
         };
-        let dead_schema = event_schema(&dead_fields());
         for (i, spec) in plan.sources.iter().enumerate() {
             let at = format!("job `{}` sources[{i}] `{}`", plan.name, spec.name);
             match &spec.origin {
                 SourceOrigin::Stream(stream) => {
                     let info = streams.info(stream).with_context(|| at.clone())?;
                     let schema = event_schema(&info.fields());
-                    let (output, out_name) = job_stream(&spec.name, &schema)?;
-                    let (dead, _) = job_stream(&format!("{}.dead", spec.name), &dead_schema)?;
-                    let key = format!("snap/{prefix}/{}", spec.name);
+                    let (output, out_name, dead) = job_stream(&spec.name, &schema)?;
+                    let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
                     let generator = CtiGen::new(spec.cti);
                     let (vertex, status) = self.vertex(
                         &spec.name,
@@ -479,17 +478,12 @@ impl Jobs {
                         );
                     }
                     let schema = event_schema(&spec.fields);
-                    let (output, out_name) = job_stream(&spec.name, &schema)?;
-                    let (dead, _) = job_stream(&format!("{}.dead", spec.name), &dead_schema)?;
-                    let key = format!("file/{prefix}/{}", spec.name);
-                    let at_pos: FilePosition = match streams.meta(&key)? {
-                        Some(bytes) => postcard::from_bytes(&bytes)
-                            .with_context(|| format!("file position {key} does not decode"))?,
-                        None => FilePosition {
-                            cti: CtiGen::new(spec.cti),
-                            ..FilePosition::default()
-                        },
-                    };
+                    let (output, out_name, dead) = job_stream(&spec.name, &schema)?;
+                    let key = format!("{FILES}{prefix}/{}", spec.name);
+                    let at_pos = stored(streams, &key)?.unwrap_or_else(|| FilePosition {
+                        cti: CtiGen::new(spec.cti),
+                        ..FilePosition::default()
+                    });
                     let status = VertexStatus {
                         name: spec.name.clone(),
                         role: "source".into(),
@@ -529,20 +523,16 @@ impl Jobs {
             let (input, _) = schemas
                 .get(&spec.input)
                 .with_context(|| format!("sinks[{i}]: no stream `{}`", spec.input))?;
-            let key = format!("sink/{prefix}/{i}");
-            let at: SinkPosition = match streams.meta(&key)? {
-                Some(bytes) => postcard::from_bytes(&bytes)
-                    .with_context(|| format!("sink position {key} does not decode"))?,
-                None => SinkPosition {
-                    next: streams.positions(*input).map_or(0, |p| p.2),
-                    ..SinkPosition::default()
-                },
-            };
+            let key = format!("{SINKS}{prefix}/{i}");
+            let at = stored(streams, &key)?.unwrap_or_else(|| SinkPosition {
+                next: streams.positions(*input).map_or(0, |p| p.2),
+                ..SinkPosition::default()
+            });
             let status = VertexStatus {
                 name: path.display().to_string(),
                 role: "sink".into(),
                 state: "starting".into(),
-                inputs: vec![(format!("{prefix}.{}", spec.input), at.next)],
+                inputs: vec![(record.stream(&spec.input), at.next)],
                 rows_in: at.rows,
                 rows_out: at.rows,
                 ..VertexStatus::default()
@@ -568,7 +558,7 @@ impl Jobs {
         prefix: &str,
         spec: &StageSpec,
         schemas: &HashMap<String, (u64, SchemaRef)>,
-        job_stream: &dyn Fn(&str, &SchemaRef) -> anyhow::Result<(u64, String)>,
+        job_stream: &dyn Fn(&str, &SchemaRef) -> anyhow::Result<(u64, String, u64)>,
     ) -> anyhow::Result<(Task, VertexStatus, u64, SchemaRef)> {
         let streams = &self.inner.streams;
         let at = format!("job `{}` stage `{}`", record.name, spec.name);
@@ -589,7 +579,7 @@ impl Jobs {
                 );
             }
             input_schema = Some(schema.clone());
-            inputs.push((*id, format!("{prefix}.{name}")));
+            inputs.push((*id, record.stream(name)));
         }
         let input_schema = input_schema.with_context(|| format!("{at}: no inputs"))?;
         let operator = match &spec.operator {
@@ -598,15 +588,18 @@ impl Jobs {
                 let version = record.modules.get(&udf.component).with_context(|| {
                     format!("{at}: no module recorded for {}", udf.component.display())
                 })?;
-                let bytes = streams
-                    .meta(&format!("{MODULE_PREFIX}{version}"))?
-                    .with_context(|| {
-                        format!("{at}: module {version} is not stored on this node")
-                    })?;
-                let module = self
-                    .inner
-                    .runtime
-                    .load(&udf.component.display().to_string(), &bytes)?;
+                let runtime = &self.inner.runtime;
+                let module = match runtime.cached(version) {
+                    Some(module) => module,
+                    None => {
+                        let bytes = streams
+                            .meta(&format!("{MODULE_PREFIX}{version}"))?
+                            .with_context(|| {
+                                format!("{at}: module {version} is not stored on this node")
+                            })?;
+                        runtime.load(&udf.component.display().to_string(), &bytes)?
+                    }
+                };
                 let stage = UdfStage::with_module(
                     &self.inner.runtime,
                     &spec.name,
@@ -621,12 +614,8 @@ impl Jobs {
             vertex::Operator::Udf(stage) => stage.output_schema(),
             _ => input_schema.clone(),
         };
-        let (output, out_name) = job_stream(&spec.name, &output_schema)?;
-        let (dead, _) = job_stream(
-            &format!("{}.dead", spec.name),
-            &event_schema(&dead_fields()),
-        )?;
-        let key = format!("snap/{prefix}/{}", spec.name);
+        let (output, out_name, dead) = job_stream(&spec.name, &output_schema)?;
+        let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
         let (vertex, status) = self.vertex(
             &spec.name,
             "stage",
@@ -665,10 +654,7 @@ impl Jobs {
         recovery: crate::plan::Recovery,
     ) -> anyhow::Result<(Vertex, VertexStatus)> {
         let streams = &self.inner.streams;
-        let snapshot = match streams.meta(key)? {
-            Some(bytes) => Some(vertex::decode_snapshot(key, &bytes).map_err(anyhow::Error::msg)?),
-            None => None,
-        };
+        let snapshot = stored(streams, key)?;
         // A new vertex starts at what its inputs still hold.
         let start = inputs
             .iter()
@@ -870,7 +856,7 @@ impl Jobs {
             }
         }
         if let Some(snapshot) = fx.snapshot {
-            write_snapshot(streams, key, &snapshot)?;
+            streams.commit_meta(vec![put(key, postcard::to_allocvec(&snapshot)?)])?;
             for (stream, pos) in inputs.iter().zip(&snapshot.inputs) {
                 self.reader_at(*stream, key, *pos);
             }
@@ -970,25 +956,10 @@ impl Jobs {
                         row: e.raw.clone(),
                     });
                 }
-                let before = at.cti.last.unwrap_or_default();
-                let (on_time, late, cti) = at.cti.on_batch(&chunk.batch);
-                for i in late {
-                    let row = chunk.batch.slice(i, 1);
-                    letters.push(DeadLetter {
-                        start: row
-                            .column(0)
-                            .as_any()
-                            .downcast_ref::<arrow_array::Int64Array>()
-                            .map_or(0, |a| a.value(0)),
-                        input_seq: reader.line() as i64,
-                        module: "-".into(),
-                        error: format!(
-                            "late event: it starts before CTI {before} already emitted by source `{}`",
-                            spec.name
-                        ),
-                        row: crate::stage::row_json(&row),
-                    });
-                }
+                let (on_time, late, cti) =
+                    at.cti
+                        .on_batch(&chunk.batch, &spec.name, reader.line() as i64);
+                letters.extend(late);
                 at.rows += on_time.num_rows() as u64;
                 if on_time.num_rows() > 0 {
                     entries.push(
@@ -1122,18 +1093,22 @@ fn halt(finished: bool, stop: &AtomicBool) -> Option<bool> {
     }
 }
 
+/// A position or snapshot stored under `key`, if there is one.
+fn stored<T: serde::de::DeserializeOwned>(
+    streams: &Streams,
+    key: &str,
+) -> anyhow::Result<Option<T>> {
+    match streams.meta(key)? {
+        Some(bytes) => Ok(Some(
+            postcard::from_bytes(&bytes).with_context(|| format!("{key} does not decode"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
 fn put(key: &str, value: Vec<u8>) -> Op {
     Op::PutMeta {
         key: key.to_string(),
         value,
     }
-}
-
-fn write_snapshot(
-    streams: &Streams,
-    key: &str,
-    snapshot: &VertexSnapshot,
-) -> Result<(), StreamError> {
-    streams.commit_meta(vec![put(key, vertex::encode_snapshot(snapshot))])?;
-    Ok(())
 }

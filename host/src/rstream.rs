@@ -225,6 +225,25 @@ struct Head {
     closed: bool,
 }
 
+impl Head {
+    /// Takes `value` as the stream's next entry, queuing its write in `ops`.
+    fn push(
+        &mut self,
+        stream: u64,
+        value: Vec<u8>,
+        ops: &mut Vec<Op>,
+        entries: &mut Vec<(u64, u64)>,
+    ) {
+        let seq = self.next;
+        self.next += 1;
+        self.closed = value.as_slice() == END_BYTES;
+        let value = Arc::new(value);
+        self.memory.insert(seq, value.clone());
+        ops.push(Op::PutEntry { stream, seq, value });
+        entries.push((stream, seq));
+    }
+}
+
 struct State {
     catalog: BTreeMap<String, StreamInfo>,
     heads: HashMap<u64, Head>,
@@ -368,14 +387,17 @@ impl Streams {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Queues a request for the committer and wakes readers of written entries.
     fn submit(&self, request: Request) -> Result<(), StreamError> {
         let queue = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
         match queue.as_ref() {
             Some(tx) => tx
                 .send(request)
-                .map_err(|_| StreamError::Storage("the committer stopped".into())),
-            None => Err(StreamError::Storage("the streams are closed".into())),
+                .map_err(|_| StreamError::Storage("the committer stopped".into()))?,
+            None => return Err(StreamError::Storage("the streams are closed".into())),
         }
+        self.inner.changed.notify_all();
+        Ok(())
     }
 
     /// Stops the committer after it has written everything queued.
@@ -489,17 +511,11 @@ impl Streams {
         if head.closed {
             return Err(StreamError::Closed(head.name.clone()));
         }
-        head.closed = values.last().is_some_and(|v| v.as_slice() == END_BYTES);
         let first = head.next;
         let mut ops = Vec::with_capacity(values.len());
         let mut entries = Vec::with_capacity(values.len());
         for value in values {
-            let seq = head.next;
-            head.next += 1;
-            let value = Arc::new(value);
-            head.memory.insert(seq, value.clone());
-            ops.push(Op::PutEntry { stream, seq, value });
-            entries.push((stream, seq));
+            head.push(stream, value, &mut ops, &mut entries);
         }
         let (tx, rx) = mpsc::channel();
         // Submitted under the lock, so requests reach the committer in seq order.
@@ -508,7 +524,6 @@ impl Streams {
             entries,
             ack: Some(tx),
         })?;
-        self.inner.changed.notify_all();
         Ok((first, Ticket { rx: Some(rx) }))
     }
 
@@ -539,13 +554,7 @@ impl Streams {
         for (stream, _, values) in writes {
             let head = state.writable(stream)?;
             for value in values {
-                let seq = head.next;
-                head.next += 1;
-                head.closed = value.as_slice() == END_BYTES;
-                let value = Arc::new(value);
-                head.memory.insert(seq, value.clone());
-                ops.push(Op::PutEntry { stream, seq, value });
-                entries.push((stream, seq));
+                head.push(stream, value, &mut ops, &mut entries);
             }
         }
         ops.extend(meta);
@@ -553,9 +562,7 @@ impl Streams {
             ops,
             entries,
             ack: None,
-        })?;
-        self.inner.changed.notify_all();
-        Ok(())
+        })
     }
 
     /// Writes entry `seq` of `stream`, as a deterministic writer (a vertex) does:
@@ -593,16 +600,13 @@ impl Streams {
                 next: head.next,
             });
         }
-        head.next += 1;
-        head.closed = value.as_slice() == END_BYTES;
-        let value = Arc::new(value);
-        head.memory.insert(seq, value.clone());
+        let (mut ops, mut entries) = (Vec::with_capacity(1), Vec::with_capacity(1));
+        head.push(stream, value, &mut ops, &mut entries);
         self.submit(Request {
-            ops: vec![Op::PutEntry { stream, seq, value }],
-            entries: vec![(stream, seq)],
+            ops,
+            entries,
             ack: None,
         })?;
-        self.inner.changed.notify_all();
         Ok(Written::New)
     }
 

@@ -83,6 +83,8 @@ pub enum StageError {
 pub struct DeadRow {
     /// Input position in the stage.
     pub position: u64,
+    /// The event's start time.
+    pub start: i64,
     /// The failure.
     pub error: String,
     /// The row as JSON.
@@ -353,6 +355,7 @@ impl UdfStage {
                             tracing::warn!(stage = %self.name, module = %self.instance.version(), position = first + i as u64, "dead-lettered: {error}");
                             dead.push(DeadRow {
                                 position: first + i as u64,
+                                start: row.column(0).as_primitive::<Int64Type>().value(0),
                                 error: error.to_string(),
                                 row: row_json,
                             });

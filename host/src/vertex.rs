@@ -69,13 +69,28 @@ impl CtiGen {
         }
     }
 
-    /// Splits `batch` into its on-time events and the indices of late ones
-    /// (starting before a CTI already emitted), and returns the CTI to emit after it.
-    pub fn on_batch(&mut self, batch: &RecordBatch) -> (RecordBatch, Vec<usize>, Option<i64>) {
+    /// Splits `batch` (read by `source` at `input_seq`) into its on-time
+    /// events and dead letters for the late ones (starting before a CTI
+    /// already emitted), and returns the CTI to emit after it.
+    pub fn on_batch(
+        &mut self,
+        batch: &RecordBatch,
+        source: &str,
+        input_seq: i64,
+    ) -> (RecordBatch, Vec<DeadLetter>, Option<i64>) {
         let starts = batch.column(0).as_primitive::<Int64Type>();
-        let late: Vec<usize> = match self.last {
+        let late: Vec<DeadLetter> = match self.last {
             Some(cti) => (0..starts.len())
                 .filter(|&i| starts.value(i) < cti)
+                .map(|i| DeadLetter {
+                    start: starts.value(i),
+                    input_seq,
+                    module: "-".into(),
+                    error: format!(
+                        "late event: it starts before CTI {cti} already emitted by source `{source}`"
+                    ),
+                    row: crate::stage::row_json(&batch.slice(i, 1)),
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -301,10 +316,12 @@ impl Vertex {
                 }
             }
             Operator::Source(generator) => {
+                // The job file's policy holds; the snapshot gives the progress.
                 if let Some(saved) = at.source.take() {
-                    generator.max_start = saved.max_start;
-                    generator.last = saved.last;
-                    generator.count = saved.count;
+                    *generator = CtiGen {
+                        policy: generator.policy,
+                        ..saved
+                    };
                 }
             }
             Operator::Union => {}
@@ -457,28 +474,8 @@ impl Vertex {
                 (out, None)
             }
             Operator::Source(generator) => {
-                let last = generator.last;
-                let (on_time, late, cti) = generator.on_batch(&batch);
-                if !late.is_empty() {
-                    let letters: Vec<DeadLetter> = late
-                        .iter()
-                        .map(|&i| {
-                            let row = batch.slice(i, 1);
-                            DeadLetter {
-                                start: row.column(0).as_primitive::<Int64Type>().value(0),
-                                input_seq: seq as i64,
-                                module: "-".into(),
-                                error: format!(
-                                    "late event: it starts before CTI {} already emitted by source `{}`",
-                                    last.unwrap_or_default(),
-                                    self.name
-                                ),
-                                row: crate::stage::row_json(&row),
-                            }
-                        })
-                        .collect();
-                    self.emit_dead(fx, &letters);
-                }
+                let (on_time, late, cti) = generator.on_batch(&batch, &self.name, seq as i64);
+                self.emit_dead(fx, &late);
                 self.at.rows.0 += rows_in;
                 (on_time, cti)
             }
@@ -610,30 +607,14 @@ impl Vertex {
 /// Dead rows of a UDF stage as dead letters; `seq` is the input entry they came from.
 fn dead_letters(seq: u64, module: &str, dead: Vec<DeadRow>) -> Vec<DeadLetter> {
     dead.into_iter()
-        .map(|d| {
-            let start = serde_json::from_str::<serde_json::Value>(&d.row)
-                .ok()
-                .and_then(|v| v.get(crate::schema::START).and_then(|s| s.as_i64()))
-                .unwrap_or_default();
-            DeadLetter {
-                start,
-                input_seq: seq as i64,
-                module: module.to_string(),
-                error: format!("input position {}: {}", d.position, d.error),
-                row: d.row,
-            }
+        .map(|d| DeadLetter {
+            start: d.start,
+            input_seq: seq as i64,
+            module: module.to_string(),
+            error: format!("input position {}: {}", d.position, d.error),
+            row: d.row,
         })
         .collect()
-}
-
-/// Encodes a snapshot for storage.
-pub fn encode_snapshot(s: &VertexSnapshot) -> Vec<u8> {
-    postcard::to_allocvec(s).expect("a snapshot serialises")
-}
-
-/// Decodes a stored snapshot; `key` names it in errors.
-pub fn decode_snapshot(key: &str, bytes: &[u8]) -> Result<VertexSnapshot, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("snapshot {key} does not decode: {e}"))
 }
 
 #[cfg(test)]
@@ -740,7 +721,8 @@ mod tests {
             let mut got = BTreeMap::new();
             let snapshot = feed(&mut first, &inputs, &mut order, cut, &mut got)
                 .map_err(TestCaseError::fail)?;
-            let snapshot = snapshot.map(|s| decode_snapshot("test", &encode_snapshot(&s)).unwrap());
+            let snapshot = snapshot
+                .map(|s| postcard::from_bytes(&postcard::to_allocvec(&s).unwrap()).unwrap());
             let mut second = vertex(inputs.len(), recovery, snapshot);
             feed(&mut second, &inputs, &mut order, usize::MAX, &mut got)
                 .map_err(TestCaseError::fail)?;

@@ -274,6 +274,14 @@ impl Runtime {
         self.load(&path.display().to_string(), &bytes)
     }
 
+    /// A module this runtime already loaded, by its version's hex digest.
+    pub fn cached(&self, version: &str) -> Option<Module> {
+        self.lock_loaded()
+            .iter()
+            .find(|(v, _)| v.hex() == version)
+            .map(|(_, m)| m.clone())
+    }
+
     /// Loads, validates and compiles component bytes; `origin` names them in errors.
     pub fn load(&self, origin: &str, bytes: &[u8]) -> Result<Module, LoadError> {
         check_header(origin, bytes)?;
