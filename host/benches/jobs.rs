@@ -35,8 +35,9 @@ fn fields() -> Vec<Field> {
 }
 
 /// Clicks `from..from+n`, `users` distinct users, one in ten from a bot network
-/// unless `humans_only`.
-fn clicks(from: u64, n: usize, users: u64, humans_only: bool) -> Vec<u8> {
+/// unless `humans_only`; ad names padded to `ad_bytes` (the reducer keeps each
+/// user's distinct ads, so this sets the size of its keyed state).
+fn clicks(from: u64, n: usize, users: u64, humans_only: bool, ad_bytes: usize) -> Vec<u8> {
     let ts: Vec<i64> = (0..n as u64).map(|i| ((from + i) * 100) as i64).collect();
     let user: Vec<String> = (0..n as u64)
         .map(|i| format!("u{}", (from + i).wrapping_mul(2_654_435_761) % users))
@@ -60,7 +61,9 @@ fn clicks(from: u64, n: usize, users: u64, humans_only: bool) -> Vec<u8> {
         Arc::new(StringArray::from(ip)),
         Arc::new(StringArray::from(vec!["Mozilla/5.0"; n])),
         Arc::new(StringArray::from(
-            (0..n).map(|i| format!("ad{}", i % 10)).collect::<Vec<_>>(),
+            (0..n)
+                .map(|i| format!("ad{:-<ad_bytes$}", i % 10))
+                .collect::<Vec<_>>(),
         )),
     ];
     let batch = RecordBatch::try_new(event_schema(&fields()), columns).expect("batch");
@@ -160,7 +163,7 @@ fn throughput(storage: Arc<dyn Storage>, dir: &Path, events: usize) -> f64 {
     for from in (0..events).step_by(batch) {
         let n = batch.min(events - from);
         let (_, t) = streams
-            .append(id, vec![clicks(from as u64, n, 10_000, false)])
+            .append(id, vec![clicks(from as u64, n, 10_000, false, 0)])
             .expect("append");
         tickets.push(t);
     }
@@ -199,7 +202,7 @@ fn latency(dir: &Path, rate: u64, batch: usize, seconds: u64) -> Vec<Duration> {
         }
         let sent = Instant::now();
         let (_, t) = streams
-            .append(id, vec![clicks((k * batch) as u64, batch, 1_000, true)])
+            .append(id, vec![clicks((k * batch) as u64, batch, 1_000, true, 0)])
             .expect("append");
         t.wait().expect("durable");
         let want = ((k + 1) * batch) as u64;
@@ -212,10 +215,11 @@ fn latency(dir: &Path, rate: u64, batch: usize, seconds: u64) -> Vec<Duration> {
     latencies
 }
 
-/// Builds a reducer state of `keys` users, stops the node, and measures
-/// restart (open, load snapshots, replay since the last checkpoint) until the
-/// job has caught up with its input. Returns (snapshot bytes, time).
-fn recovery(dir: &Path, keys: u64) -> (u64, Duration) {
+/// Builds a reducer state of `keys` users (each about `ad_bytes`), stops the
+/// node, and measures restart (open, load snapshots and keyed state, replay
+/// since the last checkpoint) until the job has caught up with its input.
+/// Returns (keyed-state bytes, time to build it, time to recover).
+fn recovery(dir: &Path, keys: u64, ad_bytes: usize) -> (u64, Duration, Duration) {
     let path = dir.join("node.redb");
     let (streams, jobs) = node(Arc::new(RedbStorage::open(&path).expect("redb")));
     let id = streams
@@ -223,6 +227,7 @@ fn recovery(dir: &Path, keys: u64) -> (u64, Duration) {
         .expect("stream")
         .id;
     submit(&jobs, dir, true, 4);
+    let built = Instant::now();
     let batch = 8192usize;
     let mut sent = 0u64;
     let mut tickets = Vec::new();
@@ -230,19 +235,24 @@ fn recovery(dir: &Path, keys: u64) -> (u64, Duration) {
     while sent < keys {
         let n = batch.min((keys - sent) as usize);
         let (_, t) = streams
-            .append(id, vec![clicks(sent, n, keys, true)])
+            .append(id, vec![clicks(sent, n, keys, true, ad_bytes)])
             .expect("append");
         tickets.push(t);
         sent += n as u64;
+        // Keep ingest at most a few batches ahead, as a real client's acks would.
+        if tickets.len() > 16 {
+            tickets.remove(0).wait().expect("durable");
+        }
     }
     for t in tickets {
         t.wait().expect("durable");
     }
     wait(|| reducer_in(&jobs) >= sent);
+    let built = built.elapsed();
     jobs.stop_all();
     streams.close();
     drop((streams, jobs));
-    let snapshot = snapshot_bytes(&path);
+    let state = state_bytes(&path);
 
     let started = Instant::now();
     let (streams, jobs) = node(Arc::new(RedbStorage::open(&path).expect("redb")));
@@ -250,7 +260,7 @@ fn recovery(dir: &Path, keys: u64) -> (u64, Duration) {
     let took = started.elapsed();
     jobs.stop_all();
     streams.close();
-    (snapshot, took)
+    (state, built, took)
 }
 
 fn reducer_in(jobs: &Jobs) -> u64 {
@@ -261,14 +271,16 @@ fn reducer_in(jobs: &Jobs) -> u64 {
         .map_or(0, |v| v.rows_in)
 }
 
-fn snapshot_bytes(path: &Path) -> u64 {
+/// Bytes of the reducer's checkpointed keyed state (keys and values).
+fn state_bytes(path: &Path) -> u64 {
     let storage = RedbStorage::open(path).expect("redb");
+    let mut bytes = 0;
     storage
-        .meta_prefix("snap/bench@1/flags")
-        .expect("meta")
-        .iter()
-        .map(|(_, v)| v.len() as u64)
-        .sum()
+        .scan_state("snap/bench@1/flags", &mut |k, v| {
+            bytes += (k.len() + v.len()) as u64
+        })
+        .expect("state");
+    bytes
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -283,6 +295,7 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let events = env("WEIR_BENCH_EVENTS", if quick { 20_000 } else { 400_000 }) as usize;
     let keys = env("WEIR_BENCH_KEYS", if quick { 10_000 } else { 1_000_000 });
+    let ad_bytes = env("WEIR_BENCH_STATE_BYTES", if quick { 100 } else { 1_000 }) as usize;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let durable_dir = dir.path().join("durable");
@@ -317,9 +330,9 @@ fn main() {
 
     let recovery_dir = dir.path().join("recovery");
     std::fs::create_dir_all(&recovery_dir).expect("dir");
-    let (snapshot, took) = recovery(&recovery_dir, keys);
+    let (state, built, took) = recovery(&recovery_dir, keys, ad_bytes);
     println!(
-        "recovery, reducer with {keys} keys (snapshot {:.1} MB): restart to caught up in {took:.2?}",
-        snapshot as f64 / 1e6
+        "recovery, reducer with {keys} keys ({:.1} MB of keyed state, built in {built:.2?}): restart to caught up in {took:.2?}",
+        state as f64 / 1e6
     );
 }

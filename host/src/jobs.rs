@@ -32,8 +32,11 @@ use crate::schema::{describe, event_schema, user_fields};
 use crate::source::SourceReader;
 use crate::stage::UdfStage;
 use crate::store::Op;
-use crate::vertex::{self, CtiGen, DeadLetter, Effects, Vertex, dead_batch, dead_fields};
+use crate::vertex::{
+    self, CtiGen, DeadLetter, Effects, Vertex, VertexSnapshot, dead_batch, dead_fields,
+};
 use crate::wasm::Runtime;
+use crate::wasm::instance::KeyedState;
 
 /// Entries a vertex reads per input per round.
 const READ_CHUNK: usize = 64;
@@ -347,6 +350,9 @@ impl Jobs {
         for kind in [SNAPSHOTS, SINKS, FILES] {
             let key = format!("{kind}{prefix}/");
             for (k, _) in streams.meta_prefix(&key)? {
+                if kind == SNAPSHOTS {
+                    ops.push(Op::ClearState { owner: k.clone() });
+                }
                 ops.push(Op::DeleteMeta { key: k });
             }
         }
@@ -654,21 +660,23 @@ impl Jobs {
         recovery: crate::plan::Recovery,
     ) -> anyhow::Result<(Vertex, VertexStatus)> {
         let streams = &self.inner.streams;
-        let snapshot = stored(streams, key)?;
-        // A new vertex starts at what its inputs still hold.
-        let start = inputs
-            .iter()
-            .map(|(id, _)| streams.positions(*id).map_or(0, |p| p.2))
-            .collect();
-        let vertex = Vertex::load(
-            name,
-            operator,
-            input_schema,
-            inputs.len(),
-            recovery,
-            snapshot,
-            start,
-        )?;
+        let resume = match stored::<VertexSnapshot>(streams, key)? {
+            Some(snapshot) => {
+                let state = match recovery {
+                    crate::plan::Recovery::Checkpoint { .. } => load_state(streams, key)?,
+                    crate::plan::Recovery::Replay { .. } => KeyedState::new(),
+                };
+                vertex::Resume::Snapshot(Box::new(snapshot), state)
+            }
+            // A new vertex starts at what its inputs still hold.
+            None => vertex::Resume::Fresh(
+                inputs
+                    .iter()
+                    .map(|(id, _)| streams.positions(*id).map_or(0, |p| p.2))
+                    .collect(),
+            ),
+        };
+        let vertex = Vertex::load(name, operator, input_schema, inputs.len(), recovery, resume)?;
         let at = vertex.position();
         let status = VertexStatus {
             name: name.to_string(),
@@ -855,8 +863,17 @@ impl Jobs {
                 streams.write(stream, seq, bytes)?;
             }
         }
-        if let Some(snapshot) = fx.snapshot {
-            streams.commit_meta(vec![put(key, postcard::to_allocvec(&snapshot)?)])?;
+        if let Some(mut snapshot) = fx.snapshot {
+            let mut ops = Vec::with_capacity(2);
+            let changes = std::mem::take(&mut snapshot.state);
+            if !changes.is_empty() {
+                ops.push(Op::State {
+                    owner: key.to_string(),
+                    changes,
+                });
+            }
+            ops.push(put(key, postcard::to_allocvec(&snapshot)?));
+            streams.commit_meta(ops)?;
             for (stream, pos) in inputs.iter().zip(&snapshot.inputs) {
                 self.reader_at(*stream, key, *pos);
             }
@@ -1103,6 +1120,31 @@ fn stored<T: serde::de::DeserializeOwned>(
             postcard::from_bytes(&bytes).with_context(|| format!("{key} does not decode"))?,
         )),
         None => Ok(None),
+    }
+}
+
+/// The keyed state a vertex checkpointed under `owner`.
+fn load_state(streams: &Streams, owner: &str) -> anyhow::Result<KeyedState> {
+    let mut state = KeyedState::new();
+    let mut bad = None;
+    streams.scan_state(owner, &mut |key, value| {
+        if bad.is_some() {
+            return;
+        }
+        match crate::wasm::instance::decode_entry(value) {
+            Ok(names) => {
+                state.insert(key.to_vec(), names);
+            }
+            Err(e) => {
+                bad = Some(format!(
+                    "{owner}: the state of key {key:02x?} does not decode: {e}"
+                ))
+            }
+        }
+    })?;
+    match bad {
+        Some(message) => Err(anyhow::anyhow!(message)),
+        None => Ok(state),
     }
 }
 

@@ -632,6 +632,15 @@ impl Streams {
         Ok(self.inner.storage.meta(key)?)
     }
 
+    /// Calls `f` with every keyed-state `(key, value)` of `owner`, in key order.
+    pub fn scan_state(
+        &self,
+        owner: &str,
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), StreamError> {
+        Ok(self.inner.storage.scan_state(owner, f)?)
+    }
+
     /// Metadata entries under `prefix`.
     pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StreamError> {
         Ok(self.inner.storage.meta_prefix(prefix)?)

@@ -20,7 +20,7 @@ use crate::schema::{
     ColumnType, END, Field, START, describe, event_schema, type_name, user_fields,
 };
 use crate::wasm::bindings::{KeyGroups, Output, VarWidth};
-use crate::wasm::instance::InitInfo;
+use crate::wasm::instance::{InitInfo, KeyedState};
 use crate::wasm::{
     CallError, Instance, LoadError, Module, Runtime, World, from_wit_column, to_wit_batch,
 };
@@ -98,8 +98,6 @@ pub struct StageCheckpoint {
     pub position: u64,
     /// Counts so far.
     pub stats: StageStats,
-    /// Host-owned keyed state.
-    pub state: crate::wasm::instance::KeyedState,
 }
 
 /// Running counts of a stage.
@@ -299,21 +297,32 @@ impl UdfStage {
         self.instance.module()
     }
 
-    /// What a snapshot must hold to resume this stage: its input position,
-    /// counts and host-owned keyed state.
+    /// What a snapshot must hold to resume this stage, besides its keyed
+    /// state: its input position and counts.
     pub fn checkpoint(&self) -> StageCheckpoint {
         StageCheckpoint {
             position: self.position,
             stats: self.stats,
-            state: self.instance.state().clone(),
         }
     }
 
-    /// Resumes from a checkpoint (on a freshly initialised stage).
-    pub fn restore(&mut self, checkpoint: StageCheckpoint) {
+    /// The keyed state changed since the last call (see
+    /// [`crate::wasm::instance::Instance::take_delta`]).
+    pub fn take_delta(&mut self) -> crate::store::StateChanges {
+        self.instance.take_delta()
+    }
+
+    /// Stops tracking keyed-state changes made so far (nothing persists them).
+    pub fn forget_delta(&mut self) {
+        self.instance.forget_delta();
+    }
+
+    /// Resumes from a checkpoint and the keyed state as of that checkpoint
+    /// (on a freshly initialised stage).
+    pub fn restore(&mut self, checkpoint: StageCheckpoint, state: KeyedState) {
         self.position = checkpoint.position;
         self.stats = checkpoint.stats;
-        self.instance.set_state(checkpoint.state);
+        self.instance.set_state(state);
     }
 
     /// Processes one batch; failing rows go to `dead` under policy dead-letter.

@@ -15,6 +15,12 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 const ENTRIES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("entries");
 /// Node metadata: key → value.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Host-owned keyed state: (owner, key) → value. An owner is one vertex.
+const STATE: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("state");
+
+/// Changes to one owner's keyed state: `(key, Some(value))` sets a key,
+/// `(key, None)` removes it.
+pub type StateChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// One change, applied atomically with the others of its commit.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +52,18 @@ pub enum Op {
     DeleteMeta {
         /// The key.
         key: String,
+    },
+    /// Applies changes to one owner's keyed state (a checkpoint's delta).
+    State {
+        /// The owner (a vertex's snapshot key).
+        owner: String,
+        /// The changed keys.
+        changes: StateChanges,
+    },
+    /// Removes all keyed state of an owner.
+    ClearState {
+        /// The owner.
+        owner: String,
     },
 }
 
@@ -104,6 +122,8 @@ pub trait Storage: Send + Sync + 'static {
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every metadata entry whose key starts with `prefix`, in key order.
     fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Calls `f` with every keyed-state `(key, value)` of `owner`, in key order.
+    fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError>;
 }
 
 /// The redb database of a node.
@@ -161,10 +181,11 @@ impl RedbStorage {
             db,
             path: path.to_path_buf(),
         };
-        // Make sure both tables exist, so readers never see "no such table".
+        // Make sure every table exists, so readers never see "no such table".
         let tx = storage.db.begin_write().map_err(|e| storage.error(e))?;
         tx.open_table(ENTRIES).map_err(|e| storage.error(e))?;
         tx.open_table(META).map_err(|e| storage.error(e))?;
+        tx.open_table(STATE).map_err(|e| storage.error(e))?;
         tx.commit().map_err(|e| storage.error(e))?;
         Ok(storage)
     }
@@ -210,6 +231,7 @@ impl Storage for RedbStorage {
         {
             let mut entries = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
             let mut meta = tx.open_table(META).map_err(|e| self.error(e))?;
+            let mut state = tx.open_table(STATE).map_err(|e| self.error(e))?;
             for op in ops {
                 match op {
                     Op::PutEntry { stream, seq, value } => {
@@ -228,6 +250,24 @@ impl Storage for RedbStorage {
                     }
                     Op::DeleteMeta { key } => {
                         meta.remove(key.as_str()).map_err(|e| self.error(e))?;
+                    }
+                    Op::State { owner, changes } => {
+                        for (key, value) in changes {
+                            let k = (owner.as_str(), key.as_slice());
+                            match value {
+                                Some(v) => state.insert(k, v.as_slice()).map(drop),
+                                None => state.remove(k).map(drop),
+                            }
+                            .map_err(|e| self.error(e))?;
+                        }
+                    }
+                    Op::ClearState { owner } => {
+                        let (from, to) = owner_range(owner);
+                        state
+                            .retain_in((from.as_str(), &[][..])..(to.as_str(), &[][..]), |_, _| {
+                                false
+                            })
+                            .map_err(|e| self.error(e))?;
                     }
                 }
             }
@@ -300,6 +340,26 @@ impl Storage for RedbStorage {
         }
         Ok(out)
     }
+
+    fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(STATE).map_err(|e| self.error(e))?;
+        let (from, to) = owner_range(owner);
+        for item in table
+            .range((from.as_str(), &[][..])..(to.as_str(), &[][..]))
+            .map_err(|e| self.error(e))?
+        {
+            let (k, v) = item.map_err(|e| self.error(e))?;
+            f(k.value().1, v.value());
+        }
+        Ok(())
+    }
+}
+
+/// The key range of one owner's state: `[owner, owner + "\0")`, since no
+/// string sorts between the two.
+fn owner_range(owner: &str) -> (String, String) {
+    (owner.to_string(), format!("{owner}\0"))
 }
 
 /// Storage in memory only: nothing survives the process. It is the
@@ -309,12 +369,17 @@ impl Storage for RedbStorage {
 pub struct MemStorage {
     entries: Mutex<std::collections::BTreeMap<(u64, u64), Vec<u8>>>,
     meta: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+    state: Mutex<std::collections::BTreeMap<StateKey, Vec<u8>>>,
 }
+
+/// (owner, key) of an in-memory state entry.
+type StateKey = (String, Vec<u8>);
 
 impl Storage for MemStorage {
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for op in ops {
             match op {
                 Op::PutEntry { stream, seq, value } => {
@@ -330,6 +395,18 @@ impl Storage for MemStorage {
                 }
                 Op::DeleteMeta { key } => {
                     meta.remove(key);
+                }
+                Op::State { owner, changes } => {
+                    for (key, value) in changes {
+                        let k = (owner.clone(), key.clone());
+                        match value {
+                            Some(v) => state.insert(k, v.clone()),
+                            None => state.remove(&k),
+                        };
+                    }
+                }
+                Op::ClearState { owner } => {
+                    state.retain(|(o, _), _| o != owner);
                 }
             }
         }
@@ -375,6 +452,15 @@ impl Storage for MemStorage {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (from, to) = owner_range(owner);
+        for ((_, k), v) in state.range((from, Vec::new())..(to, Vec::new())) {
+            f(k, v);
+        }
+        Ok(())
     }
 }
 
@@ -443,6 +529,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.inner.meta_prefix(prefix)
     }
+    fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        self.inner.scan_state(owner, f)
+    }
 }
 
 #[cfg(test)]
@@ -504,6 +593,60 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let err = RedbStorage::open(&path).unwrap_err();
         assert!(err.to_string().contains("the file is empty"), "{err}");
+    }
+
+    fn state_of(s: &dyn Storage, owner: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        s.scan_state(owner, &mut |k, v| out.push((k.to_vec(), v.to_vec())))
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn state_deltas_apply_per_owner_survive_reopen_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let change = |owner: &str, changes: &[(&[u8], Option<&[u8]>)]| Op::State {
+            owner: owner.into(),
+            changes: changes
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect(),
+        };
+        let ops = [
+            // Owners that share a prefix must not see each other's keys.
+            change("snap/j@1/a", &[(b"k1", Some(b"1")), (b"k2", Some(b"2"))]),
+            change("snap/j@1/ab", &[(b"k1", Some(b"x"))]),
+            change("snap/j@1/a/b", &[(b"", Some(b"empty key"))]),
+            change("snap/j@1/a", &[(b"k2", None), (b"k3", Some(b"3"))]),
+        ];
+        let mem = MemStorage::default();
+        mem.commit(&ops).unwrap();
+        {
+            let redb = RedbStorage::open(&path).unwrap();
+            redb.commit(&ops).unwrap();
+        }
+        let redb = RedbStorage::open(&path).unwrap();
+        for s in [&mem as &dyn Storage, &redb] {
+            assert_eq!(
+                state_of(s, "snap/j@1/a"),
+                vec![
+                    (b"k1".to_vec(), b"1".to_vec()),
+                    (b"k3".to_vec(), b"3".to_vec())
+                ]
+            );
+            assert_eq!(
+                state_of(s, "snap/j@1/ab"),
+                vec![(b"k1".to_vec(), b"x".to_vec())]
+            );
+            s.commit(&[Op::ClearState {
+                owner: "snap/j@1/a".into(),
+            }])
+            .unwrap();
+            assert!(state_of(s, "snap/j@1/a").is_empty());
+            assert_eq!(state_of(s, "snap/j@1/ab").len(), 1);
+            assert_eq!(state_of(s, "snap/j@1/a/b").len(), 1);
+        }
     }
 
     #[test]

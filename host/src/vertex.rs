@@ -20,6 +20,8 @@ use crate::plan::{CtiPolicy, Recovery};
 use crate::rstream::{END, Entry};
 use crate::schema::{ColumnType, Field, event_schema};
 use crate::stage::{DeadRow, StageCheckpoint, StageError, UdfStage};
+use crate::store::StateChanges;
+use crate::wasm::instance::KeyedState;
 
 /// Why a vertex stopped.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +167,11 @@ pub struct VertexSnapshot {
     pub merge: Option<MergeState>,
     /// Rows read and written (sources and unions).
     pub rows: (u64, u64),
+    /// Keyed-state changes since the previous snapshot (checkpoint recovery
+    /// of a UDF stage). Persisted beside the snapshot, atomically with it,
+    /// not in it: a checkpoint writes what changed, never the whole state.
+    #[serde(skip)]
+    pub state: StateChanges,
 }
 
 /// A merge's part of a snapshot.
@@ -267,18 +274,25 @@ pub fn dead_batch(vertex: &str, rows: &[DeadLetter]) -> RecordBatch {
     .expect("dead-letter columns match their schema")
 }
 
+/// Where a vertex starts.
+#[derive(Debug)]
+pub enum Resume {
+    /// From the start, at these input positions.
+    Fresh(Vec<u64>),
+    /// From a snapshot and the keyed state persisted with it.
+    Snapshot(Box<VertexSnapshot>, KeyedState),
+}
+
 impl Vertex {
     /// A vertex named `name` over `inputs` inputs, whose input events have
-    /// `input_schema`, resumed from `snapshot` (default: from the start, at
-    /// input positions `start`).
+    /// `input_schema`, started as `resume` says.
     pub fn load(
         name: &str,
         mut operator: Operator,
         input_schema: SchemaRef,
         inputs: usize,
         recovery: Recovery,
-        snapshot: Option<VertexSnapshot>,
-        start: Vec<u64>,
+        resume: Resume,
     ) -> Result<Vertex, VertexError> {
         let producer = match &operator {
             Operator::Udf(stage) => format!("stage `{name}` module {}", stage.module().version),
@@ -289,10 +303,16 @@ impl Vertex {
             vertex: name.to_string(),
             message,
         };
-        let mut at = snapshot.unwrap_or_else(|| VertexSnapshot {
-            inputs: start,
-            ..VertexSnapshot::default()
-        });
+        let (mut at, state) = match resume {
+            Resume::Fresh(start) => (
+                VertexSnapshot {
+                    inputs: start,
+                    ..VertexSnapshot::default()
+                },
+                KeyedState::new(),
+            ),
+            Resume::Snapshot(snapshot, state) => (*snapshot, state),
+        };
         if at.inputs.len() != inputs {
             return Err(input_error(format!(
                 "the snapshot has {} input positions but the stage has {inputs} inputs",
@@ -312,7 +332,7 @@ impl Vertex {
                 }
                 at.module = Some(running);
                 if let Some(checkpoint) = at.stage.take() {
-                    stage.restore(checkpoint);
+                    stage.restore(checkpoint, state);
                 }
             }
             Operator::Source(generator) => {
@@ -539,7 +559,11 @@ impl Vertex {
                 self.at.finished || self.at.ctis / every > ctis_before / every
             }
             Recovery::Replay { window } => {
-                self.markers.push_back(self.snapshot(false));
+                if let Operator::Udf(stage) = &mut self.operator {
+                    // Replay rebuilds state from the input window; none is persisted.
+                    stage.forget_delta();
+                }
+                self.markers.push_back(self.snapshot());
                 while self.markers.len() as u64 > window + 1 {
                     self.markers.pop_front();
                 }
@@ -549,9 +573,15 @@ impl Vertex {
         if due {
             self.at.id += 1;
             fx.snapshot = Some(match self.recovery {
-                Recovery::Checkpoint { .. } => self.snapshot(true),
+                Recovery::Checkpoint { .. } => {
+                    let mut s = self.snapshot();
+                    if let Operator::Udf(stage) = &mut self.operator {
+                        s.state = stage.take_delta();
+                    }
+                    s
+                }
                 // A finished vertex never replays; it only needs to know it finished.
-                Recovery::Replay { .. } if self.at.finished => self.snapshot(false),
+                Recovery::Replay { .. } if self.at.finished => self.snapshot(),
                 Recovery::Replay { .. } => {
                     let mut oldest = self.markers.front().cloned().unwrap_or_default();
                     oldest.id = self.at.id;
@@ -561,17 +591,11 @@ impl Vertex {
         }
     }
 
-    /// The vertex's snapshot now; without `state`, positions only (replay).
-    pub fn snapshot(&self, state: bool) -> VertexSnapshot {
+    /// The vertex's snapshot now, without keyed-state changes.
+    pub fn snapshot(&self) -> VertexSnapshot {
         let mut s = self.at.clone();
         match &self.operator {
-            Operator::Udf(stage) => {
-                let mut checkpoint = stage.checkpoint();
-                if !state {
-                    checkpoint.state.clear();
-                }
-                s.stage = Some(checkpoint);
-            }
+            Operator::Udf(stage) => s.stage = Some(stage.checkpoint()),
             Operator::Source(generator) => s.source = Some(generator.clone()),
             Operator::Union => {}
         }
@@ -638,8 +662,10 @@ mod tests {
             schema(),
             inputs,
             recovery,
-            snapshot,
-            vec![0; inputs],
+            match snapshot {
+                Some(s) => Resume::Snapshot(Box::new(s), KeyedState::new()),
+                None => Resume::Fresh(vec![0; inputs]),
+            },
         )
         .unwrap()
     }

@@ -1,7 +1,7 @@
 //! One sandboxed UDF instance: a wasmtime store with fuel, an epoch deadline and
 //! a memory limit, deterministic WASI, captured output and host-owned state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use super::bindings::{self, Batch, Column, KeyGroups, Output, Param, Signature, 
 use super::determinism::{EventClock, SeededRandom};
 use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
 use crate::plan::ParamValueSpec;
+use crate::store::StateChanges;
 
 /// The largest linear memory any instance may have (the pool's slot size).
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
@@ -48,6 +49,16 @@ impl Default for Limits {
 
 /// Keyed state of a reducer stage: key bytes → name → value.
 pub type KeyedState = BTreeMap<Vec<u8>, BTreeMap<String, Vec<u8>>>;
+
+/// One key's entry (name → value) as the state table stores it.
+pub fn encode_entry(names: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    postcard::to_allocvec(names).expect("a map of strings to bytes always encodes")
+}
+
+/// Decodes one key's entry of the state table.
+pub fn decode_entry(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
 
 /// Writes of the current reducer call, applied to the keyed state only if the
 /// call succeeds: a trapped call leaves state exactly as it was.
@@ -199,6 +210,8 @@ pub struct Instance {
     read_out: usize,
     read_err: usize,
     info: InitInfo,
+    /// Keys whose state changed since the last [`Instance::take_delta`].
+    dirty: HashSet<Vec<u8>>,
 }
 
 impl fmt::Debug for Instance {
@@ -253,6 +266,7 @@ impl Instance {
                     nullable: false,
                 },
             }),
+            dirty: HashSet::new(),
         };
         instance.info = instance.init()?;
         Ok(instance)
@@ -486,14 +500,30 @@ impl Instance {
             if writes.is_empty() {
                 continue;
             }
-            let entry = state.entry(key).or_default();
-            for (name, value) in writes {
-                match value {
-                    Some(v) => {
-                        entry.insert(name, v);
+            if !self.dirty.contains(&key) {
+                self.dirty.insert(key.clone());
+            }
+            let apply = |names: &mut BTreeMap<String, Vec<u8>>| {
+                for (name, value) in writes {
+                    match value {
+                        Some(v) => names.insert(name, v),
+                        None => names.remove(&name),
+                    };
+                }
+            };
+            // A key with nothing left is no key: restored state would not have it.
+            match state.entry(key) {
+                std::collections::btree_map::Entry::Occupied(mut held) => {
+                    apply(held.get_mut());
+                    if held.get().is_empty() {
+                        held.remove();
                     }
-                    None => {
-                        entry.remove(&name);
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    let mut names = BTreeMap::new();
+                    apply(&mut names);
+                    if !names.is_empty() {
+                        slot.insert(names);
                     }
                 }
             }
@@ -529,9 +559,32 @@ impl Instance {
         &self.store.data().state
     }
 
-    /// Replaces the host-owned keyed state (restoring a snapshot).
+    /// Replaces the host-owned keyed state (restoring a snapshot); nothing is
+    /// changed since.
     pub fn set_state(&mut self, state: KeyedState) {
         self.store.data_mut().state = state;
+        self.dirty.clear();
+    }
+
+    /// Forgets which keys changed (state that is not checkpointed).
+    pub fn forget_delta(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// The keys changed since the last call, each with its encoded entry
+    /// ([`encode_entry`]) or `None` when it no longer exists: what a
+    /// checkpoint writes, instead of the whole state.
+    pub fn take_delta(&mut self) -> StateChanges {
+        let state = &self.store.data().state;
+        let mut delta: StateChanges = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|key| {
+                let value = state.get(&key).map(encode_entry);
+                (key, value)
+            })
+            .collect();
+        delta.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        delta
     }
 
     /// Log lines written since the last call: `log` imports, stdout and stderr.
