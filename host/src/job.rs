@@ -19,7 +19,8 @@
 //! kind = "processor"                   # processor | reducer | scalar
 //! component = "bot_filter.wasm"
 //! params = { blocked_prefix = "10.66." }
-//! on_trap = "dead-letter"              # or "fail"
+//! on_trap = "dead-letter"              # or "fail", or "rollback" (on a node:
+//!                                       # back to the previous module version)
 //!
 //! [[sinks]]
 //! input = "humans"
@@ -421,6 +422,10 @@ fn policy(text: Option<&str>, at: &str, key: &str) -> Result<ErrorPolicy, String
     match text {
         None | Some("fail") => Ok(ErrorPolicy::Fail),
         Some("dead-letter") | Some("dead_letter") => Ok(ErrorPolicy::DeadLetter),
+        Some("rollback") if key == "on_trap" => Ok(ErrorPolicy::Rollback),
+        Some(other) if key == "on_trap" => Err(format!(
+            "{at}: {key} = `{other}`; expected `fail`, `dead-letter` or `rollback`"
+        )),
         Some(other) => Err(format!(
             "{at}: {key} = `{other}`; expected `fail` or `dead-letter`"
         )),

@@ -30,6 +30,8 @@ use crate::plan::{
 use crate::rstream::{END, Entry, Streams};
 use crate::schema::{describe, event_schema, user_fields};
 use crate::source::SourceReader;
+use crate::patch::{Timeline, Why};
+use crate::plan::UdfSpec;
 use crate::stage::UdfStage;
 use crate::store::Op;
 use crate::vertex::{
@@ -98,6 +100,18 @@ pub struct VertexStatus {
     pub snapshot: u64,
     /// Module version (UDF stages).
     pub module: Option<String>,
+    /// Patch timeline entries applied (UDF stages).
+    #[serde(default)]
+    pub patches: u64,
+    /// A patch is scheduled for the next CTI.
+    #[serde(default)]
+    pub pending: bool,
+    /// Why the last scheduled patch was not applied.
+    #[serde(default)]
+    pub refused: Option<String>,
+    /// A patch asked for, not yet handed to the vertex.
+    #[serde(skip)]
+    request: Option<(String, Why)>,
 }
 
 /// A job's state, as `weir job status` shows it.
@@ -151,6 +165,7 @@ const JOB_PREFIX: &str = "job/";
 const SNAPSHOTS: &str = "snap/";
 const SINKS: &str = "sink/";
 const FILES: &str = "file/";
+const PATCHES: &str = "patch/";
 const MODULE_PREFIX: &str = "module/";
 const NEXT_ID: &str = "jobs/next-id";
 
@@ -347,7 +362,7 @@ impl Jobs {
         let mut ops = vec![Op::DeleteMeta {
             key: format!("{JOB_PREFIX}{name}"),
         }];
-        for kind in [SNAPSHOTS, SINKS, FILES] {
+        for kind in [SNAPSHOTS, SINKS, FILES, PATCHES] {
             let key = format!("{kind}{prefix}/");
             for (k, _) in streams.meta_prefix(&key)? {
                 if kind == SNAPSHOTS {
@@ -370,6 +385,289 @@ impl Jobs {
         Ok(format!(
             "job `{name}` cancelled; its streams were collected"
         ))
+    }
+
+    /// Deploys component `bytes` (named `origin` in messages) to stage
+    /// `stage` of job `job`: validates it against the stage (world, imports,
+    /// instantiation, `init` with the stage's parameters, input columns, and
+    /// the same output columns as the running version), optionally shadows it
+    /// on recent input, stores it in the registry and switches the stage at its
+    /// next CTI. A refused module leaves the job untouched.
+    pub fn deploy(
+        &self,
+        job: &str,
+        stage: &str,
+        origin: &str,
+        bytes: Vec<u8>,
+        shadow: Option<u64>,
+    ) -> anyhow::Result<PatchReport> {
+        let module = self
+            .inner
+            .runtime
+            .load(origin, &bytes)
+            .with_context(|| format!("deploy to job `{job}` stage `{stage}` refused"))?;
+        let shadow = self.check_patch(job, stage, &module, shadow)?;
+        let version = module.version.hex().to_string();
+        self.inner
+            .streams
+            .commit_meta(vec![put(&format!("{MODULE_PREFIX}{version}"), bytes)])?
+            .wait()?;
+        let mut report = self.patch(job, stage, version, Why::Deploy)?;
+        report.shadow = shadow;
+        Ok(report)
+    }
+
+    /// Returns stage `stage` of job `job` to an earlier version: `to` (a
+    /// prefix of a version in its history), or the version before the current one.
+    pub fn rollback(&self, job: &str, stage: &str, to: Option<&str>) -> anyhow::Result<PatchReport> {
+        let timeline = self.timeline(job, stage)?;
+        let n = timeline.patches.len();
+        let target = match to {
+            Some(prefix) => {
+                let matching: Vec<&str> = timeline
+                    .versions()
+                    .into_iter()
+                    .filter(|v| v.starts_with(&prefix.to_ascii_lowercase()))
+                    .collect();
+                match matching.as_slice() {
+                    [one] => one.to_string(),
+                    [] => bail!(
+                        "stage `{stage}` of job `{job}` never ran a version {prefix}; its versions: {}",
+                        short_list(&timeline.versions())
+                    ),
+                    _ => bail!(
+                        "version prefix {prefix} is ambiguous in stage `{stage}`: {}",
+                        short_list(&matching)
+                    ),
+                }
+            }
+            None => timeline
+                .previous(n)
+                .with_context(|| {
+                    format!(
+                        "stage `{stage}` of job `{job}` runs its first version {}; there is nothing to roll back to",
+                        short(timeline.version_after(n))
+                    )
+                })?
+                .to_string(),
+        };
+        let module = load_module(&self.inner.runtime, &self.inner.streams, &target, stage)?;
+        self.check_patch(job, stage, &module, None)?;
+        self.patch(job, stage, target, Why::Rollback)
+    }
+
+    /// Every version stage `stage` of job `job` ran, with the input position
+    /// where each took effect.
+    pub fn history(&self, job: &str, stage: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+        let timeline = self.timeline(job, stage)?;
+        let mut out = vec![HistoryEntry {
+            version: timeline.original.clone(),
+            position: 0,
+            ctis: 0,
+            why: "submitted with the job".into(),
+            at_ms: 0,
+            current: false,
+        }];
+        for p in &timeline.patches {
+            out.push(HistoryEntry {
+                version: p.version.clone(),
+                position: p.position,
+                ctis: p.ctis,
+                why: match &p.why {
+                    Why::Deploy => "deploy".into(),
+                    Why::Rollback => "rollback".into(),
+                    Why::Trap(e) => format!("rollback on trap: {e}"),
+                },
+                at_ms: p.at_ms,
+                current: false,
+            });
+        }
+        if let Some(last) = out.last_mut() {
+            last.current = true;
+        }
+        Ok(out)
+    }
+
+    /// The durable timeline of a UDF stage of a job on this node.
+    fn timeline(&self, job: &str, stage: &str) -> anyhow::Result<Timeline> {
+        let (record, _) = self.udf_stage(job, stage)?;
+        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        let original = plan
+            .stages
+            .iter()
+            .find_map(|s| match &s.operator {
+                Operator::Udf(udf) if s.name == stage => record.modules.get(&udf.component),
+                _ => None,
+            })
+            .with_context(|| format!("job `{job}` recorded no module for stage `{stage}`"))?;
+        let key = format!("{SNAPSHOTS}{}/{stage}", record.prefix());
+        Ok(stored(&self.inner.streams, &timeline_key(&key))?
+            .unwrap_or_else(|| Timeline::new(original)))
+    }
+
+    /// The record of `job` and the spec of its UDF stage `stage`.
+    fn udf_stage(&self, job: &str, stage: &str) -> anyhow::Result<(JobRecord, UdfSpec)> {
+        let record = lock(&self.inner.running)
+            .get(job)
+            .map(|r| r.record.clone())
+            .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
+        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        let spec = plan.stages.iter().find(|s| s.name == stage).with_context(|| {
+            format!(
+                "job `{job}` has no stage `{stage}`; its stages: {}",
+                plan.stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        match &spec.operator {
+            Operator::Udf(udf) => Ok((record, udf.clone())),
+            Operator::Union => bail!("stage `{stage}` of job `{job}` is a union; it runs no UDF to patch"),
+        }
+    }
+
+    /// The shared status of the vertex of stage `stage` of `job`.
+    fn stage_status(&self, job: &str, stage: &str) -> anyhow::Result<Shared> {
+        lock(&self.inner.running)
+            .get(job)
+            .and_then(|r| {
+                r.vertices
+                    .iter()
+                    .find(|v| {
+                        let v = lock(v);
+                        v.role == "stage" && v.name == stage
+                    })
+                    .cloned()
+            })
+            .with_context(|| format!("job `{job}` runs no stage `{stage}` on this node"))
+    }
+
+    /// Checks `module` against the running stage; with `shadow`, runs it and
+    /// the running version on the stage's last `shadow` input rows.
+    fn check_patch(
+        &self,
+        job: &str,
+        stage: &str,
+        module: &crate::wasm::Module,
+        shadow: Option<u64>,
+    ) -> anyhow::Result<Option<ShadowReport>> {
+        let refused = || format!("module {} refused for job `{job}` stage `{stage}`", module.version);
+        let (record, udf) = self.udf_stage(job, stage)?;
+        let status = lock(self.stage_status(job, stage)?.as_ref()).clone();
+        match status.state.as_str() {
+            "finished" => bail!("{}: the job has finished", refused()),
+            "failed" => bail!(
+                "{}: the stage failed ({}); cancel and resubmit the job",
+                refused(),
+                status.error.unwrap_or_default()
+            ),
+            _ => {}
+        }
+        if status
+            .module
+            .as_deref()
+            .is_some_and(|m| module.version.hex().starts_with(m))
+        {
+            bail!("{}: the stage already runs it", refused());
+        }
+        let streams = &self.inner.streams;
+        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        let spec = plan
+            .stages
+            .iter()
+            .find(|s| s.name == stage)
+            .with_context(refused)?;
+        let input = streams.info(&record.stream(&spec.inputs[0]))?;
+        let input_schema = event_schema(&input.fields());
+        let new = UdfStage::with_module(
+            &self.inner.runtime,
+            stage,
+            &udf,
+            module.clone(),
+            input_schema.clone(),
+        )
+        .with_context(refused)?;
+        let output = streams.info(&record.stream(stage))?.fields();
+        let writes = user_fields(&new.output_schema());
+        let same = |a: &[crate::schema::Field], b: &[crate::schema::Field]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.name == y.name && x.ty == y.ty && x.nullable == y.nullable)
+        };
+        if !same(&writes, &output) {
+            bail!(
+                "{}: it writes {} but the stage's output stream has {}; stages and sinks downstream read those columns, so a patch must keep them (submit a new job to change them)",
+                refused(),
+                describe(&writes),
+                describe(&output)
+            );
+        }
+        let Some(rows) = shadow else {
+            return Ok(None);
+        };
+        let current = status.module.as_deref().unwrap_or_default();
+        let running = self
+            .timeline(job, stage)?
+            .versions()
+            .into_iter()
+            .find(|v| v.starts_with(current))
+            .map(str::to_string)
+            .with_context(refused)?;
+        let old_module = load_module(&self.inner.runtime, streams, &running, stage)?;
+        let old = UdfStage::with_module(&self.inner.runtime, stage, &udf, old_module, input_schema)?;
+        let report = shadow_run(streams, input.id, rows, old, new)
+            .with_context(|| format!("shadow run of module {} failed", module.version))?;
+        Ok(Some(report))
+    }
+
+    /// Hands a switch to `version` to the stage's vertex and waits (a few
+    /// seconds at most) until it took effect at a CTI and is durable.
+    fn patch(&self, job: &str, stage: &str, version: String, why: Why) -> anyhow::Result<PatchReport> {
+        let shared = self.stage_status(job, stage)?;
+        let (before, from) = {
+            let mut s = lock(&shared);
+            s.request = Some((version.clone(), why));
+            (s.patches, s.module.clone().unwrap_or_default())
+        };
+        let mut report = PatchReport {
+            job: job.to_string(),
+            stage: stage.to_string(),
+            from,
+            to: version.clone(),
+            applied: None,
+            shadow: None,
+        };
+        let deadline = std::time::Instant::now() + PATCH_WAIT;
+        while std::time::Instant::now() < deadline {
+            {
+                let s = lock(&shared);
+                if let Some(why) = &s.refused {
+                    bail!("the stage could not switch to module {}: {why}", short(&version));
+                }
+                if s.state == "failed" {
+                    bail!(
+                        "the stage failed: {}",
+                        s.error.clone().unwrap_or_default()
+                    );
+                }
+                if s.patches > before && s.request.is_none() && !s.pending {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Anything queued before this barrier is durable once it is.
+        self.inner.streams.commit_meta(Vec::new())?.wait()?;
+        let timeline = self.timeline(job, stage)?;
+        if let Some(p) = timeline.patches.get(before as usize..).and_then(|ps| {
+            ps.iter().find(|p| p.version == version)
+        }) {
+            report.applied = Some((p.position, p.ctis));
+        }
+        Ok(report)
     }
 
     /// Stops every job's threads (node shutdown); they resume on the next start.
@@ -588,31 +886,54 @@ impl Jobs {
             inputs.push((*id, record.stream(name)));
         }
         let input_schema = input_schema.with_context(|| format!("{at}: no inputs"))?;
+        let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
+        let mut patching = None;
         let operator = match &spec.operator {
             Operator::Union => vertex::Operator::Union,
             Operator::Udf(udf) => {
-                let version = record.modules.get(&udf.component).with_context(|| {
+                let original = record.modules.get(&udf.component).with_context(|| {
                     format!("{at}: no module recorded for {}", udf.component.display())
                 })?;
-                let runtime = &self.inner.runtime;
-                let module = match runtime.cached(version) {
-                    Some(module) => module,
-                    None => {
-                        let bytes = streams
-                            .meta(&format!("{MODULE_PREFIX}{version}"))?
-                            .with_context(|| {
-                                format!("{at}: module {version} is not stored on this node")
-                            })?;
-                        runtime.load(&udf.component.display().to_string(), &bytes)?
-                    }
+                let timeline: Timeline = stored(streams, &timeline_key(&key))?
+                    .unwrap_or_else(|| Timeline::new(original));
+                // The version its snapshot was taken with; the timeline's
+                // later entries apply as the vertex replays past them.
+                let version = match stored::<VertexSnapshot>(streams, &key)?
+                    .and_then(|s| s.module)
+                {
+                    None => original.clone(),
+                    Some(short) => timeline
+                        .versions()
+                        .into_iter()
+                        .find(|v| v.starts_with(&short))
+                        .with_context(|| {
+                            format!("{at}: the snapshot's module {short} is not in the stage's patch timeline")
+                        })?
+                        .to_string(),
                 };
+                let runtime = self.inner.runtime.clone();
+                let (store, origin) = (streams.clone(), udf.component.display().to_string());
+                let module = load_module(&runtime, &store, &version, &origin)
+                    .with_context(|| at.clone())?;
                 let stage = UdfStage::with_module(
-                    &self.inner.runtime,
+                    &runtime,
                     &spec.name,
                     udf,
                     module,
                     input_schema.clone(),
                 )?;
+                let (name, udf, schema) = (spec.name.clone(), udf.clone(), input_schema.clone());
+                let load: vertex::StageLoader = Box::new(move |version: &str| {
+                    let module = load_module(&runtime, &store, version, &origin).map_err(|e| {
+                        crate::stage::StageError::Mismatch {
+                            stage: name.clone(),
+                            module: version.chars().take(12).collect(),
+                            message: format!("{e:#}"),
+                        }
+                    })?;
+                    UdfStage::with_module(&runtime, &name, &udf, module, schema.clone())
+                });
+                patching = Some((timeline, load));
                 vertex::Operator::Udf(Box::new(stage))
             }
         };
@@ -621,8 +942,7 @@ impl Jobs {
             _ => input_schema.clone(),
         };
         let (output, out_name, dead) = job_stream(&spec.name, &output_schema)?;
-        let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
-        let (vertex, status) = self.vertex(
+        let (mut vertex, status) = self.vertex(
             &spec.name,
             "stage",
             operator,
@@ -632,6 +952,9 @@ impl Jobs {
             &key,
             spec.recovery,
         )?;
+        if let Some((timeline, load)) = patching {
+            vertex = vertex.with_patching(timeline, load);
+        }
         let input_ids = inputs.iter().map(|(id, _)| *id).collect();
         Ok((
             Task::Vertex {
@@ -807,6 +1130,9 @@ impl Jobs {
     ) -> anyhow::Result<bool> {
         let streams = &self.inner.streams;
         loop {
+            if let Some((version, why)) = lock(status).request.take() {
+                vertex.schedule(version, why);
+            }
             if let Some(finished) = halt(vertex.position().finished, stop) {
                 return Ok(finished);
             }
@@ -836,6 +1162,9 @@ impl Jobs {
                 s.rows_out = rows_out;
                 s.dead = dead_rows;
                 s.snapshot = at.id;
+                s.patches = at.patches;
+                s.module.clone_from(&at.module);
+                (s.pending, s.refused) = vertex.patch_state();
             }
             if !progressed {
                 let wanted: Vec<(u64, u64)> = inputs
@@ -857,6 +1186,10 @@ impl Jobs {
         inputs: &[u64],
     ) -> anyhow::Result<()> {
         let streams = &self.inner.streams;
+        if let Some(timeline) = &fx.timeline {
+            // Before the entries: some of them ran on the new version.
+            streams.commit_meta(vec![put(&timeline_key(key), postcard::to_allocvec(timeline)?)])?;
+        }
         for (stream, entries) in [(output, fx.output), (dead, fx.dead)] {
             for (seq, entry) in entries {
                 let bytes = entry.encode().map_err(anyhow::Error::msg)?;
@@ -1121,6 +1454,143 @@ fn stored<T: serde::de::DeserializeOwned>(
         )),
         None => Ok(None),
     }
+}
+
+/// How long a deploy waits for the stage's next CTI.
+const PATCH_WAIT: Duration = Duration::from_secs(5);
+
+/// What a deploy or rollback did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchReport {
+    /// The job.
+    pub job: String,
+    /// The stage.
+    pub stage: String,
+    /// The version it ran (short).
+    pub from: String,
+    /// The version it runs now (full SHA-256 hex).
+    pub to: String,
+    /// Where it took effect: (input position, CTIs written); `None` when the
+    /// stage had no CTI within the wait, so the switch is still scheduled.
+    pub applied: Option<(u64, u64)>,
+    /// The shadow run, if one was asked for.
+    pub shadow: Option<ShadowReport>,
+}
+
+/// The new version beside the running one on recent input rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShadowReport {
+    /// Input rows both versions ran on.
+    pub rows: u64,
+    /// Output rows of the running version.
+    pub old_rows: u64,
+    /// Output rows of the new version.
+    pub new_rows: u64,
+    /// Output rows that differ (by position, plus the difference in count).
+    pub differ: u64,
+}
+
+/// One version in a stage's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Module version (SHA-256 hex).
+    pub version: String,
+    /// Input position where it took effect.
+    pub position: u64,
+    /// CTIs the vertex had written then.
+    pub ctis: u64,
+    /// Why.
+    pub why: String,
+    /// When (Unix milliseconds; 0 for the job's own version).
+    pub at_ms: u64,
+    /// It is the version in use.
+    pub current: bool,
+}
+
+/// The first 12 hex digits of a version.
+fn short(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
+
+fn short_list(versions: &[&str]) -> String {
+    versions.iter().map(|v| short(v)).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs `old` and `new` on the last `rows` rows of `stream` (fresh state for
+/// both) and counts the output rows that differ.
+fn shadow_run(
+    streams: &Streams,
+    stream: u64,
+    rows: u64,
+    mut old: UdfStage,
+    mut new: UdfStage,
+) -> anyhow::Result<ShadowReport> {
+    let (next, ..) = streams.positions(stream).unwrap_or_default();
+    let mut batches = Vec::new();
+    let mut have = 0u64;
+    let mut seq = next;
+    while seq > 0 && have < rows {
+        let from = seq.saturating_sub(64);
+        let entries = streams.read_written(stream, from, (seq - from) as usize)?;
+        for (_, bytes) in entries.into_iter().rev() {
+            if let Entry::Batch { batch, .. } = Entry::decode(&bytes).map_err(anyhow::Error::msg)? {
+                have += batch.num_rows() as u64;
+                batches.push(batch);
+            }
+        }
+        if from == seq {
+            break;
+        }
+        seq = from;
+    }
+    batches.reverse();
+    let mut report = ShadowReport::default();
+    let skip = have.saturating_sub(rows);
+    let mut skipped = 0u64;
+    for batch in batches {
+        let batch = if skipped < skip {
+            let cut = (skip - skipped).min(batch.num_rows() as u64);
+            skipped += cut;
+            batch.slice(cut as usize, batch.num_rows() - cut as usize)
+        } else {
+            batch
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        report.rows += batch.num_rows() as u64;
+        let (mut dead_old, mut dead_new) = (Vec::new(), Vec::new());
+        let a = old.process(&batch, &mut dead_old)?;
+        let b = new.process(&batch, &mut dead_new)?;
+        report.old_rows += a.num_rows() as u64;
+        report.new_rows += b.num_rows() as u64;
+        let (a, b) = (crate::stage::row_json(&a), crate::stage::row_json(&b));
+        let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+        report.differ += a.iter().zip(&b).filter(|(x, y)| x != y).count() as u64
+            + a.len().abs_diff(b.len()) as u64;
+    }
+    Ok(report)
+}
+
+/// A module of the node's registry (compiled once, kept by the runtime).
+fn load_module(
+    runtime: &Runtime,
+    streams: &Streams,
+    version: &str,
+    origin: &str,
+) -> anyhow::Result<crate::wasm::Module> {
+    if let Some(module) = runtime.cached(version) {
+        return Ok(module);
+    }
+    let bytes = streams
+        .meta(&format!("{MODULE_PREFIX}{version}"))?
+        .with_context(|| format!("module {version} is not stored on this node"))?;
+    Ok(runtime.load(origin, &bytes)?)
+}
+
+/// Where the patch timeline of the vertex whose snapshot key is `key` lives.
+fn timeline_key(key: &str) -> String {
+    format!("{PATCHES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
 }
 
 /// The keyed state a vertex checkpointed under `owner`.

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod merge;
 pub mod net;
 pub mod node;
+pub mod patch;
 pub mod plan;
 pub mod rstream;
 pub mod schema;

@@ -239,6 +239,33 @@ pub enum Request {
         /// The job.
         name: String,
     },
+    /// Deploy a new module version (the body) to a stage of a running job.
+    DeployUdf {
+        /// The job.
+        job: String,
+        /// The stage.
+        stage: String,
+        /// The component's file name (for messages).
+        origin: String,
+        /// Shadow the new version on the stage's last N input rows first.
+        shadow: Option<u64>,
+    },
+    /// Return a stage to an earlier module version.
+    RollbackUdf {
+        /// The job.
+        job: String,
+        /// The stage.
+        stage: String,
+        /// A version (prefix) from the stage's history; the previous one when absent.
+        to: Option<String>,
+    },
+    /// A stage's module versions and where each took effect.
+    UdfHistory {
+        /// The job.
+        job: String,
+        /// The stage.
+        stage: String,
+    },
     /// Read a stream from a position.
     Read {
         /// The stream.
@@ -294,6 +321,10 @@ pub enum Response {
     End,
     /// Jobs' status.
     Jobs(Vec<crate::jobs::JobStatus>),
+    /// A deploy or rollback.
+    Patched(crate::jobs::PatchReport),
+    /// A stage's history.
+    History(Vec<crate::jobs::HistoryEntry>),
 }
 
 /// Writes one length-prefixed JSON message.

@@ -187,6 +187,34 @@ impl Node {
                 .await?
             }
             Request::JobStatus { name } => self.jobs.status(name.as_deref()).map(Response::Jobs),
+            Request::DeployUdf {
+                job,
+                stage,
+                origin,
+                shadow,
+            } => {
+                let body = recv
+                    .read_to_end(MAX_INGEST)
+                    .await
+                    .context("reading the component")?;
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    jobs.deploy(&job, &stage, &origin, body, shadow)
+                        .map(Response::Patched)
+                })
+                .await?
+            }
+            Request::RollbackUdf { job, stage, to } => {
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    jobs.rollback(&job, &stage, to.as_deref())
+                        .map(Response::Patched)
+                })
+                .await?
+            }
+            Request::UdfHistory { job, stage } => {
+                self.jobs.history(&job, &stage).map(Response::History)
+            }
             Request::CancelJob { name } => {
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || jobs.cancel(&name))

@@ -18,6 +18,10 @@ pub enum ErrorPolicy {
     Fail,
     /// Send the row to the job's dead-letter output and go on.
     DeadLetter,
+    /// (UDF traps, on a node) Return the stage to its previous module version
+    /// at the trapping batch, record that in the patch timeline, and go on;
+    /// with no previous version, as `Fail`.
+    Rollback,
 }
 
 /// Input file formats.

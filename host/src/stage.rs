@@ -60,6 +60,21 @@ pub enum StageError {
         /// The row, as JSON.
         row: String,
     },
+    /// The UDF trapped on a batch under policy `rollback`: nothing of the
+    /// batch was applied; the vertex returns the stage to its previous version.
+    #[error(
+        "stage `{stage}` (module {module}) {error} on the batch at input position {position}"
+    )]
+    Trapped {
+        /// Stage name.
+        stage: String,
+        /// Module version.
+        module: String,
+        /// First input position of the batch.
+        position: u64,
+        /// The failure.
+        error: CallError,
+    },
     /// The UDF returned output that breaks the contract.
     #[error(
         "stage `{stage}` (module {module}) returned malformed output for input positions {first}..{last}: {message}"
@@ -312,6 +327,20 @@ impl UdfStage {
         self.instance.take_delta()
     }
 
+    /// Takes over from `old`, the stage's previous version, at a patch: its
+    /// input position, counts and host-owned keyed state (with the keys
+    /// changed since the last checkpoint, which the next one must write).
+    pub fn adopt(&mut self, old: &mut UdfStage) {
+        self.position = old.position;
+        self.stats = old.stats;
+        self.instance.adopt_state(&mut old.instance);
+    }
+
+    /// The input position: rows consumed.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// Stops tracking keyed-state changes made so far (nothing persists them).
     pub fn forget_delta(&mut self) {
         self.instance.forget_delta();
@@ -338,6 +367,16 @@ impl UdfStage {
             Ok(out) => out,
             Err(CallOutcome::Malformed(message)) => {
                 return Err(self.malformed(first, rows, message));
+            }
+            Err(CallOutcome::Failed(error)) if self.spec.on_trap == ErrorPolicy::Rollback => {
+                self.stats.rows_in -= rows as u64;
+                self.reset()?;
+                return Err(StageError::Trapped {
+                    stage: self.name.clone(),
+                    module: self.instance.version().to_string(),
+                    position: first,
+                    error,
+                });
             }
             Err(CallOutcome::Failed(_)) => {
                 // Find the rows to blame, one row per call, from a fresh instance.

@@ -19,6 +19,7 @@ use crate::merge::{Merge, Merged};
 use crate::plan::{CtiPolicy, Recovery};
 use crate::rstream::{END, Entry};
 use crate::schema::{ColumnType, Field, event_schema};
+use crate::patch::{Patch, Timeline, Why, now_ms};
 use crate::stage::{DeadRow, StageCheckpoint, StageError, UdfStage};
 use crate::store::StateChanges;
 use crate::wasm::instance::KeyedState;
@@ -156,6 +157,8 @@ pub struct VertexSnapshot {
     pub finished: bool,
     /// Module version in use (UDF stages).
     pub module: Option<String>,
+    /// Entries of the patch timeline applied (UDF stages).
+    pub patches: u64,
     /// CTIs written since the start (drives the checkpoint cadence).
     pub ctis: u64,
     /// The UDF stage's position, counts and keyed state.
@@ -196,6 +199,22 @@ pub struct Effects {
     pub dead: Vec<(u64, Entry)>,
     /// A snapshot to persist (after the entries above).
     pub snapshot: Option<VertexSnapshot>,
+    /// The patch timeline, when this entry appended to it: persist it before
+    /// the entries above, since some of them ran on the new version.
+    pub timeline: Option<Timeline>,
+}
+
+/// Builds the stage at a module version (full SHA-256 hex), for a patch.
+pub type StageLoader = Box<dyn FnMut(&str) -> Result<UdfStage, StageError> + Send>;
+
+/// A UDF vertex's hot patching: its timeline, and how to build a version.
+struct Patching {
+    timeline: Timeline,
+    load: StageLoader,
+    /// A live request, applied at the vertex's next CTI.
+    pending: Option<(String, Why)>,
+    /// Why the last live request could not be applied.
+    refused: Option<String>,
 }
 
 /// One rVertex.
@@ -209,6 +228,7 @@ pub struct Vertex {
     at: VertexSnapshot,
     /// Replay strategy: positions-only snapshots of the last `window` CTIs.
     markers: VecDeque<VertexSnapshot>,
+    patching: Option<Patching>,
 }
 
 impl std::fmt::Debug for Vertex {
@@ -380,7 +400,184 @@ impl Vertex {
             recovery,
             at,
             markers: VecDeque::new(),
+            patching: None,
         })
+    }
+
+    /// Makes a UDF vertex patchable: `timeline` is its durable timeline (the
+    /// snapshot it was loaded from says how much of it is applied), `load`
+    /// builds its stage at another module version.
+    pub fn with_patching(mut self, timeline: Timeline, load: StageLoader) -> Vertex {
+        if matches!(self.operator, Operator::Udf(_)) {
+            self.patching = Some(Patching {
+                timeline,
+                load,
+                pending: None,
+                refused: None,
+            });
+        }
+        self
+    }
+
+    /// The patch timeline (UDF vertices made patchable).
+    pub fn timeline(&self) -> Option<&Timeline> {
+        self.patching.as_ref().map(|p| &p.timeline)
+    }
+
+    /// Asks for a switch to module `version` (full SHA-256 hex) at the
+    /// vertex's next CTI, once it has replayed its whole timeline.
+    pub fn schedule(&mut self, version: String, why: Why) {
+        if let Some(p) = self.patching.as_mut() {
+            p.pending = Some((version, why));
+            p.refused = None;
+        }
+    }
+
+    /// A scheduled switch not yet applied, and why the last one was refused.
+    pub fn patch_state(&self) -> (bool, Option<String>) {
+        self.patching
+            .as_ref()
+            .map_or((false, None), |p| (p.pending.is_some(), p.refused.clone()))
+    }
+
+    /// The module version in use (UDF vertices).
+    pub fn module(&self) -> Option<String> {
+        match &self.operator {
+            Operator::Udf(stage) => Some(stage.module().version.hex().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Replaces the stage by its build at `version`, which takes over its
+    /// position, counts and keyed state.
+    fn switch(&mut self, version: &str) -> Result<(), VertexError> {
+        let (Some(patching), Operator::Udf(old)) = (self.patching.as_mut(), &mut self.operator)
+        else {
+            return Ok(());
+        };
+        let mut new = (patching.load)(version).map_err(|e| VertexError::Stage(Box::new(e)))?;
+        new.adopt(old);
+        self.producer = format!("stage `{}` module {}", self.name, new.module().version);
+        self.at.module = Some(new.module().version.to_string());
+        *old = Box::new(new);
+        Ok(())
+    }
+
+    /// Applies the timeline's entries due at the stage's position: those
+    /// recorded at or before it (before the batch that starts there).
+    fn catch_up(&mut self) -> Result<(), VertexError> {
+        loop {
+            let (Some(patching), Operator::Udf(stage)) = (&self.patching, &self.operator) else {
+                return Ok(());
+            };
+            let Some(next) = patching.timeline.patches.get(self.at.patches as usize) else {
+                return Ok(());
+            };
+            if next.position > stage.position() {
+                return Ok(());
+            }
+            if next.position < stage.position() {
+                tracing::warn!(
+                    vertex = %self.name,
+                    "patch to {} recorded at input position {} applies at {}: batches were cut differently",
+                    next.version, next.position, stage.position()
+                );
+            }
+            let version = next.version.clone();
+            self.switch(&version)?;
+            self.at.patches += 1;
+        }
+    }
+
+    /// Appends a patch at the stage's position to the timeline and applies it.
+    fn record(&mut self, version: String, why: Why, fx: &mut Effects) -> Result<(), VertexError> {
+        let position = match &self.operator {
+            Operator::Udf(stage) => stage.position(),
+            _ => return Ok(()),
+        };
+        self.switch(&version)?;
+        let Some(patching) = self.patching.as_mut() else {
+            return Ok(());
+        };
+        patching.timeline.patches.push(Patch {
+            position,
+            ctis: self.at.ctis,
+            version,
+            why,
+            at_ms: now_ms(),
+        });
+        self.at.patches += 1;
+        fx.timeline = Some(patching.timeline.clone());
+        Ok(())
+    }
+
+    /// At a CTI: applies a live request once the timeline is replayed.
+    fn apply_pending(&mut self, fx: &mut Effects) {
+        let Some(patching) = self.patching.as_mut() else {
+            return;
+        };
+        if self.at.finished || patching.timeline.patches.len() as u64 != self.at.patches {
+            return;
+        }
+        let Some((version, why)) = patching.pending.take() else {
+            return;
+        };
+        if let Err(e) = self.record(version.clone(), why, fx) {
+            tracing::error!(vertex = %self.name, "patch to {version} not applied: {e}");
+            if let Some(p) = self.patching.as_mut() {
+                p.refused = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Runs the UDF stage on a batch: first the timeline's due entries; on a
+    /// trap under `on_trap = "rollback"`, back to the previous version (recorded
+    /// in the timeline) and the batch again.
+    fn udf_batch(
+        &mut self,
+        seq: u64,
+        batch: &RecordBatch,
+        fx: &mut Effects,
+    ) -> Result<RecordBatch, VertexError> {
+        self.catch_up()?;
+        loop {
+            let Operator::Udf(stage) = &mut self.operator else {
+                return Ok(batch.clone());
+            };
+            let mut dead = Vec::new();
+            match stage.process(batch, &mut dead) {
+                Ok(out) => {
+                    let module = stage.module().version.to_string();
+                    let letters = dead_letters(seq, &module, dead);
+                    self.emit_dead(fx, &letters);
+                    return Ok(out);
+                }
+                Err(StageError::Trapped {
+                    stage: name,
+                    module,
+                    position,
+                    error,
+                }) => {
+                    let previous = self.patching.as_ref().and_then(|p| {
+                        (p.timeline.patches.len() as u64 == self.at.patches)
+                            .then(|| p.timeline.previous(p.timeline.patches.len()))
+                            .flatten()
+                            .map(str::to_string)
+                    });
+                    let Some(previous) = previous else {
+                        return Err(VertexError::Input {
+                            vertex: self.name.clone(),
+                            message: format!(
+                                "stage `{name}` (module {module}) {error} on the batch at input position {position} (input seq {seq}); on_trap = \"rollback\" but the stage has no earlier version to return to"
+                            ),
+                        });
+                    };
+                    tracing::warn!(vertex = %self.name, %module, position, "trapped ({error}); rolling back to {previous}");
+                    self.record(previous, Why::Trap(format!("module {module} {error}")), fx)?;
+                }
+                Err(e) => return Err(VertexError::Stage(Box::new(e))),
+            }
+        }
     }
 
     /// The vertex's name.
@@ -483,16 +680,7 @@ impl Vertex {
     ) -> Result<(), VertexError> {
         let rows_in = batch.num_rows() as u64;
         let (out, cti) = match &mut self.operator {
-            Operator::Udf(stage) => {
-                let mut dead = Vec::new();
-                let out = stage
-                    .process(&batch, &mut dead)
-                    .map_err(|e| VertexError::Stage(Box::new(e)))?;
-                let module = stage.module().version.to_string();
-                let letters = dead_letters(seq, &module, dead);
-                self.emit_dead(fx, &letters);
-                (out, None)
-            }
+            Operator::Udf(_) => (self.udf_batch(seq, &batch, fx)?, None),
             Operator::Source(generator) => {
                 let (on_time, late, cti) = generator.on_batch(&batch, &self.name, seq as i64);
                 self.emit_dead(fx, &late);
@@ -544,6 +732,7 @@ impl Vertex {
         if t == END {
             self.at.finished = true;
         }
+        self.apply_pending(fx);
     }
 
     /// After an input entry that made the vertex write CTIs: a CTI boundary,

@@ -373,6 +373,75 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Sends a deploy or rollback and prints what it did.
+pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let client = connect(c).await?;
+        if let Response::Patched(r) = client.call(&request, body.as_deref()).await? {
+            if let Some(s) = &r.shadow {
+                println!(
+                    "shadow run on the last {} input rows: {} output rows differ (running version wrote {}, new version {})",
+                    s.rows, s.differ, s.old_rows, s.new_rows
+                );
+            }
+            let to = &r.to[..r.to.len().min(12)];
+            match r.applied {
+                Some((position, ctis)) => println!(
+                    "job `{}` stage `{}`: module {} -> {to}, in effect from input position {position} (after CTI {ctis})",
+                    r.job, r.stage, r.from
+                ),
+                None => println!(
+                    "job `{}` stage `{}`: module {to} validated and scheduled; it takes effect at the stage's next CTI (none arrived yet)",
+                    r.job, r.stage
+                ),
+            }
+        }
+        client.close().await;
+        Ok(())
+    })
+}
+
+/// Prints a stage's module history.
+pub fn history(c: &Connect, job: String, stage: String, json: bool) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let client = connect(c).await?;
+        if let Response::History(list) = client
+            .call(&Request::UdfHistory { job, stage }, None)
+            .await?
+        {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "  {:<12} {:>12} {:>8}  {:<24} why",
+                    "version", "position", "ctis", "when (UTC)"
+                );
+                for h in &list {
+                    let when = if h.at_ms == 0 {
+                        "-".to_string()
+                    } else {
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.at_ms),
+                        )
+                        .to_string()
+                    };
+                    println!(
+                        "{} {:<12} {:>12} {:>8}  {:<24} {}",
+                        if h.current { "*" } else { " " },
+                        &h.version[..h.version.len().min(12)],
+                        h.position,
+                        h.ctis,
+                        when,
+                        h.why
+                    );
+                }
+            }
+        }
+        client.close().await;
+        Ok(())
+    })
+}
+
 fn print_status(status: &crate::jobs::JobStatus) {
     println!(
         "  {:<7} {:<24} {:<9} {:>10} {:>10} {:>6} {:>5}  positions",
@@ -397,6 +466,17 @@ fn print_status(status: &crate::jobs::JobStatus) {
             inputs.join(", "),
             output
         );
+        if let Some(module) = &v.module {
+            let pending = if v.pending {
+                ", a patch is scheduled for the next CTI"
+            } else {
+                ""
+            };
+            println!("          module {module} ({} patches){pending}", v.patches);
+        }
+        if let Some(e) = &v.refused {
+            println!("          patch refused: {e}");
+        }
         if let Some(e) = &v.error {
             println!("          error: {e}");
         }

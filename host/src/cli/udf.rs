@@ -33,6 +33,54 @@ pub enum UdfCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// Hot-patch a stage of a running job with a new module version: validated
+    /// on the node first, then switched at the stage's next CTI.
+    Deploy {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// The component (`weir udf build` output).
+        file: PathBuf,
+        /// First run the new version beside the running one on the stage's
+        /// last N input rows and report how many outputs differ.
+        #[arg(long, value_name = "N")]
+        shadow: Option<u64>,
+        #[command(flatten)]
+        connect: super::cluster::Connect,
+    },
+    /// List every module version a stage ran, with the input position where
+    /// each took effect.
+    History {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: super::cluster::Connect,
+    },
+    /// Return a stage to an earlier version (by default the one before the
+    /// current one), at its next CTI.
+    Rollback {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// A version from the stage's history (a prefix of 6 or more hex digits).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        #[command(flatten)]
+        connect: super::cluster::Connect,
+    },
 }
 
 /// Template kinds for `weir udf new`.
@@ -55,6 +103,35 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UdfCommand::Inspect { file } => inspect(&file),
+        UdfCommand::Deploy {
+            job,
+            stage,
+            file,
+            shadow,
+            connect,
+        } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read component {}", file.display()))?;
+            let request = crate::net::Request::DeployUdf {
+                job,
+                stage,
+                origin: file.display().to_string(),
+                shadow,
+            };
+            super::cluster::patch(&connect, request, Some(bytes))
+        }
+        UdfCommand::Rollback {
+            job,
+            stage,
+            to,
+            connect,
+        } => super::cluster::patch(&connect, crate::net::Request::RollbackUdf { job, stage, to }, None),
+        UdfCommand::History {
+            job,
+            stage,
+            json,
+            connect,
+        } => super::cluster::history(&connect, job, stage, json),
     }
 }
 

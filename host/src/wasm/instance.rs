@@ -566,6 +566,13 @@ impl Instance {
         self.dirty.clear();
     }
 
+    /// Moves `other`'s keyed state, and which keys changed, into this
+    /// instance (a patch from `other`'s module to this one).
+    pub fn adopt_state(&mut self, other: &mut Instance) {
+        self.store.data_mut().state = std::mem::take(&mut other.store.data_mut().state);
+        self.dirty = std::mem::take(&mut other.dirty);
+    }
+
     /// Forgets which keys changed (state that is not checkpointed).
     pub fn forget_delta(&mut self) {
         self.dirty.clear();

@@ -106,6 +106,18 @@ pub enum LoadError {
         /// What that import would give the UDF.
         what: String,
     },
+    /// The component was built against another, incompatible `weir:udf` WIT.
+    #[error(
+        "component {path} (module {version}) imports `{import}`, built against another version of Weir's UDF interface; this node speaks weir:udf@{WIT_VERSION}. Rebuild it with a weir-sdk of this Weir release"
+    )]
+    WitVersion {
+        /// The file.
+        path: String,
+        /// Its version.
+        version: ModuleVersion,
+        /// The import with the other version.
+        import: String,
+    },
     /// The component does not export a Weir world.
     #[error(
         "component {path} (module {version}) exports none of Weir's worlds (processor: `process`, reducer: `reduce`, scalar: `evaluate`); it exports: {exports}"
@@ -157,6 +169,10 @@ impl fmt::Debug for Module {
             .finish()
     }
 }
+
+/// The version of the `weir:udf` WIT package this host implements; any
+/// 0.1.x component is compatible.
+pub const WIT_VERSION: &str = "0.1.0";
 
 /// Import namespaces a UDF may use, each provided deterministically.
 const ALLOWED_IMPORTS: &[&str] = &[
@@ -305,7 +321,14 @@ impl Runtime {
             })
             .collect();
         for import in &imports {
-            let base = import.split('@').next().unwrap_or(import);
+            let (base, wit) = import.split_once('@').unwrap_or((import, ""));
+            if base.starts_with("weir:udf/") && !wit.is_empty() && !wit.starts_with("0.1.") {
+                return Err(LoadError::WitVersion {
+                    path: origin.to_string(),
+                    version,
+                    import: import.clone(),
+                });
+            }
             if !ALLOWED_IMPORTS.contains(&base) {
                 return Err(LoadError::ForbiddenImport {
                     path: origin.to_string(),

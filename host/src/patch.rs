@@ -1,0 +1,136 @@
+//! Hot patching: a UDF stage's durable patch timeline.
+//!
+//! Every change to a running stage (a new module version, a rollback) is an
+//! entry of its vertex's timeline, at the stage's input position where it took
+//! effect: the number of input rows the stage had consumed. The order of a
+//! stage's input rows is deterministic (one input, or the CTI merge of
+//! several), so a vertex replaying from any snapshot applies each entry before
+//! the same row as the original run did, and rewrites the same outputs.
+
+use serde::{Deserialize, Serialize};
+
+/// Why the module changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Why {
+    /// `weir udf deploy`.
+    Deploy,
+    /// `weir udf rollback`.
+    Rollback,
+    /// The stage's `on_trap = "rollback"` policy: the new version trapped.
+    Trap(String),
+}
+
+/// One entry of a timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patch {
+    /// The stage's input position (rows consumed) where it took effect: rows
+    /// below ran on the previous version, this row and later on `version`.
+    pub position: u64,
+    /// CTIs the vertex had written when it took effect.
+    pub ctis: u64,
+    /// The module version (SHA-256 hex) from here on.
+    pub version: String,
+    /// Why.
+    pub why: Why,
+    /// When it took effect (Unix milliseconds; shown, never replayed).
+    pub at_ms: u64,
+}
+
+/// A stage's patch timeline: the job's module, then every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// The version the job was submitted with.
+    pub original: String,
+    /// The changes, in order.
+    pub patches: Vec<Patch>,
+}
+
+impl Timeline {
+    /// A timeline with no changes yet.
+    pub fn new(original: &str) -> Timeline {
+        Timeline {
+            original: original.to_string(),
+            patches: Vec::new(),
+        }
+    }
+
+    /// The version in use after the first `n` changes.
+    pub fn version_after(&self, n: usize) -> &str {
+        self.patches[..n.min(self.patches.len())]
+            .last()
+            .map_or(&self.original, |p| &p.version)
+    }
+
+    /// The versions a rollback returns through, after the first `n` changes:
+    /// a deploy pushes its version; a rollback to a version on the stack pops
+    /// back to it (and pushes one that is not).
+    pub fn stack(&self, n: usize) -> Vec<&str> {
+        let mut stack = vec![self.original.as_str()];
+        for p in &self.patches[..n.min(self.patches.len())] {
+            match (&p.why, stack.iter().rposition(|v| *v == p.version)) {
+                (Why::Rollback | Why::Trap(_), Some(i)) => stack.truncate(i + 1),
+                _ => stack.push(&p.version),
+            }
+        }
+        stack
+    }
+
+    /// The version a rollback after the first `n` changes goes back to.
+    pub fn previous(&self, n: usize) -> Option<&str> {
+        let stack = self.stack(n);
+        (stack.len() >= 2).then(|| stack[stack.len() - 2])
+    }
+
+    /// Every version the timeline names, oldest first, each once.
+    pub fn versions(&self) -> Vec<&str> {
+        let mut out = vec![self.original.as_str()];
+        for p in &self.patches {
+            if !out.contains(&p.version.as_str()) {
+                out.push(&p.version);
+            }
+        }
+        out
+    }
+}
+
+/// Milliseconds since the Unix epoch (for display only).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch(version: &str, why: Why) -> Patch {
+        Patch {
+            position: 0,
+            ctis: 0,
+            version: version.into(),
+            why,
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn rollbacks_walk_back_through_deploys() {
+        let mut t = Timeline::new("v1");
+        assert_eq!(t.previous(0), None);
+        t.patches.push(patch("v2", Why::Deploy));
+        t.patches.push(patch("v3", Why::Deploy));
+        assert_eq!(t.version_after(2), "v3");
+        assert_eq!(t.previous(2), Some("v2"));
+        t.patches.push(patch("v2", Why::Rollback));
+        assert_eq!(t.version_after(3), "v2");
+        assert_eq!(t.previous(3), Some("v1"));
+        t.patches.push(patch("v1", Why::Trap("boom".into())));
+        assert_eq!(t.previous(4), None);
+        // Deploying an old version again is a deploy, not a rollback.
+        t.patches.push(patch("v3", Why::Deploy));
+        assert_eq!(t.stack(5), vec!["v1", "v3"]);
+        assert_eq!(t.version_after(1), "v2");
+        assert_eq!(t.versions(), vec!["v1", "v2", "v3"]);
+    }
+}
