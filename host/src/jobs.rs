@@ -24,14 +24,14 @@ use anyhow::{Context, bail};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
+use crate::patch::{Timeline, Why};
+use crate::plan::UdfSpec;
 use crate::plan::{
     ErrorPolicy, Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec,
 };
 use crate::rstream::{END, Entry, Streams};
 use crate::schema::{describe, event_schema, user_fields};
 use crate::source::SourceReader;
-use crate::patch::{Timeline, Why};
-use crate::plan::UdfSpec;
 use crate::stage::UdfStage;
 use crate::store::Op;
 use crate::vertex::{
@@ -419,7 +419,12 @@ impl Jobs {
 
     /// Returns stage `stage` of job `job` to an earlier version: `to` (a
     /// prefix of a version in its history), or the version before the current one.
-    pub fn rollback(&self, job: &str, stage: &str, to: Option<&str>) -> anyhow::Result<PatchReport> {
+    pub fn rollback(
+        &self,
+        job: &str,
+        stage: &str,
+        to: Option<&str>,
+    ) -> anyhow::Result<PatchReport> {
         let timeline = self.timeline(job, stage)?;
         let n = timeline.patches.len();
         let target = match to {
@@ -512,19 +517,25 @@ impl Jobs {
             .map(|r| r.record.clone())
             .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
         let plan = crate::job::parse_with(&record.path, &record.text, false)?;
-        let spec = plan.stages.iter().find(|s| s.name == stage).with_context(|| {
-            format!(
-                "job `{job}` has no stage `{stage}`; its stages: {}",
-                plan.stages
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+        let spec = plan
+            .stages
+            .iter()
+            .find(|s| s.name == stage)
+            .with_context(|| {
+                format!(
+                    "job `{job}` has no stage `{stage}`; its stages: {}",
+                    plan.stages
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
         match &spec.operator {
             Operator::Udf(udf) => Ok((record, udf.clone())),
-            Operator::Union => bail!("stage `{stage}` of job `{job}` is a union; it runs no UDF to patch"),
+            Operator::Union => {
+                bail!("stage `{stage}` of job `{job}` is a union; it runs no UDF to patch")
+            }
         }
     }
 
@@ -553,7 +564,12 @@ impl Jobs {
         module: &crate::wasm::Module,
         shadow: Option<u64>,
     ) -> anyhow::Result<Option<ShadowReport>> {
-        let refused = || format!("module {} refused for job `{job}` stage `{stage}`", module.version);
+        let refused = || {
+            format!(
+                "module {} refused for job `{job}` stage `{stage}`",
+                module.version
+            )
+        };
         let (record, udf) = self.udf_stage(job, stage)?;
         let status = lock(self.stage_status(job, stage)?.as_ref()).clone();
         match status.state.as_str() {
@@ -617,7 +633,8 @@ impl Jobs {
             .map(str::to_string)
             .with_context(refused)?;
         let old_module = load_module(&self.inner.runtime, streams, &running, stage)?;
-        let old = UdfStage::with_module(&self.inner.runtime, stage, &udf, old_module, input_schema)?;
+        let old =
+            UdfStage::with_module(&self.inner.runtime, stage, &udf, old_module, input_schema)?;
         let report = shadow_run(streams, input.id, rows, old, new)
             .with_context(|| format!("shadow run of module {} failed", module.version))?;
         Ok(Some(report))
@@ -625,7 +642,13 @@ impl Jobs {
 
     /// Hands a switch to `version` to the stage's vertex and waits (a few
     /// seconds at most) until it took effect at a CTI and is durable.
-    fn patch(&self, job: &str, stage: &str, version: String, why: Why) -> anyhow::Result<PatchReport> {
+    fn patch(
+        &self,
+        job: &str,
+        stage: &str,
+        version: String,
+        why: Why,
+    ) -> anyhow::Result<PatchReport> {
         let shared = self.stage_status(job, stage)?;
         let (before, from) = {
             let mut s = lock(&shared);
@@ -645,13 +668,13 @@ impl Jobs {
             {
                 let s = lock(&shared);
                 if let Some(why) = &s.refused {
-                    bail!("the stage could not switch to module {}: {why}", short(&version));
+                    bail!(
+                        "the stage could not switch to module {}: {why}",
+                        short(&version)
+                    );
                 }
                 if s.state == "failed" {
-                    bail!(
-                        "the stage failed: {}",
-                        s.error.clone().unwrap_or_default()
-                    );
+                    bail!("the stage failed: {}", s.error.clone().unwrap_or_default());
                 }
                 if s.patches > before && s.request.is_none() && !s.pending {
                     break;
@@ -662,9 +685,11 @@ impl Jobs {
         // Anything queued before this barrier is durable once it is.
         self.inner.streams.commit_meta(Vec::new())?.wait()?;
         let timeline = self.timeline(job, stage)?;
-        if let Some(p) = timeline.patches.get(before as usize..).and_then(|ps| {
-            ps.iter().find(|p| p.version == version)
-        }) {
+        if let Some(p) = timeline
+            .patches
+            .get(before as usize..)
+            .and_then(|ps| ps.iter().find(|p| p.version == version))
+        {
             report.applied = Some((p.position, p.ctis));
         }
         Ok(report)
@@ -913,15 +938,10 @@ impl Jobs {
                 };
                 let runtime = self.inner.runtime.clone();
                 let (store, origin) = (streams.clone(), udf.component.display().to_string());
-                let module = load_module(&runtime, &store, &version, &origin)
-                    .with_context(|| at.clone())?;
-                let stage = UdfStage::with_module(
-                    &runtime,
-                    &spec.name,
-                    udf,
-                    module,
-                    input_schema.clone(),
-                )?;
+                let module =
+                    load_module(&runtime, &store, &version, &origin).with_context(|| at.clone())?;
+                let stage =
+                    UdfStage::with_module(&runtime, &spec.name, udf, module, input_schema.clone())?;
                 let (name, udf, schema) = (spec.name.clone(), udf.clone(), input_schema.clone());
                 let load: vertex::StageLoader = Box::new(move |version: &str| {
                     let module = load_module(&runtime, &store, version, &origin).map_err(|e| {
@@ -1188,7 +1208,10 @@ impl Jobs {
         let streams = &self.inner.streams;
         if let Some(timeline) = &fx.timeline {
             // Before the entries: some of them ran on the new version.
-            streams.commit_meta(vec![put(&timeline_key(key), postcard::to_allocvec(timeline)?)])?;
+            streams.commit_meta(vec![put(
+                &timeline_key(key),
+                postcard::to_allocvec(timeline)?,
+            )])?;
         }
         for (stream, entries) in [(output, fx.output), (dead, fx.dead)] {
             for (seq, entry) in entries {
@@ -1513,7 +1536,11 @@ fn short(version: &str) -> &str {
 }
 
 fn short_list(versions: &[&str]) -> String {
-    versions.iter().map(|v| short(v)).collect::<Vec<_>>().join(", ")
+    versions
+        .iter()
+        .map(|v| short(v))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs `old` and `new` on the last `rows` rows of `stream` (fresh state for

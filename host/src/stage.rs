@@ -62,9 +62,7 @@ pub enum StageError {
     },
     /// The UDF trapped on a batch under policy `rollback`: nothing of the
     /// batch was applied; the vertex returns the stage to its previous version.
-    #[error(
-        "stage `{stage}` (module {module}) {error} on the batch at input position {position}"
-    )]
+    #[error("stage `{stage}` (module {module}) {error} on the batch at input position {position}")]
     Trapped {
         /// Stage name.
         stage: String,

@@ -16,10 +16,10 @@ use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
 use crate::merge::{Merge, Merged};
+use crate::patch::{Patch, Timeline, Why, now_ms};
 use crate::plan::{CtiPolicy, Recovery};
 use crate::rstream::{END, Entry};
 use crate::schema::{ColumnType, Field, event_schema};
-use crate::patch::{Patch, Timeline, Why, now_ms};
 use crate::stage::{DeadRow, StageCheckpoint, StageError, UdfStage};
 use crate::store::StateChanges;
 use crate::wasm::instance::KeyedState;
@@ -459,7 +459,7 @@ impl Vertex {
         new.adopt(old);
         self.producer = format!("stage `{}` module {}", self.name, new.module().version);
         self.at.module = Some(new.module().version.to_string());
-        *old = Box::new(new);
+        **old = new;
         Ok(())
     }
 

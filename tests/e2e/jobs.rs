@@ -12,7 +12,7 @@ use super::node::{Node, cluster, ok, write};
 use super::stderr;
 
 /// A small deterministic generator (splitmix64), so failures reproduce from the printed seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -22,7 +22,7 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
@@ -155,7 +155,7 @@ fn job_state(node: &Node, dir: &Path, job: &str) -> (String, String) {
 }
 
 /// Waits (bounded) until `job` finished; panics with its status if it failed or hangs.
-fn wait_finished(node: &Node, dir: &Path, job: &str) {
+pub(crate) fn wait_finished(node: &Node, dir: &Path, job: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (state, status) = job_state(node, dir, job);

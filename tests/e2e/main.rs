@@ -8,6 +8,7 @@ use weir::testkit::{repo_root, udf_component};
 
 mod jobs;
 mod node;
+mod patch;
 
 fn weir(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))

@@ -125,7 +125,11 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             stage,
             to,
             connect,
-        } => super::cluster::patch(&connect, crate::net::Request::RollbackUdf { job, stage, to }, None),
+        } => super::cluster::patch(
+            &connect,
+            crate::net::Request::RollbackUdf { job, stage, to },
+            None,
+        ),
         UdfCommand::History {
             job,
             stage,

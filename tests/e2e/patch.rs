@@ -1,0 +1,460 @@
+//! Hot patching on a real node: `weir udf deploy / history / rollback` while a
+//! job runs, switches at recorded input positions, `kill -9` around patches,
+//! refused modules and trap rollback. Every row of the output says which
+//! module version made it, and the expected output is computed from the
+//! input and the stage's history, so each row must have been produced by the
+//! version in effect at its input position, exactly once.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+use weir::testkit::udf_component;
+use weir::wasm::ModuleVersion;
+
+use super::jobs::{Rng, wait_finished};
+use super::node::{Node, cluster, ok, write};
+use super::stderr;
+
+const CHUNK: usize = 100;
+/// The amount that makes `tally_v3` trap.
+const POISON: i64 = 777;
+
+/// Sale `i`: users cycle through seven, amounts 1..=100 (never the poison).
+fn sale(i: usize) -> (String, i64) {
+    (format!("u{}", i % 7), ((i * 37) % 100) as i64 + 1)
+}
+
+fn chunk_text(k: usize, poison_at: Option<usize>) -> String {
+    (k * CHUNK..(k + 1) * CHUNK)
+        .map(|i| {
+            let (user, mut amount) = sale(i);
+            if poison_at == Some(i) {
+                amount = POISON;
+            }
+            format!(
+                "{{\"ts\":{},\"user\":\"{user}\",\"amount\":{amount}}}\n",
+                1_700_000_000_000_000u64 + i as u64 * 1_000
+            )
+        })
+        .collect()
+}
+
+/// A node with stream `sales` and job `tally` (reducer `tally_v1`, params
+/// `factor = 3`, `poison`, and `extra` job-file lines) running on it.
+fn start(d: &Path, extra: &str) -> Node {
+    let node = Node::start(d, "data").expect("node starts");
+    ok(&node.weir(
+        d,
+        &[
+            "stream",
+            "create",
+            "sales",
+            "--columns",
+            "ts:int64,user:utf8,amount:int64",
+            "--time",
+            "ts",
+        ],
+    ));
+    write(
+        d,
+        "job.toml",
+        &format!(
+            r#"name = "tally"
+
+[[sources]]
+name = "sales"
+stream = "sales"
+cti_every = 50
+
+[[stages]]
+name = "tally"
+input = "sales"
+kind = "reducer"
+key = "user"
+component = "{}"
+params = {{ factor = 3, poison = {POISON} }}
+checkpoint_every = 2
+{extra}
+
+[[sinks]]
+input = "tally"
+path = "out/tally.jsonl"
+"#,
+            udf_component("tally_v1").display()
+        ),
+    );
+    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    node
+}
+
+fn ingest(addr: &str, d: &Path, k: usize, poison_at: Option<usize>) -> Output {
+    let file = format!("chunk-{k}.jsonl");
+    write(d, &file, &chunk_text(k, poison_at));
+    super::weir(&["ingest", "sales", &file, "--node", addr], d)
+}
+
+/// `weir udf ARGS` for stage `tally` of job `tally`, run beside `during`
+/// (the next ingest, whose CTIs give the patch its switch point).
+fn patch_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> Output {
+    let mut all = vec!["udf"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--job", "tally", "--stage", "tally", "--node", &node.addr]);
+    let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+    let dir = d.to_path_buf();
+    let cli = std::thread::spawn(move || {
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        super::weir(&args, &dir)
+    });
+    // Let the deploy reach the node (and pass validation) before the input.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    during();
+    cli.join().expect("udf thread")
+}
+
+/// `(version, input position)` of every entry of the stage's history.
+fn history(node: &Node, d: &Path) -> Vec<(String, u64, String)> {
+    let out = ok(&node.weir(
+        d,
+        &[
+            "udf", "history", "--job", "tally", "--stage", "tally", "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("history is JSON");
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .map(|h| {
+            (
+                h["version"].as_str().unwrap_or_default().to_string(),
+                h["position"].as_u64().unwrap_or(u64::MAX),
+                h["why"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn version_of(name: &str) -> String {
+    let bytes = std::fs::read(udf_component(name)).expect("component");
+    ModuleVersion::of(&bytes).hex().to_string()
+}
+
+/// The output the job must write for `rows` input rows when each version of
+/// the history ran from its position on: `(user, count, total, version)`.
+fn expected(
+    rows: usize,
+    poison_at: Option<usize>,
+    history: &[(String, u64, String)],
+) -> Vec<(String, i64, i64, String)> {
+    let label: HashMap<String, &str> = ["tally_v1", "tally_v2", "tally_v3"]
+        .iter()
+        .map(|n| (version_of(n), &n[6..]))
+        .collect();
+    let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut out = Vec::new();
+    for i in 0..rows {
+        let version = history
+            .iter()
+            .filter(|h| h.1 <= i as u64)
+            .next_back()
+            .map(|h| label[&h.0])
+            .expect("a version from position 0");
+        let (user, mut amount) = sale(i);
+        if poison_at == Some(i) {
+            amount = POISON;
+        }
+        let t = totals.entry(user.clone()).or_default();
+        t.0 += 1;
+        t.1 += if version == "v2" { amount * 3 } else { amount };
+        out.push((user, t.0, t.1, version.to_string()));
+    }
+    out
+}
+
+fn output(d: &Path) -> Vec<(String, i64, i64, String)> {
+    let text = std::fs::read_to_string(d.join("out/tally.jsonl")).expect("sink file");
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            (
+                v["user"].as_str().unwrap_or_default().to_string(),
+                v["count"].as_i64().unwrap_or(-1),
+                v["total"].as_i64().unwrap_or(-1),
+                v["version"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn assert_output(d: &Path, rows: usize, poison_at: Option<usize>, h: &[(String, u64, String)]) {
+    let want = expected(rows, poison_at, h);
+    let got = output(d);
+    if let Some(i) = (0..want.len().max(got.len())).find(|&i| want.get(i) != got.get(i)) {
+        panic!(
+            "output row {i} is {:?} but the history {h:?} makes it {:?} ({} rows written, {} expected)",
+            got.get(i),
+            want.get(i),
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+fn position_in(text: &str) -> u64 {
+    text.split("in effect from input position ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no switch position in: {text}"))
+}
+
+#[test]
+fn deploys_and_rollbacks_switch_at_recorded_positions_across_kill_9s() {
+    let seed = std::env::var("WEIR_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
+    println!("patch crash test seed {seed} (rerun with WEIR_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = start(d, "");
+    let v2 = udf_component("tally_v2").display().to_string();
+    let h1 = version_of("tally_v1");
+    let chunks = 16;
+    let mut reported = Vec::new();
+    for k in 0..chunks {
+        let addr = node.addr.clone();
+        let feed = || {
+            let out = ingest(&addr, d, k, None);
+            assert!(out.status.success(), "seed {seed}: {}", stderr(&out));
+        };
+        let patch: Option<Vec<&str>> = match k {
+            3 => Some(vec!["deploy", &v2]),
+            6 => Some(vec!["rollback"]),
+            9 => Some(vec!["deploy", &v2]),
+            12 => Some(vec!["rollback", "--to", &h1[..10]]),
+            _ => None,
+        };
+        match patch {
+            Some(args) => {
+                let out = patch_during(&node, d, &args, feed);
+                let text = ok(&out);
+                let position = position_in(&text);
+                assert!(
+                    position >= (k * CHUNK) as u64 && position <= ((k + 1) * CHUNK) as u64,
+                    "seed {seed}: the patch during chunk {k} took effect at {position}: {text}"
+                );
+                reported.push(position);
+            }
+            None => feed(),
+        }
+        // Kill right after every patch, and at random otherwise (often while
+        // the job still works through what was just ingested).
+        if patch_happened(k) || rng.below(3) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(rng.below(80)));
+            node.kill9();
+            node = Node::start(d, "data").expect("node restarts after kill -9");
+            // Sometimes again, while it replays.
+            if rng.below(2) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(rng.below(150)));
+                node.kill9();
+                node = Node::start(d, "data").expect("node restarts after kill -9");
+            }
+            let h = history(&node, d);
+            let positions: Vec<u64> = h.iter().skip(1).map(|e| e.1).collect();
+            assert_eq!(
+                positions, reported,
+                "seed {seed}: every acknowledged patch survives the crash"
+            );
+        }
+    }
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+    let h = history(&node, d);
+    let versions: Vec<&str> = h.iter().map(|e| e.0.as_str()).collect();
+    let h2 = version_of("tally_v2");
+    assert_eq!(
+        versions,
+        vec![&h1, &h2, &h1, &h2, &h1],
+        "seed {seed}: {h:?}"
+    );
+    assert_eq!(
+        h.iter().map(|e| e.2.as_str()).collect::<Vec<_>>(),
+        vec![
+            "submitted with the job",
+            "deploy",
+            "rollback",
+            "deploy",
+            "rollback"
+        ]
+    );
+    assert_output(d, chunks * CHUNK, None, &h);
+    let text = ok(&node.weir(d, &["udf", "history", "--job", "tally", "--stage", "tally"]));
+    assert!(
+        text.contains(&h1[..12]) && text.contains("* ") && text.contains("rollback"),
+        "{text}"
+    );
+}
+
+fn patch_happened(k: usize) -> bool {
+    matches!(k, 3 | 6 | 9 | 12)
+}
+
+#[test]
+fn a_refused_module_leaves_the_running_job_untouched() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = start(d, "");
+    let out = ingest(&node.addr, d, 0, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write(d, "not-wasm.wasm", "hello");
+    let deploy = |file: &str, stage: &str| {
+        node.weir(
+            d,
+            &["udf", "deploy", "--job", "tally", "--stage", stage, file],
+        )
+    };
+    let cases = [
+        (
+            udf_component("forbidden_import").display().to_string(),
+            "tally",
+            "imports `wasi:filesystem",
+        ),
+        (
+            udf_component("bot_filter").display().to_string(),
+            "tally",
+            "the stage is a reducer but",
+        ),
+        (
+            udf_component("user_stats").display().to_string(),
+            "tally",
+            "but its input has no such column",
+        ),
+        (
+            "not-wasm.wasm".to_string(),
+            "tally",
+            "is not a WebAssembly component",
+        ),
+        (
+            udf_component("tally_v1").display().to_string(),
+            "tally",
+            "already runs it",
+        ),
+        (
+            udf_component("tally_v2").display().to_string(),
+            "nope",
+            "has no stage `nope`",
+        ),
+    ];
+    for (file, stage, says) in cases {
+        let out = deploy(&file, stage);
+        let text = stderr(&out);
+        assert!(!out.status.success(), "{file} was accepted");
+        assert!(text.contains(says), "deploying {file}: {text}");
+    }
+    let out = node.weir(
+        d,
+        &["udf", "rollback", "--job", "tally", "--stage", "tally"],
+    );
+    assert!(
+        stderr(&out).contains("nothing to roll back to"),
+        "{}",
+        stderr(&out)
+    );
+    let h = history(&node, d);
+    assert_eq!(h.len(), 1, "nothing was patched: {h:?}");
+    let out = ingest(&node.addr, d, 1, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+    assert_output(d, 2 * CHUNK, None, &h);
+}
+
+#[test]
+fn init_refusing_the_stage_parameters_is_a_refusal() {
+    let dir = cluster();
+    let d = dir.path();
+    // A second stage whose parameters version 2 refuses (factor 0).
+    let node = start(
+        d,
+        r#"
+[[stages]]
+name = "strict"
+input = "sales"
+kind = "reducer"
+key = "user"
+component = "TALLY"
+params = { factor = 0 }
+"#
+        .replace("TALLY", &udf_component("tally_v1").display().to_string())
+        .as_str(),
+    );
+    let out = node.weir(
+        d,
+        &[
+            "udf",
+            "deploy",
+            "--job",
+            "tally",
+            "--stage",
+            "strict",
+            &udf_component("tally_v2").display().to_string(),
+        ],
+    );
+    let text = stderr(&out);
+    assert!(!out.status.success(), "accepted");
+    assert!(
+        text.contains("refused its parameters in init")
+            && text.contains("factor must be at least 1"),
+        "{text}"
+    );
+    let status = ok(&node.weir(d, &["job", "status", "tally", "--json"]));
+    assert!(status.contains("\"running\""), "{status}");
+}
+
+#[test]
+fn a_trapping_version_is_rolled_back_at_the_trapping_batch() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = start(d, "on_trap = \"rollback\"");
+    let poison = 3 * CHUNK + 42;
+    for k in 0..2 {
+        let out = ingest(&node.addr, d, k, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let v3 = udf_component("tally_v3").display().to_string();
+    let addr = node.addr.clone();
+    let text = ok(&patch_during(&node, d, &["deploy", &v3], || {
+        let out = ingest(&addr, d, 2, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }));
+    let deployed = position_in(&text);
+    for k in 3..5 {
+        let out = ingest(&node.addr, d, k, Some(poison));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Replay across both patches after a crash.
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts");
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+    let h = history(&node, d);
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!(
+        (h[1].0.as_str(), h[1].1),
+        (version_of("tally_v3").as_str(), deployed)
+    );
+    assert_eq!(h[2].0, version_of("tally_v1"));
+    assert!(
+        h[2].2.contains("rollback on trap") && h[2].2.contains("poison amount 777"),
+        "{h:?}"
+    );
+    // The trapping batch (the chunk holding the poison row) reran on version 1.
+    assert_eq!(h[2].1, (3 * CHUNK) as u64, "{h:?}");
+    assert_output(d, 5 * CHUNK, Some(poison), &h);
+}
