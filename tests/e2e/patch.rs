@@ -155,8 +155,7 @@ fn expected(
     for i in 0..rows {
         let version = history
             .iter()
-            .filter(|h| h.1 <= i as u64)
-            .next_back()
+            .rfind(|h| h.1 <= i as u64)
             .map(|h| label[&h.0])
             .expect("a version from position 0");
         let (user, mut amount) = sale(i);
