@@ -263,6 +263,178 @@ fn recovery(dir: &Path, keys: u64, ad_bytes: usize) -> (u64, Duration, Duration)
     (state, built, took)
 }
 
+/// A hot patch under load, in one run.
+struct PatchFigures {
+    /// The `deploy` call: validation (compiling the new module), storing it,
+    /// waiting for the switch at the stage's next CTI and making it durable.
+    deploy: Duration,
+    /// From `deploy` returning to the stage's first row on the new version.
+    first_row: Duration,
+    /// Stage rows/s before the deploy (2 s), around the switch (1 s centred
+    /// on it), during the whole deploy call, and after (2 s).
+    before: f64,
+    around: f64,
+    during: f64,
+    after: f64,
+}
+
+fn sales(from: u64, n: usize) -> Vec<u8> {
+    let ts: Vec<i64> = (0..n as u64).map(|i| ((from + i) * 100) as i64).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ts.clone())),
+        Arc::new(Int64Array::from(
+            ts.iter().map(|t| t + 1).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(ts)),
+        Arc::new(StringArray::from(
+            (0..n as u64)
+                .map(|i| format!("u{}", (from + i) % 10_000))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            (0..n as u64)
+                .map(|i| ((from + i) % 100) as i64)
+                .collect::<Vec<_>>(),
+        )),
+    ];
+    let batch = RecordBatch::try_new(event_schema(&sale_fields()), columns).expect("batch");
+    Entry::Batch {
+        producer: "ingest".into(),
+        batch,
+    }
+    .encode()
+    .expect("encode")
+}
+
+fn sale_fields() -> Vec<Field> {
+    [
+        ("ts", ColumnType::Int64),
+        ("user", ColumnType::Utf8),
+        ("amount", ColumnType::Int64),
+    ]
+    .map(|(name, ty)| Field {
+        name: name.into(),
+        ty,
+        nullable: false,
+    })
+    .to_vec()
+}
+
+/// Feeds reducer `tally_v1` as fast as it processes (a bounded backlog),
+/// deploys `tally_v2` after `warm`, and keeps feeding for as long again.
+fn patching(dir: &Path, warm: Duration) -> PatchFigures {
+    let (streams, jobs) = node(Arc::new(
+        RedbStorage::open(&dir.join("node.redb")).expect("redb"),
+    ));
+    let id = streams
+        .create_with_time("sales", &sale_fields(), Some("ts"), None)
+        .expect("stream")
+        .id;
+    let (v1, v2) = (udf_component("tally_v1"), udf_component("tally_v2"));
+    let text = format!(
+        r#"
+name = "patch"
+[[sources]]
+name = "sales"
+stream = "sales"
+cti_every = 1000
+[[stages]]
+name = "tally"
+input = "sales"
+kind = "reducer"
+key = "user"
+component = "{}"
+checkpoint_every = 10
+[[sinks]]
+input = "tally"
+path = "out.jsonl"
+"#,
+        v1.display()
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, &text).expect("write job");
+    jobs.submit(
+        &path,
+        &text,
+        vec![(v1.clone(), std::fs::read(&v1).expect("read"))],
+    )
+    .expect("submit");
+    let stage_in = |jobs: &Jobs| {
+        jobs.status(Some("patch")).expect("status")[0]
+            .vertices
+            .iter()
+            .find(|v| v.name == "tally" && v.role == "stage")
+            .map_or(0, |v| v.rows_in)
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let (streams, jobs, stop) = (streams.clone(), jobs.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let batch = 1000usize;
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if sent > stage_in(&jobs) + 20 * batch as u64 {
+                    std::thread::sleep(Duration::from_micros(500));
+                    continue;
+                }
+                let (_, t) = streams
+                    .append(id, vec![sales(sent, batch)])
+                    .expect("append");
+                t.wait().expect("durable");
+                sent += batch as u64;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut samples: Vec<(Duration, u64)> = Vec::new();
+    let sample =
+        |samples: &mut Vec<(Duration, u64)>| samples.push((started.elapsed(), stage_in(&jobs)));
+    while started.elapsed() < warm {
+        sample(&mut samples);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bytes = std::fs::read(&v2).expect("read");
+    let t0 = started.elapsed();
+    let report = jobs
+        .deploy("patch", "tally", &v2.display().to_string(), bytes, None)
+        .expect("deploy");
+    let t1 = started.elapsed();
+    let (position, _) = report.applied.expect("the switch took effect");
+    while stage_in(&jobs) <= position {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let t2 = started.elapsed();
+    while started.elapsed() < t1 + warm {
+        sample(&mut samples);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    feeder.join().expect("feeder");
+    jobs.stop_all();
+    streams.close();
+    // Rows/s between two times, from the samples around them.
+    let at = |t: Duration| -> (Duration, u64) {
+        *samples
+            .iter()
+            .min_by_key(|(s, _)| s.abs_diff(t))
+            .expect("samples")
+    };
+    let rate = |a: Duration, b: Duration| {
+        let ((ta, ra), (tb, rb)) = (at(a), at(b));
+        (rb - ra) as f64 / (tb - ta).as_secs_f64()
+    };
+    let half = Duration::from_millis(500);
+    let two = Duration::from_secs(2);
+    PatchFigures {
+        deploy: t1 - t0,
+        first_row: t2 - t1,
+        before: rate(t0.saturating_sub(two), t0),
+        around: rate(t1.saturating_sub(half), t1 + half),
+        during: rate(t0, t1.max(t0 + Duration::from_millis(100))),
+        after: rate(t1 + half, t1 + half + two),
+    }
+}
+
 fn reducer_in(jobs: &Jobs) -> u64 {
     jobs.status(Some("bench")).expect("status")[0]
         .vertices
@@ -326,6 +498,24 @@ fn main() {
         pct(0.9),
         pct(0.99),
         l[l.len() - 1]
+    );
+
+    let patch_dir = dir.path().join("patch");
+    std::fs::create_dir_all(&patch_dir).expect("dir");
+    let warm = Duration::from_secs(if quick { 2 } else { 5 });
+    let p = patching(&patch_dir, warm);
+    println!(
+        "hot patch under load (tally_v1 -> tally_v2, durable): deploy call {:.2?}, deploy returned -> first row on the new version {:.2?}",
+        p.deploy, p.first_row
+    );
+    println!(
+        "  stage rows/s: before {:.0}, 1 s around the switch {:.0} ({:+.1}%), during the deploy call {:.0} ({:+.1}%), after {:.0}",
+        p.before,
+        p.around,
+        (p.around / p.before - 1.0) * 100.0,
+        p.during,
+        (p.during / p.before - 1.0) * 100.0,
+        p.after
     );
 
     let recovery_dir = dir.path().join("recovery");
