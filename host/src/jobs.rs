@@ -1503,7 +1503,10 @@ pub struct PatchReport {
 /// The new version beside the running one on recent input rows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShadowReport {
-    /// Input rows both versions ran on.
+    /// Input rows asked for.
+    pub asked: u64,
+    /// Input rows both versions ran on (at most those the input stream
+    /// still holds).
     pub rows: u64,
     /// Output rows of the running version.
     pub old_rows: u64,
@@ -1552,12 +1555,13 @@ fn shadow_run(
     mut old: UdfStage,
     mut new: UdfStage,
 ) -> anyhow::Result<ShadowReport> {
-    let (next, ..) = streams.positions(stream).unwrap_or_default();
+    // Only what the stream still holds: collected entries are gone.
+    let (next, _, low) = streams.positions(stream).unwrap_or_default();
     let mut batches = Vec::new();
     let mut have = 0u64;
     let mut seq = next;
-    while seq > 0 && have < rows {
-        let from = seq.saturating_sub(64);
+    while seq > low && have < rows {
+        let from = seq.saturating_sub(64).max(low);
         let entries = streams.read_written(stream, from, (seq - from) as usize)?;
         for (_, bytes) in entries.into_iter().rev() {
             if let Entry::Batch { batch, .. } = Entry::decode(&bytes).map_err(anyhow::Error::msg)? {
@@ -1571,7 +1575,10 @@ fn shadow_run(
         seq = from;
     }
     batches.reverse();
-    let mut report = ShadowReport::default();
+    let mut report = ShadowReport {
+        asked: rows,
+        ..ShadowReport::default()
+    };
     let skip = have.saturating_sub(rows);
     let mut skipped = 0u64;
     for batch in batches {

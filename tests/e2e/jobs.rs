@@ -155,6 +155,21 @@ fn job_state(node: &Node, dir: &Path, job: &str) -> (String, String) {
 }
 
 /// Waits (bounded) until `job` finished; panics with its status if it failed or hangs.
+/// The seed of a crash test: `WEIR_CRASH_SEED`, or new; printed so that a
+/// failure reproduces.
+pub(crate) fn crash_seed(test: &str) -> u64 {
+    let seed = std::env::var("WEIR_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
+    println!("{test} seed {seed} (rerun with WEIR_CRASH_SEED={seed})");
+    seed
+}
+
 pub(crate) fn wait_finished(node: &Node, dir: &Path, job: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -196,15 +211,7 @@ fn output_survives_twenty_kill_9s_byte_for_byte() {
         "the job should flag users:\n{expected}"
     );
 
-    let seed = std::env::var("WEIR_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(7, |d| d.as_nanos() as u64)
-        });
-    println!("crash test seed {seed} (rerun with WEIR_CRASH_SEED={seed})");
+    let seed = crash_seed("crash test");
     let mut rng = Rng(seed);
 
     let dir = cluster();

@@ -12,7 +12,7 @@ use std::process::Output;
 use weir::testkit::udf_component;
 use weir::wasm::ModuleVersion;
 
-use super::jobs::{Rng, wait_finished};
+use super::jobs::{Rng, crash_seed, wait_finished};
 use super::node::{Node, cluster, ok, write};
 use super::stderr;
 
@@ -106,8 +106,15 @@ fn patch_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> 
         let args: Vec<&str> = all.iter().map(String::as_str).collect();
         super::weir(&args, &dir)
     });
-    // Let the deploy reach the node (and pass validation) before the input.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The input comes once the node has validated the patch and scheduled it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cli.is_finished() && std::time::Instant::now() < deadline {
+        let status = ok(&node.weir(d, &["job", "status", "tally", "--json"]));
+        if status.contains("\"pending\": true") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     during();
     cli.join().expect("udf thread")
 }
@@ -209,15 +216,7 @@ fn position_in(text: &str) -> u64 {
 
 #[test]
 fn deploys_and_rollbacks_switch_at_recorded_positions_across_kill_9s() {
-    let seed = std::env::var("WEIR_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(7, |d| d.as_nanos() as u64)
-        });
-    println!("patch crash test seed {seed} (rerun with WEIR_CRASH_SEED={seed})");
+    let seed = crash_seed("patch crash test");
     let mut rng = Rng(seed);
     let dir = cluster();
     let d = dir.path();
@@ -428,10 +427,27 @@ fn a_trapping_version_is_rolled_back_at_the_trapping_batch() {
     }
     let v3 = udf_component("tally_v3").display().to_string();
     let addr = node.addr.clone();
-    let text = ok(&patch_during(&node, d, &["deploy", &v3], || {
-        let out = ingest(&addr, d, 2, None);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }));
+    let text = ok(&patch_during(
+        &node,
+        d,
+        &["deploy", &v3, "--shadow", "150"],
+        || {
+            let out = ingest(&addr, d, 2, None);
+            assert!(out.status.success(), "{}", stderr(&out));
+        },
+    ));
+    // Every output row names its version, so the shadow run sees all differ.
+    let shadowed = text
+        .split("shadow run on the last ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no shadow report: {text}"));
+    assert!(shadowed > 0 && shadowed <= 150, "{text}");
+    assert!(
+        text.contains(&format!("{shadowed} output rows differ (running version wrote {shadowed}, new version {shadowed})")),
+        "{text}"
+    );
     let deployed = position_in(&text);
     for k in 3..5 {
         let out = ingest(&node.addr, d, k, Some(poison));

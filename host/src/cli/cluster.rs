@@ -379,8 +379,13 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
         let client = connect(c).await?;
         if let Response::Patched(r) = client.call(&request, body.as_deref()).await? {
             if let Some(s) = &r.shadow {
+                let held = if s.rows < s.asked {
+                    format!(" ({} asked; the input stream holds no more)", s.asked)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "shadow run on the last {} input rows: {} output rows differ (running version wrote {}, new version {})",
+                    "shadow run on the last {} input rows{held}: {} output rows differ (running version wrote {}, new version {})",
                     s.rows, s.differ, s.old_rows, s.new_rows
                 );
             }
