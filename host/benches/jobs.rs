@@ -270,6 +270,9 @@ struct PatchFigures {
     deploy: Duration,
     /// From `deploy` returning to the stage's first row on the new version.
     first_row: Duration,
+    /// Of the deploy call: from handing the switch to the stage to it being
+    /// durable (the wait for the next CTI included).
+    switch: Duration,
     /// Stage rows/s before the deploy (2 s), around the switch (1 s centred
     /// on it), during the whole deploy call, and after (2 s).
     before: f64,
@@ -428,6 +431,7 @@ path = "out.jsonl"
     PatchFigures {
         deploy: t1 - t0,
         first_row: t2 - t1,
+        switch: Duration::from_micros(report.switch_us),
         before: rate(t0.saturating_sub(two), t0),
         around: rate(t1.saturating_sub(half), t1 + half),
         during: rate(t0, t1.max(t0 + Duration::from_millis(100))),
@@ -505,8 +509,8 @@ fn main() {
     let warm = Duration::from_secs(if quick { 2 } else { 5 });
     let p = patching(&patch_dir, warm);
     println!(
-        "hot patch under load (tally_v1 -> tally_v2, durable): deploy call {:.2?}, deploy returned -> first row on the new version {:.2?}",
-        p.deploy, p.first_row
+        "hot patch under load (tally_v1 -> tally_v2, durable): deploy call {:.2?} (of which switch at the next CTI, durable: {:.2?}), deploy returned -> first row on the new version {:.2?}",
+        p.deploy, p.switch, p.first_row
     );
     println!(
         "  stage rows/s: before {:.0}, 1 s around the switch {:.0} ({:+.1}%), during the deploy call {:.0} ({:+.1}%), after {:.0}",

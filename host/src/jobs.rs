@@ -650,6 +650,7 @@ impl Jobs {
         why: Why,
     ) -> anyhow::Result<PatchReport> {
         let shared = self.stage_status(job, stage)?;
+        let scheduled = std::time::Instant::now();
         let (before, from) = {
             let mut s = lock(&shared);
             s.request = Some((version.clone(), why));
@@ -661,6 +662,7 @@ impl Jobs {
             from,
             to: version.clone(),
             applied: None,
+            switch_us: 0,
             shadow: None,
         };
         let deadline = std::time::Instant::now() + PATCH_WAIT;
@@ -684,6 +686,7 @@ impl Jobs {
         }
         // Anything queued before this barrier is durable once it is.
         self.inner.streams.commit_meta(Vec::new())?.wait()?;
+        report.switch_us = scheduled.elapsed().as_micros() as u64;
         let timeline = self.timeline(job, stage)?;
         if let Some(p) = timeline
             .patches
@@ -1496,6 +1499,9 @@ pub struct PatchReport {
     /// Where it took effect: (input position, CTIs written); `None` when the
     /// stage had no CTI within the wait, so the switch is still scheduled.
     pub applied: Option<(u64, u64)>,
+    /// Microseconds from handing the switch to the stage to its timeline
+    /// entry being durable (waiting for the next CTI included).
+    pub switch_us: u64,
     /// The shadow run, if one was asked for.
     pub shadow: Option<ShadowReport>,
 }
