@@ -495,23 +495,18 @@ impl Jobs {
 
     /// The durable timeline of a UDF stage of a job on this node.
     fn timeline(&self, job: &str, stage: &str) -> anyhow::Result<Timeline> {
-        let (record, _) = self.udf_stage(job, stage)?;
-        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
-        let original = plan
-            .stages
-            .iter()
-            .find_map(|s| match &s.operator {
-                Operator::Udf(udf) if s.name == stage => record.modules.get(&udf.component),
-                _ => None,
-            })
+        let (record, _, udf) = self.udf_stage(job, stage)?;
+        let original = record
+            .modules
+            .get(&udf.component)
             .with_context(|| format!("job `{job}` recorded no module for stage `{stage}`"))?;
         let key = format!("{SNAPSHOTS}{}/{stage}", record.prefix());
         Ok(stored(&self.inner.streams, &timeline_key(&key))?
             .unwrap_or_else(|| Timeline::new(original)))
     }
 
-    /// The record of `job` and the spec of its UDF stage `stage`.
-    fn udf_stage(&self, job: &str, stage: &str) -> anyhow::Result<(JobRecord, UdfSpec)> {
+    /// The record of `job`, its stage `stage` and that stage's UDF.
+    fn udf_stage(&self, job: &str, stage: &str) -> anyhow::Result<(JobRecord, StageSpec, UdfSpec)> {
         let record = lock(&self.inner.running)
             .get(job)
             .map(|r| r.record.clone())
@@ -532,7 +527,7 @@ impl Jobs {
                 )
             })?;
         match &spec.operator {
-            Operator::Udf(udf) => Ok((record, udf.clone())),
+            Operator::Udf(udf) => Ok((record, spec.clone(), udf.clone())),
             Operator::Union => {
                 bail!("stage `{stage}` of job `{job}` is a union; it runs no UDF to patch")
             }
@@ -570,7 +565,7 @@ impl Jobs {
                 module.version
             )
         };
-        let (record, udf) = self.udf_stage(job, stage)?;
+        let (record, spec, udf) = self.udf_stage(job, stage)?;
         let status = lock(self.stage_status(job, stage)?.as_ref()).clone();
         match status.state.as_str() {
             "finished" => bail!("{}: the job has finished", refused()),
@@ -589,12 +584,6 @@ impl Jobs {
             bail!("{}: the stage already runs it", refused());
         }
         let streams = &self.inner.streams;
-        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
-        let spec = plan
-            .stages
-            .iter()
-            .find(|s| s.name == stage)
-            .with_context(refused)?;
         let input = streams.info(&record.stream(&spec.inputs[0]))?;
         let input_schema = event_schema(&input.fields());
         let new = UdfStage::with_module(
@@ -789,6 +778,7 @@ impl Jobs {
                         &[(info.id, info.name.clone())],
                         (output, out_name),
                         &key,
+                        stored(streams, &key)?,
                         Default::default(),
                     )?;
                     schemas.insert(spec.name.clone(), (output, schema));
@@ -915,6 +905,7 @@ impl Jobs {
         }
         let input_schema = input_schema.with_context(|| format!("{at}: no inputs"))?;
         let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
+        let snapshot: Option<VertexSnapshot> = stored(streams, &key)?;
         let mut patching = None;
         let operator = match &spec.operator {
             Operator::Union => vertex::Operator::Union,
@@ -926,14 +917,12 @@ impl Jobs {
                     .unwrap_or_else(|| Timeline::new(original));
                 // The version its snapshot was taken with; the timeline's
                 // later entries apply as the vertex replays past them.
-                let version = match stored::<VertexSnapshot>(streams, &key)?
-                    .and_then(|s| s.module)
-                {
+                let version = match snapshot.as_ref().and_then(|s| s.module.as_deref()) {
                     None => original.clone(),
                     Some(short) => timeline
                         .versions()
                         .into_iter()
-                        .find(|v| v.starts_with(&short))
+                        .find(|v| v.starts_with(short))
                         .with_context(|| {
                             format!("{at}: the snapshot's module {short} is not in the stage's patch timeline")
                         })?
@@ -941,12 +930,8 @@ impl Jobs {
                 };
                 let runtime = self.inner.runtime.clone();
                 let (store, origin) = (streams.clone(), udf.component.display().to_string());
-                let module =
-                    load_module(&runtime, &store, &version, &origin).with_context(|| at.clone())?;
-                let stage =
-                    UdfStage::with_module(&runtime, &spec.name, udf, module, input_schema.clone())?;
                 let (name, udf, schema) = (spec.name.clone(), udf.clone(), input_schema.clone());
-                let load: vertex::StageLoader = Box::new(move |version: &str| {
+                let mut load: vertex::StageLoader = Box::new(move |version: &str| {
                     let module = load_module(&runtime, &store, version, &origin).map_err(|e| {
                         crate::stage::StageError::Mismatch {
                             stage: name.clone(),
@@ -956,6 +941,7 @@ impl Jobs {
                     })?;
                     UdfStage::with_module(&runtime, &name, &udf, module, schema.clone())
                 });
+                let stage = load(&version).with_context(|| at.clone())?;
                 patching = Some((timeline, load));
                 vertex::Operator::Udf(Box::new(stage))
             }
@@ -973,6 +959,7 @@ impl Jobs {
             &inputs,
             (output, out_name),
             &key,
+            snapshot,
             spec.recovery,
         )?;
         if let Some((timeline, load)) = patching {
@@ -1003,10 +990,11 @@ impl Jobs {
         inputs: &[(u64, String)],
         output: (u64, String),
         key: &str,
+        snapshot: Option<VertexSnapshot>,
         recovery: crate::plan::Recovery,
     ) -> anyhow::Result<(Vertex, VertexStatus)> {
         let streams = &self.inner.streams;
-        let resume = match stored::<VertexSnapshot>(streams, key)? {
+        let resume = match snapshot {
             Some(snapshot) => {
                 let state = match recovery {
                     crate::plan::Recovery::Checkpoint { .. } => load_state(streams, key)?,

@@ -419,11 +419,6 @@ impl Vertex {
         self
     }
 
-    /// The patch timeline (UDF vertices made patchable).
-    pub fn timeline(&self) -> Option<&Timeline> {
-        self.patching.as_ref().map(|p| &p.timeline)
-    }
-
     /// Asks for a switch to module `version` (full SHA-256 hex) at the
     /// vertex's next CTI, once it has replayed its whole timeline.
     pub fn schedule(&mut self, version: String, why: Why) {
@@ -438,14 +433,6 @@ impl Vertex {
         self.patching
             .as_ref()
             .map_or((false, None), |p| (p.pending.is_some(), p.refused.clone()))
-    }
-
-    /// The module version in use (UDF vertices).
-    pub fn module(&self) -> Option<String> {
-        match &self.operator {
-            Operator::Udf(stage) => Some(stage.module().version.hex().to_string()),
-            _ => None,
-        }
     }
 
     /// Replaces the stage by its build at `version`, which takes over its
