@@ -24,7 +24,7 @@ use anyhow::{Context, bail};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use crate::patch::{Timeline, Why};
+use crate::patch::{Change, Timeline};
 use crate::plan::UdfSpec;
 use crate::plan::{
     ErrorPolicy, Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec,
@@ -109,9 +109,19 @@ pub struct VertexStatus {
     /// Why the last scheduled patch was not applied.
     #[serde(default)]
     pub refused: Option<String>,
+    /// Where a failed UDF stage stopped: (input position of the batch it
+    /// failed on, CTIs written). A patch or filter recorded there resumes it.
+    #[serde(default)]
+    pub stuck_at: Option<(u64, u64)>,
+    /// Runtime filters in effect (UDF stages).
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Input rows runtime filters dropped (counted in `rows_in`).
+    #[serde(default)]
+    pub filtered: u64,
     /// A patch asked for, not yet handed to the vertex.
     #[serde(skip)]
-    request: Option<(String, Why)>,
+    request: Option<(String, Change)>,
 }
 
 /// A job's state, as `weir job status` shows it.
@@ -248,31 +258,37 @@ impl Jobs {
         for (key, value) in self.inner.streams.meta_prefix(JOB_PREFIX)? {
             let record: JobRecord = serde_json::from_slice(&value)
                 .with_context(|| format!("job record {key} does not decode"))?;
-            let name = record.name.clone();
-            match self.build(&record, true) {
-                Ok(tasks) => self.start(record, tasks),
-                Err(e) => {
-                    tracing::error!("job `{name}` cannot resume: {e:#}");
-                    let failed = VertexStatus {
-                        name: name.clone(),
-                        role: "job".into(),
-                        state: "failed".into(),
-                        error: Some(format!("{e:#}")),
-                        ..VertexStatus::default()
-                    };
-                    lock(&self.inner.running).insert(
-                        name,
-                        Running {
-                            record,
-                            stop: Arc::default(),
-                            threads: Vec::new(),
-                            vertices: vec![Arc::new(Mutex::new(failed))],
-                        },
-                    );
-                }
-            }
+            self.build_and_start(record);
         }
         Ok(())
+    }
+
+    /// Starts a stored job from its snapshots; one that cannot start stays
+    /// listed as failed, with the reason.
+    fn build_and_start(&self, record: JobRecord) {
+        let name = record.name.clone();
+        match self.build(&record, true) {
+            Ok(tasks) => self.start(record, tasks),
+            Err(e) => {
+                tracing::error!("job `{name}` cannot resume: {e:#}");
+                let failed = VertexStatus {
+                    name: name.clone(),
+                    role: "job".into(),
+                    state: "failed".into(),
+                    error: Some(format!("{e:#}")),
+                    ..VertexStatus::default()
+                };
+                lock(&self.inner.running).insert(
+                    name,
+                    Running {
+                        record,
+                        stop: Arc::default(),
+                        threads: Vec::new(),
+                        vertices: vec![Arc::new(Mutex::new(failed))],
+                    },
+                );
+            }
+        }
     }
 
     /// Validates and starts a job. `modules` are the bytes of the components
@@ -412,7 +428,7 @@ impl Jobs {
             .streams
             .commit_meta(vec![put(&format!("{MODULE_PREFIX}{version}"), bytes)])?
             .wait()?;
-        let mut report = self.patch(job, stage, version, Why::Deploy)?;
+        let mut report = self.patch(job, stage, version, Change::Deploy)?;
         report.shadow = shadow;
         Ok(report)
     }
@@ -458,7 +474,91 @@ impl Jobs {
         };
         let module = load_module(&self.inner.runtime, &self.inner.streams, &target, stage)?;
         self.check_patch(job, stage, &module, None)?;
-        self.patch(job, stage, target, Why::Rollback)
+        self.patch(job, stage, target, Change::Rollback)
+    }
+
+    /// Adds a runtime filter to stage `stage` of job `job`: from the stage's
+    /// next CTI on, the input rows `expr` matches are dropped before the UDF
+    /// (recorded in the stage's timeline, so replay drops the same rows).
+    pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
+        let (filter, active) = self.check_filter(job, stage, expr)?;
+        if active.iter().any(|a| a == filter.text()) {
+            bail!(
+                "stage `{stage}` of job `{job}` already has filter `{}`",
+                filter.text()
+            );
+        }
+        self.patch(
+            job,
+            stage,
+            String::new(),
+            Change::FilterAdd(filter.text().to_string()),
+        )
+    }
+
+    /// Removes runtime filter `expr` from stage `stage` of job `job`, from
+    /// the stage's next CTI on.
+    pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
+        let (filter, active) = self.check_filter(job, stage, expr)?;
+        if !active.iter().any(|a| a == filter.text()) {
+            let list = if active.is_empty() {
+                "none".to_string()
+            } else {
+                active
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            bail!(
+                "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {list}",
+                filter.text()
+            );
+        }
+        self.patch(
+            job,
+            stage,
+            String::new(),
+            Change::FilterRemove(filter.text().to_string()),
+        )
+    }
+
+    /// Parses `expr` against the stage's input and returns it with the
+    /// filters in effect, if the stage can take a change.
+    fn check_filter(
+        &self,
+        job: &str,
+        stage: &str,
+        expr: &str,
+    ) -> anyhow::Result<(crate::filter::Filter, Vec<String>)> {
+        let (record, spec, _) = self.udf_stage(job, stage)?;
+        self.check_running(job, stage, "filter refused")?;
+        let input = self.inner.streams.info(&record.stream(&spec.inputs[0]))?;
+        let filter = crate::filter::Filter::parse(expr, &event_schema(&input.fields()))
+            .with_context(|| format!("filter refused for job `{job}` stage `{stage}`"))?;
+        let timeline = self.timeline(job, stage)?;
+        let active = timeline
+            .filters(timeline.patches.len())
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        Ok((filter, active))
+    }
+
+    /// The status of stage `stage` of `job`, if it can take a change: the
+    /// job has neither finished nor failed.
+    fn check_running(&self, job: &str, stage: &str, refused: &str) -> anyhow::Result<VertexStatus> {
+        let status = lock(self.stage_status(job, stage)?.as_ref()).clone();
+        match status.state.as_str() {
+            "finished" => bail!("{refused}: the job has finished"),
+            // A UDF stage that failed on a batch can resume past it with a fix.
+            "failed" if status.stuck_at.is_some() => Ok(status),
+            "failed" => bail!(
+                "{refused}: the stage failed ({}); cancel and resubmit the job",
+                status.error.clone().unwrap_or_default()
+            ),
+            _ => Ok(status),
+        }
     }
 
     /// Every version stage `stage` of job `job` ran, with the input position
@@ -478,11 +578,7 @@ impl Jobs {
                 version: p.version.clone(),
                 position: p.position,
                 ctis: p.ctis,
-                why: match &p.why {
-                    Why::Deploy => "deploy".into(),
-                    Why::Rollback => "rollback".into(),
-                    Why::Trap(e) => format!("rollback on trap: {e}"),
-                },
+                why: p.change.describe(),
                 at_ms: p.at_ms,
                 current: false,
             });
@@ -566,16 +662,7 @@ impl Jobs {
             )
         };
         let (record, spec, udf) = self.udf_stage(job, stage)?;
-        let status = lock(self.stage_status(job, stage)?.as_ref()).clone();
-        match status.state.as_str() {
-            "finished" => bail!("{}: the job has finished", refused()),
-            "failed" => bail!(
-                "{}: the stage failed ({}); cancel and resubmit the job",
-                refused(),
-                status.error.unwrap_or_default()
-            ),
-            _ => {}
-        }
+        let status = self.check_running(job, stage, &refused())?;
         if status
             .module
             .as_deref()
@@ -636,13 +723,21 @@ impl Jobs {
         job: &str,
         stage: &str,
         version: String,
-        why: Why,
+        change: Change,
     ) -> anyhow::Result<PatchReport> {
         let shared = self.stage_status(job, stage)?;
+        let stuck = {
+            let s = lock(&shared);
+            s.stuck_at.filter(|_| s.state == "failed")
+        };
+        if let Some(at) = stuck {
+            return self.unstick(job, stage, version, change, at);
+        }
         let scheduled = std::time::Instant::now();
+        let describe_change = change.describe();
         let (before, from) = {
             let mut s = lock(&shared);
-            s.request = Some((version.clone(), why));
+            s.request = Some((version.clone(), change.clone()));
             (s.patches, s.module.clone().unwrap_or_default())
         };
         let mut report = PatchReport {
@@ -650,6 +745,7 @@ impl Jobs {
             stage: stage.to_string(),
             from,
             to: version.clone(),
+            change: describe_change.clone(),
             applied: None,
             switch_us: 0,
             shadow: None,
@@ -659,10 +755,13 @@ impl Jobs {
             {
                 let s = lock(&shared);
                 if let Some(why) = &s.refused {
-                    bail!(
-                        "the stage could not switch to module {}: {why}",
-                        short(&version)
-                    );
+                    if change.is_module() {
+                        bail!(
+                            "the stage could not switch to module {}: {why}",
+                            short(&version)
+                        );
+                    }
+                    bail!("the stage could not make the change ({describe_change}): {why}");
                 }
                 if s.state == "failed" {
                     bail!("the stage failed: {}", s.error.clone().unwrap_or_default());
@@ -677,14 +776,111 @@ impl Jobs {
         self.inner.streams.commit_meta(Vec::new())?.wait()?;
         report.switch_us = scheduled.elapsed().as_micros() as u64;
         let timeline = self.timeline(job, stage)?;
-        if let Some(p) = timeline
-            .patches
-            .get(before as usize..)
-            .and_then(|ps| ps.iter().find(|p| p.version == version))
-        {
+        if let Some(p) = timeline.patches.get(before as usize..).and_then(|ps| {
+            ps.iter()
+                .find(|p| p.change == change && (!change.is_module() || p.version == version))
+        }) {
             report.applied = Some((p.position, p.ctis));
+            report.to.clone_from(&p.version);
         }
         Ok(report)
+    }
+
+    /// Makes `change` to a stage that failed on the batch at `at` (input
+    /// position, CTIs written): records it in the timeline at that position,
+    /// then restarts the job from its snapshots, so the stage replays up to
+    /// the batch and runs it with the change (a fixed module, or a filter
+    /// dropping the poison rows). Nothing the stage wrote is lost or doubled:
+    /// the replay rewrites the same entries up to there.
+    fn unstick(
+        &self,
+        job: &str,
+        stage: &str,
+        version: String,
+        change: Change,
+        at: (u64, u64),
+    ) -> anyhow::Result<PatchReport> {
+        let started = std::time::Instant::now();
+        let (record, _, _) = self.udf_stage(job, stage)?;
+        let key = timeline_key(&format!("{SNAPSHOTS}{}/{stage}", record.prefix()));
+        let mut timeline = self.timeline(job, stage)?;
+        let n = timeline.patches.len();
+        let from = timeline.version_after(n).to_string();
+        let version = if change.is_module() {
+            version
+        } else {
+            from.clone()
+        };
+        if let Some(last) = timeline.patches.last().filter(|p| p.position > at.0) {
+            bail!(
+                "stage `{stage}` failed at input position {} but its timeline already has a change at {}",
+                at.0,
+                last.position
+            );
+        }
+        let describe_change = change.describe();
+        timeline.patches.push(crate::patch::Patch {
+            position: at.0,
+            ctis: at.1,
+            version: version.clone(),
+            change,
+            at_ms: crate::patch::now_ms(),
+        });
+        self.inner
+            .streams
+            .commit_meta(vec![put(&key, postcard::to_allocvec(&timeline)?)])?
+            .wait()?;
+        tracing::info!(
+            job,
+            stage,
+            position = at.0,
+            "{describe_change}: resuming the failed stage"
+        );
+        self.restart(job)?;
+        // Wait until the stage is past the batch it failed on, or fails again.
+        let shared = self.stage_status(job, stage)?;
+        let deadline = std::time::Instant::now() + PATCH_WAIT;
+        while std::time::Instant::now() < deadline {
+            {
+                let s = lock(&shared);
+                if s.state == "failed" {
+                    bail!(
+                        "{describe_change} recorded at input position {} of stage `{stage}` and the job restarted, but the stage failed again: {}",
+                        at.0,
+                        s.error.clone().unwrap_or_default()
+                    );
+                }
+                if s.rows_in > at.0 || s.state == "finished" {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(PatchReport {
+            job: job.to_string(),
+            stage: stage.to_string(),
+            from: short(&from).to_string(),
+            to: version,
+            change: describe_change,
+            applied: Some(at),
+            switch_us: started.elapsed().as_micros() as u64,
+            shadow: None,
+        })
+    }
+
+    /// Stops a job's threads and starts it again from its snapshots, as a
+    /// node restart does.
+    fn restart(&self, job: &str) -> anyhow::Result<()> {
+        let running = lock(&self.inner.running).remove(job);
+        let Some(running) = running else {
+            bail!("no job `{job}` on this node (jobs: {})", self.names());
+        };
+        running.stop.store(true, Ordering::Relaxed);
+        for t in running.threads {
+            let _ = t.join();
+        }
+        self.build_and_start(running.record);
+        Ok(())
     }
 
     /// Stops every job's threads (node shutdown); they resume on the next start.
@@ -963,7 +1159,7 @@ impl Jobs {
             spec.recovery,
         )?;
         if let Some((timeline, load)) = patching {
-            vertex = vertex.with_patching(timeline, load);
+            vertex = vertex.with_patching(timeline, load)?;
         }
         let input_ids = inputs.iter().map(|(id, _)| *id).collect();
         Ok((
@@ -1154,7 +1350,14 @@ impl Jobs {
                     let entry = Entry::decode(&bytes).map_err(|e| {
                         anyhow::anyhow!("vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
                     })?;
-                    let fx = vertex.on_entry(i, seq, entry)?;
+                    let fx = match vertex.on_entry(i, seq, entry) {
+                        Ok(fx) => fx,
+                        Err(e) => {
+                            lock(status).stuck_at =
+                                vertex.stage_position().map(|p| (p, vertex.position().ctis));
+                            return Err(e.into());
+                        }
+                    };
                     self.apply(fx, output, dead, key, inputs)?;
                     progressed = true;
                 }
@@ -1176,6 +1379,7 @@ impl Jobs {
                 s.patches = at.patches;
                 s.module.clone_from(&at.module);
                 (s.pending, s.refused) = vertex.patch_state();
+                (s.filtered, s.filters) = vertex.filters();
             }
             if !progressed {
                 let wanted: Vec<(u64, u64)> = inputs
@@ -1484,6 +1688,8 @@ pub struct PatchReport {
     pub from: String,
     /// The version it runs now (full SHA-256 hex).
     pub to: String,
+    /// What changed (`deploy`, `rollback`, `filter added: ...`).
+    pub change: String,
     /// Where it took effect: (input position, CTIs written); `None` when the
     /// stage had no CTI within the wait, so the switch is still scheduled.
     pub applied: Option<(u64, u64)>,

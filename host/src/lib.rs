@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod exec;
+pub mod filter;
 pub mod job;
 pub mod jobs;
 pub mod merge;

@@ -259,6 +259,24 @@ pub enum Request {
         /// A version (prefix) from the stage's history; the previous one when absent.
         to: Option<String>,
     },
+    /// Add a runtime filter to a stage of a running job.
+    FilterAdd {
+        /// The job.
+        job: String,
+        /// The stage.
+        stage: String,
+        /// The filter (an SQL condition on the stage's input columns).
+        expr: String,
+    },
+    /// Remove a runtime filter from a stage of a running job.
+    FilterRemove {
+        /// The job.
+        job: String,
+        /// The stage.
+        stage: String,
+        /// The filter, as added.
+        expr: String,
+    },
     /// A stage's module versions and where each took effect.
     UdfHistory {
         /// The job.

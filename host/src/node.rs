@@ -212,6 +212,21 @@ impl Node {
                 })
                 .await?
             }
+            Request::FilterAdd { job, stage, expr } => {
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    jobs.filter_add(&job, &stage, &expr).map(Response::Patched)
+                })
+                .await?
+            }
+            Request::FilterRemove { job, stage, expr } => {
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    jobs.filter_remove(&job, &stage, &expr)
+                        .map(Response::Patched)
+                })
+                .await?
+            }
             Request::UdfHistory { job, stage } => {
                 self.jobs.history(&job, &stage).map(Response::History)
             }

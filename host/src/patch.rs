@@ -1,6 +1,7 @@
 //! Hot patching: a UDF stage's durable patch timeline.
 //!
-//! Every change to a running stage (a new module version, a rollback) is an
+//! Every change to a running stage (a new module version, a rollback, a
+//! runtime filter added or removed) is an
 //! entry of its vertex's timeline, at the stage's input position where it took
 //! effect: the number of input rows the stage had consumed. The order of a
 //! stage's input rows is deterministic (one input, or the CTI merge of
@@ -9,15 +10,38 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Why the module changed.
+/// What changed, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Why {
+pub enum Change {
     /// `weir udf deploy`.
     Deploy,
     /// `weir udf rollback`.
     Rollback,
     /// The stage's `on_trap = "rollback"` policy: the new version trapped.
     Trap(String),
+    /// `weir job filter add`: rows the filter (canonical text) matches are
+    /// dropped before the UDF from here on. The module stays.
+    FilterAdd(String),
+    /// `weir job filter remove`: the filter no longer applies. The module stays.
+    FilterRemove(String),
+}
+
+impl Change {
+    /// Whether it changes the module version (rather than the filters).
+    pub fn is_module(&self) -> bool {
+        !matches!(self, Change::FilterAdd(_) | Change::FilterRemove(_))
+    }
+
+    /// How history shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Deploy => "deploy".into(),
+            Change::Rollback => "rollback".into(),
+            Change::Trap(e) => format!("rollback on trap: {e}"),
+            Change::FilterAdd(f) => format!("filter added: {f}"),
+            Change::FilterRemove(f) => format!("filter removed: {f}"),
+        }
+    }
 }
 
 /// One entry of a timeline.
@@ -30,8 +54,8 @@ pub struct Patch {
     pub ctis: u64,
     /// The module version (SHA-256 hex) from here on.
     pub version: String,
-    /// Why.
-    pub why: Why,
+    /// What changed and why.
+    pub change: Change,
     /// When it took effect (Unix milliseconds; shown, never replayed).
     pub at_ms: u64,
 }
@@ -67,8 +91,9 @@ impl Timeline {
     pub fn stack(&self, n: usize) -> Vec<&str> {
         let mut stack = vec![self.original.as_str()];
         for p in &self.patches[..n.min(self.patches.len())] {
-            match (&p.why, stack.iter().rposition(|v| *v == p.version)) {
-                (Why::Rollback | Why::Trap(_), Some(i)) => stack.truncate(i + 1),
+            match (&p.change, stack.iter().rposition(|v| *v == p.version)) {
+                (Change::FilterAdd(_) | Change::FilterRemove(_), _) => {}
+                (Change::Rollback | Change::Trap(_), Some(i)) => stack.truncate(i + 1),
                 _ => stack.push(&p.version),
             }
         }
@@ -79,6 +104,20 @@ impl Timeline {
     pub fn previous(&self, n: usize) -> Option<&str> {
         let stack = self.stack(n);
         (stack.len() >= 2).then(|| stack[stack.len() - 2])
+    }
+
+    /// The runtime filters in effect after the first `n` changes, in the
+    /// order they were added.
+    pub fn filters(&self, n: usize) -> Vec<&str> {
+        let mut active: Vec<&str> = Vec::new();
+        for p in &self.patches[..n.min(self.patches.len())] {
+            match &p.change {
+                Change::FilterAdd(f) => active.push(f),
+                Change::FilterRemove(f) => active.retain(|a| a != f),
+                _ => {}
+            }
+        }
+        active
     }
 
     /// Every version the timeline names, oldest first, each once.
@@ -104,12 +143,12 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
-    fn patch(version: &str, why: Why) -> Patch {
+    fn patch(version: &str, change: Change) -> Patch {
         Patch {
             position: 0,
             ctis: 0,
             version: version.into(),
-            why,
+            change,
             at_ms: 0,
         }
     }
@@ -118,19 +157,31 @@ mod tests {
     fn rollbacks_walk_back_through_deploys() {
         let mut t = Timeline::new("v1");
         assert_eq!(t.previous(0), None);
-        t.patches.push(patch("v2", Why::Deploy));
-        t.patches.push(patch("v3", Why::Deploy));
+        t.patches.push(patch("v2", Change::Deploy));
+        t.patches.push(patch("v3", Change::Deploy));
         assert_eq!(t.version_after(2), "v3");
         assert_eq!(t.previous(2), Some("v2"));
-        t.patches.push(patch("v2", Why::Rollback));
+        t.patches.push(patch("v2", Change::Rollback));
         assert_eq!(t.version_after(3), "v2");
         assert_eq!(t.previous(3), Some("v1"));
-        t.patches.push(patch("v1", Why::Trap("boom".into())));
+        t.patches.push(patch("v1", Change::Trap("boom".into())));
         assert_eq!(t.previous(4), None);
         // Deploying an old version again is a deploy, not a rollback.
-        t.patches.push(patch("v3", Why::Deploy));
+        t.patches.push(patch("v3", Change::Deploy));
         assert_eq!(t.stack(5), vec!["v1", "v3"]);
         assert_eq!(t.version_after(1), "v2");
         assert_eq!(t.versions(), vec!["v1", "v2", "v3"]);
+        // Filters leave the module and the rollback stack alone.
+        t.patches
+            .push(patch("v3", Change::FilterAdd("a = 1".into())));
+        t.patches
+            .push(patch("v3", Change::FilterAdd("b = 2".into())));
+        t.patches
+            .push(patch("v3", Change::FilterRemove("a = 1".into())));
+        assert_eq!(t.stack(8), vec!["v1", "v3"]);
+        assert_eq!(t.previous(8), Some("v1"));
+        assert_eq!(t.filters(7), vec!["a = 1", "b = 2"]);
+        assert_eq!(t.filters(8), vec!["b = 2"]);
+        assert_eq!(t.filters(5), Vec::<&str>::new());
     }
 }

@@ -15,6 +15,7 @@ use arrow_schema::SchemaRef;
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take;
 
+use crate::filter::Filter;
 use crate::plan::{ErrorPolicy, StageKind, UdfSpec};
 use crate::schema::{
     ColumnType, END, Field, START, describe, event_schema, type_name, user_fields,
@@ -122,6 +123,8 @@ pub struct StageStats {
     pub rows_out: u64,
     /// Rows dead-lettered.
     pub dead: u64,
+    /// Rows dropped by runtime filters before the UDF (counted in `rows_in`).
+    pub filtered: u64,
 }
 
 /// A running UDF stage.
@@ -134,6 +137,8 @@ pub struct UdfStage {
     passthrough: bool,
     output_schema: SchemaRef,
     key_column: Option<(usize, ColumnType)>,
+    /// Runtime filters in effect: rows any of them matches skip the UDF.
+    filters: Vec<Filter>,
     position: u64,
     /// Counts so far.
     pub stats: StageStats,
@@ -290,6 +295,7 @@ impl UdfStage {
             passthrough,
             output_schema,
             key_column,
+            filters: Vec::new(),
             position: 0,
             stats: StageStats::default(),
         })
@@ -331,7 +337,18 @@ impl UdfStage {
     pub fn adopt(&mut self, old: &mut UdfStage) {
         self.position = old.position;
         self.stats = old.stats;
+        self.filters = std::mem::take(&mut old.filters);
         self.instance.adopt_state(&mut old.instance);
+    }
+
+    /// Sets the runtime filters in effect from the next batch on.
+    pub fn set_filters(&mut self, filters: Vec<Filter>) {
+        self.filters = filters;
+    }
+
+    /// The runtime filters in effect.
+    pub fn filters(&self) -> &[Filter] {
+        &self.filters
     }
 
     /// The input position: rows consumed.
@@ -360,7 +377,23 @@ impl UdfStage {
     ) -> Result<RecordBatch, StageError> {
         let rows = batch.num_rows();
         let first = self.position;
+        // Runtime filters first: the UDF sees the rows they keep, and every
+        // row still counts in the input position.
+        let keep = crate::filter::keep(&self.filters, batch).map_err(|e| {
+            self.malformed(first, rows, format!("evaluating a runtime filter: {e}"))
+        })?;
+        let kept;
+        let batch = match &keep {
+            None => batch,
+            Some(mask) => {
+                kept = arrow_select::filter::filter_record_batch(batch, mask)
+                    .map_err(|e| self.malformed(first, rows, e.to_string()))?;
+                &kept
+            }
+        };
+        let filtered = (rows - batch.num_rows()) as u64;
         self.stats.rows_in += rows as u64;
+        self.stats.filtered += filtered;
         let out = match self.call(batch, first) {
             Ok(out) => out,
             Err(CallOutcome::Malformed(message)) => {
@@ -368,6 +401,7 @@ impl UdfStage {
             }
             Err(CallOutcome::Failed(error)) if self.spec.on_trap == ErrorPolicy::Rollback => {
                 self.stats.rows_in -= rows as u64;
+                self.stats.filtered -= filtered;
                 self.reset()?;
                 return Err(StageError::Trapped {
                     stage: self.name.clone(),
@@ -379,13 +413,22 @@ impl UdfStage {
             Err(CallOutcome::Failed(_)) => {
                 // Find the rows to blame, one row per call, from a fresh instance.
                 self.reset()?;
+                // The input position of each row the UDF saw.
+                let positions: Vec<u64> = match &keep {
+                    Some(mask) => mask
+                        .values()
+                        .set_indices()
+                        .map(|j| first + j as u64)
+                        .collect(),
+                    None => (first..first + rows as u64).collect(),
+                };
                 let mut parts = Vec::new();
-                for i in 0..rows {
+                for (i, &position) in positions.iter().enumerate() {
                     let row = batch.slice(i, 1);
-                    match self.call(&row, first + i as u64) {
+                    match self.call(&row, position) {
                         Ok(out) => parts.push(out),
                         Err(CallOutcome::Malformed(message)) => {
-                            return Err(self.malformed(first + i as u64, 1, message));
+                            return Err(self.malformed(position, 1, message));
                         }
                         Err(CallOutcome::Failed(error)) => {
                             let row_json = row_json(&row);
@@ -393,14 +436,14 @@ impl UdfStage {
                                 return Err(StageError::Row {
                                     stage: self.name.clone(),
                                     module: self.instance.version().to_string(),
-                                    position: first + i as u64,
+                                    position,
                                     error,
                                     row: row_json,
                                 });
                             }
-                            tracing::warn!(stage = %self.name, module = %self.instance.version(), position = first + i as u64, "dead-lettered: {error}");
+                            tracing::warn!(stage = %self.name, module = %self.instance.version(), position = position, "dead-lettered: {error}");
                             dead.push(DeadRow {
-                                position: first + i as u64,
+                                position,
                                 start: row.column(0).as_primitive::<Int64Type>().value(0),
                                 error: error.to_string(),
                                 row: row_json,

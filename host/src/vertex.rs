@@ -16,7 +16,7 @@ use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
 use crate::merge::{Merge, Merged};
-use crate::patch::{Patch, Timeline, Why, now_ms};
+use crate::patch::{Change, Patch, Timeline, now_ms};
 use crate::plan::{CtiPolicy, Recovery};
 use crate::rstream::{END, Entry};
 use crate::schema::{ColumnType, Field, event_schema};
@@ -212,7 +212,7 @@ struct Patching {
     timeline: Timeline,
     load: StageLoader,
     /// A live request, applied at the vertex's next CTI.
-    pending: Option<(String, Why)>,
+    pending: Option<(String, Change)>,
     /// Why the last live request could not be applied.
     refused: Option<String>,
 }
@@ -405,10 +405,20 @@ impl Vertex {
     }
 
     /// Makes a UDF vertex patchable: `timeline` is its durable timeline (the
-    /// snapshot it was loaded from says how much of it is applied), `load`
-    /// builds its stage at another module version.
-    pub fn with_patching(mut self, timeline: Timeline, load: StageLoader) -> Vertex {
-        if matches!(self.operator, Operator::Udf(_)) {
+    /// snapshot it was loaded from says how much of it is applied, including
+    /// which runtime filters are in effect), `load` builds its stage at
+    /// another module version.
+    pub fn with_patching(
+        mut self,
+        timeline: Timeline,
+        load: StageLoader,
+    ) -> Result<Vertex, VertexError> {
+        if let Operator::Udf(stage) = &mut self.operator {
+            let mut filters = Vec::new();
+            for text in timeline.filters(self.at.patches as usize) {
+                filters.push(compile_filter(&self.name, text, &self.schema)?);
+            }
+            stage.set_filters(filters);
             self.patching = Some(Patching {
                 timeline,
                 load,
@@ -416,37 +426,73 @@ impl Vertex {
                 refused: None,
             });
         }
-        self
+        Ok(self)
     }
 
-    /// Asks for a switch to module `version` (full SHA-256 hex) at the
-    /// vertex's next CTI, once it has replayed its whole timeline.
-    pub fn schedule(&mut self, version: String, why: Why) {
+    /// Asks for `change` (to module `version`, full SHA-256 hex, for a module
+    /// change) at the vertex's next CTI, once it has replayed its whole timeline.
+    pub fn schedule(&mut self, version: String, change: Change) {
         if let Some(p) = self.patching.as_mut() {
-            p.pending = Some((version, why));
+            p.pending = Some((version, change));
             p.refused = None;
         }
     }
 
-    /// A scheduled switch not yet applied, and why the last one was refused.
+    /// A scheduled change not yet applied, and why the last one was refused.
     pub fn patch_state(&self) -> (bool, Option<String>) {
         self.patching
             .as_ref()
             .map_or((false, None), |p| (p.pending.is_some(), p.refused.clone()))
     }
 
-    /// Replaces the stage by its build at `version`, which takes over its
-    /// position, counts and keyed state.
-    fn switch(&mut self, version: &str) -> Result<(), VertexError> {
+    /// Rows dropped by runtime filters so far, and the filters in effect.
+    pub fn filters(&self) -> (u64, Vec<String>) {
+        match &self.operator {
+            Operator::Udf(stage) => (
+                stage.stats.filtered,
+                stage
+                    .filters()
+                    .iter()
+                    .map(|f| f.text().to_string())
+                    .collect(),
+            ),
+            _ => (0, Vec::new()),
+        }
+    }
+
+    /// Makes `change` to the stage: a new build at `version`, which takes
+    /// over its position, counts, filters and keyed state; or a filter added
+    /// or removed.
+    fn apply_change(&mut self, version: &str, change: &Change) -> Result<(), VertexError> {
         let (Some(patching), Operator::Udf(old)) = (self.patching.as_mut(), &mut self.operator)
         else {
             return Ok(());
         };
-        let mut new = (patching.load)(version).map_err(|e| VertexError::Stage(Box::new(e)))?;
-        new.adopt(old);
-        self.producer = format!("stage `{}` module {}", self.name, new.module().version);
-        self.at.module = Some(new.module().version.to_string());
-        **old = new;
+        match change {
+            Change::FilterAdd(text) => {
+                let filter = compile_filter(&self.name, text, &self.schema)?;
+                let mut filters = old.filters().to_vec();
+                filters.push(filter);
+                old.set_filters(filters);
+            }
+            Change::FilterRemove(text) => {
+                let filters = old
+                    .filters()
+                    .iter()
+                    .filter(|f| f.text() != text)
+                    .cloned()
+                    .collect();
+                old.set_filters(filters);
+            }
+            _ => {
+                let mut new =
+                    (patching.load)(version).map_err(|e| VertexError::Stage(Box::new(e)))?;
+                new.adopt(old);
+                self.producer = format!("stage `{}` module {}", self.name, new.module().version);
+                self.at.module = Some(new.module().version.to_string());
+                **old = new;
+            }
+        }
         Ok(())
     }
 
@@ -466,23 +512,30 @@ impl Vertex {
             if next.position < stage.position() {
                 tracing::warn!(
                     vertex = %self.name,
-                    "patch to {} recorded at input position {} applies at {}: batches were cut differently",
-                    next.version, next.position, stage.position()
+                    "timeline entry ({}) recorded at input position {} applies at {}: batches were cut differently",
+                    next.change.describe(), next.position, stage.position()
                 );
             }
-            let version = next.version.clone();
-            self.switch(&version)?;
+            let (version, change) = (next.version.clone(), next.change.clone());
+            self.apply_change(&version, &change)?;
             self.at.patches += 1;
         }
     }
 
-    /// Appends a patch at the stage's position to the timeline and applies it.
-    fn record(&mut self, version: String, why: Why, fx: &mut Effects) -> Result<(), VertexError> {
-        let position = match &self.operator {
-            Operator::Udf(stage) => stage.position(),
+    /// Appends `change` at the stage's position to the timeline and applies it.
+    fn record(
+        &mut self,
+        version: String,
+        change: Change,
+        fx: &mut Effects,
+    ) -> Result<(), VertexError> {
+        let (position, current) = match &self.operator {
+            Operator::Udf(stage) => (stage.position(), stage.module().version.hex().to_string()),
             _ => return Ok(()),
         };
-        self.switch(&version)?;
+        // A filter change keeps the module in use now.
+        let version = if change.is_module() { version } else { current };
+        self.apply_change(&version, &change)?;
         let Some(patching) = self.patching.as_mut() else {
             return Ok(());
         };
@@ -490,7 +543,7 @@ impl Vertex {
             position,
             ctis: self.at.ctis,
             version,
-            why,
+            change,
             at_ms: now_ms(),
         });
         self.at.patches += 1;
@@ -506,11 +559,11 @@ impl Vertex {
         if self.at.finished || patching.timeline.patches.len() as u64 != self.at.patches {
             return;
         }
-        let Some((version, why)) = patching.pending.take() else {
+        let Some((version, change)) = patching.pending.take() else {
             return;
         };
-        if let Err(e) = self.record(version.clone(), why, fx) {
-            tracing::error!(vertex = %self.name, "patch to {version} not applied: {e}");
+        if let Err(e) = self.record(version.clone(), change.clone(), fx) {
+            tracing::error!(vertex = %self.name, "{} ({}) not applied: {e}", change.describe(), short_version(&version));
             if let Some(p) = self.patching.as_mut() {
                 p.refused = Some(e.to_string());
             }
@@ -560,7 +613,11 @@ impl Vertex {
                         });
                     };
                     tracing::warn!(vertex = %self.name, %module, position, "trapped ({error}); rolling back to {previous}");
-                    self.record(previous, Why::Trap(format!("module {module} {error}")), fx)?;
+                    self.record(
+                        previous,
+                        Change::Trap(format!("module {module} {error}")),
+                        fx,
+                    )?;
                 }
                 Err(e) => return Err(VertexError::Stage(Box::new(e))),
             }
@@ -575,6 +632,14 @@ impl Vertex {
     /// Where it is: input positions, output seq and so on.
     pub fn position(&self) -> &VertexSnapshot {
         &self.at
+    }
+
+    /// A UDF stage's input position (rows consumed).
+    pub fn stage_position(&self) -> Option<u64> {
+        match &self.operator {
+            Operator::Udf(stage) => Some(stage.position()),
+            _ => None,
+        }
     }
 
     /// Counts: rows in, rows out, rows dead-lettered.
@@ -802,6 +867,22 @@ impl Vertex {
         }
         s
     }
+}
+
+/// A runtime filter of the timeline, compiled against the vertex's input.
+fn compile_filter(
+    vertex: &str,
+    text: &str,
+    schema: &arrow_schema::Schema,
+) -> Result<crate::filter::Filter, VertexError> {
+    crate::filter::Filter::parse(text, schema).map_err(|e| VertexError::Input {
+        vertex: vertex.to_string(),
+        message: format!("the patch timeline's {e}"),
+    })
+}
+
+fn short_version(version: &str) -> &str {
+    &version[..version.len().min(12)]
 }
 
 /// Dead rows of a UDF stage as dead letters; `seq` is the input entry they came from.

@@ -1,6 +1,6 @@
 //! Hot patching on a real node: `weir udf deploy / history / rollback` while a
 //! job runs, switches at recorded input positions, `kill -9` around patches,
-//! refused modules and trap rollback. Every row of the output says which
+//! refused modules, trap rollback and runtime filters (`weir job filter`). Every row of the output says which
 //! module version made it, and the expected output is computed from the
 //! input and the stage's history, so each row must have been produced by the
 //! version in effect at its input position, exactly once.
@@ -43,6 +43,11 @@ fn chunk_text(k: usize, poison_at: Option<usize>) -> String {
 /// A node with stream `sales` and job `tally` (reducer `tally_v1`, params
 /// `factor = 3`, `poison`, and `extra` job-file lines) running on it.
 fn start(d: &Path, extra: &str) -> Node {
+    start_with(d, "tally_v1", extra)
+}
+
+/// Like [`start`], with the job's stage running `component` first.
+fn start_with(d: &Path, component: &str, extra: &str) -> Node {
     let node = Node::start(d, "data").expect("node starts");
     ok(&node.weir(
         d,
@@ -81,7 +86,7 @@ checkpoint_every = 2
 input = "tally"
 path = "out/tally.jsonl"
 "#,
-            udf_component("tally_v1").display()
+            udf_component(component).display()
         ),
     );
     ok(&node.weir(d, &["job", "submit", "job.toml"]));
@@ -99,6 +104,12 @@ fn ingest(addr: &str, d: &Path, k: usize, poison_at: Option<usize>) -> Output {
 fn patch_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> Output {
     let mut all = vec!["udf"];
     all.extend_from_slice(args);
+    change_during(node, d, &all, during)
+}
+
+/// `weir ARGS` (a change to stage `tally` of job `tally`), run beside `during`.
+fn change_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> Output {
+    let mut all = args.to_vec();
     all.extend_from_slice(&["--job", "tally", "--stage", "tally", "--node", &node.addr]);
     let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
     let dir = d.to_path_buf();
@@ -147,11 +158,14 @@ fn version_of(name: &str) -> String {
 }
 
 /// The output the job must write for `rows` input rows when each version of
-/// the history ran from its position on: `(user, count, total, version)`.
+/// the history ran from its position on, and each runtime filter dropped the
+/// rows it matches (`drops(filter, user, amount)`) while it was in effect:
+/// `(user, count, total, version)`.
 fn expected(
     rows: usize,
-    poison_at: Option<usize>,
+    poisons: &[usize],
     history: &[(String, u64, String)],
+    drops: &dyn Fn(&str, &str, i64) -> bool,
 ) -> Vec<(String, i64, i64, String)> {
     let label: HashMap<String, &str> = ["tally_v1", "tally_v2", "tally_v3"]
         .iter()
@@ -166,8 +180,19 @@ fn expected(
             .map(|h| label[&h.0])
             .expect("a version from position 0");
         let (user, mut amount) = sale(i);
-        if poison_at == Some(i) {
+        if poisons.contains(&i) {
             amount = POISON;
+        }
+        let mut active: Vec<&str> = Vec::new();
+        for h in history.iter().filter(|h| h.1 <= i as u64) {
+            if let Some(f) = h.2.strip_prefix("filter added: ") {
+                active.push(f);
+            } else if let Some(f) = h.2.strip_prefix("filter removed: ") {
+                active.retain(|a| *a != f);
+            }
+        }
+        if active.iter().any(|f| drops(f, &user, amount)) {
+            continue;
         }
         let t = totals.entry(user.clone()).or_default();
         t.0 += 1;
@@ -192,8 +217,20 @@ fn output(d: &Path) -> Vec<(String, i64, i64, String)> {
         .collect()
 }
 
-fn assert_output(d: &Path, rows: usize, poison_at: Option<usize>, h: &[(String, u64, String)]) {
-    let want = expected(rows, poison_at, h);
+fn assert_output(d: &Path, rows: usize, poisons: &[usize], h: &[(String, u64, String)]) {
+    assert_filtered_output(d, rows, poisons, h, &|f, _, _| {
+        panic!("no filter expected: {f}")
+    });
+}
+
+fn assert_filtered_output(
+    d: &Path,
+    rows: usize,
+    poisons: &[usize],
+    h: &[(String, u64, String)],
+    drops: &dyn Fn(&str, &str, i64) -> bool,
+) {
+    let want = expected(rows, poisons, h, drops);
     let got = output(d);
     if let Some(i) = (0..want.len().max(got.len())).find(|&i| want.get(i) != got.get(i)) {
         panic!(
@@ -291,7 +328,7 @@ fn deploys_and_rollbacks_switch_at_recorded_positions_across_kill_9s() {
             "rollback"
         ]
     );
-    assert_output(d, chunks * CHUNK, None, &h);
+    assert_output(d, chunks * CHUNK, &[], &h);
     let text = ok(&node.weir(d, &["udf", "history", "--job", "tally", "--stage", "tally"]));
     assert!(
         text.contains(&h1[..12]) && text.contains("* ") && text.contains("rollback"),
@@ -370,7 +407,7 @@ fn a_refused_module_leaves_the_running_job_untouched() {
     assert!(out.status.success(), "{}", stderr(&out));
     ok(&node.weir(d, &["stream", "close", "sales"]));
     wait_finished(&node, d, "tally");
-    assert_output(d, 2 * CHUNK, None, &h);
+    assert_output(d, 2 * CHUNK, &[], &h);
 }
 
 #[test]
@@ -471,5 +508,183 @@ fn a_trapping_version_is_rolled_back_at_the_trapping_batch() {
     );
     // The trapping batch (the chunk holding the poison row) reran on version 1.
     assert_eq!(h[2].1, (3 * CHUNK) as u64, "{h:?}");
-    assert_output(d, 5 * CHUNK, Some(poison), &h);
+    assert_output(d, 5 * CHUNK, &[poison], &h);
+}
+
+/// `weir job filter ARGS`.
+fn filter_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["job", "filter"];
+    all.extend_from_slice(args);
+    all
+}
+
+/// What the test's filters drop.
+fn test_filter_drops(filter: &str, user: &str, amount: i64) -> bool {
+    match filter {
+        "amount = 777" => amount == POISON,
+        "user = 'u3' AND amount < 50" => user == "u3" && amount < 50,
+        other => panic!("unexpected filter `{other}`"),
+    }
+}
+
+#[test]
+fn a_runtime_filter_keeps_poison_rows_from_the_udf_across_kill_9s() {
+    let dir = cluster();
+    let d = dir.path();
+    // tally_v3 fails the job on the poison amount (on_trap = "fail").
+    let mut node = start_with(d, "tally_v3", "");
+    let poisons = [2 * CHUNK + 17, 4 * CHUNK + 60, 6 * CHUNK + 3];
+    let feed = |addr: &str, k: usize| {
+        let poison = poisons.iter().copied().find(|p| p / CHUNK == k);
+        let out = ingest(addr, d, k, poison);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    feed(&node.addr, 0);
+
+    // Refusals say what is wrong and change nothing.
+    let refused = |args: &[&str], want: &str| {
+        let mut all = filter_args(args);
+        all.extend_from_slice(&["--job", "tally", "--stage", "tally"]);
+        let out = node.weir(d, &all);
+        let e = stderr(&out);
+        assert!(!out.status.success() && e.contains(want), "{args:?}: {e}");
+    };
+    refused(&["add", "amt = 777"], "no column `amt`");
+    refused(
+        &["add", "amount = 'x'"],
+        "column `amount` is int64 but 'x' is not",
+    );
+    refused(&["add", "amount = = 1"], "filter `amount = = 1`");
+    refused(
+        &["remove", "amount = 777"],
+        "has no filter `amount = 777`; its filters: none",
+    );
+    assert_eq!(history(&node, d).len(), 1);
+
+    // Changes switch at a CTI of the input that arrives beside them.
+    let mut positions = Vec::new();
+    let mut change = |node: &Node, args: &[&str], k: usize| {
+        let addr = node.addr.clone();
+        let text = ok(&change_during(node, d, &filter_args(args), || {
+            feed(&addr, k)
+        }));
+        let p = position_in(&text);
+        assert!(
+            p >= (k * CHUNK) as u64 && p <= ((k + 1) * CHUNK) as u64,
+            "{args:?} during chunk {k} took effect at {p}: {text}"
+        );
+        positions.push(p);
+    };
+    change(&node, &["add", "amount = 777"], 1);
+    refused(&["add", "amount=777"], "already has filter `amount = 777`");
+    feed(&node.addr, 2);
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts after kill -9");
+    change(&node, &["add", "user = 'u3' and amount < 50"], 3);
+    feed(&node.addr, 4);
+    // Removed by another spelling of the same condition.
+    change(&node, &["remove", "user='u3' AND amount<50"], 5);
+    feed(&node.addr, 6);
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts after kill -9");
+    feed(&node.addr, 7);
+
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+    let h = history(&node, d);
+    let whys: Vec<&str> = h.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(
+        whys,
+        [
+            "submitted with the job",
+            "filter added: amount = 777",
+            "filter added: user = 'u3' AND amount < 50",
+            "filter removed: user = 'u3' AND amount < 50",
+        ]
+    );
+    assert_eq!(h.iter().skip(1).map(|e| e.1).collect::<Vec<_>>(), positions);
+    assert!(h.iter().all(|e| e.0 == version_of("tally_v3")), "{h:?}");
+    let rows = 8 * CHUNK;
+    assert_filtered_output(d, rows, &poisons, &h, &test_filter_drops);
+
+    // Status shows the filter in effect and how many rows it dropped.
+    let kept = expected(rows, &poisons, &h, &test_filter_drops).len();
+    let dropped = rows - kept;
+    assert!(
+        dropped > poisons.len(),
+        "the second filter dropped rows too"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&node.weir(d, &["job", "status", "tally", "--json"])))
+            .expect("status is JSON");
+    let stage = status[0]["vertices"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["role"] == "stage"))
+        .expect("a stage vertex")
+        .clone();
+    assert_eq!(stage["filtered"].as_u64(), Some(dropped as u64), "{stage}");
+    assert_eq!(stage["rows_in"].as_u64(), Some(rows as u64), "{stage}");
+    assert_eq!(
+        stage["filters"],
+        serde_json::json!(["amount = 777"]),
+        "{stage}"
+    );
+    let text = ok(&node.weir(d, &["job", "status", "tally"]));
+    assert!(
+        text.contains(&format!(
+            "filters: `amount = 777` ({dropped} input rows dropped)"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stage_failed_on_a_poison_row_resumes_there_with_a_filter() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = start_with(d, "tally_v3", "");
+    let poisons = [CHUNK + 30, 3 * CHUNK + 8];
+    let feed = |addr: &str, k: usize| {
+        let poison = poisons.iter().copied().find(|p| p / CHUNK == k);
+        let out = ingest(addr, d, k, poison);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    feed(&node.addr, 0);
+    feed(&node.addr, 1);
+    // The stage fails on the poison row (on_trap = "fail").
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stuck = loop {
+        let text = ok(&node.weir(d, &["job", "status", "tally"]));
+        if text.contains("stuck at input position") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "never failed: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        stuck.contains("poison amount 777") && stuck.contains("`weir job filter add`"),
+        "{stuck}"
+    );
+    let mut args = filter_args(&["add", "amount = 777"]);
+    args.extend_from_slice(&["--job", "tally", "--stage", "tally"]);
+    let text = ok(&node.weir(d, &args));
+    let at = position_in(&text);
+    assert!(
+        at > (poisons[0] - CHUNK) as u64 && at <= poisons[0] as u64,
+        "resumed at the failed batch: {text}"
+    );
+    feed(&node.addr, 2);
+    feed(&node.addr, 3);
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts after kill -9");
+    feed(&node.addr, 4);
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+    let h = history(&node, d);
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(
+        (h[1].1, h[1].2.as_str()),
+        (at, "filter added: amount = 777")
+    );
+    assert_filtered_output(d, 5 * CHUNK, &poisons, &h, &test_filter_drops);
 }

@@ -128,6 +128,45 @@ pub enum JobCommand {
         #[command(flatten)]
         connect: Connect,
     },
+    /// Runtime filters: drop input rows of a stage before its UDF (poison
+    /// events), from the stage's next CTI on.
+    Filter {
+        #[command(subcommand)]
+        command: FilterCommand,
+    },
+}
+
+/// `weir job filter ...`
+#[derive(Debug, Subcommand)]
+pub enum FilterCommand {
+    /// Drop the stage's input rows that EXPR matches, e.g.
+    /// `amount = 13 AND user = 'mallory'` (SQL: = <> < <= > >=, IN, BETWEEN,
+    /// IS NULL, AND, OR, NOT; text in single quotes).
+    Add {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// The condition on the stage's input columns.
+        expr: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Stop dropping rows by a filter added before.
+    Remove {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// The filter, as added (or as `weir job status` shows it).
+        expr: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -360,6 +399,24 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
             client.close().await;
             Ok(())
         }),
+        JobCommand::Filter {
+            command:
+                FilterCommand::Add {
+                    job,
+                    stage,
+                    expr,
+                    connect,
+                },
+        } => patch(&connect, Request::FilterAdd { job, stage, expr }, None),
+        JobCommand::Filter {
+            command:
+                FilterCommand::Remove {
+                    job,
+                    stage,
+                    expr,
+                    connect,
+                },
+        } => patch(&connect, Request::FilterRemove { job, stage, expr }, None),
         JobCommand::Cancel { name, connect: c } => runtime()?.block_on(async move {
             let client = connect(&c).await?;
             if let Response::Ok { message } =
@@ -373,7 +430,7 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Sends a deploy or rollback and prints what it did.
+/// Sends a deploy, rollback or filter change and prints what it did.
 pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let client = connect(c).await?;
@@ -390,6 +447,20 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
                 );
             }
             let to = &r.to[..r.to.len().min(12)];
+            if r.change.starts_with("filter") {
+                match r.applied {
+                    Some((position, ctis)) => println!(
+                        "job `{}` stage `{}`: {}, in effect from input position {position} (after CTI {ctis})",
+                        r.job, r.stage, r.change
+                    ),
+                    None => println!(
+                        "job `{}` stage `{}`: {} scheduled; it takes effect at the stage's next CTI (none arrived yet)",
+                        r.job, r.stage, r.change
+                    ),
+                }
+                client.close().await;
+                return Ok(());
+            }
             match r.applied {
                 Some((position, ctis)) => println!(
                     "job `{}` stage `{}`: module {} -> {to}, in effect from input position {position} (after CTI {ctis})",
@@ -479,11 +550,31 @@ fn print_status(status: &crate::jobs::JobStatus) {
             };
             println!("          module {module} ({} patches){pending}", v.patches);
         }
+        if !v.filters.is_empty() || v.filtered > 0 {
+            let list = if v.filters.is_empty() {
+                "none now".to_string()
+            } else {
+                v.filters
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!(
+                "          filters: {list} ({} input rows dropped)",
+                v.filtered
+            );
+        }
         if let Some(e) = &v.refused {
             println!("          patch refused: {e}");
         }
         if let Some(e) = &v.error {
             println!("          error: {e}");
+        }
+        if let (Some((position, _)), "failed") = (v.stuck_at, v.state.as_str()) {
+            println!(
+                "          stuck at input position {position}: `weir job filter add` (to drop poison rows) or `weir udf deploy` (a fix) resumes the stage there"
+            );
         }
     }
 }
