@@ -341,6 +341,26 @@ impl UdfStage {
         self.instance.adopt_state(&mut old.instance);
     }
 
+    /// Runs the module's `migrate` (a `migrating-reducer`; others have
+    /// none) over the keyed state it adopted from version `from`.
+    pub fn migrate(&mut self, from: &crate::wasm::ModuleVersion) -> Result<(), StageError> {
+        if !self.instance.migrates() {
+            return Ok(());
+        }
+        let keys = self.instance.state().len();
+        self.instance
+            .migrate(from.hex(), self.position)
+            .map_err(|e| StageError::Mismatch {
+                stage: self.name.clone(),
+                module: self.instance.version().to_string(),
+                message: format!(
+                    "its migrate of the state module {from} left ({keys} keys) failed, so it did not take over: {e}"
+                ),
+            })?;
+        tracing::info!(stage = %self.name, module = %self.instance.version(), keys, "migrated the state module {from} left");
+        Ok(())
+    }
+
     /// Sets the runtime filters in effect from the next batch on.
     pub fn set_filters(&mut self, filters: Vec<Filter>) {
         self.filters = filters;

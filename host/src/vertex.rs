@@ -488,6 +488,11 @@ impl Vertex {
                 let mut new =
                     (patching.load)(version).map_err(|e| VertexError::Stage(Box::new(e)))?;
                 new.adopt(old);
+                if let Err(e) = new.migrate(&old.module().version) {
+                    // The old version stays, with everything it had.
+                    old.adopt(&mut new);
+                    return Err(VertexError::Stage(Box::new(e)));
+                }
                 self.producer = format!("stage `{}` module {}", self.name, new.module().version);
                 self.at.module = Some(new.module().version.to_string());
                 **old = new;

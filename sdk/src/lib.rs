@@ -227,8 +227,42 @@ macro_rules! export_flat_map {
 
 /// Exports `f: fn(&Key, I, &mut S) -> impl IntoIterator<Item = O>` as a keyed
 /// reducer. `S` is this key's state, owned and persisted by the host.
+///
+/// `export_reducer!(f, init = check, migrate = upgrade)` also exports a
+/// state migration (world `migrating-reducer`): `upgrade: fn(&Key, Old) -> S`
+/// converts each key's state, as the version before left it (`Old`), when
+/// this version takes over a running stage. State that does not decode as
+/// `Old` refuses the switch.
 #[macro_export]
 macro_rules! export_reducer {
+    ($f:ident, $(init = $init:ident,)? migrate = $migrate:ident) => {
+        #[doc(hidden)]
+        #[allow(missing_docs, clippy::all)]
+        mod __weir_udf_export {
+            $crate::__private::__world_bindings!("migrating-reducer");
+            struct Udf;
+            impl Guest for Udf {
+                fn init(
+                    config: ::std::vec::Vec<$crate::Param>,
+                ) -> ::std::result::Result<$crate::wit::weir::udf::types::Signature, $crate::UdfError> {
+                    $crate::run::init_reduce(&super::$f, config, $crate::__hook!($($init)?))
+                }
+                fn reduce(
+                    input: $crate::Batch,
+                    keys: $crate::KeyGroups,
+                ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
+                    $crate::run::reduce(super::$f, &input, &keys, &mut $crate::state::HostState)
+                }
+                fn migrate(
+                    _from: ::std::string::String,
+                    keys: $crate::KeyGroups,
+                ) -> ::std::result::Result<(), $crate::UdfError> {
+                    $crate::run::migrate(super::$migrate, &keys, &mut $crate::state::HostState)
+                }
+            }
+            export!(Udf);
+        }
+    };
     ($f:ident $(, init = $init:ident)?) => {
         #[doc(hidden)]
         #[allow(missing_docs, clippy::all)]

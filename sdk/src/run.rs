@@ -220,6 +220,43 @@ where
     })
 }
 
+/// A state migration: every key group's state, as the previous version left
+/// it (`Old`), converted by `f` and written back.
+pub fn migrate<Old, S>(
+    f: impl Fn(&Key<'_>, Old) -> S,
+    keys: &KeyGroups,
+    store: &mut dyn StateStore,
+) -> Result<(), UdfError>
+where
+    Old: DeserializeOwned,
+    S: Serialize,
+{
+    let key_count = keys.keys.offsets.len().saturating_sub(1);
+    for g in 0..key_count {
+        let key_bytes = keys
+            .keys
+            .offsets
+            .get(g..g + 2)
+            .and_then(|w| keys.keys.data.get(w[0] as usize..w[1] as usize))
+            .ok_or_else(|| UdfError::new(format!("key group {g} of {key_count} is malformed")))?;
+        let key = Key::new(key_bytes);
+        let Some(bytes) = store.get(g as u32, STATE_NAME) else {
+            continue;
+        };
+        let old: Old = postcard::from_bytes(&bytes).map_err(|e| {
+            UdfError::new(format!(
+                "the state of key {} does not decode as the migration's old type: {e}",
+                key.as_str()
+                    .map_or_else(|| format!("{key_bytes:?}"), |s| format!("`{s}`"))
+            ))
+        })?;
+        let new = postcard::to_allocvec(&f(&key, old))
+            .map_err(|e| UdfError::new(format!("migrated state does not encode: {e}")))?;
+        store.put(g as u32, STATE_NAME, &new);
+    }
+    Ok(())
+}
+
 /// A scalar function: one result per argument row.
 pub fn scalar<'a, A: ReadRow<'a>, R: Value>(
     f: impl Fn(A) -> R,

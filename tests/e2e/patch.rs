@@ -167,7 +167,7 @@ fn expected(
     history: &[(String, u64, String)],
     drops: &dyn Fn(&str, &str, i64) -> bool,
 ) -> Vec<(String, i64, i64, String)> {
-    let label: HashMap<String, &str> = ["tally_v1", "tally_v2", "tally_v3"]
+    let label: HashMap<String, &str> = ["tally_v1", "tally_v2", "tally_v3", "tally_v4"]
         .iter()
         .map(|n| (version_of(n), &n[6..]))
         .collect();
@@ -687,4 +687,38 @@ fn a_stage_failed_on_a_poison_row_resumes_there_with_a_filter() {
         (at, "filter added: amount = 777")
     );
     assert_filtered_output(d, 5 * CHUNK, &poisons, &h, &test_filter_drops);
+}
+
+#[test]
+fn a_version_with_migrate_converts_the_state_it_takes_over() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = start(d, "");
+    let feed = |addr: &str, k: usize| {
+        let out = ingest(addr, d, k, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    feed(&node.addr, 0);
+    feed(&node.addr, 1);
+    // tally_v4 keeps its state in another layout and exports `migrate`.
+    let v4 = udf_component("tally_v4").display().to_string();
+    let inspect = ok(&super::weir(&["udf", "inspect", &v4], d));
+    assert!(inspect.contains("weir:udf/migrating-reducer"), "{inspect}");
+    let addr = node.addr.clone();
+    let text = ok(&patch_during(&node, d, &["deploy", &v4], || feed(&addr, 2)));
+    let at = position_in(&text);
+    // The replay after the crash switches and migrates again, at the same row.
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts after kill -9");
+    feed(&node.addr, 3);
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+    let h = history(&node, d);
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(
+        (h[1].0.as_str(), h[1].1),
+        (version_of("tally_v4").as_str(), at)
+    );
+    // Counts and totals carry on across the switch: the state was converted.
+    assert_output(d, 4 * CHUNK, &[], &h);
 }

@@ -427,7 +427,12 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("file:     {}", file.display());
-    println!("world:    weir:udf/{}", module.world.name());
+    let world = if module.migrates() {
+        "migrating-reducer"
+    } else {
+        module.world.name()
+    };
+    println!("world:    weir:udf/{world}");
     println!("wit:      weir:udf@{wit}");
     println!("module:   {}", module.version.hex());
     println!("size:     {} bytes", module.size);

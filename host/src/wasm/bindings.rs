@@ -40,6 +40,20 @@ pub mod reducer {
     });
 }
 
+/// The `migrating-reducer` world's exports (a reducer with `migrate`).
+pub mod migrating_reducer {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weir:udf/migrating-reducer",
+        with: {
+            "weir:udf/types": super::api::weir::udf::types,
+            "weir:udf/keys": super::api::weir::udf::keys,
+            "weir:udf/log": super::api::weir::udf::log,
+            "weir:udf/state": super::api::weir::udf::state,
+        },
+    });
+}
+
 /// The `scalar` world's exports.
 pub mod scalar {
     wasmtime::component::bindgen!({

@@ -11,7 +11,7 @@ use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, Batch, Column, KeyGroups, Output, Param, Signature, api};
+use super::bindings::{self, Batch, Column, KeyGroups, Output, Param, Signature, VarWidth, api};
 use super::determinism::{EventClock, SeededRandom};
 use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
 use crate::plan::ParamValueSpec;
@@ -182,6 +182,7 @@ impl api::weir::udf::state::Host for HostCtx {
 enum Exports {
     Processor(bindings::processor::Processor),
     Reducer(bindings::reducer::Reducer),
+    MigratingReducer(bindings::migrating_reducer::MigratingReducer),
     Scalar(bindings::scalar::Scalar),
 }
 
@@ -336,6 +337,12 @@ impl Instance {
                 bindings::processor::Processor::instantiate(&mut store, component, linker)
                     .map_err(fail)?,
             ),
+            World::Reducer if module.migrates() => Exports::MigratingReducer(
+                bindings::migrating_reducer::MigratingReducer::instantiate(
+                    &mut store, component, linker,
+                )
+                .map_err(fail)?,
+            ),
             World::Reducer => Exports::Reducer(
                 bindings::reducer::Reducer::instantiate(&mut store, component, linker)
                     .map_err(fail)?,
@@ -356,6 +363,9 @@ impl Instance {
                 .call_init(&mut self.store, &params)
                 .map(|r| r.map(InitInfo::Rows)),
             Exports::Reducer(r) => r
+                .call_init(&mut self.store, &params)
+                .map(|r| r.map(InitInfo::Rows)),
+            Exports::MigratingReducer(r) => r
                 .call_init(&mut self.store, &params)
                 .map(|r| r.map(InitInfo::Rows)),
             Exports::Scalar(s) => s
@@ -485,16 +495,66 @@ impl Instance {
                 keys.keys.data.get(a..b).unwrap_or_default().to_vec()
             })
             .collect();
-        self.store.data_mut().overlay = StateOverlay {
-            keys: key_list,
-            writes: vec![BTreeMap::new(); group_count],
-        };
+        self.open_overlay(key_list);
         let result = match &self.exports {
             Exports::Reducer(r) => r.call_reduce(&mut self.store, batch, keys),
+            Exports::MigratingReducer(r) => r.call_reduce(&mut self.store, batch, keys),
             _ => return Err(self.wrong_world("reduce")),
         };
         let overlay = std::mem::take(&mut self.store.data_mut().overlay);
         let output = self.finish_call(result)?.map_err(udf_error)?;
+        self.apply_overlay(overlay);
+        Ok(output)
+    }
+
+    /// Whether the module converts state when it takes over (`migrate`).
+    pub fn migrates(&self) -> bool {
+        matches!(self.exports, Exports::MigratingReducer(_))
+    }
+
+    /// Calls the module's `migrate` over every key with state (a no-op for a
+    /// module without one): `from` is the version it takes over from,
+    /// `position` the stage's input position (it seeds randomness). Writes
+    /// apply only if the call succeeds.
+    pub fn migrate(&mut self, from: &str, position: u64) -> Result<(), CallError> {
+        if !self.migrates() {
+            return Ok(());
+        }
+        let key_list: Vec<Vec<u8>> = self.store.data().state.keys().cloned().collect();
+        let mut offsets = Vec::with_capacity(key_list.len() + 1);
+        let mut data = Vec::new();
+        offsets.push(0u32);
+        for k in &key_list {
+            data.extend_from_slice(k);
+            offsets.push(data.len() as u32);
+        }
+        let keys = KeyGroups {
+            keys: VarWidth { offsets, data },
+            groups: (0..key_list.len() as u32).collect(),
+        };
+        self.prepare(key_list.len(), position, 0);
+        self.open_overlay(key_list);
+        let result = match &self.exports {
+            Exports::MigratingReducer(r) => r.call_migrate(&mut self.store, from, &keys),
+            _ => return Err(self.wrong_world("migrate")),
+        };
+        let overlay = std::mem::take(&mut self.store.data_mut().overlay);
+        self.finish_call(result)?.map_err(udf_error)?;
+        self.apply_overlay(overlay);
+        Ok(())
+    }
+
+    /// Starts collecting the state writes of a call over `keys` (its groups).
+    fn open_overlay(&mut self, keys: Vec<Vec<u8>>) {
+        let groups = keys.len();
+        self.store.data_mut().overlay = StateOverlay {
+            keys,
+            writes: vec![BTreeMap::new(); groups],
+        };
+    }
+
+    /// Applies the writes of a call that succeeded to the keyed state.
+    fn apply_overlay(&mut self, overlay: StateOverlay) {
         let state = &mut self.store.data_mut().state;
         for (key, writes) in overlay.keys.into_iter().zip(overlay.writes) {
             if writes.is_empty() {
@@ -528,7 +588,6 @@ impl Instance {
                 }
             }
         }
-        Ok(output)
     }
 
     /// Evaluates a scalar function over one batch of argument rows.

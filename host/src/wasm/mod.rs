@@ -160,6 +160,14 @@ pub struct Module {
     pub(crate) component: Component,
 }
 
+impl Module {
+    /// Whether it exports `migrate` (world `migrating-reducer`), called when
+    /// it takes over a running reducer stage.
+    pub fn migrates(&self) -> bool {
+        self.world == World::Reducer && self.exports.iter().any(|e| e == "migrate")
+    }
+}
+
 impl fmt::Debug for Module {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Module")

@@ -106,7 +106,7 @@ pub fn __world_bindings(input: TokenStream) -> TokenStream {
     let world = world.value();
     let wit = LitStr::new(WIT, proc_macro2::Span::call_site());
     let qualified = format!("weir:udf/{world}");
-    let reducer_only = if world == "reducer" {
+    let reducer_only = if world == "reducer" || world == "migrating-reducer" {
         quote! {
             "weir:udf/keys@0.1.0": ::weir_sdk::wit::weir::udf::keys,
             "weir:udf/state@0.1.0": ::weir_sdk::wit::weir::udf::state,
