@@ -7,8 +7,12 @@
 //! (b) `pipeline`: JSONL file -> filter+map -> JSONL sink, with the logic as the
 //!     component and as native Rust.
 //!
+//! (c) runtime filters (`weir job filter`): the stage at batch 4096 with no
+//!     filter, with one that matches no row, and with one that drops 1%.
+//!
 //! After criterion's report, `ratios` prints ns/row and Wasm/native ratios
-//! measured interleaved in this run. Run: `cargo bench -p weir-host --bench boundary`.
+//! measured interleaved in this run. Run: `cargo bench -p weir-host --bench boundary`
+//! (`-- ratios` skips criterion's part).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -297,6 +301,7 @@ fn ratios(runtime: &Arc<Runtime>) {
         );
         println!("{size:>6} {w:>12.1} {n:>12.1} {:>8.2}", w / n);
     }
+    filters(runtime, &batch);
     let (_dir, spec) = pipeline_file();
     let (mut w, mut n) = (Vec::new(), Vec::new());
     for _ in 0..9 {
@@ -317,6 +322,47 @@ fn ratios(runtime: &Arc<Runtime>) {
         PIPELINE_ROWS as f64 / n.as_secs_f64(),
         w.as_secs_f64() / n.as_secs_f64()
     );
+}
+
+/// The stage with runtime filters, against the stage without, interleaved.
+fn filters(runtime: &Arc<Runtime>, batch: &RecordBatch) {
+    let schema = event_schema(&input_fields());
+    let cases = [
+        ("no filter", None),
+        (
+            "matches no row",
+            Some("currency = 'XXX' AND price > 1000000"),
+        ),
+        ("drops 1%", Some("auction < 10")),
+    ];
+    let mut stages: Vec<UdfStage> = cases
+        .iter()
+        .map(|(_, f)| {
+            let mut s = stage(runtime);
+            if let Some(f) = f {
+                s.set_filters(vec![
+                    weir::filter::Filter::parse(f, &schema).expect("filter"),
+                ]);
+            }
+            s
+        })
+        .collect();
+    let mut dead = Vec::new();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    for _ in 0..51 {
+        for (stage, t) in stages.iter_mut().zip(&mut times) {
+            t.push(time(&mut || {
+                black_box(stage.process(batch, &mut dead).expect("process"));
+            }));
+        }
+    }
+    let base = median(times[0].clone()).as_nanos() as f64 / ROWS as f64;
+    println!("\n== runtime filters: the stage at batch {ROWS}");
+    println!("{:>16} {:>12} {:>12}", "filter", "ns/row", "vs none");
+    for ((name, _), t) in cases.iter().zip(times) {
+        let ns = median(t).as_nanos() as f64 / ROWS as f64;
+        println!("{name:>16} {ns:>12.1} {:>12.3}", ns / base);
+    }
 }
 
 fn main() {
