@@ -229,10 +229,11 @@ macro_rules! export_flat_map {
 /// reducer. `S` is this key's state, owned and persisted by the host.
 ///
 /// `export_reducer!(f, init = check, migrate = upgrade)` also exports a
-/// state migration (world `migrating-reducer`): `upgrade: fn(&Key, Old) -> S`
-/// converts each key's state, as the version before left it (`Old`), when
-/// this version takes over a running stage. State that does not decode as
-/// `Old` refuses the switch.
+/// state migration (world `migrating-reducer`):
+/// `upgrade: fn(&Key, Old) -> Result<S, String>` converts each key's state, as
+/// the version before left it (`Old`), when this version takes over a running
+/// stage. An error, or state that does not decode as `Old`, refuses the
+/// switch: the running version stays, with its state.
 #[macro_export]
 macro_rules! export_reducer {
     ($f:ident, $(init = $init:ident,)? migrate = $migrate:ident) => {

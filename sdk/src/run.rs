@@ -221,9 +221,10 @@ where
 }
 
 /// A state migration: every key group's state, as the previous version left
-/// it (`Old`), converted by `f` and written back.
+/// it (`Old`), converted by `f` and written back. An error from `f` (naming
+/// what it cannot convert) refuses the switch.
 pub fn migrate<Old, S>(
-    f: impl Fn(&Key<'_>, Old) -> S,
+    f: impl Fn(&Key<'_>, Old) -> Result<S, String>,
     keys: &KeyGroups,
     store: &mut dyn StateStore,
 ) -> Result<(), UdfError>
@@ -250,7 +251,8 @@ where
                     .map_or_else(|| format!("{key_bytes:?}"), |s| format!("`{s}`"))
             ))
         })?;
-        let new = postcard::to_allocvec(&f(&key, old))
+        let new = f(&key, old).map_err(UdfError::new)?;
+        let new = postcard::to_allocvec(&new)
             .map_err(|e| UdfError::new(format!("migrated state does not encode: {e}")))?;
         store.put(g as u32, STATE_NAME, &new);
     }

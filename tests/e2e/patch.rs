@@ -722,3 +722,60 @@ fn a_version_with_migrate_converts_the_state_it_takes_over() {
     // Counts and totals carry on across the switch: the state was converted.
     assert_output(d, 4 * CHUNK, &[], &h);
 }
+
+#[test]
+fn a_failing_migrate_refuses_the_switch_and_keeps_the_state() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = start(d, "");
+    let out = ingest(&node.addr, d, 0, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A refund (between chunks 0 and 1 in event time) makes u1's total
+    // negative, which tally_v4's migration refuses.
+    write(
+        d,
+        "refund.jsonl",
+        "{\"ts\":1700000000099500,\"user\":\"u1\",\"amount\":-100000}\n",
+    );
+    let out = super::weir(
+        &["ingest", "sales", "refund.jsonl", "--node", &node.addr],
+        d,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v4 = udf_component("tally_v4").display().to_string();
+    let addr = node.addr.clone();
+    let out = patch_during(&node, d, &["deploy", &v4], || {
+        let out = ingest(&addr, d, 1, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+    });
+    let e = stderr(&out);
+    assert!(
+        !out.status.success()
+            && e.contains("could not switch")
+            && e.contains("migrate")
+            && e.contains("user `u1` has a negative total"),
+        "{e}"
+    );
+    let status = ok(&node.weir(d, &["job", "status", "tally"]));
+    assert!(
+        status.contains("patch refused") && status.contains("(0 patches)"),
+        "{status}"
+    );
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+    assert_eq!(history(&node, d).len(), 1);
+    // Version 1 ran on, on the state as it was: every row is v1's, and u1's
+    // count and total carry the refund.
+    let rows = output(d);
+    assert_eq!(rows.len(), 2 * CHUNK + 1);
+    assert!(rows.iter().all(|r| r.3 == "v1"), "{rows:?}");
+    let u1: Vec<_> = rows.iter().filter(|r| r.0 == "u1").collect();
+    let (count, total) = (u1.len() as i64, u1.last().map_or(0, |r| r.2));
+    let want: i64 = (0..2 * CHUNK)
+        .map(sale)
+        .filter(|(u, _)| u == "u1")
+        .map(|(_, a)| a)
+        .sum::<i64>()
+        - 100_000;
+    assert_eq!((u1.last().map(|r| r.1), total), (Some(count), want));
+}

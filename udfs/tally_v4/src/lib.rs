@@ -27,12 +27,20 @@ pub fn tally(_key: &Key<'_>, s: Sale, l: &mut Ledger) -> Option<Tally> {
     })
 }
 
-/// Converts a user's state from the earlier versions' layout.
-pub fn upgrade(_key: &Key<'_>, old: Totals) -> Ledger {
-    Ledger {
+/// Converts a user's state from the earlier versions' layout. Version 4
+/// counts sales only, never refunds, so it refuses a negative total.
+pub fn upgrade(key: &Key<'_>, old: Totals) -> Result<Ledger, String> {
+    if old.total < 0 {
+        return Err(format!(
+            "user `{}` has a negative total ({}); version 4 does not take refunds",
+            key.as_str().unwrap_or("?"),
+            old.total
+        ));
+    }
+    Ok(Ledger {
         total: old.total,
         count: old.count,
-    }
+    })
 }
 
 weir_sdk::export_reducer!(tally, migrate = upgrade);
@@ -49,10 +57,20 @@ mod tests {
         };
         assert_eq!(
             upgrade(&Key::new(b"u1"), old),
-            Ledger {
+            Ok(Ledger {
                 total: 250,
                 count: 3
-            }
+            })
         );
+    }
+
+    #[test]
+    fn upgrade_refuses_a_negative_total() {
+        let old = Totals {
+            count: 2,
+            total: -40,
+        };
+        let e = upgrade(&Key::new(b"u1"), old).unwrap_err();
+        assert!(e.contains("`u1`") && e.contains("-40"), "{e}");
     }
 }
