@@ -128,6 +128,18 @@ pub fn keep(filters: &[Filter], batch: &RecordBatch) -> Result<Option<BooleanArr
     }
 }
 
+/// Filters for a message: each in backquotes, or `none` when there are none.
+pub fn describe(filters: &[String], none: &str) -> String {
+    if filters.is_empty() {
+        return none.to_string();
+    }
+    filters
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn eval(pred: &Pred, batch: &RecordBatch) -> Result<BooleanArray, ArrowError> {
     use arrow_arith::boolean as b;
     use arrow_ord::cmp;

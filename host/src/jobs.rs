@@ -501,18 +501,10 @@ impl Jobs {
     pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
         let (filter, active) = self.check_filter(job, stage, expr)?;
         if !active.iter().any(|a| a == filter.text()) {
-            let list = if active.is_empty() {
-                "none".to_string()
-            } else {
-                active
-                    .iter()
-                    .map(|a| format!("`{a}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             bail!(
-                "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {list}",
-                filter.text()
+                "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {}",
+                filter.text(),
+                crate::filter::describe(&active, "none")
             );
         }
         self.patch(
@@ -701,16 +693,29 @@ impl Jobs {
             return Ok(None);
         };
         let current = status.module.as_deref().unwrap_or_default();
-        let running = self
-            .timeline(job, stage)?
+        let timeline = self.timeline(job, stage)?;
+        let running = timeline
             .versions()
             .into_iter()
             .find(|v| v.starts_with(current))
             .map(str::to_string)
             .with_context(refused)?;
         let old_module = load_module(&self.inner.runtime, streams, &running, stage)?;
-        let old =
-            UdfStage::with_module(&self.inner.runtime, stage, &udf, old_module, input_schema)?;
+        let mut old = UdfStage::with_module(
+            &self.inner.runtime,
+            stage,
+            &udf,
+            old_module,
+            input_schema.clone(),
+        )?;
+        // Both see what the stage sees: the rows its runtime filters keep.
+        let mut filters = Vec::new();
+        for text in timeline.filters(timeline.patches.len()) {
+            filters.push(crate::filter::Filter::parse(text, &input_schema)?);
+        }
+        old.set_filters(filters.clone());
+        let mut new = new;
+        new.set_filters(filters);
         let report = shadow_run(streams, input.id, rows, old, new)
             .with_context(|| format!("shadow run of module {} failed", module.version))?;
         Ok(Some(report))

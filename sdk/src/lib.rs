@@ -237,38 +237,28 @@ macro_rules! export_flat_map {
 #[macro_export]
 macro_rules! export_reducer {
     ($f:ident, $(init = $init:ident,)? migrate = $migrate:ident) => {
-        #[doc(hidden)]
-        #[allow(missing_docs, clippy::all)]
-        mod __weir_udf_export {
-            $crate::__private::__world_bindings!("migrating-reducer");
-            struct Udf;
-            impl Guest for Udf {
-                fn init(
-                    config: ::std::vec::Vec<$crate::Param>,
-                ) -> ::std::result::Result<$crate::wit::weir::udf::types::Signature, $crate::UdfError> {
-                    $crate::run::init_reduce(&super::$f, config, $crate::__hook!($($init)?))
-                }
-                fn reduce(
-                    input: $crate::Batch,
-                    keys: $crate::KeyGroups,
-                ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
-                    $crate::run::reduce(super::$f, &input, &keys, &mut $crate::state::HostState)
-                }
-                fn migrate(
-                    _from: ::std::string::String,
-                    keys: $crate::KeyGroups,
-                ) -> ::std::result::Result<(), $crate::UdfError> {
-                    $crate::run::migrate(super::$migrate, &keys, &mut $crate::state::HostState)
-                }
+        $crate::__export_reducer!("migrating-reducer", $f, [$($init)?], {
+            fn migrate(
+                _from: ::std::string::String,
+                keys: $crate::KeyGroups,
+            ) -> ::std::result::Result<(), $crate::UdfError> {
+                $crate::run::migrate(super::$migrate, &keys, &mut $crate::state::HostState)
             }
-            export!(Udf);
-        }
+        });
     };
     ($f:ident $(, init = $init:ident)?) => {
+        $crate::__export_reducer!("reducer", $f, [$($init)?], {});
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_reducer {
+    ($world:literal, $f:ident, [$($init:ident)?], { $($extra:tt)* }) => {
         #[doc(hidden)]
         #[allow(missing_docs, clippy::all)]
         mod __weir_udf_export {
-            $crate::__private::__world_bindings!("reducer");
+            $crate::__private::__world_bindings!($world);
             struct Udf;
             impl Guest for Udf {
                 fn init(
@@ -282,6 +272,7 @@ macro_rules! export_reducer {
                 ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
                     $crate::run::reduce(super::$f, &input, &keys, &mut $crate::state::HostState)
                 }
+                $($extra)*
             }
             export!(Udf);
         }

@@ -142,31 +142,25 @@ pub enum FilterCommand {
     /// Drop the stage's input rows that EXPR matches, e.g.
     /// `amount = 13 AND user = 'mallory'` (SQL: = <> < <= > >=, IN, BETWEEN,
     /// IS NULL, AND, OR, NOT; text in single quotes).
-    Add {
-        /// The job.
-        #[arg(long)]
-        job: String,
-        /// The stage.
-        #[arg(long)]
-        stage: String,
-        /// The condition on the stage's input columns.
-        expr: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
-    /// Stop dropping rows by a filter added before.
-    Remove {
-        /// The job.
-        #[arg(long)]
-        job: String,
-        /// The stage.
-        #[arg(long)]
-        stage: String,
-        /// The filter, as added (or as `weir job status` shows it).
-        expr: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
+    Add(FilterArgs),
+    /// Stop dropping rows by a filter added before (EXPR as added, or as
+    /// `weir job status` shows it).
+    Remove(FilterArgs),
+}
+
+/// Which filter of which stage.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// The job.
+    #[arg(long)]
+    job: String,
+    /// The stage.
+    #[arg(long)]
+    stage: String,
+    /// The condition on the stage's input columns.
+    expr: String,
+    #[command(flatten)]
+    connect: Connect,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -399,24 +393,24 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
             client.close().await;
             Ok(())
         }),
-        JobCommand::Filter {
-            command:
-                FilterCommand::Add {
-                    job,
-                    stage,
-                    expr,
-                    connect,
-                },
-        } => patch(&connect, Request::FilterAdd { job, stage, expr }, None),
-        JobCommand::Filter {
-            command:
-                FilterCommand::Remove {
-                    job,
-                    stage,
-                    expr,
-                    connect,
-                },
-        } => patch(&connect, Request::FilterRemove { job, stage, expr }, None),
+        JobCommand::Filter { command } => {
+            let (args, add) = match command {
+                FilterCommand::Add(args) => (args, true),
+                FilterCommand::Remove(args) => (args, false),
+            };
+            let FilterArgs {
+                job,
+                stage,
+                expr,
+                connect,
+            } = args;
+            let request = if add {
+                Request::FilterAdd { job, stage, expr }
+            } else {
+                Request::FilterRemove { job, stage, expr }
+            };
+            patch(&connect, request, None)
+        }
         JobCommand::Cancel { name, connect: c } => runtime()?.block_on(async move {
             let client = connect(&c).await?;
             if let Response::Ok { message } =
@@ -551,17 +545,9 @@ fn print_status(status: &crate::jobs::JobStatus) {
             println!("          module {module} ({} patches){pending}", v.patches);
         }
         if !v.filters.is_empty() || v.filtered > 0 {
-            let list = if v.filters.is_empty() {
-                "none now".to_string()
-            } else {
-                v.filters
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             println!(
-                "          filters: {list} ({} input rows dropped)",
+                "          filters: {} ({} input rows dropped)",
+                crate::filter::describe(&v.filters, "none now"),
                 v.filtered
             );
         }
