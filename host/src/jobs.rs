@@ -109,8 +109,9 @@ pub struct VertexStatus {
     /// Why the last scheduled patch was not applied.
     #[serde(default)]
     pub refused: Option<String>,
-    /// Where a failed UDF stage stopped: (input position of the batch it
-    /// failed on, CTIs written). A patch or filter recorded there resumes it.
+    /// Where a UDF stage stopped when its UDF failed: (input position of the
+    /// batch it failed on, CTIs written). A patch or filter recorded there
+    /// resumes it.
     #[serde(default)]
     pub stuck_at: Option<(u64, u64)>,
     /// Runtime filters in effect (UDF stages).
@@ -1358,8 +1359,7 @@ impl Jobs {
                     let fx = match vertex.on_entry(i, seq, entry) {
                         Ok(fx) => fx,
                         Err(e) => {
-                            lock(status).stuck_at =
-                                vertex.stage_position().map(|p| (p, vertex.position().ctis));
+                            lock(status).stuck_at = vertex.stuck_at(&e);
                             return Err(e.into());
                         }
                     };

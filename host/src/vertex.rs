@@ -30,6 +30,14 @@ pub enum VertexError {
     /// The UDF stage failed.
     #[error(transparent)]
     Stage(Box<StageError>),
+    /// The UDF trapped and the stage's policy had nowhere to go.
+    #[error("vertex `{vertex}`: {message}")]
+    Trapped {
+        /// The vertex.
+        vertex: String,
+        /// What trapped, where, and why it could not be handled.
+        message: String,
+    },
     /// The inputs broke the stream contract.
     #[error("vertex `{vertex}`: {message}")]
     Input {
@@ -610,7 +618,7 @@ impl Vertex {
                             .map(str::to_string)
                     });
                     let Some(previous) = previous else {
-                        return Err(VertexError::Input {
+                        return Err(VertexError::Trapped {
                             vertex: self.name.clone(),
                             message: format!(
                                 "stage `{name}` (module {module}) {error} on the batch at input position {position} (input seq {seq}); on_trap = \"rollback\" but the stage has no earlier version to return to"
@@ -639,10 +647,14 @@ impl Vertex {
         &self.at
     }
 
-    /// A UDF stage's input position (rows consumed).
-    pub fn stage_position(&self) -> Option<u64> {
-        match &self.operator {
-            Operator::Udf(stage) => Some(stage.position()),
+    /// Where a UDF stage stopped when `error` was a failure of its UDF (not
+    /// of its inputs): the input position of the batch it failed on, and the
+    /// CTIs written. A change recorded there can resume it.
+    pub fn stuck_at(&self, error: &VertexError) -> Option<(u64, u64)> {
+        match (&self.operator, error) {
+            (Operator::Udf(stage), VertexError::Stage(_) | VertexError::Trapped { .. }) => {
+                Some((stage.position(), self.at.ctis))
+            }
             _ => None,
         }
     }
