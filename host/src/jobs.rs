@@ -589,9 +589,10 @@ impl Jobs {
             .modules
             .get(&udf.component)
             .with_context(|| format!("job `{job}` recorded no module for stage `{stage}`"))?;
-        let key = format!("{SNAPSHOTS}{}/{stage}", record.prefix());
-        Ok(stored(&self.inner.streams, &timeline_key(&key))?
-            .unwrap_or_else(|| Timeline::new(original)))
+        Ok(
+            stored(&self.inner.streams, &stage_timeline_key(&record, stage))?
+                .unwrap_or_else(|| Timeline::new(original)),
+        )
     }
 
     /// The record of `job`, its stage `stage` and that stage's UDF.
@@ -756,28 +757,21 @@ impl Jobs {
             switch_us: 0,
             shadow: None,
         };
-        let deadline = std::time::Instant::now() + PATCH_WAIT;
-        while std::time::Instant::now() < deadline {
-            {
-                let s = lock(&shared);
-                if let Some(why) = &s.refused {
-                    if change.is_module() {
-                        bail!(
-                            "the stage could not switch to module {}: {why}",
-                            short(&version)
-                        );
-                    }
-                    bail!("the stage could not make the change ({describe_change}): {why}");
+        wait_status(&shared, |s| {
+            if let Some(why) = &s.refused {
+                if change.is_module() {
+                    bail!(
+                        "the stage could not switch to module {}: {why}",
+                        short(&version)
+                    );
                 }
-                if s.state == "failed" {
-                    bail!("the stage failed: {}", s.error.clone().unwrap_or_default());
-                }
-                if s.patches > before && s.request.is_none() && !s.pending {
-                    break;
-                }
+                bail!("the stage could not make the change ({describe_change}): {why}");
             }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            if s.state == "failed" {
+                bail!("the stage failed: {}", s.error.clone().unwrap_or_default());
+            }
+            Ok(s.patches > before && s.request.is_none() && !s.pending)
+        })?;
         // Anything queued before this barrier is durable once it is.
         self.inner.streams.commit_meta(Vec::new())?.wait()?;
         report.switch_us = scheduled.elapsed().as_micros() as u64;
@@ -808,7 +802,7 @@ impl Jobs {
     ) -> anyhow::Result<PatchReport> {
         let started = std::time::Instant::now();
         let (record, _, _) = self.udf_stage(job, stage)?;
-        let key = timeline_key(&format!("{SNAPSHOTS}{}/{stage}", record.prefix()));
+        let key = stage_timeline_key(&record, stage);
         let mut timeline = self.timeline(job, stage)?;
         let n = timeline.patches.len();
         let from = timeline.version_after(n).to_string();
@@ -845,23 +839,16 @@ impl Jobs {
         self.restart(job)?;
         // Wait until the stage is past the batch it failed on, or fails again.
         let shared = self.stage_status(job, stage)?;
-        let deadline = std::time::Instant::now() + PATCH_WAIT;
-        while std::time::Instant::now() < deadline {
-            {
-                let s = lock(&shared);
-                if s.state == "failed" {
-                    bail!(
-                        "{describe_change} recorded at input position {} of stage `{stage}` and the job restarted, but the stage failed again: {}",
-                        at.0,
-                        s.error.clone().unwrap_or_default()
-                    );
-                }
-                if s.rows_in > at.0 || s.state == "finished" {
-                    break;
-                }
+        wait_status(&shared, |s| {
+            if s.state == "failed" {
+                bail!(
+                    "{describe_change} recorded at input position {} of stage `{stage}` and the job restarted, but the stage failed again: {}",
+                    at.0,
+                    s.error.clone().unwrap_or_default()
+                );
             }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            Ok(s.rows_in > at.0 || s.state == "finished")
+        })?;
         Ok(PatchReport {
             job: job.to_string(),
             stage: stage.to_string(),
@@ -1381,10 +1368,13 @@ impl Jobs {
                 s.rows_out = rows_out;
                 s.dead = dead_rows;
                 s.snapshot = at.id;
-                s.patches = at.patches;
-                s.module.clone_from(&at.module);
+                if s.patches != at.patches {
+                    s.patches = at.patches;
+                    s.module.clone_from(&at.module);
+                    s.filters = vertex.filter_texts();
+                }
                 (s.pending, s.refused) = vertex.patch_state();
-                (s.filtered, s.filters) = vertex.filters();
+                s.filtered = vertex.filtered();
             }
             if !progressed {
                 let wanted: Vec<(u64, u64)> = inputs
@@ -1830,6 +1820,27 @@ fn load_module(
 /// Where the patch timeline of the vertex whose snapshot key is `key` lives.
 fn timeline_key(key: &str) -> String {
     format!("{PATCHES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
+}
+
+/// Polls a vertex's status (every millisecond, for `PATCH_WAIT` at most)
+/// until `done` says so or fails.
+fn wait_status(
+    shared: &Shared,
+    mut done: impl FnMut(&VertexStatus) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + PATCH_WAIT;
+    while std::time::Instant::now() < deadline {
+        if done(&lock(shared))? {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// Where the patch timeline of stage `stage` of the job `record` lives.
+fn stage_timeline_key(record: &JobRecord, stage: &str) -> String {
+    timeline_key(&format!("{SNAPSHOTS}{}/{stage}", record.prefix()))
 }
 
 /// The keyed state a vertex checkpointed under `owner`.

@@ -371,6 +371,11 @@ impl UdfStage {
         &self.filters
     }
 
+    /// The runtime filters in effect, to change.
+    pub fn filters_mut(&mut self) -> &mut Vec<Filter> {
+        &mut self.filters
+    }
+
     /// The input position: rows consumed.
     pub fn position(&self) -> u64 {
         self.position

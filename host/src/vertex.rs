@@ -453,18 +453,23 @@ impl Vertex {
             .map_or((false, None), |p| (p.pending.is_some(), p.refused.clone()))
     }
 
-    /// Rows dropped by runtime filters so far, and the filters in effect.
-    pub fn filters(&self) -> (u64, Vec<String>) {
+    /// Rows dropped by runtime filters so far.
+    pub fn filtered(&self) -> u64 {
         match &self.operator {
-            Operator::Udf(stage) => (
-                stage.stats.filtered,
-                stage
-                    .filters()
-                    .iter()
-                    .map(|f| f.text().to_string())
-                    .collect(),
-            ),
-            _ => (0, Vec::new()),
+            Operator::Udf(stage) => stage.stats.filtered,
+            _ => 0,
+        }
+    }
+
+    /// The runtime filters in effect (they change only with the timeline).
+    pub fn filter_texts(&self) -> Vec<String> {
+        match &self.operator {
+            Operator::Udf(stage) => stage
+                .filters()
+                .iter()
+                .map(|f| f.text().to_string())
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -479,19 +484,9 @@ impl Vertex {
         match change {
             Change::FilterAdd(text) => {
                 let filter = compile_filter(&self.name, text, &self.schema)?;
-                let mut filters = old.filters().to_vec();
-                filters.push(filter);
-                old.set_filters(filters);
+                old.filters_mut().push(filter);
             }
-            Change::FilterRemove(text) => {
-                let filters = old
-                    .filters()
-                    .iter()
-                    .filter(|f| f.text() != text)
-                    .cloned()
-                    .collect();
-                old.set_filters(filters);
-            }
+            Change::FilterRemove(text) => old.filters_mut().retain(|f| f.text() != text),
             _ => {
                 let mut new =
                     (patching.load)(version).map_err(|e| VertexError::Stage(Box::new(e)))?;

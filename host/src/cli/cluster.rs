@@ -441,27 +441,18 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
                 );
             }
             let to = &r.to[..r.to.len().min(12)];
-            if r.change.starts_with("filter") {
-                match r.applied {
-                    Some((position, ctis)) => println!(
-                        "job `{}` stage `{}`: {}, in effect from input position {position} (after CTI {ctis})",
-                        r.job, r.stage, r.change
-                    ),
-                    None => println!(
-                        "job `{}` stage `{}`: {} scheduled; it takes effect at the stage's next CTI (none arrived yet)",
-                        r.job, r.stage, r.change
-                    ),
-                }
-                client.close().await;
-                return Ok(());
-            }
+            let what = if r.change.starts_with("filter") {
+                r.change.clone()
+            } else {
+                format!("module {} -> {to}", r.from)
+            };
             match r.applied {
                 Some((position, ctis)) => println!(
-                    "job `{}` stage `{}`: module {} -> {to}, in effect from input position {position} (after CTI {ctis})",
-                    r.job, r.stage, r.from
+                    "job `{}` stage `{}`: {what}, in effect from input position {position} (after CTI {ctis})",
+                    r.job, r.stage
                 ),
                 None => println!(
-                    "job `{}` stage `{}`: module {to} validated and scheduled; it takes effect at the stage's next CTI (none arrived yet)",
+                    "job `{}` stage `{}`: {what} validated and scheduled; it takes effect at the stage's next CTI (none arrived yet)",
                     r.job, r.stage
                 ),
             }
