@@ -1228,6 +1228,8 @@ impl Jobs {
             list.insert(reader.to_string(), pos);
             list.values().copied().min().unwrap_or(0)
         };
+        // A tail behind the slowest reader stays, for `udf deploy --shadow`.
+        let low = low.saturating_sub(SHADOW_TAIL);
         if let Err(e) = self.inner.streams.gc(stream, low) {
             tracing::warn!("collecting stream #{stream} below {low}: {e}");
         }
@@ -1668,6 +1670,11 @@ fn stored<T: serde::de::DeserializeOwned>(
         None => Ok(None),
     }
 }
+
+/// Entries of a stream kept behind its slowest reader, so that a shadow run
+/// (`weir udf deploy --shadow N`) has recent input even when the stage is
+/// caught up.
+const SHADOW_TAIL: u64 = 256;
 
 /// How long a deploy waits for the stage's next CTI.
 const PATCH_WAIT: Duration = Duration::from_secs(5);
