@@ -28,10 +28,14 @@ pub trait ReadRow<'a>: Row {
     /// Borrowed views of the row's columns in one batch.
     type Reader;
 
-    /// Checks the batch's columns (in field order) and borrows them.
-    fn reader(columns: &'a [Column]) -> Result<Self::Reader, UdfError>;
+    /// Checks the batch's columns (in field order) for a batch of `rows` rows
+    /// and borrows them.
+    fn reader(columns: &'a [Column], rows: usize) -> Result<Self::Reader, UdfError>;
     /// Row `row` of the batch.
-    fn read(reader: &Self::Reader, row: usize) -> Self;
+    ///
+    /// # Safety
+    /// `row` is less than the `rows` the reader was checked for.
+    unsafe fn read(reader: &Self::Reader, row: usize) -> Self;
 }
 
 /// Encodes rows as columns (used by the test harness and by hosts written in Rust).
@@ -50,6 +54,16 @@ pub fn decode_rows<'a, R: ReadRow<'a>>(
     columns: &'a [Column],
     rows: usize,
 ) -> Result<Vec<R>, UdfError> {
-    let reader = R::reader(columns)?;
-    Ok((0..rows).map(|i| R::read(&reader, i)).collect())
+    Ok(read_rows(columns, rows)?.collect())
+}
+
+/// The `rows` rows of a batch's columns as `R`, in order, after checking the
+/// columns once.
+pub fn read_rows<'a, R: ReadRow<'a>>(
+    columns: &'a [Column],
+    rows: usize,
+) -> Result<impl Iterator<Item = R>, UdfError> {
+    let reader = R::reader(columns, rows)?;
+    // SAFETY: `i < rows`, the row count the reader was checked for.
+    Ok((0..rows).map(move |i| unsafe { R::read(&reader, i) }))
 }

@@ -5,6 +5,7 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::params::{self, Params};
+use crate::row::read_rows;
 use crate::state::{Key, StateStore};
 use crate::wit::weir::udf::keys::KeyGroups;
 use crate::wit::weir::udf::types::{
@@ -91,11 +92,10 @@ pub fn filter<'a, I: ReadRow<'a>>(
     f: impl Fn(I) -> bool,
     input: &'a Batch,
 ) -> Result<Output, UdfError> {
-    let reader = I::reader(&input.columns)?;
     let rows = input.rows as usize;
     let mut parents = Vec::with_capacity(rows);
-    for i in 0..rows {
-        if f(I::read(&reader, i)) {
+    for (i, row) in read_rows::<I>(&input.columns, rows)?.enumerate() {
+        if f(row) {
             parents.push(i as u32);
         }
     }
@@ -110,11 +110,10 @@ pub fn map<'a, I: ReadRow<'a>, O: Row>(
     f: impl Fn(I) -> O,
     input: &'a Batch,
 ) -> Result<Output, UdfError> {
-    let reader = I::reader(&input.columns)?;
     let rows = input.rows as usize;
     let mut builder = O::builder(rows);
-    for i in 0..rows {
-        f(I::read(&reader, i)).push(&mut builder);
+    for row in read_rows::<I>(&input.columns, rows)? {
+        f(row).push(&mut builder);
     }
     Ok(Output {
         parents: (0..input.rows).collect(),
@@ -127,12 +126,11 @@ pub fn flat_map<'a, I: ReadRow<'a>, O: Row, R: IntoIterator<Item = O>>(
     f: impl Fn(I) -> R,
     input: &'a Batch,
 ) -> Result<Output, UdfError> {
-    let reader = I::reader(&input.columns)?;
     let rows = input.rows as usize;
     let mut builder = O::builder(rows);
     let mut parents = Vec::with_capacity(rows);
-    for i in 0..rows {
-        for out in f(I::read(&reader, i)) {
+    for (i, row) in read_rows::<I>(&input.columns, rows)?.enumerate() {
+        for out in f(row) {
             out.push(&mut builder);
             parents.push(i as u32);
         }
@@ -165,8 +163,8 @@ where
     O: Row,
     R: IntoIterator<Item = O>,
 {
-    let reader = I::reader(&input.columns)?;
     let rows = input.rows as usize;
+    let mut input_rows = read_rows::<I>(&input.columns, rows)?;
     let key_count = keys.keys.offsets.len().saturating_sub(1);
     if keys.groups.len() != rows {
         return Err(UdfError::new(format!(
@@ -202,7 +200,10 @@ where
             *slot = Some(loaded);
         }
         let state = slot.get_or_insert_with(S::default);
-        for out in f(&Key::new(key_bytes), I::read(&reader, i), state) {
+        let Some(row) = input_rows.next() else {
+            break;
+        };
+        for out in f(&Key::new(key_bytes), row, state) {
             out.push(&mut builder);
             parents.push(i as u32);
         }
@@ -264,11 +265,10 @@ pub fn scalar<'a, A: ReadRow<'a>, R: Value>(
     f: impl Fn(A) -> R,
     args: &'a Batch,
 ) -> Result<Column, UdfError> {
-    let reader = A::reader(&args.columns)?;
     let rows = args.rows as usize;
     let mut builder = R::builder(rows);
-    for i in 0..rows {
-        f(A::read(&reader, i)).push(&mut builder);
+    for row in read_rows::<A>(&args.columns, rows)? {
+        f(row).push(&mut builder);
     }
     Ok(R::finish("result", builder))
 }

@@ -180,8 +180,9 @@ impl Harness {
     ) -> Result<Vec<R>, UdfError> {
         let count = rows.len();
         let column: &'static crate::Column = Box::leak(Box::new(run::scalar(f, batch_of(rows))?));
-        let reader = R::reader("result", column)?;
-        Ok((0..count).map(|i| R::read(&reader, i)).collect())
+        let reader = R::reader("result", column, count)?;
+        // SAFETY: `i < count`, the row count the reader was checked for.
+        Ok((0..count).map(|i| unsafe { R::read(&reader, i) }).collect())
     }
 }
 

@@ -148,7 +148,7 @@ fn nulls_in_a_non_option_field_are_refused() {
         name,
         utf8("note", b"", vec![0, 0]),
     ];
-    let err = <Borrowed<'_> as ReadRow<'_>>::reader(&columns)
+    let err = <Borrowed<'_> as ReadRow<'_>>::reader(&columns, 1)
         .map(|_| ())
         .unwrap_err();
     assert!(
@@ -166,11 +166,94 @@ fn a_type_mismatch_names_field_and_column() {
         utf8("name", b"a", vec![0, 1]),
         utf8("note", b"", vec![0, 0]),
     ];
-    let err = <Owned as ReadRow<'_>>::reader(&columns)
+    let err = <Owned as ReadRow<'_>>::reader(&columns, 1)
         .map(|_| ())
         .unwrap_err();
     assert_eq!(
         err.message,
         "field `id` expects a int64 column but column `id` is utf8"
     );
+}
+
+fn int(name: &str, values: Vec<i64>) -> Column {
+    Column {
+        name: name.into(),
+        values: Values::Int64(values),
+        validity: None,
+    }
+}
+
+/// A batch of `rows` rows whose `name` column is `name`, the others well formed.
+fn with_name(rows: u32, name: Column) -> Batch {
+    let n = rows as usize;
+    Batch {
+        rows,
+        start: vec![0; n],
+        end: vec![1; n],
+        columns: vec![
+            int("id", vec![7; n]),
+            name,
+            utf8("note", b"", vec![0; n + 1]),
+        ],
+    }
+}
+
+fn map_error(input: &Batch) -> String {
+    run::map(|b: Borrowed<'_>| b, input).expect_err("the batch is refused").message
+}
+
+#[test]
+fn a_column_shorter_than_the_batch_is_an_error_naming_it() {
+    let mut input = with_name(2, utf8("name", b"ab", vec![0, 1, 2]));
+    input.columns[0] = int("id", vec![1]);
+    assert_eq!(
+        map_error(&input),
+        "column `id` has 1 values for a batch of 2 rows"
+    );
+    let input = with_name(3, utf8("name", b"ab", vec![0, 1, 2]));
+    assert_eq!(
+        map_error(&input),
+        "column `name` has 2 values for a batch of 3 rows"
+    );
+    let mut input = with_name(9, utf8("name", b"", vec![0; 10]));
+    input.columns[2].validity = Some(vec![0xff]);
+    assert_eq!(
+        map_error(&input),
+        "column `note` has a validity bitmap of 1 bytes for a batch of 9 rows"
+    );
+}
+
+#[test]
+fn bad_string_offsets_are_errors_naming_column_and_offset() {
+    // Out of order, past the data, inside a two-byte character.
+    for (data, offsets, bad) in [
+        (&b"abc"[..], vec![0, 2, 1, 3], "offset 2 (1)"),
+        (&b"abc"[..], vec![0, 1, 2, 4], "offset 3 (4)"),
+        ("aé".as_bytes(), vec![0, 1, 2, 3], "offset 2 (2)"),
+    ] {
+        let input = with_name(3, utf8("name", data, offsets));
+        let message = map_error(&input);
+        assert!(
+            message.starts_with(&format!("column `name`: {bad} is out of order")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn strings_of_every_short_length_copy_exactly() {
+    // Output strings up to 16 bytes take the word-copy path, longer ones memcpy;
+    // each length and a multi-byte character must come back unchanged.
+    let text = "0123456789abcdefghijklmnopqrstuvwxyzé€";
+    let rows: Vec<Owned> = (0..=text.len())
+        .filter(|&n| text.is_char_boundary(n))
+        .map(|n| Owned {
+            id: n as i64,
+            name: text[..n].to_string(),
+            note: text.get(text.len() - n..).map(str::to_string),
+        })
+        .collect();
+    let (count, columns) = encode_rows(rows.clone());
+    let back: Vec<Owned> = decode_rows(&columns, count).unwrap();
+    assert_eq!(back, rows);
 }

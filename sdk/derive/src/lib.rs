@@ -79,19 +79,21 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
         impl #read_generics ::weir_sdk::ReadRow<#read_lifetime> for #name #ty_generics #where_clause {
             type Reader = #reader_ty;
 
-            fn reader(columns: &#read_lifetime [::weir_sdk::Column]) -> ::std::result::Result<Self::Reader, ::weir_sdk::UdfError> {
+            fn reader(columns: &#read_lifetime [::weir_sdk::Column], rows: usize) -> ::std::result::Result<Self::Reader, ::weir_sdk::UdfError> {
                 if columns.len() != #count {
                     return ::std::result::Result::Err(::weir_sdk::UdfError::new(::std::format!(
                         "row type {} reads {} columns but the batch has {}",
                         ::std::stringify!(#name), #count, columns.len()
                     )));
                 }
-                ::std::result::Result::Ok(( #( <#types as ::weir_sdk::ReadValue<#read_lifetime>>::reader(#names, &columns[#index])?, )* ))
+                ::std::result::Result::Ok(( #( <#types as ::weir_sdk::ReadValue<#read_lifetime>>::reader(#names, &columns[#index], rows)?, )* ))
             }
 
             #[inline]
-            fn read(reader: &Self::Reader, row: usize) -> Self {
-                #name { #( #idents: <#types as ::weir_sdk::ReadValue<#read_lifetime>>::read(&reader.#index, row), )* }
+            unsafe fn read(reader: &Self::Reader, row: usize) -> Self {
+                // SAFETY: every column was checked for the batch's rows and the
+                // caller promises `row` is one of them.
+                unsafe { #name { #( #idents: <#types as ::weir_sdk::ReadValue<#read_lifetime>>::read(&reader.#index, row), )* } }
             }
         }
     }
