@@ -23,7 +23,7 @@ use crate::schema::{
 use crate::wasm::bindings::{KeyGroups, Output, VarWidth};
 use crate::wasm::instance::{InitInfo, KeyedState};
 use crate::wasm::{
-    CallError, Instance, LoadError, Module, Runtime, World, from_wit_column, to_wit_batch,
+    CallError, Instance, LoadError, Lowering, Module, Runtime, World, from_wit_column,
 };
 
 /// Why a stage could not start or had to stop.
@@ -139,6 +139,8 @@ pub struct UdfStage {
     key_column: Option<(usize, ColumnType)>,
     /// Runtime filters in effect: rows any of them matches skip the UDF.
     filters: Vec<Filter>,
+    /// Scratch buffers for handing batches to the UDF, reused between calls.
+    lowering: Lowering,
     position: u64,
     /// Counts so far.
     pub stats: StageStats,
@@ -296,6 +298,7 @@ impl UdfStage {
             output_schema,
             key_column,
             filters: Vec::new(),
+            lowering: Lowering::default(),
             position: 0,
             stats: StageStats::default(),
         })
@@ -510,25 +513,25 @@ impl UdfStage {
         if rows == 0 {
             return Ok(RecordBatch::new_empty(self.output_schema.clone()));
         }
-        let wit = to_wit_batch(batch, &self.reads).map_err(CallOutcome::Malformed)?;
-        let event_time = wit.start.first().copied().unwrap_or(0);
+        let wit = self
+            .lowering
+            .batch(batch, &self.reads)
+            .map_err(CallOutcome::Malformed)?;
         let result = match self.spec.kind {
-            StageKind::Processor => self.instance.process(&wit, position, event_time),
+            StageKind::Processor => self.instance.process(&wit, position),
             StageKind::Reducer => {
-                let keys = self.key_groups(batch);
-                self.instance.reduce(&wit, &keys, position, event_time)
+                let keys = key_groups(self.key_column, batch);
+                self.instance.reduce(&wit, &keys, position)
             }
             StageKind::Scalar => {
-                self.instance
-                    .evaluate(&wit, position, event_time)
-                    .map(|mut column| {
-                        // A scalar's result is named by the stage's `output`, not by the UDF.
-                        column.name.clone_from(&self.writes[0].name);
-                        Output {
-                            parents: (0..rows as u32).collect(),
-                            columns: vec![column],
-                        }
-                    })
+                self.instance.evaluate(&wit, position).map(|mut column| {
+                    // A scalar's result is named by the stage's `output`, not by the UDF.
+                    column.name.clone_from(&self.writes[0].name);
+                    Output {
+                        parents: (0..rows as u32).collect(),
+                        columns: vec![column],
+                    }
+                })
             }
         };
         for line in self.instance.drain_logs() {
@@ -536,46 +539,6 @@ impl UdfStage {
         }
         let output = result.map_err(CallOutcome::Failed)?;
         self.assemble(batch, output).map_err(CallOutcome::Malformed)
-    }
-
-    fn key_groups(&self, batch: &RecordBatch) -> KeyGroups {
-        let mut keys = VarWidth {
-            offsets: vec![0],
-            data: Vec::new(),
-        };
-        let mut groups = Vec::with_capacity(batch.num_rows());
-        let Some((idx, ty)) = self.key_column else {
-            return KeyGroups { keys, groups };
-        };
-        let column = batch.column(idx);
-        let mut seen: HashMap<&[u8], u32> = HashMap::new();
-        let push = |bytes: &[u8], keys: &mut VarWidth| -> u32 {
-            let n = (keys.offsets.len() - 1) as u32;
-            keys.data.extend_from_slice(bytes);
-            keys.offsets.push(keys.data.len() as u32);
-            n
-        };
-        match ty {
-            ColumnType::Utf8 => {
-                let strings = column.as_string::<i32>();
-                for i in 0..batch.num_rows() {
-                    let k = strings.value(i).as_bytes();
-                    let g = *seen.entry(k).or_insert_with(|| push(k, &mut keys));
-                    groups.push(g);
-                }
-            }
-            _ => {
-                let ints = column.as_primitive::<Int64Type>();
-                let mut seen_int: HashMap<i64, u32> = HashMap::new();
-                for &v in ints.values().iter() {
-                    let g = *seen_int
-                        .entry(v)
-                        .or_insert_with(|| push(&v.to_le_bytes(), &mut keys));
-                    groups.push(g);
-                }
-            }
-        }
-        KeyGroups { keys, groups }
     }
 
     fn assemble(&self, input: &RecordBatch, output: Output) -> Result<RecordBatch, String> {
@@ -638,6 +601,48 @@ impl UdfStage {
         debug_assert_eq!(columns.len(), self.output_schema.fields().len());
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
     }
+}
+
+/// The key groups of a reducer's batch: each distinct key once, and for each
+/// row the index of its key.
+fn key_groups(key_column: Option<(usize, ColumnType)>, batch: &RecordBatch) -> KeyGroups {
+    let mut keys = VarWidth {
+        offsets: vec![0],
+        data: Vec::new(),
+    };
+    let mut groups = Vec::with_capacity(batch.num_rows());
+    let Some((idx, ty)) = key_column else {
+        return KeyGroups { keys, groups };
+    };
+    let column = batch.column(idx);
+    let mut seen: HashMap<&[u8], u32> = HashMap::new();
+    let push = |bytes: &[u8], keys: &mut VarWidth| -> u32 {
+        let n = (keys.offsets.len() - 1) as u32;
+        keys.data.extend_from_slice(bytes);
+        keys.offsets.push(keys.data.len() as u32);
+        n
+    };
+    match ty {
+        ColumnType::Utf8 => {
+            let strings = column.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let k = strings.value(i).as_bytes();
+                let g = *seen.entry(k).or_insert_with(|| push(k, &mut keys));
+                groups.push(g);
+            }
+        }
+        _ => {
+            let ints = column.as_primitive::<Int64Type>();
+            let mut seen_int: HashMap<i64, u32> = HashMap::new();
+            for &v in ints.values().iter() {
+                let g = *seen_int
+                    .entry(v)
+                    .or_insert_with(|| push(&v.to_le_bytes(), &mut keys));
+                groups.push(g);
+            }
+        }
+    }
+    KeyGroups { keys, groups }
 }
 
 enum CallOutcome {

@@ -199,7 +199,9 @@ fn with_name(rows: u32, name: Column) -> Batch {
 }
 
 fn map_error(input: &Batch) -> String {
-    run::map(|b: Borrowed<'_>| b, input).expect_err("the batch is refused").message
+    run::map(|b: Borrowed<'_>| b, input)
+        .expect_err("the batch is refused")
+        .message
 }
 
 #[test]

@@ -6,12 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{self, Func, ResourceTable, TypedFunc};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, Batch, Column, KeyGroups, Output, Param, Signature, VarWidth, api};
+use super::bindings::{self, Column, KeyGroups, Output, Param, Signature, UdfError, VarWidth, api};
+use super::convert::BatchRef;
 use super::determinism::{EventClock, SeededRandom};
 use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
 use crate::plan::ParamValueSpec;
@@ -179,6 +180,46 @@ impl api::weir::udf::state::Host for HostCtx {
     }
 }
 
+/// The world's per-batch export as a raw function, type-checked once against
+/// [`BatchRef`] so that each call lowers Arrow's buffers directly.
+#[derive(Clone, Copy)]
+enum BatchCall {
+    Process(Func),
+    Reduce(Func),
+    Evaluate(Func),
+}
+
+impl BatchCall {
+    fn new(
+        store: &mut Store<HostCtx>,
+        instance: &component::Instance,
+        world: World,
+    ) -> wasmtime::Result<Self> {
+        let export = |store: &mut Store<HostCtx>, name: &str| {
+            instance
+                .get_func(&mut *store, name)
+                .ok_or_else(|| wasmtime::format_err!("the component exports no `{name}`"))
+        };
+        Ok(match world {
+            World::Processor => {
+                let f = export(store, "process")?;
+                f.typed::<(&BatchRef<'static>,), (Result<Output, UdfError>,)>(&*store)?;
+                BatchCall::Process(f)
+            }
+            World::Reducer => {
+                let f = export(store, "reduce")?;
+                f.typed::<(&BatchRef<'static>, &KeyGroups), (Result<Output, UdfError>,)>(&*store)?;
+                BatchCall::Reduce(f)
+            }
+            World::Scalar => {
+                let f = export(store, "evaluate")?;
+                f.typed::<(&BatchRef<'static>,), (Result<Column, UdfError>,)>(&*store)?;
+                BatchCall::Evaluate(f)
+            }
+        })
+    }
+}
+
 enum Exports {
     Processor(bindings::processor::Processor),
     Reducer(bindings::reducer::Reducer),
@@ -204,6 +245,8 @@ pub struct Instance {
     limits: Limits,
     store: Store<HostCtx>,
     exports: Exports,
+    /// The world's per-batch export, called with borrowed buffers.
+    batch_call: BatchCall,
     clock: EventClock,
     random: SeededRandom,
     stdout: MemoryOutputPipe,
@@ -243,7 +286,7 @@ impl Instance {
         limits: Limits,
     ) -> Result<Self, CallError> {
         let params = to_params(params);
-        let (store, exports, clock, random, stdout, stderr) =
+        let (store, (exports, batch_call), clock, random, stdout, stderr) =
             Self::instantiate(&runtime, &module, stage, &limits, KeyedState::new())?;
         let mut instance = Instance {
             runtime,
@@ -253,6 +296,7 @@ impl Instance {
             limits,
             store,
             exports,
+            batch_call,
             clock,
             random,
             stdout,
@@ -283,7 +327,7 @@ impl Instance {
     ) -> Result<
         (
             Store<HostCtx>,
-            Exports,
+            (Exports, BatchCall),
             EventClock,
             SeededRandom,
             MemoryOutputPipe,
@@ -330,29 +374,27 @@ impl Instance {
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         store.set_epoch_deadline(deadline_ticks(limits.deadline));
         let linker = &runtime.linkers().linker;
-        let component = &module.component;
         let fail = |e: wasmtime::Error| CallError::Instantiate(format!("{e:#}"));
+        let instance = linker
+            .instantiate(&mut store, &module.component)
+            .map_err(fail)?;
         let exports = match module.world {
             World::Processor => Exports::Processor(
-                bindings::processor::Processor::instantiate(&mut store, component, linker)
-                    .map_err(fail)?,
+                bindings::processor::Processor::new(&mut store, &instance).map_err(fail)?,
             ),
             World::Reducer if module.migrates() => Exports::MigratingReducer(
-                bindings::migrating_reducer::MigratingReducer::instantiate(
-                    &mut store, component, linker,
-                )
-                .map_err(fail)?,
+                bindings::migrating_reducer::MigratingReducer::new(&mut store, &instance)
+                    .map_err(fail)?,
             ),
             World::Reducer => Exports::Reducer(
-                bindings::reducer::Reducer::instantiate(&mut store, component, linker)
-                    .map_err(fail)?,
+                bindings::reducer::Reducer::new(&mut store, &instance).map_err(fail)?,
             ),
-            World::Scalar => Exports::Scalar(
-                bindings::scalar::Scalar::instantiate(&mut store, component, linker)
-                    .map_err(fail)?,
-            ),
+            World::Scalar => {
+                Exports::Scalar(bindings::scalar::Scalar::new(&mut store, &instance).map_err(fail)?)
+            }
         };
-        Ok((store, exports, clock, random, stdout, stderr))
+        let batch_call = BatchCall::new(&mut store, &instance, module.world).map_err(fail)?;
+        Ok((store, (exports, batch_call), clock, random, stdout, stderr))
     }
 
     fn init(&mut self) -> Result<InitInfo, CallError> {
@@ -441,7 +483,7 @@ impl Instance {
     /// again), keeping the host-owned state.
     pub fn reset(&mut self) -> Result<(), CallError> {
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let (store, exports, clock, random, stdout, stderr) = Self::instantiate(
+        let (store, (exports, batch_call), clock, random, stdout, stderr) = Self::instantiate(
             &self.runtime,
             &self.module,
             &self.stage,
@@ -450,6 +492,7 @@ impl Instance {
         )?;
         self.store = store;
         self.exports = exports;
+        self.batch_call = batch_call;
         self.clock = clock;
         self.random = random;
         self.stdout = stdout;
@@ -462,15 +505,17 @@ impl Instance {
 
     /// Runs a processor over one batch. `position` is the batch's first input
     /// position (it seeds randomness); `event_time` is what clocks read.
-    pub fn process(
-        &mut self,
-        batch: &Batch,
-        position: u64,
-        event_time: i64,
-    ) -> Result<Output, CallError> {
-        self.prepare(batch.rows as usize, position, event_time);
-        let result = match &self.exports {
-            Exports::Processor(p) => p.call_process(&mut self.store, batch),
+    pub fn process(&mut self, batch: &BatchRef<'_>, position: u64) -> Result<Output, CallError> {
+        self.prepare(batch.rows(), position, batch.first_start());
+        let result = match self.batch_call {
+            BatchCall::Process(f) => {
+                // SAFETY: `f` was type-checked against these types (up to
+                // lifetimes) when the instance was made.
+                let f = unsafe {
+                    TypedFunc::<(&BatchRef<'_>,), (Result<Output, UdfError>,)>::new_unchecked(f)
+                };
+                f.call(&mut self.store, (batch,)).map(|(r,)| r)
+            }
             _ => return Err(self.wrong_world("process")),
         };
         self.finish_call(result)?.map_err(udf_error)
@@ -479,12 +524,11 @@ impl Instance {
     /// Runs a reducer over one batch; state writes apply only if the call succeeds.
     pub fn reduce(
         &mut self,
-        batch: &Batch,
+        batch: &BatchRef<'_>,
         keys: &KeyGroups,
         position: u64,
-        event_time: i64,
     ) -> Result<Output, CallError> {
-        self.prepare(batch.rows as usize, position, event_time);
+        self.prepare(batch.rows(), position, batch.first_start());
         let group_count = keys.keys.offsets.len().saturating_sub(1);
         let key_list = (0..group_count)
             .map(|g| {
@@ -496,9 +540,14 @@ impl Instance {
             })
             .collect();
         self.open_overlay(key_list);
-        let result = match &self.exports {
-            Exports::Reducer(r) => r.call_reduce(&mut self.store, batch, keys),
-            Exports::MigratingReducer(r) => r.call_reduce(&mut self.store, batch, keys),
+        let result = match self.batch_call {
+            BatchCall::Reduce(f) => {
+                // SAFETY: as in `process`.
+                let f = unsafe {
+                    TypedFunc::<(&BatchRef<'_>, &KeyGroups), (Result<Output, UdfError>,)>::new_unchecked(f)
+                };
+                f.call(&mut self.store, (batch, keys)).map(|(r,)| r)
+            }
             _ => return Err(self.wrong_world("reduce")),
         };
         let overlay = std::mem::take(&mut self.store.data_mut().overlay);
@@ -591,15 +640,16 @@ impl Instance {
     }
 
     /// Evaluates a scalar function over one batch of argument rows.
-    pub fn evaluate(
-        &mut self,
-        batch: &Batch,
-        position: u64,
-        event_time: i64,
-    ) -> Result<Column, CallError> {
-        self.prepare(batch.rows as usize, position, event_time);
-        let result = match &self.exports {
-            Exports::Scalar(s) => s.call_evaluate(&mut self.store, batch),
+    pub fn evaluate(&mut self, batch: &BatchRef<'_>, position: u64) -> Result<Column, CallError> {
+        self.prepare(batch.rows(), position, batch.first_start());
+        let result = match self.batch_call {
+            BatchCall::Evaluate(f) => {
+                // SAFETY: as in `process`.
+                let f = unsafe {
+                    TypedFunc::<(&BatchRef<'_>,), (Result<Column, UdfError>,)>::new_unchecked(f)
+                };
+                f.call(&mut self.store, (batch,)).map(|(r,)| r)
+            }
             _ => return Err(self.wrong_world("evaluate")),
         };
         self.finish_call(result)?.map_err(udf_error)
