@@ -297,22 +297,31 @@ pub fn from_wit_column(column: Column, field: &Field, rows: usize) -> Result<Arr
             if v.offsets.len() != rows + 1 {
                 return Err(wrong_len(v.offsets.len().saturating_sub(1)));
             }
+            // Offsets start at 0 and never decrease (one pass without
+            // branches; the slow pass only names the culprit). Arrow's
+            // `try_new` then checks the last one against the data, that the
+            // data is UTF-8 and that every offset is on a character boundary.
+            let mut ordered = v.offsets[0] == 0;
             let mut prev = 0u32;
-            for (i, &o) in v.offsets.iter().enumerate() {
-                if (i == 0 && o != 0) || o < prev || o as usize > v.data.len() {
-                    return Err(format!(
-                        "column `{name}`: offset {i} ({o}) is out of order or past the data"
-                    ));
-                }
+            for &o in &v.offsets {
+                ordered &= prev <= o;
                 prev = o;
             }
-            let offsets: Vec<i32> = v.offsets.iter().map(|&o| o as i32).collect();
-            let array = StringArray::try_new(
-                OffsetBuffer::new(ScalarBuffer::from(offsets)),
-                Buffer::from(v.data),
-                nulls,
-            )
-            .map_err(|e| format!("column `{name}` is not valid UTF-8: {e}"))?;
+            if !ordered || prev > i32::MAX as u32 {
+                let mut prev = 0u32;
+                for (i, &o) in v.offsets.iter().enumerate() {
+                    if (i == 0 && o != 0) || o < prev || o > i32::MAX as u32 {
+                        return Err(format!("column `{name}`: offset {i} ({o}) is out of order"));
+                    }
+                    prev = o;
+                }
+            }
+            // The same bytes read as i32 are the same numbers (all <= i32::MAX).
+            let offsets = ScalarBuffer::<i32>::new(Buffer::from_vec(v.offsets), 0, rows + 1);
+            // SAFETY: checked above: starts at 0, non-decreasing, non-negative.
+            let offsets = unsafe { OffsetBuffer::new_unchecked(offsets) };
+            let array = StringArray::try_new(offsets, Buffer::from_vec(v.data), nulls)
+                .map_err(|e| format!("column `{name}` is not valid: {e}"))?;
             Arc::new(array)
         }
         (ty, values) => {
@@ -333,4 +342,152 @@ pub fn from_wit_column(column: Column, field: &Field, rows: usize) -> Result<Arr
         DataType::Int64 | DataType::Float64 | DataType::Boolean | DataType::Utf8
     ));
     Ok(array)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
+
+    use super::*;
+    use crate::schema::event_schema;
+
+    fn field(name: &str, ty: ColumnType, nullable: bool) -> Field {
+        Field {
+            name: name.into(),
+            ty,
+            nullable,
+        }
+    }
+
+    fn utf8(offsets: Vec<u32>, data: &[u8]) -> Column {
+        Column {
+            name: "s".into(),
+            values: Values::Utf8(super::super::bindings::VarWidth {
+                offsets,
+                data: data.to_vec(),
+            }),
+            validity: None,
+        }
+    }
+
+    #[test]
+    fn a_sliced_batch_lowers_to_the_wit_layout() {
+        let reads = vec![
+            field("n", ColumnType::Int64, true),
+            field("x", ColumnType::Float64, false),
+            field("b", ColumnType::Boolean, false),
+            field("s", ColumnType::Utf8, false),
+        ];
+        let rows = 20;
+        let batch = RecordBatch::try_new(
+            event_schema(&reads),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows)),
+                Arc::new(Int64Array::from_iter_values(1..rows + 1)),
+                Arc::new(Int64Array::from_iter(
+                    (0..rows).map(|i| (i % 3 != 0).then_some(i)),
+                )),
+                Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))),
+                Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 2 == 0)))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| "é".repeat(i as usize % 4)),
+                )),
+            ],
+        )
+        .expect("batch");
+        let mut lowering = Lowering::default();
+        // A slice at a row that is not a multiple of 8: offsets are rebased and
+        // the validity bitmap realigned.
+        for (offset, len) in [(0, 20), (3, 9), (8, 12)] {
+            let part = batch.slice(offset, len);
+            let wit = lowering.batch(&part, &reads).expect("lowers");
+            assert_eq!(wit.rows(), len);
+            assert_eq!(wit.first_start(), offset as i64);
+            assert_eq!(wit.end[len - 1], (offset + len) as i64);
+            let ValuesRef::Int64(n) = wit.columns[0].values else {
+                panic!("int64")
+            };
+            let valid = wit.columns[0].validity.expect("has nulls");
+            for (i, &v) in n.iter().enumerate() {
+                let row = (offset + i) as i64;
+                let is_valid = valid[i / 8] & (1 << (i % 8)) != 0;
+                assert_eq!(is_valid, row % 3 != 0, "row {row}");
+                if is_valid {
+                    assert_eq!(v, row);
+                }
+            }
+            let ValuesRef::Boolean(b) = wit.columns[2].values else {
+                panic!("boolean")
+            };
+            let expected: Vec<u8> = (offset..offset + len)
+                .map(|i| u8::from(i % 2 == 0))
+                .collect();
+            assert_eq!(b, &expected[..]);
+            let ValuesRef::Utf8(s) = wit.columns[3].values else {
+                panic!("utf8")
+            };
+            assert_eq!(s.offsets[0], 0);
+            for i in 0..len {
+                let text = &s.data[s.offsets[i] as usize..s.offsets[i + 1] as usize];
+                assert_eq!(text, "é".repeat((offset + i) % 4).as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn a_column_of_the_wrong_type_is_named() {
+        let reads = vec![field("x", ColumnType::Utf8, false)];
+        let batch = RecordBatch::try_new(
+            event_schema(&[field("x", ColumnType::Int64, false)]),
+            vec![
+                Arc::new(Int64Array::from(vec![0])),
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(Int64Array::from(vec![5])),
+            ],
+        )
+        .expect("batch");
+        let err = Lowering::default()
+            .batch(&batch, &reads)
+            .map(|_| ())
+            .expect_err("refused");
+        assert_eq!(err, "column `x` is Int64 but the UDF reads it as utf8");
+    }
+
+    #[test]
+    fn bad_string_output_is_refused_with_column_and_offset() {
+        let s = field("s", ColumnType::Utf8, false);
+        let ok = from_wit_column(utf8(vec![0, 3, 4], "aéb".as_bytes()), &s, 2).expect("valid");
+        assert_eq!(ok.len(), 2);
+        for (column, rows, expected) in [
+            (
+                utf8(vec![0, 3, 2], b"abc"),
+                2,
+                "offset 2 (2) is out of order",
+            ),
+            (
+                utf8(vec![1, 2, 3], b"abc"),
+                2,
+                "offset 0 (1) is out of order",
+            ),
+            (utf8(vec![0, 1, 5], b"abc"), 2, "column `s` is not valid"),
+            (
+                utf8(vec![0, 2], &[0xff, 0xfe]),
+                1,
+                "column `s` is not valid",
+            ),
+            (
+                utf8(vec![0, 1, 3], "éb".as_bytes()),
+                2,
+                "column `s` is not valid",
+            ),
+            (
+                utf8(vec![0, 1], b"a"),
+                2,
+                "column `s` has 1 rows, expected 2",
+            ),
+        ] {
+            let err = from_wit_column(column, &s, rows).expect_err("refused");
+            assert!(err.contains(expected), "{err}");
+        }
+    }
 }
