@@ -269,7 +269,14 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Timed pairs (one Wasm sample, then one native sample) per batch size.
+const PAIRS: usize = 201;
+
 /// Wasm/native ratios measured interleaved in one run, printed for docs/benchmarks.md.
+///
+/// The ratio is the median of the per-pair ratios: each pair is timed within a
+/// fraction of a millisecond, so a change in the machine's speed (this is a
+/// shared VM) moves both halves of a pair alike instead of skewing one median.
 fn ratios(runtime: &Arc<Runtime>) {
     let batch = input(ROWS);
     let mut wasm = stage(runtime);
@@ -277,29 +284,34 @@ fn ratios(runtime: &Arc<Runtime>) {
     let mut dead = Vec::new();
     println!("\n== boundary: filter+map over 5 columns, {ROWS} rows per sample");
     println!(
-        "{:>6} {:>12} {:>12} {:>8}",
-        "batch", "wasm ns/row", "native ns/row", "ratio"
+        "{:>6} {:>12} {:>12} {:>8} {:>12}",
+        "batch", "wasm ns/row", "native ns/row", "ratio", "p25..p75"
     );
     for size in BATCH_SIZES {
         let parts = slices(&batch, size);
-        let (mut w, mut n) = (Vec::new(), Vec::new());
-        for _ in 0..51 {
-            w.push(time(&mut || {
+        let (mut w, mut n, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..PAIRS {
+            let wasm_time = time(&mut || {
                 for p in &parts {
                     black_box(wasm.process(p, &mut dead).expect("process"));
                 }
-            }));
-            n.push(time(&mut || {
+            });
+            let native_time = time(&mut || {
                 for p in &parts {
                     black_box(native(p, &out_schema));
                 }
-            }));
+            });
+            ratio.push(wasm_time.as_secs_f64() / native_time.as_secs_f64());
+            w.push(wasm_time);
+            n.push(native_time);
         }
         let (w, n) = (
             median(w).as_nanos() as f64 / ROWS as f64,
             median(n).as_nanos() as f64 / ROWS as f64,
         );
-        println!("{size:>6} {w:>12.1} {n:>12.1} {:>8.2}", w / n);
+        ratio.sort_by(f64::total_cmp);
+        let (p25, p50, p75) = (ratio[PAIRS / 4], ratio[PAIRS / 2], ratio[PAIRS * 3 / 4]);
+        println!("{size:>6} {w:>12.1} {n:>12.1} {p50:>8.2} {p25:>6.2}..{p75:.2}");
     }
     filters(runtime, &batch);
     let (_dir, spec) = pipeline_file();
