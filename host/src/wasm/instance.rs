@@ -503,19 +503,28 @@ impl Instance {
         Ok(())
     }
 
+    /// Calls a per-batch export that takes only the batch (`process`,
+    /// `evaluate`) and returns `result<R, udf-error>`.
+    fn call_on_batch<R>(
+        &mut self,
+        f: Func,
+        batch: &BatchRef<'_>,
+    ) -> wasmtime::Result<Result<R, UdfError>>
+    where
+        R: component::Lift + Send + Sync + 'static,
+    {
+        // SAFETY: `BatchCall::new` type-checked `f` against these types (up to
+        // lifetimes) when the instance was made.
+        let f = unsafe { TypedFunc::<(&BatchRef<'_>,), (Result<R, UdfError>,)>::new_unchecked(f) };
+        f.call(&mut self.store, (batch,)).map(|(r,)| r)
+    }
+
     /// Runs a processor over one batch. `position` is the batch's first input
-    /// position (it seeds randomness); `event_time` is what clocks read.
+    /// position (it seeds randomness); clocks read the start of its first event.
     pub fn process(&mut self, batch: &BatchRef<'_>, position: u64) -> Result<Output, CallError> {
         self.prepare(batch.rows(), position, batch.first_start());
         let result = match self.batch_call {
-            BatchCall::Process(f) => {
-                // SAFETY: `f` was type-checked against these types (up to
-                // lifetimes) when the instance was made.
-                let f = unsafe {
-                    TypedFunc::<(&BatchRef<'_>,), (Result<Output, UdfError>,)>::new_unchecked(f)
-                };
-                f.call(&mut self.store, (batch,)).map(|(r,)| r)
-            }
+            BatchCall::Process(f) => self.call_on_batch(f, batch),
             _ => return Err(self.wrong_world("process")),
         };
         self.finish_call(result)?.map_err(udf_error)
@@ -542,7 +551,7 @@ impl Instance {
         self.open_overlay(key_list);
         let result = match self.batch_call {
             BatchCall::Reduce(f) => {
-                // SAFETY: as in `process`.
+                // SAFETY: as in `call_on_batch`.
                 let f = unsafe {
                     TypedFunc::<(&BatchRef<'_>, &KeyGroups), (Result<Output, UdfError>,)>::new_unchecked(f)
                 };
@@ -643,13 +652,7 @@ impl Instance {
     pub fn evaluate(&mut self, batch: &BatchRef<'_>, position: u64) -> Result<Column, CallError> {
         self.prepare(batch.rows(), position, batch.first_start());
         let result = match self.batch_call {
-            BatchCall::Evaluate(f) => {
-                // SAFETY: as in `process`.
-                let f = unsafe {
-                    TypedFunc::<(&BatchRef<'_>,), (Result<Column, UdfError>,)>::new_unchecked(f)
-                };
-                f.call(&mut self.store, (batch,)).map(|(r,)| r)
-            }
+            BatchCall::Evaluate(f) => self.call_on_batch(f, batch),
             _ => return Err(self.wrong_world("evaluate")),
         };
         self.finish_call(result)?.map_err(udf_error)
