@@ -164,7 +164,7 @@ where
     R: IntoIterator<Item = O>,
 {
     let rows = input.rows as usize;
-    let mut input_rows = read_rows::<I>(&input.columns, rows)?;
+    let input_rows = read_rows::<I>(&input.columns, rows)?;
     let key_count = keys.keys.offsets.len().saturating_sub(1);
     if keys.groups.len() != rows {
         return Err(UdfError::new(format!(
@@ -177,7 +177,8 @@ where
     };
     let mut builder = O::builder(rows);
     let mut parents = Vec::with_capacity(rows);
-    for (i, &group) in keys.groups.iter().enumerate() {
+    // Same length: checked above.
+    for ((i, &group), row) in keys.groups.iter().enumerate().zip(input_rows) {
         let g = group as usize;
         let key_bytes = keys
             .keys
@@ -200,9 +201,6 @@ where
             *slot = Some(loaded);
         }
         let state = slot.get_or_insert_with(S::default);
-        let Some(row) = input_rows.next() else {
-            break;
-        };
         for out in f(&Key::new(key_bytes), row, state) {
             out.push(&mut builder);
             parents.push(i as u32);

@@ -81,6 +81,19 @@ pub struct Lowering {
     bytes: Vec<Vec<u8>>,
 }
 
+/// The next unused buffer of `pool` (the `used`-th, made on first use), emptied;
+/// with its index.
+fn scratch<'a, T>(pool: &'a mut Vec<Vec<T>>, used: &mut usize) -> (usize, &'a mut Vec<T>) {
+    let i = *used;
+    *used += 1;
+    if pool.len() <= i {
+        pool.push(Vec::new());
+    }
+    let buf = &mut pool[i];
+    buf.clear();
+    (i, buf)
+}
+
 /// Where one column's values (and validity) come from.
 enum Source<'a> {
     Int64(&'a [i64]),
@@ -149,17 +162,6 @@ impl Lowering {
         })
     }
 
-    fn scratch_bytes(&mut self, used: &mut usize) -> (usize, &mut Vec<u8>) {
-        let i = *used;
-        *used += 1;
-        if self.bytes.len() <= i {
-            self.bytes.push(Vec::new());
-        }
-        let buf = &mut self.bytes[i];
-        buf.clear();
-        (i, buf)
-    }
-
     fn source<'a>(
         &mut self,
         field: &Field,
@@ -190,7 +192,7 @@ impl Lowering {
             ),
             ColumnType::Boolean => {
                 let values = array.as_boolean_opt().ok_or_else(mismatch)?.values();
-                let (i, buf) = self.scratch_bytes(used_bytes);
+                let (i, buf) = scratch(&mut self.bytes, used_bytes);
                 buf.extend(values.iter().map(u8::from));
                 Source::Boolean(i)
             }
@@ -205,13 +207,7 @@ impl Lowering {
                     // read as u32 are the same numbers.
                     Ok(offsets.inner().inner().typed_data::<u32>())
                 } else {
-                    let i = *used_offsets;
-                    *used_offsets += 1;
-                    if self.offsets.len() <= i {
-                        self.offsets.push(Vec::new());
-                    }
-                    let buf = &mut self.offsets[i];
-                    buf.clear();
+                    let (i, buf) = scratch(&mut self.offsets, used_offsets);
                     buf.extend(offsets.iter().map(|o| (o - base) as u32));
                     Err(i)
                 };
@@ -238,7 +234,7 @@ impl Lowering {
             let start = bits.offset() / 8;
             return Some(Ok(&bits.values()[start..start + len]));
         }
-        let (i, out) = self.scratch_bytes(used_bytes);
+        let (i, out) = scratch(&mut self.bytes, used_bytes);
         out.resize(len, 0);
         for (row, valid) in bits.iter().enumerate() {
             if valid {
