@@ -20,6 +20,7 @@ pub mod patch;
 pub mod plan;
 pub mod rstream;
 pub mod schema;
+pub mod select;
 pub mod sink;
 pub mod source;
 pub mod stage;

@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use arrow_select::concat::concat_batches;
-use arrow_select::take::take;
 
 use crate::filter::Filter;
 use crate::plan::{ErrorPolicy, StageKind, UdfSpec};
 use crate::schema::{
     ColumnType, END, Field, START, describe, event_schema, type_name, user_fields,
 };
-use crate::wasm::bindings::{KeyGroups, Output, VarWidth};
+use crate::select::Selection;
+use crate::wasm::bindings::{KeyGroups, Output, OutputColumn, VarWidth};
 use crate::wasm::instance::{InitInfo, KeyedState};
 use crate::wasm::{
     CallError, Instance, LoadError, Lowering, Module, Runtime, World, from_wit_column,
@@ -529,7 +529,7 @@ impl UdfStage {
                     column.name.clone_from(&self.writes[0].name);
                     Output {
                         parents: (0..rows as u32).collect(),
-                        columns: vec![column],
+                        columns: vec![OutputColumn::Written(column)],
                     }
                 })
             }
@@ -542,17 +542,6 @@ impl UdfStage {
     }
 
     fn assemble(&self, input: &RecordBatch, output: Output) -> Result<RecordBatch, String> {
-        let rows = input.num_rows() as u32;
-        let mut prev = 0;
-        for &p in &output.parents {
-            if p >= rows || p < prev {
-                return Err(format!(
-                    "parent row {p} is out of range or out of order (batch of {rows} rows)"
-                ));
-            }
-            prev = p;
-        }
-        let n = output.parents.len();
         if output.columns.len() != self.writes.len() {
             return Err(format!(
                 "returned {} columns, declared {}",
@@ -560,29 +549,35 @@ impl UdfStage {
                 self.writes.len()
             ));
         }
-        let identity = n == rows as usize
-            && output
-                .parents
-                .iter()
-                .enumerate()
-                .all(|(i, &p)| p == i as u32);
-        let indices = UInt32Array::from(output.parents);
-        let pick = |array: &ArrayRef| -> Result<ArrayRef, String> {
-            if identity {
-                Ok(array.clone())
-            } else {
-                take(array.as_ref(), &indices, None).map_err(|e| e.to_string())
-            }
-        };
+        let n = output.parents.len();
+        let selection = Selection::of(output.parents, input.num_rows())?;
+        let pick = |array: &ArrayRef| selection.apply(array);
         let mut written: Vec<(String, ArrayRef)> = Vec::with_capacity(self.writes.len());
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
-            if column.name != field.name {
-                return Err(format!(
-                    "returned column `{}` where `{}` was declared",
-                    column.name, field.name
-                ));
-            }
-            written.push((field.name.clone(), from_wit_column(column, field, n)?));
+            let array = match column {
+                OutputColumn::Written(column) => {
+                    if column.name != field.name {
+                        return Err(format!(
+                            "returned column `{}` where `{}` was declared",
+                            column.name, field.name
+                        ));
+                    }
+                    from_wit_column(column, field, n)?
+                }
+                OutputColumn::Input(index) => {
+                    pick(self.passed_through(input, index, field)?).and_then(|array| {
+                        if !field.nullable && array.null_count() > 0 {
+                            return Err(format!(
+                                "column `{}` is declared not nullable but passes through {} nulls of the input",
+                                field.name,
+                                array.null_count()
+                            ));
+                        }
+                        Ok(array)
+                    })?
+                }
+            };
+            written.push((field.name.clone(), array));
         }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
         for f in self.output_schema.fields() {
@@ -600,6 +595,35 @@ impl UdfStage {
         }
         debug_assert_eq!(columns.len(), self.output_schema.fields().len());
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
+    }
+
+    /// The input column that output column `field` passes through (WIT
+    /// `output-column::input(index)`), checked against its declared type.
+    fn passed_through<'b>(
+        &self,
+        input: &'b RecordBatch,
+        index: u32,
+        field: &Field,
+    ) -> Result<&'b ArrayRef, String> {
+        let read = self.reads.get(index as usize).ok_or_else(|| {
+            format!(
+                "column `{}` passes through input column {index}, but the UDF reads {} columns",
+                field.name,
+                self.reads.len()
+            )
+        })?;
+        if read.ty != field.ty {
+            return Err(format!(
+                "column `{}` is declared {} but passes through input column `{}`, which is {}",
+                field.name,
+                type_name(field.ty),
+                read.name,
+                type_name(read.ty)
+            ));
+        }
+        input
+            .column_by_name(&read.name)
+            .ok_or_else(|| format!("input has no `{}`", read.name))
     }
 }
 

@@ -124,7 +124,7 @@ pub mod state;
 pub mod testing;
 mod value;
 
-/// Bindings generated from the WIT contract (`weir:udf@0.1.0`), shared by every world.
+/// Bindings generated from the WIT contract (`weir:udf@0.2.0`), shared by every world.
 #[allow(missing_docs, clippy::all)]
 pub mod wit {
     wit_bindgen::generate!({
@@ -139,11 +139,15 @@ pub mod wit {
 pub use params::{Params, params};
 pub use row::{ReadRow, Row, decode_rows, encode_rows};
 pub use state::{Key, StateStore};
-pub use value::{NonNull, NullableBuilder, ReadValue, StrReader, Value, field_of, type_name};
+pub use value::{
+    NonNull, NullableBuilder, OutputBuilder, ReadValue, StrReader, StrSource, Value, field_of,
+    type_name,
+};
 pub use weir_sdk_derive::Row;
 pub use wit::weir::udf::keys::KeyGroups;
 pub use wit::weir::udf::types::{
-    Batch, Column, ColumnType, Field, Output, Param, ParamValue, UdfError, Values, VarWidth,
+    Batch, Column, ColumnType, Field, Output, OutputColumn, Param, ParamValue, UdfError, Values,
+    VarWidth,
 };
 
 impl UdfError {

@@ -1,7 +1,7 @@
 //! Rows: typed views of the columns of a batch.
 
 use crate::UdfError;
-use crate::wit::weir::udf::types::{Column, Field};
+use crate::wit::weir::udf::types::{Column, Field, OutputColumn};
 
 /// A typed row. Derive it with `#[derive(Row)]` on a struct with named fields of
 /// [`Value`](crate::Value) types; each field is a column of the same name.
@@ -21,6 +21,23 @@ pub trait Row: Sized {
     fn push(self, builder: &mut Self::Builder);
     /// The finished columns, in field order.
     fn finish(builder: Self::Builder) -> Vec<Column>;
+
+    /// The output columns of one batch, each an
+    /// [`OutputBuilder`](crate::OutputBuilder) that passes the input column of
+    /// the same name through while every value is unchanged.
+    type Output<'s>;
+    /// Empty output columns with room for `capacity` rows, for an input batch
+    /// of `rows` rows with `columns`.
+    fn output(columns: &[Column], rows: usize, capacity: usize) -> Self::Output<'_>;
+    /// Appends this row as an output row whose parent is input row `parent`;
+    /// `earlier` holds the parents of the output rows before it.
+    ///
+    /// # Safety
+    /// `parent` and each of `earlier` are less than the `rows` the output was
+    /// made for, and `earlier` are the parents of every row pushed so far.
+    unsafe fn push_output(self, output: &mut Self::Output<'_>, parent: u32, earlier: &[u32]);
+    /// The finished output columns, in field order.
+    fn finish_output(output: Self::Output<'_>) -> Vec<OutputColumn>;
 }
 
 /// A [`Row`] that can be read from the columns of a batch borrowed for `'a`.

@@ -111,13 +111,16 @@ pub fn map<'a, I: ReadRow<'a>, O: Row>(
     input: &'a Batch,
 ) -> Result<Output, UdfError> {
     let rows = input.rows as usize;
-    let mut builder = O::builder(rows);
-    for row in read_rows::<I>(&input.columns, rows)? {
-        f(row).push(&mut builder);
+    let mut output = O::output(&input.columns, rows, rows);
+    let parents: Vec<u32> = (0..input.rows).collect();
+    for (i, row) in read_rows::<I>(&input.columns, rows)?.enumerate() {
+        // SAFETY: `i` and `parents[..i]` are rows of the batch, the parents
+        // of this row and of the rows before it.
+        unsafe { f(row).push_output(&mut output, i as u32, &parents[..i]) };
     }
     Ok(Output {
-        parents: (0..input.rows).collect(),
-        columns: O::finish(builder),
+        parents,
+        columns: O::finish_output(output),
     })
 }
 
@@ -127,17 +130,19 @@ pub fn flat_map<'a, I: ReadRow<'a>, O: Row, R: IntoIterator<Item = O>>(
     input: &'a Batch,
 ) -> Result<Output, UdfError> {
     let rows = input.rows as usize;
-    let mut builder = O::builder(rows);
+    let mut output = O::output(&input.columns, rows, rows);
     let mut parents = Vec::with_capacity(rows);
     for (i, row) in read_rows::<I>(&input.columns, rows)?.enumerate() {
         for out in f(row) {
-            out.push(&mut builder);
+            // SAFETY: `i` and `parents` are rows of the batch, the parents
+            // of this row and of the rows before it.
+            unsafe { out.push_output(&mut output, i as u32, &parents) };
             parents.push(i as u32);
         }
     }
     Ok(Output {
         parents,
-        columns: O::finish(builder),
+        columns: O::finish_output(output),
     })
 }
 
@@ -175,7 +180,7 @@ where
     let mut states = GroupStates::<S> {
         slots: (0..key_count).map(|_| None).collect(),
     };
-    let mut builder = O::builder(rows);
+    let mut output = O::output(&input.columns, rows, rows);
     let mut parents = Vec::with_capacity(rows);
     // Same length: checked above.
     for ((i, &group), row) in keys.groups.iter().enumerate().zip(input_rows) {
@@ -202,7 +207,9 @@ where
         }
         let state = slot.get_or_insert_with(S::default);
         for out in f(&Key::new(key_bytes), row, state) {
-            out.push(&mut builder);
+            // SAFETY: `i` and `parents` are rows of the batch, the parents
+            // of this row and of the rows before it.
+            unsafe { out.push_output(&mut output, i as u32, &parents) };
             parents.push(i as u32);
         }
     }
@@ -215,7 +222,7 @@ where
     }
     Ok(Output {
         parents,
-        columns: O::finish(builder),
+        columns: O::finish_output(output),
     })
 }
 

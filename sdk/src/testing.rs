@@ -29,7 +29,9 @@ use crate::row::{decode_rows, encode_rows};
 use crate::run;
 use crate::state::{Key, StateStore};
 use crate::wit::weir::udf::keys::KeyGroups;
-use crate::wit::weir::udf::types::{Batch, ParamValue, UdfError, Values, VarWidth};
+use crate::wit::weir::udf::types::{
+    Batch, Column, Output, OutputColumn, ParamValue, UdfError, Values, VarWidth,
+};
 use crate::{ReadRow, ReadValue, Row};
 
 /// Runs UDF functions natively over typed rows, with parameters and keyed state.
@@ -50,12 +52,56 @@ fn batch_of<I: Row>(rows: Vec<I>) -> &'static Batch {
     }))
 }
 
-/// Decodes output rows from columns kept for the rest of the test.
-fn decode_kept<O: ReadRow<'static>>(
-    columns: Vec<crate::Column>,
-    rows: usize,
-) -> Result<Vec<O>, UdfError> {
+/// Decodes the output rows of `input` from columns kept for the rest of the
+/// test, assembled as the host does: a column passed through is the input
+/// column taken at each output row's parent.
+fn decode_kept<O: ReadRow<'static>>(input: &Batch, output: Output) -> Result<Vec<O>, UdfError> {
+    let rows = output.parents.len();
+    let columns: Vec<Column> = output
+        .columns
+        .into_iter()
+        .map(|column| match column {
+            OutputColumn::Written(column) => column,
+            OutputColumn::Input(i) => take(&input.columns[i as usize], &output.parents),
+        })
+        .collect();
     decode_rows(Box::leak(columns.into_boxed_slice()), rows)
+}
+
+/// Rows `rows` of `column`, in that order.
+fn take(column: &Column, rows: &[u32]) -> Column {
+    let pick = |r: &u32| *r as usize;
+    let values = match &column.values {
+        Values::Int64(v) => Values::Int64(rows.iter().map(|r| v[pick(r)]).collect()),
+        Values::Float64(v) => Values::Float64(rows.iter().map(|r| v[pick(r)]).collect()),
+        Values::Boolean(v) => Values::Boolean(rows.iter().map(|r| v[pick(r)]).collect()),
+        Values::Utf8(v) => {
+            let mut out = VarWidth {
+                offsets: vec![0],
+                data: Vec::new(),
+            };
+            for r in rows {
+                let (a, b) = (v.offsets[pick(r)], v.offsets[pick(r) + 1]);
+                out.data.extend_from_slice(&v.data[a as usize..b as usize]);
+                out.offsets.push(out.data.len() as u32);
+            }
+            Values::Utf8(out)
+        }
+    };
+    let validity = column.validity.as_ref().map(|bits| {
+        let mut out = vec![0u8; rows.len().div_ceil(8)];
+        for (k, r) in rows.iter().enumerate() {
+            if bits[pick(r) / 8] & (1 << (pick(r) % 8)) != 0 {
+                out[k / 8] |= 1 << (k % 8);
+            }
+        }
+        out
+    });
+    Column {
+        name: column.name.clone(),
+        values,
+        validity,
+    }
 }
 
 impl Harness {
@@ -99,8 +145,8 @@ impl Harness {
         f: impl Fn(I) -> O,
         rows: Vec<I>,
     ) -> Result<Vec<O>, UdfError> {
-        let out = run::map(f, batch_of(rows))?;
-        decode_kept(out.columns, out.parents.len())
+        let batch = batch_of(rows);
+        decode_kept(batch, run::map(f, batch)?)
     }
 
     /// Runs a flat-map.
@@ -109,8 +155,8 @@ impl Harness {
         f: impl Fn(I) -> R,
         rows: Vec<I>,
     ) -> Result<Vec<O>, UdfError> {
-        let out = run::flat_map(f, batch_of(rows))?;
-        decode_kept(out.columns, out.parents.len())
+        let batch = batch_of(rows);
+        decode_kept(batch, run::flat_map(f, batch)?)
     }
 
     /// Runs a reducer keyed by the column `key_column` of `I`. State persists in
@@ -169,7 +215,7 @@ impl Harness {
             map: &mut self.state,
         };
         let out = run::reduce(f, batch, &KeyGroups { keys, groups }, &mut store)?;
-        decode_kept(out.columns, out.parents.len())
+        decode_kept(batch, out)
     }
 
     /// Runs a scalar function.

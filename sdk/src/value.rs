@@ -3,7 +3,7 @@
 //! can be read out of a column.
 
 use crate::UdfError;
-use crate::wit::weir::udf::types::{Column, ColumnType, Field, Values, VarWidth};
+use crate::wit::weir::udf::types::{Column, ColumnType, Field, OutputColumn, Values, VarWidth};
 
 /// A Rust type that can be a field of a [`Row`](crate::Row): `i64`, `f64`, `bool`,
 /// `String`, `&str`, or an `Option` of one of them (a nullable column).
@@ -24,6 +24,110 @@ pub trait Value: Sized {
     fn push(self, builder: &mut Self::Builder);
     /// The finished column.
     fn finish(name: &str, builder: Self::Builder) -> Column;
+
+    /// A checked, borrowed view of an input column whose values an output
+    /// column of this type may pass through (see [`OutputBuilder`]).
+    type Source<'s>;
+    /// Borrows `column` as a source for `rows` rows if it has this type and at
+    /// least `rows` values, ignoring its validity; `None` otherwise.
+    fn source_values(column: &Column, rows: usize) -> Option<Self::Source<'_>>;
+    /// Borrows `column` as a source for `rows` rows if an output column of this
+    /// type can stand for it: the same column type and, unless this is an
+    /// `Option`, no validity bitmap.
+    fn source(column: &Column, rows: usize) -> Option<Self::Source<'_>> {
+        if column.validity.is_some() {
+            return None;
+        }
+        Self::source_values(column, rows)
+    }
+    /// Whether this value is exactly row `row` of the source, bit for bit
+    /// (`-0.0` is not `0.0`), so that taking the input's value gives the same
+    /// output as writing this one.
+    ///
+    /// # Safety
+    /// `row` is less than the `rows` the source was checked for.
+    unsafe fn same(&self, source: &Self::Source<'_>, row: usize) -> bool;
+    /// Appends row `row` of the source, which a value of this type was
+    /// found [`same`](Value::same) as.
+    ///
+    /// # Safety
+    /// `row` is less than the `rows` the source was checked for, and a value
+    /// was found the same as it.
+    unsafe fn copy(source: &Self::Source<'_>, row: usize, builder: &mut Self::Builder);
+}
+
+/// One output column of a batch being produced, which passes its input
+/// column through untouched while it can.
+///
+/// It starts out tied to the input column of the same name, if there is one of
+/// a compatible type. As long as every value pushed is exactly that column's
+/// value at the output row's parent, nothing is written, and the column goes
+/// back as [`OutputColumn::Input`]: the host takes it from its own copy of the
+/// input, so it crosses the boundary once instead of twice. The first value
+/// that differs writes out the rows before it, and from then on the column is
+/// written as usual. Either way the host builds the same output.
+pub struct OutputBuilder<'s, T: Value> {
+    values: T::Builder,
+    source: Option<(u32, T::Source<'s>)>,
+}
+
+impl<'s, T: Value> OutputBuilder<'s, T> {
+    /// The builder of output column `name`, with room for `capacity` rows, for
+    /// an input batch of `rows` rows with `columns`.
+    pub fn new(name: &str, columns: &'s [Column], rows: usize, capacity: usize) -> Self {
+        let source = columns
+            .iter()
+            .position(|c| c.name == name)
+            .and_then(|i| Some((i as u32, T::source(&columns[i], rows)?)));
+        OutputBuilder {
+            values: T::builder(capacity),
+            source,
+        }
+    }
+
+    /// Appends `value` as an output row whose parent is input row `parent`;
+    /// `earlier` holds the parents of the output rows before it.
+    ///
+    /// # Safety
+    /// `parent` and each of `earlier` are less than the `rows` this builder
+    /// was made for, and `earlier` are the parents of every value pushed so far.
+    #[inline]
+    pub unsafe fn push(&mut self, value: T, parent: u32, earlier: &[u32]) {
+        if let Some((_, source)) = &self.source {
+            // SAFETY: the caller promises `parent < rows`.
+            if unsafe { value.same(source, parent as usize) } {
+                return;
+            }
+            // SAFETY: the caller promises `earlier` are in range, and each
+            // value pushed for them was the same (or the source would be gone).
+            unsafe { self.diverge(earlier) };
+        }
+        value.push(&mut self.values);
+    }
+
+    /// Writes out the rows passed through so far: the first value that differs.
+    ///
+    /// # Safety
+    /// Each of `parents` is less than the `rows` this builder was made for,
+    /// and each was found the same as the value pushed for it.
+    #[cold]
+    #[inline(never)]
+    unsafe fn diverge(&mut self, parents: &[u32]) {
+        if let Some((_, source)) = self.source.take() {
+            for &p in parents {
+                // SAFETY: forwarded from the caller.
+                unsafe { T::copy(&source, p as usize, &mut self.values) };
+            }
+        }
+    }
+
+    /// The finished column: the input column it passed through, or the values written.
+    pub fn finish(self, name: &str) -> OutputColumn {
+        match self.source {
+            Some((index, _)) => OutputColumn::Input(index),
+            None => OutputColumn::Written(T::finish(name, self.values)),
+        }
+    }
 }
 
 /// A [`Value`] that can be read from a column borrowed for `'a`.
@@ -106,7 +210,7 @@ pub fn type_name(ty: ColumnType) -> &'static str {
 
 /// Fixed-width types: one `list<T>` per column (booleans as bytes).
 macro_rules! fixed_width {
-    ($ty:ty, $elem:ty, $variant:ident, $placeholder:expr, |$v:ident| $to:expr, |$e:ident| $from:expr) => {
+    ($ty:ty, $elem:ty, $variant:ident, $placeholder:expr, |$v:ident| $to:expr, |$e:ident| $from:expr, |$a:ident, $b:ident| $same:expr) => {
         impl Value for $ty {
             const TYPE: ColumnType = ColumnType::$variant;
             const NULLABLE: bool = false;
@@ -125,6 +229,27 @@ macro_rules! fixed_width {
                     values: Values::$variant(builder),
                     validity: None,
                 }
+            }
+            type Source<'s> = &'s [$elem];
+            fn source_values(column: &Column, rows: usize) -> Option<&[$elem]> {
+                match &column.values {
+                    Values::$variant(v) if v.len() >= rows => Some(v.as_slice()),
+                    _ => None,
+                }
+            }
+            #[inline]
+            unsafe fn same(&self, source: &&[$elem], row: usize) -> bool {
+                // SAFETY: `source_values` checked the column has at least
+                // `rows` values and the caller promises `row < rows`.
+                let $a = unsafe { *source.get_unchecked(row) };
+                let $b = *self;
+                $same
+            }
+            unsafe fn copy(source: &&[$elem], row: usize, builder: &mut Vec<$elem>) {
+                // SAFETY: as in `same`.
+                let $e = unsafe { *source.get_unchecked(row) };
+                let $v: $ty = $from;
+                builder.push($to);
             }
         }
         impl<'a> ReadValue<'a> for $ty {
@@ -156,9 +281,18 @@ macro_rules! fixed_width {
     };
 }
 
-fixed_width!(i64, i64, Int64, 0, |v| v, |e| e);
-fixed_width!(f64, f64, Float64, 0.0, |v| v, |e| e);
-fixed_width!(bool, u8, Boolean, false, |v| u8::from(v), |e| e != 0);
+fixed_width!(i64, i64, Int64, 0, |v| v, |e| e, |a, b| a == b);
+fixed_width!(f64, f64, Float64, 0.0, |v| v, |e| e, |a, b| a.to_bits()
+    == b.to_bits());
+fixed_width!(
+    bool,
+    u8,
+    Boolean,
+    false,
+    |v| u8::from(v),
+    |e| e != 0,
+    |a, b| (a != 0) == b
+);
 
 /// Offsets and text of a UTF-8 column, checked once per batch (see
 /// [`ReadValue`]), so that reading a row is two loads and no branch.
@@ -305,6 +439,59 @@ unsafe fn copy_small(src: &[u8], dst: *mut u8) {
     }
 }
 
+/// A string column as a source of pass-through values: its offsets (at least
+/// `rows + 1` of them) and bytes. Unlike a [`StrReader`] it is not checked
+/// beyond the offsets' count, since it is only compared with valid strings:
+/// that check would cost a second pass over a column the row reader has
+/// already checked.
+pub type StrSource<'s> = (&'s [u32], &'s [u8]);
+
+fn str_source(column: &Column, rows: usize) -> Option<StrSource<'_>> {
+    match &column.values {
+        Values::Utf8(v) if v.offsets.len() > rows => Some((&v.offsets, &v.data)),
+        _ => None,
+    }
+}
+
+/// The bytes of row `row` of a string source, if its offsets make sense.
+///
+/// # Safety
+/// `row` is less than the `rows` the source was checked for.
+#[inline]
+unsafe fn str_source_at<'s>(source: &StrSource<'s>, row: usize) -> Option<&'s [u8]> {
+    let (offsets, data) = *source;
+    // SAFETY: `str_source` checked there are `rows + 1` offsets and the caller
+    // promises `row < rows`.
+    let (a, b) = unsafe { (*offsets.get_unchecked(row), *offsets.get_unchecked(row + 1)) };
+    data.get(a as usize..b as usize)
+}
+
+/// Whether `value` is exactly row `row` of a string source: the same bytes,
+/// found at once when the value was borrowed from that very row.
+///
+/// # Safety
+/// `row` is less than the `rows` the source was checked for.
+#[inline]
+unsafe fn same_str(value: &str, source: &StrSource<'_>, row: usize) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe { str_source_at(source, row) }.is_some_and(|s| {
+        s.len() == value.len() && (s.as_ptr() == value.as_ptr() || s == value.as_bytes())
+    })
+}
+
+/// Appends row `row` of a string source, which a string compared equal to.
+///
+/// # Safety
+/// `row` is less than the `rows` the source was checked for, and
+/// [`same_str`] found it equal to a string.
+unsafe fn copy_str(source: &StrSource<'_>, row: usize, builder: &mut VarWidth) {
+    // SAFETY: forwarded from the caller.
+    if let Some(bytes) = unsafe { str_source_at(source, row) } {
+        builder.data.extend_from_slice(bytes);
+        builder.offsets.push(builder.data.len() as u32);
+    }
+}
+
 fn utf8_column(name: &str, builder: VarWidth) -> Column {
     Column {
         name: name.to_string(),
@@ -326,6 +513,19 @@ impl Value for String {
     }
     fn finish(name: &str, builder: VarWidth) -> Column {
         utf8_column(name, builder)
+    }
+    type Source<'s> = StrSource<'s>;
+    fn source_values(column: &Column, rows: usize) -> Option<StrSource<'_>> {
+        str_source(column, rows)
+    }
+    #[inline]
+    unsafe fn same(&self, source: &StrSource<'_>, row: usize) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe { same_str(self, source, row) }
+    }
+    unsafe fn copy(source: &StrSource<'_>, row: usize, builder: &mut VarWidth) {
+        // SAFETY: forwarded from the caller.
+        unsafe { copy_str(source, row, builder) }
     }
 }
 
@@ -360,6 +560,19 @@ impl Value for &str {
     }
     fn finish(name: &str, builder: VarWidth) -> Column {
         utf8_column(name, builder)
+    }
+    type Source<'s> = StrSource<'s>;
+    fn source_values(column: &Column, rows: usize) -> Option<StrSource<'_>> {
+        str_source(column, rows)
+    }
+    #[inline]
+    unsafe fn same(&self, source: &StrSource<'_>, row: usize) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe { same_str(self, source, row) }
+    }
+    unsafe fn copy(source: &StrSource<'_>, row: usize, builder: &mut VarWidth) {
+        // SAFETY: forwarded from the caller.
+        unsafe { copy_str(source, row, builder) }
     }
 }
 
@@ -404,22 +617,11 @@ impl<T: NonNull> Value for Option<T> {
     }
     #[inline]
     fn push(self, builder: &mut Self::Builder) {
-        if builder.rows % 8 == 0 {
-            builder.validity.push(0);
-        }
+        builder.mark(self.is_some());
         match self {
-            Some(v) => {
-                if let Some(last) = builder.validity.last_mut() {
-                    *last |= 1 << (builder.rows % 8);
-                }
-                v.push(&mut builder.values);
-            }
-            None => {
-                builder.nulls += 1;
-                T::placeholder().push(&mut builder.values);
-            }
+            Some(v) => v.push(&mut builder.values),
+            None => T::placeholder().push(&mut builder.values),
         }
-        builder.rows += 1;
     }
     fn finish(name: &str, builder: Self::Builder) -> Column {
         let mut column = T::finish(name, builder.values);
@@ -427,6 +629,69 @@ impl<T: NonNull> Value for Option<T> {
             column.validity = Some(builder.validity);
         }
         column
+    }
+    type Source<'s> = (T::Source<'s>, Option<&'s [u8]>);
+    fn source_values(column: &Column, rows: usize) -> Option<Self::Source<'_>> {
+        let validity = column.validity.as_deref();
+        if validity.is_some_and(|bits| bits.len() < rows.div_ceil(8)) {
+            return None;
+        }
+        Some((T::source_values(column, rows)?, validity))
+    }
+    fn source(column: &Column, rows: usize) -> Option<Self::Source<'_>> {
+        Self::source_values(column, rows)
+    }
+    #[inline]
+    unsafe fn same(&self, source: &Self::Source<'_>, row: usize) -> bool {
+        // SAFETY: forwarded from the caller.
+        let valid = unsafe { is_valid(source.1, row) };
+        match self {
+            // SAFETY: forwarded from the caller.
+            Some(v) => valid && unsafe { v.same(&source.0, row) },
+            None => !valid,
+        }
+    }
+    unsafe fn copy(source: &Self::Source<'_>, row: usize, builder: &mut Self::Builder) {
+        // SAFETY: forwarded from the caller.
+        let valid = unsafe { is_valid(source.1, row) };
+        builder.mark(valid);
+        if valid {
+            // SAFETY: forwarded from the caller.
+            unsafe { T::copy(&source.0, row, &mut builder.values) };
+        } else {
+            T::placeholder().push(&mut builder.values);
+        }
+    }
+}
+
+impl<B> NullableBuilder<B> {
+    /// Records the validity of the next row (its value is pushed separately).
+    #[inline]
+    fn mark(&mut self, valid: bool) {
+        if self.rows.is_multiple_of(8) {
+            self.validity.push(0);
+        }
+        if valid {
+            if let Some(last) = self.validity.last_mut() {
+                *last |= 1 << (self.rows % 8);
+            }
+        } else {
+            self.nulls += 1;
+        }
+        self.rows += 1;
+    }
+}
+
+/// Whether row `row` is valid under an Arrow validity bitmap (`None`: all are).
+///
+/// # Safety
+/// The bitmap, if any, covers `row`.
+#[inline]
+unsafe fn is_valid(bits: Option<&[u8]>, row: usize) -> bool {
+    match bits {
+        None => true,
+        // SAFETY: forwarded from the caller.
+        Some(bits) => (unsafe { *bits.get_unchecked(row / 8) } & (1 << (row % 8))) != 0,
     }
 }
 
@@ -447,12 +712,9 @@ impl<'a, T: NonNull + ReadValue<'a>> ReadValue<'a> for Option<T> {
     }
     #[inline]
     unsafe fn read(reader: &Self::Reader, row: usize) -> Self {
-        let valid = match reader.1 {
-            None => true,
-            // SAFETY: `values` checked the bitmap covers `rows` rows and the
-            // caller promises `row < rows`.
-            Some(bits) => (unsafe { *bits.get_unchecked(row / 8) } & (1 << (row % 8))) != 0,
-        };
+        // SAFETY: `values` checked the bitmap covers `rows` rows and the
+        // caller promises `row < rows`.
+        let valid = unsafe { is_valid(reader.1, row) };
         // SAFETY: forwarded from the caller.
         valid.then(|| unsafe { T::read(&reader.0, row) })
     }

@@ -68,8 +68,8 @@ pub mod scalar {
 
 pub use api::weir::udf::keys::KeyGroups;
 pub use api::weir::udf::types::{
-    Batch, Column, ColumnType, Field, Output, Param, ParamValue, Signature, UdfError, Values,
-    VarWidth,
+    Batch, Column, ColumnType, Field, Output, OutputColumn, Param, ParamValue, Signature, UdfError,
+    Values, VarWidth,
 };
 
 /// The linker UDF instances are created from: deterministic WASI plus Weir's imports.

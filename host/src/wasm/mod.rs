@@ -179,8 +179,8 @@ impl fmt::Debug for Module {
 }
 
 /// The version of the `weir:udf` WIT package this host implements; any
-/// 0.1.x component is compatible.
-pub const WIT_VERSION: &str = "0.1.0";
+/// 0.2.x component is compatible.
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Import namespaces a UDF may use, each provided deterministically.
 const ALLOWED_IMPORTS: &[&str] = &[
@@ -330,7 +330,7 @@ impl Runtime {
             .collect();
         for import in &imports {
             let (base, wit) = import.split_once('@').unwrap_or((import, ""));
-            if base.starts_with("weir:udf/") && !wit.is_empty() && !wit.starts_with("0.1.") {
+            if base.starts_with("weir:udf/") && !wit.is_empty() && !wit.starts_with("0.2.") {
                 return Err(LoadError::WitVersion {
                     path: origin.to_string(),
                     version,

@@ -54,6 +54,7 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let reader_ty = quote! { ( #( <#types as ::weir_sdk::ReadValue<#read_lifetime>>::Reader, )* ) };
     let builder_ty = quote! { ( #( <#types as ::weir_sdk::Value>::Builder, )* ) };
+    let output_ty = quote! { ( #( ::weir_sdk::OutputBuilder<'__s, #types>, )* ) };
     quote! {
         impl #impl_generics ::weir_sdk::Row for #name #ty_generics #where_clause {
             type Builder = #builder_ty;
@@ -73,6 +74,22 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
 
             fn finish(builder: Self::Builder) -> ::std::vec::Vec<::weir_sdk::Column> {
                 ::std::vec![ #( <#types as ::weir_sdk::Value>::finish(#names, builder.#index) ),* ]
+            }
+
+            type Output<'__s> = #output_ty;
+
+            fn output(columns: &[::weir_sdk::Column], rows: usize, capacity: usize) -> Self::Output<'_> {
+                ( #( ::weir_sdk::OutputBuilder::new(#names, columns, rows, capacity), )* )
+            }
+
+            #[inline]
+            unsafe fn push_output(self, output: &mut Self::Output<'_>, parent: u32, earlier: &[u32]) {
+                // SAFETY: forwarded from the caller.
+                unsafe { #( output.#index.push(self.#idents, parent, earlier); )* }
+            }
+
+            fn finish_output(output: Self::Output<'_>) -> ::std::vec::Vec<::weir_sdk::OutputColumn> {
+                ::std::vec![ #( output.#index.finish(#names) ),* ]
             }
         }
 
@@ -110,8 +127,8 @@ pub fn __world_bindings(input: TokenStream) -> TokenStream {
     let qualified = format!("weir:udf/{world}");
     let reducer_only = if world == "reducer" || world == "migrating-reducer" {
         quote! {
-            "weir:udf/keys@0.1.0": ::weir_sdk::wit::weir::udf::keys,
-            "weir:udf/state@0.1.0": ::weir_sdk::wit::weir::udf::state,
+            "weir:udf/keys@0.2.0": ::weir_sdk::wit::weir::udf::keys,
+            "weir:udf/state@0.2.0": ::weir_sdk::wit::weir::udf::state,
         }
     } else {
         quote! {}
@@ -122,8 +139,8 @@ pub fn __world_bindings(input: TokenStream) -> TokenStream {
             world: #qualified,
             runtime_path: "::weir_sdk::__private::wit_bindgen::rt",
             with: {
-                "weir:udf/types@0.1.0": ::weir_sdk::wit::weir::udf::types,
-                "weir:udf/log@0.1.0": ::weir_sdk::wit::weir::udf::log,
+                "weir:udf/types@0.2.0": ::weir_sdk::wit::weir::udf::types,
+                "weir:udf/log@0.2.0": ::weir_sdk::wit::weir::udf::log,
                 #reducer_only
             },
         });
