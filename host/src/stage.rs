@@ -133,6 +133,8 @@ pub struct UdfStage {
     spec: UdfSpec,
     instance: Instance,
     reads: Vec<Field>,
+    /// Whether the UDF reads the event interval.
+    interval: bool,
     writes: Vec<Field>,
     passthrough: bool,
     output_schema: SchemaRef,
@@ -204,12 +206,12 @@ impl UdfStage {
             .instantiate(&module, name, &spec.params, spec.limits)
             .map_err(|e| mismatch(&module, format!("the component {e}")))?;
         let input_fields = user_fields(&input_schema);
-        let (reads, writes, passthrough) = match instance.info().clone() {
-            InitInfo::Rows(sig) => (sig.reads, sig.writes, sig.passthrough),
+        let (reads, interval, writes, passthrough) = match instance.info().clone() {
+            InitInfo::Rows(sig) => (sig.reads, sig.reads_interval, sig.writes, sig.passthrough),
             InitInfo::Scalar(sig) => {
                 let mut out = sig.returns;
                 out.name = spec.output.clone().unwrap_or_else(|| name.to_string());
-                (sig.args, vec![out], true)
+                (sig.args, false, vec![out], true)
             }
         };
         for field in &reads {
@@ -293,6 +295,7 @@ impl UdfStage {
             spec: spec.clone(),
             instance,
             reads,
+            interval,
             writes,
             passthrough,
             output_schema,
@@ -515,7 +518,7 @@ impl UdfStage {
         }
         let wit = self
             .lowering
-            .batch(batch, &self.reads)
+            .batch(batch, &self.reads, self.interval)
             .map_err(CallOutcome::Malformed)?;
         let result = match self.spec.kind {
             StageKind::Processor => self.instance.process(&wit, position),

@@ -33,6 +33,8 @@ fn signature<I: Row, O: Row>(
     check_init(config, hook)?;
     Ok(Signature {
         reads: I::fields(),
+        // Rows do not see their interval; the host keeps it.
+        reads_interval: false,
         writes: if passthrough { Vec::new() } else { O::fields() },
         passthrough,
     })

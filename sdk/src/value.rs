@@ -69,6 +69,7 @@ pub trait Value: Sized {
 pub struct OutputBuilder<'s, T: Value> {
     values: T::Builder,
     source: Option<(u32, T::Source<'s>)>,
+    capacity: usize,
 }
 
 impl<'s, T: Value> OutputBuilder<'s, T> {
@@ -79,9 +80,12 @@ impl<'s, T: Value> OutputBuilder<'s, T> {
             .iter()
             .position(|c| c.name == name)
             .and_then(|i| Some((i as u32, T::source(&columns[i], rows)?)));
+        // A column passed through needs no room unless it diverges.
+        let room = if source.is_some() { 0 } else { capacity };
         OutputBuilder {
-            values: T::builder(capacity),
+            values: T::builder(room),
             source,
+            capacity,
         }
     }
 
@@ -114,6 +118,8 @@ impl<'s, T: Value> OutputBuilder<'s, T> {
     #[inline(never)]
     unsafe fn diverge(&mut self, parents: &[u32]) {
         if let Some((_, source)) = self.source.take() {
+            // Nothing was written so far: make the room passing through saved.
+            self.values = T::builder(self.capacity);
             for &p in parents {
                 // SAFETY: forwarded from the caller.
                 unsafe { T::copy(&source, p as usize, &mut self.values) };

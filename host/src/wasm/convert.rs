@@ -59,15 +59,19 @@ pub struct BatchRef<'a> {
     columns: Vec<ColumnRef<'a>>,
 }
 
-impl BatchRef<'_> {
-    /// The first event's start time (the event clock of a call), 0 when empty.
-    pub fn first_start(&self) -> i64 {
-        self.start.first().copied().unwrap_or(0)
-    }
+/// A batch lowered for a call, and the event clock of the call.
+pub struct Lowered<'a> {
+    /// What crosses the boundary.
+    pub batch: BatchRef<'a>,
+    /// The first event's start time (what clocks read during the call), 0
+    /// when the batch is empty.
+    pub first_start: i64,
+}
 
+impl Lowered<'_> {
     /// The number of rows.
     pub fn rows(&self) -> usize {
-        self.rows as usize
+        self.batch.rows as usize
     }
 }
 
@@ -106,7 +110,9 @@ enum Source<'a> {
 }
 
 impl Lowering {
-    /// The columns `reads` of `batch` (plus the interval), in the WIT layout.
+    /// The columns `reads` of `batch` (plus the interval if `interval`: a
+    /// UDF that does not read it gets empty `start` and `end`), in the WIT
+    /// layout.
     ///
     /// The caller has checked the columns exist with the declared types (at
     /// plan time); a mismatch here is reported, not unwrapped.
@@ -114,7 +120,8 @@ impl Lowering {
         &'a mut self,
         batch: &'a RecordBatch,
         reads: &'a [Field],
-    ) -> Result<BatchRef<'a>, String> {
+        interval: bool,
+    ) -> Result<Lowered<'a>, String> {
         let int_column = |name: &str| -> Result<&'a [i64], String> {
             let col = batch
                 .column_by_name(name)
@@ -154,11 +161,16 @@ impl Lowering {
                 validity: validity.map(|v| v.unwrap_or_else(|i| &self.bytes[i][..])),
             })
             .collect();
-        Ok(BatchRef {
-            rows: batch.num_rows() as u32,
-            start,
-            end,
-            columns,
+        let (sent_start, sent_end): (&[i64], &[i64]) =
+            if interval { (start, end) } else { (&[], &[]) };
+        Ok(Lowered {
+            batch: BatchRef {
+                rows: batch.num_rows() as u32,
+                start: sent_start,
+                end: sent_end,
+                columns,
+            },
+            first_start: start.first().copied().unwrap_or(0),
         })
     }
 
@@ -396,9 +408,14 @@ mod tests {
         // the validity bitmap realigned.
         for (offset, len) in [(0, 20), (3, 9), (8, 12)] {
             let part = batch.slice(offset, len);
-            let wit = lowering.batch(&part, &reads).expect("lowers");
-            assert_eq!(wit.rows(), len);
-            assert_eq!(wit.first_start(), offset as i64);
+            let without = lowering.batch(&part, &reads, false).expect("lowers");
+            assert!(without.batch.start.is_empty() && without.batch.end.is_empty());
+            assert_eq!(without.first_start, offset as i64);
+            let lowered = lowering.batch(&part, &reads, true).expect("lowers");
+            assert_eq!(lowered.rows(), len);
+            assert_eq!(lowered.first_start, offset as i64);
+            let wit = &lowered.batch;
+            assert_eq!(wit.start.len(), len);
             assert_eq!(wit.end[len - 1], (offset + len) as i64);
             let ValuesRef::Int64(n) = wit.columns[0].values else {
                 panic!("int64")
@@ -443,7 +460,7 @@ mod tests {
         )
         .expect("batch");
         let err = Lowering::default()
-            .batch(&batch, &reads)
+            .batch(&batch, &reads, false)
             .map(|_| ())
             .expect_err("refused");
         assert_eq!(err, "column `x` is Int64 but the UDF reads it as utf8");

@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Column, KeyGroups, Output, Param, Signature, UdfError, VarWidth, api};
-use super::convert::BatchRef;
+use super::convert::{BatchRef, Lowered};
 use super::determinism::{EventClock, SeededRandom};
 use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
 use crate::plan::ParamValueSpec;
@@ -521,10 +521,10 @@ impl Instance {
 
     /// Runs a processor over one batch. `position` is the batch's first input
     /// position (it seeds randomness); clocks read the start of its first event.
-    pub fn process(&mut self, batch: &BatchRef<'_>, position: u64) -> Result<Output, CallError> {
-        self.prepare(batch.rows(), position, batch.first_start());
+    pub fn process(&mut self, batch: &Lowered<'_>, position: u64) -> Result<Output, CallError> {
+        self.prepare(batch.rows(), position, batch.first_start);
         let result = match self.batch_call {
-            BatchCall::Process(f) => self.call_on_batch(f, batch),
+            BatchCall::Process(f) => self.call_on_batch(f, &batch.batch),
             _ => return Err(self.wrong_world("process")),
         };
         self.finish_call(result)?.map_err(udf_error)
@@ -533,11 +533,11 @@ impl Instance {
     /// Runs a reducer over one batch; state writes apply only if the call succeeds.
     pub fn reduce(
         &mut self,
-        batch: &BatchRef<'_>,
+        batch: &Lowered<'_>,
         keys: &KeyGroups,
         position: u64,
     ) -> Result<Output, CallError> {
-        self.prepare(batch.rows(), position, batch.first_start());
+        self.prepare(batch.rows(), position, batch.first_start);
         let group_count = keys.keys.offsets.len().saturating_sub(1);
         let key_list = (0..group_count)
             .map(|g| {
@@ -555,7 +555,7 @@ impl Instance {
                 let f = unsafe {
                     TypedFunc::<(&BatchRef<'_>, &KeyGroups), (Result<Output, UdfError>,)>::new_unchecked(f)
                 };
-                f.call(&mut self.store, (batch, keys)).map(|(r,)| r)
+                f.call(&mut self.store, (&batch.batch, keys)).map(|(r,)| r)
             }
             _ => return Err(self.wrong_world("reduce")),
         };
@@ -649,10 +649,10 @@ impl Instance {
     }
 
     /// Evaluates a scalar function over one batch of argument rows.
-    pub fn evaluate(&mut self, batch: &BatchRef<'_>, position: u64) -> Result<Column, CallError> {
-        self.prepare(batch.rows(), position, batch.first_start());
+    pub fn evaluate(&mut self, batch: &Lowered<'_>, position: u64) -> Result<Column, CallError> {
+        self.prepare(batch.rows(), position, batch.first_start);
         let result = match self.batch_call {
-            BatchCall::Evaluate(f) => self.call_on_batch(f, batch),
+            BatchCall::Evaluate(f) => self.call_on_batch(f, &batch.batch),
             _ => return Err(self.wrong_world("evaluate")),
         };
         self.finish_call(result)?.map_err(udf_error)
