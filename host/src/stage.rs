@@ -527,9 +527,9 @@ impl UdfStage {
                 self.instance.reduce(&wit, &keys, position)
             }
             StageKind::Scalar => {
-                self.instance.evaluate(&wit, position).map(|mut column| {
-                    // A scalar's result is named by the stage's `output`, not by the UDF.
-                    column.name.clone_from(&self.writes[0].name);
+                self.instance.evaluate(&wit, position).map(|column| {
+                    // A scalar's result is the stage's one written column,
+                    // named by its `output`.
                     Output {
                         parents: (0..rows as u32).collect(),
                         columns: vec![OutputColumn::Written(column)],
@@ -558,15 +558,7 @@ impl UdfStage {
         let mut written: Vec<(String, ArrayRef)> = Vec::with_capacity(self.writes.len());
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
             let array = match column {
-                OutputColumn::Written(column) => {
-                    if column.name != field.name {
-                        return Err(format!(
-                            "returned column `{}` where `{}` was declared",
-                            column.name, field.name
-                        ));
-                    }
-                    from_wit_column(column, field, n)?
-                }
+                OutputColumn::Written(column) => from_wit_column(column, field, n)?,
                 OutputColumn::Input(index) => {
                     pick(self.passed_through(input, index, field)?).and_then(|array| {
                         if !field.nullable && array.null_count() > 0 {

@@ -13,6 +13,9 @@ pub trait Row: Sized {
     /// Accumulates output columns.
     type Builder;
 
+    /// The names of this row type's columns, in field order.
+    const NAMES: &'static [&'static str];
+
     /// The columns of this row type, in field order.
     fn fields() -> Vec<Field>;
     /// An empty builder with room for `capacity` rows.
@@ -27,8 +30,13 @@ pub trait Row: Sized {
     /// the same name through while every value is unchanged.
     type Output<'s>;
     /// Empty output columns with room for `capacity` rows, for an input batch
-    /// of `rows` rows with `columns`.
-    fn output(columns: &[Column], rows: usize, capacity: usize) -> Self::Output<'_>;
+    /// of `rows` rows with `columns` named `names`.
+    fn output<'s>(
+        columns: &'s [Column],
+        names: &[&str],
+        rows: usize,
+        capacity: usize,
+    ) -> Self::Output<'s>;
     /// Appends this row as an output row whose parent is input row `parent`;
     /// `earlier` holds the parents of the output rows before it.
     ///

@@ -113,7 +113,7 @@ pub fn map<'a, I: ReadRow<'a>, O: Row>(
     input: &'a Batch,
 ) -> Result<Output, UdfError> {
     let rows = input.rows as usize;
-    let mut output = O::output(&input.columns, rows, rows);
+    let mut output = O::output(&input.columns, I::NAMES, rows, rows);
     let parents: Vec<u32> = (0..input.rows).collect();
     for (i, row) in read_rows::<I>(&input.columns, rows)?.enumerate() {
         // SAFETY: `i` and `parents[..i]` are rows of the batch, the parents
@@ -132,7 +132,7 @@ pub fn flat_map<'a, I: ReadRow<'a>, O: Row, R: IntoIterator<Item = O>>(
     input: &'a Batch,
 ) -> Result<Output, UdfError> {
     let rows = input.rows as usize;
-    let mut output = O::output(&input.columns, rows, rows);
+    let mut output = O::output(&input.columns, I::NAMES, rows, rows);
     let mut parents = Vec::with_capacity(rows);
     for (i, row) in read_rows::<I>(&input.columns, rows)?.enumerate() {
         for out in f(row) {
@@ -182,7 +182,7 @@ where
     let mut states = GroupStates::<S> {
         slots: (0..key_count).map(|_| None).collect(),
     };
-    let mut output = O::output(&input.columns, rows, rows);
+    let mut output = O::output(&input.columns, I::NAMES, rows, rows);
     let mut parents = Vec::with_capacity(rows);
     // Same length: checked above.
     for ((i, &group), row) in keys.groups.iter().enumerate().zip(input_rows) {
@@ -277,5 +277,5 @@ pub fn scalar<'a, A: ReadRow<'a>, R: Value>(
     for row in read_rows::<A>(&args.columns, rows)? {
         f(row).push(&mut builder);
     }
-    Ok(R::finish("result", builder))
+    Ok(R::finish(builder))
 }

@@ -23,7 +23,7 @@ pub trait Value: Sized {
     /// Appends one value.
     fn push(self, builder: &mut Self::Builder);
     /// The finished column.
-    fn finish(name: &str, builder: Self::Builder) -> Column;
+    fn finish(builder: Self::Builder) -> Column;
 
     /// A checked, borrowed view of an input column whose values an output
     /// column of this type may pass through (see [`OutputBuilder`]).
@@ -74,12 +74,18 @@ pub struct OutputBuilder<'s, T: Value> {
 
 impl<'s, T: Value> OutputBuilder<'s, T> {
     /// The builder of output column `name`, with room for `capacity` rows, for
-    /// an input batch of `rows` rows with `columns`.
-    pub fn new(name: &str, columns: &'s [Column], rows: usize, capacity: usize) -> Self {
-        let source = columns
+    /// an input batch of `rows` rows with `columns` named `names`.
+    pub fn new(
+        name: &str,
+        columns: &'s [Column],
+        names: &[&str],
+        rows: usize,
+        capacity: usize,
+    ) -> Self {
+        let source = names
             .iter()
-            .position(|c| c.name == name)
-            .and_then(|i| Some((i as u32, T::source(&columns[i], rows)?)));
+            .position(|n| *n == name)
+            .and_then(|i| Some((i as u32, T::source(columns.get(i)?, rows)?)));
         // A column passed through needs no room unless it diverges.
         let room = if source.is_some() { 0 } else { capacity };
         OutputBuilder {
@@ -128,10 +134,10 @@ impl<'s, T: Value> OutputBuilder<'s, T> {
     }
 
     /// The finished column: the input column it passed through, or the values written.
-    pub fn finish(self, name: &str) -> OutputColumn {
+    pub fn finish(self) -> OutputColumn {
         match self.source {
             Some((index, _)) => OutputColumn::Input(index),
-            None => OutputColumn::Written(T::finish(name, self.values)),
+            None => OutputColumn::Written(T::finish(self.values)),
         }
     }
 }
@@ -155,8 +161,7 @@ pub trait ReadValue<'a>: Value {
     fn reader(name: &str, column: &'a Column, rows: usize) -> Result<Self::Reader, UdfError> {
         if !Self::NULLABLE && column.validity.is_some() {
             return Err(UdfError::new(format!(
-                "column `{}` has nulls but field `{name}` is not an Option",
-                column.name
+                "column `{name}` has nulls but its field is not an Option"
             )));
         }
         Self::values(name, column, rows)
@@ -168,10 +173,9 @@ pub trait ReadValue<'a>: Value {
     unsafe fn read(reader: &Self::Reader, row: usize) -> Self;
 }
 
-fn too_short(column: &Column, found: usize, rows: usize) -> UdfError {
+fn too_short(name: &str, found: usize, rows: usize) -> UdfError {
     UdfError::new(format!(
-        "column `{}` has {found} values for a batch of {rows} rows",
-        column.name
+        "column `{name}` has {found} values for a batch of {rows} rows"
     ))
 }
 
@@ -198,9 +202,8 @@ fn type_mismatch(name: &str, expected: ColumnType, column: &Column) -> UdfError 
         Values::Utf8(_) => "utf8",
     };
     UdfError::new(format!(
-        "field `{name}` expects a {} column but column `{}` is {found}",
-        type_name(expected),
-        column.name
+        "column `{name}` is {found} but its field expects {}",
+        type_name(expected)
     ))
 }
 
@@ -229,9 +232,8 @@ macro_rules! fixed_width {
                 let $v = self;
                 builder.push($to);
             }
-            fn finish(name: &str, builder: Vec<$elem>) -> Column {
+            fn finish(builder: Vec<$elem>) -> Column {
                 Column {
-                    name: name.to_string(),
                     values: Values::$variant(builder),
                     validity: None,
                 }
@@ -267,7 +269,7 @@ macro_rules! fixed_width {
             ) -> Result<&'a [$elem], UdfError> {
                 match &column.values {
                     Values::$variant(v) if v.len() >= rows => Ok(v.as_slice()),
-                    Values::$variant(v) => Err(too_short(column, v.len(), rows)),
+                    Values::$variant(v) => Err(too_short(name, v.len(), rows)),
                     _ => Err(type_mismatch(name, ColumnType::$variant, column)),
                 }
             }
@@ -312,9 +314,9 @@ fn str_reader<'a>(name: &str, column: &'a Column, rows: usize) -> Result<StrRead
         return Ok((&[], ""));
     }
     let Some(offsets) = v.offsets.get(..=rows) else {
-        return Err(too_short(column, v.offsets.len().saturating_sub(1), rows));
+        return Err(too_short(name, v.offsets.len().saturating_sub(1), rows));
     };
-    let bad = |what: String| UdfError::new(format!("column `{}`: {what}", column.name));
+    let bad = |what: String| UdfError::new(format!("column `{name}`: {what}"));
     // ASCII text (the common case) is UTF-8 with a character boundary at every
     // byte, so only the order of the offsets needs checking.
     let ascii = is_ascii(&v.data);
@@ -322,9 +324,8 @@ fn str_reader<'a>(name: &str, column: &'a Column, rows: usize) -> Result<StrRead
         // SAFETY: ASCII bytes are valid UTF-8.
         unsafe { std::str::from_utf8_unchecked(&v.data) }
     } else {
-        std::str::from_utf8(&v.data).map_err(|e| {
-            UdfError::new(format!("column `{}` is not valid UTF-8: {e}", column.name))
-        })?
+        std::str::from_utf8(&v.data)
+            .map_err(|e| UdfError::new(format!("column `{name}` is not valid UTF-8: {e}")))?
     };
     // One pass without branches; the slow pass below only names the culprit.
     let mut ordered = true;
@@ -498,9 +499,8 @@ unsafe fn copy_str(source: &StrSource<'_>, row: usize, builder: &mut VarWidth) {
     }
 }
 
-fn utf8_column(name: &str, builder: VarWidth) -> Column {
+fn utf8_column(builder: VarWidth) -> Column {
     Column {
-        name: name.to_string(),
         values: Values::Utf8(builder),
         validity: None,
     }
@@ -517,8 +517,8 @@ impl Value for String {
     fn push(self, builder: &mut VarWidth) {
         push_str(&self, builder);
     }
-    fn finish(name: &str, builder: VarWidth) -> Column {
-        utf8_column(name, builder)
+    fn finish(builder: VarWidth) -> Column {
+        utf8_column(builder)
     }
     type Source<'s> = StrSource<'s>;
     fn source_values(column: &Column, rows: usize) -> Option<StrSource<'_>> {
@@ -564,8 +564,8 @@ impl Value for &str {
     fn push(self, builder: &mut VarWidth) {
         push_str(self, builder);
     }
-    fn finish(name: &str, builder: VarWidth) -> Column {
-        utf8_column(name, builder)
+    fn finish(builder: VarWidth) -> Column {
+        utf8_column(builder)
     }
     type Source<'s> = StrSource<'s>;
     fn source_values(column: &Column, rows: usize) -> Option<StrSource<'_>> {
@@ -629,8 +629,8 @@ impl<T: NonNull> Value for Option<T> {
             None => T::placeholder().push(&mut builder.values),
         }
     }
-    fn finish(name: &str, builder: Self::Builder) -> Column {
-        let mut column = T::finish(name, builder.values);
+    fn finish(builder: Self::Builder) -> Column {
+        let mut column = T::finish(builder.values);
         if builder.nulls > 0 {
             column.validity = Some(builder.validity);
         }
@@ -709,8 +709,7 @@ impl<'a, T: NonNull + ReadValue<'a>> ReadValue<'a> for Option<T> {
             && bits.len() < rows.div_ceil(8)
         {
             return Err(UdfError::new(format!(
-                "column `{}` has a validity bitmap of {} bytes for a batch of {rows} rows",
-                column.name,
+                "column `{name}` has a validity bitmap of {} bytes for a batch of {rows} rows",
                 bits.len()
             )));
         }

@@ -42,7 +42,6 @@ pub enum ValuesRef<'a> {
 #[derive(ComponentType, Lower, Clone, Copy)]
 #[component(record)]
 pub struct ColumnRef<'a> {
-    name: &'a str,
     values: ValuesRef<'a>,
     validity: Option<&'a [u8]>,
 }
@@ -144,11 +143,9 @@ impl Lowering {
             sources.push((source, validity));
         }
         // Second pass: borrow.
-        let columns = reads
-            .iter()
-            .zip(sources)
-            .map(|(field, (source, validity))| ColumnRef {
-                name: &field.name,
+        let columns = sources
+            .into_iter()
+            .map(|(source, validity)| ColumnRef {
                 values: match source {
                     Source::Int64(v) => ValuesRef::Int64(v),
                     Source::Float64(v) => ValuesRef::Float64(v),
@@ -369,7 +366,6 @@ mod tests {
 
     fn utf8(offsets: Vec<u32>, data: &[u8]) -> Column {
         Column {
-            name: "s".into(),
             values: Values::Utf8(super::super::bindings::VarWidth {
                 offsets,
                 data: data.to_vec(),

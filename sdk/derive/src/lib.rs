@@ -59,6 +59,8 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
         impl #impl_generics ::weir_sdk::Row for #name #ty_generics #where_clause {
             type Builder = #builder_ty;
 
+            const NAMES: &'static [&'static str] = &[ #( #names ),* ];
+
             fn fields() -> ::std::vec::Vec<::weir_sdk::Field> {
                 ::std::vec![ #( ::weir_sdk::field_of::<#types>(#names) ),* ]
             }
@@ -73,13 +75,13 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
             }
 
             fn finish(builder: Self::Builder) -> ::std::vec::Vec<::weir_sdk::Column> {
-                ::std::vec![ #( <#types as ::weir_sdk::Value>::finish(#names, builder.#index) ),* ]
+                ::std::vec![ #( <#types as ::weir_sdk::Value>::finish(builder.#index) ),* ]
             }
 
             type Output<'__s> = #output_ty;
 
-            fn output(columns: &[::weir_sdk::Column], rows: usize, capacity: usize) -> Self::Output<'_> {
-                ( #( ::weir_sdk::OutputBuilder::new(#names, columns, rows, capacity), )* )
+            fn output<'__s>(columns: &'__s [::weir_sdk::Column], names: &[&str], rows: usize, capacity: usize) -> Self::Output<'__s> {
+                ( #( ::weir_sdk::OutputBuilder::new(#names, columns, names, rows, capacity), )* )
             }
 
             #[inline]
@@ -89,7 +91,7 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
             }
 
             fn finish_output(output: Self::Output<'_>) -> ::std::vec::Vec<::weir_sdk::OutputColumn> {
-                ::std::vec![ #( output.#index.finish(#names) ),* ]
+                ::std::vec![ #( output.#index.finish() ),* ]
             }
         }
 
