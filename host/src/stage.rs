@@ -560,16 +560,7 @@ impl UdfStage {
             let array = match column {
                 OutputColumn::Written(column) => from_wit_column(column, field, n)?,
                 OutputColumn::Input(index) => {
-                    pick(self.passed_through(input, index, field)?).and_then(|array| {
-                        if !field.nullable && array.null_count() > 0 {
-                            return Err(format!(
-                                "column `{}` is declared not nullable but passes through {} nulls of the input",
-                                field.name,
-                                array.null_count()
-                            ));
-                        }
-                        Ok(array)
-                    })?
+                    passed_through(input, &self.reads, index, field, &selection)?
                 }
             };
             written.push((field.name.clone(), array));
@@ -591,35 +582,47 @@ impl UdfStage {
         debug_assert_eq!(columns.len(), self.output_schema.fields().len());
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
     }
+}
 
-    /// The input column that output column `field` passes through (WIT
-    /// `output-column::input(index)`), checked against its declared type.
-    fn passed_through<'b>(
-        &self,
-        input: &'b RecordBatch,
-        index: u32,
-        field: &Field,
-    ) -> Result<&'b ArrayRef, String> {
-        let read = self.reads.get(index as usize).ok_or_else(|| {
-            format!(
-                "column `{}` passes through input column {index}, but the UDF reads {} columns",
-                field.name,
-                self.reads.len()
-            )
-        })?;
-        if read.ty != field.ty {
-            return Err(format!(
-                "column `{}` is declared {} but passes through input column `{}`, which is {}",
-                field.name,
-                type_name(field.ty),
-                read.name,
-                type_name(read.ty)
-            ));
-        }
-        input
-            .column_by_name(&read.name)
-            .ok_or_else(|| format!("input has no `{}`", read.name))
+/// Output column `field` as the input column it passes through (WIT
+/// `output-column::input(index)`, an index into `reads`), at the selected
+/// rows, checked against the declared type and nullability.
+fn passed_through(
+    input: &RecordBatch,
+    reads: &[Field],
+    index: u32,
+    field: &Field,
+    selection: &Selection,
+) -> Result<ArrayRef, String> {
+    let read = reads.get(index as usize).ok_or_else(|| {
+        format!(
+            "column `{}` passes through input column {index}, but the UDF reads {} columns",
+            field.name,
+            reads.len()
+        )
+    })?;
+    if read.ty != field.ty {
+        return Err(format!(
+            "column `{}` is declared {} but passes through input column `{}`, which is {}",
+            field.name,
+            type_name(field.ty),
+            read.name,
+            type_name(read.ty)
+        ));
     }
+    let column = input
+        .column_by_name(&read.name)
+        .ok_or_else(|| format!("input has no `{}`", read.name))?;
+    let array = selection.apply(column)?;
+    if !field.nullable && array.null_count() > 0 {
+        return Err(format!(
+            "column `{}` is declared not nullable but passes through {} nulls of input column `{}`",
+            field.name,
+            array.null_count(),
+            read.name
+        ));
+    }
+    Ok(array)
 }
 
 /// The key groups of a reducer's batch: each distinct key once, and for each
@@ -678,4 +681,62 @@ pub fn row_json(row: &RecordBatch) -> String {
         return "<unprintable>".into();
     }
     String::from_utf8_lossy(&out).trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+
+    fn field(name: &str, ty: ColumnType, nullable: bool) -> Field {
+        Field {
+            name: name.into(),
+            ty,
+            nullable,
+        }
+    }
+
+    /// A UDF's output that passes an input column through wrongly is refused
+    /// with the column named, not taken.
+    #[test]
+    fn a_bad_pass_through_is_refused_naming_the_column() {
+        let reads = vec![
+            field("n", ColumnType::Int64, true),
+            field("s", ColumnType::Utf8, false),
+        ];
+        let input = RecordBatch::try_new(
+            event_schema(&reads),
+            vec![
+                Arc::new(Int64Array::from(vec![0, 1, 2])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(Int64Array::from(vec![Some(7), None, Some(9)])),
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            ],
+        )
+        .expect("batch");
+        let all = Selection::of(vec![0, 1, 2], 3).expect("selection");
+        let kept = Selection::of(vec![0, 2], 3).expect("selection");
+        let out = field("out", ColumnType::Int64, false);
+        let err = |index, field: &Field, selection| {
+            passed_through(&input, &reads, index, field, selection).expect_err("refused")
+        };
+        assert_eq!(
+            err(5, &out, &all),
+            "column `out` passes through input column 5, but the UDF reads 2 columns"
+        );
+        assert_eq!(
+            err(1, &out, &all),
+            "column `out` is declared int64 but passes through input column `s`, which is utf8"
+        );
+        assert_eq!(
+            err(0, &out, &all),
+            "column `out` is declared not nullable but passes through 1 nulls of input column `n`"
+        );
+        // The rows kept have no null: fine, and the values are the input's.
+        let ok = passed_through(&input, &reads, 0, &out, &kept).expect("passes");
+        assert_eq!(ok.as_primitive::<Int64Type>().values(), &[7, 9]);
+        let s = field("s", ColumnType::Utf8, false);
+        let ok = passed_through(&input, &reads, 1, &s, &kept).expect("passes");
+        assert_eq!(ok.as_string::<i32>().value(1), "c");
+    }
 }
