@@ -63,6 +63,15 @@ pub fn column_type(dt: &DataType) -> Option<ColumnType> {
     }
 }
 
+/// A column `name` of type `ty`, nullable or not.
+pub fn field(name: &str, ty: ColumnType, nullable: bool) -> Field {
+    Field {
+        name: name.into(),
+        ty,
+        nullable,
+    }
+}
+
 /// The Arrow schema of a stream with these columns (interval first).
 pub fn event_schema(fields: &[Field]) -> SchemaRef {
     let mut all = vec![

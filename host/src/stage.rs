@@ -686,15 +686,8 @@ pub fn row_json(row: &RecordBatch) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::field;
     use arrow_array::{Int64Array, StringArray};
-
-    fn field(name: &str, ty: ColumnType, nullable: bool) -> Field {
-        Field {
-            name: name.into(),
-            ty,
-            nullable,
-        }
-    }
 
     /// A UDF's output that passes an input column through wrongly is refused
     /// with the column named, not taken.

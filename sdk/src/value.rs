@@ -523,34 +523,44 @@ fn utf8_column(builder: VarWidth) -> Column {
     }
 }
 
-impl Value for String {
-    const TYPE: ColumnType = ColumnType::Utf8;
-    const NULLABLE: bool = false;
-    type Builder = VarWidth;
-    fn builder(capacity: usize) -> VarWidth {
-        var_width_builder(capacity)
-    }
-    #[inline]
-    fn push(self, builder: &mut VarWidth) {
-        push_str(&self, builder);
-    }
-    fn finish(builder: VarWidth) -> Column {
-        utf8_column(builder)
-    }
-    type Source<'s> = StrSource<'s>;
-    fn source_values(column: &Column, rows: usize) -> Option<StrSource<'_>> {
-        str_source(column, rows)
-    }
-    #[inline]
-    unsafe fn same(&self, source: &StrSource<'_>, row: usize) -> bool {
-        // SAFETY: forwarded from the caller.
-        unsafe { same_str(self, source, row) }
-    }
-    unsafe fn copy(source: &StrSource<'_>, row: usize, builder: &mut VarWidth) {
-        // SAFETY: forwarded from the caller.
-        unsafe { copy_str(source, row, builder) }
-    }
+/// `Value` for a string type; `$s` is `self` as a `&str`.
+macro_rules! utf8_value {
+    ($ty:ty, |$v:ident| $s:expr) => {
+        impl Value for $ty {
+            const TYPE: ColumnType = ColumnType::Utf8;
+            const NULLABLE: bool = false;
+            type Builder = VarWidth;
+            fn builder(capacity: usize) -> VarWidth {
+                var_width_builder(capacity)
+            }
+            #[inline]
+            fn push(self, builder: &mut VarWidth) {
+                let $v = &self;
+                push_str($s, builder);
+            }
+            fn finish(builder: VarWidth) -> Column {
+                utf8_column(builder)
+            }
+            type Source<'s> = StrSource<'s>;
+            fn source_values(column: &Column, rows: usize) -> Option<StrSource<'_>> {
+                str_source(column, rows)
+            }
+            #[inline]
+            unsafe fn same(&self, source: &StrSource<'_>, row: usize) -> bool {
+                let $v = self;
+                // SAFETY: forwarded from the caller.
+                unsafe { same_str($s, source, row) }
+            }
+            unsafe fn copy(source: &StrSource<'_>, row: usize, builder: &mut VarWidth) {
+                // SAFETY: forwarded from the caller.
+                unsafe { copy_str(source, row, builder) }
+            }
+        }
+    };
 }
+
+utf8_value!(String, |s| s.as_str());
+utf8_value!(&str, |s| s);
 
 impl<'a> ReadValue<'a> for String {
     type Reader = StrReader<'a>;
@@ -567,35 +577,6 @@ impl<'a> ReadValue<'a> for String {
 impl NonNull for String {
     fn placeholder() -> Self {
         String::new()
-    }
-}
-
-impl Value for &str {
-    const TYPE: ColumnType = ColumnType::Utf8;
-    const NULLABLE: bool = false;
-    type Builder = VarWidth;
-    fn builder(capacity: usize) -> VarWidth {
-        var_width_builder(capacity)
-    }
-    #[inline]
-    fn push(self, builder: &mut VarWidth) {
-        push_str(self, builder);
-    }
-    fn finish(builder: VarWidth) -> Column {
-        utf8_column(builder)
-    }
-    type Source<'s> = StrSource<'s>;
-    fn source_values(column: &Column, rows: usize) -> Option<StrSource<'_>> {
-        str_source(column, rows)
-    }
-    #[inline]
-    unsafe fn same(&self, source: &StrSource<'_>, row: usize) -> bool {
-        // SAFETY: forwarded from the caller.
-        unsafe { same_str(self, source, row) }
-    }
-    unsafe fn copy(source: &StrSource<'_>, row: usize, builder: &mut VarWidth) {
-        // SAFETY: forwarded from the caller.
-        unsafe { copy_str(source, row, builder) }
     }
 }
 

@@ -354,15 +354,7 @@ mod tests {
     use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
 
     use super::*;
-    use crate::schema::event_schema;
-
-    fn field(name: &str, ty: ColumnType, nullable: bool) -> Field {
-        Field {
-            name: name.into(),
-            ty,
-            nullable,
-        }
-    }
+    use crate::schema::{event_schema, field};
 
     fn utf8(offsets: Vec<u32>, data: &[u8]) -> Column {
         Column {
