@@ -27,7 +27,7 @@ use arrow_schema::SchemaRef;
 use arrow_select::take::take;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use weir::plan::{ErrorPolicy, SourceFormat, SourceSpec, StageKind, UdfSpec};
-use weir::schema::{ColumnType, Field, event_schema};
+use weir::schema::{ColumnType, Field, event_schema, field};
 use weir::source::SourceReader;
 use weir::stage::UdfStage;
 use weir::wasm::{Limits, Runtime};
@@ -38,11 +38,7 @@ const CURRENCIES: [&str; 3] = ["USD", "EUR", "GBP"];
 const CHANNELS: [&str; 3] = ["web", "app", "partner"];
 
 fn input_fields() -> Vec<Field> {
-    let f = |name: &str, ty| Field {
-        name: name.into(),
-        ty,
-        nullable: false,
-    };
+    let f = |name: &str, ty| field(name, ty, false);
     vec![
         f("auction", ColumnType::Int64),
         f("bidder", ColumnType::Int64),

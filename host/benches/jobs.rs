@@ -14,17 +14,13 @@ use std::time::{Duration, Instant};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use weir::jobs::Jobs;
 use weir::rstream::{END, Entry, Streams};
-use weir::schema::{ColumnType, Field, event_schema};
+use weir::schema::{ColumnType, Field, event_schema, field};
 use weir::store::{MemStorage, RedbStorage, Storage};
 use weir::testkit::udf_component;
 use weir::wasm::Runtime;
 
 fn fields() -> Vec<Field> {
-    let f = |name: &str, ty| Field {
-        name: name.into(),
-        ty,
-        nullable: false,
-    };
+    let f = |name: &str, ty| field(name, ty, false);
     vec![
         f("ts", ColumnType::Int64),
         f("user", ColumnType::Utf8),
@@ -315,11 +311,7 @@ fn sale_fields() -> Vec<Field> {
         ("user", ColumnType::Utf8),
         ("amount", ColumnType::Int64),
     ]
-    .map(|(name, ty)| Field {
-        name: name.into(),
-        ty,
-        nullable: false,
-    })
+    .map(|(name, ty)| field(name, ty, false))
     .to_vec()
 }
 

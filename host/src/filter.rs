@@ -477,14 +477,10 @@ fn type_name(t: &DataType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnType, Field, event_schema};
+    use crate::schema::{ColumnType, event_schema, field};
 
     fn schema() -> arrow_schema::SchemaRef {
-        let f = |name: &str, ty, nullable| Field {
-            name: name.into(),
-            ty,
-            nullable,
-        };
+        let f = field;
         event_schema(&[
             f("user", ColumnType::Utf8, false),
             f("amount", ColumnType::Int64, true),

@@ -554,7 +554,6 @@ impl UdfStage {
         }
         let n = output.parents.len();
         let selection = Selection::of(output.parents, input.num_rows())?;
-        let pick = |array: &ArrayRef| selection.apply(array);
         let mut written: Vec<(String, ArrayRef)> = Vec::with_capacity(self.writes.len());
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
             let array = match column {
@@ -574,7 +573,7 @@ impl UdfStage {
                 let src = input
                     .column_by_name(name)
                     .ok_or_else(|| format!("input has no `{name}`"))?;
-                columns.push(pick(src)?);
+                columns.push(selection.apply(src)?);
             } else {
                 return Err(format!("declared column `{name}` is missing"));
             }

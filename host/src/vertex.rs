@@ -249,11 +249,7 @@ impl std::fmt::Debug for Vertex {
 
 /// The columns of a dead-letter stream.
 pub fn dead_fields() -> Vec<Field> {
-    let col = |name: &str, ty| Field {
-        name: name.into(),
-        ty,
-        nullable: false,
-    };
+    let col = |name: &str, ty| crate::schema::field(name, ty, false);
     vec![
         col("vertex", ColumnType::Utf8),
         col("input_seq", ColumnType::Int64),

@@ -130,7 +130,8 @@ impl Lowering {
                 .ok_or_else(|| format!("`{name}` is not int64"))
         };
         let start = int_column(START)?;
-        let end = int_column(END)?;
+        // The end times are looked up only for a UDF that reads them.
+        let end = if interval { int_column(END)? } else { &[] };
         // First pass: convert what must be converted into the scratch buffers.
         let (mut used_offsets, mut used_bytes) = (0, 0);
         let mut sources = Vec::with_capacity(reads.len());
@@ -158,13 +159,12 @@ impl Lowering {
                 validity: validity.map(|v| v.unwrap_or_else(|i| &self.bytes[i][..])),
             })
             .collect();
-        let (sent_start, sent_end): (&[i64], &[i64]) =
-            if interval { (start, end) } else { (&[], &[]) };
+        let sent_start = if interval { start } else { &[] };
         Ok(Lowered {
             batch: BatchRef {
                 rows: batch.num_rows() as u32,
                 start: sent_start,
-                end: sent_end,
+                end,
                 columns,
             },
             first_start: start.first().copied().unwrap_or(0),
