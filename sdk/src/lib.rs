@@ -118,6 +118,7 @@
 
 pub mod log;
 pub mod params;
+pub mod pool;
 mod row;
 pub mod run;
 pub mod state;
@@ -159,6 +160,15 @@ impl UdfError {
         }
     }
 }
+
+/// The component's allocator (see [`pool`]).
+#[cfg(all(
+    feature = "pool-allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: pool::Pool = pool::Pool::new();
 
 #[doc(hidden)]
 pub mod __private {
