@@ -136,8 +136,10 @@ pub struct UdfStage {
     /// Whether the UDF reads the event interval.
     interval: bool,
     writes: Vec<Field>,
-    passthrough: bool,
     output_schema: SchemaRef,
+    /// Where each column of `output_schema` comes from: `Some(k)` is the
+    /// `k`th written column, `None` the input column of the same name.
+    output_plan: Vec<Option<usize>>,
     key_column: Option<(usize, ColumnType)>,
     /// Runtime filters in effect: rows any of them matches skip the UDF.
     filters: Vec<Filter>,
@@ -290,6 +292,13 @@ impl UdfStage {
             writes.clone()
         };
         let output_schema = event_schema(&output_fields);
+        // Each output column is a written one (by its index in `writes`) or,
+        // for the interval and a filter's columns, carried over from the input.
+        let output_plan = output_schema
+            .fields()
+            .iter()
+            .map(|f| writes.iter().position(|w| w.name == *f.name()))
+            .collect();
         Ok(UdfStage {
             name: name.to_string(),
             spec: spec.clone(),
@@ -297,8 +306,8 @@ impl UdfStage {
             reads,
             interval,
             writes,
-            passthrough,
             output_schema,
+            output_plan,
             key_column,
             filters: Vec::new(),
             lowering: Lowering::default(),
@@ -554,31 +563,29 @@ impl UdfStage {
         }
         let n = output.parents.len();
         let selection = Selection::of(output.parents, input.num_rows())?;
-        let mut written: Vec<(String, ArrayRef)> = Vec::with_capacity(self.writes.len());
+        let mut written: Vec<Option<ArrayRef>> = Vec::with_capacity(self.writes.len());
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
-            let array = match column {
+            written.push(Some(match column {
                 OutputColumn::Written(column) => from_wit_column(column, field, n)?,
                 OutputColumn::Input(index) => {
                     passed_through(input, &self.reads, index, field, &selection)?
                 }
-            };
-            written.push((field.name.clone(), array));
+            }));
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
-        for f in self.output_schema.fields() {
-            let name = f.name();
-            if let Some(pos) = written.iter().position(|(w, _)| w == name) {
-                columns.push(written[pos].1.clone());
-            } else if name == START || name == END || self.passthrough {
-                let src = input
-                    .column_by_name(name)
-                    .ok_or_else(|| format!("input has no `{name}`"))?;
-                columns.push(selection.apply(src)?);
-            } else {
-                return Err(format!("declared column `{name}` is missing"));
-            }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_plan.len());
+        for (f, from) in self.output_schema.fields().iter().zip(&self.output_plan) {
+            columns.push(match from {
+                Some(k) => written[*k]
+                    .take()
+                    .ok_or_else(|| format!("declared column `{}` is written twice", f.name()))?,
+                None => {
+                    let src = input
+                        .column_by_name(f.name())
+                        .ok_or_else(|| format!("input has no `{}`", f.name()))?;
+                    selection.apply(src)?
+                }
+            });
         }
-        debug_assert_eq!(columns.len(), self.output_schema.fields().len());
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
     }
 }
