@@ -16,9 +16,7 @@ use arrow_select::concat::concat_batches;
 
 use crate::filter::Filter;
 use crate::plan::{ErrorPolicy, StageKind, UdfSpec};
-use crate::schema::{
-    ColumnType, END, Field, START, describe, event_schema, type_name, user_fields,
-};
+use crate::schema::{ColumnType, Field, describe, event_schema, type_name, user_fields};
 use crate::select::Selection;
 use crate::wasm::bindings::{KeyGroups, Output, OutputColumn, VarWidth};
 use crate::wasm::instance::{InitInfo, KeyedState};
