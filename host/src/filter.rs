@@ -480,12 +480,11 @@ mod tests {
     use crate::schema::{ColumnType, event_schema, field};
 
     fn schema() -> arrow_schema::SchemaRef {
-        let f = field;
         event_schema(&[
-            f("user", ColumnType::Utf8, false),
-            f("amount", ColumnType::Int64, true),
-            f("price", ColumnType::Float64, false),
-            f("bot", ColumnType::Boolean, false),
+            field("user", ColumnType::Utf8, false),
+            field("amount", ColumnType::Int64, true),
+            field("price", ColumnType::Float64, false),
+            field("bot", ColumnType::Boolean, false),
         ])
     }
 

@@ -561,21 +561,19 @@ impl UdfStage {
         }
         let n = output.parents.len();
         let selection = Selection::of(output.parents, input.num_rows())?;
-        let mut written: Vec<Option<ArrayRef>> = Vec::with_capacity(self.writes.len());
+        let mut written: Vec<ArrayRef> = Vec::with_capacity(self.writes.len());
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
-            written.push(Some(match column {
+            written.push(match column {
                 OutputColumn::Written(column) => from_wit_column(column, field, n)?,
                 OutputColumn::Input(index) => {
                     passed_through(input, &self.reads, index, field, &selection)?
                 }
-            }));
+            });
         }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_plan.len());
         for (f, from) in self.output_schema.fields().iter().zip(&self.output_plan) {
             columns.push(match from {
-                Some(k) => written[*k]
-                    .take()
-                    .ok_or_else(|| format!("declared column `{}` is written twice", f.name()))?,
+                Some(k) => written[*k].clone(),
                 None => {
                     let src = input
                         .column_by_name(f.name())
