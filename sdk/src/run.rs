@@ -7,6 +7,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::params::{self, Params};
 use crate::row::read_rows;
 use crate::state::{Key, StateStore};
+use crate::value::push_value;
 use crate::wit::weir::udf::keys::KeyGroups;
 use crate::wit::weir::udf::types::{
     Batch, Column, Output, Param, ScalarSignature, Signature, UdfError,
@@ -98,7 +99,7 @@ pub fn filter<'a, I: ReadRow<'a>>(
     let mut parents = Vec::with_capacity(rows);
     for (i, row) in read_rows::<I>(&input.columns, rows)?.enumerate() {
         if f(row) {
-            parents.push(i as u32);
+            push_value(&mut parents, i as u32);
         }
     }
     Ok(Output {
@@ -139,7 +140,7 @@ pub fn flat_map<'a, I: ReadRow<'a>, O: Row, R: IntoIterator<Item = O>>(
             // SAFETY: `i` and `parents` are rows of the batch, the parents
             // of this row and of the rows before it.
             unsafe { out.push_output(&mut output, i as u32, &parents) };
-            parents.push(i as u32);
+            push_value(&mut parents, i as u32);
         }
     }
     Ok(Output {
@@ -212,7 +213,7 @@ where
             // SAFETY: `i` and `parents` are rows of the batch, the parents
             // of this row and of the rows before it.
             unsafe { out.push_output(&mut output, i as u32, &parents) };
-            parents.push(i as u32);
+            push_value(&mut parents, i as u32);
         }
     }
     for (g, slot) in states.slots.into_iter().enumerate() {

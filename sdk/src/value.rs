@@ -27,7 +27,7 @@ pub trait Value: Sized {
 
     /// A checked, borrowed view of an input column whose values an output
     /// column of this type may pass through (see [`OutputBuilder`]).
-    type Source<'s>;
+    type Source<'s>: Copy;
     /// Borrows `column` as a source for `rows` rows if it has this type and at
     /// least `rows` values, ignoring its validity; `None` otherwise.
     fn source_values(column: &Column, rows: usize) -> Option<Self::Source<'_>>;
@@ -75,6 +75,7 @@ pub struct OutputBuilder<'s, T: Value> {
 impl<'s, T: Value> OutputBuilder<'s, T> {
     /// The builder of output column `name`, with room for `capacity` rows, for
     /// an input batch of `rows` rows with `columns` named `names`.
+    #[inline]
     pub fn new(
         name: &str,
         columns: &'s [Column],
@@ -103,43 +104,71 @@ impl<'s, T: Value> OutputBuilder<'s, T> {
     /// was made for, and `earlier` are the parents of every value pushed so far.
     #[inline]
     pub unsafe fn push(&mut self, value: T, parent: u32, earlier: &[u32]) {
-        if let Some((_, source)) = &self.source {
+        if let Some((_, source)) = self.source {
             // SAFETY: the caller promises `parent < rows`.
-            if unsafe { value.same(source, parent as usize) } {
+            if unsafe { value.same(&source, parent as usize) } {
                 return;
             }
             // SAFETY: the caller promises `earlier` are in range, and each
             // value pushed for them was the same (or the source would be gone).
-            unsafe { self.diverge(earlier) };
+            self.values = unsafe { diverge::<T>(source, self.capacity, earlier) };
+            self.source = None;
         }
         value.push(&mut self.values);
     }
 
-    /// Writes out the rows passed through so far: the first value that differs.
-    ///
-    /// # Safety
-    /// Each of `parents` is less than the `rows` this builder was made for,
-    /// and each was found the same as the value pushed for it.
-    #[cold]
-    #[inline(never)]
-    unsafe fn diverge(&mut self, parents: &[u32]) {
-        if let Some((_, source)) = self.source.take() {
-            // Nothing was written so far: make the room passing through saved.
-            self.values = T::builder(self.capacity);
-            for &p in parents {
-                // SAFETY: forwarded from the caller.
-                unsafe { T::copy(&source, p as usize, &mut self.values) };
-            }
-        }
-    }
-
     /// The finished column: the input column it passed through, or the values written.
+    #[inline]
     pub fn finish(self) -> OutputColumn {
         match self.source {
             Some((index, _)) => OutputColumn::Input(index),
             None => OutputColumn::Written(T::finish(self.values)),
         }
     }
+}
+
+/// The values of a column that stops passing its source through at the first
+/// value that differs: the rows before it (`parents`), copied from the source,
+/// in a new builder with room for `capacity` rows.
+///
+/// It takes and returns values, not the builder, so that the builders of a
+/// batch never have their address taken and stay in registers in the row loop.
+///
+/// # Safety
+/// Each of `parents` is less than the `rows` the source was checked for, and
+/// each was found the same as the value pushed for it.
+#[cold]
+#[inline(never)]
+unsafe fn diverge<T: Value>(source: T::Source<'_>, capacity: usize, parents: &[u32]) -> T::Builder {
+    let mut values = T::builder(capacity);
+    for &p in parents {
+        // SAFETY: forwarded from the caller.
+        unsafe { T::copy(&source, p as usize, &mut values) };
+    }
+    values
+}
+
+/// Appends `value` to `vec`. Unlike `Vec::push`, growing takes and returns the
+/// vector by value, so a vector held in a local never has its address taken
+/// and its pointer and length can stay in registers across a row loop.
+#[inline(always)]
+pub(crate) fn push_value<E>(vec: &mut Vec<E>, value: E) {
+    if vec.len() == vec.capacity() {
+        *vec = grown(std::mem::take(vec), 1);
+    }
+    // SAFETY: there is room for one more element.
+    unsafe {
+        vec.as_mut_ptr().add(vec.len()).write(value);
+        vec.set_len(vec.len() + 1);
+    }
+}
+
+/// `vec` with room for at least `more` more elements (by value: see [`push_value`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn grown<E>(mut vec: Vec<E>, more: usize) -> Vec<E> {
+    vec.reserve(more.max(vec.len()).max(8));
+    vec
 }
 
 /// A [`Value`] that can be read from a column borrowed for `'a`.
@@ -230,7 +259,7 @@ macro_rules! fixed_width {
             #[inline]
             fn push(self, builder: &mut Vec<$elem>) {
                 let $v = self;
-                builder.push($to);
+                push_value(builder, $to);
             }
             fn finish(builder: Vec<$elem>) -> Column {
                 Column {
@@ -409,18 +438,24 @@ fn var_width_builder(capacity: usize) -> VarWidth {
 fn push_str(s: &str, builder: &mut VarWidth) {
     let bytes = s.as_bytes();
     let data = &mut builder.data;
-    if bytes.len() <= SMALL {
-        data.reserve(SMALL);
-        // SAFETY: `reserve` made room for `SMALL >= bytes.len()` more bytes, and
-        // `copy_small` writes exactly `bytes.len()` of them.
-        unsafe {
-            copy_small(bytes, data.as_mut_ptr().add(data.len()));
-            data.set_len(data.len() + bytes.len());
-        }
-    } else {
-        data.extend_from_slice(bytes);
+    // Room for `SMALL` bytes at least, so that a short string is copied with
+    // `copy_small`'s fixed moves. Growing goes by value (see `push_value`).
+    let room = bytes.len().max(SMALL);
+    if data.capacity() - data.len() < room {
+        *data = grown(std::mem::take(data), room);
     }
-    builder.offsets.push(data.len() as u32);
+    // SAFETY: there is room for `bytes.len()` more bytes, and both copies write
+    // exactly that many.
+    unsafe {
+        let end = data.as_mut_ptr().add(data.len());
+        if bytes.len() <= SMALL {
+            copy_small(bytes, end);
+        } else {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), end, bytes.len());
+        }
+        data.set_len(data.len() + bytes.len());
+    }
+    push_value(&mut builder.offsets, data.len() as u32);
 }
 
 /// Strings up to this long are copied by [`copy_small`].
@@ -673,7 +708,7 @@ impl<B> NullableBuilder<B> {
     #[inline]
     fn mark(&mut self, valid: bool) {
         if self.rows.is_multiple_of(8) {
-            self.validity.push(0);
+            push_value(&mut self.validity, 0);
         }
         if valid {
             if let Some(last) = self.validity.last_mut() {
@@ -737,6 +772,25 @@ mod tests {
                 bad[at] = bad[at - 1] - 1;
                 assert!(!non_decreasing(&bad), "{bad:?}");
             }
+        }
+    }
+
+    #[test]
+    fn strings_of_every_length_append_from_an_empty_builder() {
+        // From no room at all, so that both copies and every growth run.
+        let mut builder = VarWidth {
+            offsets: vec![0],
+            data: Vec::new(),
+        };
+        let texts: Vec<String> = (0..200).map(|i| "é.x".repeat(i % 23)).collect();
+        for t in &texts {
+            push_str(t, &mut builder);
+        }
+        let column = utf8_column(builder);
+        let reader = str_reader("s", &column, texts.len()).expect("valid");
+        for (i, t) in texts.iter().enumerate() {
+            // SAFETY: `i` is one of the rows checked.
+            assert_eq!(unsafe { str_at(&reader, i) }, t);
         }
     }
 

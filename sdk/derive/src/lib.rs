@@ -80,6 +80,7 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
 
             type Output<'__s> = #output_ty;
 
+            #[inline]
             fn output<'__s>(columns: &'__s [::weir_sdk::Column], names: &[&str], rows: usize, capacity: usize) -> Self::Output<'__s> {
                 ( #( ::weir_sdk::OutputBuilder::new(#names, columns, names, rows, capacity), )* )
             }
@@ -90,6 +91,7 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
                 unsafe { #( output.#index.push(self.#idents, parent, earlier); )* }
             }
 
+            #[inline]
             fn finish_output(output: Self::Output<'_>) -> ::std::vec::Vec<::weir_sdk::OutputColumn> {
                 ::std::vec![ #( output.#index.finish() ),* ]
             }
