@@ -7,7 +7,7 @@
 //! copies of the output, freed after the host has read them. With the
 //! C library's `malloc` each of those costs a search of its free lists, a
 //! split and, on free, a coalesce; for a 1,024-row batch that was about a
-//! tenth of the whole call. [`Pool`] rounds blocks of 64 bytes to 16 MiB up
+//! tenth of the whole call. [`Pool`] rounds blocks of up to 16 MiB up
 //! to a power of two and keeps a few freed blocks of each size, so that the
 //! next batch's blocks are a pop from a short stack.
 //!
@@ -20,8 +20,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 
-/// The smallest pooled block: 64 bytes. Smaller ones go to `System` as asked.
-const MIN_CLASS: u32 = 6;
+/// The smallest pooled block: 8 bytes; smaller requests get one too.
+const MIN_CLASS: u32 = 3;
 /// The largest pooled block: 16 MiB. Larger ones go to `System` as asked.
 const MAX_CLASS: u32 = 24;
 const CLASSES: usize = (MAX_CLASS - MIN_CLASS + 1) as usize;
@@ -58,10 +58,10 @@ unsafe impl Sync for Pool {}
 #[inline]
 fn class(layout: Layout) -> Option<u32> {
     let size = layout.size();
-    if layout.align() > ALIGN || !(1 << MIN_CLASS..=1 << MAX_CLASS).contains(&size) {
+    if layout.align() > ALIGN || size > 1 << MAX_CLASS {
         return None;
     }
-    Some(size.next_power_of_two().trailing_zeros())
+    Some(size.next_power_of_two().trailing_zeros().max(MIN_CLASS))
 }
 
 /// The layout `System` allocates a block of class `c` with.
@@ -292,7 +292,7 @@ mod tests {
         };
         for step in 0..5000u32 {
             let fill = (step % 251) as u8;
-            let size = [8, 63, 64, 65, 1000, 4096, 4097, 70_000, 1 << 20][next() as usize % 9];
+            let size = [1, 3, 8, 17, 63, 64, 65, 1000, 4097, 70_000, 1 << 20][next() as usize % 11];
             match next() % 3 {
                 0 if !live.is_empty() => {
                     let (p, s, f) = live.swap_remove(next() as usize % live.len());
