@@ -36,16 +36,15 @@ impl Selection {
     /// The selection a UDF's `parents` make over an input of `rows` rows:
     /// an error unless each is a row of the input and they never decrease.
     pub fn of(parents: Vec<u32>, rows: usize) -> Result<Selection, String> {
-        // One pass without branches; the slow pass only names the culprit.
-        let (mut ordered, mut strict) = (true, true);
-        if let Some((&first, rest)) = parents.split_first() {
-            let mut prev = first;
-            for &p in rest {
-                ordered &= p >= prev;
-                strict &= p > prev;
-                prev = p;
-            }
-        }
+        let n = parents.len();
+        // A map's parents (as many as rows) are all the rows or a flat-map's
+        // repeats: runs are needed only for fewer.
+        let mut starts = Vec::new();
+        let (ordered, strict) = if n == rows {
+            scan::<false>(&parents, &mut starts)
+        } else {
+            scan::<true>(&parents, &mut starts)
+        };
         // Once ordered, the last parent is the largest.
         if !ordered || parents.last().is_some_and(|&p| p as usize >= rows) {
             let mut prev = 0;
@@ -60,26 +59,19 @@ impl Selection {
         }
         Ok(if !strict {
             Selection::Take(UInt32Array::from(parents))
-        } else if parents.len() == rows {
+        } else if n == rows {
             Selection::All
         } else {
-            let mut runs = Vec::new();
-            if let Some((&first, rest)) = parents.split_first() {
-                let mut run = first as usize..first as usize + 1;
-                for &p in rest {
-                    if p as usize == run.end {
-                        run.end += 1;
-                    } else {
-                        runs.push(run);
-                        run = p as usize..p as usize + 1;
-                    }
-                }
-                runs.push(run);
-            }
-            Selection::Runs {
-                runs,
-                len: parents.len(),
-            }
+            let ends = starts.iter().skip(1).copied().chain(std::iter::once(n));
+            let runs = starts
+                .iter()
+                .zip(ends)
+                .map(|(&k, end)| {
+                    let first = parents[k] as usize;
+                    first..first + (end - k)
+                })
+                .collect();
+            Selection::Runs { runs, len: n }
         })
     }
 
@@ -110,6 +102,42 @@ impl Selection {
             }
         })
     }
+}
+
+/// One pass over `parents` without data-dependent branches (a filter's
+/// parents break their runs at random): whether they never decrease, whether
+/// they strictly increase and, if `RUNS`, where in `parents` each run of
+/// consecutive rows starts (into `starts`: a position is written at every
+/// step and kept when a run starts there).
+fn scan<const RUNS: bool>(parents: &[u32], starts: &mut Vec<usize>) -> (bool, bool) {
+    let (mut ordered, mut strict) = (true, true);
+    let Some((&first, rest)) = parents.split_first() else {
+        return (ordered, strict);
+    };
+    if RUNS {
+        starts.clear();
+        starts.reserve(parents.len());
+    }
+    let spare = &mut starts.spare_capacity_mut()[..if RUNS { parents.len() } else { 0 }];
+    let mut count = 0;
+    if RUNS {
+        spare[0].write(0);
+        count = 1;
+    }
+    let mut prev = first;
+    for (k, &p) in rest.iter().enumerate() {
+        ordered &= p >= prev;
+        strict &= p > prev;
+        if RUNS {
+            // `count <= k + 1 < parents.len()`: the bounds check never fails.
+            spare[count].write(k + 1);
+            count += usize::from(p != prev.wrapping_add(1));
+        }
+        prev = p;
+    }
+    // SAFETY: the first `count` elements were written above (none unless `RUNS`).
+    unsafe { starts.set_len(count) };
+    (ordered, strict)
 }
 
 fn primitive<T: ArrowPrimitiveType>(

@@ -21,7 +21,7 @@ use crate::select::Selection;
 use crate::wasm::bindings::{KeyGroups, Output, OutputColumn, VarWidth};
 use crate::wasm::instance::{InitInfo, KeyedState};
 use crate::wasm::{
-    CallError, Instance, LoadError, Lowering, Module, Runtime, World, from_wit_column,
+    CallError, Instance, LoadError, Lowering, Module, Runtime, World, from_wit_column, read_columns,
 };
 
 /// Why a stage could not start or had to stop.
@@ -131,6 +131,10 @@ pub struct UdfStage {
     spec: UdfSpec,
     instance: Instance,
     reads: Vec<Field>,
+    /// The schema of the last batch (at first the declared input's), and
+    /// where `reads` are in batches of it.
+    input_schema: SchemaRef,
+    read_columns: Vec<usize>,
     /// Whether the UDF reads the event interval.
     interval: bool,
     writes: Vec<Field>,
@@ -297,11 +301,15 @@ impl UdfStage {
             .iter()
             .map(|f| writes.iter().position(|w| w.name == *f.name()))
             .collect();
+        let read_columns = read_columns(&input_schema, &reads)
+            .map_err(|message| mismatch(instance.module(), message))?;
         Ok(UdfStage {
             name: name.to_string(),
             spec: spec.clone(),
             instance,
             reads,
+            input_schema,
+            read_columns,
             interval,
             writes,
             output_schema,
@@ -523,9 +531,17 @@ impl UdfStage {
         if rows == 0 {
             return Ok(RecordBatch::new_empty(self.output_schema.clone()));
         }
+        // The columns read are looked up by name once per schema (`Arc`):
+        // batches of one stream share theirs.
+        if !Arc::ptr_eq(batch.schema_ref(), &self.input_schema) {
+            self.read_columns =
+                read_columns(batch.schema_ref(), &self.reads).map_err(CallOutcome::Malformed)?;
+            self.input_schema = batch.schema();
+        }
+        let columns = &self.read_columns[..];
         let wit = self
             .lowering
-            .batch(batch, &self.reads, self.interval)
+            .batch(batch, &self.reads, columns, self.interval)
             .map_err(CallOutcome::Malformed)?;
         let result = match self.spec.kind {
             StageKind::Processor => self.instance.process(&wit, position),
@@ -548,10 +564,17 @@ impl UdfStage {
             tracing::info!(target: "weir::udf", stage = %self.name, module = %self.instance.version(), position, "{line}");
         }
         let output = result.map_err(CallOutcome::Failed)?;
-        self.assemble(batch, output).map_err(CallOutcome::Malformed)
+        self.assemble(batch, columns, output)
+            .map_err(CallOutcome::Malformed)
     }
 
-    fn assemble(&self, input: &RecordBatch, output: Output) -> Result<RecordBatch, String> {
+    /// The output batch of `input`, whose columns `read_at` the UDF read.
+    fn assemble(
+        &self,
+        input: &RecordBatch,
+        read_at: &[usize],
+        output: Output,
+    ) -> Result<RecordBatch, String> {
         if output.columns.len() != self.writes.len() {
             return Err(format!(
                 "returned {} columns, declared {}",
@@ -566,7 +589,7 @@ impl UdfStage {
             written.push(match column {
                 OutputColumn::Written(column) => from_wit_column(column, field, n)?,
                 OutputColumn::Input(index) => {
-                    passed_through(input, &self.reads, index, field, &selection)?
+                    passed_through(input, &self.reads, read_at, index, field, &selection)?
                 }
             });
         }
@@ -587,11 +610,13 @@ impl UdfStage {
 }
 
 /// Output column `field` as the input column it passes through (WIT
-/// `output-column::input(index)`, an index into `reads`), at the selected
-/// rows, checked against the declared type and nullability.
+/// `output-column::input(index)`, an index into `reads`, which are columns
+/// `read_at` of `input`), at the selected rows, checked against the declared
+/// type and nullability.
 fn passed_through(
     input: &RecordBatch,
     reads: &[Field],
+    read_at: &[usize],
     index: u32,
     field: &Field,
     selection: &Selection,
@@ -612,8 +637,9 @@ fn passed_through(
             type_name(read.ty)
         ));
     }
-    let column = input
-        .column_by_name(&read.name)
+    let column = read_at
+        .get(index as usize)
+        .and_then(|&i| input.columns().get(i))
         .ok_or_else(|| format!("input has no `{}`", read.name))?;
     let array = selection.apply(column)?;
     if !field.nullable && array.null_count() > 0 {
@@ -712,8 +738,9 @@ mod tests {
         let all = Selection::of(vec![0, 1, 2], 3).expect("selection");
         let kept = Selection::of(vec![0, 2], 3).expect("selection");
         let out = field("out", ColumnType::Int64, false);
+        let at = read_columns(input.schema_ref(), &reads).expect("columns");
         let err = |index, field: &Field, selection| {
-            passed_through(&input, &reads, index, field, selection).expect_err("refused")
+            passed_through(&input, &reads, &at, index, field, selection).expect_err("refused")
         };
         assert_eq!(
             err(5, &out, &all),
@@ -728,10 +755,10 @@ mod tests {
             "column `out` is declared not nullable but passes through 1 nulls of input column `n`"
         );
         // The rows kept have no null: fine, and the values are the input's.
-        let ok = passed_through(&input, &reads, 0, &out, &kept).expect("passes");
+        let ok = passed_through(&input, &reads, &at, 0, &out, &kept).expect("passes");
         assert_eq!(ok.as_primitive::<Int64Type>().values(), &[7, 9]);
         let s = field("s", ColumnType::Utf8, false);
-        let ok = passed_through(&input, &reads, 1, &s, &kept).expect("passes");
+        let ok = passed_through(&input, &reads, &at, 1, &s, &kept).expect("passes");
         assert_eq!(ok.as_string::<i32>().value(1), "c");
     }
 }

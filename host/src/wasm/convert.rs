@@ -9,7 +9,7 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Schema};
 
 use wasmtime::component::{ComponentType, Lower};
 
@@ -108,10 +108,23 @@ enum Source<'a> {
     Utf8(Result<&'a [u32], usize>, &'a [u8]),
 }
 
+/// The index in batches of `schema` of each column of `reads`, found once per
+/// schema rather than by name for every batch.
+pub fn read_columns(schema: &Schema, reads: &[Field]) -> Result<Vec<usize>, String> {
+    reads
+        .iter()
+        .map(|f| {
+            schema
+                .index_of(&f.name)
+                .map_err(|_| format!("the input has no column `{}`", f.name))
+        })
+        .collect()
+}
+
 impl Lowering {
-    /// The columns `reads` of `batch` (plus the interval if `interval`: a
-    /// UDF that does not read it gets empty `start` and `end`), in the WIT
-    /// layout.
+    /// The columns `reads` of `batch`, which are its columns `columns` (found
+    /// by [`read_columns`] for the batch's schema), plus the interval if `interval` (a UDF that does
+    /// not read it gets empty `start` and `end`), in the WIT layout.
     ///
     /// The caller has checked the columns exist with the declared types (at
     /// plan time); a mismatch here is reported, not unwrapped.
@@ -119,6 +132,7 @@ impl Lowering {
         &'a mut self,
         batch: &'a RecordBatch,
         reads: &'a [Field],
+        columns: &[usize],
         interval: bool,
     ) -> Result<Lowered<'a>, String> {
         let int_column = |name: &str| -> Result<&'a [i64], String> {
@@ -135,9 +149,10 @@ impl Lowering {
         // First pass: convert what must be converted into the scratch buffers.
         let (mut used_offsets, mut used_bytes) = (0, 0);
         let mut sources = Vec::with_capacity(reads.len());
-        for field in reads {
+        for (field, &index) in reads.iter().zip(columns) {
             let array = batch
-                .column_by_name(&field.name)
+                .columns()
+                .get(index)
                 .ok_or_else(|| format!("the input has no column `{}`", field.name))?;
             let source = self.source(field, array.as_ref(), &mut used_offsets, &mut used_bytes)?;
             let validity = self.validity(array.as_ref(), &mut used_bytes);
@@ -391,15 +406,20 @@ mod tests {
             ],
         )
         .expect("batch");
+        let columns = read_columns(batch.schema_ref(), &reads).expect("columns");
         let mut lowering = Lowering::default();
         // A slice at a row that is not a multiple of 8: offsets are rebased and
         // the validity bitmap realigned.
         for (offset, len) in [(0, 20), (3, 9), (8, 12)] {
             let part = batch.slice(offset, len);
-            let without = lowering.batch(&part, &reads, false).expect("lowers");
+            let without = lowering
+                .batch(&part, &reads, &columns, false)
+                .expect("lowers");
             assert!(without.batch.start.is_empty() && without.batch.end.is_empty());
             assert_eq!(without.first_start, offset as i64);
-            let lowered = lowering.batch(&part, &reads, true).expect("lowers");
+            let lowered = lowering
+                .batch(&part, &reads, &columns, true)
+                .expect("lowers");
             assert_eq!(lowered.rows(), len);
             assert_eq!(lowered.first_start, offset as i64);
             let wit = &lowered.batch;
@@ -448,7 +468,7 @@ mod tests {
         )
         .expect("batch");
         let err = Lowering::default()
-            .batch(&batch, &reads, false)
+            .batch(&batch, &reads, &[2], false)
             .map(|_| ())
             .expect_err("refused");
         assert_eq!(err, "column `x` is Int64 but the UDF reads it as utf8");
