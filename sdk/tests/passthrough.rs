@@ -161,3 +161,33 @@ fn an_empty_output_passes_through_too() {
     assert!(out.parents.is_empty());
     assert_eq!(kinds(&out), vec![Some(0), None, Some(3), Some(4)]);
 }
+
+#[derive(Row, Clone, Debug, PartialEq)]
+struct Expanded {
+    auction: i64,
+    label: String,
+    note: Option<String>,
+}
+
+/// 0 to 4 rows per input row (more than the batch's rows in all), labels of
+/// every length up to 40 bytes, and `auction` passed through until row 17.
+fn expand(b: Bid<'_>) -> Vec<Expanded> {
+    let n = (b.auction / 3) as usize;
+    (0..n % 5)
+        .map(|k| Expanded {
+            auction: if n >= 17 { -b.auction } else { b.auction },
+            label: "é".repeat((n * 7 + k * 3) % 21),
+            note: (k % 2 == 0).then(|| format!("{}#{k}", b.channel)),
+        })
+        .collect()
+}
+
+#[test]
+fn outputs_that_outgrow_the_batch_keep_every_row() {
+    let out = run::flat_map(expand, &batch(bids())).unwrap();
+    let expected: Vec<Expanded> = bids().into_iter().flat_map(expand).collect();
+    assert!(expected.len() > 20, "outgrows the batch");
+    assert_eq!(out.parents.len(), expected.len());
+    assert_eq!(kinds(&out), vec![None, None, None]);
+    assert_eq!(Harness::new().flat_map(expand, bids()).unwrap(), expected);
+}
