@@ -375,6 +375,38 @@ fn clocks_and_random_are_deterministic() {
 }
 
 #[test]
+fn what_a_udf_prints_goes_to_the_log_however_much() {
+    // 3,000 rows of 2 KB each: 6 MB of stdout over the job, more than one
+    // call keeps (4 MiB), so first in calls of 100 rows, then in one call.
+    let job = Job::new();
+    job.items(3000);
+    job.one_stage(&udf_component("chatty"), "width = 2000", "fail");
+    let out = job.run(&["--batch-size", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(job.read("out.jsonl").lines().count(), 3000);
+    let log = stderr(&out);
+    let printed = log.lines().filter(|l| l.contains("[stdout] row ")).count();
+    assert_eq!(printed, 3000, "every line printed is logged");
+    assert!(log.contains("[stdout] row 2999 xxxx"), "the last line too");
+    assert!(log.contains("[stderr] at row 2900"), "stderr as well");
+    assert!(
+        !log.contains("dropped"),
+        "nothing dropped in calls of 100 rows"
+    );
+
+    let out = job.run(&["--batch-size", "4096"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(job.read("out.jsonl").lines().count(), 3000);
+    let log = stderr(&out);
+    let printed = log.lines().filter(|l| l.contains("[stdout] row ")).count();
+    assert!((2000..3000).contains(&printed), "4 MiB of lines: {printed}");
+    assert!(
+        log.contains("more bytes dropped: a call keeps 4 MiB)"),
+        "the overflow is said, not silent"
+    );
+}
+
+#[test]
 fn udf_inspect_shows_world_version_and_imports() {
     let component = udf_component("user_stats");
     let out = weir(

@@ -8,21 +8,18 @@ use std::time::Duration;
 
 use wasmtime::component::{self, Func, ResourceTable, TypedFunc};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Column, KeyGroups, Output, Param, Signature, UdfError, VarWidth, api};
 use super::convert::{BatchRef, Lowered};
 use super::determinism::{EventClock, SeededRandom};
+use super::output::{CALL_CAPACITY, CallOutput};
 use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
 use crate::plan::ParamValueSpec;
 use crate::store::StateChanges;
 
 /// The largest linear memory any instance may have (the pool's slot size).
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
-
-/// How much captured stdout/stderr one instance keeps before it is recycled.
-const OUTPUT_CAPACITY: usize = 4 << 20;
 
 /// Resource limits of one UDF instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,10 +246,8 @@ pub struct Instance {
     batch_call: BatchCall,
     clock: EventClock,
     random: SeededRandom,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-    read_out: usize,
-    read_err: usize,
+    stdout: CallOutput,
+    stderr: CallOutput,
     info: InitInfo,
     /// Keys whose state changed since the last [`Instance::take_delta`].
     dirty: HashSet<Vec<u8>>,
@@ -301,8 +296,6 @@ impl Instance {
             random,
             stdout,
             stderr,
-            read_out: 0,
-            read_err: 0,
             info: InitInfo::Scalar(api::weir::udf::types::ScalarSignature {
                 args: Vec::new(),
                 returns: api::weir::udf::types::Field {
@@ -330,16 +323,16 @@ impl Instance {
             (Exports, BatchCall),
             EventClock,
             SeededRandom,
-            MemoryOutputPipe,
-            MemoryOutputPipe,
+            CallOutput,
+            CallOutput,
         ),
         CallError,
     > {
         let clock = EventClock::default();
         let random = SeededRandom::default();
         random.reseed(stage, 0);
-        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stdout = CallOutput::default();
+        let stderr = CallOutput::default();
         let mut seed = 0u128;
         for b in stage.as_bytes() {
             seed = seed
@@ -469,9 +462,7 @@ impl Instance {
                     TrapKind::Memory => format!("limit is {} MiB", self.limits.memory_bytes >> 20),
                     TrapKind::Other => format!("{}", e.root_cause()),
                 };
-                let stderr = self.stderr.contents();
-                let fresh = String::from_utf8_lossy(&stderr[self.read_err.min(stderr.len())..]);
-                if let Some(said) = panic_message(&fresh) {
+                if let Some(said) = panic_message(&self.stderr.peek()) {
                     detail.push_str(&format!("; UDF stderr: {said}"));
                 }
                 Err(CallError::Trap { kind, detail })
@@ -497,8 +488,6 @@ impl Instance {
         self.random = random;
         self.stdout = stdout;
         self.stderr = stderr;
-        self.read_out = 0;
-        self.read_err = 0;
         self.init()?;
         Ok(())
     }
@@ -709,15 +698,15 @@ impl Instance {
     /// Log lines written since the last call: `log` imports, stdout and stderr.
     pub fn drain_logs(&mut self) -> Vec<String> {
         let mut lines = std::mem::take(&mut self.store.data_mut().logs);
-        for (pipe, read, stream) in [
-            (&self.stdout, &mut self.read_out, "stdout"),
-            (&self.stderr, &mut self.read_err, "stderr"),
-        ] {
-            let bytes = pipe.contents();
-            if bytes.len() > *read {
-                let text = String::from_utf8_lossy(&bytes[*read..]);
+        for (output, stream) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
+            if let Some((text, dropped)) = output.take() {
                 lines.extend(text.lines().map(|l| format!("[{stream}] {l}")));
-                *read = bytes.len();
+                if dropped > 0 {
+                    lines.push(format!(
+                        "[{stream}] ({dropped} more bytes dropped: a call keeps {} MiB)",
+                        CALL_CAPACITY >> 20
+                    ));
+                }
             }
         }
         lines

@@ -8,6 +8,7 @@ pub mod bindings;
 mod convert;
 mod determinism;
 pub mod instance;
+pub mod output;
 
 use std::collections::HashMap;
 use std::fmt;
