@@ -123,8 +123,9 @@ pub fn read_columns(schema: &Schema, reads: &[Field]) -> Result<Vec<usize>, Stri
 
 impl Lowering {
     /// The columns `reads` of `batch`, which are its columns `columns` (found
-    /// by [`read_columns`] for the batch's schema), plus the interval if `interval` (a UDF that does
-    /// not read it gets empty `start` and `end`), in the WIT layout.
+    /// by [`read_columns`] for the batch's schema), plus the interval if
+    /// `interval` (a UDF that does not read it gets empty `start` and `end`),
+    /// in the WIT layout.
     ///
     /// The caller has checked the columns exist with the declared types (at
     /// plan time); a mismatch here is reported, not unwrapped.
