@@ -532,10 +532,27 @@ unsafe fn str_source_at<'s>(source: &StrSource<'s>, row: usize) -> Option<&'s [u
 /// `row` is less than the `rows` the source was checked for.
 #[inline]
 unsafe fn same_str(value: &str, source: &StrSource<'_>, row: usize) -> bool {
+    let (offsets, data) = *source;
+    // SAFETY: `str_source` checked there are `rows + 1` offsets and the caller
+    // promises `row < rows`.
+    let (a, b) = unsafe { (*offsets.get_unchecked(row), *offsets.get_unchecked(row + 1)) };
+    // A value borrowed from this very row: its bytes are the row's, found
+    // without reading them (addresses only, so no bounds check is needed).
+    let here = data.as_ptr().wrapping_add(a as usize) == value.as_ptr()
+        && b.wrapping_sub(a) as usize == value.len();
     // SAFETY: forwarded from the caller.
-    unsafe { str_source_at(source, row) }.is_some_and(|s| {
-        s.len() == value.len() && (s.as_ptr() == value.as_ptr() || s == value.as_bytes())
-    })
+    here || unsafe { equal_bytes_at(value, source, row) }
+}
+
+/// Whether row `row` of a string source holds `value`'s bytes, read and compared.
+///
+/// # Safety
+/// `row` is less than the `rows` the source was checked for.
+#[cold]
+#[inline(never)]
+unsafe fn equal_bytes_at(value: &str, source: &StrSource<'_>, row: usize) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe { str_source_at(source, row) }.is_some_and(|s| s == value.as_bytes())
 }
 
 /// Appends row `row` of a string source, which a string compared equal to.
