@@ -540,19 +540,17 @@ unsafe fn same_str(value: &str, source: &StrSource<'_>, row: usize) -> bool {
     // without reading them (addresses only, so no bounds check is needed).
     let here = data.as_ptr().wrapping_add(a as usize) == value.as_ptr()
         && b.wrapping_sub(a) as usize == value.len();
-    // SAFETY: forwarded from the caller.
-    here || unsafe { equal_bytes_at(value, source, row) }
+    here || equal_bytes(value, data, a, b)
 }
 
-/// Whether row `row` of a string source holds `value`'s bytes, read and compared.
-///
-/// # Safety
-/// `row` is less than the `rows` the source was checked for.
+/// Whether `data[a..b]` holds `value`'s bytes, read and compared. Its
+/// arguments are plain values, so that calling it does not put the source in
+/// memory on every row.
 #[cold]
 #[inline(never)]
-unsafe fn equal_bytes_at(value: &str, source: &StrSource<'_>, row: usize) -> bool {
-    // SAFETY: forwarded from the caller.
-    unsafe { str_source_at(source, row) }.is_some_and(|s| s == value.as_bytes())
+fn equal_bytes(value: &str, data: &[u8], a: u32, b: u32) -> bool {
+    data.get(a as usize..b as usize)
+        .is_some_and(|s| s == value.as_bytes())
 }
 
 /// Appends row `row` of a string source, which a string compared equal to.
