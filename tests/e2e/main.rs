@@ -375,6 +375,87 @@ fn clocks_and_random_are_deterministic() {
 }
 
 #[test]
+fn nulls_booleans_floats_and_strings_cross_the_boundary_intact() {
+    // 29 rows with nulls in every nullable column at different strides, run
+    // in batches of several sizes so that batches start at offsets that are
+    // not multiples of 8 (validity bitmaps are realigned when lowered).
+    let job = Job::new();
+    let texts = ["", "a", "héllo", "ünïcödé text"];
+    let mut input = String::new();
+    let mut expected = Vec::new();
+    let json = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+    for i in 0..29i64 {
+        let n = (i % 3 != 0).then_some(i - 10);
+        let x = (i % 4 != 1).then_some(i as f64 * 0.25);
+        let ok = (i % 5 != 2).then_some(i % 2 == 0);
+        let s = (i % 7 != 3).then_some(texts[i as usize % 4]);
+        let flag = i % 3 == 1;
+        input.push_str(&format!(
+            "{{\"ts\": {}, \"n\": {}, \"x\": {}, \"ok\": {}, \"s\": {}, \"flag\": {flag}}}\n",
+            1000 + i,
+            json(n.map(|v| v.to_string())),
+            json(x.map(|v| format!("{v:?}"))),
+            json(ok.map(|v| v.to_string())),
+            json(s.map(|v| format!("{v:?}"))),
+        ));
+        expected.push((
+            n.map(|v| v * 2),
+            x.map(|v| v + 0.5),
+            ok.map(|b| !b),
+            s.map(|v| v.chars().count() as i64),
+            !flag,
+        ));
+    }
+    job.write("items.jsonl", &input);
+    job.write(
+        "job.toml",
+        &format!(
+            r#"
+[[sources]]
+name = "items"
+path = "items.jsonl"
+event_time = "ts"
+schema = {{ ts = "int64", n = "int64?", x = "float64?", ok = "boolean?", s = "utf8?", flag = "boolean" }}
+
+[[stages]]
+name = "udf"
+input = "items"
+kind = "processor"
+component = "{}"
+on_trap = "fail"
+
+[[sinks]]
+input = "udf"
+path = "out.jsonl"
+"#,
+            udf_component("nullable_echo").display()
+        ),
+    );
+    let mut outputs = Vec::new();
+    for size in ["3", "7", "8", "29"] {
+        let out = job.run(&["--batch-size", size]);
+        assert!(out.status.success(), "batch size {size}: {}", stderr(&out));
+        outputs.push(job.read("out.jsonl"));
+    }
+    assert!(
+        outputs.iter().all(|o| *o == outputs[0]),
+        "independent of batch size"
+    );
+    let rows: Vec<serde_json::Value> = outputs[0]
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), expected.len());
+    for (i, (row, (n2, x2, not_ok, chars, not_flag))) in rows.iter().zip(&expected).enumerate() {
+        assert_eq!(row["n2"].as_i64(), *n2, "row {i}: {row}");
+        assert_eq!(row["x2"].as_f64(), *x2, "row {i}: {row}");
+        assert_eq!(row["not_ok"].as_bool(), *not_ok, "row {i}: {row}");
+        assert_eq!(row["chars"].as_i64(), *chars, "row {i}: {row}");
+        assert_eq!(row["not_flag"].as_bool(), Some(*not_flag), "row {i}: {row}");
+    }
+}
+
+#[test]
 fn what_a_udf_prints_goes_to_the_log_however_much() {
     // 3,000 rows of 2 KB each: 6 MB of stdout over the job, more than one
     // call keeps (4 MiB), so first in calls of 100 rows, then in one call.
