@@ -51,8 +51,12 @@ impl Job {
             .collect();
         self.write("items.jsonl", &text);
     }
-    /// A job: items -> one processor stage -> out.jsonl.
+    /// A job: items (`ts`, `id`) -> one processor stage -> out.jsonl.
     fn one_stage(&self, component: &Path, params: &str, on_trap: &str) {
+        self.one_stage_over(r#"ts = "int64", id = "int64""#, component, params, on_trap);
+    }
+    /// A job: items of `schema` -> one processor stage -> out.jsonl.
+    fn one_stage_over(&self, schema: &str, component: &Path, params: &str, on_trap: &str) {
         self.write(
             "job.toml",
             &format!(
@@ -61,7 +65,7 @@ impl Job {
 name = "items"
 path = "items.jsonl"
 event_time = "ts"
-schema = {{ ts = "int64", id = "int64" }}
+schema = {{ {schema} }}
 
 [[stages]]
 name = "udf"
@@ -407,29 +411,11 @@ fn nulls_booleans_floats_and_strings_cross_the_boundary_intact() {
         ));
     }
     job.write("items.jsonl", &input);
-    job.write(
-        "job.toml",
-        &format!(
-            r#"
-[[sources]]
-name = "items"
-path = "items.jsonl"
-event_time = "ts"
-schema = {{ ts = "int64", n = "int64?", x = "float64?", ok = "boolean?", s = "utf8?", flag = "boolean" }}
-
-[[stages]]
-name = "udf"
-input = "items"
-kind = "processor"
-component = "{}"
-on_trap = "fail"
-
-[[sinks]]
-input = "udf"
-path = "out.jsonl"
-"#,
-            udf_component("nullable_echo").display()
-        ),
+    job.one_stage_over(
+        r#"ts = "int64", n = "int64?", x = "float64?", ok = "boolean?", s = "utf8?", flag = "boolean""#,
+        &udf_component("nullable_echo"),
+        "",
+        "fail",
     );
     let mut outputs = Vec::new();
     for size in ["3", "7", "8", "29"] {
