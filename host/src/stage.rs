@@ -131,10 +131,9 @@ pub struct UdfStage {
     spec: UdfSpec,
     instance: Instance,
     reads: Vec<Field>,
-    /// The schema of the last batch (at first the declared input's), and
-    /// where `reads` are in batches of it.
-    input_schema: SchemaRef,
-    read_columns: Vec<usize>,
+    /// Where the stage's columns are in batches of the last batch's schema
+    /// (at first the declared input's).
+    layout: InputLayout,
     /// Whether the UDF reads the event interval.
     interval: bool,
     writes: Vec<Field>,
@@ -296,20 +295,19 @@ impl UdfStage {
         let output_schema = event_schema(&output_fields);
         // Each output column is a written one (by its index in `writes`) or,
         // for the interval and a filter's columns, carried over from the input.
-        let output_plan = output_schema
+        let output_plan: Vec<Option<usize>> = output_schema
             .fields()
             .iter()
             .map(|f| writes.iter().position(|w| w.name == *f.name()))
             .collect();
-        let read_columns = read_columns(&input_schema, &reads)
+        let layout = InputLayout::of(&input_schema, &reads, &output_schema, &output_plan)
             .map_err(|message| mismatch(instance.module(), message))?;
         Ok(UdfStage {
             name: name.to_string(),
             spec: spec.clone(),
             instance,
             reads,
-            input_schema,
-            read_columns,
+            layout,
             interval,
             writes,
             output_schema,
@@ -531,17 +529,20 @@ impl UdfStage {
         if rows == 0 {
             return Ok(RecordBatch::new_empty(self.output_schema.clone()));
         }
-        // The columns read are looked up by name once per schema (`Arc`):
-        // batches of one stream share theirs.
-        if !Arc::ptr_eq(batch.schema_ref(), &self.input_schema) {
-            self.read_columns =
-                read_columns(batch.schema_ref(), &self.reads).map_err(CallOutcome::Malformed)?;
-            self.input_schema = batch.schema();
+        // Columns are looked up by name once per schema (`Arc`): batches of
+        // one stream share theirs.
+        if !Arc::ptr_eq(batch.schema_ref(), &self.layout.schema) {
+            self.layout = InputLayout::of(
+                batch.schema_ref(),
+                &self.reads,
+                &self.output_schema,
+                &self.output_plan,
+            )
+            .map_err(CallOutcome::Malformed)?;
         }
-        let columns = &self.read_columns[..];
         let wit = self
             .lowering
-            .batch(batch, &self.reads, columns, self.interval)
+            .batch(batch, &self.reads, &self.layout.reads, self.interval)
             .map_err(CallOutcome::Malformed)?;
         let result = match self.spec.kind {
             StageKind::Processor => self.instance.process(&wit, position),
@@ -564,17 +565,11 @@ impl UdfStage {
             tracing::info!(target: "weir::udf", stage = %self.name, module = %self.instance.version(), position, "{line}");
         }
         let output = result.map_err(CallOutcome::Failed)?;
-        self.assemble(batch, columns, output)
-            .map_err(CallOutcome::Malformed)
+        self.assemble(batch, output).map_err(CallOutcome::Malformed)
     }
 
-    /// The output batch of `input`, whose columns `read_at` the UDF read.
-    fn assemble(
-        &self,
-        input: &RecordBatch,
-        read_at: &[usize],
-        output: Output,
-    ) -> Result<RecordBatch, String> {
+    /// The output batch of `input`, a batch of `self.layout`'s schema.
+    fn assemble(&self, input: &RecordBatch, output: Output) -> Result<RecordBatch, String> {
         if output.columns.len() != self.writes.len() {
             return Err(format!(
                 "returned {} columns, declared {}",
@@ -588,24 +583,72 @@ impl UdfStage {
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
             written.push(match column {
                 OutputColumn::Written(column) => from_wit_column(column, field, n)?,
-                OutputColumn::Input(index) => {
-                    passed_through(input, &self.reads, read_at, index, field, &selection)?
-                }
+                OutputColumn::Input(index) => passed_through(
+                    input,
+                    &self.reads,
+                    &self.layout.reads,
+                    index,
+                    field,
+                    &selection,
+                )?,
             });
         }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_plan.len());
-        for (f, from) in self.output_schema.fields().iter().zip(&self.output_plan) {
-            columns.push(match from {
-                Some(k) => written[*k].clone(),
-                None => {
-                    let src = input
-                        .column_by_name(f.name())
-                        .ok_or_else(|| format!("input has no `{}`", f.name()))?;
-                    selection.apply(src)?
-                }
+        for from in &self.layout.output {
+            columns.push(match *from {
+                OutputFrom::Written(k) => written[k].clone(),
+                OutputFrom::Input(i) => selection.apply(input.column(i))?,
             });
         }
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
+/// Where a stage finds its columns in batches of one input schema.
+#[derive(Debug)]
+struct InputLayout {
+    schema: SchemaRef,
+    /// The index of each column the UDF reads.
+    reads: Vec<usize>,
+    /// Where each output column comes from.
+    output: Vec<OutputFrom>,
+}
+
+/// Where one output column comes from.
+#[derive(Debug, Clone, Copy)]
+enum OutputFrom {
+    /// The `k`th column the UDF wrote.
+    Written(usize),
+    /// Carried over from this input column (the interval, a filter's columns).
+    Input(usize),
+}
+
+impl InputLayout {
+    /// Finds the columns by name in `schema`: those `reads` names, and the
+    /// output columns that `output_plan` carries over.
+    fn of(
+        schema: &SchemaRef,
+        reads: &[Field],
+        output_schema: &SchemaRef,
+        output_plan: &[Option<usize>],
+    ) -> Result<Self, String> {
+        let output = output_schema
+            .fields()
+            .iter()
+            .zip(output_plan)
+            .map(|(f, from)| match *from {
+                Some(k) => Ok(OutputFrom::Written(k)),
+                None => schema
+                    .index_of(f.name())
+                    .map(OutputFrom::Input)
+                    .map_err(|_| format!("input has no `{}`", f.name())),
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(InputLayout {
+            schema: schema.clone(),
+            reads: read_columns(schema, reads)?,
+            output,
+        })
     }
 }
 

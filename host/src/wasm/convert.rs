@@ -17,16 +17,18 @@ use wasmtime::component::{ComponentType, Lower};
 use super::bindings::{Column, ColumnType, Field, Values};
 use crate::schema::{END, START};
 
-/// The WIT `var-width` record, lowered from borrowed buffers.
-#[derive(ComponentType, Lower, Clone, Copy)]
+/// The WIT `var-width` record over borrowed buffers (lowered as part of a
+/// [`ColumnRef`]).
+#[derive(ComponentType, Clone, Copy)]
 #[component(record)]
 pub struct VarWidthRef<'a> {
     offsets: &'a [u32],
     data: &'a [u8],
 }
 
-/// The WIT `values` variant, lowered from borrowed buffers.
-#[derive(ComponentType, Lower, Clone, Copy)]
+/// The WIT `values` variant over borrowed buffers (lowered as part of a
+/// [`ColumnRef`]).
+#[derive(ComponentType, Clone, Copy)]
 #[component(variant)]
 pub enum ValuesRef<'a> {
     #[component(name = "int64")]
