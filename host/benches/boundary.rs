@@ -268,6 +268,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// Timed pairs (one Wasm sample, then one native sample) per batch size.
 const PAIRS: usize = 201;
 
+/// Timed pairs of whole pipeline runs (each ~0.1 s per half).
+const PIPELINE_PAIRS: usize = 21;
+
 /// Wasm/native ratios measured interleaved in one run, printed for docs/benchmarks.md.
 ///
 /// The ratio is the median of the per-pair ratios: each pair is timed within a
@@ -311,24 +314,42 @@ fn ratios(runtime: &Arc<Runtime>) {
     }
     filters(runtime, &batch);
     let (_dir, spec) = pipeline_file();
-    let (mut w, mut n) = (Vec::new(), Vec::new());
-    for _ in 0..9 {
-        w.push(time(&mut || {
-            run_pipeline(&spec, &mut |b| wasm.process(b, &mut dead).expect("process"));
-        }));
-        n.push(time(&mut || {
-            run_pipeline(&spec, &mut |b| native(b, &out_schema));
-        }));
+    let (mut w, mut n, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..PIPELINE_PAIRS {
+        let mut run_wasm = || {
+            time(&mut || {
+                run_pipeline(&spec, &mut |b| wasm.process(b, &mut dead).expect("process"));
+            })
+        };
+        let run_native = || {
+            time(&mut || {
+                run_pipeline(&spec, &mut |b| native(b, &out_schema));
+            })
+        };
+        // Alternate which half of a pair runs first, so neither gains from
+        // a warm cache or loses to the machine slowing down.
+        let (wasm_time, native_time) = if i % 2 == 0 {
+            let w = run_wasm();
+            (w, run_native())
+        } else {
+            let n = run_native();
+            (run_wasm(), n)
+        };
+        ratio.push(wasm_time.as_secs_f64() / native_time.as_secs_f64());
+        w.push(wasm_time);
+        n.push(native_time);
     }
     let (w, n) = (median(w), median(n));
+    ratio.sort_by(f64::total_cmp);
+    let n_pairs = ratio.len();
+    let (p25, p50, p75) = (ratio[n_pairs / 4], ratio[n_pairs / 2], ratio[n_pairs * 3 / 4]);
     println!("\n== pipeline: JSONL file -> filter+map -> JSONL, {PIPELINE_ROWS} rows");
     println!(
-        "wasm {:.1} ms ({:.0} ev/s), native {:.1} ms ({:.0} ev/s), wasm/native {:.3}",
+        "wasm {:.1} ms ({:.0} ev/s), native {:.1} ms ({:.0} ev/s), wasm/native {p50:.3} ({p25:.3}..{p75:.3})",
         w.as_secs_f64() * 1e3,
         PIPELINE_ROWS as f64 / w.as_secs_f64(),
         n.as_secs_f64() * 1e3,
         PIPELINE_ROWS as f64 / n.as_secs_f64(),
-        w.as_secs_f64() / n.as_secs_f64()
     );
 }
 
