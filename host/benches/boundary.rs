@@ -268,6 +268,13 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// Timed pairs (one Wasm sample, then one native sample) per batch size.
 const PAIRS: usize = 201;
 
+/// The 25th, 50th and 75th percentiles of per-pair ratios.
+fn quartiles(mut ratio: Vec<f64>) -> (f64, f64, f64) {
+    ratio.sort_by(f64::total_cmp);
+    let n = ratio.len();
+    (ratio[n / 4], ratio[n / 2], ratio[n * 3 / 4])
+}
+
 /// Timed pairs of whole pipeline runs (each ~0.1 s per half).
 const PIPELINE_PAIRS: usize = 21;
 
@@ -308,8 +315,7 @@ fn ratios(runtime: &Arc<Runtime>) {
             median(w).as_nanos() as f64 / ROWS as f64,
             median(n).as_nanos() as f64 / ROWS as f64,
         );
-        ratio.sort_by(f64::total_cmp);
-        let (p25, p50, p75) = (ratio[PAIRS / 4], ratio[PAIRS / 2], ratio[PAIRS * 3 / 4]);
+        let (p25, p50, p75) = quartiles(ratio);
         println!("{size:>6} {w:>12.1} {n:>12.1} {p50:>8.2} {p25:>6.2}..{p75:.2}");
     }
     filters(runtime, &batch);
@@ -340,9 +346,7 @@ fn ratios(runtime: &Arc<Runtime>) {
         n.push(native_time);
     }
     let (w, n) = (median(w), median(n));
-    ratio.sort_by(f64::total_cmp);
-    let n_pairs = ratio.len();
-    let (p25, p50, p75) = (ratio[n_pairs / 4], ratio[n_pairs / 2], ratio[n_pairs * 3 / 4]);
+    let (p25, p50, p75) = quartiles(ratio);
     println!("\n== pipeline: JSONL file -> filter+map -> JSONL, {PIPELINE_ROWS} rows");
     println!(
         "wasm {:.1} ms ({:.0} ev/s), native {:.1} ms ({:.0} ev/s), wasm/native {p50:.3} ({p25:.3}..{p75:.3})",
