@@ -21,7 +21,8 @@ use crate::select::Selection;
 use crate::wasm::bindings::{KeyGroups, Output, OutputColumn, VarWidth};
 use crate::wasm::instance::{InitInfo, KeyedState};
 use crate::wasm::{
-    CallError, Instance, LoadError, Lowering, Module, Runtime, World, from_wit_column, read_columns,
+    CallError, Instance, LoadError, Lowering, Module, Runtime, World, column_index,
+    from_wit_column, read_columns,
 };
 
 /// Why a stage could not start or had to stop.
@@ -593,7 +594,7 @@ impl UdfStage {
                 )?,
             });
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_plan.len());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.layout.output.len());
         for from in &self.layout.output {
             columns.push(match *from {
                 OutputFrom::Written(k) => written[k].clone(),
@@ -638,10 +639,7 @@ impl InputLayout {
             .zip(output_plan)
             .map(|(f, from)| match *from {
                 Some(k) => Ok(OutputFrom::Written(k)),
-                None => schema
-                    .index_of(f.name())
-                    .map(OutputFrom::Input)
-                    .map_err(|_| format!("input has no `{}`", f.name())),
+                None => column_index(schema, f.name()).map(OutputFrom::Input),
             })
             .collect::<Result<_, String>>()?;
         Ok(InputLayout {
@@ -683,7 +681,7 @@ fn passed_through(
     let column = read_at
         .get(index as usize)
         .and_then(|&i| input.columns().get(i))
-        .ok_or_else(|| format!("input has no `{}`", read.name))?;
+        .ok_or_else(|| format!("the input has no column `{}`", read.name))?;
     let array = selection.apply(column)?;
     if !field.nullable && array.null_count() > 0 {
         return Err(format!(

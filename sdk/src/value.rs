@@ -519,11 +519,22 @@ fn str_source(column: &Column, rows: usize) -> Option<StrSource<'_>> {
 /// `row` is less than the `rows` the source was checked for.
 #[inline]
 unsafe fn str_source_at<'s>(source: &StrSource<'s>, row: usize) -> Option<&'s [u8]> {
-    let (offsets, data) = *source;
+    // SAFETY: forwarded from the caller.
+    let (a, b) = unsafe { str_bounds(source, row) };
+    source.1.get(a as usize..b as usize)
+}
+
+/// The offsets that bound row `row` of a string source (not yet checked
+/// against its data).
+///
+/// # Safety
+/// `row` is less than the `rows` the source was checked for.
+#[inline(always)]
+unsafe fn str_bounds(source: &StrSource<'_>, row: usize) -> (u32, u32) {
+    let offsets = source.0;
     // SAFETY: `str_source` checked there are `rows + 1` offsets and the caller
     // promises `row < rows`.
-    let (a, b) = unsafe { (*offsets.get_unchecked(row), *offsets.get_unchecked(row + 1)) };
-    data.get(a as usize..b as usize)
+    unsafe { (*offsets.get_unchecked(row), *offsets.get_unchecked(row + 1)) }
 }
 
 /// Whether `value` is exactly row `row` of a string source: the same bytes,
@@ -533,10 +544,9 @@ unsafe fn str_source_at<'s>(source: &StrSource<'s>, row: usize) -> Option<&'s [u
 /// `row` is less than the `rows` the source was checked for.
 #[inline]
 unsafe fn same_str(value: &str, source: &StrSource<'_>, row: usize) -> bool {
-    let (offsets, data) = *source;
-    // SAFETY: `str_source` checked there are `rows + 1` offsets and the caller
-    // promises `row < rows`.
-    let (a, b) = unsafe { (*offsets.get_unchecked(row), *offsets.get_unchecked(row + 1)) };
+    let data = source.1;
+    // SAFETY: forwarded from the caller.
+    let (a, b) = unsafe { str_bounds(source, row) };
     // A value borrowed from this very row: its bytes are the row's, found
     // without reading them (addresses only, so no bounds check is needed).
     let here = data.as_ptr().wrapping_add(a as usize) == value.as_ptr()

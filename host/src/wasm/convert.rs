@@ -250,16 +250,19 @@ enum Source<'a> {
     Utf8(Result<&'a [u32], usize>, &'a [u8]),
 }
 
+/// The index of column `name` in batches of `schema`.
+pub fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
+    schema
+        .index_of(name)
+        .map_err(|_| format!("the input has no column `{name}`"))
+}
+
 /// The index in batches of `schema` of each column of `reads`, found once per
 /// schema rather than by name for every batch.
 pub fn read_columns(schema: &Schema, reads: &[Field]) -> Result<Vec<usize>, String> {
     reads
         .iter()
-        .map(|f| {
-            schema
-                .index_of(&f.name)
-                .map_err(|_| format!("the input has no column `{}`", f.name))
-        })
+        .map(|f| column_index(schema, &f.name))
         .collect()
 }
 

@@ -21,7 +21,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use convert::{BatchRef, Lowering, from_wit_column, read_columns};
+pub use convert::{BatchRef, Lowering, column_index, from_wit_column, read_columns};
 pub use instance::{CallError, Instance, Limits, MAX_MEMORY_BYTES, StateOverlay, TrapKind};
 
 /// The SHA-256 of a component's bytes, in hex: the identity of a UDF version.
