@@ -75,7 +75,9 @@ fn clicks(from: u64, n: usize, users: u64, humans_only: bool, ad_bytes: usize) -
 fn node(storage: Arc<dyn Storage>) -> (Streams, Jobs) {
     let streams = Streams::open(storage).expect("streams");
     let runtime = Runtime::new(None).expect("runtime");
-    let jobs = Jobs::new(streams.clone(), runtime);
+    // The benchmark's job files and sinks live in temporary directories.
+    let files = weir::access::FileAccess::new(&[std::env::temp_dir()], &[]).expect("files");
+    let jobs = Jobs::new(streams.clone(), runtime, files);
     jobs.resume().expect("resume");
     (streams, jobs)
 }

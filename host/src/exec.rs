@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -21,6 +21,7 @@ use crate::plan::{ErrorPolicy, Operator, Plan, SinkTarget};
 use crate::sink::write_jsonl;
 use crate::source::{RowError, SourceError, SourceReader};
 use crate::stage::{DeadRow, StageError, UdfStage};
+use crate::vertex::CtiGen;
 use crate::wasm::Runtime;
 
 /// How to run a job.
@@ -228,6 +229,7 @@ fn open_sink(target: &SinkTarget) -> Result<OpenSink, RunError> {
             "stdout".into(),
             None,
         )),
+        SinkTarget::Discard => Ok((Box::new(std::io::sink()), "discard".into(), None)),
         SinkTarget::File(path) => {
             let name = path.display().to_string();
             let io = |error| RunError::Output {
@@ -237,17 +239,56 @@ fn open_sink(target: &SinkTarget) -> Result<OpenSink, RunError> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
-            // Written beside the target and renamed at the end, so a failed run
-            // never leaves a file that looks complete.
-            let tmp = path.with_extension("partial");
+            let target = sink_target(path).map_err(io)?;
+            if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
+                // A device, a pipe or a socket: written in place, never replaced.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .map_err(io)?;
+                return Ok((
+                    Box::new(BufWriter::with_capacity(1 << 20, file)),
+                    name,
+                    None,
+                ));
+            }
+            // Written beside the target under a name of its own and renamed
+            // at the end, so a failed run never leaves a file that looks
+            // complete.
+            let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
+            tmp_name.push(".partial");
+            let tmp = target.with_file_name(tmp_name);
             let file = File::create(&tmp).map_err(io)?;
             Ok((
                 Box::new(BufWriter::with_capacity(1 << 20, file)),
                 name,
-                Some((tmp, path.clone())),
+                Some((tmp, target)),
             ))
         }
     }
+}
+
+/// The file a sink at `path` writes: `path`, or what a symbolic link there
+/// points to (the link stays a link).
+fn sink_target(path: &Path) -> std::io::Result<PathBuf> {
+    let mut target = path.to_path_buf();
+    // A chain of links ends within a few steps, or it is a loop.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&target)?;
+                target = match target.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(target),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{} is a loop of symbolic links",
+        path.display()
+    )))
 }
 
 fn build(
@@ -320,6 +361,8 @@ fn build(
 struct SourceResult {
     rows: u64,
     rejected: Vec<RowError>,
+    /// Events that started before a CTI (by the source's policy).
+    late: Vec<crate::vertex::DeadLetter>,
 }
 
 /// Runs `plan` to completion.
@@ -361,6 +404,13 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
                 "error": e.message, "raw": e.raw,
             }));
         }
+        for d in &res.late {
+            let row: serde_json::Value =
+                serde_json::from_str(&d.row).unwrap_or(serde_json::Value::Null);
+            dead_lines.push(serde_json::json!({
+                "source": spec.name, "line": d.input_seq, "error": d.error, "row": row,
+            }));
+        }
     }
     let mut vertices: Vec<VertexSummary> = plan
         .sources
@@ -370,9 +420,9 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
             role: "source",
             name: s.name.clone(),
             module: None,
-            rows_in: r.rows + r.rejected.len() as u64,
+            rows_in: r.rows + (r.rejected.len() + r.late.len()) as u64,
             rows_out: r.rows,
-            dead: r.rejected.len() as u64,
+            dead: (r.rejected.len() + r.late.len()) as u64,
         })
         .collect();
     for v in &mut graph.vertices {
@@ -428,27 +478,37 @@ pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<
     })
 }
 
+/// Reads a source to its end. Its CTI policy applies as on a node: events
+/// that start before the CTI the events before them make are late, and go
+/// to the dead letters, whatever the batch size.
 fn read_source(
     reader: &mut SourceReader,
-    policy: ErrorPolicy,
-    name: &str,
+    spec: &crate::plan::SourceSpec,
     counters: &Counters,
     mut emit: impl FnMut(RecordBatch) -> Result<(), RunError>,
 ) -> Result<SourceResult, RunError> {
     let mut result = SourceResult {
         rows: 0,
         rejected: Vec::new(),
+        late: Vec::new(),
     };
+    let mut cti = CtiGen::new(spec.cti);
     while let Some(chunk) = reader.next_chunk()? {
         if let Some(first) = chunk.rejected.first()
-            && policy == ErrorPolicy::Fail
+            && spec.on_error == ErrorPolicy::Fail
         {
             return Err(RunError::Row {
-                source_name: name.to_string(),
+                source_name: spec.name.clone(),
                 error: Box::new(first.clone()),
             });
         }
         result.rejected.extend(chunk.rejected);
+        let (batch, late, _) = cti.on_batch(&chunk.batch, &spec.name, reader.line() as i64);
+        result.late.extend(late);
+        let chunk = crate::source::Chunk {
+            batch,
+            rejected: Vec::new(),
+        };
         let rows = chunk.batch.num_rows() as u64;
         result.rows += rows;
         counters.rows_out.fetch_add(rows, Ordering::Relaxed);
@@ -486,13 +546,9 @@ fn run_sequential(
     }
     let mut results = Vec::new();
     for ((mut reader, spec), c) in readers.into_iter().zip(&plan.sources).zip(counters) {
-        results.push(read_source(
-            &mut reader,
-            spec.on_error,
-            &spec.name,
-            c,
-            |batch| push(graph, &spec.name, &batch),
-        )?);
+        results.push(read_source(&mut reader, spec, c, |batch| {
+            push(graph, &spec.name, &batch)
+        })?);
     }
     Ok(results)
 }
@@ -581,7 +637,7 @@ fn run_threaded(
             .zip(counters)
         {
             source_handles.push(scope.spawn(move || {
-                read_source(&mut reader, spec.on_error, &spec.name, c, |batch| {
+                read_source(&mut reader, spec, c, |batch| {
                     for tx in &outs {
                         let _ = tx.send(batch.clone());
                     }

@@ -69,6 +69,9 @@ enum Pred {
 #[derive(Debug, Clone)]
 pub struct Filter {
     text: String,
+    /// The parsed form, fully parenthesised: equal for filters that differ
+    /// only in redundant parentheses, spacing or keyword case.
+    key: String,
     pred: Pred,
 }
 
@@ -91,8 +94,15 @@ impl Filter {
         let pred = Compiler { schema, text }.pred(&expr)?;
         Ok(Filter {
             text: expr.to_string(),
+            key: key(&expr),
             pred,
         })
+    }
+
+    /// Whether `self` and `other` are the same condition, written alike or
+    /// not (`(a > 1) or (b = 2)` is `a > 1 OR b = 2`).
+    pub fn same(&self, other: &Filter) -> bool {
+        self.key == other.key
     }
 
     /// The filter's canonical text (what status and history show; what
@@ -138,6 +148,41 @@ pub fn describe(filters: &[String], none: &str) -> String {
         .map(|f| format!("`{f}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `expr` with every operation in parentheses and none of the user's: the
+/// same text for the same parse tree whatever the redundant grouping.
+fn key(expr: &Expr) -> String {
+    match expr {
+        Expr::Nested(inner) => key(inner),
+        Expr::BinaryOp { left, op, right } => format!("({} {op} {})", key(left), key(right)),
+        Expr::UnaryOp { op, expr } => format!("({op} {})", key(expr)),
+        Expr::IsNull(e) => format!("({} IS NULL)", key(e)),
+        Expr::IsNotNull(e) => format!("({} IS NOT NULL)", key(e)),
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => format!(
+            "({} {}IN ({}))",
+            key(expr),
+            if *negated { "NOT " } else { "" },
+            list.iter().map(key).collect::<Vec<_>>().join(", ")
+        ),
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => format!(
+            "({} {}BETWEEN {} AND {})",
+            key(expr),
+            if *negated { "NOT " } else { "" },
+            key(low),
+            key(high)
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn eval(pred: &Pred, batch: &RecordBatch) -> Result<BooleanArray, ArrowError> {
@@ -200,7 +245,7 @@ impl Compiler<'_> {
     }
 
     fn column(&self, expr: &Expr) -> Result<Option<usize>, FilterError> {
-        let Some(ident) = identifier(expr) else {
+        let Some(ident) = identifier(bare(expr)) else {
             return Ok(None);
         };
         match self.schema.index_of(&ident.value) {
@@ -328,6 +373,7 @@ impl Compiler<'_> {
 
     fn compare(&self, left: &Expr, cmp: Cmp, right: &Expr) -> Result<Pred, FilterError> {
         use sqlparser::ast::Spanned;
+        let (left, right) = (bare(left), bare(right));
         let flip = |c| match c {
             Cmp::Lt => Cmp::Gt,
             Cmp::Le => Cmp::Ge,
@@ -451,6 +497,14 @@ fn is_literal(expr: &Expr) -> bool {
 
 /// The name `expr` is, if it is one: a plain identifier, or a word SQL
 /// reads as an argument-less function (`user`, `current_date`).
+/// `expr` without the parentheses around it.
+fn bare(mut expr: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = expr {
+        expr = inner;
+    }
+    expr
+}
+
 fn identifier(expr: &Expr) -> Option<&sqlparser::ast::Ident> {
     match expr {
         Expr::Identifier(ident) => Some(ident),
@@ -537,6 +591,22 @@ mod tests {
         assert_eq!(dropped("amount < _end"), [false, false, false, true]);
         let f = Filter::parse("  amount=13 AND   user <> 'x'", &schema()).unwrap();
         assert_eq!(f.text(), "amount = 13 AND user <> 'x'");
+    }
+
+    #[test]
+    fn filters_are_the_same_when_they_parse_alike() {
+        let s = schema();
+        let f = |text: &str| Filter::parse(text, &s).unwrap();
+        let plain = f("amount > 1 or user = 'u11'");
+        assert!(plain.same(&f("(amount > 1) or (user = 'u11')")));
+        assert!(plain.same(&f("((amount>1)) OR user='u11'")));
+        assert!(f("amount not in (1, 2)").same(&f("(amount) NOT IN ((1), 2)")));
+        assert!(f("price between 0 and 2").same(&f("price BETWEEN (0) AND 2")));
+        // Parentheses that change the grouping make another filter.
+        let grouped = f("bot and (amount = 1 or amount = 2)");
+        assert!(!grouped.same(&f("bot and amount = 1 or amount = 2")));
+        assert!(!plain.same(&f("amount > 1 or user = 'u12'")));
+        assert!(!f("amount is null").same(&f("amount is not null")));
     }
 
     #[test]

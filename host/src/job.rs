@@ -130,6 +130,8 @@ struct SinkFile {
     #[serde(default)]
     stdout: bool,
     #[serde(default)]
+    discard: bool,
+    #[serde(default)]
     interval: bool,
 }
 
@@ -371,15 +373,35 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
                 sorted(&streams)
             )));
         }
-        let target = match (&s.path, s.stdout) {
-            (Some(p), false) => SinkTarget::File(resolve(p)),
-            (None, true) => SinkTarget::Stdout,
+        let target = match (&s.path, s.stdout, s.discard) {
+            (Some(p), false, false) => SinkTarget::File(resolve(p)),
+            (None, true, false) => SinkTarget::Stdout,
+            (None, false, true) => SinkTarget::Discard,
             _ => {
                 return Err(invalid(format!(
-                    "{at}: give exactly one of `path` or `stdout = true`"
+                    "{at}: give exactly one of `path`, `stdout = true` or `discard = true`"
                 )));
             }
         };
+        // The same file however it is spelled (`x.jsonl`, `./x.jsonl`).
+        let plain = |t: &SinkTarget| match t {
+            SinkTarget::File(p) => Some(
+                p.components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect::<PathBuf>(),
+            ),
+            _ => None,
+        };
+        if let SinkTarget::File(path) = &target
+            && let Some(j) = sinks
+                .iter()
+                .position(|other: &SinkSpec| plain(&other.target) == plain(&target))
+        {
+            return Err(invalid(format!(
+                "{at}: sinks[{j}] writes {} too; give each sink its own file",
+                path.display()
+            )));
+        }
         sinks.push(SinkSpec {
             input: s.input.clone(),
             target,

@@ -24,7 +24,9 @@ use anyhow::{Context, bail};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use crate::patch::{Change, Timeline};
+use crate::access::FileAccess;
+use crate::filter::Filter;
+use crate::patch::{Change, Queue, Requested, Timeline};
 use crate::plan::UdfSpec;
 use crate::plan::{
     ErrorPolicy, Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec,
@@ -44,8 +46,10 @@ use crate::wasm::instance::KeyedState;
 const READ_CHUNK: usize = 64;
 /// How long an idle vertex waits for input before checking whether to stop.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
-/// The most bytes a file source reads per round.
+/// The most bytes a file source reads per round (more when a line is longer).
 const FILE_CHUNK: usize = 4 << 20;
+/// The longest line a file source takes.
+const MAX_LINE: usize = 1 << 30;
 
 /// A job as the node stores it: the job file's text and where it was, with the
 /// module version of each component it names.
@@ -120,9 +124,16 @@ pub struct VertexStatus {
     /// Input rows runtime filters dropped (counted in `rows_in`).
     #[serde(default)]
     pub filtered: u64,
-    /// A patch asked for, not yet handed to the vertex.
+    /// Requests accepted (durably queued), not yet handed to the vertex.
     #[serde(skip)]
-    request: Option<(String, Change)>,
+    requests: Vec<Requested>,
+    /// A followed file's source was asked to end at the file's end.
+    #[serde(default)]
+    pub ending: bool,
+    /// What became of the latest requests the vertex settled: taken into
+    /// the timeline (`None`) or refused (why), by request id.
+    #[serde(skip)]
+    outcomes: BTreeMap<u64, Option<String>>,
 }
 
 /// A job's state, as `weir job status` shows it.
@@ -157,6 +168,12 @@ struct Inner {
     running: Mutex<BTreeMap<String, Running>>,
     /// Per stream: each reader's position in its latest durable snapshot.
     readers: Mutex<HashMap<u64, HashMap<String, u64>>>,
+    /// Where job files may read and write.
+    files: FileAccess,
+    /// Per UDF stage (by queue key): its accepted changes waiting for a CTI,
+    /// as last queued for storage. Every change to a queue is made here
+    /// and queued for commit under this lock, so commits keep its order.
+    queues: Mutex<HashMap<String, Queue>>,
 }
 
 /// The jobs of a node.
@@ -177,6 +194,8 @@ const SNAPSHOTS: &str = "snap/";
 const SINKS: &str = "sink/";
 const FILES: &str = "file/";
 const PATCHES: &str = "patch/";
+/// Per job prefix: each UDF stage's queue of accepted, not yet applied changes.
+const QUEUES: &str = "queue/";
 const MODULE_PREFIX: &str = "module/";
 const NEXT_ID: &str = "jobs/next-id";
 
@@ -199,7 +218,8 @@ enum Task {
     },
     Sink {
         input: u64,
-        path: PathBuf,
+        /// `None`: a discard sink.
+        path: Option<PathBuf>,
         interval: bool,
         key: String,
         at: SinkPosition,
@@ -242,14 +262,17 @@ pub struct SinkPosition {
 }
 
 impl Jobs {
-    /// The jobs of a node with these streams; call [`Jobs::resume`] to start them.
-    pub fn new(streams: Streams, runtime: Arc<Runtime>) -> Jobs {
+    /// The jobs of a node with these streams, whose file sources and sinks
+    /// stay within `files`; call [`Jobs::resume`] to start them.
+    pub fn new(streams: Streams, runtime: Arc<Runtime>, files: FileAccess) -> Jobs {
         Jobs {
             inner: Arc::new(Inner {
                 streams,
                 runtime,
+                files,
                 running: Mutex::new(BTreeMap::new()),
                 readers: Mutex::new(HashMap::new()),
+                queues: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -364,6 +387,40 @@ impl Jobs {
             .context("the job vanished as it started")
     }
 
+    /// Ends the followed file of source `source` of job `job`: the source
+    /// reads the file to its end as it is then, writes the end CTI and
+    /// finishes. The request is durable before this returns.
+    pub fn end_source(&self, job: &str, source: &str) -> anyhow::Result<String> {
+        let (record, plan) = self.running_plan(job)?;
+        let spec = named(&plan.sources, |s| &s.name, source, job, "source")?;
+        match &spec.origin {
+            SourceOrigin::File { follow: true } => {}
+            SourceOrigin::File { follow: false } => {
+                bail!("source `{source}` of job `{job}` reads a plain file, which ends by itself")
+            }
+            _ => bail!(
+                "source `{source}` of job `{job}` reads an ingest stream; end it with `weir stream close`"
+            ),
+        }
+        let key = format!("{FILES}{}/{source}", record.prefix());
+        self.inner
+            .streams
+            .commit_meta(vec![put(&ending_key(&key), Vec::new())])?
+            .wait()?;
+        if let Some(running) = lock(&self.inner.running).get(job) {
+            for v in &running.vertices {
+                let mut v = lock(v);
+                if v.role == "source" && v.name == source {
+                    v.ending = true;
+                }
+            }
+        }
+        Ok(format!(
+            "source `{source}` of job `{job}` ends at the end of {}; the job finishes once all its inputs have ended",
+            spec.path.display()
+        ))
+    }
+
     /// Stops a job and forgets it; its streams are collected.
     pub fn cancel(&self, name: &str) -> anyhow::Result<String> {
         let running = lock(&self.inner.running).remove(name);
@@ -379,7 +436,7 @@ impl Jobs {
         let mut ops = vec![Op::DeleteMeta {
             key: format!("{JOB_PREFIX}{name}"),
         }];
-        for kind in [SNAPSHOTS, SINKS, FILES, PATCHES] {
+        for kind in [SNAPSHOTS, SINKS, FILES, PATCHES, QUEUES] {
             let key = format!("{kind}{prefix}/");
             for (k, _) in streams.meta_prefix(&key)? {
                 if kind == SNAPSHOTS {
@@ -389,6 +446,8 @@ impl Jobs {
             }
         }
         streams.commit_meta(ops)?.wait()?;
+        let queued = format!("{QUEUES}{prefix}/");
+        lock(&self.inner.queues).retain(|key, _| !key.starts_with(&queued));
         let (reader_part, stream_part) = (format!("/{prefix}/"), running.record.stream(""));
         for list in lock(&self.inner.readers).values_mut() {
             list.retain(|reader, _| !reader.contains(&reader_part));
@@ -483,11 +542,8 @@ impl Jobs {
     /// (recorded in the stage's timeline, so replay drops the same rows).
     pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
         let (filter, active) = self.check_filter(job, stage, expr)?;
-        if active.iter().any(|a| a == filter.text()) {
-            bail!(
-                "stage `{stage}` of job `{job}` already has filter `{}`",
-                filter.text()
-            );
+        if let Some((same, _)) = active.iter().find(|(_, a)| a.same(&filter)) {
+            bail!("stage `{stage}` of job `{job}` already has filter `{same}`");
         }
         self.patch(
             job,
@@ -501,40 +557,52 @@ impl Jobs {
     /// the stage's next CTI on.
     pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
         let (filter, active) = self.check_filter(job, stage, expr)?;
-        if !active.iter().any(|a| a == filter.text()) {
+        // The filter as it was added: that text is what the timeline removes.
+        let Some((text, _)) = active.iter().find(|(_, a)| a.same(&filter)) else {
+            let texts: Vec<String> = active.iter().map(|(t, _)| t.clone()).collect();
             bail!(
                 "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {}",
                 filter.text(),
-                crate::filter::describe(&active, "none")
+                crate::filter::describe(&texts, "none")
             );
-        }
+        };
         self.patch(
             job,
             stage,
             String::new(),
-            Change::FilterRemove(filter.text().to_string()),
+            Change::FilterRemove(text.clone()),
         )
     }
 
     /// Parses `expr` against the stage's input and returns it with the
-    /// filters in effect, if the stage can take a change.
+    /// filters in effect (text as added, and parsed), if the stage can take
+    /// a change.
     fn check_filter(
         &self,
         job: &str,
         stage: &str,
         expr: &str,
-    ) -> anyhow::Result<(crate::filter::Filter, Vec<String>)> {
+    ) -> anyhow::Result<(Filter, Vec<(String, Filter)>)> {
         let (record, spec, _) = self.udf_stage(job, stage)?;
         self.check_running(job, stage, "filter refused")?;
         let input = self.inner.streams.info(&record.stream(&spec.inputs[0]))?;
-        let filter = crate::filter::Filter::parse(expr, &event_schema(&input.fields()))
+        let schema = event_schema(&input.fields());
+        let filter = Filter::parse(expr, &schema)
             .with_context(|| format!("filter refused for job `{job}` stage `{stage}`"))?;
+        // In effect once the changes already queued are made.
         let timeline = self.timeline(job, stage)?;
-        let active = timeline
+        let applied = timeline
             .filters(timeline.patches.len())
             .into_iter()
             .map(str::to_string)
             .collect();
+        let queue_key = queue_key(&stage_key(&record, stage));
+        let texts = self.with_queue(&queue_key, |q| q.filters_after(applied))?;
+        let mut active = Vec::new();
+        for text in texts {
+            let parsed = Filter::parse(&text, &schema)?;
+            active.push((text, parsed));
+        }
         Ok((filter, active))
     }
 
@@ -597,31 +665,24 @@ impl Jobs {
 
     /// The record of `job`, its stage `stage` and that stage's UDF.
     fn udf_stage(&self, job: &str, stage: &str) -> anyhow::Result<(JobRecord, StageSpec, UdfSpec)> {
-        let record = lock(&self.inner.running)
-            .get(job)
-            .map(|r| r.record.clone())
-            .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
-        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
-        let spec = plan
-            .stages
-            .iter()
-            .find(|s| s.name == stage)
-            .with_context(|| {
-                format!(
-                    "job `{job}` has no stage `{stage}`; its stages: {}",
-                    plan.stages
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
+        let (record, plan) = self.running_plan(job)?;
+        let spec = named(&plan.stages, |s| &s.name, stage, job, "stage")?;
         match &spec.operator {
             Operator::Udf(udf) => Ok((record, spec.clone(), udf.clone())),
             Operator::Union => {
                 bail!("stage `{stage}` of job `{job}` is a union; it runs no UDF to patch")
             }
         }
+    }
+
+    /// The record of running job `job` and its plan.
+    fn running_plan(&self, job: &str) -> anyhow::Result<(JobRecord, Plan)> {
+        let record = lock(&self.inner.running)
+            .get(job)
+            .map(|r| r.record.clone())
+            .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
+        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        Ok((record, plan))
     }
 
     /// The shared status of the vertex of stage `stage` of `job`.
@@ -742,9 +803,12 @@ impl Jobs {
         }
         let scheduled = std::time::Instant::now();
         let describe_change = change.describe();
+        let (record, _, _) = self.udf_stage(job, stage)?;
+        let request = self.enqueue(&queue_key(&stage_key(&record, stage)), &version, &change)?;
+        let id = request.id;
         let (before, from) = {
             let mut s = lock(&shared);
-            s.request = Some((version.clone(), change.clone()));
+            s.requests.push(request);
             (s.patches, s.module.clone().unwrap_or_default())
         };
         let mut report = PatchReport {
@@ -758,7 +822,7 @@ impl Jobs {
             shadow: None,
         };
         wait_status(&shared, |s| {
-            if let Some(why) = &s.refused {
+            if let Some(Some(why)) = s.outcomes.get(&id) {
                 if change.is_module() {
                     bail!(
                         "the stage could not switch to module {}: {why}",
@@ -770,7 +834,7 @@ impl Jobs {
             if s.state == "failed" {
                 bail!("the stage failed: {}", s.error.clone().unwrap_or_default());
             }
-            Ok(s.patches > before && s.request.is_none() && !s.pending)
+            Ok(s.outcomes.contains_key(&id))
         })?;
         // Anything queued before this barrier is durable once it is.
         self.inner.streams.commit_meta(Vec::new())?.wait()?;
@@ -859,6 +923,44 @@ impl Jobs {
             switch_us: started.elapsed().as_micros() as u64,
             shadow: None,
         })
+    }
+
+    /// Calls `f` with the queue at `queue_key` (read from storage the first time).
+    fn with_queue<T>(&self, queue_key: &str, f: impl FnOnce(&Queue) -> T) -> anyhow::Result<T> {
+        let mut queues = lock(&self.inner.queues);
+        if !queues.contains_key(queue_key) {
+            let stored: Queue = stored(&self.inner.streams, queue_key)?.unwrap_or_default();
+            queues.insert(queue_key.to_string(), stored);
+        }
+        Ok(f(&queues[queue_key]))
+    }
+
+    /// Appends a change to the queue at `queue_key` and returns once the
+    /// queue holding it is durable: an accepted change survives a crash.
+    fn enqueue(
+        &self,
+        queue_key: &str,
+        version: &str,
+        change: &Change,
+    ) -> anyhow::Result<Requested> {
+        self.with_queue(queue_key, |_| ())?;
+        let (request, ticket) = {
+            let mut queues = lock(&self.inner.queues);
+            let queue = queues.entry(queue_key.to_string()).or_default();
+            let id = queue.push(version.to_string(), change.clone());
+            let request = queue
+                .waiting
+                .last()
+                .cloned()
+                .with_context(|| format!("request {id} vanished from queue {queue_key}"))?;
+            let ticket = self
+                .inner
+                .streams
+                .commit_meta(vec![put(queue_key, postcard::to_allocvec(queue)?)])?;
+            (request, ticket)
+        };
+        ticket.wait()?;
+        Ok(request)
     }
 
     /// Stops a job's threads and starts it again from its snapshots, as a
@@ -983,6 +1085,10 @@ impl Jobs {
                     ));
                 }
                 SourceOrigin::File { .. } => {
+                    self.inner
+                        .files
+                        .check(&spec.path)
+                        .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
                     if spec.format != SourceFormat::Jsonl {
                         bail!(
                             "{at}: a job on a node reads JSONL files (CSV files run with `weir run`)"
@@ -1001,6 +1107,10 @@ impl Jobs {
                         state: "starting".into(),
                         inputs: vec![(spec.path.display().to_string(), at_pos.offset)],
                         output: Some((out_name, at_pos.output)),
+                        rows_in: at_pos.rows + at_pos.rejected,
+                        rows_out: at_pos.rows,
+                        dead: at_pos.rejected,
+                        ending: streams.meta(&ending_key(&key))?.is_some(),
                         ..VertexStatus::default()
                     };
                     schemas.insert(spec.name.clone(), (output, schema));
@@ -1025,11 +1135,26 @@ impl Jobs {
             tasks.push((task, status));
         }
         for (i, spec) in plan.sinks.iter().enumerate() {
-            let SinkTarget::File(path) = &spec.target else {
-                bail!(
+            let path = match &spec.target {
+                SinkTarget::File(path) => {
+                    self.inner
+                        .files
+                        .check(path)
+                        .map_err(|e| anyhow::anyhow!("job `{}` sinks[{i}]: {e}", plan.name))?;
+                    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+                        bail!(
+                            "job `{}` sinks[{i}]: {} is not a regular file; a sink on a node writes exactly once by truncating its file to what was synced, so it needs one",
+                            plan.name,
+                            path.display()
+                        );
+                    }
+                    Some(path.clone())
+                }
+                SinkTarget::Discard => None,
+                SinkTarget::Stdout => bail!(
                     "job `{}` sinks[{i}]: a job on a node cannot write to stdout; give `path` (or read its stream with `weir stream read`)",
                     plan.name
-                );
+                ),
             };
             let (input, _) = schemas
                 .get(&spec.input)
@@ -1040,7 +1165,9 @@ impl Jobs {
                 ..SinkPosition::default()
             });
             let status = VertexStatus {
-                name: path.display().to_string(),
+                name: path
+                    .as_ref()
+                    .map_or("discard".into(), |p| p.display().to_string()),
                 role: "sink".into(),
                 state: "starting".into(),
                 inputs: vec![(record.stream(&spec.input), at.next)],
@@ -1051,7 +1178,7 @@ impl Jobs {
             tasks.push((
                 Task::Sink {
                     input: *input,
-                    path: path.clone(),
+                    path,
                     interval: spec.interval,
                     key,
                     at,
@@ -1153,6 +1280,10 @@ impl Jobs {
         )?;
         if let Some((timeline, load)) = patching {
             vertex = vertex.with_patching(timeline, load)?;
+            // Changes accepted before a restart, not yet in the timeline.
+            for request in self.with_queue(&queue_key(&key), |q| q.waiting.clone())? {
+                vertex.schedule(request);
+            }
         }
         let input_ids = inputs.iter().map(|(id, _)| *id).collect();
         Ok((
@@ -1289,7 +1420,15 @@ impl Jobs {
                             interval,
                             key,
                             at,
-                        } => jobs.run_sink(input, &path, interval, &key, at, &stop, &shared),
+                        } => jobs.run_sink(
+                            input,
+                            path.as_deref(),
+                            interval,
+                            &key,
+                            at,
+                            &stop,
+                            &shared,
+                        ),
                     };
                     let mut s = lock(&shared);
                     match result {
@@ -1332,9 +1471,12 @@ impl Jobs {
     ) -> anyhow::Result<bool> {
         let streams = &self.inner.streams;
         loop {
-            if let Some((version, why)) = lock(status).request.take() {
-                vertex.schedule(version, why);
+            for request in std::mem::take(&mut lock(status).requests) {
+                vertex.schedule(request);
             }
+            // What status shows comes from the vertex, loaded from its
+            // snapshot: a finished job shows its counts after a restart too.
+            publish(&vertex, status);
             if let Some(finished) = halt(vertex.position().finished, stop) {
                 return Ok(finished);
             }
@@ -1345,39 +1487,26 @@ impl Jobs {
                     let entry = Entry::decode(&bytes).map_err(|e| {
                         anyhow::anyhow!("vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
                     })?;
-                    let fx = match vertex.on_entry(i, seq, entry) {
+                    let mut fx = match vertex.on_entry(i, seq, entry) {
                         Ok(fx) => fx,
                         Err(e) => {
                             lock(status).stuck_at = vertex.stuck_at(&e);
                             return Err(e.into());
                         }
                     };
-                    self.apply(fx, output, dead, key, inputs)?;
+                    let settled = std::mem::take(&mut fx.settled);
+                    self.apply(fx, &settled, output, dead, key, inputs)?;
+                    if !settled.is_empty() {
+                        let mut s = lock(status);
+                        s.outcomes.extend(settled);
+                        while s.outcomes.len() > MAX_OUTCOMES {
+                            s.outcomes.pop_first();
+                        }
+                    }
                     progressed = true;
                 }
             }
-            {
-                let at = vertex.position();
-                let (rows_in, rows_out, dead_rows) = vertex.counts();
-                let mut s = lock(status);
-                for (slot, pos) in s.inputs.iter_mut().zip(&at.inputs) {
-                    slot.1 = *pos;
-                }
-                if let Some(o) = s.output.as_mut() {
-                    o.1 = at.output;
-                }
-                s.rows_in = rows_in;
-                s.rows_out = rows_out;
-                s.dead = dead_rows;
-                s.snapshot = at.id;
-                if s.patches != at.patches {
-                    s.patches = at.patches;
-                    s.module.clone_from(&at.module);
-                    s.filters = vertex.filter_texts();
-                }
-                (s.pending, s.refused) = vertex.patch_state();
-                s.filtered = vertex.filtered();
-            }
+            publish(&vertex, status);
             if !progressed {
                 let wanted: Vec<(u64, u64)> = inputs
                     .iter()
@@ -1392,18 +1521,32 @@ impl Jobs {
     fn apply(
         &self,
         fx: Effects,
+        settled: &[(u64, Option<String>)],
         output: u64,
         dead: u64,
         key: &str,
         inputs: &[u64],
     ) -> anyhow::Result<()> {
         let streams = &self.inner.streams;
+        let mut ops = Vec::new();
         if let Some(timeline) = &fx.timeline {
             // Before the entries: some of them ran on the new version.
-            streams.commit_meta(vec![put(
-                &timeline_key(key),
-                postcard::to_allocvec(timeline)?,
-            )])?;
+            ops.push(put(&timeline_key(key), postcard::to_allocvec(timeline)?));
+        }
+        if settled.is_empty() {
+            if !ops.is_empty() {
+                streams.commit_meta(ops)?;
+            }
+        } else {
+            // The requests leave the queue in the commit that records them
+            // in the timeline: a crash keeps one or the other, never both.
+            let ids: Vec<u64> = settled.iter().map(|(id, _)| *id).collect();
+            let queue_key = queue_key(key);
+            let mut queues = lock(&self.inner.queues);
+            let queue = queues.entry(queue_key.clone()).or_default();
+            queue.settle(&ids);
+            ops.push(put(&queue_key, postcard::to_allocvec(queue)?));
+            streams.commit_meta(ops)?;
         }
         for (stream, entries) in [(output, fx.output), (dead, fx.dead)] {
             for (seq, entry) in entries {
@@ -1443,13 +1586,16 @@ impl Jobs {
         stop: &AtomicBool,
         status: &Shared,
     ) -> anyhow::Result<bool> {
-        let follow = matches!(spec.origin, SourceOrigin::File { follow: true });
         let streams = &self.inner.streams;
         let mut buf = Vec::new();
         loop {
             if let Some(finished) = halt(at.finished, stop) {
                 return Ok(finished);
             }
+            // A followed file reads as a plain one once its end was asked
+            // for: what it holds then is the rest of its input.
+            let follow =
+                matches!(spec.origin, SourceOrigin::File { follow: true }) && !lock(status).ending;
             buf.clear();
             let len = match File::open(&spec.path) {
                 Ok(mut file) => {
@@ -1463,7 +1609,24 @@ impl Jobs {
                         );
                     }
                     file.seek(SeekFrom::Start(at.offset))?;
-                    file.take(FILE_CHUNK as u64).read_to_end(&mut buf)?;
+                    // At least one whole line, however long, unless the
+                    // file ends first.
+                    loop {
+                        let before = buf.len();
+                        (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut buf)?;
+                        if buf.len() == before || buf[before..].contains(&b'\n') {
+                            break;
+                        }
+                        if buf.len() > MAX_LINE {
+                            bail!(
+                                "source `{}`: {} line {} is longer than {} MiB",
+                                spec.name,
+                                spec.path.display(),
+                                at.line + 1,
+                                MAX_LINE >> 20
+                            );
+                        }
+                    }
                     len
                 }
                 Err(e) if follow && e.kind() == std::io::ErrorKind::NotFound => 0,
@@ -1580,7 +1743,7 @@ impl Jobs {
     fn run_sink(
         &self,
         input: u64,
-        path: &Path,
+        path: Option<&Path>,
         interval: bool,
         key: &str,
         mut at: SinkPosition,
@@ -1588,28 +1751,10 @@ impl Jobs {
         status: &Shared,
     ) -> anyhow::Result<bool> {
         let streams = &self.inner.streams;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("sink: cannot create {}", dir.display()))?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("sink: cannot open {}", path.display()))?;
-        let found = file.metadata()?.len();
-        if found < at.len {
-            bail!(
-                "sink {}: the file has {found} bytes but {} were written and synced; it was changed outside Weir",
-                path.display(),
-                at.len
-            );
-        }
-        file.set_len(at.len)?;
-        file.seek(SeekFrom::Start(at.len))?;
-        file.sync_all()?;
+        let mut file = match path {
+            Some(path) => Some(open_sink_file(path, at.len)?),
+            None => None,
+        };
         let mut buf = Vec::new();
         loop {
             if let Some(finished) = halt(at.finished, stop) {
@@ -1633,10 +1778,12 @@ impl Jobs {
                 }
                 at.next = seq + 1;
             }
-            file.write_all(&buf)
-                .and_then(|()| file.sync_data())
-                .with_context(|| format!("sink: cannot write {}", path.display()))?;
-            at.len += buf.len() as u64;
+            if let (Some(file), Some(path)) = (file.as_mut(), path) {
+                file.write_all(&buf)
+                    .and_then(|()| file.sync_data())
+                    .with_context(|| format!("sink: cannot write {}", path.display()))?;
+                at.len += buf.len() as u64;
+            }
             streams.commit_meta(vec![put(key, postcard::to_allocvec(&at)?)])?;
             self.reader_at(input, key, at.next);
             let mut s = lock(status);
@@ -1645,6 +1792,83 @@ impl Jobs {
             s.rows_out = at.rows;
         }
     }
+}
+
+/// Opens a node sink's file at its synced length `len`: what was written
+/// after the last recorded sync is cut off (it is written again).
+fn open_sink_file(path: &Path, len: u64) -> anyhow::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("sink: cannot create {}", dir.display()))?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("sink: cannot open {}", path.display()))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!(
+            "sink {}: not a regular file; a sink on a node needs one",
+            path.display()
+        );
+    }
+    let found = meta.len();
+    if found < len {
+        bail!(
+            "sink {}: the file has {found} bytes but {len} were written and synced; it was changed outside Weir",
+            path.display()
+        );
+    }
+    file.set_len(len)?;
+    file.seek(SeekFrom::Start(len))?;
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// The item of `items` called `name` (a `kind` of job `job`), or an error
+/// listing the ones there are.
+fn named<'a, T>(
+    items: &'a [T],
+    name_of: impl Fn(&T) -> &String,
+    name: &str,
+    job: &str,
+    kind: &str,
+) -> anyhow::Result<&'a T> {
+    items.iter().find(|i| name_of(i) == name).with_context(|| {
+        format!(
+            "job `{job}` has no {kind} `{name}`; its {kind}s: {}",
+            items
+                .iter()
+                .map(|i| name_of(i).as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// Shows the vertex's positions, counts and patches in its status.
+fn publish(vertex: &Vertex, status: &Shared) {
+    let at = vertex.position();
+    let (rows_in, rows_out, dead_rows) = vertex.counts();
+    let mut s = lock(status);
+    for (slot, pos) in s.inputs.iter_mut().zip(&at.inputs) {
+        slot.1 = *pos;
+    }
+    if let Some(o) = s.output.as_mut() {
+        o.1 = at.output;
+    }
+    s.rows_in = rows_in;
+    s.rows_out = rows_out;
+    s.dead = dead_rows;
+    s.snapshot = at.id;
+    s.patches = at.patches;
+    s.module.clone_from(&at.module);
+    s.filters = vertex.filter_texts();
+    (s.pending, s.refused) = vertex.patch_state();
+    s.filtered = vertex.filtered();
 }
 
 /// Whether a vertex loop ends: `Some(true)` finished, `Some(false)` stopped.
@@ -1678,6 +1902,8 @@ const SHADOW_TAIL: u64 = 256;
 
 /// How long a deploy waits for the stage's next CTI.
 const PATCH_WAIT: Duration = Duration::from_secs(5);
+/// How many settled requests a vertex's status remembers.
+const MAX_OUTCOMES: usize = 64;
 
 /// What a deploy or rollback did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1829,6 +2055,21 @@ fn timeline_key(key: &str) -> String {
     format!("{PATCHES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
 }
 
+/// Where the request to end the followed file with position key `key` lives.
+fn ending_key(key: &str) -> String {
+    format!("{key}#end")
+}
+
+/// Where the queue of accepted changes of the vertex with snapshot key `key` lives.
+fn queue_key(key: &str) -> String {
+    format!("{QUEUES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
+}
+
+/// The snapshot key of stage `stage` of the job `record`.
+fn stage_key(record: &JobRecord, stage: &str) -> String {
+    format!("{SNAPSHOTS}{}/{stage}", record.prefix())
+}
+
 /// Polls a vertex's status (every millisecond, for `PATCH_WAIT` at most)
 /// until `done` says so or fails.
 fn wait_status(
@@ -1847,7 +2088,7 @@ fn wait_status(
 
 /// Where the patch timeline of stage `stage` of the job `record` lives.
 fn stage_timeline_key(record: &JobRecord, stage: &str) -> String {
-    timeline_key(&format!("{SNAPSHOTS}{}/{stage}", record.prefix()))
+    timeline_key(&stage_key(record, stage))
 }
 
 /// The keyed state a vertex checkpointed under `owner`.

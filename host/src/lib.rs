@@ -8,6 +8,7 @@
 //! - [`stage`] runs one UDF stage over batches, with trap policies;
 //! - [`exec`] runs a finite job to completion (`weir run`).
 
+pub mod access;
 pub mod cli;
 pub mod exec;
 pub mod filter;

@@ -16,14 +16,19 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
+use crate::access::Role;
 use crate::schema::ColumnSpec;
 
 /// The ALPN protocol name of Weir's node protocol.
 pub const ALPN: &[u8] = b"weir/1";
 /// The name node certificates are issued for, and clients check.
 pub const SERVER_NAME: &str = "localhost";
-/// A connection whose peer is silent this long is dead (keep-alives every 5 s).
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// A connection whose peer is silent this long is dead: a killed node is
+/// noticed within this time.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Keep-alives: several per idle timeout, so a lost packet or two never
+/// ends a live connection.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_millis(400);
 /// How long a client waits for a node to answer a connection.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The largest frame accepted.
@@ -35,14 +40,36 @@ pub const MAX_INGEST: usize = 1 << 30;
 #[derive(Debug, Clone)]
 pub struct CertDir {
     dir: PathBuf,
+    identity: Option<String>,
 }
 
 impl CertDir {
-    /// The directory `dir`.
+    /// The directory `dir`; a client presents `admin.pem` when the directory
+    /// has one, `client.pem` otherwise.
     pub fn new(dir: &Path) -> CertDir {
         CertDir {
             dir: dir.to_path_buf(),
+            identity: None,
         }
+    }
+
+    /// The directory `dir`, where a client presents `NAME.pem` and `NAME.key`.
+    pub fn with_identity(dir: &Path, identity: Option<String>) -> CertDir {
+        CertDir {
+            dir: dir.to_path_buf(),
+            identity,
+        }
+    }
+
+    /// The name of the certificate a client presents.
+    fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            if self.file("admin.pem").exists() {
+                "admin".into()
+            } else {
+                "client".into()
+            }
+        })
     }
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -66,6 +93,7 @@ impl CertDir {
     }
     fn read_key(&self, name: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
         let path = self.file(name);
+        check_private(&path)?;
         PrivateKeyDer::from_pem_file(&path)
             .with_context(|| format!("cannot read private key {}", path.display()))
     }
@@ -80,12 +108,54 @@ impl CertDir {
     }
 }
 
-/// Makes a cluster CA and, signed by it, a node certificate and a client
-/// certificate in `dir`. Refuses to overwrite an existing CA.
+/// Refuses a private key that others than its owner may read, as ssh does:
+/// whoever reads it can act as this node or client.
+fn check_private(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("cannot read private key {}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "private key {} is readable by others (mode {mode:04o}); a key must be private to its owner: run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path`, which must not exist yet; a key (`private`) is
+/// created readable and writable by its owner only (0600).
+fn write_new(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if private { 0o600 } else { 0o644 });
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Makes a cluster CA and, signed by it, a certificate for each role: a
+/// node, an admin and a client (see [`crate::access::Role`]). Refuses to
+/// overwrite an existing CA. The directory is private to its owner (0700)
+/// and so is every key (0600).
 pub fn cluster_init(dir: &Path, hosts: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
     if dir.join("ca.pem").exists() {
         bail!(
@@ -93,7 +163,7 @@ pub fn cluster_init(dir: &Path, hosts: &[String]) -> anyhow::Result<Vec<PathBuf>
             dir.display()
         );
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    private_dir(dir)?;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name
@@ -103,44 +173,123 @@ pub fn cluster_init(dir: &Path, hosts: &[String]) -> anyhow::Result<Vec<PathBuf>
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, &ca_key);
     let mut written = Vec::new();
-    let mut write = |name: &str, text: String| -> anyhow::Result<()> {
-        let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        written.push(path);
-        Ok(())
-    };
-    write("ca.pem", ca_cert.pem())?;
-    write("ca.key", ca_key.serialize_pem())?;
-    let mut names = vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()];
-    names.extend(hosts.iter().cloned());
-    for (file, common_name, usages, sans) in [
-        (
-            "node",
-            "weir node",
-            vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-            names.clone(),
-        ),
-        (
-            "client",
-            "weir client",
-            vec![ExtendedKeyUsagePurpose::ClientAuth],
-            vec!["weir-client".to_string()],
-        ),
+    for (name, text, private) in [
+        ("ca.pem", ca_cert.pem(), false),
+        ("ca.key", ca_key.serialize_pem(), true),
     ] {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(sans)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.extended_key_usages = usages;
-        let cert = params.signed_by(&key, &issuer)?;
-        write(&format!("{file}.pem"), cert.pem())?;
-        write(&format!("{file}.key"), key.serialize_pem())?;
+        let path = dir.join(name);
+        write_new(&path, &text, private)?;
+        written.push(path);
+    }
+    for (name, role) in [
+        ("node", Role::Node),
+        ("admin", Role::Admin),
+        ("client", Role::Client),
+    ] {
+        written.extend(issue_with(&issuer, dir, name, role, hosts)?);
     }
     Ok(written)
+}
+
+/// Issues one more certificate signed by the cluster CA in `ca_dir`: `name`
+/// with `role`, written to `out` as `NAME.pem` and `NAME.key` (with a copy
+/// of `ca.pem`, so `out` is a certificate directory of its own).
+pub fn issue(
+    ca_dir: &Path,
+    out: &Path,
+    name: &str,
+    role: Role,
+    hosts: &[String],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let certs = CertDir::new(ca_dir);
+    let ca_pem = std::fs::read_to_string(certs.file("ca.pem")).with_context(|| {
+        format!(
+            "cannot read the cluster CA {} (make one with `weir cluster init`)",
+            certs.file("ca.pem").display()
+        )
+    })?;
+    let key_path = certs.file("ca.key");
+    check_private(&key_path)?;
+    let ca_key = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("cannot read the CA's key {}", key_path.display()))?;
+    let ca_key = rcgen::KeyPair::from_pem(&ca_key)
+        .with_context(|| format!("{} is not a private key", key_path.display()))?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, &ca_key)
+        .with_context(|| format!("{} is not a CA certificate", certs.file("ca.pem").display()))?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("certificate name `{name}`: use letters, digits, `-` and `_`");
+    }
+    private_dir(out)?;
+    let mut written = Vec::new();
+    let ca_copy = out.join("ca.pem");
+    if !ca_copy.exists() {
+        write_new(&ca_copy, &ca_pem, false)?;
+        written.push(ca_copy);
+    }
+    written.extend(issue_with(&issuer, out, name, role, hosts)?);
+    Ok(written)
+}
+
+/// Makes `dir` (if needed) readable by its owner only.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `NAME.pem` and `NAME.key` for a certificate with `role`, signed by `issuer`.
+fn issue_with(
+    issuer: &rcgen::Issuer<'_, &rcgen::KeyPair>,
+    dir: &Path,
+    name: &str,
+    role: Role,
+    hosts: &[String],
+) -> anyhow::Result<Vec<PathBuf>> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let (usages, sans) = match role {
+        // A node answers as a server to clients and other nodes.
+        Role::Node => {
+            let mut names = vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()];
+            names.extend(hosts.iter().cloned());
+            (
+                vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ],
+                names,
+            )
+        }
+        Role::Admin | Role::Client => (
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            vec![format!("weir-{name}")],
+        ),
+    };
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(sans)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("weir {name}"));
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, role.unit());
+    params.extended_key_usages = usages;
+    let cert = params.signed_by(&key, issuer)?;
+    let (pem, key_file) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    write_new(&pem, &cert.pem(), false)?;
+    write_new(&key_file, &key.serialize_pem(), true)?;
+    Ok(vec![pem, key_file])
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -151,7 +300,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn transport() -> anyhow::Result<Arc<quinn::TransportConfig>> {
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
     Ok(Arc::new(transport))
 }
 
@@ -176,7 +325,9 @@ pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
 /// The QUIC client configuration: the cluster CA, and the client certificate
 /// `client.pem`/`client.key`.
 pub fn client_config(certs: &CertDir) -> anyhow::Result<quinn::ClientConfig> {
-    let (cert, key) = ("client.pem", "client.key");
+    let identity = certs.identity();
+    let (cert, key) = (format!("{identity}.pem"), format!("{identity}.key"));
+    let (cert, key) = (cert.as_str(), key.as_str());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(certs.roots()?)
@@ -214,6 +365,15 @@ pub enum Request {
         stream: String,
         /// What to call the body in error messages (the client's file name).
         origin: String,
+        /// Who sends it: with `sequence`, makes the request idempotent. The
+        /// node stores a producer's request only if its sequence is above
+        /// every one it stored for that producer; a retry is answered with
+        /// the first answer.
+        #[serde(default)]
+        producer: Option<String>,
+        /// The request's number among its producer's, increasing.
+        #[serde(default)]
+        sequence: u64,
     },
     /// Close an ingest stream: its input ended (appends the end CTI).
     CloseStream {
@@ -233,6 +393,13 @@ pub enum Request {
     JobStatus {
         /// The job.
         name: Option<String>,
+    },
+    /// End a job's followed-file source at the file's end.
+    EndSource {
+        /// The job.
+        job: String,
+        /// The source.
+        source: String,
     },
     /// Stop and forget a job.
     CancelJob {
@@ -295,6 +462,28 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// What it asks for, in words (for refusals).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::CreateStream { .. } => "create streams",
+            Request::ListStreams => "list streams",
+            Request::Ingest { .. } => "ingest",
+            Request::CloseStream { .. } => "close streams",
+            Request::SubmitJob { .. } => "submit jobs",
+            Request::JobStatus { .. } => "read job status",
+            Request::EndSource { .. } => "end job sources",
+            Request::CancelJob { .. } => "cancel jobs",
+            Request::DeployUdf { .. } => "deploy UDFs",
+            Request::RollbackUdf { .. } => "roll UDFs back",
+            Request::FilterAdd { .. } | Request::FilterRemove { .. } => "change runtime filters",
+            Request::UdfHistory { .. } => "read UDF history",
+            Request::Read { .. } => "read streams",
+        }
+    }
+}
+
 /// One stream in a listing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamSummary {
@@ -332,6 +521,10 @@ pub enum Response {
         first_seq: u64,
         /// Entries written.
         entries: u64,
+        /// An earlier request of the same producer and sequence stored
+        /// them; this one stored nothing.
+        #[serde(default)]
+        duplicate: bool,
     },
     /// Entries read: one JSON line per event (`_seq` first) and per CTI.
     Lines(String),
@@ -411,7 +604,7 @@ impl Client {
             .with_context(|| {
                 format!(
                     "the node at {addr} refused this client (is {} signed by the cluster's CA?)",
-                    certs.file("client.pem").display()
+                    certs.file(&format!("{}.pem", certs.identity())).display()
                 )
             })?;
         Ok(client)
@@ -433,11 +626,30 @@ impl Client {
         Ok(recv)
     }
 
+    /// Sends `frame` as one length-prefixed message, whatever it holds (how
+    /// protocol tests send what no well-behaved client would).
+    pub async fn raw(&self, frame: &[u8]) -> anyhow::Result<quinn::RecvStream> {
+        let (mut send, recv) = self.connection.open_bi().await?;
+        send.write_all(&(frame.len() as u32).to_le_bytes()).await?;
+        send.write_all(frame).await?;
+        send.finish()?;
+        Ok(recv)
+    }
+
     /// Sends `request` and returns the one answer.
     pub async fn call(&self, request: &Request, body: Option<&[u8]>) -> anyhow::Result<Response> {
+        match self.answer(request, body).await? {
+            Response::Error { message } => bail!("{message}"),
+            r => Ok(r),
+        }
+    }
+
+    /// Sends `request` and returns the one answer, a refusal included: an
+    /// `Err` means the answer was lost (the connection failed), so the
+    /// request may or may not have taken effect.
+    pub async fn answer(&self, request: &Request, body: Option<&[u8]>) -> anyhow::Result<Response> {
         let mut recv = self.request(request, body).await?;
         match read_msg::<Response>(&mut recv).await? {
-            Some(Response::Error { message }) => bail!("{message}"),
             Some(r) => Ok(r),
             None => bail!("the node closed the request without answering"),
         }

@@ -1,6 +1,7 @@
 //! A Weir node: one data directory (one redb file), one QUIC endpoint with
 //! mutual TLS, serving ingest, stream reads and the stream catalog.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::access::{FileAccess, Role};
 use crate::jobs::Jobs;
 use crate::net::{self, CertDir, MAX_INGEST, Request, Response, StreamSummary, write_msg};
 use crate::plan::{ErrorPolicy, SourceFormat, SourceSpec};
@@ -16,11 +18,15 @@ use crate::schema::{START, describe, from_specs};
 use crate::source::SourceReader;
 use crate::store::RedbStorage;
 use crate::wasm::Runtime;
+use rustls_pki_types::CertificateDer;
 
 /// Rows per batch entry written by ingest.
 const INGEST_BATCH: usize = 4096;
-/// Entries per `Lines` answer of a read.
+/// Entries a read takes from the stream at a time.
 const READ_CHUNK: usize = 64;
+/// Bytes of JSON lines per `Lines` answer (its JSON form stays far below
+/// the frame limit even when every byte needs escaping).
+const LINES_FRAME: usize = 1 << 20;
 /// At most this many bad rows are listed in an ingest refusal.
 const MAX_LISTED: usize = 20;
 
@@ -33,6 +39,29 @@ pub const FAIL_AFTER_ENV: &str = "WEIR_TEST_FAIL_AFTER_COMMITS";
 pub struct Node {
     streams: Streams,
     jobs: Jobs,
+    producers: Arc<Producers>,
+}
+
+/// Per stream, the newest producers' records kept for idempotent ingest.
+const MAX_PRODUCERS: usize = 4096;
+/// Metadata prefix of producer records: `ingest/<stream id>/<producer>`.
+const PRODUCER_PREFIX: &str = "ingest/";
+
+/// What a producer's last stored ingest was: the answer a retry gets.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Produced {
+    sequence: u64,
+    first_seq: u64,
+    events: u64,
+    entries: u64,
+}
+
+/// The producers of each stream, as last queued for storage (loaded from
+/// storage the first time a stream is ingested into). A record is committed
+/// with the events it describes, so after a crash both or neither are there.
+#[derive(Debug, Default)]
+struct Producers {
+    streams: std::sync::Mutex<std::collections::HashMap<u64, BTreeMap<String, Produced>>>,
 }
 
 /// Where a node keeps its database.
@@ -41,8 +70,9 @@ pub fn database_path(data: &Path) -> PathBuf {
 }
 
 impl Node {
-    /// Opens (or creates) the node's data directory.
-    pub fn open(data: &Path) -> anyhow::Result<Node> {
+    /// Opens (or creates) the node's data directory; its jobs' file sources
+    /// and sinks stay within `files`.
+    pub fn open(data: &Path, files: FileAccess) -> anyhow::Result<Node> {
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
         let storage = RedbStorage::open(&database_path(data))?;
@@ -60,9 +90,13 @@ impl Node {
         };
         let streams = Streams::open(storage)?;
         let runtime = Runtime::new(Some(data.join("compiled")))?;
-        let jobs = Jobs::new(streams.clone(), runtime);
+        let jobs = Jobs::new(streams.clone(), runtime, files);
         jobs.resume()?;
-        Ok(Node { streams, jobs })
+        Ok(Node {
+            streams,
+            jobs,
+            producers: Arc::default(),
+        })
     }
 
     /// The node's streams.
@@ -103,6 +137,12 @@ impl Node {
     }
 
     async fn connection(&self, connection: quinn::Connection) {
+        // What the peer may do: the role its certificate carries.
+        let role = connection
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|certs| certs.first().map(Role::of))
+            .unwrap_or(Role::Client);
         loop {
             let (send, recv) = match connection.accept_bi().await {
                 Ok(s) => s,
@@ -110,7 +150,7 @@ impl Node {
             };
             let node = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = node.request(send, recv).await {
+                if let Err(e) = node.request(role, send, recv).await {
                     tracing::debug!("request failed: {e:#}");
                 }
             });
@@ -119,12 +159,28 @@ impl Node {
 
     async fn request(
         &self,
+        role: Role,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) -> anyhow::Result<()> {
-        let Some(request) = net::read_msg::<Request>(&mut recv).await? else {
-            return Ok(());
+        let request = match net::read_msg::<Request>(&mut recv).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            // A request this node cannot read gets an answer saying so, and
+            // its stream ends; the connection stays up for the others.
+            Err(e) => {
+                let message = format!("malformed request (protocol weir/1): {e:#}");
+                return refuse(send, recv, message).await;
+            }
         };
+        if !role.allows(&request) {
+            let message = format!(
+                "refused: this client's certificate has the role `{}`, which may ingest and read but not {}; use an admin certificate (`weir cluster issue --role admin`)",
+                role.name(),
+                request.describe()
+            );
+            return refuse(send, recv, message).await;
+        }
         let answer = match request {
             Request::Ping => Ok(Response::Ok {
                 message: "pong".into(),
@@ -142,15 +198,29 @@ impl Node {
                 })
                 .await?
             }
-            Request::Ingest { stream, origin } => {
-                let body = recv
-                    .read_to_end(MAX_INGEST)
-                    .await
-                    .context("reading the ingest body")?;
-                let streams = self.streams.clone();
-                tokio::task::spawn_blocking(move || ingest(&streams, &stream, &origin, body))
+            Request::Ingest {
+                stream,
+                origin,
+                producer,
+                sequence,
+            } => match recv.read_to_end(MAX_INGEST).await {
+                Ok(body) => {
+                    let (streams, producers) = (self.streams.clone(), self.producers.clone());
+                    let from = producer.map(|p| (p, sequence));
+                    tokio::task::spawn_blocking(move || {
+                        ingest(&streams, &producers, &stream, &origin, from, body)
+                    })
                     .await?
-            }
+                }
+                Err(quinn::ReadToEndError::TooLong) => {
+                    let _ = recv.stop(0u32.into());
+                    Err(anyhow::anyhow!(
+                        "ingest into `{stream}` refused, nothing was stored: {origin} is larger than the limit of {} MiB per request; split it",
+                        MAX_INGEST >> 20
+                    ))
+                }
+                Err(e) => return Err(e).context("reading the ingest body"),
+            },
             Request::Read {
                 stream,
                 from,
@@ -230,6 +300,12 @@ impl Node {
             Request::UdfHistory { job, stage } => {
                 self.jobs.history(&job, &stage).map(Response::History)
             }
+            Request::EndSource { job, source } => {
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || jobs.end_source(&job, &source))
+                    .await?
+                    .map(|message| Response::Ok { message })
+            }
             Request::CancelJob { name } => {
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || jobs.cancel(&name))
@@ -308,17 +384,54 @@ impl Node {
                 format_entry(&mut text, *seq, bytes)
                     .with_context(|| format!("stream `{stream}` seq {seq}"))?;
                 position = seq + 1;
+                if text.len() >= LINES_FRAME {
+                    send_lines(&mut send, &text).await?;
+                    text.clear();
+                }
             }
-            write_msg(
-                &mut send,
-                &Response::Lines(String::from_utf8_lossy(&text).into_owned()),
-            )
-            .await?;
+            send_lines(&mut send, &text).await?;
         }
         send.finish()?;
         let _ = send.stopped().await;
         Ok(())
     }
+}
+
+/// Sends `text` (JSON lines) in `Lines` answers of at most [`LINES_FRAME`]
+/// bytes each, cut at character boundaries: a stream of any size, or one
+/// huge row, reads back in bounded frames.
+async fn send_lines(send: &mut quinn::SendStream, text: &[u8]) -> anyhow::Result<()> {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(LINES_FRAME);
+        // Back to the start of a UTF-8 character (never more than 3 bytes).
+        while cut < rest.len() && cut > 0 && (rest[cut] & 0xc0) == 0x80 {
+            cut -= 1;
+        }
+        let (frame, after) = rest.split_at(cut);
+        write_msg(
+            send,
+            &Response::Lines(String::from_utf8_lossy(frame).into_owned()),
+        )
+        .await?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// Answers a request with an error and ends its stream without reading the
+/// rest of it.
+async fn refuse(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    message: String,
+) -> anyhow::Result<()> {
+    tracing::warn!("{message}");
+    write_msg(&mut send, &Response::Error { message }).await?;
+    send.finish()?;
+    let _ = recv.stop(0u32.into());
+    let _ = send.stopped().await;
+    Ok(())
 }
 
 async fn send_error(
@@ -393,11 +506,15 @@ fn close_stream(streams: &Streams, stream: &str) -> anyhow::Result<Response> {
 }
 
 /// Parses a JSONL body against the stream's columns; stores it only if every
-/// row parses, and answers once it is durable.
+/// row parses, and answers once it is durable. A request `from` a producer
+/// with a sequence it already stored stores nothing and gets the answer the
+/// first one got.
 fn ingest(
     streams: &Streams,
+    producers: &Producers,
     stream: &str,
     origin: &str,
+    from: Option<(String, u64)>,
     body: Vec<u8>,
 ) -> anyhow::Result<Response> {
     let info: StreamInfo = streams.info(stream)?;
@@ -448,11 +565,86 @@ fn ingest(
         anyhow::bail!(message);
     }
     let count = entries.len() as u64;
-    let (first_seq, ticket) = streams.append(info.id, entries)?;
+    let Some((producer, sequence)) = from else {
+        let (first_seq, ticket) = streams.append(info.id, entries)?;
+        ticket.wait()?;
+        return Ok(Response::Ingested {
+            events,
+            first_seq,
+            entries: count,
+            duplicate: false,
+        });
+    };
+    let mut all = producers.streams.lock().unwrap_or_else(|e| e.into_inner());
+    if let std::collections::hash_map::Entry::Vacant(slot) = all.entry(info.id) {
+        let prefix = format!("{PRODUCER_PREFIX}{}/", info.id);
+        let mut known = BTreeMap::new();
+        for (key, value) in streams.meta_prefix(&prefix)? {
+            let record: Produced = serde_json::from_slice(&value)
+                .with_context(|| format!("producer record {key} does not decode"))?;
+            known.insert(key[prefix.len()..].to_string(), record);
+        }
+        slot.insert(known);
+    }
+    let known = all.entry(info.id).or_default();
+    if let Some(done) = known.get(&producer).filter(|p| p.sequence >= sequence) {
+        let answer = Response::Ingested {
+            events: done.events,
+            first_seq: done.first_seq,
+            entries: done.entries,
+            duplicate: true,
+        };
+        if done.sequence > sequence {
+            anyhow::bail!(
+                "ingest into `{stream}` refused, nothing was stored: producer `{producer}` already stored sequence {}, after this request's {sequence}",
+                done.sequence
+            );
+        }
+        drop(all);
+        // The first request may still be on its way to the disk.
+        streams.commit_meta(Vec::new())?.wait()?;
+        return Ok(answer);
+    }
+    let key = |p: &str| format!("{PRODUCER_PREFIX}{}/{p}", info.id);
+    // The oldest producer leaves when the window is full.
+    let evicted = (known.len() >= MAX_PRODUCERS && !known.contains_key(&producer))
+        .then(|| {
+            known
+                .iter()
+                .min_by_key(|(_, p)| p.first_seq)
+                .map(|(name, _)| name.clone())
+        })
+        .flatten();
+    let mut record = None;
+    let (first_seq, ticket) = streams.append_with(info.id, entries, |first_seq| {
+        let produced = Produced {
+            sequence,
+            first_seq,
+            events,
+            entries: count,
+        };
+        let mut ops = vec![crate::store::Op::PutMeta {
+            key: key(&producer),
+            value: serde_json::to_vec(&produced).unwrap_or_default(),
+        }];
+        if let Some(old) = &evicted {
+            ops.push(crate::store::Op::DeleteMeta { key: key(old) });
+        }
+        record = Some(produced);
+        ops
+    })?;
+    if let Some(old) = &evicted {
+        known.remove(old);
+    }
+    if let Some(record) = record {
+        known.insert(producer, record);
+    }
+    drop(all);
     ticket.wait()?;
     Ok(Response::Ingested {
         events,
         first_seq,
         entries: count,
+        duplicate: false,
     })
 }

@@ -132,6 +132,64 @@ impl Timeline {
     }
 }
 
+/// A change asked for and accepted, not yet in the timeline: it is durable
+/// from the moment the request is acknowledged, and the stage's vertex takes
+/// it at its next CTI (after any asked for before it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requested {
+    /// Numbers requests of a stage in the order they were accepted.
+    pub id: u64,
+    /// The module version (full SHA-256 hex) for a module change; empty for
+    /// a filter change.
+    pub version: String,
+    /// The change.
+    pub change: Change,
+    /// When it was accepted (Unix milliseconds; shown only).
+    pub at_ms: u64,
+}
+
+/// A stage's accepted changes waiting for a CTI, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue {
+    /// The id the next request gets.
+    pub next_id: u64,
+    /// The waiting requests, in order.
+    pub waiting: Vec<Requested>,
+}
+
+impl Queue {
+    /// Appends `change` and returns its id.
+    pub fn push(&mut self, version: String, change: Change) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.waiting.push(Requested {
+            id,
+            version,
+            change,
+            at_ms: now_ms(),
+        });
+        id
+    }
+
+    /// Removes the requests `ids` (taken into the timeline, or refused).
+    pub fn settle(&mut self, ids: &[u64]) {
+        self.waiting.retain(|r| !ids.contains(&r.id));
+    }
+
+    /// The filters in effect once the timeline's `active` filters have been
+    /// changed by every waiting request, in order.
+    pub fn filters_after(&self, mut active: Vec<String>) -> Vec<String> {
+        for r in &self.waiting {
+            match &r.change {
+                Change::FilterAdd(f) => active.push(f.clone()),
+                Change::FilterRemove(f) => active.retain(|a| a != f),
+                _ => {}
+            }
+        }
+        active
+    }
+}
+
 /// Milliseconds since the Unix epoch (for display only).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -151,6 +209,25 @@ mod tests {
             change,
             at_ms: 0,
         }
+    }
+
+    #[test]
+    fn queued_requests_keep_their_order_and_settle_by_id() {
+        let mut q = Queue::default();
+        let a = q.push(String::new(), Change::FilterRemove("a = 1".into()));
+        let b = q.push(String::new(), Change::FilterAdd("b = 2".into()));
+        let c = q.push("v2".into(), Change::Deploy);
+        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!(
+            q.filters_after(vec!["a = 1".into(), "c = 3".into()]),
+            vec!["c = 3".to_string(), "b = 2".to_string()]
+        );
+        q.settle(&[a, b]);
+        assert_eq!(q.waiting.len(), 1);
+        assert_eq!(q.waiting[0].change, Change::Deploy);
+        // Ids are never reused, even once every request is settled.
+        q.settle(&[c]);
+        assert_eq!(q.push(String::new(), Change::Rollback), 3);
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub enum SinkTarget {
     File(PathBuf),
     /// Standard output, JSONL.
     Stdout,
+    /// Nowhere: rows are counted and dropped (benchmarks, dry runs).
+    Discard,
 }
 
 /// A sink.

@@ -188,8 +188,23 @@ pub enum StreamError {
         next: u64,
     },
     /// Storage failed; the streams accept no more writes.
-    #[error("storage failed, so this node accepts no more writes: {0}")]
+    #[error(
+        "storage failed, so this node accepts no more writes until it is restarted: {0}. \
+         Everything acknowledged before is kept; free space (or fix the disk), then restart \
+         the node and its jobs carry on from their snapshots"
+    )]
     Storage(String),
+    /// What the file holds for a stream is damaged: it is not served.
+    #[error(
+        "the data file {path} is damaged: {what}. Weir did not modify it; restore it from a \
+         backup, or move it aside to start this node empty"
+    )]
+    Damaged {
+        /// The database file.
+        path: String,
+        /// What is damaged, naming the stream and seq.
+        what: String,
+    },
     /// The stream was ended with `weir stream close`.
     #[error("stream `{0}` is closed (its input ended); it takes no more events")]
     Closed(String),
@@ -207,7 +222,24 @@ pub enum StreamError {
 
 impl From<StoreError> for StreamError {
     fn from(e: StoreError) -> Self {
-        StreamError::Storage(e.to_string())
+        match e {
+            StoreError::Damaged { path, what } => StreamError::Damaged {
+                path: path.display().to_string(),
+                what: what.to_string(),
+            },
+            e => StreamError::Storage(e.to_string()),
+        }
+    }
+}
+
+/// A storage error of stream `name`, naming it instead of its id.
+fn in_stream(name: &str, e: StoreError) -> StreamError {
+    match e {
+        StoreError::Damaged { path, what } => StreamError::Damaged {
+            path: path.display().to_string(),
+            what: what.in_stream(name),
+        },
+        e => e.into(),
     }
 }
 
@@ -330,15 +362,18 @@ impl Streams {
         for (key, value) in storage.meta_prefix(CATALOG_PREFIX)? {
             let info: StreamInfo = serde_json::from_slice(&value)
                 .map_err(|e| StreamError::Storage(format!("catalog entry {key}: {e}")))?;
-            let next = storage.next_seq(info.id)?;
+            let named = |e| in_stream(&info.name, e);
+            let next = storage.next_seq(info.id).map_err(named)?;
             let low = storage
-                .entries(info.id, 0, 1)?
+                .entries(info.id, 0, 1)
+                .map_err(named)?
                 .first()
                 .map_or(next, |(s, _)| *s);
             next_id = next_id.max(info.id + 1);
             let closed = match next.checked_sub(1) {
                 Some(last) => storage
-                    .entry(info.id, last)?
+                    .entry(info.id, last)
+                    .map_err(named)?
                     .is_some_and(|bytes| bytes == END_BYTES),
                 None => false,
             };
@@ -506,17 +541,31 @@ impl Streams {
     /// Appends entries at the end of `stream`; returns their first seq and a
     /// ticket that waits until they are durable.
     pub fn append(&self, stream: u64, values: Vec<Vec<u8>>) -> Result<(u64, Ticket), StreamError> {
+        self.append_with(stream, values, |_| Vec::new())
+    }
+
+    /// Appends entries at the end of `stream` and commits the metadata
+    /// `meta(first seq)` in the same transaction (an ingest records its
+    /// producer's sequence with the events); returns their first seq and a
+    /// ticket that waits until they are durable.
+    pub fn append_with(
+        &self,
+        stream: u64,
+        values: Vec<Vec<u8>>,
+        meta: impl FnOnce(u64) -> Vec<Op>,
+    ) -> Result<(u64, Ticket), StreamError> {
         let mut state = self.lock();
         let head = state.writable(stream)?;
         if head.closed {
             return Err(StreamError::Closed(head.name.clone()));
         }
         let first = head.next;
-        let mut ops = Vec::with_capacity(values.len());
+        let mut ops = Vec::with_capacity(values.len() + 1);
         let mut entries = Vec::with_capacity(values.len());
         for value in values {
             head.push(stream, value, &mut ops, &mut entries);
         }
+        ops.extend(meta(first));
         let (tx, rx) = mpsc::channel();
         // Submitted under the lock, so requests reach the committer in seq order.
         self.submit(Request {
@@ -576,7 +625,12 @@ impl Streams {
             }
             let stored = match head.memory.get(&seq) {
                 Some(v) => Some(v.clone()),
-                None => self.inner.storage.entry(stream, seq)?.map(Arc::new),
+                None => self
+                    .inner
+                    .storage
+                    .entry(stream, seq)
+                    .map_err(|e| in_stream(&head.name, e))?
+                    .map(Arc::new),
             };
             let Some(stored) = stored else {
                 return Ok(Written::Duplicate);
@@ -682,7 +736,7 @@ impl Streams {
         limit: usize,
         written: bool,
     ) -> Result<Vec<StoredEntry>, StreamError> {
-        let (durable, in_memory) = {
+        let (durable, in_memory, name) = {
             let state = self.lock();
             let head = state
                 .heads
@@ -708,7 +762,11 @@ impl Streams {
                 .map(|(s, v)| (*s, v.clone()))
                 .collect();
             let hit = entries.len() as u64 == end - from;
-            (end.min(head.durable), hit.then_some(entries))
+            (
+                end.min(head.durable),
+                hit.then_some(entries),
+                head.name.clone(),
+            )
         };
         if let Some(entries) = in_memory {
             return Ok(entries);
@@ -719,12 +777,48 @@ impl Streams {
         let stored = self
             .inner
             .storage
-            .entries(stream, from, (durable - from) as usize)?;
-        Ok(stored
-            .into_iter()
-            .filter(|(s, _)| *s < durable)
-            .map(|(s, v)| (s, Arc::new(v)))
-            .collect())
+            .entries(stream, from, (durable - from) as usize)
+            .map_err(|e| in_stream(&name, e))?;
+        // Every seq from the low-water mark to the durable end is stored:
+        // one that is not was lost to damage (or collected meanwhile).
+        let mut expected = from;
+        let mut out = Vec::with_capacity(stored.len());
+        for (seq, value) in stored.into_iter().filter(|(s, _)| *s < durable) {
+            if seq != expected {
+                break;
+            }
+            out.push((seq, Arc::new(value)));
+            expected += 1;
+        }
+        if expected < durable {
+            let low = self.positions(stream).map_or(0, |p| p.2);
+            if from < low {
+                return Err(StreamError::Collected {
+                    stream: name,
+                    seq: from,
+                    low,
+                });
+            }
+            let found = self
+                .inner
+                .storage
+                .entries(stream, expected, 1)
+                .map_err(|e| in_stream(&name, e))?
+                .first()
+                .map_or("no later entry".to_string(), |(s, _)| {
+                    format!("seq {s} next")
+                });
+            return Err(StreamError::Damaged {
+                path: self.inner.storage.describe(),
+                what: crate::store::Damage::Missing {
+                    stream,
+                    from: expected,
+                    found,
+                }
+                .in_stream(&name),
+            });
+        }
+        Ok(out)
     }
 
     /// Waits until `stream` has a durable entry at `seq` or later, or `timeout`

@@ -91,12 +91,89 @@ enum Cell {
 /// What a source reads: a file, or bytes received over the network.
 type Input = Box<dyn std::io::Read + Send>;
 
+/// A batch holds at most this many bytes of input text, whatever its row
+/// count: Arrow's string offsets are 32-bit, and a batch is one value in
+/// storage and on the wire.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
 enum Lines {
-    Jsonl(std::io::Lines<BufReader<Input>>),
+    Jsonl(BufReader<Input>),
     Csv {
-        records: csv::StringRecordsIntoIter<Input>,
+        reader: csv::Reader<Tap>,
+        record: csv::StringRecord,
+        /// The bytes the CSV reader has read and the rows not yet taken.
+        seen: Arc<std::sync::Mutex<Seen>>,
+        /// Fields the header has.
+        width: usize,
         positions: Vec<usize>,
     },
+}
+
+/// The input bytes a CSV reader has consumed from `base` on: a row's raw
+/// text is cut from here by its byte offsets.
+#[derive(Debug, Default)]
+struct Seen {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl Seen {
+    /// The text of `[from, to)` (absolute offsets); forgets what is before `to`.
+    fn take(&mut self, from: u64, to: u64) -> String {
+        let at = |o: u64| (o.saturating_sub(self.base) as usize).min(self.bytes.len());
+        let text = String::from_utf8_lossy(&self.bytes[at(from)..at(to)])
+            .trim_end_matches(['\r', '\n'])
+            .trim_start_matches(['\r', '\n'])
+            .to_string();
+        let consumed = at(to);
+        self.bytes.drain(..consumed);
+        self.base += consumed as u64;
+        text
+    }
+}
+
+/// The CSV input, keeping a copy of what is read in [`Seen`].
+struct Tap {
+    inner: Input,
+    seen: Arc<std::sync::Mutex<Seen>>,
+}
+
+impl std::io::Read for Tap {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bytes
+            .extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Whether a CSV row's raw text ends inside a quoted field (a quote that is
+/// never closed runs to the end of the input, swallowing the rows after it).
+fn unterminated_quote(raw: &str) -> bool {
+    #[derive(PartialEq)]
+    enum At {
+        FieldStart,
+        Field,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut at = At::FieldStart;
+    for b in raw.bytes() {
+        at = match (at, b) {
+            (At::FieldStart, b'"') => At::Quoted,
+            (At::FieldStart | At::Field, b',' | b'\n' | b'\r') => At::FieldStart,
+            (At::FieldStart | At::Field, _) => At::Field,
+            (At::Quoted, b'"') => At::QuoteInQuoted,
+            (At::Quoted, _) => At::Quoted,
+            (At::QuoteInQuoted, b'"') => At::Quoted,
+            (At::QuoteInQuoted, b',' | b'\n' | b'\r') => At::FieldStart,
+            (At::QuoteInQuoted, _) => At::Field,
+        };
+    }
+    at == At::Quoted
 }
 
 /// Reads a source's file batch by batch.
@@ -110,6 +187,8 @@ pub struct SourceReader {
     start_index: usize,
     end_index: Option<usize>,
     row: Vec<Cell>,
+    /// The raw text of the row being read (for errors and dead letters).
+    raw: String,
     done: bool,
 }
 
@@ -137,12 +216,18 @@ impl SourceReader {
             error,
         };
         let lines = match spec.format {
-            SourceFormat::Jsonl => Lines::Jsonl(BufReader::new(input).lines()),
+            SourceFormat::Jsonl => Lines::Jsonl(BufReader::new(input)),
             SourceFormat::Csv => {
+                let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+                // Flexible: a row with the wrong number of fields is this
+                // reader's error, with its line and text, not csv's.
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(true)
-                    .from_reader(input);
+                    .from_reader(Tap {
+                        inner: input,
+                        seen: seen.clone(),
+                    });
                 let header = reader
                     .headers()
                     .map_err(|e| io(std::io::Error::other(e.to_string())))?
@@ -160,8 +245,15 @@ impl SourceReader {
                         })?;
                     positions.push(pos);
                 }
+                let header_end = reader.position().byte();
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(0, header_end);
                 Lines::Csv {
-                    records: reader.into_records(),
+                    reader,
+                    record: csv::StringRecord::new(),
+                    seen,
+                    width: header.len(),
                     positions,
                 }
             }
@@ -180,6 +272,7 @@ impl SourceReader {
             start_index: index(&spec.event_time).unwrap_or(0),
             end_index: spec.end_time.as_deref().and_then(index),
             row: vec![Cell::Null; spec.fields.len()],
+            raw: String::new(),
             done: false,
             spec: spec.clone(),
         })
@@ -202,22 +295,23 @@ impl SourceReader {
         self.line
     }
 
-    fn row_error(&self, column: Option<&str>, message: String, raw: String) -> RowError {
+    /// An error about the current row (its raw text is kept with it).
+    fn row_error(&self, column: Option<&str>, message: String) -> RowError {
         RowError {
             file: self.file_name.clone(),
             line: self.line,
             column: column.map(str::to_string),
             message,
-            raw,
+            raw: self.raw.clone(),
         }
     }
 
     /// Parses one JSON line into `self.row`.
     fn parse_json(&mut self, text: &str) -> Result<(), RowError> {
         let value: Json = serde_json::from_str(text)
-            .map_err(|e| self.row_error(None, format!("invalid JSON: {e}"), text.to_string()))?;
+            .map_err(|e| self.row_error(None, format!("invalid JSON: {e}")))?;
         let Json::Object(object) = value else {
-            return Err(self.row_error(None, "expected a JSON object".into(), text.to_string()));
+            return Err(self.row_error(None, "expected a JSON object".into()));
         };
         for (i, field) in self.spec.fields.iter().enumerate() {
             let cell = match object.get(&field.name) {
@@ -230,11 +324,10 @@ impl SourceReader {
                             type_name(field.ty),
                             describe_json(v)
                         ),
-                        text.to_string(),
                     )
                 })?,
             };
-            self.check_null(field, &cell, text)?;
+            self.check_null(field, &cell)?;
             self.row[i] = cell;
         }
         Ok(())
@@ -243,15 +336,29 @@ impl SourceReader {
     fn parse_csv(
         &mut self,
         record: &csv::StringRecord,
+        width: usize,
         positions: &[usize],
     ) -> Result<(), RowError> {
-        let raw = || record.iter().collect::<Vec<_>>().join(",");
+        if unterminated_quote(&self.raw) {
+            return Err(self.row_error(
+                None,
+                "a quoted field is never closed: its quote runs to the end of the input, over every row after it".into(),
+            ));
+        }
+        if record.len() != width {
+            return Err(self.row_error(
+                None,
+                format!(
+                    "the row has {} fields but the header has {width} (a value holding a comma needs double quotes)",
+                    record.len()
+                ),
+            ));
+        }
         for (i, field) in self.spec.fields.iter().enumerate() {
             let text = record.get(positions[i]).ok_or_else(|| {
                 self.row_error(
                     Some(&field.name),
                     format!("the row has {} fields, the header more", record.len()),
-                    raw(),
                 )
             })?;
             let cell = if text.is_empty() && (field.nullable || field.ty != ColumnType::Utf8) {
@@ -261,17 +368,16 @@ impl SourceReader {
                     self.row_error(
                         Some(&field.name),
                         format!("expected {}, found `{text}`", type_name(field.ty)),
-                        raw(),
                     )
                 })?
             };
-            self.check_null(field, &cell, &raw())?;
+            self.check_null(field, &cell)?;
             self.row[i] = cell;
         }
         Ok(())
     }
 
-    fn check_null(&self, field: &Field, cell: &Cell, raw: &str) -> Result<(), RowError> {
+    fn check_null(&self, field: &Field, cell: &Cell) -> Result<(), RowError> {
         if *cell == Cell::Null && !field.nullable {
             return Err(self.row_error(
                 Some(&field.name),
@@ -280,7 +386,6 @@ impl SourceReader {
                     type_name(field.ty),
                     type_name(field.ty)
                 ),
-                raw.to_string(),
             ));
         }
         Ok(())
@@ -313,44 +418,86 @@ impl SourceReader {
         let mut end = Int64Builder::with_capacity(self.batch_size);
         let mut rejected = Vec::new();
         let mut rows = 0;
-        while rows < self.batch_size {
+        let mut bytes = 0;
+        let mut line_bytes = Vec::new();
+        while rows < self.batch_size && bytes < MAX_BATCH_BYTES {
+            let io = |error| SourceError::Io {
+                source_name: self.spec.name.clone(),
+                path: self.spec.path.clone(),
+                error,
+            };
             let parsed = match &mut self.lines {
-                Lines::Jsonl(lines) => match lines.next() {
-                    None => None,
-                    Some(line) => {
+                Lines::Jsonl(lines) => {
+                    line_bytes.clear();
+                    if lines.read_until(b'\n', &mut line_bytes).map_err(io)? == 0 {
+                        None
+                    } else {
                         self.line += 1;
-                        let text = line.map_err(|error| SourceError::Io {
-                            source_name: self.spec.name.clone(),
-                            path: self.spec.path.clone(),
-                            error,
-                        })?;
+                        bytes += line_bytes.len();
+                        let text = match std::str::from_utf8(&line_bytes) {
+                            Ok(text) => text,
+                            Err(e) => {
+                                self.raw =
+                                    String::from_utf8_lossy(&line_bytes).trim_end().to_string();
+                                rejected.push(self.row_error(
+                                    None,
+                                    format!(
+                                        "invalid UTF-8 at byte {} of the line",
+                                        e.valid_up_to() + 1
+                                    ),
+                                ));
+                                continue;
+                            }
+                        };
+                        let text = text.trim_end_matches(['\n', '\r']);
                         if text.trim().is_empty() {
                             continue;
                         }
-                        Some(self.parse_json(&text))
+                        self.raw = text.to_string();
+                        let text = std::mem::take(&mut self.raw);
+                        let parsed = self.parse_json(&text);
+                        self.raw = text;
+                        Some(parsed)
                     }
-                },
-                Lines::Csv { records, positions } => match records.next() {
-                    None => None,
-                    Some(record) => {
-                        let positions = positions.clone();
-                        match record {
-                            Ok(record) => {
-                                self.line =
-                                    record.position().map(|p| p.line()).unwrap_or(self.line + 1);
-                                Some(self.parse_csv(&record, &positions))
+                }
+                Lines::Csv {
+                    reader,
+                    record,
+                    seen,
+                    width,
+                    positions,
+                } => {
+                    let (width, positions) = (*width, positions.clone());
+                    let read = reader.read_record(record);
+                    let end = reader.position().byte();
+                    let start = match &read {
+                        Ok(_) => record.position().map(|p| p.byte()),
+                        Err(e) => e.position().map(|p| p.byte()),
+                    };
+                    let raw = seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take(start.unwrap_or(end), end);
+                    bytes += raw.len();
+                    self.raw = raw;
+                    match read {
+                        Ok(false) => None,
+                        Ok(true) => {
+                            self.line =
+                                record.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                            let record = std::mem::take(record);
+                            let parsed = self.parse_csv(&record, width, &positions);
+                            if let Lines::Csv { record: slot, .. } = &mut self.lines {
+                                *slot = record;
                             }
-                            Err(e) => {
-                                self.line = e.position().map(|p| p.line()).unwrap_or(self.line + 1);
-                                Some(Err(self.row_error(
-                                    None,
-                                    format!("malformed CSV: {e}"),
-                                    String::new(),
-                                )))
-                            }
+                            Some(parsed)
+                        }
+                        Err(e) => {
+                            self.line = e.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                            Some(Err(self.row_error(None, format!("malformed CSV: {e}"))))
                         }
                     }
-                },
+                }
             };
             match parsed {
                 None => {
@@ -372,7 +519,6 @@ impl SourceReader {
                         rejected.push(self.row_error(
                             name.as_deref(),
                             format!("event end {t1} is not after its start {t0}"),
-                            String::new(),
                         ));
                         continue;
                     }

@@ -57,7 +57,7 @@ pub enum StageError {
         position: u64,
         /// The failure.
         error: CallError,
-        /// The row, as JSON.
+        /// The row, as JSON (cut to its first KiB).
         row: String,
     },
     /// The UDF trapped on a batch under policy `rollback`: nothing of the
@@ -483,7 +483,10 @@ impl UdfStage {
                                     module: self.instance.version().to_string(),
                                     position,
                                     error,
-                                    row: row_json,
+                                    row: crate::wasm::instance::clip(
+                                        &row_json,
+                                        crate::wasm::instance::MAX_SHOWN,
+                                    ),
                                 });
                             }
                             tracing::warn!(stage = %self.name, module = %self.instance.version(), position = position, "dead-lettered: {error}");

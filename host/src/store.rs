@@ -4,12 +4,17 @@
 //! Everything above this module goes through the [`Storage`] trait, so tests can
 //! put a [`FaultyStorage`] in front of the real database and make it fail after
 //! a given number of commits.
+//!
+//! Every value in the file carries a CRC-32 of its key and bytes, checked on
+//! every read: damage inside the file is an error naming what was damaged,
+//! never data served as good. redb checks its own layout with assertions; a
+//! read that trips one is reported as damage too, without panic output.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// Entries of every rStream: `(stream id, seq)` → encoded entry.
 const ENTRIES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("entries");
@@ -17,6 +22,12 @@ const ENTRIES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("entrie
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Host-owned keyed state: (owner, key) → value. An owner is one vertex.
 const STATE: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("state");
+/// The metadata key counting commits (8 bytes, little-endian).
+const COMMITS_KEY: &str = "weir/commits";
+/// The metadata key naming the layout of the file's values.
+const FORMAT_KEY: &str = "weir/format";
+/// Values are `crc32(key, value)` (4 bytes, little-endian) then the value.
+const FORMAT: &[u8] = b"2: crc32 per value";
 
 /// Changes to one owner's keyed state: `(key, Some(value))` sets a key,
 /// `(key, None)` removes it.
@@ -89,6 +100,18 @@ pub enum StoreError {
         /// What the OS reported.
         detail: String,
     },
+    /// A value in the file fails its checksum, or entries that must be
+    /// there are missing: the file was damaged after it was written.
+    #[error(
+        "the data file {path} is damaged: {what}. Weir did not modify it; restore it from a \
+         backup, or move it aside to start this node empty"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is damaged.
+        what: Damage,
+    },
     /// Another process has the database open.
     #[error("the data file {0} is in use by another process (is a node already running on it?)")]
     InUse(PathBuf),
@@ -100,6 +123,121 @@ pub enum StoreError {
         /// What failed.
         detail: String,
     },
+}
+
+/// What a checksum or a missing entry showed to be damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    /// An entry of a stream.
+    #[error("entry seq {seq} of stream #{stream} fails its checksum")]
+    Entry {
+        /// The stream's id.
+        stream: u64,
+        /// The entry's seq.
+        seq: u64,
+    },
+    /// Entries of a stream that must be stored are not.
+    #[error("stream #{stream} is missing entries from seq {from} (found {found})")]
+    Missing {
+        /// The stream's id.
+        stream: u64,
+        /// The first seq missing.
+        from: u64,
+        /// What was found instead: the next stored seq, or none.
+        found: String,
+    },
+    /// A metadata value (catalog, snapshot, timeline, positions).
+    #[error("metadata `{0}` fails its checksum")]
+    Meta(String),
+    /// A keyed-state value.
+    #[error("the keyed state of `{owner}` (key {key}) fails its checksum")]
+    State {
+        /// The vertex owning it.
+        owner: String,
+        /// The key, in hex.
+        key: String,
+    },
+    /// redb found its own structures inconsistent while reading.
+    #[error("{0}")]
+    Layout(String),
+}
+
+impl Damage {
+    /// The same damage, naming stream `name` instead of its id.
+    pub fn in_stream(&self, name: &str) -> String {
+        match self {
+            Damage::Entry { seq, .. } => {
+                format!("entry seq {seq} of stream `{name}` fails its checksum")
+            }
+            Damage::Missing { from, found, .. } => {
+                format!("stream `{name}` is missing entries from seq {from} (found {found})")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The checksum of a value under its key: damage to either shows.
+fn checksum(key: &[&[u8]], value: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for part in key {
+        h.update(&(part.len() as u32).to_le_bytes());
+        h.update(part);
+    }
+    h.update(value);
+    h.finalize()
+}
+
+/// `value` as stored: its checksum first.
+fn seal(key: &[&[u8]], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + value.len());
+    out.extend_from_slice(&checksum(key, value).to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// The value of a stored `sealed` one, if its checksum holds.
+fn unseal<'a>(key: &[&[u8]], sealed: &'a [u8]) -> Option<&'a [u8]> {
+    let (sum, value) = sealed.split_first_chunk::<4>()?;
+    (u32::from_le_bytes(*sum) == checksum(key, value)).then_some(value)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+thread_local! {
+    /// Set while this thread is inside redb: a panic there is damage, said
+    /// as an error, so the panic hook stays quiet.
+    static IN_REDB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a call into redb), turning a panic of redb's layout assertions
+/// into [`StoreError::Damaged`] without printing it.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_REDB.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = IN_REDB.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_REDB.with(|c| c.set(was));
+    result.unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "its layout is inconsistent".into());
+        Err(StoreError::Damaged {
+            path: path.to_path_buf(),
+            what: Damage::Layout(format!("its layout is inconsistent ({detail})")),
+        })
+    })
 }
 
 /// Durable key-value storage of a node.
@@ -124,12 +262,28 @@ pub trait Storage: Send + Sync + 'static {
     fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Calls `f` with every keyed-state `(key, value)` of `owner`, in key order.
     fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError>;
+    /// Where the data is, for messages (the file's path).
+    fn describe(&self) -> String;
 }
 
 /// The redb database of a node.
 pub struct RedbStorage {
     db: Database,
     path: PathBuf,
+    /// Commits made, and the file beside the database recording them.
+    commits: Mutex<Commits>,
+}
+
+/// The count of commits, kept in the database and, after each commit, in a
+/// small file beside it (`node.redb.commits`, written but not synced). After
+/// a crash of the process the file is never ahead of the database, since it
+/// is written after each commit is durable; after a power loss it may lag.
+/// Ahead means the database lost transactions it had acknowledged: redb, when
+/// its newest transaction fails its checksums, falls back to the one before.
+#[derive(Debug)]
+struct Commits {
+    count: u64,
+    file: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for RedbStorage {
@@ -156,38 +310,122 @@ impl RedbStorage {
         }
         // redb checks a damaged file's layout with assertions in places, so a
         // panic while opening is reported as damage too.
-        let opened = std::panic::catch_unwind(|| {
+        let db = guarded(path, || {
             if existed {
                 Database::open(path)
             } else {
                 Database::create(path)
             }
-        });
-        let db = match opened {
-            Ok(result) => result.map_err(|e| open_error(path, e))?,
-            Err(panic) => {
-                let detail = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "its layout is inconsistent".into());
-                return Err(StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail,
-                });
-            }
-        };
+            .map_err(|e| open_error(path, e))
+        })
+        .map_err(|e| match e {
+            StoreError::Damaged { path, what } => StoreError::Corrupt {
+                path,
+                detail: what.to_string(),
+            },
+            e => e,
+        })?;
         let storage = RedbStorage {
             db,
             path: path.to_path_buf(),
+            commits: Mutex::new(Commits {
+                count: 0,
+                file: None,
+            }),
         };
-        // Make sure every table exists, so readers never see "no such table".
-        let tx = storage.db.begin_write().map_err(|e| storage.error(e))?;
-        tx.open_table(ENTRIES).map_err(|e| storage.error(e))?;
-        tx.open_table(META).map_err(|e| storage.error(e))?;
-        tx.open_table(STATE).map_err(|e| storage.error(e))?;
-        tx.commit().map_err(|e| storage.error(e))?;
+        guarded(path, || storage.prepare(existed))?;
+        storage.check_commits()?;
         Ok(storage)
+    }
+
+    /// The file recording the commit count.
+    fn commits_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".commits");
+        PathBuf::from(name)
+    }
+
+    /// Compares the database's commit count with the one recorded beside it.
+    fn check_commits(&self) -> Result<(), StoreError> {
+        let count = guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(META).map_err(|e| self.error(e))?;
+            let value = table.get(COMMITS_KEY).map_err(|e| self.error(e))?;
+            Ok(value
+                .and_then(|v| v.value().try_into().ok())
+                .map_or(0, u64::from_le_bytes))
+        })?;
+        let side = self.commits_path();
+        let recorded = std::fs::read(&side)
+            .ok()
+            .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
+            .map_or(0, u64::from_le_bytes);
+        if recorded > count {
+            return Err(self.damaged(Damage::Layout(format!(
+                "it holds {count} commits but {recorded} were acknowledged ({} says so): its \
+                 newest transactions failed redb's checksums and were dropped",
+                side.display()
+            ))));
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&side)
+            .map_err(|e| StoreError::Other {
+                path: side.clone(),
+                detail: e.to_string(),
+            })?;
+        let mut commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        commits.count = count;
+        commits.file = Some(file);
+        record_commits(&mut commits);
+        Ok(())
+    }
+
+    /// Makes sure every table exists (so readers never see "no such table")
+    /// and that the file's values carry checksums.
+    fn prepare(&self, existed: bool) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+        let mut meta = tx.open_table(META).map_err(|e| self.error(e))?;
+        tx.open_table(STATE).map_err(|e| self.error(e))?;
+        let format = meta
+            .get(FORMAT_KEY)
+            .map_err(|e| self.error(e))?
+            .map(|v| v.value().to_vec());
+        match format {
+            Some(f) if f == FORMAT => {}
+            Some(f) => {
+                return Err(StoreError::Other {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "the file's layout is `{}`, which this version of Weir does not read",
+                        String::from_utf8_lossy(&f)
+                    ),
+                });
+            }
+            None if existed && meta.first().map_err(|e| self.error(e))?.is_some() => {
+                return Err(StoreError::Other {
+                    path: self.path.clone(),
+                    detail: "the file was written by a version of Weir without checksums; \
+                             export its streams with that version"
+                        .into(),
+                });
+            }
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT).map_err(|e| self.error(e))?;
+            }
+        }
+        drop(meta);
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    fn damaged(&self, what: Damage) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            what,
+        }
     }
 
     /// The database file.
@@ -227,6 +465,126 @@ fn classify(path: &Path, e: redb::Error) -> StoreError {
 
 impl Storage for RedbStorage {
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        guarded(&self.path, || self.commit_ops(ops))
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn entry(&self, stream: u64, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+            let value = table.get((stream, seq)).map_err(|e| self.error(e))?;
+            value
+                .map(|v| self.entry_value(stream, seq, v.value()))
+                .transpose()
+        })
+    }
+
+    fn entries(
+        &self,
+        stream: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+            let mut out = Vec::new();
+            for item in table
+                .range((stream, from)..=(stream, u64::MAX))
+                .map_err(|e| self.error(e))?
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = item.map_err(|e| self.error(e))?;
+                let (s, seq) = k.value();
+                if s != stream {
+                    break;
+                }
+                out.push((seq, self.entry_value(stream, seq, v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn next_seq(&self, stream: u64) -> Result<u64, StoreError> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
+            let last = table
+                .range((stream, 0)..=(stream, u64::MAX))
+                .map_err(|e| self.error(e))?
+                .next_back();
+            match last {
+                Some(item) => {
+                    let (k, _) = item.map_err(|e| self.error(e))?;
+                    Ok(k.value().1 + 1)
+                }
+                None => Ok(0),
+            }
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(META).map_err(|e| self.error(e))?;
+            let value = table.get(key).map_err(|e| self.error(e))?;
+            value.map(|v| self.meta_value(key, v.value())).transpose()
+        })
+    }
+
+    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(META).map_err(|e| self.error(e))?;
+            let mut out = Vec::new();
+            for item in table.range(prefix..).map_err(|e| self.error(e))? {
+                let (k, v) = item.map_err(|e| self.error(e))?;
+                let key = k.value();
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                if key == FORMAT_KEY || key == COMMITS_KEY {
+                    continue;
+                }
+                out.push((key.to_string(), self.meta_value(key, v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(STATE).map_err(|e| self.error(e))?;
+            let (from, to) = owner_range(owner);
+            for item in table
+                .range((from.as_str(), &[][..])..(to.as_str(), &[][..]))
+                .map_err(|e| self.error(e))?
+            {
+                let (k, v) = item.map_err(|e| self.error(e))?;
+                let (o, key) = k.value();
+                let value = unseal(&[o.as_bytes(), key], v.value()).ok_or_else(|| {
+                    self.damaged(Damage::State {
+                        owner: o.to_string(),
+                        key: hex(key),
+                    })
+                })?;
+                f(key, value);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl RedbStorage {
+    fn commit_ops(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
         let tx = self.db.begin_write().map_err(|e| self.error(e))?;
         {
             let mut entries = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
@@ -235,8 +593,9 @@ impl Storage for RedbStorage {
             for op in ops {
                 match op {
                     Op::PutEntry { stream, seq, value } => {
+                        let sealed = seal(&[&entry_key(*stream, *seq)], value);
                         entries
-                            .insert((*stream, *seq), value.as_slice())
+                            .insert((*stream, *seq), sealed.as_slice())
                             .map_err(|e| self.error(e))?;
                     }
                     Op::DeleteEntriesBelow { stream, seq } => {
@@ -245,7 +604,8 @@ impl Storage for RedbStorage {
                             .map_err(|e| self.error(e))?;
                     }
                     Op::PutMeta { key, value } => {
-                        meta.insert(key.as_str(), value.as_slice())
+                        let sealed = seal(&[key.as_bytes()], value);
+                        meta.insert(key.as_str(), sealed.as_slice())
                             .map_err(|e| self.error(e))?;
                     }
                     Op::DeleteMeta { key } => {
@@ -255,7 +615,10 @@ impl Storage for RedbStorage {
                         for (key, value) in changes {
                             let k = (owner.as_str(), key.as_slice());
                             match value {
-                                Some(v) => state.insert(k, v.as_slice()).map(drop),
+                                Some(v) => {
+                                    let sealed = seal(&[owner.as_bytes(), key], v);
+                                    state.insert(k, sealed.as_slice()).map(drop)
+                                }
                                 None => state.remove(k).map(drop),
                             }
                             .map_err(|e| self.error(e))?;
@@ -271,89 +634,46 @@ impl Storage for RedbStorage {
                     }
                 }
             }
+            meta.insert(COMMITS_KEY, &(commits.count + 1).to_le_bytes()[..])
+                .map_err(|e| self.error(e))?;
         }
-        tx.commit().map_err(|e| self.error(e))
-    }
-
-    fn entry(&self, stream: u64, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
-        let value = table.get((stream, seq)).map_err(|e| self.error(e))?;
-        Ok(value.map(|v| v.value().to_vec()))
-    }
-
-    fn entries(
-        &self,
-        stream: u64,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
-        let mut out = Vec::new();
-        for item in table
-            .range((stream, from)..=(stream, u64::MAX))
-            .map_err(|e| self.error(e))?
-        {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item.map_err(|e| self.error(e))?;
-            out.push((k.value().1, v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn next_seq(&self, stream: u64) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = tx.open_table(ENTRIES).map_err(|e| self.error(e))?;
-        let last = table
-            .range((stream, 0)..=(stream, u64::MAX))
-            .map_err(|e| self.error(e))?
-            .next_back();
-        match last {
-            Some(item) => {
-                let (k, _) = item.map_err(|e| self.error(e))?;
-                Ok(k.value().1 + 1)
-            }
-            None => Ok(0),
-        }
-    }
-
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = tx.open_table(META).map_err(|e| self.error(e))?;
-        let value = table.get(key).map_err(|e| self.error(e))?;
-        Ok(value.map(|v| v.value().to_vec()))
-    }
-
-    fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = tx.open_table(META).map_err(|e| self.error(e))?;
-        let mut out = Vec::new();
-        for item in table.range(prefix..).map_err(|e| self.error(e))? {
-            let (k, v) = item.map_err(|e| self.error(e))?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = tx.open_table(STATE).map_err(|e| self.error(e))?;
-        let (from, to) = owner_range(owner);
-        for item in table
-            .range((from.as_str(), &[][..])..(to.as_str(), &[][..]))
-            .map_err(|e| self.error(e))?
-        {
-            let (k, v) = item.map_err(|e| self.error(e))?;
-            f(k.value().1, v.value());
-        }
+        tx.commit().map_err(|e| self.error(e))?;
+        commits.count += 1;
+        record_commits(&mut commits);
         Ok(())
     }
+
+    fn entry_value(&self, stream: u64, seq: u64, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        unseal(&[&entry_key(stream, seq)], sealed)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| self.damaged(Damage::Entry { stream, seq }))
+    }
+
+    fn meta_value(&self, key: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        unseal(&[key.as_bytes()], sealed)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| self.damaged(Damage::Meta(key.to_string())))
+    }
+}
+
+/// Writes the commit count to the file beside the database (not synced: a
+/// crash of the process keeps it, and a power loss only makes it lag).
+fn record_commits(commits: &mut Commits) {
+    #[cfg(unix)]
+    if let Some(file) = &commits.file {
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = file.write_all_at(&commits.count.to_le_bytes(), 0) {
+            tracing::warn!("cannot record the commit count: {e}");
+        }
+    }
+}
+
+/// The checksummed key of an entry.
+fn entry_key(stream: u64, seq: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&stream.to_le_bytes());
+    key[8..].copy_from_slice(&seq.to_le_bytes());
+    key
 }
 
 /// The key range of one owner's state: `[owner, owner + "\0")`, since no
@@ -376,6 +696,10 @@ pub struct MemStorage {
 type StateKey = (String, Vec<u8>);
 
 impl Storage for MemStorage {
+    fn describe(&self) -> String {
+        "(memory)".into()
+    }
+
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
@@ -532,6 +856,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
         self.inner.scan_state(owner, f)
     }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 #[cfg(test)]
@@ -593,6 +920,66 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let err = RedbStorage::open(&path).unwrap_err();
         assert!(err.to_string().contains("the file is empty"), "{err}");
+    }
+
+    /// Flips one byte of every copy of `needle` in the file.
+    fn flip(path: &Path, needle: &[u8]) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let at: Vec<usize> = bytes
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| *w == needle)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!at.is_empty(), "the value is in the file");
+        for i in at {
+            bytes[i + needle.len() / 2] ^= 0x20;
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_value_is_an_error_naming_it_never_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        {
+            let s = RedbStorage::open(&path).unwrap();
+            s.commit(&[
+                put(3, 7, b"entry-value-ENTRY"),
+                Op::PutMeta {
+                    key: "snap/j@1/v".into(),
+                    value: b"meta-value-META".to_vec(),
+                },
+                Op::State {
+                    owner: "snap/j@1/v".into(),
+                    changes: vec![(b"k".to_vec(), Some(b"state-value-STATE".to_vec()))],
+                },
+            ])
+            .unwrap();
+        }
+        flip(&path, b"entry-value-ENTRY");
+        flip(&path, b"meta-value-META");
+        flip(&path, b"state-value-STATE");
+        let s = RedbStorage::open(&path).unwrap();
+        let e = s.entry(3, 7).unwrap_err().to_string();
+        assert!(
+            e.contains("node.redb is damaged: entry seq 7 of stream #3 fails its checksum"),
+            "{e}"
+        );
+        let e = s.entries(3, 0, 10).unwrap_err().to_string();
+        assert!(e.contains("entry seq 7 of stream #3"), "{e}");
+        let e = s.meta("snap/j@1/v").unwrap_err().to_string();
+        assert!(
+            e.contains("metadata `snap/j@1/v` fails its checksum"),
+            "{e}"
+        );
+        assert!(s.meta_prefix("snap/").is_err());
+        let e = s.scan_state("snap/j@1/v", &mut |_, _| {}).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("keyed state of `snap/j@1/v` (key 6b) fails its checksum"),
+            "{e}"
+        );
     }
 
     fn state_of(s: &dyn Storage, owner: &str) -> Vec<(Vec<u8>, Vec<u8>)> {

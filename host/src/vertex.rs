@@ -16,7 +16,7 @@ use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
 use crate::merge::{Merge, Merged};
-use crate::patch::{Change, Patch, Timeline, now_ms};
+use crate::patch::{Change, Patch, Requested, Timeline, now_ms};
 use crate::plan::{CtiPolicy, Recovery};
 use crate::rstream::{END, Entry};
 use crate::schema::{ColumnType, Field, event_schema};
@@ -81,8 +81,12 @@ impl CtiGen {
     }
 
     /// Splits `batch` (read by `source` at `input_seq`) into its on-time
-    /// events and dead letters for the late ones (starting before a CTI
-    /// already emitted), and returns the CTI to emit after it.
+    /// events and dead letters for the late ones, and returns the CTI to emit
+    /// after it. The policy is applied event by event: an event is late when
+    /// it starts before the CTI the events before it make (the last CTI
+    /// emitted, or the highest start minus the lag, or the highest start at
+    /// every N events), so which events are late does not depend on how the
+    /// input was cut into batches, offline or on a node.
     pub fn on_batch(
         &mut self,
         batch: &RecordBatch,
@@ -90,50 +94,47 @@ impl CtiGen {
         input_seq: i64,
     ) -> (RecordBatch, Vec<DeadLetter>, Option<i64>) {
         let starts = batch.column(0).as_primitive::<Int64Type>();
-        let late: Vec<DeadLetter> = match self.last {
-            Some(cti) => (0..starts.len())
-                .filter(|&i| starts.value(i) < cti)
-                .map(|i| DeadLetter {
-                    start: starts.value(i),
+        let before = self.last;
+        let policy = self.policy.unwrap_or_default();
+        let mut late: Vec<DeadLetter> = Vec::new();
+        let mut keep: Option<Vec<bool>> = None;
+        for (i, &start) in starts.values().iter().enumerate() {
+            if let Some(cti) = self.last.filter(|c| start < *c) {
+                keep.get_or_insert_with(|| vec![true; starts.len()])[i] = false;
+                late.push(DeadLetter {
+                    start,
                     input_seq,
                     module: "-".into(),
                     error: format!(
-                        "late event: it starts before CTI {cti} already emitted by source `{source}`"
+                        "late event: it starts before CTI {cti} of source `{source}` (already emitted, or made by the events before it)"
                     ),
                     row: crate::stage::row_json(&batch.slice(i, 1)),
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let on_time = if late.is_empty() {
-            batch.clone()
-        } else {
-            let keep = BooleanArray::from_iter(
-                starts
-                    .values()
-                    .iter()
-                    .map(|s| Some(self.last.is_none_or(|c| *s >= c))),
-            );
-            arrow_select::filter::filter_record_batch(batch, &keep)
-                .expect("filtering a batch by its own start column")
-        };
-        let on_time_starts = on_time.column(0).as_primitive::<Int64Type>();
-        if let Some(m) = on_time_starts.values().iter().max() {
-            self.max_start = Some(self.max_start.map_or(*m, |x| x.max(*m)));
-        }
-        self.count += on_time.num_rows() as u64;
-        let candidate = match (self.policy.unwrap_or_default(), self.max_start) {
-            (CtiPolicy::Lag(lag), Some(m)) => Some(m.saturating_sub(lag)),
-            (CtiPolicy::Every(n), Some(m)) if self.count >= n => {
-                self.count = 0;
-                Some(m)
+                });
+                continue;
             }
-            _ => None,
-        };
-        let cti = candidate.filter(|c| self.last.is_none_or(|l| *c > l));
-        if let Some(c) = cti {
-            self.last = Some(c);
+            let max = self.max_start.map_or(start, |m| m.max(start));
+            self.max_start = Some(max);
+            self.count += 1;
+            let candidate = match policy {
+                CtiPolicy::Lag(lag) => Some(max.saturating_sub(lag)),
+                CtiPolicy::Every(n) if self.count >= n => {
+                    self.count = 0;
+                    Some(max)
+                }
+                CtiPolicy::Every(_) => None,
+            };
+            if let Some(c) = candidate.filter(|c| self.last.is_none_or(|l| *c > l)) {
+                self.last = Some(c);
+            }
         }
+        let on_time = match keep {
+            None => batch.clone(),
+            Some(keep) => {
+                arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(keep))
+                    .expect("filtering a batch by a mask of its own length")
+            }
+        };
+        let cti = self.last.filter(|_| self.last != before);
         (on_time, late, cti)
     }
 
@@ -210,6 +211,9 @@ pub struct Effects {
     /// The patch timeline, when this entry appended to it: persist it before
     /// the entries above, since some of them ran on the new version.
     pub timeline: Option<Timeline>,
+    /// Requested changes this entry settled, in order: taken into the
+    /// timeline (`None`) or refused (why). Persist with the timeline.
+    pub settled: Vec<(u64, Option<String>)>,
 }
 
 /// Builds the stage at a module version (full SHA-256 hex), for a patch.
@@ -219,8 +223,8 @@ pub type StageLoader = Box<dyn FnMut(&str) -> Result<UdfStage, StageError> + Sen
 struct Patching {
     timeline: Timeline,
     load: StageLoader,
-    /// A live request, applied at the vertex's next CTI.
-    pending: Option<(String, Change)>,
+    /// Requests accepted, applied in order at the vertex's next CTI.
+    pending: VecDeque<Requested>,
     /// Why the last live request could not be applied.
     refused: Option<String>,
 }
@@ -426,27 +430,29 @@ impl Vertex {
             self.patching = Some(Patching {
                 timeline,
                 load,
-                pending: None,
+                pending: VecDeque::new(),
                 refused: None,
             });
         }
         Ok(self)
     }
 
-    /// Asks for `change` (to module `version`, full SHA-256 hex, for a module
-    /// change) at the vertex's next CTI, once it has replayed its whole timeline.
-    pub fn schedule(&mut self, version: String, change: Change) {
-        if let Some(p) = self.patching.as_mut() {
-            p.pending = Some((version, change));
-            p.refused = None;
+    /// Queues `request` (to module `version`, full SHA-256 hex, for a module
+    /// change) for the vertex's next CTI, once it has replayed its whole
+    /// timeline; requests queued before it are applied first.
+    pub fn schedule(&mut self, request: Requested) {
+        if let Some(p) = self.patching.as_mut()
+            && !p.pending.iter().any(|r| r.id == request.id)
+        {
+            p.pending.push_back(request);
         }
     }
 
-    /// A scheduled change not yet applied, and why the last one was refused.
+    /// Whether requested changes are waiting, and why the last one was refused.
     pub fn patch_state(&self) -> (bool, Option<String>) {
-        self.patching
-            .as_ref()
-            .map_or((false, None), |p| (p.pending.is_some(), p.refused.clone()))
+        self.patching.as_ref().map_or((false, None), |p| {
+            (!p.pending.is_empty(), p.refused.clone())
+        })
     }
 
     /// Rows dropped by runtime filters so far.
@@ -563,13 +569,23 @@ impl Vertex {
         if self.at.finished || patching.timeline.patches.len() as u64 != self.at.patches {
             return;
         }
-        let Some((version, change)) = patching.pending.take() else {
-            return;
-        };
-        if let Err(e) = self.record(version.clone(), change.clone(), fx) {
-            tracing::error!(vertex = %self.name, "{} ({}) not applied: {e}", change.describe(), short_version(&version));
-            if let Some(p) = self.patching.as_mut() {
-                p.refused = Some(e.to_string());
+        let waiting: Vec<Requested> = patching.pending.drain(..).collect();
+        for request in waiting {
+            let Requested {
+                id,
+                version,
+                change,
+                ..
+            } = request;
+            match self.record(version.clone(), change.clone(), fx) {
+                Ok(()) => fx.settled.push((id, None)),
+                Err(e) => {
+                    tracing::error!(vertex = %self.name, "{} ({}) not applied: {e}", change.describe(), short_version(&version));
+                    if let Some(p) = self.patching.as_mut() {
+                        p.refused = Some(e.to_string());
+                    }
+                    fx.settled.push((id, Some(e.to_string())));
+                }
             }
         }
     }
@@ -1018,6 +1034,29 @@ mod tests {
             feed(&mut second, &inputs, &mut order, usize::MAX, &mut got)
                 .map_err(TestCaseError::fail)?;
             prop_assert_eq!(expected, got);
+        }
+    }
+
+    #[test]
+    fn late_events_do_not_depend_on_how_the_input_is_cut() {
+        let starts: Vec<i64> = (0..200).map(|i| (i * 37 % 23) + i / 2).collect();
+        for policy in [CtiPolicy::Lag(0), CtiPolicy::Lag(5), CtiPolicy::Every(7)] {
+            let late_with = |size: usize| {
+                let mut generator = CtiGen::new(policy);
+                let mut late = Vec::new();
+                let mut last_cti = None;
+                for (k, chunk) in starts.chunks(size).enumerate() {
+                    let (_, dead, cti) = generator.on_batch(&batch(chunk, 0), "s", k as i64);
+                    late.extend(dead.iter().map(|d| d.start));
+                    last_cti = cti.or(last_cti);
+                }
+                (late, last_cti)
+            };
+            let one = late_with(1);
+            assert!(!one.0.is_empty(), "{policy:?}: the input has late events");
+            for size in [2, 3, 7, 64, 200] {
+                assert_eq!(late_with(size), one, "{policy:?}, batches of {size}");
+            }
         }
     }
 

@@ -483,4 +483,107 @@ path = "out/items.jsonl"
     );
     let status = ok(&node.weir(d, &["job", "status", "items"]));
     assert!(status.contains("running"), "{status}");
+
+    // A line longer than a read chunk (4 MiB), and a last line without a
+    // newline; then the file is declared ended and the job finishes.
+    append(&format!(
+        "{{\"ts\": 5000, \"id\": 300, \"pad\": \"{}\"}}\n",
+        "p".repeat(5 << 20)
+    ));
+    append("{\"ts\": 5001, \"id\": 301}");
+    let said = ok(&node.weir(
+        d,
+        &["job", "end-source", "--job", "items", "--source", "items"],
+    ));
+    assert!(said.contains("ends at the end of"), "{said}");
+    wait_finished(&node, d, "items");
+    assert_eq!(wait_lines(d, 301).len(), 301);
+
+    // After a restart, status shows what the job did, from its durable positions.
+    node.kill9();
+    let node = Node::start(d, "data").expect("node restarts");
+    let (state, status) = job_state(&node, d, "items");
+    assert_eq!(state, "finished", "{status}");
+    let v: serde_json::Value = serde_json::from_str(&status).expect("status is JSON");
+    let vertex = |role: &str| {
+        v[0]["vertices"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|x| x["role"] == role))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {role} in {status}"))
+    };
+    let (source, stage) = (vertex("source"), vertex("stage"));
+    assert_eq!(source["rows_in"], 304, "{source}");
+    assert_eq!(source["rows_out"], 302, "{source}");
+    assert_eq!(source["dead"], 2, "{source}");
+    assert_eq!(stage["rows_in"], 302, "{stage}");
+    assert_eq!(stage["rows_out"], 301, "{stage}");
+    assert_eq!(stage["dead"], 1, "{stage}");
+    assert_eq!(vertex("sink")["rows_in"], 301);
+}
+
+#[test]
+fn late_events_are_the_same_offline_and_on_a_node() {
+    // Event 3 starts before event 2: with the default policy (CTI = the
+    // highest start so far) it is late, offline as on a node.
+    let input = "{\"ts\": 10, \"id\": 1}\n{\"ts\": 20, \"id\": 2}\n{\"ts\": 15, \"id\": 3}\n{\"ts\": 30, \"id\": 4}\n";
+    let job = format!(
+        r#"name = "late"
+
+[[sources]]
+name = "items"
+path = "items.jsonl"
+event_time = "ts"
+schema = {{ ts = "int64", id = "int64" }}
+
+[[stages]]
+name = "double"
+input = "items"
+kind = "processor"
+component = "{}"
+
+[[sinks]]
+input = "double"
+path = "out/items.jsonl"
+"#,
+        udf_component("panic_on_row").display()
+    );
+    let ids = |text: &str| -> Vec<i64> {
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+                v["id"].as_i64().expect("id")
+            })
+            .collect()
+    };
+    let mut offline = Vec::new();
+    for batch_size in ["1", "2", "1024"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "items.jsonl", input);
+        write(dir.path(), "job.toml", &job);
+        let out = super::weir(
+            &["run", "job.toml", "--quiet", "--batch-size", batch_size],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = std::fs::read_to_string(dir.path().join("out/items.jsonl")).expect("output");
+        let dead = std::fs::read_to_string(dir.path().join("late.dead-letter.jsonl"))
+            .expect("dead letters");
+        assert!(
+            dead.contains("late event") && dead.contains("\"id\":3"),
+            "{dead}"
+        );
+        offline.push(ids(&text));
+    }
+    assert!(offline.iter().all(|o| *o == [1, 2, 4]), "{offline:?}");
+
+    let dir = cluster();
+    let d = dir.path();
+    let node = Node::start(d, "data").expect("node starts");
+    write(d, "items.jsonl", input);
+    write(d, "job.toml", &job);
+    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    wait_finished(&node, d, "late");
+    let online = std::fs::read_to_string(d.join("out/items.jsonl")).expect("output");
+    assert_eq!(ids(&online), offline[0], "one rule for both");
 }

@@ -9,6 +9,8 @@ use weir::testkit::{repo_root, udf_component};
 mod jobs;
 mod node;
 mod patch;
+mod security;
+mod sinks;
 
 fn weir(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -214,6 +216,155 @@ fn csv_row_with_bad_number_fails_naming_line_and_column() {
         e.contains("items.csv:3: column `id`: expected int64, found `x2`"),
         "{e}"
     );
+}
+
+/// A job over `items.csv` (`ts`, `id`, `name`) with the `on_error` policy.
+fn csv_job(text: &str, on_error: &str) -> Job {
+    let job = Job::new();
+    job.write("items.csv", text);
+    job.one_stage_over(
+        r#"ts = "int64", id = "int64", name = "utf8""#,
+        &udf_component("panic_on_row"),
+        "",
+        "fail",
+    );
+    let toml = job
+        .read("job.toml")
+        .replace("items.jsonl", "items.csv")
+        .replace(
+            "schema = {",
+            &format!("on_error = \"{on_error}\"\nschema = {{"),
+        );
+    job.write("job.toml", &toml);
+    job
+}
+
+#[test]
+fn csv_rows_with_the_wrong_field_count_are_errors_not_truncated() {
+    // An unquoted comma splits a name in two: the row has a field too many.
+    let text = "ts,id,name\n1,1,Ann\n2,2,Smith, John\n3,3\n4,4,Bo\n";
+    let e = stderr(&csv_job(text, "fail").run(&[]));
+    assert!(
+        e.contains("items.csv:3: the row has 4 fields but the header has 3"),
+        "{e}"
+    );
+    let job = csv_job(text, "dead-letter");
+    let out = job.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        job.read("out.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["id"].clone())
+            .collect::<Vec<_>>(),
+        [1, 4]
+    );
+    let dead: Vec<serde_json::Value> = job
+        .read("job.dead-letter.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0]["line"], 3);
+    assert_eq!(dead[0]["raw"], "2,2,Smith, John");
+    assert_eq!(dead[1]["line"], 4);
+    assert_eq!(dead[1]["raw"], "3,3");
+}
+
+#[test]
+fn an_unterminated_csv_quote_is_an_error_not_swallowed_rows() {
+    let text = "ts,id,name\n1,1,\"Ann\"\n2,2,\"Bo\n3,3,Cy\n4,4,Di\n";
+    let e = stderr(&csv_job(text, "fail").run(&[]));
+    assert!(
+        e.contains("items.csv:3: a quoted field is never closed"),
+        "{e}"
+    );
+    // A quoted field over several lines, with a doubled quote, is fine.
+    let job = csv_job("ts,id,name\n1,1,\"Ann \"\"A\"\"\nSmith\"\n2,2,Bo\n", "fail");
+    let out = job.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(job.read("out.jsonl").lines().count(), 2);
+}
+
+#[test]
+fn invalid_utf8_names_its_line_and_is_dead_lettered_under_that_policy() {
+    let job = Job::new();
+    let mut bytes = b"{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": 2, \"x\": \"".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(b"\"}\n{\"ts\": 3, \"id\": 3}\n");
+    std::fs::write(job.path().join("items.jsonl"), &bytes).expect("write");
+    job.one_stage(&udf_component("panic_on_row"), "", "fail");
+    let e = stderr(&job.run(&[]));
+    assert!(
+        e.contains("items.jsonl:2: invalid UTF-8 at byte 26 of the line"),
+        "{e}"
+    );
+    let text = job
+        .read("job.toml")
+        .replace("schema = {", "on_error = \"dead-letter\"\nschema = {");
+    job.write("job.toml", &text);
+    let out = job.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(job.read("out.jsonl").lines().count(), 2);
+    let dead = job.read("job.dead-letter.jsonl");
+    assert!(
+        dead.contains("\"line\":2") && dead.contains("invalid UTF-8"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn a_row_whose_end_is_not_after_its_start_keeps_its_raw_text() {
+    let job = Job::new();
+    job.write(
+        "items.jsonl",
+        "{\"ts\": 5, \"te\": 9, \"id\": 1}\n{\"ts\": 7, \"te\": 7, \"id\": 2}\n",
+    );
+    job.one_stage_over(
+        r#"ts = "int64", te = "int64", id = "int64""#,
+        &udf_component("panic_on_row"),
+        "",
+        "fail",
+    );
+    let text = job.read("job.toml").replace(
+        "schema = {",
+        "end_time = \"te\"\non_error = \"dead-letter\"\nschema = {",
+    );
+    job.write("job.toml", &text);
+    let out = job.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dead: serde_json::Value =
+        serde_json::from_str(job.read("job.dead-letter.jsonl").trim()).expect("one dead letter");
+    assert_eq!(dead["raw"], "{\"ts\": 7, \"te\": 7, \"id\": 2}");
+    assert!(
+        dead.to_string().contains("is not after its start"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn a_trap_on_a_huge_row_names_the_row_without_printing_all_of_it() {
+    let job = Job::new();
+    let big = "x".repeat(4 << 20);
+    job.write(
+        "items.jsonl",
+        &format!("{{\"ts\": 1, \"id\": 13, \"name\": \"{big}\"}}\n"),
+    );
+    job.one_stage_over(
+        r#"ts = "int64", id = "int64", name = "utf8""#,
+        &udf_component("panic_on_row"),
+        "",
+        "fail",
+    );
+    let out = job.run(&[]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("input position 0") && e.contains("poison row id 13"),
+        "{}",
+        &e[..e.len().min(2000)]
+    );
+    assert!(e.contains("more bytes)"), "the row is cut, and says so");
+    assert!(e.len() < 8 << 10, "{} bytes of error", e.len());
 }
 
 #[test]
@@ -457,6 +608,10 @@ fn what_a_udf_prints_goes_to_the_log_however_much() {
     assert!(log.contains("[stdout] row 2999 xxxx"), "the last line too");
     assert!(log.contains("[stderr] at row 2900"), "stderr as well");
     assert!(
+        !log.contains('\x1b'),
+        "no colour codes in a log that is not a terminal"
+    );
+    assert!(
         !log.contains("dropped"),
         "nothing dropped in calls of 100 rows"
     );
@@ -471,6 +626,24 @@ fn what_a_udf_prints_goes_to_the_log_however_much() {
         log.contains("more bytes dropped: a call keeps 4 MiB)"),
         "the overflow is said, not silent"
     );
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `weir udf inspect X | head -0`: the reader is gone before weir prints.
+    let component = udf_component("user_stats");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["udf", "inspect", &component.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn weir");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing said on stderr: {err}");
+    assert_ne!(out.status.code(), Some(101), "no panic exit");
 }
 
 #[test]

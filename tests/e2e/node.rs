@@ -19,17 +19,21 @@ impl Node {
     }
 
     fn start_with(dir: &Path, data: &str, env: &[(&str, &str)]) -> Result<Node, String> {
+        Self::start_at(dir, data, "127.0.0.1:0", env)
+    }
+
+    /// A node listening on `listen` (a restart on the address it had).
+    pub(crate) fn start_at(
+        dir: &Path,
+        data: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Node, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .envs(env.iter().copied())
             .args([
-                "node",
-                "start",
-                "--data",
-                data,
-                "--listen",
-                "127.0.0.1:0",
-                "--certs",
-                "certs",
+                "node", "start", "--data", data, "--listen", listen, "--certs", "certs", "--files",
+                ".",
             ])
             .current_dir(dir)
             .stdout(Stdio::piped())
@@ -56,6 +60,24 @@ impl Node {
         let mut all: Vec<&str> = args.to_vec();
         all.extend_from_slice(&["--node", &self.addr]);
         weir(&all, dir)
+    }
+
+    /// Stops the node as Ctrl-C does (it closes its database cleanly).
+    pub(crate) fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().expect("wait").is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the node did not stop on SIGINT");
     }
 
     pub(crate) fn kill9(mut self) {
@@ -243,6 +265,108 @@ fn acknowledged_events_survive_kill_9_and_requests_are_all_or_nothing() {
 }
 
 #[test]
+fn an_ingest_in_flight_when_the_node_dies_is_retried_and_stored_once() {
+    let seed = super::jobs::crash_seed("ingest retry test");
+    let mut rng = super::jobs::Rng(seed);
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = Node::start(d, "data").expect("node starts");
+    let addr = node.addr.clone();
+    create_clicks(&node, d);
+    let rounds = 6;
+    for round in 0..rounds {
+        let file = format!("part-{round}.jsonl");
+        write(d, &file, &clicks(round * 2000, 2000));
+        let client = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["ingest", "clicks", &file, "--node", &addr])
+            .current_dir(d)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ingest");
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(120)));
+        node.kill9();
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(300)));
+        node = Node::start_at(d, "data", &addr, &[]).expect("node restarts on its address");
+        // The client reconnects by itself and finishes.
+        let out = client.wait_with_output().expect("ingest ends");
+        let text = ok(&out);
+        assert!(
+            text.contains("2000 events stored durably")
+                || text.contains("2000 events already stored"),
+            "seed {seed} round {round}: {text}"
+        );
+    }
+    // Every event exactly once, although some requests reached the node twice.
+    let lines = read_all(&node, d);
+    let mut seen = std::collections::HashMap::new();
+    for line in &lines {
+        let url = line
+            .split("\"url\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a url");
+        *seen.entry(url.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), rounds * 2000, "seed {seed}: every event stored");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "seed {seed}: no event stored twice"
+    );
+    // Running a finished command again stores nothing either.
+    let again = ok(&node.weir(d, &["ingest", "clicks", "part-0.jsonl"]));
+    assert!(again.contains("already stored"), "{again}");
+    assert_eq!(read_all(&node, d).len(), rounds * 2000);
+    // A producer numbering its requests: a lower sequence than one stored is refused.
+    write(d, "seq.jsonl", &clicks(900_000, 3));
+    let mut args = vec![
+        "ingest",
+        "clicks",
+        "seq.jsonl",
+        "--producer",
+        "app",
+        "--sequence",
+        "5",
+    ];
+    ok(&node.weir(d, &args));
+    let again = ok(&node.weir(d, &args));
+    assert!(again.contains("already stored"), "{again}");
+    args[6] = "4";
+    let out = node.weir(d, &args);
+    assert!(
+        !out.status.success() && stderr(&out).contains("already stored sequence 5"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(read_all(&node, d).len(), rounds * 2000 + 3);
+}
+
+#[test]
+fn a_stream_larger_than_a_frame_and_a_row_of_70_mb_read_back_whole() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = Node::start(d, "data").expect("node starts");
+    create_clicks(&node, d);
+    let huge = "h".repeat(70 << 20);
+    let mut text = clicks(0, 5);
+    text.push_str(&format!(
+        "{{\"user\":\"big\",\"url\":\"{huge}\",\"ts\":9000}}\n"
+    ));
+    text.push_str(&clicks(5, 5));
+    write(d, "big.jsonl", &text);
+    ok(&node.weir(d, &["ingest", "clicks", "big.jsonl"]));
+    let out = ok(&node.weir(d, &["stream", "read", "clicks", "--from", "0"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 11, "every event, none cut");
+    let big = lines
+        .iter()
+        .find(|l| l.contains("\"user\":\"big\""))
+        .expect("the big row");
+    assert!(big.len() > 70 << 20 && big.contains(&huge), "the whole row");
+    assert!(lines[10].contains("\"url\":\"/p/9\""), "{}", lines[10]);
+}
+
+#[test]
 fn a_damaged_database_stops_the_node_with_a_clear_error() {
     let dir = cluster();
     let d = dir.path();
@@ -259,7 +383,98 @@ fn a_damaged_database_stops_the_node_with_a_clear_error() {
         .expect("the node refuses to start");
     assert!(err.contains("node.redb is damaged"), "{err}");
     assert!(err.contains("Weir did not modify it"), "{err}");
+    assert!(!err.contains("panicked"), "no panic output: {err}");
     assert_eq!(std::fs::read(&db).expect("read").len(), bytes.len() / 2);
+}
+
+/// Flips one bit in every copy of `needle` in the node's database file.
+fn flip_in_database(d: &Path, needle: &[u8]) {
+    let db = d.join("data").join("node.redb");
+    let mut bytes = std::fs::read(&db).expect("read db");
+    let mut flipped = 0;
+    for i in 0..bytes.len().saturating_sub(needle.len()) {
+        if &bytes[i..i + needle.len()] == needle {
+            bytes[i + needle.len() - 4] ^= 0x01;
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0, "the string is stored as is");
+    std::fs::write(&db, &bytes).expect("write db");
+}
+
+/// A node with stream `clicks` holding 100 events at seq 0 and one event
+/// with user `marker-user-QQQQ` at seq 1.
+fn node_with_marker(d: &Path) -> Node {
+    let node = Node::start(d, "data").expect("node starts");
+    create_clicks(&node, d);
+    write(d, "a.jsonl", &clicks(0, 100));
+    ok(&node.weir(d, &["ingest", "clicks", "a.jsonl"]));
+    write(
+        d,
+        "b.jsonl",
+        "{\"user\":\"marker-user-QQQQ\",\"url\":\"/x\",\"ts\":5000}\n",
+    );
+    ok(&node.weir(d, &["ingest", "clicks", "b.jsonl"]));
+    write(d, "c.jsonl", &clicks(200, 10));
+    ok(&node.weir(d, &["ingest", "clicks", "c.jsonl"]));
+    assert_eq!(read_all(&node, d).len(), 111);
+    node
+}
+
+#[test]
+fn a_damaged_byte_inside_the_database_is_an_error_never_data() {
+    // Stopped cleanly: the damaged entry fails its checksum when read.
+    let dir = cluster();
+    let d = dir.path();
+    node_with_marker(d).stop();
+    flip_in_database(d, b"marker-user-QQQQ");
+    let node = Node::start(d, "data").expect("node starts");
+    let out = node.weir(d, &["stream", "read", "clicks", "--from", "0"]);
+    assert!(!out.status.success(), "damage is not served as data");
+    let err = stderr(&out);
+    assert!(
+        err.contains("node.redb is damaged: entry seq 1 of stream `clicks` fails its checksum"),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("marker-user-QQQP"), "{text}");
+    // What is after it still reads.
+    let rest = ok(&node.weir(d, &["stream", "read", "clicks", "--from", "2"]));
+    assert_eq!(rest.lines().count(), 10, "{rest}");
+    drop(node);
+
+    // The newest entry of a stream is read at start: its damage stops the node.
+    let dir = cluster();
+    let d = dir.path();
+    let node = node_with_marker(d);
+    write(
+        d,
+        "z.jsonl",
+        "{\"user\":\"last-user-ZZZZ\",\"url\":\"/z\",\"ts\":9000}\n",
+    );
+    ok(&node.weir(d, &["ingest", "clicks", "z.jsonl"]));
+    node.stop();
+    flip_in_database(d, b"last-user-ZZZZ");
+    let err = Node::start(d, "data")
+        .err()
+        .expect("the node refuses to start");
+    assert!(
+        err.contains("node.redb is damaged: entry seq 3 of stream `clicks` fails its checksum"),
+        "{err}"
+    );
+
+    // Killed: redb drops a newest transaction that fails its checksums and
+    // falls back to the one before; the acknowledged event would be gone, so
+    // the node refuses to start instead.
+    let dir = cluster();
+    let d = dir.path();
+    node_with_marker(d).kill9();
+    flip_in_database(d, b"marker-user-QQQQ");
+    let err = Node::start(d, "data")
+        .err()
+        .expect("the node refuses to start");
+    assert!(err.contains("node.redb is damaged"), "{err}");
+    assert!(!err.contains("panicked"), "no panic output: {err}");
 }
 
 #[test]
@@ -279,7 +494,11 @@ fn a_full_disk_stops_ingest_with_the_reason_and_loses_nothing_acknowledged() {
         let out = node.weir(d, &["ingest", "clicks", "part.jsonl"]);
         assert!(!out.status.success());
         let err = stderr(&out);
-        assert!(err.contains("accepts no more writes"), "{err}");
+        assert!(
+            err.contains("accepts no more writes until it is restarted"),
+            "{err}"
+        );
+        assert!(err.contains("then restart the node"), "{err}");
         assert!(err.contains("no space left on device"), "{err}");
     }
     // Reads still work, and show exactly the acknowledged events.

@@ -582,8 +582,9 @@ fn a_runtime_filter_keeps_poison_rows_from_the_udf_across_kill_9s() {
     node = Node::start(d, "data").expect("node restarts after kill -9");
     change(&node, &["add", "user = 'u3' and amount < 50"], 3);
     feed(&node.addr, 4);
-    // Removed by another spelling of the same condition.
-    change(&node, &["remove", "user='u3' AND amount<50"], 5);
+    // Removed by another spelling of the same condition, with redundant
+    // parentheses.
+    change(&node, &["remove", "(user='u3') and ((amount<50))"], 5);
     feed(&node.addr, 6);
     node.kill9();
     node = Node::start(d, "data").expect("node restarts after kill -9");
@@ -778,4 +779,81 @@ fn a_failing_migrate_refuses_the_switch_and_keeps_the_state() {
         .sum::<i64>()
         - 100_000;
     assert_eq!((u1.last().map(|r| r.1), total), (Some(count), want));
+}
+
+#[test]
+fn changes_accepted_without_input_are_durable_and_all_apply_in_order() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut node = start(d, "");
+    let feed = |addr: &str, k: usize| {
+        let out = ingest(addr, d, k, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    feed(&node.addr, 0);
+    let first = ok(&change_during(
+        &node,
+        d,
+        &filter_args(&["add", "amount = 777"]),
+        || feed(&node.addr, 1),
+    ));
+    let added_at = position_in(&first);
+
+    // No input arrives: each change is accepted, queued and acknowledged.
+    let v2 = udf_component("tally_v2").display().to_string();
+    for args in [
+        filter_args(&["remove", "amount = 777"]),
+        filter_args(&["add", "user = 'u3' AND amount < 50"]),
+        vec!["udf", "deploy", &v2],
+    ] {
+        let mut all = args.clone();
+        all.extend_from_slice(&["--job", "tally", "--stage", "tally"]);
+        let text = ok(&node.weir(d, &all));
+        assert!(text.contains("queued durably"), "{args:?}: {text}");
+    }
+    // A change that contradicts the queue is refused at once.
+    let out = node.weir(
+        d,
+        &[
+            "job",
+            "filter",
+            "remove",
+            "amount = 777",
+            "--job",
+            "tally",
+            "--stage",
+            "tally",
+        ],
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("has no filter `amount = 777`"),
+        "{}",
+        stderr(&out)
+    );
+    node.kill9();
+    node = Node::start(d, "data").expect("node restarts after kill -9");
+    feed(&node.addr, 2);
+    ok(&node.weir(d, &["stream", "close", "sales"]));
+    wait_finished(&node, d, "tally");
+
+    let h = history(&node, d);
+    let whys: Vec<&str> = h.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(
+        whys,
+        [
+            "submitted with the job",
+            "filter added: amount = 777",
+            "filter removed: amount = 777",
+            "filter added: user = 'u3' AND amount < 50",
+            "deploy",
+        ],
+        "every accepted change, in the order accepted: {h:?}"
+    );
+    assert_eq!(h[1].1, added_at);
+    // The queued ones take effect together at the first CTI after the restart.
+    let at = h[2].1;
+    assert!((2 * CHUNK as u64..=3 * CHUNK as u64).contains(&at), "{h:?}");
+    assert!(h[3].1 == at && h[4].1 == at, "{h:?}");
+    assert_eq!(h[4].0, version_of("tally_v2"));
+    assert_filtered_output(d, 3 * CHUNK, &[], &h, &test_filter_drops);
 }

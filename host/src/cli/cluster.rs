@@ -21,6 +21,28 @@ pub struct Connect {
     /// The cluster's certificate directory (from `weir cluster init`).
     #[arg(long, env = "WEIR_CERTS", default_value = "certs")]
     pub certs: PathBuf,
+    /// The certificate to present: NAME.pem and NAME.key in the certificate
+    /// directory (default: `admin` when it has one, else `client`).
+    #[arg(long, env = "WEIR_IDENTITY")]
+    pub identity: Option<String>,
+}
+
+/// How `weir ingest` makes a retry safe.
+#[derive(Debug, Clone, Args)]
+pub struct Idempotence {
+    /// Who sends: the node stores a producer's request only if its
+    /// `--sequence` is above every one it stored for that producer. Default:
+    /// a digest of the stream's name and the events, so sending the same
+    /// events again stores nothing.
+    #[arg(long)]
+    pub producer: Option<String>,
+    /// This request's number among the producer's (increasing).
+    #[arg(long, default_value_t = 0)]
+    pub sequence: u64,
+    /// Keep retrying for this long while the node cannot be reached
+    /// (`30s`, `5m`); a retry never stores the events twice.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub retry_for: std::time::Duration,
 }
 
 /// `weir cluster ...`
@@ -32,6 +54,24 @@ pub enum ClusterCommand {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
         /// More names or addresses the node certificate is valid for.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Issue one more certificate signed by the cluster's CA: a `client`
+    /// (may ingest and read), an `admin` (may also run jobs) or a `node`.
+    Issue {
+        /// The certificate's name: writes NAME.pem and NAME.key.
+        name: String,
+        /// What it may do: client, admin or node.
+        #[arg(long, value_parser = ["client", "admin", "node"])]
+        role: String,
+        /// The directory holding the CA (ca.pem, ca.key).
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Where to write the certificate (with a copy of ca.pem); default: `--dir`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// For a node: more names or addresses it is valid for.
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
@@ -51,6 +91,11 @@ pub enum NodeCommand {
         /// The cluster's certificate directory.
         #[arg(long, default_value = "certs")]
         certs: PathBuf,
+        /// A directory jobs' file sources and sinks may use (repeat for
+        /// more); none by default. The data and certificate directories are
+        /// never given to jobs.
+        #[arg(long = "files")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -121,6 +166,18 @@ pub enum JobCommand {
         #[command(flatten)]
         connect: Connect,
     },
+    /// End a source that follows a file: it reads the file to its end, then
+    /// ends; the job finishes once all its inputs have ended.
+    EndSource {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The source (a `follow = true` file).
+        #[arg(long)]
+        source: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
     /// Stop a job and forget it (its streams are collected).
     Cancel {
         /// The job.
@@ -178,9 +235,26 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 println!("wrote {}", path.display());
             }
             println!(
-                "keep ca.key private; start a node with `weir node start --data DIR --certs {}`",
+                "keep ca.key private (it signs certificates); give client.pem and client.key to \
+                 programs that only ingest and read; start a node with \
+                 `weir node start --data DIR --certs {} --files DIR`",
                 dir.display()
             );
+            Ok(())
+        }
+        ClusterCommand::Issue {
+            name,
+            role,
+            dir,
+            out,
+            hosts,
+        } => {
+            let role = crate::access::Role::parse(&role)
+                .with_context(|| format!("no role `{role}` (roles: client, admin, node)"))?;
+            let out = out.unwrap_or_else(|| dir.clone());
+            for path in crate::net::issue(&dir, &out, &name, role, &hosts)? {
+                println!("wrote {}", path.display());
+            }
             Ok(())
         }
     }
@@ -193,8 +267,13 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
             data,
             listen,
             certs,
+            files,
         } => {
-            let node = Node::open(&data)?;
+            // The data directory exists before it is denied to jobs.
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+            let access = crate::access::FileAccess::new(&files, &[data.clone(), certs.clone()])?;
+            let node = Node::open(&data, access)?;
             runtime()?.block_on(node.serve(listen, &CertDir::new(&certs)))
         }
     }
@@ -216,7 +295,11 @@ fn parse_columns(text: &str) -> anyhow::Result<Vec<ColumnSpec>> {
 }
 
 async fn connect(c: &Connect) -> anyhow::Result<Client> {
-    Client::connect(c.node, &CertDir::new(&c.certs)).await
+    Client::connect(
+        c.node,
+        &CertDir::with_identity(&c.certs, c.identity.clone()),
+    )
+    .await
 }
 
 /// Runs `weir stream`.
@@ -294,7 +377,15 @@ pub fn stream(command: StreamCommand) -> anyhow::Result<()> {
 }
 
 /// Runs `weir ingest STREAM [FILE]`: returns once every event is durable.
-pub fn ingest(stream: String, file: Option<&Path>, c: Connect) -> anyhow::Result<()> {
+/// When the node cannot be reached or the answer is lost, it reconnects and
+/// sends the same request again (same producer and sequence), so the node
+/// stores the events once.
+pub fn ingest(
+    stream: String,
+    file: Option<&Path>,
+    idempotence: Idempotence,
+    c: Connect,
+) -> anyhow::Result<()> {
     let (origin, body) = match file {
         Some(path) => (
             path.display().to_string(),
@@ -306,26 +397,81 @@ pub fn ingest(stream: String, file: Option<&Path>, c: Connect) -> anyhow::Result
             ("<stdin>".to_string(), body)
         }
     };
+    if body.len() > crate::net::MAX_INGEST {
+        bail!(
+            "{origin} is {} MiB; one ingest request takes at most {} MiB: split it into several files",
+            body.len() >> 20,
+            crate::net::MAX_INGEST >> 20
+        );
+    }
+    let producer = idempotence.producer.clone().unwrap_or_else(|| {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        digest.update(stream.as_bytes());
+        digest.update([0]);
+        digest.update(&body);
+        let hex: String = digest.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256:{hex}")
+    });
+    let request = Request::Ingest {
+        stream: stream.clone(),
+        origin,
+        producer: Some(producer.clone()),
+        sequence: idempotence.sequence,
+    };
     runtime()?.block_on(async move {
-        let client = connect(&c).await?;
-        let request = Request::Ingest {
-            stream: stream.clone(),
-            origin,
+        let deadline = std::time::Instant::now() + idempotence.retry_for;
+        let mut pause = std::time::Duration::from_millis(100);
+        let answer = loop {
+            let attempt = async {
+                let client = connect(&c).await?;
+                let answer = client.answer(&request, Some(&body)).await;
+                if answer.is_ok() {
+                    client.close().await;
+                }
+                answer
+            };
+            match attempt.await {
+                Ok(answer) => break answer,
+                Err(e) if std::time::Instant::now() + pause < deadline => {
+                    eprintln!("weir ingest: {e:#}; sending again in {} ms", pause.as_millis());
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "no answer from the node within {}: the events may or may not be stored; \
+                         run the same command again (with the same --producer and --sequence): \
+                         the node stores them at most once",
+                        humantime::format_duration(idempotence.retry_for)
+                    )));
+                }
+            }
         };
-        let answer = client.call(&request, Some(&body)).await?;
-        if let Response::Ingested {
-            events,
-            first_seq,
-            entries,
-        } = answer
-        {
-            println!(
-                "{events} events stored durably in `{stream}` (seq {first_seq}..{})",
-                first_seq + entries
-            );
+        match answer {
+            Response::Ingested {
+                events,
+                first_seq,
+                entries,
+                duplicate,
+            } => {
+                let range = format!("seq {first_seq}..{}", first_seq + entries);
+                if duplicate {
+                    println!(
+                        "{events} events already stored durably in `{stream}` ({range}) by producer {producer}, sequence {}; nothing stored again",
+                        idempotence.sequence
+                    );
+                } else {
+                    println!("{events} events stored durably in `{stream}` ({range})");
+                }
+                Ok(())
+            }
+            Response::Error { message } => bail!("{message}"),
+            other => bail!("unexpected answer {other:?}"),
         }
-        client.close().await;
-        Ok(())
     })
 }
 
@@ -411,6 +557,21 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
             };
             patch(&connect, request, None)
         }
+        JobCommand::EndSource {
+            job,
+            source,
+            connect: c,
+        } => runtime()?.block_on(async move {
+            let client = connect(&c).await?;
+            if let Response::Ok { message } = client
+                .call(&Request::EndSource { job, source }, None)
+                .await?
+            {
+                println!("{message}");
+            }
+            client.close().await;
+            Ok(())
+        }),
         JobCommand::Cancel { name, connect: c } => runtime()?.block_on(async move {
             let client = connect(&c).await?;
             if let Response::Ok { message } =
@@ -452,7 +613,7 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
                     r.job, r.stage
                 ),
                 None => println!(
-                    "job `{}` stage `{}`: {what} validated and scheduled; it takes effect at the stage's next CTI (none arrived yet)",
+                    "job `{}` stage `{}`: {what} validated and queued durably (it survives a restart); it takes effect at the stage's next CTI, after any change queued before it (none arrived yet)",
                     r.job, r.stage
                 ),
             }

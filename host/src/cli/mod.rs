@@ -56,12 +56,15 @@ pub enum Command {
         command: cluster::StreamCommand,
     },
     /// Push JSONL events (from FILE or standard input) into a stream; returns
-    /// once every event is durably stored.
+    /// once every event is durably stored. Safe to repeat: a request the node
+    /// already stored is not stored again.
     Ingest {
         /// The stream.
         stream: String,
         /// The JSONL file (standard input when absent).
         file: Option<PathBuf>,
+        #[command(flatten)]
+        idempotence: cluster::Idempotence,
         #[command(flatten)]
         connect: cluster::Connect,
     },
@@ -107,8 +110,9 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest {
             stream,
             file,
+            idempotence,
             connect,
-        } => cluster::ingest(stream, file.as_deref(), connect),
+        } => cluster::ingest(stream, file.as_deref(), idempotence, connect),
         Command::Job { command } => cluster::job(command),
         Command::Udf { command } => udf::main(command),
     }

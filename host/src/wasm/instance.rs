@@ -89,6 +89,22 @@ pub enum CallError {
     Instantiate(String),
 }
 
+/// The most bytes of a row or of a UDF's message an error message shows.
+pub const MAX_SHOWN: usize = 1024;
+
+/// `text`, cut to at most `max` bytes (at a character boundary) with the
+/// length of the rest said, so an error about a 50 MB row stays readable.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes)", &text[..end], text.len() - end)
+}
+
 /// The kinds of trap a user needs to tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrapKind {
@@ -115,8 +131,12 @@ impl fmt::Display for CallError {
                 write!(f, "{what}: {detail}")
             }
             CallError::Udf { message, row } => match row {
-                Some(r) => write!(f, "returned an error at batch row {r}: {message}"),
-                None => write!(f, "returned an error: {message}"),
+                Some(r) => write!(
+                    f,
+                    "returned an error at batch row {r}: {}",
+                    clip(message, MAX_SHOWN)
+                ),
+                None => write!(f, "returned an error: {}", clip(message, MAX_SHOWN)),
             },
             CallError::Init(m) => write!(f, "refused its parameters in init: {m}"),
             CallError::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
@@ -463,7 +483,7 @@ impl Instance {
                     TrapKind::Other => format!("{}", e.root_cause()),
                 };
                 if let Some(said) = panic_message(&self.stderr.peek()) {
-                    detail.push_str(&format!("; UDF stderr: {said}"));
+                    detail.push_str(&format!("; UDF stderr: {}", clip(&said, MAX_SHOWN)));
                 }
                 Err(CallError::Trap { kind, detail })
             }
