@@ -169,7 +169,7 @@ impl Vertex {
     /// Consumes one batch; returns what to pass downstream.
     fn push(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>, RunError> {
         match self {
-            Vertex::Stage { stage, dead } => Ok(Some(stage.process(batch, dead)?)),
+            Vertex::Stage { stage, dead } => Ok(Some(stage.process_all(batch, dead)?)),
             Vertex::Sink {
                 out,
                 interval,

@@ -2022,8 +2022,8 @@ fn shadow_run(
         }
         report.rows += batch.num_rows() as u64;
         let (mut dead_old, mut dead_new) = (Vec::new(), Vec::new());
-        let a = old.process(&batch, &mut dead_old)?;
-        let b = new.process(&batch, &mut dead_new)?;
+        let a = old.process_all(&batch, &mut dead_old)?;
+        let b = new.process_all(&batch, &mut dead_new)?;
         report.old_rows += a.num_rows() as u64;
         report.new_rows += b.num_rows() as u64;
         let (a, b) = (crate::stage::row_json(&a), crate::stage::row_json(&b));

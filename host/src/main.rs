@@ -3,7 +3,6 @@ use std::io::IsTerminal;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    restore_sigpipe();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,weir::udf=info"));
     tracing_subscriber::fmt()
@@ -13,6 +12,11 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = weir::cli::Cli::parse();
+    // A node outlives whoever started it, and its output is only a log:
+    // a closed pipe must not end it.
+    if !matches!(cli.command, weir::cli::Command::Node { .. }) {
+        restore_sigpipe();
+    }
     match weir::cli::main(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -24,10 +28,10 @@ fn main() -> std::process::ExitCode {
 
 /// Rust ignores SIGPIPE, so printing to a closed pipe (`weir job status |
 /// head -2`) would panic. Unix tools end quietly instead: the default action.
-/// Node traffic is UDP (QUIC), which never raises SIGPIPE.
+/// Client traffic is UDP (QUIC), which never raises SIGPIPE.
 fn restore_sigpipe() {
     #[cfg(unix)]
-    // SAFETY: called first thing in `main`, before any other thread exists;
+    // SAFETY: called in `main` before any other thread exists;
     // SIG_DFL is a valid disposition for SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);

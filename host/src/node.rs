@@ -33,6 +33,11 @@ const MAX_LISTED: usize = 20;
 /// Test hook: the number of storage commits that succeed before every later
 /// one fails as on a full disk.
 pub const FAIL_AFTER_ENV: &str = "WEIR_TEST_FAIL_AFTER_COMMITS";
+/// Test hook: every storage commit fails while the file this names exists,
+/// as on a disk that is full until space is freed.
+pub const FULL_WHILE_ENV: &str = "WEIR_TEST_DISK_FULL_WHILE";
+/// How often a node whose storage failed checks whether writes succeed again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// A running node's shared parts.
 #[derive(Debug, Clone)]
@@ -78,15 +83,24 @@ impl Node {
         let storage = RedbStorage::open(&database_path(data))?;
         // Fault injection for tests: make every commit after the first N fail,
         // as a full disk would.
-        let storage: Arc<dyn crate::store::Storage> = match std::env::var(FAIL_AFTER_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            Some(n) => {
+        let storage: Arc<dyn crate::store::Storage> = match (
+            std::env::var(FAIL_AFTER_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            std::env::var_os(FULL_WHILE_ENV),
+        ) {
+            (Some(n), _) => {
                 tracing::warn!("{FAIL_AFTER_ENV}={n}: commits after the first {n} will fail");
                 Arc::new(crate::store::FaultyStorage::new(storage, n))
             }
-            None => Arc::new(storage),
+            (None, Some(marker)) => {
+                tracing::warn!("{FULL_WHILE_ENV}: commits fail while {marker:?} exists");
+                Arc::new(crate::store::FaultyStorage::full_while(
+                    storage,
+                    PathBuf::from(marker),
+                ))
+            }
+            (None, None) => Arc::new(storage),
         };
         let streams = Streams::open(storage)?;
         let runtime = Runtime::new(Some(data.join("compiled")))?;
@@ -109,9 +123,24 @@ impl Node {
         let endpoint = quinn::Endpoint::server(net::server_config(certs)?, listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = endpoint.local_addr()?;
-        println!("weir node listening on {local}");
+        {
+            use std::io::Write;
+            // Whoever started the node may have stopped reading its output.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "weir node listening on {local}").and_then(|()| out.flush());
+        }
+        let mut probe = tokio::time::interval(PROBE_EVERY);
         loop {
             tokio::select! {
+                _ = probe.tick() => {
+                    if self.writable_again().await {
+                        // What a restart after a crash does: every job
+                        // resumes from its snapshots, exactly once.
+                        tracing::warn!("writes succeed again; the node restarts to resume");
+                        endpoint.close(0u32.into(), b"node restarting");
+                        return Err(restart(local));
+                    }
+                }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     let node = self.clone();
@@ -322,6 +351,18 @@ impl Node {
         Ok(())
     }
 
+    /// After a storage failure: whether writes succeed again (space was freed).
+    async fn writable_again(&self) -> bool {
+        if self.streams.failure().is_none() {
+            return false;
+        }
+        let streams = self.streams.clone();
+        matches!(
+            tokio::task::spawn_blocking(move || streams.probe()).await,
+            Ok(Ok(()))
+        )
+    }
+
     fn list(&self) -> Vec<StreamSummary> {
         self.streams
             .list()
@@ -432,6 +473,34 @@ async fn refuse(
     let _ = recv.stop(0u32.into());
     let _ = send.stopped().await;
     Ok(())
+}
+
+/// Replaces this process with a fresh `weir node start` on the address it
+/// listens on (the same pid, data and certificates); returns only if that fails.
+fn restart(listen: SocketAddr) -> anyhow::Error {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match args.iter().position(|a| a == "--listen") {
+        Some(i) if i + 1 < args.len() => args[i + 1] = listen.to_string().into(),
+        _ => {
+            args.retain(|a| !a.to_string_lossy().starts_with("--listen="));
+            args.extend(["--listen".into(), listen.to_string().into()]);
+        }
+    }
+    let program = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return anyhow::anyhow!("cannot restart the node: {e}"),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = std::process::Command::new(&program).args(&args).exec();
+        anyhow::anyhow!("cannot restart the node ({}): {e}", program.display())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (program, args);
+        anyhow::anyhow!("storage failed; restart the node")
+    }
 }
 
 async fn send_error(

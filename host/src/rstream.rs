@@ -189,9 +189,9 @@ pub enum StreamError {
     },
     /// Storage failed; the streams accept no more writes.
     #[error(
-        "storage failed, so this node accepts no more writes until it is restarted: {0}. \
-         Everything acknowledged before is kept; free space (or fix the disk), then restart \
-         the node and its jobs carry on from their snapshots"
+        "storage failed, so this node accepts no writes until it restarts: {0}. Everything \
+         acknowledged before is kept; once space is freed (or the disk fixed) the node restarts \
+         by itself within seconds and its jobs carry on from their snapshots"
     )]
     Storage(String),
     /// What the file holds for a stream is damaged: it is not served.
@@ -875,6 +875,11 @@ impl Streams {
             entries: Vec::new(),
             ack: None,
         })
+    }
+
+    /// Whether writes would succeed again after a storage failure.
+    pub fn probe(&self) -> Result<(), StreamError> {
+        Ok(self.inner.storage.probe()?)
     }
 
     /// Why the streams refuse writes, if they do.

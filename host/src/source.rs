@@ -604,3 +604,53 @@ fn describe_json(v: &Json) -> String {
     };
     format!("{kind} {short}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{ErrorPolicy, SourceOrigin};
+
+    fn spec(fields: Vec<Field>) -> SourceSpec {
+        SourceSpec {
+            origin: SourceOrigin::File { follow: false },
+            name: "s".into(),
+            format: SourceFormat::Jsonl,
+            path: PathBuf::from("big.jsonl"),
+            fields,
+            event_time: "ts".into(),
+            end_time: None,
+            on_error: ErrorPolicy::Fail,
+            cti: Default::default(),
+        }
+    }
+
+    #[test]
+    fn batches_are_bounded_by_bytes_as_well_as_rows() {
+        let fields = vec![
+            Field {
+                name: "ts".into(),
+                ty: ColumnType::Int64,
+                nullable: false,
+            },
+            Field {
+                name: "text".into(),
+                ty: ColumnType::Utf8,
+                nullable: false,
+            },
+        ];
+        let text = "t".repeat(1 << 20);
+        let input: String = (0..150)
+            .map(|i| format!("{{\"ts\": {i}, \"text\": \"{text}\"}}\n"))
+            .collect();
+        let mut reader =
+            SourceReader::from_reader(&spec(fields), 1024, Box::new(std::io::Cursor::new(input)))
+                .unwrap();
+        let mut sizes = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            assert!(chunk.rejected.is_empty());
+            sizes.push(chunk.batch.num_rows());
+        }
+        // 64 MiB of lines of just over 1 MiB: 64 rows a batch, whatever the row limit.
+        assert_eq!(sizes, [64, 64, 22]);
+    }
+}

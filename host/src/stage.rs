@@ -148,9 +148,22 @@ pub struct UdfStage {
     /// Scratch buffers for handing batches to the UDF, reused between calls.
     lowering: Lowering,
     position: u64,
+    /// Where the current segment of the input began (see [`SEGMENT_ROWS`]).
+    segment_at: u64,
+    /// The UDF was called in the current segment: later calls in it carry
+    /// on its clock and random sequence.
+    seeded: bool,
     /// Counts so far.
     pub stats: StageStats,
 }
+
+/// The input of a UDF stage is cut into segments at every multiple of this
+/// many rows (by input position) and at every CTI. Clocks read the start of a
+/// segment's first event and random numbers restart at every segment, so what
+/// a UDF sees does not depend on how its input arrives in batches: a batch
+/// never spans two segments ([`UdfStage::pieces`]), and the calls within one
+/// segment carry on where the one before stopped.
+pub const SEGMENT_ROWS: u64 = 1024;
 
 impl std::fmt::Debug for UdfStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -317,6 +330,8 @@ impl UdfStage {
             filters: Vec::new(),
             lowering: Lowering::default(),
             position: 0,
+            segment_at: 0,
+            seeded: false,
             stats: StageStats::default(),
         })
     }
@@ -356,6 +371,8 @@ impl UdfStage {
     /// changed since the last checkpoint, which the next one must write).
     pub fn adopt(&mut self, old: &mut UdfStage) {
         self.position = old.position;
+        self.segment_at = old.position;
+        self.seeded = false;
         self.stats = old.stats;
         self.filters = std::mem::take(&mut old.filters);
         self.instance.adopt_state(&mut old.instance);
@@ -409,12 +426,56 @@ impl UdfStage {
     /// Resumes from a checkpoint and the keyed state as of that checkpoint
     /// (on a freshly initialised stage).
     pub fn restore(&mut self, checkpoint: StageCheckpoint, state: KeyedState) {
+        // Checkpoints are taken at CTIs, where a segment starts.
         self.position = checkpoint.position;
+        self.segment_at = checkpoint.position;
+        self.seeded = false;
         self.stats = checkpoint.stats;
         self.instance.set_state(state);
     }
 
-    /// Processes one batch; failing rows go to `dead` under policy dead-letter.
+    /// A CTI: the next row starts a segment.
+    pub fn cut(&mut self) {
+        self.segment_at = self.position;
+        self.seeded = false;
+    }
+
+    /// How to cut a batch of `rows` rows, arriving at the stage's position,
+    /// so that no piece spans two segments: `(offset, length)` of each piece,
+    /// to [`UdfStage::process`] in order.
+    pub fn pieces(&self, rows: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let (mut at, mut offset) = (self.position, 0usize);
+        while offset < rows {
+            let room = (SEGMENT_ROWS - at % SEGMENT_ROWS) as usize;
+            let len = room.min(rows - offset);
+            out.push((offset, len));
+            offset += len;
+            at += len as u64;
+        }
+        out
+    }
+
+    /// Processes a batch of any length, piece by piece ([`UdfStage::pieces`]),
+    /// as one batch: its output rows in order.
+    pub fn process_all(
+        &mut self,
+        batch: &RecordBatch,
+        dead: &mut Vec<DeadRow>,
+    ) -> Result<RecordBatch, StageError> {
+        let mut outs = Vec::new();
+        for (offset, len) in self.pieces(batch.num_rows()) {
+            outs.push(self.process(&batch.slice(offset, len), dead)?);
+        }
+        match outs.len() {
+            1 => Ok(outs.remove(0)),
+            _ => concat_batches(&self.output_schema, &outs)
+                .map_err(|e| self.malformed(self.position, 0, e.to_string())),
+        }
+    }
+
+    /// Processes one batch (one that [`UdfStage::pieces`] did not cut);
+    /// failing rows go to `dead` under policy dead-letter.
     pub fn process(
         &mut self,
         batch: &RecordBatch,
@@ -422,6 +483,9 @@ impl UdfStage {
     ) -> Result<RecordBatch, StageError> {
         let rows = batch.num_rows();
         let first = self.position;
+        if first.is_multiple_of(SEGMENT_ROWS) {
+            self.cut();
+        }
         // Runtime filters first: the UDF sees the rows they keep, and every
         // row still counts in the input position.
         let keep = crate::filter::keep(&self.filters, batch).map_err(|e| {
@@ -470,6 +534,9 @@ impl UdfStage {
                 let mut parts = Vec::new();
                 for (i, &position) in positions.iter().enumerate() {
                     let row = batch.slice(i, 1);
+                    // Each row alone, seeded by its own position.
+                    self.segment_at = position;
+                    self.seeded = false;
                     match self.call(&row, position) {
                         Ok(out) => parts.push(out),
                         Err(CallOutcome::Malformed(message)) => {
@@ -521,6 +588,8 @@ impl UdfStage {
     }
 
     fn reset(&mut self) -> Result<(), StageError> {
+        // A fresh instance starts its segment's clock and random sequence again.
+        self.seeded = false;
         self.instance.reset().map_err(|e| StageError::Mismatch {
             stage: self.name.clone(),
             module: self.instance.version().to_string(),
@@ -548,14 +617,17 @@ impl UdfStage {
             .lowering
             .batch(batch, &self.reads, &self.layout.reads, self.interval)
             .map_err(CallOutcome::Malformed)?;
+        // The first call of a segment seeds it; later ones carry on.
+        let segment = (!self.seeded).then_some(self.segment_at);
+        self.seeded = true;
         let result = match self.spec.kind {
-            StageKind::Processor => self.instance.process(&wit, position),
+            StageKind::Processor => self.instance.process(&wit, segment),
             StageKind::Reducer => {
                 let keys = key_groups(self.key_column, batch);
-                self.instance.reduce(&wit, &keys, position)
+                self.instance.reduce(&wit, &keys, segment)
             }
             StageKind::Scalar => {
-                self.instance.evaluate(&wit, position).map(|column| {
+                self.instance.evaluate(&wit, segment).map(|column| {
                     // A scalar's result is the stage's one written column,
                     // named by its `output`.
                     Output {

@@ -264,7 +264,13 @@ pub trait Storage: Send + Sync + 'static {
     fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError>;
     /// Where the data is, for messages (the file's path).
     fn describe(&self) -> String;
+    /// Whether writes would succeed again (after a failure such as a full
+    /// disk): writes, syncs and removes a scratch file beside the data.
+    fn probe(&self) -> Result<(), StoreError>;
 }
+
+/// Bytes a probe writes: room for the next group commits.
+const PROBE_BYTES: usize = 4 << 20;
 
 /// The redb database of a node.
 pub struct RedbStorage {
@@ -470,6 +476,19 @@ impl Storage for RedbStorage {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        use std::io::Write;
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".probe");
+        let probe = PathBuf::from(name);
+        let written = std::fs::File::create(&probe).and_then(|mut f| {
+            f.write_all(&vec![0; PROBE_BYTES])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&probe);
+        written.map_err(|e| classify(&self.path, redb::Error::Io(e)))
     }
 
     fn entry(&self, stream: u64, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -700,6 +719,10 @@ impl Storage for MemStorage {
         "(memory)".into()
     }
 
+    fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
@@ -795,6 +818,9 @@ pub struct FaultyStorage<S> {
     inner: S,
     ok_commits: AtomicU64,
     failures: Mutex<u64>,
+    /// When set: commits fail while this file exists (a disk that is full
+    /// until space is freed), instead of after `ok_commits`.
+    full_while: Option<PathBuf>,
 }
 
 impl<S> std::fmt::Debug for FaultyStorage<S> {
@@ -810,7 +836,21 @@ impl<S: Storage> FaultyStorage<S> {
             inner,
             ok_commits: AtomicU64::new(ok_commits),
             failures: Mutex::new(0),
+            full_while: None,
         }
+    }
+
+    /// Fails every commit while `marker` exists, as a full disk would until
+    /// space is freed.
+    pub fn full_while(inner: S, marker: PathBuf) -> FaultyStorage<S> {
+        FaultyStorage {
+            full_while: Some(marker),
+            ..FaultyStorage::new(inner, u64::MAX)
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.full_while.as_ref().is_some_and(|m| m.exists())
     }
 
     /// How many commits have failed.
@@ -824,7 +864,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         let left = self
             .ok_commits
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if left.is_err() {
+        if left.is_err() || self.full() {
             *self.failures.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             return Err(StoreError::Full {
                 path: PathBuf::from("<fault injection>"),
@@ -858,6 +898,15 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+    fn probe(&self) -> Result<(), StoreError> {
+        if self.full() || self.ok_commits.load(Ordering::SeqCst) == 0 {
+            return Err(StoreError::Full {
+                path: PathBuf::from("<fault injection>"),
+                detail: "injected failure: no space left on device".into(),
+            });
+        }
+        self.inner.probe()
     }
 }
 

@@ -756,7 +756,25 @@ impl Vertex {
     ) -> Result<(), VertexError> {
         let rows_in = batch.num_rows() as u64;
         let (out, cti) = match &mut self.operator {
-            Operator::Udf(_) => (self.udf_batch(seq, &batch, fx)?, None),
+            Operator::Udf(stage) => {
+                // Never one call across two segments of the stage's input.
+                let pieces = stage.pieces(batch.num_rows());
+                let schema = stage.output_schema();
+                let mut outs = Vec::with_capacity(pieces.len());
+                for (offset, len) in pieces {
+                    outs.push(self.udf_batch(seq, &batch.slice(offset, len), fx)?);
+                }
+                let out = match outs.len() {
+                    1 => outs.pop().unwrap_or_else(|| RecordBatch::new_empty(schema)),
+                    _ => arrow_select::concat::concat_batches(&schema, &outs).map_err(|e| {
+                        VertexError::Input {
+                            vertex: self.name.clone(),
+                            message: format!("input seq {seq}: joining the stage's output: {e}"),
+                        }
+                    })?,
+                };
+                (out, None)
+            }
             Operator::Source(generator) => {
                 let (on_time, late, cti) = generator.on_batch(&batch, &self.name, seq as i64);
                 self.emit_dead(fx, &late);
@@ -802,6 +820,9 @@ impl Vertex {
     }
 
     fn write_cti(&mut self, t: i64, fx: &mut Effects) {
+        if let Operator::Udf(stage) = &mut self.operator {
+            stage.cut();
+        }
         self.emit(fx, Entry::Cti(t));
         self.at.cti = Some(t);
         self.at.ctis += 1;

@@ -530,6 +530,35 @@ fn clocks_and_random_are_deterministic() {
 }
 
 #[test]
+fn what_a_udf_sees_does_not_depend_on_the_batch_size() {
+    // 3,000 rows: three segments of the stage's input, cut differently into
+    // batches each run.
+    let job = Job::new();
+    job.items(3000);
+    job.one_stage(&udf_component("clock_random"), "", "fail");
+    let mut outputs = Vec::new();
+    for (batch_size, threads) in [("1000", "2"), ("7", "1"), ("4096", "2"), ("1024", "1")] {
+        let out = job.run(&["--batch-size", batch_size, "--threads", threads]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        outputs.push((batch_size, job.read("out.jsonl")));
+    }
+    let (_, first) = &outputs[0];
+    assert_eq!(first.lines().count(), 3000);
+    for (batch_size, text) in &outputs[1..] {
+        let differ = first.lines().zip(text.lines()).position(|(a, b)| a != b);
+        assert_eq!(differ, None, "batch size {batch_size}: first differing row");
+    }
+    // Clocks read the start of the segment's first event: rows 0..1024 see
+    // ts 1000, rows from 1024 on see ts 2024.
+    let rows: Vec<serde_json::Value> = first
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows[1023]["now_us"], 1000);
+    assert_eq!(rows[1024]["now_us"], 2024);
+}
+
+#[test]
 fn nulls_booleans_floats_and_strings_cross_the_boundary_intact() {
     // 29 rows with nulls in every nullable column at different strides, run
     // in batches of several sizes so that batches start at offsets that are
@@ -595,7 +624,8 @@ fn nulls_booleans_floats_and_strings_cross_the_boundary_intact() {
 #[test]
 fn what_a_udf_prints_goes_to_the_log_however_much() {
     // 3,000 rows of 2 KB each: 6 MB of stdout over the job, more than one
-    // call keeps (4 MiB), so first in calls of 100 rows, then in one call.
+    // call keeps (4 MiB), so first in calls of 100 rows; then rows of 5 KB
+    // in calls of a whole segment (1,024 rows, 5 MB each).
     let job = Job::new();
     job.items(3000);
     job.one_stage(&udf_component("chatty"), "width = 2000", "fail");
@@ -616,12 +646,16 @@ fn what_a_udf_prints_goes_to_the_log_however_much() {
         "nothing dropped in calls of 100 rows"
     );
 
+    job.one_stage(&udf_component("chatty"), "width = 5000", "fail");
     let out = job.run(&["--batch-size", "4096"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(job.read("out.jsonl").lines().count(), 3000);
     let log = stderr(&out);
     let printed = log.lines().filter(|l| l.contains("[stdout] row ")).count();
-    assert!((2000..3000).contains(&printed), "4 MiB of lines: {printed}");
+    assert!(
+        (2000..3000).contains(&printed),
+        "4 MiB of lines per call: {printed}"
+    );
     assert!(
         log.contains("more bytes dropped: a call keeps 4 MiB)"),
         "the overflow is said, not silent"

@@ -386,11 +386,25 @@ pub fn ingest(
     idempotence: Idempotence,
     c: Connect,
 ) -> anyhow::Result<()> {
+    let too_big = |origin: &str, len: u64| {
+        anyhow::anyhow!(
+            "{origin} is {} MiB; one ingest request takes at most {} MiB: split it into several files",
+            len >> 20,
+            crate::net::MAX_INGEST >> 20
+        )
+    };
     let (origin, body) = match file {
-        Some(path) => (
-            path.display().to_string(),
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-        ),
+        Some(path) => {
+            let origin = path.display().to_string();
+            let len = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {origin}"))?
+                .len();
+            if len > crate::net::MAX_INGEST as u64 {
+                return Err(too_big(&origin, len));
+            }
+            let body = std::fs::read(path).with_context(|| format!("cannot read {origin}"))?;
+            (origin, body)
+        }
         None => {
             let mut body = Vec::new();
             std::io::stdin().read_to_end(&mut body)?;
@@ -398,11 +412,7 @@ pub fn ingest(
         }
     };
     if body.len() > crate::net::MAX_INGEST {
-        bail!(
-            "{origin} is {} MiB; one ingest request takes at most {} MiB: split it into several files",
-            body.len() >> 20,
-            crate::net::MAX_INGEST >> 20
-        );
+        return Err(too_big(&origin, body.len() as u64));
     }
     let producer = idempotence.producer.clone().unwrap_or_else(|| {
         use sha2::Digest;

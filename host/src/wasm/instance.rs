@@ -411,7 +411,7 @@ impl Instance {
     }
 
     fn init(&mut self) -> Result<InitInfo, CallError> {
-        self.prepare(0, 0, 0);
+        self.prepare(0, Some((0, 0)));
         let params = self.params.clone();
         let result = match &self.exports {
             Exports::Processor(p) => p
@@ -448,7 +448,12 @@ impl Instance {
         &self.info
     }
 
-    fn prepare(&mut self, rows: usize, position: u64, event_time: i64) {
+    /// Sets the call's fuel and deadline; with `segment = Some((position,
+    /// event time))` also starts a segment of the input: clocks read that
+    /// event time and random numbers restart from a seed of the stage and
+    /// that position. Calls without it carry on the segment's clock and
+    /// random sequence, so how a segment is cut into calls does not show.
+    fn prepare(&mut self, rows: usize, segment: Option<(u64, i64)>) {
         let fuel = self
             .limits
             .fuel_per_call
@@ -457,8 +462,10 @@ impl Instance {
         let _ = self.store.set_fuel(fuel);
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.deadline));
-        self.clock.set(event_time);
-        self.random.reseed(&self.stage, position);
+        if let Some((position, event_time)) = segment {
+            self.clock.set(event_time);
+            self.random.reseed(&self.stage, position);
+        }
     }
 
     fn finish_call<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, CallError> {
@@ -528,10 +535,16 @@ impl Instance {
         f.call(&mut self.store, (batch,)).map(|(r,)| r)
     }
 
-    /// Runs a processor over one batch. `position` is the batch's first input
-    /// position (it seeds randomness); clocks read the start of its first event.
-    pub fn process(&mut self, batch: &Lowered<'_>, position: u64) -> Result<Output, CallError> {
-        self.prepare(batch.rows(), position, batch.first_start);
+    /// Runs a processor over one batch. With `segment = Some(position)` the
+    /// batch starts a segment at that input position (it seeds randomness,
+    /// and clocks read the start of the batch's first event); without, it
+    /// carries on the current segment.
+    pub fn process(
+        &mut self,
+        batch: &Lowered<'_>,
+        segment: Option<u64>,
+    ) -> Result<Output, CallError> {
+        self.prepare(batch.rows(), segment.map(|p| (p, batch.first_start)));
         let result = match self.batch_call {
             BatchCall::Process(f) => self.call_on_batch(f, &batch.batch),
             _ => return Err(self.wrong_world("process")),
@@ -544,9 +557,9 @@ impl Instance {
         &mut self,
         batch: &Lowered<'_>,
         keys: &KeyGroups,
-        position: u64,
+        segment: Option<u64>,
     ) -> Result<Output, CallError> {
-        self.prepare(batch.rows(), position, batch.first_start);
+        self.prepare(batch.rows(), segment.map(|p| (p, batch.first_start)));
         let group_count = keys.keys.offsets.len().saturating_sub(1);
         let key_list = (0..group_count)
             .map(|g| {
@@ -599,7 +612,7 @@ impl Instance {
             keys: VarWidth { offsets, data },
             groups: (0..key_list.len() as u32).collect(),
         };
-        self.prepare(key_list.len(), position, 0);
+        self.prepare(key_list.len(), Some((position, 0)));
         self.open_overlay(key_list);
         let result = match &self.exports {
             Exports::MigratingReducer(r) => r.call_migrate(&mut self.store, from, &keys),
@@ -658,8 +671,12 @@ impl Instance {
     }
 
     /// Evaluates a scalar function over one batch of argument rows.
-    pub fn evaluate(&mut self, batch: &Lowered<'_>, position: u64) -> Result<Column, CallError> {
-        self.prepare(batch.rows(), position, batch.first_start);
+    pub fn evaluate(
+        &mut self,
+        batch: &Lowered<'_>,
+        segment: Option<u64>,
+    ) -> Result<Column, CallError> {
+        self.prepare(batch.rows(), segment.map(|p| (p, batch.first_start)));
         let result = match self.batch_call {
             BatchCall::Evaluate(f) => self.call_on_batch(f, &batch.batch),
             _ => return Err(self.wrong_world("evaluate")),
