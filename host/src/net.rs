@@ -322,6 +322,34 @@ pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
     Ok(config)
 }
 
+/// The node's endpoint configuration. Its stateless-reset key is derived
+/// from the node's private key, so a node restarted on its address answers
+/// packets of connections it had before the restart with a stateless reset:
+/// their clients learn at once that the connection is gone, and reconnect,
+/// instead of waiting for the idle timeout.
+pub fn endpoint_config(certs: &CertDir) -> anyhow::Result<quinn::EndpointConfig> {
+    use sha2::Digest;
+    let path = certs.file("node.key");
+    check_private(&path)?;
+    let key = std::fs::read(&path)
+        .with_context(|| format!("cannot read private key {}", path.display()))?;
+    let mut digest = sha2::Sha256::new();
+    digest.update(b"weir stateless reset key\0");
+    digest.update(&key);
+    let secret = digest.finalize();
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    // Connection ids the restarted node still recognises as its own (it
+    // drops packets whose id it did not issue, without a reset).
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&secret[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    Ok(config)
+}
+
 /// The QUIC client configuration: the cluster CA, and the client certificate
 /// `client.pem`/`client.key`.
 pub fn client_config(certs: &CertDir) -> anyhow::Result<quinn::ClientConfig> {

@@ -120,8 +120,15 @@ impl Node {
 
     /// Serves requests on `listen` until Ctrl-C; prints the bound address first.
     pub async fn serve(self, listen: SocketAddr, certs: &CertDir) -> anyhow::Result<()> {
-        let endpoint = quinn::Endpoint::server(net::server_config(certs)?, listen)
+        let socket = std::net::UdpSocket::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
+        let endpoint = quinn::Endpoint::new(
+            net::endpoint_config(certs)?,
+            Some(net::server_config(certs)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .with_context(|| format!("cannot listen on {listen}"))?;
         let local = endpoint.local_addr()?;
         {
             use std::io::Write;

@@ -85,6 +85,13 @@ path = "out.jsonl"
             ),
         );
     }
+    /// Adds `line` (such as `on_error = "dead-letter"`) to the job's source.
+    fn source_line(&self, line: &str) {
+        let text = self
+            .read("job.toml")
+            .replace("schema = {", &format!("{line}\nschema = {{"));
+        self.write("job.toml", &text);
+    }
     fn run(&self, extra: &[&str]) -> Output {
         let mut args = vec!["run", "job.toml", "--quiet"];
         args.extend_from_slice(extra);
@@ -187,10 +194,7 @@ fn broken_json_goes_to_dead_letter_under_that_policy() {
         "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": \n{\"ts\": 3, \"id\": 3}\n",
     );
     job.one_stage(&udf_component("panic_on_row"), "", "fail");
-    let text = job
-        .read("job.toml")
-        .replace("schema = {", "on_error = \"dead-letter\"\nschema = {");
-    job.write("job.toml", &text);
+    job.source_line("on_error = \"dead-letter\"");
     let out = job.run(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -298,10 +302,7 @@ fn invalid_utf8_names_its_line_and_is_dead_lettered_under_that_policy() {
         e.contains("items.jsonl:2: invalid UTF-8 at byte 26 of the line"),
         "{e}"
     );
-    let text = job
-        .read("job.toml")
-        .replace("schema = {", "on_error = \"dead-letter\"\nschema = {");
-    job.write("job.toml", &text);
+    job.source_line("on_error = \"dead-letter\"");
     let out = job.run(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(job.read("out.jsonl").lines().count(), 2);
@@ -325,11 +326,7 @@ fn a_row_whose_end_is_not_after_its_start_keeps_its_raw_text() {
         "",
         "fail",
     );
-    let text = job.read("job.toml").replace(
-        "schema = {",
-        "end_time = \"te\"\non_error = \"dead-letter\"\nschema = {",
-    );
-    job.write("job.toml", &text);
+    job.source_line("end_time = \"te\"\non_error = \"dead-letter\"");
     let out = job.run(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let dead: serde_json::Value =
