@@ -22,8 +22,9 @@ use rustls_pki_types::CertificateDer;
 
 /// Rows per batch entry written by ingest.
 const INGEST_BATCH: usize = 4096;
-/// Entries a read takes from the stream at a time.
-const READ_CHUNK: usize = 64;
+/// Entries a read takes from the stream at a time: an entry holds at most
+/// 64 MiB of input (a batch's bound), so a read holds a bounded amount.
+const READ_CHUNK: usize = 8;
 /// Bytes of JSON lines per `Lines` answer (its JSON form stays far below
 /// the frame limit even when every byte needs escaping).
 const LINES_FRAME: usize = 1 << 20;
@@ -360,7 +361,8 @@ impl Node {
 
     /// After a storage failure: whether writes succeed again (space was freed).
     async fn writable_again(&self) -> bool {
-        if self.streams.failure().is_none() {
+        // Only a full disk ends by itself; other failures need the operator.
+        if !self.streams.failed_full() {
             return false;
         }
         let streams = self.streams.clone();

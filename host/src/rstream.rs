@@ -190,8 +190,7 @@ pub enum StreamError {
     /// Storage failed; the streams accept no more writes.
     #[error(
         "storage failed, so this node accepts no writes until it restarts: {0}. Everything \
-         acknowledged before is kept; once space is freed (or the disk fixed) the node restarts \
-         by itself within seconds and its jobs carry on from their snapshots"
+         acknowledged before is kept, and after the restart its jobs carry on from their snapshots"
     )]
     Storage(String),
     /// What the file holds for a stream is damaged: it is not served.
@@ -280,6 +279,8 @@ struct State {
     catalog: BTreeMap<String, StreamInfo>,
     heads: HashMap<u64, Head>,
     failed: Option<String>,
+    /// The failure was a full disk, which ends when space is freed.
+    full: bool,
     next_id: u64,
 }
 
@@ -398,6 +399,7 @@ impl Streams {
                     catalog,
                     heads,
                     failed: None,
+                    full: false,
                     next_id,
                 }),
                 changed: Condvar::new(),
@@ -877,6 +879,12 @@ impl Streams {
         })
     }
 
+    /// Whether storage failed because the disk was full (a failure that
+    /// ends when space is freed).
+    pub fn failed_full(&self) -> bool {
+        self.lock().full
+    }
+
     /// Whether writes would succeed again after a storage failure.
     pub fn probe(&self) -> Result<(), StreamError> {
         Ok(self.inner.storage.probe()?)
@@ -906,11 +914,18 @@ fn commit_loop(inner: std::sync::Weak<Inner>, rx: mpsc::Receiver<Request>) {
             .unwrap_or_else(|e| e.into_inner())
             .failed
             .clone();
+        let mut full = false;
         let result = match already_failed {
             Some(reason) => Err(reason),
             None => {
                 let ops: Vec<Op> = group.iter_mut().flat_map(|r| r.ops.drain(..)).collect();
-                inner.storage.commit(&ops).map_err(|e| e.to_string())
+                inner.storage.commit(&ops).map_err(|e| match e {
+                    StoreError::Full { .. } => {
+                        full = true;
+                        format!("{e}; the node restarts by itself once space is freed")
+                    }
+                    e => format!("{e}; restart the node once the disk is fixed"),
+                })
             }
         };
         {
@@ -940,6 +955,7 @@ fn commit_loop(inner: std::sync::Weak<Inner>, rx: mpsc::Receiver<Request>) {
                     if state.failed.is_none() {
                         tracing::error!("storage failed: {reason}");
                         state.failed = Some(reason.clone());
+                        state.full = full;
                     }
                 }
             }

@@ -537,7 +537,8 @@ fn a_full_disk_is_ridden_out_and_the_node_resumes_once_space_is_freed() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("no space left on device") && err.contains("restarts by itself"),
+        err.contains("no space left on device")
+            && err.contains("restarts by itself once space is freed"),
         "{err}"
     );
     std::fs::remove_file(&marker).expect("space is freed");
