@@ -54,7 +54,7 @@ const MAX_PRODUCERS: usize = 4096;
 const PRODUCER_PREFIX: &str = "ingest/";
 
 /// What a producer's last stored ingest was: the answer a retry gets.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 struct Produced {
     sequence: u64,
     first_seq: u64,
@@ -701,9 +701,14 @@ fn ingest(
             events,
             entries: count,
         };
+        // The record's JSON, written out: nothing here can fail.
+        let value = format!(
+            "{{\"sequence\":{},\"first_seq\":{},\"events\":{},\"entries\":{}}}",
+            produced.sequence, produced.first_seq, produced.events, produced.entries
+        );
         let mut ops = vec![crate::store::Op::PutMeta {
             key: key(&producer),
-            value: serde_json::to_vec(&produced).unwrap_or_default(),
+            value: value.into_bytes(),
         }];
         if let Some(old) = &evicted {
             ops.push(crate::store::Op::DeleteMeta { key: key(old) });
