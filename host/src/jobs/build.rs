@@ -1,0 +1,435 @@
+//! Turning a job record into its vertices: streams created, snapshots,
+//! timelines and queued changes loaded, and a thread started per vertex.
+
+use super::*;
+
+impl Jobs {
+    /// Compiles a job record into vertex tasks, creating its streams and
+    /// loading each vertex's snapshot.
+    pub(super) fn build(
+        &self,
+        record: &JobRecord,
+        create: bool,
+    ) -> anyhow::Result<Vec<(Task, VertexStatus)>> {
+        let plan: Plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        let streams = &self.inner.streams;
+        let prefix = record.prefix();
+        let mut schemas: HashMap<String, (u64, SchemaRef)> = HashMap::new();
+        let mut tasks = Vec::new();
+        let dead_fields = dead_fields();
+        // A vertex's output stream and its dead-letter stream: (output id, output name, dead id).
+        let job_stream = |name: &str, schema: &SchemaRef| -> anyhow::Result<(u64, String, u64)> {
+            let full = record.stream(name);
+            if !create {
+                // Validation only: stream ids start at 1, so 0 names nothing.
+                return Ok((0, full, 0));
+            }
+            let output = streams.create(&full, &user_fields(schema))?.id;
+            let dead = streams.create(&format!("{full}.dead"), &dead_fields)?.id;
+            Ok((output, full, dead))
+        };
+        for (i, spec) in plan.sources.iter().enumerate() {
+            let at = format!("job `{}` sources[{i}] `{}`", plan.name, spec.name);
+            match &spec.origin {
+                SourceOrigin::Stream(stream) => {
+                    let info = streams.info(stream).with_context(|| at.clone())?;
+                    let schema = event_schema(&info.fields());
+                    let (output, out_name, dead) = job_stream(&spec.name, &schema)?;
+                    let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
+                    let generator = CtiGen::new(spec.cti);
+                    let (vertex, status) = self.vertex(
+                        &spec.name,
+                        "source",
+                        vertex::Operator::Source(generator),
+                        schema.clone(),
+                        &[(info.id, info.name.clone())],
+                        (output, out_name),
+                        &key,
+                        stored(streams, &key)?,
+                        Default::default(),
+                    )?;
+                    schemas.insert(spec.name.clone(), (output, schema));
+                    tasks.push((
+                        Task::Vertex {
+                            vertex: Box::new(vertex),
+                            inputs: vec![info.id],
+                            output,
+                            dead,
+                            key,
+                        },
+                        status,
+                    ));
+                }
+                SourceOrigin::File { .. } => {
+                    self.inner
+                        .files
+                        .check(&spec.path)
+                        .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                    if spec.format != SourceFormat::Jsonl {
+                        bail!(
+                            "{at}: a job on a node reads JSONL files (CSV files run with `weir run`)"
+                        );
+                    }
+                    let schema = event_schema(&spec.fields);
+                    let (output, out_name, dead) = job_stream(&spec.name, &schema)?;
+                    let key = format!("{FILES}{prefix}/{}", spec.name);
+                    let at_pos = stored(streams, &key)?.unwrap_or_else(|| FilePosition {
+                        cti: CtiGen::new(spec.cti),
+                        ..FilePosition::default()
+                    });
+                    let status = VertexStatus {
+                        name: spec.name.clone(),
+                        role: "source".into(),
+                        state: "starting".into(),
+                        inputs: vec![(spec.path.display().to_string(), at_pos.offset)],
+                        output: Some((out_name, at_pos.output)),
+                        rows_in: at_pos.rows + at_pos.rejected,
+                        rows_out: at_pos.rows,
+                        dead: at_pos.rejected,
+                        ending: streams.meta(&ending_key(&key))?.is_some(),
+                        ..VertexStatus::default()
+                    };
+                    schemas.insert(spec.name.clone(), (output, schema));
+                    tasks.push((
+                        Task::File {
+                            spec: spec.clone(),
+                            batch_size: plan.batch_size,
+                            output,
+                            dead,
+                            key,
+                            at: Box::new(at_pos),
+                        },
+                        status,
+                    ));
+                }
+            }
+        }
+        for spec in &plan.stages {
+            let (task, status, output, schema) =
+                self.stage_task(record, &prefix, spec, &schemas, &job_stream)?;
+            schemas.insert(spec.name.clone(), (output, schema));
+            tasks.push((task, status));
+        }
+        for (i, spec) in plan.sinks.iter().enumerate() {
+            let path = match &spec.target {
+                SinkTarget::File(path) => {
+                    self.inner
+                        .files
+                        .check(path)
+                        .map_err(|e| anyhow::anyhow!("job `{}` sinks[{i}]: {e}", plan.name))?;
+                    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+                        bail!(
+                            "job `{}` sinks[{i}]: {} is not a regular file; a sink on a node writes exactly once by truncating its file to what was synced, so it needs one",
+                            plan.name,
+                            path.display()
+                        );
+                    }
+                    Some(path.clone())
+                }
+                SinkTarget::Discard => None,
+                SinkTarget::Stdout => bail!(
+                    "job `{}` sinks[{i}]: a job on a node cannot write to stdout; give `path` (or read its stream with `weir stream read`)",
+                    plan.name
+                ),
+            };
+            let (input, _) = schemas
+                .get(&spec.input)
+                .with_context(|| format!("sinks[{i}]: no stream `{}`", spec.input))?;
+            let key = format!("{SINKS}{prefix}/{i}");
+            let at = stored(streams, &key)?.unwrap_or_else(|| SinkPosition {
+                next: streams.positions(*input).map_or(0, |p| p.2),
+                ..SinkPosition::default()
+            });
+            let status = VertexStatus {
+                name: path
+                    .as_ref()
+                    .map_or("discard".into(), |p| p.display().to_string()),
+                role: "sink".into(),
+                state: "starting".into(),
+                inputs: vec![(record.stream(&spec.input), at.next)],
+                rows_in: at.rows,
+                rows_out: at.rows,
+                ..VertexStatus::default()
+            };
+            tasks.push((
+                Task::Sink {
+                    input: *input,
+                    path,
+                    interval: spec.interval,
+                    key,
+                    at,
+                },
+                status,
+            ));
+        }
+        Ok(tasks)
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(super) fn stage_task(
+        &self,
+        record: &JobRecord,
+        prefix: &str,
+        spec: &StageSpec,
+        schemas: &HashMap<String, (u64, SchemaRef)>,
+        job_stream: &dyn Fn(&str, &SchemaRef) -> anyhow::Result<(u64, String, u64)>,
+    ) -> anyhow::Result<(Task, VertexStatus, u64, SchemaRef)> {
+        let streams = &self.inner.streams;
+        let at = format!("job `{}` stage `{}`", record.name, spec.name);
+        let mut inputs = Vec::new();
+        let mut input_schema: Option<SchemaRef> = None;
+        for name in &spec.inputs {
+            let (id, schema) = schemas
+                .get(name)
+                .with_context(|| format!("{at}: no stream `{name}`"))?;
+            if let Some(first) = &input_schema
+                && first.fields() != schema.fields()
+            {
+                bail!(
+                    "{at}: inputs `{}` ({}) and `{name}` ({}) have different columns; merged inputs need the same",
+                    spec.inputs[0],
+                    describe(&user_fields(first)),
+                    describe(&user_fields(schema))
+                );
+            }
+            input_schema = Some(schema.clone());
+            inputs.push((*id, record.stream(name)));
+        }
+        let input_schema = input_schema.with_context(|| format!("{at}: no inputs"))?;
+        let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
+        let snapshot: Option<VertexSnapshot> = stored(streams, &key)?;
+        let mut patching = None;
+        let operator = match &spec.operator {
+            Operator::Union => vertex::Operator::Union,
+            Operator::Udf(udf) => {
+                let original = record.modules.get(&udf.component).with_context(|| {
+                    format!("{at}: no module recorded for {}", udf.component.display())
+                })?;
+                let timeline: Timeline = stored(streams, &timeline_key(&key))?
+                    .unwrap_or_else(|| Timeline::new(original));
+                // The version its snapshot was taken with; the timeline's
+                // later entries apply as the vertex replays past them.
+                let version = match snapshot.as_ref().and_then(|s| s.module.as_deref()) {
+                    None => original.clone(),
+                    Some(short) => timeline
+                        .versions()
+                        .into_iter()
+                        .find(|v| v.starts_with(short))
+                        .with_context(|| {
+                            format!("{at}: the snapshot's module {short} is not in the stage's patch timeline")
+                        })?
+                        .to_string(),
+                };
+                let runtime = self.inner.runtime.clone();
+                let (store, origin) = (streams.clone(), udf.component.display().to_string());
+                let (name, udf, schema) = (spec.name.clone(), udf.clone(), input_schema.clone());
+                let mut load: vertex::StageLoader = Box::new(move |version: &str| {
+                    let module = load_module(&runtime, &store, version, &origin).map_err(|e| {
+                        crate::stage::StageError::Mismatch {
+                            stage: name.clone(),
+                            module: version.chars().take(12).collect(),
+                            message: format!("{e:#}"),
+                        }
+                    })?;
+                    UdfStage::with_module(&runtime, &name, &udf, module, schema.clone())
+                });
+                let stage = load(&version).with_context(|| at.clone())?;
+                patching = Some((timeline, load));
+                vertex::Operator::Udf(Box::new(stage))
+            }
+        };
+        let output_schema = match &operator {
+            vertex::Operator::Udf(stage) => stage.output_schema(),
+            _ => input_schema.clone(),
+        };
+        let (output, out_name, dead) = job_stream(&spec.name, &output_schema)?;
+        let (mut vertex, status) = self.vertex(
+            &spec.name,
+            "stage",
+            operator,
+            input_schema,
+            &inputs,
+            (output, out_name),
+            &key,
+            snapshot,
+            spec.recovery,
+        )?;
+        if let Some((timeline, load)) = patching {
+            vertex = vertex.with_patching(timeline, load)?;
+            // Changes accepted before a restart, not yet in the timeline.
+            for request in self.with_queue(&queue_key(&key), |q| q.waiting.clone())? {
+                vertex.schedule(request);
+            }
+        }
+        let input_ids = inputs.iter().map(|(id, _)| *id).collect();
+        Ok((
+            Task::Vertex {
+                vertex: Box::new(vertex),
+                inputs: input_ids,
+                output,
+                dead,
+                key,
+            },
+            status,
+            output,
+            output_schema,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn vertex(
+        &self,
+        name: &str,
+        role: &str,
+        operator: vertex::Operator,
+        input_schema: SchemaRef,
+        inputs: &[(u64, String)],
+        output: (u64, String),
+        key: &str,
+        snapshot: Option<VertexSnapshot>,
+        recovery: crate::plan::Recovery,
+    ) -> anyhow::Result<(Vertex, VertexStatus)> {
+        let streams = &self.inner.streams;
+        let resume = match snapshot {
+            Some(snapshot) => {
+                let state = match recovery {
+                    crate::plan::Recovery::Checkpoint { .. } => load_state(streams, key)?,
+                    crate::plan::Recovery::Replay { .. } => KeyedState::new(),
+                };
+                vertex::Resume::Snapshot(Box::new(snapshot), state)
+            }
+            // A new vertex starts at what its inputs still hold.
+            None => vertex::Resume::Fresh(
+                inputs
+                    .iter()
+                    .map(|(id, _)| streams.positions(*id).map_or(0, |p| p.2))
+                    .collect(),
+            ),
+        };
+        let vertex = Vertex::load(name, operator, input_schema, inputs.len(), recovery, resume)?;
+        let at = vertex.position();
+        let status = VertexStatus {
+            name: name.to_string(),
+            role: role.to_string(),
+            state: "starting".into(),
+            inputs: inputs
+                .iter()
+                .zip(&at.inputs)
+                .map(|((_, n), p)| (n.clone(), *p))
+                .collect(),
+            output: Some((output.1, at.output)),
+            snapshot: at.id,
+            module: at.module.clone(),
+            ..VertexStatus::default()
+        };
+        Ok((vertex, status))
+    }
+
+    /// Records that `reader` needs `stream` from `pos` on, and collects what no
+    /// reader needs. Called only after the snapshot holding `pos` was queued,
+    /// so the collection is never durable before the snapshot is.
+    pub(super) fn reader_at(&self, stream: u64, reader: &str, pos: u64) {
+        let low = {
+            let mut readers = lock(&self.inner.readers);
+            let list = readers.entry(stream).or_default();
+            list.insert(reader.to_string(), pos);
+            list.values().copied().min().unwrap_or(0)
+        };
+        // A tail behind the slowest reader stays, for `udf deploy --shadow`.
+        let low = low.saturating_sub(SHADOW_TAIL);
+        if let Err(e) = self.inner.streams.gc(stream, low) {
+            tracing::warn!("collecting stream #{stream} below {low}: {e}");
+        }
+    }
+
+    pub(super) fn start(&self, record: JobRecord, tasks: Vec<(Task, VertexStatus)>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut vertices = Vec::new();
+        // Register every reader before any vertex runs and collects.
+        for (task, _) in &tasks {
+            match task {
+                Task::Vertex {
+                    vertex,
+                    inputs,
+                    key,
+                    ..
+                } => {
+                    for (stream, pos) in inputs.iter().zip(&vertex.position().inputs) {
+                        self.reader_at(*stream, key, *pos);
+                    }
+                }
+                Task::Sink { input, key, at, .. } => self.reader_at(*input, key, at.next),
+                Task::File { .. } => {}
+            }
+        }
+        for (task, status) in tasks {
+            let shared: Shared = Arc::new(Mutex::new(status));
+            vertices.push(shared.clone());
+            let jobs = self.clone();
+            let stop = stop.clone();
+            let name = lock(&shared).name.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("weir-{name}"))
+                .spawn(move || {
+                    lock(&shared).state = "running".into();
+                    let result = match task {
+                        Task::Vertex {
+                            vertex,
+                            inputs,
+                            output,
+                            dead,
+                            key,
+                        } => jobs.run_vertex(*vertex, &inputs, output, dead, &key, &stop, &shared),
+                        Task::File {
+                            spec,
+                            batch_size,
+                            output,
+                            dead,
+                            key,
+                            at,
+                        } => jobs
+                            .run_file(&spec, batch_size, output, dead, &key, *at, &stop, &shared),
+                        Task::Sink {
+                            input,
+                            path,
+                            interval,
+                            key,
+                            at,
+                        } => jobs.run_sink(
+                            input,
+                            path.as_deref(),
+                            interval,
+                            &key,
+                            at,
+                            &stop,
+                            &shared,
+                        ),
+                    };
+                    let mut s = lock(&shared);
+                    match result {
+                        Ok(true) => s.state = "finished".into(),
+                        Ok(false) => s.state = "stopped".into(),
+                        Err(e) => {
+                            tracing::error!("vertex `{}` failed: {e:#}", s.name);
+                            s.state = "failed".into();
+                            s.error = Some(format!("{e:#}"));
+                        }
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!("cannot start a vertex thread: {e}"),
+            }
+        }
+        lock(&self.inner.running).insert(
+            record.name.clone(),
+            Running {
+                record,
+                stop,
+                threads,
+                vertices,
+            },
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! Continuous jobs on a node: each source, stage and sink of a submitted job
+//! runs as a vertex on its own thread, reading and writing rStreams, and
+//! resumes after a crash from its latest durable snapshot.
+//!
+//! Exactly once, on one node: every write (entries, snapshots, sink and file
+//! positions) goes through one committer in order, so what survives a crash is
+//! a prefix of what was written. A vertex resumed from its snapshot rewrites
+//! the entries it wrote after it; the rStream dedups those that survived and
+//! stores those that were lost. A file sink records `(next seq, file length)`
+//! after each fsync and truncates the file to that length on restart. A file
+//! source records its read position in the same transaction as the entries it
+//! made from what it read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arrow_schema::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::access::FileAccess;
+use crate::filter::Filter;
+use crate::patch::{Change, Queue, Requested, Timeline};
+use crate::plan::UdfSpec;
+use crate::plan::{
+    ErrorPolicy, Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec,
+};
+use crate::rstream::{END, Entry, Streams};
+use crate::schema::{describe, event_schema, user_fields};
+use crate::source::SourceReader;
+use crate::stage::UdfStage;
+use crate::store::Op;
+use crate::vertex::{
+    self, CtiGen, DeadLetter, Effects, Vertex, VertexSnapshot, dead_batch, dead_fields,
+};
+use crate::wasm::Runtime;
+use crate::wasm::instance::KeyedState;
+
+mod build;
+mod patching;
+mod threads;
+
+use patching::load_module;
+pub use patching::{HistoryEntry, PatchReport, ShadowReport};
+
+/// How many settled requests a vertex's status remembers.
+const MAX_OUTCOMES: usize = 64;
+
+/// Entries a vertex reads per input per round.
+const READ_CHUNK: usize = 64;
+/// How long an idle vertex waits for input before checking whether to stop.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// The most bytes a file source reads per round (more when a line is longer).
+const FILE_CHUNK: usize = 4 << 20;
+/// The longest line a file source takes.
+const MAX_LINE: usize = 1 << 30;
+
+/// A job as the node stores it: the job file's text and where it was, with the
+/// module version of each component it names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Job name.
+    pub name: String,
+    /// Incarnation: a job submitted again after a cancel gets a new id and new streams.
+    pub id: u64,
+    /// The job file's path (anchors relative paths).
+    pub path: PathBuf,
+    /// The job file's text.
+    pub text: String,
+    /// Component path (as resolved from the job file) → module version.
+    pub modules: BTreeMap<PathBuf, String>,
+}
+
+impl JobRecord {
+    /// The prefix of the job's stream names.
+    pub fn prefix(&self) -> String {
+        format!("{}@{}", self.name, self.id)
+    }
+
+    /// The full name of the job's stream `name` (a source's or stage's output).
+    pub fn stream(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix())
+    }
+}
+
+/// One vertex's state, as `weir job status` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VertexStatus {
+    /// Name (the sink's file for sinks).
+    pub name: String,
+    /// `source`, `stage` or `sink`.
+    pub role: String,
+    /// `starting`, `running`, `finished` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Per input: stream and next seq to read.
+    pub inputs: Vec<(String, u64)>,
+    /// Output stream and next seq to write.
+    pub output: Option<(String, u64)>,
+    /// Rows in.
+    pub rows_in: u64,
+    /// Rows out.
+    pub rows_out: u64,
+    /// Rows dead-lettered.
+    pub dead: u64,
+    /// Latest snapshot number.
+    pub snapshot: u64,
+    /// Module version (UDF stages).
+    pub module: Option<String>,
+    /// Patch timeline entries applied (UDF stages).
+    #[serde(default)]
+    pub patches: u64,
+    /// A patch is scheduled for the next CTI.
+    #[serde(default)]
+    pub pending: bool,
+    /// Why the last scheduled patch was not applied.
+    #[serde(default)]
+    pub refused: Option<String>,
+    /// Where a UDF stage stopped when its UDF failed: (input position of the
+    /// batch it failed on, CTIs written). A patch or filter recorded there
+    /// resumes it.
+    #[serde(default)]
+    pub stuck_at: Option<(u64, u64)>,
+    /// Runtime filters in effect (UDF stages).
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Input rows runtime filters dropped (counted in `rows_in`).
+    #[serde(default)]
+    pub filtered: u64,
+    /// Requests accepted (durably queued), not yet handed to the vertex.
+    #[serde(skip)]
+    requests: Vec<Requested>,
+    /// A followed file's source was asked to end at the file's end.
+    #[serde(default)]
+    pub ending: bool,
+    /// What became of the latest requests the vertex settled: taken into
+    /// the timeline (`None`) or refused (why), by request id.
+    #[serde(skip)]
+    outcomes: BTreeMap<u64, Option<String>>,
+}
+
+/// A job's state, as `weir job status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Name.
+    pub name: String,
+    /// Incarnation.
+    pub id: u64,
+    /// `running`, `finished` or `failed`.
+    pub state: String,
+    /// Its vertices: sources, stages, sinks.
+    pub vertices: Vec<VertexStatus>,
+}
+
+type Shared = Arc<Mutex<VertexStatus>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Running {
+    record: JobRecord,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    vertices: Vec<Shared>,
+}
+
+struct Inner {
+    streams: Streams,
+    runtime: Arc<Runtime>,
+    running: Mutex<BTreeMap<String, Running>>,
+    /// Per stream: each reader's position in its latest durable snapshot.
+    readers: Mutex<HashMap<u64, HashMap<String, u64>>>,
+    /// Where job files may read and write.
+    files: FileAccess,
+    /// Per UDF stage (by queue key): its accepted changes waiting for a CTI,
+    /// as last queued for storage. Every change to a queue is made here
+    /// and queued for commit under this lock, so commits keep its order.
+    queues: Mutex<HashMap<String, Queue>>,
+}
+
+/// The jobs of a node.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").finish_non_exhaustive()
+    }
+}
+
+const JOB_PREFIX: &str = "job/";
+/// Per job prefix: vertex snapshots, sink positions, followed-file positions.
+const SNAPSHOTS: &str = "snap/";
+const SINKS: &str = "sink/";
+const FILES: &str = "file/";
+const PATCHES: &str = "patch/";
+/// Per job prefix: each UDF stage's queue of accepted, not yet applied changes.
+const QUEUES: &str = "queue/";
+const MODULE_PREFIX: &str = "module/";
+const NEXT_ID: &str = "jobs/next-id";
+
+/// What a vertex thread does.
+enum Task {
+    Vertex {
+        vertex: Box<Vertex>,
+        inputs: Vec<u64>,
+        output: u64,
+        dead: u64,
+        key: String,
+    },
+    File {
+        spec: SourceSpec,
+        batch_size: usize,
+        output: u64,
+        dead: u64,
+        key: String,
+        at: Box<FilePosition>,
+    },
+    Sink {
+        input: u64,
+        /// `None`: a discard sink.
+        path: Option<PathBuf>,
+        interval: bool,
+        key: String,
+        at: SinkPosition,
+    },
+}
+
+/// A file source's durable position, written with the entries it made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// Bytes consumed.
+    pub offset: u64,
+    /// Lines consumed.
+    pub line: u64,
+    /// Next output seq.
+    pub output: u64,
+    /// Next dead-letter seq.
+    pub dead: u64,
+    /// CTI generation.
+    pub cti: CtiGen,
+    /// The end marker was written.
+    pub finished: bool,
+    /// Rows written.
+    pub rows: u64,
+    /// Rows dead-lettered.
+    pub rejected: u64,
+}
+
+/// A file sink's durable position: every entry below `next` is in the first
+/// `len` bytes of the file, fsynced.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct SinkPosition {
+    /// Next input seq to write.
+    pub next: u64,
+    /// File length.
+    pub len: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// The end marker was read.
+    pub finished: bool,
+}
+
+impl Jobs {
+    /// The jobs of a node with these streams, whose file sources and sinks
+    /// stay within `files`; call [`Jobs::resume`] to start them.
+    pub fn new(streams: Streams, runtime: Arc<Runtime>, files: FileAccess) -> Jobs {
+        Jobs {
+            inner: Arc::new(Inner {
+                streams,
+                runtime,
+                files,
+                running: Mutex::new(BTreeMap::new()),
+                readers: Mutex::new(HashMap::new()),
+                queues: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Starts every stored job from its snapshots (after a restart).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        for (key, value) in self.inner.streams.meta_prefix(JOB_PREFIX)? {
+            let record: JobRecord = serde_json::from_slice(&value)
+                .with_context(|| format!("job record {key} does not decode"))?;
+            self.build_and_start(record);
+        }
+        Ok(())
+    }
+
+    /// Starts a stored job from its snapshots; one that cannot start stays
+    /// listed as failed, with the reason.
+    fn build_and_start(&self, record: JobRecord) {
+        let name = record.name.clone();
+        match self.build(&record, true) {
+            Ok(tasks) => self.start(record, tasks),
+            Err(e) => {
+                tracing::error!("job `{name}` cannot resume: {e:#}");
+                let failed = VertexStatus {
+                    name: name.clone(),
+                    role: "job".into(),
+                    state: "failed".into(),
+                    error: Some(format!("{e:#}")),
+                    ..VertexStatus::default()
+                };
+                lock(&self.inner.running).insert(
+                    name,
+                    Running {
+                        record,
+                        stop: Arc::default(),
+                        threads: Vec::new(),
+                        vertices: vec![Arc::new(Mutex::new(failed))],
+                    },
+                );
+            }
+        }
+    }
+
+    /// Validates and starts a job. `modules` are the bytes of the components
+    /// the job file names, by resolved path.
+    pub fn submit(
+        &self,
+        path: &Path,
+        text: &str,
+        modules: Vec<(PathBuf, Vec<u8>)>,
+    ) -> anyhow::Result<JobStatus> {
+        let plan = crate::job::parse_with(path, text, false)?;
+        if let Some(r) = lock(&self.inner.running).get(&plan.name) {
+            bail!(
+                "job `{}` is already on this node (id {}); cancel it first with `weir job cancel {}`",
+                plan.name,
+                r.record.id,
+                plan.name
+            );
+        }
+        let streams = &self.inner.streams;
+        let mut versions = BTreeMap::new();
+        let mut ops = Vec::new();
+        for (component, bytes) in modules {
+            // Refuses what is not a loadable component; keeps it compiled for `build`.
+            let module = self
+                .inner
+                .runtime
+                .load(&component.display().to_string(), &bytes)?;
+            let version = module.version.hex().to_string();
+            ops.push(put(&format!("{MODULE_PREFIX}{version}"), bytes));
+            versions.insert(component, version);
+        }
+        for stage in &plan.stages {
+            if let Operator::Udf(udf) = &stage.operator
+                && !versions.contains_key(&udf.component)
+            {
+                bail!(
+                    "stage `{}`: component {} was not sent with the job",
+                    stage.name,
+                    udf.component.display()
+                );
+            }
+        }
+        let id = streams
+            .meta(NEXT_ID)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(1);
+        let record = JobRecord {
+            name: plan.name.clone(),
+            id,
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            modules: versions,
+        };
+        // Validate everything before anything is stored or created, so a
+        // refused job leaves the node as it was.
+        self.build(&record, false)?;
+        ops.push(put(NEXT_ID, (id + 1).to_string().into_bytes()));
+        streams.commit_meta(ops)?.wait()?;
+        let tasks = self.build(&record, true)?;
+        streams
+            .commit_meta(vec![put(
+                &format!("{JOB_PREFIX}{}", record.name),
+                serde_json::to_vec(&record)?,
+            )])?
+            .wait()?;
+        let name = record.name.clone();
+        self.start(record, tasks);
+        self.status(Some(&name))?
+            .pop()
+            .context("the job vanished as it started")
+    }
+
+    /// Ends the followed file of source `source` of job `job`: the source
+    /// reads the file to its end as it is then, writes the end CTI and
+    /// finishes. The request is durable before this returns.
+    pub fn end_source(&self, job: &str, source: &str) -> anyhow::Result<String> {
+        let (record, plan) = self.running_plan(job)?;
+        let spec = named(&plan.sources, |s| &s.name, source, job, "source")?;
+        match &spec.origin {
+            SourceOrigin::File { follow: true } => {}
+            SourceOrigin::File { follow: false } => {
+                bail!("source `{source}` of job `{job}` reads a plain file, which ends by itself")
+            }
+            _ => bail!(
+                "source `{source}` of job `{job}` reads an ingest stream; end it with `weir stream close`"
+            ),
+        }
+        let key = format!("{FILES}{}/{source}", record.prefix());
+        self.inner
+            .streams
+            .commit_meta(vec![put(&ending_key(&key), Vec::new())])?
+            .wait()?;
+        if let Some(running) = lock(&self.inner.running).get(job) {
+            for v in &running.vertices {
+                let mut v = lock(v);
+                if v.role == "source" && v.name == source {
+                    v.ending = true;
+                }
+            }
+        }
+        Ok(format!(
+            "source `{source}` of job `{job}` ends at the end of {}; the job finishes once all its inputs have ended",
+            spec.path.display()
+        ))
+    }
+
+    /// Stops a job and forgets it; its streams are collected.
+    pub fn cancel(&self, name: &str) -> anyhow::Result<String> {
+        let running = lock(&self.inner.running).remove(name);
+        let Some(running) = running else {
+            bail!("no job `{name}` on this node (jobs: {})", self.names());
+        };
+        running.stop.store(true, Ordering::Relaxed);
+        for t in running.threads {
+            let _ = t.join();
+        }
+        let streams = &self.inner.streams;
+        let prefix = running.record.prefix();
+        let mut ops = vec![Op::DeleteMeta {
+            key: format!("{JOB_PREFIX}{name}"),
+        }];
+        for kind in [SNAPSHOTS, SINKS, FILES, PATCHES, QUEUES] {
+            let key = format!("{kind}{prefix}/");
+            for (k, _) in streams.meta_prefix(&key)? {
+                if kind == SNAPSHOTS {
+                    ops.push(Op::ClearState { owner: k.clone() });
+                }
+                ops.push(Op::DeleteMeta { key: k });
+            }
+        }
+        streams.commit_meta(ops)?.wait()?;
+        let queued = format!("{QUEUES}{prefix}/");
+        lock(&self.inner.queues).retain(|key, _| !key.starts_with(&queued));
+        let (reader_part, stream_part) = (format!("/{prefix}/"), running.record.stream(""));
+        for list in lock(&self.inner.readers).values_mut() {
+            list.retain(|reader, _| !reader.contains(&reader_part));
+        }
+        for info in streams.list() {
+            if info.name.starts_with(&stream_part) {
+                let (next, ..) = streams.positions(info.id).unwrap_or_default();
+                streams.gc(info.id, next)?;
+            }
+        }
+        Ok(format!(
+            "job `{name}` cancelled; its streams were collected"
+        ))
+    }
+
+    /// Stops a job's threads and starts it again from its snapshots, as a
+    /// node restart does.
+    fn restart(&self, job: &str) -> anyhow::Result<()> {
+        let running = lock(&self.inner.running).remove(job);
+        let Some(running) = running else {
+            bail!("no job `{job}` on this node (jobs: {})", self.names());
+        };
+        running.stop.store(true, Ordering::Relaxed);
+        for t in running.threads {
+            let _ = t.join();
+        }
+        self.build_and_start(running.record);
+        Ok(())
+    }
+
+    /// Stops every job's threads (node shutdown); they resume on the next start.
+    pub fn stop_all(&self) {
+        let mut running = lock(&self.inner.running);
+        for r in running.values() {
+            r.stop.store(true, Ordering::Relaxed);
+        }
+        for r in running.values_mut() {
+            for t in r.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn names(&self) -> String {
+        let running = lock(&self.inner.running);
+        if running.is_empty() {
+            "none".into()
+        } else {
+            running.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    }
+
+    /// The status of one job, or of all.
+    pub fn status(&self, name: Option<&str>) -> anyhow::Result<Vec<JobStatus>> {
+        let running = lock(&self.inner.running);
+        if let Some(name) = name
+            && !running.contains_key(name)
+        {
+            drop(running);
+            bail!("no job `{name}` on this node (jobs: {})", self.names());
+        }
+        Ok(running
+            .values()
+            .filter(|r| name.is_none_or(|n| n == r.record.name))
+            .map(|r| {
+                let vertices: Vec<VertexStatus> =
+                    r.vertices.iter().map(|v| lock(v).clone()).collect();
+                let state = if vertices.iter().any(|v| v.state == "failed") {
+                    "failed"
+                } else if vertices.iter().all(|v| v.state == "finished") {
+                    "finished"
+                } else {
+                    "running"
+                };
+                JobStatus {
+                    name: r.record.name.clone(),
+                    id: r.record.id,
+                    state: state.into(),
+                    vertices,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The item of `items` called `name` (a `kind` of job `job`), or an error
+/// listing the ones there are.
+fn named<'a, T>(
+    items: &'a [T],
+    name_of: impl Fn(&T) -> &String,
+    name: &str,
+    job: &str,
+    kind: &str,
+) -> anyhow::Result<&'a T> {
+    items.iter().find(|i| name_of(i) == name).with_context(|| {
+        format!(
+            "job `{job}` has no {kind} `{name}`; its {kind}s: {}",
+            items
+                .iter()
+                .map(|i| name_of(i).as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// A position or snapshot stored under `key`, if there is one.
+fn stored<T: serde::de::DeserializeOwned>(
+    streams: &Streams,
+    key: &str,
+) -> anyhow::Result<Option<T>> {
+    match streams.meta(key)? {
+        Some(bytes) => Ok(Some(
+            postcard::from_bytes(&bytes).with_context(|| format!("{key} does not decode"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Entries of a stream kept behind its slowest reader, so that a shadow run
+/// (`weir udf deploy --shadow N`) has recent input even when the stage is
+/// caught up.
+const SHADOW_TAIL: u64 = 256;
+
+/// Where the patch timeline of the vertex whose snapshot key is `key` lives.
+fn timeline_key(key: &str) -> String {
+    format!("{PATCHES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
+}
+
+/// Where the request to end the followed file with position key `key` lives.
+fn ending_key(key: &str) -> String {
+    format!("{key}#end")
+}
+
+/// Where the queue of accepted changes of the vertex with snapshot key `key` lives.
+fn queue_key(key: &str) -> String {
+    format!("{QUEUES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
+}
+
+/// The snapshot key of stage `stage` of the job `record`.
+fn stage_key(record: &JobRecord, stage: &str) -> String {
+    format!("{SNAPSHOTS}{}/{stage}", record.prefix())
+}
+
+/// Where the patch timeline of stage `stage` of the job `record` lives.
+fn stage_timeline_key(record: &JobRecord, stage: &str) -> String {
+    timeline_key(&stage_key(record, stage))
+}
+
+/// The keyed state a vertex checkpointed under `owner`.
+fn load_state(streams: &Streams, owner: &str) -> anyhow::Result<KeyedState> {
+    let mut state = KeyedState::new();
+    let mut bad = None;
+    streams.scan_state(owner, &mut |key, value| {
+        if bad.is_some() {
+            return;
+        }
+        match crate::wasm::instance::decode_entry(value) {
+            Ok(names) => {
+                state.insert(key.to_vec(), names);
+            }
+            Err(e) => {
+                bad = Some(format!(
+                    "{owner}: the state of key {key:02x?} does not decode: {e}"
+                ))
+            }
+        }
+    })?;
+    match bad {
+        Some(message) => Err(anyhow::anyhow!(message)),
+        None => Ok(state),
+    }
+}
+
+fn put(key: &str, value: Vec<u8>) -> Op {
+    Op::PutMeta {
+        key: key.to_string(),
+        value,
+    }
+}

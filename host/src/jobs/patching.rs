@@ -1,0 +1,684 @@
+//! Changing a running job's UDF stages: deploys, rollbacks and runtime
+//! filters, checked first (and optionally shadowed on recent input), queued
+//! durably, and taken into the stage's timeline at its next CTI.
+
+use super::*;
+
+impl Jobs {
+    /// Deploys component `bytes` (named `origin` in messages) to stage
+    /// `stage` of job `job`: validates it against the stage (world, imports,
+    /// instantiation, `init` with the stage's parameters, input columns, and
+    /// the same output columns as the running version), optionally shadows it
+    /// on recent input, stores it in the registry and switches the stage at its
+    /// next CTI. A refused module leaves the job untouched.
+    pub fn deploy(
+        &self,
+        job: &str,
+        stage: &str,
+        origin: &str,
+        bytes: Vec<u8>,
+        shadow: Option<u64>,
+    ) -> anyhow::Result<PatchReport> {
+        let module = self
+            .inner
+            .runtime
+            .load(origin, &bytes)
+            .with_context(|| format!("deploy to job `{job}` stage `{stage}` refused"))?;
+        let shadow = self.check_patch(job, stage, &module, shadow)?;
+        let version = module.version.hex().to_string();
+        self.inner
+            .streams
+            .commit_meta(vec![put(&format!("{MODULE_PREFIX}{version}"), bytes)])?
+            .wait()?;
+        let mut report = self.patch(job, stage, version, Change::Deploy)?;
+        report.shadow = shadow;
+        Ok(report)
+    }
+
+    /// Returns stage `stage` of job `job` to an earlier version: `to` (a
+    /// prefix of a version in its history), or the version before the current one.
+    pub fn rollback(
+        &self,
+        job: &str,
+        stage: &str,
+        to: Option<&str>,
+    ) -> anyhow::Result<PatchReport> {
+        let timeline = self.timeline(job, stage)?;
+        let n = timeline.patches.len();
+        let target = match to {
+            Some(prefix) => {
+                let matching: Vec<&str> = timeline
+                    .versions()
+                    .into_iter()
+                    .filter(|v| v.starts_with(&prefix.to_ascii_lowercase()))
+                    .collect();
+                match matching.as_slice() {
+                    [one] => one.to_string(),
+                    [] => bail!(
+                        "stage `{stage}` of job `{job}` never ran a version {prefix}; its versions: {}",
+                        short_list(&timeline.versions())
+                    ),
+                    _ => bail!(
+                        "version prefix {prefix} is ambiguous in stage `{stage}`: {}",
+                        short_list(&matching)
+                    ),
+                }
+            }
+            None => timeline
+                .previous(n)
+                .with_context(|| {
+                    format!(
+                        "stage `{stage}` of job `{job}` runs its first version {}; there is nothing to roll back to",
+                        short(timeline.version_after(n))
+                    )
+                })?
+                .to_string(),
+        };
+        let module = load_module(&self.inner.runtime, &self.inner.streams, &target, stage)?;
+        self.check_patch(job, stage, &module, None)?;
+        self.patch(job, stage, target, Change::Rollback)
+    }
+
+    /// Adds a runtime filter to stage `stage` of job `job`: from the stage's
+    /// next CTI on, the input rows `expr` matches are dropped before the UDF
+    /// (recorded in the stage's timeline, so replay drops the same rows).
+    pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
+        let (filter, active) = self.check_filter(job, stage, expr)?;
+        if let Some((same, _)) = active.iter().find(|(_, a)| a.same(&filter)) {
+            bail!("stage `{stage}` of job `{job}` already has filter `{same}`");
+        }
+        self.patch(
+            job,
+            stage,
+            String::new(),
+            Change::FilterAdd(filter.text().to_string()),
+        )
+    }
+
+    /// Removes runtime filter `expr` from stage `stage` of job `job`, from
+    /// the stage's next CTI on.
+    pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
+        let (filter, active) = self.check_filter(job, stage, expr)?;
+        // The filter as it was added: that text is what the timeline removes.
+        let Some((text, _)) = active.iter().find(|(_, a)| a.same(&filter)) else {
+            let texts: Vec<String> = active.iter().map(|(t, _)| t.clone()).collect();
+            bail!(
+                "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {}",
+                filter.text(),
+                crate::filter::describe(&texts, "none")
+            );
+        };
+        self.patch(
+            job,
+            stage,
+            String::new(),
+            Change::FilterRemove(text.clone()),
+        )
+    }
+
+    /// Parses `expr` against the stage's input and returns it with the
+    /// filters in effect (text as added, and parsed), if the stage can take
+    /// a change.
+    pub(super) fn check_filter(
+        &self,
+        job: &str,
+        stage: &str,
+        expr: &str,
+    ) -> anyhow::Result<(Filter, Vec<(String, Filter)>)> {
+        let (record, spec, _) = self.udf_stage(job, stage)?;
+        self.check_running(job, stage, "filter refused")?;
+        let input = self.inner.streams.info(&record.stream(&spec.inputs[0]))?;
+        let schema = event_schema(&input.fields());
+        let filter = Filter::parse(expr, &schema)
+            .with_context(|| format!("filter refused for job `{job}` stage `{stage}`"))?;
+        // In effect once the changes already queued are made.
+        let timeline = self.timeline(job, stage)?;
+        let applied = timeline
+            .filters(timeline.patches.len())
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let queue_key = queue_key(&stage_key(&record, stage));
+        let texts = self.with_queue(&queue_key, |q| q.filters_after(applied))?;
+        let mut active = Vec::new();
+        for text in texts {
+            let parsed = Filter::parse(&text, &schema)?;
+            active.push((text, parsed));
+        }
+        Ok((filter, active))
+    }
+
+    /// The status of stage `stage` of `job`, if it can take a change: the
+    /// job has neither finished nor failed.
+    pub(super) fn check_running(
+        &self,
+        job: &str,
+        stage: &str,
+        refused: &str,
+    ) -> anyhow::Result<VertexStatus> {
+        let status = lock(self.stage_status(job, stage)?.as_ref()).clone();
+        match status.state.as_str() {
+            "finished" => bail!("{refused}: the job has finished"),
+            // A UDF stage that failed on a batch can resume past it with a fix.
+            "failed" if status.stuck_at.is_some() => Ok(status),
+            "failed" => bail!(
+                "{refused}: the stage failed ({}); cancel and resubmit the job",
+                status.error.clone().unwrap_or_default()
+            ),
+            _ => Ok(status),
+        }
+    }
+
+    /// Every version stage `stage` of job `job` ran, with the input position
+    /// where each took effect.
+    pub fn history(&self, job: &str, stage: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+        let timeline = self.timeline(job, stage)?;
+        let mut out = vec![HistoryEntry {
+            version: timeline.original.clone(),
+            position: 0,
+            ctis: 0,
+            why: "submitted with the job".into(),
+            at_ms: 0,
+            current: false,
+        }];
+        for p in &timeline.patches {
+            out.push(HistoryEntry {
+                version: p.version.clone(),
+                position: p.position,
+                ctis: p.ctis,
+                why: p.change.describe(),
+                at_ms: p.at_ms,
+                current: false,
+            });
+        }
+        if let Some(last) = out.last_mut() {
+            last.current = true;
+        }
+        Ok(out)
+    }
+
+    /// The durable timeline of a UDF stage of a job on this node.
+    pub(super) fn timeline(&self, job: &str, stage: &str) -> anyhow::Result<Timeline> {
+        let (record, _, udf) = self.udf_stage(job, stage)?;
+        let original = record
+            .modules
+            .get(&udf.component)
+            .with_context(|| format!("job `{job}` recorded no module for stage `{stage}`"))?;
+        Ok(
+            stored(&self.inner.streams, &stage_timeline_key(&record, stage))?
+                .unwrap_or_else(|| Timeline::new(original)),
+        )
+    }
+
+    /// The record of `job`, its stage `stage` and that stage's UDF.
+    pub(super) fn udf_stage(
+        &self,
+        job: &str,
+        stage: &str,
+    ) -> anyhow::Result<(JobRecord, StageSpec, UdfSpec)> {
+        let (record, plan) = self.running_plan(job)?;
+        let spec = named(&plan.stages, |s| &s.name, stage, job, "stage")?;
+        match &spec.operator {
+            Operator::Udf(udf) => Ok((record, spec.clone(), udf.clone())),
+            Operator::Union => {
+                bail!("stage `{stage}` of job `{job}` is a union; it runs no UDF to patch")
+            }
+        }
+    }
+
+    /// The record of running job `job` and its plan.
+    pub(super) fn running_plan(&self, job: &str) -> anyhow::Result<(JobRecord, Plan)> {
+        let record = lock(&self.inner.running)
+            .get(job)
+            .map(|r| r.record.clone())
+            .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
+        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        Ok((record, plan))
+    }
+
+    /// The shared status of the vertex of stage `stage` of `job`.
+    pub(super) fn stage_status(&self, job: &str, stage: &str) -> anyhow::Result<Shared> {
+        lock(&self.inner.running)
+            .get(job)
+            .and_then(|r| {
+                r.vertices
+                    .iter()
+                    .find(|v| {
+                        let v = lock(v);
+                        v.role == "stage" && v.name == stage
+                    })
+                    .cloned()
+            })
+            .with_context(|| format!("job `{job}` runs no stage `{stage}` on this node"))
+    }
+
+    /// Checks `module` against the running stage; with `shadow`, runs it and
+    /// the running version on the stage's last `shadow` input rows.
+    pub(super) fn check_patch(
+        &self,
+        job: &str,
+        stage: &str,
+        module: &crate::wasm::Module,
+        shadow: Option<u64>,
+    ) -> anyhow::Result<Option<ShadowReport>> {
+        let refused = || {
+            format!(
+                "module {} refused for job `{job}` stage `{stage}`",
+                module.version
+            )
+        };
+        let (record, spec, udf) = self.udf_stage(job, stage)?;
+        let status = self.check_running(job, stage, &refused())?;
+        if status
+            .module
+            .as_deref()
+            .is_some_and(|m| module.version.hex().starts_with(m))
+        {
+            bail!("{}: the stage already runs it", refused());
+        }
+        let streams = &self.inner.streams;
+        let input = streams.info(&record.stream(&spec.inputs[0]))?;
+        let input_schema = event_schema(&input.fields());
+        let new = UdfStage::with_module(
+            &self.inner.runtime,
+            stage,
+            &udf,
+            module.clone(),
+            input_schema.clone(),
+        )
+        .with_context(refused)?;
+        let output = streams.info(&record.stream(stage))?.fields();
+        let writes = user_fields(&new.output_schema());
+        let same = |a: &[crate::schema::Field], b: &[crate::schema::Field]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.name == y.name && x.ty == y.ty && x.nullable == y.nullable)
+        };
+        if !same(&writes, &output) {
+            bail!(
+                "{}: it writes {} but the stage's output stream has {}; stages and sinks downstream read those columns, so a patch must keep them (submit a new job to change them)",
+                refused(),
+                describe(&writes),
+                describe(&output)
+            );
+        }
+        let Some(rows) = shadow else {
+            return Ok(None);
+        };
+        let current = status.module.as_deref().unwrap_or_default();
+        let timeline = self.timeline(job, stage)?;
+        let running = timeline
+            .versions()
+            .into_iter()
+            .find(|v| v.starts_with(current))
+            .map(str::to_string)
+            .with_context(refused)?;
+        let old_module = load_module(&self.inner.runtime, streams, &running, stage)?;
+        let mut old = UdfStage::with_module(
+            &self.inner.runtime,
+            stage,
+            &udf,
+            old_module,
+            input_schema.clone(),
+        )?;
+        // Both see what the stage sees: the rows its runtime filters keep.
+        let mut filters = Vec::new();
+        for text in timeline.filters(timeline.patches.len()) {
+            filters.push(crate::filter::Filter::parse(text, &input_schema)?);
+        }
+        old.set_filters(filters.clone());
+        let mut new = new;
+        new.set_filters(filters);
+        let report = shadow_run(streams, input.id, rows, old, new)
+            .with_context(|| format!("shadow run of module {} failed", module.version))?;
+        Ok(Some(report))
+    }
+
+    /// Hands a switch to `version` to the stage's vertex and waits (a few
+    /// seconds at most) until it took effect at a CTI and is durable.
+    pub(super) fn patch(
+        &self,
+        job: &str,
+        stage: &str,
+        version: String,
+        change: Change,
+    ) -> anyhow::Result<PatchReport> {
+        let shared = self.stage_status(job, stage)?;
+        let stuck = {
+            let s = lock(&shared);
+            s.stuck_at.filter(|_| s.state == "failed")
+        };
+        if let Some(at) = stuck {
+            return self.unstick(job, stage, version, change, at);
+        }
+        let scheduled = std::time::Instant::now();
+        let describe_change = change.describe();
+        let (record, _, _) = self.udf_stage(job, stage)?;
+        let request = self.enqueue(&queue_key(&stage_key(&record, stage)), &version, &change)?;
+        let id = request.id;
+        let (before, from) = {
+            let mut s = lock(&shared);
+            s.requests.push(request);
+            (s.patches, s.module.clone().unwrap_or_default())
+        };
+        let mut report = PatchReport {
+            job: job.to_string(),
+            stage: stage.to_string(),
+            from,
+            to: version.clone(),
+            change: describe_change.clone(),
+            applied: None,
+            switch_us: 0,
+            shadow: None,
+        };
+        wait_status(&shared, |s| {
+            if let Some(Some(why)) = s.outcomes.get(&id) {
+                if change.is_module() {
+                    bail!(
+                        "the stage could not switch to module {}: {why}",
+                        short(&version)
+                    );
+                }
+                bail!("the stage could not make the change ({describe_change}): {why}");
+            }
+            if s.state == "failed" {
+                bail!("the stage failed: {}", s.error.clone().unwrap_or_default());
+            }
+            Ok(s.outcomes.contains_key(&id))
+        })?;
+        // Anything queued before this barrier is durable once it is.
+        self.inner.streams.commit_meta(Vec::new())?.wait()?;
+        report.switch_us = scheduled.elapsed().as_micros() as u64;
+        let timeline = self.timeline(job, stage)?;
+        if let Some(p) = timeline.patches.get(before as usize..).and_then(|ps| {
+            ps.iter()
+                .find(|p| p.change == change && (!change.is_module() || p.version == version))
+        }) {
+            report.applied = Some((p.position, p.ctis));
+            report.to.clone_from(&p.version);
+        }
+        Ok(report)
+    }
+
+    /// Makes `change` to a stage that failed on the batch at `at` (input
+    /// position, CTIs written): records it in the timeline at that position,
+    /// then restarts the job from its snapshots, so the stage replays up to
+    /// the batch and runs it with the change (a fixed module, or a filter
+    /// dropping the poison rows). Nothing the stage wrote is lost or doubled:
+    /// the replay rewrites the same entries up to there.
+    pub(super) fn unstick(
+        &self,
+        job: &str,
+        stage: &str,
+        version: String,
+        change: Change,
+        at: (u64, u64),
+    ) -> anyhow::Result<PatchReport> {
+        let started = std::time::Instant::now();
+        let (record, _, _) = self.udf_stage(job, stage)?;
+        let key = stage_timeline_key(&record, stage);
+        let mut timeline = self.timeline(job, stage)?;
+        let n = timeline.patches.len();
+        let from = timeline.version_after(n).to_string();
+        let version = if change.is_module() {
+            version
+        } else {
+            from.clone()
+        };
+        if let Some(last) = timeline.patches.last().filter(|p| p.position > at.0) {
+            bail!(
+                "stage `{stage}` failed at input position {} but its timeline already has a change at {}",
+                at.0,
+                last.position
+            );
+        }
+        let describe_change = change.describe();
+        timeline.patches.push(crate::patch::Patch {
+            position: at.0,
+            ctis: at.1,
+            version: version.clone(),
+            change,
+            at_ms: crate::patch::now_ms(),
+        });
+        self.inner
+            .streams
+            .commit_meta(vec![put(&key, postcard::to_allocvec(&timeline)?)])?
+            .wait()?;
+        tracing::info!(
+            job,
+            stage,
+            position = at.0,
+            "{describe_change}: resuming the failed stage"
+        );
+        self.restart(job)?;
+        // Wait until the stage is past the batch it failed on, or fails again.
+        let shared = self.stage_status(job, stage)?;
+        wait_status(&shared, |s| {
+            if s.state == "failed" {
+                bail!(
+                    "{describe_change} recorded at input position {} of stage `{stage}` and the job restarted, but the stage failed again: {}",
+                    at.0,
+                    s.error.clone().unwrap_or_default()
+                );
+            }
+            Ok(s.rows_in > at.0 || s.state == "finished")
+        })?;
+        Ok(PatchReport {
+            job: job.to_string(),
+            stage: stage.to_string(),
+            from: short(&from).to_string(),
+            to: version,
+            change: describe_change,
+            applied: Some(at),
+            switch_us: started.elapsed().as_micros() as u64,
+            shadow: None,
+        })
+    }
+
+    /// Calls `f` with the queue at `queue_key` (read from storage the first time).
+    pub(super) fn with_queue<T>(
+        &self,
+        queue_key: &str,
+        f: impl FnOnce(&Queue) -> T,
+    ) -> anyhow::Result<T> {
+        let mut queues = lock(&self.inner.queues);
+        if !queues.contains_key(queue_key) {
+            let stored: Queue = stored(&self.inner.streams, queue_key)?.unwrap_or_default();
+            queues.insert(queue_key.to_string(), stored);
+        }
+        Ok(f(&queues[queue_key]))
+    }
+
+    /// Appends a change to the queue at `queue_key` and returns once the
+    /// queue holding it is durable: an accepted change survives a crash.
+    pub(super) fn enqueue(
+        &self,
+        queue_key: &str,
+        version: &str,
+        change: &Change,
+    ) -> anyhow::Result<Requested> {
+        self.with_queue(queue_key, |_| ())?;
+        let (request, ticket) = {
+            let mut queues = lock(&self.inner.queues);
+            let queue = queues.entry(queue_key.to_string()).or_default();
+            let id = queue.push(version.to_string(), change.clone());
+            let request = queue
+                .waiting
+                .last()
+                .cloned()
+                .with_context(|| format!("request {id} vanished from queue {queue_key}"))?;
+            let ticket = self
+                .inner
+                .streams
+                .commit_meta(vec![put(queue_key, postcard::to_allocvec(queue)?)])?;
+            (request, ticket)
+        };
+        ticket.wait()?;
+        Ok(request)
+    }
+}
+
+/// How long a deploy waits for the stage's next CTI.
+pub(super) const PATCH_WAIT: Duration = Duration::from_secs(5);
+
+/// What a deploy or rollback did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchReport {
+    /// The job.
+    pub job: String,
+    /// The stage.
+    pub stage: String,
+    /// The version it ran (short).
+    pub from: String,
+    /// The version it runs now (full SHA-256 hex).
+    pub to: String,
+    /// What changed (`deploy`, `rollback`, `filter added: ...`).
+    pub change: String,
+    /// Where it took effect: (input position, CTIs written); `None` when the
+    /// stage had no CTI within the wait, so the switch is still scheduled.
+    pub applied: Option<(u64, u64)>,
+    /// Microseconds from handing the switch to the stage to its timeline
+    /// entry being durable (waiting for the next CTI included).
+    pub switch_us: u64,
+    /// The shadow run, if one was asked for.
+    pub shadow: Option<ShadowReport>,
+}
+
+/// The new version beside the running one on recent input rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShadowReport {
+    /// Input rows asked for.
+    pub asked: u64,
+    /// Input rows both versions ran on (at most those the input stream
+    /// still holds).
+    pub rows: u64,
+    /// Output rows of the running version.
+    pub old_rows: u64,
+    /// Output rows of the new version.
+    pub new_rows: u64,
+    /// Output rows that differ (by position, plus the difference in count).
+    pub differ: u64,
+}
+
+/// One version in a stage's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Module version (SHA-256 hex).
+    pub version: String,
+    /// Input position where it took effect.
+    pub position: u64,
+    /// CTIs the vertex had written then.
+    pub ctis: u64,
+    /// Why.
+    pub why: String,
+    /// When (Unix milliseconds; 0 for the job's own version).
+    pub at_ms: u64,
+    /// It is the version in use.
+    pub current: bool,
+}
+
+/// The first 12 hex digits of a version.
+pub(super) fn short(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
+
+pub(super) fn short_list(versions: &[&str]) -> String {
+    versions
+        .iter()
+        .map(|v| short(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `old` and `new` on the last `rows` rows of `stream` (fresh state for
+/// both) and counts the output rows that differ.
+pub(super) fn shadow_run(
+    streams: &Streams,
+    stream: u64,
+    rows: u64,
+    mut old: UdfStage,
+    mut new: UdfStage,
+) -> anyhow::Result<ShadowReport> {
+    // Only what the stream still holds: collected entries are gone.
+    let (next, _, low) = streams.positions(stream).unwrap_or_default();
+    let mut batches = Vec::new();
+    let mut have = 0u64;
+    let mut seq = next;
+    while seq > low && have < rows {
+        let from = seq.saturating_sub(64).max(low);
+        let entries = streams.read_written(stream, from, (seq - from) as usize)?;
+        for (_, bytes) in entries.into_iter().rev() {
+            if let Entry::Batch { batch, .. } = Entry::decode(&bytes).map_err(anyhow::Error::msg)? {
+                have += batch.num_rows() as u64;
+                batches.push(batch);
+            }
+        }
+        if from == seq {
+            break;
+        }
+        seq = from;
+    }
+    batches.reverse();
+    let mut report = ShadowReport {
+        asked: rows,
+        ..ShadowReport::default()
+    };
+    let skip = have.saturating_sub(rows);
+    let mut skipped = 0u64;
+    for batch in batches {
+        let batch = if skipped < skip {
+            let cut = (skip - skipped).min(batch.num_rows() as u64);
+            skipped += cut;
+            batch.slice(cut as usize, batch.num_rows() - cut as usize)
+        } else {
+            batch
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        report.rows += batch.num_rows() as u64;
+        let (mut dead_old, mut dead_new) = (Vec::new(), Vec::new());
+        let a = old.process_all(&batch, &mut dead_old)?;
+        let b = new.process_all(&batch, &mut dead_new)?;
+        report.old_rows += a.num_rows() as u64;
+        report.new_rows += b.num_rows() as u64;
+        let (a, b) = (crate::stage::row_json(&a), crate::stage::row_json(&b));
+        let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+        report.differ += a.iter().zip(&b).filter(|(x, y)| x != y).count() as u64
+            + a.len().abs_diff(b.len()) as u64;
+    }
+    Ok(report)
+}
+
+/// A module of the node's registry (compiled once, kept by the runtime).
+pub(super) fn load_module(
+    runtime: &Runtime,
+    streams: &Streams,
+    version: &str,
+    origin: &str,
+) -> anyhow::Result<crate::wasm::Module> {
+    if let Some(module) = runtime.cached(version) {
+        return Ok(module);
+    }
+    let bytes = streams
+        .meta(&format!("{MODULE_PREFIX}{version}"))?
+        .with_context(|| format!("module {version} is not stored on this node"))?;
+    Ok(runtime.load(origin, &bytes)?)
+}
+
+/// Polls a vertex's status (every millisecond, for `PATCH_WAIT` at most)
+/// until `done` says so or fails.
+pub(super) fn wait_status(
+    shared: &Shared,
+    mut done: impl FnMut(&VertexStatus) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + PATCH_WAIT;
+    while std::time::Instant::now() < deadline {
+        if done(&lock(shared))? {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}

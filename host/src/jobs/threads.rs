@@ -1,0 +1,409 @@
+//! The threads of a job's vertices: UDF and union vertices over rStreams,
+//! followed-file sources and exactly-once file sinks.
+
+use super::*;
+
+impl Jobs {
+    /// Runs a vertex until it finishes (`true`) or is stopped (`false`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_vertex(
+        &self,
+        mut vertex: Vertex,
+        inputs: &[u64],
+        output: u64,
+        dead: u64,
+        key: &str,
+        stop: &AtomicBool,
+        status: &Shared,
+    ) -> anyhow::Result<bool> {
+        let streams = &self.inner.streams;
+        loop {
+            for request in std::mem::take(&mut lock(status).requests) {
+                vertex.schedule(request);
+            }
+            // What status shows comes from the vertex, loaded from its
+            // snapshot: a finished job shows its counts after a restart too.
+            publish(&vertex, status);
+            if let Some(finished) = halt(vertex.position().finished, stop) {
+                return Ok(finished);
+            }
+            let mut progressed = false;
+            for (i, &stream) in inputs.iter().enumerate() {
+                let from = vertex.position().inputs[i];
+                for (seq, bytes) in streams.read_written(stream, from, READ_CHUNK)? {
+                    let entry = Entry::decode(&bytes).map_err(|e| {
+                        anyhow::anyhow!("vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
+                    })?;
+                    let mut fx = match vertex.on_entry(i, seq, entry) {
+                        Ok(fx) => fx,
+                        Err(e) => {
+                            lock(status).stuck_at = vertex.stuck_at(&e);
+                            return Err(e.into());
+                        }
+                    };
+                    let settled = std::mem::take(&mut fx.settled);
+                    self.apply(fx, &settled, output, dead, key, inputs)?;
+                    if !settled.is_empty() {
+                        let mut s = lock(status);
+                        s.outcomes.extend(settled);
+                        while s.outcomes.len() > MAX_OUTCOMES {
+                            s.outcomes.pop_first();
+                        }
+                    }
+                    progressed = true;
+                }
+            }
+            publish(&vertex, status);
+            if !progressed {
+                let wanted: Vec<(u64, u64)> = inputs
+                    .iter()
+                    .zip(&vertex.position().inputs)
+                    .map(|(s, p)| (*s, *p))
+                    .collect();
+                streams.wait_any(&wanted, true, IDLE_WAIT);
+            }
+        }
+    }
+
+    pub(super) fn apply(
+        &self,
+        fx: Effects,
+        settled: &[(u64, Option<String>)],
+        output: u64,
+        dead: u64,
+        key: &str,
+        inputs: &[u64],
+    ) -> anyhow::Result<()> {
+        let streams = &self.inner.streams;
+        let mut ops = Vec::new();
+        if let Some(timeline) = &fx.timeline {
+            // Before the entries: some of them ran on the new version.
+            ops.push(put(&timeline_key(key), postcard::to_allocvec(timeline)?));
+        }
+        if settled.is_empty() {
+            if !ops.is_empty() {
+                streams.commit_meta(ops)?;
+            }
+        } else {
+            // The requests leave the queue in the commit that records them
+            // in the timeline: a crash keeps one or the other, never both.
+            let ids: Vec<u64> = settled.iter().map(|(id, _)| *id).collect();
+            let queue_key = queue_key(key);
+            let mut queues = lock(&self.inner.queues);
+            let queue = queues.entry(queue_key.clone()).or_default();
+            queue.settle(&ids);
+            ops.push(put(&queue_key, postcard::to_allocvec(queue)?));
+            streams.commit_meta(ops)?;
+        }
+        for (stream, entries) in [(output, fx.output), (dead, fx.dead)] {
+            for (seq, entry) in entries {
+                let bytes = entry.encode().map_err(anyhow::Error::msg)?;
+                streams.write(stream, seq, bytes)?;
+            }
+        }
+        if let Some(mut snapshot) = fx.snapshot {
+            let mut ops = Vec::with_capacity(2);
+            let changes = std::mem::take(&mut snapshot.state);
+            if !changes.is_empty() {
+                ops.push(Op::State {
+                    owner: key.to_string(),
+                    changes,
+                });
+            }
+            ops.push(put(key, postcard::to_allocvec(&snapshot)?));
+            streams.commit_meta(ops)?;
+            for (stream, pos) in inputs.iter().zip(&snapshot.inputs) {
+                self.reader_at(*stream, key, *pos);
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows a JSONL file: reads complete lines from the recorded offset and
+    /// writes their batches and CTIs with the new offset in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_file(
+        &self,
+        spec: &SourceSpec,
+        batch_size: usize,
+        output: u64,
+        dead: u64,
+        key: &str,
+        mut at: FilePosition,
+        stop: &AtomicBool,
+        status: &Shared,
+    ) -> anyhow::Result<bool> {
+        let streams = &self.inner.streams;
+        let mut buf = Vec::new();
+        loop {
+            if let Some(finished) = halt(at.finished, stop) {
+                return Ok(finished);
+            }
+            // A followed file reads as a plain one once its end was asked
+            // for: what it holds then is the rest of its input.
+            let follow =
+                matches!(spec.origin, SourceOrigin::File { follow: true }) && !lock(status).ending;
+            buf.clear();
+            let len = match File::open(&spec.path) {
+                Ok(mut file) => {
+                    let len = file.metadata()?.len();
+                    if len < at.offset {
+                        bail!(
+                            "source `{}`: {} is {len} bytes, shorter than the {} bytes already read; a followed file may only grow",
+                            spec.name,
+                            spec.path.display(),
+                            at.offset
+                        );
+                    }
+                    file.seek(SeekFrom::Start(at.offset))?;
+                    // At least one whole line, however long, unless the
+                    // file ends first.
+                    loop {
+                        let before = buf.len();
+                        (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut buf)?;
+                        if buf.len() == before || buf[before..].contains(&b'\n') {
+                            break;
+                        }
+                        if buf.len() > MAX_LINE {
+                            bail!(
+                                "source `{}`: {} line {} is longer than {} MiB",
+                                spec.name,
+                                spec.path.display(),
+                                at.line + 1,
+                                MAX_LINE >> 20
+                            );
+                        }
+                    }
+                    len
+                }
+                Err(e) if follow && e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "source `{}`: cannot read {}",
+                            spec.name,
+                            spec.path.display()
+                        )
+                    });
+                }
+            };
+            let at_end = at.offset + buf.len() as u64 >= len;
+            // Only complete lines, except a last line without newline at the
+            // end of a file that is not followed.
+            let take = match buf.iter().rposition(|b| *b == b'\n') {
+                Some(i) => i + 1,
+                None if !follow && at_end => buf.len(),
+                None => 0,
+            };
+            buf.truncate(take);
+            if buf.is_empty() {
+                if !follow && at_end {
+                    let end = Entry::Cti(END).encode().map_err(anyhow::Error::msg)?;
+                    at.output += 1;
+                    at.finished = true;
+                    streams.append_at(
+                        vec![(output, at.output - 1, vec![end])],
+                        vec![put(key, postcard::to_allocvec(&at)?)],
+                    )?;
+                    continue;
+                }
+                std::thread::sleep(IDLE_WAIT);
+                continue;
+            }
+            let mut reader = SourceReader::from_reader(
+                spec,
+                batch_size,
+                Box::new(std::io::Cursor::new(std::mem::take(&mut buf))),
+            )?
+            .after_lines(at.line);
+            let mut entries = Vec::new();
+            let mut letters = Vec::new();
+            while let Some(chunk) = reader.next_chunk()? {
+                for e in chunk.rejected {
+                    if spec.on_error == ErrorPolicy::Fail {
+                        bail!("source `{}`: {e}", spec.name);
+                    }
+                    letters.push(DeadLetter {
+                        start: 0,
+                        input_seq: e.line as i64,
+                        module: "-".into(),
+                        error: e.to_string(),
+                        row: e.raw.clone(),
+                    });
+                }
+                let (on_time, late, cti) =
+                    at.cti
+                        .on_batch(&chunk.batch, &spec.name, reader.line() as i64);
+                letters.extend(late);
+                at.rows += on_time.num_rows() as u64;
+                if on_time.num_rows() > 0 {
+                    entries.push(
+                        Entry::Batch {
+                            producer: format!("source `{}`", spec.name),
+                            batch: on_time,
+                        }
+                        .encode()
+                        .map_err(anyhow::Error::msg)?,
+                    );
+                }
+                if let Some(t) = cti {
+                    entries.push(Entry::Cti(t).encode().map_err(anyhow::Error::msg)?);
+                }
+            }
+            at.offset += take as u64;
+            at.line = reader.line();
+            at.rejected += letters.len() as u64;
+            let dead_entries = if letters.is_empty() {
+                Vec::new()
+            } else {
+                vec![
+                    Entry::Batch {
+                        producer: format!("source `{}`", spec.name),
+                        batch: dead_batch(&spec.name, &letters),
+                    }
+                    .encode()
+                    .map_err(anyhow::Error::msg)?,
+                ]
+            };
+            let (out_at, dead_at) = (at.output, at.dead);
+            at.output += entries.len() as u64;
+            at.dead += dead_entries.len() as u64;
+            streams.append_at(
+                vec![(output, out_at, entries), (dead, dead_at, dead_entries)],
+                vec![put(key, postcard::to_allocvec(&at)?)],
+            )?;
+            let mut s = lock(status);
+            s.inputs[0].1 = at.offset;
+            if let Some(o) = s.output.as_mut() {
+                o.1 = at.output;
+            }
+            s.rows_in = at.rows + at.rejected;
+            s.rows_out = at.rows;
+            s.dead = at.rejected;
+        }
+    }
+
+    /// Writes a stream's events to a JSONL file exactly once: after each round
+    /// the file is fsynced and `(next seq, length)` recorded; a restart
+    /// truncates the file to the recorded length and goes on from there.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_sink(
+        &self,
+        input: u64,
+        path: Option<&Path>,
+        interval: bool,
+        key: &str,
+        mut at: SinkPosition,
+        stop: &AtomicBool,
+        status: &Shared,
+    ) -> anyhow::Result<bool> {
+        let streams = &self.inner.streams;
+        let mut file = match path {
+            Some(path) => Some(open_sink_file(path, at.len)?),
+            None => None,
+        };
+        let mut buf = Vec::new();
+        loop {
+            if let Some(finished) = halt(at.finished, stop) {
+                return Ok(finished);
+            }
+            let entries = streams.read(input, at.next, READ_CHUNK * 4)?;
+            if entries.is_empty() {
+                streams.wait_for(input, at.next, IDLE_WAIT);
+                continue;
+            }
+            buf.clear();
+            for (seq, bytes) in entries {
+                match Entry::decode(&bytes)
+                    .map_err(|e| anyhow::anyhow!("sink input seq {seq}: {e}"))?
+                {
+                    Entry::Batch { batch, .. } => {
+                        crate::sink::write_jsonl(&mut buf, &batch, interval)?;
+                        at.rows += batch.num_rows() as u64;
+                    }
+                    Entry::Cti(t) => at.finished |= t == END,
+                }
+                at.next = seq + 1;
+            }
+            if let (Some(file), Some(path)) = (file.as_mut(), path) {
+                file.write_all(&buf)
+                    .and_then(|()| file.sync_data())
+                    .with_context(|| format!("sink: cannot write {}", path.display()))?;
+                at.len += buf.len() as u64;
+            }
+            streams.commit_meta(vec![put(key, postcard::to_allocvec(&at)?)])?;
+            self.reader_at(input, key, at.next);
+            let mut s = lock(status);
+            s.inputs[0].1 = at.next;
+            s.rows_in = at.rows;
+            s.rows_out = at.rows;
+        }
+    }
+}
+
+/// Opens a node sink's file at its synced length `len`: what was written
+/// after the last recorded sync is cut off (it is written again).
+pub(super) fn open_sink_file(path: &Path, len: u64) -> anyhow::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("sink: cannot create {}", dir.display()))?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("sink: cannot open {}", path.display()))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!(
+            "sink {}: not a regular file; a sink on a node needs one",
+            path.display()
+        );
+    }
+    let found = meta.len();
+    if found < len {
+        bail!(
+            "sink {}: the file has {found} bytes but {len} were written and synced; it was changed outside Weir",
+            path.display()
+        );
+    }
+    file.set_len(len)?;
+    file.seek(SeekFrom::Start(len))?;
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// Shows the vertex's positions, counts and patches in its status.
+pub(super) fn publish(vertex: &Vertex, status: &Shared) {
+    let at = vertex.position();
+    let (rows_in, rows_out, dead_rows) = vertex.counts();
+    let mut s = lock(status);
+    for (slot, pos) in s.inputs.iter_mut().zip(&at.inputs) {
+        slot.1 = *pos;
+    }
+    if let Some(o) = s.output.as_mut() {
+        o.1 = at.output;
+    }
+    s.rows_in = rows_in;
+    s.rows_out = rows_out;
+    s.dead = dead_rows;
+    s.snapshot = at.id;
+    s.patches = at.patches;
+    s.module.clone_from(&at.module);
+    s.filters = vertex.filter_texts();
+    (s.pending, s.refused) = vertex.patch_state();
+    s.filtered = vertex.filtered();
+}
+
+/// Whether a vertex loop ends: `Some(true)` finished, `Some(false)` stopped.
+pub(super) fn halt(finished: bool, stop: &AtomicBool) -> Option<bool> {
+    if finished {
+        Some(true)
+    } else if stop.load(Ordering::Relaxed) {
+        Some(false)
+    } else {
+        None
+    }
+}
