@@ -18,113 +18,22 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{ColumnSpec, Field, to_specs};
 use crate::store::{Op, Storage, StoreError};
 
+mod commit;
+mod entry;
+
+use commit::commit_loop;
+pub use entry::{END, Entry};
+use entry::{END_BYTES, identity};
+
 /// How many committed entries per stream stay in memory for readers at the head.
 const HEAD_ENTRIES: usize = 256;
 /// The most write requests one transaction takes.
 const MAX_GROUP: usize = 4096;
-
-/// One entry of an rStream.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Entry {
-    /// A batch of events, with the module version(s) that produced it
-    /// (`"source"` for ingested events).
-    Batch {
-        /// Who wrote it.
-        producer: String,
-        /// The events.
-        batch: RecordBatch,
-    },
-    /// A CTI: no later entry holds an event starting before `time`.
-    Cti(i64),
-}
-
-const TAG_BATCH: u8 = 1;
-const TAG_CTI: u8 = 2;
-
-/// The CTI that ends a stream: its input is over and every event may be released.
-pub const END: i64 = i64::MAX;
-const END_BYTES: [u8; 9] = {
-    let t = END.to_le_bytes();
-    [TAG_CTI, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]
-};
-
-impl Entry {
-    /// The entry's bytes: a tag, the producer and the Arrow IPC stream of the batch.
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
-        match self {
-            Entry::Cti(t) => {
-                let mut out = vec![TAG_CTI];
-                out.extend_from_slice(&t.to_le_bytes());
-                Ok(out)
-            }
-            Entry::Batch { producer, batch } => {
-                let mut out = vec![TAG_BATCH];
-                let p = producer.as_bytes();
-                out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-                out.extend_from_slice(p);
-                let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())
-                    .map_err(|e| e.to_string())?;
-                w.write(batch).map_err(|e| e.to_string())?;
-                w.finish().map_err(|e| e.to_string())?;
-                drop(w);
-                Ok(out)
-            }
-        }
-    }
-
-    /// Decodes [`Entry::encode`]'s bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
-        match bytes.first() {
-            Some(&TAG_CTI) => {
-                let t: [u8; 8] = bytes
-                    .get(1..9)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or("a CTI entry is truncated")?;
-                Ok(Entry::Cti(i64::from_le_bytes(t)))
-            }
-            Some(&TAG_BATCH) => {
-                let (producer, payload) = split_batch(bytes)?;
-                let mut r = arrow_ipc::reader::StreamReader::try_new(payload, None)
-                    .map_err(|e| format!("a batch entry does not decode: {e}"))?;
-                let batch = r
-                    .next()
-                    .ok_or("a batch entry holds no batch")?
-                    .map_err(|e| format!("a batch entry does not decode: {e}"))?;
-                Ok(Entry::Batch {
-                    producer: producer.to_string(),
-                    batch,
-                })
-            }
-            _ => Err("an entry has an unknown tag".into()),
-        }
-    }
-}
-
-/// The producer and the Arrow payload of an encoded batch entry.
-fn split_batch(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
-    let len: [u8; 4] = bytes
-        .get(1..5)
-        .and_then(|b| b.try_into().ok())
-        .ok_or("a batch entry is truncated")?;
-    let len = u32::from_le_bytes(len) as usize;
-    let producer = bytes.get(5..5 + len).ok_or("a batch entry is truncated")?;
-    let producer = std::str::from_utf8(producer).map_err(|_| "a batch entry's producer")?;
-    Ok((producer, &bytes[5 + len..]))
-}
-
-/// Who wrote an encoded entry, and the bytes that must match on a rewrite.
-fn identity(bytes: &[u8]) -> (&str, &[u8]) {
-    match bytes.first() {
-        Some(&TAG_BATCH) => split_batch(bytes).unwrap_or(("?", bytes)),
-        _ => ("source", bytes),
-    }
-}
 
 /// An entry read back: its seq and encoded bytes.
 pub type StoredEntry = (u64, Arc<Vec<u8>>);
@@ -896,85 +805,12 @@ impl Streams {
     }
 }
 
-fn commit_loop(inner: std::sync::Weak<Inner>, rx: mpsc::Receiver<Request>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
-            }
-        }
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let already_failed = inner
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed
-            .clone();
-        let mut full = false;
-        let result = match already_failed {
-            Some(reason) => Err(reason),
-            None => {
-                let ops: Vec<Op> = group.iter_mut().flat_map(|r| r.ops.drain(..)).collect();
-                inner.storage.commit(&ops).map_err(|e| match e {
-                    StoreError::Full { .. } => {
-                        full = true;
-                        format!("{e}; the node restarts by itself once space is freed")
-                    }
-                    e => format!("{e}; restart the node once the disk is fixed"),
-                })
-            }
-        };
-        {
-            let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            match &result {
-                Ok(()) => {
-                    for r in &group {
-                        for &(stream, seq) in &r.entries {
-                            if let Some(head) = state.heads.get_mut(&stream) {
-                                head.durable = head.durable.max(seq + 1);
-                            }
-                        }
-                    }
-                    for head in state.heads.values_mut() {
-                        // Keep the last few durable entries (and every volatile one).
-                        let keep_from = head.durable.saturating_sub(HEAD_ENTRIES as u64);
-                        if head
-                            .memory
-                            .first_key_value()
-                            .is_some_and(|(s, _)| *s < keep_from)
-                        {
-                            head.memory = head.memory.split_off(&keep_from);
-                        }
-                    }
-                }
-                Err(reason) => {
-                    if state.failed.is_none() {
-                        tracing::error!("storage failed: {reason}");
-                        state.failed = Some(reason.clone());
-                        state.full = full;
-                    }
-                }
-            }
-        }
-        inner.changed.notify_all();
-        for r in group {
-            if let Some(ack) = r.ack {
-                let _ = ack.send(result.clone());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::{ColumnType, event_schema};
     use crate::store::{FaultyStorage, RedbStorage};
-    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 
     fn fields() -> Vec<Field> {
         vec![Field {

@@ -1,0 +1,101 @@
+//! What an rStream holds: batches of events (Arrow IPC, with the module
+//! version that produced them) and CTIs.
+
+use arrow_array::RecordBatch;
+
+/// One entry of an rStream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// A batch of events, with the module version(s) that produced it
+    /// (`"source"` for ingested events).
+    Batch {
+        /// Who wrote it.
+        producer: String,
+        /// The events.
+        batch: RecordBatch,
+    },
+    /// A CTI: no later entry holds an event starting before `time`.
+    Cti(i64),
+}
+
+const TAG_BATCH: u8 = 1;
+const TAG_CTI: u8 = 2;
+
+/// The CTI that ends a stream: its input is over and every event may be released.
+pub const END: i64 = i64::MAX;
+pub(super) const END_BYTES: [u8; 9] = {
+    let t = END.to_le_bytes();
+    [TAG_CTI, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]
+};
+
+impl Entry {
+    /// The entry's bytes: a tag, the producer and the Arrow IPC stream of the batch.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Entry::Cti(t) => {
+                let mut out = vec![TAG_CTI];
+                out.extend_from_slice(&t.to_le_bytes());
+                Ok(out)
+            }
+            Entry::Batch { producer, batch } => {
+                let mut out = vec![TAG_BATCH];
+                let p = producer.as_bytes();
+                out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+                out.extend_from_slice(p);
+                let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())
+                    .map_err(|e| e.to_string())?;
+                w.write(batch).map_err(|e| e.to_string())?;
+                w.finish().map_err(|e| e.to_string())?;
+                drop(w);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Decodes [`Entry::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
+        match bytes.first() {
+            Some(&TAG_CTI) => {
+                let t: [u8; 8] = bytes
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("a CTI entry is truncated")?;
+                Ok(Entry::Cti(i64::from_le_bytes(t)))
+            }
+            Some(&TAG_BATCH) => {
+                let (producer, payload) = split_batch(bytes)?;
+                let mut r = arrow_ipc::reader::StreamReader::try_new(payload, None)
+                    .map_err(|e| format!("a batch entry does not decode: {e}"))?;
+                let batch = r
+                    .next()
+                    .ok_or("a batch entry holds no batch")?
+                    .map_err(|e| format!("a batch entry does not decode: {e}"))?;
+                Ok(Entry::Batch {
+                    producer: producer.to_string(),
+                    batch,
+                })
+            }
+            _ => Err("an entry has an unknown tag".into()),
+        }
+    }
+}
+
+/// The producer and the Arrow payload of an encoded batch entry.
+pub(super) fn split_batch(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
+    let len: [u8; 4] = bytes
+        .get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("a batch entry is truncated")?;
+    let len = u32::from_le_bytes(len) as usize;
+    let producer = bytes.get(5..5 + len).ok_or("a batch entry is truncated")?;
+    let producer = std::str::from_utf8(producer).map_err(|_| "a batch entry's producer")?;
+    Ok((producer, &bytes[5 + len..]))
+}
+
+/// Who wrote an encoded entry, and the bytes that must match on a rewrite.
+pub(super) fn identity(bytes: &[u8]) -> (&str, &[u8]) {
+    match bytes.first() {
+        Some(&TAG_BATCH) => split_batch(bytes).unwrap_or(("?", bytes)),
+        _ => ("source", bytes),
+    }
+}

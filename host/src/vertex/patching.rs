@@ -1,0 +1,258 @@
+//! A UDF vertex's hot patching: its timeline replayed, accepted changes
+//! applied at CTIs, and a trapping version rolled back.
+
+use super::*;
+
+impl Vertex {
+    /// Makes a UDF vertex patchable: `timeline` is its durable timeline (the
+    /// snapshot it was loaded from says how much of it is applied, including
+    /// which runtime filters are in effect), `load` builds its stage at
+    /// another module version.
+    pub fn with_patching(
+        mut self,
+        timeline: Timeline,
+        load: StageLoader,
+    ) -> Result<Vertex, VertexError> {
+        if let Operator::Udf(stage) = &mut self.operator {
+            let mut filters = Vec::new();
+            for text in timeline.filters(self.at.patches as usize) {
+                filters.push(compile_filter(&self.name, text, &self.schema)?);
+            }
+            stage.set_filters(filters);
+            self.patching = Some(Patching {
+                timeline,
+                load,
+                pending: VecDeque::new(),
+                refused: None,
+            });
+        }
+        Ok(self)
+    }
+
+    /// Queues `request` (to module `version`, full SHA-256 hex, for a module
+    /// change) for the vertex's next CTI, once it has replayed its whole
+    /// timeline; requests queued before it are applied first.
+    pub fn schedule(&mut self, request: Requested) {
+        if let Some(p) = self.patching.as_mut()
+            && !p.pending.iter().any(|r| r.id == request.id)
+        {
+            p.pending.push_back(request);
+        }
+    }
+
+    /// Whether requested changes are waiting, and why the last one was refused.
+    pub fn patch_state(&self) -> (bool, Option<String>) {
+        self.patching.as_ref().map_or((false, None), |p| {
+            (!p.pending.is_empty(), p.refused.clone())
+        })
+    }
+
+    /// Rows dropped by runtime filters so far.
+    pub fn filtered(&self) -> u64 {
+        match &self.operator {
+            Operator::Udf(stage) => stage.stats.filtered,
+            _ => 0,
+        }
+    }
+
+    /// The runtime filters in effect (they change only with the timeline).
+    pub fn filter_texts(&self) -> Vec<String> {
+        match &self.operator {
+            Operator::Udf(stage) => stage
+                .filters()
+                .iter()
+                .map(|f| f.text().to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Makes `change` to the stage: a new build at `version`, which takes
+    /// over its position, counts, filters and keyed state; or a filter added
+    /// or removed.
+    pub(super) fn apply_change(
+        &mut self,
+        version: &str,
+        change: &Change,
+    ) -> Result<(), VertexError> {
+        let (Some(patching), Operator::Udf(old)) = (self.patching.as_mut(), &mut self.operator)
+        else {
+            return Ok(());
+        };
+        match change {
+            Change::FilterAdd(text) => {
+                let filter = compile_filter(&self.name, text, &self.schema)?;
+                old.filters_mut().push(filter);
+            }
+            Change::FilterRemove(text) => old.filters_mut().retain(|f| f.text() != text),
+            _ => {
+                let mut new =
+                    (patching.load)(version).map_err(|e| VertexError::Stage(Box::new(e)))?;
+                new.adopt(old);
+                if let Err(e) = new.migrate(&old.module().version) {
+                    // The old version stays, with everything it had.
+                    old.adopt(&mut new);
+                    return Err(VertexError::Stage(Box::new(e)));
+                }
+                self.producer = format!("stage `{}` module {}", self.name, new.module().version);
+                self.at.module = Some(new.module().version.to_string());
+                **old = new;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the timeline's entries due at the stage's position: those
+    /// recorded at or before it (before the batch that starts there).
+    pub(super) fn catch_up(&mut self) -> Result<(), VertexError> {
+        loop {
+            let (Some(patching), Operator::Udf(stage)) = (&self.patching, &self.operator) else {
+                return Ok(());
+            };
+            let Some(next) = patching.timeline.patches.get(self.at.patches as usize) else {
+                return Ok(());
+            };
+            if next.position > stage.position() {
+                return Ok(());
+            }
+            if next.position < stage.position() {
+                tracing::warn!(
+                    vertex = %self.name,
+                    "timeline entry ({}) recorded at input position {} applies at {}: batches were cut differently",
+                    next.change.describe(), next.position, stage.position()
+                );
+            }
+            let (version, change) = (next.version.clone(), next.change.clone());
+            self.apply_change(&version, &change)?;
+            self.at.patches += 1;
+        }
+    }
+
+    /// Appends `change` at the stage's position to the timeline and applies it.
+    pub(super) fn record(
+        &mut self,
+        version: String,
+        change: Change,
+        fx: &mut Effects,
+    ) -> Result<(), VertexError> {
+        let (position, current) = match &self.operator {
+            Operator::Udf(stage) => (stage.position(), stage.module().version.hex().to_string()),
+            _ => return Ok(()),
+        };
+        // A filter change keeps the module in use now.
+        let version = if change.is_module() { version } else { current };
+        self.apply_change(&version, &change)?;
+        let Some(patching) = self.patching.as_mut() else {
+            return Ok(());
+        };
+        patching.timeline.patches.push(Patch {
+            position,
+            ctis: self.at.ctis,
+            version,
+            change,
+            at_ms: now_ms(),
+        });
+        self.at.patches += 1;
+        fx.timeline = Some(patching.timeline.clone());
+        Ok(())
+    }
+
+    /// At a CTI: applies a live request once the timeline is replayed.
+    pub(super) fn apply_pending(&mut self, fx: &mut Effects) {
+        let Some(patching) = self.patching.as_mut() else {
+            return;
+        };
+        if self.at.finished || patching.timeline.patches.len() as u64 != self.at.patches {
+            return;
+        }
+        let waiting: Vec<Requested> = patching.pending.drain(..).collect();
+        for request in waiting {
+            let Requested {
+                id,
+                version,
+                change,
+                ..
+            } = request;
+            match self.record(version.clone(), change.clone(), fx) {
+                Ok(()) => fx.settled.push((id, None)),
+                Err(e) => {
+                    tracing::error!(vertex = %self.name, "{} ({}) not applied: {e}", change.describe(), short_version(&version));
+                    if let Some(p) = self.patching.as_mut() {
+                        p.refused = Some(e.to_string());
+                    }
+                    fx.settled.push((id, Some(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Runs the UDF stage on a batch: first the timeline's due entries; on a
+    /// trap under `on_trap = "rollback"`, back to the previous version (recorded
+    /// in the timeline) and the batch again.
+    pub(super) fn udf_batch(
+        &mut self,
+        seq: u64,
+        batch: &RecordBatch,
+        fx: &mut Effects,
+    ) -> Result<RecordBatch, VertexError> {
+        self.catch_up()?;
+        loop {
+            let Operator::Udf(stage) = &mut self.operator else {
+                return Ok(batch.clone());
+            };
+            let mut dead = Vec::new();
+            match stage.process(batch, &mut dead) {
+                Ok(out) => {
+                    let module = stage.module().version.to_string();
+                    let letters = dead_letters(seq, &module, dead);
+                    self.emit_dead(fx, &letters);
+                    return Ok(out);
+                }
+                Err(StageError::Trapped {
+                    stage: name,
+                    module,
+                    position,
+                    error,
+                }) => {
+                    let previous = self.patching.as_ref().and_then(|p| {
+                        (p.timeline.patches.len() as u64 == self.at.patches)
+                            .then(|| p.timeline.previous(p.timeline.patches.len()))
+                            .flatten()
+                            .map(str::to_string)
+                    });
+                    let Some(previous) = previous else {
+                        return Err(VertexError::Trapped {
+                            vertex: self.name.clone(),
+                            message: format!(
+                                "stage `{name}` (module {module}) {error} on the batch at input position {position} (input seq {seq}); on_trap = \"rollback\" but the stage has no earlier version to return to"
+                            ),
+                        });
+                    };
+                    tracing::warn!(vertex = %self.name, %module, position, "trapped ({error}); rolling back to {previous}");
+                    self.record(
+                        previous,
+                        Change::Trap(format!("module {module} {error}")),
+                        fx,
+                    )?;
+                }
+                Err(e) => return Err(VertexError::Stage(Box::new(e))),
+            }
+        }
+    }
+}
+
+/// A runtime filter of the timeline, compiled against the vertex's input.
+pub(super) fn compile_filter(
+    vertex: &str,
+    text: &str,
+    schema: &arrow_schema::Schema,
+) -> Result<crate::filter::Filter, VertexError> {
+    crate::filter::Filter::parse(text, schema).map_err(|e| VertexError::Input {
+        vertex: vertex.to_string(),
+        message: format!("the patch timeline's {e}"),
+    })
+}
+
+pub(super) fn short_version(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
