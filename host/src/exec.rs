@@ -505,15 +505,11 @@ fn read_source(
         result.rejected.extend(chunk.rejected);
         let (batch, late, _) = cti.on_batch(&chunk.batch, &spec.name, reader.line() as i64);
         result.late.extend(late);
-        let chunk = crate::source::Chunk {
-            batch,
-            rejected: Vec::new(),
-        };
-        let rows = chunk.batch.num_rows() as u64;
+        let rows = batch.num_rows() as u64;
         result.rows += rows;
         counters.rows_out.fetch_add(rows, Ordering::Relaxed);
         if rows > 0 {
-            emit(chunk.batch)?;
+            emit(batch)?;
         }
     }
     Ok(result)

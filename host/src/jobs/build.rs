@@ -257,7 +257,7 @@ impl Jobs {
         if let Some((timeline, load)) = patching {
             vertex = vertex.with_patching(timeline, load)?;
             // Changes accepted before a restart, not yet in the timeline.
-            for request in self.with_queue(&queue_key(&key), |q| q.waiting.clone())? {
+            for request in self.with_queue(&queue_key(&key), |q| Ok(q.waiting.clone()))? {
                 vertex.schedule(request);
             }
         }

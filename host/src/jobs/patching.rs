@@ -139,7 +139,7 @@ impl Jobs {
             .map(str::to_string)
             .collect();
         let queue_key = queue_key(&stage_key(&record, stage));
-        let texts = self.with_queue(&queue_key, |q| q.filters_after(applied))?;
+        let texts = self.with_queue(&queue_key, |q| Ok(q.filters_after(applied)))?;
         let mut active = Vec::new();
         for text in texts {
             let parsed = Filter::parse(&text, &schema)?;
@@ -476,18 +476,21 @@ impl Jobs {
         })
     }
 
-    /// Calls `f` with the queue at `queue_key` (read from storage the first time).
+    /// Calls `f` with the queue at `queue_key`, read from storage the first
+    /// time; every change to a queue goes through here, under one lock.
     pub(super) fn with_queue<T>(
         &self,
         queue_key: &str,
-        f: impl FnOnce(&Queue) -> T,
+        f: impl FnOnce(&mut Queue) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let mut queues = lock(&self.inner.queues);
-        if !queues.contains_key(queue_key) {
-            let stored: Queue = stored(&self.inner.streams, queue_key)?.unwrap_or_default();
-            queues.insert(queue_key.to_string(), stored);
-        }
-        Ok(f(&queues[queue_key]))
+        let queue = match queues.entry(queue_key.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(stored(&self.inner.streams, queue_key)?.unwrap_or_default())
+            }
+        };
+        f(queue)
     }
 
     /// Appends a change to the queue at `queue_key` and returns once the
@@ -498,22 +501,20 @@ impl Jobs {
         version: &str,
         change: &Change,
     ) -> anyhow::Result<Requested> {
-        self.with_queue(queue_key, |_| ())?;
-        let (request, ticket) = {
-            let mut queues = lock(&self.inner.queues);
-            let queue = queues.entry(queue_key.to_string()).or_default();
+        let (request, ticket) = self.with_queue(queue_key, |queue| {
             let id = queue.push(version.to_string(), change.clone());
             let request = queue
                 .waiting
                 .last()
                 .cloned()
                 .with_context(|| format!("request {id} vanished from queue {queue_key}"))?;
+            // Queued for commit under the lock, so commits keep the queue's order.
             let ticket = self
                 .inner
                 .streams
                 .commit_meta(vec![put(queue_key, postcard::to_allocvec(queue)?)])?;
-            (request, ticket)
-        };
+            Ok((request, ticket))
+        })?;
         ticket.wait()?;
         Ok(request)
     }

@@ -89,11 +89,12 @@ impl Jobs {
             // in the timeline: a crash keeps one or the other, never both.
             let ids: Vec<u64> = settled.iter().map(|(id, _)| *id).collect();
             let queue_key = queue_key(key);
-            let mut queues = lock(&self.inner.queues);
-            let queue = queues.entry(queue_key.clone()).or_default();
-            queue.settle(&ids);
-            ops.push(put(&queue_key, postcard::to_allocvec(queue)?));
-            streams.commit_meta(ops)?;
+            self.with_queue(&queue_key, |queue| {
+                queue.settle(&ids);
+                ops.push(put(&queue_key, postcard::to_allocvec(queue)?));
+                streams.commit_meta(ops)?;
+                Ok(())
+            })?;
         }
         for (stream, entries) in [(output, fx.output), (dead, fx.dead)] {
             for (seq, entry) in entries {
