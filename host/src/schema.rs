@@ -155,6 +155,24 @@ pub fn describe(fields: &[Field]) -> String {
         .join(", ")
 }
 
+/// The input schema of a stage reading `inputs` (name and schema each):
+/// merged inputs need the same columns.
+pub fn merged_input(stage: &str, inputs: &[(&str, &SchemaRef)]) -> Result<SchemaRef, String> {
+    let Some((first_name, first)) = inputs.first() else {
+        return Err(format!("stage `{stage}`: no inputs"));
+    };
+    for (name, schema) in &inputs[1..] {
+        if first.fields() != schema.fields() {
+            return Err(format!(
+                "stage `{stage}`: inputs `{first_name}` ({}) and `{name}` ({}) have different columns; merged inputs need the same",
+                describe(&user_fields(first)),
+                describe(&user_fields(schema))
+            ));
+        }
+    }
+    Ok((*first).clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

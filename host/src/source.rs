@@ -14,8 +14,10 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use serde_json::Value as Json;
 
-use crate::plan::{SourceFormat, SourceSpec};
+use crate::plan::{ErrorPolicy, SourceFormat, SourceSpec};
+use crate::rstream::Entry;
 use crate::schema::{ColumnType, Field, event_schema, type_name};
+use crate::vertex::{CtiGen, DeadLetter};
 
 /// A row that could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,6 +33,19 @@ pub struct RowError {
     pub message: String,
     /// The raw text of the row.
     pub raw: String,
+}
+
+impl RowError {
+    /// The row as a dead letter of its source's stream.
+    pub fn dead_letter(&self) -> DeadLetter {
+        DeadLetter {
+            start: 0,
+            input_seq: self.line as i64,
+            module: "-".into(),
+            error: self.to_string(),
+            row: self.raw.clone(),
+        }
+    }
 }
 
 /// Errors opening or reading a source.
@@ -69,6 +84,83 @@ pub struct Chunk {
     pub batch: RecordBatch,
     /// The rows that did not.
     pub rejected: Vec<RowError>,
+}
+
+/// A chunk of a file source made into its stream's entries, the same way
+/// offline and on a node.
+#[derive(Debug)]
+pub struct Punctuated {
+    /// The on-time batch (when it has rows), then the CTI it makes (if any).
+    pub entries: Vec<Entry>,
+    /// On-time rows.
+    pub rows: u64,
+    /// Malformed rows (the source's policy is `dead-letter`).
+    pub rejected: Vec<RowError>,
+    /// Events that start before a CTI already made.
+    pub late: Vec<DeadLetter>,
+}
+
+impl Chunk {
+    /// Applies `spec`'s policies to the chunk read up to `line`: a malformed
+    /// row under `fail` is the error; on-time events become a batch entry
+    /// followed by the CTI `cti` makes of them.
+    pub fn punctuate(
+        self,
+        spec: &SourceSpec,
+        cti: &mut CtiGen,
+        line: u64,
+    ) -> Result<Punctuated, Box<RowError>> {
+        if let Some(first) = self.rejected.first()
+            && spec.on_error == ErrorPolicy::Fail
+        {
+            return Err(Box::new(first.clone()));
+        }
+        let (on_time, late, t) = cti.on_batch(&self.batch, &spec.name, line as i64);
+        let rows = on_time.num_rows() as u64;
+        let mut entries = Vec::with_capacity(2);
+        if rows > 0 {
+            entries.push(Entry::Batch {
+                producer: format!("source `{}`", spec.name),
+                batch: on_time,
+            });
+        }
+        entries.extend(t.map(Entry::Cti));
+        Ok(Punctuated {
+            entries,
+            rows,
+            rejected: self.rejected,
+            late,
+        })
+    }
+}
+
+/// How many bytes at the start of `buf` are whole rows of `format`: whole
+/// lines, and for CSV never a cut inside a quoted field spanning lines.
+/// `buf` starts at a row boundary.
+pub fn whole_rows(format: SourceFormat, buf: &[u8]) -> usize {
+    match format {
+        SourceFormat::Jsonl => buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1),
+        SourceFormat::Csv => {
+            let mut quoted = false;
+            let mut end = 0;
+            for (i, b) in buf.iter().enumerate() {
+                match b {
+                    b'"' => quoted = !quoted,
+                    b'\n' if !quoted => end = i + 1,
+                    _ => {}
+                }
+            }
+            end
+        }
+    }
+}
+
+/// The first line of a CSV file, its header, with its newline; `None` until
+/// the file holds a whole line.
+pub fn csv_header(path: &std::path::Path) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    BufReader::new(File::open(path)?).read_until(b'\n', &mut line)?;
+    Ok(line.ends_with(b"\n").then_some(line))
 }
 
 enum Builder {
@@ -184,6 +276,9 @@ pub struct SourceReader {
     batch_size: usize,
     lines: Lines,
     line: u64,
+    /// Lines before a CSV input's first record other than its header (an
+    /// input that is the header plus a later part of the file).
+    line_base: u64,
     start_index: usize,
     end_index: Option<usize>,
     row: Vec<Cell>,
@@ -269,6 +364,7 @@ impl SourceReader {
             } else {
                 0
             },
+            line_base: 0,
             start_index: index(&spec.event_time).unwrap_or(0),
             end_index: spec.end_time.as_deref().and_then(index),
             row: vec![Cell::Null; spec.fields.len()],
@@ -284,9 +380,13 @@ impl SourceReader {
     }
 
     /// Numbers lines as if `lines` lines came before the input (reading a
-    /// followed file from a recorded position).
+    /// followed file from a recorded position). A CSV input is then the
+    /// file's header line followed by the part after those `lines` lines.
     pub fn after_lines(mut self, lines: u64) -> Self {
         self.line = lines;
+        if self.spec.format == SourceFormat::Csv {
+            self.line_base = lines.saturating_sub(1);
+        }
         self
     }
 
@@ -483,8 +583,10 @@ impl SourceReader {
                     match read {
                         Ok(false) => None,
                         Ok(true) => {
-                            self.line =
-                                record.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                            self.line = record
+                                .position()
+                                .map(|p| self.line_base + p.line())
+                                .unwrap_or(self.line + 1);
                             let record = std::mem::take(record);
                             let parsed = self.parse_csv(&record, width, &positions);
                             if let Lines::Csv { record: slot, .. } = &mut self.lines {
@@ -493,7 +595,10 @@ impl SourceReader {
                             Some(parsed)
                         }
                         Err(e) => {
-                            self.line = e.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                            self.line = e
+                                .position()
+                                .map(|p| self.line_base + p.line())
+                                .unwrap_or(self.line + 1);
                             Some(Err(self.row_error(None, format!("malformed CSV: {e}"))))
                         }
                     }

@@ -111,6 +111,20 @@ pub struct StageCheckpoint {
     pub position: u64,
     /// Counts so far.
     pub stats: StageStats,
+    /// The segment the input position is in, when a call already started it.
+    pub segment: Option<Segment>,
+}
+
+/// A segment of a stage's input in progress: where it began, and the clock
+/// and random state its next call carries on with.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    /// The input position it began at.
+    pub at: u64,
+    /// The event time its clocks read.
+    pub clock: i64,
+    /// The random generator's state.
+    pub random: u64,
 }
 
 /// Running counts of a stage.
@@ -158,11 +172,13 @@ pub struct UdfStage {
 }
 
 /// The input of a UDF stage is cut into segments at every multiple of this
-/// many rows (by input position) and at every CTI. Clocks read the start of a
-/// segment's first event and random numbers restart at every segment, so what
-/// a UDF sees does not depend on how its input arrives in batches: a batch
-/// never spans two segments ([`UdfStage::pieces`]), and the calls within one
-/// segment carry on where the one before stopped.
+/// many rows (by input position). Clocks read the start of a segment's first
+/// event and random numbers restart at every segment, so what a UDF sees
+/// depends neither on how its input arrives in batches nor on where its CTIs
+/// fall: a batch never spans two segments ([`UdfStage::pieces`]), the calls
+/// within one segment carry on where the one before stopped, and a snapshot
+/// taken inside a segment keeps its clock and random state. A patch starts a
+/// segment: the new module is a new instance.
 pub const SEGMENT_ROWS: u64 = 1024;
 
 impl std::fmt::Debug for UdfStage {
@@ -357,6 +373,14 @@ impl UdfStage {
         StageCheckpoint {
             position: self.position,
             stats: self.stats,
+            segment: self.seeded.then(|| {
+                let (clock, random) = self.instance.segment();
+                Segment {
+                    at: self.segment_at,
+                    clock,
+                    random,
+                }
+            }),
         }
     }
 
@@ -426,16 +450,21 @@ impl UdfStage {
     /// Resumes from a checkpoint and the keyed state as of that checkpoint
     /// (on a freshly initialised stage).
     pub fn restore(&mut self, checkpoint: StageCheckpoint, state: KeyedState) {
-        // Checkpoints are taken at CTIs, where a segment starts.
         self.position = checkpoint.position;
-        self.segment_at = checkpoint.position;
-        self.seeded = false;
         self.stats = checkpoint.stats;
         self.instance.set_state(state);
+        match checkpoint.segment {
+            Some(s) => {
+                self.segment_at = s.at;
+                self.seeded = true;
+                self.instance.resume_segment(s.clock, s.random);
+            }
+            None => self.cut(),
+        }
     }
 
-    /// A CTI: the next row starts a segment.
-    pub fn cut(&mut self) {
+    /// The next row starts a segment.
+    fn cut(&mut self) {
         self.segment_at = self.position;
         self.seeded = false;
     }

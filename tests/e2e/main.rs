@@ -419,7 +419,7 @@ fn trap_under_dead_letter_keeps_other_rows_whatever_the_batch_size() {
     let dead = job.read("job.dead-letter.jsonl");
     assert_eq!(dead.lines().count(), 1, "{dead}");
     assert!(
-        dead.contains("\"position\":13") && dead.contains("poison row id 13"),
+        dead.contains("input position 13") && dead.contains("poison row id 13"),
         "{dead}"
     );
 }

@@ -65,11 +65,6 @@ impl Jobs {
                         .files
                         .check(&spec.path)
                         .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-                    if spec.format != SourceFormat::Jsonl {
-                        bail!(
-                            "{at}: a job on a node reads JSONL files (CSV files run with `weir run`)"
-                        );
-                    }
                     let schema = event_schema(&spec.fields);
                     let (output, out_name, dead) = job_stream(&spec.name, &schema)?;
                     let key = format!("{FILES}{prefix}/{}", spec.name);
@@ -177,25 +172,16 @@ impl Jobs {
         let streams = &self.inner.streams;
         let at = format!("job `{}` stage `{}`", record.name, spec.name);
         let mut inputs = Vec::new();
-        let mut input_schema: Option<SchemaRef> = None;
+        let mut read = Vec::new();
         for name in &spec.inputs {
             let (id, schema) = schemas
                 .get(name)
                 .with_context(|| format!("{at}: no stream `{name}`"))?;
-            if let Some(first) = &input_schema
-                && first.fields() != schema.fields()
-            {
-                bail!(
-                    "{at}: inputs `{}` ({}) and `{name}` ({}) have different columns; merged inputs need the same",
-                    spec.inputs[0],
-                    describe(&user_fields(first)),
-                    describe(&user_fields(schema))
-                );
-            }
-            input_schema = Some(schema.clone());
+            read.push((name.as_str(), schema));
             inputs.push((*id, record.stream(name)));
         }
-        let input_schema = input_schema.with_context(|| format!("{at}: no inputs"))?;
+        let input_schema = crate::schema::merged_input(&spec.name, &read)
+            .map_err(|e| anyhow::anyhow!("job `{}` {e}", record.name))?;
         let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
         let snapshot: Option<VertexSnapshot> = stored(streams, &key)?;
         let mut patching = None;

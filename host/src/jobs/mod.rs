@@ -28,17 +28,13 @@ use crate::access::FileAccess;
 use crate::filter::Filter;
 use crate::patch::{Change, Queue, Requested, Timeline};
 use crate::plan::UdfSpec;
-use crate::plan::{
-    ErrorPolicy, Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec,
-};
+use crate::plan::{Operator, Plan, SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageSpec};
 use crate::rstream::{END, Entry, Streams};
 use crate::schema::{describe, event_schema, user_fields};
-use crate::source::SourceReader;
+use crate::source::{RowError, SourceReader, csv_header, whole_rows};
 use crate::stage::UdfStage;
 use crate::store::Op;
-use crate::vertex::{
-    self, CtiGen, DeadLetter, Effects, Vertex, VertexSnapshot, dead_batch, dead_fields,
-};
+use crate::vertex::{self, CtiGen, Effects, Vertex, VertexSnapshot, dead_batch, dead_fields};
 use crate::wasm::Runtime;
 use crate::wasm::instance::KeyedState;
 

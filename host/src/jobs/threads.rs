@@ -136,6 +136,8 @@ impl Jobs {
     ) -> anyhow::Result<bool> {
         let streams = &self.inner.streams;
         let mut buf = Vec::new();
+        // A CSV file's header, put before each later part of the file.
+        let mut header: Option<Vec<u8>> = None;
         loop {
             if let Some(finished) = halt(at.finished, stop) {
                 return Ok(finished);
@@ -157,12 +159,12 @@ impl Jobs {
                         );
                     }
                     file.seek(SeekFrom::Start(at.offset))?;
-                    // At least one whole line, however long, unless the
+                    // At least one whole row, however long, unless the
                     // file ends first.
                     loop {
                         let before = buf.len();
                         (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut buf)?;
-                        if buf.len() == before || buf[before..].contains(&b'\n') {
+                        if buf.len() == before || whole_rows(spec.format, &buf) > 0 {
                             break;
                         }
                         if buf.len() > MAX_LINE {
@@ -189,12 +191,11 @@ impl Jobs {
                 }
             };
             let at_end = at.offset + buf.len() as u64 >= len;
-            // Only complete lines, except a last line without newline at the
-            // end of a file that is not followed.
-            let take = match buf.iter().rposition(|b| *b == b'\n') {
-                Some(i) => i + 1,
-                None if !follow && at_end => buf.len(),
-                None => 0,
+            // Only whole rows, except a last row without newline at the end
+            // of a file that is not followed.
+            let take = match whole_rows(spec.format, &buf) {
+                0 if !follow && at_end => buf.len(),
+                n => n,
             };
             buf.truncate(take);
             if buf.is_empty() {
@@ -211,44 +212,32 @@ impl Jobs {
                 std::thread::sleep(IDLE_WAIT);
                 continue;
             }
-            let mut reader = SourceReader::from_reader(
-                spec,
-                batch_size,
-                Box::new(std::io::Cursor::new(std::mem::take(&mut buf))),
-            )?
-            .after_lines(at.line);
+            let mut input = std::mem::take(&mut buf);
+            if spec.format == SourceFormat::Csv && at.offset > 0 {
+                if header.is_none() {
+                    header = csv_header(&spec.path)?;
+                }
+                let mut whole = header.clone().unwrap_or_default();
+                whole.append(&mut input);
+                input = whole;
+            }
+            let mut reader =
+                SourceReader::from_reader(spec, batch_size, Box::new(std::io::Cursor::new(input)))?;
+            if at.offset > 0 {
+                reader = reader.after_lines(at.line);
+            }
             let mut entries = Vec::new();
             let mut letters = Vec::new();
             while let Some(chunk) = reader.next_chunk()? {
-                for e in chunk.rejected {
-                    if spec.on_error == ErrorPolicy::Fail {
-                        bail!("source `{}`: {e}", spec.name);
-                    }
-                    letters.push(DeadLetter {
-                        start: 0,
-                        input_seq: e.line as i64,
-                        module: "-".into(),
-                        error: e.to_string(),
-                        row: e.raw.clone(),
-                    });
-                }
-                let (on_time, late, cti) =
-                    at.cti
-                        .on_batch(&chunk.batch, &spec.name, reader.line() as i64);
-                letters.extend(late);
-                at.rows += on_time.num_rows() as u64;
-                if on_time.num_rows() > 0 {
-                    entries.push(
-                        Entry::Batch {
-                            producer: format!("source `{}`", spec.name),
-                            batch: on_time,
-                        }
-                        .encode()
-                        .map_err(anyhow::Error::msg)?,
-                    );
-                }
-                if let Some(t) = cti {
-                    entries.push(Entry::Cti(t).encode().map_err(anyhow::Error::msg)?);
+                let line = reader.line();
+                let p = chunk
+                    .punctuate(spec, &mut at.cti, line)
+                    .map_err(|e| anyhow::anyhow!("source `{}`: {e}", spec.name))?;
+                letters.extend(p.rejected.iter().map(RowError::dead_letter));
+                letters.extend(p.late);
+                at.rows += p.rows;
+                for entry in p.entries {
+                    entries.push(entry.encode().map_err(anyhow::Error::msg)?);
                 }
             }
             at.offset += take as u64;

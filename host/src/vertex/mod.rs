@@ -454,9 +454,6 @@ impl Vertex {
     }
 
     fn write_cti(&mut self, t: i64, fx: &mut Effects) {
-        if let Operator::Udf(stage) = &mut self.operator {
-            stage.cut();
-        }
         self.emit(fx, Entry::Cti(t));
         self.at.cti = Some(t);
         self.at.ctis += 1;

@@ -20,6 +20,10 @@ impl EventClock {
     pub fn set(&self, micros: i64) {
         self.0.store(micros, Ordering::Relaxed);
     }
+    /// The time reported now.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
     fn micros(&self) -> u64 {
         self.0.load(Ordering::Relaxed).max(0) as u64
     }
@@ -58,6 +62,16 @@ impl SeededRandom {
             seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             Ordering::Relaxed,
         );
+    }
+
+    /// The generator's state: the sequence carries on from a state it is set to.
+    pub fn state(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets the state [`SeededRandom::state`] returned.
+    pub fn set_state(&self, state: u64) {
+        self.0.store(state, Ordering::Relaxed);
     }
 
     fn next(&self) -> u64 {

@@ -706,6 +706,18 @@ impl Instance {
 
     /// Moves `other`'s keyed state, and which keys changed, into this
     /// instance (a patch from `other`'s module to this one).
+    /// The current segment's clock and random state (see [`Instance::resume_segment`]).
+    pub fn segment(&self) -> (i64, u64) {
+        (self.clock.get(), self.random.state())
+    }
+
+    /// Carries on a segment whose clock and random state a snapshot kept.
+    pub fn resume_segment(&mut self, clock: i64, random: u64) {
+        self.clock.set(clock);
+        self.random.set_state(random);
+    }
+
+    /// Takes over `other`'s keyed state.
     pub fn adopt_state(&mut self, other: &mut Instance) {
         self.store.data_mut().state = std::mem::take(&mut other.store.data_mut().state);
         self.dirty = std::mem::take(&mut other.dirty);
