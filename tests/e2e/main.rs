@@ -8,6 +8,7 @@ use weir::testkit::{repo_root, udf_component};
 
 mod jobs;
 mod node;
+mod offline;
 mod patch;
 mod security;
 mod sinks;
