@@ -11,24 +11,21 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Schema};
 
-use wasmtime::component::__internal::{ComponentVariant, InterfaceType, LowerContext};
 use wasmtime::component::{ComponentType, Lower};
 
 use super::bindings::{Column, ColumnType, Field, Values};
 use crate::schema::{END, START};
 
-/// The WIT `var-width` record over borrowed buffers (lowered as part of a
-/// [`ColumnRef`]).
-#[derive(ComponentType, Clone, Copy)]
+/// The WIT `var-width` record over borrowed buffers.
+#[derive(ComponentType, Lower, Clone, Copy)]
 #[component(record)]
 pub struct VarWidthRef<'a> {
     offsets: &'a [u32],
     data: &'a [u8],
 }
 
-/// The WIT `values` variant over borrowed buffers (lowered as part of a
-/// [`ColumnRef`]).
-#[derive(ComponentType, Clone, Copy)]
+/// The WIT `values` variant over borrowed buffers.
+#[derive(ComponentType, Lower, Clone, Copy)]
 #[component(variant)]
 pub enum ValuesRef<'a> {
     #[component(name = "int64")]
@@ -41,151 +38,14 @@ pub enum ValuesRef<'a> {
     Utf8(VarWidthRef<'a>),
 }
 
-/// The WIT `column` record, lowered from borrowed buffers.
-///
-/// Its `Lower` is written out (below) rather than derived: the derived one
-/// looks the guest's memory up again for every field it stores, which for
-/// the few columns of a batch was about 3% of a 1,024-row call.
-#[derive(ComponentType, Clone, Copy)]
+/// The WIT `column` record over borrowed buffers. Lowering it (wasmtime's
+/// derived `Lower`, public API only) copies each buffer once into the
+/// guest's memory.
+#[derive(ComponentType, Lower, Clone, Copy)]
 #[component(record)]
 pub struct ColumnRef<'a> {
     values: ValuesRef<'a>,
     validity: Option<&'a [u8]>,
-}
-
-// The canonical ABI is little-endian: a host of the same byte order copies
-// buffers of integers and floats as they are.
-const _: () = assert!(
-    cfg!(target_endian = "little"),
-    "Weir's hosts are little-endian"
-);
-
-/// The bytes of a slice of plain numbers.
-fn bytes_of<T: Copy>(values: &[T]) -> &[u8] {
-    // SAFETY: `T` is `i64`, `f64`, `u32` or `u8` here: no padding, and every
-    // byte is initialised.
-    unsafe {
-        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
-    }
-}
-
-/// Copies one buffer into the guest's memory (allocated by its `realloc`),
-/// returning the guest address. An empty buffer needs no allocation: any
-/// address aligned for it will do.
-fn place<T>(cx: &mut LowerContext<'_, T>, bytes: &[u8], align: u32) -> wasmtime::Result<u32> {
-    if bytes.is_empty() {
-        return Ok(align);
-    }
-    let ptr = cx.realloc(0, 0, align, bytes.len())?;
-    cx.as_slice_mut()
-        .get_mut(ptr..ptr + bytes.len())
-        .ok_or_else(|| wasmtime::format_err!("realloc returned a block outside memory"))?
-        .copy_from_slice(bytes);
-    Ok(ptr as u32)
-}
-
-/// Where one column's buffers landed in the guest's memory: the case of
-/// `values` and its lists (address and length), then `validity`'s.
-struct Placed {
-    case: u8,
-    lists: [(u32, u32); 2],
-    validity: Option<(u32, u32)>,
-}
-
-/// Stores a list of columns at `offset`: first every buffer of every column
-/// (one `realloc` and one copy each), then all the records through one view
-/// of memory, at the layout the canonical ABI gives the WIT `column`.
-fn store_columns<T>(
-    cx: &mut LowerContext<'_, T>,
-    offset: usize,
-    columns: &[ColumnRef<'_>],
-) -> wasmtime::Result<()> {
-    let mut placed = Vec::with_capacity(columns.len());
-    for c in columns {
-        let (case, lists) = match c.values {
-            ValuesRef::Int64(v) => (0, [(place(cx, bytes_of(v), 8)?, v.len()), (0, 0)]),
-            ValuesRef::Float64(v) => (1, [(place(cx, bytes_of(v), 8)?, v.len()), (0, 0)]),
-            ValuesRef::Boolean(v) => (2, [(place(cx, v, 1)?, v.len()), (0, 0)]),
-            ValuesRef::Utf8(w) => (
-                3,
-                [
-                    (place(cx, bytes_of(w.offsets), 4)?, w.offsets.len()),
-                    (place(cx, w.data, 1)?, w.data.len()),
-                ],
-            ),
-        };
-        let validity = match c.validity {
-            Some(bits) => Some((place(cx, bits, 1)?, bits.len() as u32)),
-            None => None,
-        };
-        placed.push(Placed {
-            case,
-            lists: lists.map(|(ptr, len)| (ptr, len as u32)),
-            validity,
-        });
-    }
-    // The record's layout: `values` (a case byte, then its payload: one or
-    // two lists) and `validity` (a case byte, then one list).
-    let mut end = 0;
-    let values_at = ValuesRef::ABI.next_field32_size(&mut end);
-    let validity_at = <Option<&[u8]>>::ABI.next_field32_size(&mut end);
-    let values_payload = values_at + ValuesRef::PAYLOAD_OFFSET32;
-    let validity_payload = validity_at + <Option<&[u8]> as ComponentVariant>::PAYLOAD_OFFSET32;
-    let size = ColumnRef::SIZE32;
-    let memory = cx
-        .as_slice_mut()
-        .get_mut(offset..offset + size * columns.len())
-        .ok_or_else(|| wasmtime::format_err!("the column list lies outside memory"))?;
-    for (record, p) in memory.chunks_exact_mut(size).zip(&placed) {
-        record.fill(0);
-        record[values_at] = p.case;
-        for (k, (ptr, len)) in p.lists.iter().enumerate() {
-            let at = values_payload + 8 * k;
-            record[at..at + 4].copy_from_slice(&ptr.to_le_bytes());
-            record[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
-        }
-        if let Some((ptr, len)) = p.validity {
-            record[validity_at] = 1;
-            record[validity_payload..validity_payload + 4].copy_from_slice(&ptr.to_le_bytes());
-            record[validity_payload + 4..validity_payload + 8].copy_from_slice(&len.to_le_bytes());
-        }
-    }
-    Ok(())
-}
-
-// SAFETY: `store_columns` writes the canonical ABI layout of the WIT `column`
-// record, whose shape `ComponentType` (derived) type-checks against the
-// component's: the case numbers are the order of `ValuesRef`'s cases, an
-// `option` is 0 for none and 1 for some, and each list is its address and
-// element count.
-unsafe impl Lower for ColumnRef<'_> {
-    fn linear_lower_to_flat<T>(
-        &self,
-        _cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        _dst: &mut std::mem::MaybeUninit<Self::Lower>,
-    ) -> wasmtime::Result<()> {
-        // WIT functions take a column only inside a batch's list.
-        wasmtime::bail!("a column is lowered only as part of a batch")
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        offset: usize,
-    ) -> wasmtime::Result<()> {
-        store_columns(cx, offset, std::slice::from_ref(self))
-    }
-
-    fn linear_store_list_to_memory<T>(
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        offset: usize,
-        items: &[Self],
-    ) -> wasmtime::Result<()> {
-        store_columns(cx, offset, items)
-    }
 }
 
 /// The WIT `batch` record, lowered straight from the Arrow buffers of a
