@@ -140,7 +140,7 @@ fn stage(runtime: &Arc<Runtime>) -> UdfStage {
         on_trap: ErrorPolicy::Fail,
         limits: Limits::default(),
     };
-    UdfStage::new(runtime, "bench", &spec, event_schema(&input_fields())).expect("stage")
+    weir::wasm::stage(runtime, "bench", &spec, event_schema(&input_fields())).expect("stage")
 }
 
 fn slices(batch: &RecordBatch, size: usize) -> Vec<RecordBatch> {

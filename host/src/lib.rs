@@ -27,5 +27,6 @@ pub mod source;
 pub mod stage;
 pub mod store;
 pub mod testkit;
+pub mod udf;
 pub mod vertex;
 pub mod wasm;

@@ -9,7 +9,18 @@ use std::path::PathBuf;
 
 use crate::schema::Field;
 use crate::wasm::Limits;
-pub use crate::wasm::bindings::ParamValue;
+/// The value of one stage parameter from the job file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string.
+    Text(String),
+    /// A boolean.
+    Flag(bool),
+}
 
 /// What to do with a row that cannot be processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

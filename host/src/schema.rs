@@ -8,7 +8,29 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
 
-pub use crate::wasm::bindings::{ColumnType, Field};
+/// The type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    /// 64-bit signed integers.
+    Int64,
+    /// 64-bit IEEE floats.
+    Float64,
+    /// Booleans.
+    Boolean,
+    /// UTF-8 strings.
+    Utf8,
+}
+
+/// A named, typed column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    pub ty: ColumnType,
+    /// Whether the column may hold nulls.
+    pub nullable: bool,
+}
 
 /// Name of the interval start column.
 pub const START: &str = "_start";
@@ -153,6 +175,22 @@ pub fn describe(fields: &[Field]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The index of column `name` in batches of `schema`.
+pub fn column_index(schema: &arrow_schema::Schema, name: &str) -> Result<usize, String> {
+    schema
+        .index_of(name)
+        .map_err(|_| format!("the input has no column `{name}`"))
+}
+
+/// The index in batches of `schema` of each column of `reads`, found once per
+/// schema rather than by name for every batch.
+pub fn read_columns(schema: &arrow_schema::Schema, reads: &[Field]) -> Result<Vec<usize>, String> {
+    reads
+        .iter()
+        .map(|f| column_index(schema, &f.name))
+        .collect()
 }
 
 /// The input schema of a stage reading `inputs` (name and schema each):

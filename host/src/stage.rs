@@ -16,13 +16,13 @@ use arrow_select::concat::concat_batches;
 
 use crate::filter::Filter;
 use crate::plan::{ErrorPolicy, StageKind, UdfSpec};
-use crate::schema::{ColumnType, Field, describe, event_schema, type_name, user_fields};
+use crate::schema::{
+    ColumnType, Field, column_index, describe, event_schema, read_columns, type_name, user_fields,
+};
 use crate::select::Selection;
-use crate::wasm::bindings::{KeyGroups, Output, OutputColumn, VarWidth};
-use crate::wasm::instance::{InitInfo, KeyedState};
-use crate::wasm::{
-    CallError, Instance, LoadError, Lowering, Module, Runtime, World, column_index,
-    from_wit_column, read_columns,
+use crate::udf::{
+    Call, CallError, CallFailure, KeyGroups, KeyedState, MAX_SHOWN, ModuleId, OutputColumn, Udf,
+    UdfOutput, clip,
 };
 
 /// Why a stage could not start or had to stop.
@@ -34,7 +34,7 @@ pub enum StageError {
         /// Stage name.
         stage: String,
         /// Why.
-        source: LoadError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The component does not fit the stage.
     #[error("stage `{stage}` (module {module}): {message}")]
@@ -144,13 +144,11 @@ pub struct StageStats {
 pub struct UdfStage {
     name: String,
     spec: UdfSpec,
-    instance: Instance,
+    udf: Box<dyn Udf>,
     reads: Vec<Field>,
     /// Where the stage's columns are in batches of the last batch's schema
     /// (at first the declared input's).
     layout: InputLayout,
-    /// Whether the UDF reads the event interval.
-    interval: bool,
     writes: Vec<Field>,
     output_schema: SchemaRef,
     /// Where each column of `output_schema` comes from: `Some(k)` is the
@@ -159,8 +157,6 @@ pub struct UdfStage {
     key_column: Option<(usize, ColumnType)>,
     /// Runtime filters in effect: rows any of them matches skip the UDF.
     filters: Vec<Filter>,
-    /// Scratch buffers for handing batches to the UDF, reused between calls.
-    lowering: Lowering,
     position: u64,
     /// Where the current segment of the input began (see [`SEGMENT_ROWS`]).
     segment_at: u64,
@@ -190,63 +186,30 @@ impl std::fmt::Debug for UdfStage {
 }
 
 impl UdfStage {
-    /// Loads the component, checks it against the stage and its input, and initialises it.
+    /// A stage of `spec` named `name` running `udf` over input of
+    /// `input_schema`, checked against what the UDF reads.
     pub fn new(
-        runtime: &Arc<Runtime>,
         name: &str,
         spec: &UdfSpec,
+        udf: Box<dyn Udf>,
         input_schema: SchemaRef,
     ) -> Result<Self, StageError> {
-        let module = runtime
-            .load_file(&spec.component)
-            .map_err(|source| StageError::Load {
-                stage: name.to_string(),
-                source,
-            })?;
-        Self::with_module(runtime, name, spec, module, input_schema)
-    }
-
-    /// Checks a loaded component against the stage and its input, and initialises it.
-    pub fn with_module(
-        runtime: &Arc<Runtime>,
-        name: &str,
-        spec: &UdfSpec,
-        module: Module,
-        input_schema: SchemaRef,
-    ) -> Result<Self, StageError> {
-        let mismatch = |module: &Module, message: String| StageError::Mismatch {
+        let module = udf.module().clone();
+        let mismatch = |module: &ModuleId, message: String| StageError::Mismatch {
             stage: name.to_string(),
             module: module.version.to_string(),
             message,
         };
-        let expected = match spec.kind {
-            StageKind::Processor => World::Processor,
-            StageKind::Reducer => World::Reducer,
-            StageKind::Scalar => World::Scalar,
-        };
-        if module.world != expected {
-            return Err(mismatch(
-                &module,
-                format!(
-                    "the stage is a {} but {} exports the `{}` world",
-                    expected.name(),
-                    spec.component.display(),
-                    module.world.name()
-                ),
-            ));
+        let signature = udf.signature().clone();
+        let (reads, mut writes, passthrough) =
+            (signature.reads, signature.writes, signature.passthrough);
+        if spec.kind == StageKind::Scalar
+            && let Some(out) = writes.first_mut()
+        {
+            // A scalar's result is named by the stage's `output`.
+            out.name = spec.output.clone().unwrap_or_else(|| name.to_string());
         }
-        let instance = runtime
-            .instantiate(&module, name, &spec.params, spec.limits)
-            .map_err(|e| mismatch(&module, format!("the component {e}")))?;
         let input_fields = user_fields(&input_schema);
-        let (reads, interval, writes, passthrough) = match instance.info().clone() {
-            InitInfo::Rows(sig) => (sig.reads, sig.reads_interval, sig.writes, sig.passthrough),
-            InitInfo::Scalar(sig) => {
-                let mut out = sig.returns;
-                out.name = spec.output.clone().unwrap_or_else(|| name.to_string());
-                (sig.args, false, vec![out], true)
-            }
-        };
         for field in &reads {
             match input_fields.iter().find(|f| f.name == field.name) {
                 None => {
@@ -331,20 +294,18 @@ impl UdfStage {
             .map(|f| writes.iter().position(|w| w.name == *f.name()))
             .collect();
         let layout = InputLayout::of(&input_schema, &reads, &output_schema, &output_plan)
-            .map_err(|message| mismatch(instance.module(), message))?;
+            .map_err(|message| mismatch(&module, message))?;
         Ok(UdfStage {
             name: name.to_string(),
             spec: spec.clone(),
-            instance,
+            udf,
             reads,
             layout,
-            interval,
             writes,
             output_schema,
             output_plan,
             key_column,
             filters: Vec::new(),
-            lowering: Lowering::default(),
             position: 0,
             segment_at: 0,
             seeded: false,
@@ -363,8 +324,8 @@ impl UdfStage {
     }
 
     /// The module version this stage runs.
-    pub fn module(&self) -> &Module {
-        self.instance.module()
+    pub fn module(&self) -> &ModuleId {
+        self.udf.module()
     }
 
     /// What a snapshot must hold to resume this stage, besides its keyed
@@ -374,7 +335,7 @@ impl UdfStage {
             position: self.position,
             stats: self.stats,
             segment: self.seeded.then(|| {
-                let (clock, random) = self.instance.segment();
+                let (clock, random) = self.udf.segment();
                 Segment {
                     at: self.segment_at,
                     clock,
@@ -385,9 +346,9 @@ impl UdfStage {
     }
 
     /// The keyed state changed since the last call (see
-    /// [`crate::wasm::instance::Instance::take_delta`]).
+    /// [`crate::udf::KeyedStore::take_delta`]).
     pub fn take_delta(&mut self) -> crate::store::StateChanges {
-        self.instance.take_delta()
+        self.udf.state().take_delta()
     }
 
     /// Takes over from `old`, the stage's previous version, at a patch: its
@@ -399,26 +360,26 @@ impl UdfStage {
         self.seeded = false;
         self.stats = old.stats;
         self.filters = std::mem::take(&mut old.filters);
-        self.instance.adopt_state(&mut old.instance);
+        *self.udf.state() = std::mem::take(old.udf.state());
     }
 
     /// Runs the module's `migrate` (a `migrating-reducer`; others have
     /// none) over the keyed state it adopted from version `from`.
     pub fn migrate(&mut self, from: &crate::wasm::ModuleVersion) -> Result<(), StageError> {
-        if !self.instance.migrates() {
+        if !self.udf.migrates() {
             return Ok(());
         }
-        let keys = self.instance.state().len();
-        self.instance
+        let keys = self.udf.state().get().len();
+        self.udf
             .migrate(from.hex(), self.position)
             .map_err(|e| StageError::Mismatch {
                 stage: self.name.clone(),
-                module: self.instance.version().to_string(),
+                module: self.udf.module().version.to_string(),
                 message: format!(
                     "its migrate of the state module {from} left ({keys} keys) failed, so it did not take over: {e}"
                 ),
             })?;
-        tracing::info!(stage = %self.name, module = %self.instance.version(), keys, "migrated the state module {from} left");
+        tracing::info!(stage = %self.name, module = %self.udf.module().version, keys, "migrated the state module {from} left");
         Ok(())
     }
 
@@ -444,7 +405,7 @@ impl UdfStage {
 
     /// Stops tracking keyed-state changes made so far (nothing persists them).
     pub fn forget_delta(&mut self) {
-        self.instance.forget_delta();
+        self.udf.state().forget_delta();
     }
 
     /// Resumes from a checkpoint and the keyed state as of that checkpoint
@@ -452,12 +413,12 @@ impl UdfStage {
     pub fn restore(&mut self, checkpoint: StageCheckpoint, state: KeyedState) {
         self.position = checkpoint.position;
         self.stats = checkpoint.stats;
-        self.instance.set_state(state);
+        self.udf.state().set(state);
         match checkpoint.segment {
             Some(s) => {
                 self.segment_at = s.at;
                 self.seeded = true;
-                self.instance.resume_segment(s.clock, s.random);
+                self.udf.resume_segment(s.clock, s.random);
             }
             None => self.cut(),
         }
@@ -543,7 +504,7 @@ impl UdfStage {
                 self.reset()?;
                 return Err(StageError::Trapped {
                     stage: self.name.clone(),
-                    module: self.instance.version().to_string(),
+                    module: self.udf.module().version.to_string(),
                     position: first,
                     error,
                 });
@@ -576,16 +537,13 @@ impl UdfStage {
                             if self.spec.on_trap == ErrorPolicy::Fail {
                                 return Err(StageError::Row {
                                     stage: self.name.clone(),
-                                    module: self.instance.version().to_string(),
+                                    module: self.udf.module().version.to_string(),
                                     position,
                                     error,
-                                    row: crate::wasm::instance::clip(
-                                        &row_json,
-                                        crate::wasm::instance::MAX_SHOWN,
-                                    ),
+                                    row: clip(&row_json, MAX_SHOWN),
                                 });
                             }
-                            tracing::warn!(stage = %self.name, module = %self.instance.version(), position = position, "dead-lettered: {error}");
+                            tracing::warn!(stage = %self.name, module = %self.udf.module().version, position = position, "dead-lettered: {error}");
                             dead.push(DeadRow {
                                 position,
                                 start: row.column(0).as_primitive::<Int64Type>().value(0),
@@ -609,7 +567,7 @@ impl UdfStage {
     fn malformed(&self, first: u64, rows: usize, message: String) -> StageError {
         StageError::Output {
             stage: self.name.clone(),
-            module: self.instance.version().to_string(),
+            module: self.udf.module().version.to_string(),
             first,
             last: first + rows as u64,
             message,
@@ -619,9 +577,9 @@ impl UdfStage {
     fn reset(&mut self) -> Result<(), StageError> {
         // A fresh instance starts its segment's clock and random sequence again.
         self.seeded = false;
-        self.instance.reset().map_err(|e| StageError::Mismatch {
+        self.udf.reset().map_err(|e| StageError::Mismatch {
             stage: self.name.clone(),
-            module: self.instance.version().to_string(),
+            module: self.udf.module().version.to_string(),
             message: format!("could not be re-instantiated after a trap: {e}"),
         })
     }
@@ -642,39 +600,29 @@ impl UdfStage {
             )
             .map_err(CallOutcome::Malformed)?;
         }
-        let wit = self
-            .lowering
-            .batch(batch, &self.reads, &self.layout.reads, self.interval)
-            .map_err(CallOutcome::Malformed)?;
         // The first call of a segment seeds it; later ones carry on.
         let segment = (!self.seeded).then_some(self.segment_at);
         self.seeded = true;
-        let result = match self.spec.kind {
-            StageKind::Processor => self.instance.process(&wit, segment),
-            StageKind::Reducer => {
-                let keys = key_groups(self.key_column, batch);
-                self.instance.reduce(&wit, &keys, segment)
-            }
-            StageKind::Scalar => {
-                self.instance.evaluate(&wit, segment).map(|column| {
-                    // A scalar's result is the stage's one written column,
-                    // named by its `output`.
-                    Output {
-                        parents: (0..rows as u32).collect(),
-                        columns: vec![OutputColumn::Written(column)],
-                    }
-                })
-            }
-        };
-        for line in self.instance.drain_logs() {
-            tracing::info!(target: "weir::udf", stage = %self.name, module = %self.instance.version(), position, "{line}");
+        let keys =
+            (self.spec.kind == StageKind::Reducer).then(|| key_groups(self.key_column, batch));
+        let result = self.udf.call(Call {
+            batch,
+            reads: &self.layout.reads,
+            keys,
+            segment,
+        });
+        for line in self.udf.drain_logs() {
+            tracing::info!(target: "weir::udf", stage = %self.name, module = %self.udf.module().version, position, "{line}");
         }
-        let output = result.map_err(CallOutcome::Failed)?;
+        let output = match result {
+            Ok(output) => output,
+            Err(CallFailure::Failed(e)) => return Err(CallOutcome::Failed(e)),
+            Err(CallFailure::Malformed(m)) => return Err(CallOutcome::Malformed(m)),
+        };
         self.assemble(batch, output).map_err(CallOutcome::Malformed)
     }
-
     /// The output batch of `input`, a batch of `self.layout`'s schema.
-    fn assemble(&self, input: &RecordBatch, output: Output) -> Result<RecordBatch, String> {
+    fn assemble(&self, input: &RecordBatch, output: UdfOutput) -> Result<RecordBatch, String> {
         if output.columns.len() != self.writes.len() {
             return Err(format!(
                 "returned {} columns, declared {}",
@@ -687,7 +635,14 @@ impl UdfStage {
         let mut written: Vec<ArrayRef> = Vec::with_capacity(self.writes.len());
         for (column, field) in output.columns.into_iter().zip(&self.writes) {
             written.push(match column {
-                OutputColumn::Written(column) => from_wit_column(column, field, n)?,
+                OutputColumn::Written(column) if column.len() != n => {
+                    return Err(format!(
+                        "column `{}` has {} rows, the output {n}",
+                        field.name,
+                        column.len()
+                    ));
+                }
+                OutputColumn::Written(column) => column,
                 OutputColumn::Input(index) => passed_through(
                     input,
                     &self.reads,
@@ -801,17 +756,17 @@ fn passed_through(
 /// The key groups of a reducer's batch: each distinct key once, and for each
 /// row the index of its key.
 fn key_groups(key_column: Option<(usize, ColumnType)>, batch: &RecordBatch) -> KeyGroups {
-    let mut keys = VarWidth {
+    let mut keys = KeyGroups {
         offsets: vec![0],
         data: Vec::new(),
+        groups: Vec::with_capacity(batch.num_rows()),
     };
-    let mut groups = Vec::with_capacity(batch.num_rows());
     let Some((idx, ty)) = key_column else {
-        return KeyGroups { keys, groups };
+        return keys;
     };
     let column = batch.column(idx);
     let mut seen: HashMap<&[u8], u32> = HashMap::new();
-    let push = |bytes: &[u8], keys: &mut VarWidth| -> u32 {
+    let push = |bytes: &[u8], keys: &mut KeyGroups| -> u32 {
         let n = (keys.offsets.len() - 1) as u32;
         keys.data.extend_from_slice(bytes);
         keys.offsets.push(keys.data.len() as u32);
@@ -823,7 +778,7 @@ fn key_groups(key_column: Option<(usize, ColumnType)>, batch: &RecordBatch) -> K
             for i in 0..batch.num_rows() {
                 let k = strings.value(i).as_bytes();
                 let g = *seen.entry(k).or_insert_with(|| push(k, &mut keys));
-                groups.push(g);
+                keys.groups.push(g);
             }
         }
         _ => {
@@ -833,11 +788,11 @@ fn key_groups(key_column: Option<(usize, ColumnType)>, batch: &RecordBatch) -> K
                 let g = *seen_int
                     .entry(v)
                     .or_insert_with(|| push(&v.to_le_bytes(), &mut keys));
-                groups.push(g);
+                keys.groups.push(g);
             }
         }
     }
-    KeyGroups { keys, groups }
+    keys
 }
 
 enum CallOutcome {

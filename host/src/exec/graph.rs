@@ -15,7 +15,6 @@ use super::{Counters, RunError, VertexSummary};
 use crate::plan::{Operator, Plan, SinkSpec, SinkTarget, SourceOrigin, SourceSpec};
 use crate::rstream::{END, Entry};
 use crate::source::{RowError, SourceReader};
-use crate::stage::UdfStage;
 use crate::vertex::{self, CtiGen, DeadLetter, Resume, Vertex};
 use crate::wasm::Runtime;
 
@@ -237,7 +236,7 @@ impl Graph {
                 crate::schema::merged_input(&spec.name, &inputs).map_err(RunError::Unsupported)?;
             let (operator, module) = match &spec.operator {
                 Operator::Udf(udf) => {
-                    let stage = UdfStage::new(runtime, &spec.name, udf, input.clone())?;
+                    let stage = crate::wasm::stage(runtime, &spec.name, udf, input.clone())?;
                     let module = (
                         stage.module().path.clone(),
                         stage.module().version.short().to_string(),

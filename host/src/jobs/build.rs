@@ -217,7 +217,7 @@ impl Jobs {
                             message: format!("{e:#}"),
                         }
                     })?;
-                    UdfStage::with_module(&runtime, &name, &udf, module, schema.clone())
+                    crate::wasm::stage_with_module(&runtime, &name, &udf, module, schema.clone())
                 });
                 let stage = load(&version).with_context(|| at.clone())?;
                 patching = Some((timeline, load));

@@ -279,7 +279,7 @@ impl Jobs {
         let streams = &self.inner.streams;
         let input = streams.info(&record.stream(&spec.inputs[0]))?;
         let input_schema = event_schema(&input.fields());
-        let new = UdfStage::with_module(
+        let new = crate::wasm::stage_with_module(
             &self.inner.runtime,
             stage,
             &udf,
@@ -315,7 +315,7 @@ impl Jobs {
             .map(str::to_string)
             .with_context(refused)?;
         let old_module = load_module(&self.inner.runtime, streams, &running, stage)?;
-        let mut old = UdfStage::with_module(
+        let mut old = crate::wasm::stage_with_module(
             &self.inner.runtime,
             stage,
             &udf,

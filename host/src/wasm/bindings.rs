@@ -85,3 +85,49 @@ impl Linkers {
         Ok(Linkers { linker })
     }
 }
+
+/// The WIT form of a column type.
+pub fn wit_type(ty: crate::schema::ColumnType) -> ColumnType {
+    use crate::schema::ColumnType as C;
+    match ty {
+        C::Int64 => ColumnType::Int64,
+        C::Float64 => ColumnType::Float64,
+        C::Boolean => ColumnType::Boolean,
+        C::Utf8 => ColumnType::Utf8,
+    }
+}
+
+/// A field a UDF declared, in the host's terms.
+pub fn host_field(f: Field) -> crate::schema::Field {
+    use crate::schema::ColumnType as C;
+    crate::schema::Field {
+        name: f.name,
+        ty: match f.ty {
+            ColumnType::Int64 => C::Int64,
+            ColumnType::Float64 => C::Float64,
+            ColumnType::Boolean => C::Boolean,
+            ColumnType::Utf8 => C::Utf8,
+        },
+        nullable: f.nullable,
+    }
+}
+
+/// The WIT form of a field.
+pub fn wit_field(f: &crate::schema::Field) -> Field {
+    Field {
+        name: f.name.clone(),
+        ty: wit_type(f.ty),
+        nullable: f.nullable,
+    }
+}
+
+/// The WIT form of a stage parameter's value.
+pub fn wit_param(v: &crate::plan::ParamValue) -> ParamValue {
+    use crate::plan::ParamValue as P;
+    match v {
+        P::Int(i) => ParamValue::Int(*i),
+        P::Float(x) => ParamValue::Float(*x),
+        P::Text(t) => ParamValue::Text(t.clone()),
+        P::Flag(b) => ParamValue::Flag(*b),
+    }
+}

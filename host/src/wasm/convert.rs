@@ -9,11 +9,12 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Schema};
+use arrow_schema::DataType;
 
 use wasmtime::component::{ComponentType, Lower};
 
-use super::bindings::{Column, ColumnType, Field, Values};
+use super::bindings::{Column, Values};
+use crate::schema::{ColumnType, Field};
 use crate::schema::{END, START};
 
 /// The WIT `var-width` record over borrowed buffers.
@@ -108,22 +109,6 @@ enum Source<'a> {
     /// Strings: Arrow's offsets when they start at 0, else an index into
     /// `Lowering::offsets`.
     Utf8(Result<&'a [u32], usize>, &'a [u8]),
-}
-
-/// The index of column `name` in batches of `schema`.
-pub fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
-    schema
-        .index_of(name)
-        .map_err(|_| format!("the input has no column `{name}`"))
-}
-
-/// The index in batches of `schema` of each column of `reads`, found once per
-/// schema rather than by name for every batch.
-pub fn read_columns(schema: &Schema, reads: &[Field]) -> Result<Vec<usize>, String> {
-    reads
-        .iter()
-        .map(|f| column_index(schema, &f.name))
-        .collect()
 }
 
 impl Lowering {
@@ -375,7 +360,7 @@ mod tests {
     use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
 
     use super::*;
-    use crate::schema::{event_schema, field};
+    use crate::schema::{event_schema, field, read_columns};
 
     fn utf8(offsets: Vec<u32>, data: &[u8]) -> Column {
         Column {

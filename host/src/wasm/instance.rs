@@ -1,7 +1,7 @@
 //! One sandboxed UDF instance: a wasmtime store with fuel, an epoch deadline and
 //! a memory limit, deterministic WASI, captured output and host-owned state.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +10,16 @@ use wasmtime::component::{self, Func, ResourceTable, TypedFunc};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, Column, KeyGroups, Output, Param, Signature, UdfError, VarWidth, api};
-use super::convert::{BatchRef, Lowered};
+use super::bindings::{self, Column, KeyGroups, Output, Param, UdfError, VarWidth, api};
+use super::convert::{BatchRef, Lowered, Lowering, from_wit_column};
 use super::determinism::{EventClock, SeededRandom};
 use super::output::{CALL_CAPACITY, CallOutput};
 use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
 use crate::plan::ParamValueSpec;
-use crate::store::StateChanges;
+use crate::udf::{Call, CallFailure, ModuleId, OutputColumn, Signature, Udf, UdfOutput};
+pub use crate::udf::{
+    CallError, KeyedState, KeyedStore, MAX_SHOWN, TrapKind, clip, decode_entry, encode_entry,
+};
 
 /// The largest linear memory any instance may have (the pool's slot size).
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
@@ -45,19 +48,6 @@ impl Default for Limits {
     }
 }
 
-/// Keyed state of a reducer stage: key bytes → name → value.
-pub type KeyedState = BTreeMap<Vec<u8>, BTreeMap<String, Vec<u8>>>;
-
-/// One key's entry (name → value) as the state table stores it.
-pub fn encode_entry(names: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    postcard::to_allocvec(names).expect("a map of strings to bytes always encodes")
-}
-
-/// Decodes one key's entry of the state table.
-pub fn decode_entry(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, postcard::Error> {
-    postcard::from_bytes(bytes)
-}
-
 /// Writes of the current reducer call, applied to the keyed state only if the
 /// call succeeds: a trapped call leaves state exactly as it was.
 #[derive(Debug, Default)]
@@ -66,91 +56,13 @@ pub struct StateOverlay {
     writes: Vec<BTreeMap<String, Option<Vec<u8>>>>,
 }
 
-/// Why a call into a UDF failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallError {
-    /// The instance trapped (panic, out of fuel, deadline, memory limit).
-    Trap {
-        /// Which kind of trap.
-        kind: TrapKind,
-        /// Details: wasmtime's message and the UDF's last stderr line.
-        detail: String,
-    },
-    /// The UDF returned an error value.
-    Udf {
-        /// The UDF's message.
-        message: String,
-        /// The row it names, if any.
-        row: Option<u32>,
-    },
-    /// `init` refused the stage's parameters.
-    Init(String),
-    /// The component could not be instantiated.
-    Instantiate(String),
-}
-
-/// The most bytes of a row or of a UDF's message an error message shows.
-pub const MAX_SHOWN: usize = 1024;
-
-/// `text`, cut to at most `max` bytes (at a character boundary) with the
-/// length of the rest said, so an error about a 50 MB row stays readable.
-pub fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} more bytes)", &text[..end], text.len() - end)
-}
-
-/// The kinds of trap a user needs to tell apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrapKind {
-    /// Fuel ran out: deterministic, so a replay traps at the same row.
-    OutOfFuel,
-    /// The wall-clock backstop fired.
-    Deadline,
-    /// Linear memory would have grown past the limit.
-    Memory,
-    /// Anything else: a panic, `unreachable`, out-of-bounds access...
-    Other,
-}
-
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CallError::Trap { kind, detail } => {
-                let what = match kind {
-                    TrapKind::OutOfFuel => "exceeded its fuel budget",
-                    TrapKind::Deadline => "exceeded its wall-clock deadline",
-                    TrapKind::Memory => "exceeded its memory limit",
-                    TrapKind::Other => "trapped",
-                };
-                write!(f, "{what}: {detail}")
-            }
-            CallError::Udf { message, row } => match row {
-                Some(r) => write!(
-                    f,
-                    "returned an error at batch row {r}: {}",
-                    clip(message, MAX_SHOWN)
-                ),
-                None => write!(f, "returned an error: {}", clip(message, MAX_SHOWN)),
-            },
-            CallError::Init(m) => write!(f, "refused its parameters in init: {m}"),
-            CallError::Instantiate(m) => write!(f, "could not be instantiated: {m}"),
-        }
-    }
-}
-
 /// The data of a UDF's store.
 pub struct HostCtx {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
     logs: Vec<String>,
-    state: KeyedState,
+    state: KeyedStore,
     overlay: StateOverlay,
 }
 
@@ -183,7 +95,7 @@ impl api::weir::udf::state::Host for HostCtx {
             return pending.clone();
         }
         let key = self.overlay.keys.get(g)?;
-        self.state.get(key.as_slice())?.get(&name).cloned()
+        self.state.get().get(key.as_slice())?.get(&name).cloned()
     }
     fn put(&mut self, group: u32, name: String, value: Vec<u8>) {
         if let Some(w) = self.overlay.writes.get_mut(group as usize) {
@@ -244,19 +156,35 @@ enum Exports {
     Scalar(bindings::scalar::Scalar),
 }
 
-/// What `init` returned.
-#[derive(Debug, Clone)]
-pub enum InitInfo {
-    /// A processor's or reducer's signature.
-    Rows(Signature),
-    /// A scalar function's signature.
-    Scalar(api::weir::udf::types::ScalarSignature),
+/// What `init` returned: what the UDF reads and writes. A scalar function
+/// reads its arguments and writes one column (its result), carrying the
+/// input's columns over.
+fn signature_of(
+    init: Result<bindings::Signature, api::weir::udf::types::ScalarSignature>,
+) -> Signature {
+    let fields =
+        |fields: Vec<bindings::Field>| fields.into_iter().map(bindings::host_field).collect();
+    match init {
+        Ok(sig) => Signature {
+            reads: fields(sig.reads),
+            reads_interval: sig.reads_interval,
+            writes: fields(sig.writes),
+            passthrough: sig.passthrough,
+        },
+        Err(scalar) => Signature {
+            reads: fields(scalar.args),
+            reads_interval: false,
+            writes: vec![bindings::host_field(scalar.returns)],
+            passthrough: true,
+        },
+    }
 }
 
 /// A live, initialised UDF instance.
 pub struct Instance {
     runtime: Arc<Runtime>,
     module: Module,
+    id: ModuleId,
     stage: String,
     params: Vec<Param>,
     limits: Limits,
@@ -268,9 +196,9 @@ pub struct Instance {
     random: SeededRandom,
     stdout: CallOutput,
     stderr: CallOutput,
-    info: InitInfo,
-    /// Keys whose state changed since the last [`Instance::take_delta`].
-    dirty: HashSet<Vec<u8>>,
+    signature: Signature,
+    /// Scratch buffers for handing batches over, reused between calls.
+    lowering: Lowering,
 }
 
 impl fmt::Debug for Instance {
@@ -287,7 +215,7 @@ fn to_params(specs: &[ParamValueSpec]) -> Vec<Param> {
         .iter()
         .map(|p| Param {
             name: p.name.clone(),
-            value: p.value.clone(),
+            value: bindings::wit_param(&p.value),
         })
         .collect()
 }
@@ -302,10 +230,15 @@ impl Instance {
     ) -> Result<Self, CallError> {
         let params = to_params(params);
         let (store, (exports, batch_call), clock, random, stdout, stderr) =
-            Self::instantiate(&runtime, &module, stage, &limits, KeyedState::new())?;
+            Self::instantiate(&runtime, &module, stage, &limits, KeyedStore::default())?;
+        let id = ModuleId {
+            version: module.version.clone(),
+            path: module.path.clone(),
+        };
         let mut instance = Instance {
             runtime,
             module,
+            id,
             stage: stage.to_string(),
             params,
             limits,
@@ -316,17 +249,15 @@ impl Instance {
             random,
             stdout,
             stderr,
-            info: InitInfo::Scalar(api::weir::udf::types::ScalarSignature {
-                args: Vec::new(),
-                returns: api::weir::udf::types::Field {
-                    name: String::new(),
-                    ty: api::weir::udf::types::ColumnType::Int64,
-                    nullable: false,
-                },
-            }),
-            dirty: HashSet::new(),
+            signature: Signature {
+                reads: Vec::new(),
+                reads_interval: false,
+                writes: Vec::new(),
+                passthrough: false,
+            },
+            lowering: Lowering::default(),
         };
-        instance.info = instance.init()?;
+        instance.signature = instance.init()?;
         Ok(instance)
     }
 
@@ -336,7 +267,7 @@ impl Instance {
         module: &Module,
         stage: &str,
         limits: &Limits,
-        state: KeyedState,
+        state: KeyedStore,
     ) -> Result<
         (
             Store<HostCtx>,
@@ -410,25 +341,19 @@ impl Instance {
         Ok((store, (exports, batch_call), clock, random, stdout, stderr))
     }
 
-    fn init(&mut self) -> Result<InitInfo, CallError> {
+    fn init(&mut self) -> Result<Signature, CallError> {
         self.prepare(0, Some((0, 0)));
         let params = self.params.clone();
         let result = match &self.exports {
-            Exports::Processor(p) => p
-                .call_init(&mut self.store, &params)
-                .map(|r| r.map(InitInfo::Rows)),
-            Exports::Reducer(r) => r
-                .call_init(&mut self.store, &params)
-                .map(|r| r.map(InitInfo::Rows)),
-            Exports::MigratingReducer(r) => r
-                .call_init(&mut self.store, &params)
-                .map(|r| r.map(InitInfo::Rows)),
-            Exports::Scalar(s) => s
-                .call_init(&mut self.store, &params)
-                .map(|r| r.map(InitInfo::Scalar)),
+            Exports::Processor(p) => p.call_init(&mut self.store, &params).map(|r| r.map(Ok)),
+            Exports::Reducer(r) => r.call_init(&mut self.store, &params).map(|r| r.map(Ok)),
+            Exports::MigratingReducer(r) => {
+                r.call_init(&mut self.store, &params).map(|r| r.map(Ok))
+            }
+            Exports::Scalar(s) => s.call_init(&mut self.store, &params).map(|r| r.map(Err)),
         };
         match self.finish_call(result)? {
-            Ok(info) => Ok(info),
+            Ok(init) => Ok(signature_of(init)),
             Err(e) => Err(CallError::Init(e.message)),
         }
     }
@@ -441,11 +366,6 @@ impl Instance {
     /// The module's version.
     pub fn version(&self) -> &ModuleVersion {
         &self.module.version
-    }
-
-    /// What `init` returned.
-    pub fn info(&self) -> &InitInfo {
-        &self.info
     }
 
     /// Sets the call's fuel and deadline; with `segment = Some((position,
@@ -587,20 +507,15 @@ impl Instance {
         Ok(output)
     }
 
-    /// Whether the module converts state when it takes over (`migrate`).
-    pub fn migrates(&self) -> bool {
-        matches!(self.exports, Exports::MigratingReducer(_))
-    }
-
     /// Calls the module's `migrate` over every key with state (a no-op for a
     /// module without one): `from` is the version it takes over from,
     /// `position` the stage's input position (it seeds randomness). Writes
     /// apply only if the call succeeds.
-    pub fn migrate(&mut self, from: &str, position: u64) -> Result<(), CallError> {
+    fn migrate_state(&mut self, from: &str, position: u64) -> Result<(), CallError> {
         if !self.migrates() {
             return Ok(());
         }
-        let key_list: Vec<Vec<u8>> = self.store.data().state.keys().cloned().collect();
+        let key_list: Vec<Vec<u8>> = self.store.data().state.get().keys().cloned().collect();
         let mut offsets = Vec::with_capacity(key_list.len() + 1);
         let mut data = Vec::new();
         offsets.push(0u32);
@@ -635,39 +550,10 @@ impl Instance {
 
     /// Applies the writes of a call that succeeded to the keyed state.
     fn apply_overlay(&mut self, overlay: StateOverlay) {
-        let state = &mut self.store.data_mut().state;
-        for (key, writes) in overlay.keys.into_iter().zip(overlay.writes) {
-            if writes.is_empty() {
-                continue;
-            }
-            if !self.dirty.contains(&key) {
-                self.dirty.insert(key.clone());
-            }
-            let apply = |names: &mut BTreeMap<String, Vec<u8>>| {
-                for (name, value) in writes {
-                    match value {
-                        Some(v) => names.insert(name, v),
-                        None => names.remove(&name),
-                    };
-                }
-            };
-            // A key with nothing left is no key: restored state would not have it.
-            match state.entry(key) {
-                std::collections::btree_map::Entry::Occupied(mut held) => {
-                    apply(held.get_mut());
-                    if held.get().is_empty() {
-                        held.remove();
-                    }
-                }
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    let mut names = BTreeMap::new();
-                    apply(&mut names);
-                    if !names.is_empty() {
-                        slot.insert(names);
-                    }
-                }
-            }
-        }
+        self.store
+            .data_mut()
+            .state
+            .apply(overlay.keys.into_iter().zip(overlay.writes));
     }
 
     /// Evaluates a scalar function over one batch of argument rows.
@@ -692,60 +578,8 @@ impl Instance {
         ))
     }
 
-    /// The host-owned keyed state (reducers).
-    pub fn state(&self) -> &KeyedState {
-        &self.store.data().state
-    }
-
-    /// Replaces the host-owned keyed state (restoring a snapshot); nothing is
-    /// changed since.
-    pub fn set_state(&mut self, state: KeyedState) {
-        self.store.data_mut().state = state;
-        self.dirty.clear();
-    }
-
-    /// Moves `other`'s keyed state, and which keys changed, into this
-    /// instance (a patch from `other`'s module to this one).
-    /// The current segment's clock and random state (see [`Instance::resume_segment`]).
-    pub fn segment(&self) -> (i64, u64) {
-        (self.clock.get(), self.random.state())
-    }
-
-    /// Carries on a segment whose clock and random state a snapshot kept.
-    pub fn resume_segment(&mut self, clock: i64, random: u64) {
-        self.clock.set(clock);
-        self.random.set_state(random);
-    }
-
-    /// Takes over `other`'s keyed state.
-    pub fn adopt_state(&mut self, other: &mut Instance) {
-        self.store.data_mut().state = std::mem::take(&mut other.store.data_mut().state);
-        self.dirty = std::mem::take(&mut other.dirty);
-    }
-
-    /// Forgets which keys changed (state that is not checkpointed).
-    pub fn forget_delta(&mut self) {
-        self.dirty.clear();
-    }
-
-    /// The keys changed since the last call, each with its encoded entry
-    /// ([`encode_entry`]) or `None` when it no longer exists: what a
-    /// checkpoint writes, instead of the whole state.
-    pub fn take_delta(&mut self) -> StateChanges {
-        let state = &self.store.data().state;
-        let mut delta: StateChanges = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|key| {
-                let value = state.get(&key).map(encode_entry);
-                (key, value)
-            })
-            .collect();
-        delta.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        delta
-    }
-
     /// Log lines written since the last call: `log` imports, stdout and stderr.
-    pub fn drain_logs(&mut self) -> Vec<String> {
+    fn logs(&mut self) -> Vec<String> {
         let mut lines = std::mem::take(&mut self.store.data_mut().logs);
         for (output, stream) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
             if let Some((text, dropped)) = output.take() {
@@ -759,6 +593,117 @@ impl Instance {
             }
         }
         lines
+    }
+}
+
+impl Udf for Instance {
+    fn module(&self) -> &ModuleId {
+        &self.id
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn call(&mut self, call: Call<'_>) -> Result<UdfOutput, CallFailure> {
+        // Both are only read during the call, which needs `self` mutably.
+        let mut lowering = std::mem::take(&mut self.lowering);
+        let signature = std::mem::take(&mut self.signature);
+        let result = self.call_lowered(&mut lowering, &signature, call);
+        self.lowering = lowering;
+        self.signature = signature;
+        result
+    }
+
+    fn reset(&mut self) -> Result<(), CallError> {
+        Instance::reset(self)
+    }
+
+    fn drain_logs(&mut self) -> Vec<String> {
+        self.logs()
+    }
+
+    fn segment(&self) -> (i64, u64) {
+        (self.clock.get(), self.random.state())
+    }
+
+    fn resume_segment(&mut self, clock: i64, random: u64) {
+        self.clock.set(clock);
+        self.random.set_state(random);
+    }
+
+    fn state(&mut self) -> &mut KeyedStore {
+        &mut self.store.data_mut().state
+    }
+
+    fn migrates(&self) -> bool {
+        matches!(self.exports, Exports::MigratingReducer(_))
+    }
+
+    fn migrate(&mut self, from: &str, position: u64) -> Result<(), CallError> {
+        self.migrate_state(from, position)
+    }
+}
+
+impl Instance {
+    /// One call: the batch's read columns lowered into WIT buffers, the
+    /// world's export called, its written columns lifted back into Arrow.
+    fn call_lowered(
+        &mut self,
+        lowering: &mut Lowering,
+        signature: &Signature,
+        call: Call<'_>,
+    ) -> Result<UdfOutput, CallFailure> {
+        let wit = lowering
+            .batch(
+                call.batch,
+                &signature.reads,
+                call.reads,
+                signature.reads_interval,
+            )
+            .map_err(CallFailure::Malformed)?;
+        let rows = wit.rows();
+        let output = match self.module.world {
+            World::Processor => self.process(&wit, call.segment),
+            World::Reducer => {
+                let keys = call.keys.unwrap_or_default();
+                let keys = KeyGroups {
+                    keys: VarWidth {
+                        offsets: keys.offsets,
+                        data: keys.data,
+                    },
+                    groups: keys.groups,
+                };
+                self.reduce(&wit, &keys, call.segment)
+            }
+            World::Scalar => self.evaluate(&wit, call.segment).map(|column| Output {
+                parents: (0..rows as u32).collect(),
+                columns: vec![bindings::OutputColumn::Written(column)],
+            }),
+        }
+        .map_err(CallFailure::Failed)?;
+        let writes = &signature.writes;
+        if output.columns.len() != writes.len() {
+            return Err(CallFailure::Malformed(format!(
+                "returned {} columns, declared {}",
+                output.columns.len(),
+                writes.len()
+            )));
+        }
+        let n = output.parents.len();
+        let mut columns = Vec::with_capacity(writes.len());
+        for (column, field) in output.columns.into_iter().zip(writes) {
+            columns.push(match column {
+                bindings::OutputColumn::Written(c) => OutputColumn::Written(
+                    from_wit_column(c, field, n).map_err(CallFailure::Malformed)?,
+                ),
+                bindings::OutputColumn::Input(i) => OutputColumn::Input(i),
+            });
+        }
+        Ok(UdfOutput {
+            parents: output.parents,
+            columns,
+        })
     }
 }
 

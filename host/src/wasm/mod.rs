@@ -9,6 +9,7 @@ mod convert;
 mod determinism;
 pub mod instance;
 pub mod output;
+mod stage;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,39 +17,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use convert::{BatchRef, Lowering, column_index, from_wit_column, read_columns};
+pub use crate::schema::{column_index, read_columns};
+pub use convert::{BatchRef, Lowering, from_wit_column};
 pub use instance::{CallError, Instance, Limits, MAX_MEMORY_BYTES, StateOverlay, TrapKind};
+pub use stage::{stage, stage_with_module};
 
-/// The SHA-256 of a component's bytes, in hex: the identity of a UDF version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ModuleVersion(String);
-
-impl ModuleVersion {
-    /// The version of these bytes.
-    pub fn of(bytes: &[u8]) -> Self {
-        let digest = Sha256::digest(bytes);
-        ModuleVersion(digest.iter().map(|b| format!("{b:02x}")).collect())
-    }
-    /// The full hex digest.
-    pub fn hex(&self) -> &str {
-        &self.0
-    }
-    /// The first 12 hex digits, for messages.
-    pub fn short(&self) -> &str {
-        &self.0[..12]
-    }
-}
-
-impl fmt::Display for ModuleVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.short())
-    }
-}
+pub use crate::udf::ModuleVersion;
 
 /// The world a component exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
