@@ -8,25 +8,17 @@
 //! - [`stage`] runs one UDF stage over batches, with trap policies;
 //! - [`exec`] runs a finite job to completion (`weir run`).
 
+pub use weir_core::{entry, filter, merge, patch, plan, schema, select, sink, stage, udf, vertex};
+
 pub mod access;
 pub mod cli;
 pub mod exec;
-pub mod filter;
 pub mod job;
 pub mod jobs;
-pub mod merge;
 pub mod net;
 pub mod node;
-pub mod patch;
-pub mod plan;
 pub mod rstream;
-pub mod schema;
-pub mod select;
-pub mod sink;
 pub mod source;
-pub mod stage;
 pub mod store;
 pub mod testkit;
-pub mod udf;
-pub mod vertex;
 pub mod wasm;

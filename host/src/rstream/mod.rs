@@ -24,12 +24,11 @@ use crate::schema::{ColumnSpec, Field, to_specs};
 use crate::store::{Op, Storage, StoreError};
 
 mod commit;
-mod entry;
 mod read;
 
+pub use crate::entry::{END, Entry};
+use crate::entry::{END_BYTES, identity};
 use commit::commit_loop;
-pub use entry::{END, Entry};
-use entry::{END_BYTES, identity};
 
 /// How many committed entries per stream stay in memory for readers at the head.
 const HEAD_ENTRIES: usize = 256;

@@ -19,9 +19,7 @@ pub use memory::{FaultyStorage, MemStorage};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Changes to one owner's keyed state: `(key, Some(value))` sets a key,
-/// `(key, None)` removes it.
-pub type StateChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+pub use crate::udf::StateChanges;
 
 /// One change, applied atomically with the others of its commit.
 #[derive(Debug, Clone, PartialEq)]

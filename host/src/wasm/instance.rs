@@ -18,35 +18,12 @@ use super::{EPOCH_TICK, Module, ModuleVersion, Runtime, World};
 use crate::plan::ParamValueSpec;
 use crate::udf::{Call, CallFailure, ModuleId, OutputColumn, Signature, Udf, UdfOutput};
 pub use crate::udf::{
-    CallError, KeyedState, KeyedStore, MAX_SHOWN, TrapKind, clip, decode_entry, encode_entry,
+    CallError, KeyedState, KeyedStore, Limits, MAX_SHOWN, TrapKind, clip, decode_entry,
+    encode_entry,
 };
 
 /// The largest linear memory any instance may have (the pool's slot size).
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
-
-/// Resource limits of one UDF instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel (roughly, Wasm instructions) granted per input row of a call.
-    pub fuel_per_row: u64,
-    /// Fuel granted per call on top of the per-row budget.
-    pub fuel_per_call: u64,
-    /// Linear memory limit in bytes.
-    pub memory_bytes: usize,
-    /// Wall-clock backstop for one call.
-    pub deadline: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            fuel_per_row: 2_000_000,
-            fuel_per_call: 50_000_000,
-            memory_bytes: 256 << 20,
-            deadline: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Writes of the current reducer call, applied to the keyed state only if the
 /// call succeeds: a trapped call leaves state exactly as it was.

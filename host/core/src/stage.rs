@@ -347,7 +347,7 @@ impl UdfStage {
 
     /// The keyed state changed since the last call (see
     /// [`crate::udf::KeyedStore::take_delta`]).
-    pub fn take_delta(&mut self) -> crate::store::StateChanges {
+    pub fn take_delta(&mut self) -> crate::udf::StateChanges {
         self.udf.state().take_delta()
     }
 
@@ -365,7 +365,7 @@ impl UdfStage {
 
     /// Runs the module's `migrate` (a `migrating-reducer`; others have
     /// none) over the keyed state it adopted from version `from`.
-    pub fn migrate(&mut self, from: &crate::wasm::ModuleVersion) -> Result<(), StageError> {
+    pub fn migrate(&mut self, from: &crate::udf::ModuleVersion) -> Result<(), StageError> {
         if !self.udf.migrates() {
             return Ok(());
         }

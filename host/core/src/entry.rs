@@ -23,7 +23,8 @@ const TAG_CTI: u8 = 2;
 
 /// The CTI that ends a stream: its input is over and every event may be released.
 pub const END: i64 = i64::MAX;
-pub(super) const END_BYTES: [u8; 9] = {
+/// The encoded end marker.
+pub const END_BYTES: [u8; 9] = {
     let t = END.to_le_bytes();
     [TAG_CTI, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]
 };
@@ -93,7 +94,7 @@ pub(super) fn split_batch(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
 }
 
 /// Who wrote an encoded entry, and the bytes that must match on a rewrite.
-pub(super) fn identity(bytes: &[u8]) -> (&str, &[u8]) {
+pub fn identity(bytes: &[u8]) -> (&str, &[u8]) {
     match bytes.first() {
         Some(&TAG_BATCH) => split_batch(bytes).unwrap_or(("?", bytes)),
         _ => ("source", bytes),

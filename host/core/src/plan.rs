@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use crate::schema::Field;
-use crate::wasm::Limits;
+use crate::udf::Limits;
 /// The value of one stage parameter from the job file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {

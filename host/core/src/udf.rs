@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,30 @@ pub struct ModuleId {
     pub version: ModuleVersion,
     /// Where it was loaded from (a component's path).
     pub path: String,
+}
+
+/// Resource limits of one UDF instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (roughly, Wasm instructions) granted per input row of a call.
+    pub fuel_per_row: u64,
+    /// Fuel granted per call on top of the per-row budget.
+    pub fuel_per_call: u64,
+    /// Linear memory limit in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock backstop for one call.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_row: 2_000_000,
+            fuel_per_call: 50_000_000,
+            memory_bytes: 256 << 20,
+            deadline: Duration::from_secs(30),
+        }
+    }
 }
 
 /// What a UDF reads and writes, as its `init` declared.

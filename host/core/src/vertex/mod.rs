@@ -15,14 +15,14 @@ use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
+use crate::entry::{END, Entry};
 use crate::merge::{Merge, Merged};
 use crate::patch::{Change, Patch, Requested, Timeline, now_ms};
 use crate::plan::{CtiPolicy, Recovery};
-use crate::rstream::{END, Entry};
 use crate::schema::{ColumnType, Field, event_schema};
 use crate::stage::{DeadRow, StageCheckpoint, StageError, UdfStage};
-use crate::store::StateChanges;
-use crate::wasm::instance::KeyedState;
+use crate::udf::KeyedState;
+use crate::udf::StateChanges;
 
 mod cti;
 mod dead;
