@@ -9,6 +9,8 @@
 //! - [`exec`] runs a finite job to completion (`weir run`).
 
 pub use weir_core::{entry, filter, merge, patch, plan, schema, select, sink, stage, udf, vertex};
+pub use weir_store::{rstream, store};
+pub use weir_wasm as wasm;
 
 pub mod access;
 pub mod cli;
@@ -17,8 +19,5 @@ pub mod job;
 pub mod jobs;
 pub mod net;
 pub mod node;
-pub mod rstream;
 pub mod source;
-pub mod store;
 pub mod testkit;
-pub mod wasm;

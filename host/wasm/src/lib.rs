@@ -4,6 +4,8 @@
 //! fuel, epoch interruption, pooling allocator) and a cache of compiled
 //! components keyed by module version, backed by precompiled files on disk.
 
+use weir_core::{plan, schema, stage as core_stage, udf};
+
 pub mod bindings;
 mod convert;
 mod determinism;
@@ -21,12 +23,12 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use crate::schema::{column_index, read_columns};
 pub use convert::{BatchRef, Lowering, from_wit_column};
 pub use instance::{CallError, Instance, Limits, MAX_MEMORY_BYTES, StateOverlay, TrapKind};
 pub use stage::{stage, stage_with_module};
+pub use weir_core::schema::{column_index, read_columns};
 
-pub use crate::udf::ModuleVersion;
+pub use weir_core::udf::ModuleVersion;
 
 /// The world a component exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,13 +217,18 @@ impl fmt::Debug for Runtime {
     }
 }
 
+/// The Wasm engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the Wasm engine: {0}")]
+pub struct EngineError(String);
+
 /// How often the epoch ticks; deadlines are counted in ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 impl Runtime {
     /// A runtime whose precompiled components are cached in `cache_dir`
     /// (`None`: compile in memory only).
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Arc<Self>> {
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, EngineError> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -236,7 +243,7 @@ impl Runtime {
             .total_tables(512)
             .max_memory_size(instance::MAX_MEMORY_BYTES);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
         let ticker = engine.weak();
         std::thread::Builder::new()
             .name("weir-epoch".into())
@@ -246,8 +253,9 @@ impl Runtime {
                     drop(engine);
                     std::thread::sleep(EPOCH_TICK);
                 }
-            })?;
-        let linkers = bindings::Linkers::new(&engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            })
+            .map_err(|e| EngineError(format!("cannot start its epoch thread: {e}")))?;
+        let linkers = bindings::Linkers::new(&engine).map_err(|e| EngineError(format!("{e:#}")))?;
         Ok(Arc::new(Runtime {
             engine,
             cache_dir,

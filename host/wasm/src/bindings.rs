@@ -9,7 +9,7 @@ use super::instance::HostCtx;
 /// Imports every UDF may use, and the shared types.
 pub mod api {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "weir:udf/guest-api",
     });
 }
@@ -17,7 +17,7 @@ pub mod api {
 /// The `processor` world's exports.
 pub mod processor {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "weir:udf/processor",
         with: {
             "weir:udf/types": super::api::weir::udf::types,
@@ -29,7 +29,7 @@ pub mod processor {
 /// The `reducer` world's exports.
 pub mod reducer {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "weir:udf/reducer",
         with: {
             "weir:udf/types": super::api::weir::udf::types,
@@ -43,7 +43,7 @@ pub mod reducer {
 /// The `migrating-reducer` world's exports (a reducer with `migrate`).
 pub mod migrating_reducer {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "weir:udf/migrating-reducer",
         with: {
             "weir:udf/types": super::api::weir::udf::types,
@@ -57,7 +57,7 @@ pub mod migrating_reducer {
 /// The `scalar` world's exports.
 pub mod scalar {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "weir:udf/scalar",
         with: {
             "weir:udf/types": super::api::weir::udf::types,

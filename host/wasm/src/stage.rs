@@ -5,8 +5,8 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 
 use super::{Module, Runtime, World};
+use crate::core_stage::{StageError, UdfStage};
 use crate::plan::{StageKind, UdfSpec};
-use crate::stage::{StageError, UdfStage};
 
 /// Loads the stage's component, checks it against the stage and its input,
 /// and initialises it.
