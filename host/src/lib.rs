@@ -9,15 +9,14 @@
 //! - [`exec`] runs a finite job to completion (`weir run`).
 
 pub use weir_core::{entry, filter, merge, patch, plan, schema, select, sink, stage, udf, vertex};
+pub use weir_net::{access, protocol as net};
 pub use weir_store::{rstream, store};
 pub use weir_wasm as wasm;
 
-pub mod access;
 pub mod cli;
 pub mod exec;
 pub mod job;
 pub mod jobs;
-pub mod net;
 pub mod node;
 pub mod source;
 pub mod testkit;

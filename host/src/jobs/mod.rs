@@ -43,7 +43,7 @@ mod patching;
 mod threads;
 
 use patching::load_module;
-pub use patching::{HistoryEntry, PatchReport, ShadowReport};
+pub use weir_net::status::{HistoryEntry, PatchReport, ShadowReport};
 
 /// How many settled requests a vertex's status remembers.
 const MAX_OUTCOMES: usize = 64;
@@ -85,75 +85,7 @@ impl JobRecord {
     }
 }
 
-/// One vertex's state, as `weir job status` shows it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct VertexStatus {
-    /// Name (the sink's file for sinks).
-    pub name: String,
-    /// `source`, `stage` or `sink`.
-    pub role: String,
-    /// `starting`, `running`, `finished` or `failed`.
-    pub state: String,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Per input: stream and next seq to read.
-    pub inputs: Vec<(String, u64)>,
-    /// Output stream and next seq to write.
-    pub output: Option<(String, u64)>,
-    /// Rows in.
-    pub rows_in: u64,
-    /// Rows out.
-    pub rows_out: u64,
-    /// Rows dead-lettered.
-    pub dead: u64,
-    /// Latest snapshot number.
-    pub snapshot: u64,
-    /// Module version (UDF stages).
-    pub module: Option<String>,
-    /// Patch timeline entries applied (UDF stages).
-    #[serde(default)]
-    pub patches: u64,
-    /// A patch is scheduled for the next CTI.
-    #[serde(default)]
-    pub pending: bool,
-    /// Why the last scheduled patch was not applied.
-    #[serde(default)]
-    pub refused: Option<String>,
-    /// Where a UDF stage stopped when its UDF failed: (input position of the
-    /// batch it failed on, CTIs written). A patch or filter recorded there
-    /// resumes it.
-    #[serde(default)]
-    pub stuck_at: Option<(u64, u64)>,
-    /// Runtime filters in effect (UDF stages).
-    #[serde(default)]
-    pub filters: Vec<String>,
-    /// Input rows runtime filters dropped (counted in `rows_in`).
-    #[serde(default)]
-    pub filtered: u64,
-    /// Requests accepted (durably queued), not yet handed to the vertex.
-    #[serde(skip)]
-    requests: Vec<Requested>,
-    /// A followed file's source was asked to end at the file's end.
-    #[serde(default)]
-    pub ending: bool,
-    /// What became of the latest requests the vertex settled: taken into
-    /// the timeline (`None`) or refused (why), by request id.
-    #[serde(skip)]
-    outcomes: BTreeMap<u64, Option<String>>,
-}
-
-/// A job's state, as `weir job status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobStatus {
-    /// Name.
-    pub name: String,
-    /// Incarnation.
-    pub id: u64,
-    /// `running`, `finished` or `failed`.
-    pub state: String,
-    /// Its vertices: sources, stages, sinks.
-    pub vertices: Vec<VertexStatus>,
-}
+pub use weir_net::status::{JobStatus, VertexStatus};
 
 type Shared = Arc<Mutex<VertexStatus>>;
 

@@ -523,62 +523,6 @@ impl Jobs {
 /// How long a deploy waits for the stage's next CTI.
 pub(super) const PATCH_WAIT: Duration = Duration::from_secs(5);
 
-/// What a deploy or rollback did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PatchReport {
-    /// The job.
-    pub job: String,
-    /// The stage.
-    pub stage: String,
-    /// The version it ran (short).
-    pub from: String,
-    /// The version it runs now (full SHA-256 hex).
-    pub to: String,
-    /// What changed (`deploy`, `rollback`, `filter added: ...`).
-    pub change: String,
-    /// Where it took effect: (input position, CTIs written); `None` when the
-    /// stage had no CTI within the wait, so the switch is still scheduled.
-    pub applied: Option<(u64, u64)>,
-    /// Microseconds from handing the switch to the stage to its timeline
-    /// entry being durable (waiting for the next CTI included).
-    pub switch_us: u64,
-    /// The shadow run, if one was asked for.
-    pub shadow: Option<ShadowReport>,
-}
-
-/// The new version beside the running one on recent input rows.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ShadowReport {
-    /// Input rows asked for.
-    pub asked: u64,
-    /// Input rows both versions ran on (at most those the input stream
-    /// still holds).
-    pub rows: u64,
-    /// Output rows of the running version.
-    pub old_rows: u64,
-    /// Output rows of the new version.
-    pub new_rows: u64,
-    /// Output rows that differ (by position, plus the difference in count).
-    pub differ: u64,
-}
-
-/// One version in a stage's history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// Module version (SHA-256 hex).
-    pub version: String,
-    /// Input position where it took effect.
-    pub position: u64,
-    /// CTIs the vertex had written then.
-    pub ctis: u64,
-    /// Why.
-    pub why: String,
-    /// When (Unix milliseconds; 0 for the job's own version).
-    pub at_ms: u64,
-    /// It is the version in use.
-    pub current: bool,
-}
-
 /// The first 12 hex digits of a version.
 pub(super) fn short(version: &str) -> &str {
     &version[..version.len().min(12)]

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
 
-use crate::net::Request;
+use crate::protocol::Request;
 
 /// What a certificate may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -559,11 +559,11 @@ pub enum Response {
     /// No more entries (end of a non-following read).
     End,
     /// Jobs' status.
-    Jobs(Vec<crate::jobs::JobStatus>),
+    Jobs(Vec<crate::status::JobStatus>),
     /// A deploy or rollback.
-    Patched(crate::jobs::PatchReport),
+    Patched(crate::status::PatchReport),
     /// A stage's history.
-    History(Vec<crate::jobs::HistoryEntry>),
+    History(Vec<crate::status::HistoryEntry>),
 }
 
 /// Writes one length-prefixed JSON message.

@@ -1,0 +1,134 @@
+//! What a node reports about its jobs: the answers to `weir job status`,
+//! deploys, rollbacks and history, as they travel in the protocol.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use weir_core::patch::Requested;
+
+/// One vertex's state, as `weir job status` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VertexStatus {
+    /// Name (the sink's file for sinks).
+    pub name: String,
+    /// `source`, `stage` or `sink`.
+    pub role: String,
+    /// `starting`, `running`, `finished` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Per input: stream and next seq to read.
+    pub inputs: Vec<(String, u64)>,
+    /// Output stream and next seq to write.
+    pub output: Option<(String, u64)>,
+    /// Rows in.
+    pub rows_in: u64,
+    /// Rows out.
+    pub rows_out: u64,
+    /// Rows dead-lettered.
+    pub dead: u64,
+    /// Latest snapshot number.
+    pub snapshot: u64,
+    /// Module version (UDF stages).
+    pub module: Option<String>,
+    /// Patch timeline entries applied (UDF stages).
+    #[serde(default)]
+    pub patches: u64,
+    /// A patch is scheduled for the next CTI.
+    #[serde(default)]
+    pub pending: bool,
+    /// Why the last scheduled patch was not applied.
+    #[serde(default)]
+    pub refused: Option<String>,
+    /// Where a UDF stage stopped when its UDF failed: (input position of the
+    /// batch it failed on, CTIs written). A patch or filter recorded there
+    /// resumes it.
+    #[serde(default)]
+    pub stuck_at: Option<(u64, u64)>,
+    /// Runtime filters in effect (UDF stages).
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Input rows runtime filters dropped (counted in `rows_in`).
+    #[serde(default)]
+    pub filtered: u64,
+    /// Requests accepted (durably queued), not yet handed to the vertex
+    /// (the node's own; never sent).
+    #[serde(skip)]
+    pub requests: Vec<Requested>,
+    /// A followed file's source was asked to end at the file's end.
+    #[serde(default)]
+    pub ending: bool,
+    /// What became of the latest requests the vertex settled: taken into
+    /// the timeline (`None`) or refused (why), by request id.
+    #[serde(skip)]
+    pub outcomes: BTreeMap<u64, Option<String>>,
+}
+
+/// A job's state, as `weir job status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Name.
+    pub name: String,
+    /// Incarnation.
+    pub id: u64,
+    /// `running`, `finished` or `failed`.
+    pub state: String,
+    /// Its vertices: sources, stages, sinks.
+    pub vertices: Vec<VertexStatus>,
+}
+
+/// What a deploy or rollback did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchReport {
+    /// The job.
+    pub job: String,
+    /// The stage.
+    pub stage: String,
+    /// The version it ran (short).
+    pub from: String,
+    /// The version it runs now (full SHA-256 hex).
+    pub to: String,
+    /// What changed (`deploy`, `rollback`, `filter added: ...`).
+    pub change: String,
+    /// Where it took effect: (input position, CTIs written); `None` when the
+    /// stage had no CTI within the wait, so the switch is still scheduled.
+    pub applied: Option<(u64, u64)>,
+    /// Microseconds from handing the switch to the stage to its timeline
+    /// entry being durable (waiting for the next CTI included).
+    pub switch_us: u64,
+    /// The shadow run, if one was asked for.
+    pub shadow: Option<ShadowReport>,
+}
+
+/// The new version beside the running one on recent input rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShadowReport {
+    /// Input rows asked for.
+    pub asked: u64,
+    /// Input rows both versions ran on (at most those the input stream
+    /// still holds).
+    pub rows: u64,
+    /// Output rows of the running version.
+    pub old_rows: u64,
+    /// Output rows of the new version.
+    pub new_rows: u64,
+    /// Output rows that differ (by position, plus the difference in count).
+    pub differ: u64,
+}
+
+/// One version in a stage's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Module version (SHA-256 hex).
+    pub version: String,
+    /// Input position where it took effect.
+    pub position: u64,
+    /// CTIs the vertex had written then.
+    pub ctis: u64,
+    /// Why.
+    pub why: String,
+    /// When (Unix milliseconds; 0 for the job's own version).
+    pub at_ms: u64,
+    /// It is the version in use.
+    pub current: bool,
+}
