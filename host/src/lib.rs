@@ -1,22 +1,23 @@
 //! Weir: a stream-processing engine whose user-defined functions are
 //! deterministic, sandboxed WebAssembly components.
 //!
-//! This crate holds the engine and the `weir` command-line tool:
-//! - [`job`] compiles job files to a [`plan::Plan`];
-//! - [`source`] and [`sink`] read and write files as Arrow batches;
-//! - [`wasm`] is the sandboxed runtime for UDF components;
-//! - [`stage`] runs one UDF stage over batches, with trap policies;
-//! - [`exec`] runs a finite job to completion (`weir run`).
+//! This crate is the `weir` command-line tool ([`cli`]) and re-exports the
+//! layers it is built on, each a crate of its own that depends only on those
+//! below it:
+//! - `weir-core` (sans-IO): [`plan`], [`schema`], [`entry`], [`merge`],
+//!   [`vertex`], [`stage`] (UDF stages behind the [`udf::Udf`] trait),
+//!   [`patch`], [`filter`], [`sink`] (canonical JSONL);
+//! - `weir-wasm`: [`wasm`], the sandboxed runtime for UDF components;
+//! - `weir-store`: [`store`] and [`rstream`], storage in redb;
+//! - `weir-net`: [`net`] (QUIC with mutual TLS, the protocol) and [`access`];
+//! - `weir-node`: [`job`], [`jobs`], [`node`], [`source`] and [`exec`]
+//!   (`weir run`).
 
 pub use weir_core::{entry, filter, merge, patch, plan, schema, select, sink, stage, udf, vertex};
 pub use weir_net::{access, protocol as net};
+pub use weir_node::{exec, job, jobs, node, source};
 pub use weir_store::{rstream, store};
 pub use weir_wasm as wasm;
 
 pub mod cli;
-pub mod exec;
-pub mod job;
-pub mod jobs;
-pub mod node;
-pub mod source;
 pub mod testkit;
