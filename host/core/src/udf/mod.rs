@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 
 use crate::schema::Field;
 
+mod native;
+
+pub use native::{NativeCall, NativeResult, NativeUdf, StateWrite};
+
 /// The SHA-256 of a component's bytes, in hex: the identity of a UDF version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ModuleVersion(String);

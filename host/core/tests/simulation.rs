@@ -1,0 +1,418 @@
+//! A deterministic simulation of a job's vertices (FoundationDB-style): the
+//! core's rVertices run over a simulated store on a schedule drawn from a
+//! seed, crash at arbitrary points (what was not durable is lost: every write
+//! goes through one ordered log, and a crash keeps a prefix of it), restart
+//! from their latest durable snapshots, and must write exactly what an
+//! uninterrupted run writes, at the same seqs. A failure prints its seed.
+//!
+//! `WEIR_SIM_SEEDS` sets how many seeds run (default 64); `WEIR_SIM_SEED`
+//! runs one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use weir_core::entry::{END, Entry};
+use weir_core::plan::{CtiPolicy, ErrorPolicy, Recovery, StageKind, UdfSpec};
+use weir_core::schema::{ColumnType, Field, event_schema, field};
+use weir_core::stage::UdfStage;
+use weir_core::udf::{
+    KeyedState, Limits, NativeCall, NativeResult, NativeUdf, OutputColumn, Signature, UdfOutput,
+    decode_entry,
+};
+use weir_core::vertex::{CtiGen, Operator, Resume, Vertex, VertexSnapshot};
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn click_fields() -> Vec<Field> {
+    vec![
+        field("user", ColumnType::Utf8, false),
+        field("n", ColumnType::Int64, false),
+    ]
+}
+
+/// An ingested input: batches of clicks, roughly in time order with some
+/// out of order (late ones among them), then the end marker.
+fn input(rng: &mut Rng, stream: u64) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut t = 0i64;
+    for _ in 0..(4 + rng.below(8)) {
+        let rows = 1 + rng.below(12) as usize;
+        let mut starts = Vec::with_capacity(rows);
+        let mut users = Vec::with_capacity(rows);
+        let mut ns = Vec::with_capacity(rows);
+        for _ in 0..rows {
+            t += rng.below(4) as i64;
+            let jitter = if rng.below(6) == 0 {
+                rng.below(12) as i64
+            } else {
+                0
+            };
+            starts.push(t - jitter);
+            users.push(format!("u{}", rng.below(5)));
+            ns.push((stream * 1000 + rng.below(1000)) as i64);
+        }
+        let ends: Vec<i64> = starts.iter().map(|s| s + 1).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(starts)),
+            Arc::new(Int64Array::from(ends)),
+            Arc::new(StringArray::from(users)),
+            Arc::new(Int64Array::from(ns)),
+        ];
+        let batch = RecordBatch::try_new(event_schema(&click_fields()), columns).expect("batch");
+        entries.push(Entry::Batch {
+            producer: "ingest".into(),
+            batch,
+        });
+    }
+    entries.push(Entry::Cti(END));
+    entries
+}
+
+/// Counts clicks per user and writes `(user, count)` for every click: a
+/// reducer over host-owned keyed state.
+fn count_per_user() -> NativeUdf {
+    let signature = Signature {
+        reads: vec![field("user", ColumnType::Utf8, false)],
+        reads_interval: false,
+        writes: vec![
+            field("user", ColumnType::Utf8, false),
+            field("count", ColumnType::Int64, false),
+        ],
+        passthrough: false,
+    };
+    NativeUdf::new(
+        "count_per_user",
+        signature,
+        |call: NativeCall<'_>| -> NativeResult {
+            let users = call.batch.column(call.reads[0]).as_string::<i32>();
+            let keys = call.keys.expect("a reducer gets keys");
+            let mut counts: HashMap<u32, i64> = HashMap::new();
+            let mut out = Vec::with_capacity(users.len());
+            for (row, &g) in keys.groups.iter().enumerate() {
+                let count = counts.entry(g).or_insert_with(|| {
+                    call.state
+                        .get(keys.key(g as usize))
+                        .and_then(|names| names.get("count"))
+                        .map_or(0, |b| {
+                            i64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+                        })
+                });
+                *count += 1;
+                out.push(*count);
+                let _ = row;
+            }
+            let writes = counts
+                .into_iter()
+                .map(|(g, c)| {
+                    let names =
+                        BTreeMap::from([("count".to_string(), Some(c.to_le_bytes().to_vec()))]);
+                    (keys.key(g as usize).to_vec(), names)
+                })
+                .collect();
+            let output = UdfOutput {
+                parents: (0..users.len() as u32).collect(),
+                columns: vec![
+                    OutputColumn::Input(0),
+                    OutputColumn::Written(Arc::new(Int64Array::from(out))),
+                ],
+            };
+            Ok((output, writes))
+        },
+    )
+}
+
+/// The job: two sources with CTI policies -> union (replay recovery) ->
+/// a per-user count (checkpoints every other CTI).
+struct Job {
+    /// Per vertex: its input streams and its output and dead-letter streams.
+    wiring: Vec<(Vec<usize>, usize, usize)>,
+}
+
+const INPUT_A: usize = 0;
+const INPUT_B: usize = 1;
+const STREAMS: usize = 10;
+const RESULT: usize = 8;
+
+impl Job {
+    fn new() -> Job {
+        Job {
+            wiring: vec![
+                (vec![INPUT_A], 2, 3), // source a
+                (vec![INPUT_B], 4, 5), // source b
+                (vec![2, 4], 6, 7),    // union
+                (vec![6], RESULT, 9),  // count
+            ],
+        }
+    }
+
+    /// Vertex `v` resumed as `resume` says.
+    fn vertex(&self, v: usize, resume: Resume) -> Vertex {
+        let schema = event_schema(&click_fields());
+        let (name, operator, recovery) = match v {
+            0 => (
+                "a",
+                Operator::Source(CtiGen::new(CtiPolicy::Lag(3))),
+                Recovery::Checkpoint { every: 1 },
+            ),
+            1 => (
+                "b",
+                Operator::Source(CtiGen::new(CtiPolicy::Every(4))),
+                Recovery::Checkpoint { every: 2 },
+            ),
+            2 => ("all", Operator::Union, Recovery::Replay { window: 2 }),
+            _ => {
+                let spec = UdfSpec {
+                    kind: StageKind::Reducer,
+                    component: "native:count_per_user".into(),
+                    params: Vec::new(),
+                    key: Some("user".into()),
+                    output: None,
+                    on_trap: ErrorPolicy::Fail,
+                    limits: Limits::default(),
+                };
+                let stage =
+                    UdfStage::new("count", &spec, Box::new(count_per_user()), schema.clone())
+                        .expect("stage");
+                (
+                    "count",
+                    Operator::Udf(Box::new(stage)),
+                    Recovery::Checkpoint { every: 2 },
+                )
+            }
+        };
+        let inputs = self.wiring[v].0.len();
+        Vertex::load(name, operator, schema, inputs, recovery, resume).expect("vertex loads")
+    }
+}
+
+/// One write, in the order the committer takes them.
+#[derive(Clone)]
+enum Op {
+    Put {
+        stream: usize,
+        seq: u64,
+        bytes: Vec<u8>,
+    },
+    Snapshot {
+        vertex: usize,
+        bytes: Vec<u8>,
+        changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
+}
+
+/// What the store holds after applying a log.
+#[derive(Default)]
+struct View {
+    streams: Vec<BTreeMap<u64, Vec<u8>>>,
+    snapshots: HashMap<usize, Vec<u8>>,
+    state: HashMap<usize, BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl View {
+    fn new(inputs: &[Vec<Entry>]) -> View {
+        let mut view = View {
+            streams: vec![BTreeMap::new(); STREAMS],
+            ..View::default()
+        };
+        for (s, entries) in inputs.iter().enumerate() {
+            for (seq, e) in entries.iter().enumerate() {
+                view.streams[s].insert(seq as u64, e.encode().expect("encodes"));
+            }
+        }
+        view
+    }
+
+    /// Applies one write; a rewrite of a seq must hold the same bytes.
+    fn apply(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::Put { stream, seq, bytes } => match self.streams[*stream].get(seq) {
+                Some(held) if held != bytes => Err(format!(
+                    "stream {stream} seq {seq} rewritten with other bytes"
+                )),
+                Some(_) => Ok(()),
+                None => {
+                    self.streams[*stream].insert(*seq, bytes.clone());
+                    Ok(())
+                }
+            },
+            Op::Snapshot {
+                vertex,
+                bytes,
+                changes,
+            } => {
+                self.snapshots.insert(*vertex, bytes.clone());
+                let state = self.state.entry(*vertex).or_default();
+                for (key, value) in changes {
+                    match value {
+                        Some(v) => state.insert(key.clone(), v.clone()),
+                        None => state.remove(key),
+                    };
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Where vertex `v` resumes: its latest durable snapshot and state.
+    fn resume(&self, v: usize, inputs: usize) -> Resume {
+        match self.snapshots.get(&v) {
+            None => Resume::Fresh(vec![0; inputs]),
+            Some(bytes) => {
+                let snapshot: VertexSnapshot = postcard::from_bytes(bytes).expect("snapshot");
+                let mut state = KeyedState::new();
+                for (key, value) in self.state.get(&v).into_iter().flatten() {
+                    state.insert(key.clone(), decode_entry(value).expect("state entry"));
+                }
+                Resume::Snapshot(Box::new(snapshot), state)
+            }
+        }
+    }
+}
+
+/// A run's result: every stream the job wrote, entry by entry.
+type Written = Vec<BTreeMap<u64, Vec<u8>>>;
+
+/// Runs the job on the schedule `seed` draws; with `crashes`, crashes at
+/// points it draws too. Returns what the job wrote and how many crashes.
+fn run(inputs: &[Vec<Entry>], seed: u64, crashes: bool) -> Result<(Written, u64), String> {
+    let job = Job::new();
+    let mut rng = Rng(seed);
+    let mut log: Vec<Op> = Vec::new();
+    let mut durable = 0usize;
+    let mut view = View::new(inputs);
+    let mut vertices: Vec<Vertex> = (0..job.wiring.len())
+        .map(|v| job.vertex(v, view.resume(v, job.wiring[v].0.len())))
+        .collect();
+    let mut crashed = 0;
+    for _step in 0..100_000 {
+        if vertices.iter().all(|v| v.position().finished) {
+            let mut written = view.streams;
+            written.truncate(STREAMS);
+            for s in [INPUT_A, INPUT_B] {
+                written[s].clear();
+            }
+            return Ok((written, crashed));
+        }
+        // The committer makes everything so far durable, now and then.
+        if rng.below(8) == 0 {
+            durable = log.len();
+        }
+        if crashes && rng.below(16) == 0 {
+            // A crash: a prefix of what was not yet durable survives.
+            let keep = durable + rng.below((log.len() - durable) as u64 + 1) as usize;
+            log.truncate(keep);
+            durable = keep;
+            view = View::new(inputs);
+            for op in &log {
+                view.apply(op)?;
+            }
+            vertices = (0..job.wiring.len())
+                .map(|v| job.vertex(v, view.resume(v, job.wiring[v].0.len())))
+                .collect();
+            crashed += 1;
+            continue;
+        }
+        // A vertex with input to read, and one of its inputs, by the schedule.
+        let ready: Vec<(usize, usize)> = (0..vertices.len())
+            .flat_map(|v| (0..job.wiring[v].0.len()).map(move |i| (v, i)))
+            .filter(|&(v, i)| {
+                let at = vertices[v].position().inputs[i];
+                view.streams[job.wiring[v].0[i]].contains_key(&at)
+            })
+            .collect();
+        if ready.is_empty() {
+            return Err("no vertex can go on, yet the job did not finish".into());
+        }
+        let (v, i) = ready[rng.below(ready.len() as u64) as usize];
+        let (ins, out, dead) = &job.wiring[v];
+        let seq = vertices[v].position().inputs[i];
+        let entry = Entry::decode(&view.streams[ins[i]][&seq])?;
+        let fx = vertices[v]
+            .on_entry(i, seq, entry)
+            .map_err(|e| format!("vertex {v}: {e}"))?;
+        let mut ops = Vec::new();
+        for (stream, entries) in [(*out, fx.output), (*dead, fx.dead)] {
+            for (seq, e) in entries {
+                ops.push(Op::Put {
+                    stream,
+                    seq,
+                    bytes: e.encode()?,
+                });
+            }
+        }
+        if let Some(mut snapshot) = fx.snapshot {
+            let changes = std::mem::take(&mut snapshot.state);
+            ops.push(Op::Snapshot {
+                vertex: v,
+                bytes: postcard::to_allocvec(&snapshot).map_err(|e| e.to_string())?,
+                changes,
+            });
+        }
+        for op in ops {
+            view.apply(&op)?;
+            log.push(op);
+        }
+    }
+    Err("the job did not finish within 100,000 steps".into())
+}
+
+#[test]
+fn crashes_at_any_point_leave_the_output_of_an_uninterrupted_run() {
+    let seeds: Vec<u64> = match std::env::var("WEIR_SIM_SEED") {
+        Ok(one) => vec![one.parse().expect("WEIR_SIM_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var("WEIR_SIM_SEEDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(64);
+            (1..=n).collect()
+        }
+    };
+    let started = Instant::now();
+    let mut total_crashes = 0;
+    for &seed in &seeds {
+        let mut rng = Rng(seed ^ 0x5eed);
+        let inputs = vec![input(&mut rng, 0), input(&mut rng, 1)];
+        let (expected, _) = run(&inputs, 0, false)
+            .unwrap_or_else(|e| panic!("seed {seed}: the uninterrupted run failed: {e}"));
+        assert!(
+            !expected[RESULT].is_empty(),
+            "seed {seed}: the job writes a result"
+        );
+        let (got, crashes) =
+            run(&inputs, seed, true).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        total_crashes += crashes;
+        for (s, (a, b)) in expected.iter().zip(&got).enumerate() {
+            assert!(
+                a == b,
+                "seed {seed} (rerun with WEIR_SIM_SEED={seed}): stream {s} differs from the uninterrupted run after {crashes} crashes: {} entries against {}",
+                a.len(),
+                b.len()
+            );
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} seeds, {total_crashes} crashes in {secs:.2} s ({:.0} crashes/s)",
+        seeds.len(),
+        total_crashes as f64 / secs.max(1e-9)
+    );
+    assert!(total_crashes > 0, "the schedule crashes");
+}
