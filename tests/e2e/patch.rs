@@ -1,6 +1,6 @@
 //! Hot patching on a real node: `weir udf deploy / history / rollback` while a
 //! job runs, switches at recorded input positions, `kill -9` around patches,
-//! refused modules, trap rollback and runtime filters (`weir job filter`). Every row of the output says which
+//! refused modules and trap rollback (runtime filters are in filters.rs). Every row of the output says which
 //! module version made it, and the expected output is computed from the
 //! input and the stage's history, so each row must have been produced by the
 //! version in effect at its input position, exactly once.
@@ -12,20 +12,21 @@ use std::process::Output;
 use weir::testkit::udf_component;
 use weir::wasm::ModuleVersion;
 
+use super::filters::{filter_args, test_filter_drops};
 use super::jobs::{Rng, crash_seed, wait_finished};
 use super::node::{Node, cluster, ok, write};
 use super::stderr;
 
-const CHUNK: usize = 100;
+pub(super) const CHUNK: usize = 100;
 /// The amount that makes `tally_v3` trap.
-const POISON: i64 = 777;
+pub(super) const POISON: i64 = 777;
 
 /// Sale `i`: users cycle through seven, amounts 1..=100 (never the poison).
-fn sale(i: usize) -> (String, i64) {
+pub(super) fn sale(i: usize) -> (String, i64) {
     (format!("u{}", i % 7), ((i * 37) % 100) as i64 + 1)
 }
 
-fn chunk_text(k: usize, poison_at: Option<usize>) -> String {
+pub(super) fn chunk_text(k: usize, poison_at: Option<usize>) -> String {
     (k * CHUNK..(k + 1) * CHUNK)
         .map(|i| {
             let (user, mut amount) = sale(i);
@@ -42,12 +43,12 @@ fn chunk_text(k: usize, poison_at: Option<usize>) -> String {
 
 /// A node with stream `sales` and job `tally` (reducer `tally_v1`, params
 /// `factor = 3`, `poison`, and `extra` job-file lines) running on it.
-fn start(d: &Path, extra: &str) -> Node {
+pub(super) fn start(d: &Path, extra: &str) -> Node {
     start_with(d, "tally_v1", extra)
 }
 
 /// Like [`start`], with the job's stage running `component` first.
-fn start_with(d: &Path, component: &str, extra: &str) -> Node {
+pub(super) fn start_with(d: &Path, component: &str, extra: &str) -> Node {
     let node = Node::start(d, "data").expect("node starts");
     ok(&node.weir(
         d,
@@ -93,7 +94,7 @@ path = "out/tally.jsonl"
     node
 }
 
-fn ingest(addr: &str, d: &Path, k: usize, poison_at: Option<usize>) -> Output {
+pub(super) fn ingest(addr: &str, d: &Path, k: usize, poison_at: Option<usize>) -> Output {
     let file = format!("chunk-{k}.jsonl");
     write(d, &file, &chunk_text(k, poison_at));
     super::weir(&["ingest", "sales", &file, "--node", addr], d)
@@ -101,14 +102,14 @@ fn ingest(addr: &str, d: &Path, k: usize, poison_at: Option<usize>) -> Output {
 
 /// `weir udf ARGS` for stage `tally` of job `tally`, run beside `during`
 /// (the next ingest, whose CTIs give the patch its switch point).
-fn patch_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> Output {
+pub(super) fn patch_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> Output {
     let mut all = vec!["udf"];
     all.extend_from_slice(args);
     change_during(node, d, &all, during)
 }
 
 /// `weir ARGS` (a change to stage `tally` of job `tally`), run beside `during`.
-fn change_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> Output {
+pub(super) fn change_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) -> Output {
     let mut all = args.to_vec();
     all.extend_from_slice(&["--job", "tally", "--stage", "tally", "--node", &node.addr]);
     let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
@@ -131,7 +132,7 @@ fn change_during(node: &Node, d: &Path, args: &[&str], during: impl FnOnce()) ->
 }
 
 /// `(version, input position)` of every entry of the stage's history.
-fn history(node: &Node, d: &Path) -> Vec<(String, u64, String)> {
+pub(super) fn history(node: &Node, d: &Path) -> Vec<(String, u64, String)> {
     let out = ok(&node.weir(
         d,
         &[
@@ -152,7 +153,7 @@ fn history(node: &Node, d: &Path) -> Vec<(String, u64, String)> {
         .collect()
 }
 
-fn version_of(name: &str) -> String {
+pub(super) fn version_of(name: &str) -> String {
     let bytes = std::fs::read(udf_component(name)).expect("component");
     ModuleVersion::of(&bytes).hex().to_string()
 }
@@ -161,7 +162,7 @@ fn version_of(name: &str) -> String {
 /// the history ran from its position on, and each runtime filter dropped the
 /// rows it matches (`drops(filter, user, amount)`) while it was in effect:
 /// `(user, count, total, version)`.
-fn expected(
+pub(super) fn expected(
     rows: usize,
     poisons: &[usize],
     history: &[(String, u64, String)],
@@ -202,7 +203,7 @@ fn expected(
     out
 }
 
-fn output(d: &Path) -> Vec<(String, i64, i64, String)> {
+pub(super) fn output(d: &Path) -> Vec<(String, i64, i64, String)> {
     let text = std::fs::read_to_string(d.join("out/tally.jsonl")).expect("sink file");
     text.lines()
         .map(|l| {
@@ -217,13 +218,13 @@ fn output(d: &Path) -> Vec<(String, i64, i64, String)> {
         .collect()
 }
 
-fn assert_output(d: &Path, rows: usize, poisons: &[usize], h: &[(String, u64, String)]) {
+pub(super) fn assert_output(d: &Path, rows: usize, poisons: &[usize], h: &[(String, u64, String)]) {
     assert_filtered_output(d, rows, poisons, h, &|f, _, _| {
         panic!("no filter expected: {f}")
     });
 }
 
-fn assert_filtered_output(
+pub(super) fn assert_filtered_output(
     d: &Path,
     rows: usize,
     poisons: &[usize],
@@ -243,7 +244,7 @@ fn assert_filtered_output(
     }
 }
 
-fn position_in(text: &str) -> u64 {
+pub(super) fn position_in(text: &str) -> u64 {
     text.split("in effect from input position ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
@@ -509,185 +510,6 @@ fn a_trapping_version_is_rolled_back_at_the_trapping_batch() {
     // The trapping batch (the chunk holding the poison row) reran on version 1.
     assert_eq!(h[2].1, (3 * CHUNK) as u64, "{h:?}");
     assert_output(d, 5 * CHUNK, &[poison], &h);
-}
-
-/// `weir job filter ARGS`.
-fn filter_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["job", "filter"];
-    all.extend_from_slice(args);
-    all
-}
-
-/// What the test's filters drop.
-fn test_filter_drops(filter: &str, user: &str, amount: i64) -> bool {
-    match filter {
-        "amount = 777" => amount == POISON,
-        "user = 'u3' AND amount < 50" => user == "u3" && amount < 50,
-        other => panic!("unexpected filter `{other}`"),
-    }
-}
-
-#[test]
-fn a_runtime_filter_keeps_poison_rows_from_the_udf_across_kill_9s() {
-    let dir = cluster();
-    let d = dir.path();
-    // tally_v3 fails the job on the poison amount (on_trap = "fail").
-    let mut node = start_with(d, "tally_v3", "");
-    let poisons = [2 * CHUNK + 17, 4 * CHUNK + 60, 6 * CHUNK + 3];
-    let feed = |addr: &str, k: usize| {
-        let poison = poisons.iter().copied().find(|p| p / CHUNK == k);
-        let out = ingest(addr, d, k, poison);
-        assert!(out.status.success(), "{}", stderr(&out));
-    };
-    feed(&node.addr, 0);
-
-    // Refusals say what is wrong and change nothing.
-    let refused = |args: &[&str], want: &str| {
-        let mut all = filter_args(args);
-        all.extend_from_slice(&["--job", "tally", "--stage", "tally"]);
-        let out = node.weir(d, &all);
-        let e = stderr(&out);
-        assert!(!out.status.success() && e.contains(want), "{args:?}: {e}");
-    };
-    refused(&["add", "amt = 777"], "no column `amt`");
-    refused(
-        &["add", "amount = 'x'"],
-        "column `amount` is int64 but 'x' is not",
-    );
-    refused(&["add", "amount = = 1"], "filter `amount = = 1`");
-    refused(
-        &["remove", "amount = 777"],
-        "has no filter `amount = 777`; its filters: none",
-    );
-    assert_eq!(history(&node, d).len(), 1);
-
-    // Changes switch at a CTI of the input that arrives beside them.
-    let mut positions = Vec::new();
-    let mut change = |node: &Node, args: &[&str], k: usize| {
-        let addr = node.addr.clone();
-        let text = ok(&change_during(node, d, &filter_args(args), || {
-            feed(&addr, k)
-        }));
-        let p = position_in(&text);
-        assert!(
-            p >= (k * CHUNK) as u64 && p <= ((k + 1) * CHUNK) as u64,
-            "{args:?} during chunk {k} took effect at {p}: {text}"
-        );
-        positions.push(p);
-    };
-    change(&node, &["add", "amount = 777"], 1);
-    refused(&["add", "amount=777"], "already has filter `amount = 777`");
-    feed(&node.addr, 2);
-    node.kill9();
-    node = Node::start(d, "data").expect("node restarts after kill -9");
-    change(&node, &["add", "user = 'u3' and amount < 50"], 3);
-    feed(&node.addr, 4);
-    // Removed by another spelling of the same condition, with redundant
-    // parentheses.
-    change(&node, &["remove", "(user='u3') and ((amount<50))"], 5);
-    feed(&node.addr, 6);
-    node.kill9();
-    node = Node::start(d, "data").expect("node restarts after kill -9");
-    feed(&node.addr, 7);
-
-    ok(&node.weir(d, &["stream", "close", "sales"]));
-    wait_finished(&node, d, "tally");
-    let h = history(&node, d);
-    let whys: Vec<&str> = h.iter().map(|e| e.2.as_str()).collect();
-    assert_eq!(
-        whys,
-        [
-            "submitted with the job",
-            "filter added: amount = 777",
-            "filter added: user = 'u3' AND amount < 50",
-            "filter removed: user = 'u3' AND amount < 50",
-        ]
-    );
-    assert_eq!(h.iter().skip(1).map(|e| e.1).collect::<Vec<_>>(), positions);
-    assert!(h.iter().all(|e| e.0 == version_of("tally_v3")), "{h:?}");
-    let rows = 8 * CHUNK;
-    assert_filtered_output(d, rows, &poisons, &h, &test_filter_drops);
-
-    // Status shows the filter in effect and how many rows it dropped.
-    let kept = expected(rows, &poisons, &h, &test_filter_drops).len();
-    let dropped = rows - kept;
-    assert!(
-        dropped > poisons.len(),
-        "the second filter dropped rows too"
-    );
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&node.weir(d, &["job", "status", "tally", "--json"])))
-            .expect("status is JSON");
-    let stage = status[0]["vertices"]
-        .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["role"] == "stage"))
-        .expect("a stage vertex")
-        .clone();
-    assert_eq!(stage["filtered"].as_u64(), Some(dropped as u64), "{stage}");
-    assert_eq!(stage["rows_in"].as_u64(), Some(rows as u64), "{stage}");
-    assert_eq!(
-        stage["filters"],
-        serde_json::json!(["amount = 777"]),
-        "{stage}"
-    );
-    let text = ok(&node.weir(d, &["job", "status", "tally"]));
-    assert!(
-        text.contains(&format!(
-            "filters: `amount = 777` ({dropped} input rows dropped)"
-        )),
-        "{text}"
-    );
-}
-
-#[test]
-fn a_stage_failed_on_a_poison_row_resumes_there_with_a_filter() {
-    let dir = cluster();
-    let d = dir.path();
-    let mut node = start_with(d, "tally_v3", "");
-    let poisons = [CHUNK + 30, 3 * CHUNK + 8];
-    let feed = |addr: &str, k: usize| {
-        let poison = poisons.iter().copied().find(|p| p / CHUNK == k);
-        let out = ingest(addr, d, k, poison);
-        assert!(out.status.success(), "{}", stderr(&out));
-    };
-    feed(&node.addr, 0);
-    feed(&node.addr, 1);
-    // The stage fails on the poison row (on_trap = "fail").
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let stuck = loop {
-        let text = ok(&node.weir(d, &["job", "status", "tally"]));
-        if text.contains("stuck at input position") {
-            break text;
-        }
-        assert!(std::time::Instant::now() < deadline, "never failed: {text}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert!(
-        stuck.contains("poison amount 777") && stuck.contains("`weir job filter add`"),
-        "{stuck}"
-    );
-    let mut args = filter_args(&["add", "amount = 777"]);
-    args.extend_from_slice(&["--job", "tally", "--stage", "tally"]);
-    let text = ok(&node.weir(d, &args));
-    let at = position_in(&text);
-    assert!(
-        at > (poisons[0] - CHUNK) as u64 && at <= poisons[0] as u64,
-        "resumed at the failed batch: {text}"
-    );
-    feed(&node.addr, 2);
-    feed(&node.addr, 3);
-    node.kill9();
-    node = Node::start(d, "data").expect("node restarts after kill -9");
-    feed(&node.addr, 4);
-    ok(&node.weir(d, &["stream", "close", "sales"]));
-    wait_finished(&node, d, "tally");
-    let h = history(&node, d);
-    assert_eq!(h.len(), 2, "{h:?}");
-    assert_eq!(
-        (h[1].1, h[1].2.as_str()),
-        (at, "filter added: amount = 777")
-    );
-    assert_filtered_output(d, 5 * CHUNK, &poisons, &h, &test_filter_drops);
 }
 
 #[test]
