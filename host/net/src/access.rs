@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
 
+use crate::NetError;
 use crate::protocol::Request;
 
 /// What a certificate may do.
@@ -91,14 +92,20 @@ pub struct FileAccess {
 impl FileAccess {
     /// Jobs may use files under `allowed`, except under `denied`. Each
     /// allowed directory must exist.
-    pub fn new(allowed: &[PathBuf], denied: &[PathBuf]) -> anyhow::Result<FileAccess> {
+    pub fn new(allowed: &[PathBuf], denied: &[PathBuf]) -> Result<FileAccess, NetError> {
         let mut access = FileAccess::default();
         for dir in allowed {
             let canonical = std::fs::canonicalize(dir).map_err(|e| {
-                anyhow::anyhow!("--files {}: cannot use this directory: {e}", dir.display())
+                NetError::Invalid(format!(
+                    "--files {}: cannot use this directory: {e}",
+                    dir.display()
+                ))
             })?;
             if !canonical.is_dir() {
-                anyhow::bail!("--files {}: not a directory", dir.display());
+                return Err(NetError::Invalid(format!(
+                    "--files {}: not a directory",
+                    dir.display()
+                )));
             }
             access.allowed.push(canonical);
         }

@@ -6,5 +6,8 @@
 use weir_core::schema;
 
 pub mod access;
+pub mod error;
 pub mod protocol;
 pub mod status;
+
+pub use error::NetError;

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -17,6 +16,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 use crate::access::Role;
+use crate::error::{Certificate, NetError, Result, Transport};
 use crate::schema::ColumnSpec;
 
 /// The ALPN protocol name of Weir's node protocol.
@@ -74,10 +74,10 @@ impl CertDir {
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-    fn read_chain(&self, name: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    fn read_chain(&self, name: &str) -> Result<Vec<CertificateDer<'static>>> {
         let path = self.file(name);
         let certs: Vec<_> = CertificateDer::pem_file_iter(&path)
-            .with_context(|| {
+            .cert(|| {
                 format!(
                     "cannot read certificate {} (make one with `weir cluster init --dir {}`)",
                     path.display(),
@@ -85,24 +85,27 @@ impl CertDir {
                 )
             })?
             .collect::<Result<_, _>>()
-            .with_context(|| format!("certificate {} is not valid PEM", path.display()))?;
+            .cert(|| format!("certificate {} is not valid PEM", path.display()))?;
         if certs.is_empty() {
-            bail!("{} holds no certificate", path.display());
+            return Err(NetError::Certificate(format!(
+                "{} holds no certificate",
+                path.display()
+            )));
         }
         Ok(certs)
     }
-    fn read_key(&self, name: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
+    fn read_key(&self, name: &str) -> Result<PrivateKeyDer<'static>> {
         let path = self.file(name);
         check_private(&path)?;
         PrivateKeyDer::from_pem_file(&path)
-            .with_context(|| format!("cannot read private key {}", path.display()))
+            .cert(|| format!("cannot read private key {}", path.display()))
     }
-    fn roots(&self) -> anyhow::Result<Arc<RootCertStore>> {
+    fn roots(&self) -> Result<Arc<RootCertStore>> {
         let mut roots = RootCertStore::empty();
         for cert in self.read_chain("ca.pem")? {
             roots
                 .add(cert)
-                .context("the cluster CA certificate ca.pem is not usable")?;
+                .cert_msg("the cluster CA certificate ca.pem is not usable")?;
         }
         Ok(Arc::new(roots))
     }
@@ -110,21 +113,21 @@ impl CertDir {
 
 /// Refuses a private key that others than its owner may read, as ssh does:
 /// whoever reads it can act as this node or client.
-fn check_private(path: &Path) -> anyhow::Result<()> {
+fn check_private(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
-            .with_context(|| format!("cannot read private key {}", path.display()))?
+            .cert(|| format!("cannot read private key {}", path.display()))?
             .permissions()
             .mode()
             & 0o777;
         if mode & 0o077 != 0 {
-            bail!(
+            return Err(NetError::Certificate(format!(
                 "private key {} is readable by others (mode {mode:04o}); a key must be private to its owner: run `chmod 600 {}`",
                 path.display(),
                 path.display()
-            );
+            )));
         }
     }
     Ok(())
@@ -132,7 +135,7 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
 
 /// Writes `text` to `path`, which must not exist yet; a key (`private`) is
 /// created readable and writable by its owner only (0600).
-fn write_new(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
+fn write_new(path: &Path, text: &str, private: bool) -> Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -143,25 +146,25 @@ fn write_new(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
     }
     let mut file = options
         .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .cert(|| format!("cannot create {}", path.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
+        .cert(|| format!("cannot write {}", path.display()))
 }
 
 /// Makes a cluster CA and, signed by it, a certificate for each role: a
 /// node, an admin and a client (see [`crate::access::Role`]). Refuses to
 /// overwrite an existing CA. The directory is private to its owner (0700)
 /// and so is every key (0600).
-pub fn cluster_init(dir: &Path, hosts: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+pub fn cluster_init(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
     if dir.join("ca.pem").exists() {
-        bail!(
+        return Err(NetError::Invalid(format!(
             "{} already holds a cluster CA (ca.pem); remove the directory to make a new cluster",
             dir.display()
-        );
+        )));
     }
     private_dir(dir)?;
     let ca_key = KeyPair::generate()?;
@@ -200,9 +203,9 @@ pub fn issue(
     name: &str,
     role: Role,
     hosts: &[String],
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> Result<Vec<PathBuf>> {
     let certs = CertDir::new(ca_dir);
-    let ca_pem = std::fs::read_to_string(certs.file("ca.pem")).with_context(|| {
+    let ca_pem = std::fs::read_to_string(certs.file("ca.pem")).cert(|| {
         format!(
             "cannot read the cluster CA {} (make one with `weir cluster init`)",
             certs.file("ca.pem").display()
@@ -211,17 +214,19 @@ pub fn issue(
     let key_path = certs.file("ca.key");
     check_private(&key_path)?;
     let ca_key = std::fs::read_to_string(&key_path)
-        .with_context(|| format!("cannot read the CA's key {}", key_path.display()))?;
+        .cert(|| format!("cannot read the CA's key {}", key_path.display()))?;
     let ca_key = rcgen::KeyPair::from_pem(&ca_key)
-        .with_context(|| format!("{} is not a private key", key_path.display()))?;
+        .cert(|| format!("{} is not a private key", key_path.display()))?;
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, &ca_key)
-        .with_context(|| format!("{} is not a CA certificate", certs.file("ca.pem").display()))?;
+        .cert(|| format!("{} is not a CA certificate", certs.file("ca.pem").display()))?;
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        bail!("certificate name `{name}`: use letters, digits, `-` and `_`");
+        return Err(NetError::Invalid(format!(
+            "certificate name `{name}`: use letters, digits, `-` and `_`"
+        )));
     }
     private_dir(out)?;
     let mut written = Vec::new();
@@ -235,13 +240,13 @@ pub fn issue(
 }
 
 /// Makes `dir` (if needed) readable by its owner only.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+fn private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).cert(|| format!("cannot create {}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private", dir.display()))?;
+            .cert(|| format!("cannot make {} private", dir.display()))?;
     }
     Ok(())
 }
@@ -253,7 +258,7 @@ fn issue_with(
     name: &str,
     role: Role,
     hosts: &[String],
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> Result<Vec<PathBuf>> {
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
     let (usages, sans) = match role {
         // A node answers as a server to clients and other nodes.
@@ -297,7 +302,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Idle timeout and keep-alives, the same on both ends.
-fn transport() -> anyhow::Result<Arc<quinn::TransportConfig>> {
+fn transport() -> Result<Arc<quinn::TransportConfig>> {
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
     transport.keep_alive_interval(Some(KEEP_ALIVE));
@@ -306,15 +311,15 @@ fn transport() -> anyhow::Result<Arc<quinn::TransportConfig>> {
 
 /// The QUIC server configuration of a node: its certificate, and client
 /// certificates required from the cluster CA.
-pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
+pub fn server_config(certs: &CertDir) -> Result<quinn::ServerConfig> {
     let verifier = WebPkiClientVerifier::builder_with_provider(certs.roots()?, provider())
         .build()
-        .context("cannot build the client certificate verifier")?;
+        .cert_msg("cannot build the client certificate verifier")?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs.read_chain("node.pem")?, certs.read_key("node.key")?)
-        .context("node.pem and node.key do not form a usable certificate")?;
+        .cert_msg("node.pem and node.key do not form a usable certificate")?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -327,12 +332,12 @@ pub fn server_config(certs: &CertDir) -> anyhow::Result<quinn::ServerConfig> {
 /// packets of connections it had before the restart with a stateless reset:
 /// their clients learn at once that the connection is gone, and reconnect,
 /// instead of waiting for the idle timeout.
-pub fn endpoint_config(certs: &CertDir) -> anyhow::Result<quinn::EndpointConfig> {
+pub fn endpoint_config(certs: &CertDir) -> Result<quinn::EndpointConfig> {
     use sha2::Digest;
     let path = certs.file("node.key");
     check_private(&path)?;
-    let key = std::fs::read(&path)
-        .with_context(|| format!("cannot read private key {}", path.display()))?;
+    let key =
+        std::fs::read(&path).cert(|| format!("cannot read private key {}", path.display()))?;
     let mut digest = sha2::Sha256::new();
     digest.update(b"weir stateless reset key\0");
     digest.update(&key);
@@ -352,7 +357,7 @@ pub fn endpoint_config(certs: &CertDir) -> anyhow::Result<quinn::EndpointConfig>
 
 /// The QUIC client configuration: the cluster CA, and the client certificate
 /// `client.pem`/`client.key`.
-pub fn client_config(certs: &CertDir) -> anyhow::Result<quinn::ClientConfig> {
+pub fn client_config(certs: &CertDir) -> Result<quinn::ClientConfig> {
     let identity = certs.identity();
     let (cert, key) = (format!("{identity}.pem"), format!("{identity}.key"));
     let (cert, key) = (cert.as_str(), key.as_str());
@@ -360,7 +365,7 @@ pub fn client_config(certs: &CertDir) -> anyhow::Result<quinn::ClientConfig> {
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(certs.roots()?)
         .with_client_auth_cert(certs.read_chain(cert)?, certs.read_key(key)?)
-        .with_context(|| format!("{cert} and {key} do not form a usable certificate"))?;
+        .cert(|| format!("{cert} and {key} do not form a usable certificate"))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -567,7 +572,7 @@ pub enum Response {
 }
 
 /// Writes one length-prefixed JSON message.
-pub async fn write_msg<T: Serialize>(send: &mut quinn::SendStream, msg: &T) -> anyhow::Result<()> {
+pub async fn write_msg<T: Serialize>(send: &mut quinn::SendStream, msg: &T) -> Result<()> {
     let bytes = serde_json::to_vec(msg)?;
     send.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
     send.write_all(&bytes).await?;
@@ -577,7 +582,7 @@ pub async fn write_msg<T: Serialize>(send: &mut quinn::SendStream, msg: &T) -> a
 /// Reads one length-prefixed JSON message; `None` at the end of the stream.
 pub async fn read_msg<T: for<'de> Deserialize<'de>>(
     recv: &mut quinn::RecvStream,
-) -> anyhow::Result<Option<T>> {
+) -> Result<Option<T>> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
         Ok(()) => {}
@@ -586,7 +591,9 @@ pub async fn read_msg<T: for<'de> Deserialize<'de>>(
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        bail!("a message of {len} bytes is larger than the limit of {MAX_FRAME}");
+        return Err(NetError::Transport(format!(
+            "a message of {len} bytes is larger than the limit of {MAX_FRAME}"
+        )));
     }
     let mut buf = vec![0; len];
     recv.read_exact(&mut buf).await?;
@@ -602,7 +609,7 @@ pub struct Client {
 
 impl Client {
     /// Connects to the node at `addr` with the client certificate in `certs`.
-    pub async fn connect(addr: SocketAddr, certs: &CertDir) -> anyhow::Result<Client> {
+    pub async fn connect(addr: SocketAddr, certs: &CertDir) -> Result<Client> {
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse()?
         } else {
@@ -614,12 +621,12 @@ impl Client {
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| {
-                anyhow::anyhow!(
+                NetError::Transport(format!(
                     "no node answered at {addr} within {} s (is `weir node start` running there?)",
                     CONNECT_TIMEOUT.as_secs()
-                )
+                ))
             })?
-            .with_context(|| format!("cannot connect to the node at {addr}"))?;
+            .net(|| format!("cannot connect to the node at {addr}"))?;
         let client = Client {
             connection,
             endpoint,
@@ -628,8 +635,8 @@ impl Client {
         // handshake completes here, so one round trip tells whether it was accepted.
         tokio::time::timeout(CONNECT_TIMEOUT, client.call(&Request::Ping, None))
             .await
-            .map_err(|_| anyhow::anyhow!("the node at {addr} did not answer"))?
-            .with_context(|| {
+            .map_err(|_| NetError::Transport(format!("the node at {addr} did not answer")))?
+            .net(|| {
                 format!(
                     "the node at {addr} refused this client (is {} signed by the cluster's CA?)",
                     certs.file(&format!("{}.pem", certs.identity())).display()
@@ -644,7 +651,7 @@ impl Client {
         &self,
         request: &Request,
         body: Option<&[u8]>,
-    ) -> anyhow::Result<quinn::RecvStream> {
+    ) -> Result<quinn::RecvStream> {
         let (mut send, recv) = self.connection.open_bi().await?;
         write_msg(&mut send, request).await?;
         if let Some(body) = body {
@@ -656,7 +663,7 @@ impl Client {
 
     /// Sends `frame` as one length-prefixed message, whatever it holds (how
     /// protocol tests send what no well-behaved client would).
-    pub async fn raw(&self, frame: &[u8]) -> anyhow::Result<quinn::RecvStream> {
+    pub async fn raw(&self, frame: &[u8]) -> Result<quinn::RecvStream> {
         let (mut send, recv) = self.connection.open_bi().await?;
         send.write_all(&(frame.len() as u32).to_le_bytes()).await?;
         send.write_all(frame).await?;
@@ -665,9 +672,9 @@ impl Client {
     }
 
     /// Sends `request` and returns the one answer.
-    pub async fn call(&self, request: &Request, body: Option<&[u8]>) -> anyhow::Result<Response> {
+    pub async fn call(&self, request: &Request, body: Option<&[u8]>) -> Result<Response> {
         match self.answer(request, body).await? {
-            Response::Error { message } => bail!("{message}"),
+            Response::Error { message } => Err(NetError::Refused(message)),
             r => Ok(r),
         }
     }
@@ -675,11 +682,13 @@ impl Client {
     /// Sends `request` and returns the one answer, a refusal included: an
     /// `Err` means the answer was lost (the connection failed), so the
     /// request may or may not have taken effect.
-    pub async fn answer(&self, request: &Request, body: Option<&[u8]>) -> anyhow::Result<Response> {
+    pub async fn answer(&self, request: &Request, body: Option<&[u8]>) -> Result<Response> {
         let mut recv = self.request(request, body).await?;
         match read_msg::<Response>(&mut recv).await? {
             Some(r) => Ok(r),
-            None => bail!("the node closed the request without answering"),
+            None => Err(NetError::Transport(
+                "the node closed the request without answering".into(),
+            )),
         }
     }
 

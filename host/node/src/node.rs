@@ -517,7 +517,7 @@ async fn send_error(
     error: &(dyn std::fmt::Display + Sync),
 ) -> anyhow::Result<()> {
     let message = error.to_string();
-    write_msg(send, &Response::Error { message }).await
+    Ok(write_msg(send, &Response::Error { message }).await?)
 }
 
 /// One JSON line per event, `{"_seq":N,...}`, and `{"_seq":N,"_cti":T}` per CTI.

@@ -294,7 +294,7 @@ fn parse_columns(text: &str) -> anyhow::Result<Vec<ColumnSpec>> {
         .collect()
 }
 
-async fn connect(c: &Connect) -> anyhow::Result<Client> {
+async fn connect(c: &Connect) -> Result<Client, weir_net::NetError> {
     Client::connect(
         c.node,
         &CertDir::with_identity(&c.certs, c.identity.clone()),
@@ -452,7 +452,7 @@ pub fn ingest(
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
                 Err(e) => {
-                    return Err(e.context(format!(
+                    return Err(anyhow::Error::from(e).context(format!(
                         "no answer from the node within {}: the events may or may not be stored; \
                          run the same command again (with the same --producer and --sequence): \
                          the node stores them at most once",
