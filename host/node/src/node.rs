@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::error::{Context, NodeError, Result, bail, err};
 
 use crate::access::{FileAccess, Role};
 use crate::jobs::Jobs;
@@ -78,7 +78,7 @@ pub fn database_path(data: &Path) -> PathBuf {
 impl Node {
     /// Opens (or creates) the node's data directory; its jobs' file sources
     /// and sinks stay within `files`.
-    pub fn open(data: &Path, files: FileAccess) -> anyhow::Result<Node> {
+    pub fn open(data: &Path, files: FileAccess) -> Result<Node> {
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
         let storage = RedbStorage::open(&database_path(data))?;
@@ -120,7 +120,7 @@ impl Node {
     }
 
     /// Serves requests on `listen` until Ctrl-C; prints the bound address first.
-    pub async fn serve(self, listen: SocketAddr, certs: &CertDir) -> anyhow::Result<()> {
+    pub async fn serve(self, listen: SocketAddr, certs: &CertDir) -> Result<()> {
         let socket = std::net::UdpSocket::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let endpoint = quinn::Endpoint::new(
@@ -199,7 +199,7 @@ impl Node {
         role: Role,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let request = match net::read_msg::<Request>(&mut recv).await {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
@@ -251,7 +251,8 @@ impl Node {
                 }
                 Err(quinn::ReadToEndError::TooLong) => {
                     let _ = recv.stop(0u32.into());
-                    Err(anyhow::anyhow!(
+                    Err(err!(
+                        Request,
                         "ingest into `{stream}` refused, nothing was stored: {origin} is larger than the limit of {} MiB per request; split it",
                         MAX_INGEST >> 20
                     ))
@@ -394,7 +395,7 @@ impl Node {
         stream: &str,
         from: u64,
         follow: bool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let info = match self.streams.info(stream) {
             Ok(info) => info,
             Err(e) => {
@@ -450,7 +451,7 @@ impl Node {
 /// Sends `text` (JSON lines) in `Lines` answers of at most [`LINES_FRAME`]
 /// bytes each, cut at character boundaries: a stream of any size, or one
 /// huge row, reads back in bounded frames.
-async fn send_lines(send: &mut quinn::SendStream, text: &[u8]) -> anyhow::Result<()> {
+async fn send_lines(send: &mut quinn::SendStream, text: &[u8]) -> Result<()> {
     let mut rest = text;
     while !rest.is_empty() {
         let mut cut = rest.len().min(LINES_FRAME);
@@ -475,7 +476,7 @@ async fn refuse(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     message: String,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     tracing::warn!("{message}");
     write_msg(&mut send, &Response::Error { message }).await?;
     send.finish()?;
@@ -486,7 +487,7 @@ async fn refuse(
 
 /// Replaces this process with a fresh `weir node start` on the address it
 /// listens on (the same pid, data and certificates); returns only if that fails.
-fn restart(listen: SocketAddr) -> anyhow::Error {
+fn restart(listen: SocketAddr) -> NodeError {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     match args.iter().position(|a| a == "--listen") {
         Some(i) if i + 1 < args.len() => args[i + 1] = listen.to_string().into(),
@@ -497,32 +498,36 @@ fn restart(listen: SocketAddr) -> anyhow::Error {
     }
     let program = match std::env::current_exe() {
         Ok(p) => p,
-        Err(e) => return anyhow::anyhow!("cannot restart the node: {e}"),
+        Err(e) => return err!(Request, "cannot restart the node: {e}"),
     };
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         let e = std::process::Command::new(&program).args(&args).exec();
-        anyhow::anyhow!("cannot restart the node ({}): {e}", program.display())
+        err!(
+            Request,
+            "cannot restart the node ({}): {e}",
+            program.display()
+        )
     }
     #[cfg(not(unix))]
     {
         let _ = (program, args);
-        anyhow::anyhow!("storage failed; restart the node")
+        err!(Request, "storage failed; restart the node")
     }
 }
 
 async fn send_error(
     send: &mut quinn::SendStream,
     error: &(dyn std::fmt::Display + Sync),
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let message = error.to_string();
     Ok(write_msg(send, &Response::Error { message }).await?)
 }
 
 /// One JSON line per event, `{"_seq":N,...}`, and `{"_seq":N,"_cti":T}` per CTI.
-pub fn format_entry(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) -> anyhow::Result<()> {
-    match Entry::decode(bytes).map_err(anyhow::Error::msg)? {
+pub fn format_entry(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) -> Result<()> {
+    match Entry::decode(bytes).map_err(NodeError::encoding)? {
         Entry::Cti(t) => {
             out.extend_from_slice(format!("{{\"_seq\":{seq},\"_cti\":{t}}}\n").as_bytes());
         }
@@ -545,19 +550,25 @@ fn create_stream(
     columns: &[crate::schema::ColumnSpec],
     time: &str,
     end_time: Option<&str>,
-) -> anyhow::Result<Response> {
-    let fields = from_specs(columns).map_err(anyhow::Error::msg)?;
+) -> Result<Response> {
+    let fields = from_specs(columns).map_err(NodeError::encoding)?;
     for column in std::iter::once(time).chain(end_time) {
         let field = fields
             .iter()
             .find(|f| f.name == column)
             .with_context(|| format!("time column `{column}` is not one of the columns"))?;
         if field.ty != crate::schema::ColumnType::Int64 || field.nullable {
-            anyhow::bail!("time column `{column}` must be `int64` (microseconds, not null)");
+            bail!(
+                Request,
+                "time column `{column}` must be `int64` (microseconds, not null)"
+            );
         }
     }
     if fields.iter().any(|f| f.name.starts_with('_')) {
-        anyhow::bail!("column names starting with `_` are reserved ({START}, ...)");
+        bail!(
+            Request,
+            "column names starting with `_` are reserved ({START}, ...)"
+        );
     }
     let info = streams.create_with_time(name, &fields, Some(time), end_time)?;
     Ok(Response::Ok {
@@ -566,16 +577,17 @@ fn create_stream(
 }
 
 /// Ends an ingest stream: appends the end CTI, after which it takes no events.
-fn close_stream(streams: &Streams, stream: &str) -> anyhow::Result<Response> {
+fn close_stream(streams: &Streams, stream: &str) -> Result<Response> {
     let info = streams.info(stream)?;
     if info.time.is_none() {
-        anyhow::bail!(
+        bail!(
+            Request,
             "stream `{stream}` is written by a job; only ingest streams are closed by hand"
         );
     }
     let end = Entry::Cti(crate::rstream::END)
         .encode()
-        .map_err(anyhow::Error::msg)?;
+        .map_err(NodeError::encoding)?;
     let (seq, ticket) = streams.append(info.id, vec![end])?;
     ticket.wait()?;
     Ok(Response::Ok {
@@ -594,10 +606,13 @@ fn ingest(
     origin: &str,
     from: Option<(String, u64)>,
     body: Vec<u8>,
-) -> anyhow::Result<Response> {
+) -> Result<Response> {
     let info: StreamInfo = streams.info(stream)?;
     let Some(time) = info.time.clone() else {
-        anyhow::bail!("stream `{stream}` is written by a job, not by ingest");
+        bail!(
+            Request,
+            "stream `{stream}` is written by a job, not by ingest"
+        );
     };
     let spec = SourceSpec {
         origin: crate::plan::SourceOrigin::File { follow: false },
@@ -625,7 +640,7 @@ fn ingest(
                     batch: chunk.batch,
                 }
                 .encode()
-                .map_err(anyhow::Error::msg)?,
+                .map_err(NodeError::encoding)?,
             );
         }
     }
@@ -640,7 +655,7 @@ fn ingest(
         if rejected.len() > MAX_LISTED {
             message.push_str(&format!("\n  ... and {} more", rejected.len() - MAX_LISTED));
         }
-        anyhow::bail!(message);
+        bail!(Request, "{message}");
     }
     let count = entries.len() as u64;
     let Some((producer, sequence)) = from else {
@@ -673,7 +688,8 @@ fn ingest(
             duplicate: true,
         };
         if done.sequence > sequence {
-            anyhow::bail!(
+            bail!(
+                Request,
                 "ingest into `{stream}` refused, nothing was stored: producer `{producer}` already stored sequence {}, after this request's {sequence}",
                 done.sequence
             );

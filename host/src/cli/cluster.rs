@@ -274,7 +274,7 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create the data directory {}", data.display()))?;
             let access = crate::access::FileAccess::new(&files, &[data.clone(), certs.clone()])?;
             let node = Node::open(&data, access)?;
-            runtime()?.block_on(node.serve(listen, &CertDir::new(&certs)))
+            Ok(runtime()?.block_on(node.serve(listen, &CertDir::new(&certs)))?)
         }
     }
 }

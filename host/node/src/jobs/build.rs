@@ -10,7 +10,7 @@ impl Jobs {
         &self,
         record: &JobRecord,
         create: bool,
-    ) -> anyhow::Result<Vec<(Task, VertexStatus)>> {
+    ) -> Result<Vec<(Task, VertexStatus)>> {
         let plan: Plan = crate::job::parse_with(&record.path, &record.text, false)?;
         let streams = &self.inner.streams;
         let prefix = record.prefix();
@@ -18,7 +18,7 @@ impl Jobs {
         let mut tasks = Vec::new();
         let dead_fields = dead_fields();
         // A vertex's output stream and its dead-letter stream: (output id, output name, dead id).
-        let job_stream = |name: &str, schema: &SchemaRef| -> anyhow::Result<(u64, String, u64)> {
+        let job_stream = |name: &str, schema: &SchemaRef| -> Result<(u64, String, u64)> {
             let full = record.stream(name);
             if !create {
                 // Validation only: stream ids start at 1, so 0 names nothing.
@@ -64,7 +64,7 @@ impl Jobs {
                     self.inner
                         .files
                         .check(&spec.path)
-                        .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+                        .map_err(|e| err!(Job, "{at}: {e}"))?;
                     let schema = event_schema(&spec.fields);
                     let (output, out_name, dead) = job_stream(&spec.name, &schema)?;
                     let key = format!("{FILES}{prefix}/{}", spec.name);
@@ -111,9 +111,10 @@ impl Jobs {
                     self.inner
                         .files
                         .check(path)
-                        .map_err(|e| anyhow::anyhow!("job `{}` sinks[{i}]: {e}", plan.name))?;
+                        .map_err(|e| err!(Job, "job `{}` sinks[{i}]: {e}", plan.name))?;
                     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
                         bail!(
+                            Job,
                             "job `{}` sinks[{i}]: {} is not a regular file; a sink on a node writes exactly once by truncating its file to what was synced, so it needs one",
                             plan.name,
                             path.display()
@@ -123,6 +124,7 @@ impl Jobs {
                 }
                 SinkTarget::Discard => None,
                 SinkTarget::Stdout => bail!(
+                    Job,
                     "job `{}` sinks[{i}]: a job on a node cannot write to stdout; give `path` (or read its stream with `weir stream read`)",
                     plan.name
                 ),
@@ -167,8 +169,8 @@ impl Jobs {
         prefix: &str,
         spec: &StageSpec,
         schemas: &HashMap<String, (u64, SchemaRef)>,
-        job_stream: &dyn Fn(&str, &SchemaRef) -> anyhow::Result<(u64, String, u64)>,
-    ) -> anyhow::Result<(Task, VertexStatus, u64, SchemaRef)> {
+        job_stream: &dyn Fn(&str, &SchemaRef) -> Result<(u64, String, u64)>,
+    ) -> Result<(Task, VertexStatus, u64, SchemaRef)> {
         let streams = &self.inner.streams;
         let at = format!("job `{}` stage `{}`", record.name, spec.name);
         let mut inputs = Vec::new();
@@ -181,7 +183,7 @@ impl Jobs {
             inputs.push((*id, record.stream(name)));
         }
         let input_schema = crate::schema::merged_input(&spec.name, &read)
-            .map_err(|e| anyhow::anyhow!("job `{}` {e}", record.name))?;
+            .map_err(|e| err!(Job, "job `{}` {e}", record.name))?;
         let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
         let snapshot: Option<VertexSnapshot> = stored(streams, &key)?;
         let mut patching = None;
@@ -274,7 +276,7 @@ impl Jobs {
         key: &str,
         snapshot: Option<VertexSnapshot>,
         recovery: crate::plan::Recovery,
-    ) -> anyhow::Result<(Vertex, VertexStatus)> {
+    ) -> Result<(Vertex, VertexStatus)> {
         let streams = &self.inner.streams;
         let resume = match snapshot {
             Some(snapshot) => {

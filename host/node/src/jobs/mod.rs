@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use crate::error::{Context, NodeError, Result, bail, err};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
@@ -216,7 +216,7 @@ impl Jobs {
     }
 
     /// Starts every stored job from its snapshots (after a restart).
-    pub fn resume(&self) -> anyhow::Result<()> {
+    pub fn resume(&self) -> Result<()> {
         for (key, value) in self.inner.streams.meta_prefix(JOB_PREFIX)? {
             let record: JobRecord = serde_json::from_slice(&value)
                 .with_context(|| format!("job record {key} does not decode"))?;
@@ -260,10 +260,11 @@ impl Jobs {
         path: &Path,
         text: &str,
         modules: Vec<(PathBuf, Vec<u8>)>,
-    ) -> anyhow::Result<JobStatus> {
+    ) -> Result<JobStatus> {
         let plan = crate::job::parse_with(path, text, false)?;
         if let Some(r) = lock(&self.inner.running).get(&plan.name) {
             bail!(
+                Job,
                 "job `{}` is already on this node (id {}); cancel it first with `weir job cancel {}`",
                 plan.name,
                 r.record.id,
@@ -288,6 +289,7 @@ impl Jobs {
                 && !versions.contains_key(&udf.component)
             {
                 bail!(
+                    Job,
                     "stage `{}`: component {} was not sent with the job",
                     stage.name,
                     udf.component.display()
@@ -328,15 +330,19 @@ impl Jobs {
     /// Ends the followed file of source `source` of job `job`: the source
     /// reads the file to its end as it is then, writes the end CTI and
     /// finishes. The request is durable before this returns.
-    pub fn end_source(&self, job: &str, source: &str) -> anyhow::Result<String> {
+    pub fn end_source(&self, job: &str, source: &str) -> Result<String> {
         let (record, plan) = self.running_plan(job)?;
         let spec = named(&plan.sources, |s| &s.name, source, job, "source")?;
         match &spec.origin {
             SourceOrigin::File { follow: true } => {}
             SourceOrigin::File { follow: false } => {
-                bail!("source `{source}` of job `{job}` reads a plain file, which ends by itself")
+                bail!(
+                    Job,
+                    "source `{source}` of job `{job}` reads a plain file, which ends by itself"
+                )
             }
             _ => bail!(
+                Job,
                 "source `{source}` of job `{job}` reads an ingest stream; end it with `weir stream close`"
             ),
         }
@@ -360,10 +366,10 @@ impl Jobs {
     }
 
     /// Stops a job and forgets it; its streams are collected.
-    pub fn cancel(&self, name: &str) -> anyhow::Result<String> {
+    pub fn cancel(&self, name: &str) -> Result<String> {
         let running = lock(&self.inner.running).remove(name);
         let Some(running) = running else {
-            bail!("no job `{name}` on this node (jobs: {})", self.names());
+            bail!(Job, "no job `{name}` on this node (jobs: {})", self.names());
         };
         running.stop.store(true, Ordering::Relaxed);
         for t in running.threads {
@@ -403,10 +409,10 @@ impl Jobs {
 
     /// Stops a job's threads and starts it again from its snapshots, as a
     /// node restart does.
-    fn restart(&self, job: &str) -> anyhow::Result<()> {
+    fn restart(&self, job: &str) -> Result<()> {
         let running = lock(&self.inner.running).remove(job);
         let Some(running) = running else {
-            bail!("no job `{job}` on this node (jobs: {})", self.names());
+            bail!(Job, "no job `{job}` on this node (jobs: {})", self.names());
         };
         running.stop.store(true, Ordering::Relaxed);
         for t in running.threads {
@@ -439,13 +445,13 @@ impl Jobs {
     }
 
     /// The status of one job, or of all.
-    pub fn status(&self, name: Option<&str>) -> anyhow::Result<Vec<JobStatus>> {
+    pub fn status(&self, name: Option<&str>) -> Result<Vec<JobStatus>> {
         let running = lock(&self.inner.running);
         if let Some(name) = name
             && !running.contains_key(name)
         {
             drop(running);
-            bail!("no job `{name}` on this node (jobs: {})", self.names());
+            bail!(Job, "no job `{name}` on this node (jobs: {})", self.names());
         }
         Ok(running
             .values()
@@ -479,7 +485,7 @@ fn named<'a, T>(
     name: &str,
     job: &str,
     kind: &str,
-) -> anyhow::Result<&'a T> {
+) -> Result<&'a T> {
     items.iter().find(|i| name_of(i) == name).with_context(|| {
         format!(
             "job `{job}` has no {kind} `{name}`; its {kind}s: {}",
@@ -493,10 +499,7 @@ fn named<'a, T>(
 }
 
 /// A position or snapshot stored under `key`, if there is one.
-fn stored<T: serde::de::DeserializeOwned>(
-    streams: &Streams,
-    key: &str,
-) -> anyhow::Result<Option<T>> {
+fn stored<T: serde::de::DeserializeOwned>(streams: &Streams, key: &str) -> Result<Option<T>> {
     match streams.meta(key)? {
         Some(bytes) => Ok(Some(
             postcard::from_bytes(&bytes).with_context(|| format!("{key} does not decode"))?,
@@ -536,7 +539,7 @@ fn stage_timeline_key(record: &JobRecord, stage: &str) -> String {
 }
 
 /// The keyed state a vertex checkpointed under `owner`.
-fn load_state(streams: &Streams, owner: &str) -> anyhow::Result<KeyedState> {
+fn load_state(streams: &Streams, owner: &str) -> Result<KeyedState> {
     let mut state = KeyedState::new();
     let mut bad = None;
     streams.scan_state(owner, &mut |key, value| {
@@ -555,7 +558,7 @@ fn load_state(streams: &Streams, owner: &str) -> anyhow::Result<KeyedState> {
         }
     })?;
     match bad {
-        Some(message) => Err(anyhow::anyhow!(message)),
+        Some(message) => Err(NodeError::Patch(message)),
         None => Ok(state),
     }
 }

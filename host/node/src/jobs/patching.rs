@@ -18,7 +18,7 @@ impl Jobs {
         origin: &str,
         bytes: Vec<u8>,
         shadow: Option<u64>,
-    ) -> anyhow::Result<PatchReport> {
+    ) -> Result<PatchReport> {
         let module = self
             .inner
             .runtime
@@ -37,12 +37,7 @@ impl Jobs {
 
     /// Returns stage `stage` of job `job` to an earlier version: `to` (a
     /// prefix of a version in its history), or the version before the current one.
-    pub fn rollback(
-        &self,
-        job: &str,
-        stage: &str,
-        to: Option<&str>,
-    ) -> anyhow::Result<PatchReport> {
+    pub fn rollback(&self, job: &str, stage: &str, to: Option<&str>) -> Result<PatchReport> {
         let timeline = self.timeline(job, stage)?;
         let n = timeline.patches.len();
         let target = match to {
@@ -54,12 +49,10 @@ impl Jobs {
                     .collect();
                 match matching.as_slice() {
                     [one] => one.to_string(),
-                    [] => bail!(
-                        "stage `{stage}` of job `{job}` never ran a version {prefix}; its versions: {}",
+                    [] => bail!(Patch, "stage `{stage}` of job `{job}` never ran a version {prefix}; its versions: {}",
                         short_list(&timeline.versions())
                     ),
-                    _ => bail!(
-                        "version prefix {prefix} is ambiguous in stage `{stage}`: {}",
+                    _ => bail!(Patch, "version prefix {prefix} is ambiguous in stage `{stage}`: {}",
                         short_list(&matching)
                     ),
                 }
@@ -82,10 +75,13 @@ impl Jobs {
     /// Adds a runtime filter to stage `stage` of job `job`: from the stage's
     /// next CTI on, the input rows `expr` matches are dropped before the UDF
     /// (recorded in the stage's timeline, so replay drops the same rows).
-    pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
+    pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
         let (filter, active) = self.check_filter(job, stage, expr)?;
         if let Some((same, _)) = active.iter().find(|(_, a)| a.same(&filter)) {
-            bail!("stage `{stage}` of job `{job}` already has filter `{same}`");
+            bail!(
+                Patch,
+                "stage `{stage}` of job `{job}` already has filter `{same}`"
+            );
         }
         self.patch(
             job,
@@ -97,12 +93,13 @@ impl Jobs {
 
     /// Removes runtime filter `expr` from stage `stage` of job `job`, from
     /// the stage's next CTI on.
-    pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> anyhow::Result<PatchReport> {
+    pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
         let (filter, active) = self.check_filter(job, stage, expr)?;
         // The filter as it was added: that text is what the timeline removes.
         let Some((text, _)) = active.iter().find(|(_, a)| a.same(&filter)) else {
             let texts: Vec<String> = active.iter().map(|(t, _)| t.clone()).collect();
             bail!(
+                Patch,
                 "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {}",
                 filter.text(),
                 crate::filter::describe(&texts, "none")
@@ -124,7 +121,7 @@ impl Jobs {
         job: &str,
         stage: &str,
         expr: &str,
-    ) -> anyhow::Result<(Filter, Vec<(String, Filter)>)> {
+    ) -> Result<(Filter, Vec<(String, Filter)>)> {
         let (record, spec, _) = self.udf_stage(job, stage)?;
         self.check_running(job, stage, "filter refused")?;
         let input = self.inner.streams.info(&record.stream(&spec.inputs[0]))?;
@@ -155,13 +152,14 @@ impl Jobs {
         job: &str,
         stage: &str,
         refused: &str,
-    ) -> anyhow::Result<VertexStatus> {
+    ) -> Result<VertexStatus> {
         let status = lock(self.stage_status(job, stage)?.as_ref()).clone();
         match status.state.as_str() {
-            "finished" => bail!("{refused}: the job has finished"),
+            "finished" => bail!(Patch, "{refused}: the job has finished"),
             // A UDF stage that failed on a batch can resume past it with a fix.
             "failed" if status.stuck_at.is_some() => Ok(status),
             "failed" => bail!(
+                Patch,
                 "{refused}: the stage failed ({}); cancel and resubmit the job",
                 status.error.clone().unwrap_or_default()
             ),
@@ -171,7 +169,7 @@ impl Jobs {
 
     /// Every version stage `stage` of job `job` ran, with the input position
     /// where each took effect.
-    pub fn history(&self, job: &str, stage: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+    pub fn history(&self, job: &str, stage: &str) -> Result<Vec<HistoryEntry>> {
         let timeline = self.timeline(job, stage)?;
         let mut out = vec![HistoryEntry {
             version: timeline.original.clone(),
@@ -198,7 +196,7 @@ impl Jobs {
     }
 
     /// The durable timeline of a UDF stage of a job on this node.
-    pub(super) fn timeline(&self, job: &str, stage: &str) -> anyhow::Result<Timeline> {
+    pub(super) fn timeline(&self, job: &str, stage: &str) -> Result<Timeline> {
         let (record, _, udf) = self.udf_stage(job, stage)?;
         let original = record
             .modules
@@ -215,19 +213,22 @@ impl Jobs {
         &self,
         job: &str,
         stage: &str,
-    ) -> anyhow::Result<(JobRecord, StageSpec, UdfSpec)> {
+    ) -> Result<(JobRecord, StageSpec, UdfSpec)> {
         let (record, plan) = self.running_plan(job)?;
         let spec = named(&plan.stages, |s| &s.name, stage, job, "stage")?;
         match &spec.operator {
             Operator::Udf(udf) => Ok((record, spec.clone(), udf.clone())),
             Operator::Union => {
-                bail!("stage `{stage}` of job `{job}` is a union; it runs no UDF to patch")
+                bail!(
+                    Patch,
+                    "stage `{stage}` of job `{job}` is a union; it runs no UDF to patch"
+                )
             }
         }
     }
 
     /// The record of running job `job` and its plan.
-    pub(super) fn running_plan(&self, job: &str) -> anyhow::Result<(JobRecord, Plan)> {
+    pub(super) fn running_plan(&self, job: &str) -> Result<(JobRecord, Plan)> {
         let record = lock(&self.inner.running)
             .get(job)
             .map(|r| r.record.clone())
@@ -237,7 +238,7 @@ impl Jobs {
     }
 
     /// The shared status of the vertex of stage `stage` of `job`.
-    pub(super) fn stage_status(&self, job: &str, stage: &str) -> anyhow::Result<Shared> {
+    pub(super) fn stage_status(&self, job: &str, stage: &str) -> Result<Shared> {
         lock(&self.inner.running)
             .get(job)
             .and_then(|r| {
@@ -260,7 +261,7 @@ impl Jobs {
         stage: &str,
         module: &crate::wasm::Module,
         shadow: Option<u64>,
-    ) -> anyhow::Result<Option<ShadowReport>> {
+    ) -> Result<Option<ShadowReport>> {
         let refused = || {
             format!(
                 "module {} refused for job `{job}` stage `{stage}`",
@@ -274,7 +275,7 @@ impl Jobs {
             .as_deref()
             .is_some_and(|m| module.version.hex().starts_with(m))
         {
-            bail!("{}: the stage already runs it", refused());
+            bail!(Patch, "{}: the stage already runs it", refused());
         }
         let streams = &self.inner.streams;
         let input = streams.info(&record.stream(&spec.inputs[0]))?;
@@ -297,6 +298,7 @@ impl Jobs {
         };
         if !same(&writes, &output) {
             bail!(
+                Patch,
                 "{}: it writes {} but the stage's output stream has {}; stages and sinks downstream read those columns, so a patch must keep them (submit a new job to change them)",
                 refused(),
                 describe(&writes),
@@ -343,7 +345,7 @@ impl Jobs {
         stage: &str,
         version: String,
         change: Change,
-    ) -> anyhow::Result<PatchReport> {
+    ) -> Result<PatchReport> {
         let shared = self.stage_status(job, stage)?;
         let stuck = {
             let s = lock(&shared);
@@ -376,14 +378,22 @@ impl Jobs {
             if let Some(Some(why)) = s.outcomes.get(&id) {
                 if change.is_module() {
                     bail!(
+                        Patch,
                         "the stage could not switch to module {}: {why}",
                         short(&version)
                     );
                 }
-                bail!("the stage could not make the change ({describe_change}): {why}");
+                bail!(
+                    Patch,
+                    "the stage could not make the change ({describe_change}): {why}"
+                );
             }
             if s.state == "failed" {
-                bail!("the stage failed: {}", s.error.clone().unwrap_or_default());
+                bail!(
+                    Patch,
+                    "the stage failed: {}",
+                    s.error.clone().unwrap_or_default()
+                );
             }
             Ok(s.outcomes.contains_key(&id))
         })?;
@@ -414,7 +424,7 @@ impl Jobs {
         version: String,
         change: Change,
         at: (u64, u64),
-    ) -> anyhow::Result<PatchReport> {
+    ) -> Result<PatchReport> {
         let started = std::time::Instant::now();
         let (record, _, _) = self.udf_stage(job, stage)?;
         let key = stage_timeline_key(&record, stage);
@@ -428,6 +438,7 @@ impl Jobs {
         };
         if let Some(last) = timeline.patches.last().filter(|p| p.position > at.0) {
             bail!(
+                Patch,
                 "stage `{stage}` failed at input position {} but its timeline already has a change at {}",
                 at.0,
                 last.position
@@ -457,6 +468,7 @@ impl Jobs {
         wait_status(&shared, |s| {
             if s.state == "failed" {
                 bail!(
+                    Patch,
                     "{describe_change} recorded at input position {} of stage `{stage}` and the job restarted, but the stage failed again: {}",
                     at.0,
                     s.error.clone().unwrap_or_default()
@@ -481,8 +493,8 @@ impl Jobs {
     pub(super) fn with_queue<T>(
         &self,
         queue_key: &str,
-        f: impl FnOnce(&mut Queue) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+        f: impl FnOnce(&mut Queue) -> Result<T>,
+    ) -> Result<T> {
         let mut queues = lock(&self.inner.queues);
         let queue = match queues.entry(queue_key.to_string()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -500,7 +512,7 @@ impl Jobs {
         queue_key: &str,
         version: &str,
         change: &Change,
-    ) -> anyhow::Result<Requested> {
+    ) -> Result<Requested> {
         let (request, ticket) = self.with_queue(queue_key, |queue| {
             let id = queue.push(version.to_string(), change.clone());
             let request = queue
@@ -544,7 +556,7 @@ pub(super) fn shadow_run(
     rows: u64,
     mut old: UdfStage,
     mut new: UdfStage,
-) -> anyhow::Result<ShadowReport> {
+) -> Result<ShadowReport> {
     // Only what the stream still holds: collected entries are gone.
     let (next, _, low) = streams.positions(stream).unwrap_or_default();
     let mut batches = Vec::new();
@@ -554,7 +566,9 @@ pub(super) fn shadow_run(
         let from = seq.saturating_sub(64).max(low);
         let entries = streams.read_written(stream, from, (seq - from) as usize)?;
         for (_, bytes) in entries.into_iter().rev() {
-            if let Entry::Batch { batch, .. } = Entry::decode(&bytes).map_err(anyhow::Error::msg)? {
+            if let Entry::Batch { batch, .. } =
+                Entry::decode(&bytes).map_err(NodeError::encoding)?
+            {
                 have += batch.num_rows() as u64;
                 batches.push(batch);
             }
@@ -602,7 +616,7 @@ pub(super) fn load_module(
     streams: &Streams,
     version: &str,
     origin: &str,
-) -> anyhow::Result<crate::wasm::Module> {
+) -> Result<crate::wasm::Module> {
     if let Some(module) = runtime.cached(version) {
         return Ok(module);
     }
@@ -616,8 +630,8 @@ pub(super) fn load_module(
 /// until `done` says so or fails.
 pub(super) fn wait_status(
     shared: &Shared,
-    mut done: impl FnMut(&VertexStatus) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
+    mut done: impl FnMut(&VertexStatus) -> Result<bool>,
+) -> Result<()> {
     let deadline = std::time::Instant::now() + PATCH_WAIT;
     while std::time::Instant::now() < deadline {
         if done(&lock(shared))? {

@@ -15,7 +15,7 @@ impl Jobs {
         key: &str,
         stop: &AtomicBool,
         status: &Shared,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool> {
         let streams = &self.inner.streams;
         loop {
             for request in std::mem::take(&mut lock(status).requests) {
@@ -32,7 +32,7 @@ impl Jobs {
                 let from = vertex.position().inputs[i];
                 for (seq, bytes) in streams.read_written(stream, from, READ_CHUNK)? {
                     let entry = Entry::decode(&bytes).map_err(|e| {
-                        anyhow::anyhow!("vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
+                        err!(File, "vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
                     })?;
                     let mut fx = match vertex.on_entry(i, seq, entry) {
                         Ok(fx) => fx,
@@ -73,7 +73,7 @@ impl Jobs {
         dead: u64,
         key: &str,
         inputs: &[u64],
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let streams = &self.inner.streams;
         let mut ops = Vec::new();
         if let Some(timeline) = &fx.timeline {
@@ -98,7 +98,7 @@ impl Jobs {
         }
         for (stream, entries) in [(output, fx.output), (dead, fx.dead)] {
             for (seq, entry) in entries {
-                let bytes = entry.encode().map_err(anyhow::Error::msg)?;
+                let bytes = entry.encode().map_err(NodeError::encoding)?;
                 streams.write(stream, seq, bytes)?;
             }
         }
@@ -133,7 +133,7 @@ impl Jobs {
         mut at: FilePosition,
         stop: &AtomicBool,
         status: &Shared,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool> {
         let streams = &self.inner.streams;
         let mut buf = Vec::new();
         // A CSV file's header, put before each later part of the file.
@@ -152,6 +152,7 @@ impl Jobs {
                     let len = file.metadata()?.len();
                     if len < at.offset {
                         bail!(
+                            File,
                             "source `{}`: {} is {len} bytes, shorter than the {} bytes already read; a followed file may only grow",
                             spec.name,
                             spec.path.display(),
@@ -169,6 +170,7 @@ impl Jobs {
                         }
                         if buf.len() > MAX_LINE {
                             bail!(
+                                File,
                                 "source `{}`: {} line {} is longer than {} MiB",
                                 spec.name,
                                 spec.path.display(),
@@ -200,7 +202,7 @@ impl Jobs {
             buf.truncate(take);
             if buf.is_empty() {
                 if !follow && at_end {
-                    let end = Entry::Cti(END).encode().map_err(anyhow::Error::msg)?;
+                    let end = Entry::Cti(END).encode().map_err(NodeError::encoding)?;
                     at.output += 1;
                     at.finished = true;
                     streams.append_at(
@@ -232,12 +234,12 @@ impl Jobs {
                 let line = reader.line();
                 let p = chunk
                     .punctuate(spec, &mut at.cti, line)
-                    .map_err(|e| anyhow::anyhow!("source `{}`: {e}", spec.name))?;
+                    .map_err(|e| err!(File, "source `{}`: {e}", spec.name))?;
                 letters.extend(p.rejected.iter().map(RowError::dead_letter));
                 letters.extend(p.late);
                 at.rows += p.rows;
                 for entry in p.entries {
-                    entries.push(entry.encode().map_err(anyhow::Error::msg)?);
+                    entries.push(entry.encode().map_err(NodeError::encoding)?);
                 }
             }
             at.offset += take as u64;
@@ -252,7 +254,7 @@ impl Jobs {
                         batch: dead_batch(&spec.name, &letters),
                     }
                     .encode()
-                    .map_err(anyhow::Error::msg)?,
+                    .map_err(NodeError::encoding)?,
                 ]
             };
             let (out_at, dead_at) = (at.output, at.dead);
@@ -286,7 +288,7 @@ impl Jobs {
         mut at: SinkPosition,
         stop: &AtomicBool,
         status: &Shared,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool> {
         let streams = &self.inner.streams;
         let mut file = match path {
             Some(path) => Some(open_sink_file(path, at.len)?),
@@ -304,9 +306,7 @@ impl Jobs {
             }
             buf.clear();
             for (seq, bytes) in entries {
-                match Entry::decode(&bytes)
-                    .map_err(|e| anyhow::anyhow!("sink input seq {seq}: {e}"))?
-                {
+                match Entry::decode(&bytes).map_err(|e| err!(File, "sink input seq {seq}: {e}"))? {
                     Entry::Batch { batch, .. } => {
                         crate::sink::write_jsonl(&mut buf, &batch, interval)?;
                         at.rows += batch.num_rows() as u64;
@@ -333,7 +333,7 @@ impl Jobs {
 
 /// Opens a node sink's file at its synced length `len`: what was written
 /// after the last recorded sync is cut off (it is written again).
-pub(super) fn open_sink_file(path: &Path, len: u64) -> anyhow::Result<File> {
+pub(super) fn open_sink_file(path: &Path, len: u64) -> Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("sink: cannot create {}", dir.display()))?;
@@ -348,6 +348,7 @@ pub(super) fn open_sink_file(path: &Path, len: u64) -> anyhow::Result<File> {
     let meta = file.metadata()?;
     if !meta.is_file() {
         bail!(
+            File,
             "sink {}: not a regular file; a sink on a node needs one",
             path.display()
         );
@@ -355,6 +356,7 @@ pub(super) fn open_sink_file(path: &Path, len: u64) -> anyhow::Result<File> {
     let found = meta.len();
     if found < len {
         bail!(
+            File,
             "sink {}: the file has {found} bytes but {len} were written and synced; it was changed outside Weir",
             path.display()
         );
