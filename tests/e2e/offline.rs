@@ -195,3 +195,32 @@ fn every_example_writes_the_same_bytes_offline_and_on_a_node() {
         }
     }
 }
+
+#[test]
+fn weir_run_refuses_what_only_a_node_has_and_unions_of_different_columns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let text = example("click-fraud-live", d);
+    write(d, "job.toml", &text);
+    let out = weir(&["run", "job.toml", "--quiet"], d);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("source `web` reads the ingest stream `clicks_web`, which only a node has"),
+        "{e}"
+    );
+    assert!(!d.join("out").exists(), "nothing written");
+
+    // A union of inputs whose columns differ names both.
+    let text = live_over_files(d).replacen(
+        "schema = { ts = \"int64\", user = \"utf8\", ip = \"utf8\", agent = \"utf8\", ad = \"utf8\" }",
+        "schema = { ts = \"int64\", user = \"utf8\" }",
+        1,
+    );
+    write(d, "job.toml", &text);
+    let e = stderr(&weir(&["run", "job.toml", "--quiet"], d));
+    assert!(
+        e.contains("stage `all`: inputs `web` (") && e.contains("have different columns"),
+        "{e}"
+    );
+}
