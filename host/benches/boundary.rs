@@ -210,6 +210,8 @@ fn pipeline_file() -> (tempfile::TempDir, SourceSpec) {
         fields,
         event_time: "ts".into(),
         end_time: None,
+        event_unit: Default::default(),
+        end_unit: Default::default(),
         on_error: ErrorPolicy::Fail,
         cti: Default::default(),
     };

@@ -72,6 +72,48 @@ pub enum SourceOrigin {
     Stream(String),
 }
 
+/// The unit of a source's time column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeUnit {
+    /// Microseconds: Weir's own unit.
+    #[default]
+    Micros,
+    /// Milliseconds.
+    Millis,
+    /// Seconds.
+    Seconds,
+}
+
+impl TimeUnit {
+    /// Parses `us`, `ms` or `s` (or `micros`, `millis`, `seconds`).
+    pub fn parse(text: &str) -> Option<TimeUnit> {
+        match text {
+            "us" | "micros" | "microseconds" => Some(TimeUnit::Micros),
+            "ms" | "millis" | "milliseconds" => Some(TimeUnit::Millis),
+            "s" | "seconds" => Some(TimeUnit::Seconds),
+            _ => None,
+        }
+    }
+
+    /// Microseconds in one of this unit.
+    pub fn micros(self) -> i64 {
+        match self {
+            TimeUnit::Micros => 1,
+            TimeUnit::Millis => 1_000,
+            TimeUnit::Seconds => 1_000_000,
+        }
+    }
+
+    /// The unit's short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Micros => "us",
+            TimeUnit::Millis => "ms",
+            TimeUnit::Seconds => "s",
+        }
+    }
+}
+
 /// A source: a file or an ingest stream.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
@@ -85,10 +127,14 @@ pub struct SourceSpec {
     pub path: PathBuf,
     /// The declared columns, in order.
     pub fields: Vec<Field>,
-    /// The int64 column holding each event's start time (microseconds).
+    /// The int64 column holding each event's start time.
     pub event_time: String,
+    /// The unit of `event_time`'s values (events' intervals are in microseconds).
+    pub event_unit: TimeUnit,
     /// An int64 column holding the end time; without it events are points (`end = start + 1`).
     pub end_time: Option<String>,
+    /// The unit of `end_time`'s values.
+    pub end_unit: TimeUnit,
     /// Malformed rows: fail or dead-letter.
     pub on_error: ErrorPolicy,
     /// CTI generation (continuous jobs).

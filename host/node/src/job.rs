@@ -9,7 +9,7 @@
 //! name = "clicks"
 //! format = "jsonl"                     # or "csv"
 //! path = "data/clicks.jsonl"           # relative to the job file
-//! event_time = "ts"                    # int64 microseconds
+//! event_time = "ts"                    # int64 microseconds, or { column = "ts", unit = "ms" }
 //! on_error = "fail"                    # or "dead-letter"
 //! schema = { ts = "int64", user = "utf8", price = "float64?" }
 //!
@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use crate::plan::{
     CtiPolicy, ErrorPolicy, Operator, ParamValue, ParamValueSpec, Plan, Recovery, SinkSpec,
-    SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageKind, StageSpec, UdfSpec,
+    SinkTarget, SourceFormat, SourceOrigin, SourceSpec, StageKind, StageSpec, TimeUnit, UdfSpec,
 };
 use crate::schema::{ColumnType, Field, parse_type, type_name};
 use crate::wasm::Limits;
@@ -92,12 +92,46 @@ struct SourceFile {
     stream: Option<String>,
     #[serde(default)]
     follow: bool,
-    event_time: Option<String>,
-    end_time: Option<String>,
+    event_time: Option<TimeColumn>,
+    end_time: Option<TimeColumn>,
     on_error: Option<String>,
     schema: Option<toml::Table>,
     cti_lag_us: Option<i64>,
     cti_every: Option<u64>,
+}
+
+/// A time column: its name (values in microseconds), or
+/// `{ column = "ts", unit = "ms" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeColumn {
+    Name(String),
+    With(TimeColumnWith),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeColumnWith {
+    column: String,
+    unit: Option<String>,
+}
+
+impl TimeColumn {
+    /// The column and its unit, or what is wrong with the unit.
+    fn parse(&self, at: &str, key: &str) -> Result<(String, TimeUnit), String> {
+        match self {
+            TimeColumn::Name(name) => Ok((name.clone(), TimeUnit::Micros)),
+            TimeColumn::With(w) => {
+                let unit = match w.unit.as_deref() {
+                    None => TimeUnit::Micros,
+                    Some(text) => TimeUnit::parse(text).ok_or_else(|| {
+                        format!("{at}: {key} unit `{text}`: use `us`, `ms` or `s`")
+                    })?,
+                };
+                Ok((w.column.clone(), unit))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,7 +277,9 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
                 path: PathBuf::new(),
                 fields,
                 event_time: String::new(),
+                event_unit: TimeUnit::Micros,
                 end_time: None,
+                end_unit: TimeUnit::Micros,
                 on_error: policy(s.on_error.as_deref(), &at, "on_error").map_err(invalid)?,
                 cti,
             });
@@ -254,8 +290,16 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
         };
         let Some(event_time) = &s.event_time else {
             return Err(invalid(format!(
-                "{at}: a file source needs `event_time` (an int64 column, microseconds)"
+                "{at}: a file source needs `event_time` (an int64 column, microseconds, or `{{ column = \"ts\", unit = \"ms\" }}`)"
             )));
+        };
+        let (event_time, event_unit) = event_time.parse(&at, "event_time").map_err(invalid)?;
+        let (end_time, end_unit) = match &s.end_time {
+            None => (None, TimeUnit::Micros),
+            Some(t) => {
+                let (column, unit) = t.parse(&at, "end_time").map_err(invalid)?;
+                (Some(column), unit)
+            }
         };
         for (col, ty) in schema {
             let text = ty.as_str().ok_or_else(|| {
@@ -277,12 +321,12 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
         if fields.is_empty() {
             return Err(invalid(format!("{at}: the schema declares no columns")));
         }
-        for time_col in std::iter::once(event_time).chain(s.end_time.as_ref()) {
+        for time_col in std::iter::once(&event_time).chain(end_time.as_ref()) {
             match fields.iter().find(|f| &f.name == time_col) {
                 Some(f) if f.ty == ColumnType::Int64 && !f.nullable => {}
                 Some(f) => {
                     return Err(invalid(format!(
-                        "{at}: time column `{time_col}` must be a non-null int64 (microseconds), it is {}{}",
+                        "{at}: time column `{time_col}` must be a non-null int64, it is {}{}",
                         type_name(f.ty),
                         if f.nullable { "?" } else { "" }
                     )));
@@ -300,8 +344,10 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
             format,
             path: s.path.as_deref().map(resolve).unwrap_or_default(),
             fields,
-            event_time: event_time.clone(),
-            end_time: s.end_time.clone(),
+            event_time,
+            event_unit,
+            end_time,
+            end_unit,
             on_error: policy(s.on_error.as_deref(), &at, "on_error").map_err(invalid)?,
             cti,
         });

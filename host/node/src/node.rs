@@ -622,6 +622,8 @@ fn ingest(
         fields: info.fields(),
         event_time: time,
         end_time: info.end_time.clone(),
+        event_unit: Default::default(),
+        end_unit: Default::default(),
         on_error: ErrorPolicy::Fail,
         cti: Default::default(),
     };

@@ -611,12 +611,38 @@ impl SourceReader {
                 }
                 Some(Err(e)) => rejected.push(e),
                 Some(Ok(())) => {
-                    let t0 = match self.row[self.start_index] {
+                    // Intervals are in microseconds, whatever the columns' unit.
+                    let (event_unit, end_unit) = (self.spec.event_unit, self.spec.end_unit);
+                    let raw0 = match self.row[self.start_index] {
                         Cell::Int(t) => t,
                         _ => 0,
                     };
+                    let Some(t0) = raw0.checked_mul(event_unit.micros()) else {
+                        let name = self.spec.event_time.clone();
+                        rejected.push(self.row_error(
+                            Some(&name),
+                            format!(
+                                "{raw0} {} is beyond the range of event times in microseconds",
+                                event_unit.name()
+                            ),
+                        ));
+                        continue;
+                    };
                     let t1 = match self.end_index.map(|i| &self.row[i]) {
-                        Some(Cell::Int(t)) => *t,
+                        Some(Cell::Int(t)) => match t.checked_mul(end_unit.micros()) {
+                            Some(t1) => t1,
+                            None => {
+                                let name = self.spec.end_time.clone();
+                                rejected.push(self.row_error(
+                                    name.as_deref(),
+                                    format!(
+                                        "{t} {} is beyond the range of event times in microseconds",
+                                        end_unit.name()
+                                    ),
+                                ));
+                                continue;
+                            }
+                        },
                         _ => t0.saturating_add(1),
                     };
                     if t1 <= t0 {
@@ -725,6 +751,8 @@ mod tests {
             fields,
             event_time: "ts".into(),
             end_time: None,
+            event_unit: Default::default(),
+            end_unit: Default::default(),
             on_error: ErrorPolicy::Fail,
             cti: Default::default(),
         }
