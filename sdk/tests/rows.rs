@@ -257,3 +257,29 @@ fn strings_of_every_short_length_copy_exactly() {
     let back: Vec<Owned> = decode_rows(&columns, count).unwrap();
     assert_eq!(back, rows);
 }
+
+#[derive(Row, Clone, Debug, PartialEq)]
+#[row(rename_all = "camelCase")]
+struct Nexmark {
+    date_time: i64,
+    #[row(rename = "bidder_id")]
+    bidder: i64,
+    extra_info: String,
+}
+
+#[test]
+fn columns_are_named_by_rename_and_rename_all() {
+    assert_eq!(Nexmark::NAMES, ["dateTime", "bidder_id", "extraInfo"]);
+    let fields: Vec<String> = Nexmark::fields().into_iter().map(|f| f.name).collect();
+    assert_eq!(fields, ["dateTime", "bidder_id", "extraInfo"]);
+    let rows = vec![Nexmark {
+        date_time: 1,
+        bidder: 2,
+        extra_info: "x".into(),
+    }];
+    let (count, columns) = encode_rows(rows.clone());
+    assert_eq!(
+        decode_rows::<Nexmark>(&columns, count).expect("decodes"),
+        rows
+    );
+}

@@ -8,8 +8,80 @@ use syn::{Data, DeriveInput, Fields, LitStr, parse_macro_input};
 /// from exactly the contract this SDK was built against.
 const WIT: &str = include_str!("../../../wit/udf.wit");
 
-/// `#[derive(Row)]`: a struct whose named fields are columns.
-#[proc_macro_derive(Row)]
+/// The column name of each field: its own, or `#[row(rename = "...")]`,
+/// or the struct's `#[row(rename_all = "camelCase")]` rule applied to it.
+fn column_names(input: &DeriveInput, fields: &[&syn::Field]) -> syn::Result<Vec<String>> {
+    let mut rule: Option<LitStr> = None;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("row")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename_all") {
+                let value: LitStr = meta.value()?.parse()?;
+                if !matches!(value.value().as_str(), "camelCase" | "PascalCase") {
+                    return Err(meta.error("rename_all takes \"camelCase\" or \"PascalCase\""));
+                }
+                rule = Some(value);
+                Ok(())
+            } else {
+                Err(meta.error("unknown row attribute: use `rename_all = \"camelCase\"` on the struct, `rename = \"...\"` on a field"))
+            }
+        })?;
+    }
+    let mut names = Vec::with_capacity(fields.len());
+    for field in fields {
+        let ident = field
+            .ident
+            .as_ref()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        let ident = ident.strip_prefix("r#").unwrap_or(&ident).to_string();
+        let mut name = match rule.as_ref().map(LitStr::value).as_deref() {
+            Some(rule) => {
+                let mut out = String::new();
+                let mut upper = rule == "PascalCase";
+                for c in ident.chars() {
+                    if c == '_' {
+                        upper = true;
+                    } else if upper {
+                        out.extend(c.to_uppercase());
+                        upper = false;
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+            None => ident,
+        };
+        for attr in field.attrs.iter().filter(|a| a.path().is_ident("row")) {
+            attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename") {
+                    let value: LitStr = meta.value()?.parse()?;
+                    if value.value().is_empty() {
+                        return Err(meta.error("a column name cannot be empty"));
+                    }
+                    name = value.value();
+                    Ok(())
+                } else {
+                    Err(meta.error("unknown row attribute: use `rename = \"...\"` on a field"))
+                }
+            })?;
+        }
+        if names.contains(&name) {
+            return Err(syn::Error::new_spanned(
+                field,
+                format!("two fields are column `{name}`"),
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// `#[derive(Row)]`: a struct whose named fields are columns. A field's
+/// column is named after it, or as `#[row(rename = "dateTime")]` says; a
+/// struct's `#[row(rename_all = "camelCase")]` (or `"PascalCase"`) names
+/// every field's column by that rule.
+#[proc_macro_derive(Row, attributes(row))]
 pub fn derive_row(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     let name = &input.ident;
@@ -29,7 +101,10 @@ pub fn derive_row(input: TokenStream) -> TokenStream {
         }
     };
     let idents: Vec<_> = fields.iter().filter_map(|f| f.ident.clone()).collect();
-    let names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let names = match column_names(&input, &fields) {
+        Ok(names) => names,
+        Err(e) => return e.to_compile_error().into(),
+    };
     let types: Vec<_> = fields.iter().map(|f| f.ty.clone()).collect();
     let index: Vec<syn::Index> = (0..fields.len()).map(syn::Index::from).collect();
     let count = fields.len();
@@ -150,4 +225,42 @@ pub fn __world_bindings(input: TokenStream) -> TokenStream {
         });
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(text: &str) -> Result<Vec<String>, String> {
+        let input: DeriveInput = syn::parse_str(text).map_err(|e| e.to_string())?;
+        let Data::Struct(s) = &input.data else {
+            return Err("not a struct".into());
+        };
+        let fields: Vec<&syn::Field> = s.fields.iter().collect();
+        column_names(&input, &fields).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn renames_and_their_mistakes() {
+        assert_eq!(
+            names("#[row(rename_all = \"PascalCase\")] struct A { bid_price: i64, r#type: i64 }"),
+            Ok(vec!["BidPrice".to_string(), "Type".to_string()])
+        );
+        assert!(
+            names("#[row(rename_all = \"snake\")] struct A { a: i64 }")
+                .is_err_and(|e| e.contains("rename_all takes"))
+        );
+        assert!(
+            names("struct A { #[row(name = \"x\")] a: i64 }")
+                .is_err_and(|e| e.contains("unknown row attribute"))
+        );
+        assert!(
+            names("struct A { #[row(rename = \"b\")] a: i64, b: i64 }")
+                .is_err_and(|e| e.contains("two fields are column `b`"))
+        );
+        assert!(
+            names("struct A { #[row(rename = \"\")] a: i64 }")
+                .is_err_and(|e| e.contains("cannot be empty"))
+        );
+    }
 }
