@@ -214,6 +214,7 @@ fn pipeline_file() -> (tempfile::TempDir, SourceSpec) {
         end_unit: Default::default(),
         on_error: ErrorPolicy::Fail,
         cti: Default::default(),
+        strict: false,
     };
     (dir, spec)
 }

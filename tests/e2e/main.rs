@@ -784,3 +784,46 @@ fn event_times_in_milliseconds_or_seconds_become_microsecond_intervals() {
         "{dead}"
     );
 }
+
+#[test]
+fn input_fields_the_schema_does_not_name_are_ignored_or_refused_when_strict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("in.jsonl"),
+        "{\"ts\": 1, \"id\": 1}\n{\"ts\": 2, \"id\": 2, \"extra\": true}\n",
+    )
+    .expect("write");
+    std::fs::write(d.join("in.csv"), "ts,id,extra\n1,1,x\n").expect("write");
+    let job = |file: &str, strict: &str| {
+        format!(
+            "name = \"p\"\n\n[[sources]]\nname = \"in\"\npath = \"{file}\"\nevent_time = \"ts\"\nschema = {{ ts = \"int64\", id = \"int64\" }}\n{strict}\n[[sinks]]\ninput = \"in\"\npath = \"out.jsonl\"\n"
+        )
+    };
+    let run = |text: &str| {
+        std::fs::write(d.join("job.toml"), text).expect("write");
+        weir(&["run", "job.toml", "--quiet"], d)
+    };
+    // By default a projection: the extra field is left out.
+    let out = run(&job("in.jsonl", ""));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out.jsonl")).expect("output"),
+        "{\"ts\":1,\"id\":1}\n{\"ts\":2,\"id\":2}\n"
+    );
+    let out = run(&job("in.csv", ""));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Strict: the row, or the CSV header, is refused naming the field.
+    let e = stderr(&run(&job("in.jsonl", "strict = true\n")));
+    assert!(
+        e.contains("in.jsonl:2: column `extra`: the schema declares no such column"),
+        "{e}"
+    );
+    let e = stderr(&run(&job("in.csv", "strict = true\n")));
+    assert!(
+        e.contains(
+            "in.csv:1: the CSV header has column `extra`, which the schema does not declare"
+        ),
+        "{e}"
+    );
+}

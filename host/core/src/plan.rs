@@ -139,6 +139,9 @@ pub struct SourceSpec {
     pub on_error: ErrorPolicy,
     /// CTI generation (continuous jobs).
     pub cti: CtiPolicy,
+    /// Refuse input fields (JSONL keys, CSV header columns) the schema does
+    /// not declare, instead of ignoring them.
+    pub strict: bool,
 }
 
 /// A stage parameter.

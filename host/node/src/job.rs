@@ -98,6 +98,8 @@ struct SourceFile {
     schema: Option<toml::Table>,
     cti_lag_us: Option<i64>,
     cti_every: Option<u64>,
+    #[serde(default)]
+    strict: bool,
 }
 
 /// A time column: its name (values in microseconds), or
@@ -265,9 +267,9 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
         let mut fields = Vec::new();
         if let SourceOrigin::Stream(stream) = &origin {
             // The stream's catalog entry gives columns and time columns.
-            if s.schema.is_some() || s.event_time.is_some() || s.end_time.is_some() {
+            if s.schema.is_some() || s.event_time.is_some() || s.end_time.is_some() || s.strict {
                 return Err(invalid(format!(
-                    "{at}: stream `{stream}` brings its own columns and time; remove `schema`, `event_time` and `end_time`"
+                    "{at}: stream `{stream}` brings its own columns and time, checked at ingest; remove `schema`, `event_time`, `end_time` and `strict`"
                 )));
             }
             sources.push(SourceSpec {
@@ -282,6 +284,7 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
                 end_unit: TimeUnit::Micros,
                 on_error: policy(s.on_error.as_deref(), &at, "on_error").map_err(invalid)?,
                 cti,
+                strict: s.strict,
             });
             continue;
         }
@@ -350,6 +353,7 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
             end_unit,
             on_error: policy(s.on_error.as_deref(), &at, "on_error").map_err(invalid)?,
             cti,
+            strict: s.strict,
         });
     }
 

@@ -626,6 +626,7 @@ fn ingest(
         end_unit: Default::default(),
         on_error: ErrorPolicy::Fail,
         cti: Default::default(),
+        strict: false,
     };
     let mut reader =
         SourceReader::from_reader(&spec, INGEST_BATCH, Box::new(std::io::Cursor::new(body)))?;

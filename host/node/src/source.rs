@@ -61,6 +61,18 @@ pub enum SourceError {
         /// Cause.
         error: std::io::Error,
     },
+    /// The CSV header has a column the schema does not declare (`strict`).
+    #[error(
+        "source `{source_name}`: {path}:1: the CSV header has column `{column}`, which the schema does not declare (the source is `strict`)"
+    )]
+    ExtraHeader {
+        /// Source name.
+        source_name: String,
+        /// File.
+        path: PathBuf,
+        /// The column.
+        column: String,
+    },
     /// The CSV header lacks a declared column.
     #[error(
         "source `{source_name}`: {path}:1: the CSV header has no column `{column}` (header: {header})"
@@ -340,6 +352,17 @@ impl SourceReader {
                         })?;
                     positions.push(pos);
                 }
+                if spec.strict
+                    && let Some(extra) = header
+                        .iter()
+                        .find(|h| !spec.fields.iter().any(|f| f.name == h.trim()))
+                {
+                    return Err(SourceError::ExtraHeader {
+                        source_name: spec.name.clone(),
+                        path: spec.path.clone(),
+                        column: extra.to_string(),
+                    });
+                }
                 let header_end = reader.position().byte();
                 seen.lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -413,6 +436,16 @@ impl SourceReader {
         let Json::Object(object) = value else {
             return Err(self.row_error(None, "expected a JSON object".into()));
         };
+        if self.spec.strict
+            && let Some(extra) = object
+                .keys()
+                .find(|k| !self.spec.fields.iter().any(|f| f.name == **k))
+        {
+            return Err(self.row_error(
+                Some(extra),
+                "the schema declares no such column (the source is `strict`)".into(),
+            ));
+        }
         for (i, field) in self.spec.fields.iter().enumerate() {
             let cell = match object.get(&field.name) {
                 None | Some(Json::Null) => Cell::Null,
@@ -755,6 +788,7 @@ mod tests {
             end_unit: Default::default(),
             on_error: ErrorPolicy::Fail,
             cti: Default::default(),
+            strict: false,
         }
     }
 
