@@ -39,12 +39,11 @@ pub fn udf_component(name: &str) -> PathBuf {
     path
 }
 
-/// Runs the release build of a UDF workspace or crate for wasm32-wasip2.
-pub fn build_udfs(dir: &Path) -> Result<(), String> {
+/// `cargo` in `dir` (a UDF workspace or crate), without the settings of an
+/// outer cargo (a test or bench run), which must not leak into it.
+pub fn udf_cargo(dir: &Path) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
-    // Settings of an outer cargo (a test or bench run) must not leak into the Wasm build.
+    cmd.current_dir(dir);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("CARGO_") && key != "CARGO_HOME"
@@ -54,6 +53,13 @@ pub fn build_udfs(dir: &Path) -> Result<(), String> {
             cmd.env_remove(&key);
         }
     }
+    cmd
+}
+
+/// Runs the release build of a UDF workspace or crate for wasm32-wasip2.
+pub fn build_udfs(dir: &Path) -> Result<(), String> {
+    let mut cmd = udf_cargo(dir);
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if out.status.success() {
         Ok(())

@@ -191,6 +191,9 @@ macro_rules! __hook {
 #[macro_export]
 macro_rules! __export_processor {
     ($f:ident, $init_fn:ident, $run_fn:ident $(, $init:ident)?) => {
+        // Not while rustdoc collects doctests: the bindings' own doc examples
+        // would run as doctests of the UDF's crate.
+        #[cfg(not(doctest))]
         #[doc(hidden)]
         #[allow(missing_docs, clippy::all)]
         mod __weir_udf_export {
@@ -269,6 +272,9 @@ macro_rules! export_reducer {
 #[macro_export]
 macro_rules! __export_reducer {
     ($world:literal, $f:ident, [$($init:ident)?], { $($extra:tt)* }) => {
+        // Not while rustdoc collects doctests: the bindings' own doc examples
+        // would run as doctests of the UDF's crate.
+        #[cfg(not(doctest))]
         #[doc(hidden)]
         #[allow(missing_docs, clippy::all)]
         mod __weir_udf_export {
@@ -297,6 +303,9 @@ macro_rules! __export_reducer {
 #[macro_export]
 macro_rules! export_scalar {
     ($f:ident $(, init = $init:ident)?) => {
+        // Not while rustdoc collects doctests: the bindings' own doc examples
+        // would run as doctests of the UDF's crate.
+        #[cfg(not(doctest))]
         #[doc(hidden)]
         #[allow(missing_docs, clippy::all)]
         mod __weir_udf_export {
