@@ -205,7 +205,19 @@ strip = true
     let job = JOB.replace("{stage}", stage).replace("{ident}", &ident);
     std::fs::write(dir.join("job.toml"), job)?;
     std::fs::write(dir.join("input.jsonl"), DATA)?;
-    std::fs::write(dir.join(".gitignore"), "/target\n/out\n")?;
+    std::fs::write(dir.join(".gitignore"), "/target\n/out\n/.cargo\n")?;
+    if let Some(shared) = shared_target() {
+        // `cargo test` and `cargo build` here share the build of the SDK and
+        // its dependencies with every other UDF crate of this user.
+        std::fs::create_dir_all(dir.join(".cargo"))?;
+        std::fs::write(
+            dir.join(".cargo").join("config.toml"),
+            format!(
+                "# Made by `weir udf new`: one build directory for all UDF crates.\n[build]\ntarget-dir = {}\n",
+                toml::Value::String(shared.display().to_string())
+            ),
+        )?;
+    }
     println!(
         "created {}: test it with `cargo test`, build it with `weir udf build {}`, run it with `weir run {}/job.toml`",
         dir.display(),
@@ -334,6 +346,12 @@ const DATA: &str = r#"{"ts": 1000, "user": "ada", "amount": 12.5}
 {"ts": 3000, "user": "ada", "amount": 3.25}
 "#;
 
+/// The build directory all of a user's UDF crates share (under Weir's
+/// cache), so a new crate does not build the SDK and wit-bindgen again.
+fn shared_target() -> Option<PathBuf> {
+    crate::wasm::Runtime::default_cache_dir().map(|d| d.join("udf-target"))
+}
+
 /// Builds DIR for wasm32-wasip2 in release mode; returns each component and its version.
 pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVersion)>> {
     ensure_target()?;
@@ -344,8 +362,15 @@ pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVers
             dir.display()
         );
     }
-    let out = Command::new("cargo")
-        .current_dir(dir)
+    let mut cargo = Command::new("cargo");
+    cargo.current_dir(dir);
+    // The shared build directory, unless the user chose one.
+    if std::env::var_os("CARGO_TARGET_DIR").is_none()
+        && let Some(shared) = shared_target()
+    {
+        cargo.env("CARGO_TARGET_DIR", shared);
+    }
+    let out = cargo
         .args([
             "build",
             "--release",
@@ -373,7 +398,21 @@ pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVers
         for file in msg["filenames"].as_array().into_iter().flatten() {
             if let Some(f) = file.as_str().filter(|f| f.ends_with(".wasm")) {
                 let bytes = std::fs::read(f)?;
-                built.push((PathBuf::from(f), crate::wasm::ModuleVersion::of(&bytes)));
+                // Where the crate's own job file finds it, whichever build
+                // directory cargo used.
+                let local = dir.join("target").join("wasm32-wasip2").join("release");
+                let f = Path::new(f);
+                let at = match f.file_name() {
+                    Some(name) if !f.starts_with(&local) => {
+                        std::fs::create_dir_all(&local)?;
+                        let at = local.join(name);
+                        std::fs::write(&at, &bytes)
+                            .with_context(|| format!("cannot write {}", at.display()))?;
+                        at
+                    }
+                    _ => f.to_path_buf(),
+                };
+                built.push((at, crate::wasm::ModuleVersion::of(&bytes)));
             }
         }
     }
