@@ -122,3 +122,49 @@ fn a_discard_sink_counts_rows_and_writes_nothing() {
         .collect();
     assert!(files.iter().all(|f| !f.starts_with("out")), "{files:?}");
 }
+
+#[test]
+fn a_sink_writes_the_columns_it_names_offline_and_on_a_node() {
+    let job = Job::new();
+    job_with_sinks(
+        &job,
+        "[[sinks]]\ninput = \"udf\"\npath = \"out.jsonl\"\ncolumns = [\"doubled\", \"id\"]\ninterval = true\n",
+    );
+    let out = job.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let offline = job.read("out.jsonl");
+    assert!(
+        offline.starts_with("{\"_start\":1000,\"_end\":1001,\"doubled\":0,\"id\":0}\n"),
+        "{offline}"
+    );
+    assert_eq!(offline.lines().count(), 50);
+
+    // The same bytes from a node.
+    let dir = super::node::cluster();
+    let d = dir.path();
+    for file in ["job.toml", "items.jsonl"] {
+        std::fs::copy(job.path().join(file), d.join(file)).expect("copy");
+    }
+    let node = super::node::Node::start(d, "data").expect("node starts");
+    super::node::ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    super::jobs::wait_finished(&node, d, "job");
+    let online = std::fs::read_to_string(d.join("out.jsonl")).expect("output");
+    assert_eq!(online, offline);
+
+    // A column the input does not have, or none at all, is refused.
+    job_with_sinks(
+        &job,
+        "[[sinks]]\ninput = \"udf\"\npath = \"out.jsonl\"\ncolumns = [\"id\", \"price\"]\n",
+    );
+    let e = stderr(&job.run(&[]));
+    assert!(
+        e.contains("sinks[0]: column `price` is not in its input, which has: id, doubled"),
+        "{e}"
+    );
+    job_with_sinks(
+        &job,
+        "[[sinks]]\ninput = \"udf\"\npath = \"out.jsonl\"\ncolumns = []\n",
+    );
+    let e = stderr(&job.run(&[]));
+    assert!(e.contains("`columns` names no column"), "{e}");
+}

@@ -246,6 +246,8 @@ pub struct SinkSpec {
     pub target: SinkTarget,
     /// Whether each line carries the event interval as `_start`/`_end`.
     pub interval: bool,
+    /// The columns it writes, in this order (all when `None`).
+    pub columns: Option<Vec<String>>,
 }
 
 /// A whole job.

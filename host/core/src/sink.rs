@@ -12,6 +12,51 @@ use arrow_schema::DataType;
 
 use crate::schema::{END, START};
 
+/// Where a sink that writes `columns` (in that order) finds them in batches
+/// of `schema`: the interval first, then each column's index. An unknown or
+/// repeated column is refused, naming it.
+pub fn projection(schema: &arrow_schema::Schema, columns: &[String]) -> Result<Vec<usize>, String> {
+    let mut at = vec![0, 1];
+    for (k, name) in columns.iter().enumerate() {
+        if columns[..k].contains(name) {
+            return Err(format!("column `{name}` is named twice in `columns`"));
+        }
+        match schema.index_of(name) {
+            Ok(i) if i >= 2 => at.push(i),
+            _ => {
+                let has: Vec<&str> = schema
+                    .fields()
+                    .iter()
+                    .skip(2)
+                    .map(|f| f.name().as_str())
+                    .collect();
+                return Err(format!(
+                    "column `{name}` is not in its input, which has: {}",
+                    has.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(at)
+}
+
+/// Writes `batch`'s columns `projection` (all when `None`) as one JSON
+/// object per row; see [`write_jsonl`].
+pub fn write_projected(
+    out: &mut impl Write,
+    batch: &RecordBatch,
+    projection: Option<&[usize]>,
+    interval: bool,
+) -> std::io::Result<()> {
+    match projection {
+        None => write_jsonl(out, batch, interval),
+        Some(at) => {
+            let projected = batch.project(at).map_err(std::io::Error::other)?;
+            write_jsonl(out, &projected, interval)
+        }
+    }
+}
+
 /// Writes `batch` as one JSON object per row. With `interval` false the
 /// `_start`/`_end` columns are left out.
 pub fn write_jsonl(

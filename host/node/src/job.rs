@@ -169,6 +169,7 @@ struct SinkFile {
     discard: bool,
     #[serde(default)]
     interval: bool,
+    columns: Option<Vec<String>>,
 }
 
 /// Reads and compiles a job file. Relative paths in it are relative to its directory.
@@ -452,10 +453,16 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
                 path.display()
             )));
         }
+        if s.columns.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(invalid(format!(
+                "{at}: `columns` names no column; leave it out to write them all"
+            )));
+        }
         sinks.push(SinkSpec {
             input: s.input.clone(),
             target,
             interval: s.interval,
+            columns: s.columns.clone(),
         });
     }
     if sinks.is_empty() {

@@ -96,6 +96,8 @@ pub(super) struct Stage {
 pub(super) struct Sink {
     out: Box<dyn Write + Send>,
     interval: bool,
+    /// The columns it writes (all when `None`).
+    columns: Option<Vec<usize>>,
     rows: u64,
     target: String,
     /// For a file: where it is written, and the name it gets at the end.
@@ -136,12 +138,12 @@ impl Consumer {
             Consumer::Sink(sink) => {
                 match entry {
                     Entry::Batch { batch, .. } => {
-                        crate::sink::write_jsonl(&mut sink.out, &batch, sink.interval).map_err(
-                            |error| RunError::Output {
+                        let columns = sink.columns.as_deref();
+                        crate::sink::write_projected(&mut sink.out, &batch, columns, sink.interval)
+                            .map_err(|error| RunError::Output {
                                 path: sink.target.clone(),
                                 error,
-                            },
-                        )?;
+                            })?;
                         let rows = batch.num_rows() as u64;
                         sink.rows += rows;
                         counters.rows_in.fetch_add(rows, Ordering::Relaxed);
@@ -265,10 +267,19 @@ impl Graph {
                 Some(spec.name.clone()),
             );
         }
-        for spec in &plan.sinks {
+        for (i, spec) in plan.sinks.iter().enumerate() {
+            let columns = match (&spec.columns, schemas.get(&spec.input)) {
+                (Some(names), Some(schema)) => Some(
+                    crate::sink::projection(schema, names)
+                        .map_err(|e| RunError::Unsupported(format!("sinks[{i}]: {e}")))?,
+                ),
+                _ => None,
+            };
+            let mut sink = open_sink(spec)?;
+            sink.columns = columns;
             graph.add(
                 std::slice::from_ref(&spec.input),
-                Consumer::Sink(open_sink(spec)?),
+                Consumer::Sink(sink),
                 None,
             );
         }
@@ -380,6 +391,7 @@ fn open_sink(spec: &SinkSpec) -> Result<Sink, RunError> {
     let sink = |out: Box<dyn Write + Send>, target: String, partial| Sink {
         out,
         interval: spec.interval,
+        columns: None,
         rows: 0,
         target,
         partial,

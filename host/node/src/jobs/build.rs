@@ -129,9 +129,16 @@ impl Jobs {
                     plan.name
                 ),
             };
-            let (input, _) = schemas
+            let (input, schema) = schemas
                 .get(&spec.input)
                 .with_context(|| format!("sinks[{i}]: no stream `{}`", spec.input))?;
+            let columns = match &spec.columns {
+                None => None,
+                Some(names) => Some(
+                    crate::sink::projection(schema, names)
+                        .map_err(|e| err!(Job, "job `{}` sinks[{i}]: {e}", plan.name))?,
+                ),
+            };
             let key = format!("{SINKS}{prefix}/{i}");
             let at = stored(streams, &key)?.unwrap_or_else(|| SinkPosition {
                 next: streams.positions(*input).map_or(0, |p| p.2),
@@ -153,6 +160,7 @@ impl Jobs {
                     input: *input,
                     path,
                     interval: spec.interval,
+                    columns,
                     key,
                     at,
                 },
@@ -382,12 +390,13 @@ impl Jobs {
                             input,
                             path,
                             interval,
+                            columns,
                             key,
                             at,
                         } => jobs.run_sink(
                             input,
                             path.as_deref(),
-                            interval,
+                            (interval, columns.as_deref()),
                             &key,
                             at,
                             &stop,

@@ -159,6 +159,8 @@ enum Task {
         /// `None`: a discard sink.
         path: Option<PathBuf>,
         interval: bool,
+        /// The columns it writes (all when `None`).
+        columns: Option<Vec<usize>>,
         key: String,
         at: SinkPosition,
     },

@@ -283,7 +283,7 @@ impl Jobs {
         &self,
         input: u64,
         path: Option<&Path>,
-        interval: bool,
+        (interval, columns): (bool, Option<&[usize]>),
         key: &str,
         mut at: SinkPosition,
         stop: &AtomicBool,
@@ -308,7 +308,7 @@ impl Jobs {
             for (seq, bytes) in entries {
                 match Entry::decode(&bytes).map_err(|e| err!(File, "sink input seq {seq}: {e}"))? {
                     Entry::Batch { batch, .. } => {
-                        crate::sink::write_jsonl(&mut buf, &batch, interval)?;
+                        crate::sink::write_projected(&mut buf, &batch, columns, interval)?;
                         at.rows += batch.num_rows() as u64;
                     }
                     Entry::Cti(t) => at.finished |= t == END,
