@@ -70,6 +70,7 @@
 //! | [`export_map!`] | `fn(I) -> O` | `processor` |
 //! | [`export_flat_map!`] | `fn(I) -> impl IntoIterator<Item = O>` (`Option`, `Vec`, ...) | `processor` |
 //! | [`export_reducer!`] | `fn(&Key, I, &mut S) -> impl IntoIterator<Item = O>` with `S: Serialize + Deserialize + Default` host-owned per key | `reducer` |
+//! | `export_reducer!(f, on_time = g)` | `f: fn(&Key, I, &mut S, &mut Ctx)`, `g: fn(&Key, Timer, &mut S, &mut Ctx) -> impl IntoIterator<Item = Timed<O>>`: a reducer with event-time timers, emitting as CTIs pass ([`time`]) | `timed-reducer` |
 //! | [`export_scalar!`] | `fn(A) -> R` where `R` is a [`Value`] | `scalar` |
 //!
 //! Each takes an optional `init = check` hook, `fn check(&Params) -> Result<(), String>`,
@@ -123,6 +124,7 @@ mod row;
 pub mod run;
 pub mod state;
 pub mod testing;
+pub mod time;
 mod value;
 
 /// Bindings generated from the WIT contract (`weir:udf@0.2.0`), shared by every world.
@@ -145,10 +147,10 @@ pub use value::{
     type_name,
 };
 pub use weir_sdk_derive::Row;
-pub use wit::weir::udf::keys::KeyGroups;
+pub use wit::weir::udf::keys::{Fired, KeyGroups};
 pub use wit::weir::udf::types::{
-    Batch, Column, ColumnType, Field, Output, OutputColumn, Param, ParamValue, UdfError, Values,
-    VarWidth,
+    Batch, Column, ColumnType, Field, Output, OutputColumn, Param, ParamValue, TimedOutput,
+    UdfError, Values, VarWidth,
 };
 
 impl UdfError {
@@ -251,27 +253,67 @@ macro_rules! export_flat_map {
 /// the version before left it (`Old`), when this version takes over a running
 /// stage. An error, or state that does not decode as `Old`, refuses the
 /// switch: the running version stays, with its state.
+///
+/// `export_reducer!(f, on_time = g)` makes a timed reducer (world
+/// `timed-reducer`, or `timed-migrating-reducer` with `migrate`): `f` is
+/// `fn(&Key, I, &mut S, &mut Ctx) -> impl IntoIterator<Item = O>`, where the
+/// [`time::Ctx`] gives the row's interval and sets the key's timers, and
+/// `g: fn(&Key, Timer, &mut S, &mut Ctx) -> impl IntoIterator<Item = Timed<O>>`
+/// runs when a timer fires, emitting rows with the intervals it gives them
+/// (see [`time`]). `init = check` and `migrate = upgrade` may follow.
 #[macro_export]
 macro_rules! export_reducer {
+    ($f:ident, on_time = $on_time:ident $(, init = $init:ident)?, migrate = $migrate:ident) => {
+        $crate::__export_reducer!("timed-migrating-reducer", init_timed_reduce, reduce_timed, $f, [$($init)?], {
+            $crate::__migrate!($migrate);
+            $crate::__on_cti!($on_time);
+        });
+    };
+    ($f:ident, on_time = $on_time:ident $(, init = $init:ident)?) => {
+        $crate::__export_reducer!("timed-reducer", init_timed_reduce, reduce_timed, $f, [$($init)?], {
+            $crate::__on_cti!($on_time);
+        });
+    };
     ($f:ident, $(init = $init:ident,)? migrate = $migrate:ident) => {
-        $crate::__export_reducer!("migrating-reducer", $f, [$($init)?], {
-            fn migrate(
-                _from: ::std::string::String,
-                keys: $crate::KeyGroups,
-            ) -> ::std::result::Result<(), $crate::UdfError> {
-                $crate::run::migrate(super::$migrate, &keys, &mut $crate::state::HostState)
-            }
+        $crate::__export_reducer!("migrating-reducer", init_reduce, reduce, $f, [$($init)?], {
+            $crate::__migrate!($migrate);
         });
     };
     ($f:ident $(, init = $init:ident)?) => {
-        $crate::__export_reducer!("reducer", $f, [$($init)?], {});
+        $crate::__export_reducer!("reducer", init_reduce, reduce, $f, [$($init)?], {});
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __migrate {
+    ($migrate:ident) => {
+        fn migrate(
+            _from: ::std::string::String,
+            keys: $crate::KeyGroups,
+        ) -> ::std::result::Result<(), $crate::UdfError> {
+            $crate::run::migrate(super::$migrate, &keys, &mut $crate::state::HostState)
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __on_cti {
+    ($on_time:ident) => {
+        fn on_cti(
+            cti: i64,
+            fired: $crate::Fired,
+        ) -> ::std::result::Result<$crate::TimedOutput, $crate::UdfError> {
+            $crate::run::on_cti(super::$on_time, cti, &fired, &mut $crate::state::HostState)
+        }
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_reducer {
-    ($world:literal, $f:ident, [$($init:ident)?], { $($extra:tt)* }) => {
+    ($world:literal, $init_fn:ident, $run_fn:ident, $f:ident, [$($init:ident)?], { $($extra:tt)* }) => {
         // Not while rustdoc collects doctests: the bindings' own doc examples
         // would run as doctests of the UDF's crate.
         #[cfg(not(doctest))]
@@ -284,13 +326,13 @@ macro_rules! __export_reducer {
                 fn init(
                     config: ::std::vec::Vec<$crate::Param>,
                 ) -> ::std::result::Result<$crate::wit::weir::udf::types::Signature, $crate::UdfError> {
-                    $crate::run::init_reduce(&super::$f, config, $crate::__hook!($($init)?))
+                    $crate::run::$init_fn(&super::$f, config, $crate::__hook!($($init)?))
                 }
                 fn reduce(
                     input: $crate::Batch,
                     keys: $crate::KeyGroups,
                 ) -> ::std::result::Result<$crate::Output, $crate::UdfError> {
-                    $crate::run::reduce(super::$f, &input, &keys, &mut $crate::state::HostState)
+                    $crate::run::$run_fn(super::$f, &input, &keys, &mut $crate::state::HostState)
                 }
                 $($extra)*
             }

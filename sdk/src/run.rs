@@ -7,10 +7,11 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::params::{self, Params};
 use crate::row::read_rows;
 use crate::state::{Key, StateStore};
+use crate::time::{Ctx, Timed, Timer};
 use crate::value::push_value;
-use crate::wit::weir::udf::keys::KeyGroups;
+use crate::wit::weir::udf::keys::{Fired, KeyGroups};
 use crate::wit::weir::udf::types::{
-    Batch, Column, Output, Param, ScalarSignature, Signature, UdfError,
+    Batch, Column, Output, Param, ScalarSignature, Signature, TimedOutput, UdfError,
 };
 use crate::{ReadRow, Row, Value, field_of};
 
@@ -154,6 +155,8 @@ pub fn flat_map<'a, I: ReadRow<'a>, O: Row, R: IntoIterator<Item = O>>(
 /// batch, not once per row.
 struct GroupStates<S> {
     slots: Vec<Option<S>>,
+    /// Whether the last row of each group dropped its state.
+    cleared: Vec<bool>,
 }
 
 const STATE_NAME: &str = "state";
@@ -161,6 +164,39 @@ const STATE_NAME: &str = "state";
 /// A keyed reducer: rows in input order, each with its key and its key's state.
 pub fn reduce<'a, I, S, O, R>(
     f: impl Fn(&Key<'_>, I, &mut S) -> R,
+    input: &'a Batch,
+    keys: &KeyGroups,
+    store: &mut dyn StateStore,
+) -> Result<Output, UdfError>
+where
+    I: ReadRow<'a>,
+    S: Serialize + DeserializeOwned + Default,
+    O: Row,
+    R: IntoIterator<Item = O>,
+{
+    reduce_timed(
+        |k, row, s, _: &mut Ctx<'_>| f(k, row, s),
+        input,
+        keys,
+        store,
+    )
+}
+
+/// `init` of a timed reducer: it reads the rows' intervals.
+pub fn init_timed_reduce<I: Row, S, O: Row, R: IntoIterator<Item = O>>(
+    _f: &impl Fn(&Key<'_>, I, &mut S, &mut Ctx<'_>) -> R,
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+) -> Result<Signature, UdfError> {
+    let mut signature = signature::<I, O>(config, hook, false)?;
+    signature.reads_interval = true;
+    Ok(signature)
+}
+
+/// A timed reducer: as [`reduce`], each row also with a [`Ctx`] (its
+/// interval, its key's timers).
+pub fn reduce_timed<'a, I, S, O, R>(
+    f: impl Fn(&Key<'_>, I, &mut S, &mut Ctx<'_>) -> R,
     input: &'a Batch,
     keys: &KeyGroups,
     store: &mut dyn StateStore,
@@ -180,9 +216,7 @@ where
             keys.groups.len()
         )));
     }
-    let mut states = GroupStates::<S> {
-        slots: (0..key_count).map(|_| None).collect(),
-    };
+    let mut states = GroupStates::<S>::new(key_count);
     let mut output = O::output(&input.columns, I::NAMES, rows, rows);
     let mut parents = Vec::with_capacity(rows);
     // Same length: checked above.
@@ -197,36 +231,128 @@ where
                 message: format!("row {i} names key group {g} of {key_count}"),
                 row: Some(i as u32),
             })?;
-        let slot = &mut states.slots[g];
-        if slot.is_none() {
-            let loaded = match store.get(group, STATE_NAME) {
-                Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| UdfError {
-                    message: format!("stored state of this key does not decode: {e}"),
-                    row: Some(i as u32),
-                })?,
-                None => S::default(),
-            };
-            *slot = Some(loaded);
-        }
-        let state = slot.get_or_insert_with(S::default);
-        for out in f(&Key::new(key_bytes), row, state) {
+        let state = states.load(group, store, Some(i as u32))?;
+        let (start, end) = (
+            input.start.get(i).copied().unwrap_or_default(),
+            input.end.get(i).copied().unwrap_or_default(),
+        );
+        let mut ctx = Ctx::new(group, start, end, store);
+        for out in f(&Key::new(key_bytes), row, state, &mut ctx) {
             // SAFETY: `i` and `parents` are rows of the batch, the parents
             // of this row and of the rows before it.
             unsafe { out.push_output(&mut output, i as u32, &parents) };
             push_value(&mut parents, i as u32);
         }
+        states.cleared[g] = ctx.cleared();
     }
-    for (g, slot) in states.slots.into_iter().enumerate() {
-        if let Some(state) = slot {
-            let bytes = postcard::to_allocvec(&state)
-                .map_err(|e| UdfError::new(format!("state does not encode: {e}")))?;
-            store.put(g as u32, STATE_NAME, &bytes);
-        }
-    }
+    states.store(store)?;
     Ok(Output {
         parents,
         columns: O::finish_output(output),
     })
+}
+
+/// A timed reducer's `on-cti`: `f` called for every timer that fired, in
+/// order, with its key's state; the rows it returns with their intervals.
+pub fn on_cti<S, O, T>(
+    f: impl Fn(&Key<'_>, Timer, &mut S, &mut Ctx<'_>) -> T,
+    cti: i64,
+    fired: &Fired,
+    store: &mut dyn StateStore,
+) -> Result<TimedOutput, UdfError>
+where
+    S: Serialize + DeserializeOwned + Default,
+    O: Row,
+    T: IntoIterator<Item = Timed<O>>,
+{
+    let keys = &fired.keys;
+    let key_count = keys.keys.offsets.len().saturating_sub(1);
+    if keys.groups.len() != fired.at.len() {
+        return Err(UdfError::new(format!(
+            "{} timers fired but {} have a key",
+            fired.at.len(),
+            keys.groups.len()
+        )));
+    }
+    let mut states = GroupStates::<S>::new(key_count);
+    let mut builder = O::builder(fired.at.len());
+    let (mut start, mut end) = (Vec::new(), Vec::new());
+    for (&group, &at) in keys.groups.iter().zip(&fired.at) {
+        let g = group as usize;
+        let key_bytes = keys
+            .keys
+            .offsets
+            .get(g..g + 2)
+            .and_then(|w| keys.keys.data.get(w[0] as usize..w[1] as usize))
+            .ok_or_else(|| UdfError::new(format!("a timer names key group {g} of {key_count}")))?;
+        let state = states.load(group, store, None)?;
+        let mut ctx = Ctx::new(group, at, at.saturating_add(1), store);
+        for timed in f(&Key::new(key_bytes), Timer { at, cti }, state, &mut ctx) {
+            start.push(timed.start);
+            end.push(timed.end);
+            timed.row.push(&mut builder);
+        }
+        states.cleared[g] = ctx.cleared();
+    }
+    states.store(store)?;
+    Ok(TimedOutput {
+        start,
+        end,
+        columns: O::finish(builder),
+    })
+}
+
+impl<S: Serialize + DeserializeOwned + Default> GroupStates<S> {
+    fn new(groups: usize) -> Self {
+        GroupStates {
+            slots: (0..groups).map(|_| None).collect(),
+            cleared: vec![false; groups],
+        }
+    }
+
+    /// Key group `group`'s state, loaded on first use (`row` is the row an
+    /// error is about).
+    fn load(
+        &mut self,
+        group: u32,
+        store: &mut dyn StateStore,
+        row: Option<u32>,
+    ) -> Result<&mut S, UdfError> {
+        let g = group as usize;
+        let slot = &mut self.slots[g];
+        if self.cleared[g] {
+            // Dropped by an earlier row of this call: the key starts afresh.
+            *slot = Some(S::default());
+            self.cleared[g] = false;
+        }
+        if slot.is_none() {
+            let loaded = match store.get(group, STATE_NAME) {
+                Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| UdfError {
+                    message: format!("stored state of this key does not decode: {e}"),
+                    row,
+                })?,
+                None => S::default(),
+            };
+            *slot = Some(loaded);
+        }
+        Ok(slot.get_or_insert_with(S::default))
+    }
+
+    /// Writes every loaded state back, once per key (or drops it).
+    fn store(self, store: &mut dyn StateStore) -> Result<(), UdfError> {
+        for (g, (slot, cleared)) in self.slots.into_iter().zip(self.cleared).enumerate() {
+            match slot {
+                Some(_) if cleared => store.delete(g as u32, STATE_NAME),
+                Some(state) => {
+                    let bytes = postcard::to_allocvec(&state)
+                        .map_err(|e| UdfError::new(format!("state does not encode: {e}")))?;
+                    store.put(g as u32, STATE_NAME, &bytes);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A state migration: every key group's state, as the previous version left

@@ -35,6 +35,10 @@ pub trait StateStore {
     fn put(&mut self, group: u32, name: &str, value: &[u8]);
     /// Removes a value.
     fn delete(&mut self, group: u32, name: &str);
+    /// Sets a timer at `at` for key group `group` (timed reducers).
+    fn set_timer(&mut self, group: u32, at: i64);
+    /// Cancels the timer at `at` for key group `group`, if there is one.
+    fn cancel_timer(&mut self, group: u32, at: i64);
 }
 
 /// The host's state, reached through the `weir:udf/state` import.
@@ -52,6 +56,12 @@ impl StateStore for HostState {
     fn delete(&mut self, group: u32, name: &str) {
         crate::wit::weir::udf::state::delete(group, name)
     }
+    fn set_timer(&mut self, group: u32, at: i64) {
+        crate::wit::weir::udf::timers::set(group, at)
+    }
+    fn cancel_timer(&mut self, group: u32, at: i64) {
+        crate::wit::weir::udf::timers::cancel(group, at)
+    }
 }
 
 #[cfg(not(target_family = "wasm"))]
@@ -67,6 +77,16 @@ impl StateStore for HostState {
         )
     }
     fn delete(&mut self, _group: u32, _name: &str) {
+        unreachable!(
+            "HostState is only reachable inside a Weir component; use testing::Harness natively"
+        )
+    }
+    fn set_timer(&mut self, _group: u32, _at: i64) {
+        unreachable!(
+            "HostState is only reachable inside a Weir component; use testing::Harness natively"
+        )
+    }
+    fn cancel_timer(&mut self, _group: u32, _at: i64) {
         unreachable!(
             "HostState is only reachable inside a Weir component; use testing::Harness natively"
         )

@@ -20,7 +20,7 @@
 //! assert_eq!(out, vec![Word { text: "HI".into() }]);
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -28,7 +28,8 @@ use crate::params::{self, Params};
 use crate::row::{decode_rows, encode_rows};
 use crate::run;
 use crate::state::{Key, StateStore};
-use crate::wit::weir::udf::keys::KeyGroups;
+use crate::time::{Ctx, END, Timed, Timer};
+use crate::wit::weir::udf::keys::{Fired, KeyGroups};
 use crate::wit::weir::udf::types::{
     Batch, Column, Output, OutputColumn, ParamValue, UdfError, Values, VarWidth,
 };
@@ -38,18 +39,75 @@ use crate::{ReadRow, ReadValue, Row};
 #[derive(Debug, Default)]
 pub struct Harness {
     params: Params,
-    state: BTreeMap<(Vec<u8>, String), Vec<u8>>,
+    state: MemoryState,
 }
 
-/// A batch of `rows`, kept for the rest of the test so that rows may borrow from it.
+/// A batch of `rows`, kept for the rest of the test so that rows may borrow
+/// from it; row `i` is valid over `[i, i + 1)`.
 fn batch_of<I: Row>(rows: Vec<I>) -> &'static Batch {
+    let n = rows.len() as i64;
+    batch_with(rows, (0..n).collect(), (1..=n).collect())
+}
+
+/// A batch of `rows` valid over the intervals `start`..`end`, kept for the
+/// rest of the test.
+fn batch_with<I: Row>(rows: Vec<I>, start: Vec<i64>, end: Vec<i64>) -> &'static Batch {
     let (count, columns) = encode_rows(rows);
     Box::leak(Box::new(Batch {
         rows: count as u32,
-        start: (0..count as i64).collect(),
-        end: (1..=count as i64).collect(),
+        start,
+        end,
         columns,
     }))
+}
+
+/// One input of a timed reducer's test ([`Harness::timed_reduce`]): a row
+/// valid over `[start, end)`, or a CTI.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<I> {
+    /// A row and its interval.
+    Row {
+        /// Start (inclusive).
+        start: i64,
+        /// End (exclusive).
+        end: i64,
+        /// The row.
+        row: I,
+    },
+    /// A CTI: no later row starts before it. [`END`] ends the input.
+    Cti(i64),
+}
+
+impl<I> Input<I> {
+    /// A row valid over `[start, end)`.
+    ///
+    /// ```
+    /// use weir_sdk::testing::Input;
+    /// assert_eq!(Input::row(1, 2, "r"), Input::Row { start: 1, end: 2, row: "r" });
+    /// ```
+    pub fn row(start: i64, end: i64, row: I) -> Self {
+        Input::Row { start, end, row }
+    }
+
+    /// A CTI at `t`.
+    ///
+    /// ```
+    /// use weir_sdk::testing::Input;
+    /// assert_eq!(Input::<()>::cti(10), Input::Cti(10));
+    /// ```
+    pub fn cti(t: i64) -> Self {
+        Input::Cti(t)
+    }
+
+    /// The end of the input: the CTI at [`END`], which fires every timer.
+    ///
+    /// ```
+    /// use weir_sdk::testing::Input;
+    /// assert_eq!(Input::<()>::end(), Input::Cti(weir_sdk::time::END));
+    /// ```
+    pub fn end() -> Self {
+        Input::Cti(END)
+    }
 }
 
 /// Decodes the output rows of `input` from columns kept for the rest of the
@@ -170,7 +228,163 @@ impl Harness {
         R: IntoIterator<Item = O>,
     {
         let batch = batch_of(rows);
-        let column = I::NAMES
+        let keys = self.state.key_groups(batch, I::NAMES, key_column)?;
+        let out = run::reduce(f, batch, &keys, &mut self.state)?;
+        decode_kept(batch, out)
+    }
+
+    /// Runs a timed reducer (`export_reducer!(f, on_time = on_time)`) keyed
+    /// by the column `key_column` of `I` over `inputs` as the host would:
+    /// the rows between two CTIs as one batch, then at each CTI the timers
+    /// at or before it. Returns every row emitted with its interval (a row
+    /// `f` emits has its input row's). State and timers persist in the
+    /// harness across calls. A row `on_time` emits must start at or after
+    /// the CTI before the one that fired it, and end after it starts.
+    pub fn timed_reduce<I, S, O, R, T>(
+        &mut self,
+        key_column: &str,
+        f: impl Fn(&Key<'_>, I, &mut S, &mut Ctx<'_>) -> R,
+        on_time: impl Fn(&Key<'_>, Timer, &mut S, &mut Ctx<'_>) -> T,
+        inputs: Vec<Input<I>>,
+    ) -> Result<Vec<Timed<O>>, UdfError>
+    where
+        I: ReadRow<'static>,
+        S: Serialize + DeserializeOwned + Default,
+        O: ReadRow<'static>,
+        R: IntoIterator<Item = O>,
+        T: IntoIterator<Item = Timed<O>>,
+    {
+        let mut out = Vec::new();
+        let (mut rows, mut start, mut end) = (Vec::new(), Vec::new(), Vec::new());
+        let mut inputs = inputs.into_iter().peekable();
+        while let Some(input) = inputs.next() {
+            match input {
+                Input::Row {
+                    start: s,
+                    end: e,
+                    row,
+                } => {
+                    rows.push(row);
+                    start.push(s);
+                    end.push(e);
+                }
+                Input::Cti(cti) => {
+                    if self.state.cti.is_some_and(|last| cti <= last) {
+                        continue;
+                    }
+                    out.extend(self.fire(cti, &on_time)?);
+                    self.state.cti = Some(cti);
+                    continue;
+                }
+            }
+            if matches!(inputs.peek(), Some(Input::Row { .. })) {
+                continue;
+            }
+            let batch = batch_with(
+                std::mem::take(&mut rows),
+                std::mem::take(&mut start),
+                std::mem::take(&mut end),
+            );
+            let keys = self.state.key_groups(batch, I::NAMES, key_column)?;
+            let output = run::reduce_timed(&f, batch, &keys, &mut self.state)?;
+            let parents = output.parents.clone();
+            for (row, p) in decode_kept::<O>(batch, output)?.into_iter().zip(parents) {
+                out.push(Timed::new(
+                    batch.start[p as usize],
+                    batch.end[p as usize],
+                    row,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fires the timers at or before `cti` (as the host does: again while
+    /// `on_time` sets timers at or before it, a bounded number of times).
+    fn fire<S, O, T>(
+        &mut self,
+        cti: i64,
+        on_time: &impl Fn(&Key<'_>, Timer, &mut S, &mut Ctx<'_>) -> T,
+    ) -> Result<Vec<Timed<O>>, UdfError>
+    where
+        S: Serialize + DeserializeOwned + Default,
+        O: ReadRow<'static>,
+        T: IntoIterator<Item = Timed<O>>,
+    {
+        let mut out = Vec::new();
+        for _ in 0..=64 {
+            let fired = self.state.take_due(cti);
+            if fired.at.is_empty() {
+                return Ok(out);
+            }
+            let timed = run::on_cti(on_time, cti, &fired, &mut self.state)?;
+            let n = timed.start.len();
+            let rows: Vec<O> = decode_rows(Box::leak(timed.columns.into_boxed_slice()), n)?;
+            for ((row, start), end) in rows.into_iter().zip(timed.start).zip(timed.end) {
+                if end <= start {
+                    return Err(UdfError::new(format!(
+                        "on_time emitted a row over the empty interval [{start}, {end}) at CTI {cti}"
+                    )));
+                }
+                if let Some(last) = self.state.last_cti()
+                    && start < last
+                {
+                    return Err(UdfError::new(format!(
+                        "on_time emitted a row starting at {start} at CTI {cti}, before CTI {last} that had already passed: the host refuses it"
+                    )));
+                }
+                out.push(Timed::new(start, end, row));
+            }
+        }
+        Err(UdfError::new(format!(
+            "on_time keeps setting timers at or before CTI {cti}: the host gives up on it"
+        )))
+    }
+
+    /// Runs a scalar function.
+    pub fn scalar<A: ReadRow<'static>, R: ReadValue<'static>>(
+        &self,
+        f: impl Fn(A) -> R,
+        rows: Vec<A>,
+    ) -> Result<Vec<R>, UdfError> {
+        let count = rows.len();
+        let column: &'static crate::Column = Box::leak(Box::new(run::scalar(f, batch_of(rows))?));
+        let reader = R::reader("result", column, count)?;
+        // SAFETY: `i < count`, the row count the reader was checked for.
+        Ok((0..count).map(|i| unsafe { R::read(&reader, i) }).collect())
+    }
+}
+
+/// Keyed state and timers in memory: what [`Harness`] keeps between calls,
+/// and a [`StateStore`] to try a [`Ctx`] with.
+///
+/// ```
+/// use weir_sdk::StateStore;
+/// let mut state = weir_sdk::testing::MemoryState::default();
+/// // No key group in a call yet: nothing is kept.
+/// state.put(0, "state", b"x");
+/// assert_eq!(state.get(0, "state"), None);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState {
+    /// The key of each group of the current call.
+    keys: Vec<Vec<u8>>,
+    values: BTreeMap<(Vec<u8>, String), Vec<u8>>,
+    timers: BTreeSet<(i64, Vec<u8>)>,
+    /// The last CTI passed.
+    cti: Option<i64>,
+}
+
+impl MemoryState {
+    /// The key groups of `batch` by its column `key_column` (of `names`),
+    /// which become the current call's groups.
+    fn key_groups(
+        &mut self,
+        batch: &Batch,
+        names: &[&str],
+        key_column: &str,
+    ) -> Result<KeyGroups, UdfError> {
+        let column = names
             .iter()
             .position(|n| *n == key_column)
             .map(|i| &batch.columns[i])
@@ -206,47 +420,81 @@ impl Harness {
             keys.data.extend_from_slice(k);
             keys.offsets.push(keys.data.len() as u32);
         }
-        let mut store = MapState {
-            keys: &distinct,
-            map: &mut self.state,
+        self.keys = distinct;
+        Ok(KeyGroups { keys, groups })
+    }
+
+    /// Takes the timers at or before `cti` out, by time then key, and makes
+    /// their keys the current call's groups.
+    fn take_due(&mut self, cti: i64) -> Fired {
+        let due: Vec<(i64, Vec<u8>)> = self
+            .timers
+            .iter()
+            .take_while(|(at, _)| *at <= cti)
+            .cloned()
+            .collect();
+        let mut fired = Fired {
+            keys: KeyGroups {
+                keys: VarWidth {
+                    offsets: vec![0],
+                    data: Vec::new(),
+                },
+                groups: Vec::new(),
+            },
+            at: Vec::new(),
         };
-        let out = run::reduce(f, batch, &KeyGroups { keys, groups }, &mut store)?;
-        decode_kept(batch, out)
+        self.keys.clear();
+        for (at, key) in due {
+            self.timers.remove(&(at, key.clone()));
+            let g = match self.keys.iter().position(|k| *k == key) {
+                Some(g) => g,
+                None => {
+                    fired.keys.keys.data.extend_from_slice(&key);
+                    fired
+                        .keys
+                        .keys
+                        .offsets
+                        .push(fired.keys.keys.data.len() as u32);
+                    self.keys.push(key);
+                    self.keys.len() - 1
+                }
+            };
+            fired.keys.groups.push(g as u32);
+            fired.at.push(at);
+        }
+        fired
     }
 
-    /// Runs a scalar function.
-    pub fn scalar<A: ReadRow<'static>, R: ReadValue<'static>>(
-        &self,
-        f: impl Fn(A) -> R,
-        rows: Vec<A>,
-    ) -> Result<Vec<R>, UdfError> {
-        let count = rows.len();
-        let column: &'static crate::Column = Box::leak(Box::new(run::scalar(f, batch_of(rows))?));
-        let reader = R::reader("result", column, count)?;
-        // SAFETY: `i < count`, the row count the reader was checked for.
-        Ok((0..count).map(|i| unsafe { R::read(&reader, i) }).collect())
+    /// The last CTI passed.
+    fn last_cti(&self) -> Option<i64> {
+        self.cti
     }
 }
 
-struct MapState<'a> {
-    keys: &'a [Vec<u8>],
-    map: &'a mut BTreeMap<(Vec<u8>, String), Vec<u8>>,
-}
-
-impl StateStore for MapState<'_> {
+impl StateStore for MemoryState {
     fn get(&mut self, group: u32, name: &str) -> Option<Vec<u8>> {
         let key = self.keys.get(group as usize)?;
-        self.map.get(&(key.clone(), name.to_string())).cloned()
+        self.values.get(&(key.clone(), name.to_string())).cloned()
     }
     fn put(&mut self, group: u32, name: &str, value: &[u8]) {
         if let Some(key) = self.keys.get(group as usize) {
-            self.map
+            self.values
                 .insert((key.clone(), name.to_string()), value.to_vec());
         }
     }
     fn delete(&mut self, group: u32, name: &str) {
         if let Some(key) = self.keys.get(group as usize) {
-            self.map.remove(&(key.clone(), name.to_string()));
+            self.values.remove(&(key.clone(), name.to_string()));
+        }
+    }
+    fn set_timer(&mut self, group: u32, at: i64) {
+        if let Some(key) = self.keys.get(group as usize) {
+            self.timers.insert((at, key.clone()));
+        }
+    }
+    fn cancel_timer(&mut self, group: u32, at: i64) {
+        if let Some(key) = self.keys.get(group as usize) {
+            self.timers.remove(&(at, key.clone()));
         }
     }
 }

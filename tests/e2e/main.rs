@@ -691,8 +691,9 @@ fn udf_inspect_shows_world_version_and_imports() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let version = weir::wasm::ModuleVersion::of(&std::fs::read(&component).expect("read"));
-    assert!(text.contains("world:    weir:udf/reducer"), "{text}");
+    assert!(text.contains("world:    weir:udf/timed-reducer"), "{text}");
     assert!(text.contains("wit:      weir:udf@0.2.0"), "{text}");
+    assert!(text.contains("weir:udf/timers@0.2.0"), "{text}");
     assert!(
         text.contains(&format!("module:   {}", version.hex())),
         "{text}"

@@ -13,14 +13,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use weir_core::entry::{END, Entry};
 use weir_core::plan::{CtiPolicy, ErrorPolicy, Recovery, StageKind, UdfSpec};
 use weir_core::schema::{ColumnType, Field, event_schema, field};
 use weir_core::stage::UdfStage;
 use weir_core::udf::{
-    KeyedState, Limits, NativeCall, NativeResult, NativeUdf, OutputColumn, Signature, UdfOutput,
-    decode_entry,
+    CallError, KeyedState, Limits, NativeCall, NativeResult, NativeTimerCall, NativeUdf,
+    OutputColumn, Signature, StateWrite, TIMERS, TimedOutput, UdfOutput, decode_entry,
+    decode_timers, encode_timers,
 };
 use weir_core::vertex::{CtiGen, Operator, Resume, Vertex, VertexSnapshot};
 
@@ -138,8 +140,133 @@ fn count_per_user() -> NativeUdf {
     )
 }
 
+/// The width of the windows [`windowed_count`] counts in.
+const WINDOW: i64 = 8;
+
+/// A key's open windows: (start, clicks) each.
+type Windows = Vec<(i64, i64)>;
+
+/// A key's open windows, kept under "w".
+fn windows_of(names: Option<&BTreeMap<String, Vec<u8>>>) -> Windows {
+    names
+        .and_then(|n| n.get("w"))
+        .map(|b| postcard::from_bytes(b).expect("windows"))
+        .unwrap_or_default()
+}
+
+/// Counts clicks per user in tumbling windows of [`WINDOW`], each emitted
+/// as a point at its end once a CTI passes it: a timed reducer, whose
+/// timers live in host-owned state.
+fn windowed_count() -> NativeUdf {
+    let signature = Signature {
+        reads: vec![field("user", ColumnType::Utf8, false)],
+        reads_interval: true,
+        writes: vec![
+            field("user", ColumnType::Utf8, false),
+            field("window", ColumnType::Int64, false),
+            field("clicks", ColumnType::Int64, false),
+        ],
+        passthrough: false,
+    };
+    // Rows never emit: the windows go out as CTIs pass.
+    let columns = vec![
+        OutputColumn::Written(Arc::new(StringArray::from(Vec::<String>::new()))),
+        OutputColumn::Written(Arc::new(Int64Array::from(Vec::<i64>::new()))),
+        OutputColumn::Written(Arc::new(Int64Array::from(Vec::<i64>::new()))),
+    ];
+    NativeUdf::new(
+        "windowed_count",
+        signature,
+        move |call: NativeCall<'_>| -> NativeResult {
+            let starts = call.batch.column(0).as_primitive::<Int64Type>();
+            let keys = call.keys.expect("a reducer gets keys");
+            let mut groups: BTreeMap<u32, (Windows, Vec<i64>)> = BTreeMap::new();
+            for (row, &g) in keys.groups.iter().enumerate() {
+                let (windows, timers) = groups.entry(g).or_insert_with(|| {
+                    let names = call.state.get(keys.key(g as usize));
+                    let timers = names
+                        .and_then(|n| n.get(TIMERS))
+                        .map(|b| decode_timers(b))
+                        .unwrap_or_default();
+                    (windows_of(names), timers)
+                });
+                let start = starts.value(row).div_euclid(WINDOW) * WINDOW;
+                match windows.iter_mut().find(|(s, _)| *s == start) {
+                    Some((_, n)) => *n += 1,
+                    None => {
+                        windows.push((start, 1));
+                        timers.push(start + WINDOW);
+                        timers.sort_unstable();
+                        timers.dedup();
+                    }
+                }
+            }
+            let writes: Vec<StateWrite> = groups
+                .into_iter()
+                .map(|(g, (windows, timers))| {
+                    let names = BTreeMap::from([
+                        (
+                            "w".to_string(),
+                            Some(postcard::to_allocvec(&windows).expect("encodes")),
+                        ),
+                        (TIMERS.to_string(), Some(encode_timers(&timers))),
+                    ]);
+                    (keys.key(g as usize).to_vec(), names)
+                })
+                .collect();
+            let output = UdfOutput {
+                parents: Vec::new(),
+                columns: columns.clone(),
+            };
+            Ok((output, writes))
+        },
+    )
+    .with_timers(
+        |call: NativeTimerCall<'_>| -> Result<(TimedOutput, Vec<StateWrite>), CallError> {
+            let fired = call.fired;
+            let mut open: BTreeMap<Vec<u8>, Windows> = BTreeMap::new();
+            let (mut users, mut windows, mut clicks) = (Vec::new(), Vec::new(), Vec::new());
+            let mut at = Vec::new();
+            for i in 0..fired.len() {
+                let key = fired.key(i).to_vec();
+                let list = open
+                    .entry(key.clone())
+                    .or_insert_with(|| windows_of(call.state.get(&key)));
+                let start = fired.at[i] - WINDOW;
+                let Some(k) = list.iter().position(|(s, _)| *s == start) else {
+                    continue;
+                };
+                let (_, n) = list.remove(k);
+                users.push(String::from_utf8(key).expect("utf8 key"));
+                windows.push(start);
+                clicks.push(n);
+                at.push(fired.at[i]);
+            }
+            let writes = open
+                .into_iter()
+                .map(|(key, list)| {
+                    let value =
+                        (!list.is_empty()).then(|| postcard::to_allocvec(&list).expect("encodes"));
+                    (key, BTreeMap::from([("w".to_string(), value)]))
+                })
+                .collect();
+            let output = TimedOutput {
+                end: at.iter().map(|t| t + 1).collect(),
+                start: at,
+                columns: vec![
+                    Arc::new(StringArray::from(users)),
+                    Arc::new(Int64Array::from(windows)),
+                    Arc::new(Int64Array::from(clicks)),
+                ],
+            };
+            Ok((output, writes))
+        },
+    )
+}
+
 /// The job: two sources with CTI policies -> union (replay recovery) ->
-/// a per-user count (checkpoints every other CTI).
+/// a per-user count (checkpoints every other CTI) and a per-user count in
+/// windows emitted by timers (checkpoints every third CTI).
 struct Job {
     /// Per vertex: its input streams and its output and dead-letter streams.
     wiring: Vec<(Vec<usize>, usize, usize)>,
@@ -147,17 +274,19 @@ struct Job {
 
 const INPUT_A: usize = 0;
 const INPUT_B: usize = 1;
-const STREAMS: usize = 10;
+const STREAMS: usize = 12;
 const RESULT: usize = 8;
+const WINDOWS: usize = 10;
 
 impl Job {
     fn new() -> Job {
         Job {
             wiring: vec![
-                (vec![INPUT_A], 2, 3), // source a
-                (vec![INPUT_B], 4, 5), // source b
-                (vec![2, 4], 6, 7),    // union
-                (vec![6], RESULT, 9),  // count
+                (vec![INPUT_A], 2, 3),  // source a
+                (vec![INPUT_B], 4, 5),  // source b
+                (vec![2, 4], 6, 7),     // union
+                (vec![6], RESULT, 9),   // count
+                (vec![6], WINDOWS, 11), // windows
             ],
         }
     }
@@ -177,6 +306,25 @@ impl Job {
                 Recovery::Checkpoint { every: 2 },
             ),
             2 => ("all", Operator::Union, Recovery::Replay { window: 2 }),
+            4 => {
+                let spec = UdfSpec {
+                    kind: StageKind::Reducer,
+                    component: "native:windowed_count".into(),
+                    params: Vec::new(),
+                    key: Some("user".into()),
+                    output: None,
+                    on_trap: ErrorPolicy::Fail,
+                    limits: Limits::default(),
+                };
+                let stage =
+                    UdfStage::new("windows", &spec, Box::new(windowed_count()), schema.clone())
+                        .expect("stage");
+                (
+                    "windows",
+                    Operator::Udf(Box::new(stage)),
+                    Recovery::Checkpoint { every: 3 },
+                )
+            }
             _ => {
                 let spec = UdfSpec {
                     kind: StageKind::Reducer,
@@ -396,6 +544,14 @@ fn crashes_at_any_point_leave_the_output_of_an_uninterrupted_run() {
             !expected[RESULT].is_empty(),
             "seed {seed}: the job writes a result"
         );
+        let window_rows: usize = expected[WINDOWS]
+            .values()
+            .map(|b| match Entry::decode(b) {
+                Ok(Entry::Batch { batch, .. }) => batch.num_rows(),
+                _ => 0,
+            })
+            .sum();
+        assert!(window_rows > 0, "seed {seed}: the timers emit windows");
         let (got, crashes) =
             run(&inputs, seed, true).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         total_crashes += crashes;

@@ -466,12 +466,7 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("file:     {}", file.display());
-    let world = if module.migrates() {
-        "migrating-reducer"
-    } else {
-        module.world.name()
-    };
-    println!("world:    weir:udf/{world}");
+    println!("world:    weir:udf/{}", module.world_name());
     println!("wit:      weir:udf@{wit}");
     println!("module:   {}", module.version.hex());
     println!("size:     {} bytes", module.size);

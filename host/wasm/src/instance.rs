@@ -22,6 +22,8 @@ pub use crate::udf::{
     encode_entry,
 };
 
+mod timers;
+
 /// The largest linear memory any instance may have (the pool's slot size).
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
 
@@ -62,6 +64,18 @@ impl api::weir::udf::log::Host for HostCtx {
     }
 }
 
+impl HostCtx {
+    /// A state write to the name timers are kept under, which only the
+    /// `timers` interface may change: left out, with a line in the log.
+    fn reserved(&mut self) {
+        if self.logs.len() < MAX_LOG_LINES_PER_CALL {
+            self.logs.push(
+                "[Warn] a state write to the name timers are kept under was left out; use the timers interface".into(),
+            );
+        }
+    }
+}
+
 impl api::weir::udf::types::Host for HostCtx {}
 impl api::weir::udf::keys::Host for HostCtx {}
 
@@ -75,11 +89,17 @@ impl api::weir::udf::state::Host for HostCtx {
         self.state.get().get(key.as_slice())?.get(&name).cloned()
     }
     fn put(&mut self, group: u32, name: String, value: Vec<u8>) {
+        if name == crate::udf::TIMERS {
+            return self.reserved();
+        }
         if let Some(w) = self.overlay.writes.get_mut(group as usize) {
             w.insert(name, Some(value));
         }
     }
     fn delete(&mut self, group: u32, name: String) {
+        if name == crate::udf::TIMERS {
+            return self.reserved();
+        }
         if let Some(w) = self.overlay.writes.get_mut(group as usize) {
             w.insert(name, None);
         }
@@ -169,6 +189,8 @@ pub struct Instance {
     exports: Exports,
     /// The world's per-batch export, called with borrowed buffers.
     batch_call: BatchCall,
+    /// A timed reducer's `on-cti`.
+    timer_call: Option<Func>,
     clock: EventClock,
     random: SeededRandom,
     stdout: CallOutput,
@@ -206,7 +228,7 @@ impl Instance {
         limits: Limits,
     ) -> Result<Self, CallError> {
         let params = to_params(params);
-        let (store, (exports, batch_call), clock, random, stdout, stderr) =
+        let (store, (exports, batch_call, timer_call), clock, random, stdout, stderr) =
             Self::instantiate(&runtime, &module, stage, &limits, KeyedStore::default())?;
         let id = ModuleId {
             version: module.version.clone(),
@@ -222,6 +244,7 @@ impl Instance {
             store,
             exports,
             batch_call,
+            timer_call,
             clock,
             random,
             stdout,
@@ -248,7 +271,7 @@ impl Instance {
     ) -> Result<
         (
             Store<HostCtx>,
-            (Exports, BatchCall),
+            (Exports, BatchCall, Option<Func>),
             EventClock,
             SeededRandom,
             CallOutput,
@@ -315,7 +338,15 @@ impl Instance {
             }
         };
         let batch_call = BatchCall::new(&mut store, &instance, module.world).map_err(fail)?;
-        Ok((store, (exports, batch_call), clock, random, stdout, stderr))
+        let timer_call = timers::timer_func(&mut store, &instance).map_err(fail)?;
+        Ok((
+            store,
+            (exports, batch_call, timer_call),
+            clock,
+            random,
+            stdout,
+            stderr,
+        ))
     }
 
     fn init(&mut self) -> Result<Signature, CallError> {
@@ -398,16 +429,18 @@ impl Instance {
     /// again), keeping the host-owned state.
     pub fn reset(&mut self) -> Result<(), CallError> {
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let (store, (exports, batch_call), clock, random, stdout, stderr) = Self::instantiate(
-            &self.runtime,
-            &self.module,
-            &self.stage,
-            &self.limits,
-            state,
-        )?;
+        let (store, (exports, batch_call, timer_call), clock, random, stdout, stderr) =
+            Self::instantiate(
+                &self.runtime,
+                &self.module,
+                &self.stage,
+                &self.limits,
+                state,
+            )?;
         self.store = store;
         self.exports = exports;
         self.batch_call = batch_call;
+        self.timer_call = timer_call;
         self.clock = clock;
         self.random = random;
         self.stdout = stdout;
@@ -619,6 +652,17 @@ impl Udf for Instance {
 
     fn migrate(&mut self, from: &str, position: u64) -> Result<(), CallError> {
         self.migrate_state(from, position)
+    }
+
+    fn timed(&self) -> bool {
+        self.timer_call.is_some()
+    }
+
+    fn on_cti(
+        &mut self,
+        call: crate::udf::TimerCall<'_>,
+    ) -> Result<crate::udf::TimedOutput, CallFailure> {
+        self.fire(call)
     }
 }
 

@@ -147,6 +147,22 @@ impl Module {
     pub fn migrates(&self) -> bool {
         self.world == World::Reducer && self.exports.iter().any(|e| e == "migrate")
     }
+
+    /// Whether it exports `on-cti` (a timed reducer), called as CTIs fire
+    /// its timers.
+    pub fn timed(&self) -> bool {
+        self.world == World::Reducer && self.exports.iter().any(|e| e == "on-cti")
+    }
+
+    /// The full name of the world it exports, e.g. `timed-reducer`.
+    pub fn world_name(&self) -> &'static str {
+        match (self.timed(), self.migrates()) {
+            (true, true) => "timed-migrating-reducer",
+            (true, false) => "timed-reducer",
+            (false, true) => "migrating-reducer",
+            (false, false) => self.world.name(),
+        }
+    }
 }
 
 impl fmt::Debug for Module {
@@ -169,6 +185,7 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "weir:udf/keys",
     "weir:udf/log",
     "weir:udf/state",
+    "weir:udf/timers",
     "wasi:io/error",
     "wasi:io/poll",
     "wasi:io/streams",

@@ -20,7 +20,7 @@ pub fn stage(
         .load_file(&spec.component)
         .map_err(|e| StageError::Load {
             stage: name.to_string(),
-            source: Box::new(e),
+            reason: Box::new(e),
         })?;
     stage_with_module(runtime, name, spec, module, input_schema)
 }

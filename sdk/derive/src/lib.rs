@@ -204,10 +204,17 @@ pub fn __world_bindings(input: TokenStream) -> TokenStream {
     let world = world.value();
     let wit = LitStr::new(WIT, proc_macro2::Span::call_site());
     let qualified = format!("weir:udf/{world}");
-    let reducer_only = if world == "reducer" || world == "migrating-reducer" {
+    let reducer_only = if world.ends_with("reducer") {
         quote! {
             "weir:udf/keys@0.2.0": ::weir_sdk::wit::weir::udf::keys,
             "weir:udf/state@0.2.0": ::weir_sdk::wit::weir::udf::state,
+        }
+    } else {
+        quote! {}
+    };
+    let timed_only = if world.starts_with("timed-") {
+        quote! {
+            "weir:udf/timers@0.2.0": ::weir_sdk::wit::weir::udf::timers,
         }
     } else {
         quote! {}
@@ -221,6 +228,7 @@ pub fn __world_bindings(input: TokenStream) -> TokenStream {
                 "weir:udf/types@0.2.0": ::weir_sdk::wit::weir::udf::types,
                 "weir:udf/log@0.2.0": ::weir_sdk::wit::weir::udf::log,
                 #reducer_only
+                #timed_only
             },
         });
     }

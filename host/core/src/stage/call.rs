@@ -124,7 +124,7 @@ impl UdfStage {
         Ok(out)
     }
 
-    fn malformed(&self, first: u64, rows: usize, message: String) -> StageError {
+    pub(super) fn malformed(&self, first: u64, rows: usize, message: String) -> StageError {
         StageError::Output {
             stage: self.name.clone(),
             module: self.udf.module().version.to_string(),
@@ -134,7 +134,7 @@ impl UdfStage {
         }
     }
 
-    fn reset(&mut self) -> Result<(), StageError> {
+    pub(super) fn reset(&mut self) -> Result<(), StageError> {
         // A fresh instance starts its segment's clock and random sequence again.
         self.seeded = false;
         self.udf.reset().map_err(|e| StageError::Mismatch {

@@ -26,19 +26,21 @@ use crate::udf::{
 };
 
 mod call;
+mod timers;
 
 use call::InputLayout;
+pub use timers::TIMERS_PER_CALL;
 
 /// Why a stage could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     /// The component was refused.
-    #[error("stage `{stage}`: {source}")]
+    #[error("stage `{stage}`: {reason}")]
     Load {
         /// Stage name.
         stage: String,
-        /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Why (said in full here, so not also a source).
+        reason: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The component does not fit the stage.
     #[error("stage `{stage}` (module {module}): {message}")]
@@ -76,6 +78,24 @@ pub enum StageError {
         position: u64,
         /// The failure.
         error: CallError,
+    },
+    /// A timer's `on-cti` call failed under policy `fail`.
+    #[error(
+        "stage `{stage}` (module {module}) {error} firing the timer at {at} of key {key} as CTI {cti} passed"
+    )]
+    Timer {
+        /// Stage name.
+        stage: String,
+        /// Module version.
+        module: String,
+        /// The CTI passing.
+        cti: i64,
+        /// The timer's key, as JSON.
+        key: String,
+        /// The timer's time.
+        at: i64,
+        /// The failure.
+        error: Box<CallError>,
     },
     /// The UDF returned output that breaks the contract.
     #[error(
@@ -289,6 +309,12 @@ impl UdfStage {
         } else {
             writes.clone()
         };
+        if udf.timed() && passthrough {
+            return Err(mismatch(
+                &module,
+                "a timed reducer cannot pass its input's columns through: the rows it emits as a CTI passes have no input row".into(),
+            ));
+        }
         let output_schema = event_schema(&output_fields);
         // Each output column is a written one (by its index in `writes`) or,
         // for the interval and a filter's columns, carried over from the input.

@@ -3,7 +3,7 @@
 //! and the errors a call can end in. The Wasm runtime implements it for
 //! sandboxed components; tests implement it with native closures.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -13,8 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::schema::Field;
 
 mod native;
+mod timers;
 
-pub use native::{NativeCall, NativeResult, NativeUdf, StateWrite};
+pub use native::{NativeCall, NativeResult, NativeTimerCall, NativeUdf, StateWrite};
+pub use timers::{Fired, TIMERS, decode_timers, encode_timers};
 
 /// The SHA-256 of a component's bytes, in hex: the identity of a UDF version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -187,6 +189,41 @@ pub trait Udf: Send {
     /// Converts the keyed state left by version `from` (hex); `position`
     /// seeds randomness. Writes apply only if it succeeds.
     fn migrate(&mut self, from: &str, position: u64) -> Result<(), CallError>;
+    /// Whether it is a timed reducer: one with `on-cti`.
+    fn timed(&self) -> bool {
+        false
+    }
+    /// Calls `on-cti` with timers that fired (already gone from the state);
+    /// its state writes apply only if it succeeds.
+    fn on_cti(&mut self, call: TimerCall<'_>) -> Result<TimedOutput, CallFailure> {
+        let _ = call;
+        Err(CallFailure::Malformed(
+            "the UDF has no on-cti, so it cannot fire timers".into(),
+        ))
+    }
+}
+
+/// One `on-cti` call: the CTI passing and the timers it fired.
+#[derive(Debug)]
+pub struct TimerCall<'a> {
+    /// The CTI.
+    pub cti: i64,
+    /// The timers, by time then key.
+    pub fired: &'a Fired,
+    /// Seeds the call's random numbers (its clock reads `cti`).
+    pub seed: u64,
+}
+
+/// Rows a timed reducer emits as a CTI passes: each with the interval the
+/// UDF gave it, and the written columns in the signature's order.
+#[derive(Debug, Clone)]
+pub struct TimedOutput {
+    /// Interval starts.
+    pub start: Vec<i64>,
+    /// Interval ends.
+    pub end: Vec<i64>,
+    /// The columns of `writes`, `start.len()` rows each.
+    pub columns: Vec<ArrayRef>,
 }
 
 /// Keyed state of a reducer stage: key bytes → name → value.
@@ -212,6 +249,8 @@ pub type StateChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 pub struct KeyedStore {
     state: KeyedState,
     dirty: HashSet<Vec<u8>>,
+    /// Every key's timers (kept under [`TIMERS`] in its state), by time.
+    timers: BTreeSet<(i64, Vec<u8>)>,
 }
 
 impl KeyedStore {
@@ -224,6 +263,7 @@ impl KeyedStore {
     pub fn set(&mut self, state: KeyedState) {
         self.state = state;
         self.dirty.clear();
+        self.index_timers();
     }
 
     /// Applies the writes of a call that succeeded: per key, names set to a
@@ -239,6 +279,10 @@ impl KeyedStore {
             if !self.dirty.contains(&key) {
                 self.dirty.insert(key.clone());
             }
+            let timed = writes.contains_key(TIMERS);
+            if timed {
+                self.unindex_timers(&key);
+            }
             let apply = |names: &mut BTreeMap<String, Vec<u8>>| {
                 for (name, value) in writes {
                     match value {
@@ -247,6 +291,7 @@ impl KeyedStore {
                     };
                 }
             };
+            let index = timed.then(|| key.clone());
             match self.state.entry(key) {
                 std::collections::btree_map::Entry::Occupied(mut held) => {
                     apply(held.get_mut());
@@ -261,6 +306,9 @@ impl KeyedStore {
                         slot.insert(names);
                     }
                 }
+            }
+            if let Some(key) = index {
+                self.index_key_timers(&key);
             }
         }
     }

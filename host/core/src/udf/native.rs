@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 
 use super::{
-    Call, CallError, CallFailure, KeyGroups, KeyedState, KeyedStore, ModuleId, ModuleVersion,
-    Signature, Udf, UdfOutput,
+    Call, CallError, CallFailure, Fired, KeyGroups, KeyedState, KeyedStore, ModuleId,
+    ModuleVersion, Signature, TimedOutput, TimerCall, Udf, UdfOutput,
 };
 
 /// What a native UDF gets for one call.
@@ -33,6 +33,20 @@ pub type StateWrite = (Vec<u8>, BTreeMap<String, Option<Vec<u8>>>);
 
 type NativeFn = dyn FnMut(NativeCall<'_>) -> NativeResult + Send;
 
+/// What a native timed reducer's `on-cti` gets.
+#[derive(Debug)]
+pub struct NativeTimerCall<'a> {
+    /// The CTI passing.
+    pub cti: i64,
+    /// The timers it fired (no longer in the state).
+    pub fired: &'a Fired,
+    /// The keyed state before the call.
+    pub state: &'a KeyedState,
+}
+
+type NativeTimerFn =
+    dyn FnMut(NativeTimerCall<'_>) -> Result<(TimedOutput, Vec<StateWrite>), CallError> + Send;
+
 /// A UDF whose body is a Rust closure. Its module version is the SHA-256 of
 /// its name, so two native UDFs of one name are one version.
 pub struct NativeUdf {
@@ -41,6 +55,7 @@ pub struct NativeUdf {
     state: KeyedStore,
     segment: (i64, u64),
     body: Box<NativeFn>,
+    on_cti: Option<Box<NativeTimerFn>>,
 }
 
 impl std::fmt::Debug for NativeUdf {
@@ -67,7 +82,20 @@ impl NativeUdf {
             state: KeyedStore::default(),
             segment: (0, 0),
             body: Box::new(body),
+            on_cti: None,
         }
+    }
+
+    /// Makes it a timed reducer whose `on-cti` runs `on_cti`. Its bodies set
+    /// timers by writing a key's [`super::TIMERS`] ([`super::encode_timers`]).
+    pub fn with_timers(
+        mut self,
+        on_cti: impl FnMut(NativeTimerCall<'_>) -> Result<(TimedOutput, Vec<StateWrite>), CallError>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.on_cti = Some(Box::new(on_cti));
+        self
     }
 }
 
@@ -128,5 +156,24 @@ impl Udf for NativeUdf {
 
     fn migrate(&mut self, _from: &str, _position: u64) -> Result<(), CallError> {
         Ok(())
+    }
+
+    fn timed(&self) -> bool {
+        self.on_cti.is_some()
+    }
+
+    fn on_cti(&mut self, call: TimerCall<'_>) -> Result<TimedOutput, CallFailure> {
+        let Some(on_cti) = self.on_cti.as_mut() else {
+            return Err(CallFailure::Malformed("the UDF has no on-cti".into()));
+        };
+        self.segment = (call.cti, call.seed);
+        let (output, writes) = on_cti(NativeTimerCall {
+            cti: call.cti,
+            fired: call.fired,
+            state: self.state.get(),
+        })
+        .map_err(CallFailure::Failed)?;
+        self.state.apply(writes);
+        Ok(output)
     }
 }

@@ -339,7 +339,7 @@ impl Vertex {
         match self.merge.as_mut() {
             None => match entry {
                 Entry::Batch { batch, .. } => self.on_batch(seq, batch, &mut fx)?,
-                Entry::Cti(t) => self.on_cti(t, &mut fx),
+                Entry::Cti(t) => self.on_cti(seq, t, &mut fx)?,
             },
             Some(merge) => {
                 let merged = match entry {
@@ -354,7 +354,7 @@ impl Vertex {
                 for m in ready {
                     match m {
                         Merged::Batch(batch) => self.on_batch(seq, batch, &mut fx)?,
-                        Merged::Cti(t) => self.on_cti(t, &mut fx),
+                        Merged::Cti(t) => self.on_cti(seq, t, &mut fx)?,
                     }
                 }
             }
@@ -439,18 +439,31 @@ impl Vertex {
         Ok(())
     }
 
-    fn on_cti(&mut self, t: i64, fx: &mut Effects) {
+    fn on_cti(&mut self, seq: u64, t: i64, fx: &mut Effects) -> Result<(), VertexError> {
         let t = match &mut self.operator {
             Operator::Source(generator) => match generator.on_cti(t) {
                 Some(t) => t,
-                None => return,
+                None => return Ok(()),
             },
             _ => t,
         };
         if self.at.cti.is_some_and(|c| t <= c) {
-            return;
+            return Ok(());
+        }
+        if let Some(out) = self.udf_cti(seq, t, fx)?
+            && out.num_rows() > 0
+        {
+            let producer = self.producer.clone();
+            self.emit(
+                fx,
+                Entry::Batch {
+                    producer,
+                    batch: out,
+                },
+            );
         }
         self.write_cti(t, fx);
+        Ok(())
     }
 
     fn write_cti(&mut self, t: i64, fx: &mut Effects) {

@@ -112,7 +112,9 @@ impl Vertex {
             let Some(next) = patching.timeline.patches.get(self.at.patches as usize) else {
                 return Ok(());
             };
-            if next.position > stage.position() {
+            // Recorded at a later input position, or at this one after
+            // more CTIs (a change made as a CTI passed applies after it).
+            if next.position > stage.position() || next.ctis > self.at.ctis {
                 return Ok(());
             }
             if next.position < stage.position() {
@@ -214,30 +216,87 @@ impl Vertex {
                     position,
                     error,
                 }) => {
-                    let previous = self.patching.as_ref().and_then(|p| {
-                        (p.timeline.patches.len() as u64 == self.at.patches)
-                            .then(|| p.timeline.previous(p.timeline.patches.len()))
-                            .flatten()
-                            .map(str::to_string)
-                    });
-                    let Some(previous) = previous else {
-                        return Err(VertexError::Trapped {
-                            vertex: self.name.clone(),
-                            message: format!(
-                                "stage `{name}` (module {module}) {error} on the batch at input position {position} (input seq {seq}); on_trap = \"rollback\" but the stage has no earlier version to return to"
-                            ),
-                        });
-                    };
-                    tracing::warn!(vertex = %self.name, %module, position, "trapped ({error}); rolling back to {previous}");
-                    self.record(
-                        previous,
-                        Change::Trap(format!("module {module} {error}")),
-                        fx,
-                    )?;
+                    let what =
+                        format!("on the batch at input position {position} (input seq {seq})");
+                    self.roll_back(&name, &module, &what, &error, fx)?;
                 }
                 Err(e) => return Err(VertexError::Stage(Box::new(e))),
             }
         }
+    }
+
+    /// Fires a timed UDF stage's timers as CTI `t` (input seq `seq`)
+    /// passes: first the timeline's due entries; on a trap under
+    /// `on_trap = "rollback"`, back to the previous version and the timers
+    /// again. `None` for a stage without timers.
+    pub(super) fn udf_cti(
+        &mut self,
+        seq: u64,
+        t: i64,
+        fx: &mut Effects,
+    ) -> Result<Option<RecordBatch>, VertexError> {
+        match &self.operator {
+            Operator::Udf(stage) if stage.timed() => {}
+            _ => return Ok(None),
+        }
+        self.catch_up()?;
+        loop {
+            let Operator::Udf(stage) = &mut self.operator else {
+                return Ok(None);
+            };
+            let mut dead = Vec::new();
+            match stage.on_cti(t, self.at.cti, &mut dead) {
+                Ok(out) => {
+                    let module = stage.module().version.to_string();
+                    let letters = dead_letters(seq, &module, dead);
+                    self.emit_dead(fx, &letters);
+                    return Ok(Some(out));
+                }
+                Err(StageError::Trapped {
+                    stage: name,
+                    module,
+                    error,
+                    ..
+                }) => {
+                    let what = format!("firing timers as CTI {t} passed (input seq {seq})");
+                    self.roll_back(&name, &module, &what, &error, fx)?;
+                }
+                Err(e) => return Err(VertexError::Stage(Box::new(e))),
+            }
+        }
+    }
+
+    /// After module `module` of stage `name` trapped (`what`, `error`)
+    /// under `on_trap = "rollback"`: records the return to the version
+    /// before it in the timeline, or fails when there is none.
+    fn roll_back(
+        &mut self,
+        name: &str,
+        module: &str,
+        what: &str,
+        error: &crate::udf::CallError,
+        fx: &mut Effects,
+    ) -> Result<(), VertexError> {
+        let previous = self.patching.as_ref().and_then(|p| {
+            (p.timeline.patches.len() as u64 == self.at.patches)
+                .then(|| p.timeline.previous(p.timeline.patches.len()))
+                .flatten()
+                .map(str::to_string)
+        });
+        let Some(previous) = previous else {
+            return Err(VertexError::Trapped {
+                vertex: self.name.clone(),
+                message: format!(
+                    "stage `{name}` (module {module}) {error} {what}; on_trap = \"rollback\" but the stage has no earlier version to return to"
+                ),
+            });
+        };
+        tracing::warn!(vertex = %self.name, %module, "trapped {what} ({error}); rolling back to {previous}");
+        self.record(
+            previous,
+            Change::Trap(format!("module {module} {error}")),
+            fx,
+        )
     }
 }
 
