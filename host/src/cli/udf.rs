@@ -1,4 +1,4 @@
-//! `weir udf new | build | inspect`.
+//! `weir udf new | build | test | inspect | deploy | history | rollback`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,6 +28,10 @@ pub enum UdfCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Run the UDF's component over a sample file (rows and CTIs, then end
+    /// of input) as a job's stage would, print its output, and compare it
+    /// with an expected file.
+    Test(super::sample::TestArgs),
     /// Show a component's world, versions, imports, exports and size.
     Inspect {
         /// The component file.
@@ -103,6 +107,7 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UdfCommand::Inspect { file } => inspect(&file),
+        UdfCommand::Test(args) => super::sample::run(args),
         UdfCommand::Deploy {
             job,
             stage,
