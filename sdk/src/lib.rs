@@ -155,6 +155,11 @@ pub use wit::weir::udf::types::{
 
 impl UdfError {
     /// An error about the whole batch.
+    ///
+    /// ```
+    /// let e = weir_sdk::UdfError::new("max_clicks must be positive");
+    /// assert_eq!((e.message.as_str(), e.row), ("max_clicks must be positive", None));
+    /// ```
     pub fn new(message: impl Into<String>) -> Self {
         UdfError {
             message: message.into(),
@@ -220,6 +225,15 @@ macro_rules! __export_processor {
 
 /// Exports `f: fn(I) -> bool` as a filter: rows for which `f` is true pass on
 /// with all their columns. `export_filter!(f, init = check)` adds an init hook.
+///
+/// ```
+/// use weir_sdk::Row;
+/// #[derive(Row)]
+/// pub struct Click<'a> { pub agent: &'a str }
+/// pub fn human(c: Click<'_>) -> bool { !c.agent.contains("bot") }
+/// weir_sdk::export_filter!(human);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_filter {
     ($f:ident $(, init = $init:ident)?) => {
@@ -228,6 +242,20 @@ macro_rules! export_filter {
 }
 
 /// Exports `f: fn(I) -> O` as a map: one output row per input row.
+///
+/// ```
+/// use weir_sdk::Row;
+/// #[derive(Row)]
+/// pub struct Bid { pub price: f64 }
+/// #[derive(Row)]
+/// pub struct Eur { pub eur: f64 }
+/// pub fn to_eur(b: Bid) -> Eur { Eur { eur: b.price * 0.92 } }
+/// pub fn check(p: &weir_sdk::Params) -> Result<(), String> {
+///     if p.float("rate").is_some_and(|r| r <= 0.0) { Err("rate must be positive".into()) } else { Ok(()) }
+/// }
+/// weir_sdk::export_map!(to_eur, init = check);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_map {
     ($f:ident $(, init = $init:ident)?) => {
@@ -237,6 +265,19 @@ macro_rules! export_map {
 
 /// Exports `f: fn(I) -> impl IntoIterator<Item = O>` as a flat-map (0..n rows per
 /// input row; returning `Option<O>` makes a filtering map).
+///
+/// ```
+/// use weir_sdk::Row;
+/// #[derive(Row)]
+/// pub struct Line<'a> { pub text: &'a str }
+/// #[derive(Row)]
+/// pub struct Word<'a> { pub word: &'a str }
+/// pub fn words(l: Line<'_>) -> impl Iterator<Item = Word<'_>> {
+///     l.text.split_whitespace().map(|word| Word { word })
+/// }
+/// weir_sdk::export_flat_map!(words);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_flat_map {
     ($f:ident $(, init = $init:ident)?) => {
@@ -246,6 +287,20 @@ macro_rules! export_flat_map {
 
 /// Exports `f: fn(&Key, I, &mut S) -> impl IntoIterator<Item = O>` as a keyed
 /// reducer. `S` is this key's state, owned and persisted by the host.
+///
+/// ```
+/// use weir_sdk::{Key, Row};
+/// #[derive(Row)]
+/// pub struct Sale { pub shop: String, pub amount: i64 }
+/// #[derive(Row)]
+/// pub struct Total { pub shop: String, pub total: i64 }
+/// pub fn running_total(_: &Key<'_>, s: Sale, total: &mut i64) -> Option<Total> {
+///     *total += s.amount;
+///     Some(Total { shop: s.shop, total: *total })
+/// }
+/// weir_sdk::export_reducer!(running_total);
+/// # fn main() {}
+/// ```
 ///
 /// `export_reducer!(f, init = check, migrate = upgrade)` also exports a
 /// state migration (world `migrating-reducer`):
@@ -342,6 +397,15 @@ macro_rules! __export_reducer {
 }
 
 /// Exports `f: fn(A) -> R` as a scalar function for query expressions.
+///
+/// ```
+/// use weir_sdk::Row;
+/// #[derive(Row)]
+/// pub struct Args { pub price: f64, pub qty: i64 }
+/// pub fn revenue(a: Args) -> f64 { a.price * a.qty as f64 }
+/// weir_sdk::export_scalar!(revenue);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_scalar {
     ($f:ident $(, init = $init:ident)?) => {

@@ -11,18 +11,34 @@ fn write(level: Level, message: &str) {
 }
 
 /// Logs a debugging detail.
+///
+/// ```
+/// weir_sdk::log::debug("window closed for user u007");
+/// ```
 pub fn debug(message: &str) {
     write(Level::Debug, message)
 }
 /// Logs normal operation.
+///
+/// ```
+/// weir_sdk::log::info("window closed for user u007");
+/// ```
 pub fn info(message: &str) {
     write(Level::Info, message)
 }
 /// Logs something unexpected that was handled.
+///
+/// ```
+/// weir_sdk::log::warn("window closed for user u007");
+/// ```
 pub fn warn(message: &str) {
     write(Level::Warn, message)
 }
 /// Logs a failure.
+///
+/// ```
+/// weir_sdk::log::error("window closed for user u007");
+/// ```
 pub fn error(message: &str) {
     write(Level::Error, message)
 }

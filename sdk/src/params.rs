@@ -5,7 +5,16 @@ use std::rc::Rc;
 
 use crate::wit::weir::udf::types::{Param, ParamValue};
 
-/// The parameters a stage was started with.
+/// The parameters a stage was started with: `params = { ... }` of its
+/// `[[stages]]` entry in the job file, read with [`params()`].
+///
+/// ```
+/// // In the job file: params = { max_clicks = 8, rate = 0.92, region = "eu", strict = true }
+/// let mut p = weir_sdk::Params::default();
+/// p.set("max_clicks", 8i64.into());
+/// assert_eq!(p.int("max_clicks"), Some(8));
+/// assert_eq!(p.int("missing"), None);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     entries: Vec<Param>,
@@ -25,7 +34,17 @@ impl Params {
             .map(|p| &p.value)
     }
 
-    /// An integer parameter.
+    /// An integer parameter; `None` when it is missing or not an integer.
+    ///
+    /// ```
+    /// # let mut p = weir_sdk::Params::default();
+    /// # p.set("max_clicks", 8i64.into());
+    /// # p.set("rate", 0.92.into());
+    /// # p.set("region", "eu".into());
+    /// # p.set("strict", true.into());
+    /// assert_eq!(p.int("max_clicks"), Some(8));
+    /// assert_eq!(p.int("region"), None);
+    /// ```
     pub fn int(&self, name: &str) -> Option<i64> {
         match self.value(name)? {
             ParamValue::Int(v) => Some(*v),
@@ -34,6 +53,16 @@ impl Params {
     }
 
     /// A number parameter (an integer in the job file is accepted too).
+    ///
+    /// ```
+    /// # let mut p = weir_sdk::Params::default();
+    /// # p.set("max_clicks", 8i64.into());
+    /// # p.set("rate", 0.92.into());
+    /// # p.set("region", "eu".into());
+    /// # p.set("strict", true.into());
+    /// assert_eq!(p.float("rate"), Some(0.92));
+    /// assert_eq!(p.float("max_clicks"), Some(8.0));
+    /// ```
     pub fn float(&self, name: &str) -> Option<f64> {
         match self.value(name)? {
             ParamValue::Float(v) => Some(*v),
@@ -43,6 +72,15 @@ impl Params {
     }
 
     /// A string parameter.
+    ///
+    /// ```
+    /// # let mut p = weir_sdk::Params::default();
+    /// # p.set("max_clicks", 8i64.into());
+    /// # p.set("rate", 0.92.into());
+    /// # p.set("region", "eu".into());
+    /// # p.set("strict", true.into());
+    /// assert_eq!(p.text("region"), Some("eu"));
+    /// ```
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.value(name)? {
             ParamValue::Text(v) => Some(v),
@@ -51,6 +89,15 @@ impl Params {
     }
 
     /// A boolean parameter.
+    ///
+    /// ```
+    /// # let mut p = weir_sdk::Params::default();
+    /// # p.set("max_clicks", 8i64.into());
+    /// # p.set("rate", 0.92.into());
+    /// # p.set("region", "eu".into());
+    /// # p.set("strict", true.into());
+    /// assert_eq!(p.flag("strict"), Some(true));
+    /// ```
     pub fn flag(&self, name: &str) -> Option<bool> {
         match self.value(name)? {
             ParamValue::Flag(v) => Some(*v),
@@ -59,6 +106,16 @@ impl Params {
     }
 
     /// Adds or replaces a parameter (used by the test harness).
+    ///
+    /// ```
+    /// # let mut p = weir_sdk::Params::default();
+    /// # p.set("max_clicks", 8i64.into());
+    /// # p.set("rate", 0.92.into());
+    /// # p.set("region", "eu".into());
+    /// # p.set("strict", true.into());
+    /// p.set("max_clicks", 10i64.into());
+    /// assert_eq!(p.int("max_clicks"), Some(10));
+    /// ```
     pub fn set(&mut self, name: &str, value: ParamValue) {
         self.entries.retain(|p| p.name != name);
         self.entries.push(Param {
@@ -68,6 +125,16 @@ impl Params {
     }
 
     /// All parameters as passed to `init`.
+    ///
+    /// ```
+    /// # let mut p = weir_sdk::Params::default();
+    /// # p.set("max_clicks", 8i64.into());
+    /// # p.set("rate", 0.92.into());
+    /// # p.set("region", "eu".into());
+    /// # p.set("strict", true.into());
+    /// let names: Vec<&str> = p.entries().iter().map(|e| e.name.as_str()).collect();
+    /// assert_eq!(names, ["max_clicks", "rate", "region", "strict"]);
+    /// ```
     pub fn entries(&self) -> &[Param] {
         &self.entries
     }
@@ -84,6 +151,25 @@ pub(crate) fn install(params: Params) {
 }
 
 /// The parameters of the running stage (set by `init`). Cheap to call per row.
+///
+/// ```
+/// use weir_sdk::Row;
+///
+/// #[derive(Row)]
+/// pub struct Bid { pub price: f64 }
+///
+/// pub fn expensive(b: Bid) -> bool {
+///     b.price > weir_sdk::params().float("min_price").unwrap_or(100.0)
+/// }
+///
+/// # fn main() {
+/// let kept = weir_sdk::testing::Harness::new()
+///     .param("min_price", 50.0)
+///     .filter(expensive, vec![Bid { price: 60.0 }, Bid { price: 10.0 }])
+///     .unwrap();
+/// assert_eq!(kept.len(), 1);
+/// # }
+/// ```
 pub fn params() -> Rc<Params> {
     CURRENT.with(|c| c.borrow().clone())
 }

@@ -47,6 +47,26 @@ struct Kept {
 
 /// An allocator that keeps freed blocks of each power-of-two size for reuse,
 /// in front of [`System`]. See the [module documentation](self).
+///
+/// The SDK installs it in a component (feature `pool-allocator`); a crate
+/// that turns the feature off installs its own allocator, or this one with
+/// `#[global_allocator] static POOL: Pool = Pool::new();` (it is `Sync` on
+/// `wasm32` without threads only). A freed block goes back to its size's
+/// stack and the next allocation of that size takes it:
+///
+/// ```
+/// use std::alloc::{GlobalAlloc, Layout};
+/// let pool = weir_sdk::pool::Pool::new();
+/// let layout = Layout::from_size_align(100, 8).unwrap();
+/// // SAFETY: a non-zero layout; each block is freed once, with its layout.
+/// unsafe {
+///     let a = pool.alloc(layout);
+///     pool.dealloc(a, layout);
+///     let b = pool.alloc(layout);
+///     assert_eq!(a, b);
+///     pool.dealloc(b, layout);
+/// }
+/// ```
 pub struct Pool(UnsafeCell<Kept>);
 
 // SAFETY: a component instance has one thread; the pool is installed as the
@@ -73,6 +93,11 @@ fn block(c: u32) -> Layout {
 
 impl Pool {
     /// An empty pool.
+    ///
+    /// ```
+    /// let pool = weir_sdk::pool::Pool::new();
+    /// # let _ = pool;
+    /// ```
     pub const fn new() -> Self {
         Pool(UnsafeCell::new(Kept {
             stacks: [Stack {

@@ -9,6 +9,14 @@ use crate::wit::weir::udf::types::{Column, Field, OutputColumn};
 /// This is the writing side (output rows); [`ReadRow`] reads rows out of a batch.
 /// A row type may borrow from the batch it was read from, e.g.
 /// `struct Bid<'a> { channel: &'a str }`, so that reading allocates nothing.
+///
+/// ```
+/// use weir_sdk::Row;
+/// #[derive(Row)]
+/// pub struct Bid { pub auction: i64, #[row(rename = "dateTime")] pub date_time: i64, pub channel: Option<String> }
+/// assert_eq!(Bid::NAMES, ["auction", "dateTime", "channel"]);
+/// assert!(Bid::fields()[2].nullable);
+/// ```
 pub trait Row: Sized {
     /// Accumulates output columns.
     type Builder;
@@ -49,6 +57,15 @@ pub trait Row: Sized {
 }
 
 /// A [`Row`] that can be read from the columns of a batch borrowed for `'a`.
+///
+/// ```
+/// use weir_sdk::{ReadRow, Row, decode_rows, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct Click<'a> { pub user: &'a str }
+/// let (n, columns) = encode_rows(vec![Click { user: "ann" }]);
+/// let rows: Vec<Click<'_>> = decode_rows(&columns, n).unwrap();
+/// assert_eq!(rows[0].user, "ann");
+/// ```
 pub trait ReadRow<'a>: Row {
     /// Borrowed views of the row's columns in one batch.
     type Reader;
@@ -64,6 +81,14 @@ pub trait ReadRow<'a>: Row {
 }
 
 /// Encodes rows as columns (used by the test harness and by hosts written in Rust).
+///
+/// ```
+/// use weir_sdk::{Row, Values, encode_rows};
+/// #[derive(Row)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// assert_eq!((rows, &columns[0].values), (2, &Values::Int64(vec![1, 2])));
+/// ```
 pub fn encode_rows<R: Row>(rows: impl IntoIterator<Item = R>) -> (usize, Vec<Column>) {
     let mut builder = R::builder(0);
     let mut count = 0;
@@ -74,7 +99,17 @@ pub fn encode_rows<R: Row>(rows: impl IntoIterator<Item = R>) -> (usize, Vec<Col
     (count, R::finish(builder))
 }
 
-/// Decodes `rows` rows of `R` from columns in field order.
+/// Decodes `rows` rows of `R` from columns in field order; a column of the
+/// wrong type or length is an error naming it.
+///
+/// ```
+/// use weir_sdk::{Row, decode_rows, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 7 }]);
+/// assert_eq!(decode_rows::<N>(&columns, rows).unwrap(), vec![N { n: 7 }]);
+/// assert!(decode_rows::<N>(&columns, 2).is_err());
+/// ```
 pub fn decode_rows<'a, R: ReadRow<'a>>(
     columns: &'a [Column],
     rows: usize,

@@ -16,6 +16,14 @@ use crate::wit::weir::udf::types::{
 use crate::{ReadRow, Row, Value, field_of};
 
 /// The optional `init = f` hook of the export macros.
+///
+/// ```
+/// fn check(p: &weir_sdk::Params) -> Result<(), String> {
+///     p.text("region").map(|_| ()).ok_or_else(|| "region is required".into())
+/// }
+/// let hook: weir_sdk::run::InitHook = check;
+/// assert!(hook(&weir_sdk::Params::default()).is_err());
+/// ```
 pub type InitHook = fn(&Params) -> Result<(), String>;
 
 fn check_init(config: Vec<Param>, hook: Option<InitHook>) -> Result<(), UdfError> {
@@ -42,7 +50,18 @@ fn signature<I: Row, O: Row>(
     })
 }
 
-/// `init` of a filter.
+/// `init` of a filter: reads `I`, writes nothing, passes rows through.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let sig = weir_sdk::run::init_filter(&|r: N| r.n > 0, vec![], None).unwrap();
+/// assert!(sig.passthrough && sig.writes.is_empty());
+/// # let _ = batch;
+/// ```
 pub fn init_filter<I: Row>(
     _f: &impl Fn(I) -> bool,
     config: Vec<Param>,
@@ -51,7 +70,18 @@ pub fn init_filter<I: Row>(
     signature::<I, I>(config, hook, true)
 }
 
-/// `init` of a map.
+/// `init` of a map: reads `I`, writes `O`.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let sig = weir_sdk::run::init_map(&|r: N| r, vec![], None).unwrap();
+/// assert_eq!(sig.writes[0].name, "n");
+/// # let _ = batch;
+/// ```
 pub fn init_map<I: Row, O: Row>(
     _f: &impl Fn(I) -> O,
     config: Vec<Param>,
@@ -60,7 +90,18 @@ pub fn init_map<I: Row, O: Row>(
     signature::<I, O>(config, hook, false)
 }
 
-/// `init` of a flat-map.
+/// `init` of a flat-map: reads `I`, writes `O`.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let sig = weir_sdk::run::init_flat_map(&|r: N| Some(r), vec![], None).unwrap();
+/// assert_eq!(sig.reads[0].name, "n");
+/// # let _ = batch;
+/// ```
 pub fn init_flat_map<I: Row, O: Row, R: IntoIterator<Item = O>>(
     _f: &impl Fn(I) -> R,
     config: Vec<Param>,
@@ -69,7 +110,19 @@ pub fn init_flat_map<I: Row, O: Row, R: IntoIterator<Item = O>>(
     signature::<I, O>(config, hook, false)
 }
 
-/// `init` of a reducer.
+/// `init` of a reducer: reads `I`, writes `O`.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let f = |_: &weir_sdk::Key<'_>, r: N, _: &mut i64| Some(r);
+/// let sig = weir_sdk::run::init_reduce(&f, vec![], None).unwrap();
+/// assert!(!sig.reads_interval);
+/// # let _ = batch;
+/// ```
 pub fn init_reduce<I: Row, S, O: Row, R: IntoIterator<Item = O>>(
     _f: &impl Fn(&Key<'_>, I, &mut S) -> R,
     config: Vec<Param>,
@@ -79,6 +132,17 @@ pub fn init_reduce<I: Row, S, O: Row, R: IntoIterator<Item = O>>(
 }
 
 /// `init` of a scalar function of arguments `A` returning `R`.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let sig = weir_sdk::run::init_scalar(&|r: N| r.n * 2, vec![], None).unwrap();
+/// assert_eq!(sig.returns.name, "result");
+/// # let _ = batch;
+/// ```
 pub fn init_scalar<A: Row, R: Value>(
     _f: &impl Fn(A) -> R,
     config: Vec<Param>,
@@ -92,6 +156,16 @@ pub fn init_scalar<A: Row, R: Value>(
 }
 
 /// A filter: `f` says which rows survive; the host keeps all their columns.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let out = weir_sdk::run::filter(|r: N| r.n > 1, &batch).unwrap();
+/// assert_eq!(out.parents, vec![1]);
+/// ```
 pub fn filter<'a, I: ReadRow<'a>>(
     f: impl Fn(I) -> bool,
     input: &'a Batch,
@@ -110,6 +184,16 @@ pub fn filter<'a, I: ReadRow<'a>>(
 }
 
 /// A map: one output row per input row.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let out = weir_sdk::run::map(|r: N| N { n: r.n * 10 }, &batch).unwrap();
+/// assert_eq!(out.parents, vec![0, 1]);
+/// ```
 pub fn map<'a, I: ReadRow<'a>, O: Row>(
     f: impl Fn(I) -> O,
     input: &'a Batch,
@@ -129,6 +213,16 @@ pub fn map<'a, I: ReadRow<'a>, O: Row>(
 }
 
 /// A flat-map: zero or more output rows per input row (`Option`, `Vec`, any iterator).
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let out = weir_sdk::run::flat_map(|r: N| (0..r.n).map(|n| N { n }), &batch).unwrap();
+/// assert_eq!(out.parents, vec![0, 1, 1]);
+/// ```
 pub fn flat_map<'a, I: ReadRow<'a>, O: Row, R: IntoIterator<Item = O>>(
     f: impl Fn(I) -> R,
     input: &'a Batch,
@@ -161,7 +255,18 @@ struct GroupStates<S> {
 
 const STATE_NAME: &str = "state";
 
-/// A keyed reducer: rows in input order, each with its key and its key's state.
+/// A keyed reducer: rows in input order, each with its key and its key's
+/// state. `weir_sdk::testing::Harness::reduce` calls it with the keys of a
+/// column.
+///
+/// ```
+/// use weir_sdk::{Key, Row, testing::Harness};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub k: i64, pub n: i64 }
+/// let sum = |_: &Key<'_>, r: N, s: &mut i64| { *s += r.n; Some(N { k: r.k, n: *s }) };
+/// let out = Harness::new().reduce("k", sum, vec![N { k: 1, n: 2 }, N { k: 1, n: 3 }]).unwrap();
+/// assert_eq!(out[1].n, 5);
+/// ```
 pub fn reduce<'a, I, S, O, R>(
     f: impl Fn(&Key<'_>, I, &mut S) -> R,
     input: &'a Batch,
@@ -183,6 +288,19 @@ where
 }
 
 /// `init` of a timed reducer: it reads the rows' intervals.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// use weir_sdk::time::Ctx;
+/// let f = |_: &weir_sdk::Key<'_>, r: N, _: &mut i64, _: &mut Ctx<'_>| Some(r);
+/// let sig = weir_sdk::run::init_timed_reduce(&f, vec![], None).unwrap();
+/// assert!(sig.reads_interval);
+/// # let _ = batch;
+/// ```
 pub fn init_timed_reduce<I: Row, S, O: Row, R: IntoIterator<Item = O>>(
     _f: &impl Fn(&Key<'_>, I, &mut S, &mut Ctx<'_>) -> R,
     config: Vec<Param>,
@@ -194,7 +312,19 @@ pub fn init_timed_reduce<I: Row, S, O: Row, R: IntoIterator<Item = O>>(
 }
 
 /// A timed reducer: as [`reduce`], each row also with a [`Ctx`] (its
-/// interval, its key's timers).
+/// interval, its key's timers). `Harness::timed_reduce` calls it between
+/// CTIs.
+///
+/// ```
+/// use weir_sdk::time::{Ctx, Timed, Timer};
+/// use weir_sdk::{Key, Row, testing::{Harness, Input}};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub k: i64 }
+/// let f = |_: &Key<'_>, r: N, _: &mut (), ctx: &mut Ctx<'_>| Some(N { k: r.k + ctx.start() });
+/// let g = |_: &Key<'_>, _: Timer, _: &mut (), _: &mut Ctx<'_>| None::<Timed<N>>;
+/// let out = Harness::new().timed_reduce("k", f, g, vec![Input::row(10, 11, N { k: 1 })]).unwrap();
+/// assert_eq!(out[0].row, N { k: 11 });
+/// ```
 pub fn reduce_timed<'a, I, S, O, R>(
     f: impl Fn(&Key<'_>, I, &mut S, &mut Ctx<'_>) -> R,
     input: &'a Batch,
@@ -254,6 +384,20 @@ where
 
 /// A timed reducer's `on-cti`: `f` called for every timer that fired, in
 /// order, with its key's state; the rows it returns with their intervals.
+/// `Harness::timed_reduce` calls it at each CTI.
+///
+/// ```
+/// use weir_sdk::time::{Ctx, Timed, Timer};
+/// use weir_sdk::{Key, Row, testing::{Harness, Input}};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub k: i64 }
+/// let f = |_: &Key<'_>, r: N, _: &mut (), ctx: &mut Ctx<'_>| { ctx.set_timer(20); None::<N> };
+/// let g = |k: &Key<'_>, t: Timer, _: &mut (), _: &mut Ctx<'_>| Some(Timed::point(t.at, N { k: k.as_i64()? }));
+/// let out = Harness::new()
+///     .timed_reduce("k", f, g, vec![Input::row(10, 11, N { k: 7 }), Input::cti(25)])
+///     .unwrap();
+/// assert_eq!((out[0].start, &out[0].row), (20, &N { k: 7 }));
+/// ```
 pub fn on_cti<S, O, T>(
     f: impl Fn(&Key<'_>, Timer, &mut S, &mut Ctx<'_>) -> T,
     cti: i64,
@@ -358,6 +502,15 @@ impl<S: Serialize + DeserializeOwned + Default> GroupStates<S> {
 /// A state migration: every key group's state, as the previous version left
 /// it (`Old`), converted by `f` and written back. An error from `f` (naming
 /// what it cannot convert) refuses the switch.
+///
+/// ```
+/// use weir_sdk::{Key, KeyGroups, VarWidth};
+/// // Old state: a count; new state: (count, sum). No key has state here.
+/// let upgrade = |_: &Key<'_>, count: i64| -> Result<(i64, i64), String> { Ok((count, 0)) };
+/// let keys = KeyGroups { keys: VarWidth { offsets: vec![0], data: vec![] }, groups: vec![] };
+/// let mut store = weir_sdk::testing::MemoryState::default();
+/// weir_sdk::run::migrate(upgrade, &keys, &mut store).unwrap();
+/// ```
 pub fn migrate<Old, S>(
     f: impl Fn(&Key<'_>, Old) -> Result<S, String>,
     keys: &KeyGroups,
@@ -395,6 +548,16 @@ where
 }
 
 /// A scalar function: one result per argument row.
+///
+/// ```
+/// use weir_sdk::{Batch, Row, encode_rows};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+/// let batch = Batch { rows: rows as u32, start: vec![0, 1], end: vec![1, 2], columns };
+/// let column = weir_sdk::run::scalar(|r: N| r.n + 1, &batch).unwrap();
+/// assert_eq!(column.values, weir_sdk::Values::Int64(vec![2, 3]));
+/// ```
 pub fn scalar<'a, A: ReadRow<'a>, R: Value>(
     f: impl Fn(A) -> R,
     args: &'a Batch,

@@ -36,6 +36,14 @@ use crate::wit::weir::udf::types::{
 use crate::{ReadRow, ReadValue, Row};
 
 /// Runs UDF functions natively over typed rows, with parameters and keyed state.
+///
+/// ```
+/// use weir_sdk::{Row, testing::Harness};
+/// #[derive(Row, Debug, PartialEq)]
+/// pub struct N { pub n: i64 }
+/// let out = Harness::new().map(|r: N| N { n: r.n * 2 }, vec![N { n: 21 }]).unwrap();
+/// assert_eq!(out, vec![N { n: 42 }]);
+/// ```
 #[derive(Debug, Default)]
 pub struct Harness {
     params: Params,
@@ -63,6 +71,12 @@ fn batch_with<I: Row>(rows: Vec<I>, start: Vec<i64>, end: Vec<i64>) -> &'static 
 
 /// One input of a timed reducer's test ([`Harness::timed_reduce`]): a row
 /// valid over `[start, end)`, or a CTI.
+///
+/// ```
+/// use weir_sdk::testing::Input;
+/// let inputs = vec![Input::row(1, 2, "a"), Input::cti(5), Input::row(6, 7, "b"), Input::end()];
+/// assert_eq!(inputs.len(), 4);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input<I> {
     /// A row and its interval.
@@ -160,11 +174,23 @@ fn take(column: &Column, rows: &[u32]) -> Column {
 
 impl Harness {
     /// A harness with no parameters and empty state.
+    ///
+    /// ```
+    /// let h = weir_sdk::testing::Harness::new();
+    /// # let _ = h;
+    /// ```
     pub fn new() -> Self {
         Harness::default()
     }
 
-    /// Sets a stage parameter, as `[stages.params]` in a job file would.
+    /// Sets a stage parameter, as `params = { ... }` in a job file would;
+    /// [`crate::params()`] reads it.
+    ///
+    /// ```
+    /// use weir_sdk::testing::Harness;
+    /// let _h = Harness::new().param("max_clicks", 8i64).param("rate", 0.92).param("region", "eu");
+    /// assert_eq!(weir_sdk::params().int("max_clicks"), Some(8));
+    /// ```
     pub fn param(mut self, name: &str, value: impl Into<ParamValue>) -> Self {
         self.params.set(name, value.into());
         params::install(self.params.clone());
@@ -172,11 +198,32 @@ impl Harness {
     }
 
     /// Runs an `init` hook with the harness's parameters.
+    ///
+    /// ```
+    /// fn check(p: &weir_sdk::Params) -> Result<(), String> {
+    ///     match p.int("max_clicks") {
+    ///         Some(n) if n < 1 => Err(format!("max_clicks must be at least 1, got {n}")),
+    ///         _ => Ok(()),
+    ///     }
+    /// }
+    /// let h = weir_sdk::testing::Harness::new().param("max_clicks", 0i64);
+    /// assert_eq!(h.init(check), Err("max_clicks must be at least 1, got 0".to_string()));
+    /// ```
     pub fn init(&self, hook: run::InitHook) -> Result<(), String> {
         hook(&self.params)
     }
 
     /// Runs a filter; returns the rows that survive.
+    ///
+    /// ```
+    /// use weir_sdk::{Row, testing::Harness};
+    /// #[derive(Row, Clone, Debug, PartialEq)]
+    /// pub struct Word { pub text: String }
+    /// let kept = Harness::new()
+    ///     .filter(|w: Word| !w.text.is_empty(), vec![Word { text: "hi".into() }, Word { text: "".into() }])
+    ///     .unwrap();
+    /// assert_eq!(kept, vec![Word { text: "hi".into() }]);
+    /// ```
     pub fn filter<I: ReadRow<'static>>(
         &self,
         f: impl Fn(I) -> bool,
@@ -193,7 +240,17 @@ impl Harness {
             .collect())
     }
 
-    /// Runs a map.
+    /// Runs a map: one output row per input row.
+    ///
+    /// ```
+    /// use weir_sdk::{Row, testing::Harness};
+    /// #[derive(Row, Clone, Debug, PartialEq)]
+    /// pub struct Word { pub text: String }
+    /// let out = Harness::new()
+    ///     .map(|w: Word| Word { text: w.text.to_uppercase() }, vec![Word { text: "hi".into() }])
+    ///     .unwrap();
+    /// assert_eq!(out, vec![Word { text: "HI".into() }]);
+    /// ```
     pub fn map<I: ReadRow<'static>, O: ReadRow<'static>>(
         &self,
         f: impl Fn(I) -> O,
@@ -203,7 +260,18 @@ impl Harness {
         decode_kept(batch, run::map(f, batch)?)
     }
 
-    /// Runs a flat-map.
+    /// Runs a flat-map: any number of output rows per input row.
+    ///
+    /// ```
+    /// use weir_sdk::{Row, testing::Harness};
+    /// #[derive(Row, Clone, Debug, PartialEq)]
+    /// pub struct Word { pub text: String }
+    /// let split = |w: Word| -> Vec<Word> {
+    ///     w.text.split(' ').map(|t| Word { text: t.into() }).collect()
+    /// };
+    /// let out = Harness::new().flat_map(split, vec![Word { text: "a b".into() }]).unwrap();
+    /// assert_eq!(out, vec![Word { text: "a".into() }, Word { text: "b".into() }]);
+    /// ```
     pub fn flat_map<I: ReadRow<'static>, O: ReadRow<'static>, R: IntoIterator<Item = O>>(
         &self,
         f: impl Fn(I) -> R,
@@ -215,6 +283,22 @@ impl Harness {
 
     /// Runs a reducer keyed by the column `key_column` of `I`. State persists in
     /// the harness across calls, as it does in the host across batches.
+    ///
+    /// ```
+    /// use weir_sdk::{Key, Row, testing::Harness};
+    /// #[derive(Row, Debug, PartialEq)]
+    /// pub struct Click { pub user: String }
+    /// #[derive(Row, Debug, PartialEq)]
+    /// pub struct Total { pub user: String, pub clicks: i64 }
+    /// fn count(_: &Key<'_>, c: Click, n: &mut i64) -> Option<Total> {
+    ///     *n += 1;
+    ///     Some(Total { user: c.user, clicks: *n })
+    /// }
+    /// let mut h = Harness::new();
+    /// h.reduce("user", count, vec![Click { user: "ann".into() }]).unwrap();
+    /// let out = h.reduce("user", count, vec![Click { user: "ann".into() }]).unwrap();
+    /// assert_eq!(out, vec![Total { user: "ann".into(), clicks: 2 }]);
+    /// ```
     pub fn reduce<I, S, O, R>(
         &mut self,
         key_column: &str,
@@ -240,6 +324,30 @@ impl Harness {
     /// `f` emits has its input row's). State and timers persist in the
     /// harness across calls. A row `on_time` emits must start at or after
     /// the CTI before the one that fired it, and end after it starts.
+    ///
+    /// ```
+    /// use weir_sdk::time::{Ctx, Timed, Timer};
+    /// use weir_sdk::{Key, Row, testing::{Harness, Input}};
+    /// #[derive(Row, Debug, PartialEq)]
+    /// pub struct Click { pub user: String }
+    /// #[derive(Row, Debug, PartialEq)]
+    /// pub struct Idle { pub user: String }
+    /// // Says a user went idle 100 after their last click.
+    /// fn seen(_: &Key<'_>, _c: Click, last: &mut i64, ctx: &mut Ctx<'_>) -> Option<Idle> {
+    ///     ctx.cancel_timer(*last + 100);
+    ///     *last = ctx.start();
+    ///     ctx.set_timer(*last + 100);
+    ///     None
+    /// }
+    /// fn idle(k: &Key<'_>, t: Timer, _: &mut i64, _: &mut Ctx<'_>) -> Option<Timed<Idle>> {
+    ///     Some(Timed::point(t.at, Idle { user: k.as_str()?.into() }))
+    /// }
+    /// let click = |t| Input::row(t, t + 1, Click { user: "ann".into() });
+    /// let out = Harness::new()
+    ///     .timed_reduce("user", seen, idle, vec![click(1), click(50), Input::cti(120), Input::cti(200)])
+    ///     .unwrap();
+    /// assert_eq!((out.len(), out[0].start), (1, 150));
+    /// ```
     pub fn timed_reduce<I, S, O, R, T>(
         &mut self,
         key_column: &str,
@@ -341,7 +449,17 @@ impl Harness {
         )))
     }
 
-    /// Runs a scalar function.
+    /// Runs a scalar function: one value per row.
+    ///
+    /// ```
+    /// use weir_sdk::{Row, testing::Harness};
+    /// #[derive(Row)]
+    /// pub struct Args { pub price: f64, pub qty: i64 }
+    /// let out = Harness::new()
+    ///     .scalar(|a: Args| a.price * a.qty as f64, vec![Args { price: 2.5, qty: 4 }])
+    ///     .unwrap();
+    /// assert_eq!(out, vec![10.0]);
+    /// ```
     pub fn scalar<A: ReadRow<'static>, R: ReadValue<'static>>(
         &self,
         f: impl Fn(A) -> R,

@@ -72,11 +72,26 @@
 use crate::state::StateStore;
 
 /// The CTI that ends the input: every timer still set fires at it.
+///
+/// ```
+/// # use weir_sdk::time::{Ctx, END};
+/// # let mut store = weir_sdk::testing::MemoryState::default();
+/// # let mut ctx = Ctx::new(0, 5, 6, &mut store);
+/// ctx.set_timer(END); // fires only at end of input
+/// ```
 pub const END: i64 = i64::MAX;
 
 /// What a timed reducer may do besides reading and writing its key's
 /// state: read the interval of the row it reduces, set and cancel the key's
 /// timers, and drop the key's state.
+///
+/// ```
+/// use weir_sdk::time::Ctx;
+/// // A reducer's row function: a timer a minute (of event time) after each row.
+/// fn f(_: &weir_sdk::Key<'_>, _row: (), _: &mut (), ctx: &mut Ctx<'_>) {
+///     ctx.set_timer(ctx.start() + 60_000_000);
+/// }
+/// ```
 pub struct Ctx<'s> {
     group: u32,
     start: i64,
@@ -97,6 +112,12 @@ impl std::fmt::Debug for Ctx<'_> {
 impl<'s> Ctx<'s> {
     /// The context of key group `group` for a row valid over `[start, end)`
     /// (in `on_time`, the timer's point `[at, at + 1)`).
+    ///
+    /// ```
+    /// # let mut store = weir_sdk::testing::MemoryState::default();
+    /// let ctx = weir_sdk::time::Ctx::new(0, 5, 9, &mut store);
+    /// assert_eq!(ctx.start(), 5);
+    /// ```
     pub fn new(group: u32, start: i64, end: i64, store: &'s mut dyn StateStore) -> Self {
         Ctx {
             group,
@@ -187,6 +208,11 @@ impl<'s> Ctx<'s> {
 }
 
 /// A timer that fired.
+///
+/// ```
+/// let t = weir_sdk::time::Timer { at: 100, cti: 120 };
+/// assert!(t.at <= t.cti && !t.at_end());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timer {
     /// The time it was set at.
@@ -211,6 +237,11 @@ impl Timer {
 /// A row a reducer emits as time passes, with its interval `[start, end)`.
 /// It must start at or after the CTI the stage passed on before the one that
 /// fired the timer: a window's result usually starts at the window's end.
+///
+/// ```
+/// use weir_sdk::time::Timed;
+/// assert_eq!(Timed::point(60, "result"), Timed::new(60, 61, "result"));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timed<O> {
     /// Start of the interval (inclusive).

@@ -10,6 +10,14 @@ use crate::wit::weir::udf::types::{Column, ColumnType, Field, OutputColumn, Valu
 ///
 /// This is the writing side: output columns are accumulated in per-column
 /// builders. Reading is [`ReadValue`].
+///
+/// ```
+/// use weir_sdk::{ColumnType, Value};
+/// assert_eq!((<i64 as Value>::TYPE, <Option<f64> as Value>::NULLABLE), (ColumnType::Int64, true));
+/// let mut b = <String as Value>::builder(1);
+/// "hi".to_string().push(&mut b);
+/// assert!(matches!(<String as Value>::finish(b).values, weir_sdk::Values::Utf8(_)));
+/// ```
 pub trait Value: Sized {
     /// The column type this Rust type maps to.
     const TYPE: ColumnType;
@@ -66,6 +74,18 @@ pub trait Value: Sized {
 /// input, so it crosses the boundary once instead of twice. The first value
 /// that differs writes out the rows before it, and from then on the column is
 /// written as usual. Either way the host builds the same output.
+///
+/// ```
+/// use weir_sdk::{OutputBuilder, OutputColumn, Row, encode_rows};
+/// #[derive(Row)]
+/// pub struct N { pub n: i64 }
+/// let (rows, columns) = encode_rows(vec![N { n: 5 }]);
+/// let mut out = OutputBuilder::<i64>::new("n", &columns, N::NAMES, rows, rows);
+/// // SAFETY: parent 0 < the 1 input row; no row was pushed before.
+/// unsafe { out.push(5, 0, &[]) };
+/// // The value is the input's at its parent: the column passes through.
+/// assert!(matches!(out.finish(), OutputColumn::Input(0)));
+/// ```
 pub struct OutputBuilder<'s, T: Value> {
     values: T::Builder,
     source: Option<(u32, T::Source<'s>)>,
@@ -75,6 +95,11 @@ pub struct OutputBuilder<'s, T: Value> {
 impl<'s, T: Value> OutputBuilder<'s, T> {
     /// The builder of output column `name`, with room for `capacity` rows, for
     /// an input batch of `rows` rows with `columns` named `names`.
+    ///
+    /// ```
+    /// let out = weir_sdk::OutputBuilder::<i64>::new("total", &[], &[], 0, 0);
+    /// assert!(matches!(out.finish(), weir_sdk::OutputColumn::Written(_)));
+    /// ```
     #[inline]
     pub fn new(
         name: &str,
@@ -102,6 +127,21 @@ impl<'s, T: Value> OutputBuilder<'s, T> {
     /// # Safety
     /// `parent` and each of `earlier` are less than the `rows` this builder
     /// was made for, and `earlier` are the parents of every value pushed so far.
+    ///
+    /// ```
+    /// use weir_sdk::{OutputBuilder, OutputColumn, Row, encode_rows};
+    /// #[derive(Row)]
+    /// pub struct N { pub n: i64 }
+    /// let (rows, columns) = encode_rows(vec![N { n: 1 }, N { n: 2 }]);
+    /// let mut out = OutputBuilder::<i64>::new("n", &columns, N::NAMES, rows, rows);
+    /// // SAFETY: parents 0 and 1 are input rows; `earlier` lists what was pushed.
+    /// unsafe {
+    ///     out.push(1, 0, &[]);
+    ///     out.push(20, 1, &[0]);
+    /// }
+    /// // The second value differs from the input's: the column is written.
+    /// assert!(matches!(out.finish(), OutputColumn::Written(_)));
+    /// ```
     #[inline]
     pub unsafe fn push(&mut self, value: T, parent: u32, earlier: &[u32]) {
         if let Some((_, source)) = self.source {
@@ -118,6 +158,11 @@ impl<'s, T: Value> OutputBuilder<'s, T> {
     }
 
     /// The finished column: the input column it passed through, or the values written.
+    ///
+    /// ```
+    /// let out = weir_sdk::OutputBuilder::<f64>::new("eur", &[], &[], 0, 0);
+    /// assert!(matches!(out.finish(), weir_sdk::OutputColumn::Written(_)));
+    /// ```
     #[inline]
     pub fn finish(self) -> OutputColumn {
         match self.source {
@@ -178,6 +223,16 @@ pub(crate) fn grown<E>(mut vec: Vec<E>, more: usize) -> Vec<E> {
 /// offset is in order, inside the data and on a character boundary. Rows are
 /// then read without further checks. `&'a str` borrows the batch's bytes, so
 /// reading it allocates nothing; `String` copies.
+///
+/// ```
+/// use weir_sdk::{ReadValue, Value};
+/// let mut b = <&str as Value>::builder(1);
+/// "ann".push(&mut b);
+/// let column = <&str as Value>::finish(b);
+/// let reader = <&str as ReadValue>::reader("user", &column, 1).unwrap();
+/// // SAFETY: row 0 < the 1 row the reader was checked for.
+/// assert_eq!(unsafe { <&str as ReadValue>::read(&reader, 0) }, "ann");
+/// ```
 pub trait ReadValue<'a>: Value {
     /// Borrowed view of one column.
     type Reader;
@@ -209,6 +264,11 @@ fn too_short(name: &str, found: usize, rows: usize) -> UdfError {
 }
 
 /// The schema entry of a field named `name` of type `T`.
+///
+/// ```
+/// let f = weir_sdk::field_of::<Option<i64>>("price");
+/// assert_eq!((f.name.as_str(), f.nullable), ("price", true));
+/// ```
 pub fn field_of<T: Value>(name: &str) -> Field {
     Field {
         name: name.to_string(),
@@ -218,6 +278,11 @@ pub fn field_of<T: Value>(name: &str) -> Field {
 }
 
 /// Types whose column may hold nulls when wrapped in `Option`.
+///
+/// ```
+/// use weir_sdk::NonNull;
+/// assert_eq!(<i64 as NonNull>::placeholder(), 0);
+/// ```
 pub trait NonNull: Value {
     /// A value stored in the slot of a null row.
     fn placeholder() -> Self;
@@ -237,6 +302,10 @@ fn type_mismatch(name: &str, expected: ColumnType, column: &Column) -> UdfError 
 }
 
 /// The name of a column type as written in job files.
+///
+/// ```
+/// assert_eq!(weir_sdk::type_name(weir_sdk::ColumnType::Utf8), "utf8");
+/// ```
 pub fn type_name(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Int64 => "int64",
@@ -333,6 +402,12 @@ fixed_width!(
 
 /// Offsets and text of a UTF-8 column, checked once per batch (see
 /// [`ReadValue`]), so that reading a row is two loads and no branch.
+///
+/// ```
+/// // Rows "a" and "bc": offsets 0, 1, 3 into the text.
+/// let reader: weir_sdk::StrReader<'_> = (&[0, 1, 3], "abc");
+/// assert_eq!(&reader.1[reader.0[1] as usize..reader.0[2] as usize], "bc");
+/// ```
 pub type StrReader<'a> = (&'a [u32], &'a str);
 
 fn str_reader<'a>(name: &str, column: &'a Column, rows: usize) -> Result<StrReader<'a>, UdfError> {
@@ -504,6 +579,11 @@ unsafe fn copy_small(src: &[u8], dst: *mut u8) {
 /// beyond the offsets' count, since it is only compared with valid strings:
 /// that check would cost a second pass over a column the row reader has
 /// already checked.
+///
+/// ```
+/// let source: weir_sdk::StrSource<'_> = (&[0, 2], b"hi");
+/// assert_eq!(source.1.len(), 2);
+/// ```
 pub type StrSource<'s> = (&'s [u32], &'s [u8]);
 
 fn str_source(column: &Column, rows: usize) -> Option<StrSource<'_>> {
@@ -660,6 +740,15 @@ impl NonNull for &str {
 }
 
 /// Builder of a nullable column: the values plus an Arrow validity bitmap.
+///
+/// ```
+/// use weir_sdk::Value;
+/// let mut b = <Option<i64> as Value>::builder(2);
+/// Some(1i64).push(&mut b);
+/// None::<i64>.push(&mut b);
+/// let column = <Option<i64> as Value>::finish(b);
+/// assert_eq!(column.validity, Some(vec![0b01]));
+/// ```
 #[derive(Debug)]
 pub struct NullableBuilder<B> {
     values: B,
