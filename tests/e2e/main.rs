@@ -12,6 +12,7 @@ mod jobs;
 mod node;
 mod offline;
 mod patch;
+mod replay;
 mod sdk;
 mod security;
 mod sinks;

@@ -450,6 +450,21 @@ pub enum Request {
         /// Shadow the new version on the stage's last N input rows first.
         shadow: Option<u64>,
     },
+    /// Run a candidate module version (the body) next to a stage's running
+    /// one over the input it saw, from its state at a position, and report
+    /// the output rows that differ. Changes nothing.
+    ReplayUdf {
+        /// The job.
+        job: String,
+        /// The stage.
+        stage: String,
+        /// The component's file name (for messages).
+        origin: String,
+        /// The first input seq (default: the stage's latest checkpoint).
+        from: Option<u64>,
+        /// One past the last input seq (default: what the input holds).
+        to: Option<u64>,
+    },
     /// Return a stage to an earlier module version.
     RollbackUdf {
         /// The job.
@@ -509,6 +524,7 @@ impl Request {
             Request::EndSource { .. } => "end job sources",
             Request::CancelJob { .. } => "cancel jobs",
             Request::DeployUdf { .. } => "deploy UDFs",
+            Request::ReplayUdf { .. } => "replay UDFs",
             Request::RollbackUdf { .. } => "roll UDFs back",
             Request::FilterAdd { .. } | Request::FilterRemove { .. } => "change runtime filters",
             Request::UdfHistory { .. } => "read UDF history",
@@ -569,6 +585,8 @@ pub enum Response {
     Patched(crate::status::PatchReport),
     /// A stage's history.
     History(Vec<crate::status::HistoryEntry>),
+    /// A replay of a candidate version.
+    Replayed(crate::status::ReplayReport),
 }
 
 /// Writes one length-prefixed JSON message.

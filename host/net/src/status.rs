@@ -116,6 +116,43 @@ pub struct ShadowReport {
     pub differ: u64,
 }
 
+/// What `weir udf replay` found: a candidate version run next to the
+/// running one over input the stage really saw, from the stage's state at
+/// the first position.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplayReport {
+    /// The job.
+    pub job: String,
+    /// The stage.
+    pub stage: String,
+    /// The version that ran there (full SHA-256 hex), as of `from`.
+    pub running: String,
+    /// The candidate (full SHA-256 hex).
+    pub candidate: String,
+    /// The input seqs replayed: `from..to`.
+    pub from: u64,
+    /// One past the last input seq replayed.
+    pub to: u64,
+    /// The input seq of the stage's latest checkpoint: the earliest `from`
+    /// whose state is kept.
+    pub checkpoint: u64,
+    /// Input rows replayed.
+    pub rows: u64,
+    /// CTIs replayed (each may fire timers).
+    pub ctis: u64,
+    /// Output rows of the running version.
+    pub running_rows: u64,
+    /// Output rows of the candidate.
+    pub candidate_rows: u64,
+    /// Rows dead-lettered by the running version and by the candidate.
+    pub dead: (u64, u64),
+    /// Output rows that differ (by position, plus the difference in count).
+    pub differ: u64,
+    /// The first rows that differ: output row index, the running version's
+    /// row and the candidate's (JSON with interval; `None` past its end).
+    pub samples: Vec<(u64, Option<String>, Option<String>)>,
+}
+
 /// One version in a stage's history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {

@@ -312,6 +312,24 @@ impl Node {
                 })
                 .await?
             }
+            Request::ReplayUdf {
+                job,
+                stage,
+                origin,
+                from,
+                to,
+            } => {
+                let body = recv
+                    .read_to_end(MAX_INGEST)
+                    .await
+                    .context("reading the component")?;
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    jobs.replay(&job, &stage, &origin, body, from, to)
+                        .map(Response::Replayed)
+                })
+                .await?
+            }
             Request::RollbackUdf { job, stage, to } => {
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || {

@@ -633,6 +633,51 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
     })
 }
 
+/// Sends a replay and prints what it found.
+pub fn replay(c: &Connect, request: Request, body: Vec<u8>, json: bool) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let client = connect(c).await?;
+        let response = client.call(&request, Some(&body)).await?;
+        client.close().await;
+        let Response::Replayed(r) = response else {
+            anyhow::bail!("the node answered a replay with something else");
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
+        }
+        let short = |v: &str| v[..v.len().min(12)].to_string();
+        println!(
+            "job `{}` stage `{}`: candidate {} next to {} over input seqs {}..{} ({} rows, {} CTIs), from the stage's state at seq {} (latest checkpoint at {})",
+            r.job,
+            r.stage,
+            short(&r.candidate),
+            short(&r.running),
+            r.from,
+            r.to,
+            r.rows,
+            r.ctis,
+            r.from,
+            r.checkpoint
+        );
+        println!(
+            "output rows: running {}, candidate {}; dead letters: running {}, candidate {}",
+            r.running_rows, r.candidate_rows, r.dead.0, r.dead.1
+        );
+        if r.differ == 0 {
+            println!("no output row differs");
+        } else {
+            println!("{} output rows differ; the first {}:", r.differ, r.samples.len());
+            for (i, running, candidate) in &r.samples {
+                println!("  row {i}:");
+                println!("    running:   {}", running.as_deref().unwrap_or("(none)"));
+                println!("    candidate: {}", candidate.as_deref().unwrap_or("(none)"));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Prints a stage's module history.
 pub fn history(c: &Connect, job: String, stage: String, json: bool) -> anyhow::Result<()> {
     runtime()?.block_on(async move {

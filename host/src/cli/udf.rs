@@ -55,6 +55,31 @@ pub enum UdfCommand {
         #[command(flatten)]
         connect: super::cluster::Connect,
     },
+    /// Run a candidate version next to a stage's running one over the input
+    /// the stage really saw, from its state at that position (its latest
+    /// checkpoint by default), and show the output rows that differ.
+    /// Nothing of the job changes.
+    Replay {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// The candidate component.
+        file: PathBuf,
+        /// The first input seq (default: the stage's latest checkpoint).
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+        /// One past the last input seq (default: all the input holds).
+        #[arg(long, value_name = "SEQ")]
+        to: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: super::cluster::Connect,
+    },
     /// List every module version a stage ran, with the input position where
     /// each took effect.
     History {
@@ -124,6 +149,26 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
                 shadow,
             };
             super::cluster::patch(&connect, request, Some(bytes))
+        }
+        UdfCommand::Replay {
+            job,
+            stage,
+            file,
+            from,
+            to,
+            json,
+            connect,
+        } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read component {}", file.display()))?;
+            let request = crate::net::Request::ReplayUdf {
+                job,
+                stage,
+                origin: file.display().to_string(),
+                from,
+                to,
+            };
+            super::cluster::replay(&connect, request, bytes, json)
         }
         UdfCommand::Rollback {
             job,

@@ -433,6 +433,11 @@ impl UdfStage {
         self.position
     }
 
+    /// A copy of its keyed state (timers included).
+    pub fn keyed_state(&mut self) -> KeyedState {
+        self.udf.state().get().clone()
+    }
+
     /// Stops tracking keyed-state changes made so far (nothing persists them).
     pub fn forget_delta(&mut self) {
         self.udf.state().forget_delta();

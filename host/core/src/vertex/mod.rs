@@ -521,6 +521,25 @@ impl Vertex {
         }
     }
 
+    /// The module a UDF vertex runs.
+    pub fn udf_module(&self) -> Option<&crate::udf::ModuleId> {
+        match &self.operator {
+            Operator::Udf(stage) => Some(stage.module()),
+            _ => None,
+        }
+    }
+
+    /// A UDF vertex's snapshot now with a copy of its whole keyed state:
+    /// what another vertex resumes from to carry on exactly where this one
+    /// is (a fork, as `weir udf replay` makes).
+    pub fn fork_point(&mut self) -> Option<(VertexSnapshot, KeyedState)> {
+        let snapshot = self.snapshot();
+        match &mut self.operator {
+            Operator::Udf(stage) => Some((snapshot, stage.keyed_state())),
+            _ => None,
+        }
+    }
+
     /// The vertex's snapshot now, without keyed-state changes.
     pub fn snapshot(&self) -> VertexSnapshot {
         let mut s = self.at.clone();

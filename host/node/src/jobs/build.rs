@@ -216,19 +216,7 @@ impl Jobs {
                         })?
                         .to_string(),
                 };
-                let runtime = self.inner.runtime.clone();
-                let (store, origin) = (streams.clone(), udf.component.display().to_string());
-                let (name, udf, schema) = (spec.name.clone(), udf.clone(), input_schema.clone());
-                let mut load: vertex::StageLoader = Box::new(move |version: &str| {
-                    let module = load_module(&runtime, &store, version, &origin).map_err(|e| {
-                        crate::stage::StageError::Mismatch {
-                            stage: name.clone(),
-                            module: version.chars().take(12).collect(),
-                            message: format!("{e:#}"),
-                        }
-                    })?;
-                    crate::wasm::stage_with_module(&runtime, &name, &udf, module, schema.clone())
-                });
+                let mut load = self.stage_loader(&spec.name, udf, &input_schema);
                 let stage = load(&version).with_context(|| at.clone())?;
                 patching = Some((timeline, load));
                 vertex::Operator::Udf(Box::new(stage))
@@ -270,6 +258,32 @@ impl Jobs {
             output,
             output_schema,
         ))
+    }
+
+    /// Builds UDF stage `name` of `udf` over `input_schema` at any module
+    /// version of the node's registry, for its vertex's patches.
+    pub(super) fn stage_loader(
+        &self,
+        name: &str,
+        udf: &UdfSpec,
+        input_schema: &SchemaRef,
+    ) -> vertex::StageLoader {
+        let runtime = self.inner.runtime.clone();
+        let (store, origin) = (
+            self.inner.streams.clone(),
+            udf.component.display().to_string(),
+        );
+        let (name, udf, schema) = (name.to_string(), udf.clone(), input_schema.clone());
+        Box::new(move |version: &str| {
+            let module = load_module(&runtime, &store, version, &origin).map_err(|e| {
+                crate::stage::StageError::Mismatch {
+                    stage: name.clone(),
+                    module: version.chars().take(12).collect(),
+                    message: format!("{e:#}"),
+                }
+            })?;
+            crate::wasm::stage_with_module(&runtime, &name, &udf, module, schema.clone())
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

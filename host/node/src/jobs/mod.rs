@@ -40,10 +40,11 @@ use crate::wasm::instance::KeyedState;
 
 mod build;
 mod patching;
+mod replay;
 mod threads;
 
 use patching::load_module;
-pub use weir_net::status::{HistoryEntry, PatchReport, ShadowReport};
+pub use weir_net::status::{HistoryEntry, PatchReport, ReplayReport, ShadowReport};
 
 /// How many settled requests a vertex's status remembers.
 const MAX_OUTCOMES: usize = 64;

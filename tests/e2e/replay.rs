@@ -1,0 +1,178 @@
+//! `weir udf replay` on a real node: a candidate version runs next to the
+//! stage's running one over the input the stage really saw, from its latest
+//! checkpoint's state, and the rows that differ are reported; the job itself
+//! is left as it was.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use weir::testkit::udf_component;
+
+use super::node::{Node, cluster, ok, write};
+use super::patch::{chunk_text, version_of};
+use super::stderr;
+
+/// A node running job `tally` (reducer `tally_v1`) with a checkpoint every
+/// fourth CTI, fed `chunks` chunks of 100 sales (a CTI every 50 rows).
+fn tally_job(d: &Path, chunks: usize) -> Node {
+    let node = Node::start(d, "data").expect("node starts");
+    ok(&node.weir(
+        d,
+        &[
+            "stream",
+            "create",
+            "sales",
+            "--columns",
+            "ts:int64,user:utf8,amount:int64",
+            "--time",
+            "ts",
+        ],
+    ));
+    write(
+        d,
+        "job.toml",
+        &format!(
+            r#"name = "tally"
+
+[[sources]]
+name = "sales"
+stream = "sales"
+cti_every = 50
+
+[[stages]]
+name = "tally"
+input = "sales"
+kind = "reducer"
+key = "user"
+component = "{}"
+params = {{ factor = 3 }}
+checkpoint_every = 4
+
+[[sinks]]
+input = "tally"
+path = "out/tally.jsonl"
+"#,
+            udf_component("tally_v1").display()
+        ),
+    );
+    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    for k in 0..chunks {
+        let file = format!("chunk-{k}.jsonl");
+        write(d, &file, &chunk_text(k, None));
+        ok(&node.weir(d, &["ingest", "sales", &file]));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = || {
+        std::fs::read_to_string(d.join("out/tally.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    while lines() < chunks * 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(lines(), chunks * 100, "the job wrote every row");
+    node
+}
+
+fn replay(node: &Node, d: &Path, component: &str, extra: &[&str]) -> std::process::Output {
+    let file = udf_component(component).display().to_string();
+    let mut args = vec![
+        "udf", "replay", "--job", "tally", "--stage", "tally", &file, "--json",
+    ];
+    args.extend_from_slice(extra);
+    node.weir(d, &args)
+}
+
+fn report(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).expect("the report is JSON")
+}
+
+#[test]
+fn replay_compares_a_candidate_with_the_running_version_from_its_checkpoint() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = tally_job(d, 5);
+    let written = std::fs::read_to_string(d.join("out/tally.jsonl")).expect("output");
+
+    // The running version itself: the same rows, from the same state.
+    let same = report(&replay(&node, d, "tally_v1", &[]));
+    let rows = same["rows"].as_u64().expect("rows");
+    let checkpoint = same["checkpoint"].as_u64().expect("checkpoint");
+    assert!(checkpoint > 0, "the stage checkpointed: {same}");
+    assert!(rows > 0 && rows < 500, "from the checkpoint on: {same}");
+    assert_eq!(same["running_rows"].as_u64(), Some(rows), "{same}");
+    assert_eq!(same["candidate_rows"].as_u64(), Some(rows), "{same}");
+    assert_eq!(same["differ"].as_u64(), Some(0), "{same}");
+    assert_eq!(
+        same["running"].as_str(),
+        Some(version_of("tally_v1").as_str())
+    );
+    let totals = |line: &str| -> (String, i64, i64) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("row");
+        (
+            v["user"].as_str().unwrap_or_default().to_string(),
+            v["count"].as_i64().unwrap_or(-1),
+            v["total"].as_i64().unwrap_or(-1),
+        )
+    };
+
+    // Version 2 counts amounts three times: every row differs, and the
+    // sample shows both versions' rows.
+    let v2 = report(&replay(&node, d, "tally_v2", &[]));
+    assert_eq!(v2["rows"].as_u64(), Some(rows), "{v2}");
+    assert_eq!(v2["differ"].as_u64(), Some(rows), "{v2}");
+    let sample = &v2["samples"][0];
+    let (running, candidate) = (
+        sample[1].as_str().expect("running row"),
+        sample[2].as_str().expect("candidate row"),
+    );
+    assert!(running.contains("\"version\":\"v1\""), "{running}");
+    assert!(candidate.contains("\"version\":\"v2\""), "{candidate}");
+    let (user, count, total) = totals(running);
+    let (c_user, c_count, c_total) = totals(candidate);
+    assert_eq!((&user, count), (&c_user, c_count), "one key, one count");
+    assert!(c_total > total, "{running} / {candidate}");
+    // The running side's rows are rows the job wrote, carrying the totals
+    // of the checkpoint's state (from empty state a count would restart at
+    // 1; after 400 sales each of the seven users has more than 50).
+    assert!(
+        written
+            .lines()
+            .any(|l| totals(l) == (user.clone(), count, total)),
+        "{running} is a row the job wrote"
+    );
+    assert!(
+        count > 50,
+        "the replay starts from the checkpoint's state: {running}"
+    );
+
+    // Before the checkpoint there is no state to start from.
+    let out = replay(&node, d, "tally_v1", &["--from", "0"]);
+    assert!(
+        !out.status.success(),
+        "a replay before the checkpoint is refused"
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "the stage's state is kept as of input seq {checkpoint} (its latest checkpoint)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nothing of the job changed: no new version, no new output.
+    let history = ok(&node.weir(
+        d,
+        &[
+            "udf", "history", "--job", "tally", "--stage", "tally", "--json",
+        ],
+    ));
+    let versions: serde_json::Value = serde_json::from_str(&history).expect("JSON");
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/tally.jsonl")).expect("output"),
+        written
+    );
+    node.stop();
+}
