@@ -9,6 +9,7 @@ use weir::testkit::{repo_root, udf_component};
 mod filters;
 mod input;
 mod jobs;
+mod logs;
 mod node;
 mod offline;
 mod patch;

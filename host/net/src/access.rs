@@ -75,6 +75,7 @@ impl Role {
                     | Request::Read { .. }
                     | Request::JobStatus { .. }
                     | Request::UdfHistory { .. }
+                    | Request::UdfLogs { .. }
             ),
         }
     }

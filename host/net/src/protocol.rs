@@ -465,6 +465,16 @@ pub enum Request {
         /// One past the last input seq (default: what the input holds).
         to: Option<u64>,
     },
+    /// What a stage's UDF logged and printed lately, with the module version
+    /// and input position of each call.
+    UdfLogs {
+        /// The job.
+        job: String,
+        /// The stage.
+        stage: String,
+        /// Keep sending lines as they come.
+        follow: bool,
+    },
     /// Return a stage to an earlier module version.
     RollbackUdf {
         /// The job.
@@ -525,6 +535,7 @@ impl Request {
             Request::CancelJob { .. } => "cancel jobs",
             Request::DeployUdf { .. } => "deploy UDFs",
             Request::ReplayUdf { .. } => "replay UDFs",
+            Request::UdfLogs { .. } => "read UDF logs",
             Request::RollbackUdf { .. } => "roll UDFs back",
             Request::FilterAdd { .. } | Request::FilterRemove { .. } => "change runtime filters",
             Request::UdfHistory { .. } => "read UDF history",

@@ -633,6 +633,57 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
     })
 }
 
+/// Prints what a stage's UDF logged: `module M position P: line` (with
+/// `at CTI T` for a timer call), or the node's JSON lines.
+pub fn udf_logs(
+    c: &Connect,
+    job: String,
+    stage: String,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let client = connect(c).await?;
+        let request = Request::UdfLogs { job, stage, follow };
+        let mut recv = client.request(&request, None).await?;
+        let stdout = std::io::stdout();
+        while let Some(answer) = read_msg::<Response>(&mut recv).await? {
+            match answer {
+                Response::Lines(text) => {
+                    let mut out = stdout.lock();
+                    for line in text.lines() {
+                        if json {
+                            writeln!(out, "{line}")?;
+                            continue;
+                        }
+                        let v: serde_json::Value = serde_json::from_str(line)?;
+                        if let Some(dropped) = v["dropped"].as_u64() {
+                            writeln!(out, "({dropped} lines dropped: the UDF logged faster than they were kept)")?;
+                            continue;
+                        }
+                        let at = match v["cti"].as_i64() {
+                            Some(cti) => format!("position {} at CTI {cti}", v["position"]),
+                            None => format!("position {}", v["position"]),
+                        };
+                        writeln!(
+                            out,
+                            "module {} {at}: {}",
+                            v["module"].as_str().unwrap_or("?"),
+                            v["line"].as_str().unwrap_or_default()
+                        )?;
+                    }
+                    out.flush()?;
+                }
+                Response::End => break,
+                Response::Error { message } => bail!("{message}"),
+                other => bail!("unexpected answer {other:?}"),
+            }
+        }
+        client.close().await;
+        Ok(())
+    })
+}
+
 /// Sends a replay and prints what it found.
 pub fn replay(c: &Connect, request: Request, body: Vec<u8>, json: bool) -> anyhow::Result<()> {
     runtime()?.block_on(async move {

@@ -80,6 +80,25 @@ pub enum UdfCommand {
         #[command(flatten)]
         connect: super::cluster::Connect,
     },
+    /// Show what a stage's UDF logged and printed lately (the node keeps
+    /// the last 2,000 lines per stage), each with the module version and
+    /// input position of its call.
+    Logs {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// Keep showing lines as they come, until the stage ends.
+        #[arg(long)]
+        follow: bool,
+        /// Print the JSON lines the node keeps instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: super::cluster::Connect,
+    },
     /// List every module version a stage ran, with the input position where
     /// each took effect.
     History {
@@ -170,6 +189,13 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             };
             super::cluster::replay(&connect, request, bytes, json)
         }
+        UdfCommand::Logs {
+            job,
+            stage,
+            follow,
+            json,
+            connect,
+        } => super::cluster::udf_logs(&connect, job, stage, follow, json),
         UdfCommand::Rollback {
             job,
             stage,

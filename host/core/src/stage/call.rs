@@ -171,9 +171,7 @@ impl UdfStage {
             keys,
             segment,
         });
-        for line in self.udf.drain_logs() {
-            tracing::info!(target: "weir::udf", stage = %self.name, module = %self.udf.module().version, position, "{line}");
-        }
+        self.log_call(position, None);
         let output = match result {
             Ok(output) => output,
             Err(CallFailure::Failed(e)) => return Err(CallOutcome::Failed(e)),

@@ -128,6 +128,25 @@ pub struct DeadRow {
     pub row: String,
 }
 
+/// One line a UDF logged or printed, and the call it came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UdfLog {
+    /// The module version that ran the call (short).
+    pub module: String,
+    /// The input position of the call's first row (for a timer call, the
+    /// stage's position as the CTI passed).
+    pub position: u64,
+    /// The CTI whose timers the call fired, for a timer call.
+    pub cti: Option<i64>,
+    /// The line: `[Level] message` from the `log` import, `[stdout] ...` or
+    /// `[stderr] ...`.
+    pub line: String,
+}
+
+/// The most log lines a stage keeps for its runtime to take; older ones
+/// make room (and are counted).
+pub const MAX_KEPT_LOGS: usize = 10_000;
+
 /// A stage's part of a vertex snapshot.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct StageCheckpoint {
@@ -187,6 +206,9 @@ pub struct UdfStage {
     /// The UDF was called in the current segment: later calls in it carry
     /// on its clock and random sequence.
     seeded: bool,
+    /// Log lines kept for the runtime (when it asked for them), and how
+    /// many made room for later ones.
+    logs: Option<(std::collections::VecDeque<UdfLog>, u64)>,
     /// Counts so far.
     pub stats: StageStats,
 }
@@ -339,6 +361,7 @@ impl UdfStage {
             position: 0,
             segment_at: 0,
             seeded: false,
+            logs: None,
             stats: StageStats::default(),
         })
     }
@@ -390,7 +413,53 @@ impl UdfStage {
         self.seeded = false;
         self.stats = old.stats;
         self.filters = std::mem::take(&mut old.filters);
+        self.logs = old.logs.take();
         *self.udf.state() = std::mem::take(old.udf.state());
+    }
+
+    /// Keeps what the UDF logs and prints from now on, for [`UdfStage::take_logs`].
+    pub fn capture_logs(&mut self) {
+        self.logs.get_or_insert_with(Default::default);
+    }
+
+    /// The lines kept since the last call, and how many more were dropped
+    /// to make room ([`MAX_KEPT_LOGS`]).
+    pub fn take_logs(&mut self) -> (Vec<UdfLog>, u64) {
+        match self.logs.as_mut() {
+            Some((lines, dropped)) => (lines.drain(..).collect(), std::mem::take(dropped)),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    /// Logs the lines the UDF wrote in its last call.
+    pub(crate) fn log_call(&mut self, position: u64, cti: Option<i64>) {
+        let lines = self.udf.drain_logs();
+        if lines.is_empty() {
+            return;
+        }
+        let module = self.udf.module().version.to_string();
+        for line in lines {
+            match cti {
+                None => {
+                    tracing::info!(target: "weir::udf", stage = %self.name, %module, position, "{line}")
+                }
+                Some(cti) => {
+                    tracing::info!(target: "weir::udf", stage = %self.name, %module, position, cti, "{line}")
+                }
+            }
+            if let Some((kept, dropped)) = self.logs.as_mut() {
+                if kept.len() == MAX_KEPT_LOGS {
+                    kept.pop_front();
+                    *dropped += 1;
+                }
+                kept.push_back(UdfLog {
+                    module: module.clone(),
+                    position,
+                    cti,
+                    line,
+                });
+            }
+        }
     }
 
     /// Runs the module's `migrate` (a `migrating-reducer`; others have

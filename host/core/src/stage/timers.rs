@@ -162,9 +162,7 @@ impl UdfStage {
         seed: u64,
     ) -> Result<RecordBatch, CallOutcome> {
         let result = self.udf.on_cti(TimerCall { cti, fired, seed });
-        for line in self.udf.drain_logs() {
-            tracing::info!(target: "weir::udf", stage = %self.name, module = %self.udf.module().version, position = self.position, cti, "{line}");
-        }
+        self.log_call(self.position, Some(cti));
         let output = match result {
             Ok(output) => output,
             Err(CallFailure::Failed(e)) => return Err(CallOutcome::Failed(e)),

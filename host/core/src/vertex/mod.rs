@@ -521,6 +521,22 @@ impl Vertex {
         }
     }
 
+    /// Keeps what a UDF vertex's UDF logs and prints, for [`Vertex::take_logs`].
+    pub fn capture_logs(&mut self) {
+        if let Operator::Udf(stage) = &mut self.operator {
+            stage.capture_logs();
+        }
+    }
+
+    /// The lines a UDF vertex kept since the last call, and how many were
+    /// dropped to make room.
+    pub fn take_logs(&mut self) -> (Vec<crate::stage::UdfLog>, u64) {
+        match &mut self.operator {
+            Operator::Udf(stage) => stage.take_logs(),
+            _ => (Vec::new(), 0),
+        }
+    }
+
     /// The module a UDF vertex runs.
     pub fn udf_module(&self) -> Option<&crate::udf::ModuleId> {
         match &self.operator {

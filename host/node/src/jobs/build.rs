@@ -238,6 +238,8 @@ impl Jobs {
             snapshot,
             spec.recovery,
         )?;
+        // What the UDF logs is kept for `weir udf logs`.
+        vertex.capture_logs();
         if let Some((timeline, load)) = patching {
             vertex = vertex.with_patching(timeline, load)?;
             // Changes accepted before a restart, not yet in the timeline.

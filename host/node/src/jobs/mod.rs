@@ -39,6 +39,7 @@ use crate::wasm::Runtime;
 use crate::wasm::instance::KeyedState;
 
 mod build;
+mod logs;
 mod patching;
 mod replay;
 mod threads;

@@ -41,6 +41,7 @@ impl Jobs {
                             return Err(e.into());
                         }
                     };
+                    keep_logs(&mut vertex, status);
                     let settled = std::mem::take(&mut fx.settled);
                     self.apply(fx, &settled, output, dead, key, inputs)?;
                     if !settled.is_empty() {
@@ -365,6 +366,27 @@ pub(super) fn open_sink_file(path: &Path, len: u64) -> Result<File> {
     file.seek(SeekFrom::Start(len))?;
     file.sync_all()?;
     Ok(file)
+}
+
+/// Moves what the vertex's UDF logged into its status's log buffer.
+fn keep_logs(vertex: &mut Vertex, status: &Shared) {
+    let (lines, dropped) = vertex.take_logs();
+    if lines.is_empty() && dropped == 0 {
+        return;
+    }
+    let buffer = lock(status).logs.clone();
+    let mut buffer = lock(&buffer);
+    if dropped > 0 {
+        buffer.push(serde_json::json!({ "dropped": dropped }));
+    }
+    for l in lines {
+        buffer.push(serde_json::json!({
+            "module": l.module,
+            "position": l.position,
+            "cti": l.cti,
+            "line": l.line,
+        }));
+    }
 }
 
 /// Shows the vertex's positions, counts and patches in its status.

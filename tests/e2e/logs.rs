@@ -1,0 +1,156 @@
+//! `weir udf logs` on a real node: what a stage's UDF printed, each line
+//! with the module version and input position of its call, and `--follow`
+//! showing lines as they come until the stage ends.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir::testkit::udf_component;
+
+use super::node::{Node, cluster, ok, write};
+use super::patch::version_of;
+use super::stderr;
+
+fn items(from: i64, to: i64) -> String {
+    (from..to)
+        .map(|i| format!("{{\"ts\":{},\"id\":{i}}}\n", 1_000 + i))
+        .collect()
+}
+
+fn wait_lines(d: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = || {
+        std::fs::read_to_string(d.join("out/items.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    while lines() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(lines(), n, "the job wrote every row");
+}
+
+#[test]
+fn udf_logs_show_what_the_udf_printed_with_version_and_position() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = Node::start(d, "data").expect("node starts");
+    ok(&node.weir(
+        d,
+        &[
+            "stream",
+            "create",
+            "items",
+            "--columns",
+            "ts:int64,id:int64",
+            "--time",
+            "ts",
+        ],
+    ));
+    write(
+        d,
+        "job.toml",
+        &format!(
+            r#"name = "echo"
+
+[[sources]]
+name = "items"
+stream = "items"
+
+[[stages]]
+name = "echo"
+input = "items"
+kind = "processor"
+component = "{}"
+
+[[sinks]]
+input = "echo"
+path = "out/items.jsonl"
+"#,
+            udf_component("chatty").display()
+        ),
+    );
+    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    write(d, "a.jsonl", &items(0, 150));
+    ok(&node.weir(d, &["ingest", "items", "a.jsonl"]));
+    wait_lines(d, 150);
+
+    let module = version_of("chatty")[..12].to_string();
+    let text = ok(&node.weir(d, &["udf", "logs", "--job", "echo", "--stage", "echo"]));
+    assert!(
+        text.contains(&format!("module {module} position 0: [stdout] row 0 ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("module {module} position 0: [stderr] at row 100")),
+        "the batch of 150 rows is one call at position 0: {text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("[stdout] row")).count(),
+        150,
+        "{text}"
+    );
+
+    let json = ok(&node.weir(
+        d,
+        &["udf", "logs", "--job", "echo", "--stage", "echo", "--json"],
+    ));
+    let seqs: Vec<u64> = json
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v["seq"].as_u64().expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+
+    // --follow shows the lines of a later call and ends with the stage.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "udf", "logs", "--job", "echo", "--stage", "echo", "--follow", "--node", &node.addr,
+        ])
+        .current_dir(d)
+        .env("WEIR_CACHE_DIR", d.join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir udf logs --follow");
+    write(d, "b.jsonl", &items(150, 160));
+    ok(&node.weir(d, &["ingest", "items", "b.jsonl"]));
+    wait_lines(d, 160);
+    ok(&node.weir(d, &["stream", "close", "items"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while follow.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = follow.try_wait().expect("wait");
+    if status.is_none() {
+        let _ = follow.kill();
+    }
+    let mut out = String::new();
+    follow
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "--follow ends with the stage: {out}"
+    );
+    assert!(
+        out.contains(&format!("module {module} position 150: [stdout] row 150 ")),
+        "{out}"
+    );
+
+    // An unknown stage is refused, naming it.
+    let out = node.weir(d, &["udf", "logs", "--job", "echo", "--stage", "nope"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("nope"),
+        "{}",
+        stderr(&out)
+    );
+    node.stop();
+}
