@@ -20,16 +20,20 @@ fn items(from: i64, to: i64) -> String {
 }
 
 fn wait_lines(d: &Path, n: usize) {
+    wait_file_lines(d, "out/items.jsonl", n);
+}
+
+fn wait_file_lines(d: &Path, file: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines = || {
-        std::fs::read_to_string(d.join("out/items.jsonl"))
+        std::fs::read_to_string(d.join(file))
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
     while lines() < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(lines(), n, "the job wrote every row");
+    assert_eq!(lines(), n, "the job wrote every row of {file}");
 }
 
 #[test]
@@ -65,17 +69,65 @@ input = "items"
 kind = "processor"
 component = "{}"
 
+[[stages]]
+name = "double"
+input = "items"
+kind = "processor"
+component = "{}"
+on_trap = "dead-letter"
+
 [[sinks]]
 input = "echo"
 path = "out/items.jsonl"
+
+[[sinks]]
+input = "double"
+path = "out/doubled.jsonl"
 "#,
-            udf_component("chatty").display()
+            udf_component("chatty").display(),
+            udf_component("panic_on_row").display()
         ),
     );
     ok(&node.weir(d, &["job", "submit", "job.toml"]));
     write(d, "a.jsonl", &items(0, 150));
     ok(&node.weir(d, &["ingest", "items", "a.jsonl"]));
     wait_lines(d, 150);
+    wait_file_lines(d, "out/doubled.jsonl", 149);
+
+    // `weir udf list`: per stage its version, counts, failed calls and usage.
+    let list = ok(&node.weir(d, &["udf", "list", "--job", "echo", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&list).expect("JSON");
+    let stage = |name: &str| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|s| s["stage"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("stage {name} listed: {list}"))
+    };
+    let (echo, double) = (stage("echo"), stage("double"));
+    assert_eq!(
+        echo["module"].as_str(),
+        Some(&version_of("chatty")[..12]),
+        "{echo}"
+    );
+    assert_eq!(
+        (echo["rows_in"].as_u64(), echo["traps"].as_u64()),
+        (Some(150), Some(0)),
+        "{echo}"
+    );
+    assert!(echo["fuel"].as_u64().unwrap_or(0) > 0, "{echo}");
+    assert!(echo["memory"].as_u64().unwrap_or(0) >= 65536, "{echo}");
+    assert_eq!(echo["lag"].as_u64(), Some(0), "{echo}");
+    // One poison row: the batch's call and the row's own call trapped.
+    assert_eq!(
+        (double["dead"].as_u64(), double["traps"].as_u64()),
+        (Some(1), Some(2)),
+        "{double}"
+    );
+    let table = ok(&node.weir(d, &["udf", "list"]));
+    assert!(
+        table.contains("double") && table.contains("rows/s"),
+        "{table}"
+    );
 
     let module = version_of("chatty")[..12].to_string();
     let text = ok(&node.weir(d, &["udf", "logs", "--job", "echo", "--stage", "echo"]));

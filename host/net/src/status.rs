@@ -51,6 +51,25 @@ pub struct VertexStatus {
     /// Input rows runtime filters dropped (counted in `rows_in`).
     #[serde(default)]
     pub filtered: u64,
+    /// Input entries written but not yet read, over all inputs.
+    #[serde(default)]
+    pub lag: u64,
+    /// Input rows per second over the last second or so.
+    #[serde(default)]
+    pub rows_per_s: f64,
+    /// UDF calls that trapped or returned an error since the job started
+    /// on this node.
+    #[serde(default)]
+    pub traps: u64,
+    /// Fuel the UDF's calls consumed since the job started on this node.
+    #[serde(default)]
+    pub fuel: u64,
+    /// The UDF instance's linear memory, in bytes.
+    #[serde(default)]
+    pub memory: u64,
+    /// Where `rows_per_s` was last measured from (the node's own).
+    #[serde(skip)]
+    pub rate_mark: Option<(std::time::Instant, u64)>,
     /// Requests accepted (durably queued), not yet handed to the vertex
     /// (the node's own; never sent).
     #[serde(skip)]

@@ -633,6 +633,79 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
     })
 }
 
+/// Prints the UDF stages of the node's jobs (of `job` only, if given).
+pub fn udf_list(c: &Connect, job: Option<String>, json: bool) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let client = connect(c).await?;
+        let answer = client.call(&Request::JobStatus { name: job }, None).await?;
+        client.close().await;
+        let Response::Jobs(jobs) = answer else {
+            bail!("the node answered a status request with something else");
+        };
+        let stages: Vec<(String, &crate::jobs::VertexStatus)> = jobs
+            .iter()
+            .flat_map(|j| {
+                j.vertices
+                    .iter()
+                    .filter(|v| v.role == "stage" && v.module.is_some())
+                    .map(|v| (j.name.clone(), v))
+            })
+            .collect();
+        if json {
+            let list: Vec<serde_json::Value> = stages
+                .iter()
+                .map(|(job, v)| {
+                    serde_json::json!({
+                        "job": job, "stage": v.name, "state": v.state, "module": v.module,
+                        "lag": v.lag, "rows_per_s": v.rows_per_s, "rows_in": v.rows_in,
+                        "rows_out": v.rows_out, "dead": v.dead, "traps": v.traps,
+                        "fuel": v.fuel, "memory": v.memory,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(());
+        }
+        if stages.is_empty() {
+            println!("no UDF stages");
+            return Ok(());
+        }
+        println!(
+            "{:<12} {:<12} {:<9} {:<12} {:>6} {:>9} {:>10} {:>10} {:>6} {:>6} {:>12} {:>8}",
+            "job",
+            "stage",
+            "state",
+            "module",
+            "lag",
+            "rows/s",
+            "rows in",
+            "rows out",
+            "dead",
+            "traps",
+            "fuel",
+            "memory"
+        );
+        for (job, v) in stages {
+            println!(
+                "{:<12} {:<12} {:<9} {:<12} {:>6} {:>9.0} {:>10} {:>10} {:>6} {:>6} {:>12} {:>7}K",
+                job,
+                v.name,
+                v.state,
+                v.module.as_deref().unwrap_or("-"),
+                v.lag,
+                v.rows_per_s,
+                v.rows_in,
+                v.rows_out,
+                v.dead,
+                v.traps,
+                v.fuel,
+                v.memory / 1024
+            );
+        }
+        Ok(())
+    })
+}
+
 /// Prints what a stage's UDF logged: `module M position P: line` (with
 /// `at CTI T` for a timer call), or the node's JSON lines.
 pub fn udf_logs(

@@ -80,6 +80,19 @@ pub enum UdfCommand {
         #[command(flatten)]
         connect: super::cluster::Connect,
     },
+    /// List the UDF stages of the jobs on a node: per stage the running
+    /// module version, its lag behind its input, rows/s, rows in and out,
+    /// dead letters, failed calls (traps), fuel and memory used.
+    List {
+        /// Only this job's stages.
+        #[arg(long)]
+        job: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: super::cluster::Connect,
+    },
     /// Show what a stage's UDF logged and printed lately (the node keeps
     /// the last 2,000 lines per stage), each with the module version and
     /// input position of its call.
@@ -189,6 +202,7 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             };
             super::cluster::replay(&connect, request, bytes, json)
         }
+        UdfCommand::List { job, json, connect } => super::cluster::udf_list(&connect, job, json),
         UdfCommand::Logs {
             job,
             stage,

@@ -35,11 +35,61 @@ pub struct StateOverlay {
     writes: Vec<BTreeMap<String, Option<Vec<u8>>>>,
 }
 
+/// The store's limits, and the size of the linear memory they allowed.
+pub struct Limiter {
+    limits: StoreLimits,
+    memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory = self.memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
 /// The data of a UDF's store.
 pub struct HostCtx {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     logs: Vec<String>,
     state: KeyedStore,
     overlay: StateOverlay,
@@ -191,6 +241,8 @@ pub struct Instance {
     batch_call: BatchCall,
     /// A timed reducer's `on-cti`.
     timer_call: Option<Func>,
+    /// The fuel the current call was given, and what all calls consumed.
+    fuel: (u64, u64),
     clock: EventClock,
     random: SeededRandom,
     stdout: CallOutput,
@@ -245,6 +297,7 @@ impl Instance {
             exports,
             batch_call,
             timer_call,
+            fuel: (0, 0),
             clock,
             random,
             stdout,
@@ -302,10 +355,13 @@ impl Instance {
         let ctx = HostCtx {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                memory: 0,
+            },
             logs: Vec::new(),
             state,
             overlay: StateOverlay::default(),
@@ -388,6 +444,7 @@ impl Instance {
             .saturating_add(self.limits.fuel_per_row.saturating_mul(rows as u64));
         // set_fuel only fails when fuel is not enabled, and it always is.
         let _ = self.store.set_fuel(fuel);
+        self.fuel.0 = fuel;
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.deadline));
         if let Some((position, event_time)) = segment {
@@ -397,6 +454,8 @@ impl Instance {
     }
 
     fn finish_call<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, CallError> {
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.fuel.1 = self.fuel.1.saturating_add(self.fuel.0.saturating_sub(left));
         match result {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -656,6 +715,13 @@ impl Udf for Instance {
 
     fn timed(&self) -> bool {
         self.timer_call.is_some()
+    }
+
+    fn usage(&self) -> crate::udf::Usage {
+        crate::udf::Usage {
+            fuel: self.fuel.1,
+            memory_bytes: self.store.data().limits.memory as u64,
+        }
     }
 
     fn on_cti(

@@ -135,6 +135,7 @@ impl UdfStage {
     }
 
     pub(super) fn reset(&mut self) -> Result<(), StageError> {
+        self.traps += 1;
         // A fresh instance starts its segment's clock and random sequence again.
         self.seeded = false;
         self.udf.reset().map_err(|e| StageError::Mismatch {

@@ -209,6 +209,9 @@ pub struct UdfStage {
     /// Log lines kept for the runtime (when it asked for them), and how
     /// many made room for later ones.
     logs: Option<(std::collections::VecDeque<UdfLog>, u64)>,
+    /// Calls that trapped or returned an error since the stage was made
+    /// (not in snapshots).
+    traps: u64,
     /// Counts so far.
     pub stats: StageStats,
 }
@@ -362,6 +365,7 @@ impl UdfStage {
             segment_at: 0,
             seeded: false,
             logs: None,
+            traps: 0,
             stats: StageStats::default(),
         })
     }
@@ -414,7 +418,15 @@ impl UdfStage {
         self.stats = old.stats;
         self.filters = std::mem::take(&mut old.filters);
         self.logs = old.logs.take();
+        self.traps = old.traps;
         *self.udf.state() = std::mem::take(old.udf.state());
+    }
+
+    /// Calls that trapped or returned an error since the stage was made
+    /// (each batch or timer call that failed, before the rows or timers to
+    /// blame were found), and what its instance has used.
+    pub fn usage(&self) -> (u64, crate::udf::Usage) {
+        (self.traps, self.udf.usage())
     }
 
     /// Keeps what the UDF logs and prints from now on, for [`UdfStage::take_logs`].

@@ -193,6 +193,10 @@ pub trait Udf: Send {
     fn timed(&self) -> bool {
         false
     }
+    /// What it has used (nothing, for a UDF that does not count).
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
     /// Calls `on-cti` with timers that fired (already gone from the state);
     /// its state writes apply only if it succeeds.
     fn on_cti(&mut self, call: TimerCall<'_>) -> Result<TimedOutput, CallFailure> {
@@ -201,6 +205,15 @@ pub trait Udf: Send {
             "the UDF has no on-cti, so it cannot fire timers".into(),
         ))
     }
+}
+
+/// What a UDF instance has used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// Fuel (roughly, Wasm instructions) its calls consumed, in all.
+    pub fuel: u64,
+    /// The size of its linear memory now, in bytes.
+    pub memory_bytes: u64,
 }
 
 /// One `on-cti` call: the CTI passing and the timers it fired.

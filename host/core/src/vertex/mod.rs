@@ -537,6 +537,15 @@ impl Vertex {
         }
     }
 
+    /// A UDF vertex's failed calls and its instance's usage
+    /// ([`UdfStage::usage`]).
+    pub fn udf_usage(&self) -> Option<(u64, crate::udf::Usage)> {
+        match &self.operator {
+            Operator::Udf(stage) => Some(stage.usage()),
+            _ => None,
+        }
+    }
+
     /// The module a UDF vertex runs.
     pub fn udf_module(&self) -> Option<&crate::udf::ModuleId> {
         match &self.operator {

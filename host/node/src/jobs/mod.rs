@@ -461,8 +461,15 @@ impl Jobs {
             .values()
             .filter(|r| name.is_none_or(|n| n == r.record.name))
             .map(|r| {
-                let vertices: Vec<VertexStatus> =
-                    r.vertices.iter().map(|v| lock(v).clone()).collect();
+                let vertices: Vec<VertexStatus> = r
+                    .vertices
+                    .iter()
+                    .map(|v| {
+                        let mut v = lock(v).clone();
+                        v.lag = self.lag(&v.inputs);
+                        v
+                    })
+                    .collect();
                 let state = if vertices.iter().any(|v| v.state == "failed") {
                     "failed"
                 } else if vertices.iter().all(|v| v.state == "finished") {
@@ -530,6 +537,21 @@ fn ending_key(key: &str) -> String {
 /// Where the queue of accepted changes of the vertex with snapshot key `key` lives.
 fn queue_key(key: &str) -> String {
     format!("{QUEUES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
+}
+
+impl Jobs {
+    /// Entries written to `inputs` (stream, next seq read) not yet read.
+    fn lag(&self, inputs: &[(String, u64)]) -> u64 {
+        let streams = &self.inner.streams;
+        inputs
+            .iter()
+            .filter_map(|(name, at)| {
+                let info = streams.info(name).ok()?;
+                let (next, _, _) = streams.positions(info.id)?;
+                Some(next.saturating_sub(*at))
+            })
+            .sum()
+    }
 }
 
 /// The snapshot key of stage `stage` of the job `record`.

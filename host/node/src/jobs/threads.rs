@@ -409,6 +409,21 @@ pub(super) fn publish(vertex: &Vertex, status: &Shared) {
     s.filters = vertex.filter_texts();
     (s.pending, s.refused) = vertex.patch_state();
     s.filtered = vertex.filtered();
+    if let Some((traps, usage)) = vertex.udf_usage() {
+        s.traps = traps;
+        s.fuel = usage.fuel;
+        s.memory = usage.memory_bytes;
+    }
+    let now = std::time::Instant::now();
+    match s.rate_mark {
+        Some((at, rows)) if now.duration_since(at) >= Duration::from_secs(1) => {
+            let secs = now.duration_since(at).as_secs_f64();
+            s.rows_per_s = rows_in.saturating_sub(rows) as f64 / secs;
+            s.rate_mark = Some((now, rows_in));
+        }
+        Some(_) => {}
+        None => s.rate_mark = Some((now, rows_in)),
+    }
 }
 
 /// Whether a vertex loop ends: `Some(true)` finished, `Some(false)` stopped.
