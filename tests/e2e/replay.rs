@@ -74,6 +74,47 @@ path = "out/tally.jsonl"
     node
 }
 
+/// A workspace in `d` holding copies of the `udfs/` crates `crates`, built
+/// against this repository's SDK with `udfs/`'s lock file.
+fn udf_workspace_copy(d: &Path, crates: &[&str]) -> std::path::PathBuf {
+    let udfs = weir::testkit::repo_root().join("udfs");
+    let root = d.join("udf-work");
+    let copy = |from: &Path, to: &Path| {
+        let status = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copying {}", from.display());
+    };
+    std::fs::create_dir_all(&root).expect("workspace dir");
+    for c in crates {
+        copy(&udfs.join(c).join("."), &root.join(c));
+        let _ = std::fs::remove_dir_all(root.join(c).join("target"));
+    }
+    std::fs::copy(udfs.join("Cargo.lock"), root.join("Cargo.lock")).expect("lock file");
+    let manifest = std::fs::read_to_string(udfs.join("Cargo.toml")).expect("udfs manifest");
+    let start = manifest.find("members = [").expect("members");
+    let end = start + manifest[start..].find(']').expect("end of members") + 1;
+    let members: Vec<String> = crates.iter().map(|c| format!("\"{c}\"")).collect();
+    let manifest = format!(
+        "{}members = [{}]{}",
+        &manifest[..start],
+        members.join(", "),
+        &manifest[end..]
+    )
+    .replace(
+        "path = \"../sdk\"",
+        &format!(
+            "path = \"{}\"",
+            weir::testkit::repo_root().join("sdk").display()
+        ),
+    );
+    std::fs::write(root.join("Cargo.toml"), manifest).expect("manifest");
+    root
+}
+
 fn replay(node: &Node, d: &Path, component: &str, extra: &[&str]) -> std::process::Output {
     let file = udf_component(component).display().to_string();
     let mut args = vec![
@@ -174,5 +215,52 @@ fn replay_compares_a_candidate_with_the_running_version_from_its_checkpoint() {
         std::fs::read_to_string(d.join("out/tally.jsonl")).expect("output"),
         written
     );
+
+    // `weir udf dev --once --yes` on the crate of version 2 (a copy, so the
+    // components other tests read stay untouched): it builds, runs the
+    // crate's tests, shows the replay and deploys; the stage switches at its
+    // next CTI.
+    let crate_dir = udf_workspace_copy(d, &["tally_common", "tally_v2"]).join("tally_v2");
+    let out = node.weir(
+        d,
+        &[
+            "udf",
+            "dev",
+            "--job",
+            "tally",
+            "--stage",
+            "tally",
+            &crate_dir.display().to_string(),
+            "--once",
+            "--yes",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}\n{}", stderr(&out));
+    assert!(said.contains("tests passed"), "{said}");
+    assert!(
+        said.contains(&format!("{rows} output rows differ")),
+        "{said}"
+    );
+    write(d, "chunk-5.jsonl", &chunk_text(5, None));
+    ok(&node.weir(d, &["ingest", "sales", "chunk-5.jsonl"]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v2 = version_of("tally_v2");
+    loop {
+        let history = ok(&node.weir(
+            d,
+            &[
+                "udf", "history", "--job", "tally", "--stage", "tally", "--json",
+            ],
+        ));
+        if history.contains(&v2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "version 2 never took effect: {history}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     node.stop();
 }

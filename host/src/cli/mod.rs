@@ -1,6 +1,7 @@
 //! The `weir` command line.
 
 pub mod cluster;
+mod dev;
 mod sample;
 pub mod udf;
 

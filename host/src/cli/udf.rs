@@ -80,6 +80,10 @@ pub enum UdfCommand {
         #[command(flatten)]
         connect: super::cluster::Connect,
     },
+    /// Watch a UDF crate and, on every save, build it, run its tests,
+    /// replay it next to a stage's running version, and deploy it on
+    /// confirmation (or `--yes`); `r` rolls the last deploy back.
+    Dev(super::dev::DevArgs),
     /// List the UDF stages of the jobs on a node: per stage the running
     /// module version, its lag behind its input, rows/s, rows in and out,
     /// dead letters, failed calls (traps), fuel and memory used.
@@ -202,6 +206,7 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             };
             super::cluster::replay(&connect, request, bytes, json)
         }
+        UdfCommand::Dev(args) => super::dev::run(args),
         UdfCommand::List { job, json, connect } => super::cluster::udf_list(&connect, job, json),
         UdfCommand::Logs {
             job,
@@ -477,6 +482,18 @@ pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVers
             dir.display()
         );
     }
+    // Where the crate's own job file finds a component, whichever build
+    // directory cargo used: its workspace's `target/` (the crate's own, for
+    // a crate that is its own workspace).
+    let root = Command::new("cargo")
+        .current_dir(dir)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|m| m["workspace_root"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| dir.to_path_buf());
+    let local = root.join("target").join("wasm32-wasip2").join("release");
     let mut built = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -488,9 +505,6 @@ pub fn build(dir: &Path) -> anyhow::Result<Vec<(PathBuf, crate::wasm::ModuleVers
         for file in msg["filenames"].as_array().into_iter().flatten() {
             if let Some(f) = file.as_str().filter(|f| f.ends_with(".wasm")) {
                 let bytes = std::fs::read(f)?;
-                // Where the crate's own job file finds it, whichever build
-                // directory cargo used.
-                let local = dir.join("target").join("wasm32-wasip2").join("release");
                 let f = Path::new(f);
                 let at = match f.file_name() {
                     Some(name) if !f.starts_with(&local) => {
