@@ -703,6 +703,36 @@ fn udf_inspect_shows_world_version_and_imports() {
     assert!(text.contains("weir:udf/state@0.2.0"), "{text}");
 }
 
+/// The timed-reducer template builds, passes its own test, and its job
+/// emits each window once it has closed.
+#[test]
+fn udf_new_timed_reducer_template_emits_windows_as_they_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = weir(
+        &["udf", "new", "win", "--kind", "timed-reducer"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let crate_dir = dir.path().join("win");
+    let out = weir(&["udf", "build", "win"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let test = weir::testkit::udf_cargo(&crate_dir)
+        .args(["test", "--quiet"])
+        .env(
+            "CARGO_TARGET_DIR",
+            repo_root().join("target/weir-test-cache/udf-target"),
+        )
+        .output()
+        .expect("cargo test");
+    assert!(test.status.success(), "{}", stderr(&test));
+    let out = weir(&["run", "job.toml", "--quiet"], &crate_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"user\":\"ada\",\"window_start\":0,\"count\":1,\"sum\":12.5}\n{\"user\":\"ada\",\"window_start\":2000,\"count\":1,\"sum\":3.25}\n{\"user\":\"bob\",\"window_start\":2000,\"count\":1,\"sum\":0.5}\n"
+    );
+}
+
 #[test]
 fn udf_new_build_and_run_from_the_template() {
     let dir = tempfile::tempdir().expect("tempdir");

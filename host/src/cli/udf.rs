@@ -155,6 +155,9 @@ pub enum Kind {
     Processor,
     /// A keyed reducer with host-owned state.
     Reducer,
+    /// A keyed reducer with event-time timers: totals per tumbling window,
+    /// each emitted once a CTI passes the window's end.
+    TimedReducer,
 }
 
 /// Runs a UDF command.
@@ -292,6 +295,10 @@ strip = true
             "kind = \"processor\"\nparams = { min = 1.0 }",
         ),
         Kind::Reducer => (TEMPLATE_REDUCER, "kind = \"reducer\"\nkey = \"user\""),
+        Kind::TimedReducer => (
+            TEMPLATE_TIMED_REDUCER,
+            "kind = \"reducer\"\nkey = \"user\"\nparams = { window = 2000 }",
+        ),
     };
     std::fs::write(
         dir.join("src").join("lib.rs"),
@@ -412,6 +419,92 @@ mod tests {
         let row = |u: &str, a| Input { user: u.into(), amount: a };
         let out = h.reduce("user", {ident}, vec![row("a", 1.0), row("b", 2.0), row("a", 3.0)]).unwrap();
         assert_eq!(out[2], Total { user: "a".into(), count: 2, sum: 4.0 });
+    }
+}
+"#;
+
+const TEMPLATE_TIMED_REDUCER: &str = r#"//! A Weir timed reducer: per key, totals in tumbling event-time windows,
+//! each emitted once the input passes a CTI at the window's end (end of
+//! input closes the last ones).
+
+use serde::{Deserialize, Serialize};
+use weir_sdk::time::{Ctx, Timed, Timer};
+use weir_sdk::{Key, Row};
+
+/// The columns this UDF reads.
+#[derive(Row, Clone, Debug)]
+pub struct Input {
+    pub user: String,
+    pub amount: f64,
+}
+
+/// The columns it writes: one row per key and window.
+#[derive(Row, Clone, Debug, PartialEq)]
+pub struct Window {
+    pub user: String,
+    pub window_start: i64,
+    pub count: i64,
+    pub sum: f64,
+}
+
+/// The windows open for one key: (start, count, sum) each.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Open {
+    windows: Vec<(i64, i64, f64)>,
+}
+
+/// The window width (parameter `window`, in event-time units; default one minute).
+fn width() -> i64 {
+    weir_sdk::params().int("window").unwrap_or(60_000_000).max(1)
+}
+
+/// Adds a row to its window, opening the window (with a timer at its end)
+/// on its first row. Nothing is emitted per row.
+pub fn {ident}(_key: &Key<'_>, row: Input, open: &mut Open, ctx: &mut Ctx<'_>) -> Option<Window> {
+    let start = ctx.start().div_euclid(width()) * width();
+    match open.windows.iter_mut().find(|w| w.0 == start) {
+        Some(w) => {
+            w.1 += 1;
+            w.2 += row.amount;
+        }
+        None => {
+            open.windows.push((start, 1, row.amount));
+            ctx.set_timer(start + width());
+        }
+    }
+    None
+}
+
+/// Emits the window ending at the timer, as a point event at its end.
+pub fn close(key: &Key<'_>, timer: Timer, open: &mut Open, ctx: &mut Ctx<'_>) -> Option<Timed<Window>> {
+    let start = timer.at - width();
+    let i = open.windows.iter().position(|w| w.0 == start)?;
+    let (_, count, sum) = open.windows.remove(i);
+    if open.windows.is_empty() {
+        // No state is left behind for a key that went quiet.
+        ctx.clear_state();
+    }
+    let user = key.as_str()?.to_string();
+    Some(Timed::point(timer.at, Window { user, window_start: start, count, sum }))
+}
+
+weir_sdk::export_reducer!({ident}, on_time = close);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_sdk::testing::{Harness, Input as At};
+
+    #[test]
+    fn windows_close_on_ctis_and_at_the_end() {
+        let mut h = Harness::new().param("window", 10i64);
+        let row = |t: i64, u: &str, a: f64| At::row(t, t + 1, Input { user: u.into(), amount: a });
+        let out = h
+            .timed_reduce("user", {ident}, close, vec![row(1, "ada", 1.0), row(4, "ada", 2.0), row(12, "bob", 5.0), At::cti(10), At::end()])
+            .unwrap();
+        let got: Vec<(i64, Window)> = out.into_iter().map(|t| (t.start, t.row)).collect();
+        let w = |u: &str, s, c, a| Window { user: u.into(), window_start: s, count: c, sum: a };
+        assert_eq!(got, vec![(10, w("ada", 0, 2, 3.0)), (20, w("bob", 10, 1, 5.0))]);
     }
 }
 "#;
