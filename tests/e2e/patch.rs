@@ -49,6 +49,11 @@ pub(super) fn start(d: &Path, extra: &str) -> Node {
 
 /// Like [`start`], with the job's stage running `component` first.
 pub(super) fn start_with(d: &Path, component: &str, extra: &str) -> Node {
+    start_checkpointing(d, component, 2, extra)
+}
+
+/// Like [`start_with`], the stage checkpointing every `every` CTIs.
+pub(super) fn start_checkpointing(d: &Path, component: &str, every: u64, extra: &str) -> Node {
     let node = Node::start(d, "data").expect("node starts");
     ok(&node.weir(
         d,
@@ -80,7 +85,7 @@ kind = "reducer"
 key = "user"
 component = "{}"
 params = {{ factor = 3, poison = {POISON} }}
-checkpoint_every = 2
+checkpoint_every = {every}
 {extra}
 
 [[sinks]]

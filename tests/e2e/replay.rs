@@ -9,57 +9,15 @@ use std::time::{Duration, Instant};
 use weir::testkit::udf_component;
 
 use super::node::{Node, cluster, ok, write};
-use super::patch::{chunk_text, version_of};
+use super::patch::{chunk_text, ingest, start_checkpointing, version_of};
 use super::stderr;
 
 /// A node running job `tally` (reducer `tally_v1`) with a checkpoint every
 /// fourth CTI, fed `chunks` chunks of 100 sales (a CTI every 50 rows).
 fn tally_job(d: &Path, chunks: usize) -> Node {
-    let node = Node::start(d, "data").expect("node starts");
-    ok(&node.weir(
-        d,
-        &[
-            "stream",
-            "create",
-            "sales",
-            "--columns",
-            "ts:int64,user:utf8,amount:int64",
-            "--time",
-            "ts",
-        ],
-    ));
-    write(
-        d,
-        "job.toml",
-        &format!(
-            r#"name = "tally"
-
-[[sources]]
-name = "sales"
-stream = "sales"
-cti_every = 50
-
-[[stages]]
-name = "tally"
-input = "sales"
-kind = "reducer"
-key = "user"
-component = "{}"
-params = {{ factor = 3 }}
-checkpoint_every = 4
-
-[[sinks]]
-input = "tally"
-path = "out/tally.jsonl"
-"#,
-            udf_component("tally_v1").display()
-        ),
-    );
-    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    let node = start_checkpointing(d, "tally_v1", 4, "");
     for k in 0..chunks {
-        let file = format!("chunk-{k}.jsonl");
-        write(d, &file, &chunk_text(k, None));
-        ok(&node.weir(d, &["ingest", "sales", &file]));
+        ok(&ingest(&node.addr, d, k, None));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines = || {

@@ -118,7 +118,7 @@ fn round(args: &DevArgs, input: &Receiver<String>) -> anyhow::Result<()> {
     let bytes = std::fs::read(component)
         .with_context(|| format!("cannot read component {}", component.display()))?;
     let origin = component.display().to_string();
-    super::cluster::replay(
+    super::stages::replay(
         &args.connect,
         Request::ReplayUdf {
             job: args.job.clone(),

@@ -3,6 +3,7 @@
 pub mod cluster;
 mod dev;
 mod sample;
+mod stages;
 pub mod udf;
 
 use std::io::IsTerminal;

@@ -207,17 +207,17 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
                 from,
                 to,
             };
-            super::cluster::replay(&connect, request, bytes, json)
+            super::stages::replay(&connect, request, bytes, json)
         }
         UdfCommand::Dev(args) => super::dev::run(args),
-        UdfCommand::List { job, json, connect } => super::cluster::udf_list(&connect, job, json),
+        UdfCommand::List { job, json, connect } => super::stages::udf_list(&connect, job, json),
         UdfCommand::Logs {
             job,
             stage,
             follow,
             json,
             connect,
-        } => super::cluster::udf_logs(&connect, job, stage, follow, json),
+        } => super::stages::udf_logs(&connect, job, stage, follow, json),
         UdfCommand::Rollback {
             job,
             stage,

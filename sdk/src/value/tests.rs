@@ -1,5 +1,6 @@
 //! Tests of reading and building columns.
 
+use super::utf8::*;
 use super::*;
 
 #[test]
