@@ -7,19 +7,9 @@ impl Jobs {
     /// (JSON lines), the seq after them, and whether the stage ended
     /// (finished or failed) so no more will come.
     pub fn udf_logs(&self, job: &str, stage: &str, from: u64) -> Result<(String, u64, bool)> {
-        let (record, _, _) = self.udf_stage(job, stage)?;
-        let status = lock(&self.inner.running)
-            .get(&record.name)
-            .and_then(|r| {
-                r.vertices
-                    .iter()
-                    .find(|v| {
-                        let v = lock(v);
-                        v.role == "stage" && v.name == stage
-                    })
-                    .cloned()
-            })
-            .with_context(|| format!("job `{job}` runs no stage `{stage}` on this node"))?;
+        // A UDF stage (a union has no logs), then its vertex's status.
+        self.udf_stage(job, stage)?;
+        let status = self.stage_status(job, stage)?;
         let (buffer, ended) = {
             let s = lock(&status);
             (s.logs.clone(), s.state == "finished" || s.state == "failed")
