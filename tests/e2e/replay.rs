@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use weir::testkit::udf_component;
 
 use super::node::{Node, cluster, ok, write};
-use super::patch::{chunk_text, ingest, start_checkpointing, version_of};
+use super::patch::{POISON, chunk_text, ingest, start_checkpointing, version_of};
 use super::stderr;
 
 /// A node running job `tally` (reducer `tally_v1`) with a checkpoint every
@@ -221,4 +221,197 @@ fn replay_compares_a_candidate_with_the_running_version_from_its_checkpoint() {
         std::thread::sleep(Duration::from_millis(50));
     }
     node.stop();
+}
+
+/// A stage that merges two inputs and recovers by replay keeps no state:
+/// a replay of it starts where its recovery would (its oldest kept marker,
+/// on every input), with empty state, and reads both inputs.
+#[test]
+fn replay_runs_a_stage_that_merges_inputs_and_recovers_by_replay() {
+    let dir = cluster();
+    let d = dir.path();
+    let node = Node::start(d, "data").expect("node starts");
+    for stream in ["sales", "more"] {
+        ok(&node.weir(
+            d,
+            &[
+                "stream",
+                "create",
+                stream,
+                "--columns",
+                "ts:int64,user:utf8,amount:int64",
+                "--time",
+                "ts",
+            ],
+        ));
+    }
+    write(
+        d,
+        "job.toml",
+        &format!(
+            r#"name = "tally"
+
+[[sources]]
+name = "sales"
+stream = "sales"
+cti_every = 50
+
+[[sources]]
+name = "more"
+stream = "more"
+cti_every = 50
+
+[[stages]]
+name = "tally"
+inputs = ["sales", "more"]
+kind = "reducer"
+key = "user"
+component = "{}"
+params = {{ factor = 3, poison = {POISON} }}
+recovery = "replay"
+replay_window = 2
+
+[[sinks]]
+input = "tally"
+path = "out/tally.jsonl"
+"#,
+            udf_component("tally_v1").display()
+        ),
+    );
+    ok(&node.weir(d, &["job", "submit", "job.toml"]));
+    for k in 0..4 {
+        for stream in ["sales", "more"] {
+            let file = format!("{stream}-{k}.jsonl");
+            write(d, &file, &chunk_text(k, None));
+            ok(&node.weir(d, &["ingest", stream, &file]));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = || {
+        std::fs::read_to_string(d.join("out/tally.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // The merge holds back the rows after the inputs' last common CTI.
+    while lines() < 790 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(lines() >= 790, "the job wrote the rows of both inputs");
+
+    let same = report(&replay(&node, d, "tally_v1", &[]));
+    let inputs = same["inputs"].as_array().expect("inputs");
+    let names: Vec<&str> = inputs.iter().filter_map(|i| i[0].as_str()).collect();
+    assert_eq!(names, ["sales", "more"], "{same}");
+    for input in inputs {
+        let (checkpoint, from, to) = (input[1].as_u64(), input[2].as_u64(), input[3].as_u64());
+        assert_eq!(checkpoint, from, "from the kept marker: {same}");
+        assert!(
+            from > Some(0) && from < to,
+            "a window of each input: {same}"
+        );
+    }
+    let rows = same["rows"].as_u64().expect("rows");
+    assert!(
+        rows > 100 && rows < 800,
+        "both inputs, from the marker: {same}"
+    );
+    assert_eq!(same["running_rows"].as_u64(), Some(rows), "{same}");
+    assert_eq!(same["differ"].as_u64(), Some(0), "{same}");
+
+    let v2 = report(&replay(&node, d, "tally_v2", &[]));
+    assert_eq!(v2["differ"].as_u64(), Some(rows), "{v2}");
+
+    let out = replay(&node, d, "tally_v1", &["--from", "0"]);
+    assert!(!out.status.success(), "seqs of one input are refused");
+    assert!(
+        stderr(&out).contains("the stage merges 2 (sales, more)"),
+        "{}",
+        stderr(&out)
+    );
+    node.stop();
+}
+
+/// On a terminal `weir udf dev` takes one key, no Enter: `q` alone quits
+/// (here after a round whose build failed, as after any round).
+#[test]
+fn dev_on_a_terminal_quits_on_one_key() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    let dir = cluster();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("broken")).expect("crate dir");
+    write(d, "broken/Cargo.toml", "this is not a manifest");
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills in two descriptors, each owned once below.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "a pseudo-terminal");
+    // SAFETY: both are open descriptors that nothing else owns.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "udf",
+            "dev",
+            "--job",
+            "tally",
+            "--stage",
+            "tally",
+            "broken",
+            "--no-test",
+        ])
+        .current_dir(d)
+        .stdin(std::process::Stdio::from(slave))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir udf dev starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (send, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = send.send(text.clone());
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = said
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_default();
+        if text.contains("watching") {
+            assert!(
+                text.contains("r rolls the last deploy back, q quits"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never watched: {text}");
+    }
+    let mut master = std::fs::File::from(master);
+    master.write_all(b"q").expect("a key");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`q` without Enter did not quit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
 }

@@ -195,6 +195,11 @@ pub struct ReplayReport {
     /// The input seq of the stage's latest checkpoint: the earliest `from`
     /// whose state is kept.
     pub checkpoint: u64,
+    /// Per input (a stage may merge several): its name, the seq of the
+    /// stage's latest checkpoint, and the seqs replayed (`from..to`).
+    /// `from`, `to` and `checkpoint` above are the first input's.
+    #[serde(default)]
+    pub inputs: Vec<(String, u64, u64, u64)>,
     /// Input rows replayed.
     pub rows: u64,
     /// CTIs replayed (each may fire timers).

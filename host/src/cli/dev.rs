@@ -2,7 +2,8 @@
 //! on every save (debounced), builds it, runs its tests, replays the new
 //! component next to the stage's running version over the input the stage
 //! saw, and deploys it on confirmation (or with `--yes`); `r` rolls the last
-//! deploy back.
+//! deploy back. On a terminal each of these is one keystroke; from a pipe,
+//! one line.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +48,7 @@ pub struct DevArgs {
 
 /// Runs `weir udf dev`.
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
-    let input = stdin_lines();
+    let (input, _terminal) = keys();
     let mut seen = stamp(&args.dir)?;
     loop {
         let outcome = round(&args, &input);
@@ -58,7 +59,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             eprintln!("error: {e:#}");
         }
         println!(
-            "watching {} for changes (r + Enter rolls the last deploy back, q + Enter quits)",
+            "watching {} for changes (r rolls the last deploy back, q quits)",
             args.dir.display()
         );
         loop {
@@ -165,18 +166,73 @@ fn rollback(args: &DevArgs) -> anyhow::Result<()> {
     )
 }
 
-/// Lines typed on stdin, as they come.
-fn stdin_lines() -> Receiver<String> {
+/// What is typed on stdin, as it comes: each key on a terminal (put in
+/// non-canonical mode until the returned guard drops), each line otherwise.
+fn keys() -> (Receiver<String>, Option<Terminal>) {
+    let terminal = Terminal::keystrokes();
+    let by_key = terminal.is_some();
     let (send, recv) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
-            if send.send(std::mem::take(&mut line)).is_err() {
-                break;
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        if by_key {
+            let mut byte = [0u8; 1];
+            while stdin.read(&mut byte).is_ok_and(|n| n == 1) {
+                let key = char::from(byte[0]);
+                if !key.is_whitespace() && send.send(key.to_string()).is_err() {
+                    break;
+                }
+            }
+        } else {
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut stdin, &mut line).is_ok_and(|n| n > 0) {
+                if send.send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
             }
         }
     });
-    recv
+    (recv, terminal)
+}
+
+/// A terminal on stdin that hands over each key as it is pressed (echo and
+/// Ctrl-C as usual); its earlier mode comes back on drop.
+struct Terminal {
+    before: libc::termios,
+}
+
+impl Terminal {
+    fn keystrokes() -> Option<Terminal> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        // SAFETY: `termios` is plain data, filled in by `tcgetattr` before
+        // it is read; fd 0 is a terminal (checked above).
+        unsafe {
+            let mut before: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut before) != 0 {
+                return None;
+            }
+            let mut keys = before;
+            keys.c_lflag &= !libc::ICANON;
+            keys.c_cc[libc::VMIN] = 1;
+            keys.c_cc[libc::VTIME] = 0;
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &keys) != 0 {
+                return None;
+            }
+            Some(Terminal { before })
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes `tcgetattr` read from fd 0.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.before);
+        }
+    }
 }
 
 /// The latest change to the crate's sources: its manifest and every file

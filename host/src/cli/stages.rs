@@ -146,18 +146,29 @@ pub fn replay(c: &Connect, request: Request, body: Vec<u8>, json: bool) -> anyho
             return Ok(());
         }
         let short = |v: &str| v[..v.len().min(12)].to_string();
+        let over = if r.inputs.len() > 1 {
+            let ranges: Vec<String> = r
+                .inputs
+                .iter()
+                .map(|(input, checkpoint, from, to)| {
+                    format!("`{input}` seqs {from}..{to} (latest checkpoint at {checkpoint})")
+                })
+                .collect();
+            format!("over inputs {}", ranges.join(", "))
+        } else {
+            format!(
+                "over input seqs {}..{}, from the stage's state at seq {} (latest checkpoint at {})",
+                r.from, r.to, r.from, r.checkpoint
+            )
+        };
         println!(
-            "job `{}` stage `{}`: candidate {} next to {} over input seqs {}..{} ({} rows, {} CTIs), from the stage's state at seq {} (latest checkpoint at {})",
+            "job `{}` stage `{}`: candidate {} next to {} {over} ({} rows, {} CTIs)",
             r.job,
             r.stage,
             short(&r.candidate),
             short(&r.running),
-            r.from,
-            r.to,
             r.rows,
             r.ctis,
-            r.from,
-            r.checkpoint
         );
         println!(
             "output rows: running {}, candidate {}; dead letters: running {}, candidate {}",

@@ -19,6 +19,17 @@ const SAMPLES: usize = 5;
 /// Input entries read at once.
 const CHUNK: usize = 256;
 
+/// One input of a replayed stage: its stream, where the kept state
+/// stands, and the seqs replayed.
+#[derive(Clone)]
+struct ReplayRange {
+    input: String,
+    stream: u64,
+    checkpoint: u64,
+    from: u64,
+    to: u64,
+}
+
 /// The output rows of the two sides, compared in order as they come.
 #[derive(Default)]
 struct Comparison {
@@ -92,25 +103,21 @@ impl Jobs {
             .load(origin, &bytes)
             .with_context(|| at.clone())?;
         let (record, spec, udf) = self.udf_stage(job, stage)?;
-        if spec.inputs.len() != 1 {
-            bail!(
-                Patch,
-                "{at}: the stage merges {} inputs; replay runs stages with one input",
-                spec.inputs.len()
-            );
-        }
-        if !matches!(spec.recovery, Recovery::Checkpoint { .. }) {
-            bail!(
-                Patch,
-                "{at}: the stage recovers by replay, so no state of it is kept to start from (give it checkpoint recovery)"
-            );
-        }
         let streams = &self.inner.streams;
-        let input = streams.info(&record.stream(&spec.inputs[0]))?;
-        let input_schema = event_schema(&input.fields());
-        let (next, _, low) = streams.positions(input.id).unwrap_or_default();
+        let mut inputs = Vec::new();
+        for name in &spec.inputs {
+            let info = streams.info(&record.stream(name))?;
+            let (next, _, low) = streams.positions(info.id).unwrap_or_default();
+            inputs.push((name.as_str(), info, next, low));
+        }
+        let input_schema = event_schema(&inputs[0].1.fields());
         let key = stage_key(&record, stage);
-        let (snapshot, state) = self.checkpoint_of(&key)?;
+        let (snapshot, state) = match spec.recovery {
+            Recovery::Checkpoint { .. } => self.checkpoint_of(&key)?,
+            // Replay recovery keeps no state: the stage rebuilds it from the
+            // input its oldest kept marker names, and so does a replay.
+            Recovery::Replay { .. } => (stored(streams, &key)?, KeyedState::new()),
+        };
         let timeline = self.timeline(job, stage)?;
         let version = match snapshot.as_ref().and_then(|s| s.module.as_deref()) {
             None => timeline
@@ -127,25 +134,49 @@ impl Jobs {
                 })?
                 .to_string(),
         };
-        let checkpoint = snapshot.as_ref().map_or(low, |s| s.inputs[0]);
-        let from = from.unwrap_or(checkpoint);
-        let to = to.unwrap_or(next);
-        if from < checkpoint {
+        // Per input: where the kept state stands, and where the replay
+        // starts and ends.
+        let mut ranges = Vec::new();
+        for (i, (name, info, next, low)) in inputs.iter().enumerate() {
+            let checkpoint = snapshot.as_ref().map_or(*low, |s| s.inputs[i]);
+            ranges.push(ReplayRange {
+                input: name.to_string(),
+                stream: info.id,
+                checkpoint,
+                from: checkpoint,
+                to: *next,
+            });
+        }
+        if inputs.len() > 1 && (from.is_some() || to.is_some()) {
             bail!(
                 Patch,
-                "{at}: the stage's state is kept as of input seq {checkpoint} (its latest checkpoint), so a replay starts there or later, not at {from}"
+                "{at}: `--from` and `--to` are seqs of one input, and the stage merges {} ({}); a replay of it runs from its latest checkpoint to what each input holds",
+                inputs.len(),
+                spec.inputs.join(", ")
             );
         }
-        if to > next || from > to {
-            bail!(
-                Patch,
-                "{at}: input seqs {from}..{to} are not a range of what the input `{}` holds ({checkpoint}..{next})",
-                spec.inputs[0]
-            );
+        if let [range] = ranges.as_mut_slice() {
+            let (checkpoint, next) = (range.checkpoint, range.to);
+            let from = from.unwrap_or(checkpoint);
+            let to = to.unwrap_or(next);
+            if from < checkpoint {
+                bail!(
+                    Patch,
+                    "{at}: the stage's state is kept as of input seq {checkpoint} (its latest checkpoint), so a replay starts there or later, not at {from}"
+                );
+            }
+            if to > next || from > to {
+                bail!(
+                    Patch,
+                    "{at}: input seqs {from}..{to} are not a range of what the input `{}` holds ({checkpoint}..{next})",
+                    spec.inputs[0]
+                );
+            }
+            (range.from, range.to) = (from, to);
         }
         let resume = match snapshot {
             Some(s) => vertex::Resume::Snapshot(Box::new(s), state),
-            None => vertex::Resume::Fresh(vec![low]),
+            None => vertex::Resume::Fresh(ranges.iter().map(|r| r.checkpoint).collect()),
         };
         let mut load = self.stage_loader(stage, &udf, &input_schema);
         let first = load(&version).with_context(|| at.clone())?;
@@ -153,19 +184,21 @@ impl Jobs {
             stage,
             VertexOperator::Udf(Box::new(first)),
             input_schema.clone(),
-            1,
+            ranges.len(),
             spec.recovery,
             resume,
         )?
         .with_patching(timeline.clone(), load)?;
         // The running side alone up to `from`: the state the candidate starts from.
-        self.feed(
-            input.id,
-            checkpoint,
-            from,
-            &mut [&mut running],
-            &mut |_, _| {},
-        )?;
+        let before: Vec<ReplayRange> = ranges
+            .iter()
+            .map(|r| ReplayRange {
+                from: r.checkpoint,
+                to: r.from,
+                ..r.clone()
+            })
+            .collect();
+        self.feed(&before, &mut [&mut running], &mut |_, _| {})?;
         let (mut fork, state) = running
             .fork_point()
             .with_context(|| format!("{at}: the stage runs no UDF"))?;
@@ -196,7 +229,7 @@ impl Jobs {
             stage,
             VertexOperator::Udf(Box::new(candidate)),
             input_schema,
-            1,
+            ranges.len(),
             spec.recovery,
             vertex::Resume::Snapshot(Box::new(fork), KeyedState::new()),
         )?;
@@ -205,16 +238,18 @@ impl Jobs {
             stage: stage.to_string(),
             running: running_module.hex().to_string(),
             candidate: module.version.hex().to_string(),
-            from,
-            to,
-            checkpoint,
+            from: ranges[0].from,
+            to: ranges[0].to,
+            checkpoint: ranges[0].checkpoint,
+            inputs: ranges
+                .iter()
+                .map(|r| (r.input.clone(), r.checkpoint, r.from, r.to))
+                .collect(),
             ..ReplayReport::default()
         };
         let mut comparison = Comparison::default();
         let (rows, ctis) = self.feed(
-            input.id,
-            from,
-            to,
+            &ranges,
             &mut [&mut running, &mut candidate],
             &mut |side, fx| {
                 for (_, entry) in &fx.output {
@@ -247,39 +282,49 @@ impl Jobs {
         Ok(report)
     }
 
-    /// Feeds input seqs `from..to` of `stream` to every vertex of `sides`,
-    /// handing each one's effects to `seen` with its index; returns the
-    /// rows and CTIs fed.
+    /// Feeds each input's seqs `from..to` (a chunk of each in turn; the
+    /// vertex merges them by CTI, so the order between inputs does not
+    /// change what it writes) to every vertex of `sides`, handing each
+    /// one's effects to `seen` with its index; returns the rows and CTIs
+    /// fed.
     fn feed(
         &self,
-        stream: u64,
-        from: u64,
-        to: u64,
+        ranges: &[ReplayRange],
         sides: &mut [&mut Vertex],
         seen: &mut dyn FnMut(usize, &Effects),
     ) -> Result<(u64, u64)> {
         let (mut rows, mut ctis) = (0u64, 0u64);
-        let mut seq = from;
-        while seq < to {
-            let n = ((to - seq) as usize).min(CHUNK);
-            let entries = self.inner.streams.read_written(stream, seq, n)?;
-            if entries.is_empty() {
-                bail!(Patch, "input seq {seq} is no longer stored");
-            }
-            for (s, bytes) in entries {
-                if s >= to {
-                    break;
+        let mut at: Vec<u64> = ranges.iter().map(|r| r.from).collect();
+        while ranges.iter().zip(&at).any(|(r, seq)| *seq < r.to) {
+            for (input, range) in ranges.iter().enumerate() {
+                let seq = at[input];
+                if seq >= range.to {
+                    continue;
                 }
-                let entry = Entry::decode(&bytes).map_err(NodeError::encoding)?;
-                match &entry {
-                    Entry::Batch { batch, .. } => rows += batch.num_rows() as u64,
-                    Entry::Cti(_) => ctis += 1,
+                let n = ((range.to - seq) as usize).min(CHUNK);
+                let entries = self.inner.streams.read_written(range.stream, seq, n)?;
+                if entries.is_empty() {
+                    bail!(
+                        Patch,
+                        "seq {seq} of input `{}` is no longer stored",
+                        range.input
+                    );
                 }
-                for (i, side) in sides.iter_mut().enumerate() {
-                    let fx = side.on_entry(0, s, entry.clone())?;
-                    seen(i, &fx);
+                for (s, bytes) in entries {
+                    if s >= range.to {
+                        break;
+                    }
+                    let entry = Entry::decode(&bytes).map_err(NodeError::encoding)?;
+                    match &entry {
+                        Entry::Batch { batch, .. } => rows += batch.num_rows() as u64,
+                        Entry::Cti(_) => ctis += 1,
+                    }
+                    for (i, side) in sides.iter_mut().enumerate() {
+                        let fx = side.on_entry(input, s, entry.clone())?;
+                        seen(i, &fx);
+                    }
+                    at[input] = s + 1;
                 }
-                seq = s + 1;
             }
         }
         Ok((rows, ctis))
