@@ -81,46 +81,6 @@ pub struct VertexStatus {
     /// the timeline (`None`) or refused (why), by request id.
     #[serde(skip)]
     pub outcomes: BTreeMap<u64, Option<String>>,
-    /// What a UDF stage logged and printed lately (the node's own; never
-    /// sent with the status).
-    #[serde(skip)]
-    pub logs: std::sync::Arc<std::sync::Mutex<LogBuffer>>,
-}
-
-/// The latest lines a UDF stage logged, numbered from 0 since the vertex
-/// started, each a JSON object (`seq`, `module`, `position`, `cti`, `line`).
-#[derive(Debug, Default)]
-pub struct LogBuffer {
-    /// `(seq, JSON line)`, oldest first.
-    pub lines: std::collections::VecDeque<(u64, String)>,
-    /// The seq the next line gets.
-    pub next: u64,
-}
-
-impl LogBuffer {
-    /// The most lines kept per stage.
-    pub const KEPT: usize = 2_000;
-
-    /// Appends a line, making room by dropping the oldest.
-    pub fn push(&mut self, line: serde_json::Value) {
-        let mut line = line;
-        line["seq"] = self.next.into();
-        if self.lines.len() == Self::KEPT {
-            self.lines.pop_front();
-        }
-        self.lines.push_back((self.next, line.to_string()));
-        self.next += 1;
-    }
-
-    /// The kept lines numbered `from` or later, each ending in a newline.
-    pub fn since(&self, from: u64) -> String {
-        let mut out = String::new();
-        for (_, line) in self.lines.iter().filter(|(seq, _)| *seq >= from) {
-            out.push_str(line);
-            out.push('\n');
-        }
-        out
-    }
 }
 
 /// A job's state, as `weir job status` shows it.

@@ -549,7 +549,14 @@ async fn send_error(
 }
 
 /// One JSON line per event, `{"_seq":N,...}`, and `{"_seq":N,"_cti":T}` per CTI.
+/// A log stream's entries are JSON lines already, and read as they are.
 pub fn format_entry(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) -> Result<()> {
+    if let Some(rest) = bytes.strip_prefix(b"{") {
+        out.extend_from_slice(format!("{{\"_seq\":{seq},").as_bytes());
+        out.extend_from_slice(rest);
+        out.push(b'\n');
+        return Ok(());
+    }
     match Entry::decode(bytes).map_err(NodeError::encoding)? {
         Entry::Cti(t) => {
             out.extend_from_slice(format!("{{\"_seq\":{seq},\"_cti\":{t}}}\n").as_bytes());

@@ -105,10 +105,6 @@ pub fn udf_logs(
                             continue;
                         }
                         let v: serde_json::Value = serde_json::from_str(line)?;
-                        if let Some(dropped) = v["dropped"].as_u64() {
-                            writeln!(out, "({dropped} lines dropped: the UDF logged faster than they were kept)")?;
-                            continue;
-                        }
                         let at = match v["cti"].as_i64() {
                             Some(cti) => format!("position {} at CTI {cti}", v["position"]),
                             None => format!("position {}", v["position"]),

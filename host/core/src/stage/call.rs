@@ -135,7 +135,8 @@ impl UdfStage {
     }
 
     pub(super) fn reset(&mut self) -> Result<(), StageError> {
-        self.traps += 1;
+        self.stats.traps += 1;
+        self.fuel_seen = 0;
         // A fresh instance starts its segment's clock and random sequence again.
         self.seeded = false;
         self.udf.reset().map_err(|e| StageError::Mismatch {
@@ -172,7 +173,7 @@ impl UdfStage {
             keys,
             segment,
         });
-        self.log_call(position, None);
+        self.after_call(position, None);
         let output = match result {
             Ok(output) => output,
             Err(CallFailure::Failed(e)) => return Err(CallOutcome::Failed(e)),

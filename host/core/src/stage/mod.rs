@@ -131,6 +131,10 @@ pub struct DeadRow {
 /// One line a UDF logged or printed, and the call it came from.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UdfLog {
+    /// The line's number among all the stage has logged. Calls are
+    /// deterministic, so a call replayed after a crash logs its lines under
+    /// the same numbers again: a runtime that keeps them writes each once.
+    pub seq: u64,
     /// The module version that ran the call (short).
     pub module: String,
     /// The input position of the call's first row (for a timer call, the
@@ -142,10 +146,6 @@ pub struct UdfLog {
     /// `[stderr] ...`.
     pub line: String,
 }
-
-/// The most log lines a stage keeps for its runtime to take; older ones
-/// make room (and are counted).
-pub const MAX_KEPT_LOGS: usize = 10_000;
 
 /// A stage's part of a vertex snapshot.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -181,6 +181,14 @@ pub struct StageStats {
     pub dead: u64,
     /// Rows dropped by runtime filters before the UDF (counted in `rows_in`).
     pub filtered: u64,
+    /// Calls that trapped or returned an error (each batch or timer call
+    /// that failed, before the rows or timers to blame were found, and
+    /// each of those calls that failed too).
+    pub traps: u64,
+    /// Fuel the stage's calls consumed, over every instance and version.
+    pub fuel: u64,
+    /// Lines the UDF logged or printed: the number the next one gets.
+    pub logs: u64,
 }
 
 /// A running UDF stage.
@@ -206,12 +214,10 @@ pub struct UdfStage {
     /// The UDF was called in the current segment: later calls in it carry
     /// on its clock and random sequence.
     seeded: bool,
-    /// Log lines kept for the runtime (when it asked for them), and how
-    /// many made room for later ones.
-    logs: Option<(std::collections::VecDeque<UdfLog>, u64)>,
-    /// Calls that trapped or returned an error since the stage was made
-    /// (not in snapshots).
-    traps: u64,
+    /// Log lines kept for the runtime, when it asked for them.
+    logs: Option<Vec<UdfLog>>,
+    /// The fuel the current instance had consumed at the last call's end.
+    fuel_seen: u64,
     /// Counts so far.
     pub stats: StageStats,
 }
@@ -365,7 +371,7 @@ impl UdfStage {
             segment_at: 0,
             seeded: false,
             logs: None,
-            traps: 0,
+            fuel_seen: 0,
             stats: StageStats::default(),
         })
     }
@@ -416,55 +422,59 @@ impl UdfStage {
         self.segment_at = old.position;
         self.seeded = false;
         self.stats = old.stats;
+        self.fuel_seen = self.udf.usage().fuel;
         self.filters = std::mem::take(&mut old.filters);
         self.logs = old.logs.take();
-        self.traps = old.traps;
         *self.udf.state() = std::mem::take(old.udf.state());
     }
 
-    /// Calls that trapped or returned an error since the stage was made
-    /// (each batch or timer call that failed, before the rows or timers to
-    /// blame were found), and what its instance has used.
+    /// Calls that trapped or returned an error ([`StageStats::traps`]), and
+    /// what the stage's calls used: their fuel over every instance, and its
+    /// instance's memory now.
     pub fn usage(&self) -> (u64, crate::udf::Usage) {
-        (self.traps, self.udf.usage())
+        let mut usage = self.udf.usage();
+        usage.fuel = self.stats.fuel;
+        (self.stats.traps, usage)
     }
 
-    /// Keeps what the UDF logs and prints from now on, for [`UdfStage::take_logs`].
+    /// Keeps what the UDF logs and prints from now on, for
+    /// [`UdfStage::take_logs`], which the runtime calls after each input
+    /// entry.
     pub fn capture_logs(&mut self) {
         self.logs.get_or_insert_with(Default::default);
     }
 
-    /// The lines kept since the last call, and how many more were dropped
-    /// to make room ([`MAX_KEPT_LOGS`]).
-    pub fn take_logs(&mut self) -> (Vec<UdfLog>, u64) {
-        match self.logs.as_mut() {
-            Some((lines, dropped)) => (lines.drain(..).collect(), std::mem::take(dropped)),
-            None => (Vec::new(), 0),
-        }
+    /// The lines kept since the last call.
+    pub fn take_logs(&mut self) -> Vec<UdfLog> {
+        self.logs.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    /// Logs the lines the UDF wrote in its last call.
-    pub(crate) fn log_call(&mut self, position: u64, cti: Option<i64>) {
+    /// After each call: counts the fuel it consumed and logs the lines the
+    /// UDF wrote, numbering them.
+    pub(crate) fn after_call(&mut self, position: u64, cti: Option<i64>) {
+        let fuel = self.udf.usage().fuel;
+        // A fresh instance (after a trap or a restore) counts from zero.
+        self.stats.fuel += fuel.saturating_sub(self.fuel_seen);
+        self.fuel_seen = fuel;
         let lines = self.udf.drain_logs();
         if lines.is_empty() {
             return;
         }
         let module = self.udf.module().version.to_string();
         for line in lines {
+            let seq = self.stats.logs;
+            self.stats.logs += 1;
             match cti {
                 None => {
-                    tracing::info!(target: "weir::udf", stage = %self.name, %module, position, "{line}")
+                    tracing::info!(target: "weir::udf", stage = %self.name, %module, position, seq, "{line}")
                 }
                 Some(cti) => {
-                    tracing::info!(target: "weir::udf", stage = %self.name, %module, position, cti, "{line}")
+                    tracing::info!(target: "weir::udf", stage = %self.name, %module, position, cti, seq, "{line}")
                 }
             }
-            if let Some((kept, dropped)) = self.logs.as_mut() {
-                if kept.len() == MAX_KEPT_LOGS {
-                    kept.pop_front();
-                    *dropped += 1;
-                }
-                kept.push_back(UdfLog {
+            if let Some(kept) = self.logs.as_mut() {
+                kept.push(UdfLog {
+                    seq,
                     module: module.clone(),
                     position,
                     cti,
@@ -529,6 +539,7 @@ impl UdfStage {
     pub fn restore(&mut self, checkpoint: StageCheckpoint, state: KeyedState) {
         self.position = checkpoint.position;
         self.stats = checkpoint.stats;
+        self.fuel_seen = self.udf.usage().fuel;
         self.udf.state().set(state);
         match checkpoint.segment {
             Some(s) => {

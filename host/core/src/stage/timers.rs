@@ -162,7 +162,7 @@ impl UdfStage {
         seed: u64,
     ) -> Result<RecordBatch, CallOutcome> {
         let result = self.udf.on_cti(TimerCall { cti, fired, seed });
-        self.log_call(self.position, Some(cti));
+        self.after_call(self.position, Some(cti));
         let output = match result {
             Ok(output) => output,
             Err(CallFailure::Failed(e)) => return Err(CallOutcome::Failed(e)),

@@ -528,12 +528,11 @@ impl Vertex {
         }
     }
 
-    /// The lines a UDF vertex kept since the last call, and how many were
-    /// dropped to make room.
-    pub fn take_logs(&mut self) -> (Vec<crate::stage::UdfLog>, u64) {
+    /// The lines a UDF vertex kept since the last call.
+    pub fn take_logs(&mut self) -> Vec<crate::stage::UdfLog> {
         match &mut self.operator {
             Operator::Udf(stage) => stage.take_logs(),
-            _ => (Vec::new(), 0),
+            _ => Vec::new(),
         }
     }
 

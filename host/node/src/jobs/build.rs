@@ -55,6 +55,7 @@ impl Jobs {
                             inputs: vec![info.id],
                             output,
                             dead,
+                            logs: None,
                             key,
                         },
                         status,
@@ -227,6 +228,12 @@ impl Jobs {
             _ => input_schema.clone(),
         };
         let (output, out_name, dead) = job_stream(&spec.name, &output_schema)?;
+        // What a UDF logs, numbered, kept for `weir udf logs` (a validation
+        // makes no stream: its output id is 0).
+        let logs = match (&spec.operator, output) {
+            (Operator::Udf(_), 1..) => Some(streams.create(&logs_stream(&out_name), &[])?.id),
+            _ => None,
+        };
         let (mut vertex, status) = self.vertex(
             &spec.name,
             "stage",
@@ -238,7 +245,6 @@ impl Jobs {
             snapshot,
             spec.recovery,
         )?;
-        // What the UDF logs is kept for `weir udf logs`.
         vertex.capture_logs();
         if let Some((timeline, load)) = patching {
             vertex = vertex.with_patching(timeline, load)?;
@@ -254,6 +260,7 @@ impl Jobs {
                 inputs: input_ids,
                 output,
                 dead,
+                logs,
                 key,
             },
             status,
@@ -391,8 +398,16 @@ impl Jobs {
                             inputs,
                             output,
                             dead,
+                            logs,
                             key,
-                        } => jobs.run_vertex(*vertex, &inputs, output, dead, &key, &stop, &shared),
+                        } => jobs.run_vertex(
+                            *vertex,
+                            &inputs,
+                            (output, dead, logs),
+                            &key,
+                            &stop,
+                            &shared,
+                        ),
                         Task::File {
                             spec,
                             batch_size,

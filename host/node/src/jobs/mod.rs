@@ -146,6 +146,8 @@ enum Task {
         inputs: Vec<u64>,
         output: u64,
         dead: u64,
+        /// A UDF stage's log stream.
+        logs: Option<u64>,
         key: String,
     },
     File {
@@ -555,6 +557,15 @@ impl Jobs {
 }
 
 /// The snapshot key of stage `stage` of the job `record`.
+/// The stream of what the UDF of the stage writing stream `output` logs:
+/// one JSON line per entry, its seq the line's number.
+fn logs_stream(output: &str) -> String {
+    format!("{output}.logs")
+}
+
+/// How many of a stage's latest log lines are kept.
+const KEPT_LOGS: u64 = 2_000;
+
 fn stage_key(record: &JobRecord, stage: &str) -> String {
     format!("{SNAPSHOTS}{}/{stage}", record.prefix())
 }

@@ -10,8 +10,7 @@ impl Jobs {
         &self,
         mut vertex: Vertex,
         inputs: &[u64],
-        output: u64,
-        dead: u64,
+        (output, dead, logs): (u64, u64, Option<u64>),
         key: &str,
         stop: &AtomicBool,
         status: &Shared,
@@ -34,14 +33,18 @@ impl Jobs {
                     let entry = Entry::decode(&bytes).map_err(|e| {
                         err!(File, "vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
                     })?;
-                    let mut fx = match vertex.on_entry(i, seq, entry) {
+                    let fx = vertex.on_entry(i, seq, entry);
+                    // Before the snapshot the entry may have taken: lines
+                    // it numbered are written before it says they were.
+                    // A failed entry's lines too: they say why.
+                    self.keep_logs(&mut vertex, logs)?;
+                    let mut fx = match fx {
                         Ok(fx) => fx,
                         Err(e) => {
                             lock(status).stuck_at = vertex.stuck_at(&e);
                             return Err(e.into());
                         }
                     };
-                    keep_logs(&mut vertex, status);
                     let settled = std::mem::take(&mut fx.settled);
                     self.apply(fx, &settled, output, dead, key, inputs)?;
                     if !settled.is_empty() {
@@ -64,6 +67,40 @@ impl Jobs {
                 streams.wait_any(&wanted, true, IDLE_WAIT);
             }
         }
+    }
+
+    /// Writes what the vertex's UDF logged to its log stream, each line
+    /// at its number: a line logged again as the vertex replays after a
+    /// crash lands where it already is. Older lines than the latest
+    /// [`KEPT_LOGS`] go.
+    fn keep_logs(&self, vertex: &mut Vertex, logs: Option<u64>) -> Result<()> {
+        let lines = vertex.take_logs();
+        let (Some(stream), Some(last)) = (logs, lines.last().map(|l| l.seq)) else {
+            return Ok(());
+        };
+        let streams = &self.inner.streams;
+        for l in lines {
+            let line = serde_json::json!({
+                "seq": l.seq,
+                "module": l.module,
+                "position": l.position,
+                "cti": l.cti,
+                "line": l.line,
+            });
+            match streams.write(stream, l.seq, line.to_string().into_bytes()) {
+                Ok(_) => {}
+                // A stage recovered by replay rebuilds its state from part
+                // of its input, so what it logs again may read differently;
+                // the line first written stays.
+                Err(weir_store::rstream::StreamError::Determinism { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let low = streams.positions(stream).map_or(0, |p| p.2);
+        if last + 1 >= low + 2 * KEPT_LOGS {
+            streams.gc(stream, last + 1 - KEPT_LOGS)?;
+        }
+        Ok(())
     }
 
     pub(super) fn apply(
@@ -366,27 +403,6 @@ pub(super) fn open_sink_file(path: &Path, len: u64) -> Result<File> {
     file.seek(SeekFrom::Start(len))?;
     file.sync_all()?;
     Ok(file)
-}
-
-/// Moves what the vertex's UDF logged into its status's log buffer.
-fn keep_logs(vertex: &mut Vertex, status: &Shared) {
-    let (lines, dropped) = vertex.take_logs();
-    if lines.is_empty() && dropped == 0 {
-        return;
-    }
-    let buffer = lock(status).logs.clone();
-    let mut buffer = lock(&buffer);
-    if dropped > 0 {
-        buffer.push(serde_json::json!({ "dropped": dropped }));
-    }
-    for l in lines {
-        buffer.push(serde_json::json!({
-            "module": l.module,
-            "position": l.position,
-            "cti": l.cti,
-            "line": l.line,
-        }));
-    }
 }
 
 /// Shows the vertex's positions, counts and patches in its status.

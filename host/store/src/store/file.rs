@@ -20,7 +20,8 @@ const COMMITS_KEY: &str = "weir/commits";
 /// The metadata key naming the layout of the file's values.
 const FORMAT_KEY: &str = "weir/format";
 /// Values are `crc32(key, value)` (4 bytes, little-endian) then the value.
-const FORMAT: &[u8] = b"3: crc32 per value, segments in snapshots";
+const FORMAT: &[u8] =
+    b"4: crc32 per value, segments in snapshots, traps, fuel and log numbers in stage counts";
 
 /// The checksum of a value under its key: damage to either shows.
 fn checksum(key: &[&[u8]], value: &[u8]) -> u32 {
