@@ -14,5 +14,6 @@ pub mod schema;
 pub mod select;
 pub mod sink;
 pub mod stage;
+pub mod temporal;
 pub mod udf;
 pub mod vertex;

@@ -1,0 +1,773 @@
+//! The windowed aggregate: per window and group, built-in aggregates over
+//! the events whose lifetimes overlap the window, emitted once a CTI passes
+//! the window's end, with the window as the lifetime.
+//!
+//! Groups are kept in Arrow's row format (`arrow-row`), whose bytes order
+//! like the values: a window's rows go out sorted by group, so the output
+//! does not depend on the order events of one CTI interval came in. The
+//! accumulators are host-owned state: [`WindowAggregate::take_delta`] gives
+//! the groups changed since the last checkpoint, [`WindowAggregate::restore`]
+//! takes the whole state back.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
+use arrow_row::{RowConverter, Rows, SortField};
+use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use super::Hopping;
+use super::acc::{Acc, Extreme, accumulate, finish};
+use crate::schema::{END, START};
+use crate::udf::{KeyedState, StateChanges};
+
+/// A built-in aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggKind {
+    /// `COUNT(*)`: rows.
+    CountStar,
+    /// `COUNT(x)`: rows where `x` is not null.
+    Count,
+    /// `COUNT(DISTINCT x)`: distinct non-null values of `x`.
+    CountDistinct,
+    /// `SUM(x)` of int64 or float64; null when no value is.
+    Sum,
+    /// `MIN(x)`; null when no value is.
+    Min,
+    /// `MAX(x)`; null when no value is.
+    Max,
+    /// `AVG(x)` as float64; null when no value is.
+    Avg,
+}
+
+impl AggKind {
+    /// The name as written in a query.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggKind::CountStar | AggKind::Count => "COUNT",
+            AggKind::CountDistinct => "COUNT(DISTINCT)",
+            AggKind::Sum => "SUM",
+            AggKind::Min => "MIN",
+            AggKind::Max => "MAX",
+            AggKind::Avg => "AVG",
+        }
+    }
+}
+
+/// One aggregate of a windowed aggregate: the function, the input column
+/// it reads (none for `COUNT(*)`) and the output column's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// The function.
+    pub kind: AggKind,
+    /// The input column, by index in the input schema.
+    pub arg: Option<usize>,
+    /// The output column's name.
+    pub name: String,
+}
+
+/// A windowed aggregate that cannot be built or run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AggError {
+    /// The aggregate does not apply to its column's type.
+    #[error("{function} of column `{column}` ({ty}): {why}")]
+    Type {
+        /// The function.
+        function: &'static str,
+        /// The column.
+        column: String,
+        /// Its type.
+        ty: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A column index outside the input.
+    #[error("column {0} is not in the input")]
+    Column(usize),
+    /// An int64 sum that no longer fits.
+    #[error("SUM into `{column}` overflowed int64 in window [{start}, {end})")]
+    Overflow {
+        /// The output column.
+        column: String,
+        /// The window's start.
+        start: i64,
+        /// The window's end.
+        end: i64,
+    },
+    /// Kept state that does not decode.
+    #[error("the aggregate's kept state does not decode: {0}")]
+    State(String),
+    /// Arrow refused a batch.
+    #[error("{0}")]
+    Arrow(String),
+}
+
+fn arrow_err(e: arrow_schema::ArrowError) -> AggError {
+    AggError::Arrow(e.to_string())
+}
+
+/// A group of one window: its accumulators, and whether they changed since
+/// the last checkpoint and were ever checkpointed.
+#[derive(Debug, Clone)]
+struct Group {
+    accs: Vec<Acc>,
+    dirty: bool,
+    persisted: bool,
+}
+
+/// The windowed aggregate operator.
+pub struct WindowAggregate {
+    window: Hopping,
+    keys: Vec<usize>,
+    aggs: Vec<Aggregate>,
+    /// The input column type each aggregate reads.
+    arg_types: Vec<Option<DataType>>,
+    output: SchemaRef,
+    converter: Option<RowConverter>,
+    /// Per distinct aggregate: how its values become comparable bytes.
+    distinct: Vec<Option<RowConverter>>,
+    /// Open windows by start, each its groups by row-format key.
+    windows: BTreeMap<i64, HashMap<Vec<u8>, Group>>,
+    /// Groups changed since the last checkpoint (window start, key).
+    changed: Vec<(i64, Vec<u8>)>,
+    /// Checkpointed groups of windows since emitted: deleted at the next.
+    gone: Vec<(i64, Vec<u8>)>,
+    /// The last CTI seen.
+    cti: Option<i64>,
+}
+
+impl std::fmt::Debug for WindowAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowAggregate")
+            .field("window", &self.window)
+            .field("keys", &self.keys)
+            .field("aggs", &self.aggs)
+            .field("open_windows", &self.windows.len())
+            .finish()
+    }
+}
+
+impl WindowAggregate {
+    /// An aggregate over `input` (interval first), grouping by the columns
+    /// `keys` in `window`, computing `aggs`. Its output is the interval
+    /// (the window), the key columns, then one column per aggregate.
+    pub fn new(
+        input: &Schema,
+        window: Hopping,
+        keys: Vec<usize>,
+        aggs: Vec<Aggregate>,
+    ) -> Result<WindowAggregate, AggError> {
+        let field = |i: usize| input.fields().get(i).ok_or(AggError::Column(i));
+        let mut fields = vec![
+            ArrowField::new(START, DataType::Int64, false),
+            ArrowField::new(END, DataType::Int64, false),
+        ];
+        let mut sort = Vec::new();
+        for &k in &keys {
+            let f = field(k)?;
+            fields.push(f.as_ref().clone());
+            sort.push(SortField::new(f.data_type().clone()));
+        }
+        let mut arg_types = Vec::new();
+        let mut distinct = Vec::new();
+        for a in &aggs {
+            let arg = match a.arg {
+                Some(i) => Some(field(i)?),
+                None => None,
+            };
+            let ty = arg.map(|f| f.data_type().clone());
+            let wrong = |why| AggError::Type {
+                function: a.kind.name(),
+                column: arg.map(|f| f.name().clone()).unwrap_or_default(),
+                ty: format!("{}", ty.clone().unwrap_or(DataType::Null)),
+                why,
+            };
+            let numeric = matches!(ty, Some(DataType::Int64 | DataType::Float64));
+            let out = match a.kind {
+                AggKind::CountStar | AggKind::Count | AggKind::CountDistinct => {
+                    if a.kind != AggKind::CountStar && ty.is_none() {
+                        return Err(wrong("needs a column"));
+                    }
+                    ArrowField::new(&a.name, DataType::Int64, false)
+                }
+                AggKind::Sum | AggKind::Avg if !numeric => {
+                    return Err(wrong("needs an int64 or float64 column"));
+                }
+                AggKind::Sum => {
+                    ArrowField::new(&a.name, ty.clone().unwrap_or(DataType::Int64), true)
+                }
+                AggKind::Avg => ArrowField::new(&a.name, DataType::Float64, true),
+                AggKind::Min | AggKind::Max => match &ty {
+                    Some(
+                        t @ (DataType::Int64
+                        | DataType::Float64
+                        | DataType::Utf8
+                        | DataType::Boolean),
+                    ) => ArrowField::new(&a.name, t.clone(), true),
+                    _ => return Err(wrong("needs a column of a comparable type")),
+                },
+            };
+            fields.push(out);
+            distinct.push(match (a.kind, &ty) {
+                (AggKind::CountDistinct, Some(t)) => {
+                    Some(RowConverter::new(vec![SortField::new(t.clone())]).map_err(arrow_err)?)
+                }
+                _ => None,
+            });
+            arg_types.push(ty);
+        }
+        let converter = if sort.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(sort).map_err(arrow_err)?)
+        };
+        Ok(WindowAggregate {
+            window,
+            keys,
+            aggs,
+            arg_types,
+            output: Arc::new(Schema::new(fields)),
+            converter,
+            distinct,
+            windows: BTreeMap::new(),
+            changed: Vec::new(),
+            gone: Vec::new(),
+            cti: None,
+        })
+    }
+
+    /// The output schema: interval, key columns, aggregates.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output.clone()
+    }
+
+    /// Open windows and the groups they hold (what memory is spent on).
+    pub fn open(&self) -> (usize, usize) {
+        (
+            self.windows.len(),
+            self.windows.values().map(HashMap::len).sum(),
+        )
+    }
+
+    fn fresh(&self) -> Vec<Acc> {
+        self.aggs
+            .iter()
+            .zip(&self.arg_types)
+            .map(|(a, ty)| match (a.kind, ty) {
+                (AggKind::CountStar | AggKind::Count, _) => Acc::Count(0),
+                (AggKind::CountDistinct, _) => Acc::Distinct(BTreeSet::new()),
+                (AggKind::Sum, Some(DataType::Float64)) => Acc::SumFloat(None),
+                (AggKind::Sum, _) => Acc::SumInt(None),
+                (AggKind::Avg, Some(DataType::Float64)) => Acc::AvgFloat(0.0, 0),
+                (AggKind::Avg, _) => Acc::AvgInt(0, 0),
+                (AggKind::Min, ty) => Acc::Min(Extreme::of(ty.as_ref())),
+                (AggKind::Max, ty) => Acc::Max(Extreme::of(ty.as_ref())),
+            })
+            .collect()
+    }
+
+    /// Adds a batch of events (interval first, the input schema's columns).
+    pub fn on_batch(&mut self, batch: &RecordBatch) -> Result<(), AggError> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let column = |i: usize| batch.columns().get(i).ok_or(AggError::Column(i));
+        let starts = int_column(column(0)?)?;
+        let ends = int_column(column(1)?)?;
+        let rows: Option<Rows> = match &self.converter {
+            Some(c) => {
+                let cols: Vec<ArrayRef> = self
+                    .keys
+                    .iter()
+                    .map(|&k| column(k).cloned())
+                    .collect::<Result<_, _>>()?;
+                Some(c.convert_columns(&cols).map_err(arrow_err)?)
+            }
+            None => None,
+        };
+        let args: Vec<Option<&ArrayRef>> = self
+            .aggs
+            .iter()
+            .map(|a| a.arg.map(column).transpose())
+            .collect::<Result<_, _>>()?;
+        let distinct: Vec<Option<Rows>> = self
+            .distinct
+            .iter()
+            .zip(&args)
+            .map(|(c, arg)| match (c, arg) {
+                (Some(c), Some(arg)) => c
+                    .convert_columns(std::slice::from_ref(*arg))
+                    .map(Some)
+                    .map_err(arrow_err),
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+        let fresh = self.fresh();
+        let floor = self.cti;
+        for row in 0..n {
+            let key: &[u8] = rows.as_ref().map_or(&[], |r| r.row(row).data());
+            for start in self.window.starts(starts.value(row), ends.value(row)) {
+                let end = self.window.end_of(start);
+                // A window a CTI closed already went out; a later event
+                // never reaches it (the merge keeps CTIs), but one that did
+                // must not make it go out twice.
+                if floor.is_some_and(|c| end <= c) {
+                    continue;
+                }
+                let groups = self.windows.entry(start).or_default();
+                let group = match groups.get_mut(key) {
+                    Some(g) => g,
+                    None => groups.entry(key.to_vec()).or_insert(Group {
+                        accs: fresh.clone(),
+                        dirty: false,
+                        persisted: false,
+                    }),
+                };
+                if !group.dirty {
+                    group.dirty = true;
+                    self.changed.push((start, key.to_vec()));
+                }
+                for (j, acc) in group.accs.iter_mut().enumerate() {
+                    accumulate(acc, args[j], distinct[j].as_ref(), row).map_err(|()| {
+                        AggError::Overflow {
+                            column: self.aggs[j].name.clone(),
+                            start,
+                            end,
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// CTI `t`: the windows it closed (`end <= t`) as one batch, earliest
+    /// window first and each window's groups in key order, and the CTI to
+    /// pass on: `t`, or the start of the earliest window still open if that
+    /// is earlier (later output starts there).
+    pub fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), AggError> {
+        self.cti = Some(self.cti.map_or(t, |c| c.max(t)));
+        let mut closed = Vec::new();
+        while let Some(entry) = self.windows.first_entry() {
+            if self.window.end_of(*entry.key()) > t {
+                break;
+            }
+            closed.push(entry.remove_entry());
+        }
+        // The earliest window a later event can still reach.
+        let next_open = self
+            .window
+            .starts(t, t.saturating_add(1))
+            .next()
+            .unwrap_or(t);
+        let pass = t.min(next_open);
+        if closed.is_empty() {
+            return Ok((None, pass));
+        }
+        let batch = self.emit(closed)?;
+        Ok((Some(batch), pass))
+    }
+
+    fn emit(
+        &mut self,
+        closed: Vec<(i64, HashMap<Vec<u8>, Group>)>,
+    ) -> Result<RecordBatch, AggError> {
+        let total: usize = closed.iter().map(|(_, g)| g.len()).sum();
+        let (mut starts, mut ends) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        let mut keys: Vec<Vec<u8>> = Vec::with_capacity(total);
+        let mut accs: Vec<Vec<Acc>> = Vec::with_capacity(total);
+        for (start, groups) in closed {
+            let mut sorted: Vec<(Vec<u8>, Group)> = groups.into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, group) in sorted {
+                if group.persisted {
+                    self.gone.push((start, key.clone()));
+                }
+                starts.push(start);
+                ends.push(self.window.end_of(start));
+                keys.push(key);
+                accs.push(group.accs);
+            }
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(starts)),
+            Arc::new(Int64Array::from(ends)),
+        ];
+        if let Some(c) = &self.converter {
+            let parser = c.parser();
+            let rows = keys.iter().map(|k| parser.parse(k));
+            columns.extend(c.convert_rows(rows).map_err(arrow_err)?);
+        }
+        for j in 0..self.aggs.len() {
+            columns.push(finish(
+                accs.iter().map(|a| &a[j]),
+                self.output.field(columns.len()).data_type(),
+            ));
+        }
+        RecordBatch::try_new(self.output.clone(), columns).map_err(arrow_err)
+    }
+
+    /// The groups changed or gone since the last call, as keyed-state
+    /// changes (key: window start then group key; value: the accumulators).
+    pub fn take_delta(&mut self) -> StateChanges {
+        let mut out = Vec::with_capacity(self.changed.len() + self.gone.len());
+        for (start, key) in std::mem::take(&mut self.gone) {
+            out.push((state_key(start, &key), None));
+        }
+        for (start, key) in std::mem::take(&mut self.changed) {
+            // A group emitted since it changed is gone (above) or never kept.
+            let Some(group) = self.windows.get_mut(&start).and_then(|g| g.get_mut(&key)) else {
+                continue;
+            };
+            group.dirty = false;
+            group.persisted = true;
+            let value = postcard::to_allocvec(&group.accs).expect("accumulators always encode");
+            let mut names = BTreeMap::new();
+            names.insert(ACCS.to_string(), value);
+            out.push((
+                state_key(start, &key),
+                Some(crate::udf::encode_entry(&names)),
+            ));
+        }
+        out
+    }
+
+    /// Takes back the state [`WindowAggregate::take_delta`] wrote, and the
+    /// CTI the snapshot was taken at.
+    pub fn restore(&mut self, state: &KeyedState, cti: Option<i64>) -> Result<(), AggError> {
+        self.windows.clear();
+        self.changed.clear();
+        self.gone.clear();
+        self.cti = cti;
+        for (key, names) in state {
+            let (Some(start), Some(bytes)) = (key.get(..8), names.get(ACCS)) else {
+                return Err(AggError::State(format!("a key of {} bytes", key.len())));
+            };
+            let start = i64::from_be_bytes(start.try_into().expect("8 bytes")) ^ i64::MIN;
+            let accs: Vec<Acc> =
+                postcard::from_bytes(bytes).map_err(|e| AggError::State(e.to_string()))?;
+            if accs.len() != self.aggs.len() {
+                return Err(AggError::State(format!(
+                    "{} accumulators for {} aggregates",
+                    accs.len(),
+                    self.aggs.len()
+                )));
+            }
+            self.windows.entry(start).or_default().insert(
+                key[8..].to_vec(),
+                Group {
+                    accs,
+                    dirty: false,
+                    persisted: true,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The name the accumulators are kept under in a group's state.
+const ACCS: &str = "accs";
+
+/// A group's state key: the window start (ordered as bytes), then the key.
+fn state_key(start: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&(start ^ i64::MIN).to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+fn int_column(a: &ArrayRef) -> Result<&Int64Array, AggError> {
+    a.as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| AggError::Arrow("an interval column is not int64".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float64Array, StringArray};
+    use proptest::prelude::*;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            ArrowField::new(START, DataType::Int64, false),
+            ArrowField::new(END, DataType::Int64, false),
+            ArrowField::new("user", DataType::Utf8, false),
+            ArrowField::new("amount", DataType::Int64, true),
+            ArrowField::new("price", DataType::Float64, true),
+        ]))
+    }
+
+    /// Events `(start, end, user, amount, price)`.
+    type Event = (i64, i64, String, Option<i64>, Option<f64>);
+
+    fn batch(events: &[Event]) -> RecordBatch {
+        RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.0))),
+                Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.1))),
+                Arc::new(StringArray::from_iter_values(
+                    events.iter().map(|e| e.2.clone()),
+                )),
+                Arc::new(Int64Array::from_iter(events.iter().map(|e| e.3))),
+                Arc::new(Float64Array::from_iter(events.iter().map(|e| e.4))),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn point(t: i64, user: &str, amount: Option<i64>) -> Event {
+        (
+            t,
+            t + 1,
+            user.to_string(),
+            amount,
+            amount.map(|a| a as f64 / 2.0),
+        )
+    }
+
+    fn all_aggregates() -> Vec<Aggregate> {
+        let agg = |kind, arg, name: &str| Aggregate {
+            kind,
+            arg,
+            name: name.into(),
+        };
+        vec![
+            agg(AggKind::CountStar, None, "n"),
+            agg(AggKind::Count, Some(3), "amounts"),
+            agg(AggKind::CountDistinct, Some(3), "distinct"),
+            agg(AggKind::Sum, Some(3), "total"),
+            agg(AggKind::Min, Some(3), "least"),
+            agg(AggKind::Max, Some(4), "top_price"),
+            agg(AggKind::Avg, Some(3), "mean"),
+            agg(AggKind::Max, Some(2), "last_user"),
+        ]
+    }
+
+    /// The output rows as text, one per line.
+    fn lines(batch: &RecordBatch) -> Vec<String> {
+        crate::stage::row_json(batch)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_tumbling_count_per_user_goes_out_when_a_cti_closes_the_window() {
+        let w = Hopping::tumbling(10).expect("window");
+        let mut agg = WindowAggregate::new(&input(), w, vec![2], all_aggregates()).expect("agg");
+        agg.on_batch(&batch(&[
+            point(1, "bo", Some(4)),
+            point(3, "al", Some(2)),
+            point(9, "bo", None),
+            point(9, "bo", Some(4)),
+            point(12, "al", Some(7)),
+        ]))
+        .expect("batch");
+        let (none, pass) = agg.on_cti(9).expect("cti");
+        assert!(none.is_none(), "no window ended by 9");
+        assert_eq!(pass, 0, "the open window [0, 10) may still go out");
+        let (out, pass) = agg.on_cti(10).expect("cti");
+        assert_eq!(pass, 10);
+        let out = lines(&out.expect("window [0, 10)"));
+        assert_eq!(
+            out,
+            [
+                r#"{"_start":0,"_end":10,"user":"al","n":1,"amounts":1,"distinct":1,"total":2,"least":2,"top_price":1.0,"mean":2.0,"last_user":"al"}"#,
+                r#"{"_start":0,"_end":10,"user":"bo","n":3,"amounts":2,"distinct":1,"total":8,"least":4,"top_price":2.0,"mean":4.0,"last_user":"bo"}"#,
+            ]
+        );
+        let (out, _) = agg.on_cti(i64::MAX).expect("end");
+        assert_eq!(lines(&out.expect("window [10, 20)")).len(), 1);
+        assert_eq!(
+            agg.open(),
+            (0, 0),
+            "nothing is kept after the windows went out"
+        );
+    }
+
+    #[test]
+    fn a_hopping_window_counts_every_event_whose_lifetime_overlaps_it() {
+        let w = Hopping::new(10, 5).expect("window");
+        let aggs = vec![Aggregate {
+            kind: AggKind::CountStar,
+            arg: None,
+            name: "n".into(),
+        }];
+        let mut agg = WindowAggregate::new(&input(), w, vec![], aggs).expect("agg");
+        // A point at 7 is in [0, 10) and [5, 15); [12, 18) in [5, 15),
+        // [10, 20) and [15, 25).
+        agg.on_batch(&batch(&[
+            point(7, "a", None),
+            (12, 18, "a".into(), None, None),
+        ]))
+        .expect("batch");
+        let (out, pass) = agg.on_cti(30).expect("cti");
+        assert_eq!(pass, 25, "the window [25, 35) may still get events");
+        assert_eq!(
+            lines(&out.expect("windows")),
+            [
+                r#"{"_start":0,"_end":10,"n":1}"#,
+                r#"{"_start":5,"_end":15,"n":2}"#,
+                r#"{"_start":10,"_end":20,"n":1}"#,
+                r#"{"_start":15,"_end":25,"n":1}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn aggregates_that_do_not_fit_their_column_are_refused() {
+        let w = Hopping::tumbling(10).expect("window");
+        let sum_text = vec![Aggregate {
+            kind: AggKind::Sum,
+            arg: Some(2),
+            name: "s".into(),
+        }];
+        let e = WindowAggregate::new(&input(), w, vec![], sum_text).expect_err("sum of text");
+        assert_eq!(
+            e.to_string(),
+            "SUM of column `user` (Utf8): needs an int64 or float64 column"
+        );
+        let e = WindowAggregate::new(&input(), w, vec![9], vec![]).expect_err("no column 9");
+        assert_eq!(e.to_string(), "column 9 is not in the input");
+    }
+
+    #[test]
+    fn an_int64_sum_that_overflows_says_where() {
+        let w = Hopping::tumbling(10).expect("window");
+        let sum = vec![Aggregate {
+            kind: AggKind::Sum,
+            arg: Some(3),
+            name: "total".into(),
+        }];
+        let mut agg = WindowAggregate::new(&input(), w, vec![], sum).expect("agg");
+        let e = agg
+            .on_batch(&batch(&[
+                point(1, "a", Some(i64::MAX)),
+                point(2, "a", Some(1)),
+            ]))
+            .expect_err("overflow");
+        assert_eq!(
+            e.to_string(),
+            "SUM into `total` overflowed int64 in window [0, 10)"
+        );
+    }
+
+    /// What the operator must emit, computed the obvious way: every window
+    /// that any event overlaps and that a CTI closed, every group in it.
+    fn reference(
+        w: Hopping,
+        events: &[(Event, usize)],
+        cti: i64,
+    ) -> BTreeMap<(i64, String), (i64, i64)> {
+        let mut out: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
+        for (e, _) in events {
+            for k in -100..100 {
+                let start = k * w.hop();
+                if start < e.1 && start + w.size() > e.0 && start + w.size() <= cti {
+                    let g = out.entry((start, e.2.clone())).or_default();
+                    g.0 += 1;
+                    g.1 += e.3.unwrap_or(0);
+                }
+            }
+        }
+        out
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            0i64..60,
+            1i64..15,
+            0usize..3,
+            proptest::option::of(-50i64..50),
+        )
+            .prop_map(|(start, len, user, amount)| {
+                (
+                    start,
+                    start + len,
+                    ["al", "bo", "cy"][user].to_string(),
+                    amount,
+                    None,
+                )
+            })
+    }
+
+    proptest! {
+        /// Against the reference, with the events cut into batches, CTIs in
+        /// between, and a restart from a checkpoint at any CTI: the same
+        /// windows, groups, counts and sums, each once, in order.
+        #[test]
+        fn windows_match_the_reference_across_a_restart(
+            size in 1i64..12,
+            hop_part in 1i64..12,
+            mut events in prop::collection::vec(event(), 0..40),
+            cut in 0usize..8,
+        ) {
+            let w = Hopping::new(size, hop_part.min(size)).expect("window");
+            events.sort_by_key(|e| e.0);
+            let aggs = vec![
+                Aggregate { kind: AggKind::CountStar, arg: None, name: "n".into() },
+                Aggregate { kind: AggKind::Sum, arg: Some(3), name: "total".into() },
+            ];
+            let mut agg = WindowAggregate::new(&input(), w, vec![2], aggs.clone()).expect("agg");
+            let mut kept = KeyedState::new();
+            let mut got: Vec<(i64, String, i64, i64)> = Vec::new();
+            let mut last_pass = i64::MIN;
+            // A CTI every 8 time units, events between them in one batch.
+            let mut ctis = 0usize;
+            let mut i = 0;
+            for t in (8..=80).step_by(8).chain([i64::MAX]) {
+                let mut part = Vec::new();
+                while i < events.len() && events[i].0 < t {
+                    part.push(events[i].clone());
+                    i += 1;
+                }
+                agg.on_batch(&batch(&part)).expect("batch");
+                let (out, pass) = agg.on_cti(t).expect("cti");
+                prop_assert!(pass >= last_pass, "the CTI passed on never goes back");
+                let promised = last_pass;
+                last_pass = pass;
+                if let Some(out) = out {
+                    for line in lines(&out) {
+                        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+                        let start = v["_start"].as_i64().expect("start");
+                        // The output keeps the CTI passed on before it.
+                        prop_assert!(start >= promised, "{} after CTI {}", line, promised);
+                        got.push((
+                            start,
+                            v["user"].as_str().expect("user").to_string(),
+                            v["n"].as_i64().expect("n"),
+                            v["total"].as_i64().unwrap_or(0),
+                        ));
+                    }
+                }
+                // A checkpoint, as the vertex keeps it.
+                for (key, value) in agg.take_delta() {
+                    match value {
+                        Some(v) => {
+                            kept.insert(key, crate::udf::decode_entry(&v).expect("entry"));
+                        }
+                        None => {
+                            kept.remove(&key);
+                        }
+                    }
+                }
+                ctis += 1;
+                if ctis == cut {
+                    // Crash after this checkpoint: a fresh operator takes it back.
+                    agg = WindowAggregate::new(&input(), w, vec![2], aggs.clone()).expect("agg");
+                    agg.restore(&kept, Some(t)).expect("restore");
+                }
+            }
+            let want = reference(w, &events.iter().cloned().map(|e| (e, 0)).collect::<Vec<_>>(), i64::MAX);
+            let want: Vec<(i64, String, i64, i64)> =
+                want.into_iter().map(|((s, u), (n, t))| (s, u, n, t)).collect();
+            prop_assert_eq!(got, want);
+            prop_assert!(kept.is_empty(), "every window went out: nothing kept");
+        }
+    }
+}
