@@ -7,6 +7,9 @@
 //! - [`WindowAggregate`]: per window and group, `COUNT`, `COUNT(DISTINCT)`,
 //!   `SUM`, `MIN`, `MAX`, `AVG`, emitted with the window as the lifetime once
 //!   a CTI passes the window's end.
+//! - [`TemporalJoin`]: inner and left joins of events with equal keys whose
+//!   lifetimes overlap, over the intersection; a left event that matched
+//!   nothing goes out with its own lifetime once a CTI passes its end.
 //!
 //! Every operator takes batches and CTIs and returns batches and the CTI to
 //! pass on (an operator whose output starts before its input's CTI holds
@@ -14,7 +17,9 @@
 
 mod acc;
 mod aggregate;
+mod join;
 mod window;
 
 pub use aggregate::{AggError, AggKind, Aggregate, WindowAggregate};
+pub use join::{JoinError, JoinKind, TemporalJoin};
 pub use window::{Hopping, WindowError};
