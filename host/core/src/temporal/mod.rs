@@ -10,6 +10,8 @@
 //! - [`TemporalJoin`]: inner and left joins of events with equal keys whose
 //!   lifetimes overlap, over the intersection; a left event that matched
 //!   nothing goes out with its own lifetime once a CTI passes its end.
+//! - [`Lifetime`]: a lifetime change on every event (a duration, a shift,
+//!   an extension, a point at the start).
 //!
 //! Every operator takes batches and CTIs and returns batches and the CTI to
 //! pass on (an operator whose output starts before its input's CTI holds
@@ -18,8 +20,10 @@
 mod acc;
 mod aggregate;
 mod join;
+mod lifetime;
 mod window;
 
 pub use aggregate::{AggError, AggKind, Aggregate, WindowAggregate};
 pub use join::{JoinError, JoinKind, TemporalJoin};
+pub use lifetime::Lifetime;
 pub use window::{Hopping, WindowError};

@@ -1,0 +1,121 @@
+//! Changing lifetimes: at an input (`LIFETIME d`) or on any stream.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use serde::{Deserialize, Serialize};
+
+/// How an operator changes each event's lifetime `[start, end)`. Times
+/// saturate at the ends of `i64`; a lifetime never becomes empty (it keeps
+/// at least 1 µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lifetime {
+    /// `[start, start + d)`: every event lasts `d`.
+    Duration(i64),
+    /// `[start + d, end + d)`: every event moves by `d` (earlier if negative).
+    Shift(i64),
+    /// `[start, end + d)`: every event lasts `d` longer (shorter if negative).
+    Extend(i64),
+    /// `[start, start + 1)`: a point at its start.
+    Point,
+}
+
+impl Lifetime {
+    /// The batch (interval first) with its lifetimes changed.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {
+        let column = |i: usize| {
+            batch
+                .columns()
+                .get(i)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| "a batch without its int64 interval".to_string())
+        };
+        let (starts, ends) = (column(0)?, column(1)?);
+        let (mut new_starts, mut new_ends) = (
+            Vec::with_capacity(batch.num_rows()),
+            Vec::with_capacity(batch.num_rows()),
+        );
+        for (&s, &e) in starts.values().iter().zip(ends.values()) {
+            let (s, e) = match *self {
+                Lifetime::Duration(d) => (s, s.saturating_add(d)),
+                Lifetime::Shift(d) => (s.saturating_add(d), e.saturating_add(d)),
+                Lifetime::Extend(d) => (s, e.saturating_add(d)),
+                Lifetime::Point => (s, s.saturating_add(1)),
+            };
+            new_starts.push(s);
+            new_ends.push(e.max(s.saturating_add(1)));
+        }
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns[0] = Arc::new(Int64Array::from(new_starts));
+        columns[1] = Arc::new(Int64Array::from(new_ends));
+        RecordBatch::try_new(batch.schema(), columns).map_err(|e| e.to_string())
+    }
+
+    /// The CTI to pass on after input CTI `t`: events start where they did,
+    /// or moved by the shift.
+    pub fn cti(&self, t: i64) -> i64 {
+        match *self {
+            // The end of input stays the end of input.
+            Lifetime::Shift(d) if t != i64::MAX => t.saturating_add(d),
+            _ => t,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn batch(events: &[(i64, i64)]) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new(crate::schema::START, DataType::Int64, false),
+            Field::new(crate::schema::END, DataType::Int64, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.0))),
+                Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.1))),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn intervals(b: &RecordBatch) -> Vec<(i64, i64)> {
+        let col = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64")
+                .values()
+                .to_vec()
+        };
+        col(0).into_iter().zip(col(1)).collect()
+    }
+
+    #[test]
+    fn lifetimes_change_as_named_and_never_become_empty() {
+        let b = batch(&[(10, 11), (20, 50), (i64::MAX - 1, i64::MAX)]);
+        let got = |l: Lifetime| intervals(&l.apply(&b).expect("apply"));
+        assert_eq!(
+            got(Lifetime::Duration(5)),
+            [(10, 15), (20, 25), (i64::MAX - 1, i64::MAX)]
+        );
+        assert_eq!(
+            got(Lifetime::Shift(-10)),
+            [(0, 1), (10, 40), (i64::MAX - 11, i64::MAX - 10)]
+        );
+        assert_eq!(
+            got(Lifetime::Extend(-20)),
+            [(10, 11), (20, 30), (i64::MAX - 1, i64::MAX)]
+        );
+        assert_eq!(
+            got(Lifetime::Point),
+            [(10, 11), (20, 21), (i64::MAX - 1, i64::MAX)]
+        );
+        assert_eq!(Lifetime::Shift(-10).cti(100), 90);
+        assert_eq!(Lifetime::Shift(-10).cti(i64::MAX), i64::MAX);
+        assert_eq!(Lifetime::Extend(7).cti(100), 100);
+    }
+}
