@@ -215,7 +215,7 @@ impl Lowering {
                 let strings = array.as_string_opt::<i32>().ok_or_else(mismatch)?;
                 let offsets = strings.offsets();
                 // An offset buffer always holds at least one offset.
-                let (base, last) = (offsets.first(), offsets.last());
+                let (base, last) = (offsets[0], offsets[offsets.len() - 1]);
                 let data = &strings.value_data()[base as usize..last as usize];
                 let offsets = if base == 0 {
                     // Valid Arrow offsets are non-negative, so the same bytes

@@ -1,0 +1,704 @@
+//! The statements of a script, parsed with `sqlparser`'s tokenizer (which
+//! keeps every token's line and column) and, for `SELECT`s, its parser.
+
+use sqlparser::ast::Query;
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+use weir_core::schema::{ColumnType, Field};
+use weir_core::temporal::Hopping;
+
+use crate::duration::unit_scale;
+use crate::error::ScriptError;
+
+/// `Name = INPUT "path" SCHEMA (col type, ...) EVENTTIME col [unit]
+/// [ENDTIME col] [LIFETIME d];`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    /// The stream's name.
+    pub name: String,
+    /// The file (offline) it is read from.
+    pub path: String,
+    /// Its columns.
+    pub columns: Vec<Field>,
+    /// The column events start at.
+    pub event_time: String,
+    /// The column events end at, if any.
+    pub end_time: Option<String>,
+    /// Microseconds per unit of the time columns (1: microseconds).
+    pub time_scale: i64,
+    /// How long each event lasts (µs), when it has no end column; a point
+    /// (1 µs) when neither is given.
+    pub lifetime: Option<i64>,
+    /// Where the statement starts.
+    pub at: Location,
+}
+
+/// A window clause: `WITH TUMBLING(d)` or `WITH HOPPING(size, hop)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The windows.
+    pub hopping: Hopping,
+    /// Where the clause is.
+    pub at: Location,
+}
+
+/// `Name = SELECT ... [WITH TUMBLING(d) | WITH HOPPING(size, hop)];`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    /// The stream's name.
+    pub name: String,
+    /// The query, without its window clause.
+    pub query: Box<Query>,
+    /// The window clause.
+    pub window: Option<Window>,
+    /// Where the statement starts.
+    pub at: Location,
+}
+
+/// `OUTPUT Name TO "path" [WITH INTERVAL];`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The stream written.
+    pub name: String,
+    /// The file.
+    pub path: String,
+    /// Whether every line carries `_start` and `_end`.
+    pub interval: bool,
+    /// Where the statement starts.
+    pub at: Location,
+}
+
+/// One statement of a script.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// A stream read from outside.
+    Input(Input),
+    /// A stream computed by a query.
+    Select(Select),
+    /// A stream written out.
+    Output(Output),
+}
+
+impl Statement {
+    /// The stream the statement defines (none for an output).
+    pub fn defines(&self) -> Option<&str> {
+        match self {
+            Statement::Input(i) => Some(&i.name),
+            Statement::Select(s) => Some(&s.name),
+            Statement::Output(_) => None,
+        }
+    }
+
+    /// Where it starts.
+    pub fn at(&self) -> Location {
+        match self {
+            Statement::Input(i) => i.at,
+            Statement::Select(s) => s.at,
+            Statement::Output(o) => o.at,
+        }
+    }
+}
+
+/// Parses script `text` (from `file`, for errors).
+pub fn parse(file: &str, text: &str) -> Result<Vec<Statement>, ScriptError> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| {
+            let (line, column) = (e.location.line, e.location.column);
+            ScriptError {
+                file: file.to_string(),
+                line,
+                column,
+                message: e.message,
+                hint: None,
+            }
+        })?;
+    let tokens: Vec<TokenWithSpan> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let mut statements = Vec::new();
+    let mut part = Vec::new();
+    let mut depth = 0i32;
+    for t in tokens {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::SemiColon if depth <= 0 => {
+                if !part.is_empty() {
+                    statements.push(statement(file, std::mem::take(&mut part), t.span.start)?);
+                }
+                depth = 0;
+                continue;
+            }
+            _ => {}
+        }
+        part.push(t);
+    }
+    if let Some(first) = part.first() {
+        return Err(error(
+            file,
+            first.span.start,
+            "this statement has no `;` at its end".into(),
+        ));
+    }
+    let mut seen: Vec<(&str, Location)> = Vec::new();
+    for s in &statements {
+        if let Some(name) = s.defines() {
+            if let Some((_, before)) = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return Err(error(
+                    file,
+                    s.at(),
+                    format!(
+                        "`{name}` is already defined at line {}; each stream is defined once",
+                        before.line
+                    ),
+                ));
+            }
+            seen.push((name, s.at()));
+        }
+    }
+    Ok(statements)
+}
+
+fn error(file: &str, at: Location, message: String) -> ScriptError {
+    ScriptError {
+        file: file.to_string(),
+        line: at.line,
+        column: at.column,
+        message,
+        hint: None,
+    }
+}
+
+/// The tokens of one statement, read in order.
+struct Cursor<'a> {
+    file: &'a str,
+    tokens: Vec<TokenWithSpan>,
+    pos: usize,
+    /// Where the statement's `;` is.
+    end: Location,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<&TokenWithSpan> {
+        self.tokens.get(self.pos)
+    }
+
+    fn at(&self) -> Location {
+        self.peek().map_or(self.end, |t| t.span.start)
+    }
+
+    fn found(&self) -> String {
+        match self.peek() {
+            Some(t) => format!("`{}`", t.token),
+            None => "`;`".into(),
+        }
+    }
+
+    fn fail<T>(&self, expected: &str) -> Result<T, ScriptError> {
+        Err(error(
+            self.file,
+            self.at(),
+            format!("expected {expected}, found {}", self.found()),
+        ))
+    }
+
+    /// The next token if it is the keyword `word` (any case).
+    fn keyword(&mut self, word: &str) -> bool {
+        match self.peek() {
+            Some(TokenWithSpan {
+                token: Token::Word(w),
+                ..
+            }) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) => {
+                self.pos += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn expect_keyword(&mut self, word: &str) -> Result<(), ScriptError> {
+        if self.keyword(word) {
+            Ok(())
+        } else {
+            self.fail(&format!("`{word}`"))
+        }
+    }
+
+    fn expect(&mut self, token: Token) -> Result<(), ScriptError> {
+        if self.peek().is_some_and(|t| t.token == token) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.fail(&format!("`{token}`"))
+        }
+    }
+
+    /// A name (a bare or `[`/backquote-quoted word).
+    fn ident(&mut self, what: &str) -> Result<String, ScriptError> {
+        match self.peek() {
+            Some(TokenWithSpan {
+                token: Token::Word(w),
+                ..
+            }) if w.quote_style != Some('"') => {
+                let name = w.value.clone();
+                self.pos += 1;
+                Ok(name)
+            }
+            _ => self.fail(what),
+        }
+    }
+
+    /// A quoted path: `"file"` or `'file'`.
+    fn path(&mut self) -> Result<String, ScriptError> {
+        let text = match self.peek().map(|t| &t.token) {
+            Some(Token::Word(w)) if w.quote_style == Some('"') => w.value.clone(),
+            Some(Token::SingleQuotedString(s)) => s.clone(),
+            _ => return self.fail("a quoted path such as \"events.jsonl\""),
+        };
+        self.pos += 1;
+        Ok(text)
+    }
+
+    /// A duration: a number and a unit (`500ms`, `5s`, `10min`, `1h`).
+    fn duration(&mut self) -> Result<i64, ScriptError> {
+        let at = self.at();
+        let number = match self.peek().map(|t| &t.token) {
+            Some(Token::Number(n, _)) => n.clone(),
+            _ => return self.fail("a duration such as 500ms, 5s, 10min or 1h"),
+        };
+        self.pos += 1;
+        let unit = match self.peek().map(|t| &t.token) {
+            Some(Token::Word(w)) if w.quote_style.is_none() => w.value.clone(),
+            _ => return self.fail("a unit after the number (us, ms, s, min, h or d)"),
+        };
+        let scale = unit_scale(&unit).ok_or_else(|| ScriptError {
+            hint: Some("units are us, ms, s, min, h and d".into()),
+            ..error(
+                self.file,
+                self.at(),
+                format!("`{unit}` is not a unit of time"),
+            )
+        })?;
+        self.pos += 1;
+        number
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .filter(|d| *d > 0)
+            .ok_or_else(|| {
+                error(
+                    self.file,
+                    at,
+                    format!("`{number}{unit}` is not a positive whole duration that fits in 64 bits of microseconds"),
+                )
+            })
+    }
+
+    fn done(&self) -> Result<(), ScriptError> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.fail("`;`"),
+        }
+    }
+}
+
+fn statement(
+    file: &str,
+    tokens: Vec<TokenWithSpan>,
+    end: Location,
+) -> Result<Statement, ScriptError> {
+    let at = tokens[0].span.start;
+    let mut c = Cursor {
+        file,
+        tokens,
+        pos: 0,
+        end,
+    };
+    if c.keyword("OUTPUT") {
+        let name = c.ident("the name of the stream to output")?;
+        c.expect_keyword("TO")?;
+        let path = c.path()?;
+        let interval = if c.keyword("WITH") {
+            c.expect_keyword("INTERVAL")?;
+            true
+        } else {
+            false
+        };
+        c.done()?;
+        return Ok(Statement::Output(Output {
+            name,
+            path,
+            interval,
+            at,
+        }));
+    }
+    let name =
+        c.ident("a statement: `Name = INPUT ...`, `Name = SELECT ...` or `OUTPUT Name TO ...`")?;
+    c.expect(Token::Eq)?;
+    if c.keyword("INPUT") {
+        return input(c, name, at).map(Statement::Input);
+    }
+    let starts_query = matches!(
+        c.peek().map(|t| &t.token),
+        Some(Token::Word(w)) if w.quote_style.is_none()
+            && (w.value.eq_ignore_ascii_case("SELECT") || w.value.eq_ignore_ascii_case("WITH"))
+    ) || matches!(c.peek().map(|t| &t.token), Some(Token::LParen));
+    if !starts_query {
+        return c.fail(&format!("`INPUT` or `SELECT` after `{name} =`"));
+    }
+    select(c, name, at).map(Statement::Select)
+}
+
+fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Input, ScriptError> {
+    let path = c.path()?;
+    c.expect_keyword("SCHEMA")?;
+    c.expect(Token::LParen)?;
+    let mut columns = Vec::new();
+    loop {
+        let column_at = c.at();
+        let column = c.ident("a column name")?;
+        let type_at = c.at();
+        let ty_name = c.ident("a column type (long, string, double or bool)")?;
+        let Some(ty) = column_type(&ty_name) else {
+            return Err(ScriptError {
+                hint: Some(
+                    "types are long, string, double and bool, or bigint, varchar, float and boolean"
+                        .into(),
+                ),
+                ..error(c.file, type_at, format!("`{ty_name}` is not a column type"))
+            });
+        };
+        // `long?` or `long NULL`: the column may be null.
+        let nullable = if c
+            .peek()
+            .is_some_and(|t| matches!(&t.token, Token::Placeholder(p) if p == "?"))
+        {
+            c.pos += 1;
+            true
+        } else {
+            c.keyword("NULL")
+        };
+        if columns
+            .iter()
+            .any(|f: &Field| f.name.eq_ignore_ascii_case(&column))
+        {
+            return Err(error(
+                c.file,
+                column_at,
+                format!("column `{column}` appears twice in the schema of `{name}`"),
+            ));
+        }
+        columns.push(Field {
+            name: column,
+            ty,
+            nullable,
+        });
+        if c.peek().is_some_and(|t| t.token == Token::Comma) {
+            c.pos += 1;
+            continue;
+        }
+        c.expect(Token::RParen)?;
+        break;
+    }
+    let time_column = |c: &mut Cursor<'_>, columns: &[Field]| -> Result<String, ScriptError> {
+        let col_at = c.at();
+        let col = c.ident("a time column")?;
+        match columns.iter().find(|f| f.name.eq_ignore_ascii_case(&col)) {
+            Some(f) if f.ty == ColumnType::Int64 && !f.nullable => Ok(f.name.clone()),
+            Some(_) => Err(error(
+                c.file,
+                col_at,
+                format!("time column `{col}` must be a long (not null)"),
+            )),
+            None => Err(ScriptError {
+                hint: hint_near(&col, columns.iter().map(|f| f.name.as_str())),
+                ..error(
+                    c.file,
+                    col_at,
+                    format!("`{col}` is not a column of `{name}`"),
+                )
+            }),
+        }
+    };
+    let (mut event_time, mut end_time, mut lifetime) = (None, None, None);
+    let mut time_scale = 1;
+    loop {
+        if c.keyword("EVENTTIME") {
+            event_time = Some(time_column(&mut c, &columns)?);
+            // An optional unit of the time columns: `EVENTTIME ts ms`.
+            if let Some(Token::Word(w)) = c.peek().map(|t| &t.token)
+                && w.quote_style.is_none()
+                && let Some(scale) = unit_scale(&w.value)
+            {
+                time_scale = scale;
+                c.pos += 1;
+            }
+        } else if c.keyword("ENDTIME") {
+            end_time = Some(time_column(&mut c, &columns)?);
+        } else if c.keyword("LIFETIME") {
+            lifetime = Some(c.duration()?);
+        } else {
+            break;
+        }
+    }
+    let Some(event_time) = event_time else {
+        return c.fail("`EVENTTIME column` (which column events start at)");
+    };
+    if end_time.is_some() && lifetime.is_some() {
+        return Err(error(
+            c.file,
+            at,
+            format!("`{name}` has both ENDTIME and LIFETIME; give one"),
+        ));
+    }
+    c.done()?;
+    Ok(Input {
+        name,
+        path,
+        columns,
+        event_time,
+        end_time,
+        time_scale,
+        lifetime,
+        at,
+    })
+}
+
+fn hint_near<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let near = crate::error::near(name, known);
+    (!near.is_empty()).then(|| format!("did you mean `{}`?", near.join("`, `")))
+}
+
+/// The column type of a script type name.
+fn column_type(name: &str) -> Option<ColumnType> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "long" | "bigint" | "int" | "integer" | "smallint" | "tinyint" => ColumnType::Int64,
+        "string" | "varchar" | "text" | "char" => ColumnType::Utf8,
+        "double" | "float" | "real" => ColumnType::Float64,
+        "bool" | "boolean" => ColumnType::Boolean,
+        _ => return None,
+    })
+}
+
+fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Select, ScriptError> {
+    // The window clause, at the top level of the query, comes out first.
+    let mut window = None;
+    let mut depth = 0;
+    let mut i = c.pos;
+    while i < c.tokens.len() {
+        match &c.tokens[i].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 0 && w.value.eq_ignore_ascii_case("WITH") => {
+                let kind = match c.tokens.get(i + 1).map(|t| &t.token) {
+                    Some(Token::Word(k)) => k.value.to_ascii_uppercase(),
+                    _ => String::new(),
+                };
+                if kind == "TUMBLING" || kind == "HOPPING" {
+                    if window.is_some() {
+                        return Err(error(
+                            c.file,
+                            c.tokens[i].span.start,
+                            "a query has one window clause".into(),
+                        ));
+                    }
+                    let clause_at = c.tokens[i].span.start;
+                    let mut w = Cursor {
+                        file: c.file,
+                        tokens: c.tokens[i + 2..].to_vec(),
+                        pos: 0,
+                        end: c.end,
+                    };
+                    w.expect(Token::LParen)?;
+                    let size = w.duration()?;
+                    let hop = if kind == "HOPPING" {
+                        w.expect(Token::Comma)?;
+                        w.duration()?
+                    } else {
+                        size
+                    };
+                    w.expect(Token::RParen)?;
+                    let hopping = Hopping::new(size, hop)
+                        .map_err(|e| error(c.file, clause_at, e.to_string()))?;
+                    window = Some(Window {
+                        hopping,
+                        at: clause_at,
+                    });
+                    c.tokens.drain(i..i + 2 + w.pos);
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let tokens = c.tokens[c.pos..].to_vec();
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let query = parser
+        .parse_query()
+        .map_err(|e| parser_error(c.file, e, c.end))?;
+    let rest = parser.peek_token();
+    if rest.token != Token::EOF {
+        return Err(error(
+            c.file,
+            rest.span.start,
+            format!("expected `;` after the query, found `{}`", rest.token),
+        ));
+    }
+    Ok(Select {
+        name,
+        query,
+        window,
+        at,
+    })
+}
+
+/// A `sqlparser` error, its position taken out of the message.
+fn parser_error(file: &str, e: ParserError, end: Location) -> ScriptError {
+    let text = match e {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
+        ParserError::RecursionLimitExceeded => "the query nests too deeply".into(),
+    };
+    // "... at Line: 3, Column: 9"
+    let (message, at) = match text.rfind(" at Line: ") {
+        Some(i) => {
+            let place = &text[i + " at Line: ".len()..];
+            let mut parts = place.split(", Column: ");
+            let line = parts.next().and_then(|l| l.trim().parse().ok());
+            let column = parts.next().and_then(|c| c.trim().parse().ok());
+            match (line, column) {
+                (Some(line), Some(column)) => (text[..i].to_string(), Location { line, column }),
+                _ => (text.clone(), end),
+            }
+        }
+        None => (text.clone(), end),
+    };
+    let message = message.replace("found: EOF", "found: `;`");
+    error(file, at, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALERTS: &str = r#"Process = INPUT "process.jsonl" SCHEMA (ProcessID long, UserID string, ts long) EVENTTIME ts LIFETIME 1h;
+Alert   = INPUT "alert.jsonl"   SCHEMA (Name string, ProcessID long, ts long) EVENTTIME ts;
+AlertWithUserID =
+    SELECT Alert.Name AS Name, Process.UserID AS UserID
+    FROM Process INNER JOIN Alert
+    ON Process.ProcessID == Alert.ProcessID;
+CountAlerts =
+    SELECT UserID, COUNT(*) AS AlertCount
+    FROM AlertWithUserID
+    WITH HOPPING(5s, 5s);
+OUTPUT CountAlerts TO "counts.jsonl" WITH INTERVAL;
+"#;
+
+    fn fails(text: &str) -> String {
+        parse("t.wsql", text).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn the_papers_script_parses() {
+        let s = parse("alerts.wsql", ALERTS).expect("parses");
+        assert_eq!(s.len(), 5);
+        let Statement::Input(process) = &s[0] else {
+            panic!("an input: {:?}", s[0]);
+        };
+        assert_eq!(process.path, "process.jsonl");
+        assert_eq!(process.lifetime, Some(3_600_000_000));
+        assert_eq!(process.event_time, "ts");
+        assert_eq!(
+            process.columns.iter().map(|f| f.ty).collect::<Vec<_>>(),
+            [ColumnType::Int64, ColumnType::Utf8, ColumnType::Int64]
+        );
+        let Statement::Select(join) = &s[2] else {
+            panic!("a select");
+        };
+        assert!(join.window.is_none());
+        assert!(
+            join.query
+                .to_string()
+                .contains("Process.ProcessID = Alert.ProcessID"),
+            "`==` is equality: {}",
+            join.query
+        );
+        let Statement::Select(count) = &s[3] else {
+            panic!("a select");
+        };
+        let w = count.window.expect("a window");
+        assert_eq!((w.hopping.size(), w.hopping.hop()), (5_000_000, 5_000_000));
+        assert_eq!((w.at.line, w.at.column), (10, 5));
+        assert!(!count.query.to_string().contains("HOPPING"));
+        let Statement::Output(out) = &s[4] else {
+            panic!("an output");
+        };
+        assert_eq!((out.name.as_str(), out.interval), ("CountAlerts", true));
+    }
+
+    #[test]
+    fn windows_and_units_take_their_forms() {
+        let s = parse(
+            "t.wsql",
+            "A = INPUT 'a.jsonl' SCHEMA (t bigint, v double?) EVENTTIME t ms;\n\
+             B = SELECT COUNT(*) AS n FROM A WHERE v > 1 GROUP BY v WITH TUMBLING(500ms);",
+        )
+        .expect("parses");
+        let Statement::Input(a) = &s[0] else {
+            panic!("an input");
+        };
+        assert_eq!(a.time_scale, 1_000);
+        assert!(a.columns[1].nullable);
+        let Statement::Select(b) = &s[1] else {
+            panic!("a select");
+        };
+        assert_eq!(b.window.expect("window").hopping.size(), 500_000);
+    }
+
+    #[test]
+    fn bad_scripts_say_where_and_what() {
+        assert_eq!(
+            fails("A = INPUT \"a\" SCHEMA (t long) EVENTTIME t;\nB = SELEC * FROM A;"),
+            "t.wsql:2:5: expected `INPUT` or `SELECT` after `B =`, found `SELEC`"
+        );
+        assert_eq!(
+            fails("A = INPUT \"a\" SCHEMA (t long, x numbr) EVENTTIME t;"),
+            "t.wsql:1:33: `numbr` is not a column type (types are long, string, double and bool, or bigint, varchar, float and boolean)"
+        );
+        assert_eq!(
+            fails("A = INPUT \"a\" SCHEMA (ts long) EVENTTIME tss;"),
+            "t.wsql:1:42: `tss` is not a column of `A` (did you mean `ts`?)"
+        );
+        assert_eq!(
+            fails("A = INPUT \"a\" SCHEMA (ts long);"),
+            "t.wsql:1:31: expected `EVENTTIME column` (which column events start at), found `;`"
+        );
+        assert_eq!(
+            fails(
+                "A = INPUT \"a\" SCHEMA (ts long) EVENTTIME ts;\nB = SELECT ts FROM A WITH HOPPING(5s, 10s);"
+            ),
+            "t.wsql:2:22: window size 5000000 µs and hop 10000000 µs: the hop must not be larger than the size (events between windows would be in none)"
+        );
+        assert_eq!(
+            fails("A = INPUT \"a\" SCHEMA (ts long) EVENTTIME ts LIFETIME 5 parsecs;"),
+            "t.wsql:1:56: `parsecs` is not a unit of time (units are us, ms, s, min, h and d)"
+        );
+        assert_eq!(
+            fails("A = INPUT \"a\" SCHEMA (ts long) EVENTTIME ts;\nB = SELECT ts FROM A WHERE;"),
+            "t.wsql:2:27: Expected: an expression, found: `;`"
+        );
+        assert_eq!(
+            fails("A = INPUT \"a\" SCHEMA (ts long) EVENTTIME ts;\nA = SELECT ts FROM A;"),
+            "t.wsql:2:1: `A` is already defined at line 1; each stream is defined once"
+        );
+        assert_eq!(
+            fails("OUTPUT A TO \"x\""),
+            "t.wsql:1:1: this statement has no `;` at its end"
+        );
+    }
+}
