@@ -16,10 +16,12 @@
 //! [`parse`] turns a script into [`Statement`]s, each with where it is;
 //! every error names the file, line and column and what was expected.
 
+mod bind;
 mod duration;
 mod error;
 mod script;
 
+pub use bind::{Bound, bind};
 pub use duration::parse_duration;
 pub use error::ScriptError;
 pub use script::{Input, Output, Select, Statement, Window, parse};
