@@ -20,6 +20,9 @@ use arrow_schema::SchemaRef;
 pub enum Merged {
     /// Events, in merge order.
     Batch(RecordBatch),
+    /// Events of one input (a merge that keeps its inputs apart), in merge
+    /// order; the inputs' batches of one release come in input order.
+    Input(usize, RecordBatch),
     /// Every later event starts at or after this time.
     Cti(i64),
 }
@@ -36,6 +39,9 @@ struct Input {
 #[derive(Debug, Clone)]
 pub struct Merge {
     schema: SchemaRef,
+    /// Each input's own schema, when the merge keeps its inputs apart (a
+    /// join's), instead of one stream of the one schema (a union's).
+    apart: Option<Vec<SchemaRef>>,
     inputs: Vec<Input>,
     points: BTreeSet<i64>,
     /// The last CTI emitted; points at or below it are already done.
@@ -86,10 +92,19 @@ impl Merge {
     pub fn new(schema: SchemaRef, inputs: usize) -> Merge {
         Merge {
             schema,
+            apart: None,
             inputs: vec![Input::default(); inputs],
             points: BTreeSet::new(),
             emitted: None,
         }
+    }
+
+    /// The merge keeps its inputs apart, each of its own schema: it
+    /// releases events in the same order, each input's as
+    /// [`Merged::Input`].
+    pub fn apart(mut self, schemas: Vec<SchemaRef>) -> Merge {
+        self.apart = Some(schemas);
+        self
     }
 
     /// Adds a batch read from `input` at `seq`.
@@ -99,11 +114,15 @@ impl Merge {
         seq: u64,
         batch: RecordBatch,
     ) -> Result<(), MergeError> {
-        if batch.schema().fields() != self.schema.fields() {
+        let expected = match &self.apart {
+            Some(schemas) => schemas.get(input).ok_or(MergeError::NoInput(input))?,
+            None => &self.schema,
+        };
+        if batch.schema().fields() != expected.fields() {
             return Err(MergeError::Schema {
                 input,
                 found: columns(&batch.schema()),
-                expected: columns(&self.schema),
+                expected: columns(expected),
             });
         }
         let slot = self
@@ -159,16 +178,15 @@ impl Merge {
             }
             self.points.pop_first();
             self.emitted = Some(t);
-            if let Some(batch) = self.release_before(t) {
-                out.push(Merged::Batch(batch));
-            }
+            out.extend(self.release_before(t));
             out.push(Merged::Cti(t));
         }
         out
     }
 
-    /// Takes every pending event with `start < t`, in merge order.
-    fn release_before(&mut self, t: i64) -> Option<RecordBatch> {
+    /// Takes every pending event with `start < t`, in merge order: one
+    /// batch, or one per input when the merge keeps them apart.
+    fn release_before(&mut self, t: i64) -> Vec<Merged> {
         // (start, input, seq, row) -> (batch index, row) in `batches`.
         let mut order: Vec<(i64, usize, u64, usize, usize)> = Vec::new();
         let mut batches: Vec<RecordBatch> = Vec::new();
@@ -197,15 +215,38 @@ impl Merge {
             input.pending = kept;
         }
         if order.is_empty() {
-            return None;
+            return Vec::new();
         }
         order.sort_unstable_by_key(|&(s, i, seq, row, _)| (s, i, seq, row));
-        let indices: Vec<(usize, usize)> = order.iter().map(|&(.., row, b)| (b, row)).collect();
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
-        Some(
-            arrow_select::interleave::interleave_record_batch(&refs, &indices)
-                .expect("interleaving batches of one schema"),
-        )
+        let interleave = |refs: &[&RecordBatch], indices: &[(usize, usize)]| {
+            arrow_select::interleave::interleave_record_batch(refs, indices)
+                .expect("interleaving batches of one schema")
+        };
+        if self.apart.is_none() {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            let indices: Vec<(usize, usize)> = order.iter().map(|&(.., row, b)| (b, row)).collect();
+            return vec![Merged::Batch(interleave(&refs, &indices))];
+        }
+        // Each input's events in the merge's order, inputs in order; each
+        // input's batches apart, as their schemas differ.
+        let mut local = vec![usize::MAX; batches.len()];
+        (0..self.inputs.len())
+            .filter_map(|input| {
+                let mut refs: Vec<&RecordBatch> = Vec::new();
+                let mut indices: Vec<(usize, usize)> = Vec::new();
+                for &(_, i, _, row, b) in &order {
+                    if i != input {
+                        continue;
+                    }
+                    if local[b] == usize::MAX {
+                        local[b] = refs.len();
+                        refs.push(&batches[b]);
+                    }
+                    indices.push((local[b], row));
+                }
+                (!indices.is_empty()).then(|| Merged::Input(input, interleave(&refs, &indices)))
+            })
+            .collect()
     }
 
     /// Events waiting for a CTI, per input (what a snapshot must hold).
@@ -233,6 +274,7 @@ impl Merge {
     ) -> Merge {
         Merge {
             schema,
+            apart: None,
             inputs: pending
                 .into_iter()
                 .zip(ctis)
@@ -281,7 +323,7 @@ pub(crate) mod tests {
         for m in out {
             match m {
                 Merged::Cti(t) => rows.push((i64::MIN, *t)),
-                Merged::Batch(b) => {
+                Merged::Batch(b) | Merged::Input(_, b) => {
                     let s = b.column(0).as_primitive::<Int64Type>();
                     let v = b.column(2).as_primitive::<Int64Type>();
                     rows.extend(s.values().iter().copied().zip(v.values().iter().copied()));

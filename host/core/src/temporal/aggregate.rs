@@ -133,8 +133,10 @@ pub struct WindowAggregate {
     changed: Vec<(i64, Vec<u8>)>,
     /// Checkpointed groups of windows since emitted: deleted at the next.
     gone: Vec<(i64, Vec<u8>)>,
-    /// The last CTI seen.
+    /// The last CTI seen, and whether it moved since the last checkpoint.
     cti: Option<i64>,
+    cti_moved: bool,
+    input: SchemaRef,
 }
 
 impl std::fmt::Debug for WindowAggregate {
@@ -234,7 +236,14 @@ impl WindowAggregate {
             changed: Vec::new(),
             gone: Vec::new(),
             cti: None,
+            cti_moved: false,
+            input: Arc::new(input.clone()),
         })
+    }
+
+    /// The input schema (interval first).
+    pub fn input_schema(&self) -> SchemaRef {
+        self.input.clone()
     }
 
     /// The output schema: interval, key columns, aggregates.
@@ -349,6 +358,7 @@ impl WindowAggregate {
     /// is earlier (later output starts there).
     pub fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), AggError> {
         self.cti = Some(self.cti.map_or(t, |c| c.max(t)));
+        self.cti_moved = true;
         let mut closed = Vec::new();
         while let Some(entry) = self.windows.first_entry() {
             if self.window.end_of(*entry.key()) > t {
@@ -412,7 +422,12 @@ impl WindowAggregate {
     /// The groups changed or gone since the last call, as keyed-state
     /// changes (key: window start then group key; value: the accumulators).
     pub fn take_delta(&mut self) -> StateChanges {
-        let mut out = Vec::with_capacity(self.changed.len() + self.gone.len());
+        let mut out = Vec::with_capacity(self.changed.len() + self.gone.len() + 1);
+        if std::mem::take(&mut self.cti_moved)
+            && let Some(t) = self.cti
+        {
+            out.push(super::cti_change(t));
+        }
         for (start, key) in std::mem::take(&mut self.gone) {
             out.push((state_key(start, &key), None));
         }
@@ -434,14 +449,17 @@ impl WindowAggregate {
         out
     }
 
-    /// Takes back the state [`WindowAggregate::take_delta`] wrote, and the
-    /// CTI the snapshot was taken at.
-    pub fn restore(&mut self, state: &KeyedState, cti: Option<i64>) -> Result<(), AggError> {
+    /// Takes back the state [`WindowAggregate::take_delta`] wrote.
+    pub fn restore(&mut self, state: &KeyedState) -> Result<(), AggError> {
         self.windows.clear();
         self.changed.clear();
         self.gone.clear();
-        self.cti = cti;
+        self.cti = super::cti_of(state);
+        self.cti_moved = false;
         for (key, names) in state {
+            if key.as_slice() == super::CTI_KEY {
+                continue;
+            }
             let (Some(start), Some(bytes)) = (key.get(..8), names.get(ACCS)) else {
                 return Err(AggError::State(format!("a key of {} bytes", key.len())));
             };
@@ -760,14 +778,17 @@ mod tests {
                 if ctis == cut {
                     // Crash after this checkpoint: a fresh operator takes it back.
                     agg = WindowAggregate::new(&input(), w, vec![2], aggs.clone()).expect("agg");
-                    agg.restore(&kept, Some(t)).expect("restore");
+                    agg.restore(&kept).expect("restore");
                 }
             }
             let want = reference(w, &events.iter().cloned().map(|e| (e, 0)).collect::<Vec<_>>(), i64::MAX);
             let want: Vec<(i64, String, i64, i64)> =
                 want.into_iter().map(|((s, u), (n, t))| (s, u, n, t)).collect();
             prop_assert_eq!(got, want);
-            prop_assert!(kept.is_empty(), "every window went out: nothing kept");
+            prop_assert!(
+                kept.keys().all(|k| k.as_slice() == super::super::CTI_KEY),
+                "every window went out: nothing kept but the CTI"
+            );
         }
     }
 }

@@ -23,10 +23,12 @@ use crate::schema::{ColumnType, Field, event_schema};
 use crate::stage::{DeadRow, StageCheckpoint, StageError, UdfStage};
 use crate::udf::KeyedState;
 use crate::udf::StateChanges;
+use temporal::temporal_error;
 
 mod cti;
 mod dead;
 mod patching;
+mod temporal;
 
 pub use cti::CtiGen;
 use dead::dead_letters;
@@ -64,6 +66,8 @@ pub enum Operator {
     Udf(Box<UdfStage>),
     /// Passes merged events through.
     Union,
+    /// A built-in temporal operator (windows, joins, expressions).
+    Temporal(Box<dyn crate::temporal::TemporalOp>),
 }
 
 /// A snapshot of a vertex: everything needed to resume it exactly.
@@ -192,6 +196,7 @@ impl Vertex {
             Operator::Udf(stage) => format!("stage `{name}` module {}", stage.module().version),
             Operator::Source(_) => format!("source `{name}`"),
             Operator::Union => format!("union `{name}`"),
+            Operator::Temporal(_) => format!("operator `{name}`"),
         };
         let input_error = |message: String| VertexError::Input {
             vertex: name.to_string(),
@@ -239,7 +244,15 @@ impl Vertex {
                 }
             }
             Operator::Union => {}
+            Operator::Temporal(op) => op.restore(&state).map_err(|e| {
+                input_error(format!("snapshot {}: the operator's state: {e}", at.id))
+            })?,
         }
+        // A temporal operator of several inputs (a join) reads them apart.
+        let apart = match &operator {
+            Operator::Temporal(op) if inputs > 1 => Some(op.input_schemas()),
+            _ => None,
+        };
         let merge = if inputs > 1 {
             Some(match at.merge.take() {
                 None => Merge::new(input_schema.clone(), inputs),
@@ -261,6 +274,10 @@ impl Vertex {
                     }
                     Merge::restore(input_schema.clone(), pending, m.ctis, m.points, m.emitted)
                 }
+            })
+            .map(|m| match apart {
+                Some(schemas) => m.apart(schemas),
+                None => m,
             })
         } else {
             None
@@ -312,6 +329,7 @@ impl Vertex {
     pub fn output_schema(&self) -> SchemaRef {
         match &self.operator {
             Operator::Udf(stage) => stage.output_schema(),
+            Operator::Temporal(op) => op.output_schema(),
             _ => self.schema.clone(),
         }
     }
@@ -338,7 +356,7 @@ impl Vertex {
         let ctis_before = self.at.ctis;
         match self.merge.as_mut() {
             None => match entry {
-                Entry::Batch { batch, .. } => self.on_batch(seq, batch, &mut fx)?,
+                Entry::Batch { batch, .. } => self.on_batch(0, seq, batch, &mut fx)?,
                 Entry::Cti(t) => self.on_cti(seq, t, &mut fx)?,
             },
             Some(merge) => {
@@ -353,7 +371,8 @@ impl Vertex {
                 let ready = merge.ready();
                 for m in ready {
                     match m {
-                        Merged::Batch(batch) => self.on_batch(seq, batch, &mut fx)?,
+                        Merged::Batch(batch) => self.on_batch(0, seq, batch, &mut fx)?,
+                        Merged::Input(i, batch) => self.on_batch(i, seq, batch, &mut fx)?,
                         Merged::Cti(t) => self.on_cti(seq, t, &mut fx)?,
                     }
                 }
@@ -384,6 +403,7 @@ impl Vertex {
 
     fn on_batch(
         &mut self,
+        input: usize,
         seq: u64,
         batch: RecordBatch,
         fx: &mut Effects,
@@ -419,6 +439,16 @@ impl Vertex {
                 self.at.rows.0 += rows_in;
                 (batch, None)
             }
+            Operator::Temporal(op) => {
+                self.at.rows.0 += rows_in;
+                let out = op
+                    .on_batch(input, &batch)
+                    .map_err(|e| temporal_error(&self.name, input, seq, e))?;
+                (
+                    out.unwrap_or_else(|| RecordBatch::new_empty(op.output_schema())),
+                    None,
+                )
+            }
         };
         if !matches!(self.operator, Operator::Udf(_)) {
             self.at.rows.1 += out.num_rows() as u64;
@@ -449,6 +479,9 @@ impl Vertex {
         };
         if self.at.cti.is_some_and(|c| t <= c) {
             return Ok(());
+        }
+        if let Operator::Temporal(_) = &self.operator {
+            return self.temporal_cti(seq, t, fx);
         }
         if let Some(out) = self.udf_cti(seq, t, fx)?
             && out.num_rows() > 0
@@ -489,9 +522,11 @@ impl Vertex {
                 self.at.finished || self.at.ctis / every > ctis_before / every
             }
             Recovery::Replay { window } => {
-                if let Operator::Udf(stage) = &mut self.operator {
-                    // Replay rebuilds state from the input window; none is persisted.
-                    stage.forget_delta();
+                // Replay rebuilds state from the input window; none is persisted.
+                match &mut self.operator {
+                    Operator::Udf(stage) => stage.forget_delta(),
+                    Operator::Temporal(op) => drop(op.take_delta()),
+                    _ => {}
                 }
                 self.markers.push_back(self.snapshot());
                 while self.markers.len() as u64 > window + 1 {
@@ -505,8 +540,10 @@ impl Vertex {
             fx.snapshot = Some(match self.recovery {
                 Recovery::Checkpoint { .. } => {
                     let mut s = self.snapshot();
-                    if let Operator::Udf(stage) = &mut self.operator {
-                        s.state = stage.take_delta();
+                    match &mut self.operator {
+                        Operator::Udf(stage) => s.state = stage.take_delta(),
+                        Operator::Temporal(op) => s.state = op.take_delta(),
+                        _ => {}
                     }
                     s
                 }
@@ -570,7 +607,7 @@ impl Vertex {
         match &self.operator {
             Operator::Udf(stage) => s.stage = Some(stage.checkpoint()),
             Operator::Source(generator) => s.source = Some(generator.clone()),
-            Operator::Union => {}
+            Operator::Union | Operator::Temporal(_) => {}
         }
         if let Some(merge) = &self.merge {
             let (ctis, points, emitted) = merge.ctis();

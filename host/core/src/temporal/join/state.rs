@@ -13,10 +13,16 @@ impl TemporalJoin {
     /// Held batches added and released since the last call, and changed
     /// matched flags, as keyed-state changes (key: input and batch id, with
     /// `m` after it for a left batch's flags; value: the batch, or the flags).
-    pub fn take_delta(&mut self) -> Result<StateChanges, JoinError> {
+    pub fn take_delta(&mut self) -> StateChanges {
         let mut out: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         let mut names = BTreeMap::new();
         let mut flagged = std::mem::take(&mut self.flagged);
+        if std::mem::take(&mut self.cti_moved)
+            && let Some(t) = self.cti
+        {
+            let (k, v) = super::super::cti_change(t);
+            out.insert(k, v);
+        }
         for (side, id) in std::mem::take(&mut self.added) {
             let Some((batch, _)) = self.sides[side].batches.get(&id) else {
                 continue;
@@ -26,7 +32,10 @@ impl TemporalJoin {
                 batch: batch.clone(),
             };
             names.clear();
-            names.insert(BATCH.to_string(), entry.encode().map_err(JoinError::State)?);
+            let bytes = entry
+                .encode()
+                .expect("a held batch encodes: it is a batch of a stream");
+            names.insert(BATCH.to_string(), bytes);
             out.insert(held_key(side, id), Some(crate::udf::encode_entry(&names)));
             if side == 0 {
                 flagged.push(id);
@@ -53,12 +62,15 @@ impl TemporalJoin {
                 out.insert(flags_key(id), None);
             }
         }
-        Ok(out.into_iter().collect())
+        out.into_iter().collect()
     }
 
-    /// Takes back the state [`TemporalJoin::take_delta`] wrote; `cti` is the
-    /// last CTI before the snapshot (events it released are not held).
-    pub fn restore(&mut self, state: &KeyedState, cti: Option<i64>) -> Result<(), JoinError> {
+    /// Takes back the state [`TemporalJoin::take_delta`] wrote (events the
+    /// last CTI released are not held again).
+    pub fn restore(&mut self, state: &KeyedState) -> Result<(), JoinError> {
+        let cti = super::super::cti_of(state);
+        self.cti = cti;
+        self.cti_moved = false;
         self.sides = [Side::default(), Side::default()];
         self.added.clear();
         self.released.clear();
@@ -66,6 +78,9 @@ impl TemporalJoin {
         self.next_batch = 0;
         // A batch's key sorts just before its flags' key.
         for (key, names) in state {
+            if key.as_slice() == super::super::CTI_KEY {
+                continue;
+            }
             let (Some(&side), Some(id)) = (key.first(), key.get(1..9)) else {
                 return Err(JoinError::State(format!("a key of {} bytes", key.len())));
             };
