@@ -190,6 +190,9 @@ pub enum Operator {
     Udf(UdfSpec),
     /// Merges its inputs (same columns) in deterministic CTI order.
     Union,
+    /// A built-in temporal operator (a query's windows, joins and
+    /// expressions), made afresh for each vertex that runs it.
+    Temporal(TemporalSpec),
 }
 
 /// How a stage's vertex recovers after a crash.
@@ -210,6 +213,25 @@ pub enum Recovery {
 impl Default for Recovery {
     fn default() -> Self {
         Recovery::Checkpoint { every: 1 }
+    }
+}
+
+/// Makes a temporal operator.
+pub type MakeTemporal =
+    std::sync::Arc<dyn Fn() -> Result<Box<dyn crate::temporal::TemporalOp>, String> + Send + Sync>;
+
+/// A built-in temporal operator of a plan: what it does, and how to make it.
+#[derive(Clone)]
+pub struct TemporalSpec {
+    /// What it does (for `weir explain` and errors).
+    pub describe: String,
+    /// Makes the operator.
+    pub make: MakeTemporal,
+}
+
+impl std::fmt::Debug for TemporalSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe)
     }
 }
 

@@ -59,6 +59,10 @@ pub enum JobError {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// A query script that does not compile (the error names file, line
+    /// and column).
+    #[error(transparent)]
+    Script(#[from] weir_sql::ScriptError),
     /// Valid TOML that does not describe a runnable job.
     #[error("job file {path}: {message}")]
     Invalid {
@@ -189,6 +193,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
 /// Compiles job-file text; `check_files` says whether component files must
 /// exist here (a node runs the components shipped with the job instead).
 pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, JobError> {
+    // A query script compiles to the same kind of plan.
+    if path.extension().is_some_and(|e| e == "wsql") {
+        return Ok(weir_sql::compile(path, text)?);
+    }
     let file: JobFile = toml::from_str(text).map_err(|e| JobError::Syntax {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),

@@ -19,9 +19,15 @@
 mod bind;
 mod duration;
 mod error;
+mod explain;
+mod lower;
+mod pipeline;
 mod script;
 
 pub use bind::{Bound, bind};
 pub use duration::parse_duration;
 pub use error::ScriptError;
+pub use explain::explain;
+pub use lower::compile;
+pub use pipeline::{Pipeline, Step};
 pub use script::{Input, Output, Select, Statement, Window, parse};

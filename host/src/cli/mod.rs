@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a finite job to completion in this process.
     Run {
-        /// The job file (TOML).
+        /// The job file (TOML) or query script (`.wsql`).
         job: PathBuf,
         /// Rows per batch (overrides the job's `batch_size`).
         #[arg(long)]
@@ -39,6 +39,11 @@ pub enum Command {
         /// No progress display and no summary.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Print a query script's logical and physical plans.
+    Explain {
+        /// The script (`.wsql`).
+        script: PathBuf,
     },
     /// Make a cluster's certificates.
     Cluster {
@@ -105,6 +110,12 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             if !quiet {
                 eprintln!("job `{}`\n{summary}", plan.name);
             }
+            Ok(())
+        }
+        Command::Explain { script } => {
+            let text = std::fs::read_to_string(&script)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", script.display()))?;
+            print!("{}", weir_sql::explain(&script, &text)?);
             Ok(())
         }
         Command::Cluster { command } => cluster::cluster(command),

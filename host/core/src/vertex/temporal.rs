@@ -45,3 +45,16 @@ impl Vertex {
         Ok(())
     }
 }
+
+impl Vertex {
+    /// What kind of vertex it is: `source`, `stage` (a UDF), `union` or
+    /// `operator` (a built-in temporal operator).
+    pub fn role(&self) -> &'static str {
+        match &self.operator {
+            Operator::Source(_) => "source",
+            Operator::Udf(_) => "stage",
+            Operator::Union => "union",
+            Operator::Temporal(_) => "operator",
+        }
+    }
+}

@@ -234,8 +234,19 @@ impl Graph {
                 })?;
                 inputs.push((name.as_str(), schema));
             }
-            let input =
-                crate::schema::merged_input(&spec.name, &inputs).map_err(RunError::Unsupported)?;
+            let temporal =
+                match &spec.operator {
+                    Operator::Temporal(t) => Some((t.make)().map_err(|e| {
+                        RunError::Unsupported(format!("stage `{}`: {e}", spec.name))
+                    })?),
+                    _ => None,
+                };
+            // A temporal operator's inputs (a join's) may differ; it names them.
+            let input = match &temporal {
+                Some(op) => op.input_schemas()[0].clone(),
+                None => crate::schema::merged_input(&spec.name, &inputs)
+                    .map_err(RunError::Unsupported)?,
+            };
             let (operator, module) = match &spec.operator {
                 Operator::Udf(udf) => {
                     let stage = crate::wasm::stage(runtime, &spec.name, udf, input.clone())?;
@@ -246,6 +257,10 @@ impl Graph {
                     (vertex::Operator::Udf(Box::new(stage)), Some(module))
                 }
                 Operator::Union => (vertex::Operator::Union, None),
+                Operator::Temporal(_) => match temporal {
+                    Some(op) => (vertex::Operator::Temporal(op), None),
+                    None => unreachable!("made above"),
+                },
             };
             let n = spec.inputs.len();
             let vertex = Vertex::load(
@@ -365,7 +380,7 @@ impl Graph {
                 Consumer::Stage(s) => {
                     let (rows_in, rows_out, dead) = s.vertex.counts();
                     VertexSummary {
-                        role: if s.module.is_some() { "stage" } else { "union" },
+                        role: s.vertex.role(),
                         name: s.vertex.name().to_string(),
                         module: s.module.as_ref().map(|m| m.1.clone()),
                         rows_in,

@@ -191,13 +191,25 @@ impl Jobs {
             read.push((name.as_str(), schema));
             inputs.push((*id, record.stream(name)));
         }
-        let input_schema = crate::schema::merged_input(&spec.name, &read)
-            .map_err(|e| err!(Job, "job `{}` {e}", record.name))?;
+        let temporal = match &spec.operator {
+            Operator::Temporal(t) => Some((t.make)().map_err(|e| err!(Job, "{at}: {e}"))?),
+            _ => None,
+        };
+        // A temporal operator's inputs (a join's) may differ; it names them.
+        let input_schema = match &temporal {
+            Some(op) => op.input_schemas()[0].clone(),
+            None => crate::schema::merged_input(&spec.name, &read)
+                .map_err(|e| err!(Job, "job `{}` {e}", record.name))?,
+        };
         let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
         let snapshot: Option<VertexSnapshot> = stored(streams, &key)?;
         let mut patching = None;
         let operator = match &spec.operator {
             Operator::Union => vertex::Operator::Union,
+            Operator::Temporal(_) => match temporal {
+                Some(op) => vertex::Operator::Temporal(op),
+                None => unreachable!("made above"),
+            },
             Operator::Udf(udf) => {
                 let original = record.modules.get(&udf.component).with_context(|| {
                     format!("{at}: no module recorded for {}", udf.component.display())

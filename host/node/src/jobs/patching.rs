@@ -224,6 +224,13 @@ impl Jobs {
                     "stage `{stage}` of job `{job}` is a union; it runs no UDF to patch"
                 )
             }
+            Operator::Temporal(t) => {
+                bail!(
+                    Patch,
+                    "stage `{stage}` of job `{job}` is a built-in operator ({}); it runs no UDF to patch",
+                    t.describe
+                )
+            }
         }
     }
 

@@ -1,0 +1,104 @@
+//! `weir explain`: a script's logical plans and the physical plan it runs.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use weir_core::plan::{Operator, Plan, Recovery, SinkTarget};
+
+use crate::bind::Bound;
+use crate::error::ScriptError;
+
+/// The logical plan of every query (as DataFusion bound, type-checked and
+/// optimised it) and the physical plan: sources, stages with their inputs,
+/// parallelism, partitioning, merges and recovery, and sinks.
+pub fn explain(path: &Path, text: &str) -> Result<String, ScriptError> {
+    let file = path.display().to_string();
+    let statements = crate::script::parse(&file, text)?;
+    let bound = crate::bind::bind(&file, statements)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "== logical plan");
+    for b in &bound {
+        if let Bound::Query(select, plan) = b {
+            let optimized =
+                crate::lower::optimize(plan.as_ref().clone()).map_err(|m| ScriptError {
+                    file: file.clone(),
+                    line: select.at.line,
+                    column: select.at.column,
+                    message: m,
+                    hint: None,
+                })?;
+            let window = match select.window {
+                Some(w) if w.hopping.size() == w.hopping.hop() => {
+                    format!(" (window TUMBLING {} µs)", w.hopping.size())
+                }
+                Some(w) => format!(
+                    " (window HOPPING {} µs every {} µs)",
+                    w.hopping.size(),
+                    w.hopping.hop()
+                ),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "{}{window}:", select.name);
+            for line in optimized.display_indent().to_string().lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    let plan = crate::lower::compile(path, text)?;
+    out.push_str(&physical(&plan));
+    Ok(out)
+}
+
+fn physical(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "== physical plan (job `{}`)", plan.name);
+    for s in &plan.sources {
+        let _ = writeln!(
+            out,
+            "source {}: {} (event time `{}`{})",
+            s.name,
+            s.path.display(),
+            s.event_time,
+            s.end_time
+                .as_ref()
+                .map(|e| format!(", end time `{e}`"))
+                .unwrap_or_default()
+        );
+    }
+    for s in &plan.stages {
+        let what = match &s.operator {
+            Operator::Temporal(t) => format!("operator: {}", t.describe),
+            Operator::Union => "union".into(),
+            Operator::Udf(u) => format!("Wasm component {}", u.component.display()),
+        };
+        let merge = if s.inputs.len() > 1 {
+            ", merged by CTI"
+        } else {
+            ""
+        };
+        let recovery = match s.recovery {
+            Recovery::Checkpoint { every } => format!("checkpoint every {every} CTI(s)"),
+            Recovery::Replay { window } => format!("replay of the last {window} CTI(s)"),
+        };
+        let _ = writeln!(
+            out,
+            "stage {} <- {}{merge}: parallelism 1, no partitioning, recovery {recovery}\n    {what}",
+            s.name,
+            s.inputs.join(", "),
+        );
+    }
+    for s in &plan.sinks {
+        let target = match &s.target {
+            SinkTarget::File(p) => p.display().to_string(),
+            SinkTarget::Stdout => "stdout".into(),
+            SinkTarget::Discard => "nowhere".into(),
+        };
+        let _ = writeln!(
+            out,
+            "sink {} -> {target}{}",
+            s.input,
+            if s.interval { " with interval" } else { "" }
+        );
+    }
+    out
+}

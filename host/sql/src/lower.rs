@@ -1,0 +1,612 @@
+//! Lowering: a bound script becomes a plan of stages over named streams.
+//! Each input is a source (with a lifetime stage when it has `LIFETIME`);
+//! each query's logical plan becomes stages of expressions around at most
+//! one windowed aggregate or temporal join each; each output a sink.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_schema::{Field as ArrowField, SchemaRef};
+use datafusion_common::DFSchema;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
+use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
+use sqlparser::tokenizer::Location;
+use weir_core::plan::{
+    CtiPolicy, ErrorPolicy, Operator, Plan, Recovery, SinkSpec, SinkTarget, SourceFormat,
+    SourceOrigin, SourceSpec, StageSpec, TemporalSpec, TimeUnit,
+};
+use weir_core::temporal::{
+    AggKind, Aggregate, JoinKind, Lifetime, TemporalJoin, TemporalOp, WindowAggregate,
+};
+
+use crate::bind::Bound;
+use crate::error::ScriptError;
+use crate::pipeline::{Pipeline, Step, with_interval};
+use crate::script::{Input, Window};
+
+/// Makes a stage's stateful operator.
+type MakeOp = Arc<dyn Fn() -> Result<Box<dyn TemporalOp>, String> + Send + Sync>;
+
+/// A stage being built.
+struct Build {
+    name: String,
+    inputs: Vec<String>,
+    input_schemas: Vec<SchemaRef>,
+    before: Vec<Step>,
+    op: Option<(String, MakeOp)>,
+    after: Vec<Step>,
+    output: SchemaRef,
+}
+
+impl Build {
+    fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.before.iter().map(describe_step).collect();
+        if let Some((d, _)) = &self.op {
+            parts.push(d.clone());
+        }
+        parts.extend(self.after.iter().map(describe_step));
+        if parts.is_empty() {
+            "pass".into()
+        } else {
+            parts.join(" → ")
+        }
+    }
+
+    fn spec(self) -> StageSpec {
+        let describe = self.describe();
+        let Build {
+            name,
+            inputs,
+            input_schemas,
+            before,
+            op,
+            after,
+            output,
+        } = self;
+        let pipeline_describe = describe.clone();
+        let make = Arc::new(move || -> Result<Box<dyn TemporalOp>, String> {
+            let op = match &op {
+                Some((_, make)) => Some(make()?),
+                None => None,
+            };
+            Ok(Box::new(Pipeline {
+                describe: pipeline_describe.clone(),
+                inputs: input_schemas.clone(),
+                before: before.clone(),
+                op,
+                after: after.clone(),
+                output: output.clone(),
+            }))
+        });
+        StageSpec {
+            name,
+            inputs,
+            operator: Operator::Temporal(TemporalSpec { describe, make }),
+            recovery: Recovery::default(),
+        }
+    }
+}
+
+fn describe_step(s: &Step) -> String {
+    match s {
+        Step::Map { exprs, .. } => format!(
+            "project({})",
+            exprs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Step::Filter(p) => format!("filter({p})"),
+        Step::Lifetime(l) => format!("lifetime({l:?})"),
+    }
+}
+
+/// Rows on their way: the stream they come from, the steps still to run on
+/// them, and their logical schema.
+struct Flow {
+    stream: String,
+    arrow: SchemaRef,
+    steps: Vec<Step>,
+}
+
+struct Lowering<'a> {
+    file: &'a str,
+    builds: Vec<Build>,
+    /// Streams defined so far, with their schemas (interval first).
+    streams: Vec<(String, SchemaRef)>,
+    /// The query being lowered: its name, window and place.
+    name: String,
+    window: Option<Window>,
+    at: Location,
+    /// Stages of this query so far (for fresh names).
+    made: usize,
+}
+
+/// Compiles script `text` (its file `path`; relative paths are from its
+/// directory) to a plan.
+pub fn compile(path: &Path, text: &str) -> Result<Plan, ScriptError> {
+    let file = path.display().to_string();
+    let statements = crate::script::parse(&file, text)?;
+    let bound = crate::bind::bind(&file, statements)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "script".into());
+    let mut l = Lowering {
+        file: &file,
+        builds: Vec::new(),
+        streams: Vec::new(),
+        name: String::new(),
+        window: None,
+        at: Location::new(1, 1),
+        made: 0,
+    };
+    let (mut sources, mut sinks) = (Vec::new(), Vec::new());
+    for b in bound {
+        match b {
+            Bound::Input(input, schema) => {
+                sources.push(l.input(&input, &base, schema)?);
+            }
+            Bound::Query(select, plan) => {
+                l.name = select.name.clone();
+                l.window = select.window;
+                l.at = select.at;
+                l.made = 0;
+                let first = l.builds.len();
+                let plan = optimize(*plan).map_err(|m| l.fail(m))?;
+                let flow = l.flow(&plan).map_err(|m| l.fail(m))?;
+                l.finish(flow, first);
+                if let (Some(w), false) = (select.window, l.windowed(first)) {
+                    return Err(ScriptError {
+                        file: file.clone(),
+                        line: w.at.line,
+                        column: w.at.column,
+                        message: "the window clause is not used: no aggregate reads it".into(),
+                        hint: None,
+                    });
+                }
+            }
+            Bound::Output(o) => sinks.push(SinkSpec {
+                input: l.stream_name(&o.name),
+                target: SinkTarget::File(base.join(&o.path)),
+                interval: o.interval,
+                columns: None,
+            }),
+        }
+    }
+    Ok(Plan {
+        name: name.clone(),
+        batch_size: 1024,
+        sources,
+        stages: l.builds.into_iter().map(Build::spec).collect(),
+        sinks,
+        dead_letter: base.join(format!("{name}.dead-letter.jsonl")),
+    })
+}
+
+impl Lowering<'_> {
+    fn fail(&self, message: String) -> ScriptError {
+        ScriptError {
+            file: self.file.to_string(),
+            line: self.at.line,
+            column: self.at.column,
+            message,
+            hint: None,
+        }
+    }
+
+    /// A defined stream's name as first written (scripts match names
+    /// regardless of case).
+    fn stream_name(&self, name: &str) -> String {
+        self.streams
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or_else(|| name.to_string(), |(n, _)| n.clone())
+    }
+
+    fn stream_schema(&self, name: &str) -> Result<(String, SchemaRef), String> {
+        self.streams
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .cloned()
+            .ok_or_else(|| format!("no stream `{name}`"))
+    }
+
+    fn windowed(&self, first: usize) -> bool {
+        self.builds[first..]
+            .iter()
+            .any(|b| b.op.as_ref().is_some_and(|(d, _)| d.starts_with("window")))
+    }
+
+    fn input(
+        &mut self,
+        input: &Input,
+        base: &Path,
+        schema: SchemaRef,
+    ) -> Result<SourceSpec, ScriptError> {
+        let format = if input.path.to_ascii_lowercase().ends_with(".csv") {
+            SourceFormat::Csv
+        } else {
+            SourceFormat::Jsonl
+        };
+        let unit = match input.time_scale {
+            1_000 => TimeUnit::Millis,
+            1_000_000 => TimeUnit::Seconds,
+            1 => TimeUnit::Micros,
+            other => {
+                return Err(ScriptError {
+                    file: self.file.to_string(),
+                    line: input.at.line,
+                    column: input.at.column,
+                    message: format!(
+                        "time columns in units of {other} µs; inputs read us, ms or s"
+                    ),
+                    hint: None,
+                });
+            }
+        };
+        let arrow = with_interval(schema.fields().iter().map(|f| f.as_ref().clone()));
+        // With a lifetime, the source is the stream's input and a stage
+        // of the stream's name gives every event its lifetime.
+        let source_name = match input.lifetime {
+            Some(_) => format!("{}__events", input.name),
+            None => input.name.clone(),
+        };
+        if let Some(d) = input.lifetime {
+            self.builds.push(Build {
+                name: input.name.clone(),
+                inputs: vec![source_name.clone()],
+                input_schemas: vec![arrow.clone()],
+                before: vec![Step::Lifetime(Lifetime::Duration(d))],
+                op: None,
+                after: Vec::new(),
+                output: arrow.clone(),
+            });
+        }
+        self.streams.push((input.name.clone(), arrow));
+        Ok(SourceSpec {
+            name: source_name,
+            origin: SourceOrigin::File { follow: false },
+            format,
+            path: base.join(&input.path),
+            fields: input.columns.clone(),
+            event_time: input.event_time.clone(),
+            event_unit: unit,
+            end_time: input.end_time.clone(),
+            end_unit: unit,
+            on_error: ErrorPolicy::Fail,
+            cti: CtiPolicy::default(),
+            strict: false,
+        })
+    }
+
+    /// A fresh stage name in this query.
+    fn fresh(&mut self) -> String {
+        self.made += 1;
+        format!("{}__{}", self.name, self.made)
+    }
+
+    /// Ends flow `flow` in a stream of the query's name: its steps join the
+    /// query's last stage when the flow comes straight from it.
+    fn finish(&mut self, flow: Flow, first: usize) {
+        let name = self.name.clone();
+        let ours = self.builds.len() > first;
+        match self.builds.last_mut() {
+            Some(b) if ours && b.name == flow.stream => {
+                b.after.extend(flow.steps);
+                b.output = flow.arrow.clone();
+                b.name = name.clone();
+            }
+            _ => {
+                let input = self.stream_schema(&flow.stream).map(|s| s.1);
+                self.builds.push(Build {
+                    name: name.clone(),
+                    inputs: vec![flow.stream.clone()],
+                    input_schemas: vec![input.unwrap_or_else(|_| flow.arrow.clone())],
+                    before: flow.steps,
+                    op: None,
+                    after: Vec::new(),
+                    output: flow.arrow.clone(),
+                });
+            }
+        }
+        self.streams.push((name, flow.arrow));
+    }
+
+    /// A flow's rows as a stream: its own if it has no steps left, else a
+    /// new stage's.
+    fn materialize(&mut self, flow: Flow) -> Result<(String, SchemaRef), String> {
+        if flow.steps.is_empty() {
+            return Ok((flow.stream, flow.arrow));
+        }
+        let name = self.fresh();
+        let (_, input) = self.stream_schema(&flow.stream)?;
+        self.builds.push(Build {
+            name: name.clone(),
+            inputs: vec![flow.stream],
+            input_schemas: vec![input],
+            before: flow.steps,
+            op: None,
+            after: Vec::new(),
+            output: flow.arrow.clone(),
+        });
+        self.streams.push((name.clone(), flow.arrow.clone()));
+        Ok((name, flow.arrow))
+    }
+
+    fn flow(&mut self, plan: &LogicalPlan) -> Result<Flow, String> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let (stream, arrow) = self.stream_schema(scan.table_name.table())?;
+                let mut flow = Flow {
+                    stream,
+                    arrow,
+                    steps: Vec::new(),
+                };
+                if let Some(projection) = &scan.projection {
+                    let source = scan.source.schema();
+                    let input = DFSchema::try_from(source.as_ref().clone())
+                        .map_err(|e| e.strip_backtrace())?;
+                    let exprs = projection
+                        .iter()
+                        .map(|&i| Expr::Column(input.columns()[i].clone()))
+                        .collect::<Vec<_>>();
+                    self.map(&mut flow, &exprs, &input, &scan.projected_schema)?;
+                }
+                Ok(flow)
+            }
+            LogicalPlan::SubqueryAlias(a) => self.flow(&a.input),
+            LogicalPlan::Filter(f) => {
+                let mut flow = self.flow(&f.input)?;
+                let predicate = physical(&f.predicate, f.input.schema())?;
+                flow.steps.push(Step::Filter(predicate));
+                Ok(flow)
+            }
+            LogicalPlan::Projection(p) => {
+                let mut flow = self.flow(&p.input)?;
+                self.map(&mut flow, &p.expr, p.input.schema(), &p.schema)?;
+                Ok(flow)
+            }
+            LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Join(j) => self.join(j),
+            other => Err(format!(
+                "a streaming query cannot run `{}` yet",
+                other.display()
+            )),
+        }
+    }
+
+    fn map(
+        &self,
+        flow: &mut Flow,
+        exprs: &[Expr],
+        input: &DFSchema,
+        output: &DFSchema,
+    ) -> Result<(), String> {
+        let exprs = exprs
+            .iter()
+            .map(|e| physical(e, input))
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema = with_interval(output.fields().iter().map(|f| f.as_ref().clone()));
+        flow.arrow = schema.clone();
+        flow.steps.push(Step::Map { exprs, schema });
+        Ok(())
+    }
+
+    fn aggregate(&mut self, a: &datafusion_expr::logical_plan::Aggregate) -> Result<Flow, String> {
+        let Some(window) = self.window else {
+            return Err(
+                "an aggregate over a stream needs a window: add WITH TUMBLING(d) or WITH HOPPING(size, hop) after FROM, WHERE or GROUP BY"
+                    .into(),
+            );
+        };
+        let flow = self.flow(&a.input)?;
+        let input_schema = a.input.schema();
+        // One map: the group keys, then each aggregate's argument.
+        let mut exprs: Vec<Expr> = a.group_expr.clone();
+        let mut fields: Vec<ArrowField> = (0..a.group_expr.len())
+            .map(|i| a.schema.field(i).as_ref().clone())
+            .collect();
+        let mut aggs = Vec::new();
+        for (j, e) in a.aggr_expr.iter().enumerate() {
+            let name = a.schema.field(a.group_expr.len() + j).name().clone();
+            let inner = match e {
+                Expr::Alias(alias) => alias.expr.as_ref(),
+                e => e,
+            };
+            let Expr::AggregateFunction(f) = inner else {
+                return Err(format!("`{e}` is not an aggregate this engine runs"));
+            };
+            let p = &f.params;
+            if p.filter.is_some() || !p.order_by.is_empty() {
+                return Err(format!(
+                    "`{e}`: FILTER and ORDER BY in aggregates are not supported"
+                ));
+            }
+            let fname = f.func.name().to_ascii_lowercase();
+            // COUNT(*): no argument, `*`, or a constant that is never null.
+            let star = fname == "count"
+                && match p.args.as_slice() {
+                    [] => true,
+                    [Expr::Literal(v, _)] => !v.is_null(),
+                    [arg] => arg.to_string() == "*",
+                    _ => false,
+                };
+            let kind = match (fname.as_str(), p.distinct) {
+                ("count", false) if star => AggKind::CountStar,
+                ("count", false) => AggKind::Count,
+                ("count", true) => AggKind::CountDistinct,
+                ("sum", false) => AggKind::Sum,
+                ("min", _) => AggKind::Min,
+                ("max", _) => AggKind::Max,
+                ("avg" | "mean", false) => AggKind::Avg,
+                _ => {
+                    return Err(format!(
+                        "`{e}`: windows compute COUNT, COUNT(DISTINCT), SUM, MIN, MAX and AVG"
+                    ));
+                }
+            };
+            let arg = if kind == AggKind::CountStar {
+                None
+            } else {
+                let [arg] = p.args.as_slice() else {
+                    return Err(format!("`{e}` takes one argument"));
+                };
+                let (_, field) = arg
+                    .to_field(input_schema)
+                    .map_err(|e| e.strip_backtrace())?;
+                fields.push(ArrowField::new(
+                    format!("__arg{j}"),
+                    field.data_type().clone(),
+                    field.is_nullable(),
+                ));
+                exprs.push(arg.clone());
+                Some(2 + fields.len() - 1)
+            };
+            aggs.push(Aggregate { kind, arg, name });
+        }
+        let exprs = exprs
+            .iter()
+            .map(|e| physical(e, input_schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pre = with_interval(fields);
+        let keys: Vec<usize> = (2..2 + a.group_expr.len()).collect();
+        let hopping = window.hopping;
+        // Checked here, so a plan that compiles makes its operator.
+        let probe = WindowAggregate::new(&pre, hopping, keys.clone(), aggs.clone())
+            .map_err(|e| e.to_string())?;
+        let output = probe.output_schema();
+        let (input, input_schema_arrow) =
+            (flow.stream.clone(), self.stream_schema(&flow.stream)?.1);
+        let mut before = flow.steps;
+        before.push(Step::Map {
+            exprs,
+            schema: pre.clone(),
+        });
+        let name = self.fresh();
+        let describe = format!(
+            "window(HOPPING {} µs every {} µs) group by {} compute {}",
+            hopping.size(),
+            hopping.hop(),
+            a.group_expr.len(),
+            aggs.iter()
+                .map(|g| format!("{} AS {}", g.kind.name(), g.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let make: MakeOp = Arc::new(move || {
+            WindowAggregate::new(&pre, hopping, keys.clone(), aggs.clone())
+                .map(|w| Box::new(w) as Box<dyn TemporalOp>)
+                .map_err(|e| e.to_string())
+        });
+        self.builds.push(Build {
+            name: name.clone(),
+            inputs: vec![input],
+            input_schemas: vec![input_schema_arrow],
+            before,
+            op: Some((describe, make)),
+            after: Vec::new(),
+            output: output.clone(),
+        });
+        self.streams.push((name.clone(), output.clone()));
+        Ok(Flow {
+            stream: name,
+            arrow: output,
+            steps: Vec::new(),
+        })
+    }
+
+    fn join(&mut self, j: &datafusion_expr::logical_plan::Join) -> Result<Flow, String> {
+        let kind = match j.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            other => {
+                return Err(format!("a temporal join is INNER or LEFT, not {other}"));
+            }
+        };
+        let left = self.flow(&j.left)?;
+        let left = self.materialize(left)?;
+        let right = self.flow(&j.right)?;
+        let right = self.materialize(right)?;
+        let key = |e: &Expr, schema: &DFSchema| -> Result<usize, String> {
+            match e {
+                Expr::Column(c) => schema
+                    .index_of_column(c)
+                    .map(|i| i + 2)
+                    .map_err(|e| e.strip_backtrace()),
+                other => Err(format!(
+                    "a join compares columns; `{other}` is an expression: compute it in a query before the join"
+                )),
+            }
+        };
+        let (mut lk, mut rk) = (Vec::new(), Vec::new());
+        for (l, r) in &j.on {
+            lk.push(key(l, j.left.schema())?);
+            rk.push(key(r, j.right.schema())?);
+        }
+        let names: Vec<String> = j.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let probe = TemporalJoin::new(&left.1, &right.1, lk.clone(), rk.clone(), kind, &names)
+            .map_err(|e| e.to_string())?;
+        let output = probe.output_schema();
+        let (ls, rs) = (left.1.clone(), right.1.clone());
+        let make: MakeOp = Arc::new(move || {
+            TemporalJoin::new(&ls, &rs, lk.clone(), rk.clone(), kind, &names)
+                .map(|j| Box::new(j) as Box<dyn TemporalOp>)
+                .map_err(|e| e.to_string())
+        });
+        let name = self.fresh();
+        self.builds.push(Build {
+            name: name.clone(),
+            inputs: vec![left.0, right.0],
+            input_schemas: vec![left.1, right.1],
+            before: Vec::new(),
+            op: Some((format!("{kind:?} join on {} key(s)", j.on.len()), make)),
+            after: Vec::new(),
+            output: output.clone(),
+        });
+        self.streams.push((name.clone(), output.clone()));
+        let mut flow = Flow {
+            stream: name,
+            arrow: output,
+            steps: Vec::new(),
+        };
+        if let Some(filter) = &j.filter {
+            flow.steps.push(Step::Filter(physical(filter, &j.schema)?));
+        }
+        Ok(flow)
+    }
+}
+
+/// DataFusion's rewrites that keep a query's meaning on streams: constant
+/// folding, equalities of a join's ON into its keys, predicates pushed
+/// towards the inputs and projections pruned to the columns read.
+pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan, String> {
+    use datafusion_optimizer::OptimizerRule;
+    let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+        Arc::new(datafusion_optimizer::simplify_expressions::SimplifyExpressions::new()),
+        Arc::new(datafusion_optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate::new()),
+        Arc::new(datafusion_optimizer::push_down_filter::PushDownFilter::new()),
+        Arc::new(datafusion_optimizer::optimize_projections::OptimizeProjections::new()),
+    ];
+    datafusion_optimizer::Optimizer::with_rules(rules)
+        .optimize(
+            plan,
+            &datafusion_optimizer::OptimizerContext::new(),
+            |_, _| {},
+        )
+        .map_err(|e| e.strip_backtrace())
+}
+
+fn physical(e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>, String> {
+    create_physical_expr(
+        e,
+        schema,
+        &ExecutionProps::new(),
+        &PhysicalPlanningContext::default(),
+    )
+    .map_err(|e| e.strip_backtrace())
+}
