@@ -13,6 +13,7 @@ mod logs;
 mod node;
 mod offline;
 mod patch;
+mod queries;
 mod replay;
 mod sdk;
 mod security;

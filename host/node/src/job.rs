@@ -193,9 +193,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
 /// Compiles job-file text; `check_files` says whether component files must
 /// exist here (a node runs the components shipped with the job instead).
 pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, JobError> {
-    // A query script compiles to the same kind of plan.
+    // A query script compiles to the same kind of plan; on a node
+    // (`check_files` false) its inputs are the node's streams.
     if path.extension().is_some_and(|e| e == "wsql") {
-        return Ok(weir_sql::compile(path, text)?);
+        let inputs = if check_files {
+            weir_sql::Inputs::Files
+        } else {
+            weir_sql::Inputs::Streams
+        };
+        return Ok(weir_sql::compile_with(path, text, inputs)?);
     }
     let file: JobFile = toml::from_str(text).map_err(|e| JobError::Syntax {
         path: path.to_path_buf(),

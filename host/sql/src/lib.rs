@@ -28,6 +28,6 @@ pub use bind::{Bound, bind};
 pub use duration::parse_duration;
 pub use error::ScriptError;
 pub use explain::explain;
-pub use lower::compile;
+pub use lower::{Inputs, compile, compile_with};
 pub use pipeline::{Pipeline, Step};
 pub use script::{Input, Output, Select, Statement, Window, parse};

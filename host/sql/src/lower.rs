@@ -125,9 +125,24 @@ struct Lowering<'a> {
     made: usize,
 }
 
+/// Where a script's inputs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inputs {
+    /// `INPUT "path"` reads the file (`weir run`).
+    Files,
+    /// `Name = INPUT ...` reads the node's stream `Name` (`weir job submit`),
+    /// fed by `weir ingest Name FILE`.
+    Streams,
+}
+
 /// Compiles script `text` (its file `path`; relative paths are from its
-/// directory) to a plan.
+/// directory) to a plan whose inputs are files.
 pub fn compile(path: &Path, text: &str) -> Result<Plan, ScriptError> {
+    compile_with(path, text, Inputs::Files)
+}
+
+/// Compiles script `text` to a plan whose inputs come from `inputs`.
+pub fn compile_with(path: &Path, text: &str, inputs: Inputs) -> Result<Plan, ScriptError> {
     let file = path.display().to_string();
     let statements = crate::script::parse(&file, text)?;
     let bound = crate::bind::bind(&file, statements)?;
@@ -149,7 +164,7 @@ pub fn compile(path: &Path, text: &str) -> Result<Plan, ScriptError> {
     for b in bound {
         match b {
             Bound::Input(input, schema) => {
-                sources.push(l.input(&input, &base, schema)?);
+                sources.push(l.input(&input, &base, schema, inputs)?);
             }
             Bound::Query(select, plan) => {
                 l.name = select.name.clone();
@@ -227,6 +242,7 @@ impl Lowering<'_> {
         input: &Input,
         base: &Path,
         schema: SchemaRef,
+        inputs: Inputs,
     ) -> Result<SourceSpec, ScriptError> {
         let format = if input.path.to_ascii_lowercase().ends_with(".csv") {
             SourceFormat::Csv
@@ -270,9 +286,15 @@ impl Lowering<'_> {
         self.streams.push((input.name.clone(), arrow));
         Ok(SourceSpec {
             name: source_name,
-            origin: SourceOrigin::File { follow: false },
+            origin: match inputs {
+                Inputs::Files => SourceOrigin::File { follow: false },
+                Inputs::Streams => SourceOrigin::Stream(input.name.clone()),
+            },
             format,
-            path: base.join(&input.path),
+            path: match inputs {
+                Inputs::Files => base.join(&input.path),
+                Inputs::Streams => std::path::PathBuf::new(),
+            },
             fields: input.columns.clone(),
             event_time: input.event_time.clone(),
             event_unit: unit,
@@ -347,10 +369,18 @@ impl Lowering<'_> {
                     arrow,
                     steps: Vec::new(),
                 };
-                if let Some(projection) = &scan.projection {
-                    let source = scan.source.schema();
-                    let input = DFSchema::try_from(source.as_ref().clone())
+                if scan.fetch.is_some() {
+                    return Err("LIMIT has no meaning on an endless stream".into());
+                }
+                let source = scan.source.schema();
+                let input =
+                    DFSchema::try_from_qualified_schema(scan.table_name.clone(), source.as_ref())
                         .map_err(|e| e.strip_backtrace())?;
+                // Predicates pushed into the scan run first, on its columns.
+                for f in &scan.filters {
+                    flow.steps.push(Step::Filter(physical(f, &input)?));
+                }
+                if let Some(projection) = &scan.projection {
                     let exprs = projection
                         .iter()
                         .map(|&i| Expr::Column(input.columns()[i].clone()))

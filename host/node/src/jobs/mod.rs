@@ -278,6 +278,9 @@ impl Jobs {
             );
         }
         let streams = &self.inner.streams;
+        if path.extension().is_some_and(|e| e == "wsql") {
+            self.script_inputs(&plan)?;
+        }
         let mut versions = BTreeMap::new();
         let mut ops = Vec::new();
         for (component, bytes) in modules {
@@ -331,6 +334,45 @@ impl Jobs {
         self.status(Some(&name))?
             .pop()
             .context("the job vanished as it started")
+    }
+
+    /// A script's inputs are the node's streams of their names: each is
+    /// created with the script's columns and event time if the node has
+    /// none, and must have those columns if it has.
+    fn script_inputs(&self, plan: &Plan) -> Result<()> {
+        let streams = &self.inner.streams;
+        for source in &plan.sources {
+            let SourceOrigin::Stream(name) = &source.origin else {
+                continue;
+            };
+            if source.event_unit != crate::plan::TimeUnit::Micros {
+                bail!(
+                    Job,
+                    "input `{name}`: a node's streams keep time in microseconds; drop the unit after EVENTTIME"
+                );
+            }
+            match streams.info(name) {
+                Ok(info) => {
+                    let have = crate::schema::describe(&info.fields());
+                    let want = crate::schema::describe(&source.fields);
+                    if have != want {
+                        bail!(
+                            Job,
+                            "input `{name}`: the node's stream has columns {have}, the script declares {want}"
+                        );
+                    }
+                }
+                Err(_) => {
+                    streams.create_with_time(
+                        name,
+                        &source.fields,
+                        Some(&source.event_time),
+                        source.end_time.as_deref(),
+                    )?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Ends the followed file of source `source` of job `job`: the source

@@ -1,0 +1,69 @@
+import json
+from collections import defaultdict
+def load(p): return [json.loads(l) for l in open(p)]
+clicks = load("inputs/clicks.jsonl"); users = load("inputs/users.jsonl"); visits = load("inputs/visits.jsonl")
+def out(name): return [json.loads(l) for l in open(f"out/{name}.jsonl")]
+def windows(s, e, size, hop):
+    k = (s - size) // hop + 1
+    while k * hop < e:
+        yield k * hop
+        k += 1
+def check(name, want, ordered=True):
+    got = out(name)
+    if not ordered:
+        key = lambda d: json.dumps(d, sort_keys=True)
+        got = sorted(got, key=key); want = sorted(want, key=key)
+    ok = got == want
+    print(name, "OK" if ok else "DIFF", len(got), len(want))
+    if not ok:
+        for g, w in zip(got, want):
+            if g != w: print(" got", g, "\n want", w); break
+# tumbling_count
+g = defaultdict(int)
+for c in clicks:
+    for w in windows(c["ts"], c["ts"] + 1, 10_000_000, 10_000_000): g[(w, c["user"])] += 1
+check("tumbling_count", [{"_start": w, "_end": w + 10_000_000, "user": u, "n": n} for (w, u), n in sorted(g.items())])
+# hopping_aggregates
+g = defaultdict(list)
+for c in clicks:
+    if c["amount"] > 10:
+        for w in windows(c["ts"], c["ts"] + 1, 10_000_000, 2_000_000): g[(w, c["user"])].append(c)
+want = []
+for (w, u), cs in sorted(g.items()):
+    a = [c["amount"] for c in cs]
+    want.append({"_start": w, "_end": w + 10_000_000, "user": u, "n": len(cs), "urls": len({c["url"] for c in cs}), "total": sum(a), "least": min(a), "top": max(c["price"] for c in cs), "mean": sum(a) / len(a)})
+check("hopping_aggregates", want)
+# global_count
+g = defaultdict(list)
+for c in clicks:
+    for w in windows(c["ts"], c["ts"] + 1, 20_000_000, 20_000_000): g[w].append(c)
+check("global_count", [{"_start": w, "_end": w + 20_000_000, "n": len(cs), "last_url": max(c["url"] for c in cs)} for w, cs in sorted(g.items())])
+# filter_project
+check("filter_project", [{"user": c["user"], "doubled": c["amount"] * 2, "page": c["url"].upper(), "marked": c["price"] + 0.5} for c in clicks if c["price"] >= 1.5 and c["user"] != "bo"])
+# inner_join: users live 30s
+want = []
+for u in users:
+    us, ue = u["ts"], u["ts"] + 30_000_000
+    for c in clicks:
+        cs, ce = c["ts"], c["ts"] + 1
+        if u["user"] == c["user"] and max(us, cs) < min(ue, ce):
+            want.append({"_start": max(us, cs), "_end": min(ue, ce), "user": c["user"], "tier": u["tier"], "amount": c["amount"]})
+check("inner_join", want, ordered=False)
+# left_join with amount > 40
+want = []
+for u in users:
+    us, ue = u["ts"], u["ts"] + 30_000_000
+    m = False
+    for c in clicks:
+        cs, ce = c["ts"], c["ts"] + 1
+        if u["user"] == c["user"] and c["amount"] > 40 and max(us, cs) < min(ue, ce):
+            m = True
+            want.append({"_start": max(us, cs), "_end": min(ue, ce), "user": u["user"], "tier": u["tier"], "url": c["url"]})
+    if not m:
+        want.append({"_start": us, "_end": ue, "user": u["user"], "tier": u["tier"], "url": None})
+check("left_join", want, ordered=False)
+# interval_input
+g = defaultdict(int)
+for v in visits:
+    for w in windows(v["start"], v["stop"], 20_000_000, 10_000_000): g[(w, v["page"])] += 1
+check("interval_input", [{"_start": w, "_end": w + 20_000_000, "page": p, "visits": n} for (w, p), n in sorted(g.items())])

@@ -1,0 +1,154 @@
+//! Query scripts end to end: the golden queries under `queries/` run with
+//! `weir run` and write their expected output, the paper's example writes
+//! on a node (inputs from `weir ingest`) what it writes offline, and bad
+//! scripts are refused with file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use weir::testkit::repo_root;
+
+use super::jobs::wait_finished;
+use super::node::{Node, cluster, ok};
+use super::{stderr, weir};
+
+/// `dir`/`name` copied into `to`.
+fn copy(dir: &Path, name: &str, to: &Path) {
+    std::fs::copy(dir.join(name), to.join(name)).unwrap_or_else(|e| panic!("copying {name}: {e}"));
+}
+
+/// The golden queries: `queries/NAME.wsql`, reading `queries/inputs/`,
+/// writing `out/NAME.jsonl`, expected in `queries/expected/NAME.jsonl`.
+fn goldens() -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(repo_root().join("queries"))
+        .expect("queries/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wsql"))
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn golden_queries_write_their_expected_output() {
+    let queries = repo_root().join("queries");
+    let all = goldens();
+    assert!(all.len() >= 5, "golden queries: {all:?}");
+    for script in all {
+        let name = script
+            .file_stem()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("inputs")).expect("inputs dir");
+        for input in std::fs::read_dir(queries.join("inputs")).expect("inputs") {
+            let input = input.expect("input").file_name();
+            copy(
+                &queries.join("inputs"),
+                &input.to_string_lossy(),
+                &d.join("inputs"),
+            );
+        }
+        copy(&queries, &format!("{name}.wsql"), d);
+        let out = weir(&["run", &format!("{name}.wsql"), "--quiet"], d);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let got = std::fs::read_to_string(d.join(format!("out/{name}.jsonl")))
+            .unwrap_or_else(|e| panic!("{name}: no output: {e}"));
+        let want = std::fs::read_to_string(queries.join(format!("expected/{name}.jsonl")))
+            .unwrap_or_else(|e| panic!("{name}: no expected output: {e}"));
+        assert_eq!(
+            got, want,
+            "{name}: output differs from queries/expected/{name}.jsonl"
+        );
+    }
+}
+
+#[test]
+fn the_papers_script_writes_on_a_node_what_it_writes_offline() {
+    let example = repo_root().join("examples/alerts");
+    let dir = cluster();
+    let d = dir.path();
+    for f in ["alerts.wsql", "process.jsonl", "alert.jsonl"] {
+        copy(&example, f, d);
+    }
+    let offline = tempfile::tempdir().expect("tempdir");
+    for f in ["alerts.wsql", "process.jsonl", "alert.jsonl"] {
+        copy(&example, f, offline.path());
+    }
+    let out = weir(&["run", "alerts.wsql", "--quiet"], offline.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want =
+        std::fs::read_to_string(offline.path().join("counts.jsonl")).expect("offline output");
+    assert!(want.lines().count() > 20, "{want}");
+
+    let node = Node::start(d, "data").expect("node starts");
+    // The job creates its input streams from the script's schemas.
+    ok(&node.weir(d, &["job", "submit", "alerts.wsql"]));
+    ok(&node.weir(d, &["ingest", "Process", "process.jsonl"]));
+    ok(&node.weir(d, &["ingest", "Alert", "alert.jsonl"]));
+    for s in ["Process", "Alert"] {
+        ok(&node.weir(d, &["stream", "close", s]));
+    }
+    wait_finished(&node, d, "alerts");
+    let got = std::fs::read_to_string(d.join("counts.jsonl")).expect("node output");
+    assert_eq!(got, want, "the node wrote what weir run wrote");
+    node.stop();
+}
+
+#[test]
+fn bad_scripts_are_refused_with_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let inputs = "P = INPUT \"p.jsonl\" SCHEMA (id long, user string, ts long) EVENTTIME ts;\n";
+    let cases = [
+        (
+            "syntax",
+            format!("{inputs}X = SELECT id FROM P WHERE;\n"),
+            "syntax.wsql:2:27: Expected: an expression, found: `;`",
+        ),
+        (
+            "stream",
+            format!("{inputs}X = SELECT id FROM Q;\n"),
+            "stream.wsql:2:20: no stream `Q` is defined before this statement",
+        ),
+        (
+            "column",
+            format!("{inputs}X = SELECT usr FROM P;\n"),
+            "column.wsql:2:12: column 'usr' not found (possible column P.user)",
+        ),
+        (
+            "types",
+            format!("{inputs}X = SELECT id FROM P WHERE id > 3 AND id;\n"),
+            "types.wsql:2:1: expressions have incompatible types",
+        ),
+        (
+            "window",
+            format!("{inputs}X = SELECT user, COUNT(*) AS n FROM P;\n"),
+            "window.wsql:2:1: an aggregate over a stream needs a window",
+        ),
+        (
+            "eventtime",
+            "P = INPUT \"p.jsonl\" SCHEMA (id long, ts long);\n".to_string(),
+            "eventtime.wsql:1:46: expected `EVENTTIME column`",
+        ),
+        (
+            "cycle",
+            format!("{inputs}X = SELECT id FROM Y;\nY = SELECT id FROM X;\n"),
+            "cycle.wsql:2:20: no stream `Y` is defined before this statement",
+        ),
+    ];
+    for (name, text, want) in cases {
+        std::fs::write(d.join(format!("{name}.wsql")), text).expect("script");
+        let out = weir(&["run", &format!("{name}.wsql")], d);
+        assert!(!out.status.success(), "{name} is refused");
+        let said = stderr(&out);
+        assert!(said.contains(want), "{name}: {said}");
+        let out = weir(&["explain", &format!("{name}.wsql")], d);
+        assert!(
+            !out.status.success() && stderr(&out).contains(want),
+            "explain {name}: {}",
+            stderr(&out)
+        );
+    }
+}
