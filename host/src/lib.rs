@@ -10,12 +10,16 @@
 //! - `weir-wasm`: [`wasm`], the sandboxed runtime for UDF components;
 //! - `weir-store`: [`store`] and [`rstream`], storage in redb;
 //! - `weir-net`: [`net`] (QUIC with mutual TLS, the protocol) and [`access`];
+//! - `weir-sql`: [`sql`], the query-script compiler (DataFusion's planner);
 //! - `weir-node`: [`job`], [`jobs`], [`node`], [`source`] and [`exec`]
 //!   (`weir run`).
 
-pub use weir_core::{entry, filter, merge, patch, plan, schema, select, sink, stage, udf, vertex};
+pub use weir_core::{
+    entry, filter, merge, patch, plan, schema, select, sink, stage, temporal, udf, vertex,
+};
 pub use weir_net::{access, protocol as net};
 pub use weir_node::{exec, job, jobs, node, source};
+pub use weir_sql as sql;
 pub use weir_store::{rstream, store};
 pub use weir_wasm as wasm;
 
