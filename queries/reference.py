@@ -67,3 +67,13 @@ g = defaultdict(int)
 for v in visits:
     for w in windows(v["start"], v["stop"], 20_000_000, 10_000_000): g[(w, v["page"])] += 1
 check("interval_input", [{"_start": w, "_end": w + 20_000_000, "page": p, "visits": n} for (w, p), n in sorted(g.items())])
+# union_all: clicks with amount > 50 and users, in merge order (start, input, seq)
+rows = [(c["ts"], 0, i, {"_start": c["ts"], "_end": c["ts"] + 1, "user": c["user"], "what": c["url"]}) for i, c in enumerate(clicks) if c["amount"] > 50]
+rows += [(u["ts"], 1, i, {"_start": u["ts"], "_end": u["ts"] + 1, "user": u["user"], "what": u["tier"]}) for i, u in enumerate(users)]
+rows.sort(key=lambda r: r[:3])
+check("union_all", [r[3] for r in rows])
+g = defaultdict(int)
+for r in rows:
+    w = r[0] // 15_000_000 * 15_000_000
+    g[(w, r[3]["user"])] += 1
+check("union_all.counts", [{"_start": w, "_end": w + 15_000_000, "user": u, "n": n} for (w, u), n in sorted(g.items())])

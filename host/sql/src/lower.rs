@@ -38,6 +38,8 @@ struct Build {
     op: Option<(String, MakeOp)>,
     after: Vec<Step>,
     output: SchemaRef,
+    /// A union of its inputs (no steps, no operator).
+    union: bool,
 }
 
 impl Build {
@@ -55,6 +57,14 @@ impl Build {
     }
 
     fn spec(self) -> StageSpec {
+        if self.union {
+            return StageSpec {
+                name: self.name,
+                inputs: self.inputs,
+                operator: Operator::Union,
+                recovery: Recovery::default(),
+            };
+        }
         let describe = self.describe();
         let Build {
             name,
@@ -64,6 +74,7 @@ impl Build {
             op,
             after,
             output,
+            union: _,
         } = self;
         let pipeline_describe = describe.clone();
         let make = Arc::new(move || -> Result<Box<dyn TemporalOp>, String> {
@@ -281,6 +292,7 @@ impl Lowering<'_> {
                 op: None,
                 after: Vec::new(),
                 output: arrow.clone(),
+                union: false,
             });
         }
         self.streams.push((input.name.clone(), arrow));
@@ -318,7 +330,7 @@ impl Lowering<'_> {
         let name = self.name.clone();
         let ours = self.builds.len() > first;
         match self.builds.last_mut() {
-            Some(b) if ours && b.name == flow.stream => {
+            Some(b) if ours && b.name == flow.stream && !b.union => {
                 b.after.extend(flow.steps);
                 b.output = flow.arrow.clone();
                 b.name = name.clone();
@@ -333,6 +345,7 @@ impl Lowering<'_> {
                     op: None,
                     after: Vec::new(),
                     output: flow.arrow.clone(),
+                    union: false,
                 });
             }
         }
@@ -355,6 +368,7 @@ impl Lowering<'_> {
             op: None,
             after: Vec::new(),
             output: flow.arrow.clone(),
+            union: false,
         });
         self.streams.push((name.clone(), flow.arrow.clone()));
         Ok((name, flow.arrow))
@@ -403,6 +417,10 @@ impl Lowering<'_> {
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Join(j) => self.join(j),
+            LogicalPlan::Union(u) => self.union(u),
+            LogicalPlan::Distinct(_) => Err(
+                "UNION without ALL and SELECT DISTINCT remove duplicates, which an endless stream cannot; use UNION ALL, or COUNT(DISTINCT ...) in a window".into(),
+            ),
             other => Err(format!(
                 "a streaming query cannot run `{}` yet",
                 other.display()
@@ -541,6 +559,42 @@ impl Lowering<'_> {
             op: Some((describe, make)),
             after: Vec::new(),
             output: output.clone(),
+            union: false,
+        });
+        self.streams.push((name.clone(), output.clone()));
+        Ok(Flow {
+            stream: name,
+            arrow: output,
+            steps: Vec::new(),
+        })
+    }
+
+    /// `UNION ALL`: each input's rows under the union's column names, then
+    /// merged by CTI.
+    fn union(&mut self, u: &datafusion_expr::logical_plan::Union) -> Result<Flow, String> {
+        let mut inputs = Vec::new();
+        for input in &u.inputs {
+            let mut flow = self.flow(input)?;
+            let exprs: Vec<Expr> = input
+                .schema()
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
+                .collect();
+            self.map(&mut flow, &exprs, input.schema(), &u.schema)?;
+            inputs.push(self.materialize(flow)?.0);
+        }
+        let output = with_interval(u.schema.fields().iter().map(|f| f.as_ref().clone()));
+        let name = self.fresh();
+        self.builds.push(Build {
+            name: name.clone(),
+            input_schemas: vec![output.clone(); inputs.len()],
+            inputs,
+            before: Vec::new(),
+            op: None,
+            after: Vec::new(),
+            output: output.clone(),
+            union: true,
         });
         self.streams.push((name.clone(), output.clone()));
         Ok(Flow {
@@ -597,6 +651,7 @@ impl Lowering<'_> {
             op: Some((format!("{kind:?} join on {} key(s)", j.on.len()), make)),
             after: Vec::new(),
             output: output.clone(),
+            union: false,
         });
         self.streams.push((name.clone(), output.clone()));
         let mut flow = Flow {
