@@ -77,3 +77,16 @@ for r in rows:
     w = r[0] // 15_000_000 * 15_000_000
     g[(w, r[3]["user"])] += 1
 check("union_all.counts", [{"_start": w, "_end": w + 15_000_000, "user": u, "n": n} for (w, u), n in sorted(g.items())])
+# lifetimes: a shift back by 2 s, a 3 s lifetime, their join; windows as points
+early = [(c["ts"] - 2_000_000, c["ts"] - 2_000_000 + 1, c) for c in clicks if c["amount"] > 45]
+long = [(c["ts"], c["ts"] + 3_000_000, c) for c in clicks if c["amount"] < 5]
+want = []
+for (ls, le, l) in long:
+    for (es, ee, e) in early:
+        if l["user"] == e["user"] and max(ls, es) < min(le, ee):
+            want.append({"_start": max(ls, es), "_end": min(le, ee), "user": l["user"], "small": l["amount"], "big": e["amount"]})
+check("lifetimes", want, ordered=False)
+g = defaultdict(int)
+for c in clicks:
+    g[(c["ts"] // 10_000_000 * 10_000_000, c["user"])] += 1
+check("lifetimes.points", [{"_start": w, "_end": w + 1, "user": u, "n": n} for (w, u), n in sorted(g.items())])

@@ -184,7 +184,10 @@ pub fn compile_with(path: &Path, text: &str, inputs: Inputs) -> Result<Plan, Scr
                 l.made = 0;
                 let first = l.builds.len();
                 let plan = optimize(*plan).map_err(|m| l.fail(m))?;
-                let flow = l.flow(&plan).map_err(|m| l.fail(m))?;
+                let mut flow = l.flow(&plan).map_err(|m| l.fail(m))?;
+                if let Some((change, _)) = select.lifetime {
+                    flow.steps.push(Step::Lifetime(change));
+                }
                 l.finish(flow, first);
                 if let (Some(w), false) = (select.window, l.windowed(first)) {
                     return Err(ScriptError {

@@ -128,15 +128,22 @@ impl TemporalOp for Pipeline {
     }
 
     fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), String> {
-        let (out, mut pass) = match self.op.as_mut() {
+        // A shift before the operator moves the CTI it sees; one after, the
+        // CTI it passes on.
+        let shifted = |steps: &[Step], mut t: i64| {
+            for s in steps {
+                if let Step::Lifetime(l) = s {
+                    t = l.cti(t);
+                }
+            }
+            t
+        };
+        let t = shifted(&self.before, t);
+        let (out, pass) = match self.op.as_mut() {
             Some(op) => op.on_cti(t)?,
             None => (None, t),
         };
-        for s in &self.after {
-            if let Step::Lifetime(l) = s {
-                pass = l.cti(pass);
-            }
-        }
+        let pass = shifted(&self.after, pass);
         let out = match out {
             Some(out) if out.num_rows() > 0 => Some(Pipeline::run(&self.after, out)?),
             _ => None,

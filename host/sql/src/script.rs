@@ -6,7 +6,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use weir_core::schema::{ColumnType, Field};
-use weir_core::temporal::Hopping;
+use weir_core::temporal::{Hopping, Lifetime};
 
 use crate::duration::unit_scale;
 use crate::error::ScriptError;
@@ -52,6 +52,9 @@ pub struct Select {
     pub query: Box<Query>,
     /// The window clause.
     pub window: Option<Window>,
+    /// A lifetime change of the query's output: `WITH LIFETIME d`,
+    /// `WITH SHIFT [-]d`, `WITH EXTEND [-]d` or `WITH POINT`.
+    pub lifetime: Option<(Lifetime, Location)>,
     /// Where the statement starts.
     pub at: Location,
 }
@@ -485,8 +488,10 @@ fn column_type(name: &str) -> Option<ColumnType> {
 }
 
 fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Select, ScriptError> {
-    // The window clause, at the top level of the query, comes out first.
+    // The window and lifetime clauses, at the top level of the query, come
+    // out first.
     let mut window = None;
+    let mut lifetime = None;
     let mut depth = 0;
     let mut i = c.pos;
     while i < c.tokens.len() {
@@ -531,6 +536,39 @@ fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Select, Scrip
                     c.tokens.drain(i..i + 2 + w.pos);
                     continue;
                 }
+                if matches!(kind.as_str(), "LIFETIME" | "SHIFT" | "EXTEND" | "POINT") {
+                    let clause_at = c.tokens[i].span.start;
+                    if lifetime.is_some() {
+                        return Err(error(
+                            c.file,
+                            clause_at,
+                            "a query has one lifetime clause".into(),
+                        ));
+                    }
+                    let mut w = Cursor {
+                        file: c.file,
+                        tokens: c.tokens[i + 2..].to_vec(),
+                        pos: 0,
+                        end: c.end,
+                    };
+                    // SHIFT and EXTEND may go back in time.
+                    let signed = |w: &mut Cursor<'_>| -> Result<i64, ScriptError> {
+                        let minus = w.peek().is_some_and(|t| t.token == Token::Minus);
+                        if minus {
+                            w.pos += 1;
+                        }
+                        Ok(if minus { -w.duration()? } else { w.duration()? })
+                    };
+                    let change = match kind.as_str() {
+                        "LIFETIME" => Lifetime::Duration(w.duration()?),
+                        "SHIFT" => Lifetime::Shift(signed(&mut w)?),
+                        "EXTEND" => Lifetime::Extend(signed(&mut w)?),
+                        _ => Lifetime::Point,
+                    };
+                    lifetime = Some((change, clause_at));
+                    c.tokens.drain(i..i + 2 + w.pos);
+                    continue;
+                }
             }
             _ => {}
         }
@@ -554,6 +592,7 @@ fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Select, Scrip
         name,
         query,
         window,
+        lifetime,
         at,
     })
 }
@@ -658,6 +697,23 @@ OUTPUT CountAlerts TO "counts.jsonl" WITH INTERVAL;
             panic!("a select");
         };
         assert_eq!(b.window.expect("window").hopping.size(), 500_000);
+    }
+
+    #[test]
+    fn lifetime_clauses_change_a_querys_output() {
+        let s = parse(
+            "t.wsql",
+            "A = INPUT 'a' SCHEMA (t long) EVENTTIME t;\n\
+             B = SELECT t FROM A WITH SHIFT -5s;\n\
+             C = SELECT COUNT(*) AS n FROM A WITH TUMBLING(1s) WITH POINT;",
+        )
+        .expect("parses");
+        let (Statement::Select(b), Statement::Select(c)) = (&s[1], &s[2]) else {
+            panic!("selects");
+        };
+        assert_eq!(b.lifetime.map(|l| l.0), Some(Lifetime::Shift(-5_000_000)));
+        assert_eq!(c.lifetime.map(|l| l.0), Some(Lifetime::Point));
+        assert!(c.window.is_some());
     }
 
     #[test]
