@@ -4,6 +4,11 @@
 //! generated JSONL, whole path included (JSON parsing, the operators,
 //! canonical JSONL output).
 //!
+//! Then the same queries as continuous jobs on a node in this process, fed
+//! Arrow batches (no JSON) through durable rStreams (redb, fsync per group
+//! commit) and through in-memory ones: events per CPU-second of the whole
+//! process, from the first append to the job finishing.
+//!
 //! `cargo bench -p weir-host --bench queries` (size: WEIR_BENCH_EVENTS,
 //! default 1,000,000 clicks). Prints a table; results go to docs/benchmarks.md.
 
@@ -11,7 +16,12 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use weir::exec::{RunOptions, run};
+use weir::jobs::Jobs;
+use weir::rstream::{END, Entry, Streams};
+use weir::schema::{ColumnType, Field, event_schema, field};
+use weir::store::{MemStorage, RedbStorage, Storage};
 use weir::wasm::Runtime;
 
 const CLICKS: &str = "Clicks = INPUT \"clicks.jsonl\" SCHEMA (ts long, user string, url string, amount long) EVENTTIME ts;\n";
@@ -56,6 +66,91 @@ fn cpu() -> f64 {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+fn fields() -> Vec<Field> {
+    vec![
+        field("ts", ColumnType::Int64, false),
+        field("user", ColumnType::Utf8, false),
+        field("url", ColumnType::Utf8, false),
+        field("amount", ColumnType::Int64, false),
+    ]
+}
+
+/// Clicks `from..from + n` as one encoded batch, as in [`inputs`].
+fn batch(from: u64, n: u64) -> Vec<u8> {
+    let ts: Vec<i64> = (from..from + n).map(|i| (i * 100) as i64).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ts.clone())),
+        Arc::new(Int64Array::from(
+            ts.iter().map(|t| t + 1).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(ts)),
+        Arc::new(StringArray::from(
+            (from..from + n)
+                .map(|i| format!("u{}", i.wrapping_mul(2_654_435_761) % 10_000))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            (from..from + n)
+                .map(|i| format!("/p{}", i % 50))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            (from..from + n)
+                .map(|i| (i % 97) as i64)
+                .collect::<Vec<_>>(),
+        )),
+    ];
+    let batch = RecordBatch::try_new(event_schema(&fields()), columns).expect("batch");
+    Entry::Batch {
+        producer: "ingest".into(),
+        batch,
+    }
+    .encode()
+    .expect("encode")
+}
+
+/// Events per CPU-second of script `text` as a job on a node over `storage`.
+fn on_node(storage: Arc<dyn Storage>, dir: &Path, text: &str, n: u64) -> f64 {
+    let streams = Streams::open(storage).expect("streams");
+    let runtime = Runtime::new(None).expect("runtime");
+    let files = weir::access::FileAccess::new(&[std::env::temp_dir()], &[]).expect("files");
+    let jobs = Jobs::new(streams.clone(), runtime, files);
+    let id = streams
+        .create_with_time("Clicks", &fields(), Some("ts"), None)
+        .expect("stream")
+        .id;
+    let path = dir.join("bench.wsql");
+    std::fs::write(&path, text).expect("script");
+    let before = cpu();
+    jobs.submit(&path, text, Vec::new()).expect("submit");
+    let mut tickets = Vec::new();
+    for from in (0..n).step_by(4096) {
+        let (_, t) = streams
+            .append(id, vec![batch(from, 4096.min(n - from))])
+            .expect("append");
+        tickets.push(t);
+    }
+    let (_, t) = streams
+        .append(id, vec![Entry::Cti(END).encode().expect("end")])
+        .expect("append");
+    tickets.push(t);
+    for t in tickets {
+        t.wait().expect("durable");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    while jobs.status(Some("bench")).expect("status")[0].state != "finished" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let used = cpu() - before;
+    jobs.stop_all();
+    streams.close();
+    n as f64 / used
 }
 
 fn main() {
@@ -112,5 +207,28 @@ fn main() {
         run(&plan, &runtime, &options).expect("runs");
         let used = cpu() - before;
         println!("{name:<36} {used:>10.2} {:>16.0}", events as f64 / used);
+    }
+    println!("\non a node, Arrow batches in (no JSON), events/CPU-s");
+    println!(
+        "{:<36} {:>16} {:>16}",
+        "query", "durable (redb)", "in memory"
+    );
+    for (name, query) in [
+        ("tumbling count (10 s)", "WITH TUMBLING(10s)"),
+        ("hopping count (10 s, hop 2 s)", "WITH HOPPING(10s, 2s)"),
+    ] {
+        let text = format!(
+            "{CLICKS}C = SELECT user, COUNT(*) AS n FROM Clicks {query};\nOUTPUT C TO \"out.jsonl\";\n"
+        );
+        let durable = {
+            let run = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
+            let storage = Arc::new(RedbStorage::open(&run.path().join("node.redb")).expect("redb"));
+            on_node(storage, run.path(), &text, n)
+        };
+        let memory = {
+            let run = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
+            on_node(Arc::new(MemStorage::default()), run.path(), &text, n)
+        };
+        println!("{name:<36} {durable:>16.0} {memory:>16.0}");
     }
 }
