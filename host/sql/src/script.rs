@@ -149,6 +149,17 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Statement>, ScriptError> {
     }
     let mut seen: Vec<(&str, Location)> = Vec::new();
     for s in &statements {
+        if let Some(name) = s.defines()
+            && name.contains("__")
+        {
+            return Err(error(
+                file,
+                s.at(),
+                format!(
+                    "`{name}`: a stream's name may not contain `__` (the stages a script compiles to are named that way)"
+                ),
+            ));
+        }
         if let Some(name) = s.defines() {
             if let Some((_, before)) = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 return Err(error(
@@ -751,6 +762,10 @@ OUTPUT CountAlerts TO "counts.jsonl" WITH INTERVAL;
         assert_eq!(
             fails("A = INPUT \"a\" SCHEMA (ts long) EVENTTIME ts;\nA = SELECT ts FROM A;"),
             "t.wsql:2:1: `A` is already defined at line 1; each stream is defined once"
+        );
+        assert_eq!(
+            fails("A__1 = INPUT \"a\" SCHEMA (ts long) EVENTTIME ts;"),
+            "t.wsql:1:1: `A__1`: a stream's name may not contain `__` (the stages a script compiles to are named that way)"
         );
         assert_eq!(
             fails("OUTPUT A TO \"x\""),
