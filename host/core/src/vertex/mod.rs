@@ -383,6 +383,14 @@ impl Vertex {
         Ok(fx)
     }
 
+    /// Writes `batch` as this vertex's output, unless it is empty.
+    fn emit_batch(&mut self, fx: &mut Effects, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            let producer = self.producer.clone();
+            self.emit(fx, Entry::Batch { producer, batch });
+        }
+    }
+
     fn emit(&mut self, fx: &mut Effects, entry: Entry) {
         fx.output.push((self.at.output, entry));
         self.at.output += 1;
@@ -454,16 +462,7 @@ impl Vertex {
         if !matches!(self.operator, Operator::Udf(_)) {
             self.at.rows.1 += out.num_rows() as u64;
         }
-        if out.num_rows() > 0 {
-            let producer = self.producer.clone();
-            self.emit(
-                fx,
-                Entry::Batch {
-                    producer,
-                    batch: out,
-                },
-            );
-        }
+        self.emit_batch(fx, out);
         if let Some(t) = cti {
             self.write_cti(t, fx);
         }

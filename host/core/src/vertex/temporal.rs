@@ -26,18 +26,9 @@ impl Vertex {
         let (out, pass) = op
             .on_cti(t)
             .map_err(|e| temporal_error(&self.name, 0, seq, format!("at CTI {t}: {e}")))?;
-        if let Some(out) = out
-            && out.num_rows() > 0
-        {
+        if let Some(out) = out {
             self.at.rows.1 += out.num_rows() as u64;
-            let producer = self.producer.clone();
-            self.emit(
-                fx,
-                Entry::Batch {
-                    producer,
-                    batch: out,
-                },
-            );
+            self.emit_batch(fx, out);
         }
         if self.at.cti.is_none_or(|c| pass > c) {
             self.write_cti(pass, fx);
