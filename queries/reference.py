@@ -90,3 +90,19 @@ g = defaultdict(int)
 for c in clicks:
     g[(c["ts"] // 10_000_000 * 10_000_000, c["user"])] += 1
 check("lifetimes.points", [{"_start": w, "_end": w + 1, "user": u, "n": n} for (w, u), n in sorted(g.items())])
+# process_reduce: bot_filter's rule, then running_sum's totals per channel
+sales = load("inputs/sales.jsonl")
+def human(s): return not any(m in s["agent"].lower() for m in ("bot", "crawler", "spider", "headless")) and not s["ip"].startswith("10.66.")
+totals, want = defaultdict(lambda: [0, 0.0]), []
+for s in sales:
+    if human(s):
+        t = totals[s["channel"]]; t[0] += 1; t[1] += s["eur"]
+        want.append({"_start": s["ts"], "_end": s["ts"] + 1, "channel": s["channel"], "count": t[0], "sum": t[1]})
+check("process_reduce", want)
+# scalar_calls: price_band's rule, in expressions, a filter and a group key
+def band(x): return "low" if x < 10 else "mid" if x < 100 else "high"
+check("scalar_calls", [{"user": s["user"], "half_band": band(s["eur"] / 2), "band": band(s["eur"]).upper()} for s in sales if band(s["eur"]) != "low"])
+g = defaultdict(list)
+for s in sales:
+    g[(s["ts"] // 10_000_000 * 10_000_000, band(s["eur"]))].append(s["eur"])
+check("scalar_calls.counts", [{"_start": w, "_end": w + 10_000_000, "band": b, "n": len(e), "total": sum(e)} for (w, b), e in sorted(g.items())])

@@ -132,6 +132,7 @@ fn native(batch: &RecordBatch, out_schema: &SchemaRef) -> RecordBatch {
 
 fn stage(runtime: &Arc<Runtime>) -> UdfStage {
     let spec = UdfSpec {
+        args: Vec::new(),
         kind: StageKind::Processor,
         component: weir::testkit::udf_component("bench_filter_map"),
         params: Vec::new(),

@@ -15,6 +15,7 @@ mod offline;
 mod patch;
 mod queries;
 mod replay;
+mod scripts;
 mod sdk;
 mod security;
 mod sinks;

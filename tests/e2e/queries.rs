@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use weir::testkit::repo_root;
+use weir::testkit::{repo_root, udf_component};
 
 use super::jobs::wait_finished;
 use super::node::{Node, cluster, ok};
@@ -28,9 +28,56 @@ fn goldens() -> Vec<PathBuf> {
     all
 }
 
+/// A directory holding golden query `name`, its inputs, and `components/`
+/// (the UDF components built from `udfs/`).
+fn golden_dir(name: &str) -> tempfile::TempDir {
+    let queries = repo_root().join("queries");
+    let dir = cluster();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("inputs")).expect("inputs dir");
+    for input in std::fs::read_dir(queries.join("inputs")).expect("inputs") {
+        let input = input.expect("input").file_name();
+        copy(
+            &queries.join("inputs"),
+            &input.to_string_lossy(),
+            &d.join("inputs"),
+        );
+    }
+    copy(&queries, &format!("{name}.wsql"), d);
+    let components = udf_component("bot_filter");
+    std::os::unix::fs::symlink(components.parent().expect("dir"), d.join("components"))
+        .expect("components link");
+    dir
+}
+
+/// Golden query `name`'s outputs in `d` (`out/NAME.jsonl` and
+/// `out/NAME.X.jsonl`) compared with `queries/expected/`; `how` says how
+/// it ran.
+fn check_golden(name: &str, d: &Path, how: &str) {
+    let queries = repo_root().join("queries");
+    let mut outputs = 0;
+    for e in std::fs::read_dir(queries.join("expected")).expect("expected/") {
+        let file = e.expect("entry").file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest == ".jsonl" || rest.starts_with('.') && rest[1..].split('.').count() == 2) {
+            continue;
+        }
+        outputs += 1;
+        let got = std::fs::read_to_string(d.join("out").join(&file))
+            .unwrap_or_else(|e| panic!("{name} ({how}): no output {file}: {e}"));
+        let want = std::fs::read_to_string(queries.join("expected").join(&file)).expect("expected");
+        assert_eq!(
+            got, want,
+            "{name} ({how}): out/{file} differs from queries/expected/{file}"
+        );
+    }
+    assert!(outputs > 0, "{name}: nothing expected");
+}
+
 #[test]
 fn golden_queries_write_their_expected_output() {
-    let queries = repo_root().join("queries");
     let all = goldens();
     assert!(all.len() >= 5, "golden queries: {all:?}");
     for script in all {
@@ -39,28 +86,46 @@ fn golden_queries_write_their_expected_output() {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = golden_dir(&name);
         let d = dir.path();
-        std::fs::create_dir_all(d.join("inputs")).expect("inputs dir");
-        for input in std::fs::read_dir(queries.join("inputs")).expect("inputs") {
-            let input = input.expect("input").file_name();
-            copy(
-                &queries.join("inputs"),
-                &input.to_string_lossy(),
-                &d.join("inputs"),
-            );
-        }
-        copy(&queries, &format!("{name}.wsql"), d);
         let out = weir(&["run", &format!("{name}.wsql"), "--quiet"], d);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
-        let got = std::fs::read_to_string(d.join(format!("out/{name}.jsonl")))
-            .unwrap_or_else(|e| panic!("{name}: no output: {e}"));
-        let want = std::fs::read_to_string(queries.join(format!("expected/{name}.jsonl")))
-            .unwrap_or_else(|e| panic!("{name}: no expected output: {e}"));
-        assert_eq!(
-            got, want,
-            "{name}: output differs from queries/expected/{name}.jsonl"
-        );
+        check_golden(&name, d, "weir run");
+    }
+}
+
+/// Every golden query as a continuous job on a node, its inputs ingested
+/// into the node's streams of their names, writes the expected output too.
+#[test]
+fn golden_queries_write_their_expected_output_on_a_node() {
+    for script in goldens() {
+        let name = script
+            .file_stem()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let dir = golden_dir(&name);
+        let d = dir.path();
+        let text = std::fs::read_to_string(&script).expect("script");
+        let inputs: Vec<(String, String)> = weir_sql::parse("golden", &text)
+            .expect("parses")
+            .into_iter()
+            .filter_map(|s| match s {
+                weir_sql::Statement::Input(i) => Some((i.name, i.path)),
+                _ => None,
+            })
+            .collect();
+        let node = Node::start(d, "data").expect("node starts");
+        ok(&node.weir(d, &["job", "submit", &format!("{name}.wsql")]));
+        for (stream, path) in &inputs {
+            ok(&node.weir(d, &["ingest", stream, path]));
+        }
+        for (stream, _) in &inputs {
+            ok(&node.weir(d, &["stream", "close", stream]));
+        }
+        wait_finished(&node, d, &name);
+        check_golden(&name, d, "on a node");
+        node.stop();
     }
 }
 
@@ -157,19 +222,45 @@ fn bad_scripts_are_refused_with_file_line_and_column() {
 /// killed with `kill -9` after every other ingest, restarted from its
 /// checkpoints: it writes exactly what `weir run` writes.
 #[test]
-fn a_windowed_join_script_survives_kill_9_exactly_once() {
+fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
     let example = repo_root().join("examples/alerts");
+    // The paper's script with a Wasm scalar function after the join.
+    let script = std::fs::read_to_string(example.join("alerts.wsql"))
+        .expect("script")
+        .replace(
+            "AlertWithUserID =",
+            &format!(
+                "Band = COMPONENT \"{}\";\nAlertWithUserID =",
+                udf_component("price_band").display()
+            ),
+        )
+        .replace(
+            "Process.UserID AS UserID\n",
+            "Process.UserID AS UserID,\n        Band(CAST(Alert.ProcessID - 100 AS double) * 9.5) AS band\n",
+        )
+        .replace("SELECT UserID, COUNT(*)", "SELECT UserID, band, COUNT(*)");
+    assert!(script.contains("AS band") && script.contains("UserID, band"));
     let offline = tempfile::tempdir().expect("tempdir");
-    for f in ["alerts.wsql", "process.jsonl", "alert.jsonl"] {
+    for f in ["process.jsonl", "alert.jsonl"] {
         copy(&example, f, offline.path());
     }
+    std::fs::write(offline.path().join("alerts.wsql"), &script).expect("script");
     let out = weir(&["run", "alerts.wsql", "--quiet"], offline.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let want = std::fs::read_to_string(offline.path().join("counts.jsonl")).expect("offline");
 
+    assert!(
+        ["\"low\"", "\"mid\"", "\"high\""]
+            .iter()
+            .filter(|b| want.contains(*b))
+            .count()
+            >= 2,
+        "the UDF's bands vary: {want}"
+    );
+
     let dir = cluster();
     let d = dir.path();
-    copy(&example, "alerts.wsql", d);
+    std::fs::write(d.join("alerts.wsql"), &script).expect("script");
     // Both inputs cut into chunks of 6 s of event time.
     let chunks = |file: &str| -> Vec<String> {
         let mut parts = vec![String::new(); 10];

@@ -145,7 +145,7 @@ pub struct SourceSpec {
 }
 
 /// A stage parameter.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParamValueSpec {
     /// Name.
     pub name: String,
@@ -177,6 +177,10 @@ pub struct UdfSpec {
     pub key: Option<String>,
     /// Name of the added column (scalar stages).
     pub output: Option<String>,
+    /// The input columns a scalar function takes as its arguments, in
+    /// order (a script's call `f(a, b)`); empty: the columns of the names
+    /// the function declares.
+    pub args: Vec<String>,
     /// Trapping rows: fail or dead-letter.
     pub on_trap: ErrorPolicy,
     /// Sandbox limits.

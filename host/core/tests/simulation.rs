@@ -308,6 +308,7 @@ impl Job {
             2 => ("all", Operator::Union, Recovery::Replay { window: 2 }),
             4 => {
                 let spec = UdfSpec {
+                    args: Vec::new(),
                     kind: StageKind::Reducer,
                     component: "native:windowed_count".into(),
                     params: Vec::new(),
@@ -327,6 +328,7 @@ impl Job {
             }
             _ => {
                 let spec = UdfSpec {
+                    args: Vec::new(),
                     kind: StageKind::Reducer,
                     component: "native:count_per_user".into(),
                     params: Vec::new(),

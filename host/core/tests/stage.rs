@@ -68,6 +68,7 @@ fn stage(on_trap: ErrorPolicy, bad_output: bool) -> UdfStage {
         },
     );
     let spec = UdfSpec {
+        args: Vec::new(),
         kind: StageKind::Processor,
         component: "native:filter_map".into(),
         params: Vec::new(),

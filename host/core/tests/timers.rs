@@ -85,6 +85,7 @@ fn stage(on_trap: ErrorPolicy, shift: i64, passthrough: bool) -> Result<UdfStage
         },
     );
     let spec = UdfSpec {
+        args: Vec::new(),
         kind: StageKind::Reducer,
         component: "native:timers".into(),
         params: Vec::new(),

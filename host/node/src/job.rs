@@ -187,12 +187,23 @@ pub fn load(path: &Path) -> Result<Plan, JobError> {
 
 /// Compiles job-file text; `path` names it in errors and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
-    parse_with(path, text, true)
+    parse_with(
+        path,
+        text,
+        true,
+        &crate::components::WasmComponents::files(),
+    )
 }
 
 /// Compiles job-file text; `check_files` says whether component files must
-/// exist here (a node runs the components shipped with the job instead).
-pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, JobError> {
+/// exist here (a node runs the components shipped with the job instead,
+/// which `components` finds for a script).
+pub fn parse_with(
+    path: &Path,
+    text: &str,
+    check_files: bool,
+    components: &dyn weir_sql::Components,
+) -> Result<Plan, JobError> {
     // A query script compiles to the same kind of plan; on a node
     // (`check_files` false) its inputs are the node's streams.
     if path.extension().is_some_and(|e| e == "wsql") {
@@ -201,7 +212,7 @@ pub fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Plan, Jo
         } else {
             weir_sql::Inputs::Streams
         };
-        return Ok(weir_sql::compile_with(path, text, inputs)?);
+        return Ok(weir_sql::compile_with(path, text, inputs, components)?);
     }
     let file: JobFile = toml::from_str(text).map_err(|e| JobError::Syntax {
         path: path.to_path_buf(),
@@ -651,6 +662,7 @@ fn stage(
         inputs,
         recovery,
         operator: Operator::Udf(UdfSpec {
+            args: Vec::new(),
             kind,
             component,
             params,

@@ -10,6 +10,7 @@ use weir_net::{access, protocol as net};
 use weir_store::{rstream, store};
 use weir_wasm as wasm;
 
+pub mod components;
 pub mod error;
 pub mod exec;
 pub mod job;

@@ -3,6 +3,7 @@
 //! its columns and functions and gives its logical plan.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
@@ -17,8 +18,10 @@ use datafusion_expr::{
 use datafusion_sql::planner::{ParserOptions, SqlToRel};
 use sqlparser::ast::{self, GroupByExpr, SelectItem, SetExpr};
 use sqlparser::tokenizer::Location;
+use weir_core::plan::{ErrorPolicy, StageKind, UdfSpec};
 use weir_core::schema::arrow_type;
 
+use crate::component::{Components, Declared, Process, WasmScalar, World, merged};
 use crate::error::{ScriptError, near};
 use crate::script::{Input, Output, Select, Statement};
 
@@ -31,6 +34,10 @@ pub enum Bound {
     Query(Select, Box<LogicalPlan>),
     /// An output of a stream defined before it.
     Output(Output),
+    /// A component, loaded.
+    Component(Declared),
+    /// A `PROCESS` or `REDUCE`: the stage it runs and the columns it gives.
+    Process(Process, UdfSpec, SchemaRef),
 }
 
 /// The streams defined so far, and the functions a query may call.
@@ -39,6 +46,7 @@ struct Catalog {
     scalars: HashMap<String, Arc<ScalarUDF>>,
     aggregates: HashMap<String, Arc<AggregateUDF>>,
     options: ConfigOptions,
+    components: Vec<Declared>,
 }
 
 impl Catalog {
@@ -60,6 +68,7 @@ impl Catalog {
             scalars,
             aggregates,
             options: ConfigOptions::default(),
+            components: Vec::new(),
         }
     }
 
@@ -137,12 +146,66 @@ impl ContextProvider for Catalog {
     }
 }
 
-/// Binds `statements` of script `file`, in order.
-pub fn bind(file: &str, statements: Vec<Statement>) -> Result<Vec<Bound>, ScriptError> {
+/// Binds `statements` of script `file`, in order; component paths are
+/// relative to `base`, and `components` says what they are.
+pub fn bind(
+    file: &str,
+    statements: Vec<Statement>,
+    components: &dyn Components,
+    base: &Path,
+) -> Result<Vec<Bound>, ScriptError> {
     let mut catalog = Catalog::new();
     let mut bound = Vec::new();
+    let fail = |message: String, at: Location| ScriptError {
+        file: file.to_string(),
+        line: at.line,
+        column: at.column,
+        message,
+        hint: None,
+    };
     for statement in statements {
         match statement {
+            Statement::Component(c) => {
+                let path = base.join(&c.path);
+                let world = components
+                    .world(&path, &c.params)
+                    .map_err(|m| fail(format!("component `{}`: {m}", c.name), c.at))?;
+                if let World::Scalar { args, returns } = &world {
+                    let key = c.name.to_ascii_lowercase();
+                    if catalog.scalars.contains_key(&key) || catalog.aggregates.contains_key(&key) {
+                        return Err(fail(
+                            format!(
+                                "`{}` is the name of a built-in function; give the component another name",
+                                c.name
+                            ),
+                            c.at,
+                        ));
+                    }
+                    let f = WasmScalar::new(&c.name, args, returns, catalog.components.len());
+                    catalog
+                        .scalars
+                        .insert(key, Arc::new(ScalarUDF::new_from_impl(f)));
+                }
+                let declared = Declared {
+                    name: c.name,
+                    path,
+                    params: c.params,
+                    world,
+                };
+                catalog.components.push(declared.clone());
+                bound.push(Bound::Component(declared));
+            }
+            Statement::Process(p) => {
+                let (spec, schema) = process(&catalog, &p, components).map_err(|e| {
+                    let (message, at, hint) = e;
+                    ScriptError {
+                        hint,
+                        ..fail(message, at)
+                    }
+                })?;
+                catalog.streams.insert(p.name.clone(), schema.clone());
+                bound.push(Bound::Process(p, spec, schema));
+            }
             Statement::Input(input) => {
                 let schema = Arc::new(Schema::new(
                     input
@@ -155,13 +218,6 @@ pub fn bind(file: &str, statements: Vec<Statement>) -> Result<Vec<Bound>, Script
                 bound.push(Bound::Input(input, schema));
             }
             Statement::Select(mut select) => {
-                let fail = |message: String, at: Location| ScriptError {
-                    file: file.to_string(),
-                    line: at.line,
-                    column: at.column,
-                    message,
-                    hint: None,
-                };
                 group_implicitly(&mut select.query, &catalog);
                 let planner = SqlToRel::new_with_options(
                     &catalog,
@@ -174,11 +230,11 @@ pub fn bind(file: &str, statements: Vec<Statement>) -> Result<Vec<Bound>, Script
                 );
                 let plan = planner
                     .sql_statement_to_plan(ast::Statement::Query(select.query.clone()))
-                    .map_err(|e| planner_error(file, &e, select.at))?;
+                    .map_err(|e| at_call(planner_error(file, &e, select.at), &select))?;
                 // Type checking and coercion: DataFusion's analyzer.
                 let plan = datafusion_optimizer::Analyzer::new()
                     .execute_and_check(plan, &catalog.options, |_, _| {})
-                    .map_err(|e| planner_error(file, &e, select.at))?;
+                    .map_err(|e| at_call(planner_error(file, &e, select.at), &select))?;
                 deterministic(&plan).map_err(|m| fail(m, select.at))?;
                 if select.window.is_some() && !aggregates(&plan) {
                     let at = select.window.map_or(select.at, |w| w.at);
@@ -211,6 +267,103 @@ pub fn bind(file: &str, statements: Vec<Statement>) -> Result<Vec<Bound>, Script
         }
     }
     Ok(bound)
+}
+
+/// A `PROCESS` or `REDUCE` statement's stage and the columns it gives, or
+/// what is wrong, where, and a hint.
+fn process(
+    catalog: &Catalog,
+    p: &Process,
+    components: &dyn Components,
+) -> Result<(UdfSpec, SchemaRef), (String, Location, Option<String>)> {
+    let Some(declared) = catalog
+        .components
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(&p.component))
+    else {
+        let names = catalog.components.iter().map(|d| d.name.as_str());
+        let near = near(&p.component, names);
+        return Err((
+            format!(
+                "no component `{}` is declared before this statement",
+                p.component
+            ),
+            p.component_at,
+            Some(if near.is_empty() {
+                format!(
+                    "declare it first: `{} = COMPONENT \"path.wasm\";`",
+                    p.component
+                )
+            } else {
+                format!("did you mean `{}`?", near.join("`, `"))
+            }),
+        ));
+    };
+    let (kind, statement) = match &p.key {
+        None => (StageKind::Processor, "PROCESS"),
+        Some(_) => (StageKind::Reducer, "REDUCE"),
+    };
+    let fits = matches!(
+        (&declared.world, kind),
+        (World::Processor, StageKind::Processor) | (World::Reducer, StageKind::Reducer)
+    );
+    if !fits {
+        let hint = match &declared.world {
+            World::Processor => format!(
+                "run a processor with `PROCESS {} USING {}`",
+                p.input, declared.name
+            ),
+            World::Reducer => format!(
+                "run a reducer with `REDUCE {} ON key USING {}`",
+                p.input, declared.name
+            ),
+            World::Scalar { .. } => format!(
+                "call a scalar function in an expression: `SELECT {}(...) AS x FROM {}`",
+                declared.name, p.input
+            ),
+        };
+        return Err((
+            format!(
+                "`{}` exports the `{}` world; {statement} runs a {}",
+                declared.name,
+                declared.world.name(),
+                if kind == StageKind::Processor {
+                    "processor"
+                } else {
+                    "reducer"
+                }
+            ),
+            p.component_at,
+            Some(hint),
+        ));
+    }
+    let Some((_, input)) = catalog.stream(&p.input) else {
+        let near = near(&p.input, catalog.streams.keys().map(String::as_str));
+        return Err((
+            format!("no stream `{}` is defined before this statement", p.input),
+            p.at,
+            (!near.is_empty()).then(|| format!("did you mean `{}`?", near.join("`, `"))),
+        ));
+    };
+    let spec = UdfSpec {
+        kind,
+        component: declared.path.clone(),
+        params: merged(&declared.params, &p.params),
+        key: p.key.clone(),
+        output: None,
+        args: Vec::new(),
+        on_trap: ErrorPolicy::Fail,
+        limits: Default::default(),
+    };
+    let events = crate::pipeline::with_interval(input.fields().iter().map(|f| f.as_ref().clone()));
+    let output = components
+        .stage_output(&p.name, &spec, events)
+        .map_err(|m| (m, p.at, None))?;
+    let user: Vec<ArrowField> = output.fields()[2..]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    Ok((spec, Arc::new(Schema::new(user))))
 }
 
 /// As in SCOPE, a query that aggregates without `GROUP BY` groups by its
@@ -313,6 +466,38 @@ fn output_schema(plan: &LogicalPlan) -> Result<SchemaRef, String> {
         fields.push(f.as_ref().clone());
     }
     Ok(Arc::new(Schema::new(fields)))
+}
+
+/// An error about a call of function `f` that DataFusion placed at the
+/// statement, moved to the first call of `f` in it.
+fn at_call(mut e: ScriptError, select: &Select) -> ScriptError {
+    use sqlparser::ast::Spanned;
+    let (line, column) = (select.at.line, select.at.column);
+    let Some(name) = e
+        .message
+        .split_once("call to '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(name, _)| name.to_string())
+    else {
+        return e;
+    };
+    if (e.line, e.column) != (line, column) {
+        return e;
+    }
+    let mut at = None;
+    let _ = ast::visit_expressions(select.query.as_ref(), |x| {
+        if let ast::Expr::Function(f) = x
+            && at.is_none()
+            && f.name.to_string().eq_ignore_ascii_case(&name)
+        {
+            at = Some(f.name.span().start);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    if let Some(at) = at.filter(|a| a.line > 0) {
+        (e.line, e.column) = (at.line, at.column);
+    }
+    e
 }
 
 /// A planner error, at the place DataFusion names (or the statement).

@@ -3,18 +3,26 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use weir_core::plan::{Operator, Plan, Recovery, SinkTarget};
+use weir_core::plan::{Operator, Plan, Recovery, SinkTarget, StageKind};
+use weir_core::udf::ModuleVersion;
 
 use crate::bind::Bound;
+use crate::component::Components;
 use crate::error::ScriptError;
 
 /// The logical plan of every query (as DataFusion bound, type-checked and
 /// optimised it) and the physical plan: sources, stages with their inputs,
 /// parallelism, partitioning, merges and recovery, and sinks.
-pub fn explain(path: &Path, text: &str) -> Result<String, ScriptError> {
+/// `components` tells what the components it declares are.
+pub fn explain(
+    path: &Path,
+    text: &str,
+    components: &dyn Components,
+) -> Result<String, ScriptError> {
     let file = path.display().to_string();
     let statements = crate::script::parse(&file, text)?;
-    let bound = crate::bind::bind(&file, statements)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bound = crate::bind::bind(&file, statements, components, &base)?;
     let mut out = String::new();
     let _ = writeln!(out, "== logical plan");
     for b in &bound {
@@ -44,7 +52,7 @@ pub fn explain(path: &Path, text: &str) -> Result<String, ScriptError> {
             }
         }
     }
-    let plan = crate::lower::compile(path, text)?;
+    let plan = crate::lower::compile_with(path, text, crate::lower::Inputs::Files, components)?;
     out.push_str(&physical(&plan));
     Ok(out)
 }
@@ -69,7 +77,24 @@ fn physical(plan: &Plan) -> String {
         let what = match &s.operator {
             Operator::Temporal(t) => format!("operator: {}", t.describe),
             Operator::Union => "union".into(),
-            Operator::Udf(u) => format!("Wasm component {}", u.component.display()),
+            Operator::Udf(u) => {
+                let version = std::fs::read(&u.component)
+                    .map(|b| ModuleVersion::of(&b).short().to_string())
+                    .unwrap_or_else(|_| "unread".into());
+                let what = match (u.kind, &u.key) {
+                    (StageKind::Scalar, _) => format!(
+                        "scalar function({}) as `{}`",
+                        u.args.join(", "),
+                        u.output.as_deref().unwrap_or("")
+                    ),
+                    (_, Some(key)) => format!("reducer keyed by `{key}`"),
+                    (_, None) => "processor".into(),
+                };
+                format!(
+                    "Wasm component {} (module {version}), {what}",
+                    u.component.display()
+                )
+            }
         };
         let merge = if s.inputs.len() > 1 {
             ", merged by CTI"

@@ -17,6 +17,7 @@
 //! every error names the file, line and column and what was expected.
 
 mod bind;
+mod component;
 mod duration;
 mod error;
 mod explain;
@@ -25,6 +26,7 @@ mod pipeline;
 mod script;
 
 pub use bind::{Bound, bind};
+pub use component::{Component, Components, Declared, NoComponents, Process, World};
 pub use duration::parse_duration;
 pub use error::ScriptError;
 pub use explain::explain;

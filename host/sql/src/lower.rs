@@ -15,13 +15,16 @@ use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use sqlparser::tokenizer::Location;
 use weir_core::plan::{
     CtiPolicy, ErrorPolicy, Operator, Plan, Recovery, SinkSpec, SinkTarget, SourceFormat,
-    SourceOrigin, SourceSpec, StageSpec, TemporalSpec, TimeUnit,
+    SourceOrigin, SourceSpec, StageSpec, TemporalSpec, TimeUnit, UdfSpec,
 };
 use weir_core::temporal::{
     AggKind, Aggregate, JoinKind, Lifetime, TemporalJoin, TemporalOp, WindowAggregate,
 };
 
+mod hoist;
+
 use crate::bind::Bound;
+use crate::component::{Components, Declared, NoComponents};
 use crate::error::ScriptError;
 use crate::pipeline::{Pipeline, Step, with_interval};
 use crate::script::{Input, Window};
@@ -40,6 +43,8 @@ struct Build {
     output: SchemaRef,
     /// A union of its inputs (no steps, no operator).
     union: bool,
+    /// A Wasm component's stage (no steps, no operator).
+    udf: Option<UdfSpec>,
 }
 
 impl Build {
@@ -57,6 +62,14 @@ impl Build {
     }
 
     fn spec(self) -> StageSpec {
+        if let Some(udf) = self.udf {
+            return StageSpec {
+                name: self.name,
+                inputs: self.inputs,
+                operator: Operator::Udf(udf),
+                recovery: Recovery::default(),
+            };
+        }
         if self.union {
             return StageSpec {
                 name: self.name,
@@ -75,6 +88,7 @@ impl Build {
             after,
             output,
             union: _,
+            udf: _,
         } = self;
         let pipeline_describe = describe.clone();
         let make = Arc::new(move || -> Result<Box<dyn TemporalOp>, String> {
@@ -134,6 +148,11 @@ struct Lowering<'a> {
     at: Location,
     /// Stages of this query so far (for fresh names).
     made: usize,
+    /// Components declared so far.
+    declared: Vec<Declared>,
+    /// Calls of scalar components in this query so far (for column names).
+    calls: usize,
+    components: &'a dyn Components,
 }
 
 /// Where a script's inputs come from.
@@ -147,17 +166,24 @@ pub enum Inputs {
 }
 
 /// Compiles script `text` (its file `path`; relative paths are from its
-/// directory) to a plan whose inputs are files.
+/// directory) to a plan whose inputs are files, for a script that uses no
+/// component.
 pub fn compile(path: &Path, text: &str) -> Result<Plan, ScriptError> {
-    compile_with(path, text, Inputs::Files)
+    compile_with(path, text, Inputs::Files, &NoComponents)
 }
 
-/// Compiles script `text` to a plan whose inputs come from `inputs`.
-pub fn compile_with(path: &Path, text: &str, inputs: Inputs) -> Result<Plan, ScriptError> {
+/// Compiles script `text` to a plan whose inputs come from `inputs`;
+/// `components` tells what the components it declares are.
+pub fn compile_with(
+    path: &Path,
+    text: &str,
+    inputs: Inputs,
+    components: &dyn Components,
+) -> Result<Plan, ScriptError> {
     let file = path.display().to_string();
     let statements = crate::script::parse(&file, text)?;
-    let bound = crate::bind::bind(&file, statements)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bound = crate::bind::bind(&file, statements, components, &base)?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -170,6 +196,9 @@ pub fn compile_with(path: &Path, text: &str, inputs: Inputs) -> Result<Plan, Scr
         window: None,
         at: Location::new(1, 1),
         made: 0,
+        calls: 0,
+        declared: Vec::new(),
+        components,
     };
     let (mut sources, mut sinks) = (Vec::new(), Vec::new());
     for b in bound {
@@ -182,6 +211,7 @@ pub fn compile_with(path: &Path, text: &str, inputs: Inputs) -> Result<Plan, Scr
                 l.window = select.window;
                 l.at = select.at;
                 l.made = 0;
+                l.calls = 0;
                 let first = l.builds.len();
                 let plan = optimize(*plan).map_err(|m| l.fail(m))?;
                 let mut flow = l.flow(&plan).map_err(|m| l.fail(m))?;
@@ -198,6 +228,23 @@ pub fn compile_with(path: &Path, text: &str, inputs: Inputs) -> Result<Plan, Scr
                         hint: None,
                     });
                 }
+            }
+            Bound::Component(d) => l.declared.push(d),
+            Bound::Process(p, spec, schema) => {
+                let output = with_interval(schema.fields().iter().map(|f| f.as_ref().clone()));
+                let (input, input_schema) = l.stream_schema(&p.input).map_err(|m| l.fail(m))?;
+                l.builds.push(Build {
+                    name: p.name.clone(),
+                    inputs: vec![input],
+                    input_schemas: vec![input_schema],
+                    before: Vec::new(),
+                    op: None,
+                    after: Vec::new(),
+                    output: output.clone(),
+                    union: false,
+                    udf: Some(spec),
+                });
+                l.streams.push((p.name.clone(), output));
             }
             Bound::Output(o) => sinks.push(SinkSpec {
                 input: l.stream_name(&o.name),
@@ -296,6 +343,7 @@ impl Lowering<'_> {
                 after: Vec::new(),
                 output: arrow.clone(),
                 union: false,
+                udf: None,
             });
         }
         self.streams.push((input.name.clone(), arrow));
@@ -333,7 +381,7 @@ impl Lowering<'_> {
         let name = self.name.clone();
         let ours = self.builds.len() > first;
         match self.builds.last_mut() {
-            Some(b) if ours && b.name == flow.stream && !b.union => {
+            Some(b) if ours && b.name == flow.stream && !b.union && b.udf.is_none() => {
                 b.after.extend(flow.steps);
                 b.output = flow.arrow.clone();
                 b.name = name.clone();
@@ -349,6 +397,7 @@ impl Lowering<'_> {
                     after: Vec::new(),
                     output: flow.arrow.clone(),
                     union: false,
+                    udf: None,
                 });
             }
         }
@@ -372,6 +421,7 @@ impl Lowering<'_> {
             after: Vec::new(),
             output: flow.arrow.clone(),
             union: false,
+            udf: None,
         });
         self.streams.push((name.clone(), flow.arrow.clone()));
         Ok((name, flow.arrow))
@@ -395,7 +445,7 @@ impl Lowering<'_> {
                         .map_err(|e| e.strip_backtrace())?;
                 // Predicates pushed into the scan run first, on its columns.
                 for f in &scan.filters {
-                    flow.steps.push(Step::Filter(physical(f, &input)?));
+                    self.filter(&mut flow, f, &input)?;
                 }
                 if let Some(projection) = &scan.projection {
                     let exprs = projection
@@ -409,13 +459,13 @@ impl Lowering<'_> {
             LogicalPlan::SubqueryAlias(a) => self.flow(&a.input),
             LogicalPlan::Filter(f) => {
                 let mut flow = self.flow(&f.input)?;
-                let predicate = physical(&f.predicate, f.input.schema())?;
-                flow.steps.push(Step::Filter(predicate));
+                self.filter(&mut flow, &f.predicate, f.input.schema())?;
                 Ok(flow)
             }
             LogicalPlan::Projection(p) => {
                 let mut flow = self.flow(&p.input)?;
-                self.map(&mut flow, &p.expr, p.input.schema(), &p.schema)?;
+                let (exprs, schema) = self.hoist(&mut flow, &p.expr, p.input.schema())?;
+                self.map(&mut flow, &exprs, &schema, &p.schema)?;
                 Ok(flow)
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
@@ -429,6 +479,24 @@ impl Lowering<'_> {
                 other.display()
             )),
         }
+    }
+
+    /// Keeps the rows of `flow` (of schema `input`) that `predicate` holds for.
+    fn filter(
+        &mut self,
+        flow: &mut Flow,
+        predicate: &Expr,
+        input: &DFSchema,
+    ) -> Result<(), String> {
+        let (hoisted, schema) = self.hoist(flow, std::slice::from_ref(predicate), input)?;
+        flow.steps
+            .push(Step::Filter(physical(&hoisted[0], &schema)?));
+        if schema.fields().len() != input.fields().len() {
+            // The columns the calls added go again.
+            let keep: Vec<Expr> = input.columns().into_iter().map(Expr::Column).collect();
+            self.map(flow, &keep, &schema, input)?;
+        }
+        Ok(())
     }
 
     fn map(
@@ -455,7 +523,7 @@ impl Lowering<'_> {
                     .into(),
             );
         };
-        let flow = self.flow(&a.input)?;
+        let mut flow = self.flow(&a.input)?;
         let input_schema = a.input.schema();
         // One map: the group keys, then each aggregate's argument.
         let mut exprs: Vec<Expr> = a.group_expr.clone();
@@ -520,9 +588,10 @@ impl Lowering<'_> {
             };
             aggs.push(Aggregate { kind, arg, name });
         }
+        let (exprs, over) = self.hoist(&mut flow, &exprs, input_schema)?;
         let exprs = exprs
             .iter()
-            .map(|e| physical(e, input_schema))
+            .map(|e| physical(e, &over))
             .collect::<Result<Vec<_>, _>>()?;
         let pre = with_interval(fields);
         let keys: Vec<usize> = (2..2 + a.group_expr.len()).collect();
@@ -563,6 +632,7 @@ impl Lowering<'_> {
             after: Vec::new(),
             output: output.clone(),
             union: false,
+            udf: None,
         });
         self.streams.push((name.clone(), output.clone()));
         Ok(Flow {
@@ -598,6 +668,7 @@ impl Lowering<'_> {
             after: Vec::new(),
             output: output.clone(),
             union: true,
+            udf: None,
         });
         self.streams.push((name.clone(), output.clone()));
         Ok(Flow {
@@ -655,6 +726,7 @@ impl Lowering<'_> {
             after: Vec::new(),
             output: output.clone(),
             union: false,
+            udf: None,
         });
         self.streams.push((name.clone(), output.clone()));
         let mut flow = Flow {
@@ -690,6 +762,11 @@ pub fn optimize(plan: LogicalPlan) -> Result<LogicalPlan, String> {
 }
 
 fn physical(e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>, String> {
+    if hoist::has_call(e) {
+        return Err(format!(
+            "`{e}` calls a component where this engine cannot run it (in a join's condition); call it in a query before or after the join"
+        ));
+    }
     create_physical_expr(
         e,
         schema,

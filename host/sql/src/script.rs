@@ -8,6 +8,7 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use weir_core::schema::{ColumnType, Field};
 use weir_core::temporal::{Hopping, Lifetime};
 
+use crate::component::{self, Component, Process};
 use crate::duration::unit_scale;
 use crate::error::ScriptError;
 
@@ -81,6 +82,10 @@ pub enum Statement {
     Select(Select),
     /// A stream written out.
     Output(Output),
+    /// A Wasm component, by name.
+    Component(Component),
+    /// A stream computed by a component (`PROCESS` or `REDUCE`).
+    Process(Process),
 }
 
 impl Statement {
@@ -90,6 +95,8 @@ impl Statement {
             Statement::Input(i) => Some(&i.name),
             Statement::Select(s) => Some(&s.name),
             Statement::Output(_) => None,
+            Statement::Component(c) => Some(&c.name),
+            Statement::Process(p) => Some(&p.name),
         }
     }
 
@@ -99,6 +106,8 @@ impl Statement {
             Statement::Input(i) => i.at,
             Statement::Select(s) => s.at,
             Statement::Output(o) => o.at,
+            Statement::Component(c) => c.at,
+            Statement::Process(p) => p.at,
         }
     }
 }
@@ -177,7 +186,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Statement>, ScriptError> {
     Ok(statements)
 }
 
-fn error(file: &str, at: Location, message: String) -> ScriptError {
+pub(crate) fn error(file: &str, at: Location, message: String) -> ScriptError {
     ScriptError {
         file: file.to_string(),
         line: at.line,
@@ -188,31 +197,31 @@ fn error(file: &str, at: Location, message: String) -> ScriptError {
 }
 
 /// The tokens of one statement, read in order.
-struct Cursor<'a> {
-    file: &'a str,
-    tokens: Vec<TokenWithSpan>,
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) tokens: Vec<TokenWithSpan>,
+    pub(crate) pos: usize,
     /// Where the statement's `;` is.
-    end: Location,
+    pub(crate) end: Location,
 }
 
 impl Cursor<'_> {
-    fn peek(&self) -> Option<&TokenWithSpan> {
+    pub(crate) fn peek(&self) -> Option<&TokenWithSpan> {
         self.tokens.get(self.pos)
     }
 
-    fn at(&self) -> Location {
+    pub(crate) fn at(&self) -> Location {
         self.peek().map_or(self.end, |t| t.span.start)
     }
 
-    fn found(&self) -> String {
+    pub(crate) fn found(&self) -> String {
         match self.peek() {
             Some(t) => format!("`{}`", t.token),
             None => "`;`".into(),
         }
     }
 
-    fn fail<T>(&self, expected: &str) -> Result<T, ScriptError> {
+    pub(crate) fn fail<T>(&self, expected: &str) -> Result<T, ScriptError> {
         Err(error(
             self.file,
             self.at(),
@@ -221,7 +230,7 @@ impl Cursor<'_> {
     }
 
     /// The next token if it is the keyword `word` (any case).
-    fn keyword(&mut self, word: &str) -> bool {
+    pub(crate) fn keyword(&mut self, word: &str) -> bool {
         match self.peek() {
             Some(TokenWithSpan {
                 token: Token::Word(w),
@@ -234,7 +243,7 @@ impl Cursor<'_> {
         }
     }
 
-    fn expect_keyword(&mut self, word: &str) -> Result<(), ScriptError> {
+    pub(crate) fn expect_keyword(&mut self, word: &str) -> Result<(), ScriptError> {
         if self.keyword(word) {
             Ok(())
         } else {
@@ -242,7 +251,7 @@ impl Cursor<'_> {
         }
     }
 
-    fn expect(&mut self, token: Token) -> Result<(), ScriptError> {
+    pub(crate) fn expect(&mut self, token: Token) -> Result<(), ScriptError> {
         if self.peek().is_some_and(|t| t.token == token) {
             self.pos += 1;
             Ok(())
@@ -252,7 +261,7 @@ impl Cursor<'_> {
     }
 
     /// A name (a bare or `[`/backquote-quoted word).
-    fn ident(&mut self, what: &str) -> Result<String, ScriptError> {
+    pub(crate) fn ident(&mut self, what: &str) -> Result<String, ScriptError> {
         match self.peek() {
             Some(TokenWithSpan {
                 token: Token::Word(w),
@@ -267,7 +276,7 @@ impl Cursor<'_> {
     }
 
     /// A quoted path: `"file"` or `'file'`.
-    fn path(&mut self) -> Result<String, ScriptError> {
+    pub(crate) fn path(&mut self) -> Result<String, ScriptError> {
         let text = match self.peek().map(|t| &t.token) {
             Some(Token::Word(w)) if w.quote_style == Some('"') => w.value.clone(),
             Some(Token::SingleQuotedString(s)) => s.clone(),
@@ -278,7 +287,7 @@ impl Cursor<'_> {
     }
 
     /// A duration: a number and a unit (`500ms`, `5s`, `10min`, `1h`).
-    fn duration(&mut self) -> Result<i64, ScriptError> {
+    pub(crate) fn duration(&mut self) -> Result<i64, ScriptError> {
         let at = self.at();
         let number = match self.peek().map(|t| &t.token) {
             Some(Token::Number(n, _)) => n.clone(),
@@ -312,7 +321,7 @@ impl Cursor<'_> {
             })
     }
 
-    fn done(&self) -> Result<(), ScriptError> {
+    pub(crate) fn done(&self) -> Result<(), ScriptError> {
         match self.peek() {
             None => Ok(()),
             Some(_) => self.fail("`;`"),
@@ -356,13 +365,24 @@ fn statement(
     if c.keyword("INPUT") {
         return input(c, name, at).map(Statement::Input);
     }
+    if c.keyword("COMPONENT") {
+        return component::component(c, name, at).map(Statement::Component);
+    }
+    if c.keyword("PROCESS") {
+        return component::process(c, name, at, false).map(Statement::Process);
+    }
+    if c.keyword("REDUCE") {
+        return component::process(c, name, at, true).map(Statement::Process);
+    }
     let starts_query = matches!(
         c.peek().map(|t| &t.token),
         Some(Token::Word(w)) if w.quote_style.is_none()
             && (w.value.eq_ignore_ascii_case("SELECT") || w.value.eq_ignore_ascii_case("WITH"))
     ) || matches!(c.peek().map(|t| &t.token), Some(Token::LParen));
     if !starts_query {
-        return c.fail(&format!("`INPUT` or `SELECT` after `{name} =`"));
+        return c.fail(&format!(
+            "`INPUT`, `SELECT`, `PROCESS`, `REDUCE` or `COMPONENT` after `{name} =`"
+        ));
     }
     select(c, name, at).map(Statement::Select)
 }
@@ -731,7 +751,7 @@ OUTPUT CountAlerts TO "counts.jsonl" WITH INTERVAL;
     fn bad_scripts_say_where_and_what() {
         assert_eq!(
             fails("A = INPUT \"a\" SCHEMA (t long) EVENTTIME t;\nB = SELEC * FROM A;"),
-            "t.wsql:2:5: expected `INPUT` or `SELECT` after `B =`, found `SELEC`"
+            "t.wsql:2:5: expected `INPUT`, `SELECT`, `PROCESS`, `REDUCE` or `COMPONENT` after `B =`, found `SELEC`"
         );
         assert_eq!(
             fails("A = INPUT \"a\" SCHEMA (t long, x numbr) EVENTTIME t;"),

@@ -1,13 +1,19 @@
 //! Binding scripts: the paper's example plans, and each kind of bad script
 //! is refused with its place and a reason.
 
-use weir_sql::{Bound, bind, parse};
+use weir_sql::{Bound, NoComponents, bind, parse};
 
 const ALERTS: &str = include_str!("../../../examples/alerts/alerts.wsql");
 
 fn bound(text: &str) -> Result<Vec<Bound>, String> {
     let statements = parse("t.wsql", text).map_err(|e| e.to_string())?;
-    bind("t.wsql", statements).map_err(|e| e.to_string())
+    bind(
+        "t.wsql",
+        statements,
+        &NoComponents,
+        std::path::Path::new(""),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn refused(text: &str) -> String {

@@ -115,7 +115,14 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Explain { script } => {
             let text = std::fs::read_to_string(&script)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", script.display()))?;
-            print!("{}", weir_sql::explain(&script, &text)?);
+            print!(
+                "{}",
+                weir_sql::explain(
+                    &script,
+                    &text,
+                    &weir_node::components::WasmComponents::files()
+                )?
+            );
             Ok(())
         }
         Command::Cluster { command } => cluster::cluster(command),

@@ -89,6 +89,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         .map(|p| param(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let spec = UdfSpec {
+        args: Vec::new(),
         kind,
         component: component.clone(),
         params,

@@ -256,8 +256,25 @@ impl UdfStage {
             message,
         };
         let signature = udf.signature().clone();
-        let (reads, mut writes, passthrough) =
+        let (mut reads, mut writes, passthrough) =
             (signature.reads, signature.writes, signature.passthrough);
+        if !spec.args.is_empty() {
+            // A call binds input columns to the arguments by position.
+            if spec.args.len() != reads.len() {
+                return Err(mismatch(
+                    &module,
+                    format!(
+                        "the function takes {} argument(s) ({}) but is given {}",
+                        reads.len(),
+                        describe(&reads),
+                        spec.args.len()
+                    ),
+                ));
+            }
+            for (field, column) in reads.iter_mut().zip(&spec.args) {
+                field.name = column.clone();
+            }
+        }
         if spec.kind == StageKind::Scalar
             && let Some(out) = writes.first_mut()
         {

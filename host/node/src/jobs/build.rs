@@ -11,7 +11,7 @@ impl Jobs {
         record: &JobRecord,
         create: bool,
     ) -> Result<Vec<(Task, VertexStatus)>> {
-        let plan: Plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        let plan: Plan = self.plan_of(&record.path, &record.text, &record.modules)?;
         let streams = &self.inner.streams;
         let prefix = record.prefix();
         let mut schemas: HashMap<String, (u64, SchemaRef)> = HashMap::new();
@@ -237,6 +237,7 @@ impl Jobs {
         };
         let output_schema = match &operator {
             vertex::Operator::Udf(stage) => stage.output_schema(),
+            vertex::Operator::Temporal(op) => op.output_schema(),
             _ => input_schema.clone(),
         };
         let (output, out_name, dead) = job_stream(&spec.name, &output_schema)?;

@@ -267,7 +267,19 @@ impl Jobs {
         text: &str,
         modules: Vec<(PathBuf, Vec<u8>)>,
     ) -> Result<JobStatus> {
-        let plan = crate::job::parse_with(path, text, false)?;
+        let mut versions = BTreeMap::new();
+        let mut ops = Vec::new();
+        for (component, bytes) in modules {
+            // Refuses what is not a loadable component; keeps it compiled for `build`.
+            let module = self
+                .inner
+                .runtime
+                .load(&component.display().to_string(), &bytes)?;
+            let version = module.version.hex().to_string();
+            ops.push(put(&format!("{MODULE_PREFIX}{version}"), bytes));
+            versions.insert(component, version);
+        }
+        let plan = self.plan_of(path, text, &versions)?;
         if let Some(r) = lock(&self.inner.running).get(&plan.name) {
             bail!(
                 Job,
@@ -280,18 +292,6 @@ impl Jobs {
         let streams = &self.inner.streams;
         if path.extension().is_some_and(|e| e == "wsql") {
             self.script_inputs(&plan)?;
-        }
-        let mut versions = BTreeMap::new();
-        let mut ops = Vec::new();
-        for (component, bytes) in modules {
-            // Refuses what is not a loadable component; keeps it compiled for `build`.
-            let module = self
-                .inner
-                .runtime
-                .load(&component.display().to_string(), &bytes)?;
-            let version = module.version.hex().to_string();
-            ops.push(put(&format!("{MODULE_PREFIX}{version}"), bytes));
-            versions.insert(component, version);
         }
         for stage in &plan.stages {
             if let Operator::Udf(udf) = &stage.operator
@@ -334,6 +334,27 @@ impl Jobs {
         self.status(Some(&name))?
             .pop()
             .context("the job vanished as it started")
+    }
+
+    /// The plan of a job file or script; `modules` (component path →
+    /// version) are the modules sent with it, which a script's components
+    /// are loaded from.
+    pub(super) fn plan_of(
+        &self,
+        path: &Path,
+        text: &str,
+        modules: &BTreeMap<PathBuf, String>,
+    ) -> Result<Plan> {
+        let streams = self.inner.streams.clone();
+        let components =
+            crate::components::WasmComponents::with(self.inner.runtime.clone(), |runtime, path| {
+                let version = modules.get(path).ok_or_else(|| {
+                    format!("component {} was not sent with the job", path.display())
+                })?;
+                patching::load_module(runtime, &streams, version, &path.display().to_string())
+                    .map_err(|e| format!("{e:#}"))
+            });
+        Ok(crate::job::parse_with(path, text, false, &components)?)
     }
 
     /// A script's inputs are the node's streams of their names: each is

@@ -240,7 +240,7 @@ impl Jobs {
             .get(job)
             .map(|r| r.record.clone())
             .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
-        let plan = crate::job::parse_with(&record.path, &record.text, false)?;
+        let plan = self.plan_of(&record.path, &record.text, &record.modules)?;
         Ok((record, plan))
     }
 

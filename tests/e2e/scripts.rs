@@ -1,0 +1,183 @@
+//! User code in query scripts: the click-fraud script (a Wasm processor,
+//! windowed counts, a threshold) offline and on a node, and each kind of
+//! wrong use of a component refused with its place.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use weir::testkit::{repo_root, udf_component};
+
+use super::jobs::wait_finished;
+use super::node::{Node, cluster, ok};
+use super::{stderr, weir};
+
+/// The click-fraud script in `d`, its component path pointing at the
+/// component built from `udfs/`, with its input in `data/`.
+fn click_fraud_script(d: &Path) {
+    let example = repo_root().join("examples/click-fraud");
+    let text = std::fs::read_to_string(example.join("clickfraud.wsql")).expect("script");
+    let text = text.replace(
+        "../../udfs/target/wasm32-wasip2/release/bot_filter.wasm",
+        &udf_component("bot_filter").display().to_string(),
+    );
+    std::fs::write(d.join("clickfraud.wsql"), text).expect("script");
+    std::fs::create_dir_all(d.join("data")).expect("data dir");
+    std::fs::copy(
+        example.join("data/clicks.jsonl"),
+        d.join("data/clicks.jsonl"),
+    )
+    .expect("clicks");
+}
+
+/// What the script must flag, computed from the clicks directly: per user
+/// and 5-second window, the clicks that are not bots' (agent naming a
+/// crawler, IP in 10.66.), when more than 8.
+fn flagged_by_hand() -> BTreeMap<(i64, String), i64> {
+    let text = std::fs::read_to_string(repo_root().join("examples/click-fraud/data/clicks.jsonl"))
+        .expect("clicks");
+    let mut counts: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        let agent = v["agent"].as_str().expect("agent").to_ascii_lowercase();
+        let bot = ["bot", "crawler", "spider", "headless"]
+            .iter()
+            .any(|m| agent.contains(m));
+        if bot || v["ip"].as_str().expect("ip").starts_with("10.66.") {
+            continue;
+        }
+        let ts = v["ts"].as_i64().expect("ts");
+        let user = v["user"].as_str().expect("user").to_string();
+        *counts
+            .entry((ts - ts.rem_euclid(5_000_000), user))
+            .or_default() += 1;
+    }
+    counts.retain(|_, n| *n > 8);
+    counts
+}
+
+#[test]
+fn the_click_fraud_script_flags_what_the_rule_says_offline_and_on_a_node() {
+    let dir = cluster();
+    let d = dir.path();
+    click_fraud_script(d);
+    let out = weir(&["run", "clickfraud.wsql", "--quiet"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let offline = std::fs::read_to_string(d.join("out/flagged.jsonl")).expect("output");
+    let got: BTreeMap<(i64, String), i64> = offline
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            assert_eq!(
+                v["_end"].as_i64(),
+                v["_start"].as_i64().map(|s| s + 5_000_000)
+            );
+            (
+                (
+                    v["_start"].as_i64().expect("start"),
+                    v["user"].as_str().expect("user").to_string(),
+                ),
+                v["clicks"].as_i64().expect("clicks"),
+            )
+        })
+        .collect();
+    let want = flagged_by_hand();
+    assert!(!want.is_empty());
+    assert_eq!(got, want, "flagged users and windows");
+    for fraudster in ["u007", "u023", "u042"] {
+        assert!(
+            got.keys().any(|(_, u)| u == fraudster),
+            "{fraudster} is flagged"
+        );
+    }
+
+    std::fs::remove_dir_all(d.join("out")).expect("clean");
+    let node = Node::start(d, "data-node").expect("node starts");
+    ok(&node.weir(d, &["job", "submit", "clickfraud.wsql"]));
+    ok(&node.weir(d, &["ingest", "Clicks", "data/clicks.jsonl"]));
+    ok(&node.weir(d, &["stream", "close", "Clicks"]));
+    wait_finished(&node, d, "clickfraud");
+    let online = std::fs::read_to_string(d.join("out/flagged.jsonl")).expect("node output");
+    assert_eq!(online, offline, "the node wrote what weir run wrote");
+    node.stop();
+}
+
+#[test]
+fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let component = |name: &str| udf_component(name).display().to_string();
+    let head = format!(
+        "P = INPUT \"p.jsonl\" SCHEMA (user string, eur double, ts long) EVENTTIME ts;\n\
+         Sum = COMPONENT \"{}\";\n\
+         Band = COMPONENT \"{}\";\n\
+         Bots = COMPONENT \"{}\" WITH (blocked_prefix = '10.');\n",
+        component("running_sum"),
+        component("price_band"),
+        component("bot_filter"),
+    );
+    std::fs::write(d.join("p.jsonl"), "").expect("input");
+    std::fs::write(d.join("notwasm.wasm"), "not a component").expect("file");
+    let cases: [(&str, String, &[&str]); 7] = [
+        (
+            "world",
+            format!("{head}X = PROCESS P USING Sum;\n"),
+            &[
+                "world.wsql:5:21: `Sum` exports the `reducer` world; PROCESS runs a processor (run a reducer with `REDUCE P ON key USING Sum`)",
+            ],
+        ),
+        (
+            "scalar_world",
+            format!("{head}X = REDUCE P ON user USING Band;\n"),
+            &["scalar_world.wsql:5:28: `Band` exports the `scalar` world; REDUCE runs a reducer"],
+        ),
+        (
+            "signature",
+            format!("{head}X = SELECT Band(user) AS b FROM P;\n"),
+            &[
+                "signature.wsql:5:12: ",
+                "coercion from Utf8 to the signature Exact(Float64) failed",
+                "band(Float64)",
+            ],
+        ),
+        (
+            "arity",
+            format!("{head}X = SELECT b FROM (SELECT Band(eur, eur) AS b FROM P);\n"),
+            &["arity.wsql:5:27: ", "band(Float64, Float64)"],
+        ),
+        (
+            "columns",
+            format!("{head}X = PROCESS P USING Bots;\n"),
+            &[
+                "columns.wsql:5:1: stage `X` (module ",
+                "the UDF reads column `agent` (utf8) but its input has no such column",
+            ],
+        ),
+        (
+            "unknown",
+            format!("{head}X = PROCESS P USING Bot;\n"),
+            &[
+                "unknown.wsql:5:21: no component `Bot` is declared before this statement (did you mean `Bots`?)",
+            ],
+        ),
+        (
+            "file",
+            format!("{head}W = COMPONENT \"notwasm.wasm\";\n"),
+            &["file.wsql:5:1: component `W`: notwasm.wasm is not a WebAssembly component"],
+        ),
+    ];
+    for (name, text, want) in cases {
+        std::fs::write(d.join(format!("{name}.wsql")), &text).expect("script");
+        let out = weir(&["run", &format!("{name}.wsql")], d);
+        assert!(!out.status.success(), "{name} is refused");
+        let said = stderr(&out);
+        for want in want {
+            assert!(said.contains(want), "{name}: {said}");
+        }
+        let out = weir(&["explain", &format!("{name}.wsql")], d);
+        assert!(
+            !out.status.success() && stderr(&out).contains(want[0]),
+            "explain {name}: {}",
+            stderr(&out)
+        );
+    }
+}
