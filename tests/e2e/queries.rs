@@ -28,6 +28,15 @@ fn goldens() -> Vec<PathBuf> {
     all
 }
 
+/// A golden query's name: its file's stem.
+fn golden_name(script: &Path) -> String {
+    script
+        .file_stem()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// A directory holding golden query `name`, its inputs, and `components/`
 /// (the UDF components built from `udfs/`).
 fn golden_dir(name: &str) -> tempfile::TempDir {
@@ -81,11 +90,7 @@ fn golden_queries_write_their_expected_output() {
     let all = goldens();
     assert!(all.len() >= 5, "golden queries: {all:?}");
     for script in all {
-        let name = script
-            .file_stem()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+        let name = golden_name(&script);
         let dir = golden_dir(&name);
         let d = dir.path();
         let out = weir(&["run", &format!("{name}.wsql"), "--quiet"], d);
@@ -99,11 +104,7 @@ fn golden_queries_write_their_expected_output() {
 #[test]
 fn golden_queries_write_their_expected_output_on_a_node() {
     for script in goldens() {
-        let name = script
-            .file_stem()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+        let name = golden_name(&script);
         let dir = golden_dir(&name);
         let d = dir.path();
         let text = std::fs::read_to_string(&script).expect("script");

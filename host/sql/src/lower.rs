@@ -233,18 +233,7 @@ pub fn compile_with(
             Bound::Process(p, spec, schema) => {
                 let output = with_interval(schema.fields().iter().map(|f| f.as_ref().clone()));
                 let (input, input_schema) = l.stream_schema(&p.input).map_err(|m| l.fail(m))?;
-                l.builds.push(Build {
-                    name: p.name.clone(),
-                    inputs: vec![input],
-                    input_schemas: vec![input_schema],
-                    before: Vec::new(),
-                    op: None,
-                    after: Vec::new(),
-                    output: output.clone(),
-                    union: false,
-                    udf: Some(spec),
-                });
-                l.streams.push((p.name.clone(), output));
+                l.component_stage(p.name.clone(), input, input_schema, spec, output);
             }
             Bound::Output(o) => sinks.push(SinkSpec {
                 input: l.stream_name(&o.name),
@@ -367,6 +356,30 @@ impl Lowering<'_> {
             cti: CtiPolicy::default(),
             strict: false,
         })
+    }
+
+    /// A stage `name` running component `spec` over stream `input` (of
+    /// schema `input_schema`), giving `output`.
+    fn component_stage(
+        &mut self,
+        name: String,
+        input: String,
+        input_schema: SchemaRef,
+        spec: UdfSpec,
+        output: SchemaRef,
+    ) {
+        self.builds.push(Build {
+            name: name.clone(),
+            inputs: vec![input],
+            input_schemas: vec![input_schema],
+            before: Vec::new(),
+            op: None,
+            after: Vec::new(),
+            output: output.clone(),
+            union: false,
+            udf: Some(spec),
+        });
+        self.streams.push((name, output));
     }
 
     /// A fresh stage name in this query.

@@ -12,7 +12,7 @@ use datafusion_common::{Column, DFSchema, TableReference};
 use datafusion_expr::{Expr, ExprSchemable};
 use weir_core::plan::{ErrorPolicy, StageKind, UdfSpec};
 
-use super::{Build, Flow, Lowering};
+use super::{Flow, Lowering};
 use crate::component::WasmScalar;
 
 /// Whether `e` calls a scalar component.
@@ -128,18 +128,7 @@ impl Lowering<'_> {
                 .field_with_name(&result)
                 .map_err(|e| e.to_string())?
                 .clone();
-            self.builds.push(Build {
-                name: name.clone(),
-                inputs: vec![stream],
-                input_schemas: vec![events],
-                before: Vec::new(),
-                op: None,
-                after: Vec::new(),
-                output: output.clone(),
-                union: false,
-                udf: Some(spec),
-            });
-            self.streams.push((name.clone(), output.clone()));
+            self.component_stage(name.clone(), stream, events, spec, output.clone());
             *flow = Flow {
                 stream: name,
                 arrow: output,
