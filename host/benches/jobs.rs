@@ -128,7 +128,7 @@ checkpoint_every = {checkpoint_every}
     if reducer {
         modules.push((stats.clone(), std::fs::read(&stats).expect("read")));
     }
-    jobs.submit(&path, &text, modules).expect("submit");
+    jobs.submit(&path, &text, modules, 1).expect("submit");
 }
 
 /// Rows written by the job's sink so far.
@@ -354,6 +354,7 @@ path = "out.jsonl"
         &path,
         &text,
         vec![(v1.clone(), std::fs::read(&v1).expect("read"))],
+        1,
     )
     .expect("submit");
     let stage_in = |jobs: &Jobs| {

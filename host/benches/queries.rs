@@ -1,13 +1,15 @@
-//! Query scripts offline (`weir run`'s path, one thread): events per
-//! CPU-second for a tumbling count, a hopping count (size 10 s, hop 2 s), a
-//! temporal join and a hopping aggregate of every built-in function, over
-//! generated JSONL, whole path included (JSON parsing, the operators,
-//! canonical JSONL output).
+//! Query scripts offline (`weir run`'s path, a thread per vertex): events
+//! per CPU-second and per wall-second for a tumbling count, a hopping count
+//! (size 10 s, hop 2 s), a temporal join and a hopping aggregate of every
+//! built-in function, over generated JSONL, whole path included (JSON
+//! parsing, the operators, canonical JSONL output), with the keyed stage at
+//! parallelism 1 and 2 in the same run.
 //!
-//! Then the same queries as continuous jobs on a node in this process, fed
-//! Arrow batches (no JSON) through durable rStreams (redb, fsync per group
-//! commit) and through in-memory ones: events per CPU-second of the whole
-//! process, from the first append to the job finishing.
+//! Then the counts as continuous jobs on a node in this process, fed Arrow
+//! batches (no JSON) through durable rStreams (redb, fsync per group
+//! commit) at parallelism 1 and 2, and through in-memory ones: events per
+//! CPU-second and per wall-second of the whole process, from the first
+//! append to the job finishing.
 //!
 //! `cargo bench -p weir-host --bench queries` (size: WEIR_BENCH_EVENTS,
 //! default 1,000,000 clicks). Prints a table; results go to docs/benchmarks.md.
@@ -111,8 +113,15 @@ fn batch(from: u64, n: u64) -> Vec<u8> {
     .expect("encode")
 }
 
-/// Events per CPU-second of script `text` as a job on a node over `storage`.
-fn on_node(storage: Arc<dyn Storage>, dir: &Path, text: &str, n: u64) -> f64 {
+/// Events per CPU-second and per wall-second of script `text` as a job on a
+/// node over `storage`, its keyed stages at `parallelism`.
+fn on_node(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    text: &str,
+    n: u64,
+    parallelism: usize,
+) -> (f64, f64) {
     let streams = Streams::open(storage).expect("streams");
     let runtime = Runtime::new(None).expect("runtime");
     let files = weir::access::FileAccess::new(&[std::env::temp_dir()], &[]).expect("files");
@@ -123,8 +132,9 @@ fn on_node(storage: Arc<dyn Storage>, dir: &Path, text: &str, n: u64) -> f64 {
         .id;
     let path = dir.join("bench.wsql");
     std::fs::write(&path, text).expect("script");
-    let before = cpu();
-    jobs.submit(&path, text, Vec::new()).expect("submit");
+    let (before, started) = (cpu(), std::time::Instant::now());
+    jobs.submit(&path, text, Vec::new(), parallelism)
+        .expect("submit");
     let mut tickets = Vec::new();
     for from in (0..n).step_by(4096) {
         let (_, t) = streams
@@ -147,10 +157,10 @@ fn on_node(storage: Arc<dyn Storage>, dir: &Path, text: &str, n: u64) -> f64 {
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let used = cpu() - before;
+    let (used, wall) = (cpu() - before, started.elapsed().as_secs_f64());
     jobs.stop_all();
     streams.close();
-    n as f64 / used
+    (n as f64 / used, n as f64 / wall)
 }
 
 fn main() {
@@ -192,26 +202,45 @@ fn main() {
         ),
     ];
     let runtime = Arc::new(Runtime::new(Some(d.join("cache"))).expect("runtime"));
-    println!("{n} clicks, one thread, whole path (JSON in, JSONL out)");
-    println!("{:<36} {:>10} {:>16}", "query", "CPU s", "events/CPU-s");
+    println!("{n} clicks, a thread per vertex, whole path (JSON in, JSONL out)");
+    println!(
+        "{:<36} {:>4} {:>8} {:>14} {:>14} {:>10}",
+        "query", "par", "CPU s", "events/CPU-s", "events/s", "speed-up"
+    );
     for (name, text, events) in queries {
         let path = d.join("q.wsql");
         std::fs::write(&path, &text).expect("script");
-        let plan = weir::sql::compile(&path, &text).expect("compiles");
-        let options = RunOptions {
-            batch_size: None,
-            threads: 1,
-            progress: false,
-        };
-        let before = cpu();
-        run(&plan, &runtime, &options).expect("runs");
-        let used = cpu() - before;
-        println!("{name:<36} {used:>10.2} {:>16.0}", events as f64 / used);
+        let mut first = None;
+        for parallelism in [1, 2] {
+            let plan = weir::sql::compile_with(
+                &path,
+                &text,
+                weir::sql::Inputs::Files,
+                &weir::sql::NoComponents,
+                parallelism,
+            )
+            .expect("compiles");
+            let options = RunOptions {
+                batch_size: None,
+                threads: 2,
+                progress: false,
+            };
+            let (before, started) = (cpu(), std::time::Instant::now());
+            run(&plan, &runtime, &options).expect("runs");
+            let (used, wall) = (cpu() - before, started.elapsed().as_secs_f64());
+            let rate = events as f64 / wall;
+            let base = *first.get_or_insert(rate);
+            println!(
+                "{name:<36} {parallelism:>4} {used:>8.2} {:>14.0} {rate:>14.0} {:>9.2}x",
+                events as f64 / used,
+                rate / base
+            );
+        }
     }
-    println!("\non a node, Arrow batches in (no JSON), events/CPU-s");
+    println!("\non a node, Arrow batches in (no JSON)");
     println!(
-        "{:<36} {:>16} {:>16}",
-        "query", "durable (redb)", "in memory"
+        "{:<36} {:>4} {:>16} {:>14} {:>10} {:>16}",
+        "query", "par", "durable ev/CPU-s", "durable ev/s", "speed-up", "in-memory ev/CPU-s"
     );
     for (name, query) in [
         ("tumbling count (10 s)", "WITH TUMBLING(10s)"),
@@ -220,15 +249,30 @@ fn main() {
         let text = format!(
             "{CLICKS}C = SELECT user, COUNT(*) AS n FROM Clicks {query};\nOUTPUT C TO \"out.jsonl\";\n"
         );
-        let durable = {
-            let run = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
-            let storage = Arc::new(RedbStorage::open(&run.path().join("node.redb")).expect("redb"));
-            on_node(storage, run.path(), &text, n)
-        };
-        let memory = {
-            let run = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
-            on_node(Arc::new(MemStorage::default()), run.path(), &text, n)
-        };
-        println!("{name:<36} {durable:>16.0} {memory:>16.0}");
+        let mut first = None;
+        for parallelism in [1, 2] {
+            let (durable, wall) = {
+                let run = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
+                let storage =
+                    Arc::new(RedbStorage::open(&run.path().join("node.redb")).expect("redb"));
+                on_node(storage, run.path(), &text, n, parallelism)
+            };
+            let memory = {
+                let run = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
+                on_node(
+                    Arc::new(MemStorage::default()),
+                    run.path(),
+                    &text,
+                    n,
+                    parallelism,
+                )
+                .0
+            };
+            let base = *first.get_or_insert(wall);
+            println!(
+                "{name:<36} {parallelism:>4} {durable:>16.0} {wall:>14.0} {:>9.2}x {memory:>16.0}",
+                wall / base
+            );
+        }
     }
 }

@@ -85,18 +85,49 @@ fn check_golden(name: &str, d: &Path, how: &str) {
     assert!(outputs > 0, "{name}: nothing expected");
 }
 
+/// The parallelisms every golden query runs at: its output must not depend
+/// on how many rVertices its keyed stages run as.
+const PARALLELISMS: [&str; 3] = ["1", "2", "4"];
+
 #[test]
 fn golden_queries_write_their_expected_output() {
     let all = goldens();
     assert!(all.len() >= 5, "golden queries: {all:?}");
     for script in all {
         let name = golden_name(&script);
-        let dir = golden_dir(&name);
-        let d = dir.path();
-        let out = weir(&["run", &format!("{name}.wsql"), "--quiet"], d);
-        assert!(out.status.success(), "{name}: {}", stderr(&out));
-        check_golden(&name, d, "weir run");
+        for n in PARALLELISMS {
+            let dir = golden_dir(&name);
+            let d = dir.path();
+            let script = format!("{name}.wsql");
+            let out = weir(&["run", &script, "--quiet", "--parallelism", n], d);
+            assert!(out.status.success(), "{name}: {}", stderr(&out));
+            check_golden(&name, d, &format!("weir run --parallelism {n}"));
+        }
     }
+}
+
+/// A keyed stage at parallelism 4 runs as 4 rVertices, fed by a
+/// hash-partitioned exchange and merged by CTI, and `weir explain` says so.
+#[test]
+fn explain_shows_a_parallel_stage_its_partitioning_and_its_merge() {
+    let dir = golden_dir("tumbling_count");
+    let d = dir.path();
+    let out = weir(&["explain", "tumbling_count.wsql", "--parallelism", "4"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    for want in [
+        "stage PerUser <- PerUser__1: parallelism 4, partitioned: PerUser__1 by hash(user)",
+        "exchange PerUser__in0p0 .. PerUser__in0p3 (one rStream per partition), copies PerUser__p0 .. PerUser__p3, merged by CTI into PerUser",
+        "in canonical order",
+    ] {
+        assert!(plan.contains(want), "no `{want}` in:\n{plan}");
+    }
+    let one = weir(&["explain", "tumbling_count.wsql"], d);
+    let one = String::from_utf8_lossy(&one.stdout).into_owned();
+    assert!(
+        one.contains("parallelism 1, no partitioning") && !one.contains("exchange"),
+        "{one}"
+    );
 }
 
 /// Every golden query as a continuous job on a node, its inputs ingested
@@ -116,17 +147,22 @@ fn golden_queries_write_their_expected_output_on_a_node() {
                 _ => None,
             })
             .collect();
-        let node = Node::start(d, "data").expect("node starts");
-        ok(&node.weir(d, &["job", "submit", &format!("{name}.wsql")]));
-        for (stream, path) in &inputs {
-            ok(&node.weir(d, &["ingest", stream, path]));
+        for n in PARALLELISMS {
+            let data = format!("data{n}");
+            let node = Node::start(d, &data).expect("node starts");
+            let script = format!("{name}.wsql");
+            ok(&node.weir(d, &["job", "submit", &script, "--parallelism", n]));
+            for (stream, path) in &inputs {
+                ok(&node.weir(d, &["ingest", stream, path]));
+            }
+            for (stream, _) in &inputs {
+                ok(&node.weir(d, &["stream", "close", stream]));
+            }
+            wait_finished(&node, d, &name);
+            check_golden(&name, d, &format!("on a node, parallelism {n}"));
+            node.stop();
+            std::fs::remove_dir_all(d.join("out")).expect("outputs go");
         }
-        for (stream, _) in &inputs {
-            ok(&node.weir(d, &["stream", "close", stream]));
-        }
-        wait_finished(&node, d, &name);
-        check_golden(&name, d, "on a node");
-        node.stop();
     }
 }
 
@@ -203,6 +239,21 @@ fn bad_scripts_are_refused_with_file_line_and_column() {
             format!("{inputs}X = SELECT id FROM Y;\nY = SELECT id FROM X;\n"),
             "cycle.wsql:2:20: no stream `Y` is defined before this statement",
         ),
+        (
+            "unsplittable",
+            format!("{inputs}X = SELECT id FROM P WHERE id > 2 WITH PARALLELISM 4;\n"),
+            "unsplittable.wsql:2:35: WITH PARALLELISM 4: this query has no stage to split",
+        ),
+        (
+            "zero",
+            format!("SET PARALLELISM 0;\n{inputs}"),
+            "zero.wsql:1:17: parallelism 0: expected a whole number from 1 to 256",
+        ),
+        (
+            "twice",
+            format!("SET PARALLELISM 2;\n{inputs}SET PARALLELISM 4;\n"),
+            "twice.wsql:3:1: the parallelism is already set at line 1",
+        ),
     ];
     for (name, text, want) in cases {
         std::fs::write(d.join(format!("{name}.wsql")), text).expect("script");
@@ -278,7 +329,9 @@ fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
     };
     let (process, alert) = (chunks("process.jsonl"), chunks("alert.jsonl"));
     let mut node = Node::start(d, "data").expect("node starts");
-    ok(&node.weir(d, &["job", "submit", "alerts.wsql"]));
+    // The join and the windows run as two rVertices each on the node, one
+    // offline: the output must not change.
+    ok(&node.weir(d, &["job", "submit", "alerts.wsql", "--parallelism", "2"]));
     for k in 0..10 {
         for (stream, parts) in [("Process", &process), ("Alert", &alert)] {
             if parts[k].is_empty() {

@@ -8,6 +8,7 @@
 pub mod entry;
 pub mod filter;
 pub mod merge;
+pub mod parallel;
 pub mod patch;
 pub mod plan;
 pub mod schema;

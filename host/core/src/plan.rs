@@ -250,6 +250,13 @@ pub struct StageSpec {
     pub operator: Operator,
     /// Recovery strategy (jobs on a node).
     pub recovery: Recovery,
+    /// How many rVertices run it ([`crate::parallel::expand`]); a stage
+    /// that cannot be split (no `partition`) runs as one whatever this says.
+    pub parallelism: usize,
+    /// Per input, the key columns (indices in its schema, interval first)
+    /// that hash-partition the input between the stage's rVertices; empty
+    /// when the stage cannot be split (its state is not keyed).
+    pub partition: Vec<Vec<usize>>,
 }
 
 /// Where a sink writes.
@@ -274,6 +281,10 @@ pub struct SinkSpec {
     pub interval: bool,
     /// The columns it writes, in this order (all when `None`).
     pub columns: Option<Vec<String>>,
+    /// Writes in the canonical order ([`crate::sink::Ordered`]): each CTI
+    /// writes the rows that start before it, sorted; otherwise rows are
+    /// written as they arrive (job files, whose stages run as one vertex).
+    pub ordered: bool,
 }
 
 /// A whole job.

@@ -421,6 +421,8 @@ pub enum Request {
         text: String,
         /// Each component's resolved path and length, in body order.
         modules: Vec<(std::path::PathBuf, u64)>,
+        /// The rVertices a script's keyed stages run as, unless it sets its own.
+        parallelism: u32,
     },
     /// The status of one job, or of all.
     JobStatus {

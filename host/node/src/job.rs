@@ -192,6 +192,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, JobError> {
         text,
         true,
         &crate::components::WasmComponents::files(),
+        1,
+    )
+}
+
+/// Reads and compiles a job file or script whose keyed stages run as
+/// `parallelism` rVertices unless the script sets its own (job files: 1).
+pub fn load_with(path: &Path, parallelism: usize) -> Result<Plan, JobError> {
+    let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_with(
+        path,
+        &text,
+        true,
+        &crate::components::WasmComponents::files(),
+        parallelism,
     )
 }
 
@@ -203,6 +220,7 @@ pub fn parse_with(
     text: &str,
     check_files: bool,
     components: &dyn weir_sql::Components,
+    parallelism: usize,
 ) -> Result<Plan, JobError> {
     // A query script compiles to the same kind of plan; on a node
     // (`check_files` false) its inputs are the node's streams.
@@ -212,7 +230,21 @@ pub fn parse_with(
         } else {
             weir_sql::Inputs::Streams
         };
-        return Ok(weir_sql::compile_with(path, text, inputs, components)?);
+        return Ok(weir_sql::compile_with(
+            path,
+            text,
+            inputs,
+            components,
+            parallelism,
+        )?);
+    }
+    if parallelism > 1 {
+        return Err(JobError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "parallelism {parallelism}: a job file's stages run as one vertex each; parallel stages come from query scripts (`.wsql`)"
+            ),
+        });
     }
     let file: JobFile = toml::from_str(text).map_err(|e| JobError::Syntax {
         path: path.to_path_buf(),
@@ -488,6 +520,7 @@ pub fn parse_with(
             target,
             interval: s.interval,
             columns: s.columns.clone(),
+            ordered: false,
         });
     }
     if sinks.is_empty() {
@@ -587,6 +620,8 @@ fn stage(
             inputs,
             operator: Operator::Union,
             recovery,
+            parallelism: 1,
+            partition: Vec::new(),
         });
     }
     let kind = match s.kind.as_str() {
@@ -661,6 +696,8 @@ fn stage(
         name: s.name.clone(),
         inputs,
         recovery,
+        parallelism: 1,
+        partition: Vec::new(),
         operator: Operator::Udf(UdfSpec {
             args: Vec::new(),
             kind,

@@ -277,6 +277,7 @@ impl Node {
                 path,
                 text,
                 modules,
+                parallelism,
             } => {
                 let body = recv
                     .read_to_end(MAX_INGEST)
@@ -294,7 +295,7 @@ impl Node {
                         parts.push((component, bytes.to_vec()));
                         at = end;
                     }
-                    jobs.submit(&path, &text, parts)
+                    jobs.submit(&path, &text, parts, parallelism as usize)
                         .map(|status| Response::Jobs(vec![status]))
                 })
                 .await?

@@ -195,6 +195,8 @@ pub fn bind(
                 catalog.components.push(declared.clone());
                 bound.push(Bound::Component(declared));
             }
+            // Read by lowering before binding.
+            Statement::Parallelism(..) => {}
             Statement::Process(p) => {
                 let (spec, schema) = process(&catalog, &p, components).map_err(|e| {
                     let (message, at, hint) = e;

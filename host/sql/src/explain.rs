@@ -18,6 +18,7 @@ pub fn explain(
     path: &Path,
     text: &str,
     components: &dyn Components,
+    parallelism: usize,
 ) -> Result<String, ScriptError> {
     let file = path.display().to_string();
     let statements = crate::script::parse(&file, text)?;
@@ -52,7 +53,13 @@ pub fn explain(
             }
         }
     }
-    let plan = crate::lower::compile_with(path, text, crate::lower::Inputs::Files, components)?;
+    let plan = crate::lower::compile_with(
+        path,
+        text,
+        crate::lower::Inputs::Files,
+        components,
+        parallelism,
+    )?;
     out.push_str(&physical(&plan));
     Ok(out)
 }
@@ -105,12 +112,48 @@ fn physical(plan: &Plan) -> String {
             Recovery::Checkpoint { every } => format!("checkpoint every {every} CTI(s)"),
             Recovery::Replay { window } => format!("replay of the last {window} CTI(s)"),
         };
+        let schemas = match &s.operator {
+            Operator::Temporal(t) => (t.make)().map(|op| op.input_schemas()).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let parallel = weir_core::parallel::is_parallel(s);
+        let partitioning = if parallel {
+            let by: Vec<String> = s
+                .partition
+                .iter()
+                .enumerate()
+                .map(|(i, keys)| {
+                    let names: Vec<&str> = keys
+                        .iter()
+                        .filter_map(|&k| schemas.get(i).map(|sc| sc.field(k).name().as_str()))
+                        .collect();
+                    format!("{} by hash({})", s.inputs[i], names.join(", "))
+                })
+                .collect();
+            format!("partitioned: {}", by.join("; "))
+        } else {
+            "no partitioning".into()
+        };
         let _ = writeln!(
             out,
-            "stage {} <- {}{merge}: parallelism 1, no partitioning, recovery {recovery}\n    {what}",
+            "stage {} <- {}{merge}: parallelism {}, {partitioning}, recovery {recovery}\n    {what}",
             s.name,
             s.inputs.join(", "),
+            if parallel { s.parallelism } else { 1 },
         );
+        if parallel {
+            let n = s.parallelism;
+            let last = n - 1;
+            let _ = writeln!(
+                out,
+                "    runs as: exchange {} .. {} (one rStream per partition), copies {} .. {}, merged by CTI into {}",
+                weir_core::parallel::partition_name(&s.name, 0, 0),
+                weir_core::parallel::partition_name(&s.name, s.inputs.len() - 1, last),
+                weir_core::parallel::copy_name(&s.name, 0),
+                weir_core::parallel::copy_name(&s.name, last),
+                s.name
+            );
+        }
     }
     for s in &plan.sinks {
         let target = match &s.target {
@@ -120,9 +163,14 @@ fn physical(plan: &Plan) -> String {
         };
         let _ = writeln!(
             out,
-            "sink {} -> {target}{}",
+            "sink {} -> {target}{}{}",
             s.input,
-            if s.interval { " with interval" } else { "" }
+            if s.interval { " with interval" } else { "" },
+            if s.ordered {
+                ", in canonical order (start, end, line) per CTI"
+            } else {
+                ""
+            }
         );
     }
     out

@@ -14,120 +14,23 @@ use datafusion_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use sqlparser::tokenizer::Location;
 use weir_core::plan::{
-    CtiPolicy, ErrorPolicy, Operator, Plan, Recovery, SinkSpec, SinkTarget, SourceFormat,
-    SourceOrigin, SourceSpec, StageSpec, TemporalSpec, TimeUnit, UdfSpec,
+    CtiPolicy, ErrorPolicy, Plan, SinkSpec, SinkTarget, SourceFormat, SourceOrigin, SourceSpec,
+    TimeUnit, UdfSpec,
 };
 use weir_core::temporal::{
     AggKind, Aggregate, JoinKind, Lifetime, TemporalJoin, TemporalOp, WindowAggregate,
 };
 
+mod build;
 mod hoist;
+
+use build::{Build, MakeOp};
 
 use crate::bind::Bound;
 use crate::component::{Components, Declared, NoComponents};
 use crate::error::ScriptError;
-use crate::pipeline::{Pipeline, Step, with_interval};
+use crate::pipeline::{Step, with_interval};
 use crate::script::{Input, Window};
-
-/// Makes a stage's stateful operator.
-type MakeOp = Arc<dyn Fn() -> Result<Box<dyn TemporalOp>, String> + Send + Sync>;
-
-/// A stage being built.
-struct Build {
-    name: String,
-    inputs: Vec<String>,
-    input_schemas: Vec<SchemaRef>,
-    before: Vec<Step>,
-    op: Option<(String, MakeOp)>,
-    after: Vec<Step>,
-    output: SchemaRef,
-    /// A union of its inputs (no steps, no operator).
-    union: bool,
-    /// A Wasm component's stage (no steps, no operator).
-    udf: Option<UdfSpec>,
-}
-
-impl Build {
-    fn describe(&self) -> String {
-        let mut parts: Vec<String> = self.before.iter().map(describe_step).collect();
-        if let Some((d, _)) = &self.op {
-            parts.push(d.clone());
-        }
-        parts.extend(self.after.iter().map(describe_step));
-        if parts.is_empty() {
-            "pass".into()
-        } else {
-            parts.join(" → ")
-        }
-    }
-
-    fn spec(self) -> StageSpec {
-        if let Some(udf) = self.udf {
-            return StageSpec {
-                name: self.name,
-                inputs: self.inputs,
-                operator: Operator::Udf(udf),
-                recovery: Recovery::default(),
-            };
-        }
-        if self.union {
-            return StageSpec {
-                name: self.name,
-                inputs: self.inputs,
-                operator: Operator::Union,
-                recovery: Recovery::default(),
-            };
-        }
-        let describe = self.describe();
-        let Build {
-            name,
-            inputs,
-            input_schemas,
-            before,
-            op,
-            after,
-            output,
-            union: _,
-            udf: _,
-        } = self;
-        let pipeline_describe = describe.clone();
-        let make = Arc::new(move || -> Result<Box<dyn TemporalOp>, String> {
-            let op = match &op {
-                Some((_, make)) => Some(make()?),
-                None => None,
-            };
-            Ok(Box::new(Pipeline {
-                describe: pipeline_describe.clone(),
-                inputs: input_schemas.clone(),
-                before: before.clone(),
-                op,
-                after: after.clone(),
-                output: output.clone(),
-            }))
-        });
-        StageSpec {
-            name,
-            inputs,
-            operator: Operator::Temporal(TemporalSpec { describe, make }),
-            recovery: Recovery::default(),
-        }
-    }
-}
-
-fn describe_step(s: &Step) -> String {
-    match s {
-        Step::Map { exprs, .. } => format!(
-            "project({})",
-            exprs
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Step::Filter(p) => format!("filter({p})"),
-        Step::Lifetime(l) => format!("lifetime({l:?})"),
-    }
-}
 
 /// Rows on their way: the stream they come from, the steps still to run on
 /// them, and their logical schema.
@@ -152,6 +55,8 @@ struct Lowering<'a> {
     declared: Vec<Declared>,
     /// Calls of scalar components in this query so far (for column names).
     calls: usize,
+    /// The rVertices this query's keyed stages run as.
+    parallelism: usize,
     components: &'a dyn Components,
 }
 
@@ -169,7 +74,7 @@ pub enum Inputs {
 /// directory) to a plan whose inputs are files, for a script that uses no
 /// component.
 pub fn compile(path: &Path, text: &str) -> Result<Plan, ScriptError> {
-    compile_with(path, text, Inputs::Files, &NoComponents)
+    compile_with(path, text, Inputs::Files, &NoComponents, 1)
 }
 
 /// Compiles script `text` to a plan whose inputs come from `inputs`;
@@ -179,10 +84,32 @@ pub fn compile_with(
     text: &str,
     inputs: Inputs,
     components: &dyn Components,
+    parallelism: usize,
 ) -> Result<Plan, ScriptError> {
     let file = path.display().to_string();
     let statements = crate::script::parse(&file, text)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // `SET PARALLELISM n` overrides the command line's default.
+    let mut set: Option<Location> = None;
+    let mut default = parallelism.max(1);
+    for s in &statements {
+        if let crate::script::Statement::Parallelism(n, at) = s {
+            if let Some(before) = set {
+                return Err(ScriptError {
+                    file: file.clone(),
+                    line: at.line,
+                    column: at.column,
+                    message: format!(
+                        "the parallelism is already set at line {}; a script sets it once",
+                        before.line
+                    ),
+                    hint: None,
+                });
+            }
+            set = Some(*at);
+            default = *n;
+        }
+    }
     let bound = crate::bind::bind(&file, statements, components, &base)?;
     let name = path
         .file_stem()
@@ -197,6 +124,7 @@ pub fn compile_with(
         at: Location::new(1, 1),
         made: 0,
         calls: 0,
+        parallelism: default,
         declared: Vec::new(),
         components,
     };
@@ -212,6 +140,7 @@ pub fn compile_with(
                 l.at = select.at;
                 l.made = 0;
                 l.calls = 0;
+                l.parallelism = select.parallelism.map_or(default, |(n, _)| n);
                 let first = l.builds.len();
                 let plan = optimize(*plan).map_err(|m| l.fail(m))?;
                 let mut flow = l.flow(&plan).map_err(|m| l.fail(m))?;
@@ -219,6 +148,20 @@ pub fn compile_with(
                     flow.steps.push(Step::Lifetime(change));
                 }
                 l.finish(flow, first);
+                if let Some((n, at)) = select.parallelism
+                    && n > 1
+                    && l.builds[first..].iter().all(|b| b.parallelism <= 1)
+                {
+                    return Err(ScriptError {
+                        file: file.clone(),
+                        line: at.line,
+                        column: at.column,
+                        message: format!(
+                            "WITH PARALLELISM {n}: this query has no stage to split; a GROUP BY in a window or a join with equal keys runs in parallel, partitioned by its keys"
+                        ),
+                        hint: None,
+                    });
+                }
                 if let (Some(w), false) = (select.window, l.windowed(first)) {
                     return Err(ScriptError {
                         file: file.clone(),
@@ -240,6 +183,7 @@ pub fn compile_with(
                 target: SinkTarget::File(base.join(&o.path)),
                 interval: o.interval,
                 columns: None,
+                ordered: true,
             }),
         }
     }
@@ -323,17 +267,13 @@ impl Lowering<'_> {
             None => input.name.clone(),
         };
         if let Some(d) = input.lifetime {
-            self.builds.push(Build {
-                name: input.name.clone(),
-                inputs: vec![source_name.clone()],
-                input_schemas: vec![arrow.clone()],
-                before: vec![Step::Lifetime(Lifetime::Duration(d))],
-                op: None,
-                after: Vec::new(),
-                output: arrow.clone(),
-                union: false,
-                udf: None,
-            });
+            self.builds.push(Build::new(
+                input.name.clone(),
+                vec![source_name.clone()],
+                vec![arrow.clone()],
+                vec![Step::Lifetime(Lifetime::Duration(d))],
+                arrow.clone(),
+            ));
         }
         self.streams.push((input.name.clone(), arrow));
         Ok(SourceSpec {
@@ -368,17 +308,16 @@ impl Lowering<'_> {
         spec: UdfSpec,
         output: SchemaRef,
     ) {
-        self.builds.push(Build {
-            name: name.clone(),
-            inputs: vec![input],
-            input_schemas: vec![input_schema],
-            before: Vec::new(),
-            op: None,
-            after: Vec::new(),
-            output: output.clone(),
-            union: false,
-            udf: Some(spec),
-        });
+        self.builds.push(
+            Build::new(
+                name.clone(),
+                vec![input],
+                vec![input_schema],
+                Vec::new(),
+                output.clone(),
+            )
+            .with_udf(spec),
+        );
         self.streams.push((name, output));
     }
 
@@ -401,17 +340,13 @@ impl Lowering<'_> {
             }
             _ => {
                 let input = self.stream_schema(&flow.stream).map(|s| s.1);
-                self.builds.push(Build {
-                    name: name.clone(),
-                    inputs: vec![flow.stream.clone()],
-                    input_schemas: vec![input.unwrap_or_else(|_| flow.arrow.clone())],
-                    before: flow.steps,
-                    op: None,
-                    after: Vec::new(),
-                    output: flow.arrow.clone(),
-                    union: false,
-                    udf: None,
-                });
+                self.builds.push(Build::new(
+                    name.clone(),
+                    vec![flow.stream.clone()],
+                    vec![input.unwrap_or_else(|_| flow.arrow.clone())],
+                    flow.steps,
+                    flow.arrow.clone(),
+                ));
             }
         }
         self.streams.push((name, flow.arrow));
@@ -425,17 +360,13 @@ impl Lowering<'_> {
         }
         let name = self.fresh();
         let (_, input) = self.stream_schema(&flow.stream)?;
-        self.builds.push(Build {
-            name: name.clone(),
-            inputs: vec![flow.stream],
-            input_schemas: vec![input],
-            before: flow.steps,
-            op: None,
-            after: Vec::new(),
-            output: flow.arrow.clone(),
-            union: false,
-            udf: None,
-        });
+        self.builds.push(Build::new(
+            name.clone(),
+            vec![flow.stream],
+            vec![input],
+            flow.steps,
+            flow.arrow.clone(),
+        ));
         self.streams.push((name.clone(), flow.arrow.clone()));
         Ok((name, flow.arrow))
     }
@@ -620,6 +551,19 @@ impl Lowering<'_> {
             exprs,
             schema: pre.clone(),
         });
+        // A parallel aggregate's input is partitioned by its group keys, so
+        // they are columns of a stream of their own first.
+        let parallel = self.parallelism > 1 && !keys.is_empty();
+        let (input, input_schema_arrow, before) = if parallel {
+            let (stream, schema) = self.materialize(Flow {
+                stream: input,
+                arrow: pre.clone(),
+                steps: before,
+            })?;
+            (stream, schema, Vec::new())
+        } else {
+            (input, input_schema_arrow, before)
+        };
         let name = self.fresh();
         let describe = format!(
             "window(HOPPING {} µs every {} µs) group by {} compute {}",
@@ -631,22 +575,24 @@ impl Lowering<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let partition = vec![keys.clone()];
         let make: MakeOp = Arc::new(move || {
             WindowAggregate::new(&pre, hopping, keys.clone(), aggs.clone())
                 .map(|w| Box::new(w) as Box<dyn TemporalOp>)
                 .map_err(|e| e.to_string())
         });
-        self.builds.push(Build {
-            name: name.clone(),
-            inputs: vec![input],
-            input_schemas: vec![input_schema_arrow],
+        let mut build = Build::new(
+            name.clone(),
+            vec![input],
+            vec![input_schema_arrow],
             before,
-            op: Some((describe, make)),
-            after: Vec::new(),
-            output: output.clone(),
-            union: false,
-            udf: None,
-        });
+            output.clone(),
+        )
+        .with_op((describe, make));
+        if parallel {
+            build = build.parallel(self.parallelism, partition);
+        }
+        self.builds.push(build);
         self.streams.push((name.clone(), output.clone()));
         Ok(Flow {
             stream: name,
@@ -672,17 +618,9 @@ impl Lowering<'_> {
         }
         let output = with_interval(u.schema.fields().iter().map(|f| f.as_ref().clone()));
         let name = self.fresh();
-        self.builds.push(Build {
-            name: name.clone(),
-            input_schemas: vec![output.clone(); inputs.len()],
-            inputs,
-            before: Vec::new(),
-            op: None,
-            after: Vec::new(),
-            output: output.clone(),
-            union: true,
-            udf: None,
-        });
+        let schemas = vec![output.clone(); inputs.len()];
+        self.builds
+            .push(Build::new(name.clone(), inputs, schemas, Vec::new(), output.clone()).union());
         self.streams.push((name.clone(), output.clone()));
         Ok(Flow {
             stream: name,
@@ -724,23 +662,27 @@ impl Lowering<'_> {
             .map_err(|e| e.to_string())?;
         let output = probe.output_schema();
         let (ls, rs) = (left.1.clone(), right.1.clone());
+        let partition = vec![lk.clone(), rk.clone()];
         let make: MakeOp = Arc::new(move || {
             TemporalJoin::new(&ls, &rs, lk.clone(), rk.clone(), kind, &names)
                 .map(|j| Box::new(j) as Box<dyn TemporalOp>)
                 .map_err(|e| e.to_string())
         });
         let name = self.fresh();
-        self.builds.push(Build {
-            name: name.clone(),
-            inputs: vec![left.0, right.0],
-            input_schemas: vec![left.1, right.1],
-            before: Vec::new(),
-            op: Some((format!("{kind:?} join on {} key(s)", j.on.len()), make)),
-            after: Vec::new(),
-            output: output.clone(),
-            union: false,
-            udf: None,
-        });
+        let describe = format!("{kind:?} join on {} key(s)", j.on.len());
+        let mut build = Build::new(
+            name.clone(),
+            vec![left.0, right.0],
+            vec![left.1, right.1],
+            Vec::new(),
+            output.clone(),
+        )
+        .with_op((describe, make));
+        // A join without equal keys matches any pair: it runs as one vertex.
+        if self.parallelism > 1 && !j.on.is_empty() {
+            build = build.parallel(self.parallelism, partition);
+        }
+        self.builds.push(build);
         self.streams.push((name.clone(), output.clone()));
         let mut flow = Flow {
             stream: name,

@@ -3,7 +3,6 @@
 
 use sqlparser::ast::Query;
 use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use weir_core::schema::{ColumnType, Field};
 use weir_core::temporal::{Hopping, Lifetime};
@@ -11,6 +10,9 @@ use weir_core::temporal::{Hopping, Lifetime};
 use crate::component::{self, Component, Process};
 use crate::duration::unit_scale;
 use crate::error::ScriptError;
+
+mod select;
+use select::select;
 
 /// `Name = INPUT "path" SCHEMA (col type, ...) EVENTTIME col [unit]
 /// [ENDTIME col] [LIFETIME d];`
@@ -56,6 +58,8 @@ pub struct Select {
     /// A lifetime change of the query's output: `WITH LIFETIME d`,
     /// `WITH SHIFT [-]d`, `WITH EXTEND [-]d` or `WITH POINT`.
     pub lifetime: Option<(Lifetime, Location)>,
+    /// `WITH PARALLELISM n`: the rVertices its keyed stage runs as.
+    pub parallelism: Option<(usize, Location)>,
     /// Where the statement starts.
     pub at: Location,
 }
@@ -86,6 +90,9 @@ pub enum Statement {
     Component(Component),
     /// A stream computed by a component (`PROCESS` or `REDUCE`).
     Process(Process),
+    /// `SET PARALLELISM n;`: the parallelism of the script's keyed stages
+    /// that set none (over the command line's `--parallelism`).
+    Parallelism(usize, Location),
 }
 
 impl Statement {
@@ -97,6 +104,7 @@ impl Statement {
             Statement::Output(_) => None,
             Statement::Component(c) => Some(&c.name),
             Statement::Process(p) => Some(&p.name),
+            Statement::Parallelism(..) => None,
         }
     }
 
@@ -108,6 +116,7 @@ impl Statement {
             Statement::Output(o) => o.at,
             Statement::Component(c) => c.at,
             Statement::Process(p) => p.at,
+            Statement::Parallelism(_, at) => *at,
         }
     }
 }
@@ -359,6 +368,12 @@ fn statement(
             at,
         }));
     }
+    if c.keyword("SET") {
+        c.expect_keyword("PARALLELISM")?;
+        let n = select::parallelism(&mut c)?;
+        c.done()?;
+        return Ok(Statement::Parallelism(n, at));
+    }
     let name =
         c.ident("a statement: `Name = INPUT ...`, `Name = SELECT ...` or `OUTPUT Name TO ...`")?;
     c.expect(Token::Eq)?;
@@ -516,140 +531,6 @@ fn column_type(name: &str) -> Option<ColumnType> {
         "bool" | "boolean" => ColumnType::Boolean,
         _ => return None,
     })
-}
-
-fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Select, ScriptError> {
-    // The window and lifetime clauses, at the top level of the query, come
-    // out first.
-    let mut window = None;
-    let mut lifetime = None;
-    let mut depth = 0;
-    let mut i = c.pos;
-    while i < c.tokens.len() {
-        match &c.tokens[i].token {
-            Token::LParen => depth += 1,
-            Token::RParen => depth -= 1,
-            Token::Word(w) if depth == 0 && w.value.eq_ignore_ascii_case("WITH") => {
-                let kind = match c.tokens.get(i + 1).map(|t| &t.token) {
-                    Some(Token::Word(k)) => k.value.to_ascii_uppercase(),
-                    _ => String::new(),
-                };
-                if kind == "TUMBLING" || kind == "HOPPING" {
-                    if window.is_some() {
-                        return Err(error(
-                            c.file,
-                            c.tokens[i].span.start,
-                            "a query has one window clause".into(),
-                        ));
-                    }
-                    let clause_at = c.tokens[i].span.start;
-                    let mut w = Cursor {
-                        file: c.file,
-                        tokens: c.tokens[i + 2..].to_vec(),
-                        pos: 0,
-                        end: c.end,
-                    };
-                    w.expect(Token::LParen)?;
-                    let size = w.duration()?;
-                    let hop = if kind == "HOPPING" {
-                        w.expect(Token::Comma)?;
-                        w.duration()?
-                    } else {
-                        size
-                    };
-                    w.expect(Token::RParen)?;
-                    let hopping = Hopping::new(size, hop)
-                        .map_err(|e| error(c.file, clause_at, e.to_string()))?;
-                    window = Some(Window {
-                        hopping,
-                        at: clause_at,
-                    });
-                    c.tokens.drain(i..i + 2 + w.pos);
-                    continue;
-                }
-                if matches!(kind.as_str(), "LIFETIME" | "SHIFT" | "EXTEND" | "POINT") {
-                    let clause_at = c.tokens[i].span.start;
-                    if lifetime.is_some() {
-                        return Err(error(
-                            c.file,
-                            clause_at,
-                            "a query has one lifetime clause".into(),
-                        ));
-                    }
-                    let mut w = Cursor {
-                        file: c.file,
-                        tokens: c.tokens[i + 2..].to_vec(),
-                        pos: 0,
-                        end: c.end,
-                    };
-                    // SHIFT and EXTEND may go back in time.
-                    let signed = |w: &mut Cursor<'_>| -> Result<i64, ScriptError> {
-                        let minus = w.peek().is_some_and(|t| t.token == Token::Minus);
-                        if minus {
-                            w.pos += 1;
-                        }
-                        Ok(if minus { -w.duration()? } else { w.duration()? })
-                    };
-                    let change = match kind.as_str() {
-                        "LIFETIME" => Lifetime::Duration(w.duration()?),
-                        "SHIFT" => Lifetime::Shift(signed(&mut w)?),
-                        "EXTEND" => Lifetime::Extend(signed(&mut w)?),
-                        _ => Lifetime::Point,
-                    };
-                    lifetime = Some((change, clause_at));
-                    c.tokens.drain(i..i + 2 + w.pos);
-                    continue;
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    let tokens = c.tokens[c.pos..].to_vec();
-    let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
-    let query = parser
-        .parse_query()
-        .map_err(|e| parser_error(c.file, e, c.end))?;
-    let rest = parser.peek_token();
-    if rest.token != Token::EOF {
-        return Err(error(
-            c.file,
-            rest.span.start,
-            format!("expected `;` after the query, found `{}`", rest.token),
-        ));
-    }
-    Ok(Select {
-        name,
-        query,
-        window,
-        lifetime,
-        at,
-    })
-}
-
-/// A `sqlparser` error, its position taken out of the message.
-fn parser_error(file: &str, e: ParserError, end: Location) -> ScriptError {
-    let text = match e {
-        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
-        ParserError::RecursionLimitExceeded => "the query nests too deeply".into(),
-    };
-    // "... at Line: 3, Column: 9"
-    let (message, at) = match text.rfind(" at Line: ") {
-        Some(i) => {
-            let place = &text[i + " at Line: ".len()..];
-            let mut parts = place.split(", Column: ");
-            let line = parts.next().and_then(|l| l.trim().parse().ok());
-            let column = parts.next().and_then(|c| c.trim().parse().ok());
-            match (line, column) {
-                (Some(line), Some(column)) => (text[..i].to_string(), Location { line, column }),
-                _ => (text.clone(), end),
-            }
-        }
-        None => (text.clone(), end),
-    };
-    let message = message.replace("found: EOF", "found: `;`");
-    error(file, at, message)
 }
 
 #[cfg(test)]

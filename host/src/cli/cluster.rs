@@ -151,8 +151,12 @@ pub enum StreamCommand {
 pub enum JobCommand {
     /// Submit a job file to a node; its components travel with it.
     Submit {
-        /// The job file (TOML).
+        /// The job file (TOML) or query script (`.wsql`).
         job: PathBuf,
+        /// rVertices per keyed stage of a script (GROUP BY in a window, joins
+        /// with equal keys), unless the script sets its own.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        parallelism: u32,
         #[command(flatten)]
         connect: Connect,
     },
@@ -488,11 +492,15 @@ pub fn ingest(
 /// Runs `weir job`.
 pub fn job(command: JobCommand) -> anyhow::Result<()> {
     match command {
-        JobCommand::Submit { job, connect: c } => {
+        JobCommand::Submit {
+            job,
+            parallelism,
+            connect: c,
+        } => {
             let path = std::fs::canonicalize(&job)
                 .with_context(|| format!("cannot read job file {}", job.display()))?;
             // Checked here first, so mistakes are reported before anything is sent.
-            let plan = crate::job::load(&path)?;
+            let plan = crate::job::load_with(&path, parallelism as usize)?;
             let text = std::fs::read_to_string(&path)?;
             let mut modules = Vec::new();
             let mut body = Vec::new();
@@ -518,6 +526,7 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
                     path,
                     text,
                     modules,
+                    parallelism,
                 };
                 if let Response::Jobs(list) = client.call(&request, Some(&body)).await? {
                     for status in list {

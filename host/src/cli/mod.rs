@@ -36,6 +36,10 @@ pub enum Command {
         /// 1 runs everything on one thread; more runs each vertex on its own thread.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// rVertices per keyed stage of a script (GROUP BY in a window, joins
+        /// with equal keys), unless the script sets its own.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        parallelism: u32,
         /// No progress display and no summary.
         #[arg(long, short)]
         quiet: bool,
@@ -44,6 +48,10 @@ pub enum Command {
     Explain {
         /// The script (`.wsql`).
         script: PathBuf,
+        /// rVertices per keyed stage of a script (GROUP BY in a window, joins
+        /// with equal keys), unless the script sets its own.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        parallelism: u32,
     },
     /// Make a cluster's certificates.
     Cluster {
@@ -97,9 +105,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             job,
             batch_size,
             threads,
+            parallelism,
             quiet,
         } => {
-            let plan = crate::job::load(&job)?;
+            let plan = crate::job::load_with(&job, parallelism as usize)?;
             let runtime = Runtime::new(Runtime::default_cache_dir())?;
             let options = RunOptions {
                 batch_size,
@@ -112,7 +121,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Explain { script } => {
+        Command::Explain {
+            script,
+            parallelism,
+        } => {
             let text = std::fs::read_to_string(&script)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", script.display()))?;
             print!(
@@ -120,7 +132,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 weir_sql::explain(
                     &script,
                     &text,
-                    &weir_node::components::WasmComponents::files()
+                    &weir_node::components::WasmComponents::files(),
+                    parallelism as usize,
                 )?
             );
             Ok(())

@@ -27,11 +27,13 @@ mod aggregate;
 mod join;
 mod lifetime;
 mod ops;
+mod partition;
 mod window;
 
 pub use aggregate::{AggError, AggKind, Aggregate, WindowAggregate};
 pub use join::{JoinError, JoinKind, TemporalJoin};
 pub use lifetime::Lifetime;
+pub use partition::{Partition, partitions};
 pub use window::{Hopping, WindowError};
 
 /// The state key an operator keeps its last CTI under: one byte, which no

@@ -103,6 +103,8 @@ pub(super) struct Sink {
     /// For a file: where it is written, and the name it gets at the end.
     partial: Option<(PathBuf, PathBuf)>,
     finished: bool,
+    /// The canonical order's held rows (ordered sinks).
+    order: Option<crate::sink::Ordered>,
 }
 
 /// A stage or a sink: what consumes streams.
@@ -136,21 +138,35 @@ impl Consumer {
                 Ok(fx.output)
             }
             Consumer::Sink(sink) => {
-                match entry {
-                    Entry::Batch { batch, .. } => {
+                let io = |error| RunError::Output {
+                    path: sink.target.clone(),
+                    error,
+                };
+                let rows = match (entry, &mut sink.order) {
+                    (Entry::Batch { batch, .. }, Some(order)) => {
+                        let columns = sink.columns.as_deref();
+                        order
+                            .push(seq, &batch, columns, sink.interval)
+                            .map_err(io)?;
+                        0
+                    }
+                    (Entry::Batch { batch, .. }, None) => {
                         let columns = sink.columns.as_deref();
                         crate::sink::write_projected(&mut sink.out, &batch, columns, sink.interval)
-                            .map_err(|error| RunError::Output {
-                                path: sink.target.clone(),
-                                error,
-                            })?;
-                        let rows = batch.num_rows() as u64;
-                        sink.rows += rows;
-                        counters.rows_in.fetch_add(rows, Ordering::Relaxed);
-                        counters.rows_out.fetch_add(rows, Ordering::Relaxed);
+                            .map_err(io)?;
+                        batch.num_rows() as u64
                     }
-                    Entry::Cti(t) => sink.finished |= t == END,
-                }
+                    (Entry::Cti(t), order) => {
+                        sink.finished |= t == END;
+                        match order {
+                            Some(order) => order.release(seq, t, &mut sink.out).map_err(io)?,
+                            None => 0,
+                        }
+                    }
+                };
+                sink.rows += rows;
+                counters.rows_in.fetch_add(rows, Ordering::Relaxed);
+                counters.rows_out.fetch_add(rows, Ordering::Relaxed);
                 Ok(Vec::new())
             }
         }
@@ -411,6 +427,7 @@ fn open_sink(spec: &SinkSpec) -> Result<Sink, RunError> {
         target,
         partial,
         finished: false,
+        order: spec.ordered.then(crate::sink::Ordered::new),
     };
     match &spec.target {
         SinkTarget::Stdout => Ok(sink(

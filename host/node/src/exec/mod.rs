@@ -174,6 +174,7 @@ pub struct Counters {
 pub fn run(plan: &Plan, runtime: &Arc<Runtime>, options: &RunOptions) -> Result<Summary, RunError> {
     let started = Instant::now();
     let batch_size = options.batch_size.unwrap_or(plan.batch_size).max(1);
+    let plan = &weir_core::parallel::expand(plan.clone()).map_err(RunError::Unsupported)?;
     let mut graph = Graph::build(plan, runtime, batch_size)?;
     let progress = options
         .progress

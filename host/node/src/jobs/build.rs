@@ -11,7 +11,12 @@ impl Jobs {
         record: &JobRecord,
         create: bool,
     ) -> Result<Vec<(Task, VertexStatus)>> {
-        let plan: Plan = self.plan_of(&record.path, &record.text, &record.modules)?;
+        let plan: Plan = self.plan_of(
+            &record.path,
+            &record.text,
+            &record.modules,
+            record.parallelism,
+        )?;
         let streams = &self.inner.streams;
         let prefix = record.prefix();
         let mut schemas: HashMap<String, (u64, SchemaRef)> = HashMap::new();
@@ -162,6 +167,7 @@ impl Jobs {
                     path,
                     interval: spec.interval,
                     columns,
+                    ordered: spec.ordered,
                     key,
                     at,
                 },
@@ -435,12 +441,13 @@ impl Jobs {
                             path,
                             interval,
                             columns,
+                            ordered,
                             key,
                             at,
                         } => jobs.run_sink(
                             input,
                             path.as_deref(),
-                            (interval, columns.as_deref()),
+                            (interval, columns.as_deref(), ordered),
                             &key,
                             at,
                             &stop,

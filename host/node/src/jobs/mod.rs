@@ -73,6 +73,13 @@ pub struct JobRecord {
     pub text: String,
     /// Component path (as resolved from the job file) → module version.
     pub modules: BTreeMap<PathBuf, String>,
+    /// The default rVertices of a script's keyed stages (`--parallelism`).
+    #[serde(default = "one")]
+    pub parallelism: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl JobRecord {
@@ -165,6 +172,8 @@ enum Task {
         interval: bool,
         /// The columns it writes (all when `None`).
         columns: Option<Vec<usize>>,
+        /// Writes in the canonical order.
+        ordered: bool,
         key: String,
         at: SinkPosition,
     },
@@ -192,7 +201,9 @@ pub struct FilePosition {
 }
 
 /// A file sink's durable position: every entry below `next` is in the first
-/// `len` bytes of the file, fsynced.
+/// `len` bytes of the file, fsynced. An ordered sink re-reads from `next`
+/// (its first entry with a row still held) and skips what `released` says
+/// it wrote.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct SinkPosition {
     /// Next input seq to write.
@@ -203,6 +214,8 @@ pub struct SinkPosition {
     pub rows: u64,
     /// The end marker was read.
     pub finished: bool,
+    /// An ordered sink's last release.
+    pub released: Option<crate::sink::Released>,
 }
 
 impl Jobs {
@@ -266,6 +279,7 @@ impl Jobs {
         path: &Path,
         text: &str,
         modules: Vec<(PathBuf, Vec<u8>)>,
+        parallelism: usize,
     ) -> Result<JobStatus> {
         let mut versions = BTreeMap::new();
         let mut ops = Vec::new();
@@ -279,7 +293,7 @@ impl Jobs {
             ops.push(put(&format!("{MODULE_PREFIX}{version}"), bytes));
             versions.insert(component, version);
         }
-        let plan = self.plan_of(path, text, &versions)?;
+        let plan = self.plan_of(path, text, &versions, parallelism)?;
         if let Some(r) = lock(&self.inner.running).get(&plan.name) {
             bail!(
                 Job,
@@ -316,6 +330,7 @@ impl Jobs {
             path: path.to_path_buf(),
             text: text.to_string(),
             modules: versions,
+            parallelism,
         };
         // Validate everything before anything is stored or created, so a
         // refused job leaves the node as it was.
@@ -344,6 +359,7 @@ impl Jobs {
         path: &Path,
         text: &str,
         modules: &BTreeMap<PathBuf, String>,
+        parallelism: usize,
     ) -> Result<Plan> {
         let streams = self.inner.streams.clone();
         let components =
@@ -354,7 +370,10 @@ impl Jobs {
                 patching::load_module(runtime, &streams, version, &path.display().to_string())
                     .map_err(|e| format!("{e:#}"))
             });
-        Ok(crate::job::parse_with(path, text, false, &components)?)
+        let plan = crate::job::parse_with(path, text, false, &components, parallelism)?;
+        // Parallel stages become their exchange, copies and merge here:
+        // each partition and copy is a vertex with an rStream of its own.
+        weir_core::parallel::expand(plan).map_err(|e| err!(Job, "{e}"))
     }
 
     /// A script's inputs are the node's streams of their names: each is

@@ -240,7 +240,12 @@ impl Jobs {
             .get(job)
             .map(|r| r.record.clone())
             .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
-        let plan = self.plan_of(&record.path, &record.text, &record.modules)?;
+        let plan = self.plan_of(
+            &record.path,
+            &record.text,
+            &record.modules,
+            record.parallelism,
+        )?;
         Ok((record, plan))
     }
 

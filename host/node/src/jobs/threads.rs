@@ -321,7 +321,7 @@ impl Jobs {
         &self,
         input: u64,
         path: Option<&Path>,
-        (interval, columns): (bool, Option<&[usize]>),
+        (interval, columns, ordered): (bool, Option<&[usize]>, bool),
         key: &str,
         mut at: SinkPosition,
         stop: &AtomicBool,
@@ -333,26 +333,38 @@ impl Jobs {
             None => None,
         };
         let mut buf = Vec::new();
+        let mut order = ordered.then(|| crate::sink::Ordered::resume(at.released));
+        let mut cursor = at.next;
         loop {
             if let Some(finished) = halt(at.finished, stop) {
                 return Ok(finished);
             }
-            let entries = streams.read(input, at.next, READ_CHUNK * 4)?;
+            let entries = streams.read(input, cursor, READ_CHUNK * 4)?;
             if entries.is_empty() {
-                streams.wait_for(input, at.next, IDLE_WAIT);
+                streams.wait_for(input, cursor, IDLE_WAIT);
                 continue;
             }
             buf.clear();
             for (seq, bytes) in entries {
                 match Entry::decode(&bytes).map_err(|e| err!(File, "sink input seq {seq}: {e}"))? {
-                    Entry::Batch { batch, .. } => {
-                        crate::sink::write_projected(&mut buf, &batch, columns, interval)?;
-                        at.rows += batch.num_rows() as u64;
+                    Entry::Batch { batch, .. } => match order.as_mut() {
+                        Some(order) => order.push(seq, &batch, columns, interval)?,
+                        None => {
+                            crate::sink::write_projected(&mut buf, &batch, columns, interval)?;
+                            at.rows += batch.num_rows() as u64;
+                        }
+                    },
+                    Entry::Cti(t) => {
+                        at.finished |= t == END;
+                        if let Some(order) = order.as_mut() {
+                            at.rows += order.release(seq, t, &mut buf)?;
+                        }
                     }
-                    Entry::Cti(t) => at.finished |= t == END,
                 }
-                at.next = seq + 1;
+                cursor = seq + 1;
             }
+            at.next = order.as_ref().map_or(cursor, |o| o.resume_seq(cursor));
+            at.released = order.as_ref().and_then(|o| o.released());
             if let (Some(file), Some(path)) = (file.as_mut(), path) {
                 file.write_all(&buf)
                     .and_then(|()| file.sync_data())

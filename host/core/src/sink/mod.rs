@@ -12,6 +12,9 @@ use arrow_schema::DataType;
 
 use crate::schema::{END, START};
 
+mod ordered;
+pub use ordered::{Ordered, Released};
+
 /// Where a sink that writes `columns` (in that order) finds them in batches
 /// of `schema`: the interval first, then each column's index. An unknown or
 /// repeated column is refused, naming it.
