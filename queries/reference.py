@@ -106,3 +106,20 @@ g = defaultdict(list)
 for s in sales:
     g[(s["ts"] // 10_000_000 * 10_000_000, band(s["eur"]))].append(s["eur"])
 check("scalar_calls.counts", [{"_start": w, "_end": w + 10_000_000, "band": b, "n": len(e), "total": sum(e)} for (w, b), e in sorted(g.items())])
+# top_n: per window, the first rows by the order, ties broken by the other columns
+g = defaultdict(list)
+for c in clicks:
+    for w in windows(c["ts"], c["ts"] + 1, 10_000_000, 2_000_000): g[(w, c["url"])].append(c["amount"])
+per_window = defaultdict(list)
+for (w, u), a in g.items(): per_window[w].append((-len(a), -sum(a), u))
+want = []
+for w in sorted(per_window):
+    for n, t, u in sorted(per_window[w])[:2]:
+        want.append({"_start": w, "_end": w + 10_000_000, "url": u, "n": -n, "total": -t})
+check("top_n", want, ordered=False)
+g = defaultdict(int)
+for c in clicks:
+    for w in windows(c["ts"], c["ts"] + 1, 5_000_000, 5_000_000): g[(w, c["user"])] += 1
+per_window = defaultdict(list)
+for (w, u), n in g.items(): per_window[w].append((-n, u))
+check("top_n.busiest", [{"_start": w, "_end": w + 5_000_000, "user": min(per_window[w])[1], "n": -min(per_window[w])[0]} for w in sorted(per_window)])

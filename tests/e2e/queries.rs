@@ -250,6 +250,16 @@ fn bad_scripts_are_refused_with_file_line_and_column() {
             "zero.wsql:1:17: parallelism 0: expected a whole number from 1 to 256",
         ),
         (
+            "unordered",
+            format!("{inputs}X = SELECT id FROM P ORDER BY id;\n"),
+            "unordered.wsql:2:1: ORDER BY without LIMIT",
+        ),
+        (
+            "unlimited",
+            format!("{inputs}X = SELECT id FROM P LIMIT 3;\n"),
+            "unlimited.wsql:2:1: LIMIT without ORDER BY keeps arbitrary rows",
+        ),
+        (
             "twice",
             format!("SET PARALLELISM 2;\n{inputs}SET PARALLELISM 4;\n"),
             "twice.wsql:3:1: the parallelism is already set at line 1",

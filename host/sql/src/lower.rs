@@ -23,6 +23,7 @@ use weir_core::temporal::{
 
 mod build;
 mod hoist;
+mod topn;
 
 use build::{Build, MakeOp};
 
@@ -415,6 +416,8 @@ impl Lowering<'_> {
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Union(u) => self.union(u),
+            LogicalPlan::Limit(l) => self.limit(l),
+            LogicalPlan::Sort(s) => self.sort(s),
             LogicalPlan::Distinct(_) => Err(
                 "UNION without ALL and SELECT DISTINCT remove duplicates, which an endless stream cannot; use UNION ALL, or COUNT(DISTINCT ...) in a window".into(),
             ),

@@ -12,6 +12,10 @@
 //!   nothing goes out with its own lifetime once a CTI passes its end.
 //! - [`Lifetime`]: a lifetime change on every event (a duration, a shift,
 //!   an extension, a point at the start).
+//! - [`TopN`]: per lifetime (a window's rows), the first `n` rows by an
+//!   order of columns.
+//! - [`Partition`]: one partition of a stream by a hash of key columns, the
+//!   exchange before a parallel stage.
 //!
 //! Every operator takes batches and CTIs and returns batches and the CTI to
 //! pass on (an operator whose output starts before its input's CTI holds
@@ -28,12 +32,14 @@ mod join;
 mod lifetime;
 mod ops;
 mod partition;
+mod topn;
 mod window;
 
 pub use aggregate::{AggError, AggKind, Aggregate, WindowAggregate};
 pub use join::{JoinError, JoinKind, TemporalJoin};
 pub use lifetime::Lifetime;
 pub use partition::{Partition, partitions};
+pub use topn::{OrderKey, TopN};
 pub use window::{Hopping, WindowError};
 
 /// The state key an operator keeps its last CTI under: one byte, which no

@@ -1,0 +1,374 @@
+//! Per-window top-N: of the events sharing one lifetime (a window's rows),
+//! the first `n` by an order of columns.
+//!
+//! Events with one lifetime `[start, end)` are a window's rows when they
+//! come from a windowed aggregate. All of them have arrived once a CTI
+//! passes `start` (later events start at or after the CTI), so CTI `t`
+//! makes every group with `start < t` final: the operator sorts it by the
+//! order columns, breaks ties by the remaining columns (ascending, nulls
+//! first), and emits its first `n` rows. Rows that start at or after `t`
+//! are held, as keyed state, until a later CTI.
+
+use std::collections::BTreeMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{BooleanArray, RecordBatch, UInt32Array};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{SchemaRef, SortOptions};
+
+use super::TemporalOp;
+use crate::entry::Entry;
+use crate::udf::{KeyedState, StateChanges};
+
+/// One column of the order: its index (interval first) and direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderKey {
+    /// The column.
+    pub column: usize,
+    /// Largest first.
+    pub descending: bool,
+    /// Nulls before values.
+    pub nulls_first: bool,
+}
+
+/// The key the held rows are kept under.
+const HELD: &[u8] = b"held";
+
+/// The first `n` rows of every lifetime by an order.
+pub struct TopN {
+    schema: SchemaRef,
+    order: Vec<OrderKey>,
+    n: usize,
+    converter: RowConverter,
+    /// Columns in sort order: interval, the order, then the rest.
+    sort_columns: Vec<usize>,
+    /// Rows not yet final, in batches as they came.
+    held: Vec<RecordBatch>,
+    held_moved: bool,
+    cti: Option<i64>,
+    cti_moved: bool,
+}
+
+impl std::fmt::Debug for TopN {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl TopN {
+    /// The first `n` rows per lifetime of a stream of `schema` (interval
+    /// first) by `order`.
+    pub fn new(schema: SchemaRef, order: Vec<OrderKey>, n: usize) -> Result<TopN, String> {
+        if n == 0 {
+            return Err("LIMIT 0 keeps no row; leave the query out".into());
+        }
+        if order.is_empty() {
+            return Err("a top-N needs ORDER BY columns".into());
+        }
+        let width = schema.fields().len();
+        if let Some(k) = order.iter().find(|k| k.column < 2 || k.column >= width) {
+            return Err(format!("order column {} is not a data column", k.column));
+        }
+        let mut sort_columns = vec![0, 1];
+        let mut options = vec![SortOptions::default(), SortOptions::default()];
+        for k in &order {
+            sort_columns.push(k.column);
+            options.push(SortOptions {
+                descending: k.descending,
+                nulls_first: k.nulls_first,
+            });
+        }
+        for c in 2..width {
+            if !order.iter().any(|k| k.column == c) {
+                sort_columns.push(c);
+                options.push(SortOptions::default());
+            }
+        }
+        let fields = sort_columns
+            .iter()
+            .zip(options)
+            .map(|(&c, o)| SortField::new_with_options(schema.field(c).data_type().clone(), o))
+            .collect();
+        let converter = RowConverter::new(fields).map_err(|e| format!("top-N: {e}"))?;
+        Ok(TopN {
+            schema,
+            order,
+            n,
+            converter,
+            sort_columns,
+            held: Vec::new(),
+            held_moved: false,
+            cti: None,
+            cti_moved: false,
+        })
+    }
+
+    /// The held rows as one batch (none when none are held).
+    fn held(&self) -> Result<Option<RecordBatch>, String> {
+        if self.held.is_empty() {
+            return Ok(None);
+        }
+        arrow_select::concat::concat_batches(&self.schema, &self.held)
+            .map(Some)
+            .map_err(|e| format!("top-N: {e}"))
+    }
+
+    /// The first `n` rows of each lifetime of `rows`, in sort order.
+    fn top(&self, rows: &RecordBatch) -> Result<RecordBatch, String> {
+        let columns: Vec<_> = self
+            .sort_columns
+            .iter()
+            .map(|&c| rows.column(c).clone())
+            .collect();
+        let encoded = self
+            .converter
+            .convert_columns(&columns)
+            .map_err(|e| format!("top-N: {e}"))?;
+        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        order.sort_unstable_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
+        let starts = rows.column(0).as_primitive::<Int64Type>();
+        let ends = rows.column(1).as_primitive::<Int64Type>();
+        let mut keep = Vec::new();
+        let mut group = None;
+        let mut taken = 0;
+        for i in order {
+            let lifetime = (starts.value(i as usize), ends.value(i as usize));
+            if group != Some(lifetime) {
+                group = Some(lifetime);
+                taken = 0;
+            }
+            if taken < self.n {
+                keep.push(i);
+                taken += 1;
+            }
+        }
+        let indices = UInt32Array::from(keep);
+        let columns = rows
+            .columns()
+            .iter()
+            .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("top-N: {e}"))?;
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| format!("top-N: {e}"))
+    }
+}
+
+impl TemporalOp for TopN {
+    fn describe(&self) -> String {
+        let order: Vec<String> = self
+            .order
+            .iter()
+            .map(|k| {
+                format!(
+                    "{}{}",
+                    self.schema.field(k.column).name(),
+                    if k.descending { " DESC" } else { "" }
+                )
+            })
+            .collect();
+        format!("top {} per window by {}", self.n, order.join(", "))
+    }
+
+    fn input_schemas(&self) -> Vec<SchemaRef> {
+        vec![self.schema.clone()]
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: &RecordBatch,
+    ) -> Result<Option<RecordBatch>, String> {
+        if batch.num_rows() > 0 {
+            self.held.push(batch.clone());
+            self.held_moved = true;
+        }
+        Ok(None)
+    }
+
+    fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), String> {
+        if self.cti.is_none_or(|c| t > c) {
+            self.cti = Some(t);
+            self.cti_moved = true;
+        }
+        let Some(held) = self.held()? else {
+            return Ok((None, t));
+        };
+        self.held.clear();
+        let starts = held.column(0).as_primitive::<Int64Type>();
+        let ready: BooleanArray = starts.iter().map(|s| s.map(|s| s < t)).collect();
+        let waiting = arrow_arith::boolean::not(&ready).map_err(|e| format!("top-N: {e}"))?;
+        let filter = |mask: &BooleanArray| {
+            arrow_select::filter::filter_record_batch(&held, mask)
+                .map_err(|e| format!("top-N: {e}"))
+        };
+        let (ready, waiting) = (filter(&ready)?, filter(&waiting)?);
+        if waiting.num_rows() > 0 {
+            self.held.push(waiting);
+        }
+        if ready.num_rows() == 0 {
+            return Ok((None, t));
+        }
+        self.held_moved = true;
+        Ok((Some(self.top(&ready)?), t))
+    }
+
+    fn take_delta(&mut self) -> StateChanges {
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.cti_moved)
+            && let Some(t) = self.cti
+        {
+            out.push(super::cti_change(t));
+        }
+        if std::mem::take(&mut self.held_moved) {
+            let held = self
+                .held()
+                .expect("held batches share the operator's schema");
+            let value = held.map(|batch| {
+                let bytes = Entry::Batch {
+                    producer: String::new(),
+                    batch,
+                }
+                .encode()
+                .expect("a held batch encodes: it is a batch of a stream");
+                let mut names = BTreeMap::new();
+                names.insert("batch".to_string(), bytes);
+                crate::udf::encode_entry(&names)
+            });
+            out.push((HELD.to_vec(), value));
+        }
+        out
+    }
+
+    fn restore(&mut self, state: &KeyedState) -> Result<(), String> {
+        self.cti = super::cti_of(state);
+        self.cti_moved = false;
+        self.held_moved = false;
+        self.held.clear();
+        if let Some(bytes) = state.get(HELD).and_then(|names| names.get("batch")) {
+            match Entry::decode(bytes).map_err(|e| format!("top-N state: {e}"))? {
+                Entry::Batch { batch, .. } => self.held.push(batch),
+                Entry::Cti(_) => return Err("top-N state: a CTI where rows were held".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("_start", DataType::Int64, false),
+            Field::new("_end", DataType::Int64, false),
+            Field::new("item", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0 + 10))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn rows(b: &RecordBatch) -> Vec<(i64, String, i64)> {
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    b.column(0).as_primitive::<Int64Type>().value(i),
+                    b.column(2).as_string::<i32>().value(i).to_string(),
+                    b.column(3).as_primitive::<Int64Type>().value(i),
+                )
+            })
+            .collect()
+    }
+
+    fn top2(input: &RecordBatch) -> TopN {
+        let order = vec![OrderKey {
+            column: 3,
+            descending: true,
+            nulls_first: false,
+        }];
+        TopN::new(input.schema(), order, 2).unwrap()
+    }
+
+    #[test]
+    fn each_window_keeps_its_first_n_with_ties_broken_by_the_other_columns() {
+        let input = batch(&[
+            (0, "a", 5),
+            (0, "b", 9),
+            (0, "c", 9),
+            (0, "d", 1),
+            (10, "e", 3),
+            (10, "f", 4),
+            (20, "g", 7),
+        ]);
+        let mut op = top2(&input);
+        assert!(op.on_batch(0, &input).unwrap().is_none());
+        let (out, cti) = op.on_cti(15).unwrap();
+        assert_eq!(cti, 15);
+        assert_eq!(
+            rows(&out.unwrap()),
+            [
+                (0, "b".into(), 9),
+                (0, "c".into(), 9),
+                (10, "f".into(), 4),
+                (10, "e".into(), 3)
+            ]
+        );
+        // The window at 20 waits for a CTI past its start.
+        let (out, _) = op.on_cti(i64::MAX).unwrap();
+        assert_eq!(rows(&out.unwrap()), [(20, "g".into(), 7)]);
+    }
+
+    #[test]
+    fn held_rows_survive_a_restore() {
+        let input = batch(&[(0, "a", 5), (20, "g", 7), (20, "h", 8), (20, "i", 1)]);
+        let mut op = top2(&input);
+        op.on_batch(0, &input).unwrap();
+        op.on_cti(10).unwrap();
+        let mut state = KeyedState::new();
+        for (k, v) in op.take_delta() {
+            if let Some(v) = v {
+                state.insert(k, crate::udf::decode_entry(&v).unwrap());
+            }
+        }
+        let mut again = top2(&input);
+        again.restore(&state).unwrap();
+        let (out, _) = again.on_cti(i64::MAX).unwrap();
+        assert_eq!(
+            rows(&out.unwrap()),
+            [(20, "h".into(), 8), (20, "g".into(), 7)]
+        );
+    }
+
+    #[test]
+    fn bad_top_ns_are_refused() {
+        let input = batch(&[]);
+        let key = |column| OrderKey {
+            column,
+            descending: false,
+            nulls_first: false,
+        };
+        assert!(TopN::new(input.schema(), vec![key(3)], 0).is_err());
+        assert!(TopN::new(input.schema(), vec![], 1).is_err());
+        assert!(TopN::new(input.schema(), vec![key(0)], 1).is_err());
+        assert!(TopN::new(input.schema(), vec![key(9)], 1).is_err());
+    }
+}
