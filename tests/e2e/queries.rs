@@ -280,6 +280,22 @@ fn bad_scripts_are_refused_with_file_line_and_column() {
     }
 }
 
+/// A job file's stages run as one vertex each: asking for more is refused,
+/// not ignored.
+#[test]
+fn a_job_file_with_a_parallelism_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("job.toml"), "name = \"j\"\n").expect("job");
+    let out = weir(&["run", "job.toml", "--parallelism", "2"], d);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("parallelism 2: a job file's stages run as one vertex each"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// The paper's script (a temporal join, then hopping windows) on a node
 /// killed with `kill -9` after every other ingest, restarted from its
 /// checkpoints: it writes exactly what `weir run` writes.
