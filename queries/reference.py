@@ -123,3 +123,7 @@ for c in clicks:
 per_window = defaultdict(list)
 for (w, u), n in g.items(): per_window[w].append((-n, u))
 check("top_n.busiest", [{"_start": w, "_end": w + 5_000_000, "user": min(per_window[w])[1], "n": -min(per_window[w])[0]} for w in sorted(per_window)])
+per_window = defaultdict(list)
+for c in clicks:
+    for w in windows(c["ts"], c["ts"] + 1, 10_000_000, 10_000_000): per_window[w].append((-c["amount"], c["user"], c["url"]))
+check("top_n.largest", [{"_start": w, "_end": w + 10_000_000, "user": min(r)[1], "url": min(r)[2], "amount": -min(r)[0]} for w, r in sorted(per_window.items())])

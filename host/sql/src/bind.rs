@@ -241,7 +241,7 @@ pub fn bind(
                 if select.window.is_some() && !aggregates(&plan) {
                     let at = select.window.map_or(select.at, |w| w.at);
                     return Err(fail(
-                        "a window clause applies to a query that aggregates (COUNT, SUM, MIN, MAX, AVG ...)".into(),
+                        "a window clause applies to a query that aggregates (COUNT, SUM, MIN, MAX, AVG ...) or keeps a top-N (ORDER BY ... LIMIT n)".into(),
                         at,
                     ));
                 }
@@ -433,10 +433,13 @@ fn deterministic(plan: &LogicalPlan) -> Result<(), String> {
 }
 
 /// Whether the plan aggregates.
+/// Whether a query reads its window clause: it aggregates or keeps a top-N.
 fn aggregates(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply(|node| {
-        if matches!(node, LogicalPlan::Aggregate(_)) {
+        if matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Limit(_))
+            || matches!(node, LogicalPlan::Sort(s) if s.fetch.is_some())
+        {
             found = true;
         }
         Ok(TreeNodeRecursion::Continue)

@@ -49,6 +49,8 @@ struct Lowering<'a> {
     /// The query being lowered: its name, window and place.
     name: String,
     window: Option<Window>,
+    /// An aggregate or a top-N of the query read its window.
+    window_used: bool,
     at: Location,
     /// Stages of this query so far (for fresh names).
     made: usize,
@@ -122,6 +124,7 @@ pub fn compile_with(
         streams: Vec::new(),
         name: String::new(),
         window: None,
+        window_used: false,
         at: Location::new(1, 1),
         made: 0,
         calls: 0,
@@ -138,6 +141,7 @@ pub fn compile_with(
             Bound::Query(select, plan) => {
                 l.name = select.name.clone();
                 l.window = select.window;
+                l.window_used = false;
                 l.at = select.at;
                 l.made = 0;
                 l.calls = 0;
@@ -163,7 +167,7 @@ pub fn compile_with(
                         hint: None,
                     });
                 }
-                if let (Some(w), false) = (select.window, l.windowed(first)) {
+                if let (Some(w), false) = (select.window, l.window_used) {
                     return Err(ScriptError {
                         file: file.clone(),
                         line: w.at.line,
@@ -224,12 +228,6 @@ impl Lowering<'_> {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .cloned()
             .ok_or_else(|| format!("no stream `{name}`"))
-    }
-
-    fn windowed(&self, first: usize) -> bool {
-        self.builds[first..]
-            .iter()
-            .any(|b| b.op.as_ref().is_some_and(|(d, _)| d.starts_with("window")))
     }
 
     fn input(
@@ -464,6 +462,7 @@ impl Lowering<'_> {
     }
 
     fn aggregate(&mut self, a: &datafusion_expr::logical_plan::Aggregate) -> Result<Flow, String> {
+        self.window_used = true;
         let Some(window) = self.window else {
             return Err(
                 "an aggregate over a stream needs a window: add WITH TUMBLING(d) or WITH HOPPING(size, hop) after FROM, WHERE or GROUP BY"

@@ -83,7 +83,7 @@ fn volatile_functions_and_windows_without_aggregates_are_refused() {
         refused(&format!(
             "{INPUTS}X = SELECT Name FROM Alert WITH TUMBLING(1s);"
         )),
-        "t.wsql:3:28: a window clause applies to a query that aggregates (COUNT, SUM, MIN, MAX, AVG ...)"
+        "t.wsql:3:28: a window clause applies to a query that aggregates (COUNT, SUM, MIN, MAX, AVG ...) or keeps a top-N (ORDER BY ... LIMIT n)"
     );
 }
 

@@ -18,11 +18,18 @@ pub enum Lifetime {
     Extend(i64),
     /// `[start, start + 1)`: a point at its start.
     Point,
+    /// One copy of the event per window its lifetime overlaps, with the
+    /// window as its lifetime (a window clause on a query without an
+    /// aggregate: the rows of each window, e.g. for a top-N per window).
+    Window(super::Hopping),
 }
 
 impl Lifetime {
     /// The batch (interval first) with its lifetimes changed.
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {
+        if let Lifetime::Window(windows) = self {
+            return into_windows(windows, batch);
+        }
         let column = |i: usize| {
             batch
                 .columns()
@@ -41,6 +48,7 @@ impl Lifetime {
                 Lifetime::Shift(d) => (s.saturating_add(d), e.saturating_add(d)),
                 Lifetime::Extend(d) => (s, e.saturating_add(d)),
                 Lifetime::Point => (s, s.saturating_add(1)),
+                Lifetime::Window(_) => unreachable!("handled above"),
             };
             new_starts.push(s);
             new_ends.push(e.max(s.saturating_add(1)));
@@ -57,9 +65,44 @@ impl Lifetime {
         match *self {
             // The end of input stays the end of input.
             Lifetime::Shift(d) if t != i64::MAX => t.saturating_add(d),
+            // Later events fall in windows from the first that holds `t`.
+            Lifetime::Window(w) if t != i64::MAX => {
+                w.starts(t, t.saturating_add(1)).next().unwrap_or(t)
+            }
             _ => t,
         }
     }
+}
+
+/// Each event of `batch` once per window of `windows` its lifetime
+/// overlaps, in input order, windows in order.
+fn into_windows(windows: &super::Hopping, batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let column = |i: usize| {
+        batch
+            .columns()
+            .get(i)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or_else(|| "a batch without its int64 interval".to_string())
+    };
+    let (starts, ends) = (column(0)?, column(1)?);
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let (mut new_starts, mut new_ends) = (Vec::new(), Vec::new());
+    for (row, (&s, &e)) in starts.values().iter().zip(ends.values()).enumerate() {
+        for w in windows.starts(s, e) {
+            rows.push(row as u32);
+            new_starts.push(w);
+            new_ends.push(windows.end_of(w));
+        }
+    }
+    let indices = arrow_array::UInt32Array::from(rows);
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    columns.push(Arc::new(Int64Array::from(new_starts)) as ArrayRef);
+    columns.push(Arc::new(Int64Array::from(new_ends)) as ArrayRef);
+    for c in &batch.columns()[2..] {
+        columns
+            .push(arrow_select::take::take(c.as_ref(), &indices, None).map_err(|e| e.to_string())?);
+    }
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -117,5 +160,17 @@ mod tests {
         assert_eq!(Lifetime::Shift(-10).cti(100), 90);
         assert_eq!(Lifetime::Shift(-10).cti(i64::MAX), i64::MAX);
         assert_eq!(Lifetime::Extend(7).cti(100), 100);
+    }
+
+    #[test]
+    fn a_window_change_gives_each_event_its_windows() {
+        let w = crate::temporal::Hopping::new(10, 5).unwrap();
+        let out = Lifetime::Window(w)
+            .apply(&batch(&[(7, 8), (12, 13)]))
+            .unwrap();
+        assert_eq!(intervals(&out), [(0, 10), (5, 15), (5, 15), (10, 20)]);
+        // An event at 12 or later falls in windows from 5 on.
+        assert_eq!(Lifetime::Window(w).cti(12), 5);
+        assert_eq!(Lifetime::Window(w).cti(i64::MAX), i64::MAX);
     }
 }

@@ -1,15 +1,17 @@
 //! `ORDER BY ... LIMIT n`: a per-window top-N. Of the rows sharing one
-//! lifetime (a window's rows, when they come from a windowed aggregate),
-//! the first `n` by the order, ties broken by the other columns.
+//! lifetime (a window's rows, when they come from a windowed aggregate, or
+//! rows put in their windows by the query's window clause), the first `n`
+//! by the order, ties broken by the other columns.
 
 use std::sync::Arc;
 
 use datafusion_expr::logical_plan::{FetchType, Limit, SkipType, Sort};
 use datafusion_expr::{Expr, LogicalPlan};
-use weir_core::temporal::{OrderKey, TemporalOp, TopN};
+use weir_core::temporal::{Lifetime, OrderKey, TemporalOp, TopN};
 
 use super::build::{Build, MakeOp};
 use super::{Flow, Lowering};
+use crate::pipeline::Step;
 
 impl Lowering<'_> {
     /// `LIMIT n` over an `ORDER BY`.
@@ -47,7 +49,13 @@ impl Lowering<'_> {
 
     /// The first `n` rows of each lifetime of `s`'s input by its order.
     fn top_n(&mut self, s: &Sort, n: usize) -> Result<Flow, String> {
-        let flow = self.flow(&s.input)?;
+        let mut flow = self.flow(&s.input)?;
+        // A window clause no aggregate read: each row joins the windows
+        // its lifetime overlaps, so the top-N is per window.
+        if let (Some(w), false) = (self.window, self.window_used) {
+            flow.steps.push(Step::Lifetime(Lifetime::Window(w.hopping)));
+            self.window_used = true;
+        }
         let (stream, schema) = self.materialize(flow)?;
         let input = s.input.schema();
         let mut order = Vec::new();
