@@ -127,3 +127,16 @@ per_window = defaultdict(list)
 for c in clicks:
     for w in windows(c["ts"], c["ts"] + 1, 10_000_000, 10_000_000): per_window[w].append((-c["amount"], c["user"], c["url"]))
 check("top_n.largest", [{"_start": w, "_end": w + 10_000_000, "user": min(r)[1], "url": min(r)[2], "amount": -min(r)[0]} for w, r in sorted(per_window.items())])
+# session_windows: per user, events whose [ts, ts + 1 + gap) overlap form a session
+gap = 3_000_000
+want = []
+for u in sorted({c["user"] for c in clicks}):
+    sessions = []
+    for c in sorted((c for c in clicks if c["user"] == u), key=lambda c: c["ts"]):
+        if sessions and c["ts"] < sessions[-1][1]:
+            sessions[-1][1] = max(sessions[-1][1], c["ts"] + 1 + gap); sessions[-1][2].append(c)
+        else:
+            sessions.append([c["ts"], c["ts"] + 1 + gap, [c]])
+    for s, e, cs in sessions:
+        want.append({"_start": s, "_end": e, "user": u, "n": len(cs), "urls": len({c["url"] for c in cs}), "total": sum(c["amount"] for c in cs)})
+check("session_windows", want, ordered=False)

@@ -9,6 +9,7 @@ use weir_core::udf::ModuleVersion;
 use crate::bind::Bound;
 use crate::component::Components;
 use crate::error::ScriptError;
+use crate::script::Window;
 
 /// The logical plan of every query (as DataFusion bound, type-checked and
 /// optimised it) and the physical plan: sources, stages with their inputs,
@@ -37,6 +38,9 @@ pub fn explain(
                     hint: None,
                 })?;
             let window = match select.window {
+                Some(Window {
+                    session: Some(gap), ..
+                }) => format!(" (window SESSION, gap {gap} µs)"),
                 Some(w) if w.hopping.size() == w.hopping.hop() => {
                     format!(" (window TUMBLING {} µs)", w.hopping.size())
                 }

@@ -18,7 +18,8 @@ use weir_core::plan::{
     TimeUnit, UdfSpec,
 };
 use weir_core::temporal::{
-    AggKind, Aggregate, JoinKind, Lifetime, TemporalJoin, TemporalOp, WindowAggregate,
+    AggKind, Aggregate, JoinKind, Lifetime, SessionAggregate, TemporalJoin, TemporalOp,
+    WindowAggregate,
 };
 
 mod build;
@@ -567,10 +568,12 @@ impl Lowering<'_> {
             (input, input_schema_arrow, before)
         };
         let name = self.fresh();
+        let windows = match window.session {
+            Some(gap) => format!("SESSION with gap {gap} µs"),
+            None => format!("HOPPING {} µs every {} µs", hopping.size(), hopping.hop()),
+        };
         let describe = format!(
-            "window(HOPPING {} µs every {} µs) group by {} compute {}",
-            hopping.size(),
-            hopping.hop(),
+            "window({windows}) group by {} compute {}",
             a.group_expr.len(),
             aggs.iter()
                 .map(|g| format!("{} AS {}", g.kind.name(), g.name))
@@ -578,10 +581,19 @@ impl Lowering<'_> {
                 .join(", ")
         );
         let partition = vec![keys.clone()];
+        let session = window.session;
         let make: MakeOp = Arc::new(move || {
-            WindowAggregate::new(&pre, hopping, keys.clone(), aggs.clone())
-                .map(|w| Box::new(w) as Box<dyn TemporalOp>)
-                .map_err(|e| e.to_string())
+            let op: Box<dyn TemporalOp> = match session {
+                Some(gap) => Box::new(
+                    SessionAggregate::new(&pre, gap, keys.clone(), aggs.clone())
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => Box::new(
+                    WindowAggregate::new(&pre, hopping, keys.clone(), aggs.clone())
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
+            Ok(op)
         });
         let mut build = Build::new(
             name.clone(),

@@ -37,11 +37,15 @@ pub struct Input {
     pub at: Location,
 }
 
-/// A window clause: `WITH TUMBLING(d)` or `WITH HOPPING(size, hop)`.
+/// A window clause: `WITH TUMBLING(d)`, `WITH HOPPING(size, hop)` or
+/// `WITH SESSION(gap)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    /// The windows.
+    /// The windows (for a session window, tumbling windows of the gap,
+    /// which nothing reads).
     pub hopping: Hopping,
+    /// Session windows with this gap (µs) instead.
+    pub session: Option<i64>,
     /// Where the clause is.
     pub at: Location,
 }

@@ -28,6 +28,7 @@ use crate::udf::{KeyedState, StateChanges};
 
 mod acc;
 mod aggregate;
+mod held;
 mod join;
 mod lifetime;
 mod ops;
@@ -35,7 +36,7 @@ mod partition;
 mod topn;
 mod window;
 
-pub use aggregate::{AggError, AggKind, Aggregate, WindowAggregate};
+pub use aggregate::{AggError, AggKind, Aggregate, SessionAggregate, WindowAggregate};
 pub use join::{JoinError, JoinKind, TemporalJoin};
 pub use lifetime::Lifetime;
 pub use partition::{Partition, partitions};

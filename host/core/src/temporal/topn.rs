@@ -9,8 +9,6 @@
 //! first), and emits its first `n` rows. Rows that start at or after `t`
 //! are held, as keyed state, until a later CTI.
 
-use std::collections::BTreeMap;
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{BooleanArray, RecordBatch, UInt32Array};
@@ -18,7 +16,7 @@ use arrow_row::{RowConverter, SortField};
 use arrow_schema::{SchemaRef, SortOptions};
 
 use super::TemporalOp;
-use crate::entry::Entry;
+use super::held::Held;
 use crate::udf::{KeyedState, StateChanges};
 
 /// One column of the order: its index (interval first) and direction.
@@ -43,9 +41,8 @@ pub struct TopN {
     converter: RowConverter,
     /// Columns in sort order: interval, the order, then the rest.
     sort_columns: Vec<usize>,
-    /// Rows not yet final, in batches as they came.
-    held: Vec<RecordBatch>,
-    held_moved: bool,
+    /// Rows not yet final.
+    held: Held,
     cti: Option<i64>,
     cti_moved: bool,
 }
@@ -92,26 +89,15 @@ impl TopN {
             .collect();
         let converter = RowConverter::new(fields).map_err(|e| format!("top-N: {e}"))?;
         Ok(TopN {
-            schema,
+            schema: schema.clone(),
             order,
             n,
             converter,
             sort_columns,
-            held: Vec::new(),
-            held_moved: false,
+            held: Held::new(schema.clone(), HELD),
             cti: None,
             cti_moved: false,
         })
-    }
-
-    /// The held rows as one batch (none when none are held).
-    fn held(&self) -> Result<Option<RecordBatch>, String> {
-        if self.held.is_empty() {
-            return Ok(None);
-        }
-        arrow_select::concat::concat_batches(&self.schema, &self.held)
-            .map(Some)
-            .map_err(|e| format!("top-N: {e}"))
     }
 
     /// The first `n` rows of each lifetime of `rows`, in sort order.
@@ -183,10 +169,7 @@ impl TemporalOp for TopN {
         _input: usize,
         batch: &RecordBatch,
     ) -> Result<Option<RecordBatch>, String> {
-        if batch.num_rows() > 0 {
-            self.held.push(batch.clone());
-            self.held_moved = true;
-        }
+        self.held.push(batch);
         Ok(None)
     }
 
@@ -195,10 +178,9 @@ impl TemporalOp for TopN {
             self.cti = Some(t);
             self.cti_moved = true;
         }
-        let Some(held) = self.held()? else {
+        let Some(held) = self.held.take()? else {
             return Ok((None, t));
         };
-        self.held.clear();
         let starts = held.column(0).as_primitive::<Int64Type>();
         let ready: BooleanArray = starts.iter().map(|s| s.map(|s| s < t)).collect();
         let waiting = arrow_arith::boolean::not(&ready).map_err(|e| format!("top-N: {e}"))?;
@@ -207,13 +189,10 @@ impl TemporalOp for TopN {
                 .map_err(|e| format!("top-N: {e}"))
         };
         let (ready, waiting) = (filter(&ready)?, filter(&waiting)?);
-        if waiting.num_rows() > 0 {
-            self.held.push(waiting);
-        }
+        self.held.push(&waiting);
         if ready.num_rows() == 0 {
             return Ok((None, t));
         }
-        self.held_moved = true;
         Ok((Some(self.top(&ready)?), t))
     }
 
@@ -224,37 +203,14 @@ impl TemporalOp for TopN {
         {
             out.push(super::cti_change(t));
         }
-        if std::mem::take(&mut self.held_moved) {
-            let held = self
-                .held()
-                .expect("held batches share the operator's schema");
-            let value = held.map(|batch| {
-                let bytes = Entry::Batch {
-                    producer: String::new(),
-                    batch,
-                }
-                .encode()
-                .expect("a held batch encodes: it is a batch of a stream");
-                let mut names = BTreeMap::new();
-                names.insert("batch".to_string(), bytes);
-                crate::udf::encode_entry(&names)
-            });
-            out.push((HELD.to_vec(), value));
-        }
+        out.extend(self.held.delta());
         out
     }
 
     fn restore(&mut self, state: &KeyedState) -> Result<(), String> {
         self.cti = super::cti_of(state);
         self.cti_moved = false;
-        self.held_moved = false;
-        self.held.clear();
-        if let Some(bytes) = state.get(HELD).and_then(|names| names.get("batch")) {
-            match Entry::decode(bytes).map_err(|e| format!("top-N state: {e}"))? {
-                Entry::Batch { batch, .. } => self.held.push(batch),
-                Entry::Cti(_) => return Err("top-N state: a CTI where rows were held".into()),
-            }
-        }
+        self.held.restore(state)?;
         Ok(())
     }
 }

@@ -53,6 +53,12 @@ impl Lowering<'_> {
         // A window clause no aggregate read: each row joins the windows
         // its lifetime overlaps, so the top-N is per window.
         if let (Some(w), false) = (self.window, self.window_used) {
+            if w.session.is_some() {
+                return Err(
+                    "a session window groups an aggregate's events; a top-N of raw events takes TUMBLING or HOPPING windows"
+                        .into(),
+                );
+            }
             flow.steps.push(Step::Lifetime(Lifetime::Window(w.hopping)));
             self.window_used = true;
         }

@@ -48,7 +48,7 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
                     Some(Token::Word(k)) => k.value.to_ascii_uppercase(),
                     _ => String::new(),
                 };
-                if kind == "TUMBLING" || kind == "HOPPING" {
+                if kind == "TUMBLING" || kind == "HOPPING" || kind == "SESSION" {
                     if window.is_some() {
                         return Err(error(
                             c.file,
@@ -76,6 +76,7 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
                         .map_err(|e| error(c.file, clause_at, e.to_string()))?;
                     window = Some(Window {
                         hopping,
+                        session: (kind == "SESSION").then_some(size),
                         at: clause_at,
                     });
                     c.tokens.drain(i..i + 2 + w.pos);

@@ -17,6 +17,9 @@ use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
+mod session;
+pub use session::SessionAggregate;
+
 use super::Hopping;
 use super::acc::{Acc, Extreme, accumulate, finish};
 use crate::schema::{END, START};

@@ -1,0 +1,367 @@
+//! Session windows: per group, the events whose lifetimes, each extended by
+//! a gap, overlap one another form a session; the session's window runs
+//! from its first start to its last end plus the gap.
+//!
+//! Events are held (as keyed state) until their session is final: once a
+//! CTI reaches the session's end, no later event (which starts at or after
+//! the CTI) can join or bridge it. Then the built-in aggregates are computed
+//! over the session's events, as [`WindowAggregate`] computes them, and one
+//! row per group and session goes out with the session as its lifetime.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
+use arrow_schema::{Schema, SchemaRef};
+
+use super::super::TemporalOp;
+use super::super::held::Held;
+use super::{AggError, Aggregate, WindowAggregate, accumulate, arrow_err, finish};
+use crate::temporal::Hopping;
+use crate::udf::{KeyedState, StateChanges};
+
+const HELD: &[u8] = b"session";
+
+/// One session: its window and its events (row indices).
+struct Session {
+    start: i64,
+    end: i64,
+    rows: Vec<u32>,
+}
+
+/// The session-window aggregate.
+pub struct SessionAggregate {
+    /// Computes a session's aggregates (its window is not used).
+    calc: WindowAggregate,
+    gap: i64,
+    held: Held,
+    cti: Option<i64>,
+    cti_moved: bool,
+}
+
+impl std::fmt::Debug for SessionAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionAggregate")
+            .field("gap", &self.gap)
+            .field("keys", &self.calc.keys)
+            .field("aggs", &self.calc.aggs)
+            .finish()
+    }
+}
+
+impl SessionAggregate {
+    /// Sessions of `input`'s events (interval first) with gap `gap` µs per
+    /// group of the columns `keys`, computing `aggs`; the output is as a
+    /// [`WindowAggregate`]'s.
+    pub fn new(
+        input: &Schema,
+        gap: i64,
+        keys: Vec<usize>,
+        aggs: Vec<Aggregate>,
+    ) -> Result<SessionAggregate, AggError> {
+        let hopping = Hopping::tumbling(gap.max(1)).map_err(|e| AggError::State(e.to_string()))?;
+        if gap <= 0 {
+            return Err(AggError::State(format!(
+                "a session gap must be positive, not {gap} µs"
+            )));
+        }
+        let calc = WindowAggregate::new(input, hopping, keys, aggs)?;
+        let held = Held::new(calc.input.clone(), HELD);
+        Ok(SessionAggregate {
+            calc,
+            gap,
+            held,
+            cti: None,
+            cti_moved: false,
+        })
+    }
+
+    /// Its output's schema.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.calc.output.clone()
+    }
+
+    /// The sessions of `batch`'s events, by group then start.
+    fn sessions(&self, batch: &RecordBatch) -> Result<Vec<Session>, AggError> {
+        let starts = batch.column(0).as_primitive::<Int64Type>();
+        let ends = batch.column(1).as_primitive::<Int64Type>();
+        let keys = match &self.calc.converter {
+            Some(c) => {
+                let cols: Vec<ArrayRef> = self
+                    .calc
+                    .keys
+                    .iter()
+                    .map(|&k| batch.column(k).clone())
+                    .collect();
+                Some(c.convert_columns(&cols).map_err(arrow_err)?)
+            }
+            None => None,
+        };
+        let key = |i: u32| keys.as_ref().map_or(&[][..], |k| k.row(i as usize).data());
+        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            key(a)
+                .cmp(key(b))
+                .then(starts.value(a as usize).cmp(&starts.value(b as usize)))
+                .then(a.cmp(&b))
+        });
+        let mut sessions: Vec<Session> = Vec::new();
+        let mut last_key: Option<&[u8]> = None;
+        for i in order {
+            let (s, e) = (starts.value(i as usize), ends.value(i as usize));
+            let end = e.saturating_add(self.gap);
+            match sessions.last_mut() {
+                Some(open) if last_key == Some(key(i)) && s < open.end => {
+                    open.end = open.end.max(end);
+                    open.rows.push(i);
+                }
+                _ => sessions.push(Session {
+                    start: s,
+                    end,
+                    rows: vec![i],
+                }),
+            }
+            last_key = Some(key(i));
+        }
+        Ok(sessions)
+    }
+
+    /// One row per session of `sessions`: its window, its group, its aggregates.
+    fn emit(&self, batch: &RecordBatch, sessions: &[&Session]) -> Result<RecordBatch, AggError> {
+        let calc = &self.calc;
+        let args: Vec<Option<&ArrayRef>> = calc
+            .aggs
+            .iter()
+            .map(|a| a.arg.map(|i| batch.column(i)))
+            .collect();
+        let distinct = calc
+            .distinct
+            .iter()
+            .zip(&args)
+            .map(|(c, arg)| match (c, arg) {
+                (Some(c), Some(arg)) => c
+                    .convert_columns(std::slice::from_ref(*arg))
+                    .map(Some)
+                    .map_err(arrow_err),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut accs = Vec::with_capacity(sessions.len());
+        for s in sessions {
+            let mut a = calc.fresh();
+            for &row in &s.rows {
+                for (j, acc) in a.iter_mut().enumerate() {
+                    accumulate(acc, args[j], distinct[j].as_ref(), row as usize).map_err(|()| {
+                        AggError::Overflow {
+                            column: calc.aggs[j].name.clone(),
+                            start: s.start,
+                            end: s.end,
+                        }
+                    })?;
+                }
+            }
+            accs.push(a);
+        }
+        let firsts = UInt32Array::from_iter_values(sessions.iter().map(|s| s.rows[0]));
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                sessions.iter().map(|s| s.start),
+            )),
+            Arc::new(Int64Array::from_iter_values(sessions.iter().map(|s| s.end))),
+        ];
+        for &k in &calc.keys {
+            columns
+                .push(arrow_select::take::take(batch.column(k), &firsts, None).map_err(arrow_err)?);
+        }
+        for j in 0..calc.aggs.len() {
+            columns.push(finish(
+                accs.iter().map(|a| &a[j]),
+                calc.output.field(columns.len()).data_type(),
+            ));
+        }
+        RecordBatch::try_new(calc.output.clone(), columns).map_err(arrow_err)
+    }
+}
+
+impl TemporalOp for SessionAggregate {
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+
+    fn input_schemas(&self) -> Vec<SchemaRef> {
+        vec![self.calc.input.clone()]
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        SessionAggregate::output_schema(self)
+    }
+
+    fn on_batch(
+        &mut self,
+        _input: usize,
+        batch: &RecordBatch,
+    ) -> Result<Option<RecordBatch>, String> {
+        self.held.push(batch);
+        Ok(None)
+    }
+
+    fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), String> {
+        if self.cti.is_none_or(|c| t > c) {
+            self.cti = Some(t);
+            self.cti_moved = true;
+        }
+        let Some(all) = self.held.take()? else {
+            return Ok((None, t));
+        };
+        let sessions = self.sessions(&all).map_err(|e| e.to_string())?;
+        let mut keep = vec![false; all.num_rows()];
+        let mut done: Vec<&Session> = Vec::new();
+        for s in &sessions {
+            if s.end <= t {
+                done.push(s);
+            } else {
+                for &r in &s.rows {
+                    keep[r as usize] = true;
+                }
+            }
+        }
+        let waiting = arrow_select::filter::filter_record_batch(&all, &BooleanArray::from(keep))
+            .map_err(|e| e.to_string())?;
+        self.held.push(&waiting);
+        // A session still open may go out later, from its start.
+        let pass = self.held.first_start().map_or(t, |s| s.min(t));
+        if done.is_empty() {
+            return Ok((None, pass));
+        }
+        done.sort_by_key(|s| (s.start, s.end));
+        let out = self.emit(&all, &done).map_err(|e| e.to_string())?;
+        Ok((Some(out), pass))
+    }
+
+    fn take_delta(&mut self) -> StateChanges {
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.cti_moved)
+            && let Some(t) = self.cti
+        {
+            out.push(super::super::cti_change(t));
+        }
+        out.extend(self.held.delta());
+        out
+    }
+
+    fn restore(&mut self, state: &KeyedState) -> Result<(), String> {
+        self.cti = super::super::cti_of(state);
+        self.cti_moved = false;
+        self.held.restore(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::{DataType, Field};
+
+    use super::super::AggKind;
+    use super::*;
+
+    fn input() -> Schema {
+        Schema::new(vec![
+            Field::new("_start", DataType::Int64, false),
+            Field::new("_end", DataType::Int64, false),
+            Field::new("user", DataType::Utf8, false),
+            Field::new("amount", DataType::Int64, false),
+        ])
+    }
+
+    fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::new(input()),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0 + 1))),
+                Arc::new(arrow_array::StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn op() -> SessionAggregate {
+        let aggs = vec![
+            Aggregate {
+                kind: AggKind::CountStar,
+                arg: None,
+                name: "n".into(),
+            },
+            Aggregate {
+                kind: AggKind::Sum,
+                arg: Some(3),
+                name: "total".into(),
+            },
+        ];
+        SessionAggregate::new(&input(), 10, vec![2], aggs).unwrap()
+    }
+
+    fn rows(b: &RecordBatch) -> Vec<(i64, i64, String, i64, i64)> {
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    b.column(0).as_primitive::<Int64Type>().value(i),
+                    b.column(1).as_primitive::<Int64Type>().value(i),
+                    b.column(2).as_string::<i32>().value(i).to_string(),
+                    b.column(3).as_primitive::<Int64Type>().value(i),
+                    b.column(4).as_primitive::<Int64Type>().value(i),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_closer_than_the_gap_make_one_session_per_group() {
+        let mut s = op();
+        // al: 0, 5, 14 (one session to 25); 30 (another). bo: 3 alone.
+        s.on_batch(
+            0,
+            &batch(&[
+                (14, "al", 3),
+                (0, "al", 1),
+                (3, "bo", 7),
+                (5, "al", 2),
+                (30, "al", 4),
+            ]),
+        )
+        .unwrap();
+        let (out, pass) = s.on_cti(26).unwrap();
+        assert_eq!(
+            rows(&out.unwrap()),
+            [(0, 25, "al".into(), 3, 6), (3, 14, "bo".into(), 1, 7)]
+        );
+        // The session from 30 is open: output may still start there.
+        assert_eq!(pass, 26);
+        let (out, _) = s.on_cti(i64::MAX).unwrap();
+        assert_eq!(rows(&out.unwrap()), [(30, 41, "al".into(), 1, 4)]);
+    }
+
+    #[test]
+    fn a_late_event_bridges_two_sessions_and_a_restore_keeps_what_was_held() {
+        let mut s = op();
+        s.on_batch(0, &batch(&[(0, "al", 1), (18, "al", 2)]))
+            .unwrap();
+        let (out, pass) = s.on_cti(5).unwrap();
+        assert!(out.is_none());
+        assert_eq!(pass, 0);
+        let mut state = KeyedState::new();
+        for (k, v) in s.take_delta() {
+            if let Some(v) = v {
+                state.insert(k, crate::udf::decode_entry(&v).unwrap());
+            }
+        }
+        let mut again = op();
+        again.restore(&state).unwrap();
+        again.on_batch(0, &batch(&[(9, "al", 4)])).unwrap();
+        let (out, _) = again.on_cti(i64::MAX).unwrap();
+        assert_eq!(rows(&out.unwrap()), [(0, 29, "al".into(), 3, 7)]);
+    }
+}
