@@ -1,5 +1,5 @@
 //! Rows an operator holds until a CTI makes them final, as keyed state
-//! under one key (top-N, session windows).
+//! under one key, and the last CTI it saw (top-N, session windows).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use arrow_array::types::Int64Type;
 use arrow_schema::SchemaRef;
 
 use crate::entry::Entry;
-use crate::udf::KeyedState;
+use crate::udf::{KeyedState, StateChanges};
 
 /// Held rows, in batches as they came.
 #[derive(Debug)]
@@ -18,6 +18,8 @@ pub(super) struct Held {
     key: &'static [u8],
     batches: Vec<RecordBatch>,
     moved: bool,
+    cti: Option<i64>,
+    cti_moved: bool,
 }
 
 impl Held {
@@ -28,6 +30,16 @@ impl Held {
             key,
             batches: Vec::new(),
             moved: false,
+            cti: None,
+            cti_moved: false,
+        }
+    }
+
+    /// CTI `t` reached the operator.
+    pub(super) fn cti(&mut self, t: i64) {
+        if self.cti.is_none_or(|c| t > c) {
+            self.cti = Some(t);
+            self.cti_moved = true;
         }
     }
 
@@ -59,11 +71,17 @@ impl Held {
             .min()
     }
 
-    /// The state change since the last call: the held rows, or their key's
-    /// deletion.
-    pub(super) fn delta(&mut self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    /// The state changes since the last call: the last CTI, and the held
+    /// rows or their key's deletion.
+    pub(super) fn delta(&mut self) -> StateChanges {
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.cti_moved)
+            && let Some(t) = self.cti
+        {
+            out.push(super::cti_change(t));
+        }
         if !std::mem::take(&mut self.moved) {
-            return None;
+            return out;
         }
         let all = arrow_select::concat::concat_batches(&self.schema, &self.batches)
             .expect("held batches share their operator's schema");
@@ -78,13 +96,16 @@ impl Held {
             names.insert("batch".to_string(), bytes);
             crate::udf::encode_entry(&names)
         });
-        Some((self.key.to_vec(), value))
+        out.push((self.key.to_vec(), value));
+        out
     }
 
-    /// The rows `state` holds under this key.
+    /// The rows `state` holds under this key, and its CTI.
     pub(super) fn restore(&mut self, state: &KeyedState) -> Result<(), String> {
         self.batches.clear();
         self.moved = false;
+        self.cti = super::cti_of(state);
+        self.cti_moved = false;
         if let Some(bytes) = state.get(self.key).and_then(|names| names.get("batch")) {
             match Entry::decode(bytes).map_err(|e| format!("held rows: {e}"))? {
                 Entry::Batch { batch, .. } => self.batches.push(batch),

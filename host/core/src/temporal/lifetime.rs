@@ -30,14 +30,7 @@ impl Lifetime {
         if let Lifetime::Window(windows) = self {
             return into_windows(windows, batch);
         }
-        let column = |i: usize| {
-            batch
-                .columns()
-                .get(i)
-                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-                .ok_or_else(|| "a batch without its int64 interval".to_string())
-        };
-        let (starts, ends) = (column(0)?, column(1)?);
+        let (starts, ends) = interval(batch)?;
         let (mut new_starts, mut new_ends) = (
             Vec::with_capacity(batch.num_rows()),
             Vec::with_capacity(batch.num_rows()),
@@ -74,9 +67,8 @@ impl Lifetime {
     }
 }
 
-/// Each event of `batch` once per window of `windows` its lifetime
-/// overlaps, in input order, windows in order.
-fn into_windows(windows: &super::Hopping, batch: &RecordBatch) -> Result<RecordBatch, String> {
+/// The start and end columns of `batch`.
+fn interval(batch: &RecordBatch) -> Result<(&Int64Array, &Int64Array), String> {
     let column = |i: usize| {
         batch
             .columns()
@@ -84,7 +76,13 @@ fn into_windows(windows: &super::Hopping, batch: &RecordBatch) -> Result<RecordB
             .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
             .ok_or_else(|| "a batch without its int64 interval".to_string())
     };
-    let (starts, ends) = (column(0)?, column(1)?);
+    Ok((column(0)?, column(1)?))
+}
+
+/// Each event of `batch` once per window of `windows` its lifetime
+/// overlaps, in input order, windows in order.
+fn into_windows(windows: &super::Hopping, batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let (starts, ends) = interval(batch)?;
     let mut rows = Vec::with_capacity(batch.num_rows());
     let (mut new_starts, mut new_ends) = (Vec::new(), Vec::new());
     for (row, (&s, &e)) in starts.values().iter().zip(ends.values()).enumerate() {

@@ -43,8 +43,6 @@ pub struct TopN {
     sort_columns: Vec<usize>,
     /// Rows not yet final.
     held: Held,
-    cti: Option<i64>,
-    cti_moved: bool,
 }
 
 impl std::fmt::Debug for TopN {
@@ -95,8 +93,6 @@ impl TopN {
             converter,
             sort_columns,
             held: Held::new(schema.clone(), HELD),
-            cti: None,
-            cti_moved: false,
         })
     }
 
@@ -174,10 +170,7 @@ impl TemporalOp for TopN {
     }
 
     fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), String> {
-        if self.cti.is_none_or(|c| t > c) {
-            self.cti = Some(t);
-            self.cti_moved = true;
-        }
+        self.held.cti(t);
         let Some(held) = self.held.take()? else {
             return Ok((None, t));
         };
@@ -197,21 +190,11 @@ impl TemporalOp for TopN {
     }
 
     fn take_delta(&mut self) -> StateChanges {
-        let mut out = Vec::new();
-        if std::mem::take(&mut self.cti_moved)
-            && let Some(t) = self.cti
-        {
-            out.push(super::cti_change(t));
-        }
-        out.extend(self.held.delta());
-        out
+        self.held.delta()
     }
 
     fn restore(&mut self, state: &KeyedState) -> Result<(), String> {
-        self.cti = super::cti_of(state);
-        self.cti_moved = false;
-        self.held.restore(state)?;
-        Ok(())
+        self.held.restore(state)
     }
 }
 

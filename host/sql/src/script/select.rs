@@ -31,6 +31,18 @@ pub(crate) fn parallelism(c: &mut Cursor<'_>) -> Result<usize, ScriptError> {
     }
 }
 
+impl Cursor<'_> {
+    /// A cursor over the arguments of the clause whose `WITH` is token `i`.
+    fn clause(&self, i: usize) -> Cursor<'_> {
+        Cursor {
+            file: self.file,
+            tokens: self.tokens[i + 2..].to_vec(),
+            pos: 0,
+            end: self.end,
+        }
+    }
+}
+
 pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Select, ScriptError> {
     // The window and lifetime clauses, at the top level of the query, come
     // out first.
@@ -57,12 +69,7 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
                         ));
                     }
                     let clause_at = c.tokens[i].span.start;
-                    let mut w = Cursor {
-                        file: c.file,
-                        tokens: c.tokens[i + 2..].to_vec(),
-                        pos: 0,
-                        end: c.end,
-                    };
+                    let mut w = c.clause(i);
                     w.expect(Token::LParen)?;
                     let size = w.duration()?;
                     let hop = if kind == "HOPPING" {
@@ -91,12 +98,7 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
                             "a query has one parallelism clause".into(),
                         ));
                     }
-                    let mut w = Cursor {
-                        file: c.file,
-                        tokens: c.tokens[i + 2..].to_vec(),
-                        pos: 0,
-                        end: c.end,
-                    };
+                    let mut w = c.clause(i);
                     parallelism_clause = Some((parallelism(&mut w)?, clause_at));
                     c.tokens.drain(i..i + 2 + w.pos);
                     continue;
@@ -110,12 +112,7 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
                             "a query has one lifetime clause".into(),
                         ));
                     }
-                    let mut w = Cursor {
-                        file: c.file,
-                        tokens: c.tokens[i + 2..].to_vec(),
-                        pos: 0,
-                        end: c.end,
-                    };
+                    let mut w = c.clause(i);
                     // SHIFT and EXTEND may go back in time.
                     let signed = |w: &mut Cursor<'_>| -> Result<i64, ScriptError> {
                         let minus = w.peek().is_some_and(|t| t.token == Token::Minus);

@@ -262,6 +262,22 @@ impl WindowAggregate {
         )
     }
 
+    /// Per aggregate, the comparable bytes of its argument's values (the
+    /// distinct ones; none for the others).
+    fn distinct_rows(&self, args: &[Option<&ArrayRef>]) -> Result<Vec<Option<Rows>>, AggError> {
+        self.distinct
+            .iter()
+            .zip(args)
+            .map(|(c, arg)| match (c, arg) {
+                (Some(c), Some(arg)) => c
+                    .convert_columns(std::slice::from_ref(*arg))
+                    .map(Some)
+                    .map_err(arrow_err),
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
     fn fresh(&self) -> Vec<Acc> {
         self.aggs
             .iter()
@@ -304,18 +320,7 @@ impl WindowAggregate {
             .iter()
             .map(|a| a.arg.map(column).transpose())
             .collect::<Result<_, _>>()?;
-        let distinct: Vec<Option<Rows>> = self
-            .distinct
-            .iter()
-            .zip(&args)
-            .map(|(c, arg)| match (c, arg) {
-                (Some(c), Some(arg)) => c
-                    .convert_columns(std::slice::from_ref(*arg))
-                    .map(Some)
-                    .map_err(arrow_err),
-                _ => Ok(None),
-            })
-            .collect::<Result<_, _>>()?;
+        let distinct = self.distinct_rows(&args)?;
         let fresh = self.fresh();
         let floor = self.cti;
         for row in 0..n {

@@ -36,8 +36,6 @@ pub struct SessionAggregate {
     calc: WindowAggregate,
     gap: i64,
     held: Held,
-    cti: Option<i64>,
-    cti_moved: bool,
 }
 
 impl std::fmt::Debug for SessionAggregate {
@@ -68,13 +66,7 @@ impl SessionAggregate {
         }
         let calc = WindowAggregate::new(input, hopping, keys, aggs)?;
         let held = Held::new(calc.input.clone(), HELD);
-        Ok(SessionAggregate {
-            calc,
-            gap,
-            held,
-            cti: None,
-            cti_moved: false,
-        })
+        Ok(SessionAggregate { calc, gap, held })
     }
 
     /// Its output's schema.
@@ -135,18 +127,7 @@ impl SessionAggregate {
             .iter()
             .map(|a| a.arg.map(|i| batch.column(i)))
             .collect();
-        let distinct = calc
-            .distinct
-            .iter()
-            .zip(&args)
-            .map(|(c, arg)| match (c, arg) {
-                (Some(c), Some(arg)) => c
-                    .convert_columns(std::slice::from_ref(*arg))
-                    .map(Some)
-                    .map_err(arrow_err),
-                _ => Ok(None),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let distinct = calc.distinct_rows(&args)?;
         let mut accs = Vec::with_capacity(sessions.len());
         for s in sessions {
             let mut a = calc.fresh();
@@ -207,10 +188,7 @@ impl TemporalOp for SessionAggregate {
     }
 
     fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), String> {
-        if self.cti.is_none_or(|c| t > c) {
-            self.cti = Some(t);
-            self.cti_moved = true;
-        }
+        self.held.cti(t);
         let Some(all) = self.held.take()? else {
             return Ok((None, t));
         };
@@ -240,19 +218,10 @@ impl TemporalOp for SessionAggregate {
     }
 
     fn take_delta(&mut self) -> StateChanges {
-        let mut out = Vec::new();
-        if std::mem::take(&mut self.cti_moved)
-            && let Some(t) = self.cti
-        {
-            out.push(super::super::cti_change(t));
-        }
-        out.extend(self.held.delta());
-        out
+        self.held.delta()
     }
 
     fn restore(&mut self, state: &KeyedState) -> Result<(), String> {
-        self.cti = super::super::cti_of(state);
-        self.cti_moved = false;
         self.held.restore(state)
     }
 }
