@@ -140,3 +140,22 @@ for u in sorted({c["user"] for c in clicks}):
     for s, e, cs in sessions:
         want.append({"_start": s, "_end": e, "user": u, "n": len(cs), "urls": len({c["url"] for c in cs}), "total": sum(c["amount"] for c in cs)})
 check("session_windows", want, ordered=False)
+# user_aggregate: the median component per user in hopping windows and in sessions
+def median(v):
+    v = sorted(v)
+    return None if not v else v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+g = defaultdict(list)
+for c in clicks:
+    for w in windows(c["ts"], c["ts"] + 1, 10_000_000, 5_000_000): g[(w, c["user"])].append(c)
+check("user_aggregate", [{"_start": w, "_end": w + 10_000_000, "user": u, "median_price": median([c["price"] for c in cs]), "median_spend": median([c["price"] * c["amount"] for c in cs]), "n": len(cs)} for (w, u), cs in sorted(g.items())])
+want = []
+for u in sorted({c["user"] for c in clicks}):
+    sessions = []
+    for c in sorted((c for c in clicks if c["user"] == u), key=lambda c: c["ts"]):
+        if sessions and c["ts"] < sessions[-1][1]:
+            sessions[-1][1] = max(sessions[-1][1], c["ts"] + 1 + gap); sessions[-1][2].append(c)
+        else:
+            sessions.append([c["ts"], c["ts"] + 1 + gap, [c]])
+    for s, e, cs in sessions:
+        want.append({"_start": s, "_end": e, "user": u, "median_price": median([c["price"] for c in cs])})
+check("user_aggregate.sessions", want, ordered=False)

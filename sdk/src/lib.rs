@@ -72,6 +72,7 @@
 //! | [`export_reducer!`] | `fn(&Key, I, &mut S) -> impl IntoIterator<Item = O>` with `S: Serialize + Deserialize + Default` host-owned per key | `reducer` |
 //! | `export_reducer!(f, on_time = g)` | `f: fn(&Key, I, &mut S, &mut Ctx)`, `g: fn(&Key, Timer, &mut S, &mut Ctx) -> impl IntoIterator<Item = Timed<O>>`: a reducer with event-time timers, emitting as CTIs pass ([`time`]) | `timed-reducer` |
 //! | [`export_scalar!`] | `fn(A) -> R` where `R` is a [`Value`] | `scalar` |
+//! | [`export_aggregate!`] | `add: fn(&mut S, A)`, `merge: fn(&mut S, S)`, `finish: fn(&S) -> R` over an accumulator `S: Serialize + Deserialize + Default` the host owns ([`aggregate`]) | `aggregate` |
 //!
 //! Each takes an optional `init = check` hook, `fn check(&Params) -> Result<(), String>`,
 //! run once with the stage's parameters; an `Err` refuses the stage with your message.
@@ -117,6 +118,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod log;
 pub mod params;
 pub mod pool;
@@ -427,6 +429,64 @@ macro_rules! export_scalar {
                     args: $crate::Batch,
                 ) -> ::std::result::Result<$crate::Column, $crate::UdfError> {
                     $crate::run::scalar(super::$f, &args)
+                }
+            }
+            export!(Udf);
+        }
+    };
+}
+
+/// Exports a user-defined aggregate, called in queries like `SUM`: `add`
+/// adds a row of arguments to an accumulator, `merge` adds another
+/// accumulator of the same group, `finish` gives the result. The host owns
+/// the accumulators (see [`aggregate`]).
+///
+/// ```
+/// use weir_sdk::Row;
+/// #[derive(Row)]
+/// pub struct Price { pub price: f64 }
+/// #[derive(serde::Serialize, serde::Deserialize, Default)]
+/// pub struct Mean { sum: f64, n: u64 }
+/// pub fn add(m: &mut Mean, p: Price) { m.sum += p.price; m.n += 1; }
+/// pub fn merge(m: &mut Mean, other: Mean) { m.sum += other.sum; m.n += other.n; }
+/// pub fn finish(m: &Mean) -> Option<f64> { (m.n > 0).then(|| m.sum / m.n as f64) }
+/// weir_sdk::export_aggregate!(add = add, merge = merge, finish = finish);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_aggregate {
+    (add = $add:ident, merge = $merge:ident, finish = $finish:ident $(, init = $init:ident)?) => {
+        // Not while rustdoc collects doctests: the bindings' own doc examples
+        // would run as doctests of the UDF's crate.
+        #[cfg(not(doctest))]
+        #[doc(hidden)]
+        #[allow(missing_docs, clippy::all)]
+        mod __weir_udf_export {
+            $crate::__private::__world_bindings!("aggregate");
+            struct Udf;
+            impl Guest for Udf {
+                fn init(
+                    config: ::std::vec::Vec<$crate::Param>,
+                ) -> ::std::result::Result<$crate::wit::weir::udf::types::ScalarSignature, $crate::UdfError> {
+                    $crate::aggregate::init(&super::$add, &super::$finish, config, $crate::__hook!($($init)?))
+                }
+                fn accumulate(
+                    accumulators: ::std::vec::Vec<::std::vec::Vec<u8>>,
+                    args: $crate::Batch,
+                    groups: ::std::vec::Vec<u32>,
+                ) -> ::std::result::Result<::std::vec::Vec<::std::vec::Vec<u8>>, $crate::UdfError> {
+                    $crate::aggregate::accumulate(super::$add, accumulators, &args, &groups)
+                }
+                fn merge(
+                    into: ::std::vec::Vec<::std::vec::Vec<u8>>,
+                    from: ::std::vec::Vec<::std::vec::Vec<u8>>,
+                ) -> ::std::result::Result<::std::vec::Vec<::std::vec::Vec<u8>>, $crate::UdfError> {
+                    $crate::aggregate::merge(super::$merge, into, from)
+                }
+                fn finish(
+                    accumulators: ::std::vec::Vec<::std::vec::Vec<u8>>,
+                ) -> ::std::result::Result<$crate::Column, $crate::UdfError> {
+                    $crate::aggregate::finish(super::$finish, accumulators)
                 }
             }
             export!(Udf);

@@ -26,7 +26,7 @@ use crate::{ReadRow, Row, Value, field_of};
 /// ```
 pub type InitHook = fn(&Params) -> Result<(), String>;
 
-fn check_init(config: Vec<Param>, hook: Option<InitHook>) -> Result<(), UdfError> {
+pub(crate) fn check_init(config: Vec<Param>, hook: Option<InitHook>) -> Result<(), UdfError> {
     let params = Params::from(config);
     if let Some(hook) = hook {
         hook(&params).map_err(UdfError::new)?;

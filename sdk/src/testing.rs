@@ -471,6 +471,58 @@ impl Harness {
         // SAFETY: `i < count`, the row count the reader was checked for.
         Ok((0..count).map(|i| unsafe { R::read(&reader, i) }).collect())
     }
+
+    /// Runs a user-defined aggregate over `groups` (each the argument rows of
+    /// one group) the way the host may: each group's rows go to two
+    /// accumulators (first half, second half) in one `accumulate` call, the
+    /// accumulators cross as bytes, `merge` joins the halves, and `finish`
+    /// gives one result per group. A group without rows gives the result of
+    /// a fresh accumulator.
+    ///
+    /// ```
+    /// use weir_sdk::{Row, testing::Harness};
+    /// #[derive(Row)]
+    /// pub struct N { pub n: i64 }
+    /// let add = |s: &mut i64, r: N| *s += r.n;
+    /// let merge = |a: &mut i64, b: i64| *a += b;
+    /// let out = Harness::new()
+    ///     .aggregate(add, merge, |s: &i64| *s, vec![vec![N { n: 1 }, N { n: 2 }], vec![]])
+    ///     .unwrap();
+    /// assert_eq!(out, vec![3, 0]);
+    /// ```
+    pub fn aggregate<S, A, R>(
+        &self,
+        add: impl Fn(&mut S, A),
+        merge: impl Fn(&mut S, S),
+        finish: impl Fn(&S) -> R,
+        groups: Vec<Vec<A>>,
+    ) -> Result<Vec<R>, UdfError>
+    where
+        S: Serialize + DeserializeOwned + Default,
+        A: ReadRow<'static>,
+        R: ReadValue<'static> + crate::Value,
+    {
+        let mut rows = Vec::new();
+        let mut slots = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let half = group.len() / 2;
+            slots.extend((0..group.len()).map(|i| (2 * g + usize::from(i >= half)) as u32));
+        }
+        let count = groups.len();
+        rows.extend(groups.into_iter().flatten());
+        let args = batch_of(rows);
+        let accs = crate::aggregate::accumulate(add, vec![Vec::new(); 2 * count], args, &slots)?;
+        let (firsts, seconds): (Vec<_>, Vec<_>) = accs
+            .chunks(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .unzip();
+        let merged = crate::aggregate::merge(merge, firsts, seconds)?;
+        let column: &'static crate::Column =
+            Box::leak(Box::new(crate::aggregate::finish(finish, merged)?));
+        let reader = R::reader("result", column, count)?;
+        // SAFETY: `i < count`, the row count the reader was checked for.
+        Ok((0..count).map(|i| unsafe { R::read(&reader, i) }).collect())
+    }
 }
 
 /// Keyed state and timers in memory: what [`Harness`] keeps between calls,

@@ -296,9 +296,11 @@ fn a_job_file_with_a_parallelism_is_refused() {
     );
 }
 
-/// The paper's script (a temporal join, then hopping windows) on a node
-/// killed with `kill -9` after every other ingest, restarted from its
-/// checkpoints: it writes exactly what `weir run` writes.
+/// The paper's script (a temporal join, then hopping windows) with a Wasm
+/// scalar function and a Wasm aggregate, on a node killed with `kill -9`
+/// after every other ingest, restarted from its checkpoints (the
+/// aggregate's accumulators among them): it writes exactly what `weir run`
+/// writes.
 #[test]
 fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
     let example = repo_root().join("examples/alerts");
@@ -308,16 +310,20 @@ fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
         .replace(
             "AlertWithUserID =",
             &format!(
-                "Band = COMPONENT \"{}\";\nAlertWithUserID =",
-                udf_component("price_band").display()
+                "Band = COMPONENT \"{}\";\nMid = COMPONENT \"{}\";\nAlertWithUserID =",
+                udf_component("price_band").display(),
+                udf_component("median").display()
             ),
         )
         .replace(
             "Process.UserID AS UserID\n",
-            "Process.UserID AS UserID,\n        Band(CAST(Alert.ProcessID - 100 AS double) * 9.5) AS band\n",
+            "Process.UserID AS UserID,\n        Band(CAST(Alert.ProcessID - 100 AS double) * 9.5) AS band,\n        CAST(Alert.ProcessID AS double) AS pid\n",
         )
-        .replace("SELECT UserID, COUNT(*)", "SELECT UserID, band, COUNT(*)");
-    assert!(script.contains("AS band") && script.contains("UserID, band"));
+        .replace(
+            "SELECT UserID, COUNT(*)",
+            "SELECT UserID, band, Mid(pid) AS median_pid, COUNT(*)",
+        );
+    assert!(script.contains("AS band") && script.contains("UserID, band, Mid(pid)"));
     let offline = tempfile::tempdir().expect("tempdir");
     for f in ["process.jsonl", "alert.jsonl"] {
         copy(&example, f, offline.path());
@@ -334,6 +340,10 @@ fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
             .count()
             >= 2,
         "the UDF's bands vary: {want}"
+    );
+    assert!(
+        want.contains("\"median_pid\":1"),
+        "the aggregate's medians are written: {want}"
     );
 
     let dir = cluster();

@@ -302,4 +302,8 @@ pub struct Plan {
     pub sinks: Vec<SinkSpec>,
     /// Dead-letter output (JSONL).
     pub dead_letter: PathBuf,
+    /// Every Wasm component file the job loads: its UDF stages' and those
+    /// that run inside built-in operators (a script's user-defined
+    /// aggregates), so a client sends them all with the job.
+    pub components: Vec<PathBuf>,
 }

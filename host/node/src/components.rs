@@ -10,7 +10,8 @@ use weir_core::udf::Udf;
 use weir_sql::{Components, World};
 
 use crate::plan::{ParamValueSpec, UdfSpec};
-use crate::wasm::{Module, Runtime, World as Exports};
+use crate::wasm::{AggregateInstance, Module, Runtime, World as Exports};
+use weir_core::temporal::{MakeUserAggregate, UserAggregate};
 
 /// Finds the module of a component path.
 type Loader<'a> = Box<dyn Fn(&Runtime, &Path) -> Result<Module, String> + 'a>;
@@ -67,7 +68,7 @@ impl Components for WasmComponents<'_> {
         Ok(match module.world {
             Exports::Processor => World::Processor,
             Exports::Reducer => World::Reducer,
-            Exports::Scalar => {
+            Exports::Scalar | Exports::Aggregate => {
                 let instance = runtime
                     .instantiate(&module, "script", params, Default::default())
                     .map_err(|e| format!("its init failed: {e}"))?;
@@ -75,12 +76,35 @@ impl Components for WasmComponents<'_> {
                 let (Some(returns), args) = (signature.writes.first(), &signature.reads) else {
                     return Err("its signature names no result".into());
                 };
-                World::Scalar {
-                    args: args.clone(),
-                    returns: returns.clone(),
+                let (args, returns) = (args.clone(), returns.clone());
+                if module.world == Exports::Scalar {
+                    World::Scalar { args, returns }
+                } else {
+                    World::Aggregate { args, returns }
                 }
             }
         })
+    }
+
+    fn aggregate(
+        &self,
+        path: &Path,
+        params: &[ParamValueSpec],
+    ) -> Result<(MakeUserAggregate, String), String> {
+        let (runtime, module) = self.module(path)?;
+        let shown = format!("{} module {}", path.display(), module.version.short());
+        let name = path.file_stem().map_or_else(
+            || "aggregate".to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let params = params.to_vec();
+        let make: MakeUserAggregate = Arc::new(move || {
+            let instance =
+                AggregateInstance::new(&runtime, &module, &name, &params, Default::default())
+                    .map_err(|e| format!("module {} {e}", module.version.short()))?;
+            Ok(Box::new(instance) as Box<dyn UserAggregate>)
+        });
+        Ok((make, shown))
     }
 
     fn stage_output(

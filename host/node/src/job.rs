@@ -539,11 +539,19 @@ pub fn parse_with(
         .as_deref()
         .map(resolve)
         .unwrap_or_else(|| base.join(format!("{name}.dead-letter.jsonl")));
+    let components = stages
+        .iter()
+        .filter_map(|s| match &s.operator {
+            Operator::Udf(u) => Some(u.component.clone()),
+            _ => None,
+        })
+        .collect();
     Ok(Plan {
         name,
         batch_size,
         sources,
         stages,
+        components,
         sinks,
         dead_letter,
     })

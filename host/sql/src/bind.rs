@@ -21,9 +21,10 @@ use sqlparser::tokenizer::Location;
 use weir_core::plan::{ErrorPolicy, StageKind, UdfSpec};
 use weir_core::schema::arrow_type;
 
-use crate::component::{Components, Declared, Process, WasmScalar, World, merged};
+use crate::component::{Components, Declared, Process, WasmAggregate, WasmScalar, World, merged};
 use crate::error::{ScriptError, near};
 use crate::script::{Input, Output, Select, Statement};
+use weir_core::temporal::UserFunction;
 
 /// A statement with what binding found.
 #[derive(Debug, Clone)]
@@ -170,27 +171,51 @@ pub fn bind(
                 let world = components
                     .world(&path, &c.params)
                     .map_err(|m| fail(format!("component `{}`: {m}", c.name), c.at))?;
-                if let World::Scalar { args, returns } = &world {
-                    let key = c.name.to_ascii_lowercase();
-                    if catalog.scalars.contains_key(&key) || catalog.aggregates.contains_key(&key) {
-                        return Err(fail(
-                            format!(
-                                "`{}` is the name of a built-in function; give the component another name",
-                                c.name
-                            ),
-                            c.at,
-                        ));
+                let key = c.name.to_ascii_lowercase();
+                let taken =
+                    catalog.scalars.contains_key(&key) || catalog.aggregates.contains_key(&key);
+                if taken && matches!(world, World::Scalar { .. } | World::Aggregate { .. }) {
+                    return Err(fail(
+                        format!(
+                            "`{}` is the name of a built-in function; give the component another name",
+                            c.name
+                        ),
+                        c.at,
+                    ));
+                }
+                let index = catalog.components.len();
+                let mut aggregate = None;
+                match &world {
+                    World::Scalar { args, returns } => {
+                        let f = WasmScalar::new(&c.name, args, returns, index);
+                        catalog
+                            .scalars
+                            .insert(key, Arc::new(ScalarUDF::new_from_impl(f)));
                     }
-                    let f = WasmScalar::new(&c.name, args, returns, catalog.components.len());
-                    catalog
-                        .scalars
-                        .insert(key, Arc::new(ScalarUDF::new_from_impl(f)));
+                    World::Aggregate { args, returns } => {
+                        let (make, module) = components
+                            .aggregate(&path, &c.params)
+                            .map_err(|m| fail(format!("component `{}`: {m}", c.name), c.at))?;
+                        aggregate = Some(UserFunction {
+                            name: c.name.clone(),
+                            module,
+                            returns: arrow_type(returns.ty),
+                            nullable: returns.nullable,
+                            make,
+                        });
+                        let f = WasmAggregate::new(&c.name, args, returns, index);
+                        catalog
+                            .aggregates
+                            .insert(key, Arc::new(AggregateUDF::new_from_impl(f)));
+                    }
+                    World::Processor | World::Reducer => {}
                 }
                 let declared = Declared {
                     name: c.name,
                     path,
                     params: c.params,
                     world,
+                    aggregate,
                 };
                 catalog.components.push(declared.clone());
                 bound.push(Bound::Component(declared));
@@ -321,6 +346,10 @@ fn process(
             ),
             World::Scalar { .. } => format!(
                 "call a scalar function in an expression: `SELECT {}(...) AS x FROM {}`",
+                declared.name, p.input
+            ),
+            World::Aggregate { .. } => format!(
+                "call an aggregate in a windowed query: `SELECT key, {}(...) AS x FROM {} WITH TUMBLING(d)`",
                 declared.name, p.input
             ),
         };

@@ -18,6 +18,7 @@ use arrow_schema::SchemaRef;
 use sqlparser::tokenizer::{Location, Token};
 use weir_core::plan::{ParamValue, ParamValueSpec, UdfSpec};
 use weir_core::schema::Field;
+use weir_core::temporal::{MakeUserAggregate, UserFunction};
 
 use crate::error::ScriptError;
 use crate::script::{Cursor, error};
@@ -70,6 +71,14 @@ pub enum World {
         /// The result.
         returns: Field,
     },
+    /// `aggregate`: a user-defined aggregate called in a windowed query,
+    /// with its argument columns in order and its result.
+    Aggregate {
+        /// The arguments.
+        args: Vec<Field>,
+        /// The result.
+        returns: Field,
+    },
 }
 
 impl World {
@@ -79,6 +88,7 @@ impl World {
             World::Processor => "processor",
             World::Reducer => "reducer",
             World::Scalar { .. } => "scalar",
+            World::Aggregate { .. } => "aggregate",
         }
     }
 }
@@ -98,6 +108,21 @@ pub trait Components {
         spec: &UdfSpec,
         input: SchemaRef,
     ) -> Result<SchemaRef, String>;
+
+    /// How to make running instances of the aggregate component at `path`
+    /// (world `aggregate`), initialised with `params`, and what shows the
+    /// module that runs it (its file and version).
+    fn aggregate(
+        &self,
+        path: &Path,
+        params: &[ParamValueSpec],
+    ) -> Result<(MakeUserAggregate, String), String> {
+        let _ = params;
+        Err(format!(
+            "cannot run {}: this compiler runs without a Wasm runtime",
+            path.display()
+        ))
+    }
 }
 
 /// For scripts that declare no component: every question is refused.
@@ -130,6 +155,8 @@ pub struct Declared {
     pub params: Vec<ParamValueSpec>,
     /// What it exports.
     pub world: World,
+    /// A user-defined aggregate: how queries call it.
+    pub aggregate: Option<UserFunction>,
 }
 
 /// Parses what follows `Name = COMPONENT`.
@@ -324,6 +351,75 @@ impl datafusion_expr::ScalarUDFImpl for WasmScalar {
     ) -> datafusion_common::Result<datafusion_expr::ColumnarValue> {
         Err(datafusion_common::DataFusionError::Execution(format!(
             "`{}` is a Wasm component: it runs in a stage of its own, not inside an expression here",
+            self.name
+        )))
+    }
+}
+
+/// An aggregate component as DataFusion sees it while binding; lowering
+/// turns each call into a user-defined aggregate of a windowed aggregate.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WasmAggregate {
+    name: String,
+    signature: datafusion_expr::Signature,
+    returns: arrow_schema::DataType,
+    nullable: bool,
+    /// Which declared component it is (in declaration order).
+    pub(crate) index: usize,
+}
+
+impl WasmAggregate {
+    /// The function for the aggregate component `name`, the `index`th declared.
+    pub(crate) fn new(name: &str, args: &[Field], returns: &Field, index: usize) -> WasmAggregate {
+        let types = args
+            .iter()
+            .map(|f| weir_core::schema::arrow_type(f.ty))
+            .collect();
+        WasmAggregate {
+            name: name.to_ascii_lowercase(),
+            signature: datafusion_expr::Signature::exact(
+                types,
+                datafusion_expr::Volatility::Immutable,
+            ),
+            returns: weir_core::schema::arrow_type(returns.ty),
+            nullable: returns.nullable,
+            index,
+        }
+    }
+
+    /// The component a call of `f` calls, if `f` is one.
+    pub(crate) fn of(f: &datafusion_expr::AggregateUDF) -> Option<&WasmAggregate> {
+        let inner: &dyn std::any::Any = f.inner().as_ref();
+        inner.downcast_ref::<WasmAggregate>()
+    }
+}
+
+impl datafusion_expr::AggregateUDFImpl for WasmAggregate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &datafusion_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(
+        &self,
+        _: &[arrow_schema::DataType],
+    ) -> datafusion_common::Result<arrow_schema::DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.nullable
+    }
+
+    fn accumulator(
+        &self,
+        _: datafusion_expr::function::AccumulatorArgs,
+    ) -> datafusion_common::Result<Box<dyn datafusion_expr::Accumulator>> {
+        Err(datafusion_common::DataFusionError::Execution(format!(
+            "`{}` is a Wasm component: it runs inside a windowed aggregate, not here",
             self.name
         )))
     }

@@ -29,7 +29,7 @@ mod topn;
 use build::{Build, MakeOp};
 
 use crate::bind::Bound;
-use crate::component::{Components, Declared, NoComponents};
+use crate::component::{Components, Declared, NoComponents, WasmAggregate};
 use crate::error::ScriptError;
 use crate::pipeline::{Step, with_interval};
 use crate::script::{Input, Window};
@@ -200,6 +200,7 @@ pub fn compile_with(
         stages: l.builds.into_iter().map(Build::spec).collect(),
         sinks,
         dead_letter: base.join(format!("{name}.dead-letter.jsonl")),
+        components: l.declared.iter().map(|d| d.path.clone()).collect(),
     })
 }
 
@@ -493,6 +494,31 @@ impl Lowering<'_> {
                     "`{e}`: FILTER and ORDER BY in aggregates are not supported"
                 ));
             }
+            if let Some(w) = WasmAggregate::of(&f.func) {
+                let Some(function) = self.declared[w.index].aggregate.clone() else {
+                    return Err(format!("`{e}` names no aggregate component"));
+                };
+                if p.distinct {
+                    return Err(format!(
+                        "`{e}`: DISTINCT applies to the built-in aggregates, not to a component"
+                    ));
+                }
+                let mut columns = Vec::new();
+                for (k, arg) in p.args.iter().enumerate() {
+                    let (_, field) = arg
+                        .to_field(input_schema)
+                        .map_err(|e| e.strip_backtrace())?;
+                    fields.push(ArrowField::new(
+                        format!("__arg{j}_{k}"),
+                        field.data_type().clone(),
+                        field.is_nullable(),
+                    ));
+                    exprs.push(arg.clone());
+                    columns.push(2 + fields.len() - 1);
+                }
+                aggs.push(Aggregate::user(function, columns, &name));
+                continue;
+            }
             let fname = f.func.name().to_ascii_lowercase();
             // COUNT(*): no argument, `*`, or a constant that is never null.
             let star = fname == "count"
@@ -512,7 +538,7 @@ impl Lowering<'_> {
                 ("avg" | "mean", false) => AggKind::Avg,
                 _ => {
                     return Err(format!(
-                        "`{e}`: windows compute COUNT, COUNT(DISTINCT), SUM, MIN, MAX and AVG"
+                        "`{e}`: windows compute COUNT, COUNT(DISTINCT), SUM, MIN, MAX, AVG and aggregate components"
                     ));
                 }
             };
@@ -533,7 +559,7 @@ impl Lowering<'_> {
                 exprs.push(arg.clone());
                 Some(2 + fields.len() - 1)
             };
-            aggs.push(Aggregate { kind, arg, name });
+            aggs.push(Aggregate::builtin(kind, arg, &name));
         }
         let (exprs, over) = self.hoist(&mut flow, &exprs, input_schema)?;
         let exprs = exprs
@@ -576,7 +602,7 @@ impl Lowering<'_> {
             "window({windows}) group by {} compute {}",
             a.group_expr.len(),
             aggs.iter()
-                .map(|g| format!("{} AS {}", g.kind.name(), g.name))
+                .map(Aggregate::describe)
                 .collect::<Vec<_>>()
                 .join(", ")
         );

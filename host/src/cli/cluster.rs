@@ -504,21 +504,14 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&path)?;
             let mut modules = Vec::new();
             let mut body = Vec::new();
-            for stage in &plan.stages {
-                if let crate::plan::Operator::Udf(udf) = &stage.operator {
-                    if modules.iter().any(|(p, _)| p == &udf.component) {
-                        continue;
-                    }
-                    let bytes = std::fs::read(&udf.component).with_context(|| {
-                        format!(
-                            "stage `{}`: cannot read component {}",
-                            stage.name,
-                            udf.component.display()
-                        )
-                    })?;
-                    modules.push((udf.component.clone(), bytes.len() as u64));
-                    body.extend_from_slice(&bytes);
+            for component in &plan.components {
+                if modules.iter().any(|(p, _)| p == component) {
+                    continue;
                 }
+                let bytes = std::fs::read(component)
+                    .with_context(|| format!("cannot read component {}", component.display()))?;
+                modules.push((component.clone(), bytes.len() as u64));
+                body.extend_from_slice(&bytes);
             }
             runtime()?.block_on(async move {
                 let client = connect(&c).await?;

@@ -75,6 +75,12 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         World::Processor => StageKind::Processor,
         World::Reducer => StageKind::Reducer,
         World::Scalar => StageKind::Scalar,
+        World::Aggregate => {
+            bail!(
+                "{} is a user-defined aggregate: call it in a query's SELECT with a window (see docs/query-language.md)",
+                component.display()
+            )
+        }
     };
     if kind == StageKind::Reducer && args.key.is_none() {
         bail!(

@@ -66,6 +66,18 @@ pub mod scalar {
     });
 }
 
+/// The `aggregate` world's exports.
+pub mod aggregate {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "weir:udf/aggregate",
+        with: {
+            "weir:udf/types": super::api::weir::udf::types,
+            "weir:udf/log": super::api::weir::udf::log,
+        },
+    });
+}
+
 pub use api::weir::udf::keys::KeyGroups;
 pub use api::weir::udf::types::{
     Batch, Column, ColumnType, Field, Output, OutputColumn, Param, ParamValue, Signature, UdfError,

@@ -22,8 +22,11 @@ pub use crate::udf::{
     encode_entry,
 };
 
+mod aggregate;
 mod limiter;
 mod timers;
+
+pub use aggregate::AggregateInstance;
 
 use limiter::Limiter;
 
@@ -116,6 +119,7 @@ enum BatchCall {
     Process(Func),
     Reduce(Func),
     Evaluate(Func),
+    Accumulate(Func),
 }
 
 impl BatchCall {
@@ -145,6 +149,11 @@ impl BatchCall {
                 f.typed::<(&BatchRef<'static>,), (Result<Column, UdfError>,)>(&*store)?;
                 BatchCall::Evaluate(f)
             }
+            World::Aggregate => {
+                let f = export(store, "accumulate")?;
+                aggregate::check(store, f)?;
+                BatchCall::Accumulate(f)
+            }
         })
     }
 }
@@ -154,6 +163,7 @@ enum Exports {
     Reducer(bindings::reducer::Reducer),
     MigratingReducer(bindings::migrating_reducer::MigratingReducer),
     Scalar(bindings::scalar::Scalar),
+    Aggregate(bindings::aggregate::Aggregate),
 }
 
 /// What `init` returned: what the UDF reads and writes. A scalar function
@@ -345,6 +355,9 @@ impl Instance {
             World::Scalar => {
                 Exports::Scalar(bindings::scalar::Scalar::new(&mut store, &instance).map_err(fail)?)
             }
+            World::Aggregate => Exports::Aggregate(
+                bindings::aggregate::Aggregate::new(&mut store, &instance).map_err(fail)?,
+            ),
         };
         let batch_call = BatchCall::new(&mut store, &instance, module.world).map_err(fail)?;
         let timer_call = timers::timer_func(&mut store, &instance).map_err(fail)?;
@@ -368,6 +381,7 @@ impl Instance {
                 r.call_init(&mut self.store, &params).map(|r| r.map(Ok))
             }
             Exports::Scalar(s) => s.call_init(&mut self.store, &params).map(|r| r.map(Err)),
+            Exports::Aggregate(a) => a.call_init(&mut self.store, &params).map(|r| r.map(Err)),
         };
         match self.finish_call(result)? {
             Ok(init) => Ok(signature_of(init)),
@@ -720,6 +734,7 @@ impl Instance {
                 parents: (0..rows as u32).collect(),
                 columns: vec![bindings::OutputColumn::Written(column)],
             }),
+            World::Aggregate => Err(self.wrong_world("process")),
         }
         .map_err(CallFailure::Failed)?;
         let writes = &signature.writes;

@@ -24,7 +24,9 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use convert::{BatchRef, Lowering, from_wit_column};
-pub use instance::{CallError, Instance, Limits, MAX_MEMORY_BYTES, StateOverlay, TrapKind};
+pub use instance::{
+    AggregateInstance, CallError, Instance, Limits, MAX_MEMORY_BYTES, StateOverlay, TrapKind,
+};
 pub use stage::{stage, stage_with_module};
 pub use weir_core::schema::{column_index, read_columns};
 
@@ -39,6 +41,8 @@ pub enum World {
     Reducer,
     /// `weir:udf/scalar`: one value per row.
     Scalar,
+    /// `weir:udf/aggregate`: accumulators over groups of rows.
+    Aggregate,
 }
 
 impl World {
@@ -48,6 +52,7 @@ impl World {
             World::Processor => "processor",
             World::Reducer => "reducer",
             World::Scalar => "scalar",
+            World::Aggregate => "aggregate",
         }
     }
 }
@@ -101,7 +106,7 @@ pub enum LoadError {
     },
     /// The component does not export a Weir world.
     #[error(
-        "component {path} (module {version}) exports none of Weir's worlds (processor: `process`, reducer: `reduce`, scalar: `evaluate`); it exports: {exports}"
+        "component {path} (module {version}) exports none of Weir's worlds (processor: `process`, reducer: `reduce`, scalar: `evaluate`, aggregate: `accumulate`); it exports: {exports}"
     )]
     UnknownWorld {
         /// The file.
@@ -357,6 +362,8 @@ impl Runtime {
             World::Reducer
         } else if has("evaluate") {
             World::Scalar
+        } else if has("accumulate") {
+            World::Aggregate
         } else {
             return Err(LoadError::UnknownWorld {
                 path: origin.to_string(),

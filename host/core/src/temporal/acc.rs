@@ -20,6 +20,8 @@ pub(super) enum Acc {
     Max(Extreme),
     AvgInt(i128, i64),
     AvgFloat(f64, i64),
+    /// A user-defined aggregate's accumulator, added to a batch at a time.
+    User(Vec<u8>),
 }
 
 /// The least or greatest value seen so far, of the column's type.
@@ -121,6 +123,7 @@ pub(super) fn accumulate(
         }
         Acc::Min(best) => best.offer(any, row, std::cmp::Ordering::Less),
         Acc::Max(best) => best.offer(any, row, std::cmp::Ordering::Greater),
+        Acc::User(_) => {}
     }
     Ok(())
 }

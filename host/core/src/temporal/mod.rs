@@ -34,13 +34,15 @@ mod lifetime;
 mod ops;
 mod partition;
 mod topn;
+mod uda;
 mod window;
 
-pub use aggregate::{AggError, AggKind, Aggregate, SessionAggregate, WindowAggregate};
+pub use aggregate::{AggError, AggKind, Aggregate, SessionAggregate, UserCall, WindowAggregate};
 pub use join::{JoinError, JoinKind, TemporalJoin};
 pub use lifetime::Lifetime;
 pub use partition::{Partition, partitions};
 pub use topn::{OrderKey, TopN};
+pub use uda::{MakeUserAggregate, UserAggregate, UserFunction};
 pub use window::{Hopping, WindowError};
 
 /// The state key an operator keeps its last CTI under: one byte, which no

@@ -22,6 +22,7 @@ pub use session::SessionAggregate;
 
 use super::Hopping;
 use super::acc::{Acc, Extreme, accumulate, finish};
+use super::uda::{UserAggregate, UserFunction};
 use crate::schema::{END, START};
 use crate::udf::{KeyedState, StateChanges};
 
@@ -42,6 +43,8 @@ pub enum AggKind {
     Max,
     /// `AVG(x)` as float64; null when no value is.
     Avg,
+    /// A user-defined aggregate ([`Aggregate::user`]).
+    User,
 }
 
 impl AggKind {
@@ -54,13 +57,15 @@ impl AggKind {
             AggKind::Min => "MIN",
             AggKind::Max => "MAX",
             AggKind::Avg => "AVG",
+            AggKind::User => "a user-defined aggregate",
         }
     }
 }
 
 /// One aggregate of a windowed aggregate: the function, the input column
-/// it reads (none for `COUNT(*)`) and the output column's name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// it reads (none for `COUNT(*)` and user-defined aggregates) and the output
+/// column's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Aggregate {
     /// The function.
     pub kind: AggKind,
@@ -68,6 +73,48 @@ pub struct Aggregate {
     pub arg: Option<usize>,
     /// The output column's name.
     pub name: String,
+    /// The user-defined aggregate and its argument columns (kind `User`).
+    pub user: Option<UserCall>,
+}
+
+impl Aggregate {
+    /// A built-in aggregate of column `arg` (none for `COUNT(*)`) into `name`.
+    pub fn builtin(kind: AggKind, arg: Option<usize>, name: &str) -> Aggregate {
+        Aggregate {
+            kind,
+            arg,
+            name: name.to_string(),
+            user: None,
+        }
+    }
+
+    /// A call of user-defined aggregate `function` over the columns `args`
+    /// (indices in the input schema) into `name`.
+    pub fn user(function: UserFunction, args: Vec<usize>, name: &str) -> Aggregate {
+        Aggregate {
+            kind: AggKind::User,
+            arg: None,
+            name: name.to_string(),
+            user: Some(UserCall { function, args }),
+        }
+    }
+
+    /// How a plan shows it: `SUM AS total`, `Median(...) AS m`.
+    pub fn describe(&self) -> String {
+        match &self.user {
+            Some(u) => format!("{:?} AS {}", u.function, self.name),
+            None => format!("{} AS {}", self.kind.name(), self.name),
+        }
+    }
+}
+
+/// A user-defined aggregate in a query: the function and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCall {
+    /// The function.
+    pub function: UserFunction,
+    /// The argument columns, by index in the input schema.
+    pub args: Vec<usize>,
 }
 
 /// A windowed aggregate that cannot be built or run.
@@ -97,6 +144,16 @@ pub enum AggError {
         start: i64,
         /// The window's end.
         end: i64,
+    },
+    /// A user-defined aggregate failed or gave something malformed.
+    #[error("{function} into `{column}`: {message}")]
+    User {
+        /// The function and its module.
+        function: String,
+        /// The output column.
+        column: String,
+        /// What went wrong.
+        message: String,
     },
     /// Kept state that does not decode.
     #[error("the aggregate's kept state does not decode: {0}")]
@@ -140,6 +197,8 @@ pub struct WindowAggregate {
     cti: Option<i64>,
     cti_moved: bool,
     input: SchemaRef,
+    /// Per aggregate, the running user-defined aggregate (none for a built-in).
+    users: Vec<Option<Box<dyn UserAggregate>>>,
 }
 
 impl std::fmt::Debug for WindowAggregate {
@@ -176,7 +235,24 @@ impl WindowAggregate {
         }
         let mut arg_types = Vec::new();
         let mut distinct = Vec::new();
+        let mut users = Vec::new();
         for a in &aggs {
+            if let Some(call) = &a.user {
+                for &i in &call.args {
+                    field(i)?;
+                }
+                let f = &call.function;
+                fields.push(ArrowField::new(&a.name, f.returns.clone(), f.nullable));
+                distinct.push(None);
+                arg_types.push(None);
+                users.push(Some((f.make)().map_err(|message| AggError::User {
+                    function: format!("{f:?}"),
+                    column: a.name.clone(),
+                    message,
+                })?));
+                continue;
+            }
+            users.push(None);
             let arg = match a.arg {
                 Some(i) => Some(field(i)?),
                 None => None,
@@ -212,6 +288,7 @@ impl WindowAggregate {
                     ) => ArrowField::new(&a.name, t.clone(), true),
                     _ => return Err(wrong("needs a column of a comparable type")),
                 },
+                AggKind::User => return Err(wrong("needs the user-defined function")),
             };
             fields.push(out);
             distinct.push(match (a.kind, &ty) {
@@ -241,6 +318,7 @@ impl WindowAggregate {
             cti: None,
             cti_moved: false,
             input: Arc::new(input.clone()),
+            users,
         })
     }
 
@@ -291,6 +369,7 @@ impl WindowAggregate {
                 (AggKind::Avg, _) => Acc::AvgInt(0, 0),
                 (AggKind::Min, ty) => Acc::Min(Extreme::of(ty.as_ref())),
                 (AggKind::Max, ty) => Acc::Max(Extreme::of(ty.as_ref())),
+                (AggKind::User, _) => Acc::User(Vec::new()),
             })
             .collect()
     }
@@ -323,6 +402,12 @@ impl WindowAggregate {
         let distinct = self.distinct_rows(&args)?;
         let fresh = self.fresh();
         let floor = self.cti;
+        // With user-defined aggregates: the groups this batch touches, and
+        // per (row, window) the row and its group, for one call each.
+        let users = self.users.iter().any(Option::is_some);
+        let mut slots: HashMap<(i64, &[u8]), u32> = HashMap::new();
+        let mut touched: Vec<(i64, &[u8])> = Vec::new();
+        let (mut user_rows, mut user_groups) = (Vec::new(), Vec::new());
         for row in 0..n {
             let key: &[u8] = rows.as_ref().map_or(&[], |r| r.row(row).data());
             for start in self.window.starts(starts.value(row), ends.value(row)) {
@@ -355,9 +440,116 @@ impl WindowAggregate {
                         }
                     })?;
                 }
+                if users {
+                    let next = touched.len() as u32;
+                    let slot = *slots.entry((start, key)).or_insert_with(|| {
+                        touched.push((start, key));
+                        next
+                    });
+                    user_rows.push(row as u32);
+                    user_groups.push(slot);
+                }
             }
         }
+        if touched.is_empty() {
+            return Ok(());
+        }
+        for j in 0..self.aggs.len() {
+            if self.users[j].is_none() {
+                continue;
+            }
+            let states: Vec<Vec<u8>> = touched
+                .iter()
+                .map(|&t| {
+                    user_acc(&mut self.windows, t, j)
+                        .map(std::mem::take)
+                        .unwrap_or_default()
+                })
+                .collect();
+            let result = self.run_user(j, &states, batch, &user_rows, &user_groups);
+            // A failed call leaves the accumulators as they were.
+            let after = match &result {
+                Ok(after) => after.clone(),
+                Err(_) => states,
+            };
+            for (&t, bytes) in touched.iter().zip(after) {
+                if let Some(acc) = user_acc(&mut self.windows, t, j) {
+                    *acc = bytes;
+                }
+            }
+            result?;
+        }
         Ok(())
+    }
+
+    /// Adds rows `rows` of `batch` to the accumulators `states` of the
+    /// user-defined aggregate `j` (`groups[i]`: row `rows[i]`'s), in one call.
+    fn run_user(
+        &mut self,
+        j: usize,
+        states: &[Vec<u8>],
+        batch: &RecordBatch,
+        rows: &[u32],
+        groups: &[u32],
+    ) -> Result<Vec<Vec<u8>>, AggError> {
+        let (Some(call), Some(user)) = (&self.aggs[j].user, self.users[j].as_mut()) else {
+            return Ok(states.to_vec());
+        };
+        let fail = |message: String| AggError::User {
+            function: format!("{:?}", call.function),
+            column: self.aggs[j].name.clone(),
+            message,
+        };
+        let args = user_args(batch, &call.args, rows)?;
+        let after = user.accumulate(states, &args, groups).map_err(fail)?;
+        if after.len() != states.len() {
+            return Err(fail(format!(
+                "accumulate returned {} accumulators for {}",
+                after.len(),
+                states.len()
+            )));
+        }
+        Ok(after)
+    }
+
+    /// The output column of aggregate `j` over the accumulators of every
+    /// output row (a user-defined aggregate's are taken).
+    fn column(&mut self, j: usize, accs: &mut [Vec<Acc>]) -> Result<ArrayRef, AggError> {
+        let ty = self
+            .output
+            .field(2 + self.keys.len() + j)
+            .data_type()
+            .clone();
+        let (Some(call), Some(user)) = (&self.aggs[j].user, self.users[j].as_mut()) else {
+            return Ok(finish(accs.iter().map(|a| &a[j]), &ty));
+        };
+        let states: Vec<Vec<u8>> = accs
+            .iter_mut()
+            .map(|a| match &mut a[j] {
+                Acc::User(bytes) => std::mem::take(bytes),
+                _ => Vec::new(),
+            })
+            .collect();
+        let fail = |message: String| AggError::User {
+            function: format!("{:?}", call.function),
+            column: self.aggs[j].name.clone(),
+            message,
+        };
+        let out = user.finish(&states).map_err(fail)?;
+        if out.len() != states.len() || out.data_type() != &ty {
+            return Err(fail(format!(
+                "finish returned {} values of {} for {} accumulators of {ty}",
+                out.len(),
+                out.data_type(),
+                states.len()
+            )));
+        }
+        if !call.function.nullable && out.null_count() > 0 {
+            return Err(fail(
+                "finish returned a null for a result declared not nullable".into(),
+            ));
+        }
+        Ok(out)
     }
 
     /// CTI `t`: the windows it closed (`end <= t`) as one batch, earliest
@@ -419,10 +611,7 @@ impl WindowAggregate {
             columns.extend(c.convert_rows(rows).map_err(arrow_err)?);
         }
         for j in 0..self.aggs.len() {
-            columns.push(finish(
-                accs.iter().map(|a| &a[j]),
-                self.output.field(columns.len()).data_type(),
-            ));
+            columns.push(self.column(j, &mut accs)?);
         }
         RecordBatch::try_new(self.output.clone(), columns).map_err(arrow_err)
     }
@@ -494,6 +683,42 @@ impl WindowAggregate {
     }
 }
 
+/// The accumulator of user-defined aggregate `j` of a group of a window.
+fn user_acc<'a>(
+    windows: &'a mut BTreeMap<i64, HashMap<Vec<u8>, Group>>,
+    (start, key): (i64, &[u8]),
+    j: usize,
+) -> Option<&'a mut Vec<u8>> {
+    match windows.get_mut(&start)?.get_mut(key)?.accs.get_mut(j)? {
+        Acc::User(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+/// The columns a user-defined aggregate gets: the interval, then its
+/// arguments `args`, at rows `rows` of `batch` (the batch's own when those
+/// are all its rows in order).
+fn user_args(batch: &RecordBatch, args: &[usize], rows: &[u32]) -> Result<RecordBatch, AggError> {
+    let schema = batch.schema();
+    let picked: Vec<usize> = [0, 1].into_iter().chain(args.iter().copied()).collect();
+    let fields: Vec<ArrowField> = picked.iter().map(|&i| schema.field(i).clone()).collect();
+    let all =
+        rows.len() == batch.num_rows() && rows.iter().enumerate().all(|(i, &r)| r as usize == i);
+    let indices = arrow_array::UInt32Array::from(rows.to_vec());
+    let columns = picked
+        .iter()
+        .map(|&i| {
+            let c = batch.column(i);
+            if all {
+                Ok(c.clone())
+            } else {
+                arrow_select::take::take(c.as_ref(), &indices, None).map_err(arrow_err)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_err)
+}
+
 /// The name the accumulators are kept under in a group's state.
 const ACCS: &str = "accs";
 
@@ -557,11 +782,7 @@ mod tests {
     }
 
     fn all_aggregates() -> Vec<Aggregate> {
-        let agg = |kind, arg, name: &str| Aggregate {
-            kind,
-            arg,
-            name: name.into(),
-        };
+        let agg = Aggregate::builtin;
         vec![
             agg(AggKind::CountStar, None, "n"),
             agg(AggKind::Count, Some(3), "amounts"),
@@ -619,11 +840,7 @@ mod tests {
     #[test]
     fn a_hopping_window_counts_every_event_whose_lifetime_overlaps_it() {
         let w = Hopping::new(10, 5).expect("window");
-        let aggs = vec![Aggregate {
-            kind: AggKind::CountStar,
-            arg: None,
-            name: "n".into(),
-        }];
+        let aggs = vec![Aggregate::builtin(AggKind::CountStar, None, "n")];
         let mut agg = WindowAggregate::new(&input(), w, vec![], aggs).expect("agg");
         // A point at 7 is in [0, 10) and [5, 15); [12, 18) in [5, 15),
         // [10, 20) and [15, 25).
@@ -648,11 +865,7 @@ mod tests {
     #[test]
     fn aggregates_that_do_not_fit_their_column_are_refused() {
         let w = Hopping::tumbling(10).expect("window");
-        let sum_text = vec![Aggregate {
-            kind: AggKind::Sum,
-            arg: Some(2),
-            name: "s".into(),
-        }];
+        let sum_text = vec![Aggregate::builtin(AggKind::Sum, Some(2), "s")];
         let e = WindowAggregate::new(&input(), w, vec![], sum_text).expect_err("sum of text");
         assert_eq!(
             e.to_string(),
@@ -665,11 +878,7 @@ mod tests {
     #[test]
     fn an_int64_sum_that_overflows_says_where() {
         let w = Hopping::tumbling(10).expect("window");
-        let sum = vec![Aggregate {
-            kind: AggKind::Sum,
-            arg: Some(3),
-            name: "total".into(),
-        }];
+        let sum = vec![Aggregate::builtin(AggKind::Sum, Some(3), "total")];
         let mut agg = WindowAggregate::new(&input(), w, vec![], sum).expect("agg");
         let e = agg
             .on_batch(&batch(&[
@@ -736,8 +945,8 @@ mod tests {
             let w = Hopping::new(size, hop_part.min(size)).expect("window");
             events.sort_by_key(|e| e.0);
             let aggs = vec![
-                Aggregate { kind: AggKind::CountStar, arg: None, name: "n".into() },
-                Aggregate { kind: AggKind::Sum, arg: Some(3), name: "total".into() },
+                Aggregate::builtin(AggKind::CountStar, None, "n"),
+                Aggregate::builtin(AggKind::Sum, Some(3), "total"),
             ];
             let mut agg = WindowAggregate::new(&input(), w, vec![2], aggs.clone()).expect("agg");
             let mut kept = KeyedState::new();

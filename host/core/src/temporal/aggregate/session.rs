@@ -16,8 +16,9 @@ use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow_schema::{Schema, SchemaRef};
 
 use super::super::TemporalOp;
+use super::super::acc::Acc;
 use super::super::held::Held;
-use super::{AggError, Aggregate, WindowAggregate, accumulate, arrow_err, finish};
+use super::{AggError, Aggregate, WindowAggregate, accumulate, arrow_err};
 use crate::temporal::Hopping;
 use crate::udf::{KeyedState, StateChanges};
 
@@ -120,7 +121,11 @@ impl SessionAggregate {
     }
 
     /// One row per session of `sessions`: its window, its group, its aggregates.
-    fn emit(&self, batch: &RecordBatch, sessions: &[&Session]) -> Result<RecordBatch, AggError> {
+    fn emit(
+        &mut self,
+        batch: &RecordBatch,
+        sessions: &[&Session],
+    ) -> Result<RecordBatch, AggError> {
         let calc = &self.calc;
         let args: Vec<Option<&ArrayRef>> = calc
             .aggs
@@ -144,6 +149,27 @@ impl SessionAggregate {
             }
             accs.push(a);
         }
+        // Each user-defined aggregate: one call over every session's rows.
+        let rows: Vec<u32> = sessions
+            .iter()
+            .flat_map(|s| s.rows.iter().copied())
+            .collect();
+        let groups: Vec<u32> = sessions
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| std::iter::repeat_n(i as u32, s.rows.len()))
+            .collect();
+        for j in 0..accs.first().map_or(0, Vec::len) {
+            if self.calc.aggs[j].user.is_none() {
+                continue;
+            }
+            let fresh = vec![Vec::new(); sessions.len()];
+            let after = self.calc.run_user(j, &fresh, batch, &rows, &groups)?;
+            for (a, bytes) in accs.iter_mut().zip(after) {
+                a[j] = Acc::User(bytes);
+            }
+        }
+        let calc = &mut self.calc;
         let firsts = UInt32Array::from_iter_values(sessions.iter().map(|s| s.rows[0]));
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(
@@ -156,10 +182,7 @@ impl SessionAggregate {
                 .push(arrow_select::take::take(batch.column(k), &firsts, None).map_err(arrow_err)?);
         }
         for j in 0..calc.aggs.len() {
-            columns.push(finish(
-                accs.iter().map(|a| &a[j]),
-                calc.output.field(columns.len()).data_type(),
-            ));
+            columns.push(calc.column(j, &mut accs)?);
         }
         RecordBatch::try_new(calc.output.clone(), columns).map_err(arrow_err)
     }
@@ -259,16 +282,8 @@ mod tests {
 
     fn op() -> SessionAggregate {
         let aggs = vec![
-            Aggregate {
-                kind: AggKind::CountStar,
-                arg: None,
-                name: "n".into(),
-            },
-            Aggregate {
-                kind: AggKind::Sum,
-                arg: Some(3),
-                name: "total".into(),
-            },
+            Aggregate::builtin(AggKind::CountStar, None, "n"),
+            Aggregate::builtin(AggKind::Sum, Some(3), "total"),
         ];
         SessionAggregate::new(&input(), 10, vec![2], aggs).unwrap()
     }
