@@ -110,31 +110,33 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
         "P = INPUT \"p.jsonl\" SCHEMA (user string, eur double, ts long) EVENTTIME ts;\n\
          Sum = COMPONENT \"{}\";\n\
          Band = COMPONENT \"{}\";\n\
-         Bots = COMPONENT \"{}\" WITH (blocked_prefix = '10.');\n",
+         Bots = COMPONENT \"{}\" WITH (blocked_prefix = '10.');\n\
+         Mid = COMPONENT \"{}\";\n",
         component("running_sum"),
         component("price_band"),
         component("bot_filter"),
+        component("median"),
     );
     std::fs::write(d.join("p.jsonl"), "").expect("input");
     std::fs::write(d.join("notwasm.wasm"), "not a component").expect("file");
-    let cases: [(&str, String, &[&str]); 7] = [
+    let cases: [(&str, String, &[&str]); 12] = [
         (
             "world",
             format!("{head}X = PROCESS P USING Sum;\n"),
             &[
-                "world.wsql:5:21: `Sum` exports the `reducer` world; PROCESS runs a processor (run a reducer with `REDUCE P ON key USING Sum`)",
+                "world.wsql:6:21: `Sum` exports the `reducer` world; PROCESS runs a processor (run a reducer with `REDUCE P ON key USING Sum`)",
             ],
         ),
         (
             "scalar_world",
             format!("{head}X = REDUCE P ON user USING Band;\n"),
-            &["scalar_world.wsql:5:28: `Band` exports the `scalar` world; REDUCE runs a reducer"],
+            &["scalar_world.wsql:6:28: `Band` exports the `scalar` world; REDUCE runs a reducer"],
         ),
         (
             "signature",
             format!("{head}X = SELECT Band(user) AS b FROM P;\n"),
             &[
-                "signature.wsql:5:12: ",
+                "signature.wsql:6:12: ",
                 "coercion from Utf8 to the signature Exact(Float64) failed",
                 "band(Float64)",
             ],
@@ -142,13 +144,13 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
         (
             "arity",
             format!("{head}X = SELECT b FROM (SELECT Band(eur, eur) AS b FROM P);\n"),
-            &["arity.wsql:5:27: ", "band(Float64, Float64)"],
+            &["arity.wsql:6:27: ", "band(Float64, Float64)"],
         ),
         (
             "columns",
             format!("{head}X = PROCESS P USING Bots;\n"),
             &[
-                "columns.wsql:5:1: stage `X` (module ",
+                "columns.wsql:6:1: stage `X` (module ",
                 "the UDF reads column `agent` (utf8) but its input has no such column",
             ],
         ),
@@ -156,13 +158,48 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
             "unknown",
             format!("{head}X = PROCESS P USING Bot;\n"),
             &[
-                "unknown.wsql:5:21: no component `Bot` is declared before this statement (did you mean `Bots`?)",
+                "unknown.wsql:6:21: no component `Bot` is declared before this statement (did you mean `Bots`?)",
+            ],
+        ),
+        (
+            "aggregate_world",
+            format!("{head}X = PROCESS P USING Mid;\n"),
+            &[
+                "aggregate_world.wsql:6:21: `Mid` exports the `aggregate` world; PROCESS runs a processor (call an aggregate in a windowed query: `SELECT key, Mid(...) AS x FROM P WITH TUMBLING(d)`)",
+            ],
+        ),
+        (
+            "aggregate_window",
+            format!("{head}X = SELECT user, Mid(eur) AS m FROM P;\n"),
+            &["aggregate_window.wsql:6:1: an aggregate over a stream needs a window"],
+        ),
+        (
+            "aggregate_signature",
+            format!("{head}X = SELECT user, Mid(user) AS m FROM P WITH TUMBLING(1s);\n"),
+            &[
+                "aggregate_signature.wsql:6:",
+                "coercion from Utf8 to the signature Exact(Float64) failed",
+            ],
+        ),
+        (
+            "aggregate_distinct",
+            format!("{head}X = SELECT user, Mid(DISTINCT eur) AS m FROM P WITH TUMBLING(1s);\n"),
+            &[
+                "aggregate_distinct.wsql:6:1: ",
+                "DISTINCT applies to the built-in aggregates, not to a component",
+            ],
+        ),
+        (
+            "builtin_name",
+            format!("{head}Median = COMPONENT \"{}\";\n", component("median")),
+            &[
+                "builtin_name.wsql:6:1: `Median` is the name of a built-in function; give the component another name",
             ],
         ),
         (
             "file",
             format!("{head}W = COMPONENT \"notwasm.wasm\";\n"),
-            &["file.wsql:5:1: component `W`: notwasm.wasm is not a WebAssembly component"],
+            &["file.wsql:6:1: component `W`: notwasm.wasm is not a WebAssembly component"],
         ),
     ];
     for (name, text, want) in cases {
@@ -180,4 +217,47 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
             stderr(&out)
         );
     }
+}
+
+/// A user-defined aggregate that traps inside a window stops the job with
+/// the vertex, the input position, the component's file and module version,
+/// and the panic's message; no output is written for the failed window.
+#[test]
+fn a_trapping_aggregate_says_vertex_seq_module_and_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.jsonl"),
+        "{\"user\":\"a\",\"v\":1,\"ts\":1}\n{\"user\":\"b\",\"v\":-3,\"ts\":3000}\n{\"user\":\"b\",\"v\":1,\"ts\":2000000}\n",
+    )
+    .expect("input");
+    let component = udf_component("panic_aggregate");
+    std::fs::write(
+        d.join("t.wsql"),
+        format!(
+            "P = INPUT \"p.jsonl\" SCHEMA (user string, v long, ts long) EVENTTIME ts;\n\
+             Total = COMPONENT \"{}\";\n\
+             X = SELECT user, Total(v) AS total FROM P WITH TUMBLING(1s);\n\
+             OUTPUT X TO \"x.jsonl\";\n",
+            component.display()
+        ),
+    )
+    .expect("script");
+    let out = weir(&["run", "t.wsql"], d);
+    assert!(!out.status.success(), "the trap fails the job");
+    let said = stderr(&out);
+    for want in [
+        "vertex `X`: input 0 seq 0: Total (",
+        "panic_aggregate.wasm module ",
+        "trapped: wasm trap",
+        "panicked at adversarial/panic_aggregate/src/lib.rs",
+        "negative value -3",
+    ] {
+        assert!(said.contains(want), "{want}: {said}");
+    }
+    let written = std::fs::read_to_string(d.join("x.jsonl")).unwrap_or_default();
+    assert!(
+        written.is_empty(),
+        "no window went out before the trap: {written}"
+    );
 }
