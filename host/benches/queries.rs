@@ -1,7 +1,9 @@
 //! Query scripts offline (`weir run`'s path, a thread per vertex): events
 //! per CPU-second and per wall-second for a tumbling count, a hopping count
 //! (size 10 s, hop 2 s), a temporal join and a hopping aggregate of every
-//! built-in function, over generated JSONL, whole path included (JSON
+//! built-in function, a tumbling median per page by a Wasm user-defined
+//! aggregate (`udfs/median`) beside the built-in `AVG` of the same shape,
+//! over generated JSONL, whole path included (JSON
 //! parsing, the operators, canonical JSONL output), with the keyed stage at
 //! parallelism 1 and 2 in the same run.
 //!
@@ -200,7 +202,23 @@ fn main() {
             ),
             n + 10_000,
         ),
+        (
+            "tumbling AVG per page (built-in)",
+            format!(
+                "{CLICKS}C = SELECT url, AVG(CAST(amount AS double)) AS m FROM Clicks WITH TUMBLING(10s);\nOUTPUT C TO \"out.jsonl\";\n"
+            ),
+            n,
+        ),
+        (
+            "tumbling median per page (Wasm UDA)",
+            format!(
+                "{CLICKS}MedianOf = COMPONENT \"{}\";\nC = SELECT url, MedianOf(CAST(amount AS double)) AS m FROM Clicks WITH TUMBLING(10s);\nOUTPUT C TO \"out.jsonl\";\n",
+                weir::testkit::udf_component("median").display()
+            ),
+            n,
+        ),
     ];
+    let components = weir_node::components::WasmComponents::files();
     let runtime = Arc::new(Runtime::new(Some(d.join("cache"))).expect("runtime"));
     println!("{n} clicks, a thread per vertex, whole path (JSON in, JSONL out)");
     println!(
@@ -216,7 +234,7 @@ fn main() {
                 &path,
                 &text,
                 weir::sql::Inputs::Files,
-                &weir::sql::NoComponents,
+                &components,
                 parallelism,
             )
             .expect("compiles");
