@@ -129,15 +129,17 @@ for c in clicks:
 check("top_n.largest", [{"_start": w, "_end": w + 10_000_000, "user": min(r)[1], "url": min(r)[2], "amount": -min(r)[0]} for w, r in sorted(per_window.items())])
 # session_windows: per user, events whose [ts, ts + 1 + gap) overlap form a session
 gap = 3_000_000
-want = []
-for u in sorted({c["user"] for c in clicks}):
+def sessions_of(u):
     sessions = []
     for c in sorted((c for c in clicks if c["user"] == u), key=lambda c: c["ts"]):
         if sessions and c["ts"] < sessions[-1][1]:
             sessions[-1][1] = max(sessions[-1][1], c["ts"] + 1 + gap); sessions[-1][2].append(c)
         else:
             sessions.append([c["ts"], c["ts"] + 1 + gap, [c]])
-    for s, e, cs in sessions:
+    return sessions
+want = []
+for u in sorted({c["user"] for c in clicks}):
+    for s, e, cs in sessions_of(u):
         want.append({"_start": s, "_end": e, "user": u, "n": len(cs), "urls": len({c["url"] for c in cs}), "total": sum(c["amount"] for c in cs)})
 check("session_windows", want, ordered=False)
 # user_aggregate: the median component per user in hopping windows and in sessions
@@ -150,12 +152,6 @@ for c in clicks:
 check("user_aggregate", [{"_start": w, "_end": w + 10_000_000, "user": u, "median_price": median([c["price"] for c in cs]), "median_spend": median([c["price"] * c["amount"] for c in cs]), "n": len(cs)} for (w, u), cs in sorted(g.items())])
 want = []
 for u in sorted({c["user"] for c in clicks}):
-    sessions = []
-    for c in sorted((c for c in clicks if c["user"] == u), key=lambda c: c["ts"]):
-        if sessions and c["ts"] < sessions[-1][1]:
-            sessions[-1][1] = max(sessions[-1][1], c["ts"] + 1 + gap); sessions[-1][2].append(c)
-        else:
-            sessions.append([c["ts"], c["ts"] + 1 + gap, [c]])
-    for s, e, cs in sessions:
+    for s, e, cs in sessions_of(u):
         want.append({"_start": s, "_end": e, "user": u, "median_price": median([c["price"] for c in cs])})
 check("user_aggregate.sessions", want, ordered=False)
