@@ -394,3 +394,25 @@ fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
     );
     node.stop();
 }
+
+/// `weir explain` names a user-defined aggregate's component file and
+/// module version where the windowed aggregate computes it.
+#[test]
+fn explain_names_a_user_aggregate_and_its_module_version() {
+    let dir = golden_dir("user_aggregate");
+    let d = dir.path();
+    let out = weir(&["explain", "user_aggregate.wsql"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    let module = weir(&["udf", "inspect", "components/median.wasm"], d);
+    let inspected = String::from_utf8_lossy(&module.stdout).into_owned();
+    let short = plan
+        .split("MedianOf (components/median.wasm module ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no module version of MedianOf in:\n{plan}"));
+    assert!(
+        short.len() >= 12 && inspected.contains(short),
+        "module {short} is the one `weir udf inspect` shows:\n{inspected}"
+    );
+}
