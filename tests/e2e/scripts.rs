@@ -261,3 +261,69 @@ fn a_trapping_aggregate_says_vertex_seq_module_and_message() {
         "no window went out before the trap: {written}"
     );
 }
+
+/// The `median` component through the runtime's aggregate world: rows of
+/// one group split over two accumulators in one `accumulate` call, joined
+/// by `merge`, give what one accumulator of all the rows gives, and
+/// `finish` returns one value per accumulator (null for a fresh one).
+#[test]
+fn an_aggregate_component_accumulates_merges_and_finishes_in_batches() {
+    use arrow_array::{Array, Float64Array, Int64Array, RecordBatch};
+    use weir::temporal::UserAggregate;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let runtime = std::sync::Arc::new(
+        weir::wasm::Runtime::new(Some(cache.path().to_path_buf())).expect("runtime"),
+    );
+    let module = runtime
+        .load_file(&udf_component("median"))
+        .expect("median loads");
+    let mut median =
+        weir::wasm::AggregateInstance::new(&runtime, &module, "median", &[], Default::default())
+            .expect("instance");
+    let values = [5.0, 1.0, 4.0, 9.0, 2.0];
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("_start", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("_end", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("v", arrow_schema::DataType::Float64, true),
+    ]));
+    let args = RecordBatch::try_new(
+        schema,
+        vec![
+            std::sync::Arc::new(Int64Array::from_iter_values(0..5)),
+            std::sync::Arc::new(Int64Array::from_iter_values(1..6)),
+            std::sync::Arc::new(Float64Array::from(values.to_vec())),
+        ],
+    )
+    .expect("batch");
+    // Accumulators 0 and 1 split the rows; 2 gets them all; 3 none.
+    let fresh = vec![Vec::new(); 4];
+    let accs = median
+        .accumulate(&fresh, &args, &[0, 1, 0, 1, 0])
+        .expect("accumulate");
+    assert_eq!(accs.len(), 4);
+    let all = median
+        .accumulate(&accs, &args, &[2, 2, 2, 2, 2])
+        .expect("accumulate");
+    let merged = median.merge(&all[..1], &all[1..2]).expect("merge");
+    let out = median
+        .finish(&[merged[0].clone(), all[2].clone(), all[3].clone()])
+        .expect("finish");
+    let out = out
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .expect("float64 result");
+    assert_eq!(
+        (out.value(0), out.value(1)),
+        (4.0, 4.0),
+        "median of 1 2 4 5 9"
+    );
+    assert!(out.is_null(2), "a fresh accumulator has no median");
+    // Bytes that are not an accumulator are an error that names the module.
+    let e = median
+        .finish(&[vec![0xFF; 3]])
+        .expect_err("not an accumulator");
+    assert!(
+        e.contains(&format!("module {}", module.version.short())) && e.contains("does not decode"),
+        "{e}"
+    );
+}

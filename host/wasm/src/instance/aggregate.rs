@@ -77,11 +77,18 @@ impl AggregateInstance {
         result.map_err(|e| format!("module {module} {e}"))
     }
 
+    /// Sets the call's fuel: a row's worth per row and per 64 bytes of the
+    /// accumulators it carries (decoding and re-encoding them is work too).
     /// Every call starts a segment at the same place: clocks and random
     /// numbers read the same in every call, so how rows are cut into calls
     /// (batches, restarts, partitions) cannot change a result.
-    fn prepare(&mut self, rows: usize) {
-        self.instance.prepare(rows, Some((0, 0)));
+    fn prepare(&mut self, rows: usize, accumulators: &[&[Vec<u8>]]) {
+        let bytes: usize = accumulators
+            .iter()
+            .flat_map(|a| a.iter())
+            .map(Vec::len)
+            .sum();
+        self.instance.prepare(rows + bytes / 64, Some((0, 0)));
     }
 }
 
@@ -99,7 +106,7 @@ impl UserAggregate for AggregateInstance {
         let reads = std::mem::take(&mut self.instance.signature.reads);
         let result = match lowering.batch(args, &reads, &self.columns, false) {
             Ok(wit) => {
-                self.prepare(wit.rows());
+                self.prepare(wit.rows(), &[accumulators]);
                 // SAFETY: `check` type-checked `f` against these types (up to
                 // lifetimes) when the instance was made.
                 let f = unsafe {
@@ -121,7 +128,7 @@ impl UserAggregate for AggregateInstance {
     }
 
     fn merge(&mut self, into: &[Vec<u8>], from: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
-        self.prepare(into.len());
+        self.prepare(into.len(), &[into, from]);
         let result = match &self.instance.exports {
             Exports::Aggregate(a) => a.call_merge(&mut self.instance.store, into, from),
             _ => return Err(self.instance.wrong_world("merge").to_string()),
@@ -130,7 +137,7 @@ impl UserAggregate for AggregateInstance {
     }
 
     fn finish(&mut self, accumulators: &[Vec<u8>]) -> Result<ArrayRef, String> {
-        self.prepare(accumulators.len());
+        self.prepare(accumulators.len(), &[accumulators]);
         let result = match &self.instance.exports {
             Exports::Aggregate(a) => a.call_finish(&mut self.instance.store, accumulators),
             _ => return Err(self.instance.wrong_world("finish").to_string()),
