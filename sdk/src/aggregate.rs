@@ -14,9 +14,9 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::run::{InitHook, check_init};
+use crate::run::{InitHook, scalar_signature};
 use crate::wit::weir::udf::types::{Batch, Column, Param, ScalarSignature, UdfError};
-use crate::{ReadRow, Row, Value, field_of};
+use crate::{ReadRow, Row, Value};
 
 /// An accumulator from its bytes: empty is a fresh one.
 fn decode<S: DeserializeOwned + Default>(bytes: &[u8], which: usize) -> Result<S, UdfError> {
@@ -53,11 +53,7 @@ pub fn init<S, A: Row, R: Value>(
     config: Vec<Param>,
     hook: Option<InitHook>,
 ) -> Result<ScalarSignature, UdfError> {
-    check_init(config, hook)?;
-    Ok(ScalarSignature {
-        args: A::fields(),
-        returns: field_of::<R>("result"),
-    })
+    scalar_signature::<A, R>(config, hook)
 }
 
 /// Adds row `i` of `args` to accumulator `groups[i]`; every accumulator

@@ -148,6 +148,15 @@ pub fn init_scalar<A: Row, R: Value>(
     config: Vec<Param>,
     hook: Option<InitHook>,
 ) -> Result<ScalarSignature, UdfError> {
+    scalar_signature::<A, R>(config, hook)
+}
+
+/// Runs `init` and gives the signature of a function of arguments `A` with
+/// result `R` (a scalar function's or an aggregate's).
+pub(crate) fn scalar_signature<A: Row, R: Value>(
+    config: Vec<Param>,
+    hook: Option<InitHook>,
+) -> Result<ScalarSignature, UdfError> {
     check_init(config, hook)?;
     Ok(ScalarSignature {
         args: A::fields(),

@@ -279,11 +279,10 @@ pub(crate) fn merged(base: &[ParamValueSpec], extra: &[ParamValueSpec]) -> Vec<P
     out
 }
 
-/// A scalar component as DataFusion sees it while binding: its name,
-/// argument types and result. DataFusion never evaluates it: lowering
-/// moves every call into a stage that runs the component.
+/// A component called in expressions as DataFusion sees it while binding:
+/// its name, argument types and result. DataFusion never runs it.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub(crate) struct WasmScalar {
+pub(crate) struct Callable {
     name: String,
     signature: datafusion_expr::Signature,
     returns: arrow_schema::DataType,
@@ -292,14 +291,14 @@ pub(crate) struct WasmScalar {
     pub(crate) index: usize,
 }
 
-impl WasmScalar {
-    /// The function for the scalar component `name`, the `index`th declared.
-    pub(crate) fn new(name: &str, args: &[Field], returns: &Field, index: usize) -> WasmScalar {
+impl Callable {
+    /// The function of component `name`, the `index`th declared.
+    fn new(name: &str, args: &[Field], returns: &Field, index: usize) -> Callable {
         let types = args
             .iter()
             .map(|f| weir_core::schema::arrow_type(f.ty))
             .collect();
-        WasmScalar {
+        Callable {
             name: name.to_ascii_lowercase(),
             signature: datafusion_expr::Signature::exact(
                 types,
@@ -310,28 +309,58 @@ impl WasmScalar {
             index,
         }
     }
+}
+
+/// A scalar component: lowering moves every call into a stage that runs
+/// the component.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WasmScalar(pub(crate) Callable);
+
+/// An aggregate component: lowering turns each call into a user-defined
+/// aggregate of a windowed aggregate.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WasmAggregate(pub(crate) Callable);
+
+impl WasmScalar {
+    /// The function for the scalar component `name`, the `index`th declared.
+    pub(crate) fn new(name: &str, args: &[Field], returns: &Field, index: usize) -> WasmScalar {
+        WasmScalar(Callable::new(name, args, returns, index))
+    }
 
     /// The component a call `f` calls, if `f` calls one.
-    pub(crate) fn of(f: &datafusion_expr::ScalarUDF) -> Option<&WasmScalar> {
+    pub(crate) fn of(f: &datafusion_expr::ScalarUDF) -> Option<&Callable> {
         let inner: &dyn std::any::Any = f.inner().as_ref();
-        inner.downcast_ref::<WasmScalar>()
+        inner.downcast_ref::<WasmScalar>().map(|w| &w.0)
+    }
+}
+
+impl WasmAggregate {
+    /// The function for the aggregate component `name`, the `index`th declared.
+    pub(crate) fn new(name: &str, args: &[Field], returns: &Field, index: usize) -> WasmAggregate {
+        WasmAggregate(Callable::new(name, args, returns, index))
+    }
+
+    /// The component a call of `f` calls, if `f` is one.
+    pub(crate) fn of(f: &datafusion_expr::AggregateUDF) -> Option<&Callable> {
+        let inner: &dyn std::any::Any = f.inner().as_ref();
+        inner.downcast_ref::<WasmAggregate>().map(|w| &w.0)
     }
 }
 
 impl datafusion_expr::ScalarUDFImpl for WasmScalar {
     fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     fn signature(&self) -> &datafusion_expr::Signature {
-        &self.signature
+        &self.0.signature
     }
 
     fn return_type(
         &self,
         _: &[arrow_schema::DataType],
     ) -> datafusion_common::Result<arrow_schema::DataType> {
-        Ok(self.returns.clone())
+        Ok(self.0.returns.clone())
     }
 
     fn return_field_from_args(
@@ -339,9 +368,9 @@ impl datafusion_expr::ScalarUDFImpl for WasmScalar {
         _: datafusion_expr::ReturnFieldArgs,
     ) -> datafusion_common::Result<arrow_schema::FieldRef> {
         Ok(std::sync::Arc::new(arrow_schema::Field::new(
-            &self.name,
-            self.returns.clone(),
-            self.nullable,
+            &self.0.name,
+            self.0.returns.clone(),
+            self.0.nullable,
         )))
     }
 
@@ -351,67 +380,29 @@ impl datafusion_expr::ScalarUDFImpl for WasmScalar {
     ) -> datafusion_common::Result<datafusion_expr::ColumnarValue> {
         Err(datafusion_common::DataFusionError::Execution(format!(
             "`{}` is a Wasm component: it runs in a stage of its own, not inside an expression here",
-            self.name
+            self.0.name
         )))
-    }
-}
-
-/// An aggregate component as DataFusion sees it while binding; lowering
-/// turns each call into a user-defined aggregate of a windowed aggregate.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub(crate) struct WasmAggregate {
-    name: String,
-    signature: datafusion_expr::Signature,
-    returns: arrow_schema::DataType,
-    nullable: bool,
-    /// Which declared component it is (in declaration order).
-    pub(crate) index: usize,
-}
-
-impl WasmAggregate {
-    /// The function for the aggregate component `name`, the `index`th declared.
-    pub(crate) fn new(name: &str, args: &[Field], returns: &Field, index: usize) -> WasmAggregate {
-        let types = args
-            .iter()
-            .map(|f| weir_core::schema::arrow_type(f.ty))
-            .collect();
-        WasmAggregate {
-            name: name.to_ascii_lowercase(),
-            signature: datafusion_expr::Signature::exact(
-                types,
-                datafusion_expr::Volatility::Immutable,
-            ),
-            returns: weir_core::schema::arrow_type(returns.ty),
-            nullable: returns.nullable,
-            index,
-        }
-    }
-
-    /// The component a call of `f` calls, if `f` is one.
-    pub(crate) fn of(f: &datafusion_expr::AggregateUDF) -> Option<&WasmAggregate> {
-        let inner: &dyn std::any::Any = f.inner().as_ref();
-        inner.downcast_ref::<WasmAggregate>()
     }
 }
 
 impl datafusion_expr::AggregateUDFImpl for WasmAggregate {
     fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     fn signature(&self) -> &datafusion_expr::Signature {
-        &self.signature
+        &self.0.signature
     }
 
     fn return_type(
         &self,
         _: &[arrow_schema::DataType],
     ) -> datafusion_common::Result<arrow_schema::DataType> {
-        Ok(self.returns.clone())
+        Ok(self.0.returns.clone())
     }
 
     fn is_nullable(&self) -> bool {
-        self.nullable
+        self.0.nullable
     }
 
     fn accumulator(
@@ -420,7 +411,7 @@ impl datafusion_expr::AggregateUDFImpl for WasmAggregate {
     ) -> datafusion_common::Result<Box<dyn datafusion_expr::Accumulator>> {
         Err(datafusion_common::DataFusionError::Execution(format!(
             "`{}` is a Wasm component: it runs inside a windowed aggregate, not here",
-            self.name
+            self.0.name
         )))
     }
 }

@@ -505,16 +505,8 @@ impl Lowering<'_> {
                 }
                 let mut columns = Vec::new();
                 for (k, arg) in p.args.iter().enumerate() {
-                    let (_, field) = arg
-                        .to_field(input_schema)
-                        .map_err(|e| e.strip_backtrace())?;
-                    fields.push(ArrowField::new(
-                        format!("__arg{j}_{k}"),
-                        field.data_type().clone(),
-                        field.is_nullable(),
-                    ));
-                    exprs.push(arg.clone());
-                    columns.push(2 + fields.len() - 1);
+                    let name = format!("__arg{j}_{k}");
+                    columns.push(argument(arg, name, input_schema, &mut fields, &mut exprs)?);
                 }
                 aggs.push(Aggregate::user(function, columns, &name));
                 continue;
@@ -548,16 +540,13 @@ impl Lowering<'_> {
                 let [arg] = p.args.as_slice() else {
                     return Err(format!("`{e}` takes one argument"));
                 };
-                let (_, field) = arg
-                    .to_field(input_schema)
-                    .map_err(|e| e.strip_backtrace())?;
-                fields.push(ArrowField::new(
+                Some(argument(
+                    arg,
                     format!("__arg{j}"),
-                    field.data_type().clone(),
-                    field.is_nullable(),
-                ));
-                exprs.push(arg.clone());
-                Some(2 + fields.len() - 1)
+                    input_schema,
+                    &mut fields,
+                    &mut exprs,
+                )?)
             };
             aggs.push(Aggregate::builtin(kind, arg, &name));
         }
@@ -769,4 +758,24 @@ fn physical(e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>, String
         &PhysicalPlanningContext::default(),
     )
     .map_err(|e| e.strip_backtrace())
+}
+
+/// Adds aggregate argument `arg` (over `input`) to the map before a
+/// windowed aggregate as a column `name`; its index in the map's output
+/// (interval first).
+fn argument(
+    arg: &Expr,
+    name: String,
+    input: &DFSchema,
+    fields: &mut Vec<ArrowField>,
+    exprs: &mut Vec<Expr>,
+) -> Result<usize, String> {
+    let (_, field) = arg.to_field(input).map_err(|e| e.strip_backtrace())?;
+    fields.push(ArrowField::new(
+        name,
+        field.data_type().clone(),
+        field.is_nullable(),
+    ));
+    exprs.push(arg.clone());
+    Ok(2 + fields.len() - 1)
 }

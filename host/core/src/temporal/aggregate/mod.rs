@@ -468,16 +468,18 @@ impl WindowAggregate {
                 .collect();
             let result = self.run_user(j, &states, batch, &user_rows, &user_groups);
             // A failed call leaves the accumulators as they were.
-            let after = match &result {
-                Ok(after) => after.clone(),
-                Err(_) => states,
+            let (after, failed) = match result {
+                Ok(after) => (after, None),
+                Err(e) => (states, Some(e)),
             };
             for (&t, bytes) in touched.iter().zip(after) {
                 if let Some(acc) = user_acc(&mut self.windows, t, j) {
                     *acc = bytes;
                 }
             }
-            result?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
         Ok(())
     }
