@@ -12,6 +12,7 @@ mod jobs;
 mod logs;
 mod node;
 mod offline;
+mod parallel;
 mod patch;
 mod queries;
 mod replay;

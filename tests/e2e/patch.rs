@@ -18,6 +18,9 @@ use super::node::{Node, cluster, ok, write};
 use super::stderr;
 
 pub(super) const CHUNK: usize = 100;
+
+/// One entry of a stage's history: version, input position, why.
+pub(super) type Entry = (String, u64, String);
 /// The amount that makes `tally_v3` trap.
 pub(super) const POISON: i64 = 777;
 
@@ -173,6 +176,18 @@ pub(super) fn expected(
     history: &[(String, u64, String)],
     drops: &dyn Fn(&str, &str, i64) -> bool,
 ) -> Vec<(String, i64, i64, String)> {
+    expected_at(rows, poisons, &|i| (history, i as u64), drops)
+}
+
+/// Like [`expected`], where `at(i)` gives the history of the vertex that
+/// ran input row `i` and the row's position in that vertex's input (a
+/// parallel stage's copies each have their own).
+pub(super) fn expected_at<'h>(
+    rows: usize,
+    poisons: &[usize],
+    at: &dyn Fn(usize) -> (&'h [Entry], u64),
+    drops: &dyn Fn(&str, &str, i64) -> bool,
+) -> Vec<(String, i64, i64, String)> {
     let label: HashMap<String, &str> = ["tally_v1", "tally_v2", "tally_v3", "tally_v4"]
         .iter()
         .map(|n| (version_of(n), &n[6..]))
@@ -180,9 +195,10 @@ pub(super) fn expected(
     let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
     let mut out = Vec::new();
     for i in 0..rows {
+        let (history, position) = at(i);
         let version = history
             .iter()
-            .rfind(|h| h.1 <= i as u64)
+            .rfind(|h| h.1 <= position)
             .map(|h| label[&h.0])
             .expect("a version from position 0");
         let (user, mut amount) = sale(i);
@@ -190,7 +206,7 @@ pub(super) fn expected(
             amount = POISON;
         }
         let mut active: Vec<&str> = Vec::new();
-        for h in history.iter().filter(|h| h.1 <= i as u64) {
+        for h in history.iter().filter(|h| h.1 <= position) {
             if let Some(f) = h.2.strip_prefix("filter added: ") {
                 active.push(f);
             } else if let Some(f) = h.2.strip_prefix("filter removed: ") {

@@ -119,7 +119,7 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
     );
     std::fs::write(d.join("p.jsonl"), "").expect("input");
     std::fs::write(d.join("notwasm.wasm"), "not a component").expect("file");
-    let cases: [(&str, String, &[&str]); 12] = [
+    let cases: [(&str, String, &[&str]); 14] = [
         (
             "world",
             format!("{head}X = PROCESS P USING Sum;\n"),
@@ -195,6 +195,20 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
             &[
                 "builtin_name.wsql:6:1: `Median` is the name of a built-in function; give the component another name",
             ],
+        ),
+        (
+            "reduce_parallelism",
+            format!("{head}X = REDUCE P ON user USING Sum WITH PARALLELISM 300;\n"),
+            &[
+                "reduce_parallelism.wsql:6:49: parallelism 300: expected a whole number from 1 to 256",
+            ],
+        ),
+        (
+            "clause_order",
+            format!(
+                "{head}X = PROCESS P USING Bots WITH PARALLELISM 2 WITH (blocked_prefix = '1');\n"
+            ),
+            &["clause_order.wsql:6:45: expected `;`, found `WITH`"],
         ),
         (
             "file",

@@ -6,19 +6,22 @@
 //! - the exchange: per input `i` and copy `j`, a vertex `S__in{i}p{j}`
 //!   keeping the rows whose keys hash to `j` (a [`Partition`]); each
 //!   partition is a stream of its own (an rStream on a node);
-//! - the copies: `S__p{j}` runs `S`'s operator on partition `j` of each input;
+//! - the copies: `S__p{j}` runs `S`'s operator (a built-in operator, or a
+//!   reducer's or processor's component, each copy with state and a patch
+//!   timeline of its own) on partition `j` of each input;
 //! - the merge: a union named `S` merges the copies' outputs by CTI, so
 //!   consumers and sinks read `S` as before.
 //!
-//! Equal keys meet in one copy, so each copy computes exactly the groups
-//! and join matches of its keys. The union's order within a release
+//! Equal keys meet in one copy, so each copy computes exactly the groups,
+//! join matches and reducer keys of its keys (a processor, which keeps
+//! nothing between rows, is split by all its columns). The union's order within a release
 //! depends on which copy a row came from; sinks write in a canonical order
 //! of their own (see [`crate::sink::Ordered`]), so output does not depend
 //! on `n`.
 
 use std::sync::Arc;
 
-use crate::plan::{Operator, Plan, Recovery, StageSpec, TemporalSpec};
+use crate::plan::{Operator, Plan, Recovery, StageKind, StageSpec, TemporalSpec};
 use crate::temporal::{Partition, TemporalOp};
 
 /// The name of copy `j` of stage `stage`.
@@ -36,8 +39,12 @@ pub fn is_parallel(stage: &StageSpec) -> bool {
     stage.parallelism > 1
         && !stage.partition.is_empty()
         && stage.partition.len() == stage.inputs.len()
-        && stage.partition.iter().all(|k| !k.is_empty())
-        && matches!(stage.operator, Operator::Temporal(_))
+        && stage.partition.iter().all(|k| !k.columns.is_empty())
+        && match &stage.operator {
+            Operator::Temporal(_) => true,
+            Operator::Udf(udf) => udf.kind != StageKind::Scalar,
+            Operator::Union => false,
+        }
 }
 
 /// `plan` with every parallel stage expanded into its exchange, copies and
@@ -52,18 +59,9 @@ pub fn expand(mut plan: Plan) -> Result<Plan, String> {
             });
             continue;
         }
-        let Operator::Temporal(spec) = &stage.operator else {
-            unreachable!("is_parallel checks the operator");
-        };
-        let probe: Box<dyn TemporalOp> =
-            (spec.make)().map_err(|e| format!("stage `{}`: {e}", stage.name))?;
-        let schemas = probe.input_schemas();
         let n = stage.parallelism;
-        for (i, (input, keys)) in stage.inputs.iter().zip(&stage.partition).enumerate() {
-            let schema = schemas
-                .get(i)
-                .ok_or_else(|| format!("stage `{}` has no input {i}", stage.name))?
-                .clone();
+        for (i, (input, by)) in stage.inputs.iter().zip(&stage.partition).enumerate() {
+            let (schema, keys) = (by.schema.clone(), by.columns.clone());
             for j in 0..n {
                 // Checked here, so the plan that expands makes its vertices.
                 let probe = Partition::new(schema.clone(), keys.clone(), n, j)

@@ -253,10 +253,19 @@ pub struct StageSpec {
     /// How many rVertices run it ([`crate::parallel::expand`]); a stage
     /// that cannot be split (no `partition`) runs as one whatever this says.
     pub parallelism: usize,
-    /// Per input, the key columns (indices in its schema, interval first)
-    /// that hash-partition the input between the stage's rVertices; empty
-    /// when the stage cannot be split (its state is not keyed).
-    pub partition: Vec<Vec<usize>>,
+    /// Per input, the key columns that hash-partition the input between the
+    /// stage's rVertices; empty when the stage cannot be split.
+    pub partition: Vec<PartitionKeys>,
+}
+
+/// How one input of a parallel stage is split between its rVertices.
+#[derive(Debug, Clone)]
+pub struct PartitionKeys {
+    /// The input's columns (interval first).
+    pub schema: arrow_schema::SchemaRef,
+    /// The key columns (indices into `schema`) whose values pick a row's
+    /// rVertex.
+    pub columns: Vec<usize>,
 }
 
 /// Where a sink writes.

@@ -117,6 +117,10 @@ pub struct PatchReport {
     pub switch_us: u64,
     /// The shadow run, if one was asked for.
     pub shadow: Option<ShadowReport>,
+    /// For a stage that runs as several rVertices: each copy's report (the
+    /// change went to every copy; each switches at a CTI of its own input).
+    #[serde(default)]
+    pub copies: Vec<PatchReport>,
 }
 
 /// The new version beside the running one on recent input rows.
@@ -180,6 +184,10 @@ pub struct ReplayReport {
 /// One version in a stage's history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    /// The copy it applies to, for a stage that runs as several rVertices
+    /// (`Totals__p1`); empty for a stage that runs as one.
+    #[serde(default)]
+    pub copy: String,
     /// Module version (SHA-256 hex).
     pub version: String,
     /// Input position where it took effect.

@@ -54,6 +54,8 @@ pub struct Process {
     pub at: Location,
     /// Where the component's name is.
     pub component_at: Location,
+    /// `WITH PARALLELISM n`: the rVertices it runs as, and where the clause is.
+    pub parallelism: Option<(usize, Location)>,
 }
 
 /// The world a component exports, as far as a script cares.
@@ -194,6 +196,13 @@ pub(crate) fn process(
     let component_at = c.at();
     let component = c.ident("the name of a component declared with `Name = COMPONENT \"path\"`")?;
     let params = params(&mut c)?;
+    let parallelism = if with_parallelism(&c) {
+        let clause_at = c.at();
+        c.pos += 2;
+        Some((crate::script::parallelism(&mut c)?, clause_at))
+    } else {
+        None
+    };
     c.done()?;
     Ok(Process {
         name,
@@ -203,14 +212,24 @@ pub(crate) fn process(
         params,
         at,
         component_at,
+        parallelism,
     })
+}
+
+/// Whether the cursor is at `WITH PARALLELISM`.
+fn with_parallelism(c: &Cursor<'_>) -> bool {
+    let word = |i: usize, w: &str| {
+        matches!(c.tokens.get(c.pos + i).map(|t| &t.token),
+            Some(Token::Word(x)) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
+    };
+    word(0, "WITH") && word(1, "PARALLELISM")
 }
 
 /// `[WITH (name = value, ...)]`: integers, decimals, quoted text, `true`
 /// and `false`.
 fn params(c: &mut Cursor<'_>) -> Result<Vec<ParamValueSpec>, ScriptError> {
     let mut params: Vec<ParamValueSpec> = Vec::new();
-    if !c.keyword("WITH") {
+    if with_parallelism(c) || !c.keyword("WITH") {
         return Ok(params);
     }
     c.expect(Token::LParen)?;

@@ -116,22 +116,19 @@ fn physical(plan: &Plan) -> String {
             Recovery::Checkpoint { every } => format!("checkpoint every {every} CTI(s)"),
             Recovery::Replay { window } => format!("replay of the last {window} CTI(s)"),
         };
-        let schemas = match &s.operator {
-            Operator::Temporal(t) => (t.make)().map(|op| op.input_schemas()).unwrap_or_default(),
-            _ => Vec::new(),
-        };
         let parallel = weir_core::parallel::is_parallel(s);
         let partitioning = if parallel {
             let by: Vec<String> = s
                 .partition
                 .iter()
-                .enumerate()
-                .map(|(i, keys)| {
+                .zip(&s.inputs)
+                .map(|(keys, input)| {
                     let names: Vec<&str> = keys
+                        .columns
                         .iter()
-                        .filter_map(|&k| schemas.get(i).map(|sc| sc.field(k).name().as_str()))
+                        .map(|&k| keys.schema.field(k).name().as_str())
                         .collect();
-                    format!("{} by hash({})", s.inputs[i], names.join(", "))
+                    format!("{input} by hash({})", names.join(", "))
                 })
                 .collect();
             format!("partitioned: {}", by.join("; "))

@@ -12,6 +12,7 @@ use crate::duration::unit_scale;
 use crate::error::ScriptError;
 
 mod select;
+pub(crate) use select::parallelism;
 use select::select;
 
 /// `Name = INPUT "path" SCHEMA (col type, ...) EVENTTIME col [unit]
@@ -374,7 +375,7 @@ fn statement(
     }
     if c.keyword("SET") {
         c.expect_keyword("PARALLELISM")?;
-        let n = select::parallelism(&mut c)?;
+        let n = parallelism(&mut c)?;
         c.done()?;
         return Ok(Statement::Parallelism(n, at));
     }

@@ -613,26 +613,43 @@ pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Re
                     s.rows, s.differ, s.old_rows, s.new_rows
                 );
             }
-            let to = &r.to[..r.to.len().min(12)];
-            let what = if r.change.starts_with("filter") {
-                r.change.clone()
+            if r.copies.is_empty() {
+                print_patch(&r);
             } else {
-                format!("module {} -> {to}", r.from)
-            };
-            match r.applied {
-                Some((position, ctis)) => println!(
-                    "job `{}` stage `{}`: {what}, in effect from input position {position} (after CTI {ctis})",
-                    r.job, r.stage
-                ),
-                None => println!(
-                    "job `{}` stage `{}`: {what} validated and queued durably (it survives a restart); it takes effect at the stage's next CTI, after any change queued before it (none arrived yet)",
-                    r.job, r.stage
-                ),
+                println!(
+                    "job `{}` stage `{}` runs as {} rVertices; each took the change:",
+                    r.job,
+                    r.stage,
+                    r.copies.len()
+                );
+                for copy in &r.copies {
+                    print_patch(copy);
+                }
             }
         }
         client.close().await;
         Ok(())
     })
+}
+
+/// Prints what a deploy, rollback or filter did to one vertex.
+fn print_patch(r: &crate::jobs::PatchReport) {
+    let to = &r.to[..r.to.len().min(12)];
+    let what = if r.change.starts_with("filter") {
+        r.change.clone()
+    } else {
+        format!("module {} -> {to}", r.from)
+    };
+    match r.applied {
+        Some((position, ctis)) => println!(
+            "job `{}` stage `{}`: {what}, in effect from input position {position} (after CTI {ctis})",
+            r.job, r.stage
+        ),
+        None => println!(
+            "job `{}` stage `{}`: {what} validated and queued durably (it survives a restart); it takes effect at the stage's next CTI, after any change queued before it (none arrived yet)",
+            r.job, r.stage
+        ),
+    }
 }
 
 /// Prints a stage's module history.
@@ -646,9 +663,21 @@ pub fn history(c: &Connect, job: String, stage: String, json: bool) -> anyhow::R
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
+                let width = list.iter().map(|h| h.copy.len()).max().unwrap_or(0);
+                let copy = |name: &str| {
+                    if width == 0 {
+                        String::new()
+                    } else {
+                        format!("{name:<width$} ")
+                    }
+                };
                 println!(
-                    "  {:<12} {:>12} {:>8}  {:<24} why",
-                    "version", "position", "ctis", "when (UTC)"
+                    "  {}{:<12} {:>12} {:>8}  {:<24} why",
+                    copy("copy"),
+                    "version",
+                    "position",
+                    "ctis",
+                    "when (UTC)"
                 );
                 for h in &list {
                     let when = if h.at_ms == 0 {
@@ -660,8 +689,9 @@ pub fn history(c: &Connect, job: String, stage: String, json: bool) -> anyhow::R
                         .to_string()
                     };
                     println!(
-                        "{} {:<12} {:>12} {:>8}  {:<24} {}",
+                        "{} {}{:<12} {:>12} {:>8}  {:<24} {}",
                         if h.current { "*" } else { " " },
+                        copy(&h.copy),
                         &h.version[..h.version.len().min(12)],
                         h.position,
                         h.ctis,

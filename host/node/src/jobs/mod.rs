@@ -39,11 +39,13 @@ use crate::wasm::Runtime;
 use crate::wasm::instance::KeyedState;
 
 mod build;
+mod copies;
 mod logs;
 mod patching;
 mod replay;
 mod threads;
 
+use copies::Pending;
 use patching::load_module;
 pub use weir_net::status::{HistoryEntry, PatchReport, ReplayReport, ShadowReport};
 

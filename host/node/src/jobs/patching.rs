@@ -24,20 +24,39 @@ impl Jobs {
             .runtime
             .load(origin, &bytes)
             .with_context(|| format!("deploy to job `{job}` stage `{stage}` refused"))?;
-        let shadow = self.check_patch(job, stage, &module, shadow)?;
+        let targets = self.targets(job, stage)?;
+        let mut shadows = Vec::with_capacity(targets.len());
+        for target in &targets {
+            shadows.push(self.check_patch(job, target, &module, shadow)?);
+        }
         let version = module.version.hex().to_string();
         self.inner
             .streams
             .commit_meta(vec![put(&format!("{MODULE_PREFIX}{version}"), bytes)])?
             .wait()?;
-        let mut report = self.patch(job, stage, version, Change::Deploy)?;
-        report.shadow = shadow;
+        let targets = targets
+            .into_iter()
+            .map(|t| (t, version.clone(), Change::Deploy))
+            .collect();
+        let mut report = self.patch_targets(job, stage, targets)?;
+        report.shadow = copies::merge_shadows(shadows);
         Ok(report)
     }
 
     /// Returns stage `stage` of job `job` to an earlier version: `to` (a
     /// prefix of a version in its history), or the version before the current one.
     pub fn rollback(&self, job: &str, stage: &str, to: Option<&str>) -> Result<PatchReport> {
+        let mut targets = Vec::new();
+        for target in self.targets(job, stage)? {
+            let version = self.rollback_target(job, &target, to)?;
+            targets.push((target, version, Change::Rollback));
+        }
+        self.patch_targets(job, stage, targets)
+    }
+
+    /// The version a rollback of stage `stage` (one vertex) returns to,
+    /// checked against the stage.
+    fn rollback_target(&self, job: &str, stage: &str, to: Option<&str>) -> Result<String> {
         let timeline = self.timeline(job, stage)?;
         let n = timeline.patches.len();
         let target = match to {
@@ -69,48 +88,48 @@ impl Jobs {
         };
         let module = load_module(&self.inner.runtime, &self.inner.streams, &target, stage)?;
         self.check_patch(job, stage, &module, None)?;
-        self.patch(job, stage, target, Change::Rollback)
+        Ok(target)
     }
 
     /// Adds a runtime filter to stage `stage` of job `job`: from the stage's
     /// next CTI on, the input rows `expr` matches are dropped before the UDF
     /// (recorded in the stage's timeline, so replay drops the same rows).
     pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
-        let (filter, active) = self.check_filter(job, stage, expr)?;
-        if let Some((same, _)) = active.iter().find(|(_, a)| a.same(&filter)) {
-            bail!(
-                Patch,
-                "stage `{stage}` of job `{job}` already has filter `{same}`"
-            );
+        let mut targets = Vec::new();
+        for target in self.targets(job, stage)? {
+            let (filter, active) = self.check_filter(job, &target, expr)?;
+            if let Some((same, _)) = active.iter().find(|(_, a)| a.same(&filter)) {
+                bail!(
+                    Patch,
+                    "stage `{target}` of job `{job}` already has filter `{same}`"
+                );
+            }
+            let change = Change::FilterAdd(filter.text().to_string());
+            targets.push((target, String::new(), change));
         }
-        self.patch(
-            job,
-            stage,
-            String::new(),
-            Change::FilterAdd(filter.text().to_string()),
-        )
+        self.patch_targets(job, stage, targets)
     }
 
     /// Removes runtime filter `expr` from stage `stage` of job `job`, from
     /// the stage's next CTI on.
     pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
-        let (filter, active) = self.check_filter(job, stage, expr)?;
-        // The filter as it was added: that text is what the timeline removes.
-        let Some((text, _)) = active.iter().find(|(_, a)| a.same(&filter)) else {
-            let texts: Vec<String> = active.iter().map(|(t, _)| t.clone()).collect();
-            bail!(
-                Patch,
-                "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {}",
-                filter.text(),
-                crate::filter::describe(&texts, "none")
-            );
-        };
-        self.patch(
-            job,
-            stage,
-            String::new(),
-            Change::FilterRemove(text.clone()),
-        )
+        let mut targets = Vec::new();
+        for target in self.targets(job, stage)? {
+            let (filter, active) = self.check_filter(job, &target, expr)?;
+            // The filter as it was added: that text is what the timeline removes.
+            let Some((text, _)) = active.iter().find(|(_, a)| a.same(&filter)) else {
+                let texts: Vec<String> = active.iter().map(|(t, _)| t.clone()).collect();
+                bail!(
+                    Patch,
+                    "stage `{target}` of job `{job}` has no filter `{}`; its filters: {}",
+                    filter.text(),
+                    crate::filter::describe(&texts, "none")
+                );
+            };
+            let change = Change::FilterRemove(text.clone());
+            targets.push((target, String::new(), change));
+        }
+        self.patch_targets(job, stage, targets)
     }
 
     /// Parses `expr` against the stage's input and returns it with the
@@ -170,27 +189,39 @@ impl Jobs {
     /// Every version stage `stage` of job `job` ran, with the input position
     /// where each took effect.
     pub fn history(&self, job: &str, stage: &str) -> Result<Vec<HistoryEntry>> {
-        let timeline = self.timeline(job, stage)?;
-        let mut out = vec![HistoryEntry {
-            version: timeline.original.clone(),
-            position: 0,
-            ctis: 0,
-            why: "submitted with the job".into(),
-            at_ms: 0,
-            current: false,
-        }];
-        for p in &timeline.patches {
+        let targets = self.targets(job, stage)?;
+        let mut out = Vec::new();
+        for target in &targets {
+            let copy = if *target == stage {
+                String::new()
+            } else {
+                target.clone()
+            };
+            let timeline = self.timeline(job, target)?;
+            let first = out.len();
             out.push(HistoryEntry {
-                version: p.version.clone(),
-                position: p.position,
-                ctis: p.ctis,
-                why: p.change.describe(),
-                at_ms: p.at_ms,
+                copy: copy.clone(),
+                version: timeline.original.clone(),
+                position: 0,
+                ctis: 0,
+                why: "submitted with the job".into(),
+                at_ms: 0,
                 current: false,
             });
-        }
-        if let Some(last) = out.last_mut() {
-            last.current = true;
+            for p in &timeline.patches {
+                out.push(HistoryEntry {
+                    copy: copy.clone(),
+                    version: p.version.clone(),
+                    position: p.position,
+                    ctis: p.ctis,
+                    why: p.change.describe(),
+                    at_ms: p.at_ms,
+                    current: false,
+                });
+            }
+            if let Some(last) = out[first..].last_mut() {
+                last.current = true;
+            }
         }
         Ok(out)
     }
@@ -218,12 +249,19 @@ impl Jobs {
         let spec = named(&plan.stages, |s| &s.name, stage, job, "stage")?;
         match &spec.operator {
             Operator::Udf(udf) => Ok((record, spec.clone(), udf.clone())),
-            Operator::Union => {
-                bail!(
+            Operator::Union => match copies::copies(&plan, stage) {
+                Some(copies) => bail!(
+                    Patch,
+                    "stage `{stage}` of job `{job}` runs as {} rVertices ({} .. {}); name one of them",
+                    copies.len(),
+                    copies[0],
+                    copies[copies.len() - 1]
+                ),
+                None => bail!(
                     Patch,
                     "stage `{stage}` of job `{job}` is a union; it runs no UDF to patch"
-                )
-            }
+                ),
+            },
             Operator::Temporal(t) => {
                 bail!(
                     Patch,
@@ -358,16 +396,32 @@ impl Jobs {
         version: String,
         change: Change,
     ) -> Result<PatchReport> {
-        let shared = self.stage_status(job, stage)?;
-        let stuck = {
-            let s = lock(&shared);
-            s.stuck_at.filter(|_| s.state == "failed")
-        };
-        if let Some(at) = stuck {
+        if let Some(at) = self.stuck(job, stage)? {
             return self.unstick(job, stage, version, change, at);
         }
+        let pending = self.schedule(job, stage, version, change)?;
+        self.settle(pending)
+    }
+
+    /// Where stage `stage` of `job` failed on a batch (input position, CTIs
+    /// written), if it did and a change can resume it there.
+    pub(super) fn stuck(&self, job: &str, stage: &str) -> Result<Option<(u64, u64)>> {
+        let shared = self.stage_status(job, stage)?;
+        let s = lock(&shared);
+        Ok(s.stuck_at.filter(|_| s.state == "failed"))
+    }
+
+    /// Queues a switch to `version` for the stage's vertex, which takes it
+    /// at its next CTI.
+    pub(super) fn schedule(
+        &self,
+        job: &str,
+        stage: &str,
+        version: String,
+        change: Change,
+    ) -> Result<Pending> {
+        let shared = self.stage_status(job, stage)?;
         let scheduled = std::time::Instant::now();
-        let describe_change = change.describe();
         let (record, _, _) = self.udf_stage(job, stage)?;
         let request = self.enqueue(&queue_key(&stage_key(&record, stage)), &version, &change)?;
         let id = request.id;
@@ -376,16 +430,41 @@ impl Jobs {
             s.requests.push(request);
             (s.patches, s.module.clone().unwrap_or_default())
         };
-        let mut report = PatchReport {
+        let report = PatchReport {
             job: job.to_string(),
             stage: stage.to_string(),
             from,
             to: version.clone(),
-            change: describe_change.clone(),
+            change: change.describe(),
             applied: None,
             switch_us: 0,
             shadow: None,
+            copies: Vec::new(),
         };
+        Ok(Pending {
+            shared,
+            id,
+            before,
+            change,
+            version,
+            scheduled,
+            report,
+        })
+    }
+
+    /// Waits (a few seconds at most) until a scheduled switch took effect
+    /// at a CTI and is durable.
+    pub(super) fn settle(&self, pending: Pending) -> Result<PatchReport> {
+        let Pending {
+            shared,
+            id,
+            before,
+            change,
+            version,
+            scheduled,
+            mut report,
+        } = pending;
+        let describe_change = report.change.clone();
         wait_status(&shared, |s| {
             if let Some(Some(why)) = s.outcomes.get(&id) {
                 if change.is_module() {
@@ -412,7 +491,7 @@ impl Jobs {
         // Anything queued before this barrier is durable once it is.
         self.inner.streams.commit_meta(Vec::new())?.wait()?;
         report.switch_us = scheduled.elapsed().as_micros() as u64;
-        let timeline = self.timeline(job, stage)?;
+        let timeline = self.timeline(&report.job, &report.stage)?;
         if let Some(p) = timeline.patches.get(before as usize..).and_then(|ps| {
             ps.iter()
                 .find(|p| p.change == change && (!change.is_module() || p.version == version))
@@ -497,6 +576,7 @@ impl Jobs {
             applied: Some(at),
             switch_us: started.elapsed().as_micros() as u64,
             shadow: None,
+            copies: Vec::new(),
         })
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
-use weir_core::plan::{Operator, Recovery, StageSpec, TemporalSpec, UdfSpec};
+use weir_core::plan::{Operator, PartitionKeys, Recovery, StageSpec, TemporalSpec, UdfSpec};
 use weir_core::temporal::TemporalOp;
 
 use crate::pipeline::{Pipeline, Step};
@@ -27,7 +27,7 @@ pub(super) struct Build {
     /// The rVertices it runs as.
     pub(super) parallelism: usize,
     /// Per input, the key columns that partition it (empty: not split).
-    pub(super) partition: Vec<Vec<usize>>,
+    pub(super) partition: Vec<PartitionKeys>,
 }
 
 impl Build {
@@ -77,9 +77,18 @@ impl Build {
     /// input, column indices, interval first).
     pub(super) fn parallel(mut self, n: usize, keys: Vec<Vec<usize>>) -> Build {
         self.parallelism = n;
-        self.partition = keys;
+        self.partition = self
+            .input_schemas
+            .iter()
+            .zip(keys)
+            .map(|(schema, columns)| PartitionKeys {
+                schema: schema.clone(),
+                columns,
+            })
+            .collect();
         self
     }
+
     pub(super) fn describe(&self) -> String {
         let mut parts: Vec<String> = self.before.iter().map(describe_step).collect();
         if let Some((d, _)) = &self.op {
@@ -100,8 +109,8 @@ impl Build {
                 inputs: self.inputs,
                 operator: Operator::Udf(udf),
                 recovery: Recovery::default(),
-                parallelism: 1,
-                partition: Vec::new(),
+                parallelism: self.parallelism,
+                partition: self.partition,
             };
         }
         if self.union {

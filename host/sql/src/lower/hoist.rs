@@ -128,7 +128,14 @@ impl Lowering<'_> {
                 .field_with_name(&result)
                 .map_err(|e| e.to_string())?
                 .clone();
-            self.component_stage(name.clone(), stream, events, spec, output.clone());
+            self.component_stage(
+                name.clone(),
+                stream,
+                events,
+                spec,
+                output.clone(),
+                (1, Vec::new()),
+            );
             *flow = Flow {
                 stream: name,
                 arrow: output,
