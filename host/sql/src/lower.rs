@@ -15,14 +15,15 @@ use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use sqlparser::tokenizer::Location;
 use weir_core::plan::{
     CtiPolicy, ErrorPolicy, Plan, SinkSpec, SinkTarget, SourceFormat, SourceOrigin, SourceSpec,
-    TimeUnit, UdfSpec,
+    TimeUnit,
 };
 use weir_core::temporal::{
-    AggKind, Aggregate, JoinKind, Lifetime, Partition, SessionAggregate, TemporalJoin, TemporalOp,
+    AggKind, Aggregate, JoinKind, Lifetime, SessionAggregate, TemporalJoin, TemporalOp,
     WindowAggregate,
 };
 
 mod build;
+mod component;
 mod hoist;
 mod topn;
 
@@ -180,36 +181,8 @@ pub fn compile_with(
             }
             Bound::Component(d) => l.declared.push(d),
             Bound::Process(p, spec, schema) => {
-                let output = with_interval(schema.fields().iter().map(|f| f.as_ref().clone()));
-                let (input, input_schema) = l.stream_schema(&p.input).map_err(|m| l.fail(m))?;
-                // A reducer's keys are split like a GROUP BY's; a processor,
-                // which keeps nothing between rows, only when it asks.
-                let n = match (p.parallelism, &p.key) {
-                    (Some((n, _)), _) => n,
-                    (None, Some(_)) => default,
-                    (None, None) => 1,
-                };
-                let keys = match &p.key {
-                    Some(key) => vec![
-                        input_schema
-                            .index_of(key)
-                            .map_err(|e| l.fail(e.to_string()))?,
-                    ],
-                    None => (2..input_schema.fields().len()).collect(),
-                };
-                if n > 1 {
-                    let at = p.parallelism.map_or(p.at, |(_, at)| at);
-                    Partition::new(input_schema.clone(), keys.clone(), n, 0).map_err(|e| {
-                        ScriptError {
-                            file: file.clone(),
-                            line: at.line,
-                            column: at.column,
-                            message: format!("`{}` cannot run as {n} rVertices: {e}", p.name),
-                            hint: None,
-                        }
-                    })?;
-                }
-                l.component_stage(p.name.clone(), input, input_schema, spec, output, (n, keys));
+                l.at = p.at;
+                l.process(&p, spec, &schema, default)?;
             }
             Bound::Output(o) => sinks.push(SinkSpec {
                 input: l.stream_name(&o.name),
@@ -324,33 +297,6 @@ impl Lowering<'_> {
             cti: CtiPolicy::default(),
             strict: false,
         })
-    }
-
-    /// A stage `name` running component `spec` over stream `input` (of
-    /// schema `input_schema`), giving `output`, as `n` rVertices splitting
-    /// the input by the columns `keys` when `n` > 1.
-    fn component_stage(
-        &mut self,
-        name: String,
-        input: String,
-        input_schema: SchemaRef,
-        spec: UdfSpec,
-        output: SchemaRef,
-        (n, keys): (usize, Vec<usize>),
-    ) {
-        let mut build = Build::new(
-            name.clone(),
-            vec![input],
-            vec![input_schema],
-            Vec::new(),
-            output.clone(),
-        )
-        .with_udf(spec);
-        if n > 1 {
-            build = build.parallel(n, vec![keys]);
-        }
-        self.builds.push(build);
-        self.streams.push((name, output));
     }
 
     /// A fresh stage name in this query.
