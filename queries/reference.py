@@ -1,4 +1,5 @@
 import json
+from math import fsum
 from collections import defaultdict
 def load(p): return [json.loads(l) for l in open(p)]
 clicks = load("inputs/clicks.jsonl"); users = load("inputs/users.jsonl"); visits = load("inputs/visits.jsonl")
@@ -37,7 +38,7 @@ check("hopping_aggregates", want)
 g = defaultdict(list)
 for c in clicks:
     for w in windows(c["ts"], c["ts"] + 1, 20_000_000, 20_000_000): g[w].append(c)
-check("global_count", [{"_start": w, "_end": w + 20_000_000, "n": len(cs), "last_url": max(c["url"] for c in cs)} for w, cs in sorted(g.items())])
+check("global_count", [{"_start": w, "_end": w + 20_000_000, "n": len(cs), "last_url": max(c["url"] for c in cs), "spent": fsum(c["price"] for c in cs), "mean_price": fsum(c["price"] for c in cs) / len(cs)} for w, cs in sorted(g.items())])
 # filter_project
 check("filter_project", [{"user": c["user"], "doubled": c["amount"] * 2, "page": c["url"].upper(), "marked": c["price"] + 0.5} for c in clicks if c["price"] >= 1.5 and c["user"] != "bo"])
 # inner_join: users live 30s
@@ -105,7 +106,7 @@ check("scalar_calls", [{"user": s["user"], "half_band": band(s["eur"] / 2), "ban
 g = defaultdict(list)
 for s in sales:
     g[(s["ts"] // 10_000_000 * 10_000_000, band(s["eur"]))].append(s["eur"])
-check("scalar_calls.counts", [{"_start": w, "_end": w + 10_000_000, "band": b, "n": len(e), "total": sum(e)} for (w, b), e in sorted(g.items())])
+check("scalar_calls.counts", [{"_start": w, "_end": w + 10_000_000, "band": b, "n": len(e), "total": fsum(e)} for (w, b), e in sorted(g.items())])
 # top_n: per window, the first rows by the order, ties broken by the other columns
 g = defaultdict(list)
 for c in clicks:
@@ -155,3 +156,7 @@ for u in sorted({c["user"] for c in clicks}):
     for s, e, cs in sessions_of(u):
         want.append({"_start": s, "_end": e, "user": u, "median_price": median([c["price"] for c in cs])})
 check("user_aggregate.sessions", want, ordered=False)
+g = defaultdict(list)
+for c in clicks:
+    for w in windows(c["ts"], c["ts"] + 1, 20_000_000, 10_000_000): g[w].append(c)
+check("user_aggregate.global", [{"_start": w, "_end": w + 20_000_000, "median_price": median([c["price"] for c in cs]), "users": len({c["user"] for c in cs})} for w, cs in sorted(g.items())])

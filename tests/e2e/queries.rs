@@ -323,6 +323,12 @@ fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
             "SELECT UserID, COUNT(*)",
             "SELECT UserID, band, Mid(pid) AS median_pid, COUNT(*)",
         );
+    // A global aggregate too: at parallelism 2 a partial phase per copy
+    // and a final merge, both restored from checkpoints after each crash.
+    let script = format!(
+        "{script}Overall = SELECT Mid(pid) AS median_pid, COUNT(*) AS alerts, SUM(pid) AS pids\n    \
+         FROM AlertWithUserID WITH HOPPING(10s, 5s);\nOUTPUT Overall TO \"overall.jsonl\" WITH INTERVAL;\n"
+    );
     assert!(script.contains("AS band") && script.contains("UserID, band, Mid(pid)"));
     let offline = tempfile::tempdir().expect("tempdir");
     for f in ["process.jsonl", "alert.jsonl"] {
@@ -332,6 +338,8 @@ fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
     let out = weir(&["run", "alerts.wsql", "--quiet"], offline.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let want = std::fs::read_to_string(offline.path().join("counts.jsonl")).expect("offline");
+    let overall = std::fs::read_to_string(offline.path().join("overall.jsonl")).expect("offline");
+    assert!(overall.lines().count() > 5, "{overall}");
 
     assert!(
         ["\"low\"", "\"mid\"", "\"high\""]
@@ -391,6 +399,11 @@ fn a_windowed_join_script_with_a_udf_survives_kill_9_exactly_once() {
     assert_eq!(
         got, want,
         "after five kill -9, the node wrote what weir run wrote"
+    );
+    let got = std::fs::read_to_string(d.join("overall.jsonl")).expect("node output");
+    assert_eq!(
+        got, overall,
+        "the split global aggregate wrote what weir run wrote"
     );
     node.stop();
 }

@@ -18,13 +18,14 @@ use weir_core::plan::{
     TimeUnit,
 };
 use weir_core::temporal::{
-    AggKind, Aggregate, JoinKind, Lifetime, SessionAggregate, TemporalJoin, TemporalOp,
+    AggKind, Aggregate, JoinKind, Lifetime, Partition, SessionAggregate, TemporalJoin, TemporalOp,
     WindowAggregate,
 };
 
 mod build;
 mod component;
 mod hoist;
+mod split;
 mod topn;
 
 use build::{Build, MakeOp};
@@ -164,7 +165,7 @@ pub fn compile_with(
                         line: at.line,
                         column: at.column,
                         message: format!(
-                            "WITH PARALLELISM {n}: this query has no stage to split; a GROUP BY in a window or a join with equal keys runs in parallel, partitioned by its keys"
+                            "WITH PARALLELISM {n}: this query has no stage to split; a windowed aggregate (but a session window without GROUP BY) or a join with equal keys runs in parallel"
                         ),
                         hint: None,
                     });
@@ -546,6 +547,20 @@ impl Lowering<'_> {
             exprs,
             schema: pre.clone(),
         });
+        // Without group keys, a parallel aggregate splits in two phases.
+        if self.parallelism > 1 && keys.is_empty() && window.session.is_none() {
+            let every: Vec<usize> = (0..input_schema_arrow.fields().len()).collect();
+            if Partition::new(input_schema_arrow.clone(), every.clone(), 2, 0).is_ok() {
+                let aggregate = Build::new(
+                    String::new(),
+                    vec![input],
+                    vec![input_schema_arrow],
+                    before,
+                    output,
+                );
+                return self.split_aggregate(aggregate, every, (pre, hopping, aggs));
+            }
+        }
         // A parallel aggregate's input is partitioned by its group keys, so
         // they are columns of a stream of their own first.
         let parallel = self.parallelism > 1 && !keys.is_empty();

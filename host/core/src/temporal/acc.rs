@@ -9,6 +9,8 @@ use arrow_row::Rows;
 use arrow_schema::DataType;
 use serde::{Deserialize, Serialize};
 
+use super::exact::ExactSum;
+
 /// One accumulator: where one aggregate of one group of one window stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) enum Acc {
@@ -20,8 +22,15 @@ pub(super) enum Acc {
     Max(Extreme),
     AvgInt(i128, i64),
     AvgFloat(f64, i64),
+    // `SumFloat` and `AvgFloat` are the running sums of snapshots written
+    // before sums were exact: they restore and go on as they were.
     /// A user-defined aggregate's accumulator, added to a batch at a time.
     User(Vec<u8>),
+    /// `SUM` of doubles, kept exactly (so it does not depend on the order
+    /// rows came in); `None` until a value is added.
+    SumExact(Option<ExactSum>),
+    /// `AVG` of doubles: the exact sum and the count.
+    AvgExact(ExactSum, i64),
 }
 
 /// The least or greatest value seen so far, of the column's type.
@@ -40,6 +49,24 @@ impl Extreme {
             Some(DataType::Utf8) => Extreme::Text(None),
             Some(DataType::Boolean) => Extreme::Bool(None),
             _ => Extreme::Int(None),
+        }
+    }
+
+    /// Keeps the value `other` holds if it is better (as [`Extreme::offer`]).
+    fn merge(&mut self, other: &Extreme, want: std::cmp::Ordering) {
+        fn keep<T: Clone>(best: &mut Option<T>, v: &Option<T>, better: impl Fn(&T, &T) -> bool) {
+            if let Some(v) = v
+                && best.as_ref().is_none_or(|b| better(v, b))
+            {
+                *best = Some(v.clone());
+            }
+        }
+        match (self, other) {
+            (Extreme::Int(a), Extreme::Int(b)) => keep(a, b, |v, b| v.cmp(b) == want),
+            (Extreme::Float(a), Extreme::Float(b)) => keep(a, b, |v, b| v.total_cmp(b) == want),
+            (Extreme::Text(a), Extreme::Text(b)) => keep(a, b, |v, b| v.cmp(b) == want),
+            (Extreme::Bool(a), Extreme::Bool(b)) => keep(a, b, |v, b| v.cmp(b) == want),
+            _ => {}
         }
     }
 
@@ -121,9 +148,46 @@ pub(super) fn accumulate(
             *sum += float_at(any, row);
             *n += 1;
         }
+        Acc::SumExact(sum) => sum.get_or_insert_default().add(float_at(any, row)),
+        Acc::AvgExact(sum, n) => {
+            sum.add(float_at(any, row));
+            *n += 1;
+        }
         Acc::Min(best) => best.offer(any, row, std::cmp::Ordering::Less),
         Acc::Max(best) => best.offer(any, row, std::cmp::Ordering::Greater),
         Acc::User(_) => {}
+    }
+    Ok(())
+}
+
+/// Adds what accumulator `from` holds to `into` (partial accumulators of
+/// one group from different partitions), for the built-in kinds; `Err` on
+/// an int64 overflow. Both are of the same kind (checked by the caller);
+/// user-defined accumulators are merged by their component.
+pub(super) fn merge(into: &mut Acc, from: &Acc) -> Result<(), ()> {
+    match (into, from) {
+        (Acc::Count(a), Acc::Count(b)) => *a += b,
+        (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b.iter().cloned()),
+        (Acc::SumInt(a), Acc::SumInt(Some(b))) => {
+            *a = Some(a.unwrap_or(0).checked_add(*b).ok_or(())?);
+        }
+        (Acc::SumFloat(a), Acc::SumFloat(Some(b))) => *a = Some(a.unwrap_or(0.0) + b),
+        (Acc::SumExact(a), Acc::SumExact(Some(b))) => a.get_or_insert_default().merge(b),
+        (Acc::AvgInt(s, n), Acc::AvgInt(s2, n2)) => {
+            *s += s2;
+            *n += n2;
+        }
+        (Acc::AvgFloat(s, n), Acc::AvgFloat(s2, n2)) => {
+            *s += s2;
+            *n += n2;
+        }
+        (Acc::AvgExact(s, n), Acc::AvgExact(s2, n2)) => {
+            s.merge(s2);
+            *n += n2;
+        }
+        (Acc::Min(a), Acc::Min(b)) => a.merge(b, std::cmp::Ordering::Less),
+        (Acc::Max(a), Acc::Max(b)) => a.merge(b, std::cmp::Ordering::Greater),
+        _ => {}
     }
     Ok(())
 }
@@ -145,6 +209,8 @@ pub(super) fn finish<'a>(accs: impl Iterator<Item = &'a Acc>, ty: &DataType) -> 
                 Acc::SumFloat(v) | Acc::Min(Extreme::Float(v)) | Acc::Max(Extreme::Float(v)) => *v,
                 Acc::AvgInt(sum, n) => (*n > 0).then(|| *sum as f64 / *n as f64),
                 Acc::AvgFloat(sum, n) => (*n > 0).then(|| *sum / *n as f64),
+                Acc::SumExact(sum) => sum.as_ref().map(ExactSum::value),
+                Acc::AvgExact(sum, n) => (*n > 0).then(|| sum.value() / *n as f64),
                 _ => None,
             })
             .collect::<Float64Array>(),

@@ -28,6 +28,7 @@ use crate::udf::{KeyedState, StateChanges};
 
 mod acc;
 mod aggregate;
+mod exact;
 mod held;
 mod join;
 mod lifetime;
@@ -37,7 +38,9 @@ mod topn;
 mod uda;
 mod window;
 
-pub use aggregate::{AggError, AggKind, Aggregate, SessionAggregate, UserCall, WindowAggregate};
+pub use aggregate::{
+    AggError, AggKind, Aggregate, PARTIAL, Phase, SessionAggregate, UserCall, WindowAggregate,
+};
 pub use join::{JoinError, JoinKind, TemporalJoin};
 pub use lifetime::Lifetime;
 pub use partition::{Partition, partitions};

@@ -14,8 +14,8 @@ impl Lowering<'_> {
     /// The stage of `p` running `spec`, whose component writes `schema`. A
     /// reducer's keys are split like a GROUP BY's (at the script's
     /// `default` parallelism unless the statement sets one); a processor,
-    /// which keeps nothing between rows, is split by all its columns only
-    /// when its statement asks.
+    /// which keeps nothing between rows, is split by all its columns (its
+    /// lifetime too) only when its statement asks.
     pub(super) fn process(
         &mut self,
         p: &Process,
@@ -36,7 +36,7 @@ impl Lowering<'_> {
                     .index_of(key)
                     .map_err(|e| self.fail(e.to_string()))?,
             ],
-            None => (2..input_schema.fields().len()).collect(),
+            None => (0..input_schema.fields().len()).collect(),
         };
         if n > 1 {
             Partition::new(input_schema.clone(), keys.clone(), n, 0).map_err(|e| {

@@ -18,7 +18,9 @@ use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 mod session;
+mod split;
 pub use session::SessionAggregate;
+pub use split::{PARTIAL, Phase};
 
 use super::Hopping;
 use super::acc::{Acc, Extreme, accumulate, finish};
@@ -199,6 +201,8 @@ pub struct WindowAggregate {
     input: SchemaRef,
     /// Per aggregate, the running user-defined aggregate (none for a built-in).
     users: Vec<Option<Box<dyn UserAggregate>>>,
+    /// Whole, or a half of a split aggregate.
+    phase: Phase,
 }
 
 impl std::fmt::Debug for WindowAggregate {
@@ -319,6 +323,7 @@ impl WindowAggregate {
             cti_moved: false,
             input: Arc::new(input.clone()),
             users,
+            phase: Phase::Whole,
         })
     }
 
@@ -363,9 +368,9 @@ impl WindowAggregate {
             .map(|(a, ty)| match (a.kind, ty) {
                 (AggKind::CountStar | AggKind::Count, _) => Acc::Count(0),
                 (AggKind::CountDistinct, _) => Acc::Distinct(BTreeSet::new()),
-                (AggKind::Sum, Some(DataType::Float64)) => Acc::SumFloat(None),
+                (AggKind::Sum, Some(DataType::Float64)) => Acc::SumExact(None),
                 (AggKind::Sum, _) => Acc::SumInt(None),
-                (AggKind::Avg, Some(DataType::Float64)) => Acc::AvgFloat(0.0, 0),
+                (AggKind::Avg, Some(DataType::Float64)) => Acc::AvgExact(Default::default(), 0),
                 (AggKind::Avg, _) => Acc::AvgInt(0, 0),
                 (AggKind::Min, ty) => Acc::Min(Extreme::of(ty.as_ref())),
                 (AggKind::Max, ty) => Acc::Max(Extreme::of(ty.as_ref())),
@@ -376,6 +381,9 @@ impl WindowAggregate {
 
     /// Adds a batch of events (interval first, the input schema's columns).
     pub fn on_batch(&mut self, batch: &RecordBatch) -> Result<(), AggError> {
+        if self.phase == Phase::Final {
+            return self.on_partials(batch);
+        }
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -561,9 +569,13 @@ impl WindowAggregate {
     pub fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), AggError> {
         self.cti = Some(self.cti.map_or(t, |c| c.max(t)));
         self.cti_moved = true;
+        // A final phase has every partial of a window once a CTI passes its
+        // start (see `split`); a whole or partial one, once it passes its end.
+        let last = self.phase == Phase::Final;
         let mut closed = Vec::new();
         while let Some(entry) = self.windows.first_entry() {
-            if self.window.end_of(*entry.key()) > t {
+            let start = *entry.key();
+            if (last && start >= t) || (!last && self.window.end_of(start) > t) {
                 break;
             }
             closed.push(entry.remove_entry());
@@ -574,7 +586,7 @@ impl WindowAggregate {
             .starts(t, t.saturating_add(1))
             .next()
             .unwrap_or(t);
-        let pass = t.min(next_open);
+        let pass = if last { t } else { t.min(next_open) };
         if closed.is_empty() {
             return Ok((None, pass));
         }
@@ -612,8 +624,12 @@ impl WindowAggregate {
             let rows = keys.iter().map(|k| parser.parse(k));
             columns.extend(c.convert_rows(rows).map_err(arrow_err)?);
         }
-        for j in 0..self.aggs.len() {
-            columns.push(self.column(j, &mut accs)?);
+        if self.phase == Phase::Partial {
+            columns.push(split::encode(&accs));
+        } else {
+            for j in 0..self.aggs.len() {
+                columns.push(self.column(j, &mut accs)?);
+            }
         }
         RecordBatch::try_new(self.output.clone(), columns).map_err(arrow_err)
     }

@@ -388,3 +388,80 @@ fn a_user_aggregate_gets_one_call_per_batch_and_its_accumulators_survive_a_resta
         "NativeSum (native) into `usum`: negative value at row 0"
     );
 }
+
+proptest! {
+    /// A global aggregate split into partial phases over any partition of
+    /// the rows (1 to 4 copies) and a final phase merging their partials in
+    /// any order gives the bytes the whole aggregate gives: counts, distinct
+    /// counts, extremes, exact sums and averages of doubles, and a
+    /// user-defined aggregate's merge.
+    #[test]
+    fn a_split_aggregate_gives_the_whole_aggregates_bytes(
+        size in 1i64..12,
+        hop_part in 1i64..12,
+        events in prop::collection::vec(
+            (0i64..60, 1i64..15, 0usize..3, proptest::option::of(0i64..50),
+             proptest::option::of(-1e6f64..1e6)),
+            0..40,
+        ),
+        copies in 1usize..5,
+        seed in any::<u64>(),
+    ) {
+        let w = Hopping::new(size, hop_part.min(size)).expect("window");
+        let mut events: Vec<Event> = events
+            .into_iter()
+            .map(|(s, len, u, a, p)| (s, s + len, ["al", "bo", "cy"][u].to_string(), a, p))
+            .collect();
+        events.sort_by_key(|e| e.0);
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut aggs = all_aggregates();
+        aggs.push(Aggregate::builtin(AggKind::Sum, Some(4), "price_total"));
+        aggs.push(Aggregate::builtin(AggKind::Avg, Some(4), "price_mean"));
+        aggs.push(native_sum(calls));
+        let mut whole = WindowAggregate::new(&input(), w, vec![], aggs.clone()).expect("whole");
+        let mut parts: Vec<WindowAggregate> = (0..copies)
+            .map(|_| WindowAggregate::partial(&input(), w, vec![], aggs.clone()).expect("partial"))
+            .collect();
+        let mut last = WindowAggregate::merging(&input(), w, vec![], aggs.clone()).expect("final");
+        prop_assert_eq!(last.input_schema(), parts[0].output_schema());
+        prop_assert_eq!(last.output_schema(), whole.output_schema());
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        let mut state = seed;
+        for t in (8..=80).step_by(8).chain([i64::MAX]) {
+            let mut part = Vec::new();
+            while i < events.len() && events[i].0 < t {
+                part.push(events[i].clone());
+                i += 1;
+            }
+            whole.on_batch(&batch(&part)).expect("batch");
+            let (out, _) = whole.on_cti(t).expect("cti");
+            want.extend(out.iter().flat_map(lines));
+            let mut partials = Vec::new();
+            let mut pass = i64::MAX;
+            for (j, p) in parts.iter_mut().enumerate() {
+                let mine: Vec<Event> = part
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, _)| (r + i) % copies == j)
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                p.on_batch(&batch(&mine)).expect("partial batch");
+                let (out, t_j) = p.on_cti(t).expect("partial cti");
+                pass = pass.min(t_j);
+                partials.extend(out);
+            }
+            // The merge may deliver the copies' partials in any order.
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            if state >> 63 == 1 {
+                partials.reverse();
+            }
+            for p in &partials {
+                last.on_batch(p).expect("final batch");
+            }
+            let (out, _) = last.on_cti(pass).expect("final cti");
+            got.extend(out.iter().flat_map(lines));
+        }
+        prop_assert_eq!(got, want);
+    }
+}
