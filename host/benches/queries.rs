@@ -1,8 +1,10 @@
 //! Query scripts offline (`weir run`'s path, a thread per vertex): events
 //! per CPU-second and per wall-second for a tumbling count, a hopping count
 //! (size 10 s, hop 2 s), a temporal join and a hopping aggregate of every
-//! built-in function, a tumbling median per page by a Wasm user-defined
-//! aggregate (`udfs/median`) beside the built-in `AVG` of the same shape,
+//! built-in function, a global hopping count, exact sum and average of
+//! doubles (split into partial and final phases at parallelism 2), a
+//! tumbling median per page by a Wasm user-defined aggregate
+//! (`udfs/median`) beside the built-in `AVG` of the same shape,
 //! over generated JSONL, whole path included (JSON
 //! parsing, the operators, canonical JSONL output), with the keyed stage at
 //! parallelism 1 and 2 in the same run.
@@ -208,6 +210,13 @@ fn main() {
                 "Users = INPUT \"users.jsonl\" SCHEMA (ts long, user string, tier string) EVENTTIME ts LIFETIME 1d;\n{CLICKS}J = SELECT Clicks.user AS user, Users.tier AS tier, Clicks.amount AS amount FROM Users JOIN Clicks ON Users.user == Clicks.user;\nOUTPUT J TO \"out.jsonl\";\n"
             ),
             n + 10_000,
+        ),
+        (
+            "global SUM, AVG of doubles (hopping)",
+            format!(
+                "{CLICKS}C = SELECT COUNT(*) AS n, SUM(CAST(amount AS double)) AS s, AVG(CAST(amount AS double)) AS m FROM Clicks WITH HOPPING(10s, 2s);\nOUTPUT C TO \"out.jsonl\";\n"
+            ),
+            n,
         ),
         (
             "tumbling AVG per page (built-in)",

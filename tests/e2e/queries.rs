@@ -130,6 +130,45 @@ fn explain_shows_a_parallel_stage_its_partitioning_and_its_merge() {
     );
 }
 
+/// A reducer splits by its key, a processor (when asked) by all its
+/// columns, and an aggregate without group keys into partial copies and a
+/// final merge; `weir explain` shows each.
+#[test]
+fn explain_shows_split_reducers_processors_and_global_aggregates() {
+    for (name, wants) in [
+        (
+            "process_reduce",
+            &[
+                "stage Humans <- Sales: parallelism 2, partitioned: Sales by hash(_start, _end, ts, user, ip, agent, channel, eur)",
+                "stage Totals <- Humans: parallelism 3, partitioned: Humans by hash(channel)",
+                "reducer keyed by `channel`",
+                "copies Totals__p0 .. Totals__p2, merged by CTI into Totals",
+            ][..],
+        ),
+        (
+            "global_count",
+            &[
+                "stage Total__1 <- Clicks: parallelism 3, partitioned: Clicks by hash(_start, _end, ts, user, url, amount, price)",
+                "partial accumulators of COUNT AS count(*)",
+                "stage Total <- Total__1: parallelism 1",
+                "merge the partial accumulators, finish COUNT AS count(*)",
+            ][..],
+        ),
+    ] {
+        let dir = golden_dir(name);
+        let d = dir.path();
+        let out = weir(
+            &["explain", &format!("{name}.wsql"), "--parallelism", "3"],
+            d,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+        for want in wants {
+            assert!(plan.contains(want), "{name}: no `{want}` in:\n{plan}");
+        }
+    }
+}
+
 /// Every golden query as a continuous job on a node, its inputs ingested
 /// into the node's streams of their names, writes the expected output too.
 #[test]
