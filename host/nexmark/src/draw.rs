@@ -53,7 +53,7 @@ impl Draw {
         let len = 3 + self.below(max.saturating_sub(3).max(1));
         for _ in 0..len {
             let r = self.next();
-            if r % 13 == 0 {
+            if r.is_multiple_of(13) {
                 out.push(' ');
             } else {
                 out.push((b'a' + (r / 13 % 26) as u8) as char);
