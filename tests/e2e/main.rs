@@ -10,6 +10,7 @@ mod filters;
 mod input;
 mod jobs;
 mod logs;
+mod nexmark;
 mod node;
 mod offline;
 mod parallel;

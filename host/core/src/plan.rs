@@ -70,6 +70,13 @@ pub enum SourceOrigin {
     },
     /// A node's ingest stream, written by `weir ingest`.
     Stream(String),
+    /// One of Nexmark's streams, generated (`weir_nexmark`).
+    Nexmark {
+        /// Which stream.
+        kind: weir_nexmark::Kind,
+        /// What to generate.
+        config: weir_nexmark::Config,
+    },
 }
 
 /// The unit of a source's time column.

@@ -280,14 +280,18 @@ impl Lowering<'_> {
         self.streams.push((input.name.clone(), arrow));
         Ok(SourceSpec {
             name: source_name,
-            origin: match inputs {
-                Inputs::Files => SourceOrigin::File { follow: false },
-                Inputs::Streams => SourceOrigin::Stream(input.name.clone()),
+            origin: match (&input.nexmark, inputs) {
+                (Some((kind, config)), _) => SourceOrigin::Nexmark {
+                    kind: *kind,
+                    config: config.clone(),
+                },
+                (None, Inputs::Files) => SourceOrigin::File { follow: false },
+                (None, Inputs::Streams) => SourceOrigin::Stream(input.name.clone()),
             },
             format,
             path: match inputs {
-                Inputs::Files => base.join(&input.path),
-                Inputs::Streams => std::path::PathBuf::new(),
+                Inputs::Files if input.nexmark.is_none() => base.join(&input.path),
+                _ => std::path::PathBuf::new(),
             },
             fields: input.columns.clone(),
             event_time: input.event_time.clone(),

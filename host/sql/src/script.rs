@@ -11,6 +11,7 @@ use crate::component::{self, Component, Process};
 use crate::duration::unit_scale;
 use crate::error::ScriptError;
 
+mod nexmark;
 mod select;
 pub(crate) use select::parallelism;
 use select::select;
@@ -34,6 +35,8 @@ pub struct Input {
     /// How long each event lasts (µs), when it has no end column; a point
     /// (1 µs) when neither is given.
     pub lifetime: Option<i64>,
+    /// `INPUT NEXMARK stream (...)`: generated instead of read.
+    pub nexmark: Option<(weir_nexmark::Kind, weir_nexmark::Config)>,
     /// Where the statement starts.
     pub at: Location,
 }
@@ -408,6 +411,9 @@ fn statement(
 }
 
 fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Input, ScriptError> {
+    if c.keyword("NEXMARK") {
+        return nexmark::input(c, name, at);
+    }
     let path = c.path()?;
     c.expect_keyword("SCHEMA")?;
     c.expect(Token::LParen)?;
@@ -518,6 +524,7 @@ fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Input, ScriptE
         end_time,
         time_scale,
         lifetime,
+        nexmark: None,
         at,
     })
 }

@@ -19,6 +19,8 @@ use crate::rstream::Entry;
 use crate::schema::{ColumnType, Field, event_schema, type_name};
 use crate::vertex::{CtiGen, DeadLetter};
 
+mod nexmark;
+
 /// A row that could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}:{line}: {}{message}", column.as_ref().map(|c| format!("column `{c}`: ")).unwrap_or_default())]
@@ -202,6 +204,7 @@ pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
 enum Lines {
     Jsonl(BufReader<Input>),
+    Nexmark(nexmark::Generated),
     Csv {
         reader: csv::Reader<Tap>,
         record: csv::StringRecord,
@@ -302,6 +305,13 @@ pub struct SourceReader {
 impl SourceReader {
     /// Opens the source's file.
     pub fn open(spec: &SourceSpec, batch_size: usize) -> Result<Self, SourceError> {
+        if let Some(generated) = nexmark::Generated::of(spec)? {
+            return Ok(Self::with_lines(
+                spec,
+                batch_size,
+                Lines::Nexmark(generated),
+            ));
+        }
         let file = File::open(&spec.path).map_err(|error| SourceError::Io {
             source_name: spec.name.clone(),
             path: spec.path.clone(),
@@ -376,8 +386,12 @@ impl SourceReader {
                 }
             }
         };
+        Ok(Self::with_lines(spec, batch_size, lines))
+    }
+
+    fn with_lines(spec: &SourceSpec, batch_size: usize, lines: Lines) -> Self {
         let index = |name: &str| spec.fields.iter().position(|f| f.name == name);
-        Ok(SourceReader {
+        SourceReader {
             file_name: spec.path.display().to_string(),
             schema: event_schema(&spec.fields),
             batch_size,
@@ -394,7 +408,7 @@ impl SourceReader {
             raw: String::new(),
             done: false,
             spec: spec.clone(),
-        })
+        }
     }
 
     /// The Arrow schema of the batches (interval first).
@@ -529,6 +543,12 @@ impl SourceReader {
         if self.done {
             return Ok(None);
         }
+        if let Lines::Nexmark(g) = &mut self.lines {
+            let chunk = g.next(&self.schema, self.batch_size);
+            self.line = g.position();
+            self.done = chunk.is_none();
+            return Ok(chunk);
+        }
         let mut builders: Vec<Builder> = self
             .spec
             .fields
@@ -560,6 +580,7 @@ impl SourceReader {
                 error,
             };
             let parsed = match &mut self.lines {
+                Lines::Nexmark(_) => None,
                 Lines::Jsonl(lines) => {
                     line_bytes.clear();
                     if lines.read_until(b'\n', &mut line_bytes).map_err(io)? == 0 {

@@ -1,0 +1,80 @@
+//! A Nexmark input: batches of one of Nexmark's streams from the built-in
+//! generator instead of lines of a file, with the interval every source
+//! gives its rows (a point at `date_time`).
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_schema::SchemaRef;
+use weir_nexmark::{Generator, Kind};
+
+use super::{Chunk, SourceError};
+use crate::plan::{SourceOrigin, SourceSpec};
+
+/// Where a Nexmark input stands: the next event number to generate.
+pub(super) struct Generated {
+    generator: Generator,
+    kind: Kind,
+    next: u64,
+}
+
+impl Generated {
+    /// The generator of `spec`, if it is a Nexmark input.
+    pub(super) fn of(spec: &SourceSpec) -> Result<Option<Generated>, SourceError> {
+        let SourceOrigin::Nexmark { kind, config } = &spec.origin else {
+            return Ok(None);
+        };
+        let generator = Generator::new(config.clone()).map_err(|e| SourceError::Io {
+            source_name: spec.name.clone(),
+            path: "nexmark".into(),
+            error: std::io::Error::other(e),
+        })?;
+        Ok(Some(Generated {
+            generator,
+            kind: *kind,
+            next: 0,
+        }))
+    }
+
+    /// Event numbers generated so far (a file source's line number).
+    pub(super) fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// About `rows` rows of the stream, interval first (`schema`), or
+    /// `None` once every event is generated.
+    pub(super) fn next(&mut self, schema: &SchemaRef, rows: usize) -> Option<Chunk> {
+        let events = self.generator.config().events;
+        if self.next >= events {
+            return None;
+        }
+        // Event numbers that hold about `rows` rows of this kind.
+        let share = match self.kind {
+            Kind::Person => 1,
+            Kind::Auction => 3,
+            Kind::Bid => 46,
+        };
+        let span = (rows as u64 * 50).div_ceil(share).max(1);
+        let end = self.next.saturating_add(span).min(events);
+        let data = self.generator.batch(self.kind, self.next..end);
+        self.next = end;
+        let time = data
+            .column_by_name("date_time")
+            .expect("every Nexmark stream has date_time")
+            .as_primitive::<Int64Type>();
+        let ends: Int64Array = time
+            .iter()
+            .map(|t| t.map(|t| t.saturating_add(1)))
+            .collect();
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(time.clone()), Arc::new(ends)];
+        columns.extend(data.columns().iter().cloned());
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .expect("the generator's columns are the input's");
+        Some(Chunk {
+            batch,
+            rejected: Vec::new(),
+        })
+    }
+}
