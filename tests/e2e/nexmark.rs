@@ -167,3 +167,145 @@ fn bad_nexmark_inputs_are_refused_with_line_and_column() {
     );
     node.stop();
 }
+
+/// The queries of `examples/nexmark/` (at 100,000 events) answer what the
+/// generator's own bids say, and the same bytes at parallelism 1 and 2.
+#[test]
+fn the_nexmark_examples_answer_what_the_generators_bids_say() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let events = 100_000u64;
+    let generator = Generator::new(Config {
+        events,
+        rate: 10_000,
+        ..Config::default()
+    })
+    .expect("config");
+    let bids = generator.batch(Kind::Bid, 0..events);
+    let long = |name: &str| -> Vec<i64> {
+        bids.column_by_name(name)
+            .expect("column")
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec()
+    };
+    let (auctions, bidders, prices, times) = (
+        long("auction"),
+        long("bidder"),
+        long("price"),
+        long("date_time"),
+    );
+    let examples = super::repo_root().join("examples/nexmark");
+    for q in ["q0", "q1", "q2", "q5", "q7"] {
+        let text = std::fs::read_to_string(examples.join(format!("{q}.wsql")))
+            .expect("example")
+            .replace("events => 1000000", &format!("events => {events}"));
+        assert!(text.contains(&format!("events => {events}")), "{q}");
+        std::fs::write(d.join(format!("{q}.wsql")), &text).expect("script");
+        let mut bytes = None;
+        for parallelism in ["1", "2"] {
+            let out = weir(
+                &[
+                    "run",
+                    &format!("{q}.wsql"),
+                    "--quiet",
+                    "--parallelism",
+                    parallelism,
+                ],
+                d,
+            );
+            assert!(out.status.success(), "{q}: {}", stderr(&out));
+            let text = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
+            match &bytes {
+                None => bytes = Some(text),
+                Some(b) => assert!(*b == text, "{q}: parallelism 2 writes what 1 does"),
+            }
+        }
+        let got = lines(&d.join(format!("out/{q}.jsonl")));
+        let field = |v: &serde_json::Value, f: &str| v[f].as_i64().expect("a long");
+        match q {
+            "q0" => {
+                assert_eq!(got.len(), prices.len());
+                assert!(
+                    got.iter()
+                        .zip(&times)
+                        .all(|(v, &t)| field(v, "date_time") == t)
+                );
+            }
+            "q1" => {
+                assert_eq!(got.len(), prices.len());
+                // 0.908 is a decimal literal: the product is a decimal,
+                // written as a double within its last bit or two.
+                for (v, &p) in got.iter().zip(&prices) {
+                    let want = 908.0 * p as f64 / 1000.0;
+                    let have = v["price"].as_f64().expect("a number");
+                    assert!((have - want).abs() <= want * 1e-15, "price {p}: {have}");
+                }
+            }
+            "q2" => {
+                let want: Vec<(i64, i64)> = auctions
+                    .iter()
+                    .zip(&prices)
+                    .filter(|(a, _)| *a % 123 == 0)
+                    .map(|(&a, &p)| (a, p))
+                    .collect();
+                let have: Vec<(i64, i64)> = got
+                    .iter()
+                    .map(|v| (field(v, "auction"), field(v, "price")))
+                    .collect();
+                assert!(!want.is_empty());
+                assert_eq!(have, want);
+            }
+            "q5" => {
+                // Per window of 10 s every 2 s: the most bids, the lowest id on ties.
+                let mut counts: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+                for (&a, &t) in auctions.iter().zip(&times) {
+                    let last = t / 2_000_000 * 2_000_000;
+                    for k in 0..5 {
+                        *counts.entry((last - k * 2_000_000, a)).or_default() += 1;
+                    }
+                }
+                let mut want: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+                for ((w, a), n) in counts {
+                    let best = want.entry(w).or_insert((a, n));
+                    if n > best.1 {
+                        *best = (a, n);
+                    }
+                }
+                let have: BTreeMap<i64, (i64, i64)> = got
+                    .iter()
+                    .map(|v| (field(v, "_start"), (field(v, "auction"), field(v, "num"))))
+                    .collect();
+                assert_eq!(have, want);
+            }
+            "q7" => {
+                // Per 10 s window: the highest price, the lowest other columns on ties.
+                let mut want: BTreeMap<i64, (i64, i64, i64, i64)> = BTreeMap::new();
+                for i in 0..prices.len() {
+                    let w = times[i] / 10_000_000 * 10_000_000;
+                    let row = (prices[i], -auctions[i], -bidders[i], -times[i]);
+                    let best = want.entry(w).or_insert(row);
+                    if row > *best {
+                        *best = row;
+                    }
+                }
+                let have: BTreeMap<i64, (i64, i64, i64, i64)> = got
+                    .iter()
+                    .map(|v| {
+                        (
+                            field(v, "_start"),
+                            (
+                                field(v, "price"),
+                                -field(v, "auction"),
+                                -field(v, "bidder"),
+                                -field(v, "date_time"),
+                            ),
+                        )
+                    })
+                    .collect();
+                assert_eq!(have, want);
+            }
+            _ => unreachable!(),
+        }
+    }
+}
