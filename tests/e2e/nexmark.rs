@@ -195,8 +195,26 @@ fn the_nexmark_examples_answer_what_the_generators_bids_say() {
         long("price"),
         long("date_time"),
     );
+    let people = generator.batch(Kind::Person, 0..events);
+    let sales = generator.batch(Kind::Auction, 0..events);
+    let column = |b: &arrow_array::RecordBatch, name: &str| -> Vec<String> {
+        let c = b.column_by_name(name).expect("column");
+        match c.data_type() {
+            arrow_schema::DataType::Int64 => c
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|v| v.to_string())
+                .collect(),
+            _ => c
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect(),
+        }
+    };
     let examples = super::repo_root().join("examples/nexmark");
-    for q in ["q0", "q1", "q2", "q5", "q7"] {
+    for q in ["q0", "q1", "q2", "q3", "q5", "q7", "q8"] {
         let text = std::fs::read_to_string(examples.join(format!("{q}.wsql")))
             .expect("example")
             .replace("events => 1000000", &format!("events => {events}"));
@@ -303,6 +321,92 @@ fn the_nexmark_examples_answer_what_the_generators_bids_say() {
                         )
                     })
                     .collect();
+                assert_eq!(have, want);
+            }
+            "q3" => {
+                // Auctions of category 10 whose seller, from OR, ID or CA,
+                // registered no later than the auction.
+                let (ids, names, cities, states, since) = (
+                    column(&people, "id"),
+                    column(&people, "name"),
+                    column(&people, "city"),
+                    column(&people, "state"),
+                    column(&people, "date_time"),
+                );
+                let person: BTreeMap<&str, usize> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), i))
+                    .collect();
+                let (auction, seller, category, at) = (
+                    column(&sales, "id"),
+                    column(&sales, "seller"),
+                    column(&sales, "category"),
+                    column(&sales, "date_time"),
+                );
+                let mut want = Vec::new();
+                for a in 0..auction.len() {
+                    let Some(&p) = person.get(seller[a].as_str()) else {
+                        continue;
+                    };
+                    let since: i64 = since[p].parse().expect("time");
+                    let at: i64 = at[a].parse().expect("time");
+                    if category[a] == "10"
+                        && ["OR", "ID", "CA"].contains(&states[p].as_str())
+                        && since <= at
+                    {
+                        want.push(format!(
+                            "{}|{}|{}|{}",
+                            names[p], cities[p], states[p], auction[a]
+                        ));
+                    }
+                }
+                let mut have: Vec<String> = got
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{}|{}|{}|{}",
+                            v["name"].as_str().unwrap_or_default(),
+                            v["city"].as_str().unwrap_or_default(),
+                            v["state"].as_str().unwrap_or_default(),
+                            field(v, "id")
+                        )
+                    })
+                    .collect();
+                want.sort();
+                have.sort();
+                assert!(!want.is_empty());
+                assert_eq!(have, want);
+            }
+            "q8" => {
+                // (window, id, name) of people who registered and opened
+                // an auction in the same 10 s window.
+                let window = |t: &str| t.parse::<i64>().expect("time") / 10_000_000 * 10_000_000;
+                let sellers: std::collections::BTreeSet<(i64, String)> = column(&sales, "seller")
+                    .into_iter()
+                    .zip(column(&sales, "date_time"))
+                    .map(|(s, t)| (window(&t), s))
+                    .collect();
+                let want: std::collections::BTreeSet<(i64, String, String)> = column(&people, "id")
+                    .into_iter()
+                    .zip(column(&people, "name"))
+                    .zip(column(&people, "date_time"))
+                    .map(|((id, name), t)| (window(&t), id, name))
+                    .filter(|(w, id, _)| sellers.contains(&(*w, id.clone())))
+                    .collect();
+                let have: std::collections::BTreeSet<(i64, String, String)> = got
+                    .iter()
+                    .map(|v| {
+                        assert_eq!(field(v, "_end"), field(v, "_start") + 10_000_000);
+                        (
+                            field(v, "_start"),
+                            field(v, "id").to_string(),
+                            v["name"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                assert_eq!(got.len(), have.len(), "each once");
+                assert!(!want.is_empty());
                 assert_eq!(have, want);
             }
             _ => unreachable!(),
