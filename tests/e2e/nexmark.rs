@@ -214,7 +214,7 @@ fn the_nexmark_examples_answer_what_the_generators_bids_say() {
         }
     };
     let examples = super::repo_root().join("examples/nexmark");
-    for q in ["q0", "q1", "q2", "q3", "q5", "q7", "q8"] {
+    for q in ["q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q12"] {
         let text = std::fs::read_to_string(examples.join(format!("{q}.wsql")))
             .expect("example")
             .replace("events => 1000000", &format!("events => {events}"));
@@ -407,6 +407,57 @@ fn the_nexmark_examples_answer_what_the_generators_bids_say() {
                     .collect();
                 assert_eq!(got.len(), have.len(), "each once");
                 assert!(!want.is_empty());
+                assert_eq!(have, want);
+            }
+            "q11" => {
+                // Per bidder, sessions: a bid at t extends its session to
+                // t + 1 + 10 s; a later bid before that end joins it.
+                let mut open: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+                let mut want = Vec::new();
+                for (&b, &t) in bidders.iter().zip(&times) {
+                    match open.get_mut(&b) {
+                        Some(s) if t < s.1 => {
+                            s.1 = s.1.max(t + 1 + 10_000_000);
+                            s.2 += 1;
+                        }
+                        _ => {
+                            if let Some(done) = open.insert(b, (t, t + 1 + 10_000_000, 1)) {
+                                want.push((done.0, done.1, b, done.2));
+                            }
+                        }
+                    }
+                }
+                want.extend(open.into_iter().map(|(b, s)| (s.0, s.1, b, s.2)));
+                let mut have: Vec<(i64, i64, i64, i64)> = got
+                    .iter()
+                    .map(|v| {
+                        (
+                            field(v, "_start"),
+                            field(v, "_end"),
+                            field(v, "bidder"),
+                            field(v, "bid_count"),
+                        )
+                    })
+                    .collect();
+                want.sort();
+                have.sort();
+                assert_eq!(have, want);
+            }
+            "q12" => {
+                let mut want: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+                for (&b, &t) in bidders.iter().zip(&times) {
+                    *want.entry((t / 10_000_000 * 10_000_000, b)).or_default() += 1;
+                }
+                let have: BTreeMap<(i64, i64), i64> = got
+                    .iter()
+                    .map(|v| {
+                        (
+                            (field(v, "_start"), field(v, "bidder")),
+                            field(v, "bid_count"),
+                        )
+                    })
+                    .collect();
+                assert_eq!(got.len(), have.len());
                 assert_eq!(have, want);
             }
             _ => unreachable!(),
