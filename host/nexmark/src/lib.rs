@@ -142,6 +142,15 @@ impl Kind {
         }
     }
 
+    /// How many of every 50 events are of this kind.
+    pub fn per_50(self) -> u64 {
+        match self {
+            Kind::Person => PERSONS,
+            Kind::Auction => AUCTIONS,
+            Kind::Bid => TOTAL - PERSONS - AUCTIONS,
+        }
+    }
+
     /// The stream's columns; `date_time` is the event time (microseconds).
     pub fn schema(self) -> SchemaRef {
         let long = |n: &str| Field::new(n, DataType::Int64, false);
@@ -450,12 +459,7 @@ impl Builders {
 
     fn new(kind: Kind, events: usize) -> Builders {
         // Rows of this kind among `events`, with a little room.
-        let share = match kind {
-            Kind::Person => PERSONS,
-            Kind::Auction => AUCTIONS,
-            Kind::Bid => TOTAL - PERSONS - AUCTIONS,
-        } as usize;
-        let rows = events * share / TOTAL as usize + 1;
+        let rows = events * kind.per_50() as usize / TOTAL as usize + 1;
         let schema = kind.schema();
         let mut longs = Vec::new();
         let mut texts = Vec::new();

@@ -304,6 +304,18 @@ impl Lowering<'_> {
         })
     }
 
+    /// Adds `build` as a stage; its output is a flow of no steps yet.
+    fn stage(&mut self, build: Build) -> Flow {
+        let (name, output) = (build.name.clone(), build.output.clone());
+        self.builds.push(build);
+        self.streams.push((name.clone(), output.clone()));
+        Flow {
+            stream: name,
+            arrow: output,
+            steps: Vec::new(),
+        }
+    }
+
     /// A fresh stage name in this query.
     fn fresh(&mut self) -> String {
         self.made += 1;
@@ -617,13 +629,7 @@ impl Lowering<'_> {
         if parallel {
             build = build.parallel(self.parallelism, partition);
         }
-        self.builds.push(build);
-        self.streams.push((name.clone(), output.clone()));
-        Ok(Flow {
-            stream: name,
-            arrow: output,
-            steps: Vec::new(),
-        })
+        Ok(self.stage(build))
     }
 
     /// `UNION ALL`: each input's rows under the union's column names, then

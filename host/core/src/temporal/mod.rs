@@ -40,6 +40,7 @@ mod window;
 
 pub use aggregate::{
     AggError, AggKind, Aggregate, PARTIAL, Phase, SessionAggregate, UserCall, WindowAggregate,
+    partial_schema,
 };
 pub use join::{JoinError, JoinKind, TemporalJoin};
 pub use lifetime::Lifetime;

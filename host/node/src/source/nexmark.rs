@@ -51,12 +51,7 @@ impl Generated {
             return None;
         }
         // Event numbers that hold about `rows` rows of this kind.
-        let share = match self.kind {
-            Kind::Person => 1,
-            Kind::Auction => 3,
-            Kind::Bid => 46,
-        };
-        let span = (rows as u64 * 50).div_ceil(share).max(1);
+        let span = (rows as u64 * 50).div_ceil(self.kind.per_50()).max(1);
         let end = self.next.saturating_add(span).min(events);
         let data = self.generator.batch(self.kind, self.next..end);
         self.next = end;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
-use weir_core::temporal::{Aggregate, Hopping, TemporalOp, WindowAggregate};
+use weir_core::temporal::{Aggregate, Hopping, TemporalOp, WindowAggregate, partial_schema};
 
 use super::{Build, Flow, Lowering, MakeOp};
 
@@ -26,9 +26,7 @@ impl Lowering<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let windows = format!("HOPPING {} µs every {} µs", hopping.size(), hopping.hop());
-        let partial = WindowAggregate::partial(&pre, hopping, Vec::new(), aggs.clone())
-            .map_err(|e| e.to_string())?;
-        let partial_output = partial.output_schema();
+        let partial_output = partial_schema(&aggregate.output, 0);
         let make_partial: MakeOp = {
             let (pre, aggs) = (pre.clone(), aggs.clone());
             Arc::new(move || {
@@ -57,9 +55,7 @@ impl Lowering<'_> {
             make_partial,
         ))
         .parallel(self.parallelism, vec![every]);
-        self.builds.push(build);
-        self.streams
-            .push((partial_name.clone(), partial_output.clone()));
+        self.stage(build);
 
         let make_final: MakeOp = Arc::new(move || {
             WindowAggregate::merging(&pre, hopping, Vec::new(), aggs.clone())
@@ -78,12 +74,6 @@ impl Lowering<'_> {
             format!("window({windows}) merge the partial accumulators, finish {computes}"),
             make_final,
         ));
-        self.builds.push(build);
-        self.streams.push((name.clone(), output.clone()));
-        Ok(Flow {
-            stream: name,
-            arrow: output,
-            steps: Vec::new(),
-        })
+        Ok(self.stage(build))
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 mod session;
 mod split;
 pub use session::SessionAggregate;
-pub use split::{PARTIAL, Phase};
+pub use split::{PARTIAL, Phase, partial_schema};
 
 use super::Hopping;
 use super::acc::{Acc, Extreme, accumulate, finish};

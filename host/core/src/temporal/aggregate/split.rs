@@ -50,7 +50,7 @@ pub enum Phase {
 
 /// The output of a partial phase: the interval and key columns of the
 /// whole aggregate's `output`, then [`PARTIAL`].
-fn partial_schema(output: &Schema, keys: usize) -> SchemaRef {
+pub fn partial_schema(output: &Schema, keys: usize) -> SchemaRef {
     let mut fields: Vec<ArrowField> = output.fields()[..2 + keys]
         .iter()
         .map(|f| f.as_ref().clone())
