@@ -154,7 +154,6 @@ fn job_state(node: &Node, dir: &Path, job: &str) -> (String, String) {
     (v[0]["state"].as_str().unwrap_or_default().to_string(), out)
 }
 
-/// Waits (bounded) until `job` finished; panics with its status if it failed or hangs.
 /// The seed of a crash test: `WEIR_CRASH_SEED`, or new; printed so that a
 /// failure reproduces.
 pub(crate) fn crash_seed(test: &str) -> u64 {
@@ -170,6 +169,7 @@ pub(crate) fn crash_seed(test: &str) -> u64 {
     seed
 }
 
+/// Waits (bounded) until `job` finished; panics with its status if it failed or hangs.
 pub(crate) fn wait_finished(node: &Node, dir: &Path, job: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

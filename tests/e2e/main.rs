@@ -11,6 +11,7 @@ mod input;
 mod jobs;
 mod logs;
 mod nexmark;
+mod nexmark_node;
 mod node;
 mod offline;
 mod parallel;

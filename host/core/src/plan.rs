@@ -76,6 +76,9 @@ pub enum SourceOrigin {
         kind: weir_nexmark::Kind,
         /// What to generate.
         config: weir_nexmark::Config,
+        /// On a node, generated in step with the wall clock at the
+        /// config's rate (else as fast as the job takes them).
+        paced: bool,
     },
 }
 

@@ -32,4 +32,4 @@ pub use error::ScriptError;
 pub use explain::explain;
 pub use lower::{Inputs, compile, compile_with};
 pub use pipeline::{Pipeline, Step};
-pub use script::{Input, Output, Select, Statement, Window, parse};
+pub use script::{Input, Output, Select, Statement, Window, parse, rewrite};

@@ -187,7 +187,10 @@ pub fn compile_with(
             }
             Bound::Output(o) => sinks.push(SinkSpec {
                 input: l.stream_name(&o.name),
-                target: SinkTarget::File(base.join(&o.path)),
+                target: match &o.path {
+                    Some(path) => SinkTarget::File(base.join(path)),
+                    None => SinkTarget::Discard,
+                },
                 interval: o.interval,
                 columns: None,
                 ordered: true,
@@ -281,9 +284,10 @@ impl Lowering<'_> {
         Ok(SourceSpec {
             name: source_name,
             origin: match (&input.nexmark, inputs) {
-                (Some((kind, config)), _) => SourceOrigin::Nexmark {
-                    kind: *kind,
-                    config: config.clone(),
+                (Some(n), _) => SourceOrigin::Nexmark {
+                    kind: n.kind,
+                    config: n.config.clone(),
+                    paced: n.paced,
                 },
                 (None, Inputs::Files) => SourceOrigin::File { follow: false },
                 (None, Inputs::Streams) => SourceOrigin::Stream(input.name.clone()),

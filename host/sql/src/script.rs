@@ -12,7 +12,10 @@ use crate::duration::unit_scale;
 use crate::error::ScriptError;
 
 mod nexmark;
+mod rewrite;
 mod select;
+
+pub use rewrite::rewrite;
 pub(crate) use select::parallelism;
 use select::select;
 
@@ -36,9 +39,20 @@ pub struct Input {
     /// (1 µs) when neither is given.
     pub lifetime: Option<i64>,
     /// `INPUT NEXMARK stream (...)`: generated instead of read.
-    pub nexmark: Option<(weir_nexmark::Kind, weir_nexmark::Config)>,
+    pub nexmark: Option<Nexmark>,
     /// Where the statement starts.
     pub at: Location,
+}
+
+/// What an `INPUT NEXMARK` statement generates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nexmark {
+    /// Which stream.
+    pub kind: weir_nexmark::Kind,
+    /// What to generate.
+    pub config: weir_nexmark::Config,
+    /// A node generates in step with the wall clock (`pace => 1`).
+    pub paced: bool,
 }
 
 /// A window clause: `WITH TUMBLING(d)`, `WITH HOPPING(size, hop)` or
@@ -72,13 +86,13 @@ pub struct Select {
     pub at: Location,
 }
 
-/// `OUTPUT Name TO "path" [WITH INTERVAL];`
+/// `OUTPUT Name TO "path" | DISCARD [WITH INTERVAL];`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     /// The stream written.
     pub name: String,
-    /// The file.
-    pub path: String,
+    /// The file, or `None` for `TO DISCARD` (rows counted, not written).
+    pub path: Option<String>,
     /// Whether every line carries `_start` and `_end`.
     pub interval: bool,
     /// Where the statement starts.
@@ -361,7 +375,11 @@ fn statement(
     if c.keyword("OUTPUT") {
         let name = c.ident("the name of the stream to output")?;
         c.expect_keyword("TO")?;
-        let path = c.path()?;
+        let path = if c.keyword("DISCARD") {
+            None
+        } else {
+            Some(c.path()?)
+        };
         let interval = if c.keyword("WITH") {
             c.expect_keyword("INTERVAL")?;
             true

@@ -170,13 +170,14 @@ pub enum JobCommand {
         #[command(flatten)]
         connect: Connect,
     },
-    /// End a source that follows a file: it reads the file to its end, then
-    /// ends; the job finishes once all its inputs have ended.
+    /// End a source that follows a file (it reads the file to its end) or a
+    /// Nexmark input (it stops where it stands); the job finishes once all
+    /// its inputs have ended.
     EndSource {
         /// The job.
         #[arg(long)]
         job: String,
-        /// The source (a `follow = true` file).
+        /// The source (a `follow = true` file or a Nexmark input).
         #[arg(long)]
         source: String,
         #[command(flatten)]

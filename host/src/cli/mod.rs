@@ -1,5 +1,6 @@
 //! The `weir` command line.
 
+mod bench;
 pub mod cluster;
 mod dev;
 mod sample;
@@ -96,6 +97,12 @@ pub enum Command {
         #[command(subcommand)]
         command: udf::UdfCommand,
     },
+    /// Measure the engine on standard workloads.
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -149,5 +156,6 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         } => cluster::ingest(stream, file.as_deref(), idempotence, connect),
         Command::Job { command } => cluster::job(command),
         Command::Udf { command } => udf::main(command),
+        Command::Bench { command } => bench::bench(command),
     }
 }

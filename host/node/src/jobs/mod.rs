@@ -40,6 +40,7 @@ use crate::wasm::instance::KeyedState;
 
 mod build;
 mod copies;
+mod generate;
 mod logs;
 mod patching;
 mod replay;
@@ -417,14 +418,17 @@ impl Jobs {
         Ok(())
     }
 
-    /// Ends the followed file of source `source` of job `job`: the source
-    /// reads the file to its end as it is then, writes the end CTI and
-    /// finishes. The request is durable before this returns.
+    /// Ends source `source` of job `job`: a followed file is read to its
+    /// end as it is then, a Nexmark input stops where it stands; then the
+    /// source writes the end CTI and finishes. The request is durable before this returns.
     pub fn end_source(&self, job: &str, source: &str) -> Result<String> {
         let (record, plan) = self.running_plan(job)?;
         let spec = named(&plan.sources, |s| &s.name, source, job, "source")?;
-        match &spec.origin {
-            SourceOrigin::File { follow: true } => {}
+        let what = match &spec.origin {
+            SourceOrigin::File { follow: true } => {
+                format!("at the end of {}", spec.path.display())
+            }
+            SourceOrigin::Nexmark { .. } => "with the events generated so far".to_string(),
             SourceOrigin::File { follow: false } => {
                 bail!(
                     Job,
@@ -435,7 +439,7 @@ impl Jobs {
                 Job,
                 "source `{source}` of job `{job}` reads an ingest stream; end it with `weir stream close`"
             ),
-        }
+        };
         let key = format!("{FILES}{}/{source}", record.prefix());
         self.inner
             .streams
@@ -450,8 +454,7 @@ impl Jobs {
             }
         }
         Ok(format!(
-            "source `{source}` of job `{job}` ends at the end of {}; the job finishes once all its inputs have ended",
-            spec.path.display()
+            "source `{source}` of job `{job}` ends {what}; the job finishes once all its inputs have ended"
         ))
     }
 

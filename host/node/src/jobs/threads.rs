@@ -2,6 +2,7 @@
 //! followed-file sources and exactly-once file sinks.
 
 use super::*;
+use crate::source::Chunk;
 
 impl Jobs {
     /// Runs a vertex until it finishes (`true`) or is stopped (`false`).
@@ -266,51 +267,73 @@ impl Jobs {
             if at.offset > 0 {
                 reader = reader.after_lines(at.line);
             }
-            let mut entries = Vec::new();
-            let mut letters = Vec::new();
+            let mut chunks = Vec::new();
             while let Some(chunk) = reader.next_chunk()? {
-                let line = reader.line();
-                let p = chunk
-                    .punctuate(spec, &mut at.cti, line)
-                    .map_err(|e| err!(File, "source `{}`: {e}", spec.name))?;
-                letters.extend(p.rejected.iter().map(RowError::dead_letter));
-                letters.extend(p.late);
-                at.rows += p.rows;
-                for entry in p.entries {
-                    entries.push(entry.encode().map_err(NodeError::encoding)?);
-                }
+                chunks.push((chunk, reader.line()));
             }
             at.offset += take as u64;
             at.line = reader.line();
-            at.rejected += letters.len() as u64;
-            let dead_entries = if letters.is_empty() {
-                Vec::new()
-            } else {
-                vec![
-                    Entry::Batch {
-                        producer: format!("source `{}`", spec.name),
-                        batch: dead_batch(&spec.name, &letters),
-                    }
-                    .encode()
-                    .map_err(NodeError::encoding)?,
-                ]
-            };
-            let (out_at, dead_at) = (at.output, at.dead);
-            at.output += entries.len() as u64;
-            at.dead += dead_entries.len() as u64;
-            streams.append_at(
-                vec![(output, out_at, entries), (dead, dead_at, dead_entries)],
-                vec![put(key, postcard::to_allocvec(&at)?)],
-            )?;
-            let mut s = lock(status);
-            s.inputs[0].1 = at.offset;
-            if let Some(o) = s.output.as_mut() {
-                o.1 = at.output;
-            }
-            s.rows_in = at.rows + at.rejected;
-            s.rows_out = at.rows;
-            s.dead = at.rejected;
+            self.write_chunks(spec, chunks, (output, dead, key), &mut at, status)?;
         }
+    }
+
+    /// Writes a source's chunks (each with the line or event number it was
+    /// read up to) as batches, CTIs and dead letters, with the source's new
+    /// position `at`, in one transaction.
+    pub(super) fn write_chunks(
+        &self,
+        spec: &SourceSpec,
+        chunks: Vec<(Chunk, u64)>,
+        (output, dead, key): (u64, u64, &str),
+        at: &mut FilePosition,
+        status: &Shared,
+    ) -> Result<()> {
+        let mut entries = Vec::new();
+        let mut letters = Vec::new();
+        for (chunk, line) in chunks {
+            let p = chunk
+                .punctuate(spec, &mut at.cti, line)
+                .map_err(|e| err!(File, "source `{}`: {e}", spec.name))?;
+            letters.extend(p.rejected.iter().map(RowError::dead_letter));
+            letters.extend(p.late);
+            at.rows += p.rows;
+            at.line = line;
+            for entry in p.entries {
+                entries.push(entry.encode().map_err(NodeError::encoding)?);
+            }
+        }
+        at.rejected += letters.len() as u64;
+        let dead_entries = if letters.is_empty() {
+            Vec::new()
+        } else {
+            vec![
+                Entry::Batch {
+                    producer: format!("source `{}`", spec.name),
+                    batch: dead_batch(&spec.name, &letters),
+                }
+                .encode()
+                .map_err(NodeError::encoding)?,
+            ]
+        };
+        let (out_at, dead_at) = (at.output, at.dead);
+        at.output += entries.len() as u64;
+        at.dead += dead_entries.len() as u64;
+        self.inner.streams.append_at(
+            vec![(output, out_at, entries), (dead, dead_at, dead_entries)],
+            vec![put(key, postcard::to_allocvec(&*at)?)],
+        )?;
+        let mut s = lock(status);
+        s.inputs[0].1 = match spec.origin {
+            SourceOrigin::Nexmark { .. } => at.line,
+            _ => at.offset,
+        };
+        if let Some(o) = s.output.as_mut() {
+            o.1 = at.output;
+        }
+        s.rows_in = at.rows + at.rejected;
+        s.rows_out = at.rows;
+        s.dead = at.rejected;
+        Ok(())
     }
 
     /// Writes a stream's events to a JSONL file exactly once: after each round

@@ -19,7 +19,7 @@ use crate::rstream::Entry;
 use crate::schema::{ColumnType, Field, event_schema, type_name};
 use crate::vertex::{CtiGen, DeadLetter};
 
-mod nexmark;
+pub(crate) mod nexmark;
 
 /// A row that could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

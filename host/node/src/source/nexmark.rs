@@ -14,7 +14,7 @@ use super::{Chunk, SourceError};
 use crate::plan::{SourceOrigin, SourceSpec};
 
 /// Where a Nexmark input stands: the next event number to generate.
-pub(super) struct Generated {
+pub(crate) struct Generated {
     generator: Generator,
     kind: Kind,
     next: u64,
@@ -22,8 +22,8 @@ pub(super) struct Generated {
 
 impl Generated {
     /// The generator of `spec`, if it is a Nexmark input.
-    pub(super) fn of(spec: &SourceSpec) -> Result<Option<Generated>, SourceError> {
-        let SourceOrigin::Nexmark { kind, config } = &spec.origin else {
+    pub(crate) fn of(spec: &SourceSpec) -> Result<Option<Generated>, SourceError> {
+        let SourceOrigin::Nexmark { kind, config, .. } = &spec.origin else {
             return Ok(None);
         };
         let generator = Generator::new(config.clone()).map_err(|e| SourceError::Io {
@@ -39,14 +39,41 @@ impl Generated {
     }
 
     /// Event numbers generated so far (a file source's line number).
-    pub(super) fn position(&self) -> u64 {
+    pub(crate) fn position(&self) -> u64 {
         self.next
+    }
+
+    /// Goes on from event number `n` (a restart's position).
+    pub(crate) fn skip_to(&mut self, n: u64) {
+        self.next = n;
+    }
+
+    /// Every event is generated.
+    pub(crate) fn done(&self) -> bool {
+        self.next >= self.generator.config().events
+    }
+
+    /// The generator's settings.
+    pub(crate) fn config(&self) -> &weir_nexmark::Config {
+        self.generator.config()
     }
 
     /// About `rows` rows of the stream, interval first (`schema`), or
     /// `None` once every event is generated.
     pub(super) fn next(&mut self, schema: &SchemaRef, rows: usize) -> Option<Chunk> {
-        let events = self.generator.config().events;
+        self.next_before(schema, rows, u64::MAX)
+    }
+
+    /// About `rows` rows of the stream from events numbered below `limit`
+    /// (none when the position is there already), or `None` once every
+    /// event is generated.
+    pub(crate) fn next_before(
+        &mut self,
+        schema: &SchemaRef,
+        rows: usize,
+        limit: u64,
+    ) -> Option<Chunk> {
+        let events = self.generator.config().events.min(limit);
         if self.next >= events {
             return None;
         }

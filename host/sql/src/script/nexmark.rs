@@ -6,13 +6,16 @@
 //! (µs). Parameters: `events` (in all three streams together), `rate`
 //! (events per second of event time), `seed` and `out_of_order` (ids
 //! permuted within groups of that many events); every input of one script
-//! with the same parameters sees the same events.
+//! with the same parameters sees the same events. `pace` says how a job on a
+//! node generates: `1` (the default) in step with the wall clock, `rate`
+//! events a second, `0` as fast as it can; `weir run` always generates as
+//! fast as it can. Pacing changes when events come, never which.
 
 use sqlparser::tokenizer::{Location, Token};
 use weir_core::schema::{ColumnType, Field};
 use weir_nexmark::{Config, Generator, Kind};
 
-use super::{Cursor, Input, error, hint_near};
+use super::{Cursor, Input, Nexmark, error, hint_near};
 use crate::error::ScriptError;
 
 /// What follows `Name = INPUT NEXMARK`.
@@ -35,12 +38,13 @@ pub(super) fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Inp
         }
     };
     let mut config = Config::default();
+    let mut pace = 1;
     let mut given: Vec<String> = Vec::new();
     if c.peek().is_some_and(|t| t.token == Token::LParen) {
         c.pos += 1;
         loop {
             let param_at = c.at();
-            let param = c.ident("a parameter: events, rate, seed or out_of_order")?;
+            let param = c.ident("a parameter: events, rate, seed, out_of_order or pace")?;
             if given.iter().any(|g| g.eq_ignore_ascii_case(&param)) {
                 return Err(error(
                     c.file,
@@ -57,19 +61,29 @@ pub(super) fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Inp
             }
             .ok_or_else(|| error(c.file, value_at, format!("`{param}` takes a whole number")))?;
             c.pos += 1;
+            if param.eq_ignore_ascii_case("pace") && value > 1 {
+                return Err(error(
+                    c.file,
+                    value_at,
+                    format!(
+                        "`pace` is 1 (in step with the wall clock) or 0 (as fast as it can), not {value}"
+                    ),
+                ));
+            }
             let slot = match param.to_ascii_lowercase().as_str() {
                 "events" => &mut config.events,
                 "rate" => &mut config.rate,
                 "seed" => &mut config.seed,
                 "out_of_order" => &mut config.out_of_order_group,
+                "pace" => &mut pace,
                 _ => {
                     return Err(ScriptError {
-                        hint: hint_near(&param, ["events", "rate", "seed", "out_of_order"]),
+                        hint: hint_near(&param, ["events", "rate", "seed", "out_of_order", "pace"]),
                         ..error(
                             c.file,
                             param_at,
                             format!(
-                                "`{param}` is not a Nexmark parameter (events, rate, seed, out_of_order)"
+                                "`{param}` is not a Nexmark parameter (events, rate, seed, out_of_order, pace)"
                             ),
                         )
                     });
@@ -113,7 +127,11 @@ pub(super) fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Inp
         end_time: None,
         time_scale: 1,
         lifetime,
-        nexmark: Some((kind, config)),
+        nexmark: Some(Nexmark {
+            kind,
+            config,
+            paced: pace == 1,
+        }),
         at,
     })
 }
