@@ -12,6 +12,7 @@ mod jobs;
 mod logs;
 mod nexmark;
 mod nexmark_node;
+mod nexmark_queries;
 mod node;
 mod offline;
 mod parallel;

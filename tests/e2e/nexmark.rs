@@ -156,6 +156,68 @@ fn bad_nexmark_inputs_are_refused_with_line_and_column() {
         assert!(!out.status.success(), "{name} is refused");
         assert!(stderr(&out).contains(want), "{name}: {}", stderr(&out));
     }
+    // The clauses the Nexmark queries use: an input's end, a point at a
+    // column, a top-N per key, a discarded output.
+    let bid = "Bid = INPUT NEXMARK BID;\n";
+    let out = "OUTPUT Q TO \"q.jsonl\";\n";
+    for (name, script, want) in [
+        (
+            "end_start",
+            "Auction = INPUT NEXMARK AUCTION ENDTIME date_time;\n".to_string(),
+            "end_start.wsql:1:41: `date_time` is where events start; ENDTIME names where they end (an auction's `expires`)",
+        ),
+        (
+            "end_name",
+            "Auction = INPUT NEXMARK AUCTION ENDTIME expire;\n".to_string(),
+            "end_name.wsql:1:41: `expire` is not a column of `Auction` (did you mean `expires`?)",
+        ),
+        (
+            "end_type",
+            "Auction = INPUT NEXMARK AUCTION ENDTIME item_name;\n".to_string(),
+            "end_type.wsql:1:41: time column `item_name` must be a long (not null)",
+        ),
+        (
+            "point_name",
+            format!("{bid}Q = SELECT auction, price FROM Bid WITH POINT AT expires;\n{out}"),
+            "point_name.wsql:2:50: WITH POINT AT `expires`: not a column of the query's output (columns: auction, price)",
+        ),
+        (
+            "point_type",
+            format!("{bid}Q = SELECT auction, channel FROM Bid WITH POINT AT channel;\n{out}"),
+            "point_type.wsql:2:52: WITH POINT AT `channel`: the column is not a long (a time in µs)",
+        ),
+        (
+            "by_name",
+            format!(
+                "{bid}Q = SELECT auction, price FROM Bid WITH TUMBLING(10s) ORDER BY price DESC LIMIT 1 BY bidder;\n{out}"
+            ),
+            "by_name.wsql:2:86: LIMIT 1 BY `bidder`: not a column of the rows ranked (columns: auction, price)",
+        ),
+        (
+            "by_order",
+            format!(
+                "{bid}Q = SELECT auction, price FROM Bid WITH TUMBLING(10s) ORDER BY price DESC LIMIT 1 BY price;\n{out}"
+            ),
+            "by_order.wsql:2:86: `price` is ranked within (LIMIT BY) and ordered by; within one value the order by it ties",
+        ),
+        (
+            "by_none",
+            format!(
+                "{bid}Q = SELECT auction, price FROM Bid WITH TUMBLING(10s) ORDER BY price DESC LIMIT 1 BY;\n{out}"
+            ),
+            "by_none.wsql:2:85: expected a column to rank within, found `;`",
+        ),
+        (
+            "discard",
+            format!("{bid}Q = SELECT auction FROM Bid;\nOUTPUT Q TO DISCARDS;\n"),
+            "discard.wsql:3:13: expected a quoted path such as \"out.jsonl\", or DISCARD, found `DISCARDS`",
+        ),
+    ] {
+        std::fs::write(d.join(format!("{name}.wsql")), script).expect("script");
+        let out = weir(&["run", &format!("{name}.wsql")], d);
+        assert!(!out.status.success(), "{name} is refused");
+        assert!(stderr(&out).contains(want), "{name}: {}", stderr(&out));
+    }
 }
 
 /// The queries of `examples/nexmark/` (at 100,000 events) answer what the

@@ -54,6 +54,8 @@ struct Lowering<'a> {
     window: Option<Window>,
     /// An aggregate or a top-N of the query read its window.
     window_used: bool,
+    /// The query's `LIMIT n BY` columns, for its top-N.
+    limit_by: Vec<(String, Location)>,
     at: Location,
     /// Stages of this query so far (for fresh names).
     made: usize,
@@ -128,6 +130,7 @@ pub fn compile_with(
         name: String::new(),
         window: None,
         window_used: false,
+        limit_by: Vec::new(),
         at: Location::new(1, 1),
         made: 0,
         calls: 0,
@@ -145,6 +148,7 @@ pub fn compile_with(
                 l.name = select.name.clone();
                 l.window = select.window;
                 l.window_used = false;
+                l.limit_by = select.limit_by.clone();
                 l.at = select.at;
                 l.made = 0;
                 l.calls = 0;
@@ -153,6 +157,13 @@ pub fn compile_with(
                 let plan = optimize(*plan).map_err(|m| l.fail(m))?;
                 let mut flow = l.flow(&plan).map_err(|m| l.fail(m))?;
                 if let Some((change, _)) = select.lifetime {
+                    let change = match &select.point_at {
+                        Some((column, at)) => {
+                            l.at = *at;
+                            Lifetime::PointAt(l.time_column(&flow.arrow, column)?)
+                        }
+                        None => change,
+                    };
                     flow.steps.push(Step::Lifetime(change));
                 }
                 l.finish(flow, first);
@@ -349,6 +360,27 @@ impl Lowering<'_> {
             }
         }
         self.streams.push((name, flow.arrow));
+    }
+
+    /// The index (interval first) of `column` of `schema`, a long: a time
+    /// an event can be put at.
+    fn time_column(&self, schema: &SchemaRef, column: &str) -> Result<usize, ScriptError> {
+        match schema.index_of(column) {
+            Ok(i) if i >= 2 && schema.field(i).data_type() == &arrow_schema::DataType::Int64 => {
+                Ok(i)
+            }
+            Ok(i) if i >= 2 => Err(self.fail(format!(
+                "WITH POINT AT `{column}`: the column is not a long (a time in µs)"
+            ))),
+            _ => Err(self.fail(format!(
+                "WITH POINT AT `{column}`: not a column of the query's output (columns: {})",
+                schema.fields()[2..]
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// A flow's rows as a stream: its own if it has no steps left, else a

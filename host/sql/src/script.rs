@@ -78,8 +78,13 @@ pub struct Select {
     /// The window clause.
     pub window: Option<Window>,
     /// A lifetime change of the query's output: `WITH LIFETIME d`,
-    /// `WITH SHIFT [-]d`, `WITH EXTEND [-]d` or `WITH POINT`.
+    /// `WITH SHIFT [-]d`, `WITH EXTEND [-]d` or `WITH POINT [AT column]`.
     pub lifetime: Option<(Lifetime, Location)>,
+    /// `WITH POINT AT column`: the column whose time each event becomes a
+    /// point at (never before its start).
+    pub point_at: Option<(String, Location)>,
+    /// `LIMIT n BY column, ...`: the columns a top-N ranks within.
+    pub limit_by: Vec<(String, Location)>,
     /// `WITH PARALLELISM n`: the rVertices its keyed stage runs as.
     pub parallelism: Option<(usize, Location)>,
     /// Where the statement starts.
@@ -377,8 +382,13 @@ fn statement(
         c.expect_keyword("TO")?;
         let path = if c.keyword("DISCARD") {
             None
-        } else {
+        } else if c.peek().is_some_and(|t| {
+            matches!(&t.token, Token::Word(w) if w.quote_style == Some('"'))
+                || matches!(t.token, Token::SingleQuotedString(_))
+        }) {
             Some(c.path()?)
+        } else {
+            return c.fail("a quoted path such as \"out.jsonl\", or DISCARD");
         };
         let interval = if c.keyword("WITH") {
             c.expect_keyword("INTERVAL")?;
@@ -482,31 +492,11 @@ fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Input, ScriptE
         c.expect(Token::RParen)?;
         break;
     }
-    let time_column = |c: &mut Cursor<'_>, columns: &[Field]| -> Result<String, ScriptError> {
-        let col_at = c.at();
-        let col = c.ident("a time column")?;
-        match columns.iter().find(|f| f.name.eq_ignore_ascii_case(&col)) {
-            Some(f) if f.ty == ColumnType::Int64 && !f.nullable => Ok(f.name.clone()),
-            Some(_) => Err(error(
-                c.file,
-                col_at,
-                format!("time column `{col}` must be a long (not null)"),
-            )),
-            None => Err(ScriptError {
-                hint: hint_near(&col, columns.iter().map(|f| f.name.as_str())),
-                ..error(
-                    c.file,
-                    col_at,
-                    format!("`{col}` is not a column of `{name}`"),
-                )
-            }),
-        }
-    };
     let (mut event_time, mut end_time, mut lifetime) = (None, None, None);
     let mut time_scale = 1;
     loop {
         if c.keyword("EVENTTIME") {
-            event_time = Some(time_column(&mut c, &columns)?);
+            event_time = Some(time_column(&mut c, &columns, &name)?);
             // An optional unit of the time columns: `EVENTTIME ts ms`.
             if let Some(Token::Word(w)) = c.peek().map(|t| &t.token)
                 && w.quote_style.is_none()
@@ -516,7 +506,7 @@ fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Input, ScriptE
                 c.pos += 1;
             }
         } else if c.keyword("ENDTIME") {
-            end_time = Some(time_column(&mut c, &columns)?);
+            end_time = Some(time_column(&mut c, &columns, &name)?);
         } else if c.keyword("LIFETIME") {
             lifetime = Some(c.duration()?);
         } else {
@@ -545,6 +535,33 @@ fn input(mut c: Cursor<'_>, name: String, at: Location) -> Result<Input, ScriptE
         nexmark: None,
         at,
     })
+}
+
+/// A `long`, not-null column of stream `name` named at the cursor (an
+/// `EVENTTIME` or `ENDTIME`).
+pub(crate) fn time_column(
+    c: &mut Cursor<'_>,
+    columns: &[Field],
+    name: &str,
+) -> Result<String, ScriptError> {
+    let col_at = c.at();
+    let col = c.ident("a time column")?;
+    match columns.iter().find(|f| f.name.eq_ignore_ascii_case(&col)) {
+        Some(f) if f.ty == ColumnType::Int64 && !f.nullable => Ok(f.name.clone()),
+        Some(_) => Err(error(
+            c.file,
+            col_at,
+            format!("time column `{col}` must be a long (not null)"),
+        )),
+        None => Err(ScriptError {
+            hint: hint_near(&col, columns.iter().map(|f| f.name.as_str())),
+            ..error(
+                c.file,
+                col_at,
+                format!("`{col}` is not a column of `{name}`"),
+            )
+        }),
+    }
 }
 
 fn hint_near<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {

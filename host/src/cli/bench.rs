@@ -150,8 +150,11 @@ fn all_queries(dir: &Path) -> anyhow::Result<Vec<String>> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let q = name.strip_suffix(".wsql")?;
-            let n = q.strip_prefix('q')?.parse::<u32>().ok()?;
-            Some((n, q.to_string()))
+            // q5, q1_wasm: a number, then maybe a variant's name.
+            let rest = q.strip_prefix('q')?;
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let n = rest[..digits].parse::<u32>().ok()?;
+            (rest.len() == digits || rest[digits..].starts_with('_')).then(|| (n, q.to_string()))
         })
         .collect();
     found.sort();

@@ -18,6 +18,10 @@ pub enum Lifetime {
     Extend(i64),
     /// `[start, start + 1)`: a point at its start.
     Point,
+    /// A point at the time in column `c` (interval first), never before the
+    /// event's start (a null time keeps the start): events only move
+    /// later, so CTIs stay as they are.
+    PointAt(usize),
     /// One copy of the event per window its lifetime overlaps, with the
     /// window as its lifetime (a window clause on a query without an
     /// aggregate: the rows of each window, e.g. for a top-N per window).
@@ -31,6 +35,25 @@ impl Lifetime {
             return into_windows(windows, batch);
         }
         let (starts, ends) = interval(batch)?;
+        if let Lifetime::PointAt(c) = self {
+            let at = batch
+                .columns()
+                .get(*c)
+                .and_then(|a| a.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| format!("column {c} is not a time column of the batch"))?;
+            let new_starts: Int64Array = starts
+                .values()
+                .iter()
+                .zip(at)
+                .map(|(&s, t)| Some(t.map_or(s, |t| t.max(s))))
+                .collect();
+            let new_ends: Int64Array =
+                arrow_arith::arity::unary(&new_starts, |s| s.saturating_add(1));
+            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            columns[0] = Arc::new(new_starts);
+            columns[1] = Arc::new(new_ends);
+            return RecordBatch::try_new(batch.schema(), columns).map_err(|e| e.to_string());
+        }
         let (mut new_starts, mut new_ends) = (
             Vec::with_capacity(batch.num_rows()),
             Vec::with_capacity(batch.num_rows()),
@@ -41,7 +64,7 @@ impl Lifetime {
                 Lifetime::Shift(d) => (s.saturating_add(d), e.saturating_add(d)),
                 Lifetime::Extend(d) => (s, e.saturating_add(d)),
                 Lifetime::Point => (s, s.saturating_add(1)),
-                Lifetime::Window(_) => unreachable!("handled above"),
+                Lifetime::Window(_) | Lifetime::PointAt(_) => unreachable!("handled above"),
             };
             new_starts.push(s);
             new_ends.push(e.max(s.saturating_add(1)));
@@ -158,6 +181,27 @@ mod tests {
         assert_eq!(Lifetime::Shift(-10).cti(100), 90);
         assert_eq!(Lifetime::Shift(-10).cti(i64::MAX), i64::MAX);
         assert_eq!(Lifetime::Extend(7).cti(100), 100);
+    }
+
+    #[test]
+    fn a_point_at_a_column_never_moves_an_event_earlier() {
+        let b = batch(&[(10, 11), (20, 50), (30, 31)]);
+        let at = Int64Array::from(vec![Some(40), Some(5), None]);
+        let schema = Schema::new(vec![
+            b.schema().field(0).clone(),
+            b.schema().field(1).clone(),
+            Field::new("expires", DataType::Int64, true),
+        ]);
+        let b = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![b.column(0).clone(), b.column(1).clone(), Arc::new(at)],
+        )
+        .unwrap();
+        let out = Lifetime::PointAt(2).apply(&b).unwrap();
+        assert_eq!(intervals(&out), [(40, 41), (20, 21), (30, 31)]);
+        assert_eq!(Lifetime::PointAt(2).cti(100), 100);
+        assert!(Lifetime::PointAt(1).apply(&batch(&[(1, 2)])).is_ok());
+        assert!(Lifetime::PointAt(5).apply(&batch(&[(1, 2)])).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Per-window top-N: of the events sharing one lifetime (a window's rows),
-//! the first `n` by an order of columns.
+//! Per-window top-N: of the events sharing one lifetime (a window's rows)
+//! and, with `LIMIT n BY` columns, the same values of those, the first `n`
+//! by an order of columns.
 //!
 //! Events with one lifetime `[start, end)` are a window's rows when they
 //! come from a windowed aggregate. All of them have arrived once a CTI
@@ -37,9 +38,13 @@ const HELD: &[u8] = b"held";
 pub struct TopN {
     schema: SchemaRef,
     order: Vec<OrderKey>,
+    /// The columns ranked within (besides the lifetime).
+    by: Vec<usize>,
     n: usize,
     converter: RowConverter,
-    /// Columns in sort order: interval, the order, then the rest.
+    /// The interval and the `by` columns: a row's group.
+    groups: RowConverter,
+    /// Columns in sort order: interval, `by`, the order, then the rest.
     sort_columns: Vec<usize>,
     /// Rows not yet final.
     held: Held,
@@ -52,9 +57,14 @@ impl std::fmt::Debug for TopN {
 }
 
 impl TopN {
-    /// The first `n` rows per lifetime of a stream of `schema` (interval
-    /// first) by `order`.
-    pub fn new(schema: SchemaRef, order: Vec<OrderKey>, n: usize) -> Result<TopN, String> {
+    /// The first `n` rows per lifetime and values of the `by` columns of a
+    /// stream of `schema` (interval first) by `order`.
+    pub fn new(
+        schema: SchemaRef,
+        order: Vec<OrderKey>,
+        by: Vec<usize>,
+        n: usize,
+    ) -> Result<TopN, String> {
         if n == 0 {
             return Err("LIMIT 0 keeps no row; leave the query out".into());
         }
@@ -65,8 +75,28 @@ impl TopN {
         if let Some(k) = order.iter().find(|k| k.column < 2 || k.column >= width) {
             return Err(format!("order column {} is not a data column", k.column));
         }
+        if let Some(c) = by.iter().find(|&&c| c < 2 || c >= width) {
+            return Err(format!("LIMIT BY column {c} is not a data column"));
+        }
+        if let Some(k) = order.iter().find(|k| by.contains(&k.column)) {
+            return Err(format!(
+                "`{}` is ranked within (LIMIT BY) and ordered by; within one value the order by it ties",
+                schema.field(k.column).name()
+            ));
+        }
         let mut sort_columns = vec![0, 1];
         let mut options = vec![SortOptions::default(), SortOptions::default()];
+        sort_columns.extend(&by);
+        options.extend(by.iter().map(|_| SortOptions::default()));
+        let field =
+            |c: usize, o| SortField::new_with_options(schema.field(c).data_type().clone(), o);
+        let groups = RowConverter::new(
+            sort_columns
+                .iter()
+                .map(|&c| field(c, SortOptions::default()))
+                .collect(),
+        )
+        .map_err(|e| format!("top-N: {e}"))?;
         for k in &order {
             sort_columns.push(k.column);
             options.push(SortOptions {
@@ -75,7 +105,7 @@ impl TopN {
             });
         }
         for c in 2..width {
-            if !order.iter().any(|k| k.column == c) {
+            if !order.iter().any(|k| k.column == c) && !by.contains(&c) {
                 sort_columns.push(c);
                 options.push(SortOptions::default());
             }
@@ -83,14 +113,16 @@ impl TopN {
         let fields = sort_columns
             .iter()
             .zip(options)
-            .map(|(&c, o)| SortField::new_with_options(schema.field(c).data_type().clone(), o))
+            .map(|(&c, o)| field(c, o))
             .collect();
         let converter = RowConverter::new(fields).map_err(|e| format!("top-N: {e}"))?;
         Ok(TopN {
             schema: schema.clone(),
             order,
+            by,
             n,
             converter,
+            groups,
             sort_columns,
             held: Held::new(schema.clone(), HELD),
         })
@@ -109,15 +141,21 @@ impl TopN {
             .map_err(|e| format!("top-N: {e}"))?;
         let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
         order.sort_unstable_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
-        let starts = rows.column(0).as_primitive::<Int64Type>();
-        let ends = rows.column(1).as_primitive::<Int64Type>();
+        let group_columns: Vec<_> = self.sort_columns[..2 + self.by.len()]
+            .iter()
+            .map(|&c| rows.column(c).clone())
+            .collect();
+        let groups = self
+            .groups
+            .convert_columns(&group_columns)
+            .map_err(|e| format!("top-N: {e}"))?;
         let mut keep = Vec::new();
         let mut group = None;
         let mut taken = 0;
         for i in order {
-            let lifetime = (starts.value(i as usize), ends.value(i as usize));
-            if group != Some(lifetime) {
-                group = Some(lifetime);
+            let this = groups.row(i as usize);
+            if group != Some(this) {
+                group = Some(this);
                 taken = 0;
             }
             if taken < self.n {
@@ -149,7 +187,17 @@ impl TemporalOp for TopN {
                 )
             })
             .collect();
-        format!("top {} per window by {}", self.n, order.join(", "))
+        let by: Vec<&str> = self
+            .by
+            .iter()
+            .map(|&c| self.schema.field(c).name().as_str())
+            .collect();
+        let per = if by.is_empty() {
+            String::new()
+        } else {
+            format!(" and {}", by.join(", "))
+        };
+        format!("top {} per window{per} by {}", self.n, order.join(", "))
     }
 
     fn input_schemas(&self) -> Vec<SchemaRef> {
@@ -244,7 +292,7 @@ mod tests {
             descending: true,
             nulls_first: false,
         }];
-        TopN::new(input.schema(), order, 2).unwrap()
+        TopN::new(input.schema(), order, vec![], 2).unwrap()
     }
 
     #[test]
@@ -305,9 +353,36 @@ mod tests {
             descending: false,
             nulls_first: false,
         };
-        assert!(TopN::new(input.schema(), vec![key(3)], 0).is_err());
-        assert!(TopN::new(input.schema(), vec![], 1).is_err());
-        assert!(TopN::new(input.schema(), vec![key(0)], 1).is_err());
-        assert!(TopN::new(input.schema(), vec![key(9)], 1).is_err());
+        assert!(TopN::new(input.schema(), vec![key(3)], vec![], 0).is_err());
+        assert!(TopN::new(input.schema(), vec![], vec![], 1).is_err());
+        assert!(TopN::new(input.schema(), vec![key(0)], vec![], 1).is_err());
+        assert!(TopN::new(input.schema(), vec![key(9)], vec![], 1).is_err());
+        assert!(TopN::new(input.schema(), vec![key(3)], vec![1], 1).is_err());
+        assert!(TopN::new(input.schema(), vec![key(3)], vec![3], 1).is_err());
+    }
+
+    #[test]
+    fn limit_by_keeps_the_first_n_of_each_value_in_each_window() {
+        let input = batch(&[
+            (0, "a", 5),
+            (0, "a", 9),
+            (0, "a", 7),
+            (0, "b", 1),
+            (10, "a", 3),
+            (10, "a", 4),
+        ]);
+        let order = vec![OrderKey {
+            column: 3,
+            descending: true,
+            nulls_first: false,
+        }];
+        let mut op = TopN::new(input.schema(), order, vec![2], 1).unwrap();
+        assert_eq!(op.describe(), "top 1 per window and item by n DESC");
+        op.on_batch(0, &input).unwrap();
+        let (out, _) = op.on_cti(i64::MAX).unwrap();
+        assert_eq!(
+            rows(&out.unwrap()),
+            [(0, "a".into(), 9), (0, "b".into(), 1), (10, "a".into(), 4)]
+        );
     }
 }

@@ -18,6 +18,8 @@ pub(crate) struct Generated {
     generator: Generator,
     kind: Kind,
     next: u64,
+    /// The column events end at (a point at `date_time` without one).
+    end: Option<String>,
 }
 
 impl Generated {
@@ -35,6 +37,7 @@ impl Generated {
             generator,
             kind: *kind,
             next: 0,
+            end: spec.end_time.clone(),
         }))
     }
 
@@ -86,10 +89,19 @@ impl Generated {
             .column_by_name("date_time")
             .expect("every Nexmark stream has date_time")
             .as_primitive::<Int64Type>();
-        let ends: Int64Array = time
-            .iter()
-            .map(|t| t.map(|t| t.saturating_add(1)))
-            .collect();
+        let ends: Int64Array = match &self.end {
+            // A lifetime is never empty: an end at or before the start
+            // makes a point.
+            Some(end) => arrow_arith::arity::binary(
+                time,
+                data.column_by_name(end)
+                    .expect("the end column is one of the stream's")
+                    .as_primitive::<Int64Type>(),
+                |t, e| e.max(t.saturating_add(1)),
+            )
+            .expect("columns of one batch"),
+            None => arrow_arith::arity::unary(time, |t| t.saturating_add(1)),
+        };
         let mut columns: Vec<ArrayRef> = vec![Arc::new(time.clone()), Arc::new(ends)];
         columns.extend(data.columns().iter().cloned());
         let batch = RecordBatch::try_new(schema.clone(), columns)

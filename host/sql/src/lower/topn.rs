@@ -79,12 +79,32 @@ impl Lowering<'_> {
                 nulls_first: key.nulls_first,
             });
         }
+        let mut by = Vec::new();
+        for (name, at) in std::mem::take(&mut self.limit_by) {
+            // Errors point at the column.
+            self.at = at;
+            match input.fields().iter().position(|f| f.name() == &name) {
+                Some(i) => by.push(i + 2),
+                None => {
+                    return Err(format!(
+                        "LIMIT {n} BY `{name}`: not a column of the rows ranked (columns: {})",
+                        input
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
         // Checked here, so a plan that compiles makes its operator.
-        let probe = TopN::new(schema.clone(), order.clone(), n)?;
+        let probe = TopN::new(schema.clone(), order.clone(), by.clone(), n)?;
         let describe = probe.describe();
         let of = schema.clone();
         let make: MakeOp = Arc::new(move || {
-            TopN::new(of.clone(), order.clone(), n).map(|t| Box::new(t) as Box<dyn TemporalOp>)
+            TopN::new(of.clone(), order.clone(), by.clone(), n)
+                .map(|t| Box::new(t) as Box<dyn TemporalOp>)
         });
         let name = self.fresh();
         self.builds.push(

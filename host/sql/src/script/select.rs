@@ -48,6 +48,8 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
     // out first.
     let mut window = None;
     let mut lifetime = None;
+    let mut point_at = None;
+    let mut limit_by = Vec::new();
     let mut parallelism_clause = None;
     let mut depth = 0;
     let mut i = c.pos;
@@ -125,12 +127,43 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
                         "LIFETIME" => Lifetime::Duration(w.duration()?),
                         "SHIFT" => Lifetime::Shift(signed(&mut w)?),
                         "EXTEND" => Lifetime::Extend(signed(&mut w)?),
-                        _ => Lifetime::Point,
+                        _ => {
+                            // `WITH POINT AT column`: a point at the column's time.
+                            if w.keyword("AT") {
+                                let col_at = w.at();
+                                point_at = Some((w.ident("a time column")?, col_at));
+                            }
+                            Lifetime::Point
+                        }
                     };
                     lifetime = Some((change, clause_at));
                     c.tokens.drain(i..i + 2 + w.pos);
                     continue;
                 }
+            }
+            // `LIMIT n BY column, ...`: a top-N per window and key.
+            Token::Word(w)
+                if depth == 0
+                    && w.value.eq_ignore_ascii_case("LIMIT")
+                    && matches!(
+                        c.tokens.get(i + 1).map(|t| &t.token),
+                        Some(Token::Number(..))
+                    )
+                    && matches!(c.tokens.get(i + 2).map(|t| &t.token), Some(Token::Word(b)) if b.value.eq_ignore_ascii_case("BY")) =>
+            {
+                let mut w = c.clause(i + 1);
+                loop {
+                    let col_at = w.at();
+                    limit_by.push((w.ident("a column to rank within")?, col_at));
+                    if w.peek().is_some_and(|t| t.token == Token::Comma) {
+                        w.pos += 1;
+                    } else {
+                        break;
+                    }
+                }
+                c.tokens.drain(i + 2..i + 3 + w.pos);
+                i += 2;
+                continue;
             }
             _ => {}
         }
@@ -155,6 +188,8 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
         query,
         window,
         lifetime,
+        point_at,
+        limit_by,
         parallelism: parallelism_clause,
         at,
     })
