@@ -236,8 +236,8 @@ fn weir_bench_nexmark_measures_each_query_offline_and_on_a_node() {
     );
     assert!(table.status.success(), "{}", stderr(&table));
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.starts_with("query  mode"), "{text}");
-    assert!(text.contains("q5     offline"), "{text}");
+    assert!(text.starts_with("query      mode"), "{text}");
+    assert!(text.contains("q5         offline"), "{text}");
     for (args, want) in [
         (
             vec!["--query", "q9"],

@@ -306,12 +306,12 @@ fn measured(args: &NexmarkArgs, q: &str, mode: &str, wall: f64, cpu: f64, peak: 
 /// The results as a table.
 fn table(results: &[Measured]) -> String {
     let mut out = format!(
-        "{:<6} {:<8} {:>4} {:>12} {:>9} {:>9} {:>12} {:>14} {:>9}\n",
+        "{:<10} {:<8} {:>4} {:>12} {:>9} {:>9} {:>12} {:>14} {:>9}\n",
         "query", "mode", "par", "events", "wall s", "CPU s", "events/s", "events/CPU-s", "peak MiB"
     );
     for r in results {
         out.push_str(&format!(
-            "{:<6} {:<8} {:>4} {:>12} {:>9.2} {:>9.2} {:>12} {:>14} {:>9.0}\n",
+            "{:<10} {:<8} {:>4} {:>12} {:>9.2} {:>9.2} {:>12} {:>14} {:>9.0}\n",
             r.query,
             r.mode,
             r.parallelism,

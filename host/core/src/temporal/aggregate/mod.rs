@@ -17,6 +17,7 @@ use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
+mod open;
 mod session;
 mod split;
 pub use session::SessionAggregate;

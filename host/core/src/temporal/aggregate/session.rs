@@ -18,6 +18,7 @@ use arrow_schema::{Schema, SchemaRef};
 use super::super::TemporalOp;
 use super::super::acc::Acc;
 use super::super::held::Held;
+use super::open::OpenSessions;
 use super::{AggError, Aggregate, WindowAggregate, accumulate, arrow_err};
 use crate::temporal::Hopping;
 use crate::udf::{KeyedState, StateChanges};
@@ -36,7 +37,11 @@ pub struct SessionAggregate {
     /// Computes a session's aggregates (its window is not used).
     calc: WindowAggregate,
     gap: i64,
+    /// The last CTI, and the events held until their session closes when
+    /// the sessions are not kept open (a user-defined aggregate's).
     held: Held,
+    /// The open sessions with their accumulators (built-in aggregates).
+    open: Option<OpenSessions>,
 }
 
 impl std::fmt::Debug for SessionAggregate {
@@ -65,14 +70,31 @@ impl SessionAggregate {
                 "a session gap must be positive, not {gap} µs"
             )));
         }
+        let open = aggs
+            .iter()
+            .all(|a| a.user.is_none())
+            .then(OpenSessions::default);
         let calc = WindowAggregate::new(input, hopping, keys, aggs)?;
         let held = Held::new(calc.input.clone(), HELD);
-        Ok(SessionAggregate { calc, gap, held })
+        Ok(SessionAggregate {
+            calc,
+            gap,
+            held,
+            open,
+        })
     }
 
     /// Its output's schema.
     pub fn output_schema(&self) -> SchemaRef {
         self.calc.output.clone()
+    }
+
+    /// The same aggregate holding its events until their sessions close
+    /// (the form a user-defined aggregate's sessions take).
+    #[cfg(test)]
+    fn holding_rows(mut self) -> Self {
+        self.open = None;
+        self
     }
 
     /// The sessions of `batch`'s events, by group then start.
@@ -206,12 +228,20 @@ impl TemporalOp for SessionAggregate {
         _input: usize,
         batch: &RecordBatch,
     ) -> Result<Option<RecordBatch>, String> {
-        self.held.push(batch);
+        match &mut self.open {
+            Some(open) => open
+                .add(&self.calc, self.gap, batch)
+                .map_err(|e| e.to_string())?,
+            None => self.held.push(batch),
+        }
         Ok(None)
     }
 
     fn on_cti(&mut self, t: i64) -> Result<(Option<RecordBatch>, i64), String> {
         self.held.cti(t);
+        if let Some(open) = &mut self.open {
+            return open.close(&mut self.calc, t).map_err(|e| e.to_string());
+        }
         let Some(all) = self.held.take()? else {
             return Ok((None, t));
         };
@@ -241,11 +271,26 @@ impl TemporalOp for SessionAggregate {
     }
 
     fn take_delta(&mut self) -> StateChanges {
-        self.held.delta()
+        let mut out = self.held.delta();
+        if let Some(open) = &mut self.open {
+            out.extend(open.delta());
+        }
+        out
     }
 
     fn restore(&mut self, state: &KeyedState) -> Result<(), String> {
-        self.held.restore(state)
+        self.held.restore(state)?;
+        if let Some(open) = &mut self.open {
+            open.restore(state, self.calc.aggs.len())
+                .map_err(|e| e.to_string())?;
+            // Rows held by a snapshot from before sessions were kept open
+            // join them now (their key is deleted at the next checkpoint).
+            if let Some(rows) = self.held.take()? {
+                open.add(&self.calc, self.gap, &rows)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -347,5 +392,73 @@ mod tests {
         again.on_batch(0, &batch(&[(9, "al", 4)])).unwrap();
         let (out, _) = again.on_cti(i64::MAX).unwrap();
         assert_eq!(rows(&out.unwrap()), [(0, 29, "al".into(), 3, 7)]);
+    }
+
+    fn checkpoint(op: &mut SessionAggregate, state: &mut KeyedState) {
+        for (k, v) in op.take_delta() {
+            match v {
+                Some(v) => {
+                    state.insert(k, crate::udf::decode_entry(&v).unwrap());
+                }
+                None => {
+                    state.remove(&k);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Sessions kept open give, batch by batch and across a restore,
+        /// what holding every event until its session closes gives.
+        #[test]
+        fn open_sessions_give_what_held_rows_give(
+            events in proptest::collection::vec((0i64..40, 0usize..3, 1i64..9), 1..80),
+            cuts in proptest::collection::vec(0usize..80, 0..6),
+            restore_at in 0usize..8,
+            turn in 0usize..80,
+        ) {
+            let names = ["al", "bo", "cy"];
+            let mut t = 0;
+            let mut sorted: Vec<(i64, &str, i64)> = events
+                .iter()
+                .map(|&(step, k, amount)| {
+                    t += step;
+                    (t, names[k], amount)
+                })
+                .collect();
+            sorted.sort_by_key(|r| r.0);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % sorted.len()).collect();
+            cuts.push(sorted.len());
+            cuts.sort();
+            cuts.dedup();
+            let (mut open, mut held) = (op(), op().holding_rows());
+            let mut state = KeyedState::new();
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            let mut from = 0;
+            for (b, &to) in cuts.iter().enumerate() {
+                // Arrival order within a batch is free: each batch turned.
+                let mut part: Vec<_> = sorted[from..to].to_vec();
+                if !part.is_empty() {
+                    let by = turn % part.len();
+                    part.rotate_left(by);
+                }
+                from = to;
+                let next = sorted.get(to).map_or(i64::MAX, |r| r.0);
+                for (s, out) in [(&mut open, &mut got), (&mut held, &mut want)] {
+                    if !part.is_empty() {
+                        s.on_batch(0, &batch(&part)).unwrap();
+                    }
+                    let (o, pass) = s.on_cti(next).unwrap();
+                    out.extend(o.map(|o| rows(&o)).unwrap_or_default());
+                    out.push((pass, 0, String::new(), 0, 0));
+                }
+                checkpoint(&mut open, &mut state);
+                if b == restore_at {
+                    open = op();
+                    open.restore(&state).unwrap();
+                }
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }
