@@ -249,6 +249,29 @@ impl Merge {
             .collect()
     }
 
+    /// Whether input `i` has run ahead: at least `rows` of its rows wait
+    /// for another input, whose CTI is behind its own. Reading it further
+    /// would only grow what waits (and what each snapshot holds); the input
+    /// that is behind is never ahead, so one can always be read.
+    pub fn ahead(&self, i: usize, rows: usize) -> bool {
+        let Some(input) = self.inputs.get(i) else {
+            return false;
+        };
+        let behind = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .any(|(_, other)| other.cti < input.cti);
+        behind
+            && input
+                .pending
+                .iter()
+                .map(|(_, b)| b.num_rows())
+                .sum::<usize>()
+                >= rows
+    }
+
     /// Events waiting for a CTI, per input (what a snapshot must hold).
     pub fn pending(&self) -> Vec<Vec<(u64, RecordBatch)>> {
         self.inputs.iter().map(|i| i.pending.clone()).collect()

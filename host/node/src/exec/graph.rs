@@ -131,7 +131,6 @@ impl Consumer {
                         stage.dead.push(batch);
                     }
                 }
-                // Offline keeps no snapshots: a failed run runs again from the start.
                 let (rows_in, rows_out, _) = stage.vertex.counts();
                 counters.rows_in.store(rows_in, Ordering::Relaxed);
                 counters.rows_out.store(rows_out, Ordering::Relaxed);
@@ -286,7 +285,9 @@ impl Graph {
                 n,
                 spec.recovery,
                 Resume::Fresh(vec![0; n]),
-            )?;
+            )?
+            // Offline keeps no snapshots: a failed run runs again from the start.
+            .without_snapshots();
             schemas.insert(spec.name.clone(), vertex.output_schema());
             graph.add(
                 &spec.inputs,

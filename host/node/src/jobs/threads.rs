@@ -29,8 +29,15 @@ impl Jobs {
             }
             let mut progressed = false;
             for (i, &stream) in inputs.iter().enumerate() {
+                // An input that ran ahead of another waits in the stream.
+                if !vertex.reads(i) {
+                    continue;
+                }
                 let from = vertex.position().inputs[i];
                 for (seq, bytes) in streams.read_written(stream, from, READ_CHUNK)? {
+                    if !vertex.reads(i) {
+                        break;
+                    }
                     let entry = Entry::decode(&bytes).map_err(|e| {
                         err!(File, "vertex `{}`: input {i} seq {seq}: {e}", vertex.name())
                     })?;
