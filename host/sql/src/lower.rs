@@ -13,10 +13,7 @@ use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{Expr, ExprSchemable, JoinType, LogicalPlan};
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use sqlparser::tokenizer::Location;
-use weir_core::plan::{
-    CtiPolicy, ErrorPolicy, Plan, SinkSpec, SinkTarget, SourceFormat, SourceOrigin, SourceSpec,
-    TimeUnit,
-};
+use weir_core::plan::{Plan, SinkSpec, SinkTarget};
 use weir_core::temporal::{
     AggKind, Aggregate, JoinKind, Lifetime, Partition, SessionAggregate, TemporalJoin, TemporalOp,
     WindowAggregate,
@@ -25,6 +22,7 @@ use weir_core::temporal::{
 mod build;
 mod component;
 mod hoist;
+mod input;
 mod split;
 mod topn;
 
@@ -34,7 +32,7 @@ use crate::bind::Bound;
 use crate::component::{Components, Declared, NoComponents, WasmAggregate};
 use crate::error::ScriptError;
 use crate::pipeline::{Step, with_interval};
-use crate::script::{Input, Window};
+use crate::script::Window;
 
 /// Rows on their way: the stream they come from, the steps still to run on
 /// them, and their logical schema.
@@ -247,78 +245,6 @@ impl Lowering<'_> {
             .ok_or_else(|| format!("no stream `{name}`"))
     }
 
-    fn input(
-        &mut self,
-        input: &Input,
-        base: &Path,
-        schema: SchemaRef,
-        inputs: Inputs,
-    ) -> Result<SourceSpec, ScriptError> {
-        let format = if input.path.to_ascii_lowercase().ends_with(".csv") {
-            SourceFormat::Csv
-        } else {
-            SourceFormat::Jsonl
-        };
-        let unit = match input.time_scale {
-            1_000 => TimeUnit::Millis,
-            1_000_000 => TimeUnit::Seconds,
-            1 => TimeUnit::Micros,
-            other => {
-                return Err(ScriptError {
-                    file: self.file.to_string(),
-                    line: input.at.line,
-                    column: input.at.column,
-                    message: format!(
-                        "time columns in units of {other} µs; inputs read us, ms or s"
-                    ),
-                    hint: None,
-                });
-            }
-        };
-        let arrow = with_interval(schema.fields().iter().map(|f| f.as_ref().clone()));
-        // With a lifetime, the source is the stream's input and a stage
-        // of the stream's name gives every event its lifetime.
-        let source_name = match input.lifetime {
-            Some(_) => format!("{}__events", input.name),
-            None => input.name.clone(),
-        };
-        if let Some(d) = input.lifetime {
-            self.builds.push(Build::new(
-                input.name.clone(),
-                vec![source_name.clone()],
-                vec![arrow.clone()],
-                vec![Step::Lifetime(Lifetime::Duration(d))],
-                arrow.clone(),
-            ));
-        }
-        self.streams.push((input.name.clone(), arrow));
-        Ok(SourceSpec {
-            name: source_name,
-            origin: match (&input.nexmark, inputs) {
-                (Some(n), _) => SourceOrigin::Nexmark {
-                    kind: n.kind,
-                    config: n.config.clone(),
-                    paced: n.paced,
-                },
-                (None, Inputs::Files) => SourceOrigin::File { follow: false },
-                (None, Inputs::Streams) => SourceOrigin::Stream(input.name.clone()),
-            },
-            format,
-            path: match inputs {
-                Inputs::Files if input.nexmark.is_none() => base.join(&input.path),
-                _ => std::path::PathBuf::new(),
-            },
-            fields: input.columns.clone(),
-            event_time: input.event_time.clone(),
-            event_unit: unit,
-            end_time: input.end_time.clone(),
-            end_unit: unit,
-            on_error: ErrorPolicy::Fail,
-            cti: CtiPolicy::default(),
-            strict: false,
-        })
-    }
-
     /// Adds `build` as a stage; its output is a flow of no steps yet.
     fn stage(&mut self, build: Build) -> Flow {
         let (name, output) = (build.name.clone(), build.output.clone());
@@ -360,27 +286,6 @@ impl Lowering<'_> {
             }
         }
         self.streams.push((name, flow.arrow));
-    }
-
-    /// The index (interval first) of `column` of `schema`, a long: a time
-    /// an event can be put at.
-    fn time_column(&self, schema: &SchemaRef, column: &str) -> Result<usize, ScriptError> {
-        match schema.index_of(column) {
-            Ok(i) if i >= 2 && schema.field(i).data_type() == &arrow_schema::DataType::Int64 => {
-                Ok(i)
-            }
-            Ok(i) if i >= 2 => Err(self.fail(format!(
-                "WITH POINT AT `{column}`: the column is not a long (a time in µs)"
-            ))),
-            _ => Err(self.fail(format!(
-                "WITH POINT AT `{column}`: not a column of the query's output (columns: {})",
-                schema.fields()[2..]
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
     }
 
     /// A flow's rows as a stream: its own if it has no steps left, else a

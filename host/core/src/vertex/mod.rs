@@ -25,6 +25,7 @@ use crate::udf::KeyedState;
 use crate::udf::StateChanges;
 use temporal::temporal_error;
 
+mod checkpoint;
 mod cti;
 mod dead;
 mod patching;
@@ -512,118 +513,6 @@ impl Vertex {
             self.at.finished = true;
         }
         self.apply_pending(fx);
-    }
-
-    /// Whether input `i` is worth reading now: not when its rows wait in
-    /// the merge, beyond a batch or so, for another input that is behind.
-    pub fn reads(&self, i: usize) -> bool {
-        /// Rows of one input a merge holds before it stops reading it.
-        const AHEAD: usize = 8192;
-        self.merge.as_ref().is_none_or(|m| !m.ahead(i, AHEAD))
-    }
-
-    /// The vertex of a run that never restores (offline): it takes no
-    /// snapshots, and drops its state changes at each checkpoint.
-    pub fn without_snapshots(mut self) -> Self {
-        self.snapshots = false;
-        self
-    }
-
-    /// After an input entry that made the vertex write CTIs: a CTI boundary,
-    /// where the vertex holds no event older than its last CTI, so this is
-    /// where snapshots are taken (never between two CTIs of one entry, whose
-    /// merge state has already moved past both).
-    fn boundary(&mut self, ctis_before: u64, fx: &mut Effects) {
-        if self.at.ctis == ctis_before {
-            return;
-        }
-        if !self.snapshots {
-            // What a checkpoint would persist is dropped, so the changes
-            // operators track since the last one stay bounded.
-            if self.at.finished || self.at.ctis / 64 > ctis_before / 64 {
-                match &mut self.operator {
-                    Operator::Udf(stage) => stage.forget_delta(),
-                    Operator::Temporal(op) => drop(op.take_delta()),
-                    _ => {}
-                }
-            }
-            return;
-        }
-        let due = match self.recovery {
-            Recovery::Checkpoint { every } => {
-                self.at.finished || self.at.ctis / every > ctis_before / every
-            }
-            Recovery::Replay { window } => {
-                // Replay rebuilds state from the input window; none is persisted.
-                match &mut self.operator {
-                    Operator::Udf(stage) => stage.forget_delta(),
-                    Operator::Temporal(op) => drop(op.take_delta()),
-                    _ => {}
-                }
-                self.markers.push_back(self.snapshot());
-                while self.markers.len() as u64 > window + 1 {
-                    self.markers.pop_front();
-                }
-                true
-            }
-        };
-        if due {
-            self.at.id += 1;
-            fx.snapshot = Some(match self.recovery {
-                Recovery::Checkpoint { .. } => {
-                    let mut s = self.snapshot();
-                    match &mut self.operator {
-                        Operator::Udf(stage) => s.state = stage.take_delta(),
-                        Operator::Temporal(op) => s.state = op.take_delta(),
-                        _ => {}
-                    }
-                    s
-                }
-                // A finished vertex never replays; it only needs to know it finished.
-                Recovery::Replay { .. } if self.at.finished => self.snapshot(),
-                Recovery::Replay { .. } => {
-                    let mut oldest = self.markers.front().cloned().unwrap_or_default();
-                    oldest.id = self.at.id;
-                    oldest
-                }
-            });
-        }
-    }
-
-    /// The vertex's snapshot now, without keyed-state changes.
-    pub fn snapshot(&self) -> VertexSnapshot {
-        let mut s = self.at.clone();
-        match &self.operator {
-            Operator::Udf(stage) => s.stage = Some(stage.checkpoint()),
-            Operator::Source(generator) => s.source = Some(generator.clone()),
-            Operator::Union | Operator::Temporal(_) => {}
-        }
-        if let Some(merge) = &self.merge {
-            let (ctis, points, emitted) = merge.ctis();
-            s.merge = Some(MergeState {
-                pending: merge
-                    .pending()
-                    .into_iter()
-                    .map(|list| {
-                        list.into_iter()
-                            .map(|(seq, batch)| {
-                                let bytes = Entry::Batch {
-                                    producer: String::new(),
-                                    batch,
-                                }
-                                .encode()
-                                .unwrap_or_default();
-                                (seq, serde_bytes::ByteBuf::from(bytes))
-                            })
-                            .collect()
-                    })
-                    .collect(),
-                ctis,
-                points,
-                emitted,
-            });
-        }
-        s
     }
 }
 
