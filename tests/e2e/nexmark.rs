@@ -221,7 +221,7 @@ fn bad_nexmark_inputs_are_refused_with_line_and_column() {
 }
 
 /// The queries of `examples/nexmark/` (at 100,000 events) answer what the
-/// generator's own bids say, and the same bytes at parallelism 1 and 2.
+/// generator's own bids say, and the same bytes at parallelism 1, 2 and 4.
 #[test]
 fn the_nexmark_examples_answer_what_the_generators_bids_say() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -273,7 +273,7 @@ fn the_nexmark_examples_answer_what_the_generators_bids_say() {
         assert!(text.contains(&format!("events => {events}")), "{q}");
         std::fs::write(d.join(format!("{q}.wsql")), &text).expect("script");
         let mut bytes = None;
-        for parallelism in ["1", "2"] {
+        for parallelism in ["1", "2", "4"] {
             let out = weir(
                 &[
                     "run",
@@ -288,7 +288,10 @@ fn the_nexmark_examples_answer_what_the_generators_bids_say() {
             let text = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
             match &bytes {
                 None => bytes = Some(text),
-                Some(b) => assert!(*b == text, "{q}: parallelism 2 writes what 1 does"),
+                Some(b) => assert!(
+                    *b == text,
+                    "{q}: parallelism {parallelism} writes what 1 does"
+                ),
             }
         }
         let got = lines(&d.join(format!("out/{q}.jsonl")));
