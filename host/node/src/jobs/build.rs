@@ -441,19 +441,15 @@ impl Jobs {
                             dead,
                             key,
                             at,
-                        } if matches!(spec.origin, SourceOrigin::Nexmark { .. }) => jobs
-                            .run_nexmark(
-                                &spec, batch_size, output, dead, &key, *at, &stop, &shared,
-                            ),
-                        Task::File {
-                            spec,
-                            batch_size,
-                            output,
-                            dead,
-                            key,
-                            at,
-                        } => jobs
-                            .run_file(&spec, batch_size, output, dead, &key, *at, &stop, &shared),
+                        } => {
+                            let run = match spec.origin {
+                                SourceOrigin::Nexmark { .. } => Jobs::run_nexmark,
+                                _ => Jobs::run_file,
+                            };
+                            run(
+                                &jobs, &spec, batch_size, output, dead, &key, *at, &stop, &shared,
+                            )
+                        }
                         Task::Sink {
                             input,
                             path,

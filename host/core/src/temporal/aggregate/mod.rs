@@ -346,6 +346,34 @@ impl WindowAggregate {
         )
     }
 
+    /// Each row's group key as comparable bytes (none without group keys).
+    fn group_rows(&self, batch: &RecordBatch) -> Result<Option<Rows>, AggError> {
+        let Some(c) = &self.converter else {
+            return Ok(None);
+        };
+        let cols: Vec<ArrayRef> = self
+            .keys
+            .iter()
+            .map(|&k| batch.columns().get(k).cloned().ok_or(AggError::Column(k)))
+            .collect::<Result<_, _>>()?;
+        c.convert_columns(&cols).map(Some).map_err(arrow_err)
+    }
+
+    /// Each aggregate's argument column of `batch` (none for `COUNT(*)`).
+    fn arg_columns<'a>(
+        &self,
+        batch: &'a RecordBatch,
+    ) -> Result<Vec<Option<&'a ArrayRef>>, AggError> {
+        self.aggs
+            .iter()
+            .map(|a| {
+                a.arg
+                    .map(|i| batch.columns().get(i).ok_or(AggError::Column(i)))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Per aggregate, the comparable bytes of its argument's values (the
     /// distinct ones; none for the others).
     fn distinct_rows(&self, args: &[Option<&ArrayRef>]) -> Result<Vec<Option<Rows>>, AggError> {
@@ -392,22 +420,8 @@ impl WindowAggregate {
         let column = |i: usize| batch.columns().get(i).ok_or(AggError::Column(i));
         let starts = int_column(column(0)?)?;
         let ends = int_column(column(1)?)?;
-        let rows: Option<Rows> = match &self.converter {
-            Some(c) => {
-                let cols: Vec<ArrayRef> = self
-                    .keys
-                    .iter()
-                    .map(|&k| column(k).cloned())
-                    .collect::<Result<_, _>>()?;
-                Some(c.convert_columns(&cols).map_err(arrow_err)?)
-            }
-            None => None,
-        };
-        let args: Vec<Option<&ArrayRef>> = self
-            .aggs
-            .iter()
-            .map(|a| a.arg.map(column).transpose())
-            .collect::<Result<_, _>>()?;
+        let rows = self.group_rows(batch)?;
+        let args = self.arg_columns(batch)?;
         let distinct = self.distinct_rows(&args)?;
         let fresh = self.fresh();
         let floor = self.cti;

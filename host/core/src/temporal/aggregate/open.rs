@@ -74,20 +74,9 @@ impl OpenSessions {
     ) -> Result<(), AggError> {
         let starts = batch.column(0).as_primitive::<Int64Type>();
         let ends = batch.column(1).as_primitive::<Int64Type>();
-        let keys = match &calc.converter {
-            Some(c) => {
-                let cols: Vec<ArrayRef> =
-                    calc.keys.iter().map(|&k| batch.column(k).clone()).collect();
-                Some(c.convert_columns(&cols).map_err(arrow_err)?)
-            }
-            None => None,
-        };
+        let keys = calc.group_rows(batch)?;
         let key = |i: usize| keys.as_ref().map_or(&[][..], |k| k.row(i).data());
-        let args: Vec<Option<&ArrayRef>> = calc
-            .aggs
-            .iter()
-            .map(|a| a.arg.map(|i| batch.column(i)))
-            .collect();
+        let args = calc.arg_columns(batch)?;
         let distinct = calc.distinct_rows(&args)?;
         for i in 0..batch.num_rows() {
             let (s, end) = (starts.value(i), ends.value(i).saturating_add(gap));

@@ -101,18 +101,7 @@ impl SessionAggregate {
     fn sessions(&self, batch: &RecordBatch) -> Result<Vec<Session>, AggError> {
         let starts = batch.column(0).as_primitive::<Int64Type>();
         let ends = batch.column(1).as_primitive::<Int64Type>();
-        let keys = match &self.calc.converter {
-            Some(c) => {
-                let cols: Vec<ArrayRef> = self
-                    .calc
-                    .keys
-                    .iter()
-                    .map(|&k| batch.column(k).clone())
-                    .collect();
-                Some(c.convert_columns(&cols).map_err(arrow_err)?)
-            }
-            None => None,
-        };
+        let keys = self.calc.group_rows(batch)?;
         let key = |i: u32| keys.as_ref().map_or(&[][..], |k| k.row(i as usize).data());
         let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
         order.sort_unstable_by(|&a, &b| {
@@ -149,11 +138,7 @@ impl SessionAggregate {
         sessions: &[&Session],
     ) -> Result<RecordBatch, AggError> {
         let calc = &self.calc;
-        let args: Vec<Option<&ArrayRef>> = calc
-            .aggs
-            .iter()
-            .map(|a| a.arg.map(|i| batch.column(i)))
-            .collect();
+        let args = calc.arg_columns(batch)?;
         let distinct = calc.distinct_rows(&args)?;
         let mut accs = Vec::with_capacity(sessions.len());
         for s in sessions {

@@ -26,12 +26,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch};
-use arrow_row::Rows;
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
 
-use super::{
-    Acc, AggError, Aggregate, Group, Hopping, WindowAggregate, arrow_err, int_column, user_acc,
-};
+use super::{Acc, AggError, Aggregate, Group, Hopping, WindowAggregate, int_column, user_acc};
 use crate::temporal::acc::merge;
 
 /// The column of a partial phase's output holding a group's accumulators.
@@ -111,14 +108,7 @@ impl WindowAggregate {
             return Ok(());
         }
         let starts = int_column(batch.column(0))?;
-        let rows: Option<Rows> = match &self.converter {
-            Some(c) => {
-                let cols: Vec<ArrayRef> =
-                    self.keys.iter().map(|&k| batch.column(k).clone()).collect();
-                Some(c.convert_columns(&cols).map_err(arrow_err)?)
-            }
-            None => None,
-        };
+        let rows = self.group_rows(batch)?;
         let partials = batch
             .column(batch.num_columns() - 1)
             .as_binary_opt::<i32>()
