@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use weir::testkit::{repo_root, udf_component};
 
+mod cluster;
 mod filters;
 mod input;
 mod jobs;

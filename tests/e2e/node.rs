@@ -29,12 +29,24 @@ impl Node {
         listen: &str,
         env: &[(&str, &str)],
     ) -> Result<Node, String> {
+        Self::start_args(dir, data, listen, &[], env)
+    }
+
+    /// A node listening on `listen` with more arguments to `weir node start`.
+    pub(crate) fn start_args(
+        dir: &Path,
+        data: &str,
+        listen: &str,
+        more: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Node, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .envs(env.iter().copied())
             .args([
                 "node", "start", "--data", data, "--listen", listen, "--certs", "certs", "--files",
                 ".",
             ])
+            .args(more)
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

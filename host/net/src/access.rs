@@ -65,9 +65,13 @@ impl Role {
 
     /// Whether this role may make `request`.
     pub fn allows(self, request: &Request) -> bool {
-        match self {
-            Role::Node | Role::Admin => true,
-            Role::Client => matches!(
+        use crate::cluster::ClusterRequest;
+        match (self, request) {
+            (Role::Node, _) => true,
+            // Only a node's certificate makes a process a member.
+            (_, Request::Cluster(c)) => matches!(c, ClusterRequest::Status),
+            (Role::Admin, _) => true,
+            (Role::Client, request) => matches!(
                 request,
                 Request::Ping
                     | Request::ListStreams

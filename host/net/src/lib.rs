@@ -6,6 +6,7 @@
 use weir_core::schema;
 
 pub mod access;
+pub mod cluster;
 pub mod error;
 pub mod protocol;
 pub mod status;

@@ -61,6 +61,11 @@ impl CertDir {
         }
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The name of the certificate a client presents.
     fn identity(&self) -> String {
         self.identity.clone().unwrap_or_else(|| {
@@ -511,6 +516,8 @@ pub enum Request {
         /// The stage.
         stage: String,
     },
+    /// Membership and the coordinator (nodes only, but `status`).
+    Cluster(crate::cluster::ClusterRequest),
     /// Read a stream from a position.
     Read {
         /// The stream.
@@ -542,6 +549,8 @@ impl Request {
             Request::FilterAdd { .. } | Request::FilterRemove { .. } => "change runtime filters",
             Request::UdfHistory { .. } => "read UDF history",
             Request::Read { .. } => "read streams",
+            Request::Cluster(crate::cluster::ClusterRequest::Status) => "read the cluster status",
+            Request::Cluster(_) => "take part in the cluster",
         }
     }
 }
@@ -600,6 +609,8 @@ pub enum Response {
     History(Vec<crate::status::HistoryEntry>),
     /// A replay of a candidate version.
     Replayed(crate::status::ReplayReport),
+    /// A cluster answer.
+    Cluster(crate::cluster::ClusterResponse),
 }
 
 /// Writes one length-prefixed JSON message.

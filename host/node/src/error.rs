@@ -53,6 +53,9 @@ pub enum NodeError {
     /// The network layer failed.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// Membership or the coordinator failed.
+    #[error(transparent)]
+    Cluster(#[from] weir_cluster::ClusterError),
     /// The Wasm runtime could not start or load a component.
     #[error(transparent)]
     Wasm(#[from] weir_wasm::EngineError),

@@ -19,6 +19,7 @@ use crate::source::SourceReader;
 use crate::store::RedbStorage;
 use crate::wasm::Runtime;
 use rustls_pki_types::CertificateDer;
+use weir_cluster::Cluster;
 
 /// Rows per batch entry written by ingest.
 const INGEST_BATCH: usize = 4096;
@@ -45,9 +46,12 @@ mod logs;
 /// A running node's shared parts.
 #[derive(Debug, Clone)]
 pub struct Node {
+    data: PathBuf,
     streams: Streams,
     jobs: Jobs,
     producers: Arc<Producers>,
+    /// Its membership, once it has joined (while it serves).
+    cluster: Arc<std::sync::OnceLock<Cluster>>,
 }
 
 /// Per stream, the newest producers' records kept for idempotent ingest.
@@ -110,9 +114,11 @@ impl Node {
         let jobs = Jobs::new(streams.clone(), runtime, files);
         jobs.resume()?;
         Ok(Node {
+            data: data.to_path_buf(),
             streams,
             jobs,
             producers: Arc::default(),
+            cluster: Arc::default(),
         })
     }
 
@@ -121,8 +127,14 @@ impl Node {
         &self.streams
     }
 
-    /// Serves requests on `listen` until Ctrl-C; prints the bound address first.
-    pub async fn serve(self, listen: SocketAddr, certs: &CertDir) -> Result<()> {
+    /// Joins the cluster `settings` say and serves requests on `listen`
+    /// until Ctrl-C; prints the bound address once it is a member.
+    pub async fn serve(
+        self,
+        listen: SocketAddr,
+        certs: &CertDir,
+        settings: weir_cluster::Settings,
+    ) -> Result<()> {
         let socket = std::net::UdpSocket::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let endpoint = quinn::Endpoint::new(
@@ -133,6 +145,16 @@ impl Node {
         )
         .with_context(|| format!("cannot listen on {listen}"))?;
         let local = endpoint.local_addr()?;
+        // Peers reach it where it listens: an unspecified address would
+        // tell them nothing.
+        let advertised = match local.ip().is_unspecified() {
+            true => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port()),
+            false => local,
+        };
+        let jobs = self.jobs.clone();
+        let report: weir_cluster::membership::Report = Arc::new(move || jobs.loads());
+        let cluster = Cluster::start(&self.data, advertised, certs.dir(), settings, report).await?;
+        let _ = self.cluster.set(cluster.clone());
         {
             use std::io::Write;
             // Whoever started the node may have stopped reading its output.
@@ -165,6 +187,7 @@ impl Node {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
+        cluster.shutdown().await;
         endpoint.close(0u32.into(), b"node stopping");
         let (streams, jobs) = (self.streams.clone(), self.jobs.clone());
         tokio::task::spawn_blocking(move || {
@@ -266,6 +289,17 @@ impl Node {
                 from,
                 follow,
             } => return self.read(send, &stream, from, follow).await,
+            Request::Cluster(request) => match self.cluster.get() {
+                Some(cluster) => cluster
+                    .handle(request)
+                    .await
+                    .map(Response::Cluster)
+                    .map_err(NodeError::from),
+                None => Err(err!(
+                    Request,
+                    "this node is still joining its cluster; retry"
+                )),
+            },
             Request::UdfLogs { job, stage, follow } => {
                 return self.udf_logs(send, job, stage, follow).await;
             }

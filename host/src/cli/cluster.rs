@@ -75,6 +75,14 @@ pub enum ClusterCommand {
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
+    /// The members, their health, and the coordinator.
+    Status {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
 }
 
 /// `weir node ...`
@@ -96,6 +104,15 @@ pub enum NodeCommand {
         /// never given to jobs.
         #[arg(long = "files")]
         files: Vec<PathBuf>,
+        /// A member of the cluster to join through (a new data directory
+        /// only; a node remembers its cluster). Without it a new data
+        /// directory founds a cluster of one.
+        #[arg(long)]
+        join: Option<String>,
+        /// A member silent this long is lost (`300ms`, `2s`); the
+        /// coordinator's elections use the same timeout.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        heartbeat_timeout: std::time::Duration,
     },
 }
 
@@ -262,6 +279,51 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ClusterCommand::Status { json, connect: c } => runtime()?.block_on(async move {
+            let client = connect(&c).await?;
+            let request = Request::Cluster(weir_net::cluster::ClusterRequest::Status);
+            let status = match client.call(&request, None).await? {
+                Response::Cluster(weir_net::cluster::ClusterResponse::Status(s)) => s,
+                other => bail!("the node answered {other:?}"),
+            };
+            client.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                print_cluster(&status);
+            }
+            Ok(())
+        }),
+    }
+}
+
+fn print_cluster(status: &weir_net::cluster::ClusterStatus) {
+    match status.coordinator {
+        Some(id) => println!("coordinator: member {id} (term {})", status.term),
+        None => println!(
+            "coordinator: none elected (member {} answered)",
+            status.answered_by
+        ),
+    }
+    println!(
+        "{:<6} {:<24} {:<9} {:<6} HEARD",
+        "MEMBER", "ADDRESS", "HEALTH", "VOTER"
+    );
+    for m in &status.members {
+        let heard = m
+            .heard_ms
+            .map_or_else(|| "-".to_string(), |ms| format!("{ms} ms ago"));
+        let voter = if m.voter { "yes" } else { "no" };
+        println!(
+            "{:<6} {:<24} {:<9} {:<6} {heard}",
+            m.id, m.addr, m.health, voter
+        );
+        for v in &m.vertices {
+            println!(
+                "         {}/{}  {}  lag {}",
+                v.job, v.vertex, v.state, v.lag
+            );
+        }
     }
 }
 
@@ -273,13 +335,19 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
             listen,
             certs,
             files,
+            join,
+            heartbeat_timeout,
         } => {
             // The data directory exists before it is denied to jobs.
             std::fs::create_dir_all(&data)
                 .with_context(|| format!("cannot create the data directory {}", data.display()))?;
             let access = crate::access::FileAccess::new(&files, &[data.clone(), certs.clone()])?;
             let node = Node::open(&data, access)?;
-            Ok(runtime()?.block_on(node.serve(listen, &CertDir::new(&certs)))?)
+            let settings = weir_cluster::Settings {
+                lost_after: heartbeat_timeout,
+                join,
+            };
+            Ok(runtime()?.block_on(node.serve(listen, &CertDir::new(&certs), settings))?)
         }
     }
 }

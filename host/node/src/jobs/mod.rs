@@ -629,6 +629,26 @@ fn queue_key(key: &str) -> String {
 }
 
 impl Jobs {
+    /// The vertices this node runs, with their lag, as its heartbeat
+    /// reports them to the coordinator.
+    pub fn loads(&self) -> Vec<weir_net::cluster::VertexLoad> {
+        let Ok(jobs) = self.status(None) else {
+            return Vec::new();
+        };
+        jobs.into_iter()
+            .flat_map(|job| {
+                job.vertices
+                    .into_iter()
+                    .map(move |v| weir_net::cluster::VertexLoad {
+                        job: job.name.clone(),
+                        vertex: v.name,
+                        state: v.state,
+                        lag: v.lag,
+                    })
+            })
+            .collect()
+    }
+
     /// Entries written to `inputs` (stream, next seq read) not yet read.
     fn lag(&self, inputs: &[(String, u64)]) -> u64 {
         let streams = &self.inner.streams;

@@ -1,0 +1,563 @@
+//! A node's part in the cluster: its member id, its Raft instance, the
+//! heartbeat it sends the coordinator, and (while it is the coordinator)
+//! the watch that declares silent members lost and keeps the Raft voters in
+//! line with the members that are up.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState, Snapshot};
+use weir_net::cluster::{
+    ClusterRequest, ClusterResponse, ClusterStatus, MemberStatus, RaftRpc, VertexLoad,
+};
+
+use crate::log::{Applied, RaftFile, database_path};
+use crate::metadata::{Command, FIRST, Health, NodeId, Reply};
+use crate::network::{Network, Peers, SnapshotMessage};
+use crate::{ClusterError, TypeConfig, raft_config};
+
+/// How long a joining node keeps asking its seed before it gives up.
+const JOIN_FOR: Duration = Duration::from_secs(15);
+
+/// How a node takes part.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A member is lost once silent this long; Raft elections follow the
+    /// same timeout.
+    pub lost_after: Duration,
+    /// A member to join through (none: found a cluster, or rejoin the one
+    /// the data directory belongs to).
+    pub join: Option<String>,
+}
+
+/// What a node reports of the vertices it runs, with every heartbeat.
+pub type Report = Arc<dyn Fn() -> Vec<VertexLoad> + Send + Sync>;
+
+/// A node's membership, shared by its request handlers.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("id", &self.inner.id)
+            .field("addr", &self.inner.addr)
+            .finish()
+    }
+}
+
+struct Inner {
+    id: NodeId,
+    addr: String,
+    raft: Raft<TypeConfig>,
+    applied: Arc<RwLock<Applied>>,
+    peers: Peers,
+    settings: Settings,
+    report: Report,
+    watch: Mutex<Watch>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What the coordinator heard, in memory only: a new coordinator starts by
+/// giving every member that is up a full timeout.
+#[derive(Default)]
+struct Watch {
+    leading: bool,
+    heard: HashMap<NodeId, (Instant, String)>,
+    vertices: HashMap<NodeId, Vec<VertexLoad>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cluster {
+    /// Starts this node's membership: the founding member when the data
+    /// directory holds none and there is no seed to join; otherwise the id
+    /// the data directory holds, or a new one from the coordinator through
+    /// `settings.join`.
+    pub async fn start(
+        data: &Path,
+        addr: std::net::SocketAddr,
+        certs: &Path,
+        settings: Settings,
+        report: Report,
+    ) -> Result<Cluster, ClusterError> {
+        let config = Arc::new(raft_config(settings.lost_after)?);
+        let file = RaftFile::open(&database_path(data))?;
+        let peers = Peers::new(certs);
+        let addr = addr.to_string();
+        let id = match (file.node_id()?, &settings.join) {
+            (Some(id), _) => id,
+            (None, None) => FIRST,
+            (None, Some(seed)) => join(&peers, seed, &addr).await?,
+        };
+        file.set_node_id(id)?;
+        let (log, machine) = file.open_raft()?;
+        let applied = machine.applied();
+        let network = Network {
+            peers: peers.clone(),
+        };
+        let raft = Raft::new(id, config, network, log, machine)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let founding = id == FIRST && settings.join.is_none();
+        if founding && !raft.is_initialized().await.map_err(raft_error)? {
+            let members = BTreeMap::from([(id, BasicNode { addr: addr.clone() })]);
+            raft.initialize(members).await.map_err(raft_error)?;
+        }
+        tracing::info!(member = id, %addr, "joined the cluster");
+        let cluster = Cluster {
+            inner: Arc::new(Inner {
+                id,
+                addr,
+                raft,
+                applied,
+                peers,
+                settings,
+                report,
+                watch: Mutex::default(),
+                tasks: Mutex::default(),
+            }),
+        };
+        let tick = cluster.inner.settings.lost_after / 4;
+        let (heartbeat, watch) = (cluster.clone(), cluster.clone());
+        *lock(&cluster.inner.tasks) = vec![
+            tokio::spawn(async move { heartbeat.heartbeats(tick).await }),
+            tokio::spawn(async move { watch.watch(tick).await }),
+        ];
+        Ok(cluster)
+    }
+
+    /// This node's member id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// Stops taking part (the others will find this member lost).
+    pub async fn shutdown(&self) {
+        for task in lock(&self.inner.tasks).drain(..) {
+            task.abort();
+        }
+        let _ = self.inner.raft.shutdown().await;
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    fn addr_of(&self, id: NodeId) -> Option<String> {
+        let metrics = self.inner.raft.metrics();
+        let from_raft = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone());
+        from_raft.or_else(|| {
+            self.applied()
+                .metadata
+                .members
+                .get(&id)
+                .map(|m| m.addr.clone())
+        })
+    }
+
+    fn applied(&self) -> Applied {
+        self.inner
+            .applied
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Answers a member's or a client's cluster request.
+    pub async fn handle(&self, request: ClusterRequest) -> Result<ClusterResponse, ClusterError> {
+        let (request, may_forward) = match request {
+            ClusterRequest::Forwarded(inner) => (*inner, false),
+            other => (other, true),
+        };
+        if let ClusterRequest::Raft {
+            target,
+            rpc,
+            payload,
+        } = request
+        {
+            return self.raft(target, rpc, payload).await;
+        }
+        let leader = self.leader();
+        if leader != Some(self.inner.id) {
+            if let (Some(leader), true) = (leader, may_forward)
+                && let Some(addr) = self.addr_of(leader)
+            {
+                let forwarded = ClusterRequest::Forwarded(Box::new(request.clone()));
+                match self
+                    .inner
+                    .peers
+                    .call(&addr, forwarded, self.inner.settings.lost_after * 4)
+                    .await
+                {
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => tracing::debug!("the coordinator at {addr} did not answer: {e}"),
+                }
+            }
+            return Ok(match request {
+                ClusterRequest::Status => ClusterResponse::Status(self.status()),
+                _ => ClusterResponse::NoCoordinator,
+            });
+        }
+        match request {
+            ClusterRequest::Join { addr, id } => {
+                let addr_of_join = addr.clone();
+                let reply = self.propose(Command::Join { addr, id }).await?;
+                match reply {
+                    Reply::Joined { id, replaced } => {
+                        // A new member gets a full timeout to send its first heartbeat.
+                        let now = Instant::now();
+                        lock(&self.inner.watch)
+                            .heard
+                            .insert(id, (now, addr_of_join.clone()));
+                        if let Some(old) = replaced {
+                            tracing::warn!(
+                                member = id,
+                                replaced = old,
+                                "a new member replaces a lost one at its address"
+                            );
+                        }
+                        Ok(ClusterResponse::Joined { id })
+                    }
+                    Reply::Refused(why) => Err(ClusterError::Refused(why)),
+                    other => Err(ClusterError::Raft(format!("a join applied as {other:?}"))),
+                }
+            }
+            ClusterRequest::Heartbeat { id, addr, vertices } => {
+                let mut watch = lock(&self.inner.watch);
+                watch.heard.insert(id, (Instant::now(), addr));
+                watch.vertices.insert(id, vertices);
+                Ok(ClusterResponse::Alive)
+            }
+            ClusterRequest::Status => Ok(ClusterResponse::Status(self.status())),
+            ClusterRequest::Raft { .. } | ClusterRequest::Forwarded(_) => Err(
+                ClusterError::Malformed("a forwarded request forwards another".into()),
+            ),
+        }
+    }
+
+    async fn raft(
+        &self,
+        target: NodeId,
+        rpc: RaftRpc,
+        payload: serde_json::Value,
+    ) -> Result<ClusterResponse, ClusterError> {
+        if target != self.inner.id {
+            return Err(ClusterError::Malformed(format!(
+                "a coordinator message for member {target} reached member {} at {} (member {target} is gone; this node replaced it)",
+                self.inner.id, self.inner.addr
+            )));
+        }
+        let malformed = |e: serde_json::Error| ClusterError::Malformed(format!("{rpc:?}: {e}"));
+        let raft = &self.inner.raft;
+        let answer = match rpc {
+            RaftRpc::AppendEntries => serde_json::to_value(
+                raft.append_entries(serde_json::from_value(payload).map_err(malformed)?)
+                    .await,
+            ),
+            RaftRpc::Vote => serde_json::to_value(
+                raft.vote(serde_json::from_value(payload).map_err(malformed)?)
+                    .await,
+            ),
+            RaftRpc::Snapshot => {
+                let m: SnapshotMessage = serde_json::from_value(payload).map_err(malformed)?;
+                let snapshot = Snapshot {
+                    meta: m.meta,
+                    snapshot: Box::new(m.data),
+                };
+                serde_json::to_value(raft.install_full_snapshot(m.vote, snapshot).await)
+            }
+        };
+        Ok(ClusterResponse::Raft(
+            answer.map_err(|e| ClusterError::Raft(e.to_string()))?,
+        ))
+    }
+
+    /// Proposes `command` to the Raft log (on the coordinator) and returns
+    /// what applying it did.
+    async fn propose(&self, command: Command) -> Result<Reply, ClusterError> {
+        let written = self
+            .inner
+            .raft
+            .client_write(command)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        Ok(written.data)
+    }
+
+    /// The cluster as this node sees it (the coordinator's view, when it is
+    /// the coordinator).
+    pub fn status(&self) -> ClusterStatus {
+        let applied = self.applied();
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let watch = lock(&self.inner.watch);
+        let leading = metrics.current_leader == Some(self.inner.id);
+        let mine = (self.inner.report)();
+        let members = applied
+            .metadata
+            .members
+            .iter()
+            .map(|(id, m)| MemberStatus {
+                id: *id,
+                addr: m.addr.clone(),
+                health: m.health.name().into(),
+                voter: voters.contains(id),
+                heard_ms: match (leading, *id == self.inner.id) {
+                    (true, true) => Some(0),
+                    (true, false) => watch
+                        .heard
+                        .get(id)
+                        .map(|(at, _)| at.elapsed().as_millis() as u64),
+                    (false, _) => None,
+                },
+                vertices: match *id == self.inner.id {
+                    true => mine.clone(),
+                    false => watch.vertices.get(id).cloned().unwrap_or_default(),
+                },
+            })
+            .collect();
+        ClusterStatus {
+            coordinator: metrics.current_leader,
+            term: metrics.current_term,
+            answered_by: self.inner.id,
+            members,
+        }
+    }
+
+    /// Sends the coordinator a heartbeat every `tick`.
+    async fn heartbeats(self, tick: Duration) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_peer = 0usize;
+        loop {
+            interval.tick().await;
+            let me = self.inner.id;
+            let target = match self.leader() {
+                Some(leader) if leader == me => continue,
+                Some(leader) => self.addr_of(leader),
+                // No leader known (a restart at a new address): any member
+                // passes the heartbeat on to the coordinator.
+                None => {
+                    let mut others: Vec<String> = self
+                        .applied()
+                        .metadata
+                        .members
+                        .iter()
+                        .filter(|(id, m)| **id != me && m.health != Health::Replaced)
+                        .map(|(_, m)| m.addr.clone())
+                        .collect();
+                    others.extend(self.inner.settings.join.clone());
+                    next_peer = next_peer.wrapping_add(1);
+                    others.get(next_peer % others.len().max(1)).cloned()
+                }
+            };
+            let Some(target) = target else { continue };
+            let beat = ClusterRequest::Heartbeat {
+                id: me,
+                addr: self.inner.addr.clone(),
+                vertices: (self.inner.report)(),
+            };
+            if let Err(e) = self
+                .inner
+                .peers
+                .call(&target, beat, self.inner.settings.lost_after)
+                .await
+            {
+                tracing::debug!("heartbeat to {target}: {e}");
+            }
+        }
+    }
+
+    /// While this node is the coordinator: declares silent members lost
+    /// and brings back members heard again, then makes the Raft voters the
+    /// members that are up.
+    async fn watch(self, tick: Duration) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let metrics = self.inner.raft.metrics().borrow().clone();
+            let leading = metrics.state == ServerState::Leader;
+            let applied = self.applied();
+            let commands = {
+                let mut watch = lock(&self.inner.watch);
+                if !leading {
+                    watch.leading = false;
+                    continue;
+                }
+                if !watch.leading {
+                    // A new coordinator gives every member that is up a
+                    // full timeout from now.
+                    watch.leading = true;
+                    let now = Instant::now();
+                    watch.heard.clear();
+                    for (id, m) in applied.metadata.up() {
+                        watch.heard.insert(id, (now, m.addr.clone()));
+                    }
+                }
+                self.decide(&watch, &applied)
+            };
+            for command in commands {
+                match &command {
+                    Command::Lost { id } => {
+                        tracing::warn!(member = id, "member lost: silent for the heartbeat timeout")
+                    }
+                    Command::Back { id } => tracing::warn!(member = id, "member back"),
+                    Command::Join { .. } => tracing::info!(?command, "coordinator"),
+                }
+                if let Err(e) = self.propose(command).await {
+                    tracing::debug!("{e}");
+                    break;
+                }
+            }
+            if let Some(change) = self.voters(&metrics, &self.applied()) {
+                tracing::info!(?change, "coordinator changes the Raft membership");
+                if let Err(e) = self.inner.raft.change_membership(change, true).await {
+                    tracing::debug!("membership change: {e}");
+                }
+            }
+        }
+    }
+
+    /// The metadata changes the heartbeats call for.
+    fn decide(&self, watch: &Watch, applied: &Applied) -> Vec<Command> {
+        let lost_after = self.inner.settings.lost_after;
+        let me = self.inner.id;
+        let mut commands = Vec::new();
+        // The coordinator itself is a member that is up, where it listens.
+        let myself = applied.metadata.members.get(&me);
+        if myself.is_none_or(|m| m.health == Health::Lost || m.addr != self.inner.addr) {
+            commands.push(Command::Join {
+                addr: self.inner.addr.clone(),
+                id: Some(me),
+            });
+        }
+        for (id, m) in &applied.metadata.members {
+            if *id == me {
+                continue;
+            }
+            let heard = watch.heard.get(id);
+            let fresh = heard.is_some_and(|(at, _)| at.elapsed() < lost_after);
+            match m.health {
+                Health::Up if !fresh => commands.push(Command::Lost { id: *id }),
+                Health::Lost if fresh => commands.push(Command::Back { id: *id }),
+                _ => {}
+            }
+            if let Some((_, addr)) = heard
+                && fresh
+                && *addr != m.addr
+                && m.health != Health::Replaced
+            {
+                commands.push(Command::Join {
+                    addr: addr.clone(),
+                    id: Some(*id),
+                });
+            }
+        }
+        commands
+    }
+
+    /// One step that brings the Raft membership closer to the members: add
+    /// members that are up as learners, make caught-up learners voters,
+    /// demote lost members and drop replaced ones.
+    fn voters(
+        &self,
+        metrics: &openraft::RaftMetrics<NodeId, BasicNode>,
+        applied: &Applied,
+    ) -> Option<ChangeMembers<NodeId, BasicNode>> {
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let nodes: BTreeMap<NodeId, String> = membership
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = |id: NodeId| {
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index)
+        };
+        for (id, m) in &applied.metadata.members {
+            let node = BasicNode {
+                addr: m.addr.clone(),
+            };
+            match m.health {
+                // Lost members stay learners: the log keeps flowing to them,
+                // so one that comes back is soon up to date.
+                Health::Up | Health::Lost if !nodes.contains_key(id) => {
+                    return Some(ChangeMembers::AddNodes(BTreeMap::from([(*id, node)])));
+                }
+                // The same member (its id is its disk) at a new address.
+                Health::Up if nodes.get(id) != Some(&m.addr) => {
+                    return Some(ChangeMembers::SetNodes(BTreeMap::from([(*id, node)])));
+                }
+                Health::Up
+                    if !voters.contains(id) && matched(*id).is_some_and(|i| i + 16 >= last) =>
+                {
+                    return Some(ChangeMembers::AddVoterIds(BTreeSet::from([*id])));
+                }
+                Health::Lost | Health::Replaced if voters.contains(id) && *id != self.inner.id => {
+                    return Some(ChangeMembers::RemoveVoters(BTreeSet::from([*id])));
+                }
+                Health::Replaced if nodes.contains_key(id) => {
+                    return Some(ChangeMembers::RemoveNodes(BTreeSet::from([*id])));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+fn raft_error(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Raft(e.to_string())
+}
+
+/// Asks the member at `seed` for an id, retrying while the cluster elects a
+/// coordinator or the seed cannot be reached, for at most [`JOIN_FOR`].
+async fn join(peers: &Peers, seed: &str, addr: &str) -> Result<NodeId, ClusterError> {
+    let deadline = Instant::now() + JOIN_FOR;
+    let request = ClusterRequest::Join {
+        addr: addr.to_string(),
+        id: None,
+    };
+    loop {
+        let detail = match peers
+            .call(seed, request.clone(), Duration::from_secs(5))
+            .await
+        {
+            Ok(ClusterResponse::Joined { id }) => return Ok(id),
+            Ok(ClusterResponse::NoCoordinator) => "no coordinator is elected yet".to_string(),
+            Ok(other) => format!("it answered {other:?}"),
+            Err(weir_net::NetError::Refused(why)) => {
+                return Err(ClusterError::Join {
+                    seed: seed.into(),
+                    detail: why,
+                });
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(ClusterError::Join {
+                seed: seed.into(),
+                detail,
+            });
+        }
+        tracing::info!("joining through {seed}: {detail}; retrying");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,252 @@
+//! The coordinator's metadata: what every member agrees on through Raft.
+//! A pure state machine: [`Metadata::apply`] is a function of the state and
+//! one command, so every member that applies the same log holds the same
+//! metadata.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A member's id: assigned when it first joins, never reused.
+pub type NodeId = u64;
+
+/// The founding member's id.
+pub const FIRST: NodeId = 1;
+
+/// A member's health as the coordinator decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Heard from within the heartbeat timeout.
+    Up,
+    /// Silent for longer than the heartbeat timeout.
+    Lost,
+    /// A new member joined at its address: its disk is gone, it never returns.
+    Replaced,
+}
+
+impl Health {
+    /// The name `weir cluster status` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Lost => "lost",
+            Health::Replaced => "replaced",
+        }
+    }
+}
+
+/// One member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The address it listens on.
+    pub addr: String,
+    /// Its health.
+    pub health: Health,
+}
+
+/// A change to the metadata, as proposed to the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A node joins: a new one (`id` none) gets the next id; a known one
+    /// announces its (maybe new) address and is up. A member lost at the
+    /// same address is replaced: a node that starts where a lost one
+    /// listened, without its id, has lost that one's disk.
+    Join {
+        /// Its address.
+        addr: String,
+        /// Its id, when it has one.
+        id: Option<NodeId>,
+    },
+    /// A member was silent longer than the heartbeat timeout.
+    Lost {
+        /// The member.
+        id: NodeId,
+    },
+    /// A lost member is heard from again.
+    Back {
+        /// The member.
+        id: NodeId,
+    },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Reply {
+    /// A join: the member's id, and the member it replaced.
+    Joined {
+        /// The member's id.
+        id: NodeId,
+        /// The lost member at the same address, now replaced.
+        replaced: Option<NodeId>,
+    },
+    /// The change took effect.
+    #[default]
+    Done,
+    /// Nothing changed (the command no longer applies).
+    Unchanged,
+    /// The command is refused, for this reason.
+    Refused(String),
+}
+
+/// The replicated metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Every member that ever joined, by id.
+    pub members: BTreeMap<NodeId, Member>,
+    /// The id the next new member gets.
+    next_id: NodeId,
+}
+
+impl Metadata {
+    /// Applies one command.
+    pub fn apply(&mut self, command: &Command) -> Reply {
+        match command {
+            Command::Join { addr, id } => {
+                if let Some(m) = id.and_then(|id| self.members.get(&id))
+                    && m.health == Health::Replaced
+                {
+                    return Reply::Refused(format!(
+                        "member {} was replaced by a new member at {} after it was lost; its data directory is out of date: delete it to join as a new member",
+                        id.unwrap_or_default(),
+                        m.addr
+                    ));
+                }
+                // The founder registers itself once it leads, maybe after
+                // others joined: its id is never given to another.
+                let id = match id {
+                    Some(id) => *id,
+                    None => self.next_id.max(FIRST + 1),
+                };
+                self.next_id = self.next_id.max(id + 1).max(FIRST + 1);
+                let replaced = self
+                    .members
+                    .iter()
+                    .find(|(other, m)| {
+                        **other != id && m.addr == *addr && m.health != Health::Replaced
+                    })
+                    .map(|(other, _)| *other);
+                if let Some(other) = replaced
+                    && let Some(m) = self.members.get_mut(&other)
+                {
+                    m.health = Health::Replaced;
+                }
+                self.members.insert(
+                    id,
+                    Member {
+                        addr: addr.clone(),
+                        health: Health::Up,
+                    },
+                );
+                Reply::Joined { id, replaced }
+            }
+            Command::Lost { id } => self.set(*id, Health::Up, Health::Lost),
+            Command::Back { id } => self.set(*id, Health::Lost, Health::Up),
+        }
+    }
+
+    fn set(&mut self, id: NodeId, from: Health, to: Health) -> Reply {
+        match self.members.get_mut(&id) {
+            Some(m) if m.health == from => {
+                m.health = to;
+                Reply::Done
+            }
+            _ => Reply::Unchanged,
+        }
+    }
+
+    /// The members that are up, by id.
+    pub fn up(&self) -> impl Iterator<Item = (NodeId, &Member)> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.health == Health::Up)
+            .map(|(id, m)| (*id, m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn command() -> impl Strategy<Value = Command> {
+        let addr = (0u8..4).prop_map(|a| format!("127.0.0.1:70{a:02}"));
+        prop_oneof![
+            (addr, proptest::option::of(1u64..6)).prop_map(|(addr, id)| Command::Join { addr, id }),
+            (1u64..6).prop_map(|id| Command::Lost { id }),
+            (1u64..6).prop_map(|id| Command::Back { id }),
+        ]
+    }
+
+    proptest! {
+        /// Against a list of joins: ids are never reused, a replaced member
+        /// never comes back, and no two live members share an address.
+        #[test]
+        fn members_follow_the_model(commands in proptest::collection::vec(command(), 0..40)) {
+            let mut metadata = Metadata::default();
+            let mut given = std::collections::BTreeSet::new();
+            for c in &commands {
+                let before = metadata.clone();
+                let reply = metadata.apply(c);
+                if let (Command::Join { id: None, .. }, Reply::Joined { id, .. }) = (c, &reply) {
+                    prop_assert!(!before.members.contains_key(id), "id {id} reused");
+                    prop_assert!(*id != FIRST, "the founder's id given to a joining node");
+                    prop_assert!(given.insert(*id));
+                }
+                for (id, m) in &before.members {
+                    if m.health == Health::Replaced {
+                        prop_assert_eq!(metadata.members[id].health, Health::Replaced);
+                    }
+                }
+                let live: Vec<_> = metadata.members.values()
+                    .filter(|m| m.health != Health::Replaced).map(|m| &m.addr).collect();
+                let unique: std::collections::BTreeSet<_> = live.iter().collect();
+                prop_assert_eq!(live.len(), unique.len());
+                // Applying is a function of the state and the command.
+                let mut again = before.clone();
+                prop_assert_eq!(again.apply(c), reply);
+                prop_assert_eq!(&again, &metadata);
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_at_a_lost_ones_address_replaces_it() {
+        let mut m = Metadata::default();
+        let addr = "127.0.0.1:7001".to_string();
+        // A node may join before the founder has registered itself.
+        let other = Command::Join {
+            addr: "127.0.0.1:7002".into(),
+            id: None,
+        };
+        assert_eq!(
+            m.apply(&other),
+            Reply::Joined {
+                id: 2,
+                replaced: None
+            }
+        );
+        assert_eq!(
+            m.apply(&Command::Join {
+                addr: addr.clone(),
+                id: Some(FIRST)
+            }),
+            Reply::Joined {
+                id: 1,
+                replaced: None
+            }
+        );
+        assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Done);
+        assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Unchanged);
+        assert_eq!(
+            m.apply(&Command::Join { addr, id: None }),
+            Reply::Joined {
+                id: 3,
+                replaced: Some(1)
+            }
+        );
+        assert_eq!(m.members[&1].health, Health::Replaced);
+        assert_eq!(m.apply(&Command::Back { id: 1 }), Reply::Unchanged);
+        assert_eq!(m.up().map(|(id, _)| id).collect::<Vec<_>>(), vec![2, 3]);
+    }
+}

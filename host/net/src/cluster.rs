@@ -1,0 +1,123 @@
+//! What nodes say to each other about the cluster, and what `weir cluster
+//! status` gets back: joins, heartbeats, the coordinator's Raft messages
+//! (their payloads are the Raft library's own messages as JSON, decoded by
+//! the receiver against its types) and the cluster's state.
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster request (inside [`crate::protocol::Request::Cluster`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRequest {
+    /// A node asks to be a member: a new one (`id` none) gets an id; a known
+    /// one (after a restart) announces its address.
+    Join {
+        /// The address the node listens on.
+        addr: String,
+        /// Its id, when it has one.
+        id: Option<u64>,
+    },
+    /// A member is alive (sent to the coordinator every heartbeat interval).
+    Heartbeat {
+        /// The member.
+        id: u64,
+        /// The address it listens on now.
+        addr: String,
+        /// The vertices it runs.
+        #[serde(default)]
+        vertices: Vec<VertexLoad>,
+    },
+    /// A coordinator (Raft) message for member `target`.
+    Raft {
+        /// The member the message is for: a node refuses one for another id
+        /// (a new node may listen where a lost one did).
+        target: u64,
+        /// Which message.
+        rpc: RaftRpc,
+        /// The message, as the Raft library serializes it.
+        payload: serde_json::Value,
+    },
+    /// The cluster's members, their health and the coordinator.
+    Status,
+    /// A request a member passes on to the coordinator; it is not passed on
+    /// again, so members that disagree on who leads never bounce it.
+    Forwarded(Box<ClusterRequest>),
+}
+
+/// The coordinator's messages between members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaftRpc {
+    /// Log replication and the leader's heartbeat.
+    AppendEntries,
+    /// A candidate asks for votes.
+    Vote,
+    /// A whole state-machine snapshot for a member that is far behind.
+    Snapshot,
+}
+
+/// The answer to a [`ClusterRequest`] (inside
+/// [`crate::protocol::Response::Cluster`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterResponse {
+    /// A join: the member's id.
+    Joined {
+        /// The id, new or confirmed.
+        id: u64,
+    },
+    /// A heartbeat was taken.
+    Alive,
+    /// The Raft library's answer, as it serializes it.
+    Raft(serde_json::Value),
+    /// The cluster's state.
+    Status(ClusterStatus),
+    /// This node is not the coordinator and knows of none to forward to
+    /// (an election is under way): retry shortly.
+    NoCoordinator,
+}
+
+/// The cluster as `weir cluster status` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The member running the coordinator (the Raft leader), if one is elected.
+    pub coordinator: Option<u64>,
+    /// The coordinator's Raft term.
+    pub term: u64,
+    /// The member that answered.
+    pub answered_by: u64,
+    /// Every member, by id.
+    pub members: Vec<MemberStatus>,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Its id (assigned at its join, never reused).
+    pub id: u64,
+    /// The address it listens on.
+    pub addr: String,
+    /// `up`, `lost` (silent longer than the heartbeat timeout) or `replaced`
+    /// (a new member joined at its address: its disk is gone).
+    pub health: String,
+    /// Whether it votes in the coordinator's elections.
+    pub voter: bool,
+    /// Milliseconds since the coordinator last heard from it.
+    pub heard_ms: Option<u64>,
+    /// The vertices it runs, as of its last heartbeat.
+    #[serde(default)]
+    pub vertices: Vec<VertexLoad>,
+}
+
+/// One vertex a member runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VertexLoad {
+    /// Its job.
+    pub job: String,
+    /// The vertex.
+    pub vertex: String,
+    /// `starting`, `running`, `finished` or `failed`.
+    pub state: String,
+    /// Input entries written but not yet read.
+    pub lag: u64,
+}

@@ -1,0 +1,249 @@
+//! A cluster of real `weir node` processes on 127.0.0.1: members join
+//! through one another, the coordinator's metadata survives the loss of any
+//! one of three members (its own included, disk and all), and only a node
+//! certificate of the cluster's CA makes a process a member.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::node::{Node, cluster, ok};
+use super::{stderr, weir};
+
+/// Heartbeat timeout of the test clusters.
+const TIMEOUT: &str = "300ms";
+
+fn member(dir: &Path, data: &str, listen: &str, join: Option<&str>) -> Result<Node, String> {
+    let mut more = vec!["--heartbeat-timeout", TIMEOUT];
+    if let Some(seed) = join {
+        more.extend(["--join", seed]);
+    }
+    Node::start_args(dir, data, listen, &more, &[])
+}
+
+fn status(dir: &Path, node: &Node) -> Option<Value> {
+    let out = node.weir(dir, &["cluster", "status", "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("status is JSON"))
+}
+
+/// Polls `node`'s status until `done` holds, for at most 30 s.
+fn until(dir: &Path, node: &Node, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(s) = status(dir, node) {
+            if done(&s) {
+                return s;
+            }
+            last = Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within 30 s; last status {last:?}");
+}
+
+fn members(s: &Value) -> &Vec<Value> {
+    s["members"].as_array().expect("members")
+}
+
+fn health_of(s: &Value, id: u64) -> String {
+    members(s)
+        .iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["health"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn voters(s: &Value) -> Vec<u64> {
+    members(s)
+        .iter()
+        .filter(|m| m["voter"] == true)
+        .filter_map(|m| m["id"].as_u64())
+        .collect()
+}
+
+fn id_at(s: &Value, addr: &str) -> u64 {
+    members(s)
+        .iter()
+        .find(|m| m["addr"] == addr && m["health"] != "replaced")
+        .and_then(|m| m["id"].as_u64())
+        .expect("a member at the address")
+}
+
+#[test]
+fn three_members_keep_their_metadata_through_the_loss_of_the_coordinators_node_and_disk() {
+    let dir = cluster();
+    let d = dir.path();
+    let first = member(d, "d1", "127.0.0.1:0", None).expect("the first node starts");
+    let mut nodes = vec![first];
+    for data in ["d2", "d3"] {
+        let seed = nodes[0].addr.clone();
+        nodes.push(member(d, data, "127.0.0.1:0", Some(&seed)).expect("a node joins"));
+    }
+    let three = until(d, &nodes[2], "three voting members up", |s| {
+        s["coordinator"].is_u64()
+            && members(s).len() == 3
+            && members(s).iter().all(|m| m["health"] == "up")
+            && voters(s).len() == 3
+    });
+    let coordinator = three["coordinator"].as_u64().expect("coordinator");
+    // Every member names the same coordinator, whichever is asked.
+    for node in &nodes {
+        let s = status(d, node).expect("status");
+        assert_eq!(s["coordinator"].as_u64(), Some(coordinator), "{s}");
+    }
+    // A job on a member: the status lists its vertices under that member.
+    super::nexmark_queries::example(d, "q0", "events => 100000, rate => 1000, pace => 1");
+    ok(&nodes[1].weir(d, &["job", "submit", "q0.wsql"]));
+    let running = id_at(&three, &nodes[1].addr);
+    until(d, &nodes[2], "the member's vertices listed", |s| {
+        members(s).iter().any(|m| {
+            m["id"] == running
+                && m["vertices"].as_array().is_some_and(|vs| {
+                    vs.iter()
+                        .any(|v| v["job"] == "q0" && v["state"] == "running")
+                })
+        })
+    });
+    // A client certificate reads the status; the table names the coordinator.
+    let table = ok(&nodes[0].weir(d, &["cluster", "status", "--identity", "client"]));
+    assert!(
+        table.contains(&format!("coordinator: member {coordinator}")) && table.contains("q0/"),
+        "{table}"
+    );
+
+    // kill -9 the coordinator's node and delete its data directory.
+    let at = nodes
+        .iter()
+        .position(|n| id_at(&three, &n.addr) == coordinator)
+        .expect("the coordinator is one of the nodes");
+    let dead = nodes.remove(at);
+    let dead_addr = dead.addr.clone();
+    dead.kill9();
+    std::fs::remove_dir_all(d.join(["d1", "d2", "d3"][at])).expect("delete its disk");
+    let after = until(
+        d,
+        &nodes[0],
+        "a new coordinator declares the old one lost",
+        |s| {
+            s["coordinator"].as_u64().is_some_and(|c| c != coordinator)
+                && health_of(s, coordinator) == "lost"
+                && !voters(s).contains(&coordinator)
+        },
+    );
+    // Nothing of the metadata is lost: every member is still listed.
+    assert_eq!(members(&after).len(), 3, "{after}");
+    let new_coordinator = after["coordinator"].as_u64().expect("coordinator");
+    let other = status(d, &nodes[1]).expect("status");
+    assert_eq!(
+        other["coordinator"].as_u64(),
+        Some(new_coordinator),
+        "{other}"
+    );
+
+    // A new node at the lost one's address, with an empty disk, replaces it.
+    let survivor = nodes[0].addr.clone();
+    let fresh = member(d, "d4", &dead_addr, Some(&survivor)).expect("a new node joins");
+    let four = until(
+        d,
+        &fresh,
+        "the new member votes in place of the lost one",
+        |s| {
+            health_of(s, coordinator) == "replaced"
+                && members(s).len() == 4
+                && voters(s).len() == 3
+                && members(s).iter().filter(|m| m["health"] == "up").count() == 3
+        },
+    );
+    let fresh_id = id_at(&four, &dead_addr);
+    assert!(fresh_id > 3, "ids are never reused: {four}");
+    nodes.push(fresh);
+
+    // A member restarted on its disk keeps its id and comes back up.
+    let restarted_addr = nodes[1].addr.clone();
+    let restarted_id = id_at(&four, &restarted_addr);
+    let data = ["d1", "d2", "d3"]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != at)
+        .map(|(_, d)| d)
+        .nth(1)
+        .expect("data dir");
+    nodes.remove(1).kill9();
+    until(d, &nodes[0], "the killed member is lost", |s| {
+        health_of(s, restarted_id) == "lost"
+    });
+    nodes.push(member(d, data, &restarted_addr, None).expect("restart on its disk"));
+    let back = until(d, &nodes[0], "the restarted member is back", |s| {
+        health_of(s, restarted_id) == "up" && voters(s).contains(&restarted_id)
+    });
+    assert_eq!(members(&back).len(), 4, "{back}");
+}
+
+#[test]
+fn only_a_node_certificate_of_the_clusters_ca_makes_a_member() {
+    let dir = cluster();
+    let d = dir.path();
+    let seed = member(d, "d1", "127.0.0.1:0", None).expect("the first node starts");
+    until(d, &seed, "a coordinator", |s| s["coordinator"].is_u64());
+
+    // A process presenting a client certificate as its node certificate.
+    let pretender = d.join("pretender");
+    std::fs::create_dir(&pretender).expect("mkdir");
+    for (from, to) in [
+        ("ca.pem", "ca.pem"),
+        ("client.pem", "node.pem"),
+        ("client.key", "node.key"),
+    ] {
+        std::fs::copy(d.join("certs").join(from), pretender.join(to)).expect("copy");
+    }
+    let out = weir(
+        &[
+            "node",
+            "start",
+            "--data",
+            "p",
+            "--listen",
+            "127.0.0.1:0",
+            "--certs",
+            "pretender",
+            "--join",
+            &seed.addr,
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot join the cluster") && err.contains("take part in the cluster"),
+        "{err}"
+    );
+
+    // A node of another cluster's CA is refused at the handshake.
+    ok(&weir(&["cluster", "init", "--dir", "other"], d));
+    let out = weir(
+        &[
+            "node",
+            "start",
+            "--data",
+            "o",
+            "--listen",
+            "127.0.0.1:0",
+            "--certs",
+            "other",
+            "--join",
+            &seed.addr,
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot join the cluster"), "{err}");
+
+    // Neither became a member.
+    let s = status(d, &seed).expect("status");
+    assert_eq!(members(&s).len(), 1, "{s}");
+}
