@@ -68,16 +68,18 @@ pub enum ClusterError {
     Settings(String),
 }
 
-/// The Raft timings that follow from a heartbeat timeout: members heartbeat
-/// four times per timeout, and an election starts after one to two timeouts
-/// without the leader.
+/// The Raft timings that follow from a heartbeat timeout: the leader
+/// replicates six times per timeout, and a follower that has not heard from
+/// it for half a timeout to a whole one stands for election (a follower
+/// refuses to vote for a whole one after it last heard from the leader, the
+/// leader's lease).
 pub(crate) fn raft_config(lost_after: Duration) -> Result<openraft::Config, ClusterError> {
-    let timeout = lost_after.as_millis().max(40) as u64;
+    let timeout = lost_after.as_millis().max(60) as u64;
     let config = openraft::Config {
         cluster_name: "weir".into(),
-        heartbeat_interval: timeout / 4,
-        election_timeout_min: timeout,
-        election_timeout_max: timeout * 2,
+        heartbeat_interval: timeout / 6,
+        election_timeout_min: timeout / 2,
+        election_timeout_max: timeout,
         install_snapshot_timeout: (timeout * 4).max(2000),
         ..Default::default()
     };

@@ -67,6 +67,8 @@ struct Inner {
 #[derive(Default)]
 struct Watch {
     leading: bool,
+    /// The coordinator this member last followed.
+    last_leader: Option<NodeId>,
     heard: HashMap<NodeId, (Instant, String)>,
     vertices: HashMap<NodeId, Vec<VertexLoad>>,
 }
@@ -198,7 +200,7 @@ impl Cluster {
                 match self
                     .inner
                     .peers
-                    .call(&addr, forwarded, self.inner.settings.lost_after * 4)
+                    .call(&addr, forwarded, self.inner.settings.lost_after)
                     .await
                 {
                     Ok(answer) => return Ok(answer),
@@ -395,16 +397,27 @@ impl Cluster {
                 let mut watch = lock(&self.inner.watch);
                 if !leading {
                     watch.leading = false;
+                    if metrics.current_leader.is_some() {
+                        watch.last_leader = metrics.current_leader;
+                    }
                     continue;
                 }
                 if !watch.leading {
                     // A new coordinator gives every member that is up a
-                    // full timeout from now.
+                    // full timeout from now, but the one it takes over
+                    // from: every member that voted for it had not heard
+                    // from that one for a whole timeout (the Raft lease
+                    // is the heartbeat timeout), so it is lost already.
                     watch.leading = true;
                     let now = Instant::now();
+                    let expired = now
+                        .checked_sub(self.inner.settings.lost_after)
+                        .unwrap_or(now);
                     watch.heard.clear();
+                    let previous = watch.last_leader.filter(|old| *old != self.inner.id);
                     for (id, m) in applied.metadata.up() {
-                        watch.heard.insert(id, (now, m.addr.clone()));
+                        let at = if Some(id) == previous { expired } else { now };
+                        watch.heard.insert(id, (at, m.addr.clone()));
                     }
                 }
                 self.decide(&watch, &applied)
@@ -470,8 +483,9 @@ impl Cluster {
     }
 
     /// One step that brings the Raft membership closer to the members: add
-    /// members that are up as learners, make caught-up learners voters,
-    /// demote lost members and drop replaced ones.
+    /// members as learners, follow a member to a new address, give the votes
+    /// to the members [`crate::metadata::Metadata::voters`] names, and drop
+    /// replaced members.
     fn voters(
         &self,
         metrics: &openraft::RaftMetrics<NodeId, BasicNode>,
@@ -505,19 +519,26 @@ impl Cluster {
                 Health::Up if nodes.get(id) != Some(&m.addr) => {
                     return Some(ChangeMembers::SetNodes(BTreeMap::from([(*id, node)])));
                 }
-                Health::Up
-                    if !voters.contains(id) && matched(*id).is_some_and(|i| i + 16 >= last) =>
-                {
-                    return Some(ChangeMembers::AddVoterIds(BTreeSet::from([*id])));
-                }
-                Health::Lost | Health::Replaced if voters.contains(id) && *id != self.inner.id => {
-                    return Some(ChangeMembers::RemoveVoters(BTreeSet::from([*id])));
-                }
-                Health::Replaced if nodes.contains_key(id) => {
-                    return Some(ChangeMembers::RemoveNodes(BTreeSet::from([*id])));
-                }
                 _ => {}
             }
+        }
+        let caught_up =
+            |id: NodeId| id == self.inner.id || matched(id).is_some_and(|i| i + 16 >= last);
+        let desired = applied.metadata.voters(&voters, caught_up);
+        if desired != voters && !desired.is_empty() {
+            return Some(ChangeMembers::ReplaceAllVoters(desired));
+        }
+        let replaced: BTreeSet<NodeId> = applied
+            .metadata
+            .members
+            .iter()
+            .filter(|(id, m)| {
+                m.health == Health::Replaced && nodes.contains_key(id) && !voters.contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if !replaced.is_empty() {
+            return Some(ChangeMembers::RemoveNodes(replaced));
         }
         None
     }

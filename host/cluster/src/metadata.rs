@@ -3,7 +3,7 @@
 //! one command, so every member that applies the same log holds the same
 //! metadata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +155,53 @@ impl Metadata {
         }
     }
 
+    /// Who should vote in the coordinator's elections: as many members as
+    /// fit (five when there are five, else three, else all), the voters
+    /// that are up first, then members that are up and whose log is caught
+    /// up (`caught_up`), by id. A lost voter keeps its vote until a member
+    /// that is up can take its place, in one change: taking a vote away
+    /// without a replacement would leave two voters, and losing either would
+    /// stop the coordinator for good.
+    pub fn voters(
+        &self,
+        current: &BTreeSet<NodeId>,
+        caught_up: impl Fn(NodeId) -> bool,
+    ) -> BTreeSet<NodeId> {
+        let standing = self
+            .members
+            .values()
+            .filter(|m| m.health != Health::Replaced)
+            .count();
+        let size = match standing {
+            n if n >= 5 => 5,
+            n if n >= 3 => 3,
+            n => n,
+        };
+        let health = |id: &NodeId| self.members.get(id).map(|m| m.health);
+        let mut voters: BTreeSet<NodeId> = current
+            .iter()
+            .filter(|id| health(id) == Some(Health::Up))
+            .copied()
+            .collect();
+        for (id, _) in self.up() {
+            if voters.len() >= size {
+                break;
+            }
+            if !voters.contains(&id) && caught_up(id) {
+                voters.insert(id);
+            }
+        }
+        for id in current {
+            if voters.len() >= size {
+                break;
+            }
+            if health(id) == Some(Health::Lost) {
+                voters.insert(*id);
+            }
+        }
+        voters
+    }
+
     /// The members that are up, by id.
     pub fn up(&self) -> impl Iterator<Item = (NodeId, &Member)> {
         self.members
@@ -208,6 +255,44 @@ mod tests {
                 prop_assert_eq!(&again, &metadata);
             }
         }
+    }
+
+    fn members(health: &[(NodeId, Health)]) -> Metadata {
+        let mut m = Metadata::default();
+        for (id, h) in health {
+            m.members.insert(
+                *id,
+                Member {
+                    addr: format!("127.0.0.1:{}", 7000 + id),
+                    health: *h,
+                },
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn a_lost_voter_keeps_its_vote_until_a_member_can_take_its_place() {
+        use Health::*;
+        let set = |ids: &[NodeId]| ids.iter().copied().collect::<BTreeSet<_>>();
+        let three = set(&[1, 2, 3]);
+        // One of three lost: nobody to take its place, the voters stay.
+        let m = members(&[(1, Up), (2, Lost), (3, Up)]);
+        assert_eq!(m.voters(&three, |_| true), three);
+        // A fourth member, caught up, takes the lost one's vote.
+        let m = members(&[(1, Up), (2, Lost), (3, Up), (4, Up)]);
+        assert_eq!(m.voters(&three, |_| true), set(&[1, 3, 4]));
+        // Not caught up yet: not yet.
+        assert_eq!(m.voters(&three, |id| id != 4), three);
+        // A replaced member's vote goes at once; two members both vote.
+        let m = members(&[(1, Up), (2, Replaced), (3, Up)]);
+        assert_eq!(m.voters(&three, |_| true), set(&[1, 3]));
+        // Five members: five voters; a sixth waits as a learner.
+        let m = members(&[(1, Up), (2, Up), (3, Up), (4, Up), (5, Up), (6, Up)]);
+        assert_eq!(m.voters(&three, |_| true), set(&[1, 2, 3, 4, 5]));
+        // A lost voter that is back keeps its vote.
+        let m = members(&[(1, Up), (2, Up), (3, Up), (4, Up)]);
+        assert_eq!(m.voters(&three, |_| true), three);
     }
 
     #[test]

@@ -69,7 +69,11 @@ impl Role {
         match (self, request) {
             (Role::Node, _) => true,
             // Only a node's certificate makes a process a member.
-            (_, Request::Cluster(c)) => matches!(c, ClusterRequest::Status),
+            (_, Request::Cluster(c)) => match c {
+                ClusterRequest::Status => true,
+                ClusterRequest::Forwarded(inner) => matches!(**inner, ClusterRequest::Status),
+                _ => false,
+            },
             (Role::Admin, _) => true,
             (Role::Client, request) => matches!(
                 request,

@@ -40,7 +40,8 @@ pub enum ClusterRequest {
     /// The cluster's members, their health and the coordinator.
     Status,
     /// A request a member passes on to the coordinator; it is not passed on
-    /// again, so members that disagree on who leads never bounce it.
+    /// again, so members that disagree on who leads never bounce it. A
+    /// forwarded `Status` asks the receiving member for its own view.
     Forwarded(Box<ClusterRequest>),
 }
 

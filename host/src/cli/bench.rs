@@ -21,6 +21,10 @@ pub enum BenchCommand {
     /// Run Nexmark's queries over the built-in generator and print, per
     /// query, events per second, events per CPU-second and peak memory.
     Nexmark(NexmarkArgs),
+    /// Kill the coordinator's node of a cluster of local nodes, again and
+    /// again, and print how long the others take to elect a new coordinator
+    /// and to declare the dead member lost.
+    Failover(super::failover::FailoverArgs),
 }
 
 /// `weir bench nexmark`.
@@ -84,7 +88,10 @@ fn count(text: &str) -> Result<u64, String> {
 
 /// Runs `weir bench`.
 pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Nexmark(args) = command;
+    let args = match command {
+        BenchCommand::Nexmark(args) => args,
+        BenchCommand::Failover(args) => return super::failover::failover(args),
+    };
     let queries = queries(&args)?;
     let mut results = Vec::new();
     for (i, q) in queries.iter().enumerate() {
@@ -217,25 +224,7 @@ fn on_node(args: &NexmarkArgs, q: &str) -> anyhow::Result<Measured> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     weir(&["cluster", "init", "--dir", "certs"])?;
-    let node = Command::new(&me)
-        .args(["node", "start", "--data", "data", "--listen", "127.0.0.1:0"])
-        .args(["--certs", "certs"])
-        .current_dir(&work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut node = Killed(node);
-    let addr = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        let stdout = node.0.stdout.take().context("the node's output")?;
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        line.trim()
-            .strip_prefix("weir node listening on ")
-            .with_context(|| format!("the node did not start: {line}"))?
-            .to_string()
-    };
+    let (node, addr) = spawn_node(&work, &["--data", "data", "--listen", "127.0.0.1:0"])?;
     // Beside the original, so that its components' paths still hold.
     let job = format!("bench_{q}");
     let script = path.with_file_name(format!("{job}.wsql"));
@@ -373,8 +362,33 @@ fn peak_memory(pid: Option<u32>) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Starts `weir node start ARGS --certs certs` in `work`; returns it and
+/// the address it listens on.
+pub(super) fn spawn_node(work: &Path, args: &[&str]) -> anyhow::Result<(Killed, String)> {
+    let node = Command::new(std::env::current_exe()?)
+        .args(["node", "start"])
+        .args(args)
+        .args(["--certs", "certs"])
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut node = Killed(node);
+    use std::io::BufRead;
+    let mut line = String::new();
+    let stdout = node.0.stdout.take().context("the node's output")?;
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("weir node listening on ")
+        .with_context(|| format!("the node did not start: {line}"))?
+        .to_string();
+    Ok((node, addr))
+}
+
 /// Removes a file or directory when dropped.
-struct Remove(PathBuf);
+pub(super) struct Remove(pub(super) PathBuf);
 
 impl Drop for Remove {
     fn drop(&mut self) {
@@ -383,7 +397,7 @@ impl Drop for Remove {
 }
 
 /// Kills a child process when dropped.
-struct Killed(Child);
+pub(super) struct Killed(pub(super) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

@@ -3,6 +3,7 @@
 mod bench;
 pub mod cluster;
 mod dev;
+mod failover;
 mod sample;
 mod stages;
 pub mod udf;
