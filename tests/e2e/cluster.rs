@@ -251,3 +251,137 @@ fn only_a_node_certificate_of_the_clusters_ca_makes_a_member() {
     let s = status(d, &seed).expect("status");
     assert_eq!(members(&s).len(), 1, "{s}");
 }
+
+/// Three network namespaces on one bridge (`ip netns`, as root): member `i`
+/// listens on 10.77.0.`i`, the test's own commands reach them from
+/// 10.77.0.254. Removed when dropped.
+struct Namespaces {
+    tag: String,
+    count: usize,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {} (network namespaces need root)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Namespaces {
+    fn new(count: usize) -> Namespaces {
+        let tag = format!("{}", std::process::id() % 100_000);
+        let ns = Namespaces { tag, count };
+        let bridge = ns.bridge();
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&["addr", "add", "10.77.0.254/24", "dev", &bridge]);
+        ip(&["link", "set", &bridge, "up"]);
+        for i in 1..=count {
+            let (name, veth) = (ns.name(i), ns.veth(i));
+            ip(&["netns", "add", &name]);
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name,
+            ]);
+            ip(&["link", "set", &veth, "master", &bridge, "up"]);
+            let addr = format!("10.77.0.{i}/24");
+            ip(&["-n", &name, "addr", "add", &addr, "dev", "eth0"]);
+            ip(&["-n", &name, "link", "set", "eth0", "up"]);
+            ip(&["-n", &name, "link", "set", "lo", "up"]);
+        }
+        ns
+    }
+    fn bridge(&self) -> String {
+        format!("wb{}", self.tag)
+    }
+    fn name(&self, i: usize) -> String {
+        format!("weir{}-{i}", self.tag)
+    }
+    fn veth(&self, i: usize) -> String {
+        format!("wv{}-{i}", self.tag)
+    }
+    /// Cuts member `i` off the bridge (`up` false) or joins it again.
+    fn link(&self, i: usize, up: bool) {
+        ip(&["link", "set", &self.veth(i), if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for i in 1..=self.count {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.name(i)])
+                .status();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .status();
+    }
+}
+
+#[test]
+fn a_partitioned_coordinator_is_lost_to_the_majority_and_follows_again_when_healed() {
+    let dir = cluster();
+    let d = dir.path();
+    let net = Namespaces::new(3);
+    let listen = |i: usize| format!("10.77.0.{i}:7001");
+    let more = ["--heartbeat-timeout", TIMEOUT];
+    let mut nodes = vec![Node::start_in(&net.name(1), d, "d1", &listen(1), &more).expect("node 1")];
+    for i in 2..=3 {
+        let mut args = more.to_vec();
+        let seed = listen(1);
+        args.extend(["--join", &seed]);
+        nodes.push(
+            Node::start_in(&net.name(i), d, &format!("d{i}"), &listen(i), &args)
+                .expect("a node joins"),
+        );
+    }
+    let three = until(d, &nodes[1], "three voting members up", |s| {
+        members(s).len() == 3
+            && members(s)
+                .iter()
+                .all(|m| m["health"] == "up" && m["voter"] == true)
+            && s["coordinator"].is_u64()
+    });
+    let coordinator = three["coordinator"].as_u64().expect("coordinator");
+    let at = nodes
+        .iter()
+        .position(|n| id_at(&three, &n.addr) == coordinator)
+        .expect("the coordinator's node")
+        + 1;
+    let other = if at == 1 { 2 } else { 1 };
+
+    // Cut the coordinator off: the other two elect one of themselves and
+    // declare it lost; its process keeps running.
+    net.link(at, false);
+    let split = until(
+        d,
+        &nodes[other - 1],
+        "the majority declares the old coordinator lost",
+        |s| {
+            s["coordinator"].as_u64().is_some_and(|c| c != coordinator)
+                && health_of(s, coordinator) == "lost"
+        },
+    );
+    assert_eq!(members(&split).len(), 3, "{split}");
+
+    // Healed: it follows the new coordinator and is up again.
+    net.link(at, true);
+    let new = split["coordinator"].as_u64().expect("coordinator");
+    let healed = until(
+        d,
+        &nodes[at - 1],
+        "the healed member follows and is up",
+        |s| {
+            s["coordinator"].as_u64() == Some(new)
+                && members(s)
+                    .iter()
+                    .all(|m| m["health"] == "up" && m["voter"] == true)
+        },
+    );
+    assert_eq!(members(&healed).len(), 3, "{healed}");
+}

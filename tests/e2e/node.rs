@@ -40,8 +40,32 @@ impl Node {
         more: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Node, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .envs(env.iter().copied())
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.envs(env.iter().copied());
+        Self::spawn(command, dir, data, listen, more)
+    }
+
+    /// A node in the network namespace `ns` (made with `ip netns`).
+    pub(crate) fn start_in(
+        ns: &str,
+        dir: &Path,
+        data: &str,
+        listen: &str,
+        more: &[&str],
+    ) -> Result<Node, String> {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_weir")]);
+        Self::spawn(command, dir, data, listen, more)
+    }
+
+    fn spawn(
+        mut command: Command,
+        dir: &Path,
+        data: &str,
+        listen: &str,
+        more: &[&str],
+    ) -> Result<Node, String> {
+        let mut child = command
             .args([
                 "node", "start", "--data", data, "--listen", listen, "--certs", "certs", "--files",
                 ".",

@@ -4,6 +4,7 @@ mod bench;
 pub mod cluster;
 mod dev;
 mod failover;
+mod members;
 mod sample;
 mod stages;
 pub mod udf;
