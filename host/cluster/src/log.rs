@@ -448,6 +448,7 @@ mod tests {
                 payload: EntryPayload::Normal(crate::metadata::Command::Join {
                     addr: "127.0.0.1:7001".into(),
                     id: None,
+                    nonce: 0,
                 }),
             };
             let replies = runtime.block_on(machine.apply([entry])).unwrap();

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::{BasicNode, ChangeMembers, Raft, ServerState, Snapshot};
 use weir_net::cluster::{
@@ -15,7 +17,7 @@ use weir_net::cluster::{
 
 use crate::log::{Applied, RaftFile, database_path};
 use crate::metadata::{Command, FIRST, Health, NodeId, Reply};
-use crate::network::{Network, Peers, SnapshotMessage};
+use crate::network::{Link, Network, Peers, SnapshotMessage, Transport};
 use crate::{ClusterError, TypeConfig, raft_config};
 
 /// How long a joining node keeps asking its seed before it gives up.
@@ -55,7 +57,7 @@ struct Inner {
     addr: String,
     raft: Raft<TypeConfig>,
     applied: Arc<RwLock<Applied>>,
-    peers: Peers,
+    peers: Link,
     settings: Settings,
     report: Report,
     watch: Mutex<Watch>,
@@ -89,14 +91,24 @@ impl Cluster {
         settings: Settings,
         report: Report,
     ) -> Result<Cluster, ClusterError> {
+        let peers: Link = Arc::new(Peers::new(certs));
+        Cluster::start_with(data, addr.to_string(), peers, settings, report).await
+    }
+
+    /// [`Cluster::start`] over any transport (a simulated network in tests).
+    pub async fn start_with(
+        data: &Path,
+        addr: String,
+        peers: Link,
+        settings: Settings,
+        report: Report,
+    ) -> Result<Cluster, ClusterError> {
         let config = Arc::new(raft_config(settings.lost_after)?);
         let file = RaftFile::open(&database_path(data))?;
-        let peers = Peers::new(certs);
-        let addr = addr.to_string();
         let id = match (file.node_id()?, &settings.join) {
             (Some(id), _) => id,
             (None, None) => FIRST,
-            (None, Some(seed)) => join(&peers, seed, &addr).await?,
+            (None, Some(seed)) => join(peers.as_ref(), seed, &addr).await?,
         };
         file.set_node_id(id)?;
         let (log, machine) = file.open_raft()?;
@@ -133,6 +145,11 @@ impl Cluster {
             tokio::spawn(async move { watch.watch(tick).await }),
         ];
         Ok(cluster)
+    }
+
+    /// The Raft library's metrics of this member, for a diagnosis.
+    pub fn raft_metrics(&self) -> String {
+        format!("{:?}", self.inner.raft.metrics().borrow())
     }
 
     /// This node's member id.
@@ -213,9 +230,9 @@ impl Cluster {
             });
         }
         match request {
-            ClusterRequest::Join { addr, id } => {
+            ClusterRequest::Join { addr, id, nonce } => {
                 let addr_of_join = addr.clone();
-                let reply = self.propose(Command::Join { addr, id }).await?;
+                let reply = self.propose(Command::Join { addr, id, nonce }).await?;
                 match reply {
                     Reply::Joined { id, replaced } => {
                         // A new member gets a full timeout to send its first heartbeat.
@@ -303,7 +320,7 @@ impl Cluster {
     pub fn status(&self) -> ClusterStatus {
         let applied = self.applied();
         let metrics = self.inner.raft.metrics().borrow().clone();
-        let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let voters = full_voters(metrics.membership_config.membership());
         let watch = lock(&self.inner.watch);
         let leading = metrics.current_leader == Some(self.inner.id);
         let mine = (self.inner.report)();
@@ -430,15 +447,26 @@ impl Cluster {
                     Command::Back { id } => tracing::warn!(member = id, "member back"),
                     Command::Join { .. } => tracing::info!(?command, "coordinator"),
                 }
-                if let Err(e) = self.propose(command).await {
-                    tracing::debug!("{e}");
-                    break;
+                // Bounded: a write that cannot commit (this member lost its
+                // majority) must not stop the watch.
+                let patience = self.inner.settings.lost_after * 2;
+                match tokio::time::timeout(patience, self.propose(command)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!("{e}");
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
             if let Some(change) = self.voters(&metrics, &self.applied()) {
                 tracing::info!(?change, "coordinator changes the Raft membership");
-                if let Err(e) = self.inner.raft.change_membership(change, true).await {
-                    tracing::debug!("membership change: {e}");
+                let patience = self.inner.settings.lost_after * 2;
+                let change = self.inner.raft.change_membership(change, true);
+                match tokio::time::timeout(patience, change).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::debug!("membership change: {e}"),
+                    Err(_) => tracing::debug!("a membership change did not commit in time"),
                 }
             }
         }
@@ -455,6 +483,7 @@ impl Cluster {
             commands.push(Command::Join {
                 addr: self.inner.addr.clone(),
                 id: Some(me),
+                nonce: 0,
             });
         }
         for (id, m) in &applied.metadata.members {
@@ -476,6 +505,7 @@ impl Cluster {
                 commands.push(Command::Join {
                     addr: addr.clone(),
                     id: Some(*id),
+                    nonce: 0,
                 });
             }
         }
@@ -492,7 +522,7 @@ impl Cluster {
         applied: &Applied,
     ) -> Option<ChangeMembers<NodeId, BasicNode>> {
         let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let voters = full_voters(membership);
         let nodes: BTreeMap<NodeId, String> = membership
             .nodes()
             .map(|(id, n)| (*id, n.addr.clone()))
@@ -544,17 +574,33 @@ impl Cluster {
     }
 }
 
+/// The members that vote in every configuration of `membership`: during a
+/// change (a joint configuration) only those in both the old and the new.
+fn full_voters(membership: &openraft::Membership<NodeId, BasicNode>) -> BTreeSet<NodeId> {
+    let mut configs = membership.get_joint_config().iter();
+    let first = configs.next().cloned().unwrap_or_default();
+    configs.fold(first, |all, c| all.intersection(c).copied().collect())
+}
+
 fn raft_error(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Raft(e.to_string())
 }
 
 /// Asks the member at `seed` for an id, retrying while the cluster elects a
 /// coordinator or the seed cannot be reached, for at most [`JOIN_FOR`].
-async fn join(peers: &Peers, seed: &str, addr: &str) -> Result<NodeId, ClusterError> {
+async fn join(peers: &dyn Transport, seed: &str, addr: &str) -> Result<NodeId, ClusterError> {
     let deadline = Instant::now() + JOIN_FOR;
+    // Drawn once: every retry of this join carries the same number.
+    let nonce = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(addr.as_bytes());
+        h.finish().max(1)
+    };
     let request = ClusterRequest::Join {
         addr: addr.to_string(),
         id: None,
+        nonce,
     };
     loop {
         let detail = match peers

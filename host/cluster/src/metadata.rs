@@ -43,6 +43,9 @@ pub struct Member {
     pub addr: String,
     /// Its health.
     pub health: Health,
+    /// The number its join carried.
+    #[serde(default)]
+    pub nonce: u64,
 }
 
 /// A change to the metadata, as proposed to the Raft log.
@@ -57,6 +60,10 @@ pub enum Command {
         addr: String,
         /// Its id, when it has one.
         id: Option<NodeId>,
+        /// A new node's number for this join (see
+        /// [`weir_net::cluster::ClusterRequest::Join`]).
+        #[serde(default)]
+        nonce: u64,
     },
     /// A member was silent longer than the heartbeat timeout.
     Lost {
@@ -102,7 +109,19 @@ impl Metadata {
     /// Applies one command.
     pub fn apply(&mut self, command: &Command) -> Reply {
         match command {
-            Command::Join { addr, id } => {
+            Command::Join { addr, id, nonce } => {
+                // The same join again (its answer was lost): the same id.
+                if id.is_none() && *nonce != 0 {
+                    let again = self.members.iter().find(|(_, m)| {
+                        m.addr == *addr && m.nonce == *nonce && m.health != Health::Replaced
+                    });
+                    if let Some((id, _)) = again {
+                        return Reply::Joined {
+                            id: *id,
+                            replaced: None,
+                        };
+                    }
+                }
                 if let Some(m) = id.and_then(|id| self.members.get(&id))
                     && m.health == Health::Replaced
                 {
@@ -136,6 +155,7 @@ impl Metadata {
                     Member {
                         addr: addr.clone(),
                         health: Health::Up,
+                        nonce: *nonce,
                     },
                 );
                 Reply::Joined { id, replaced }
@@ -156,7 +176,7 @@ impl Metadata {
     }
 
     /// Who should vote in the coordinator's elections: as many members as
-    /// fit (five when there are five, else three, else all), the voters
+    /// fit (five when there are five, else three, else one), the voters
     /// that are up first, then members that are up and whose log is caught
     /// up (`caught_up`), by id. A lost voter keeps its vote until a member
     /// that is up can take its place, in one change: taking a vote away
@@ -172,15 +192,18 @@ impl Metadata {
             .values()
             .filter(|m| m.health != Health::Replaced)
             .count();
+        // Always an odd number: with two voters, losing either stops the
+        // coordinator, so a second and third member vote from the same change.
         let size = match standing {
             n if n >= 5 => 5,
             n if n >= 3 => 3,
-            n => n,
+            _ => 1,
         };
         let health = |id: &NodeId| self.members.get(id).map(|m| m.health);
         let mut voters: BTreeSet<NodeId> = current
             .iter()
             .filter(|id| health(id) == Some(Health::Up))
+            .take(size)
             .copied()
             .collect();
         for (id, _) in self.up() {
@@ -219,7 +242,8 @@ mod tests {
     fn command() -> impl Strategy<Value = Command> {
         let addr = (0u8..4).prop_map(|a| format!("127.0.0.1:70{a:02}"));
         prop_oneof![
-            (addr, proptest::option::of(1u64..6)).prop_map(|(addr, id)| Command::Join { addr, id }),
+            (addr, proptest::option::of(1u64..6), 0u64..3)
+                .prop_map(|(addr, id, nonce)| Command::Join { addr, id, nonce }),
             (1u64..6).prop_map(|id| Command::Lost { id }),
             (1u64..6).prop_map(|id| Command::Back { id }),
         ]
@@ -235,7 +259,12 @@ mod tests {
             for c in &commands {
                 let before = metadata.clone();
                 let reply = metadata.apply(c);
-                if let (Command::Join { id: None, .. }, Reply::Joined { id, .. }) = (c, &reply) {
+                if let (Command::Join { id: None, nonce, .. }, Reply::Joined { id, .. }) = (c, &reply) {
+                    // A join sent again gets the id it got the first time.
+                    if *nonce != 0 && before.members.get(id).is_some_and(|m| m.nonce == *nonce) {
+                        prop_assert_eq!(&before, &metadata);
+                        continue;
+                    }
                     prop_assert!(!before.members.contains_key(id), "id {id} reused");
                     prop_assert!(*id != FIRST, "the founder's id given to a joining node");
                     prop_assert!(given.insert(*id));
@@ -265,6 +294,7 @@ mod tests {
                 Member {
                     addr: format!("127.0.0.1:{}", 7000 + id),
                     health: *h,
+                    nonce: 0,
                 },
             );
         }
@@ -284,9 +314,12 @@ mod tests {
         assert_eq!(m.voters(&three, |_| true), set(&[1, 3, 4]));
         // Not caught up yet: not yet.
         assert_eq!(m.voters(&three, |id| id != 4), three);
-        // A replaced member's vote goes at once; two members both vote.
+        // Two members: one votes (two voters could lose neither).
+        let m = members(&[(1, Up), (2, Up)]);
+        assert_eq!(m.voters(&set(&[1]), |_| true), set(&[1]));
+        // A replaced member's vote goes at once, even below three.
         let m = members(&[(1, Up), (2, Replaced), (3, Up)]);
-        assert_eq!(m.voters(&three, |_| true), set(&[1, 3]));
+        assert_eq!(m.voters(&three, |_| true), set(&[1]));
         // Five members: five voters; a sixth waits as a learner.
         let m = members(&[(1, Up), (2, Up), (3, Up), (4, Up), (5, Up), (6, Up)]);
         assert_eq!(m.voters(&three, |_| true), set(&[1, 2, 3, 4, 5]));
@@ -303,6 +336,7 @@ mod tests {
         let other = Command::Join {
             addr: "127.0.0.1:7002".into(),
             id: None,
+            nonce: 0,
         };
         assert_eq!(
             m.apply(&other),
@@ -314,7 +348,8 @@ mod tests {
         assert_eq!(
             m.apply(&Command::Join {
                 addr: addr.clone(),
-                id: Some(FIRST)
+                id: Some(FIRST),
+                nonce: 0
             }),
             Reply::Joined {
                 id: 1,
@@ -324,7 +359,11 @@ mod tests {
         assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Done);
         assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Unchanged);
         assert_eq!(
-            m.apply(&Command::Join { addr, id: None }),
+            m.apply(&Command::Join {
+                addr,
+                id: None,
+                nonce: 0
+            }),
             Reply::Joined {
                 id: 3,
                 replaced: Some(1)

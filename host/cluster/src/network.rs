@@ -4,7 +4,9 @@
 //! Raft messages over it.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +25,33 @@ use weir_net::protocol::{CertDir, Client, Request, Response};
 
 use crate::TypeConfig;
 use crate::metadata::NodeId;
+
+/// How a member reaches the others: [`Peers`] over QUIC, or a simulated
+/// network in tests.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `request` to the member at `addr` and returns its answer,
+    /// within `timeout`.
+    fn call<'a>(
+        &'a self,
+        addr: &'a str,
+        request: ClusterRequest,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<ClusterResponse, NetError>> + Send + 'a>>;
+}
+
+/// A shared transport.
+pub type Link = Arc<dyn Transport>;
+
+impl Transport for Peers {
+    fn call<'a>(
+        &'a self,
+        addr: &'a str,
+        request: ClusterRequest,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<ClusterResponse, NetError>> + Send + 'a>> {
+        Box::pin(Peers::call(self, addr, request, timeout))
+    }
+}
 
 /// Connections to other members.
 #[derive(Debug, Clone)]
@@ -93,10 +122,10 @@ impl Peers {
 }
 
 /// Makes a [`Peer`] per member for the Raft library.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Network {
     /// The connections.
-    pub peers: Peers,
+    pub peers: Link,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -112,11 +141,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 /// The Raft library's view of one other member.
-#[derive(Debug)]
 pub struct Peer {
     target: NodeId,
     addr: String,
-    peers: Peers,
+    peers: Link,
 }
 
 /// A snapshot as it travels.

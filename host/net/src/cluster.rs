@@ -16,6 +16,10 @@ pub enum ClusterRequest {
         addr: String,
         /// Its id, when it has one.
         id: Option<u64>,
+        /// A number a new node draws once per start: a join sent again
+        /// (its answer was lost) gets the id the first one got.
+        #[serde(default)]
+        nonce: u64,
     },
     /// A member is alive (sent to the coordinator every heartbeat interval).
     Heartbeat {
