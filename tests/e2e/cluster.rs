@@ -385,3 +385,57 @@ fn a_partitioned_coordinator_is_lost_to_the_majority_and_follows_again_when_heal
     );
     assert_eq!(members(&healed).len(), 3, "{healed}");
 }
+
+/// A member's malformed coordinator messages get an error each, naming
+/// what was wrong; the connection stays usable and the cluster keeps its
+/// coordinator.
+#[test]
+fn a_malformed_coordinator_message_gets_an_error_and_nothing_else_breaks() {
+    use weir::net::{Client, Request, Response};
+    use weir_net::cluster::{ClusterRequest, RaftRpc};
+    let dir = cluster();
+    let d = dir.path();
+    let node = member(d, "d1", "127.0.0.1:0", None).expect("the first node starts");
+    let before = until(d, &node, "a coordinator", |s| s["coordinator"].is_u64());
+    let me = before["coordinator"].as_u64().expect("coordinator");
+    let certs = weir::net::CertDir::with_identity(&d.join("certs"), Some("node".into()));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let addr = node.addr.parse().expect("address");
+        let client = Client::connect(addr, &certs).await.expect("connects");
+        let raft = |target: u64, rpc: RaftRpc, payload: serde_json::Value| {
+            Request::Cluster(ClusterRequest::Raft {
+                target,
+                rpc,
+                payload,
+            })
+        };
+        for (request, says) in [
+            (
+                raft(me, RaftRpc::Vote, serde_json::json!({"vote": 7})),
+                "Vote",
+            ),
+            (
+                raft(me, RaftRpc::AppendEntries, serde_json::json!("x")),
+                "AppendEntries",
+            ),
+            (
+                raft(me + 40, RaftRpc::Vote, serde_json::json!({})),
+                "reached member",
+            ),
+        ] {
+            match client.answer(&request, None).await.expect("an answer") {
+                Response::Error { message } => {
+                    assert!(message.contains(says), "{message}")
+                }
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+        let pong = client.call(&Request::Ping, None).await.expect("ping");
+        assert!(matches!(pong, Response::Ok { .. }));
+        client.close().await;
+    });
+    let after = status(d, &node).expect("status");
+    assert_eq!(after["coordinator"].as_u64(), Some(me), "{after}");
+    assert_eq!(after["term"], before["term"], "{after}");
+}

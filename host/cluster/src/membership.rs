@@ -232,7 +232,15 @@ impl Cluster {
         match request {
             ClusterRequest::Join { addr, id, nonce } => {
                 let addr_of_join = addr.clone();
-                let reply = self.propose(Command::Join { addr, id, nonce }).await?;
+                // A write that fails here (this member just lost the lead)
+                // is retried by the joining node: joins are idempotent.
+                let reply = match self.propose(Command::Join { addr, id, nonce }).await {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        tracing::debug!("a join could not be written: {e}");
+                        return Ok(ClusterResponse::NoCoordinator);
+                    }
+                };
                 match reply {
                     Reply::Joined { id, replaced } => {
                         // A new member gets a full timeout to send its first heartbeat.
