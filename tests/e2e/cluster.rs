@@ -12,9 +12,14 @@ use super::node::{Node, cluster, ok};
 use super::{stderr, weir};
 
 /// Heartbeat timeout of the test clusters.
-const TIMEOUT: &str = "300ms";
+pub(crate) const TIMEOUT: &str = "300ms";
 
-fn member(dir: &Path, data: &str, listen: &str, join: Option<&str>) -> Result<Node, String> {
+pub(crate) fn member(
+    dir: &Path,
+    data: &str,
+    listen: &str,
+    join: Option<&str>,
+) -> Result<Node, String> {
     let mut more = vec!["--heartbeat-timeout", TIMEOUT];
     if let Some(seed) = join {
         more.extend(["--join", seed]);
@@ -30,7 +35,7 @@ fn status(dir: &Path, node: &Node) -> Option<Value> {
 }
 
 /// Polls `node`'s status until `done` holds, for at most 30 s.
-fn until(dir: &Path, node: &Node, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn until(dir: &Path, node: &Node, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = None;
     while Instant::now() < deadline {
@@ -45,7 +50,7 @@ fn until(dir: &Path, node: &Node, what: &str, done: impl Fn(&Value) -> bool) -> 
     panic!("{what}: not within 30 s; last status {last:?}");
 }
 
-fn members(s: &Value) -> &Vec<Value> {
+pub(crate) fn members(s: &Value) -> &Vec<Value> {
     s["members"].as_array().expect("members")
 }
 

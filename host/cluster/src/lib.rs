@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+pub mod jobs;
 pub mod log;
 pub mod membership;
 pub mod metadata;

@@ -268,6 +268,20 @@ impl Cluster {
                 Ok(ClusterResponse::Alive)
             }
             ClusterRequest::Status => Ok(ClusterResponse::Status(self.status())),
+            ClusterRequest::Propose(command) => {
+                let command: Command = serde_json::from_value(command)
+                    .map_err(|e| ClusterError::Malformed(format!("a proposed change: {e}")))?;
+                match self.propose(command).await {
+                    Ok(reply) => Ok(ClusterResponse::Applied(
+                        serde_json::to_value(reply)
+                            .map_err(|e| ClusterError::Raft(e.to_string()))?,
+                    )),
+                    Err(e) => {
+                        tracing::debug!("a change could not be written: {e}");
+                        Ok(ClusterResponse::NoCoordinator)
+                    }
+                }
+            }
             ClusterRequest::Raft { .. } | ClusterRequest::Forwarded(_) => Err(
                 ClusterError::Malformed("a forwarded request forwards another".into()),
             ),
@@ -309,6 +323,42 @@ impl Cluster {
         Ok(ClusterResponse::Raft(
             answer.map_err(|e| ClusterError::Raft(e.to_string()))?,
         ))
+    }
+
+    /// Writes `command` to the coordinator's metadata from any member
+    /// (passed on to the coordinator), retrying while an election is under
+    /// way, for at most a few heartbeat timeouts; returns what applying it did.
+    pub async fn write(&self, command: Command) -> Result<Reply, ClusterError> {
+        let value =
+            serde_json::to_value(&command).map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let until = Instant::now() + self.inner.settings.lost_after * 4;
+        loop {
+            match self.handle(ClusterRequest::Propose(value.clone())).await? {
+                ClusterResponse::Applied(reply) => {
+                    return serde_json::from_value(reply).map_err(|e| {
+                        ClusterError::Malformed(format!("the coordinator's answer: {e}"))
+                    });
+                }
+                ClusterResponse::NoCoordinator if Instant::now() < until => {
+                    tokio::time::sleep(self.inner.settings.lost_after / 4).await;
+                }
+                ClusterResponse::NoCoordinator => {
+                    return Err(ClusterError::Raft(
+                        "no coordinator is elected (is a majority of the members up?)".into(),
+                    ));
+                }
+                other => {
+                    return Err(ClusterError::Malformed(format!(
+                        "a change was answered with {other:?}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The metadata as this member last applied it.
+    pub fn metadata(&self) -> crate::metadata::Metadata {
+        self.applied().metadata
     }
 
     /// Proposes `command` to the Raft log (on the coordinator) and returns
@@ -453,7 +503,7 @@ impl Cluster {
                         tracing::warn!(member = id, "member lost: silent for the heartbeat timeout")
                     }
                     Command::Back { id } => tracing::warn!(member = id, "member back"),
-                    Command::Join { .. } => tracing::info!(?command, "coordinator"),
+                    _ => tracing::info!(?command, "coordinator"),
                 }
                 // Bounded: a write that cannot commit (this member lost its
                 // majority) must not stop the watch.

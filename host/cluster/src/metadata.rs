@@ -75,6 +75,14 @@ pub enum Command {
         /// The member.
         id: NodeId,
     },
+    /// A job is submitted: it gets the next incarnation and its vertices
+    /// are placed on the members that are up.
+    SubmitJob(crate::jobs::JobSpec),
+    /// A job is cancelled: every member stops its vertices.
+    CancelJob {
+        /// The job.
+        name: String,
+    },
 }
 
 /// What applying a command did.
@@ -86,6 +94,11 @@ pub enum Reply {
         id: NodeId,
         /// The lost member at the same address, now replaced.
         replaced: Option<NodeId>,
+    },
+    /// A job was submitted with this incarnation.
+    Submitted {
+        /// The job's incarnation.
+        id: u64,
     },
     /// The change took effect.
     #[default]
@@ -103,6 +116,12 @@ pub struct Metadata {
     pub members: BTreeMap<NodeId, Member>,
     /// The id the next new member gets.
     next_id: NodeId,
+    /// The jobs the cluster runs, by name.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, crate::jobs::ClusterJob>,
+    /// The incarnation the next submitted job gets.
+    #[serde(default)]
+    pub(crate) next_job: u64,
 }
 
 impl Metadata {
@@ -162,6 +181,11 @@ impl Metadata {
             }
             Command::Lost { id } => self.set(*id, Health::Up, Health::Lost),
             Command::Back { id } => self.set(*id, Health::Lost, Health::Up),
+            Command::SubmitJob(spec) => self.submit(spec),
+            Command::CancelJob { name } => match self.jobs.remove(name) {
+                Some(_) => Reply::Done,
+                None => Reply::Unchanged,
+            },
         }
     }
 
@@ -223,6 +247,14 @@ impl Metadata {
             }
         }
         voters
+    }
+
+    /// How many members there are, not counting replaced ones.
+    pub fn standing(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.health != Health::Replaced)
+            .count()
     }
 
     /// The members that are up, by id.

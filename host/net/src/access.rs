@@ -74,6 +74,8 @@ impl Role {
                 ClusterRequest::Forwarded(inner) => matches!(**inner, ClusterRequest::Status),
                 _ => false,
             },
+            // Job streams flow between members only.
+            (_, Request::Pull { .. }) => false,
             (Role::Admin, _) => true,
             (Role::Client, request) => matches!(
                 request,
@@ -190,6 +192,23 @@ fn real_path(path: &Path) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_node_pulls_job_streams_or_changes_the_metadata() {
+        let pull = Request::Pull {
+            stream: "q5@1.Bid".into(),
+            from: 0,
+            reader: "pull/q5@1/Bid@2".into(),
+        };
+        let propose = Request::Cluster(crate::cluster::ClusterRequest::Propose(
+            serde_json::json!({"CancelJob": {"name": "q5"}}),
+        ));
+        for request in [&pull, &propose] {
+            assert!(Role::Node.allows(request), "{request:?}");
+            assert!(!Role::Admin.allows(request), "admin: {request:?}");
+            assert!(!Role::Client.allows(request), "client: {request:?}");
+        }
+    }
 
     #[test]
     fn files_are_confined_to_the_allowed_directories_without_the_denied() {

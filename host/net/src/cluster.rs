@@ -43,6 +43,9 @@ pub enum ClusterRequest {
     },
     /// The cluster's members, their health and the coordinator.
     Status,
+    /// A change to the coordinator's metadata a member asks for (a job
+    /// submitted or cancelled), as the coordinator's library encodes it.
+    Propose(serde_json::Value),
     /// A request a member passes on to the coordinator; it is not passed on
     /// again, so members that disagree on who leads never bounce it. A
     /// forwarded `Status` asks the receiving member for its own view.
@@ -77,6 +80,8 @@ pub enum ClusterResponse {
     Raft(serde_json::Value),
     /// The cluster's state.
     Status(ClusterStatus),
+    /// What writing a proposed change did, as the coordinator encodes it.
+    Applied(serde_json::Value),
     /// This node is not the coordinator and knows of none to forward to
     /// (an election is under way): retry shortly.
     NoCoordinator,

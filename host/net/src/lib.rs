@@ -8,6 +8,7 @@ use weir_core::schema;
 pub mod access;
 pub mod cluster;
 pub mod error;
+pub mod frames;
 pub mod protocol;
 pub mod status;
 

@@ -527,6 +527,17 @@ pub enum Request {
         /// Keep reading as entries arrive.
         follow: bool,
     },
+    /// A member's vertex reads a stream written on this member: entries
+    /// from `from` on as binary batches ([`crate::frames`]), and back its
+    /// acknowledgements (members only).
+    Pull {
+        /// The job stream's full name.
+        stream: String,
+        /// The first seq the reader lacks.
+        from: u64,
+        /// Who reads (`member/vertex`), for the writer's collection.
+        reader: String,
+    },
 }
 
 impl Request {
@@ -549,6 +560,7 @@ impl Request {
             Request::FilterAdd { .. } | Request::FilterRemove { .. } => "change runtime filters",
             Request::UdfHistory { .. } => "read UDF history",
             Request::Read { .. } => "read streams",
+            Request::Pull { .. } => "pull a job stream for a member's vertex",
             Request::Cluster(crate::cluster::ClusterRequest::Status) => "read the cluster status",
             Request::Cluster(_) => "take part in the cluster",
         }
@@ -701,6 +713,14 @@ impl Client {
         }
         send.finish()?;
         Ok(recv)
+    }
+
+    /// Sends `request` and keeps the stream's send side open (a pull's
+    /// acknowledgements travel on it).
+    pub async fn open(&self, request: &Request) -> Result<(quinn::SendStream, quinn::RecvStream)> {
+        let (mut send, recv) = self.connection.open_bi().await?;
+        write_msg(&mut send, request).await?;
+        Ok((send, recv))
     }
 
     /// Sends `frame` as one length-prefixed message, whatever it holds (how

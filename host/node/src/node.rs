@@ -39,6 +39,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 mod ingest;
 mod logs;
+mod placed;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
 
@@ -51,6 +52,8 @@ pub struct Node {
     producers: Arc<Producers>,
     /// Its membership, once it has joined (while it serves).
     cluster: Arc<std::sync::OnceLock<Cluster>>,
+    /// The fetch tasks filling copies of streams written on other members.
+    fetchers: Arc<placed::Fetchers>,
 }
 
 /// Where a node keeps its database.
@@ -96,6 +99,7 @@ impl Node {
             jobs,
             producers: Arc::default(),
             cluster: Arc::default(),
+            fetchers: Arc::default(),
         })
     }
 
@@ -132,6 +136,10 @@ impl Node {
         let report: weir_cluster::membership::Report = Arc::new(move || jobs.loads());
         let cluster = Cluster::start(&self.data, advertised, certs.dir(), settings, report).await?;
         let _ = self.cluster.set(cluster.clone());
+        let scheduler = tokio::spawn(self.clone().schedule(
+            cluster.clone(),
+            CertDir::with_identity(certs.dir(), Some("node".into())),
+        ));
         {
             use std::io::Write;
             // Whoever started the node may have stopped reading its output.
@@ -163,6 +171,15 @@ impl Node {
                 }
                 _ = tokio::signal::ctrl_c() => break,
             }
+        }
+        scheduler.abort();
+        for (_, (_, tasks)) in self
+            .fetchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            tasks.iter().for_each(|t| t.abort());
         }
         cluster.shutdown().await;
         endpoint.close(0u32.into(), b"node stopping");
@@ -266,6 +283,11 @@ impl Node {
                 from,
                 follow,
             } => return self.read(send, &stream, from, follow).await,
+            Request::Pull {
+                stream,
+                from,
+                reader,
+            } => return self.pull(send, recv, stream, from, reader).await,
             Request::Cluster(request) => match self.cluster.get() {
                 Some(cluster) => cluster
                     .handle(request)
@@ -294,22 +316,32 @@ impl Node {
                     .read_to_end(MAX_INGEST)
                     .await
                     .context("reading the job's components")?;
-                let jobs = self.jobs.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut parts = Vec::new();
-                    let mut at = 0usize;
-                    for (component, len) in modules {
-                        let end = at.saturating_add(len as usize);
-                        let bytes = body.get(at..end).with_context(|| {
-                            format!("the body ends before component {}", component.display())
-                        })?;
-                        parts.push((component, bytes.to_vec()));
-                        at = end;
+                let mut parts = Vec::new();
+                let mut at = 0usize;
+                for (component, len) in modules {
+                    let end = at.saturating_add(len as usize);
+                    let bytes = body.get(at..end).with_context(|| {
+                        format!("the body ends before component {}", component.display())
+                    })?;
+                    parts.push((component, bytes.to_vec()));
+                    at = end;
+                }
+                let parallelism = parallelism as usize;
+                match self.cluster.get().filter(|c| c.metadata().standing() > 1) {
+                    // A cluster of more than one member places the job's vertices.
+                    Some(cluster) => {
+                        self.submit_placed(cluster, path, text, parts, parallelism)
+                            .await
                     }
-                    jobs.submit(&path, &text, parts, parallelism as usize)
-                        .map(|status| Response::Jobs(vec![status]))
-                })
-                .await?
+                    None => {
+                        let jobs = self.jobs.clone();
+                        tokio::task::spawn_blocking(move || {
+                            jobs.submit(&path, &text, parts, parallelism)
+                                .map(|status| Response::Jobs(vec![status]))
+                        })
+                        .await?
+                    }
+                }
             }
             Request::JobStatus { name } => self.jobs.status(name.as_deref()).map(Response::Jobs),
             Request::DeployUdf {
@@ -379,6 +411,13 @@ impl Node {
                     .await?
                     .map(|message| Response::Ok { message })
             }
+            Request::CancelJob { name } if self.is_placed(&name) => match self.cluster.get() {
+                Some(cluster) => self.cancel_placed(cluster, name).await,
+                None => Err(err!(
+                    Request,
+                    "this node is still joining its cluster; retry"
+                )),
+            },
             Request::CancelJob { name } => {
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || jobs.cancel(&name))

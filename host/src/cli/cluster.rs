@@ -546,11 +546,16 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
                     modules,
                     parallelism,
                 };
-                if let Response::Jobs(list) = client.call(&request, Some(&body)).await? {
-                    for status in list {
-                        println!("job `{}` submitted (id {})", status.name, status.id);
-                        print_status(&status);
+                match client.call(&request, Some(&body)).await? {
+                    Response::Jobs(list) => {
+                        for status in list {
+                            println!("job `{}` submitted (id {})", status.name, status.id);
+                            print_status(&status);
+                        }
                     }
+                    // A cluster places the job: where its vertices run.
+                    Response::Ok { message } => println!("{message}"),
+                    _ => {}
                 }
                 client.close().await;
                 Ok(())

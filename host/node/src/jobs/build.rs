@@ -181,6 +181,9 @@ impl Jobs {
                 status,
             ));
         }
+        if let Some(only) = &record.only {
+            tasks = placed::keep_placed(&plan, tasks, only);
+        }
         Ok(tasks)
     }
 

@@ -43,11 +43,13 @@ mod copies;
 mod generate;
 mod logs;
 mod patching;
+mod placed;
 mod replay;
 mod threads;
 
 use copies::Pending;
 use patching::load_module;
+pub use placed::PlanVertex;
 pub use weir_net::status::{HistoryEntry, PatchReport, ReplayReport, ShadowReport};
 
 /// How many settled requests a vertex's status remembers.
@@ -79,6 +81,10 @@ pub struct JobRecord {
     /// The default rVertices of a script's keyed stages (`--parallelism`).
     #[serde(default = "one")]
     pub parallelism: usize,
+    /// In a cluster: the vertices this node runs (the coordinator placed
+    /// the others elsewhere). `None`: all of them.
+    #[serde(default)]
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 fn one() -> usize {
@@ -249,7 +255,7 @@ impl Jobs {
 
     /// Starts a stored job from its snapshots; one that cannot start stays
     /// listed as failed, with the reason.
-    fn build_and_start(&self, record: JobRecord) {
+    pub(super) fn build_and_start(&self, record: JobRecord) {
         let name = record.name.clone();
         match self.build(&record, true) {
             Ok(tasks) => self.start(record, tasks),
@@ -284,6 +290,42 @@ impl Jobs {
         modules: Vec<(PathBuf, Vec<u8>)>,
         parallelism: usize,
     ) -> Result<JobStatus> {
+        let (mut record, mut ops) = self.check_job(path, text, modules, parallelism)?;
+        let streams = &self.inner.streams;
+        record.id = streams
+            .meta(NEXT_ID)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(1);
+        // Validate everything before anything is stored or created, so a
+        // refused job leaves the node as it was.
+        self.build(&record, false)?;
+        ops.push(put(NEXT_ID, (record.id + 1).to_string().into_bytes()));
+        streams.commit_meta(ops)?.wait()?;
+        let tasks = self.build(&record, true)?;
+        streams
+            .commit_meta(vec![put(
+                &format!("{JOB_PREFIX}{}", record.name),
+                serde_json::to_vec(&record)?,
+            )])?
+            .wait()?;
+        let name = record.name.clone();
+        self.start(record, tasks);
+        self.status(Some(&name))?
+            .pop()
+            .context("the job vanished as it started")
+    }
+
+    /// Checks a submitted job: its components load, its plan compiles, it
+    /// is not running here already and its inputs exist. Returns its record
+    /// (id 0) and the writes that store its modules.
+    pub(super) fn check_job(
+        &self,
+        path: &Path,
+        text: &str,
+        modules: Vec<(PathBuf, Vec<u8>)>,
+        parallelism: usize,
+    ) -> Result<(JobRecord, Vec<Op>)> {
         let mut versions = BTreeMap::new();
         let mut ops = Vec::new();
         for (component, bytes) in modules {
@@ -306,7 +348,6 @@ impl Jobs {
                 plan.name
             );
         }
-        let streams = &self.inner.streams;
         if path.extension().is_some_and(|e| e == "wsql") {
             self.script_inputs(&plan)?;
         }
@@ -322,36 +363,16 @@ impl Jobs {
                 );
             }
         }
-        let id = streams
-            .meta(NEXT_ID)?
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(1);
         let record = JobRecord {
             name: plan.name.clone(),
-            id,
+            id: 0,
             path: path.to_path_buf(),
             text: text.to_string(),
             modules: versions,
             parallelism,
+            only: None,
         };
-        // Validate everything before anything is stored or created, so a
-        // refused job leaves the node as it was.
-        self.build(&record, false)?;
-        ops.push(put(NEXT_ID, (id + 1).to_string().into_bytes()));
-        streams.commit_meta(ops)?.wait()?;
-        let tasks = self.build(&record, true)?;
-        streams
-            .commit_meta(vec![put(
-                &format!("{JOB_PREFIX}{}", record.name),
-                serde_json::to_vec(&record)?,
-            )])?
-            .wait()?;
-        let name = record.name.clone();
-        self.start(record, tasks);
-        self.status(Some(&name))?
-            .pop()
-            .context("the job vanished as it started")
+        Ok((record, ops))
     }
 
     /// The plan of a job file or script; `modules` (component path →

@@ -1,0 +1,195 @@
+//! Jobs in the coordinator's metadata: what was submitted, and which member
+//! runs each of its vertices. Placement is part of applying the submit, a
+//! pure function of the metadata, so every member agrees on it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::{Metadata, NodeId, Reply};
+
+/// A job as a member submits it: everything another member needs to build
+/// the same plan, and the vertices the plan makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The job's name.
+    pub name: String,
+    /// The job file's path (anchors its relative paths).
+    pub path: PathBuf,
+    /// The job file's text.
+    pub text: String,
+    /// The default rVertices of a script's keyed stages.
+    pub parallelism: usize,
+    /// Component path → module version.
+    pub modules: BTreeMap<PathBuf, String>,
+    /// The member the job was submitted to, which holds its modules' bytes.
+    pub origin: NodeId,
+    /// The plan's vertices, in plan order.
+    pub vertices: Vec<String>,
+}
+
+/// A job the cluster runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterJob {
+    /// What was submitted.
+    pub spec: JobSpec,
+    /// Its incarnation: a job submitted again after a cancel gets a new one
+    /// (and new streams).
+    pub id: u64,
+    /// Vertex → the member that runs it.
+    pub placement: BTreeMap<String, NodeId>,
+}
+
+impl ClusterJob {
+    /// The vertices member `member` runs.
+    pub fn on(&self, member: NodeId) -> impl Iterator<Item = &str> {
+        self.placement
+            .iter()
+            .filter(move |(_, m)| **m == member)
+            .map(|(v, _)| v.as_str())
+    }
+}
+
+/// Places `vertices`, in order, each on the member of `members` with the
+/// fewest vertices so far (counting `load`, what they already run), the
+/// lowest id among equals. `None` when there is no member.
+pub fn place(
+    vertices: &[String],
+    members: &[NodeId],
+    load: &BTreeMap<NodeId, usize>,
+) -> Option<BTreeMap<String, NodeId>> {
+    let mut count: BTreeMap<NodeId, usize> = members
+        .iter()
+        .map(|m| (*m, load.get(m).copied().unwrap_or(0)))
+        .collect();
+    let mut placement = BTreeMap::new();
+    for vertex in vertices {
+        let (member, n) = count.iter_mut().min_by_key(|(id, n)| (**n, **id))?;
+        *n += 1;
+        placement.insert(vertex.clone(), *member);
+    }
+    Some(placement)
+}
+
+impl Metadata {
+    /// How many vertices each member runs.
+    pub fn load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load = BTreeMap::new();
+        for job in self.jobs.values() {
+            for member in job.placement.values() {
+                *load.entry(*member).or_insert(0) += 1;
+            }
+        }
+        load
+    }
+
+    pub(crate) fn submit(&mut self, spec: &JobSpec) -> Reply {
+        if let Some(job) = self.jobs.get(&spec.name) {
+            return Reply::Refused(format!(
+                "job `{}` is already in the cluster (id {}); cancel it first with `weir job cancel {}`",
+                spec.name, job.id, spec.name
+            ));
+        }
+        let up: Vec<NodeId> = self.up().map(|(id, _)| id).collect();
+        let Some(placement) = place(&spec.vertices, &up, &self.load()) else {
+            return Reply::Refused("no member of the cluster is up to run the job".into());
+        };
+        self.next_job = self.next_job.max(1);
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(
+            spec.name.clone(),
+            ClusterJob {
+                spec: spec.clone(),
+                id,
+                placement,
+            },
+        );
+        Reply::Submitted { id }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{Command, Health, Member};
+    use proptest::prelude::*;
+
+    fn spec(name: &str, vertices: usize) -> JobSpec {
+        JobSpec {
+            name: name.into(),
+            path: "/jobs/q.wsql".into(),
+            text: String::new(),
+            parallelism: 1,
+            modules: BTreeMap::new(),
+            origin: 1,
+            vertices: (0..vertices).map(|v| format!("v{v}")).collect(),
+        }
+    }
+
+    proptest! {
+        /// Every vertex lands on a member that is up, and the members' loads
+        /// stay within one of each other.
+        #[test]
+        fn placement_is_balanced_over_the_members_that_are_up(
+            health in proptest::collection::vec(any::<bool>(), 1..6),
+            jobs in proptest::collection::vec(1usize..20, 1..5),
+        ) {
+            let mut m = Metadata::default();
+            for (i, up) in health.iter().enumerate() {
+                m.members.insert(i as NodeId + 1, Member {
+                    addr: format!("127.0.0.1:{}", 7001 + i),
+                    health: if *up { Health::Up } else { Health::Lost },
+                    nonce: 0,
+                });
+            }
+            let up: Vec<NodeId> = m.up().map(|(id, _)| id).collect();
+            for (j, n) in jobs.iter().enumerate() {
+                let reply = m.apply(&Command::SubmitJob(spec(&format!("j{j}"), *n)));
+                if up.is_empty() {
+                    prop_assert!(matches!(reply, Reply::Refused(_)));
+                    continue;
+                }
+                prop_assert_eq!(reply, Reply::Submitted { id: j as u64 + 1 });
+                let job = &m.jobs[&format!("j{j}")];
+                prop_assert_eq!(job.placement.len(), *n);
+                prop_assert!(job.placement.values().all(|p| up.contains(p)));
+            }
+            if !up.is_empty() {
+                let load = m.load();
+                let counts: Vec<usize> = up.iter().map(|id| load.get(id).copied().unwrap_or(0)).collect();
+                let (lo, hi) = (counts.iter().min(), counts.iter().max());
+                prop_assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_job_name_is_taken_until_the_job_is_cancelled() {
+        let mut m = Metadata::default();
+        m.apply(&Command::Join {
+            addr: "127.0.0.1:7001".into(),
+            id: Some(1),
+            nonce: 0,
+        });
+        assert_eq!(
+            m.apply(&Command::SubmitJob(spec("q", 3))),
+            Reply::Submitted { id: 1 }
+        );
+        let again = m.apply(&Command::SubmitJob(spec("q", 3)));
+        assert!(
+            matches!(&again, Reply::Refused(why) if why.contains("already in the cluster (id 1)")),
+            "{again:?}"
+        );
+        assert_eq!(
+            m.apply(&Command::CancelJob { name: "q".into() }),
+            Reply::Done
+        );
+        assert_eq!(
+            m.apply(&Command::SubmitJob(spec("q", 3))),
+            Reply::Submitted { id: 2 }
+        );
+        assert_eq!(m.jobs["q"].on(1).count(), 3);
+    }
+}

@@ -1,0 +1,141 @@
+//! Jobs in a cluster: a submitted job is checked on the member it was sent
+//! to, the coordinator places its vertices, and each member runs the ones
+//! placed on it ([`JobRecord::only`]), with every job stream created on
+//! every member that runs a vertex of the job: a stream written elsewhere
+//! is a local copy its reader fills from the writer's member.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+/// One vertex of a job's plan and the job streams it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanVertex {
+    /// Its name: a source's or stage's name (also the name of the stream
+    /// it writes), `sink{i}` for the job's i-th sink.
+    pub name: String,
+    /// The job streams it reads (by the name of the vertex that writes them).
+    pub reads: Vec<String>,
+}
+
+/// The vertices of `plan`, in the order [`Jobs::build`] makes their tasks.
+pub(super) fn plan_vertices(plan: &Plan) -> Vec<PlanVertex> {
+    let sources = plan.sources.iter().map(|s| PlanVertex {
+        name: s.name.clone(),
+        reads: Vec::new(),
+    });
+    let stages = plan.stages.iter().map(|s| PlanVertex {
+        name: s.name.clone(),
+        reads: s.inputs.clone(),
+    });
+    let sinks = plan.sinks.iter().enumerate().map(|(i, s)| PlanVertex {
+        name: format!("sink{i}"),
+        reads: vec![s.input.clone()],
+    });
+    sources.chain(stages).chain(sinks).collect()
+}
+
+/// Keeps the tasks of the vertices `only` names (tasks in plan order).
+pub(super) fn keep_placed(
+    plan: &Plan,
+    tasks: Vec<(Task, VertexStatus)>,
+    only: &BTreeSet<String>,
+) -> Vec<(Task, VertexStatus)> {
+    tasks
+        .into_iter()
+        .zip(plan_vertices(plan))
+        .filter(|(_, v)| only.contains(&v.name))
+        .map(|(t, _)| t)
+        .collect()
+}
+
+impl Jobs {
+    /// Checks a job submitted to the cluster through this node and stores
+    /// its modules; returns its record (id 0) and its vertices, for the
+    /// coordinator to place.
+    pub fn prepare(
+        &self,
+        path: &Path,
+        text: &str,
+        modules: Vec<(PathBuf, Vec<u8>)>,
+        parallelism: usize,
+    ) -> Result<(JobRecord, Vec<PlanVertex>)> {
+        let plan = self.plan_of(path, text, &BTreeMap::new(), parallelism);
+        if let Ok(plan) = &plan
+            && let Some(s) = plan
+                .sources
+                .iter()
+                .find(|s| matches!(s.origin, SourceOrigin::Stream(_)))
+        {
+            bail!(
+                Job,
+                "job `{}` input `{}` reads an ingest stream: in a cluster, a job's inputs are files and generators until ingest is replicated across members; run it on a single node",
+                plan.name,
+                s.name
+            );
+        }
+        if !modules.is_empty() {
+            bail!(
+                Job,
+                "a job with components cannot run in a cluster until modules travel between members; run it on a single node"
+            );
+        }
+        let (record, ops) = self.check_job(path, text, modules, parallelism)?;
+        self.build(&record, false)?;
+        self.inner.streams.commit_meta(ops)?.wait()?;
+        let plan = self.plan_of(&record.path, &record.text, &record.modules, parallelism)?;
+        Ok((record, plan_vertices(&plan)))
+    }
+
+    /// The vertices of a job record's plan.
+    pub fn vertices_of(&self, record: &JobRecord) -> Result<Vec<PlanVertex>> {
+        let plan = self.plan_of(
+            &record.path,
+            &record.text,
+            &record.modules,
+            record.parallelism,
+        )?;
+        Ok(plan_vertices(&plan))
+    }
+
+    /// Starts the vertices of a placed job that run here (`record.only`).
+    pub fn start_placed(&self, record: JobRecord) {
+        self.build_and_start(record);
+    }
+
+    /// The placed jobs this node runs: name → (id, its vertices here).
+    pub fn placed(&self) -> BTreeMap<String, (u64, BTreeSet<String>)> {
+        lock(&self.inner.running)
+            .iter()
+            .filter_map(|(name, r)| {
+                let only = r.record.only.clone()?;
+                Some((name.clone(), (r.record.id, only)))
+            })
+            .collect()
+    }
+
+    /// Whether incarnation `id` of job `name` runs here.
+    pub fn runs(&self, name: &str, id: u64) -> bool {
+        lock(&self.inner.running)
+            .get(name)
+            .is_some_and(|r| r.record.id == id && !r.stop.load(Ordering::Relaxed))
+    }
+
+    /// Stops the vertices of job `name` here without forgetting their
+    /// snapshots (the coordinator placed them anew).
+    pub fn stop_placed(&self, name: &str) {
+        let running = lock(&self.inner.running).remove(name);
+        if let Some(running) = running {
+            running.stop.store(true, Ordering::Relaxed);
+            for t in running.threads {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Records that `reader` (a member's copy) needs `stream` from `pos` on:
+    /// nothing it lacks is collected.
+    pub fn hold(&self, stream: u64, reader: &str, pos: u64) {
+        self.reader_at(stream, reader, pos);
+    }
+}

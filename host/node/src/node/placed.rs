@@ -1,0 +1,411 @@
+//! A node's part in the cluster's jobs: submitting and cancelling through
+//! the coordinator, starting and stopping the vertices the coordinator
+//! places here, and moving job streams between members.
+//!
+//! A vertex reads a stream written on another member from a local copy
+//! (the same rStream, created here with the job's other streams). A fetch
+//! task fills it: it pulls the writer's durable entries from the copy's
+//! next seq over one QUIC stream ([`Request::Pull`]) and writes each at its
+//! seq, so entries sent again after a reconnect are dropped as duplicates.
+//! It acknowledges what its copy made durable; the writer collects nothing
+//! a copy still lacks.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use weir_cluster::jobs::{ClusterJob, JobSpec};
+use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
+
+use super::*;
+use crate::jobs::JobRecord;
+use weir_net::frames;
+use weir_net::protocol::Client;
+
+/// How often a member compares what it runs with the coordinator's placement.
+const SCHEDULE_EVERY: Duration = Duration::from_millis(200);
+/// How long a pull waits for new entries before it sends an empty batch
+/// (which tells the reader the writer is alive).
+const PULL_IDLE: Duration = Duration::from_millis(200);
+/// Bytes a batch gathers before it is sent (at least one entry).
+const BATCH_BYTES: usize = 1 << 20;
+/// Entries a batch takes at most.
+const BATCH_ENTRIES: usize = 256;
+/// How long a fetch waits before it reconnects after a failure.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// The fetch tasks of each placed job: name → (id, tasks).
+pub(super) type Fetchers = Mutex<HashMap<String, (u64, Vec<tokio::task::JoinHandle<()>>)>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The reader name a member's copy of a job stream pulls under.
+fn reader_name(record: &JobRecord, stream: &str, member: NodeId) -> String {
+    format!("pull/{}/{stream}@{member}", record.prefix())
+}
+
+/// A placed job's record as member `me` runs it.
+fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
+    JobRecord {
+        name: job.spec.name.clone(),
+        id: job.id,
+        path: job.spec.path.clone(),
+        text: job.spec.text.clone(),
+        modules: job.spec.modules.clone(),
+        parallelism: job.spec.parallelism,
+        only: Some(job.on(me).map(str::to_string).collect()),
+    }
+}
+
+/// A stream a vertex here reads from another member.
+struct Fetch {
+    job: String,
+    id: u64,
+    /// The stream's full name.
+    stream: String,
+    /// The vertex that writes it.
+    writer: String,
+    reader: String,
+}
+
+impl Node {
+    /// Submits a job to the cluster: checked here, placed by the coordinator.
+    pub(super) async fn submit_placed(
+        &self,
+        cluster: &Cluster,
+        path: PathBuf,
+        text: String,
+        parts: Vec<(PathBuf, Vec<u8>)>,
+        parallelism: usize,
+    ) -> Result<Response> {
+        let jobs = self.jobs.clone();
+        let (record, vertices) =
+            tokio::task::spawn_blocking(move || jobs.prepare(&path, &text, parts, parallelism))
+                .await??;
+        let spec = JobSpec {
+            name: record.name.clone(),
+            path: record.path.clone(),
+            text: record.text.clone(),
+            parallelism,
+            modules: record.modules.clone(),
+            origin: cluster.id(),
+            vertices: vertices.into_iter().map(|v| v.name).collect(),
+        };
+        let name = spec.name.clone();
+        match cluster.write(Command::SubmitJob(spec)).await? {
+            Reply::Submitted { id } => {
+                // This member may apply the entry a moment after the coordinator.
+                let mut placement = None;
+                for _ in 0..50 {
+                    if let Some(job) = cluster.metadata().jobs.get(&name).filter(|j| j.id == id) {
+                        placement = Some(job.placement.clone());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let mut per: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+                for (vertex, member) in placement.unwrap_or_default() {
+                    per.entry(member).or_default().push(vertex);
+                }
+                let mut message = format!("job `{name}` submitted to the cluster (id {id})");
+                for (member, vertices) in per {
+                    message.push_str(&format!(
+                        "\n  member {member}: {} vertices: {}",
+                        vertices.len(),
+                        vertices.join(", ")
+                    ));
+                }
+                Ok(Response::Ok { message })
+            }
+            Reply::Refused(why) => Err(err!(Job, "{why}")),
+            other => Err(err!(
+                Job,
+                "the coordinator answered the submit with {other:?}"
+            )),
+        }
+    }
+
+    /// Cancels a placed job on every member.
+    pub(super) async fn cancel_placed(&self, cluster: &Cluster, name: String) -> Result<Response> {
+        match cluster
+            .write(Command::CancelJob { name: name.clone() })
+            .await?
+        {
+            Reply::Done => Ok(Response::Ok {
+                message: format!(
+                    "job `{name}` cancelled in the cluster; every member stops its vertices and collects its streams"
+                ),
+            }),
+            _ => Err(err!(Job, "no job `{name}` in the cluster")),
+        }
+    }
+
+    /// Whether job `name` is one the cluster runs.
+    pub(super) fn is_placed(&self, name: &str) -> bool {
+        self.cluster
+            .get()
+            .is_some_and(|c| c.metadata().jobs.contains_key(name))
+    }
+
+    /// Keeps the vertices here in line with the coordinator's placement,
+    /// until the node stops.
+    pub(super) async fn schedule(self, cluster: Cluster, certs: CertDir) {
+        let mut tick = tokio::time::interval(SCHEDULE_EVERY);
+        loop {
+            tick.tick().await;
+            let metadata = cluster.metadata();
+            let (node, me) = (self.clone(), cluster.id());
+            let fetches =
+                match tokio::task::spawn_blocking(move || node.reconcile(&metadata, me)).await {
+                    Ok(fetches) => fetches,
+                    Err(e) => {
+                        tracing::error!("placing vertices failed: {e}");
+                        continue;
+                    }
+                };
+            for (job, id, list) in fetches {
+                let tasks = list
+                    .into_iter()
+                    .map(|f| {
+                        let (node, cluster, certs) = (self.clone(), cluster.clone(), certs.clone());
+                        tokio::spawn(async move { node.fetch(cluster, certs, f).await })
+                    })
+                    .collect();
+                if let Some((_, old)) = lock(&self.fetchers).insert(job, (id, tasks)) {
+                    old.iter().for_each(|t| t.abort());
+                }
+            }
+        }
+    }
+
+    /// Starts what the placement puts here and is not running, stops what
+    /// it no longer does; returns the fetches of the jobs it started.
+    fn reconcile(&self, metadata: &Metadata, me: NodeId) -> Vec<(String, u64, Vec<Fetch>)> {
+        let running = self.jobs.placed();
+        for (name, (id, _)) in &running {
+            if metadata.jobs.get(name).is_none_or(|j| j.id != *id) {
+                self.stop_fetches(name);
+                match self.jobs.cancel(name) {
+                    Ok(_) => {
+                        tracing::info!(job = %name, "job cancelled in the cluster: stopped here")
+                    }
+                    Err(e) => tracing::error!("cancelling job `{name}` here: {e:#}"),
+                }
+            }
+        }
+        let mut started = Vec::new();
+        for (name, job) in &metadata.jobs {
+            let record = record_of(job, me);
+            let mine = record.only.clone().unwrap_or_default();
+            match running.get(name) {
+                Some((id, here)) if *id == job.id && *here == mine => continue,
+                Some((id, _)) if *id == job.id => {
+                    self.stop_fetches(name);
+                    self.jobs.stop_placed(name);
+                }
+                _ => {}
+            }
+            if mine.is_empty() {
+                continue;
+            }
+            match self.start_placed(job, record, me) {
+                Ok(fetches) => started.push((name.clone(), job.id, fetches)),
+                Err(e) => tracing::error!("job `{name}` cannot start here: {e:#}"),
+            }
+        }
+        started
+    }
+
+    fn stop_fetches(&self, job: &str) {
+        if let Some((_, tasks)) = lock(&self.fetchers).remove(job) {
+            tasks.iter().for_each(|t| t.abort());
+        }
+    }
+
+    /// Starts this member's vertices of `job`; holds its streams for the
+    /// members that read them, and returns the streams to fetch.
+    fn start_placed(&self, job: &ClusterJob, record: JobRecord, me: NodeId) -> Result<Vec<Fetch>> {
+        let vertices = self.jobs.vertices_of(&record)?;
+        let mine = record.only.clone().unwrap_or_default();
+        let placed = |v: &str| job.placement.get(v).copied();
+        self.jobs.start_placed(record.clone());
+        let mut fetches = Vec::new();
+        let mut seen = BTreeSet::new();
+        for v in &vertices {
+            for stream in &v.reads {
+                let writer = placed(stream);
+                let full = record.stream(stream);
+                if mine.contains(&v.name) && writer != Some(me) && seen.insert(stream.clone()) {
+                    fetches.push(Fetch {
+                        job: record.name.clone(),
+                        id: record.id,
+                        stream: full,
+                        writer: stream.clone(),
+                        reader: reader_name(&record, stream, me),
+                    });
+                } else if writer == Some(me)
+                    && let Some(reader) = placed(&v.name).filter(|m| *m != me)
+                {
+                    // Nothing a remote copy lacks is collected before it asks.
+                    let id = self.streams.info(&full)?.id;
+                    self.jobs.hold(id, &reader_name(&record, stream, reader), 0);
+                }
+            }
+        }
+        Ok(fetches)
+    }
+
+    /// Fills this member's copy of a stream written on another member,
+    /// reconnecting (to wherever the writer is placed) until the job stops here.
+    async fn fetch(self, cluster: Cluster, certs: CertDir, f: Fetch) {
+        loop {
+            if !self.jobs.runs(&f.job, f.id) {
+                return;
+            }
+            let metadata = cluster.metadata();
+            let addr = metadata
+                .jobs
+                .get(&f.job)
+                .filter(|j| j.id == f.id)
+                .and_then(|j| j.placement.get(&f.writer))
+                .and_then(|m| metadata.members.get(m))
+                .map(|m| m.addr.clone());
+            let Some(addr) = addr else { return };
+            match self.pull_from(&addr, &certs, &f).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(stream = %f.stream, %addr, "pull failed, retrying: {e:#}");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn pull_from(&self, addr: &str, certs: &CertDir, f: &Fetch) -> Result<()> {
+        let socket: SocketAddr = addr
+            .parse()
+            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+        let local = self.streams.info(&f.stream)?.id;
+        let client = Client::connect(socket, certs).await?;
+        let from = self.streams.positions(local).map_or(0, |p| p.0);
+        let request = Request::Pull {
+            stream: f.stream.clone(),
+            from,
+            reader: f.reader.clone(),
+        };
+        let (mut send, mut recv) = client.open(&request).await?;
+        match net::read_msg::<Response>(&mut recv).await? {
+            Some(Response::Ok { .. }) => {}
+            Some(Response::Error { message }) => bail!(Request, "{addr}: {message}"),
+            other => bail!(Request, "{addr} answered a pull with {other:?}"),
+        }
+        let mut buf = Vec::new();
+        let mut acked = from;
+        loop {
+            if !self.jobs.runs(&f.job, f.id) {
+                client.close().await;
+                return Ok(());
+            }
+            if frames::read_batch(&mut recv, &mut buf).await?.is_none() {
+                bail!(
+                    Request,
+                    "the member at {addr} ended the pull of `{}`",
+                    f.stream
+                );
+            }
+            let batch = frames::decode_batch(&buf)
+                .with_context(|| format!("from the member at {addr}, stream `{}`", f.stream))?;
+            for (seq, entry) in (batch.first..).zip(&batch.entries) {
+                self.streams.write(local, seq, entry.to_vec())?;
+            }
+            let durable = self.streams.positions(local).map_or(0, |p| p.1);
+            if durable > acked {
+                frames::write_ack(&mut send, durable).await?;
+                acked = durable;
+            }
+        }
+    }
+
+    /// Serves a member's pull of a job stream: durable entries from `from`
+    /// on, in batches, for as long as the reader reads; its
+    /// acknowledgements let this node collect what every reader has.
+    pub(super) async fn pull(
+        &self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        stream: String,
+        from: u64,
+        reader: String,
+    ) -> Result<()> {
+        let info = match self.streams.info(&stream) {
+            Ok(info) => info,
+            Err(e) => {
+                // The job may not have started here yet: the reader retries.
+                send_error(&mut send, &e).await?;
+                send.finish()?;
+                return Ok(());
+            }
+        };
+        let low = self.streams.positions(info.id).map_or(0, |p| p.2);
+        if from < low {
+            let message = format!(
+                "stream `{stream}` was collected below seq {low}; the reader asks from {from}"
+            );
+            send_error(&mut send, &message).await?;
+            send.finish()?;
+            return Ok(());
+        }
+        self.jobs.hold(info.id, &reader, from);
+        write_msg(
+            &mut send,
+            &Response::Ok {
+                message: "pulling".into(),
+            },
+        )
+        .await?;
+        let (jobs, id, who) = (self.jobs.clone(), info.id, reader.clone());
+        let acks = tokio::spawn(async move {
+            while let Ok(Some(seq)) = frames::read_ack(&mut recv).await {
+                jobs.hold(id, &who, seq);
+            }
+        });
+        let result = self.send_batches(&mut send, info.id, from).await;
+        acks.abort();
+        result
+    }
+
+    async fn send_batches(&self, send: &mut quinn::SendStream, id: u64, from: u64) -> Result<()> {
+        let mut position = from;
+        let mut frame = Vec::new();
+        loop {
+            let mut entries = self.streams.read(id, position, BATCH_ENTRIES)?;
+            if entries.is_empty() {
+                let streams = self.streams.clone();
+                tokio::task::spawn_blocking(move || streams.wait_for(id, position, PULL_IDLE))
+                    .await?;
+                entries = self.streams.read(id, position, BATCH_ENTRIES)?;
+            }
+            let mut bytes = 0;
+            let take = entries
+                .iter()
+                .take_while(|(_, e)| {
+                    let first = bytes == 0;
+                    bytes += e.len();
+                    first || bytes <= BATCH_BYTES
+                })
+                .count();
+            frame.clear();
+            frames::encode_batch(
+                position,
+                entries[..take].iter().map(|(_, e)| e.as_slice()),
+                &mut frame,
+            );
+            // Waits while the reader's window is full: a slow reader slows this sender.
+            send.write_all(&frame)
+                .await
+                .context("the reader went away")?;
+            position += take as u64;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Jobs in a cluster of real `weir node` processes: a job submitted to any
+//! member has its vertices placed over the members, the streams between
+//! vertices on different members travel between them over QUIC, and the
+//! output is byte for byte what `weir run` writes.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::cluster::{member, members, until};
+use super::node::{Node, cluster, ok};
+use super::{stderr, weir};
+
+/// Three members up, with a coordinator.
+fn three(d: &Path) -> Vec<Node> {
+    let mut nodes = vec![member(d, "d1", "127.0.0.1:0", None).expect("the first node starts")];
+    for data in ["d2", "d3"] {
+        let seed = nodes[0].addr.clone();
+        nodes.push(member(d, data, "127.0.0.1:0", Some(&seed)).expect("a node joins"));
+    }
+    until(d, &nodes[2], "three members up", |s| {
+        s["coordinator"].is_u64()
+            && members(s).len() == 3
+            && members(s).iter().all(|m| m["health"] == "up")
+    });
+    nodes
+}
+
+/// The vertices of `job` each member reports, with their states.
+fn vertices(s: &Value, job: &str) -> Vec<(u64, String, String)> {
+    members(s)
+        .iter()
+        .flat_map(|m| {
+            let id = m["id"].as_u64().unwrap_or_default();
+            m["vertices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|v| v["job"] == job)
+                .map(move |v| {
+                    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                    (id, text("vertex"), text("state"))
+                })
+        })
+        .collect()
+}
+
+/// What `weir run` writes for `examples/nexmark/{q}.wsql` in `d`.
+fn offline(d: &Path, q: &str) -> String {
+    let out = weir(&["run", &format!("{q}.wsql"), "--quiet"], d);
+    assert!(out.status.success(), "{q}: {}", stderr(&out));
+    let path = d.join(format!("out/{q}.jsonl"));
+    let text = std::fs::read_to_string(&path).expect("offline output");
+    std::fs::remove_file(&path).expect("remove");
+    text
+}
+
+/// Submits `q` at parallelism 6 through `via`; returns how many vertices
+/// each member got, as the answer lists them.
+fn submit(d: &Path, via: &Node, q: &str) -> Vec<usize> {
+    let out = ok(&via.weir(
+        d,
+        &["job", "submit", &format!("{q}.wsql"), "--parallelism", "6"],
+    ));
+    assert!(out.contains("submitted to the cluster"), "{out}");
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("member "))
+        .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Nexmark queries at parallelism 6 over three members (their partitions,
+/// copies, merges and sinks spread over all three, the exchanges crossing
+/// members) write byte for byte what `weir run` writes on one process.
+#[test]
+fn queries_placed_over_three_members_write_what_weir_run_writes() {
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    for (i, q) in ["q5", "q4", "q8"].into_iter().enumerate() {
+        super::nexmark_queries::example(d, q, "events => 40000, rate => 10000, pace => 0");
+        let want = offline(d, q);
+        assert!(!want.is_empty(), "{q} has output");
+        let per_member = submit(d, &nodes[i % 3], q);
+        assert_eq!(per_member.len(), 3, "{q}: every member runs a part");
+        let total: usize = per_member.iter().sum();
+        let max = per_member.iter().max().copied().unwrap_or(0);
+        let min = per_member.iter().min().copied().unwrap_or(0);
+        assert!(max - min <= 1, "{q}: balanced placement {per_member:?}");
+        until(d, &nodes[(i + 1) % 3], "every vertex finished", |s| {
+            let v = vertices(s, q);
+            assert!(
+                !v.iter().any(|(_, _, state)| state == "failed"),
+                "{q}: a vertex failed: {v:?}"
+            );
+            v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
+        });
+        let got = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
+        assert!(
+            got == want,
+            "{q}: the cluster's output differs from weir run's"
+        );
+        ok(&nodes[(i + 2) % 3].weir(d, &["job", "cancel", q]));
+    }
+}
