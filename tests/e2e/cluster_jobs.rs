@@ -70,7 +70,8 @@ fn submit(d: &Path, via: &Node, q: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Nexmark queries at parallelism 6 over three members (their partitions,
+/// Nexmark queries at parallelism 6 over three members (two with UDF
+/// components, whose modules travel to the members that run them; their partitions,
 /// copies, merges and sinks spread over all three, the exchanges crossing
 /// members) write byte for byte what `weir run` writes on one process.
 #[test]
@@ -78,7 +79,10 @@ fn queries_placed_over_three_members_write_what_weir_run_writes() {
     let dir = cluster();
     let d = dir.path();
     let nodes = three(d);
-    for (i, q) in ["q5", "q4", "q8"].into_iter().enumerate() {
+    for (i, q) in ["q5", "q4", "q8", "q1_wasm", "q7_median"]
+        .into_iter()
+        .enumerate()
+    {
         super::nexmark_queries::example(d, q, "events => 40000, rate => 10000, pace => 0");
         let want = offline(d, q);
         assert!(!want.is_empty(), "{q} has output");

@@ -75,7 +75,7 @@ impl Role {
                 _ => false,
             },
             // Job streams flow between members only.
-            (_, Request::Pull { .. }) => false,
+            (_, Request::Pull { .. } | Request::Module { .. }) => false,
             (Role::Admin, _) => true,
             (Role::Client, request) => matches!(
                 request,
@@ -203,7 +203,10 @@ mod tests {
         let propose = Request::Cluster(crate::cluster::ClusterRequest::Propose(
             serde_json::json!({"CancelJob": {"name": "q5"}}),
         ));
-        for request in [&pull, &propose] {
+        let module = Request::Module {
+            version: "ab".repeat(32),
+        };
+        for request in [&pull, &propose, &module] {
             assert!(Role::Node.allows(request), "{request:?}");
             assert!(!Role::Admin.allows(request), "admin: {request:?}");
             assert!(!Role::Client.allows(request), "client: {request:?}");

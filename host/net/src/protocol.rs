@@ -538,6 +538,13 @@ pub enum Request {
         /// Who reads (`member/vertex`), for the writer's collection.
         reader: String,
     },
+    /// A module's bytes by version (content address), for a member that
+    /// runs a vertex of it (members only): answered with
+    /// [`Response::Module`] and the bytes.
+    Module {
+        /// The module version (the hex SHA-256 of its bytes).
+        version: String,
+    },
 }
 
 impl Request {
@@ -561,6 +568,7 @@ impl Request {
             Request::UdfHistory { .. } => "read UDF history",
             Request::Read { .. } => "read streams",
             Request::Pull { .. } => "pull a job stream for a member's vertex",
+            Request::Module { .. } => "fetch a module for a member's vertex",
             Request::Cluster(crate::cluster::ClusterRequest::Status) => "read the cluster status",
             Request::Cluster(_) => "take part in the cluster",
         }
@@ -623,6 +631,11 @@ pub enum Response {
     Replayed(crate::status::ReplayReport),
     /// A cluster answer.
     Cluster(crate::cluster::ClusterResponse),
+    /// A module's bytes follow (this many).
+    Module {
+        /// Their length.
+        len: u64,
+    },
 }
 
 /// Writes one length-prefixed JSON message.

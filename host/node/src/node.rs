@@ -288,6 +288,7 @@ impl Node {
                 from,
                 reader,
             } => return self.pull(send, recv, stream, from, reader).await,
+            Request::Module { version } => return self.send_module(send, version).await,
             Request::Cluster(request) => match self.cluster.get() {
                 Some(cluster) => cluster
                     .handle(request)

@@ -74,12 +74,6 @@ impl Jobs {
                 s.name
             );
         }
-        if !modules.is_empty() {
-            bail!(
-                Job,
-                "a job with components cannot run in a cluster until modules travel between members; run it on a single node"
-            );
-        }
         let (record, ops) = self.check_job(path, text, modules, parallelism)?;
         self.build(&record, false)?;
         self.inner.streams.commit_meta(ops)?.wait()?;
@@ -131,6 +125,35 @@ impl Jobs {
                 let _ = t.join();
             }
         }
+    }
+
+    /// The bytes of module `version`, if this node stores it.
+    pub fn module(&self, version: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .inner
+            .streams
+            .meta(&format!("{MODULE_PREFIX}{version}"))?)
+    }
+
+    /// Stores module bytes fetched from another member as `version`, once
+    /// they prove to be that version (and a loadable component, compiled
+    /// here once).
+    pub fn store_module(&self, version: &str, bytes: Vec<u8>, from: &str) -> Result<()> {
+        let module = self.inner.runtime.load(from, &bytes)?;
+        let got = module.version.hex().to_string();
+        if got != version {
+            bail!(
+                Job,
+                "module {} from {from} has version {}: its bytes are not the module asked for",
+                patching::short(version),
+                patching::short(&got)
+            );
+        }
+        self.inner
+            .streams
+            .commit_meta(vec![put(&format!("{MODULE_PREFIX}{version}"), bytes)])?
+            .wait()?;
+        Ok(())
     }
 
     /// Records that `reader` (a member's copy) needs `stream` from `pos` on:

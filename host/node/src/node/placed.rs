@@ -155,9 +155,13 @@ impl Node {
         loop {
             tick.tick().await;
             let metadata = cluster.metadata();
-            let (node, me) = (self.clone(), cluster.id());
+            let me = cluster.id();
+            let waiting = self.fetch_modules(&metadata, me, &certs).await;
+            let node = self.clone();
             let fetches =
-                match tokio::task::spawn_blocking(move || node.reconcile(&metadata, me)).await {
+                match tokio::task::spawn_blocking(move || node.reconcile(&metadata, me, &waiting))
+                    .await
+                {
                     Ok(fetches) => fetches,
                     Err(e) => {
                         tracing::error!("placing vertices failed: {e}");
@@ -179,9 +183,128 @@ impl Node {
         }
     }
 
-    /// Starts what the placement puts here and is not running, stops what
-    /// it no longer does; returns the fetches of the jobs it started.
-    fn reconcile(&self, metadata: &Metadata, me: NodeId) -> Vec<(String, u64, Vec<Fetch>)> {
+    /// Fetches the modules of the jobs placed here that this node lacks,
+    /// from the member the job was submitted to, else any member that is
+    /// up; returns the jobs still waiting for one.
+    async fn fetch_modules(
+        &self,
+        metadata: &Metadata,
+        me: NodeId,
+        certs: &CertDir,
+    ) -> BTreeSet<String> {
+        let mut waiting = BTreeSet::new();
+        let running = self.jobs.placed();
+        for (name, job) in &metadata.jobs {
+            if job.on(me).next().is_none() || running.get(name).is_some_and(|(id, _)| *id == job.id)
+            {
+                continue;
+            }
+            for version in job.spec.modules.values() {
+                if matches!(self.jobs.module(version), Ok(Some(_))) {
+                    continue;
+                }
+                let mut from: Vec<&String> = metadata
+                    .members
+                    .get(&job.spec.origin)
+                    .map(|m| &m.addr)
+                    .into_iter()
+                    .collect();
+                from.extend(
+                    metadata
+                        .up()
+                        .filter(|(id, _)| *id != me)
+                        .map(|(_, m)| &m.addr),
+                );
+                let mut fetched = false;
+                for addr in from {
+                    match self.fetch_module(addr, certs, version).await {
+                        Ok(()) => {
+                            fetched = true;
+                            break;
+                        }
+                        Err(e) => tracing::debug!(%addr, "module {version}: {e:#}"),
+                    }
+                }
+                if !fetched {
+                    tracing::warn!(job = %name, "module {version} is on no member that answers yet");
+                    waiting.insert(name.clone());
+                }
+            }
+        }
+        waiting
+    }
+
+    async fn fetch_module(&self, addr: &str, certs: &CertDir, version: &str) -> Result<()> {
+        let socket: SocketAddr = addr
+            .parse()
+            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+        let client = Client::connect(socket, certs).await?;
+        let request = Request::Module {
+            version: version.to_string(),
+        };
+        let mut recv = client.request(&request, None).await?;
+        let len = match net::read_msg::<Response>(&mut recv).await? {
+            Some(Response::Module { len }) => len as usize,
+            Some(Response::Error { message }) => bail!(Request, "{addr}: {message}"),
+            other => bail!(Request, "{addr} answered a module request with {other:?}"),
+        };
+        if len > MAX_INGEST {
+            bail!(
+                Request,
+                "{addr} offers a module of {len} bytes, over the limit"
+            );
+        }
+        let mut bytes = vec![0; len];
+        recv.read_exact(&mut bytes)
+            .await
+            .map_err(|e| err!(Request, "module {version} from {addr}: {e}"))?;
+        client.close().await;
+        let (jobs, version, from) = (
+            self.jobs.clone(),
+            version.to_string(),
+            format!("member {addr}"),
+        );
+        tokio::task::spawn_blocking(move || jobs.store_module(&version, bytes, &from)).await??;
+        Ok(())
+    }
+
+    /// Answers a member's request for a module's bytes.
+    pub(super) async fn send_module(
+        &self,
+        mut send: quinn::SendStream,
+        version: String,
+    ) -> Result<()> {
+        match self.jobs.module(&version) {
+            Ok(Some(bytes)) => {
+                write_msg(
+                    &mut send,
+                    &Response::Module {
+                        len: bytes.len() as u64,
+                    },
+                )
+                .await?;
+                send.write_all(&bytes).await.context("sending a module")?;
+            }
+            Ok(None) => {
+                let message = format!("module {version} is not stored on this member");
+                send_error(&mut send, &message).await?;
+            }
+            Err(e) => send_error(&mut send, &e).await?,
+        }
+        send.finish()?;
+        let _ = send.stopped().await;
+        Ok(())
+    }
+
+    /// Starts what the placement puts here and is not running (unless it
+    /// is `waiting` for a module), stops what it no longer does; returns
+    /// the fetches of the jobs it started.
+    fn reconcile(
+        &self,
+        metadata: &Metadata,
+        me: NodeId,
+        waiting: &BTreeSet<String>,
+    ) -> Vec<(String, u64, Vec<Fetch>)> {
         let running = self.jobs.placed();
         for (name, (id, _)) in &running {
             if metadata.jobs.get(name).is_none_or(|j| j.id != *id) {
@@ -206,7 +329,7 @@ impl Node {
                 }
                 _ => {}
             }
-            if mine.is_empty() {
+            if mine.is_empty() || waiting.contains(name) {
                 continue;
             }
             match self.start_placed(job, record, me) {
