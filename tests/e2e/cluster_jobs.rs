@@ -46,6 +46,28 @@ fn vertices(s: &Value, job: &str) -> Vec<(u64, String, String)> {
         .collect()
 }
 
+/// Polls `weir job status JOB --json` on `node` until `done` holds, for
+/// at most 30 s; returns the job's status.
+fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = node.weir(d, &["job", "status", job, "--json"]);
+        let status: Option<Value> = out.status.success().then(|| {
+            serde_json::from_slice::<Value>(&out.stdout).expect("status is JSON")[0].clone()
+        });
+        if let Some(s) = status.filter(|s| done(s)) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{job}: not done within 30 s: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// What `weir run` writes for `examples/nexmark/{q}.wsql` in `d`.
 fn offline(d: &Path, q: &str) -> String {
     let out = weir(&["run", &format!("{q}.wsql"), "--quiet"], d);
@@ -92,14 +114,19 @@ fn queries_placed_over_three_members_write_what_weir_run_writes() {
         let max = per_member.iter().max().copied().unwrap_or(0);
         let min = per_member.iter().min().copied().unwrap_or(0);
         assert!(max - min <= 1, "{q}: balanced placement {per_member:?}");
-        until(d, &nodes[(i + 1) % 3], "every vertex finished", |s| {
-            let v = vertices(s, q);
-            assert!(
-                !v.iter().any(|(_, _, state)| state == "failed"),
-                "{q}: a vertex failed: {v:?}"
-            );
-            v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
-        });
+        // Any member answers for the whole job.
+        let status = job_status(d, &nodes[(i + 1) % 3], q, |s| s["state"] != "running");
+        assert_eq!(status["state"], "finished", "{q}: {status}");
+        let vertices = status["vertices"].as_array().expect("vertices");
+        assert_eq!(vertices.len(), total, "{q}: {status}");
+        let mut on: Vec<u64> = vertices
+            .iter()
+            .filter_map(|v| v["member"].as_u64())
+            .collect();
+        on.dedup();
+        on.sort();
+        on.dedup();
+        assert_eq!(on.len(), 3, "{q}: vertices on every member: {status}");
         let got = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
         assert!(
             got == want,
@@ -130,6 +157,17 @@ fn a_member_killed_mid_run_and_restarted_changes_no_output_byte() {
     dead.kill9();
     let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
     assert!(partial.len() < want.len(), "killed mid-run");
+    // The job's status, from a survivor, names the vertices it cannot reach.
+    let status = job_status(d, &nodes[0], q, |s| {
+        s["vertices"]
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| v["state"] == "unreachable"))
+    });
+    let text = status.to_string();
+    assert!(
+        text.contains(&format!("at {addr} does not answer")),
+        "{text}"
+    );
     nodes.push(member(d, "d3", &addr, None).expect("the member restarts"));
     until(d, &nodes[0], "every vertex finished", |s| {
         let v = vertices(s, q);

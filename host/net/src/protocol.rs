@@ -433,6 +433,10 @@ pub enum Request {
     JobStatus {
         /// The job.
         name: Option<String>,
+        /// This node's vertices only (a member asking another); otherwise a
+        /// member of a cluster answers for every member.
+        #[serde(default)]
+        local: bool,
     },
     /// End a job's followed-file source at the file's end.
     EndSource {

@@ -13,6 +13,9 @@ pub struct VertexStatus {
     pub name: String,
     /// `source`, `stage` or `sink`.
     pub role: String,
+    /// In a cluster: the member that runs it.
+    #[serde(default)]
+    pub member: Option<u64>,
     /// `starting`, `running`, `finished` or `failed`.
     pub state: String,
     /// Why it failed.

@@ -54,6 +54,8 @@ pub struct Node {
     cluster: Arc<std::sync::OnceLock<Cluster>>,
     /// The fetch tasks filling copies of streams written on other members.
     fetchers: Arc<placed::Fetchers>,
+    /// The certificates it presents to other members (once it serves).
+    peer_certs: Arc<std::sync::OnceLock<CertDir>>,
 }
 
 /// Where a node keeps its database.
@@ -100,6 +102,7 @@ impl Node {
             producers: Arc::default(),
             cluster: Arc::default(),
             fetchers: Arc::default(),
+            peer_certs: Arc::default(),
         })
     }
 
@@ -136,10 +139,9 @@ impl Node {
         let report: weir_cluster::membership::Report = Arc::new(move || jobs.loads());
         let cluster = Cluster::start(&self.data, advertised, certs.dir(), settings, report).await?;
         let _ = self.cluster.set(cluster.clone());
-        let scheduler = tokio::spawn(self.clone().schedule(
-            cluster.clone(),
-            CertDir::with_identity(certs.dir(), Some("node".into())),
-        ));
+        let peer_certs = CertDir::with_identity(certs.dir(), Some("node".into()));
+        let _ = self.peer_certs.set(peer_certs.clone());
+        let scheduler = tokio::spawn(self.clone().schedule(cluster.clone(), peer_certs));
         {
             use std::io::Write;
             // Whoever started the node may have stopped reading its output.
@@ -344,7 +346,16 @@ impl Node {
                     }
                 }
             }
-            Request::JobStatus { name } => self.jobs.status(name.as_deref()).map(Response::Jobs),
+            Request::JobStatus { name, local } => {
+                match self
+                    .cluster
+                    .get()
+                    .filter(|c| !local && c.metadata().standing() > 1)
+                {
+                    Some(cluster) => self.placed_status(cluster, name).await,
+                    None => self.jobs.status(name.as_deref()).map(Response::Jobs),
+                }
+            }
             Request::DeployUdf {
                 job,
                 stage,

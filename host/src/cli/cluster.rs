@@ -567,7 +567,10 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
             connect: c,
         } => runtime()?.block_on(async move {
             let client = connect(&c).await?;
-            if let Response::Jobs(list) = client.call(&Request::JobStatus { name }, None).await? {
+            if let Response::Jobs(list) = client
+                .call(&Request::JobStatus { name, local: false }, None)
+                .await?
+            {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&list)?);
                 } else if list.is_empty() {
@@ -760,6 +763,9 @@ fn print_status(status: &crate::jobs::JobStatus) {
             inputs.join(", "),
             output
         );
+        if let Some(member) = v.member {
+            println!("          on member {member}");
+        }
         if let Some(module) = &v.module {
             let pending = if v.pending {
                 ", a patch is scheduled for the next CTI"

@@ -12,7 +12,15 @@ use crate::net::{Request, Response, read_msg};
 pub fn udf_list(c: &Connect, job: Option<String>, json: bool) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let client = connect(c).await?;
-        let answer = client.call(&Request::JobStatus { name: job }, None).await?;
+        let answer = client
+            .call(
+                &Request::JobStatus {
+                    name: job,
+                    local: false,
+                },
+                None,
+            )
+            .await?;
         client.close().await;
         let Response::Jobs(jobs) = answer else {
             bail!("the node answered a status request with something else");

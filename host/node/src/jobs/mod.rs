@@ -580,21 +580,25 @@ impl Jobs {
                         v
                     })
                     .collect();
-                let state = if vertices.iter().any(|v| v.state == "failed") {
-                    "failed"
-                } else if vertices.iter().all(|v| v.state == "finished") {
-                    "finished"
-                } else {
-                    "running"
-                };
                 JobStatus {
                     name: r.record.name.clone(),
                     id: r.record.id,
-                    state: state.into(),
+                    state: job_state(&vertices).into(),
                     vertices,
                 }
             })
             .collect())
+    }
+}
+
+/// A job's state from its vertices' states.
+pub fn job_state(vertices: &[VertexStatus]) -> &'static str {
+    if vertices.iter().any(|v| v.state == "failed") {
+        "failed"
+    } else if vertices.iter().all(|v| v.state == "finished") {
+        "finished"
+    } else {
+        "running"
     }
 }
 

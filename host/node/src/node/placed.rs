@@ -17,7 +17,7 @@ use weir_cluster::jobs::{ClusterJob, JobSpec};
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
 
 use super::*;
-use crate::jobs::JobRecord;
+use crate::jobs::{JobRecord, JobStatus, VertexStatus};
 use weir_net::frames;
 use weir_net::protocol::Client;
 
@@ -55,6 +55,57 @@ fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
         modules: job.spec.modules.clone(),
         parallelism: job.spec.parallelism,
         only: Some(job.on(me).map(str::to_string).collect()),
+    }
+}
+
+/// Lists the vertices `member` runs of `job` by name only, in `state`.
+fn placeholders(
+    all: &mut BTreeMap<String, JobStatus>,
+    job: &ClusterJob,
+    member: NodeId,
+    state: &str,
+    why: Option<&String>,
+) {
+    let entry = all
+        .entry(job.spec.name.clone())
+        .or_insert_with(|| JobStatus {
+            name: job.spec.name.clone(),
+            id: job.id,
+            state: String::new(),
+            vertices: Vec::new(),
+        });
+    entry.vertices.extend(job.on(member).map(|v| VertexStatus {
+        name: v.to_string(),
+        role: "vertex".into(),
+        member: Some(member),
+        state: state.into(),
+        error: why.cloned(),
+        ..VertexStatus::default()
+    }));
+}
+
+/// The jobs another member runs, as it reports its own vertices.
+async fn member_jobs(
+    addr: &str,
+    certs: &CertDir,
+    name: Option<String>,
+) -> std::result::Result<Vec<JobStatus>, String> {
+    let socket: SocketAddr = addr.parse().map_err(|e| format!("address `{addr}`: {e}"))?;
+    let call = async {
+        let client = Client::connect(socket, certs).await?;
+        let answer = client
+            .call(&Request::JobStatus { name, local: true }, None)
+            .await;
+        client.close().await;
+        answer
+    };
+    match tokio::time::timeout(Duration::from_secs(2), call).await {
+        Ok(Ok(Response::Jobs(list))) => Ok(list),
+        Ok(Ok(other)) => Err(format!("answered {other:?}")),
+        // A member without the job's vertices yet answers that it has none.
+        Ok(Err(weir_net::NetError::Refused(_))) => Ok(Vec::new()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 2 s".into()),
     }
 }
 
@@ -139,6 +190,92 @@ impl Node {
             }),
             _ => Err(err!(Job, "no job `{name}` in the cluster")),
         }
+    }
+
+    /// The status of the cluster's jobs (one, or all with this node's
+    /// own): every member's vertices, each marked with its member; the
+    /// vertices of a member that does not answer are listed as unreachable.
+    pub(super) async fn placed_status(
+        &self,
+        cluster: &Cluster,
+        name: Option<String>,
+    ) -> Result<Response> {
+        let metadata = cluster.metadata();
+        let me = cluster.id();
+        if let Some(n) = &name
+            && !metadata.jobs.contains_key(n)
+        {
+            return self.jobs.status(Some(n)).map(Response::Jobs);
+        }
+        let wanted = |job: &str| name.as_deref().is_none_or(|n| n == job);
+        let mut all: BTreeMap<String, JobStatus> = BTreeMap::new();
+        let mut answers = vec![(me, self.jobs.status(None).map_err(|e| format!("{e:#}")))];
+        let certs = self.peer_certs.get().cloned();
+        for (member, m) in &metadata.members {
+            let runs = metadata
+                .jobs
+                .values()
+                .any(|j| wanted(&j.spec.name) && j.on(*member).next().is_some());
+            if *member == me || !runs {
+                continue;
+            }
+            let answer = match &certs {
+                Some(certs) => member_jobs(&m.addr, certs, name.clone()).await,
+                None => Err("this node is not serving yet".into()),
+            };
+            answers.push((
+                *member,
+                answer.map_err(|e| format!("member {member} at {} does not answer: {e}", m.addr)),
+            ));
+        }
+        for (member, answer) in answers {
+            match answer {
+                Ok(list) => {
+                    // A member that does not report a job placed on it has
+                    // not started its vertices yet.
+                    for job in metadata.jobs.values().filter(|j| wanted(&j.spec.name)) {
+                        if !list
+                            .iter()
+                            .any(|s| s.name == job.spec.name && s.id == job.id)
+                        {
+                            placeholders(&mut all, job, member, "starting", None);
+                        }
+                    }
+                    for status in list {
+                        let placed = metadata
+                            .jobs
+                            .get(&status.name)
+                            .is_some_and(|j| j.id == status.id);
+                        if !wanted(&status.name) || (member != me && !placed) {
+                            continue;
+                        }
+                        let entry = all.entry(status.name.clone()).or_insert_with(|| JobStatus {
+                            vertices: Vec::new(),
+                            ..status.clone()
+                        });
+                        entry
+                            .vertices
+                            .extend(status.vertices.into_iter().map(|mut v| {
+                                v.member = placed.then_some(member);
+                                v
+                            }));
+                    }
+                }
+                Err(why) => {
+                    for job in metadata.jobs.values().filter(|j| wanted(&j.spec.name)) {
+                        placeholders(&mut all, job, member, "unreachable", Some(&why));
+                    }
+                }
+            }
+        }
+        let list = all
+            .into_values()
+            .map(|mut s| {
+                s.state = crate::jobs::job_state(&s.vertices).into();
+                s
+            })
+            .collect();
+        Ok(Response::Jobs(list))
     }
 
     /// Whether job `name` is one the cluster runs.
