@@ -183,3 +183,59 @@ fn a_member_killed_mid_run_and_restarted_changes_no_output_byte() {
         "{q}: the output after the kill differs from weir run's"
     );
 }
+
+/// A member's pull of a stream this node does not hold, a request for a
+/// module it does not store, and a change that is no change get errors
+/// naming them; a client or admin certificate may do none of them; the
+/// node serves on.
+#[test]
+fn bad_pulls_module_requests_and_proposals_get_errors_naming_them() {
+    use weir::net::{CertDir, Client, Request, Response};
+    use weir_net::cluster::ClusterRequest;
+    let dir = cluster();
+    let d = dir.path();
+    let node = member(d, "d1", "127.0.0.1:0", None).expect("the node starts");
+    until(d, &node, "a coordinator", |s| s["coordinator"].is_u64());
+    let pull = Request::Pull {
+        stream: "nope@1.Bid".into(),
+        from: 0,
+        reader: "pull/nope@1/Bid@2".into(),
+    };
+    let module = Request::Module {
+        version: "ab".repeat(32),
+    };
+    let propose = Request::Cluster(ClusterRequest::Propose(serde_json::json!({"Launch": 1})));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let addr = node.addr.parse().expect("address");
+        let as_node = CertDir::with_identity(&d.join("certs"), Some("node".into()));
+        let client = Client::connect(addr, &as_node).await.expect("connects");
+        for (request, says) in [
+            (&pull, "nope@1.Bid"),
+            (&module, "is not stored on this member"),
+            (&propose, "a proposed change"),
+        ] {
+            match client.answer(request, None).await.expect("an answer") {
+                Response::Error { message } => assert!(message.contains(says), "{message}"),
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+        client.close().await;
+        for identity in ["admin", "client"] {
+            let certs = CertDir::with_identity(&d.join("certs"), Some(identity.into()));
+            let client = Client::connect(addr, &certs).await.expect("connects");
+            for request in [&pull, &module, &propose] {
+                match client.answer(request, None).await.expect("an answer") {
+                    Response::Error { message } => {
+                        assert!(message.contains("refused"), "{identity}: {message}")
+                    }
+                    other => panic!("{identity}: expected a refusal, got {other:?}"),
+                }
+            }
+            client.close().await;
+        }
+    });
+    until(d, &node, "the node serves on", |s| {
+        s["coordinator"].is_u64()
+    });
+}

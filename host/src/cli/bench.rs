@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// again, and print how long the others take to elect a new coordinator
     /// and to declare the dead member lost.
     Failover(super::failover::FailoverArgs),
+    /// Run one Nexmark query as a job on one node and on a cluster of
+    /// local nodes, and print time, throughput and CPU per event of each.
+    Cluster(super::spread::SpreadArgs),
 }
 
 /// `weir bench nexmark`.
@@ -70,7 +73,7 @@ struct Measured {
 }
 
 /// `1000`, `500K`, `10M`, `1G`.
-fn count(text: &str) -> Result<u64, String> {
+pub(super) fn count(text: &str) -> Result<u64, String> {
     let t = text.trim().replace('_', "");
     let (digits, scale) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 1_000),
@@ -91,6 +94,7 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
     let args = match command {
         BenchCommand::Nexmark(args) => args,
         BenchCommand::Failover(args) => return super::failover::failover(args),
+        BenchCommand::Cluster(args) => return super::spread::spread(args),
     };
     let queries = queries(&args)?;
     let mut results = Vec::new();
@@ -327,7 +331,7 @@ fn si(n: f64) -> String {
 }
 
 /// CPU time (user and system) of this process, or of process `pid`.
-fn cpu_seconds(pid: Option<u32>) -> anyhow::Result<f64> {
+pub(super) fn cpu_seconds(pid: Option<u32>) -> anyhow::Result<f64> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".into(),

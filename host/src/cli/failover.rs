@@ -207,7 +207,7 @@ async fn status_of(client: &Client) -> anyhow::Result<ClusterStatus> {
 
 /// Polls until the coordinator's status satisfies `done` and every member
 /// names the same coordinator.
-async fn settled(
+pub(super) async fn settled(
     certs: &CertDir,
     addrs: &[String],
     done: impl Fn(&ClusterStatus) -> bool,

@@ -6,6 +6,7 @@ mod dev;
 mod failover;
 mod members;
 mod sample;
+mod spread;
 mod stages;
 pub mod udf;
 
