@@ -153,7 +153,14 @@ fn one_run(
     let mut started: Vec<(Killed, String)> = Vec::new();
     for i in 1..=nodes {
         let data = format!("n{nodes}-d{i}");
-        let mut a = vec!["--data", data.as_str(), "--listen", "127.0.0.1:0"];
+        let mut a = vec![
+            "--data",
+            data.as_str(),
+            "--listen",
+            "127.0.0.1:0",
+            "--files",
+            ".",
+        ];
         let seed = started.first().map(|(_, addr)| addr.clone());
         if let Some(seed) = &seed {
             a.extend(["--join", seed.as_str()]);
