@@ -27,6 +27,10 @@ pub struct JobSpec {
     pub origin: NodeId,
     /// The plan's vertices, in plan order.
     pub vertices: Vec<String>,
+    /// A number drawn once per submit request: the same submit written
+    /// again (its answer was lost) gets the incarnation the first one got.
+    #[serde(default)]
+    pub nonce: u64,
 }
 
 /// A job the cluster runs.
@@ -86,6 +90,9 @@ impl Metadata {
 
     pub(crate) fn submit(&mut self, spec: &JobSpec) -> Reply {
         if let Some(job) = self.jobs.get(&spec.name) {
+            if spec.nonce != 0 && job.spec.nonce == spec.nonce {
+                return Reply::Submitted { id: job.id };
+            }
             return Reply::Refused(format!(
                 "job `{}` is already in the cluster (id {}); cancel it first with `weir job cancel {}`",
                 spec.name, job.id, spec.name
@@ -125,6 +132,7 @@ mod tests {
             modules: BTreeMap::new(),
             origin: 1,
             vertices: (0..vertices).map(|v| format!("v{v}")).collect(),
+            nonce: 0,
         }
     }
 
@@ -186,9 +194,26 @@ mod tests {
             m.apply(&Command::CancelJob { name: "q".into() }),
             Reply::Done
         );
+        // A submit written twice (its answer was lost): one job, one id.
+        let once = JobSpec {
+            nonce: 77,
+            ..spec("r", 2)
+        };
+        assert_eq!(
+            m.apply(&Command::SubmitJob(once.clone())),
+            Reply::Submitted { id: 2 }
+        );
+        assert_eq!(
+            m.apply(&Command::SubmitJob(once)),
+            Reply::Submitted { id: 2 }
+        );
+        assert_eq!(
+            m.apply(&Command::CancelJob { name: "r".into() }),
+            Reply::Done
+        );
         assert_eq!(
             m.apply(&Command::SubmitJob(spec("q", 3))),
-            Reply::Submitted { id: 2 }
+            Reply::Submitted { id: 3 }
         );
         assert_eq!(m.jobs["q"].on(1).count(), 3);
     }

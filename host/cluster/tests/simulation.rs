@@ -7,8 +7,13 @@
 //! term and no member's metadata names a member that never joined; once the
 //! faults stop, every member holds the same metadata: everyone up, three
 //! voters, one coordinator; and a member down longer than the heartbeat
-//! timeout was declared lost by the others while it was down. A failure
-//! prints its seed.
+//! timeout was declared lost by the others while it was down. Jobs are
+//! submitted and cancelled through random members while the faults happen;
+//! at the end every member holds the same jobs, each acknowledged submit is
+//! there once with the incarnation its answer gave (a write retried after a
+//! lost answer is not a second job, nor refused), each acknowledged cancel
+//! is gone, and every vertex is placed on a member. A failure prints its
+//! seed.
 //!
 //! `WEIR_SIM_SCHEDULES` sets how many seeds run (default 100); `WEIR_SIM_SEED`
 //! runs one. The faults replay from a seed; openraft draws its election
@@ -20,7 +25,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use weir_cluster::jobs::JobSpec;
 use weir_cluster::membership::Report;
+use weir_cluster::metadata::{Command, Reply};
 use weir_cluster::network::{Link, Transport};
 use weir_cluster::{Cluster, Settings};
 use weir_net::NetError;
@@ -221,6 +228,10 @@ async fn schedule(seed: u64) {
         sim.start(i, Some(addr(0))).await;
     }
     sim.settle(seed, n).await;
+    // Writes in flight while the faults happen: (job, submit or cancel, outcome).
+    type Outcome = (String, bool, Option<Reply>);
+    let mut writes: Vec<tokio::task::JoinHandle<Outcome>> = Vec::new();
+    let mut submitted = 0u64;
     // Faults: one member down (cut off or crashed) at a time, the next only
     // once the cluster is whole again, as Raft needs a majority of voters.
     let mut down: Option<(usize, bool)> = None;
@@ -267,6 +278,35 @@ async fn schedule(seed: u64) {
             }
             _ => {}
         }
+        // A job submitted, or an earlier one cancelled, through a random
+        // running member, while the faults go on.
+        let through: Vec<&Cluster> = sim.running.values().collect();
+        let via = through[rng.below(through.len() as u64) as usize].clone();
+        let (name, submit) = match rng.below(3) {
+            0 if submitted > 0 => (format!("j{}", rng.below(submitted)), false),
+            _ => {
+                submitted += 1;
+                (format!("j{}", submitted - 1), true)
+            }
+        };
+        let command = if submit {
+            Command::SubmitJob(JobSpec {
+                name: name.clone(),
+                path: "/jobs/q.wsql".into(),
+                text: String::new(),
+                parallelism: 1,
+                modules: BTreeMap::new(),
+                origin: 1,
+                vertices: (0..1 + rng.below(7)).map(|v| format!("v{v}")).collect(),
+                nonce: 1 + rng.below(u64::MAX - 1),
+            })
+        } else {
+            Command::CancelJob { name: name.clone() }
+        };
+        writes.push(tokio::spawn(async move {
+            let reply = tokio::time::timeout(TIMEOUT * 20, via.write(command)).await;
+            (name, submit, reply.ok().and_then(Result::ok))
+        }));
         tokio::time::sleep(pause).await;
         sim.observe(seed, n);
     }
@@ -279,8 +319,77 @@ async fn schedule(seed: u64) {
     }
     // Healed: everyone converges, whatever was lost on the way.
     sim.settle(seed, n).await;
+    let mut outcomes = Vec::new();
+    for w in writes {
+        outcomes.push(w.await.expect("a write task"));
+    }
+    sim.settle(seed, n).await;
+    // The last writes reach every member within a few heartbeats.
+    for _ in 0..100 {
+        let all: Vec<_> = sim.running.values().map(|c| c.metadata().jobs).collect();
+        if all.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check_jobs(seed, &sim, &outcomes);
     for c in sim.running.values() {
         c.shutdown().await;
+    }
+}
+
+/// Every member holds the same jobs, and they are what the acknowledged
+/// writes say.
+fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, bool, Option<Reply>)]) {
+    let all: Vec<_> = sim.running.values().map(|c| c.metadata()).collect();
+    let jobs = &all[0].jobs;
+    for m in &all {
+        assert_eq!(&m.jobs, jobs, "seed {seed}: members hold different jobs");
+    }
+    let mut ids = BTreeSet::new();
+    for job in jobs.values() {
+        assert!(
+            ids.insert(job.id),
+            "seed {seed}: two jobs with id {}",
+            job.id
+        );
+        assert_eq!(job.placement.len(), job.spec.vertices.len(), "seed {seed}");
+        assert!(
+            job.placement
+                .values()
+                .all(|m| all[0].members.contains_key(m)),
+            "seed {seed}: a vertex placed on no member: {job:?}"
+        );
+    }
+    // Per job: its submit's answer, and whether a cancel was acknowledged.
+    for (name, submit, reply) in outcomes {
+        match (submit, reply) {
+            (true, Some(Reply::Submitted { id })) => {
+                let cancelled = outcomes.iter().any(|(n, s, r)| {
+                    n == name && !s && matches!(r, Some(Reply::Done | Reply::Unchanged))
+                });
+                if !cancelled {
+                    assert_eq!(
+                        jobs.get(name).map(|j| j.id),
+                        Some(*id),
+                        "seed {seed}: acknowledged submit of `{name}` (id {id}) lost"
+                    );
+                }
+            }
+            (true, Some(other)) => {
+                panic!("seed {seed}: a first submit of `{name}` answered {other:?}")
+            }
+            (false, Some(Reply::Done | Reply::Unchanged)) => {
+                let resubmitted = outcomes
+                    .iter()
+                    .any(|(n, s, r)| n == name && *s && r.is_none());
+                assert!(
+                    resubmitted || !jobs.contains_key(name),
+                    "seed {seed}: acknowledged cancel of `{name}` did not take"
+                );
+            }
+            _ => {}
+        }
     }
 }
 

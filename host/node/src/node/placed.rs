@@ -142,6 +142,13 @@ impl Node {
             modules: record.modules.clone(),
             origin: cluster.id(),
             vertices: vertices.into_iter().map(|v| v.name).collect(),
+            // Drawn once: a retry of this write carries the same number.
+            nonce: {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write(record.name.as_bytes());
+                h.finish().max(1)
+            },
         };
         let name = spec.name.clone();
         match cluster.write(Command::SubmitJob(spec)).await? {
@@ -183,12 +190,16 @@ impl Node {
             .write(Command::CancelJob { name: name.clone() })
             .await?
         {
-            Reply::Done => Ok(Response::Ok {
+            // Unchanged: a retry of this write found it applied already.
+            Reply::Done | Reply::Unchanged => Ok(Response::Ok {
                 message: format!(
                     "job `{name}` cancelled in the cluster; every member stops its vertices and collects its streams"
                 ),
             }),
-            _ => Err(err!(Job, "no job `{name}` in the cluster")),
+            other => Err(err!(
+                Job,
+                "the coordinator answered the cancel with {other:?}"
+            )),
         }
     }
 
