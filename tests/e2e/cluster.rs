@@ -257,12 +257,14 @@ fn only_a_node_certificate_of_the_clusters_ca_makes_a_member() {
     assert_eq!(members(&s).len(), 1, "{s}");
 }
 
-/// Three network namespaces on one bridge (`ip netns`, as root): member `i`
-/// listens on 10.77.0.`i`, the test's own commands reach them from
-/// 10.77.0.254. Removed when dropped.
-struct Namespaces {
+/// Network namespaces on one bridge (`ip netns`, as root): member `i`
+/// listens on 10.77.`k`.`i`, the test's own commands reach them from
+/// 10.77.`k`.254, where `k` tells apart the namespaces of tests running at
+/// once. Removed when dropped.
+pub(crate) struct Namespaces {
     tag: String,
     count: usize,
+    subnet: usize,
 }
 
 fn ip(args: &[&str]) {
@@ -279,12 +281,15 @@ fn ip(args: &[&str]) {
 }
 
 impl Namespaces {
-    fn new(count: usize) -> Namespaces {
-        let tag = format!("{}", std::process::id() % 100_000);
-        let ns = Namespaces { tag, count };
+    pub(crate) fn new(count: usize) -> Namespaces {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let subnet = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}x{subnet}", std::process::id() % 100_000);
+        let ns = Namespaces { tag, count, subnet };
         let bridge = ns.bridge();
         ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["addr", "add", "10.77.0.254/24", "dev", &bridge]);
+        let own = format!("10.77.{subnet}.254/24");
+        ip(&["addr", "add", &own, "dev", &bridge]);
         ip(&["link", "set", &bridge, "up"]);
         for i in 1..=count {
             let (name, veth) = (ns.name(i), ns.veth(i));
@@ -293,24 +298,28 @@ impl Namespaces {
                 "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name,
             ]);
             ip(&["link", "set", &veth, "master", &bridge, "up"]);
-            let addr = format!("10.77.0.{i}/24");
+            let addr = format!("{}/24", ns.ip_of(i));
             ip(&["-n", &name, "addr", "add", &addr, "dev", "eth0"]);
             ip(&["-n", &name, "link", "set", "eth0", "up"]);
             ip(&["-n", &name, "link", "set", "lo", "up"]);
         }
         ns
     }
+    /// Member `i`'s address.
+    pub(crate) fn ip_of(&self, i: usize) -> String {
+        format!("10.77.{}.{i}", self.subnet)
+    }
     fn bridge(&self) -> String {
         format!("wb{}", self.tag)
     }
-    fn name(&self, i: usize) -> String {
+    pub(crate) fn name(&self, i: usize) -> String {
         format!("weir{}-{i}", self.tag)
     }
     fn veth(&self, i: usize) -> String {
         format!("wv{}-{i}", self.tag)
     }
     /// Cuts member `i` off the bridge (`up` false) or joins it again.
-    fn link(&self, i: usize, up: bool) {
+    pub(crate) fn link(&self, i: usize, up: bool) {
         ip(&["link", "set", &self.veth(i), if up { "up" } else { "down" }]);
     }
 }
@@ -333,7 +342,7 @@ fn a_partitioned_coordinator_is_lost_to_the_majority_and_follows_again_when_heal
     let dir = cluster();
     let d = dir.path();
     let net = Namespaces::new(3);
-    let listen = |i: usize| format!("10.77.0.{i}:7001");
+    let listen = |i: usize| format!("{}:7001", net.ip_of(i));
     let more = ["--heartbeat-timeout", TIMEOUT];
     let mut nodes = vec![Node::start_in(&net.name(1), d, "d1", &listen(1), &more).expect("node 1")];
     for i in 2..=3 {
