@@ -37,6 +37,7 @@ pub const FULL_WHILE_ENV: &str = "WEIR_TEST_DISK_FULL_WHILE";
 /// How often a node whose storage failed checks whether writes succeed again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+mod exchange;
 mod ingest;
 mod logs;
 mod placed;

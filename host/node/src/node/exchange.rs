@@ -1,0 +1,201 @@
+//! Job streams between members. A vertex reads a stream written on another
+//! member from a local copy (the same rStream, created here with the job's
+//! other streams). A fetch task fills it: it pulls the writer's durable
+//! entries from the copy's next seq over one QUIC stream ([`Request::Pull`])
+//! and writes each at its seq, so entries sent again after a reconnect are
+//! dropped as duplicates. It acknowledges what its copy made durable; the
+//! writer collects nothing a copy still lacks.
+
+use weir_cluster::Cluster;
+
+use super::*;
+use weir_net::frames;
+use weir_net::protocol::Client;
+
+/// How long a pull waits for new entries before it sends an empty batch
+/// (which tells the reader the writer is alive).
+const PULL_IDLE: Duration = Duration::from_millis(200);
+/// Bytes a batch gathers before it is sent (at least one entry).
+const BATCH_BYTES: usize = 1 << 20;
+/// Entries a batch takes at most.
+const BATCH_ENTRIES: usize = 256;
+/// How long a fetch waits before it reconnects after a failure.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// A stream a vertex here reads from another member.
+pub(super) struct Fetch {
+    /// The job.
+    pub(super) job: String,
+    /// Its incarnation.
+    pub(super) id: u64,
+    /// The stream's full name.
+    pub(super) stream: String,
+    /// The vertex that writes it.
+    pub(super) writer: String,
+    /// The name this copy pulls under (the writer holds entries for it).
+    pub(super) reader: String,
+}
+
+impl Node {
+    /// Fills this member's copy of a stream written on another member,
+    /// reconnecting (to wherever the writer is placed) until the job stops here.
+    pub(super) async fn fetch(self, cluster: Cluster, certs: CertDir, f: Fetch) {
+        loop {
+            if !self.jobs.runs(&f.job, f.id) {
+                return;
+            }
+            let metadata = cluster.metadata();
+            let addr = metadata
+                .jobs
+                .get(&f.job)
+                .filter(|j| j.id == f.id)
+                .and_then(|j| j.placement.get(&f.writer))
+                .and_then(|m| metadata.members.get(m))
+                .map(|m| m.addr.clone());
+            let Some(addr) = addr else { return };
+            match self.pull_from(&addr, &certs, &f).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(stream = %f.stream, %addr, "pull failed, retrying: {e:#}");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn pull_from(&self, addr: &str, certs: &CertDir, f: &Fetch) -> Result<()> {
+        let socket: SocketAddr = addr
+            .parse()
+            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+        let local = self.streams.info(&f.stream)?.id;
+        let client = Client::connect(socket, certs).await?;
+        let from = self.streams.positions(local).map_or(0, |p| p.0);
+        let request = Request::Pull {
+            stream: f.stream.clone(),
+            from,
+            reader: f.reader.clone(),
+        };
+        let (mut send, mut recv) = client.open(&request).await?;
+        match net::read_msg::<Response>(&mut recv).await? {
+            Some(Response::Ok { .. }) => {}
+            Some(Response::Error { message }) => bail!(Request, "{addr}: {message}"),
+            other => bail!(Request, "{addr} answered a pull with {other:?}"),
+        }
+        let mut buf = Vec::new();
+        let mut acked = from;
+        loop {
+            if !self.jobs.runs(&f.job, f.id) {
+                client.close().await;
+                return Ok(());
+            }
+            if frames::read_batch(&mut recv, &mut buf).await?.is_none() {
+                bail!(
+                    Request,
+                    "the member at {addr} ended the pull of `{}`",
+                    f.stream
+                );
+            }
+            let batch = frames::decode_batch(&buf)
+                .with_context(|| format!("from the member at {addr}, stream `{}`", f.stream))?;
+            for (seq, entry) in (batch.first..).zip(&batch.entries) {
+                self.streams.write(local, seq, entry.to_vec())?;
+            }
+            let durable = self.streams.positions(local).map_or(0, |p| p.1);
+            if durable > acked {
+                frames::write_ack(&mut send, durable).await?;
+                acked = durable;
+            }
+        }
+    }
+
+    /// Serves a member's pull of a job stream: durable entries from `from`
+    /// on, in batches, for as long as the reader reads; its
+    /// acknowledgements let this node collect what every reader has.
+    pub(super) async fn pull(
+        &self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        stream: String,
+        from: u64,
+        reader: String,
+    ) -> Result<()> {
+        let info = match self.streams.info(&stream) {
+            Ok(info) => info,
+            Err(e) => {
+                // The job may not have started here yet: the reader retries.
+                send_error(&mut send, &e).await?;
+                send.finish()?;
+                return Ok(());
+            }
+        };
+        let low = self.streams.positions(info.id).map_or(0, |p| p.2);
+        if from < low {
+            let message = format!(
+                "stream `{stream}` was collected below seq {low}; the reader asks from {from}"
+            );
+            send_error(&mut send, &message).await?;
+            send.finish()?;
+            return Ok(());
+        }
+        self.jobs.hold(info.id, &reader, from);
+        write_msg(
+            &mut send,
+            &Response::Ok {
+                message: "pulling".into(),
+            },
+        )
+        .await?;
+        let (jobs, id, who) = (self.jobs.clone(), info.id, reader.clone());
+        let acks = tokio::spawn(async move {
+            while let Ok(Some(seq)) = frames::read_ack(&mut recv).await {
+                jobs.hold(id, &who, seq);
+            }
+        });
+        let result = self.send_batches(&mut send, info.id, from).await;
+        acks.abort();
+        result
+    }
+
+    async fn send_batches(&self, send: &mut quinn::SendStream, id: u64, from: u64) -> Result<()> {
+        let mut position = from;
+        let mut frame = Vec::new();
+        loop {
+            let mut entries = self.streams.read(id, position, BATCH_ENTRIES)?;
+            if entries.is_empty() {
+                let streams = self.streams.clone();
+                tokio::task::spawn_blocking(move || streams.wait_for(id, position, PULL_IDLE))
+                    .await?;
+                entries = self.streams.read(id, position, BATCH_ENTRIES)?;
+            }
+            let mut bytes = 0;
+            let take = entries
+                .iter()
+                .take_while(|(_, e)| {
+                    let first = bytes == 0;
+                    bytes += e.len();
+                    first || bytes <= BATCH_BYTES
+                })
+                .count();
+            frame.clear();
+            // An rStream's seqs are dense: the batch is `position..position + take`.
+            if let Some((first, _)) = entries.first()
+                && *first != position
+            {
+                bail!(
+                    Request,
+                    "stream #{id}: read from seq {position} began at {first}"
+                );
+            }
+            frames::encode_batch(
+                position,
+                entries[..take].iter().map(|(_, e)| e.as_slice()),
+                &mut frame,
+            );
+            // Waits while the reader's window is full: a slow reader slows this sender.
+            send.write_all(&frame)
+                .await
+                .context("the reader went away")?;
+            position += take as u64;
+        }
+    }
+}
