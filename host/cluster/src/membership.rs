@@ -115,6 +115,7 @@ impl Cluster {
         let applied = machine.applied();
         let network = Network {
             peers: peers.clone(),
+            lost_after: settings.lost_after,
         };
         let raft = Raft::new(id, config, network, log, machine)
             .await
@@ -139,10 +140,11 @@ impl Cluster {
             }),
         };
         let tick = cluster.inner.settings.lost_after / 4;
-        let (heartbeat, watch) = (cluster.clone(), cluster.clone());
+        let (heartbeat, watch, campaigns) = (cluster.clone(), cluster.clone(), cluster.clone());
         *lock(&cluster.inner.tasks) = vec![
             tokio::spawn(async move { heartbeat.heartbeats(tick).await }),
             tokio::spawn(async move { watch.watch(tick).await }),
+            tokio::spawn(async move { campaigns.campaigns().await }),
         ];
         Ok(cluster)
     }
@@ -457,6 +459,38 @@ impl Cluster {
         }
     }
 
+    /// Breaks a tie of elections that never conclude. openraft 0.9 draws a
+    /// member's election timeout once, when it starts, and fires elections on
+    /// a coarse tick: two members whose timeouts fall on the same tick can
+    /// split every vote after the leader's loss, term after term. A member
+    /// that has stood for election for four heartbeat timeouts on end (far
+    /// longer than a campaign, even one delayed for a shorter log) stands
+    /// again at a moment drawn afresh each time, which ends the tie.
+    async fn campaigns(self) {
+        let t = self.inner.settings.lost_after;
+        let mut since: Option<Instant> = None;
+        loop {
+            tokio::time::sleep(t / 2 + t.mul_f64(unit_random())).await;
+            let state = self.inner.raft.metrics().borrow().state;
+            if state != ServerState::Candidate {
+                since = None;
+                continue;
+            }
+            let now = Instant::now();
+            let first = *since.get_or_insert(now);
+            if now.duration_since(first) >= t * 4 {
+                tracing::info!(
+                    member = self.inner.id,
+                    "elections do not conclude: standing again"
+                );
+                if let Err(e) = self.inner.raft.trigger().elect().await {
+                    tracing::debug!("an election could not be started: {e}");
+                }
+                since = None;
+            }
+        }
+    }
+
     /// While this node is the coordinator: declares silent members lost
     /// and brings back members heard again, then makes the Raft voters the
     /// members that are up.
@@ -685,4 +719,11 @@ async fn join(peers: &dyn Transport, seed: &str, addr: &str) -> Result<NodeId, C
         tracing::info!("joining through {seed}: {detail}; retrying");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A number drawn afresh from [0, 1).
+fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    let bits = RandomState::new().hash_one(std::time::SystemTime::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }

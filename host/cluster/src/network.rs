@@ -13,7 +13,7 @@ use std::time::Duration;
 use openraft::error::{
     Fatal, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable,
 };
-use openraft::network::RPCOption;
+use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
@@ -126,6 +126,20 @@ impl Peers {
 pub struct Network {
     /// The connections.
     pub peers: Link,
+    /// The heartbeat timeout the Raft timings follow from.
+    pub lost_after: Duration,
+}
+
+/// How long the leader waits before trying a member again after a message
+/// to it was lost: one heartbeat interval, doubling while the failures go
+/// on, but never more than a third of the heartbeat timeout. (openraft's
+/// default, a constant 500 ms, outlasts a follower's patience of one
+/// timeout plus its election timeout; a single lost message would make the
+/// follower stand for election against a healthy leader.)
+pub fn retry_intervals(lost_after: Duration) -> impl Iterator<Item = Duration> {
+    let first = lost_after / 6;
+    let most = lost_after / 3;
+    std::iter::successors(Some(first), move |d| Some((*d * 2).min(most)))
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -136,6 +150,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             peers: self.peers.clone(),
+            lost_after: self.lost_after,
         }
     }
 }
@@ -145,6 +160,7 @@ pub struct Peer {
     target: NodeId,
     addr: String,
     peers: Link,
+    lost_after: Duration,
 }
 
 /// A snapshot as it travels.
@@ -197,6 +213,10 @@ impl Peer {
 type RpcResult<T> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId>>>;
 
 impl RaftNetwork<TypeConfig> for Peer {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(retry_intervals(self.lost_after))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
@@ -235,5 +255,32 @@ impl RaftNetwork<TypeConfig> for Peer {
             .await
             .map_err(StreamingError::Unreachable)?;
         answer.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After any run of lost messages, the leader tries a follower again
+    /// before the follower's patience runs out (the leader's lease plus the
+    /// shortest election timeout), so one lost heartbeat does not start an
+    /// election against a healthy leader.
+    #[test]
+    fn retries_come_before_a_follower_stands_for_election() {
+        for ms in [60, 300, 1000, 5000] {
+            let lost_after = Duration::from_millis(ms);
+            let config = crate::raft_config(lost_after).expect("a usable timeout");
+            let patience =
+                Duration::from_millis(config.election_timeout_max + config.election_timeout_min);
+            let heartbeat = Duration::from_millis(config.heartbeat_interval);
+            for (i, wait) in retry_intervals(lost_after).take(20).enumerate() {
+                assert!(
+                    wait + heartbeat * 2 < patience,
+                    "{ms} ms: retry {i} after {wait:?}, a follower waits {patience:?}"
+                );
+                assert!(wait >= heartbeat, "{ms} ms: retry {i} after only {wait:?}");
+            }
+        }
     }
 }

@@ -19,6 +19,9 @@
 //! `WEIR_SIM_SCHEDULES` sets how many seeds run (default 100); `WEIR_SIM_SEED`
 //! runs one. The faults replay from a seed; openraft draws its election
 //! timeouts from its own generator, so the interleaving may differ.
+//! `WEIR_SIM_LOG` (a tracing filter, e.g. `openraft=info,weir_cluster=debug`)
+//! keeps each schedule's log, on the virtual clock, and writes a failing
+//! schedule's to `sim-seed-N.log` in the temporary directory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -396,6 +399,31 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, bool, Option<Reply>)]) 
     }
 }
 
+/// Each schedule's log, kept while `WEIR_SIM_LOG` is set.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        lock(&LOG).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Virtual time since the schedule began, in ms.
+struct VirtualTime(tokio::time::Instant);
+
+impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let at = tokio::time::Instant::now().saturating_duration_since(self.0);
+        write!(w, "{:>9.3}", at.as_secs_f64() * 1000.0)
+    }
+}
+
 #[test]
 fn members_agree_through_loss_delay_partitions_and_crashes() {
     let seeds: Vec<u64> = match std::env::var("WEIR_SIM_SEED") {
@@ -408,12 +436,24 @@ fn members_agree_through_loss_delay_partitions_and_crashes() {
             (1..=count).collect()
         }
     };
+    let log = std::env::var("WEIR_SIM_LOG").ok();
     for seed in seeds {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
             .expect("runtime");
+        let _log = log.as_ref().map(|filter| {
+            lock(&LOG).clear();
+            let start = runtime.block_on(async { tokio::time::Instant::now() });
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(|| LogWriter)
+                .with_ansi(false)
+                .with_timer(VirtualTime(start))
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        });
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             runtime.block_on(schedule(seed))
         }));
@@ -421,6 +461,13 @@ fn members_agree_through_loss_delay_partitions_and_crashes() {
             eprintln!(
                 "the cluster simulation failed at seed {seed} (rerun with WEIR_SIM_SEED={seed})"
             );
+            if log.is_some() {
+                let path = std::env::temp_dir().join(format!("sim-seed-{seed}.log"));
+                match std::fs::write(&path, &*lock(&LOG)) {
+                    Ok(()) => eprintln!("its log: {}", path.display()),
+                    Err(e) => eprintln!("its log could not be written to {}: {e}", path.display()),
+                }
+            }
             std::panic::resume_unwind(e);
         }
     }
