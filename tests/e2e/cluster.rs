@@ -305,6 +305,23 @@ impl Namespaces {
         }
         ns
     }
+    /// Starts a `weir node` in each namespace, listening on port 7001 of its
+    /// address with the test heartbeat timeout; the first founds the
+    /// cluster and the others join it.
+    pub(crate) fn start_members(&self, dir: &std::path::Path) -> Vec<Node> {
+        let first = format!("{}:7001", self.ip_of(1));
+        (1..=self.count)
+            .map(|i| {
+                let mut args = vec!["--heartbeat-timeout", TIMEOUT];
+                if i > 1 {
+                    args.extend(["--join", &first]);
+                }
+                let listen = format!("{}:7001", self.ip_of(i));
+                Node::start_in(&self.name(i), dir, &format!("d{i}"), &listen, &args)
+                    .unwrap_or_else(|e| panic!("member {i} starts: {e}"))
+            })
+            .collect()
+    }
     /// Member `i`'s address.
     pub(crate) fn ip_of(&self, i: usize) -> String {
         format!("10.77.{}.{i}", self.subnet)
@@ -342,18 +359,7 @@ fn a_partitioned_coordinator_is_lost_to_the_majority_and_follows_again_when_heal
     let dir = cluster();
     let d = dir.path();
     let net = Namespaces::new(3);
-    let listen = |i: usize| format!("{}:7001", net.ip_of(i));
-    let more = ["--heartbeat-timeout", TIMEOUT];
-    let mut nodes = vec![Node::start_in(&net.name(1), d, "d1", &listen(1), &more).expect("node 1")];
-    for i in 2..=3 {
-        let mut args = more.to_vec();
-        let seed = listen(1);
-        args.extend(["--join", &seed]);
-        nodes.push(
-            Node::start_in(&net.name(i), d, &format!("d{i}"), &listen(i), &args)
-                .expect("a node joins"),
-        );
-    }
+    let nodes = net.start_members(d);
     let three = until(d, &nodes[1], "three voting members up", |s| {
         members(s).len() == 3
             && members(s)

@@ -12,7 +12,7 @@ use super::node::{Node, cluster, ok};
 use super::{stderr, weir};
 
 /// Three members up, with a coordinator.
-fn three(d: &Path) -> Vec<Node> {
+pub(super) fn three(d: &Path) -> Vec<Node> {
     let mut nodes = vec![member(d, "d1", "127.0.0.1:0", None).expect("the first node starts")];
     for data in ["d2", "d3"] {
         let seed = nodes[0].addr.clone();
@@ -27,7 +27,7 @@ fn three(d: &Path) -> Vec<Node> {
 }
 
 /// The vertices of `job` each member reports, with their states.
-fn vertices(s: &Value, job: &str) -> Vec<(u64, String, String)> {
+pub(super) fn vertices(s: &Value, job: &str) -> Vec<(u64, String, String)> {
     members(s)
         .iter()
         .flat_map(|m| {
@@ -80,7 +80,7 @@ fn offline(d: &Path, q: &str) -> String {
 
 /// Submits `q` at parallelism 6 through `via`; returns how many vertices
 /// each member got, as the answer lists them.
-fn submit(d: &Path, via: &Node, q: &str) -> Vec<usize> {
+pub(super) fn submit(d: &Path, via: &Node, q: &str) -> Vec<usize> {
     let out = ok(&via.weir(
         d,
         &["job", "submit", &format!("{q}.wsql"), "--parallelism", "6"],
@@ -251,17 +251,7 @@ fn a_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
     let d = dir.path();
     let net = Namespaces::new(3);
     let listen = |i: usize| format!("{}:7001", net.ip_of(i));
-    let more = ["--heartbeat-timeout", super::cluster::TIMEOUT];
-    let mut nodes = vec![Node::start_in(&net.name(1), d, "d1", &listen(1), &more).expect("node 1")];
-    for i in 2..=3 {
-        let mut args = more.to_vec();
-        let seed = listen(1);
-        args.extend(["--join", &seed]);
-        nodes.push(
-            Node::start_in(&net.name(i), d, &format!("d{i}"), &listen(i), &args)
-                .expect("a node joins"),
-        );
-    }
+    let nodes = net.start_members(d);
     let up = until(d, &nodes[0], "three members up", |s| {
         s["coordinator"].is_u64()
             && members(s).len() == 3

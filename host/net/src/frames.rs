@@ -109,22 +109,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Batch<'_>> {
 
 /// Reads one batch frame's body; `None` when the writer finished the stream.
 pub async fn read_batch(recv: &mut quinn::RecvStream, buf: &mut Vec<u8>) -> Result<Option<()>> {
-    let mut len = [0u8; 4];
-    match recv.read_exact(&mut len).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_BATCH {
-        return Err(malformed(format!(
-            "a batch of {len} bytes is larger than the limit of {MAX_BATCH}"
-        )));
-    }
-    buf.clear();
-    buf.resize(len, 0);
-    recv.read_exact(buf).await?;
-    Ok(Some(()))
+    crate::protocol::read_frame(recv, buf, MAX_BATCH, "a batch").await
 }
 
 /// Sends an acknowledgement: every entry below `seq` is durable.

@@ -654,6 +654,23 @@ pub async fn write_msg<T: Serialize>(send: &mut quinn::SendStream, msg: &T) -> R
 pub async fn read_msg<T: for<'de> Deserialize<'de>>(
     recv: &mut quinn::RecvStream,
 ) -> Result<Option<T>> {
+    let mut buf = Vec::new();
+    match read_frame(recv, &mut buf, MAX_FRAME, "a message").await? {
+        Some(()) => Ok(Some(serde_json::from_slice(&buf)?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads one frame (a `u32` little-endian length, then that many bytes)
+/// into `buf`; `None` when the writer finished the stream before a frame.
+/// A length over `limit` is refused before anything is allocated; `what`
+/// names the frame in that error.
+pub(crate) async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    what: &str,
+) -> Result<Option<()>> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
         Ok(()) => {}
@@ -661,14 +678,15 @@ pub async fn read_msg<T: for<'de> Deserialize<'de>>(
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(NetError::Transport(format!(
-            "a message of {len} bytes is larger than the limit of {MAX_FRAME}"
+    if len > limit {
+        return Err(NetError::Invalid(format!(
+            "{what} of {len} bytes is larger than the limit of {limit}"
         )));
     }
-    let mut buf = vec![0; len];
-    recv.read_exact(&mut buf).await?;
-    Ok(Some(serde_json::from_slice(&buf)?))
+    buf.clear();
+    buf.resize(len, 0);
+    recv.read_exact(buf).await?;
+    Ok(Some(()))
 }
 
 /// A client connection to a node.

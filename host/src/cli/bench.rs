@@ -391,6 +391,27 @@ pub(super) fn spawn_node(work: &Path, args: &[&str]) -> anyhow::Result<(Killed, 
     Ok((node, addr))
 }
 
+/// A fresh scratch directory `weir-{name}-{pid}` in the temporary
+/// directory with a cluster CA and certificates in `certs` (`weir cluster
+/// init`), removed when the returned guard is dropped.
+pub(super) fn cluster_scratch(name: &str) -> anyhow::Result<(PathBuf, Remove)> {
+    let work = std::env::temp_dir().join(format!("weir-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let clean = Remove(work.clone());
+    let out = Command::new(std::env::current_exe()?)
+        .args(["cluster", "init", "--dir", "certs"])
+        .current_dir(&work)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "weir cluster init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((work, clean))
+}
+
 /// Removes a file or directory when dropped.
 pub(super) struct Remove(pub(super) PathBuf);
 

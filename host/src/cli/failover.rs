@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
 
-use super::bench::{Killed, Remove, spawn_node};
+use super::bench::{Killed, cluster_scratch, spawn_node};
 use crate::net::{CertDir, Client, Request, Response};
 use weir_net::cluster::{ClusterRequest, ClusterResponse, ClusterStatus};
 
@@ -57,21 +57,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Runs `weir bench failover`.
 pub fn failover(args: FailoverArgs) -> anyhow::Result<()> {
-    let work = std::env::temp_dir().join(format!("weir-failover-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let _clean = Remove(work.clone());
-    let me = std::env::current_exe()?;
-    let out = std::process::Command::new(&me)
-        .args(["cluster", "init", "--dir", "certs"])
-        .current_dir(&work)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "weir cluster init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let (work, _clean) = cluster_scratch("failover")?;
     let timeout = humantime::format_duration(args.heartbeat_timeout).to_string();
     let start = |data: &str, listen: &str, join: Option<&str>| {
         let mut a = vec!["--data", data, "--listen", listen];

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
 
-use super::bench::{Killed, Remove, count, cpu_seconds, spawn_node};
+use super::bench::{Killed, cluster_scratch, count, cpu_seconds, spawn_node};
 use crate::net::{CertDir, Client, Request, Response};
 
 /// `weir bench cluster`.
@@ -65,20 +65,7 @@ const PATIENCE: Duration = Duration::from_secs(1800);
 
 /// Runs `weir bench cluster`.
 pub fn spread(args: SpreadArgs) -> anyhow::Result<()> {
-    let work = std::env::temp_dir().join(format!("weir-bench-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let _clean = Remove(work.clone());
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .args(["cluster", "init", "--dir", "certs"])
-        .current_dir(&work)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "weir cluster init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let (work, _clean) = cluster_scratch("bench-cluster")?;
     let script = script(&args, &work)?;
     let mut runs = Vec::new();
     let mut outputs = Vec::new();
