@@ -36,7 +36,18 @@ fn status(dir: &Path, node: &Node) -> Option<Value> {
 
 /// Polls `node`'s status until `done` holds, for at most 30 s.
 pub(crate) fn until(dir: &Path, node: &Node, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    until_within(dir, node, what, Duration::from_secs(30), done)
+}
+
+/// Polls `node`'s status until `done` holds, for at most `patience`.
+pub(crate) fn until_within(
+    dir: &Path,
+    node: &Node,
+    what: &str,
+    patience: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + patience;
     let mut last = None;
     while Instant::now() < deadline {
         if let Some(s) = status(dir, node) {
@@ -47,7 +58,7 @@ pub(crate) fn until(dir: &Path, node: &Node, what: &str, done: impl Fn(&Value) -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{what}: not within 30 s; last status {last:?}");
+    panic!("{what}: not within {patience:?}; last status {last:?}");
 }
 
 pub(crate) fn members(s: &Value) -> &Vec<Value> {

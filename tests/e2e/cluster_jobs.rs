@@ -48,7 +48,7 @@ pub(super) fn vertices(s: &Value, job: &str) -> Vec<(u64, String, String)> {
 
 /// Polls `weir job status JOB --json` on `node` until `done` holds, for
 /// at most 30 s; returns the job's status.
-fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(super) fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let out = node.weir(d, &["job", "status", job, "--json"]);

@@ -43,6 +43,54 @@ pub struct ClusterJob {
     pub id: u64,
     /// Vertex → the member that runs it.
     pub placement: BTreeMap<String, NodeId>,
+    /// The changes to its stages, in the order they were written.
+    #[serde(default)]
+    pub patches: Vec<PatchRequest>,
+}
+
+/// A change to one stage of a running job (`weir udf deploy`, `weir udf
+/// rollback`, `weir job filter add|remove`), checked by a member that runs
+/// a copy of the stage before it is written. Each member makes it to the
+/// copies it runs: each copy switches at a CTI of its own input and records
+/// where in its timeline, so a replay repeats it exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRequest {
+    /// The stage, as the user named it (a keyed stage's copies all change).
+    pub stage: String,
+    /// What changes.
+    pub change: StageChange,
+    /// The member that checked it, which holds a deployed module's bytes.
+    pub origin: NodeId,
+    /// Drawn once per request: the same change written again (its answer
+    /// was lost) keeps the index the first one got.
+    pub nonce: u64,
+}
+
+/// What a [`PatchRequest`] changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StageChange {
+    /// To this module version (full SHA-256 hex).
+    Deploy {
+        /// The version.
+        version: String,
+    },
+    /// Back to an earlier version: the one named by this prefix, or the
+    /// version before the current one (resolved by each copy from its
+    /// timeline).
+    Rollback {
+        /// A version prefix.
+        to: Option<String>,
+    },
+    /// A runtime filter added (its canonical text).
+    FilterAdd {
+        /// The filter.
+        text: String,
+    },
+    /// A runtime filter removed (its text as it was added).
+    FilterRemove {
+        /// The filter.
+        text: String,
+    },
 }
 
 impl ClusterJob {
@@ -111,9 +159,23 @@ impl Metadata {
                 spec: spec.clone(),
                 id,
                 placement,
+                patches: Vec::new(),
             },
         );
         Reply::Submitted { id }
+    }
+
+    pub(crate) fn patch(&mut self, name: &str, patch: &PatchRequest) -> Reply {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return Reply::Refused(format!("no job `{name}` in the cluster"));
+        };
+        if let Some(index) = job.patches.iter().position(|p| p.nonce == patch.nonce) {
+            return Reply::Patched { index };
+        }
+        job.patches.push(patch.clone());
+        Reply::Patched {
+            index: job.patches.len() - 1,
+        }
     }
 }
 
@@ -216,5 +278,54 @@ mod tests {
             Reply::Submitted { id: 3 }
         );
         assert_eq!(m.jobs["q"].on(1).count(), 3);
+    }
+
+    /// Changes to a job's stages keep the order they were written in; the
+    /// same change written again (its answer was lost) keeps its index; a
+    /// change to a job the cluster does not run is refused.
+    #[test]
+    fn stage_changes_are_indexed_in_order_once_each() {
+        let mut m = Metadata::default();
+        m.apply(&Command::Join {
+            addr: "127.0.0.1:7001".into(),
+            id: Some(1),
+            nonce: 1,
+        });
+        assert_eq!(
+            m.apply(&Command::SubmitJob(spec("j", 3))),
+            Reply::Submitted { id: 1 }
+        );
+        let change = |nonce: u64, change: StageChange| Command::PatchJob {
+            name: "j".into(),
+            patch: PatchRequest {
+                stage: "s".into(),
+                change,
+                origin: 1,
+                nonce,
+            },
+        };
+        let deploy = StageChange::Deploy {
+            version: "ab".repeat(32),
+        };
+        let back = StageChange::Rollback { to: None };
+        assert_eq!(
+            m.apply(&change(7, deploy.clone())),
+            Reply::Patched { index: 0 }
+        );
+        assert_eq!(
+            m.apply(&change(8, back.clone())),
+            Reply::Patched { index: 1 }
+        );
+        assert_eq!(
+            m.apply(&change(7, deploy.clone())),
+            Reply::Patched { index: 0 }
+        );
+        let changes: Vec<&StageChange> = m.jobs["j"].patches.iter().map(|p| &p.change).collect();
+        assert_eq!(changes, [&deploy, &back]);
+        let unknown = Command::PatchJob {
+            name: "nope".into(),
+            patch: m.jobs["j"].patches[0].clone(),
+        };
+        assert!(matches!(m.apply(&unknown), Reply::Refused(why) if why.contains("no job `nope`")));
     }
 }

@@ -83,6 +83,14 @@ pub enum Command {
         /// The job.
         name: String,
     },
+    /// A change to a stage of a job: every member makes it to the copies
+    /// of the stage it runs, in the order the changes were written.
+    PatchJob {
+        /// The job.
+        name: String,
+        /// The change.
+        patch: crate::jobs::PatchRequest,
+    },
 }
 
 /// What applying a command did.
@@ -99,6 +107,11 @@ pub enum Reply {
     Submitted {
         /// The job's incarnation.
         id: u64,
+    },
+    /// A stage change was written with this index in the job's changes.
+    Patched {
+        /// Its index.
+        index: usize,
     },
     /// The change took effect.
     #[default]
@@ -182,6 +195,7 @@ impl Metadata {
             Command::Lost { id } => self.set(*id, Health::Up, Health::Lost),
             Command::Back { id } => self.set(*id, Health::Lost, Health::Up),
             Command::SubmitJob(spec) => self.submit(spec),
+            Command::PatchJob { name, patch } => self.patch(name, patch),
             Command::CancelJob { name } => match self.jobs.remove(name) {
                 Some(_) => Reply::Done,
                 None => Reply::Unchanged,

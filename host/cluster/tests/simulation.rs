@@ -8,12 +8,13 @@
 //! faults stop, every member holds the same metadata: everyone up, three
 //! voters, one coordinator; and a member down longer than the heartbeat
 //! timeout was declared lost by the others while it was down. Jobs are
-//! submitted and cancelled through random members while the faults happen;
-//! at the end every member holds the same jobs, each acknowledged submit is
-//! there once with the incarnation its answer gave unless a cancel of it
-//! may have been written (a write retried after a lost answer is not a
-//! second job, nor refused), each acknowledged cancel is gone, and every
-//! vertex is placed on a member. A failure prints its
+//! submitted, changed and cancelled through random members while the faults
+//! happen; at the end every member holds the same jobs, each acknowledged
+//! submit is there once with the incarnation its answer gave unless a
+//! cancel of it may have been written (a write retried after a lost answer
+//! is not a second job, nor refused), each acknowledged change is at the
+//! index its answer gave and no change is there twice, each acknowledged
+//! cancel is gone, and every vertex is placed on a member. A failure prints its
 //! seed.
 //!
 //! `WEIR_SIM_SCHEDULES` sets how many seeds run (default 100); `WEIR_SIM_SEED`
@@ -29,7 +30,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weir_cluster::jobs::JobSpec;
+use weir_cluster::jobs::{JobSpec, PatchRequest, StageChange};
 use weir_cluster::membership::Report;
 use weir_cluster::metadata::{Command, Reply};
 use weir_cluster::network::{Link, Transport};
@@ -232,8 +233,8 @@ async fn schedule(seed: u64) {
         sim.start(i, Some(addr(0))).await;
     }
     sim.settle(seed, n).await;
-    // Writes in flight while the faults happen: (job, submit or cancel, outcome).
-    type Outcome = (String, bool, Option<Reply>);
+    // Writes in flight while the faults happen: (job, what, outcome).
+    type Outcome = (String, Write, Option<Reply>);
     let mut writes: Vec<tokio::task::JoinHandle<Outcome>> = Vec::new();
     let mut submitted = 0u64;
     // Faults: one member down (cut off or crashed) at a time, the next only
@@ -286,15 +287,19 @@ async fn schedule(seed: u64) {
         // running member, while the faults go on.
         let through: Vec<&Cluster> = sim.running.values().collect();
         let via = through[rng.below(through.len() as u64) as usize].clone();
-        let (name, submit) = match rng.below(3) {
-            0 if submitted > 0 => (format!("j{}", rng.below(submitted)), false),
+        let (name, write) = match rng.below(4) {
+            0 if submitted > 0 => (format!("j{}", rng.below(submitted)), Write::Cancel),
+            1 if submitted > 0 => (
+                format!("j{}", rng.below(submitted)),
+                Write::Patch(1 + rng.below(u64::MAX - 1)),
+            ),
             _ => {
                 submitted += 1;
-                (format!("j{}", submitted - 1), true)
+                (format!("j{}", submitted - 1), Write::Submit)
             }
         };
-        let command = if submit {
-            Command::SubmitJob(JobSpec {
+        let command = match write {
+            Write::Submit => Command::SubmitJob(JobSpec {
                 name: name.clone(),
                 path: "/jobs/q.wsql".into(),
                 text: String::new(),
@@ -303,13 +308,21 @@ async fn schedule(seed: u64) {
                 origin: 1,
                 vertices: (0..1 + rng.below(7)).map(|v| format!("v{v}")).collect(),
                 nonce: 1 + rng.below(u64::MAX - 1),
-            })
-        } else {
-            Command::CancelJob { name: name.clone() }
+            }),
+            Write::Cancel => Command::CancelJob { name: name.clone() },
+            Write::Patch(nonce) => Command::PatchJob {
+                name: name.clone(),
+                patch: PatchRequest {
+                    stage: "v0".into(),
+                    change: StageChange::Rollback { to: None },
+                    origin: 1,
+                    nonce,
+                },
+            },
         };
         writes.push(tokio::spawn(async move {
             let reply = tokio::time::timeout(TIMEOUT * 20, via.write(command)).await;
-            (name, submit, reply.ok().and_then(Result::ok))
+            (name, write, reply.ok().and_then(Result::ok))
         }));
         tokio::time::sleep(pause).await;
         sim.observe(seed, n);
@@ -344,7 +357,7 @@ async fn schedule(seed: u64) {
 
 /// Every member holds the same jobs, and they are what the acknowledged
 /// writes say.
-fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, bool, Option<Reply>)]) {
+fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, Write, Option<Reply>)]) {
     let all: Vec<_> = sim.running.values().map(|c| c.metadata()).collect();
     let jobs = &all[0].jobs;
     for m in &all {
@@ -358,6 +371,13 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, bool, Option<Reply>)]) 
             job.id
         );
         assert_eq!(job.placement.len(), job.spec.vertices.len(), "seed {seed}");
+        let nonces: BTreeSet<u64> = job.patches.iter().map(|p| p.nonce).collect();
+        assert_eq!(
+            nonces.len(),
+            job.patches.len(),
+            "seed {seed}: a change of `{}` written twice",
+            job.spec.name
+        );
         assert!(
             job.placement
                 .values()
@@ -366,37 +386,58 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, bool, Option<Reply>)]) 
         );
     }
     // Per job: its submit's answer, and whether a cancel was acknowledged.
-    for (name, submit, reply) in outcomes {
-        match (submit, reply) {
-            (true, Some(Reply::Submitted { id })) => {
-                // A cancel whose answer was lost may have been written
-                // (Raft commits a write its client saw fail): it counts too.
-                let cancelled = outcomes
-                    .iter()
-                    .any(|(n, s, r)| n == name && !s && !matches!(r, Some(Reply::Refused(_))));
-                if !cancelled {
-                    assert_eq!(
-                        jobs.get(name).map(|j| j.id),
-                        Some(*id),
-                        "seed {seed}: acknowledged submit of `{name}` (id {id}) lost"
-                    );
-                }
+    // A cancel whose answer was lost may have been written (Raft commits a
+    // write its client saw fail): it counts too.
+    let cancelled = |name: &str| {
+        outcomes.iter().any(|(n, w, r)| {
+            n == name && *w == Write::Cancel && !matches!(r, Some(Reply::Refused(_)))
+        })
+    };
+    for (name, write, reply) in outcomes {
+        match (write, reply) {
+            (Write::Submit, Some(Reply::Submitted { id })) if !cancelled(name) => {
+                assert_eq!(
+                    jobs.get(name).map(|j| j.id),
+                    Some(*id),
+                    "seed {seed}: acknowledged submit of `{name}` (id {id}) lost"
+                );
             }
-            (true, Some(other)) => {
+            (Write::Submit, Some(Reply::Submitted { .. })) => {}
+            (Write::Submit, Some(other)) => {
                 panic!("seed {seed}: a first submit of `{name}` answered {other:?}")
             }
-            (false, Some(Reply::Done | Reply::Unchanged)) => {
+            (Write::Cancel, Some(Reply::Done | Reply::Unchanged)) => {
                 let resubmitted = outcomes
                     .iter()
-                    .any(|(n, s, r)| n == name && *s && r.is_none());
+                    .any(|(n, w, r)| n == name && *w == Write::Submit && r.is_none());
                 assert!(
                     resubmitted || !jobs.contains_key(name),
                     "seed {seed}: acknowledged cancel of `{name}` did not take"
                 );
             }
+            (Write::Patch(nonce), Some(Reply::Patched { index })) if !cancelled(name) => {
+                let at = jobs
+                    .get(name)
+                    .and_then(|j| j.patches.get(*index))
+                    .map(|p| p.nonce);
+                assert_eq!(
+                    at,
+                    Some(*nonce),
+                    "seed {seed}: acknowledged change {index} of `{name}` lost"
+                );
+            }
             _ => {}
         }
     }
+}
+
+/// A write the simulation makes while the faults happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Submit,
+    Cancel,
+    /// A change to a stage, with its number.
+    Patch(u64),
 }
 
 /// Each schedule's log, kept while `WEIR_SIM_LOG` is set.

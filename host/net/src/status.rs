@@ -40,6 +40,10 @@ pub struct VertexStatus {
     /// A patch is scheduled for the next CTI.
     #[serde(default)]
     pub pending: bool,
+    /// Where the latest patch applied took effect: (input position, CTIs
+    /// written).
+    #[serde(default)]
+    pub switched_at: Option<(u64, u64)>,
     /// Why the last scheduled patch was not applied.
     #[serde(default)]
     pub refused: Option<String>,

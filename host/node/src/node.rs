@@ -37,6 +37,7 @@ pub const FULL_WHILE_ENV: &str = "WEIR_TEST_DISK_FULL_WHILE";
 /// How often a node whose storage failed checks whether writes succeed again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+mod changes;
 mod exchange;
 mod ingest;
 mod logs;
@@ -55,6 +56,9 @@ pub struct Node {
     cluster: Arc<std::sync::OnceLock<Cluster>>,
     /// The fetch tasks filling copies of streams written on other members.
     fetchers: Arc<placed::Fetchers>,
+    /// Per placed job here: (incarnation, how many of its cluster changes
+    /// this member went through).
+    changes_taken: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, usize)>>>,
     /// The certificates it presents to other members (once it serves).
     peer_certs: Arc<std::sync::OnceLock<CertDir>>,
 }
@@ -103,6 +107,7 @@ impl Node {
             producers: Arc::default(),
             cluster: Arc::default(),
             fetchers: Arc::default(),
+            changes_taken: Arc::default(),
             peer_certs: Arc::default(),
         })
     }
@@ -240,7 +245,21 @@ impl Node {
             );
             return refuse(send, recv, message).await;
         }
+        // A change to a stage of a job spread over the cluster's members.
+        let placed = self.placed_change(&request);
         let answer = match request {
+            request if placed.is_some() => {
+                let body = if matches!(request, Request::DeployUdf { .. }) {
+                    recv.read_to_end(MAX_INGEST)
+                        .await
+                        .context("reading the component")?
+                } else {
+                    Vec::new()
+                };
+                let cluster = placed.as_ref().context("the cluster")?;
+                self.change_placed(cluster, request, body, role != Role::Node)
+                    .await
+            }
             Request::Ping => Ok(Response::Ok {
                 message: "pong".into(),
             }),

@@ -47,6 +47,17 @@ impl Vertex {
         })
     }
 
+    /// Where the vertex made the latest change of its timeline it applied:
+    /// (input position, CTIs written).
+    pub fn last_switch(&self) -> Option<(u64, u64)> {
+        let p = self.patching.as_ref()?;
+        let applied = (self.at.patches as usize).checked_sub(1)?;
+        p.timeline
+            .patches
+            .get(applied)
+            .map(|c| (c.position, c.ctis))
+    }
+
     /// Rows dropped by runtime filters so far.
     pub fn filtered(&self) -> u64 {
         match &self.operator {

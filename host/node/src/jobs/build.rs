@@ -11,12 +11,7 @@ impl Jobs {
         record: &JobRecord,
         create: bool,
     ) -> Result<Vec<(Task, VertexStatus)>> {
-        let plan: Plan = self.plan_of(
-            &record.path,
-            &record.text,
-            &record.modules,
-            record.parallelism,
-        )?;
+        let plan: Plan = self.record_plan(record)?;
         let streams = &self.inner.streams;
         let prefix = record.prefix();
         let mut schemas: HashMap<String, (u64, SchemaRef)> = HashMap::new();

@@ -39,6 +39,7 @@ use crate::wasm::Runtime;
 use crate::wasm::instance::KeyedState;
 
 mod build;
+mod changes;
 mod copies;
 mod generate;
 mod logs;
@@ -47,6 +48,7 @@ mod placed;
 mod replay;
 mod threads;
 
+pub use changes::Asked;
 use copies::Pending;
 use patching::load_module;
 pub use placed::PlanVertex;
@@ -152,6 +154,9 @@ const FILES: &str = "file/";
 const PATCHES: &str = "patch/";
 /// Per job prefix: each UDF stage's queue of accepted, not yet applied changes.
 const QUEUES: &str = "queue/";
+/// Per copy of a stage of a job the cluster runs: how many of the job's
+/// cluster changes it took.
+const CHANGES: &str = "change/";
 const MODULE_PREFIX: &str = "module/";
 const NEXT_ID: &str = "jobs/next-id";
 
@@ -375,6 +380,16 @@ impl Jobs {
         Ok((record, ops))
     }
 
+    /// The plan of a job record, with the module versions it names.
+    pub(super) fn record_plan(&self, record: &JobRecord) -> Result<Plan> {
+        self.plan_of(
+            &record.path,
+            &record.text,
+            &record.modules,
+            record.parallelism,
+        )
+    }
+
     /// The plan of a job file or script; `modules` (component path →
     /// version) are the modules sent with it, which a script's components
     /// are loaded from.
@@ -494,7 +509,7 @@ impl Jobs {
         let mut ops = vec![Op::DeleteMeta {
             key: format!("{JOB_PREFIX}{name}"),
         }];
-        for kind in [SNAPSHOTS, SINKS, FILES, PATCHES, QUEUES] {
+        for kind in [SNAPSHOTS, SINKS, FILES, PATCHES, QUEUES, CHANGES] {
             let key = format!("{kind}{prefix}/");
             for (k, _) in streams.meta_prefix(&key)? {
                 if kind == SNAPSHOTS {

@@ -56,7 +56,12 @@ impl Jobs {
 
     /// The version a rollback of stage `stage` (one vertex) returns to,
     /// checked against the stage.
-    fn rollback_target(&self, job: &str, stage: &str, to: Option<&str>) -> Result<String> {
+    pub(super) fn rollback_target(
+        &self,
+        job: &str,
+        stage: &str,
+        to: Option<&str>,
+    ) -> Result<String> {
         let timeline = self.timeline(job, stage)?;
         let n = timeline.patches.len();
         let target = match to {
@@ -97,14 +102,7 @@ impl Jobs {
     pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
         let mut targets = Vec::new();
         for target in self.targets(job, stage)? {
-            let (filter, active) = self.check_filter(job, &target, expr)?;
-            if let Some((same, _)) = active.iter().find(|(_, a)| a.same(&filter)) {
-                bail!(
-                    Patch,
-                    "stage `{target}` of job `{job}` already has filter `{same}`"
-                );
-            }
-            let change = Change::FilterAdd(filter.text().to_string());
+            let change = self.filter_change(job, &target, expr, true)?;
             targets.push((target, String::new(), change));
         }
         self.patch_targets(job, stage, targets)
@@ -115,21 +113,41 @@ impl Jobs {
     pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
         let mut targets = Vec::new();
         for target in self.targets(job, stage)? {
-            let (filter, active) = self.check_filter(job, &target, expr)?;
-            // The filter as it was added: that text is what the timeline removes.
-            let Some((text, _)) = active.iter().find(|(_, a)| a.same(&filter)) else {
-                let texts: Vec<String> = active.iter().map(|(t, _)| t.clone()).collect();
-                bail!(
-                    Patch,
-                    "stage `{target}` of job `{job}` has no filter `{}`; its filters: {}",
-                    filter.text(),
-                    crate::filter::describe(&texts, "none")
-                );
-            };
-            let change = Change::FilterRemove(text.clone());
+            let change = self.filter_change(job, &target, expr, false)?;
             targets.push((target, String::new(), change));
         }
         self.patch_targets(job, stage, targets)
+    }
+
+    /// The change that adds runtime filter `expr` to stage `stage` of `job`
+    /// (`add`), or removes it, checked: an added filter must be new, a
+    /// removed one in effect (named by the text it was added with).
+    pub(super) fn filter_change(
+        &self,
+        job: &str,
+        stage: &str,
+        expr: &str,
+        add: bool,
+    ) -> Result<Change> {
+        let (filter, active) = self.check_filter(job, stage, expr)?;
+        let found = active.iter().find(|(_, a)| a.same(&filter));
+        match (add, found) {
+            (true, None) => Ok(Change::FilterAdd(filter.text().to_string())),
+            (true, Some((same, _))) => bail!(
+                Patch,
+                "stage `{stage}` of job `{job}` already has filter `{same}`"
+            ),
+            (false, Some((text, _))) => Ok(Change::FilterRemove(text.clone())),
+            (false, None) => {
+                let texts: Vec<String> = active.iter().map(|(t, _)| t.clone()).collect();
+                bail!(
+                    Patch,
+                    "stage `{stage}` of job `{job}` has no filter `{}`; its filters: {}",
+                    filter.text(),
+                    crate::filter::describe(&texts, "none")
+                )
+            }
+        }
     }
 
     /// Parses `expr` against the stage's input and returns it with the
@@ -278,12 +296,7 @@ impl Jobs {
             .get(job)
             .map(|r| r.record.clone())
             .with_context(|| format!("no job `{job}` on this node (jobs: {})", self.names()))?;
-        let plan = self.plan_of(
-            &record.path,
-            &record.text,
-            &record.modules,
-            record.parallelism,
-        )?;
+        let plan = self.record_plan(&record)?;
         Ok((record, plan))
     }
 
@@ -420,10 +433,28 @@ impl Jobs {
         version: String,
         change: Change,
     ) -> Result<Pending> {
+        self.schedule_with(job, stage, version, change, Vec::new())
+    }
+
+    /// [`Jobs::schedule`], writing `with` in the same transaction as the
+    /// queued request.
+    pub(super) fn schedule_with(
+        &self,
+        job: &str,
+        stage: &str,
+        version: String,
+        change: Change,
+        with: Vec<Op>,
+    ) -> Result<Pending> {
         let shared = self.stage_status(job, stage)?;
         let scheduled = std::time::Instant::now();
         let (record, _, _) = self.udf_stage(job, stage)?;
-        let request = self.enqueue(&queue_key(&stage_key(&record, stage)), &version, &change)?;
+        let request = self.enqueue(
+            &queue_key(&stage_key(&record, stage)),
+            &version,
+            &change,
+            with,
+        )?;
         let id = request.id;
         let (before, from) = {
             let mut s = lock(&shared);
@@ -604,6 +635,7 @@ impl Jobs {
         queue_key: &str,
         version: &str,
         change: &Change,
+        with: Vec<Op>,
     ) -> Result<Requested> {
         let (request, ticket) = self.with_queue(queue_key, |queue| {
             let id = queue.push(version.to_string(), change.clone());
@@ -613,10 +645,11 @@ impl Jobs {
                 .cloned()
                 .with_context(|| format!("request {id} vanished from queue {queue_key}"))?;
             // Queued for commit under the lock, so commits keep the queue's order.
-            let ticket = self
-                .inner
-                .streams
-                .commit_meta(vec![put(queue_key, postcard::to_allocvec(queue)?)])?;
+            let ticket = self.inner.streams.commit_meta(
+                std::iter::once(put(queue_key, postcard::to_allocvec(queue)?))
+                    .chain(with)
+                    .collect(),
+            )?;
             Ok((request, ticket))
         })?;
         ticket.wait()?;

@@ -77,18 +77,13 @@ impl Jobs {
         let (record, ops) = self.check_job(path, text, modules, parallelism)?;
         self.build(&record, false)?;
         self.inner.streams.commit_meta(ops)?.wait()?;
-        let plan = self.plan_of(&record.path, &record.text, &record.modules, parallelism)?;
+        let plan = self.record_plan(&record)?;
         Ok((record, plan_vertices(&plan)))
     }
 
     /// The vertices of a job record's plan.
     pub fn vertices_of(&self, record: &JobRecord) -> Result<Vec<PlanVertex>> {
-        let plan = self.plan_of(
-            &record.path,
-            &record.text,
-            &record.modules,
-            record.parallelism,
-        )?;
+        let plan = self.record_plan(record)?;
         Ok(plan_vertices(&plan))
     }
 

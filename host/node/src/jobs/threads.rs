@@ -466,6 +466,7 @@ pub(super) fn publish(vertex: &Vertex, status: &Shared) {
     s.module.clone_from(&at.module);
     s.filters = vertex.filter_texts();
     (s.pending, s.refused) = vertex.patch_state();
+    s.switched_at = vertex.last_switch();
     s.filtered = vertex.filtered();
     if let Some((traps, usage)) = vertex.udf_usage() {
         s.traps = traps;

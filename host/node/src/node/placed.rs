@@ -30,8 +30,17 @@ fn reader_name(record: &JobRecord, stream: &str, member: NodeId) -> String {
     format!("pull/{}/{stream}@{member}", record.prefix())
 }
 
+/// A number drawn once per request, for a write that may be retried after
+/// its answer was lost (`seed` only spreads the draws).
+pub(super) fn nonce(seed: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(seed.as_bytes());
+    h.finish().max(1)
+}
+
 /// A placed job's record as member `me` runs it.
-fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
+pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
     JobRecord {
         name: job.spec.name.clone(),
         id: job.id,
@@ -117,12 +126,7 @@ impl Node {
             origin: cluster.id(),
             vertices: vertices.into_iter().map(|v| v.name).collect(),
             // Drawn once: a retry of this write carries the same number.
-            nonce: {
-                use std::hash::{BuildHasher, Hasher};
-                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                h.write(record.name.as_bytes());
-                h.finish().max(1)
-            },
+            nonce: nonce(&record.name),
         };
         let name = spec.name.clone();
         match cluster.write(Command::SubmitJob(spec)).await? {
@@ -279,17 +283,21 @@ impl Node {
             let metadata = cluster.metadata();
             let me = cluster.id();
             let waiting = self.fetch_modules(&metadata, me, &certs).await;
+            self.fetch_change_modules(&metadata, me, &certs).await;
             let node = self.clone();
-            let fetches =
-                match tokio::task::spawn_blocking(move || node.reconcile(&metadata, me, &waiting))
-                    .await
-                {
-                    Ok(fetches) => fetches,
-                    Err(e) => {
-                        tracing::error!("placing vertices failed: {e}");
-                        continue;
-                    }
-                };
+            let fetches = match tokio::task::spawn_blocking(move || {
+                let fetches = node.reconcile(&metadata, me, &waiting);
+                node.take_changes(&metadata);
+                fetches
+            })
+            .await
+            {
+                Ok(fetches) => fetches,
+                Err(e) => {
+                    tracing::error!("placing vertices failed: {e}");
+                    continue;
+                }
+            };
             for (job, id, list) in fetches {
                 let tasks = list
                     .into_iter()
@@ -356,7 +364,12 @@ impl Node {
         waiting
     }
 
-    async fn fetch_module(&self, addr: &str, certs: &CertDir, version: &str) -> Result<()> {
+    pub(super) async fn fetch_module(
+        &self,
+        addr: &str,
+        certs: &CertDir,
+        version: &str,
+    ) -> Result<()> {
         let socket: SocketAddr = addr
             .parse()
             .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;

@@ -1,0 +1,383 @@
+//! `weir udf deploy`, `weir udf rollback` and `weir job filter add|remove`
+//! for a job the cluster runs: answered by a member that runs a copy of the
+//! stage (a member that runs none passes the request to one that does),
+//! which checks the change against its copy, writes it to the coordinator's
+//! metadata, and waits until every copy on every member has taken it; each
+//! member makes the job's changes, in order, to the copies it runs.
+
+use std::collections::BTreeMap;
+
+use weir_cluster::jobs::{ClusterJob, PatchRequest, StageChange};
+use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
+
+use super::placed::{nonce, record_of};
+use super::*;
+use crate::jobs::{Asked, PatchReport, VertexStatus};
+use crate::patch::Change;
+use weir_net::protocol::Client;
+
+/// How long a change waits for every copy (each takes it at its next CTI,
+/// after its member's scheduler saw it).
+const CHANGE_WAIT: Duration = Duration::from_secs(8);
+
+impl Node {
+    /// The cluster, when a deploy, rollback, filter change or history asks
+    /// about a job it runs over more than one member.
+    pub(super) fn placed_change(&self, request: &Request) -> Option<Cluster> {
+        let job = match request {
+            Request::DeployUdf { job, .. }
+            | Request::RollbackUdf { job, .. }
+            | Request::FilterAdd { job, .. }
+            | Request::FilterRemove { job, .. }
+            | Request::UdfHistory { job, .. } => job,
+            _ => return None,
+        };
+        let cluster = self.cluster.get()?;
+        (cluster.metadata().standing() > 1 && self.is_placed(job)).then(|| cluster.clone())
+    }
+
+    /// Makes a deploy, rollback or filter change to a stage of a job the
+    /// cluster runs, on every copy of the stage, and reports each copy's.
+    pub(super) async fn change_placed(
+        &self,
+        cluster: &Cluster,
+        request: Request,
+        body: Vec<u8>,
+        may_pass: bool,
+    ) -> Result<Response> {
+        if let Request::UdfHistory { job, stage } = request {
+            return self.history_placed(cluster, job, stage).await;
+        }
+        let started = std::time::Instant::now();
+        let (job, stage, asked) = match request.clone() {
+            Request::DeployUdf {
+                job,
+                stage,
+                origin,
+                shadow,
+            } => {
+                if shadow.is_some() {
+                    bail!(
+                        Patch,
+                        "deploy to job `{job}` stage `{stage}` refused: a shadow run (--shadow) is not available for a job spread over the cluster's members; deploy without it, or try the module with `weir udf replay` first"
+                    );
+                }
+                let asked = Asked::Deploy {
+                    origin,
+                    bytes: body.clone(),
+                };
+                (job, stage, asked)
+            }
+            Request::RollbackUdf { job, stage, to } => (job, stage, Asked::Rollback { to }),
+            Request::FilterAdd { job, stage, expr } => (job, stage, Asked::FilterAdd(expr)),
+            Request::FilterRemove { job, stage, expr } => (job, stage, Asked::FilterRemove(expr)),
+            other => bail!(Request, "{} is not a stage change", other.describe()),
+        };
+        let (metadata, placed, copies) = self.stage_of(cluster, &job, &stage).await?;
+        let me = cluster.id();
+        // Checked against a copy that runs: one here, else one on another
+        // member (asked once; a member asked by a member checks its own).
+        let before = self.copies_now(cluster, &job, &copies).await;
+        let runs = |v: &VertexStatus| v.state == "running" || v.stuck_at.is_some();
+        let here = copies
+            .iter()
+            .find(|c| {
+                placed.placement.get(*c) == Some(&me)
+                    && (!may_pass || before.get(*c).is_some_and(runs))
+            })
+            .cloned();
+        let Some(here) = here else {
+            let Some(other) = before.values().find(|v| runs(v)).and_then(|v| v.member) else {
+                bail!(
+                    Patch,
+                    "no copy of stage `{stage}` of job `{job}` runs yet (their members are starting them); retry in a moment"
+                );
+            };
+            if !may_pass {
+                bail!(
+                    Patch,
+                    "member {me} runs no copy of stage `{stage}` of job `{job}`; member {other} does"
+                );
+            }
+            return self.ask_member(&metadata, other, &request, &body).await;
+        };
+        let jobs = self.jobs.clone();
+        let (name, copy) = (job.clone(), here.clone());
+        let (change, from) =
+            tokio::task::spawn_blocking(move || jobs.check_change(&name, &copy, asked)).await??;
+        let patch = PatchRequest {
+            stage: stage.clone(),
+            change: change.clone(),
+            origin: me,
+            nonce: nonce(&format!("{job}/{stage}")),
+        };
+        let index = match cluster
+            .write(Command::PatchJob {
+                name: job.clone(),
+                patch,
+            })
+            .await?
+        {
+            Reply::Patched { index } => index,
+            Reply::Refused(why) => bail!(Patch, "{why}"),
+            other => bail!(Patch, "the coordinator answered the change with {other:?}"),
+        };
+        tracing::info!(job, stage, index, ?change, "cluster change written");
+        let taken = self
+            .await_copies(cluster, &job, &copies, &change, &before, &from)
+            .await;
+        let to = match &change {
+            StageChange::Deploy { version } => version.clone(),
+            _ => taken
+                .get(&here)
+                .and_then(|v| v.module.clone())
+                .unwrap_or_else(|| from.clone()),
+        };
+        let report = |copy: &str| PatchReport {
+            job: job.clone(),
+            stage: copy.to_string(),
+            from: from.clone(),
+            to: to.clone(),
+            change: describe(&change),
+            applied: taken.get(copy).and_then(|v| v.switched_at),
+            switch_us: started.elapsed().as_micros() as u64,
+            shadow: None,
+            copies: Vec::new(),
+        };
+        if copies.len() == 1 && copies[0] == stage {
+            return Ok(Response::Patched(report(&stage)));
+        }
+        Ok(Response::Patched(PatchReport {
+            applied: None,
+            copies: copies.iter().map(|c| report(c)).collect(),
+            ..report(&stage)
+        }))
+    }
+
+    /// The metadata, job `job` as the cluster runs it, and the copies of its
+    /// stage `stage`.
+    async fn stage_of(
+        &self,
+        cluster: &Cluster,
+        job: &str,
+        stage: &str,
+    ) -> Result<(Metadata, ClusterJob, Vec<String>)> {
+        let metadata = cluster.metadata();
+        let placed = metadata
+            .jobs
+            .get(job)
+            .cloned()
+            .with_context(|| format!("no job `{job}` in the cluster"))?;
+        let jobs = self.jobs.clone();
+        let (record, name) = (record_of(&placed, cluster.id()), stage.to_string());
+        let copies =
+            tokio::task::spawn_blocking(move || jobs.stage_copies(&record, &name)).await??;
+        Ok((metadata, placed, copies))
+    }
+
+    /// Asks member `member` `request` (with `body`), as a member does.
+    async fn ask_member(
+        &self,
+        metadata: &Metadata,
+        member: NodeId,
+        request: &Request,
+        body: &[u8],
+    ) -> Result<Response> {
+        let addr = metadata
+            .members
+            .get(&member)
+            .map(|m| m.addr.clone())
+            .with_context(|| format!("member {member} is not in the cluster"))?;
+        let certs = self
+            .peer_certs
+            .get()
+            .cloned()
+            .context("this node is not serving yet")?;
+        let socket = addr
+            .parse()
+            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+        let client = Client::connect(socket, &certs)
+            .await
+            .map_err(|e| err!(Request, "member {member} at {addr}: {e}"))?;
+        let answer = client.answer(request, Some(body)).await;
+        client.close().await;
+        answer.map_err(|e| err!(Request, "member {member} at {addr}: {e}"))
+    }
+
+    /// The history of every copy of a stage of a job the cluster runs,
+    /// each asked of the member that runs it.
+    async fn history_placed(
+        &self,
+        cluster: &Cluster,
+        job: String,
+        stage: String,
+    ) -> Result<Response> {
+        let (metadata, placed, copies) = self.stage_of(cluster, &job, &stage).await?;
+        let me = cluster.id();
+        let mut all = Vec::new();
+        for copy in &copies {
+            let member = placed.placement.get(copy).copied().unwrap_or(me);
+            let mut list = if member == me {
+                self.jobs.history(&job, copy)?
+            } else {
+                let request = Request::UdfHistory {
+                    job: job.clone(),
+                    stage: copy.clone(),
+                };
+                match self.ask_member(&metadata, member, &request, &[]).await? {
+                    Response::History(list) => list,
+                    Response::Error { message } => bail!(Patch, "member {member}: {message}"),
+                    other => bail!(Request, "member {member} answered a history with {other:?}"),
+                }
+            };
+            if copy != &stage {
+                for entry in &mut list {
+                    entry.copy.clone_from(copy);
+                }
+            }
+            all.extend(list);
+        }
+        Ok(Response::History(all))
+    }
+
+    /// The status of each copy of a stage of `job` that answers, by name.
+    async fn copies_now(
+        &self,
+        cluster: &Cluster,
+        job: &str,
+        copies: &[String],
+    ) -> BTreeMap<String, VertexStatus> {
+        match self.placed_status(cluster, Some(job.into())).await {
+            Ok(Response::Jobs(list)) => list
+                .into_iter()
+                .flat_map(|s| s.vertices)
+                .filter(|v| v.member.is_some() && copies.contains(&v.name))
+                .map(|v| (v.name.clone(), v))
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// Waits (at most [`CHANGE_WAIT`]) until every copy took `change`: it
+    /// applied one more timeline entry than it had `before` (where it
+    /// answered then) and shows the change; returns the status of each copy
+    /// that did.
+    async fn await_copies(
+        &self,
+        cluster: &Cluster,
+        job: &str,
+        copies: &[String],
+        change: &StageChange,
+        before: &BTreeMap<String, VertexStatus>,
+        from: &str,
+    ) -> BTreeMap<String, VertexStatus> {
+        let deadline = tokio::time::Instant::now() + CHANGE_WAIT;
+        let mut taken = BTreeMap::new();
+        loop {
+            for (name, v) in self.copies_now(cluster, job, copies).await {
+                let earlier = before.get(&name);
+                let moved = earlier.is_none_or(|b| v.patches > b.patches);
+                let shows = match change {
+                    StageChange::Deploy { version } => v
+                        .module
+                        .as_deref()
+                        .is_some_and(|m| !m.is_empty() && version.starts_with(m)),
+                    // A copy not seen before: once it runs another version.
+                    StageChange::Rollback { .. } => {
+                        earlier.is_some() || v.module.as_deref() != Some(from)
+                    }
+                    StageChange::FilterAdd { text } => v.filters.contains(text),
+                    StageChange::FilterRemove { text } => !v.filters.contains(text),
+                };
+                if moved && shows && !v.pending {
+                    taken.insert(name, v);
+                }
+            }
+            if taken.len() == copies.len() || tokio::time::Instant::now() >= deadline {
+                return taken;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Node {
+    /// Makes the changes written for the placed jobs running here to the
+    /// copies this member runs, in order (a module not fetched yet holds
+    /// back the job's changes from it on).
+    pub(super) fn take_changes(&self, metadata: &Metadata) {
+        let running = self.jobs.placed();
+        let mut taken = lock(&self.changes_taken);
+        taken.retain(|name, (id, _)| running.get(name).is_some_and(|(i, _)| i == id));
+        for (name, job) in &metadata.jobs {
+            if job.patches.is_empty() || running.get(name).is_none_or(|(id, _)| *id != job.id) {
+                continue;
+            }
+            let done = taken.get(name).map_or(0, |(_, n)| *n);
+            if done >= job.patches.len() {
+                continue;
+            }
+            let ready = |p: &PatchRequest| match &p.change {
+                StageChange::Deploy { version } => matches!(self.jobs.module(version), Ok(Some(_))),
+                _ => true,
+            };
+            tracing::debug!(job = %name, done, patches = job.patches.len(), "taking the cluster's changes");
+            match self.jobs.take_changes(name, &job.patches, ready) {
+                Ok(n) => {
+                    taken.insert(name.clone(), (job.id, n));
+                }
+                Err(e) => tracing::error!(job = %name, "taking the cluster's changes: {e:#}"),
+            }
+        }
+    }
+
+    /// Fetches the modules deployed to the placed jobs running here that
+    /// this member lacks: from the member that checked the change, else
+    /// any member that is up.
+    pub(super) async fn fetch_change_modules(
+        &self,
+        metadata: &Metadata,
+        me: NodeId,
+        certs: &CertDir,
+    ) {
+        for job in metadata.jobs.values() {
+            if job.on(me).next().is_none() {
+                continue;
+            }
+            for patch in &job.patches {
+                let StageChange::Deploy { version } = &patch.change else {
+                    continue;
+                };
+                if matches!(self.jobs.module(version), Ok(Some(_))) {
+                    continue;
+                }
+                let origin = metadata.members.get(&patch.origin).map(|m| &m.addr);
+                let others = metadata
+                    .up()
+                    .filter(|(id, _)| *id != me)
+                    .map(|(_, m)| &m.addr);
+                for addr in origin.into_iter().chain(others) {
+                    match self.fetch_module(addr, certs, version).await {
+                        Ok(()) => break,
+                        Err(e) => tracing::debug!(%addr, "module {version}: {e:#}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How history and reports name a change.
+fn describe(change: &StageChange) -> String {
+    match change {
+        StageChange::Deploy { .. } => Change::Deploy,
+        StageChange::Rollback { .. } => Change::Rollback,
+        StageChange::FilterAdd { text } => Change::FilterAdd(text.clone()),
+        StageChange::FilterRemove { text } => Change::FilterRemove(text.clone()),
+    }
+    .describe()
+}

@@ -1,0 +1,230 @@
+//! Hot patches of a job spread over a cluster of real `weir node`
+//! processes: a deploy or rollback asked of any member reaches every copy
+//! of the stage on every member; each copy switches at a CTI of its own
+//! input and records where in its timeline, which survives `kill -9` of its
+//! member. The output is checked row by row against `weir run`'s: each row
+//! comes from the version its copy ran at that row, exactly once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+use weir::testkit::udf_component;
+
+use super::cluster::{member, until_within};
+use super::cluster_jobs::{job_status, submit, three, vertices};
+use super::node::{Node, ok, write};
+use super::{stderr, weir};
+
+/// A tally per user of Nexmark bids (50 users), run as copies of a `REDUCE`.
+fn script(d: &Path, generator: &str) {
+    write(
+        d,
+        "tally.wsql",
+        &format!(
+            "Bid = INPUT NEXMARK BID ({generator});\n\
+             sales = SELECT date_time AS ts, CAST(bidder % 50 AS VARCHAR) AS user, price AS amount FROM Bid;\n\
+             TallyV1 = COMPONENT \"{}\" WITH (factor = 3, poison = 777);\n\
+             tally = REDUCE sales ON user USING TallyV1;\n\
+             OUTPUT tally TO \"out/tally.jsonl\";\n",
+            udf_component("tally_v1").display()
+        ),
+    );
+}
+
+/// `(user, count) -> (total, version)` of every output row.
+type Rows = BTreeMap<(String, i64), (i64, String)>;
+
+fn rows(d: &Path) -> Rows {
+    let text = std::fs::read_to_string(d.join("out/tally.jsonl")).expect("the sink's file");
+    let mut all = Rows::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        let key = (
+            v["user"].as_str().unwrap_or_default().to_string(),
+            v["count"].as_i64().unwrap_or(-1),
+        );
+        let value = (
+            v["total"].as_i64().unwrap_or(-1),
+            v["version"].as_str().unwrap_or_default().to_string(),
+        );
+        assert!(
+            all.insert(key.clone(), value).is_none(),
+            "row {key:?} twice"
+        );
+    }
+    all
+}
+
+/// Where each copy took a change, as a deploy or rollback answer lists
+/// them: copy -> input position.
+fn positions(answer: &str) -> BTreeMap<String, u64> {
+    answer
+        .lines()
+        .filter_map(|l| {
+            let copy = l.split("stage `").nth(1)?.split('`').next()?;
+            let at = l.split("in effect from input position ").nth(1)?;
+            Some((copy.to_string(), at.split(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `weir udf ARGS --job tally --stage tally` through `node`.
+fn change(d: &Path, node: &Node, args: &[&str]) -> String {
+    let mut all = vec!["udf"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--job", "tally", "--stage", "tally"]);
+    ok(&node.weir(d, &all))
+}
+
+/// A deploy asked of one member and a rollback of another reach all six
+/// copies over three members; a member killed with `kill -9` after them
+/// and restarted on its disk keeps its copies' timelines; every output row
+/// comes from the version its copy ran there, exactly once.
+#[test]
+fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
+    let dir = super::node::cluster();
+    let d = dir.path();
+    let mut nodes = three(d);
+    // What v1 alone writes: each row's amount is its total's step.
+    script(d, "events => 20000, rate => 1000");
+    let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = rows(d);
+    std::fs::remove_dir_all(d.join("out")).expect("remove the offline output");
+    script(d, "events => 20000, rate => 1000, pace => 1");
+    let per_member = submit(d, &nodes[0], "tally");
+    assert_eq!(per_member.len(), 3, "every member runs a part");
+    let total: usize = per_member.iter().sum();
+    // Every copy running (each member fetched and compiled the module).
+    job_status(d, &nodes[0], "tally", |s| {
+        let copies = s["vertices"].as_array().map_or(0, |vs| {
+            vs.iter()
+                .filter(|v| {
+                    v["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("tally__p"))
+                        && v["state"] == "running"
+                })
+                .count()
+        });
+        copies == 6
+    });
+
+    let v2 = udf_component("tally_v2").display().to_string();
+    let deployed = change(d, &nodes[1], &["deploy", &v2]);
+    assert!(
+        deployed.contains("stage `tally` runs as 6 rVertices"),
+        "{deployed}"
+    );
+    let rolled = change(d, &nodes[2], &["rollback"]);
+    assert!(
+        rolled.contains("stage `tally` runs as 6 rVertices"),
+        "{rolled}"
+    );
+    // Where the answers saw a copy switch (a copy behind its input may
+    // switch after the answer, which says it is queued).
+    let (at_deploy, at_rollback) = (positions(&deployed), positions(&rolled));
+    // Bad input: a shadow run across members is refused, saying so.
+    let out = nodes[0].weir(
+        d,
+        &[
+            "udf", "deploy", &v2, "--job", "tally", "--stage", "tally", "--shadow", "10",
+        ],
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("a shadow run (--shadow) is not available"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dead = nodes.remove(1);
+    let addr = dead.addr.clone();
+    dead.kill9();
+    nodes.insert(
+        1,
+        member(d, "d2", &addr, None).expect("the member restarts"),
+    );
+    let patience = std::time::Duration::from_secs(120);
+    until_within(d, &nodes[0], "every vertex finished", patience, |s| {
+        let v = vertices(s, "tally");
+        assert!(
+            !v.iter().any(|(_, _, state)| state == "failed"),
+            "a vertex failed: {v:?}"
+        );
+        v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
+    });
+
+    // The stage's history, asked of any member, gathers every copy's
+    // timeline from the member that runs it: both changes, where the
+    // answers placed them.
+    for node in &nodes {
+        let out = ok(&node.weir(
+            d,
+            &[
+                "udf", "history", "--job", "tally", "--stage", "tally", "--json",
+            ],
+        ));
+        let h: Value = serde_json::from_str(&out).expect("history is JSON");
+        let mut copies: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for e in h.as_array().expect("a list") {
+            copies
+                .entry(e["copy"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push((
+                    e["why"].as_str().unwrap_or_default().to_string(),
+                    e["position"].as_u64().unwrap_or(u64::MAX),
+                ));
+        }
+        assert_eq!(copies.len(), 6, "every copy, asked of {}: {out}", node.addr);
+        for (copy, entries) in &copies {
+            let whys: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+            assert_eq!(
+                whys,
+                ["submitted with the job", "deploy", "rollback"],
+                "{copy}, asked of {}: {entries:?}",
+                node.addr
+            );
+            assert!(entries[1].1 <= entries[2].1, "{copy}: {entries:?}");
+            for (answer, at) in [(&at_deploy, entries[1].1), (&at_rollback, entries[2].1)] {
+                if let Some(said) = answer.get(copy) {
+                    assert_eq!(*said, at, "{copy}: where the answer said it switched");
+                }
+            }
+        }
+    }
+
+    // Row by row: the same rows as v1 alone; each total steps by the row's
+    // amount (v1) or three times it (v2); per user, v1 then v2 then v1.
+    let got = rows(d);
+    let keys = |r: &Rows| r.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&got), keys(&want), "the rows (user, count) differ");
+    let mut previous: Option<(&String, i64, i64)> = None;
+    let mut versions: BTreeMap<&String, Vec<&str>> = BTreeMap::new();
+    for ((user, count), (total, version)) in &got {
+        let (want_total, _) = &want[&(user.clone(), *count)];
+        let (prev_want, prev_got) = match previous {
+            Some((u, w, g)) if u == user => (w, g),
+            _ => (0, 0),
+        };
+        let factor = if version == "v2" { 3 } else { 1 };
+        assert_eq!(
+            total - prev_got,
+            factor * (want_total - prev_want),
+            "user {user} row {count} ({version})"
+        );
+        previous = Some((user, *want_total, *total));
+        let seq = versions.entry(user).or_default();
+        if seq.last() != Some(&version.as_str()) {
+            seq.push(version);
+        }
+    }
+    let both = versions.values().filter(|s| s.contains(&"v2")).count();
+    assert!(both > 0, "some rows ran on v2: {versions:?}");
+    for (user, seq) in &versions {
+        assert!(
+            [vec!["v1"], vec!["v1", "v2"], vec!["v1", "v2", "v1"]].contains(seq),
+            "user {user}: versions {seq:?}"
+        );
+    }
+}
