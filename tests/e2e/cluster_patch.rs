@@ -1,6 +1,6 @@
 //! Hot patches of a job spread over a cluster of real `weir node`
 //! processes: a deploy or rollback asked of any member reaches every copy
-//! of the stage on every member; each copy switches at a CTI of its own
+//! of the stage on every member, and a replay runs where its copy runs; each copy switches at a CTI of its own
 //! input and records where in its timeline, which survives `kill -9` of its
 //! member. The output is checked row by row against `weir run`'s: each row
 //! comes from the version its copy ran at that row, exactly once.
@@ -14,6 +14,7 @@ use weir::testkit::udf_component;
 use super::cluster::{member, until_within};
 use super::cluster_jobs::{job_status, submit, three, vertices};
 use super::node::{Node, ok, write};
+use super::patch::version_of;
 use super::{stderr, weir};
 
 /// A tally per user of Nexmark bids (50 users), run as copies of a `REDUCE`.
@@ -87,12 +88,12 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
     let d = dir.path();
     let mut nodes = three(d);
     // What v1 alone writes: each row's amount is its total's step.
-    script(d, "events => 20000, rate => 1000");
+    script(d, "events => 30000, rate => 1000");
     let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
     assert!(out.status.success(), "{}", stderr(&out));
     let want = rows(d);
     std::fs::remove_dir_all(d.join("out")).expect("remove the offline output");
-    script(d, "events => 20000, rate => 1000, pace => 1");
+    script(d, "events => 30000, rate => 1000, pace => 1");
     let per_member = submit(d, &nodes[0], "tally");
     assert_eq!(per_member.len(), 3, "every member runs a part");
     let total: usize = per_member.iter().sum();
@@ -125,6 +126,45 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
     // Where the answers saw a copy switch (a copy behind its input may
     // switch after the answer, which says it is queued).
     let (at_deploy, at_rollback) = (positions(&deployed), positions(&rolled));
+    // A replay of one copy, asked of a member that does not run it, runs
+    // on the member that does (the copy's input and state are there).
+    let status = job_status(d, &nodes[0], "tally", |_| true);
+    let copy = status["vertices"]
+        .as_array()
+        .and_then(|vs| {
+            vs.iter().find(|v| {
+                v["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("tally__p"))
+                    && v["member"] != 1
+            })
+        })
+        .and_then(|v| v["name"].as_str())
+        .expect("a copy on another member")
+        .to_string();
+    let out = ok(&nodes[0].weir(
+        d,
+        &[
+            "udf", "replay", &v2, "--job", "tally", "--stage", &copy, "--json",
+        ],
+    ));
+    let replay: Value = serde_json::from_str(&out).expect("the replay report is JSON");
+    assert_eq!(replay["stage"], copy.as_str(), "{out}");
+    assert_eq!(
+        replay["candidate"],
+        version_of("tally_v2").as_str(),
+        "{out}"
+    );
+    assert_eq!(
+        replay["running"],
+        version_of("tally_v1").as_str(),
+        "rolled back: {out}"
+    );
+    assert!(
+        replay["to"].as_u64().is_some_and(|to| to > 0) && replay["checkpoint"].as_u64() > Some(0),
+        "the replay saw the copy's input and checkpoint: {out}"
+    );
+
     // Bad input: a shadow run across members is refused, saying so.
     let out = nodes[0].weir(
         d,
@@ -145,7 +185,7 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
         1,
         member(d, "d2", &addr, None).expect("the member restarts"),
     );
-    let patience = std::time::Duration::from_secs(120);
+    let patience = std::time::Duration::from_secs(240);
     until_within(d, &nodes[0], "every vertex finished", patience, |s| {
         let v = vertices(s, "tally");
         assert!(

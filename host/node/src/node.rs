@@ -249,7 +249,10 @@ impl Node {
         let placed = self.placed_change(&request);
         let answer = match request {
             request if placed.is_some() => {
-                let body = if matches!(request, Request::DeployUdf { .. }) {
+                let body = if matches!(
+                    request,
+                    Request::DeployUdf { .. } | Request::ReplayUdf { .. }
+                ) {
                     recv.read_to_end(MAX_INGEST)
                         .await
                         .context("reading the component")?

@@ -21,15 +21,16 @@ use weir_net::protocol::Client;
 const CHANGE_WAIT: Duration = Duration::from_secs(8);
 
 impl Node {
-    /// The cluster, when a deploy, rollback, filter change or history asks
-    /// about a job it runs over more than one member.
+    /// The cluster, when a deploy, rollback, filter change, history or
+    /// replay asks about a job it runs over more than one member.
     pub(super) fn placed_change(&self, request: &Request) -> Option<Cluster> {
         let job = match request {
             Request::DeployUdf { job, .. }
             | Request::RollbackUdf { job, .. }
             | Request::FilterAdd { job, .. }
             | Request::FilterRemove { job, .. }
-            | Request::UdfHistory { job, .. } => job,
+            | Request::UdfHistory { job, .. }
+            | Request::ReplayUdf { job, .. } => job,
             _ => return None,
         };
         let cluster = self.cluster.get()?;
@@ -47,6 +48,9 @@ impl Node {
     ) -> Result<Response> {
         if let Request::UdfHistory { job, stage } = request {
             return self.history_placed(cluster, job, stage).await;
+        }
+        if let Request::ReplayUdf { .. } = request {
+            return self.replay_placed(cluster, request, body, may_pass).await;
         }
         let started = std::time::Instant::now();
         let (job, stage, asked) = match request.clone() {
@@ -202,6 +206,46 @@ impl Node {
         let answer = client.answer(request, Some(body)).await;
         client.close().await;
         answer.map_err(|e| err!(Request, "member {member} at {addr}: {e}"))
+    }
+
+    /// A replay of a stage (one vertex) of a job the cluster runs, on the
+    /// member that runs it: the input it saw and its state are there.
+    async fn replay_placed(
+        &self,
+        cluster: &Cluster,
+        request: Request,
+        body: Vec<u8>,
+        may_pass: bool,
+    ) -> Result<Response> {
+        let Request::ReplayUdf {
+            job,
+            stage,
+            origin,
+            from,
+            to,
+        } = request.clone()
+        else {
+            bail!(Request, "{} is not a replay", request.describe());
+        };
+        let metadata = cluster.metadata();
+        let runs_it = metadata
+            .jobs
+            .get(&job)
+            .and_then(|j| j.placement.get(&stage))
+            .copied();
+        match runs_it {
+            Some(member) if member != cluster.id() && may_pass => {
+                self.ask_member(&metadata, member, &request, &body).await
+            }
+            _ => {
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    jobs.replay(&job, &stage, &origin, body, from, to)
+                        .map(Response::Replayed)
+                })
+                .await?
+            }
+        }
     }
 
     /// The history of every copy of a stage of a job the cluster runs,
