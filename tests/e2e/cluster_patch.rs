@@ -1,6 +1,7 @@
 //! Hot patches of a job spread over a cluster of real `weir node`
 //! processes: a deploy or rollback asked of any member reaches every copy
-//! of the stage on every member, and a replay runs where its copy runs; each copy switches at a CTI of its own
+//! of the stage on every member, and a replay or the logs of one copy come
+//! from where it runs; each copy switches at a CTI of its own
 //! input and records where in its timeline, which survives `kill -9` of its
 //! member. The output is checked row by row against `weir run`'s: each row
 //! comes from the version its copy ran at that row, exactly once.
@@ -164,6 +165,11 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
         replay["to"].as_u64().is_some_and(|to| to > 0) && replay["checkpoint"].as_u64() > Some(0),
         "the replay saw the copy's input and checkpoint: {out}"
     );
+
+    // So do its logs: the member asked passes them on from the member that
+    // runs the copy.
+    let out = nodes[0].weir(d, &["udf", "logs", "--job", "tally", "--stage", &copy]);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // Bad input: a shadow run across members is refused, saying so.
     let out = nodes[0].weir(

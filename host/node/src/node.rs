@@ -326,6 +326,12 @@ impl Node {
                 )),
             },
             Request::UdfLogs { job, stage, follow } => {
+                if role != Role::Node
+                    && let Some(member) = self.placed_elsewhere(&job, &stage)
+                {
+                    let request = Request::UdfLogs { job, stage, follow };
+                    return self.pass_stream(send, member, &request).await;
+                }
                 return self.udf_logs(send, job, stage, follow).await;
             }
             Request::CloseStream { stream } => {
