@@ -284,6 +284,7 @@ impl Node {
             let me = cluster.id();
             let waiting = self.fetch_modules(&metadata, me, &certs).await;
             self.fetch_change_modules(&metadata, me, &certs).await;
+            self.end_fetches(&metadata, me).await;
             let node = self.clone();
             let fetches = match tokio::task::spawn_blocking(move || {
                 let fetches = node.reconcile(&metadata, me, &waiting);
@@ -309,6 +310,31 @@ impl Node {
                 if let Some((_, old)) = lock(&self.fetchers).insert(job, (id, tasks)) {
                     old.iter().for_each(|t| t.abort());
                 }
+            }
+        }
+    }
+
+    /// Ends the fetches of the jobs `reconcile` is about to stop or cancel
+    /// here, and waits until they have: an aborted task runs on to its next
+    /// await, and a pull may write a whole batch into a copy before it, so a
+    /// cancel that collected the copy first would keep that batch.
+    async fn end_fetches(&self, metadata: &Metadata, me: NodeId) {
+        let ending: Vec<String> = self
+            .jobs
+            .placed()
+            .into_iter()
+            .filter(|(name, (id, here))| {
+                metadata.jobs.get(name).is_none_or(|j| {
+                    j.id != *id || *here != j.on(me).map(str::to_string).collect::<BTreeSet<_>>()
+                })
+            })
+            .map(|(name, _)| name)
+            .collect();
+        for name in ending {
+            let tasks = lock(&self.fetchers).remove(&name);
+            for task in tasks.map(|(_, t)| t).unwrap_or_default() {
+                task.abort();
+                let _ = task.await;
             }
         }
     }
