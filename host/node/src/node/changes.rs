@@ -179,14 +179,13 @@ impl Node {
         Ok((metadata, placed, copies))
     }
 
-    /// Asks member `member` `request` (with `body`), as a member does.
-    async fn ask_member(
+    /// A connection to member `member`, with this node's certificate, and
+    /// its address.
+    pub(super) async fn connect_member(
         &self,
         metadata: &Metadata,
         member: NodeId,
-        request: &Request,
-        body: &[u8],
-    ) -> Result<Response> {
+    ) -> Result<(Client, String)> {
         let addr = metadata
             .members
             .get(&member)
@@ -203,6 +202,18 @@ impl Node {
         let client = Client::connect(socket, &certs)
             .await
             .map_err(|e| err!(Request, "member {member} at {addr}: {e}"))?;
+        Ok((client, addr))
+    }
+
+    /// Asks member `member` `request` (with `body`), as a member does.
+    async fn ask_member(
+        &self,
+        metadata: &Metadata,
+        member: NodeId,
+        request: &Request,
+        body: &[u8],
+    ) -> Result<Response> {
+        let (client, addr) = self.connect_member(metadata, member).await?;
         let answer = client.answer(request, Some(body)).await;
         client.close().await;
         answer.map_err(|e| err!(Request, "member {member} at {addr}: {e}"))

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use weir_cluster::metadata::NodeId;
-use weir_net::protocol::Client;
 
 use super::*;
 
@@ -67,23 +66,7 @@ impl Node {
     ) -> Result<()> {
         let passed = async {
             let cluster = self.cluster.get().context("this node left its cluster")?;
-            let addr = cluster
-                .metadata()
-                .members
-                .get(&member)
-                .map(|m| m.addr.clone())
-                .with_context(|| format!("member {member} is not in the cluster"))?;
-            let certs = self
-                .peer_certs
-                .get()
-                .cloned()
-                .context("this node is not serving yet")?;
-            let socket = addr
-                .parse()
-                .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
-            let client = Client::connect(socket, &certs)
-                .await
-                .map_err(|e| err!(Request, "member {member} at {addr}: {e}"))?;
+            let (client, _) = self.connect_member(&cluster.metadata(), member).await?;
             let recv = client.request(request, None).await;
             Ok::<_, NodeError>((client, recv?))
         }
