@@ -81,7 +81,7 @@ fn voters(s: &Value) -> Vec<u64> {
         .collect()
 }
 
-fn id_at(s: &Value, addr: &str) -> u64 {
+pub(crate) fn id_at(s: &Value, addr: &str) -> u64 {
     members(s)
         .iter()
         .find(|m| m["addr"] == addr && m["health"] != "replaced")

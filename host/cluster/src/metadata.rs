@@ -46,6 +46,10 @@ pub struct Member {
     /// The number its join carried.
     #[serde(default)]
     pub nonce: u64,
+    /// The number its process announced itself with last (see
+    /// [`Command::Announce`]).
+    #[serde(default)]
+    pub announced: u64,
 }
 
 /// A change to the metadata, as proposed to the Raft log.
@@ -90,6 +94,26 @@ pub enum Command {
         name: String,
         /// The change.
         patch: crate::jobs::PatchRequest,
+    },
+    /// A member's process (re)started: once it applies this entry, its
+    /// metadata is as new as the coordinator's was when it started.
+    Announce {
+        /// The member.
+        id: NodeId,
+        /// Drawn by the process.
+        nonce: u64,
+    },
+    /// A member stored the first snapshot of vertices it backs up: from
+    /// now on they may move there.
+    BackupReady {
+        /// The job.
+        name: String,
+        /// Its incarnation.
+        id: u64,
+        /// The vertices.
+        vertices: Vec<String>,
+        /// The backup.
+        member: NodeId,
     },
 }
 
@@ -140,6 +164,19 @@ pub struct Metadata {
 impl Metadata {
     /// Applies one command.
     pub fn apply(&mut self, command: &Command) -> Reply {
+        let reply = self.apply_command(command);
+        // A member lost, back or new: vertices move to their backups, and
+        // vertices without a backup get one.
+        if matches!(
+            command,
+            Command::Join { .. } | Command::Lost { .. } | Command::Back { .. }
+        ) {
+            self.replace();
+        }
+        reply
+    }
+
+    fn apply_command(&mut self, command: &Command) -> Reply {
         match command {
             Command::Join { addr, id, nonce } => {
                 // The same join again (its answer was lost): the same id.
@@ -188,6 +225,9 @@ impl Metadata {
                         addr: addr.clone(),
                         health: Health::Up,
                         nonce: *nonce,
+                        // A known member's address or health changes; what
+                        // its process announced stays.
+                        announced: self.members.get(&id).map_or(0, |m| m.announced),
                     },
                 );
                 Reply::Joined { id, replaced }
@@ -196,6 +236,33 @@ impl Metadata {
             Command::Back { id } => self.set(*id, Health::Lost, Health::Up),
             Command::SubmitJob(spec) => self.submit(spec),
             Command::PatchJob { name, patch } => self.patch(name, patch),
+            Command::Announce { id, nonce } => match self.members.get_mut(id) {
+                Some(m) if m.announced != *nonce => {
+                    m.announced = *nonce;
+                    Reply::Done
+                }
+                _ => Reply::Unchanged,
+            },
+            Command::BackupReady {
+                name,
+                id,
+                vertices,
+                member,
+            } => match self.jobs.get_mut(name) {
+                Some(job) if job.id == *id => {
+                    // A word from a member that no longer backs a vertex up
+                    // is ignored.
+                    let mut reply = Reply::Unchanged;
+                    for v in vertices {
+                        if job.backups.get(v) == Some(member) && job.ready.insert(v.clone()) {
+                            job.snapshotted.insert(v.clone());
+                            reply = Reply::Done;
+                        }
+                    }
+                    reply
+                }
+                _ => Reply::Unchanged,
+            },
             Command::CancelJob { name } => match self.jobs.remove(name) {
                 Some(_) => Reply::Done,
                 None => Reply::Unchanged,
@@ -341,6 +408,7 @@ mod tests {
                     addr: format!("127.0.0.1:{}", 7000 + id),
                     health: *h,
                     nonce: 0,
+                    announced: 0,
                 },
             );
         }

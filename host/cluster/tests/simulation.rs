@@ -384,6 +384,12 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, Write, Option<Reply>)])
                 .all(|m| all[0].members.contains_key(m)),
             "seed {seed}: a vertex placed on no member: {job:?}"
         );
+        assert!(
+            job.backups
+                .iter()
+                .all(|(v, b)| job.placement.get(v) != Some(b)),
+            "seed {seed}: a vertex backed up by its own member: {job:?}"
+        );
     }
     // Per job: its submit's answer, and whether a cancel was acknowledged.
     // A cancel whose answer was lost may have been written (Raft commits a

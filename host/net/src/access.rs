@@ -75,7 +75,7 @@ impl Role {
                 _ => false,
             },
             // Job streams flow between members only.
-            (_, Request::Pull { .. } | Request::Module { .. }) => false,
+            (_, Request::Pull { .. } | Request::Module { .. } | Request::Backup { .. }) => false,
             (Role::Admin, _) => true,
             (Role::Client, request) => matches!(
                 request,
@@ -206,7 +206,13 @@ mod tests {
         let module = Request::Module {
             version: "ab".repeat(32),
         };
-        for request in [&pull, &propose, &module] {
+        let backup = Request::Backup {
+            job: "q5".into(),
+            id: 1,
+            vertex: "Bid".into(),
+            have: None,
+        };
+        for request in [&pull, &propose, &module, &backup] {
             assert!(Role::Node.allows(request), "{request:?}");
             assert!(!Role::Admin.allows(request), "admin: {request:?}");
             assert!(!Role::Client.allows(request), "client: {request:?}");

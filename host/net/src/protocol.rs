@@ -549,6 +549,20 @@ pub enum Request {
         /// The module version (the hex SHA-256 of its bytes).
         version: String,
     },
+    /// The member backing up a vertex of a job asks for the vertex's latest
+    /// snapshot (members only): answered with [`Response::Backup`] and the
+    /// snapshot's bytes.
+    Backup {
+        /// The job.
+        job: String,
+        /// Its incarnation.
+        id: u64,
+        /// The vertex.
+        vertex: String,
+        /// The input positions of the snapshot the backup stored last, if
+        /// any: the member that runs the vertex keeps its inputs from there.
+        have: Option<Vec<u64>>,
+    },
 }
 
 impl Request {
@@ -573,6 +587,7 @@ impl Request {
             Request::Read { .. } => "read streams",
             Request::Pull { .. } => "pull a job stream for a member's vertex",
             Request::Module { .. } => "fetch a module for a member's vertex",
+            Request::Backup { .. } => "back up a member's vertex",
             Request::Cluster(crate::cluster::ClusterRequest::Status) => "read the cluster status",
             Request::Cluster(_) => "take part in the cluster",
         }
@@ -637,6 +652,11 @@ pub enum Response {
     Cluster(crate::cluster::ClusterResponse),
     /// A module's bytes follow (this many).
     Module {
+        /// Their length.
+        len: u64,
+    },
+    /// A vertex's snapshot follows (this many bytes).
+    Backup {
         /// Their length.
         len: u64,
     },

@@ -37,6 +37,7 @@ pub const FULL_WHILE_ENV: &str = "WEIR_TEST_DISK_FULL_WHILE";
 /// How often a node whose storage failed checks whether writes succeed again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+mod backup;
 mod changes;
 mod exchange;
 mod ingest;
@@ -314,6 +315,12 @@ impl Node {
                 reader,
             } => return self.pull(send, recv, stream, from, reader).await,
             Request::Module { version } => return self.send_module(send, version).await,
+            Request::Backup {
+                job,
+                id,
+                vertex,
+                have,
+            } => return self.send_backup(send, job, id, vertex, have).await,
             Request::Cluster(request) => match self.cluster.get() {
                 Some(cluster) => cluster
                     .handle(request)

@@ -385,12 +385,9 @@ impl Jobs {
         }
     }
 
-    pub(super) fn start(&self, record: JobRecord, tasks: Vec<(Task, VertexStatus)>) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let mut vertices = Vec::new();
-        // Register every reader before any vertex runs and collects.
-        for (task, _) in &tasks {
+    /// Registers the readers of a job's vertices at their snapshots' positions.
+    fn hold_local(&self, tasks: &[(Task, VertexStatus)]) {
+        for (task, _) in tasks {
             match task {
                 Task::Vertex {
                     vertex,
@@ -405,6 +402,20 @@ impl Jobs {
                 Task::Sink { input, key, at, .. } => self.reader_at(*input, key, at.next),
                 Task::File { .. } => {}
             }
+        }
+    }
+
+    pub(super) fn start(&self, record: JobRecord, tasks: Vec<(Task, VertexStatus)>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut vertices = Vec::new();
+        // Register every reader before any vertex runs and collects.
+        if record.only.is_some() {
+            if let Err(e) = self.hold_placed(&tasks) {
+                tracing::error!("job `{}`: registering its readers: {e:#}", record.name);
+            }
+        } else {
+            self.hold_local(&tasks);
         }
         for (task, status) in tasks {
             let shared: Shared = Arc::new(Mutex::new(status));

@@ -13,6 +13,8 @@ use crate::source::nexmark::Generated;
 /// How long a paced generator waits at most before it looks again at what
 /// is due and whether it should stop.
 const PACE_WAIT: Duration = Duration::from_millis(50);
+/// A paced generator's batches per second of its rate.
+const STEPS_PER_SECOND: u64 = 100;
 /// How long it waits at least: what is due meanwhile goes in one transaction.
 const PACE_TICK: Duration = Duration::from_millis(10);
 
@@ -40,6 +42,8 @@ impl Jobs {
             .ok_or_else(|| err!(Job, "source `{}` is not a Nexmark input", spec.name))?;
         generated.skip_to(at.line);
         let rate = generated.config().rate.max(1) as u128;
+        // At most a batch of rows: a step's events hold fewer rows.
+        let step = (rate as u64 / STEPS_PER_SECOND).clamp(1, batch_size.max(1) as u64);
         let schema = event_schema(&spec.fields);
         // When event 0 was due: the position's events were due already.
         let due_from = Instant::now()
@@ -61,9 +65,20 @@ impl Jobs {
                 )?;
                 continue;
             }
+            // Paced, a batch holds the events of one step of the input's
+            // rate, written once all of them are due: its bounds depend on
+            // the event numbers only, so a copy of the vertex resumed from an
+            // older position (its backup's, on another member) writes the
+            // same entries again.
             let limit = if paced {
                 let due = due_from.elapsed().as_micros() * rate / 1_000_000;
-                u64::try_from(due).unwrap_or(u64::MAX)
+                let due = u64::try_from(due).unwrap_or(u64::MAX);
+                let boundary = (generated.position() / step + 1) * step;
+                if due >= boundary.min(generated.config().events) {
+                    boundary
+                } else {
+                    generated.position()
+                }
             } else {
                 u64::MAX
             };

@@ -38,6 +38,7 @@ use crate::vertex::{self, CtiGen, Effects, Vertex, VertexSnapshot, dead_batch, d
 use crate::wasm::Runtime;
 use crate::wasm::instance::KeyedState;
 
+mod backup;
 mod build;
 mod changes;
 mod copies;
@@ -48,6 +49,7 @@ mod placed;
 mod replay;
 mod threads;
 
+pub use backup::Stored;
 pub use changes::Asked;
 use copies::Pending;
 use patching::load_module;
@@ -87,6 +89,10 @@ pub struct JobRecord {
     /// the others elsewhere). `None`: all of them.
     #[serde(default)]
     pub only: Option<std::collections::BTreeSet<String>>,
+    /// In a cluster: the vertices this node backs up (copies of their
+    /// output streams and their latest snapshots).
+    #[serde(default)]
+    pub backs: Option<std::collections::BTreeSet<String>>,
 }
 
 fn one() -> usize {
@@ -126,6 +132,9 @@ struct Inner {
     running: Mutex<BTreeMap<String, Running>>,
     /// Per stream: each reader's position in its latest durable snapshot.
     readers: Mutex<HashMap<u64, HashMap<String, u64>>>,
+    /// Per snapshot key of a placed job's vertex here: its input streams,
+    /// kept from the positions of the snapshot its backup stored last.
+    backed: Mutex<HashMap<String, Vec<u64>>>,
     /// Where job files may read and write.
     files: FileAccess,
     /// Per UDF stage (by queue key): its accepted changes waiting for a CTI,
@@ -243,6 +252,7 @@ impl Jobs {
                 files,
                 running: Mutex::new(BTreeMap::new()),
                 readers: Mutex::new(HashMap::new()),
+                backed: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
             }),
         }
@@ -376,6 +386,7 @@ impl Jobs {
             modules: versions,
             parallelism,
             only: None,
+            backs: None,
         };
         Ok((record, ops))
     }
@@ -519,6 +530,7 @@ impl Jobs {
             }
         }
         streams.commit_meta(ops)?.wait()?;
+        self.unhold_placed(&prefix);
         let queued = format!("{QUEUES}{prefix}/");
         lock(&self.inner.queues).retain(|key, _| !key.starts_with(&queued));
         let (reader_part, stream_part) = (format!("/{prefix}/"), running.record.stream(""));

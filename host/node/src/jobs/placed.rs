@@ -16,6 +16,8 @@ pub struct PlanVertex {
     pub name: String,
     /// The job streams it reads (by the name of the vertex that writes them).
     pub reads: Vec<String>,
+    /// Whether it writes a job stream of its name (all but sinks do).
+    pub writes: bool,
 }
 
 /// The vertices of `plan`, in the order [`Jobs::build`] makes their tasks.
@@ -23,14 +25,17 @@ pub(super) fn plan_vertices(plan: &Plan) -> Vec<PlanVertex> {
     let sources = plan.sources.iter().map(|s| PlanVertex {
         name: s.name.clone(),
         reads: Vec::new(),
+        writes: true,
     });
     let stages = plan.stages.iter().map(|s| PlanVertex {
         name: s.name.clone(),
         reads: s.inputs.clone(),
+        writes: true,
     });
     let sinks = plan.sinks.iter().enumerate().map(|(i, s)| PlanVertex {
         name: format!("sink{i}"),
         reads: vec![s.input.clone()],
+        writes: false,
     });
     sources.chain(stages).chain(sinks).collect()
 }
@@ -61,18 +66,20 @@ impl Jobs {
         parallelism: usize,
     ) -> Result<(JobRecord, Vec<PlanVertex>)> {
         let plan = self.plan_of(path, text, &BTreeMap::new(), parallelism);
-        if let Ok(plan) = &plan
-            && let Some(s) = plan
-                .sources
-                .iter()
-                .find(|s| matches!(s.origin, SourceOrigin::Stream(_)))
-        {
-            bail!(
-                Job,
-                "job `{}` input `{}` reads an ingest stream: in a cluster, a job's inputs are files and generators until ingest is replicated across members; run it on a single node",
-                plan.name,
-                s.name
-            );
+        if let Ok(plan) = &plan {
+            for s in &plan.sources {
+                let what = match s.origin {
+                    SourceOrigin::Stream(_) => "reads an ingest stream",
+                    SourceOrigin::File { follow: true } => "follows a file",
+                    _ => continue,
+                };
+                bail!(
+                    Job,
+                    "job `{}` input `{}` {what}: in a cluster, a job's inputs are plain files and generators (a copy of the input resumed on another member must read the same batches again) until ingest is replicated across members; run it on a single node",
+                    plan.name,
+                    s.name
+                );
+            }
         }
         let (record, ops) = self.check_job(path, text, modules, parallelism)?;
         self.build(&record, false)?;
@@ -92,13 +99,15 @@ impl Jobs {
         self.build_and_start(record);
     }
 
-    /// The placed jobs this node runs: name → (id, its vertices here).
-    pub fn placed(&self) -> BTreeMap<String, (u64, BTreeSet<String>)> {
+    /// The placed jobs this node runs: name → (id, its vertices here,
+    /// the vertices it backs up).
+    pub fn placed(&self) -> BTreeMap<String, (u64, BTreeSet<String>, BTreeSet<String>)> {
         lock(&self.inner.running)
             .iter()
             .filter_map(|(name, r)| {
                 let only = r.record.only.clone()?;
-                Some((name.clone(), (r.record.id, only)))
+                let backs = r.record.backs.clone().unwrap_or_default();
+                Some((name.clone(), (r.record.id, only, backs)))
             })
             .collect()
     }
@@ -119,6 +128,7 @@ impl Jobs {
             for t in running.threads {
                 let _ = t.join();
             }
+            self.unhold_placed(&running.record.prefix());
         }
     }
 
@@ -155,5 +165,25 @@ impl Jobs {
     /// nothing it lacks is collected.
     pub fn hold(&self, stream: u64, reader: &str, pos: u64) {
         self.reader_at(stream, reader, pos);
+    }
+
+    /// Forgets the other members' copies of `stream` (`pull/…` and
+    /// `backup/…` readers) not in `keep`: members that no longer read it,
+    /// whose vertices moved, hold nothing back.
+    pub fn keep_copies(&self, stream: u64, keep: &BTreeSet<String>) {
+        if let Some(list) = lock(&self.inner.readers).get_mut(&stream) {
+            list.retain(|reader, _| {
+                !(reader.starts_with("pull/") || reader.starts_with("backup/"))
+                    || keep.contains(reader)
+            });
+        }
+    }
+
+    /// Like [`Jobs::hold`], but keeps a lower position `reader` holds.
+    pub fn hold_from(&self, stream: u64, reader: &str, pos: u64) {
+        let held = lock(&self.inner.readers)
+            .get(&stream)
+            .and_then(|r| r.get(reader).copied());
+        self.reader_at(stream, reader, held.map_or(pos, |h| h.min(pos)));
     }
 }

@@ -159,8 +159,10 @@ impl Jobs {
             }
             ops.push(put(key, postcard::to_allocvec(&snapshot)?));
             streams.commit_meta(ops)?;
-            for (stream, pos) in inputs.iter().zip(&snapshot.inputs) {
-                self.reader_at(*stream, key, *pos);
+            if !self.is_backed(key) {
+                for (stream, pos) in inputs.iter().zip(&snapshot.inputs) {
+                    self.reader_at(*stream, key, *pos);
+                }
             }
         }
         Ok(())
@@ -402,7 +404,9 @@ impl Jobs {
                 at.len += buf.len() as u64;
             }
             streams.commit_meta(vec![put(key, postcard::to_allocvec(&at)?)])?;
-            self.reader_at(input, key, at.next);
+            if !self.is_backed(key) {
+                self.reader_at(input, key, at.next);
+            }
             let mut s = lock(status);
             s.inputs[0].1 = at.next;
             s.rows_in = at.rows;

@@ -363,9 +363,9 @@ impl Node {
     pub(super) fn take_changes(&self, metadata: &Metadata) {
         let running = self.jobs.placed();
         let mut taken = lock(&self.changes_taken);
-        taken.retain(|name, (id, _)| running.get(name).is_some_and(|(i, _)| i == id));
+        taken.retain(|name, (id, _)| running.get(name).is_some_and(|(i, ..)| i == id));
         for (name, job) in &metadata.jobs {
-            if job.patches.is_empty() || running.get(name).is_none_or(|(id, _)| *id != job.id) {
+            if job.patches.is_empty() || running.get(name).is_none_or(|(id, ..)| *id != job.id) {
                 continue;
             }
             let done = taken.get(name).map_or(0, |(_, n)| *n);

@@ -3,8 +3,9 @@
 //! other streams). A fetch task fills it: it pulls the writer's durable
 //! entries from the copy's next seq over one QUIC stream ([`Request::Pull`])
 //! and writes each at its seq, so entries sent again after a reconnect are
-//! dropped as duplicates. It acknowledges what its copy made durable; the
-//! writer collects nothing a copy still lacks.
+//! dropped as duplicates. It acknowledges what its copy made durable, but no
+//! more than its readers' backed-up snapshots still need; the writer
+//! collects nothing a copy still lacks.
 
 use weir_cluster::Cluster;
 
@@ -100,10 +101,14 @@ impl Node {
             for (seq, entry) in (batch.first..).zip(&batch.entries) {
                 self.streams.write(local, seq, entry.to_vec())?;
             }
+            // What the copy holds, but no more than its readers here still
+            // need: a reader resumed elsewhere from its backup's snapshot
+            // reads from the writer again.
             let durable = self.streams.positions(local).map_or(0, |p| p.1);
-            if durable > acked {
-                frames::write_ack(&mut send, durable).await?;
-                acked = durable;
+            let ack = durable.min(self.jobs.held(local).unwrap_or(durable));
+            if ack != acked {
+                frames::write_ack(&mut send, ack).await?;
+                acked = ack;
             }
         }
     }
@@ -137,7 +142,9 @@ impl Node {
             send.finish()?;
             return Ok(());
         }
-        self.jobs.hold(info.id, &reader, from);
+        // A reader's earlier acknowledgement may hold less than the copy
+        // has: what its vertex resumed from its backup still needs.
+        self.jobs.hold_from(info.id, &reader, from);
         write_msg(
             &mut send,
             &Response::Ok {

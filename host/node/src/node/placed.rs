@@ -30,6 +30,11 @@ fn reader_name(record: &JobRecord, stream: &str, member: NodeId) -> String {
     format!("pull/{}/{stream}@{member}", record.prefix())
 }
 
+/// The reader name under which `member` copies stream `full` as a backup.
+fn backup_reader(full: &str, member: NodeId) -> String {
+    format!("backup/{full}@{member}")
+}
+
 /// A number drawn once per request, for a write that may be retried after
 /// its answer was lost (`seed` only spreads the draws).
 pub(super) fn nonce(seed: &str) -> u64 {
@@ -49,6 +54,7 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
         modules: job.spec.modules.clone(),
         parallelism: job.spec.parallelism,
         only: Some(job.on(me).map(str::to_string).collect()),
+        backs: Some(job.backed_by(me).map(str::to_string).collect()),
     }
 }
 
@@ -277,6 +283,8 @@ impl Node {
     /// Keeps the vertices here in line with the coordinator's placement,
     /// until the node stops.
     pub(super) async fn schedule(self, cluster: Cluster, certs: CertDir) {
+        // Placed jobs start only once this member knows where they run now.
+        cluster.caught_up().await;
         let mut tick = tokio::time::interval(SCHEDULE_EVERY);
         loop {
             tick.tick().await;
@@ -300,13 +308,18 @@ impl Node {
                 }
             };
             for (job, id, list) in fetches {
-                let tasks = list
+                let mut tasks: Vec<_> = list
                     .into_iter()
                     .map(|f| {
                         let (node, cluster, certs) = (self.clone(), cluster.clone(), certs.clone());
                         tokio::spawn(async move { node.fetch(cluster, certs, f).await })
                     })
                     .collect();
+                let (node, cluster, certs) = (self.clone(), cluster.clone(), certs.clone());
+                let name = job.clone();
+                tasks.push(tokio::spawn(async move {
+                    node.back_up(cluster, certs, name, id).await
+                }));
                 if let Some((_, old)) = lock(&self.fetchers).insert(job, (id, tasks)) {
                     old.iter().for_each(|t| t.abort());
                 }
@@ -323,9 +336,12 @@ impl Node {
             .jobs
             .placed()
             .into_iter()
-            .filter(|(name, (id, here))| {
+            .filter(|(name, (id, here, backs))| {
                 metadata.jobs.get(name).is_none_or(|j| {
-                    j.id != *id || *here != j.on(me).map(str::to_string).collect::<BTreeSet<_>>()
+                    let record = record_of(j, me);
+                    j.id != *id
+                        || Some(here) != record.only.as_ref()
+                        || Some(backs) != record.backs.as_ref()
                 })
             })
             .map(|(name, _)| name)
@@ -351,7 +367,8 @@ impl Node {
         let mut waiting = BTreeSet::new();
         let running = self.jobs.placed();
         for (name, job) in &metadata.jobs {
-            if job.on(me).next().is_none() || running.get(name).is_some_and(|(id, _)| *id == job.id)
+            if (job.on(me).next().is_none() && job.backed_by(me).next().is_none())
+                || running.get(name).is_some_and(|(id, ..)| *id == job.id)
             {
                 continue;
             }
@@ -467,7 +484,7 @@ impl Node {
         waiting: &BTreeSet<String>,
     ) -> Vec<(String, u64, Vec<Fetch>)> {
         let running = self.jobs.placed();
-        for (name, (id, _)) in &running {
+        for (name, (id, ..)) in &running {
             if metadata.jobs.get(name).is_none_or(|j| j.id != *id) {
                 self.stop_fetches(name);
                 match self.jobs.cancel(name) {
@@ -482,15 +499,16 @@ impl Node {
         for (name, job) in &metadata.jobs {
             let record = record_of(job, me);
             let mine = record.only.clone().unwrap_or_default();
+            let backs = record.backs.clone().unwrap_or_default();
             match running.get(name) {
-                Some((id, here)) if *id == job.id && *here == mine => continue,
-                Some((id, _)) if *id == job.id => {
+                Some((id, here, b)) if *id == job.id && *here == mine && *b == backs => continue,
+                Some((id, ..)) if *id == job.id => {
                     self.stop_fetches(name);
                     self.jobs.stop_placed(name);
                 }
                 _ => {}
             }
-            if mine.is_empty() || waiting.contains(name) {
+            if (mine.is_empty() && backs.is_empty()) || waiting.contains(name) {
                 continue;
             }
             match self.start_placed(job, record, me) {
@@ -512,6 +530,7 @@ impl Node {
     fn start_placed(&self, job: &ClusterJob, record: JobRecord, me: NodeId) -> Result<Vec<Fetch>> {
         let vertices = self.jobs.vertices_of(&record)?;
         let mine = record.only.clone().unwrap_or_default();
+        let backs = record.backs.clone().unwrap_or_default();
         let placed = |v: &str| job.placement.get(v).copied();
         self.jobs.start_placed(record.clone());
         let mut fetches = Vec::new();
@@ -534,6 +553,49 @@ impl Node {
                     // Nothing a remote copy lacks is collected before it asks.
                     let id = self.streams.info(&full)?.id;
                     self.jobs.hold(id, &reader_name(&record, stream, reader), 0);
+                }
+            }
+        }
+        // The copies other members make of the streams written here: the
+        // readers' and the backup's; those of members that no longer read
+        // one hold nothing back.
+        for v in vertices
+            .iter()
+            .filter(|v| v.writes && mine.contains(&v.name))
+        {
+            let stream = record.stream(&v.name);
+            let mut keep: BTreeSet<String> = vertices
+                .iter()
+                .filter(|r| r.reads.contains(&v.name))
+                .filter_map(|r| placed(&r.name))
+                .filter(|m| *m != me)
+                .map(|m| reader_name(&record, &v.name, m))
+                .collect();
+            for full in [stream.clone(), format!("{stream}.dead")] {
+                if let Some(b) = job.backups.get(&v.name) {
+                    keep.insert(backup_reader(&full, *b));
+                }
+                let id = self.streams.info(&full)?.id;
+                self.jobs.keep_copies(id, &keep);
+            }
+        }
+        // The output streams of the vertices backed up here, copied from
+        // the member that runs them.
+        for v in vertices
+            .iter()
+            .filter(|v| v.writes && backs.contains(&v.name))
+        {
+            let stream = record.stream(&v.name);
+            let dead = format!("{stream}.dead");
+            for (name, full) in [(v.name.clone(), stream), (format!("{}.dead", v.name), dead)] {
+                if seen.insert(name) {
+                    fetches.push(Fetch {
+                        job: record.name.clone(),
+                        id: record.id,
+                        reader: backup_reader(&full, me),
+                        stream: full,
+                        writer: v.name.clone(),
+                    });
                 }
             }
         }

@@ -496,24 +496,30 @@ impl Streams {
         meta: Vec<Op>,
     ) -> Result<(), StreamError> {
         let mut state = self.lock();
-        for (stream, next, _) in &writes {
+        for (stream, next, values) in &writes {
             let head = state.writable(*stream)?;
-            if head.closed {
-                return Err(StreamError::Closed(head.name.clone()));
-            }
-            if head.next != *next {
+            if head.next < *next {
                 return Err(StreamError::Gap {
                     stream: head.name.clone(),
                     seq: *next,
                     next: head.next,
                 });
             }
+            // Entries a copy of the stream already has (a source resumed
+            // from a snapshot kept on another node) must be the same again.
+            for (seq, value) in (*next..head.next).zip(values) {
+                self.same_again(head, *stream, seq, value)?;
+            }
+            if head.closed && head.next < *next + values.len() as u64 {
+                return Err(StreamError::Closed(head.name.clone()));
+            }
         }
         let mut ops = Vec::new();
         let mut entries = Vec::new();
-        for (stream, _, values) in writes {
+        for (stream, next, values) in writes {
             let head = state.writable(stream)?;
-            for value in values {
+            let have = head.next.saturating_sub(next) as usize;
+            for value in values.into_iter().skip(have) {
                 head.push(stream, value, &mut ops, &mut entries);
             }
         }
@@ -531,32 +537,8 @@ impl Streams {
         let mut state = self.lock();
         let head = state.writable(stream)?;
         if seq < head.next {
-            if seq < head.low {
-                return Ok(Written::Duplicate);
-            }
-            let stored = match head.memory.get(&seq) {
-                Some(v) => Some(v.clone()),
-                None => self
-                    .inner
-                    .storage
-                    .entry(stream, seq)
-                    .map_err(|e| in_stream(&head.name, e))?
-                    .map(Arc::new),
-            };
-            let Some(stored) = stored else {
-                return Ok(Written::Duplicate);
-            };
-            let (old_by, old) = identity(&stored);
-            let (new_by, new) = identity(&value);
-            if old == new {
-                return Ok(Written::Duplicate);
-            }
-            return Err(StreamError::Determinism {
-                stream: head.name.clone(),
-                seq,
-                stored_by: old_by.to_string(),
-                new_by: new_by.to_string(),
-            });
+            self.same_again(head, stream, seq, &value)?;
+            return Ok(Written::Duplicate);
         }
         if seq > head.next {
             return Err(StreamError::Gap {
@@ -573,6 +555,59 @@ impl Streams {
             ack: None,
         })?;
         Ok(Written::New)
+    }
+
+    /// Makes an empty stream begin at `seq`: a copy of a stream written
+    /// elsewhere, whose reader needs it from there on, fills from `seq`
+    /// instead of from the start the writer no longer holds. Its first
+    /// entry then says where it begins after a restart. A stream that has
+    /// entries (or had) is left as it is.
+    pub fn begin_at(&self, stream: u64, seq: u64) -> Result<(), StreamError> {
+        let mut state = self.lock();
+        let head = state.writable(stream)?;
+        if head.next == 0 {
+            head.next = seq;
+            head.durable = seq;
+            head.low = seq;
+        }
+        Ok(())
+    }
+
+    /// Checks that `value`, written again at `seq` below the stream's next
+    /// seq, is what is stored there (a collected entry passes).
+    fn same_again(
+        &self,
+        head: &Head,
+        stream: u64,
+        seq: u64,
+        value: &[u8],
+    ) -> Result<(), StreamError> {
+        if seq < head.low {
+            return Ok(());
+        }
+        let stored = match head.memory.get(&seq) {
+            Some(v) => Some(v.clone()),
+            None => self
+                .inner
+                .storage
+                .entry(stream, seq)
+                .map_err(|e| in_stream(&head.name, e))?
+                .map(Arc::new),
+        };
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        let (old_by, old) = identity(&stored);
+        let (new_by, new) = identity(value);
+        if old == new {
+            return Ok(());
+        }
+        Err(StreamError::Determinism {
+            stream: head.name.clone(),
+            seq,
+            stored_by: old_by.to_string(),
+            new_by: new_by.to_string(),
+        })
     }
 
     /// Queues `ops` (metadata such as snapshots) behind every write made so far;

@@ -176,3 +176,52 @@ fn a_failing_store_refuses_writes_and_keeps_what_was_acknowledged() {
     assert_eq!(next, acknowledged as u64);
     assert_eq!(durable, next);
 }
+
+/// A copy begun at a seq fills from there, and begins there again after a
+/// restart; a stream with entries is not moved.
+#[test]
+fn an_empty_copy_begins_where_its_reader_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let id = s.create("copy", &fields()).unwrap().id;
+    assert!(matches!(
+        s.write(id, 40, batch(&[1], "w")),
+        Err(StreamError::Gap { .. })
+    ));
+    s.begin_at(id, 40).unwrap();
+    s.write(id, 40, batch(&[1], "w")).unwrap();
+    s.write(id, 41, batch(&[2], "w")).unwrap();
+    s.begin_at(id, 7).unwrap();
+    s.commit_meta(Vec::new()).unwrap().wait().unwrap();
+    assert_eq!(s.positions(id), Some((42, 42, 40)));
+    s.close();
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.positions(id), Some((42, 42, 40)));
+    assert_eq!(s.read(id, 40, 10).unwrap().len(), 2);
+}
+
+/// A source resumed from a position kept elsewhere appends what a copy of
+/// its stream already has again: the same entries pass, the rest are
+/// appended, a different one is a determinism error naming stream and seq.
+#[test]
+fn appending_what_a_copy_has_again_dedups_and_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let id = s.create("src", &fields()).unwrap().id;
+    let values = |r: std::ops::Range<i64>| r.map(|v| batch(&[v], "source")).collect::<Vec<_>>();
+    s.append_at(vec![(id, 0, values(0..3))], Vec::new())
+        .unwrap();
+    s.append_at(vec![(id, 1, values(1..5))], Vec::new())
+        .unwrap();
+    assert_eq!(s.positions(id).map(|p| p.0), Some(5));
+    let e = s
+        .append_at(vec![(id, 4, values(9..10))], Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("src") && e.contains('4'), "{e}");
+    assert!(matches!(
+        s.append_at(vec![(id, 6, values(6..7))], Vec::new()),
+        Err(StreamError::Gap { .. })
+    ));
+}

@@ -1,0 +1,329 @@
+//! Backups of a placed job's vertices on another member. The member that
+//! backs up a vertex keeps a copy of its output streams (filled like any
+//! copy, see `node::exchange`) and, every round, its latest snapshot: the
+//! snapshot record, keyed state, patch timeline, queued changes and cluster
+//! change marker, or a source's or sink's position. It stores a snapshot only
+//! once its copies hold everything the snapshot says the vertex wrote, so a
+//! vertex that moves there resumes from it and rewrites nothing a reader
+//! could lack. The member that runs the vertex keeps the vertex's inputs
+//! from the positions of the snapshot its backup stored last, not from its
+//! own latest: those are what a move resumes from.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+/// The reader under which a backup's copy of a vertex's output keeps what
+/// the member running the vertex still keeps.
+/// (Once the vertex runs here, the stream is no copy and this goes.)
+const BACKUP_HOLD: &str = "backup/copy";
+
+/// One key of a vertex's keyed state, with its value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A vertex's latest snapshot as its backup stores it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VertexBackup {
+    /// Every metadata key of the vertex, with its value (`None`: absent).
+    meta: Vec<(String, Option<Vec<u8>>)>,
+    /// The owner of its keyed state, and every `(key, value)` of it.
+    state: Option<(String, Vec<KeyValue>)>,
+    /// The next seq of its output and dead-letter streams the snapshot
+    /// stands for (a sink writes none).
+    wrote: Option<(u64, u64)>,
+    /// The positions in its inputs it resumes from.
+    inputs: Vec<u64>,
+    /// The lowest seq the member that runs it keeps of its output stream.
+    low: u64,
+}
+
+/// What became of a snapshot sent to a vertex's backup.
+#[derive(Debug)]
+pub enum Stored {
+    /// Stored; the vertex resumes from these input positions.
+    Resumes(Vec<u64>),
+    /// Not yet: this node's copies of the vertex's output lack entries the
+    /// snapshot stands for.
+    Behind,
+    /// This node no longer backs the vertex up.
+    NotBacked,
+}
+
+/// What a vertex's snapshot is made of.
+enum Kind {
+    /// A file or Nexmark source: a [`FilePosition`].
+    Source,
+    /// A stage (or ingest source): a [`VertexSnapshot`] with keyed state.
+    Stage,
+    /// A sink: a [`SinkPosition`].
+    Sink,
+}
+
+impl Jobs {
+    /// The metadata keys of `vertex` of a job, and what they hold.
+    fn vertex_keys(&self, record: &JobRecord, vertex: &str) -> Result<(Vec<String>, Kind)> {
+        let plan = self.record_plan(record)?;
+        let prefix = record.prefix();
+        if let Some(i) = vertex
+            .strip_prefix("sink")
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| *i < plan.sinks.len())
+        {
+            return Ok((vec![format!("{SINKS}{prefix}/{i}")], Kind::Sink));
+        }
+        if let Some(s) = plan.sources.iter().find(|s| s.name == vertex)
+            && !matches!(s.origin, SourceOrigin::Stream(_))
+        {
+            let key = format!("{FILES}{prefix}/{vertex}");
+            return Ok((vec![ending_key(&key), key], Kind::Source));
+        }
+        if !plan.sources.iter().any(|s| s.name == vertex)
+            && !plan.stages.iter().any(|s| s.name == vertex)
+        {
+            bail!(Job, "job `{}` has no vertex `{vertex}`", record.name);
+        }
+        let key = format!("{SNAPSHOTS}{prefix}/{vertex}");
+        Ok((
+            vec![
+                timeline_key(&key),
+                queue_key(&key),
+                format!("{CHANGES}{prefix}/{vertex}"),
+                key,
+            ],
+            Kind::Stage,
+        ))
+    }
+
+    /// The placed job `job` incarnation `id` running here, by its record.
+    fn placed_record(&self, job: &str, id: u64) -> Result<JobRecord> {
+        lock(&self.inner.running)
+            .get(job)
+            .map(|r| r.record.clone())
+            .filter(|r| r.id == id && r.only.is_some())
+            .with_context(|| format!("incarnation {id} of job `{job}` does not run here"))
+    }
+
+    /// The latest snapshot of `vertex` of job `job` (incarnation `id`),
+    /// which runs here, for its backup; `have`: the input positions of
+    /// the one the backup stored last, which this node keeps from now on.
+    pub fn backup_of(
+        &self,
+        job: &str,
+        id: u64,
+        vertex: &str,
+        have: Option<Vec<u64>>,
+    ) -> Result<Vec<u8>> {
+        let record = self.placed_record(job, id)?;
+        if !record.only.as_ref().is_some_and(|o| o.contains(vertex)) {
+            bail!(Job, "vertex `{vertex}` of job `{job}` does not run here");
+        }
+        let (keys, kind) = self.vertex_keys(&record, vertex)?;
+        let snapshot_key = keys.last().cloned().unwrap_or_default();
+        if let Some(positions) = have {
+            self.backed_up(&snapshot_key, &positions);
+        }
+        let streams = &self.inner.streams;
+        let read_meta = || -> Result<Vec<(String, Option<Vec<u8>>)>> {
+            keys.iter()
+                .map(|k| Ok((k.clone(), streams.meta(k)?)))
+                .collect()
+        };
+        // The keyed state is read apart from the records: read again until
+        // no commit of the vertex came in between.
+        let (meta, state) = loop {
+            let before = read_meta()?;
+            let state = match kind {
+                Kind::Stage => {
+                    let mut entries = Vec::new();
+                    streams.scan_state(&snapshot_key, &mut |k, v| {
+                        entries.push((k.to_vec(), v.to_vec()))
+                    })?;
+                    Some((snapshot_key.clone(), entries))
+                }
+                _ => None,
+            };
+            if read_meta()? == before {
+                break (before, state);
+            }
+        };
+        let value = meta.last().and_then(|(_, v)| v.as_deref());
+        let decode = |what: &str| err!(Job, "{snapshot_key}: the {what} does not decode");
+        let (wrote, inputs) = match (kind, value) {
+            (Kind::Sink, None) => (None, Vec::new()),
+            (_, None) => (Some((0, 0)), Vec::new()),
+            (Kind::Source, Some(v)) => {
+                let at: FilePosition =
+                    postcard::from_bytes(v).map_err(|_| decode("source position"))?;
+                (Some((at.output, at.dead)), Vec::new())
+            }
+            (Kind::Stage, Some(v)) => {
+                let at: VertexSnapshot = postcard::from_bytes(v).map_err(|_| decode("snapshot"))?;
+                (Some((at.output, at.dead)), at.inputs)
+            }
+            (Kind::Sink, Some(v)) => {
+                let at: SinkPosition =
+                    postcard::from_bytes(v).map_err(|_| decode("sink position"))?;
+                (None, vec![at.next])
+            }
+        };
+        let low = streams
+            .info(&record.stream(vertex))
+            .ok()
+            .and_then(|i| streams.positions(i.id))
+            .map_or(0, |p| p.2);
+        let backup = VertexBackup {
+            meta,
+            state,
+            wrote,
+            inputs,
+            low,
+        };
+        Ok(postcard::to_allocvec(&backup)?)
+    }
+
+    /// Stores the snapshot of `vertex` of job `job` (incarnation `id`)
+    /// that the member running it sent, if this node backs the vertex up
+    /// and its copies of the vertex's streams hold all the snapshot stands
+    /// for.
+    pub fn store_backup(&self, job: &str, id: u64, vertex: &str, bytes: &[u8]) -> Result<Stored> {
+        let record = self.placed_record(job, id)?;
+        if !record.backs.as_ref().is_some_and(|b| b.contains(vertex)) {
+            return Ok(Stored::NotBacked);
+        }
+        let backup: VertexBackup = postcard::from_bytes(bytes).map_err(|e| {
+            err!(
+                Job,
+                "the snapshot of vertex `{vertex}` of job `{job}` does not decode: {e}"
+            )
+        })?;
+        let streams = &self.inner.streams;
+        if let Some((output, dead)) = backup.wrote {
+            let out = streams.info(&record.stream(vertex))?.id;
+            let dead_stream = streams.info(&format!("{}.dead", record.stream(vertex)))?.id;
+            // A copy made after the writer collected its start begins at
+            // what the writer still holds.
+            streams.begin_at(out, backup.low)?;
+            self.reader_at(out, BACKUP_HOLD, backup.low);
+            for (stream, want) in [(out, output), (dead_stream, dead)] {
+                if streams.positions(stream).map_or(0, |p| p.1) < want {
+                    return Ok(Stored::Behind);
+                }
+            }
+        }
+        let mut ops = Vec::new();
+        if let Some((owner, entries)) = backup.state {
+            ops.push(Op::ClearState {
+                owner: owner.clone(),
+            });
+            ops.push(Op::State {
+                owner,
+                changes: entries.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            });
+        }
+        for (key, value) in backup.meta {
+            ops.push(match value {
+                Some(value) => Op::PutMeta { key, value },
+                None => Op::DeleteMeta { key },
+            });
+        }
+        streams.commit_meta(ops)?.wait()?;
+        Ok(Stored::Resumes(backup.inputs))
+    }
+
+    /// The backup of the vertex with snapshot key `key` stored a snapshot
+    /// that resumes from `positions`: its inputs are kept from there.
+    fn backed_up(&self, key: &str, positions: &[u64]) {
+        let inputs = lock(&self.inner.backed).get(key).cloned();
+        for (stream, pos) in inputs.unwrap_or_default().iter().zip(positions) {
+            self.reader_at(*stream, key, *pos);
+        }
+    }
+
+    /// Whether the inputs of the vertex with snapshot key `key` are kept
+    /// from its backup's snapshot rather than its own latest.
+    pub(super) fn is_backed(&self, key: &str) -> bool {
+        lock(&self.inner.backed).contains_key(key)
+    }
+
+    /// Registers the readers of a placed job's vertices as it starts: each
+    /// keeps what its input holds until its backup stores a snapshot; an
+    /// empty copy of an input begins where its vertices read from.
+    pub(super) fn hold_placed(&self, tasks: &[(Task, VertexStatus)]) -> Result<()> {
+        let streams = &self.inner.streams;
+        let mut reads: Vec<(u64, &str, u64)> = Vec::new();
+        let mut written = BTreeSet::new();
+        for (task, _) in tasks {
+            match task {
+                Task::Vertex { output, .. } | Task::File { output, .. } => {
+                    written.insert(*output);
+                }
+                Task::Sink { .. } => {}
+            }
+            match task {
+                Task::Vertex {
+                    vertex,
+                    inputs,
+                    key,
+                    ..
+                } => {
+                    for (stream, pos) in inputs.iter().zip(&vertex.position().inputs) {
+                        reads.push((*stream, key, *pos));
+                    }
+                }
+                Task::Sink { input, key, at, .. } => reads.push((*input, key, at.next)),
+                Task::File { .. } => {}
+            }
+        }
+        // Only copies: a stream written here is as its writer left it.
+        let copies: BTreeSet<u64> = reads
+            .iter()
+            .map(|(s, ..)| *s)
+            .filter(|s| !written.contains(s))
+            .collect();
+        for stream in copies {
+            let from = reads
+                .iter()
+                .filter(|(s, ..)| *s == stream)
+                .map(|(.., p)| *p)
+                .min()
+                .unwrap_or(0);
+            streams.begin_at(stream, from)?;
+        }
+        let mut inputs: HashMap<String, Vec<u64>> = HashMap::new();
+        for (stream, key, _) in &reads {
+            inputs.entry(key.to_string()).or_default().push(*stream);
+        }
+        lock(&self.inner.backed).extend(inputs);
+        for (stream, key, _) in reads {
+            let low = streams.positions(stream).map_or(0, |p| p.2);
+            self.reader_at(stream, key, low);
+        }
+        Ok(())
+    }
+
+    /// Forgets the readers of job incarnation `prefix` here (its vertices
+    /// stop here; those that run here again register anew).
+    pub(super) fn unhold_placed(&self, prefix: &str) {
+        let part = format!("/{prefix}/");
+        lock(&self.inner.backed).retain(|key, _| !key.contains(&part));
+        for list in lock(&self.inner.readers).values_mut() {
+            list.retain(|reader, _| {
+                !(reader.contains(&part)
+                    && (reader.starts_with(SNAPSHOTS) || reader.starts_with(SINKS)))
+            });
+        }
+    }
+
+    /// The lowest position a vertex here needs `stream` from, if any reads
+    /// it: a copy acknowledges no more to its writer, so what a vertex
+    /// resumed from its backup's snapshot reads is still there. A backup's
+    /// own copy follows the writer's collection and holds nothing back.
+    pub fn held(&self, stream: u64) -> Option<u64> {
+        lock(&self.inner.readers).get(&stream).and_then(|r| {
+            r.iter()
+                .filter(|(reader, _)| *reader != BACKUP_HOLD)
+                .map(|(_, pos)| *pos)
+                .min()
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! Backing up the vertices of a placed job that the coordinator gives this
+//! member to back up: every round, each one's latest snapshot from the
+//! member that runs it, stored once this member's copies of its output
+//! streams hold what the snapshot wrote (see `jobs::backup`). The copies
+//! themselves fill like any copy ([`super::exchange`]).
+
+use std::collections::HashMap;
+
+use weir_cluster::Cluster;
+use weir_cluster::metadata::Command;
+
+use super::*;
+use crate::jobs::Stored;
+use weir_net::protocol::Client;
+
+/// How often a backup asks for its vertices' latest snapshots.
+const BACKUP_EVERY: Duration = Duration::from_millis(300);
+/// How long a backup waits for one snapshot.
+const FETCH_WAIT: Duration = Duration::from_secs(5);
+
+impl Node {
+    /// Keeps the backups of the vertices of job `job` (incarnation `id`)
+    /// that the coordinator gives this member, until the job's vertices
+    /// here change (the scheduler then ends this task).
+    pub(super) async fn back_up(self, cluster: Cluster, certs: CertDir, job: String, id: u64) {
+        let mut have: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut pending: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut tick = tokio::time::interval(BACKUP_EVERY);
+        loop {
+            tick.tick().await;
+            if !self.jobs.runs(&job, id) {
+                return;
+            }
+            let metadata = cluster.metadata();
+            let Some(placed) = metadata.jobs.get(&job).filter(|j| j.id == id) else {
+                return;
+            };
+            let me = cluster.id();
+            let mut ready = Vec::new();
+            // One connection per member per round, for all its vertices.
+            let mut clients: HashMap<String, Client> = HashMap::new();
+            for vertex in placed.backed_by(me) {
+                // A snapshot the copies had not caught up with is stored
+                // first: a newer one would be further ahead.
+                if let Some(bytes) = pending.get(vertex) {
+                    match self.jobs.store_backup(&job, id, vertex, bytes) {
+                        Ok(Stored::Resumes(inputs)) => {
+                            have.insert(vertex.to_string(), inputs);
+                            if !placed.ready.contains(vertex) {
+                                ready.push(vertex.to_string());
+                            }
+                        }
+                        Ok(Stored::Behind) => continue,
+                        Ok(Stored::NotBacked) => {}
+                        Err(e) => tracing::warn!(%job, %vertex, "storing a backup: {e:#}"),
+                    }
+                    pending.remove(vertex);
+                }
+                let addr = placed
+                    .placement
+                    .get(vertex)
+                    .and_then(|m| metadata.members.get(m))
+                    .map(|m| m.addr.clone());
+                let Some(addr) = addr else { continue };
+                let request = Request::Backup {
+                    job: job.clone(),
+                    id,
+                    vertex: vertex.to_string(),
+                    have: have.get(vertex).cloned(),
+                };
+                let fetched = tokio::time::timeout(
+                    FETCH_WAIT,
+                    self.fetch_backup(&mut clients, &addr, &certs, &request),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(err!(Request, "{addr}: no snapshot within {FETCH_WAIT:?}"))
+                });
+                let bytes = match fetched {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::debug!(%job, %vertex, %addr, "backup: {e:#}");
+                        if let Some(client) = clients.remove(&addr) {
+                            client.close().await;
+                        }
+                        continue;
+                    }
+                };
+                match self.jobs.store_backup(&job, id, vertex, &bytes) {
+                    Ok(Stored::Resumes(inputs)) => {
+                        have.insert(vertex.to_string(), inputs);
+                        if !placed.ready.contains(vertex) {
+                            ready.push(vertex.to_string());
+                        }
+                    }
+                    Ok(Stored::Behind) => {
+                        tracing::debug!(%job, %vertex, "backup: the copies are behind the snapshot");
+                        pending.insert(vertex.to_string(), bytes);
+                    }
+                    Ok(Stored::NotBacked) => {}
+                    Err(e) => tracing::warn!(%job, %vertex, "storing a backup: {e:#}"),
+                }
+            }
+            for client in clients.into_values() {
+                client.close().await;
+            }
+            if !ready.is_empty() {
+                // Not waited for: the next round writes again what is lost.
+                let ready = Command::BackupReady {
+                    name: job.clone(),
+                    id,
+                    vertices: ready,
+                    member: me,
+                };
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    match cluster.write(ready).await {
+                        Ok(reply) => tracing::debug!("backups ready: {reply:?}"),
+                        Err(e) => tracing::debug!("backups ready, not yet written: {e:#}"),
+                    }
+                });
+            }
+        }
+    }
+
+    /// A vertex's latest snapshot from the member at `addr`, over the
+    /// round's connection to it (made if there is none).
+    async fn fetch_backup(
+        &self,
+        clients: &mut HashMap<String, Client>,
+        addr: &str,
+        certs: &CertDir,
+        request: &Request,
+    ) -> Result<Vec<u8>> {
+        if !clients.contains_key(addr) {
+            let socket: SocketAddr = addr
+                .parse()
+                .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+            clients.insert(addr.to_string(), Client::connect(socket, certs).await?);
+        }
+        let client = clients.get(addr).context("the connection just made")?;
+        let mut recv = client.request(request, None).await?;
+        let len = match net::read_msg::<Response>(&mut recv).await? {
+            Some(Response::Backup { len }) => len as usize,
+            Some(Response::Error { message }) => bail!(Request, "{addr}: {message}"),
+            other => bail!(Request, "{addr} answered a backup request with {other:?}"),
+        };
+        if len > MAX_INGEST {
+            bail!(
+                Request,
+                "{addr} offers a snapshot of {len} bytes, over the limit"
+            );
+        }
+        let mut bytes = vec![0; len];
+        recv.read_exact(&mut bytes)
+            .await
+            .map_err(|e| err!(Request, "a snapshot from {addr}: {e}"))?;
+        Ok(bytes)
+    }
+
+    /// Answers the backup's request for a vertex's latest snapshot.
+    pub(super) async fn send_backup(
+        &self,
+        mut send: quinn::SendStream,
+        job: String,
+        id: u64,
+        vertex: String,
+        have: Option<Vec<u64>>,
+    ) -> Result<()> {
+        let jobs = self.jobs.clone();
+        let answer =
+            tokio::task::spawn_blocking(move || jobs.backup_of(&job, id, &vertex, have)).await?;
+        match answer {
+            Ok(bytes) => {
+                let len = bytes.len() as u64;
+                write_msg(&mut send, &Response::Backup { len }).await?;
+                send.write_all(&bytes).await.context("sending a snapshot")?;
+            }
+            Err(e) => send_error(&mut send, &e).await?,
+        }
+        send.finish()?;
+        let _ = send.stopped().await;
+        Ok(())
+    }
+}

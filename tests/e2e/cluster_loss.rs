@@ -1,0 +1,146 @@
+//! The loss of a member, process and disk, in a cluster of real `weir node`
+//! processes: the vertices it ran move to the members that backed them up
+//! and resume from the snapshots those hold; the output is byte for byte
+//! what `weir run` writes.
+
+use serde_json::Value;
+
+use super::cluster::{id_at, members, until};
+use super::cluster_jobs::{job_status, offline, submit, three, vertices};
+use super::node::{cluster, ok};
+
+/// Whether a `weir stream list` shows a stream of q5 collected below some seq.
+fn collected(list: &str) -> bool {
+    list.lines().any(|line| {
+        let mut cols = line.split('\t');
+        let (Some(name), Some(range)) = (cols.next(), cols.next()) else {
+            return false;
+        };
+        let low = range
+            .trim_start_matches("seq ")
+            .split("..")
+            .next()
+            .and_then(|l| l.parse::<u64>().ok());
+        name.starts_with("q5@") && low.is_some_and(|l| l > 0)
+    })
+}
+
+/// Runs Nexmark q5 at parallelism 6 over three members and, mid-run,
+/// kills with `kill -9` the coordinator's member (`coordinator`) or
+/// another, and deletes its data directory.
+fn lose_a_member_mid_run(coordinator: bool) {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = three(d);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let leader = up["coordinator"].as_u64().expect("coordinator");
+    let victim = nodes
+        .iter()
+        .position(|n| (id_at(&up, &n.addr) == leader) == coordinator)
+        .expect("a member to lose");
+    let lost = id_at(&up, &nodes[victim].addr);
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 100000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    let per_member = submit(d, &nodes[(victim + 1) % 3], q);
+    assert_eq!(per_member.len(), 3, "the lost member runs a part");
+    let total: usize = per_member.iter().sum();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    nodes.remove(victim).kill9();
+    std::fs::remove_dir_all(d.join(["d1", "d2", "d3"][victim])).expect("delete its disk");
+    let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
+    assert!(partial.len() < want.len(), "lost mid-run");
+    // Every vertex of the job runs on a survivor, and they finish.
+    let done = until(
+        d,
+        &nodes[0],
+        "every vertex finished on a survivor",
+        |s: &Value| {
+            let v = vertices(s, q);
+            if v.iter().any(|(_, _, state)| state == "failed") {
+                let out = nodes[0].weir(d, &["job", "status", q, "--json"]);
+                panic!(
+                    "{q}: a vertex failed: {v:?}\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+            v.len() == total
+                && v.iter()
+                    .all(|(m, _, state)| *m != lost && state == "finished")
+        },
+    );
+    assert!(
+        members(&done)
+            .iter()
+            .any(|m| m["id"] == lost && m["health"] == "lost"),
+        "{done}"
+    );
+    // The survivors collect their streams as the backups store snapshots:
+    // a stream is kept only from what a backed-up snapshot still needs, not
+    // from its start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut lists = Vec::new();
+    while !lists.iter().any(|list: &String| collected(list)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no job stream collected within 15 s:\n{}",
+            lists.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        lists = nodes
+            .iter()
+            .map(|node| ok(&node.weir(d, &["stream", "list"])))
+            .collect();
+    }
+    let status = job_status(d, &nodes[1], q, |s| s["state"] != "running");
+    assert_eq!(status["state"], "finished", "{status}");
+    let got = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
+    assert!(
+        got == want,
+        "{q}: the output after losing member {lost} (coordinator: {coordinator}) differs from weir run's"
+    );
+}
+
+/// A member that is not the coordinator's, lost with its disk mid-run.
+#[test]
+fn a_member_lost_with_its_disk_mid_run_changes_no_output_byte() {
+    lose_a_member_mid_run(false);
+}
+
+/// The coordinator's member lost with its disk mid-run: a new coordinator
+/// moves its vertices.
+#[test]
+fn the_coordinators_member_lost_with_its_disk_mid_run_changes_no_output_byte() {
+    lose_a_member_mid_run(true);
+}
+
+/// A job whose input could not be read again the same way on another member
+/// (an ingest stream, a followed file) is refused by the cluster, naming the
+/// input; nothing of it is placed.
+#[test]
+fn inputs_a_member_cannot_read_again_are_refused_in_a_cluster() {
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    std::fs::write(d.join("items.jsonl"), "{\"ts\": 1, \"id\": 1}\n").expect("items");
+    for (source, what) in [
+        (
+            "path = \"items.jsonl\"\nfollow = true\nevent_time = \"ts\"\nschema = { ts = \"int64\", id = \"int64\" }",
+            "follows a file",
+        ),
+        ("stream = \"items\"", "reads an ingest stream"),
+    ] {
+        let job = format!(
+            "name = \"tail\"\n\n[[sources]]\nname = \"items\"\n{source}\n\n[[sinks]]\ninput = \"items\"\npath = \"out/tail.jsonl\"\n"
+        );
+        std::fs::write(d.join("tail.toml"), job).expect("job file");
+        let out = nodes[1].weir(d, &["job", "submit", "tail.toml"]);
+        let err = super::stderr(&out);
+        assert!(
+            !out.status.success() && err.contains(&format!("input `items` {what}")),
+            "{what}: {err}"
+        );
+        let status = nodes[2].weir(d, &["job", "status", "tail"]);
+        assert!(!status.status.success(), "{what}: the job was placed");
+    }
+}
