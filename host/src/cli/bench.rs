@@ -28,6 +28,10 @@ pub enum BenchCommand {
     /// Run one Nexmark query as a job on one node and on a cluster of
     /// local nodes, and print time, throughput and CPU per event of each.
     Cluster(super::spread::SpreadArgs),
+    /// Kill a member of a cluster of local nodes running a paced Nexmark
+    /// query, and print how long its vertices take to run again on the
+    /// others and to write past where they stood.
+    Recovery(super::recovery::RecoveryArgs),
 }
 
 /// `weir bench nexmark`.
@@ -94,6 +98,7 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
     let args = match command {
         BenchCommand::Nexmark(args) => args,
         BenchCommand::Failover(args) => return super::failover::failover(args),
+        BenchCommand::Recovery(args) => return super::recovery::recovery(args),
         BenchCommand::Cluster(args) => return super::spread::spread(args),
     };
     let queries = queries(&args)?;

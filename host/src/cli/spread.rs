@@ -66,7 +66,8 @@ const PATIENCE: Duration = Duration::from_secs(1800);
 /// Runs `weir bench cluster`.
 pub fn spread(args: SpreadArgs) -> anyhow::Result<()> {
     let (work, _clean) = cluster_scratch("bench-cluster")?;
-    let script = script(&args, &work)?;
+    let size = format!("events => {}, rate => 10000, pace => 0", args.events);
+    let script = script(&args.queries, &args.query, &work, &size)?;
     let mut runs = Vec::new();
     let mut outputs = Vec::new();
     for nodes in [1, args.members] {
@@ -107,12 +108,17 @@ pub fn spread(args: SpreadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The query's script at the benchmark's size, unpaced, with its component
-/// paths made absolute; written into `work`.
-fn script(args: &SpreadArgs, work: &Path) -> anyhow::Result<PathBuf> {
-    let dir = std::fs::canonicalize(&args.queries)
-        .with_context(|| format!("the queries' directory {}", args.queries.display()))?;
-    let file = dir.join(format!("{}.wsql", args.query));
+/// The script of `query` in `queries` with its inputs' parameters set to
+/// `params` and its component paths made absolute; written into `work`.
+pub(super) fn script(
+    queries: &Path,
+    query: &str,
+    work: &Path,
+    params: &str,
+) -> anyhow::Result<PathBuf> {
+    let dir = std::fs::canonicalize(queries)
+        .with_context(|| format!("the queries' directory {}", queries.display()))?;
+    let file = dir.join(format!("{query}.wsql"));
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let size = "events => 1000000, rate => 10000";
@@ -120,12 +126,9 @@ fn script(args: &SpreadArgs, work: &Path) -> anyhow::Result<PathBuf> {
         bail!("{}: no `{size}` to set the size with", file.display());
     }
     let text = text
-        .replace(
-            size,
-            &format!("events => {}, rate => 10000, pace => 0", args.events),
-        )
+        .replace(size, params)
         .replace("\"../", &format!("\"{}/../", dir.display()));
-    let path = work.join(format!("{}.wsql", args.query));
+    let path = work.join(format!("{query}.wsql"));
     std::fs::write(&path, text)?;
     Ok(path)
 }

@@ -1,0 +1,259 @@
+//! `weir bench recovery`: a cluster of local `weir node` processes runs a
+//! paced Nexmark query; mid-run one member (not the coordinator's) is
+//! killed with SIGKILL. Measures, from the kill, how long until every
+//! vertex it ran reports running on a survivor (detection, the move to its
+//! backup, the restore from the backup's snapshot) and until each has
+//! written past the position it had reached before the kill (the replay of
+//! what it had done since that snapshot): the time to output resuming.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Serialize;
+
+use super::bench::{Killed, cluster_scratch, spawn_node};
+use crate::jobs::VertexStatus;
+use crate::net::{CertDir, Client, Request, Response};
+
+/// `weir bench recovery`.
+#[derive(Debug, Args)]
+pub struct RecoveryArgs {
+    /// The query: the script `QUERY.wsql` of the queries' directory.
+    #[arg(long, default_value = "q5")]
+    query: String,
+    /// rVertices per keyed stage.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
+    parallelism: u32,
+    /// Events per second the paced input generates.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// When the member is killed, after the submit.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    kill_after: Duration,
+    /// The nodes' `--heartbeat-timeout`.
+    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Duration,
+    /// Runs, each on a fresh cluster of three.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
+    /// The queries' directory.
+    #[arg(long, default_value = "examples/nexmark")]
+    queries: PathBuf,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One kill.
+#[derive(Debug, Serialize)]
+struct Round {
+    killed: u64,
+    vertices: usize,
+    /// From the kill to every vertex of the dead member running elsewhere.
+    moved_ms: f64,
+    /// From the kill to every one of them past where it stood.
+    resumed_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    query: String,
+    parallelism: u32,
+    rate: u64,
+    heartbeat_timeout_ms: u128,
+    rounds: Vec<Round>,
+    moved_ms_median: f64,
+    resumed_ms_median: f64,
+    resumed_ms_max: f64,
+}
+
+/// How long any one wait may take before the benchmark gives up.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Runs `weir bench recovery`.
+pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
+    let (work, _clean) = cluster_scratch("recovery")?;
+    // Long enough to outlast the kill and the recovery several times over.
+    let events = args.rate * (args.kill_after.as_secs() + 20);
+    let params = format!("events => {events}, rate => {}, pace => 1", args.rate);
+    let script = super::spread::script(&args.queries, &args.query, &work, &params)?;
+    let runtime = super::cluster::runtime()?;
+    let certs = CertDir::new(&work.join("certs"));
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let measured = one_round(&args, &work, &script, round, &certs, &runtime)?;
+        if !args.json {
+            eprintln!(
+                "round {round}: killed member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms",
+                measured.killed, measured.vertices, measured.moved_ms, measured.resumed_ms
+            );
+        }
+        rounds.push(measured);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let resumed: Vec<f64> = rounds.iter().map(|r| r.resumed_ms).collect();
+    let report = Report {
+        query: args.query.clone(),
+        parallelism: args.parallelism,
+        rate: args.rate,
+        heartbeat_timeout_ms: args.heartbeat_timeout.as_millis(),
+        moved_ms_median: median(rounds.iter().map(|r| r.moved_ms).collect()),
+        resumed_ms_median: median(resumed.clone()),
+        resumed_ms_max: resumed.iter().copied().fold(0.0, f64::max),
+        rounds,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds: the dead member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max)",
+            report.query,
+            report.parallelism,
+            report.rate,
+            report.heartbeat_timeout_ms,
+            report.rounds.len(),
+            report.moved_ms_median,
+            report.resumed_ms_median,
+            report.resumed_ms_max
+        );
+    }
+    Ok(())
+}
+
+fn one_round(
+    args: &RecoveryArgs,
+    work: &std::path::Path,
+    script: &std::path::Path,
+    round: u32,
+    certs: &CertDir,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Round> {
+    let timeout = humantime::format_duration(args.heartbeat_timeout).to_string();
+    let mut nodes: Vec<(Killed, String)> = Vec::new();
+    for i in 1..=3 {
+        let data = format!("r{round}-d{i}");
+        let mut a = vec!["--data", data.as_str(), "--listen", "127.0.0.1:0"];
+        a.extend(["--files", ".", "--heartbeat-timeout", timeout.as_str()]);
+        let seed = nodes.first().map(|(_, addr)| addr.clone());
+        if let Some(seed) = &seed {
+            a.extend(["--join", seed.as_str()]);
+        }
+        nodes.push(spawn_node(work, &a)?);
+    }
+    let addrs: Vec<String> = nodes.iter().map(|(_, a)| a.clone()).collect();
+    let status = runtime.block_on(super::failover::settled(certs, &addrs, |s| {
+        s.members.iter().filter(|m| m.health == "up").count() == 3
+    }))?;
+    let submit = std::process::Command::new(std::env::current_exe()?)
+        .args(["job", "submit"])
+        .arg(script)
+        .args(["--parallelism", &args.parallelism.to_string()])
+        .args(["--node", &addrs[0], "--certs", "certs"])
+        .current_dir(work)
+        .output()?;
+    if !submit.status.success() {
+        bail!(
+            "weir job submit: {}",
+            String::from_utf8_lossy(&submit.stderr)
+        );
+    }
+    std::thread::sleep(args.kill_after);
+    let coordinator = status.coordinator.context("a coordinator")?;
+    let victim = status
+        .members
+        .iter()
+        .find(|m| m.id != coordinator)
+        .context("a member that does not coordinate")?;
+    let at = nodes
+        .iter()
+        .position(|(_, a)| *a == victim.addr)
+        .context("the member's node")?;
+    let survivors: Vec<String> = addrs
+        .iter()
+        .filter(|a| **a != victim.addr)
+        .cloned()
+        .collect();
+    let query = args.query.clone();
+    runtime.block_on(async {
+        let before = progress(certs, &victim.addr, &query).await?;
+        if before.is_empty() {
+            bail!("member {} runs no vertex of the job", victim.id);
+        }
+        let mut clients = Vec::new();
+        for addr in &survivors {
+            clients.push(Client::connect(addr.parse()?, certs).await?);
+        }
+        let killed = Instant::now();
+        nodes[at].0.0.kill()?;
+        let mut moved = None;
+        while killed.elapsed() < PATIENCE {
+            let mut now = BTreeMap::new();
+            for client in &clients {
+                now.extend(local(client, &query).await.unwrap_or_default());
+            }
+            let here = |v: &String| now.get(v);
+            if moved.is_none() && before.keys().all(|v| here(v).is_some()) {
+                moved = Some(killed.elapsed());
+            }
+            let past = before.iter().all(|(v, (_, pos))| {
+                here(v).is_some_and(|(state, p)| state == "finished" || p > pos)
+            });
+            if let (Some(moved), true) = (moved, past) {
+                for client in clients {
+                    client.close().await;
+                }
+                return Ok(Round {
+                    killed: victim.id,
+                    vertices: before.len(),
+                    moved_ms: moved.as_secs_f64() * 1e3,
+                    resumed_ms: killed.elapsed().as_secs_f64() * 1e3,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        bail!(
+            "round {round}: member {}'s vertices did not resume within {PATIENCE:?}",
+            victim.id
+        )
+    })
+}
+
+/// Per vertex the member at `addr` runs of `job`: its state and how far it
+/// wrote (a sink: read).
+async fn progress(
+    certs: &CertDir,
+    addr: &str,
+    job: &str,
+) -> anyhow::Result<BTreeMap<String, (String, u64)>> {
+    let client = Client::connect(addr.parse()?, certs).await?;
+    let answer = local(&client, job).await;
+    client.close().await;
+    answer
+}
+
+async fn local(client: &Client, job: &str) -> anyhow::Result<BTreeMap<String, (String, u64)>> {
+    let request = Request::JobStatus {
+        name: Some(job.to_string()),
+        local: true,
+    };
+    let list = match client.call(&request, None).await? {
+        Response::Jobs(list) => list,
+        other => bail!("a member answered {other:?}"),
+    };
+    let reached = |v: &VertexStatus| match &v.output {
+        Some((_, at)) => *at,
+        None => v.inputs.first().map_or(0, |(_, at)| *at),
+    };
+    Ok(list
+        .iter()
+        .flat_map(|s| s.vertices.iter())
+        .filter(|v| v.state == "running" || v.state == "finished")
+        .map(|v| (v.name.clone(), (v.state.clone(), reached(v))))
+        .collect())
+}
