@@ -18,6 +18,9 @@ use super::*;
 /// (Once the vertex runs here, the stream is no copy and this goes.)
 const BACKUP_HOLD: &str = "backup/copy";
 
+/// How often a snapshot is read again before the backup is told to ask later.
+const MAX_READS: u32 = 20;
+
 /// One key of a vertex's keyed state, with its value.
 type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -130,7 +133,15 @@ impl Jobs {
         };
         // The keyed state is read apart from the records: read again until
         // no commit of the vertex came in between.
+        let mut tries = 0;
         let (meta, state) = loop {
+            tries += 1;
+            if tries > MAX_READS {
+                bail!(
+                    Job,
+                    "vertex `{vertex}` of job `{job}` snapshots faster than its snapshot can be read; the backup asks again"
+                );
+            }
             let before = read_meta()?;
             let state = match kind {
                 Kind::Stage => {
@@ -248,7 +259,7 @@ impl Jobs {
     /// Registers the readers of a placed job's vertices as it starts: each
     /// keeps what its input holds until its backup stores a snapshot; an
     /// empty copy of an input begins where its vertices read from.
-    pub(super) fn hold_placed(&self, tasks: &[(Task, VertexStatus)]) -> Result<()> {
+    pub(super) fn hold_placed(&self, prefix: &str, tasks: &[(Task, VertexStatus)]) -> Result<()> {
         let streams = &self.inner.streams;
         let mut reads: Vec<(u64, &str, u64)> = Vec::new();
         let mut written = BTreeSet::new();
@@ -293,25 +304,44 @@ impl Jobs {
         for (stream, key, _) in &reads {
             inputs.entry(key.to_string()).or_default().push(*stream);
         }
-        lock(&self.inner.backed).extend(inputs);
-        for (stream, key, _) in reads {
-            let low = streams.positions(stream).map_or(0, |p| p.2);
-            self.reader_at(stream, key, low);
+        // A vertex that ran here before keeps its hold (never above what
+        // its backed-up snapshot needs) until it is registered again.
+        for (stream, key, _) in &reads {
+            let low = streams.positions(*stream).map_or(0, |p| p.2);
+            self.hold_from(*stream, key, low);
         }
-        Ok(())
-    }
-
-    /// Forgets the readers of job incarnation `prefix` here (its vertices
-    /// stop here; those that run here again register anew).
-    pub(super) fn unhold_placed(&self, prefix: &str) {
+        // The vertices of the job that no longer run here hold nothing.
         let part = format!("/{prefix}/");
-        lock(&self.inner.backed).retain(|key, _| !key.contains(&part));
         for list in lock(&self.inner.readers).values_mut() {
             list.retain(|reader, _| {
                 !(reader.contains(&part)
                     && (reader.starts_with(SNAPSHOTS) || reader.starts_with(SINKS)))
+                    || inputs.contains_key(reader)
             });
         }
+        lock(&self.inner.backed).extend(inputs);
+        Ok(())
+    }
+
+    /// Forgets which vertices of job incarnation `prefix` keep their inputs
+    /// for a backup (they stop here; their holds stay until the job starts
+    /// here again, or is cancelled).
+    pub(super) fn unhold_placed(&self, prefix: &str) {
+        let part = format!("/{prefix}/");
+        lock(&self.inner.backed).retain(|key, _| !key.contains(&part));
+    }
+
+    /// Whether job stream `stream` (`NAME@ID.VERTEX…`) belongs to a job
+    /// incarnation running here: until it runs, its vertices' holds are
+    /// not registered, so nothing of it may be served (and collected).
+    pub fn serves(&self, stream: &str) -> bool {
+        let Some((name, id)) = stream
+            .split_once('.')
+            .and_then(|(prefix, _)| prefix.rsplit_once('@'))
+        else {
+            return false;
+        };
+        id.parse().is_ok_and(|id| self.runs(name, id))
     }
 
     /// The lowest position a vertex here needs `stream` from, if any reads

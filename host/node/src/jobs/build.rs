@@ -411,7 +411,7 @@ impl Jobs {
         let mut vertices = Vec::new();
         // Register every reader before any vertex runs and collects.
         if record.only.is_some() {
-            if let Err(e) = self.hold_placed(&tasks) {
+            if let Err(e) = self.hold_placed(&record.prefix(), &tasks) {
                 tracing::error!("job `{}`: registering its readers: {e:#}", record.name);
             }
         } else {

@@ -125,6 +125,14 @@ impl Node {
         reader: String,
     ) -> Result<()> {
         let info = match self.streams.info(&stream) {
+            // Not before the job runs here (after a restart): its vertices'
+            // holds are not registered yet. The reader retries.
+            Ok(_) if !self.jobs.serves(&stream) => {
+                let message = format!("stream `{stream}`: its job does not run on this member yet");
+                send_error(&mut send, &message).await?;
+                send.finish()?;
+                return Ok(());
+            }
             Ok(info) => info,
             Err(e) => {
                 // The job may not have started here yet: the reader retries.
