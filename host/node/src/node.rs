@@ -156,6 +156,11 @@ impl Node {
             let _ = writeln!(out, "weir node listening on {local}").and_then(|()| out.flush());
         }
         let mut probe = tokio::time::interval(PROBE_EVERY);
+        // One listener for the whole loop: a Ctrl-C that came while another
+        // branch was being handled would be missed by a listener made anew
+        // on the next turn.
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
         loop {
             tokio::select! {
                 _ = probe.tick() => {
@@ -178,7 +183,7 @@ impl Node {
                         }
                     });
                 }
-                _ = tokio::signal::ctrl_c() => break,
+                _ = &mut ctrl_c => break,
             }
         }
         scheduler.abort();
