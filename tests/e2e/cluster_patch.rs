@@ -194,10 +194,13 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
     let patience = std::time::Duration::from_secs(240);
     until_within(d, &nodes[0], "every vertex finished", patience, |s| {
         let v = vertices(s, "tally");
-        assert!(
-            !v.iter().any(|(_, _, state)| state == "failed"),
-            "a vertex failed: {v:?}"
-        );
+        if v.iter().any(|(_, _, state)| state == "failed") {
+            let out = nodes[0].weir(d, &["job", "status", "tally", "--json"]);
+            panic!(
+                "a vertex failed: {v:?}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
         v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
     });
 
