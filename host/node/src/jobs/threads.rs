@@ -95,12 +95,24 @@ impl Jobs {
                 "cti": l.cti,
                 "line": l.line,
             });
-            match streams.write(stream, l.seq, line.to_string().into_bytes()) {
+            let bytes = line.to_string().into_bytes();
+            match streams.write(stream, l.seq, bytes.clone()) {
                 Ok(_) => {}
                 // A stage recovered by replay rebuilds its state from part
                 // of its input, so what it logs again may read differently;
                 // the line first written stays.
                 Err(weir_store::rstream::StreamError::Determinism { .. }) => {}
+                // A vertex that moved here from another member (its backup's
+                // snapshot) numbers its lines on from there: an empty log
+                // begins at its first line; a log that stopped earlier here
+                // keeps what it has (the lines between stayed on the member
+                // the vertex ran on).
+                Err(weir_store::rstream::StreamError::Gap { next, .. }) => {
+                    if next == 0 {
+                        streams.begin_at(stream, l.seq)?;
+                        streams.write(stream, l.seq, bytes)?;
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
