@@ -5,7 +5,7 @@
 //! metadata, and waits until every copy on every member has taken it; each
 //! member makes the job's changes, in order, to the copies it runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use weir_cluster::jobs::{ClusterJob, PatchRequest, StageChange};
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
@@ -19,6 +19,10 @@ use weir_net::protocol::Client;
 /// How long a change waits for every copy (each takes it at its next CTI,
 /// after its member's scheduler saw it).
 const CHANGE_WAIT: Duration = Duration::from_secs(8);
+
+/// How often a member asked to check a change looks again for a copy it
+/// runs (every 200 ms, its scheduler's tick) before it refuses.
+const RECONCILE_TRIES: usize = 15;
 
 impl Node {
     /// The cluster, when a deploy, rollback, filter change, history or
@@ -83,13 +87,37 @@ impl Node {
         // member (asked once; a member asked by a member checks its own).
         let before = self.copies_now(cluster, &job, &copies).await;
         let runs = |v: &VertexStatus| v.state == "running" || v.stuck_at.is_some();
-        let here = copies
-            .iter()
-            .find(|c| {
-                placed.placement.get(*c) == Some(&me)
-                    && (!may_pass || before.get(*c).is_some_and(runs))
-            })
-            .cloned();
+        // A copy this member runs now: the placement may have moved one here
+        // (or away) a moment before this member's next reconcile; a member
+        // asked by another waits for that.
+        let mut here = None;
+        for _ in 0..RECONCILE_TRIES {
+            let local: BTreeSet<String> = self
+                .jobs
+                .status(Some(&job))
+                .ok()
+                .and_then(|list| list.into_iter().next())
+                .map(|s| {
+                    s.vertices
+                        .into_iter()
+                        .filter(|v| runs(v))
+                        .map(|v| v.name)
+                        .collect()
+                })
+                .unwrap_or_default();
+            here = copies
+                .iter()
+                .find(|c| {
+                    placed.placement.get(*c) == Some(&me)
+                        && local.contains(*c)
+                        && (!may_pass || before.get(*c).is_some_and(runs))
+                })
+                .cloned();
+            if here.is_some() || may_pass {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let Some(here) = here else {
             let Some(other) = before.values().find(|v| runs(v)).and_then(|v| v.member) else {
                 bail!(
