@@ -261,30 +261,14 @@ impl Jobs {
     /// empty copy of an input begins where its vertices read from.
     pub(super) fn hold_placed(&self, prefix: &str, tasks: &[(Task, VertexStatus)]) -> Result<()> {
         let streams = &self.inner.streams;
-        let mut reads: Vec<(u64, &str, u64)> = Vec::new();
-        let mut written = BTreeSet::new();
-        for (task, _) in tasks {
-            match task {
-                Task::Vertex { output, .. } | Task::File { output, .. } => {
-                    written.insert(*output);
-                }
-                Task::Sink { .. } => {}
-            }
-            match task {
-                Task::Vertex {
-                    vertex,
-                    inputs,
-                    key,
-                    ..
-                } => {
-                    for (stream, pos) in inputs.iter().zip(&vertex.position().inputs) {
-                        reads.push((*stream, key, *pos));
-                    }
-                }
-                Task::Sink { input, key, at, .. } => reads.push((*input, key, at.next)),
-                Task::File { .. } => {}
-            }
-        }
+        let reads = super::build::task_reads(tasks);
+        let written: BTreeSet<u64> = tasks
+            .iter()
+            .filter_map(|(task, _)| match task {
+                Task::Vertex { output, .. } | Task::File { output, .. } => Some(*output),
+                Task::Sink { .. } => None,
+            })
+            .collect();
         // Only copies: a stream written here is as its writer left it.
         let copies: BTreeSet<u64> = reads
             .iter()

@@ -387,21 +387,8 @@ impl Jobs {
 
     /// Registers the readers of a job's vertices at their snapshots' positions.
     fn hold_local(&self, tasks: &[(Task, VertexStatus)]) {
-        for (task, _) in tasks {
-            match task {
-                Task::Vertex {
-                    vertex,
-                    inputs,
-                    key,
-                    ..
-                } => {
-                    for (stream, pos) in inputs.iter().zip(&vertex.position().inputs) {
-                        self.reader_at(*stream, key, *pos);
-                    }
-                }
-                Task::Sink { input, key, at, .. } => self.reader_at(*input, key, at.next),
-                Task::File { .. } => {}
-            }
+        for (stream, key, pos) in task_reads(tasks) {
+            self.reader_at(stream, key, pos);
         }
     }
 
@@ -503,4 +490,26 @@ impl Jobs {
             },
         );
     }
+}
+
+/// What each task reads: `(stream, reader key, position in its snapshot)`.
+pub(super) fn task_reads(tasks: &[(Task, VertexStatus)]) -> Vec<(u64, &str, u64)> {
+    let mut reads = Vec::new();
+    for (task, _) in tasks {
+        match task {
+            Task::Vertex {
+                vertex,
+                inputs,
+                key,
+                ..
+            } => {
+                for (stream, pos) in inputs.iter().zip(&vertex.position().inputs) {
+                    reads.push((*stream, key.as_str(), *pos));
+                }
+            }
+            Task::Sink { input, key, at, .. } => reads.push((*input, key.as_str(), at.next)),
+            Task::File { .. } => {}
+        }
+    }
+    reads
 }
