@@ -68,6 +68,19 @@ pub(super) fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value)
     }
 }
 
+/// Waits until job `q` is `done` as `node` sees it, checks that it
+/// finished, and returns what it wrote.
+pub(super) fn finished_output(
+    d: &Path,
+    node: &Node,
+    q: &str,
+    done: impl Fn(&Value) -> bool,
+) -> String {
+    let status = job_status(d, node, q, done);
+    assert_eq!(status["state"], "finished", "{status}");
+    std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output")
+}
+
 /// What `weir run` writes for `examples/nexmark/{q}.wsql` in `d`.
 pub(super) fn offline(d: &Path, q: &str) -> String {
     let out = weir(&["run", &format!("{q}.wsql"), "--quiet"], d);
@@ -284,9 +297,7 @@ fn a_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
     net.link(cut, true);
-    let status = job_status(d, &nodes[watcher], q, |s| s["state"] == "finished");
-    assert_eq!(status["state"], "finished", "{status}");
-    let got = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
+    let got = finished_output(d, &nodes[watcher], q, |s| s["state"] == "finished");
     assert!(
         got == want,
         "{q}: the output after the partition differs from weir run's"

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::cluster::{id_at, members, until};
-use super::cluster_jobs::{job_status, offline, submit, three, vertices};
+use super::cluster_jobs::{finished_output, offline, submit, three, vertices};
 use super::node::{cluster, ok};
 
 /// Whether a `weir stream list` shows a stream of q5 collected below some seq.
@@ -92,9 +92,7 @@ fn lose_a_member_mid_run(coordinator: bool) {
             .map(|node| ok(&node.weir(d, &["stream", "list"])))
             .collect();
     }
-    let status = job_status(d, &nodes[1], q, |s| s["state"] != "running");
-    assert_eq!(status["state"], "finished", "{status}");
-    let got = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
+    let got = finished_output(d, &nodes[1], q, |s| s["state"] != "running");
     assert!(
         got == want,
         "{q}: the output after losing member {lost} (coordinator: {coordinator}) differs from weir run's"

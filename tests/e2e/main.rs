@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use weir::testkit::{repo_root, udf_component};
 
 mod cluster;
+mod cluster_drain;
 mod cluster_jobs;
 mod cluster_loss;
 mod cluster_patch;

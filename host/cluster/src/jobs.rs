@@ -189,11 +189,12 @@ impl Metadata {
     }
 
     /// After a change of members: every vertex of a member that is no
-    /// longer up moves to its backup, if that is up and ready (it holds the
-    /// vertex's output and a snapshot); then every vertex without a backup
-    /// that is up gets one. A pure function of the metadata, like placement.
+    /// longer up, or is drained, moves to its backup, if that is up, not
+    /// drained, and ready (it holds the vertex's output and a snapshot);
+    /// then every vertex without such a backup gets one. A pure function
+    /// of the metadata, like placement.
     pub(crate) fn replace(&mut self) {
-        let up: Vec<NodeId> = self.up().map(|(id, _)| id).collect();
+        let up: Vec<NodeId> = self.placeable().collect();
         let mut load = self.backup_load();
         for job in self.jobs.values_mut() {
             let moves: Vec<(String, NodeId)> = job
@@ -238,7 +239,7 @@ impl Metadata {
                 spec.name, job.id, spec.name
             ));
         }
-        let up: Vec<NodeId> = self.up().map(|(id, _)| id).collect();
+        let up: Vec<NodeId> = self.placeable().collect();
         let Some(placement) = place(&spec.vertices, &up, &self.load()) else {
             return Reply::Refused("no member of the cluster is up to run the job".into());
         };
@@ -307,6 +308,7 @@ mod tests {
                     health: if *up { Health::Up } else { Health::Lost },
                     nonce: 0,
                     announced: 0,
+                    draining: false,
                 });
             }
             let up: Vec<NodeId> = m.up().map(|(id, _)| id).collect();
@@ -331,22 +333,23 @@ mod tests {
     }
 
     proptest! {
-        /// After members are lost and come back in any order, every vertex
-        /// runs on a member that is up whenever its backup was up and ready,
-        /// its backup is another member that is up whenever one is, and a
-        /// vertex moves only to the member that backed it up and was ready.
+        /// After members are lost, come back and are drained in any order,
+        /// every vertex runs on a member that is up and not drained
+        /// whenever its backup was such a member and ready, its backup is
+        /// another such member whenever one is, and a vertex moves only to
+        /// the member that backed it up and was ready.
         #[test]
-        fn a_lost_members_vertices_move_to_their_ready_backups(
+        fn a_lost_or_drained_members_vertices_move_to_their_ready_backups(
             n in 2u64..6,
             vertices in 1usize..12,
-            events in proptest::collection::vec((any::<bool>(), 1u64..6, any::<u16>()), 0..12),
+            events in proptest::collection::vec((0u8..3, 1u64..6, any::<u16>()), 0..12),
         ) {
             let mut m = Metadata::default();
             for id in 1..=n {
                 m.apply(&Command::Join { addr: format!("127.0.0.1:{}", 7000 + id), id: Some(id), nonce: id });
             }
             m.apply(&Command::SubmitJob(spec("j", vertices)));
-            for (lost, id, ready) in events {
+            for (kind, id, ready) in events {
                 // Some backups stored a snapshot (a stale one's word is ignored).
                 let job = m.jobs["j"].clone();
                 for (i, (v, b)) in job.backups.iter().enumerate() {
@@ -357,8 +360,12 @@ mod tests {
                 m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec!["v0".into()], member: 99 });
                 let before = m.jobs["j"].clone();
                 let id = (id - 1) % n + 1;
-                m.apply(&if lost { Command::Lost { id } } else { Command::Back { id } });
-                let up: Vec<NodeId> = m.up().map(|(id, _)| id).collect();
+                m.apply(&match kind {
+                    0 => Command::Lost { id },
+                    1 => Command::Back { id },
+                    _ => Command::Drain { id },
+                });
+                let up: Vec<NodeId> = m.placeable().collect();
                 let job = &m.jobs["j"];
                 for (v, member) in &job.placement {
                     if *member != before.placement[v] {
@@ -372,7 +379,7 @@ mod tests {
                     prop_assert!(job.ready.is_subset(&job.snapshotted));
                     let backed = (before.ready.contains(v) || !before.snapshotted.contains(v))
                         && before.backups.get(v).is_some_and(|b| up.contains(b));
-                    prop_assert!(up.contains(member) || !backed, "{} stays on a lost member", v);
+                    prop_assert!(up.contains(member) || !backed, "{} stays on a lost or drained member", v);
                     match job.backups.get(v) {
                         Some(b) => prop_assert!(b != member && up.contains(b)),
                         None => prop_assert!(up.iter().all(|u| u == member)),
@@ -380,6 +387,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_drained_member_hands_each_vertex_to_its_backup_once_that_is_ready() {
+        let mut m = Metadata::default();
+        for id in 1..=3 {
+            m.apply(&Command::Join {
+                addr: format!("127.0.0.1:{}", 7000 + id),
+                id: Some(id),
+                nonce: id,
+            });
+        }
+        m.apply(&Command::SubmitJob(spec("j", 6)));
+        // A vertex whose state was never snapshotted moves at once; one
+        // whose backup has not stored a snapshot yet waits for it.
+        m.jobs.get_mut("j").unwrap().snapshotted = (0..6).map(|i| format!("v{i}")).collect();
+        assert_eq!(m.apply(&Command::Drain { id: 2 }), Reply::Done);
+        assert_eq!(m.apply(&Command::Drain { id: 2 }), Reply::Unchanged);
+        let on_two: Vec<String> = m.jobs["j"].on(2).map(String::from).collect();
+        assert_eq!(on_two.len(), 2, "nothing moves before its backup is ready");
+        for v in &on_two {
+            let backup = m.jobs["j"].backups[v];
+            assert_ne!(backup, 2);
+            m.apply(&Command::BackupReady {
+                name: "j".into(),
+                id: 1,
+                vertices: vec![v.clone()],
+                member: backup,
+            });
+            assert_eq!(m.jobs["j"].placement[v], backup, "{v} moved to its backup");
+        }
+        let job = &m.jobs["j"];
+        assert_eq!(job.on(2).count(), 0, "the drained member runs nothing");
+        assert_eq!(job.backed_by(2).count(), 0, "nor backs anything up");
+        assert!(job.backups.iter().all(|(v, b)| *b != job.placement[v]));
+        // Nothing new goes to it.
+        m.apply(&Command::SubmitJob(spec("k", 4)));
+        assert_eq!(m.jobs["k"].on(2).count(), 0);
+        // Draining the last member that could take the work is refused.
+        assert_eq!(m.apply(&Command::Drain { id: 1 }), Reply::Done);
+        let refused = m.apply(&Command::Drain { id: 3 });
+        assert!(
+            matches!(&refused, Reply::Refused(why) if why.contains("no other member")),
+            "{refused:?}"
+        );
+        let unknown = m.apply(&Command::Drain { id: 9 });
+        assert!(matches!(&unknown, Reply::Refused(why) if why.contains("no member 9")));
+        // A drained member that starts again takes work again.
+        m.apply(&Command::Join {
+            addr: "127.0.0.1:7002".into(),
+            id: Some(2),
+            nonce: 2,
+        });
+        assert!(!m.members[&2].draining);
+        m.apply(&Command::SubmitJob(spec("l", 3)));
+        assert!(m.jobs["l"].on(2).count() > 0);
     }
 
     #[test]

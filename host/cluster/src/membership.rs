@@ -18,6 +18,8 @@ use weir_net::cluster::{
 use crate::log::{Applied, RaftFile, database_path};
 use crate::metadata::{Command, FIRST, Health, NodeId, Reply};
 use crate::network::{Link, Network, Peers, SnapshotMessage, Transport};
+
+mod drain;
 use crate::{ClusterError, TypeConfig, raft_config};
 
 /// How long a joining node keeps asking its seed before it gives up.
@@ -270,6 +272,7 @@ impl Cluster {
                 Ok(ClusterResponse::Alive)
             }
             ClusterRequest::Status => Ok(ClusterResponse::Status(self.status())),
+            ClusterRequest::Drain { member } => self.drain(&member).await,
             ClusterRequest::Propose(command) => {
                 let command: Command = serde_json::from_value(command)
                     .map_err(|e| ClusterError::Malformed(format!("a proposed change: {e}")))?;
@@ -427,6 +430,19 @@ impl Cluster {
                 addr: m.addr.clone(),
                 health: m.health.name().into(),
                 voter: voters.contains(id),
+                draining: m.draining,
+                placed: applied
+                    .metadata
+                    .jobs
+                    .values()
+                    .map(|j| j.on(*id).count())
+                    .sum(),
+                backs: applied
+                    .metadata
+                    .jobs
+                    .values()
+                    .map(|j| j.backed_by(*id).count())
+                    .sum(),
                 heard_ms: match (leading, *id == self.inner.id) {
                     (true, true) => Some(0),
                     (true, false) => watch

@@ -50,6 +50,11 @@ pub struct Member {
     /// [`Command::Announce`]).
     #[serde(default)]
     pub announced: u64,
+    /// Being drained (`weir node drain`): its vertices move to their
+    /// backups as those are ready, and nothing new is placed or backed up
+    /// on it, until it joins again (restarts).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// A change to the metadata, as proposed to the Raft log.
@@ -102,6 +107,11 @@ pub enum Command {
         id: NodeId,
         /// Drawn by the process.
         nonce: u64,
+    },
+    /// A member is drained for maintenance (`weir node drain`).
+    Drain {
+        /// The member.
+        id: NodeId,
     },
     /// A member stored the first snapshot of vertices it backs up: from
     /// now on they may move there.
@@ -165,11 +175,15 @@ impl Metadata {
     /// Applies one command.
     pub fn apply(&mut self, command: &Command) -> Reply {
         let reply = self.apply_command(command);
-        // A member lost, back or new: vertices move to their backups, and
-        // vertices without a backup get one.
+        // A member lost, back, new or drained, or a backup ready: vertices
+        // move to their backups, and vertices without a backup get one.
         if matches!(
             command,
-            Command::Join { .. } | Command::Lost { .. } | Command::Back { .. }
+            Command::Join { .. }
+                | Command::Lost { .. }
+                | Command::Back { .. }
+                | Command::Drain { .. }
+                | Command::BackupReady { .. }
         ) {
             self.replace();
         }
@@ -228,11 +242,14 @@ impl Metadata {
                         // A known member's address or health changes; what
                         // its process announced stays.
                         announced: self.members.get(&id).map_or(0, |m| m.announced),
+                        // A drained member that starts again takes work again.
+                        draining: false,
                     },
                 );
                 Reply::Joined { id, replaced }
             }
             Command::Lost { id } => self.set(*id, Health::Up, Health::Lost),
+            Command::Drain { id } => self.drain(*id),
             Command::Back { id } => self.set(*id, Health::Lost, Health::Up),
             Command::SubmitJob(spec) => self.submit(spec),
             Command::PatchJob { name, patch } => self.patch(name, patch),
@@ -268,6 +285,31 @@ impl Metadata {
                 None => Reply::Unchanged,
             },
         }
+    }
+
+    /// Marks member `id` drained, if it is up and another member that is
+    /// up and not drained can take its vertices.
+    fn drain(&mut self, id: NodeId) -> Reply {
+        match self.members.get(&id) {
+            None => return Reply::Refused(format!("no member {id} in the cluster")),
+            Some(m) if m.draining => return Reply::Unchanged,
+            Some(m) if m.health != Health::Up => {
+                return Reply::Refused(format!(
+                    "member {id} is {}: only a member that is up can be drained (a lost member's vertices move by themselves)",
+                    m.health.name()
+                ));
+            }
+            Some(_) => {}
+        }
+        if !self.placeable().any(|other| other != id) {
+            return Reply::Refused(format!(
+                "member {id} cannot be drained: no other member is up (and not drained) to take its vertices"
+            ));
+        }
+        if let Some(m) = self.members.get_mut(&id) {
+            m.draining = true;
+        }
+        Reply::Done
     }
 
     fn set(&mut self, id: NodeId, from: Health, to: Health) -> Reply {
@@ -336,6 +378,11 @@ impl Metadata {
             .values()
             .filter(|m| m.health != Health::Replaced)
             .count()
+    }
+
+    /// The members new work may go to: up and not drained, by id.
+    pub fn placeable(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.up().filter(|(_, m)| !m.draining).map(|(id, _)| id)
     }
 
     /// The members that are up, by id.
@@ -409,6 +456,7 @@ mod tests {
                     health: *h,
                     nonce: 0,
                     announced: 0,
+                    draining: false,
                 },
             );
         }

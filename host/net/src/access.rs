@@ -69,8 +69,10 @@ impl Role {
         match (self, request) {
             (Role::Node, _) => true,
             // Only a node's certificate makes a process a member.
-            (_, Request::Cluster(c)) => match c {
+            (role, Request::Cluster(c)) => match c {
                 ClusterRequest::Status => true,
+                // Maintenance is an administrator's.
+                ClusterRequest::Drain { .. } => role == Role::Admin,
                 ClusterRequest::Forwarded(inner) => matches!(**inner, ClusterRequest::Status),
                 _ => false,
             },

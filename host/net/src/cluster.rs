@@ -43,6 +43,13 @@ pub enum ClusterRequest {
     },
     /// The cluster's members, their health and the coordinator.
     Status,
+    /// Drain a member for maintenance (`weir node drain`): its vertices
+    /// move to the members that back them up, and nothing new goes to it
+    /// until it starts again.
+    Drain {
+        /// The member: its id, or the address it listens on.
+        member: String,
+    },
     /// A change to the coordinator's metadata a member asks for (a job
     /// submitted or cancelled), as the coordinator's library encodes it.
     Propose(serde_json::Value),
@@ -82,6 +89,11 @@ pub enum ClusterResponse {
     Status(ClusterStatus),
     /// What writing a proposed change did, as the coordinator encodes it.
     Applied(serde_json::Value),
+    /// A member is being drained.
+    Draining {
+        /// Its id.
+        id: u64,
+    },
     /// This node is not the coordinator and knows of none to forward to
     /// (an election is under way): retry shortly.
     NoCoordinator,
@@ -112,6 +124,15 @@ pub struct MemberStatus {
     pub health: String,
     /// Whether it votes in the coordinator's elections.
     pub voter: bool,
+    /// Whether it is drained (`weir node drain`) and takes no new work.
+    #[serde(default)]
+    pub draining: bool,
+    /// How many vertices the coordinator places on it.
+    #[serde(default)]
+    pub placed: usize,
+    /// How many vertices it backs up.
+    #[serde(default)]
+    pub backs: usize,
     /// Milliseconds since the coordinator last heard from it.
     pub heard_ms: Option<u64>,
     /// The vertices it runs, as of its last heartbeat.

@@ -114,6 +114,19 @@ pub enum NodeCommand {
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         heartbeat_timeout: std::time::Duration,
     },
+    /// Empty a member for maintenance: each vertex it runs moves to the
+    /// member that backs it up (from its latest replicated snapshot), it
+    /// backs up nothing more, and no new work goes to it until it starts
+    /// again. Returns once it runs nothing and it is safe to stop.
+    Drain {
+        /// The member: its id (`weir cluster status`) or its address.
+        member: String,
+        /// How long to wait for the member to empty (`0s`: do not wait).
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+        #[command(flatten)]
+        connect: Connect,
+    },
 }
 
 /// `weir stream ...`
@@ -305,6 +318,11 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
             };
             Ok(runtime()?.block_on(node.serve(listen, &CertDir::new(&certs), settings))?)
         }
+        NodeCommand::Drain {
+            member,
+            wait,
+            connect: c,
+        } => super::members::drain(&member, wait, &c),
     }
 }
 
@@ -600,7 +618,7 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
             } else {
                 Request::FilterRemove { job, stage, expr }
             };
-            patch(&connect, request, None)
+            super::patches::patch(&connect, request, None)
         }
         JobCommand::EndSource {
             job,
@@ -628,115 +646,6 @@ pub fn job(command: JobCommand) -> anyhow::Result<()> {
             Ok(())
         }),
     }
-}
-
-/// Sends a deploy, rollback or filter change and prints what it did.
-pub fn patch(c: &Connect, request: Request, body: Option<Vec<u8>>) -> anyhow::Result<()> {
-    runtime()?.block_on(async move {
-        let client = connect(c).await?;
-        if let Response::Patched(r) = client.call(&request, body.as_deref()).await? {
-            if let Some(s) = &r.shadow {
-                let held = if s.rows < s.asked {
-                    format!(" ({} asked; the input stream holds no more)", s.asked)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "shadow run on the last {} input rows{held}: {} output rows differ (running version wrote {}, new version {})",
-                    s.rows, s.differ, s.old_rows, s.new_rows
-                );
-            }
-            if r.copies.is_empty() {
-                print_patch(&r);
-            } else {
-                println!(
-                    "job `{}` stage `{}` runs as {} rVertices; each took the change:",
-                    r.job,
-                    r.stage,
-                    r.copies.len()
-                );
-                for copy in &r.copies {
-                    print_patch(copy);
-                }
-            }
-        }
-        client.close().await;
-        Ok(())
-    })
-}
-
-/// Prints what a deploy, rollback or filter did to one vertex.
-fn print_patch(r: &crate::jobs::PatchReport) {
-    let to = &r.to[..r.to.len().min(12)];
-    let what = if r.change.starts_with("filter") {
-        r.change.clone()
-    } else {
-        format!("module {} -> {to}", r.from)
-    };
-    match r.applied {
-        Some((position, ctis)) => println!(
-            "job `{}` stage `{}`: {what}, in effect from input position {position} (after CTI {ctis})",
-            r.job, r.stage
-        ),
-        None => println!(
-            "job `{}` stage `{}`: {what} validated and queued durably (it survives a restart); it takes effect at the stage's next CTI, after any change queued before it (none arrived yet)",
-            r.job, r.stage
-        ),
-    }
-}
-
-/// Prints a stage's module history.
-pub fn history(c: &Connect, job: String, stage: String, json: bool) -> anyhow::Result<()> {
-    runtime()?.block_on(async move {
-        let client = connect(c).await?;
-        if let Response::History(list) = client
-            .call(&Request::UdfHistory { job, stage }, None)
-            .await?
-        {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                let width = list.iter().map(|h| h.copy.len()).max().unwrap_or(0);
-                let copy = |name: &str| {
-                    if width == 0 {
-                        String::new()
-                    } else {
-                        format!("{name:<width$} ")
-                    }
-                };
-                println!(
-                    "  {}{:<12} {:>12} {:>8}  {:<24} why",
-                    copy("copy"),
-                    "version",
-                    "position",
-                    "ctis",
-                    "when (UTC)"
-                );
-                for h in &list {
-                    let when = if h.at_ms == 0 {
-                        "-".to_string()
-                    } else {
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.at_ms),
-                        )
-                        .to_string()
-                    };
-                    println!(
-                        "{} {}{:<12} {:>12} {:>8}  {:<24} {}",
-                        if h.current { "*" } else { " " },
-                        copy(&h.copy),
-                        &h.version[..h.version.len().min(12)],
-                        h.position,
-                        h.ctis,
-                        when,
-                        h.why
-                    );
-                }
-            }
-        }
-        client.close().await;
-        Ok(())
-    })
 }
 
 fn print_status(status: &crate::jobs::JobStatus) {

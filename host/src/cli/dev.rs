@@ -142,7 +142,7 @@ fn round(args: &DevArgs, input: &Receiver<String>) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    super::cluster::patch(
+    super::patches::patch(
         &args.connect,
         Request::DeployUdf {
             job: args.job.clone(),
@@ -155,7 +155,7 @@ fn round(args: &DevArgs, input: &Receiver<String>) -> anyhow::Result<()> {
 }
 
 fn rollback(args: &DevArgs) -> anyhow::Result<()> {
-    super::cluster::patch(
+    super::patches::patch(
         &args.connect,
         Request::RollbackUdf {
             job: args.job.clone(),

@@ -5,6 +5,7 @@ pub mod cluster;
 mod dev;
 mod failover;
 mod members;
+mod patches;
 mod recovery;
 mod sample;
 mod spread;

@@ -5,6 +5,8 @@
 //! backup, the restore from the backup's snapshot) and until each has
 //! written past the position it had reached before the kill (the replay of
 //! what it had done since that snapshot): the time to output resuming.
+//! With `--drain`, the member is drained (`weir node drain`) instead, and
+//! the same two times are measured from the drain.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,17 +44,20 @@ pub struct RecoveryArgs {
     /// The queries' directory.
     #[arg(long, default_value = "examples/nexmark")]
     queries: PathBuf,
+    /// Drain the member instead of killing it.
+    #[arg(long)]
+    drain: bool,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-/// One kill.
+/// One kill (or drain).
 #[derive(Debug, Serialize)]
 struct Round {
-    killed: u64,
+    member: u64,
     vertices: usize,
-    /// From the kill to every vertex of the dead member running elsewhere.
+    /// From the kill to every vertex of the member running elsewhere.
     moved_ms: f64,
     /// From the kill to every one of them past where it stood.
     resumed_ms: f64,
@@ -61,6 +66,8 @@ struct Round {
 #[derive(Debug, Serialize)]
 struct Report {
     query: String,
+    /// `kill -9` or `drain`.
+    how: &'static str,
     parallelism: u32,
     rate: u64,
     heartbeat_timeout_ms: u128,
@@ -83,12 +90,13 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
     let runtime = super::cluster::runtime()?;
     let certs = CertDir::new(&work.join("certs"));
     let mut rounds = Vec::new();
+    let how = if args.drain { "drain" } else { "kill -9" };
     for round in 1..=args.rounds {
         let measured = one_round(&args, &work, &script, round, &certs, &runtime)?;
         if !args.json {
             eprintln!(
-                "round {round}: killed member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms",
-                measured.killed, measured.vertices, measured.moved_ms, measured.resumed_ms
+                "round {round}: {how} of member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms",
+                measured.member, measured.vertices, measured.moved_ms, measured.resumed_ms
             );
         }
         rounds.push(measured);
@@ -100,6 +108,7 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
     let resumed: Vec<f64> = rounds.iter().map(|r| r.resumed_ms).collect();
     let report = Report {
         query: args.query.clone(),
+        how,
         parallelism: args.parallelism,
         rate: args.rate,
         heartbeat_timeout_ms: args.heartbeat_timeout.as_millis(),
@@ -112,7 +121,7 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds: the dead member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max)",
+            "{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds of {how}: the member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max)",
             report.query,
             report.parallelism,
             report.rate,
@@ -190,7 +199,17 @@ fn one_round(
             clients.push(Client::connect(addr.parse()?, certs).await?);
         }
         let killed = Instant::now();
-        nodes[at].0.0.kill()?;
+        if args.drain {
+            let request = Request::Cluster(weir_net::cluster::ClusterRequest::Drain {
+                member: victim.id.to_string(),
+            });
+            match clients[0].call(&request, None).await? {
+                Response::Cluster(weir_net::cluster::ClusterResponse::Draining { .. }) => {}
+                other => bail!("the drain was answered {other:?}"),
+            }
+        } else {
+            nodes[at].0.0.kill()?;
+        }
         let mut moved = None;
         while killed.elapsed() < PATIENCE {
             let mut now = BTreeMap::new();
@@ -209,7 +228,7 @@ fn one_round(
                     client.close().await;
                 }
                 return Ok(Round {
-                    killed: victim.id,
+                    member: victim.id,
                     vertices: before.len(),
                     moved_ms: moved.as_secs_f64() * 1e3,
                     resumed_ms: killed.elapsed().as_secs_f64() * 1e3,

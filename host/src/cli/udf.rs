@@ -187,7 +187,7 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
                 origin: file.display().to_string(),
                 shadow,
             };
-            super::cluster::patch(&connect, request, Some(bytes))
+            super::patches::patch(&connect, request, Some(bytes))
         }
         UdfCommand::Replay {
             job,
@@ -223,7 +223,7 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             stage,
             to,
             connect,
-        } => super::cluster::patch(
+        } => super::patches::patch(
             &connect,
             crate::net::Request::RollbackUdf { job, stage, to },
             None,
@@ -233,7 +233,7 @@ pub fn main(command: UdfCommand) -> anyhow::Result<()> {
             stage,
             json,
             connect,
-        } => super::cluster::history(&connect, job, stage, json),
+        } => super::patches::history(&connect, job, stage, json),
     }
 }
 

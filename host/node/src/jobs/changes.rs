@@ -17,6 +17,7 @@ use super::patching::short;
 use super::*;
 
 /// A change as a user asks for it, before it is checked.
+#[derive(Clone)]
 pub enum Asked {
     /// A module's bytes, and where they came from (for errors).
     Deploy {

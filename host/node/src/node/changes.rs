@@ -81,31 +81,19 @@ impl Node {
             Request::FilterRemove { job, stage, expr } => (job, stage, Asked::FilterRemove(expr)),
             other => bail!(Request, "{} is not a stage change", other.describe()),
         };
-        let (metadata, placed, copies) = self.stage_of(cluster, &job, &stage).await?;
         let me = cluster.id();
         // Checked against a copy that runs: one here, else one on another
         // member (asked once; a member asked by a member checks its own).
-        let before = self.copies_now(cluster, &job, &copies).await;
-        let runs = |v: &VertexStatus| v.state == "running" || v.stuck_at.is_some();
-        // A copy this member runs now: the placement may have moved one here
-        // (or away) a moment before this member's next reconcile; a member
-        // asked by another waits for that.
-        let mut here = None;
-        for _ in 0..RECONCILE_TRIES {
-            let local: BTreeSet<String> = self
-                .jobs
-                .status(Some(&job))
-                .ok()
-                .and_then(|list| list.into_iter().next())
-                .map(|s| {
-                    s.vertices
-                        .into_iter()
-                        .filter(|v| runs(v))
-                        .map(|v| v.name)
-                        .collect()
-                })
-                .unwrap_or_default();
-            here = copies
+        // The placement may move a copy here (or away) a moment before this
+        // member's next reconcile: a member asked by another waits for it,
+        // and a check whose copy moved away meanwhile is made again.
+        let mut tries = 0;
+        let (copies, before, here, change, from) = loop {
+            tries += 1;
+            let (metadata, placed, copies) = self.stage_of(cluster, &job, &stage).await?;
+            let before = self.copies_now(cluster, &job, &copies).await;
+            let local = self.running_here(&job);
+            let here = copies
                 .iter()
                 .find(|c| {
                     placed.placement.get(*c) == Some(&me)
@@ -113,30 +101,48 @@ impl Node {
                         && (!may_pass || before.get(*c).is_some_and(runs))
                 })
                 .cloned();
-            if here.is_some() || may_pass {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let Some(here) = here else {
-            let Some(other) = before.values().find(|v| runs(v)).and_then(|v| v.member) else {
-                bail!(
-                    Patch,
-                    "no copy of stage `{stage}` of job `{job}` runs yet (their members are starting them); retry in a moment"
-                );
+            let Some(here) = here else {
+                if !may_pass && tries < RECONCILE_TRIES {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                let Some(other) = before.values().find(|v| runs(v)).and_then(|v| v.member) else {
+                    bail!(
+                        Patch,
+                        "no copy of stage `{stage}` of job `{job}` runs yet (their members are starting them); retry in a moment"
+                    );
+                };
+                if !may_pass {
+                    bail!(
+                        Patch,
+                        "member {me} runs no copy of stage `{stage}` of job `{job}`; member {other} does"
+                    );
+                }
+                return self.ask_member(&metadata, other, &request, &body).await;
             };
-            if !may_pass {
-                bail!(
-                    Patch,
-                    "member {me} runs no copy of stage `{stage}` of job `{job}`; member {other} does"
-                );
+            let jobs = self.jobs.clone();
+            let (name, copy, asked) = (job.clone(), here.clone(), asked.clone());
+            match tokio::task::spawn_blocking(move || jobs.check_change(&name, &copy, asked))
+                .await?
+            {
+                Ok((change, from)) => break (copies, before, here, change, from),
+                Err(e) => {
+                    let placed_here = cluster
+                        .metadata()
+                        .jobs
+                        .get(&job)
+                        .and_then(|j| j.placement.get(&here))
+                        == Some(&me);
+                    if tries >= RECONCILE_TRIES
+                        || (placed_here && self.running_here(&job).contains(&here))
+                    {
+                        return Err(e);
+                    }
+                    tracing::debug!(job, copy = %here, "the copy moved during the check: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
-            return self.ask_member(&metadata, other, &request, &body).await;
         };
-        let jobs = self.jobs.clone();
-        let (name, copy) = (job.clone(), here.clone());
-        let (change, from) =
-            tokio::task::spawn_blocking(move || jobs.check_change(&name, &copy, asked)).await??;
         let patch = PatchRequest {
             stage: stage.clone(),
             change: change.clone(),
@@ -184,6 +190,23 @@ impl Node {
             copies: copies.iter().map(|c| report(c)).collect(),
             ..report(&stage)
         }))
+    }
+
+    /// The vertices of job `job` running here now (or stuck on a batch,
+    /// waiting for a fix).
+    fn running_here(&self, job: &str) -> BTreeSet<String> {
+        self.jobs
+            .status(Some(job))
+            .ok()
+            .and_then(|list| list.into_iter().next())
+            .map(|s| {
+                s.vertices
+                    .into_iter()
+                    .filter(runs)
+                    .map(|v| v.name)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The metadata, job `job` as the cluster runs it, and the copies of its
@@ -448,6 +471,12 @@ impl Node {
             }
         }
     }
+}
+
+/// Whether a copy can take a change: it runs, or it is stuck on a batch
+/// waiting for a fix.
+fn runs(v: &VertexStatus) -> bool {
+    v.state == "running" || v.stuck_at.is_some()
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

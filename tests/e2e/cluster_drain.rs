@@ -1,0 +1,92 @@
+//! `weir node drain`: a member of a cluster of real `weir node` processes
+//! hands every vertex it runs to the member that backs it up, backs up
+//! nothing more, and then stops without changing an output byte.
+
+use serde_json::Value;
+
+use super::cluster::{id_at, members, until};
+use super::cluster_jobs::{finished_output, offline, submit, three, vertices};
+use super::node::{cluster, ok};
+use super::stderr;
+
+#[test]
+fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = three(d);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 100000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    let per_member = submit(d, &nodes[0], q);
+    assert_eq!(per_member.len(), 3, "every member runs a part");
+    let total: usize = per_member.iter().sum();
+    let drained = id_at(&up, &nodes[1].addr);
+
+    // Bad input: a member that is not there; a client certificate.
+    let out = nodes[0].weir(d, &["node", "drain", "9"]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("no member `9` in the cluster"),
+        "{err}"
+    );
+    let out = nodes[0].weir(
+        d,
+        &[
+            "node",
+            "drain",
+            &drained.to_string(),
+            "--identity",
+            "client",
+        ],
+    );
+    assert!(!out.status.success(), "a client may not drain a member");
+
+    // Mid-run, by its address through another member.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let said = ok(&nodes[2].weir(d, &["node", "drain", &nodes[1].addr]));
+    assert!(
+        said.contains(&format!("member {drained}: drained")) && said.contains("safe to stop"),
+        "{said}"
+    );
+    let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
+    assert!(partial.len() < want.len(), "drained mid-run");
+    let s = until(d, &nodes[0], "the drained member shows it", |s: &Value| {
+        members(s)
+            .iter()
+            .any(|m| m["id"] == drained && m["draining"] == true)
+    });
+    let m = members(&s)
+        .iter()
+        .find(|m| m["id"] == drained)
+        .expect("the drained member");
+    assert_eq!(m["health"], "up", "{m}");
+    assert_eq!(m["placed"], 0, "{m}");
+    assert_eq!(m["backs"], 0, "{m}");
+    assert!(
+        vertices(&s, q)
+            .iter()
+            .all(|(member, ..)| *member != drained),
+        "{s}"
+    );
+    // Safe to stop: the job finishes on the others, as weir run writes it.
+    nodes.remove(1).stop();
+    until(
+        d,
+        &nodes[0],
+        "every vertex finished elsewhere",
+        |s: &Value| {
+            let v = vertices(s, q);
+            assert!(
+                v.iter().all(|(_, _, state)| state != "failed"),
+                "{q}: a vertex failed: {v:?}"
+            );
+            v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
+        },
+    );
+    let got = finished_output(d, &nodes[1], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output with member {drained} drained mid-run differs from weir run's"
+    );
+}
