@@ -128,6 +128,10 @@ pub struct PatchReport {
     /// change went to every copy; each switches at a CTI of its own input).
     #[serde(default)]
     pub copies: Vec<PatchReport>,
+    /// The copy had finished (its input ended) before it could take the
+    /// change: it never applies there.
+    #[serde(default)]
+    pub finished: bool,
 }
 
 /// The new version beside the running one on recent input rows.

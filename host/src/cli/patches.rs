@@ -49,6 +49,10 @@ fn print_patch(r: &crate::jobs::PatchReport) {
         format!("module {} -> {to}", r.from)
     };
     match r.applied {
+        None if r.finished => println!(
+            "job `{}` stage `{}`: {what} not applied: this copy had finished (its input ended)",
+            r.job, r.stage
+        ),
         Some((position, ctis)) => println!(
             "job `{}` stage `{}`: {what}, in effect from input position {position} (after CTI {ctis})",
             r.job, r.stage

@@ -471,6 +471,7 @@ impl Jobs {
             switch_us: 0,
             shadow: None,
             copies: Vec::new(),
+            finished: false,
         };
         Ok(Pending {
             shared,
@@ -608,6 +609,7 @@ impl Jobs {
             switch_us: started.elapsed().as_micros() as u64,
             shadow: None,
             copies: Vec::new(),
+            finished: false,
         })
     }
 

@@ -92,6 +92,12 @@ impl Node {
             tries += 1;
             let (metadata, placed, copies) = self.stage_of(cluster, &job, &stage).await?;
             let before = self.copies_now(cluster, &job, &copies).await;
+            if before.len() == copies.len() && before.values().all(|v| v.state == "finished") {
+                bail!(
+                    Patch,
+                    "change to job `{job}` stage `{stage}` refused: the job has finished"
+                );
+            }
             let local = self.running_here(&job);
             let here = copies
                 .iter()
@@ -168,7 +174,7 @@ impl Node {
             StageChange::Deploy { version } => version.clone(),
             _ => taken
                 .get(&here)
-                .and_then(|v| v.module.clone())
+                .and_then(|(v, _)| v.module.clone())
                 .unwrap_or_else(|| from.clone()),
         };
         let report = |copy: &str| PatchReport {
@@ -177,10 +183,14 @@ impl Node {
             from: from.clone(),
             to: to.clone(),
             change: describe(&change),
-            applied: taken.get(copy).and_then(|v| v.switched_at),
+            applied: taken
+                .get(copy)
+                .filter(|(_, ended)| !ended)
+                .and_then(|(v, _)| v.switched_at),
             switch_us: started.elapsed().as_micros() as u64,
             shadow: None,
             copies: Vec::new(),
+            finished: taken.get(copy).is_some_and(|(_, ended)| *ended),
         };
         if copies.len() == 1 && copies[0] == stage {
             return Ok(Response::Patched(report(&stage)));
@@ -364,10 +374,11 @@ impl Node {
         }
     }
 
-    /// Waits (at most [`CHANGE_WAIT`]) until every copy took `change`: it
-    /// applied one more timeline entry than it had `before` (where it
-    /// answered then) and shows the change; returns the status of each copy
-    /// that did.
+    /// Waits (at most [`CHANGE_WAIT`]) until every copy took `change` (it
+    /// applied one more timeline entry than it had `before`, where it
+    /// answered then, and shows the change) or finished without it (its
+    /// input ended: its member passes the change over); returns the status
+    /// of each such copy, and whether it finished without the change.
     async fn await_copies(
         &self,
         cluster: &Cluster,
@@ -376,7 +387,7 @@ impl Node {
         change: &StageChange,
         before: &BTreeMap<String, VertexStatus>,
         from: &str,
-    ) -> BTreeMap<String, VertexStatus> {
+    ) -> BTreeMap<String, (VertexStatus, bool)> {
         let deadline = tokio::time::Instant::now() + CHANGE_WAIT;
         let mut taken = BTreeMap::new();
         loop {
@@ -395,8 +406,9 @@ impl Node {
                     StageChange::FilterAdd { text } => v.filters.contains(text),
                     StageChange::FilterRemove { text } => !v.filters.contains(text),
                 };
-                if moved && shows && !v.pending {
-                    taken.insert(name, v);
+                let took = moved && shows && !v.pending;
+                if took || v.state == "finished" {
+                    taken.insert(name, (v, !took));
                 }
             }
             if taken.len() == copies.len() || tokio::time::Instant::now() >= deadline {
