@@ -49,6 +49,7 @@ pub fn udf_cargo(dir: &Path) -> Command {
         if key.starts_with("CARGO_") && key != "CARGO_HOME"
             || key == "RUSTFLAGS"
             || key == "RUSTC_WRAPPER"
+            || key == "RUSTC_WORKSPACE_WRAPPER"
         {
             cmd.env_remove(&key);
         }
