@@ -18,9 +18,9 @@ use weir_net::cluster::{
 use crate::log::{Applied, RaftFile, database_path};
 use crate::metadata::{Command, FIRST, Health, NodeId, Reply};
 use crate::network::{Link, Network, Peers, SnapshotMessage, Transport};
+use crate::{ClusterError, TypeConfig, raft_config};
 
 mod drain;
-use crate::{ClusterError, TypeConfig, raft_config};
 
 /// How long a joining node keeps asking its seed before it gives up.
 const JOIN_FOR: Duration = Duration::from_secs(15);
