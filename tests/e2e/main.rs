@@ -8,6 +8,7 @@ use weir::testkit::{repo_root, udf_component};
 
 mod cluster;
 mod cluster_drain;
+mod cluster_ingest;
 mod cluster_jobs;
 mod cluster_loss;
 mod cluster_patch;

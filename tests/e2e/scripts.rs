@@ -13,7 +13,7 @@ use super::{stderr, weir};
 
 /// The click-fraud script in `d`, its component path pointing at the
 /// component built from `udfs/`, with its input in `data/`.
-fn click_fraud_script(d: &Path) {
+pub(super) fn click_fraud_script(d: &Path) {
     let example = repo_root().join("examples/click-fraud");
     let text = std::fs::read_to_string(example.join("clickfraud.wsql")).expect("script");
     let text = text.replace(

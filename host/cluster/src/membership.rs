@@ -460,11 +460,22 @@ impl Cluster {
                 },
             })
             .collect();
+        let streams = applied
+            .metadata
+            .streams
+            .values()
+            .map(|s| weir_net::cluster::StreamHolders {
+                name: s.spec.name.clone(),
+                holders: s.holders.clone(),
+                ready: s.ready.iter().copied().collect(),
+            })
+            .collect();
         ClusterStatus {
             coordinator: metrics.current_leader,
             term: metrics.current_term,
             answered_by: self.inner.id,
             members,
+            streams,
         }
     }
 

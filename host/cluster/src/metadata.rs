@@ -125,6 +125,16 @@ pub enum Command {
         /// The backup.
         member: NodeId,
     },
+    /// An ingest stream is created: two members are chosen to hold it.
+    CreateStream(crate::streams::StreamSpec),
+    /// A new holder of an ingest stream holds every entry its primary
+    /// acknowledged: from now on it may take the primary's place.
+    StreamReady {
+        /// The stream.
+        name: String,
+        /// The holder.
+        member: NodeId,
+    },
 }
 
 /// What applying a command did.
@@ -169,6 +179,9 @@ pub struct Metadata {
     /// The incarnation the next submitted job gets.
     #[serde(default)]
     pub(crate) next_job: u64,
+    /// The ingest streams, by name.
+    #[serde(default)]
+    pub streams: BTreeMap<String, crate::streams::ClusterStream>,
 }
 
 impl Metadata {
@@ -186,6 +199,7 @@ impl Metadata {
                 | Command::BackupReady { .. }
         ) {
             self.replace();
+            self.replace_holders();
         }
         reply
     }
@@ -280,6 +294,8 @@ impl Metadata {
                 }
                 _ => Reply::Unchanged,
             },
+            Command::CreateStream(spec) => self.create_stream(spec),
+            Command::StreamReady { name, member } => self.stream_ready(name, *member),
             Command::CancelJob { name } => match self.jobs.remove(name) {
                 Some(_) => Reply::Done,
                 None => Reply::Unchanged,

@@ -77,7 +77,13 @@ impl Role {
                 _ => false,
             },
             // Job streams flow between members only.
-            (_, Request::Pull { .. } | Request::Module { .. } | Request::Backup { .. }) => false,
+            (
+                _,
+                Request::Pull { .. }
+                | Request::Module { .. }
+                | Request::Backup { .. }
+                | Request::Replicate { .. },
+            ) => false,
             (Role::Admin, _) => true,
             (Role::Client, request) => matches!(
                 request,

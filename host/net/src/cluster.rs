@@ -110,6 +110,20 @@ pub struct ClusterStatus {
     pub answered_by: u64,
     /// Every member, by id.
     pub members: Vec<MemberStatus>,
+    /// The ingest streams, by name, and the members that hold them.
+    #[serde(default)]
+    pub streams: Vec<StreamHolders>,
+}
+
+/// The members holding one ingest stream of the cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StreamHolders {
+    /// The stream.
+    pub name: String,
+    /// Its holders, the primary (which takes its ingests) first.
+    pub holders: Vec<u64>,
+    /// The holders that hold every entry the primary acknowledged.
+    pub ready: Vec<u64>,
 }
 
 /// One member of the cluster.

@@ -565,6 +565,24 @@ pub enum Request {
         /// any: the member that runs the vertex keeps its inputs from there.
         have: Option<Vec<u64>>,
     },
+    /// The primary of an ingest stream writes entries to another holder of
+    /// it (members only); the body is one batch frame ([`crate::frames`]).
+    /// The holder writes them at their seqs with `records`, in one
+    /// transaction, and answers [`Response::Replicated`] once they are
+    /// durable; a holder that lacks entries before the batch writes
+    /// nothing and answers where it stands.
+    Replicate {
+        /// The stream.
+        stream: String,
+        /// The member that sends it, the stream's primary.
+        primary: u64,
+        /// Metadata records written with the entries: the producers'
+        /// records of idempotent ingest, key → JSON value.
+        records: Vec<(String, String)>,
+        /// Metadata records deleted with them (producers that left the window).
+        #[serde(default)]
+        evicted: Vec<String>,
+    },
 }
 
 impl Request {
@@ -590,6 +608,7 @@ impl Request {
             Request::Pull { .. } => "pull a job stream for a member's vertex",
             Request::Module { .. } => "fetch a module for a member's vertex",
             Request::Backup { .. } => "back up a member's vertex",
+            Request::Replicate { .. } => "hold a copy of an ingest stream",
             Request::Cluster(crate::cluster::ClusterRequest::Status) => "read the cluster status",
             Request::Cluster(_) => "take part in the cluster",
         }
@@ -661,6 +680,11 @@ pub enum Response {
     Backup {
         /// Their length.
         len: u64,
+    },
+    /// A holder of an ingest stream has every entry below `next` durable.
+    Replicated {
+        /// The first seq it lacks.
+        next: u64,
     },
 }
 

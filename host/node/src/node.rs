@@ -43,6 +43,7 @@ mod exchange;
 mod ingest;
 mod logs;
 mod placed;
+mod replicate;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
 
@@ -62,6 +63,8 @@ pub struct Node {
     changes_taken: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, usize)>>>,
     /// The certificates it presents to other members (once it serves).
     peer_certs: Arc<std::sync::OnceLock<CertDir>>,
+    /// The cluster's ingest streams this member is the primary of.
+    primaries: Arc<replicate::Primaries>,
 }
 
 /// Where a node keeps its database.
@@ -110,6 +113,7 @@ impl Node {
             fetchers: Arc::default(),
             changes_taken: Arc::default(),
             peer_certs: Arc::default(),
+            primaries: Arc::default(),
         })
     }
 
@@ -278,6 +282,25 @@ impl Node {
                 columns,
                 time,
                 end_time,
+            } if self
+                .cluster
+                .get()
+                .is_some_and(|c| c.metadata().standing() > 1) =>
+            {
+                let cluster = self.cluster.get().context("the cluster")?;
+                let spec = weir_cluster::streams::StreamSpec {
+                    name,
+                    columns,
+                    time,
+                    end_time,
+                };
+                self.create_cluster_stream(cluster, spec).await
+            }
+            Request::CreateStream {
+                name,
+                columns,
+                time,
+                end_time,
             } => {
                 let streams = self.streams.clone();
                 tokio::task::spawn_blocking(move || {
@@ -292,12 +315,22 @@ impl Node {
                 sequence,
             } => match recv.read_to_end(MAX_INGEST).await {
                 Ok(body) => {
-                    let (streams, producers) = (self.streams.clone(), self.producers.clone());
                     let from = producer.map(|p| (p, sequence));
-                    tokio::task::spawn_blocking(move || {
-                        ingest(&streams, &producers, &stream, &origin, from, body)
-                    })
-                    .await?
+                    match self.cluster_stream(&stream) {
+                        Some((cluster, s)) => {
+                            let write = replicate::Write::Ingest { origin, from, body };
+                            self.write_cluster_stream(&cluster, s, role == Role::Node, write)
+                                .await
+                        }
+                        None => {
+                            let (streams, producers) =
+                                (self.streams.clone(), self.producers.clone());
+                            tokio::task::spawn_blocking(move || {
+                                ingest(&streams, &producers, &stream, &origin, from, body)
+                            })
+                            .await?
+                        }
+                    }
                 }
                 Err(quinn::ReadToEndError::TooLong) => {
                     let _ = recv.stop(0u32.into());
@@ -313,7 +346,21 @@ impl Node {
                 stream,
                 from,
                 follow,
-            } => return self.read(send, &stream, from, follow).await,
+            } => {
+                // A cluster stream is read at its primary, whose copy is whole.
+                let primary = self
+                    .cluster_stream(&stream)
+                    .and_then(|(c, s)| s.primary().filter(|p| *p != c.id()));
+                if let Some(member) = primary.filter(|_| role != Role::Node) {
+                    let request = Request::Read {
+                        stream,
+                        from,
+                        follow,
+                    };
+                    return self.pass_stream(send, member, &request).await;
+                }
+                return self.read(send, &stream, from, follow).await;
+            }
             Request::Pull {
                 stream,
                 from,
@@ -345,6 +392,25 @@ impl Node {
                     return self.pass_stream(send, member, &request).await;
                 }
                 return self.udf_logs(send, job, stage, follow).await;
+            }
+            Request::CloseStream { stream } if self.cluster_stream(&stream).is_some() => {
+                let (cluster, s) = self.cluster_stream(&stream).context("the stream")?;
+                let write = replicate::Write::Close;
+                self.write_cluster_stream(&cluster, s, role == Role::Node, write)
+                    .await
+            }
+            Request::Replicate {
+                stream,
+                primary,
+                records,
+                evicted,
+            } => {
+                let body = recv
+                    .read_to_end(MAX_INGEST)
+                    .await
+                    .context("reading a replicated batch")?;
+                self.replicated(stream, primary, (records, evicted), body)
+                    .await
             }
             Request::CloseStream { stream } => {
                 let streams = self.streams.clone();

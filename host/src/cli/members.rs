@@ -136,4 +136,18 @@ fn print_cluster(status: &ClusterStatus) {
             );
         }
     }
+    if !status.streams.is_empty() {
+        println!("{:<24} HOLDERS (primary first)", "STREAM");
+    }
+    for s in &status.streams {
+        let holders: Vec<String> = s
+            .holders
+            .iter()
+            .map(|h| match s.ready.contains(h) {
+                true => h.to_string(),
+                false => format!("{h} (catching up)"),
+            })
+            .collect();
+        println!("{:<24} {}", s.name, holders.join(", "));
+    }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::*;
 
 /// A client connection to a node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Client {
     connection: quinn::Connection,
     endpoint: quinn::Endpoint,

@@ -275,7 +275,7 @@ impl Jobs {
             .map(|(s, ..)| *s)
             .filter(|s| !written.contains(s))
             .collect();
-        for stream in copies {
+        for stream in copies.into_iter().filter(|s| !self.is_whole(*s)) {
             let from = reads
                 .iter()
                 .filter(|(s, ..)| *s == stream)
@@ -326,6 +326,16 @@ impl Jobs {
             return false;
         };
         id.parse().is_ok_and(|id| self.runs(name, id))
+    }
+
+    /// Keeps stream `id` whole: never collected, and a copy of it fills
+    /// from its start.
+    pub fn keep_whole(&self, id: u64) {
+        lock(&self.inner.whole).insert(id);
+    }
+
+    pub(super) fn is_whole(&self, id: u64) -> bool {
+        lock(&self.inner.whole).contains(&id)
     }
 
     /// The lowest position a vertex here needs `stream` from, if any reads

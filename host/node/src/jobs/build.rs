@@ -380,6 +380,9 @@ impl Jobs {
         };
         // A tail behind the slowest reader stays, for `udf deploy --shadow`.
         let low = low.saturating_sub(SHADOW_TAIL);
+        if self.is_whole(stream) {
+            return;
+        }
         if let Err(e) = self.inner.streams.gc(stream, low) {
             tracing::warn!("collecting stream #{stream} below {low}: {e}");
         }

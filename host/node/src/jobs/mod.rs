@@ -135,6 +135,9 @@ struct Inner {
     /// Per snapshot key of a placed job's vertex here: its input streams,
     /// kept from the positions of the snapshot its backup stored last.
     backed: Mutex<HashMap<String, Vec<u64>>>,
+    /// Streams kept whole: this member's copies of the cluster's ingest
+    /// streams, which any member may have to read from their start.
+    whole: Mutex<std::collections::HashSet<u64>>,
     /// Where job files may read and write.
     files: FileAccess,
     /// Per UDF stage (by queue key): its accepted changes waiting for a CTI,
@@ -253,6 +256,7 @@ impl Jobs {
                 running: Mutex::new(BTreeMap::new()),
                 readers: Mutex::new(HashMap::new()),
                 backed: Mutex::new(HashMap::new()),
+                whole: Mutex::default(),
                 queues: Mutex::new(HashMap::new()),
             }),
         }

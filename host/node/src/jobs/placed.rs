@@ -18,6 +18,8 @@ pub struct PlanVertex {
     pub reads: Vec<String>,
     /// Whether it writes a job stream of its name (all but sinks do).
     pub writes: bool,
+    /// The ingest stream it reads (a source of one).
+    pub ingest: Option<String>,
 }
 
 /// The vertices of `plan`, in the order [`Jobs::build`] makes their tasks.
@@ -26,16 +28,22 @@ pub(super) fn plan_vertices(plan: &Plan) -> Vec<PlanVertex> {
         name: s.name.clone(),
         reads: Vec::new(),
         writes: true,
+        ingest: match &s.origin {
+            SourceOrigin::Stream(stream) => Some(stream.clone()),
+            _ => None,
+        },
     });
     let stages = plan.stages.iter().map(|s| PlanVertex {
         name: s.name.clone(),
         reads: s.inputs.clone(),
         writes: true,
+        ingest: None,
     });
     let sinks = plan.sinks.iter().enumerate().map(|(i, s)| PlanVertex {
         name: format!("sink{i}"),
         reads: vec![s.input.clone()],
         writes: false,
+        ingest: None,
     });
     sources.chain(stages).chain(sinks).collect()
 }
@@ -66,20 +74,18 @@ impl Jobs {
         parallelism: usize,
     ) -> Result<(JobRecord, Vec<PlanVertex>)> {
         let plan = self.plan_of(path, text, &BTreeMap::new(), parallelism);
-        if let Ok(plan) = &plan {
-            for s in &plan.sources {
-                let what = match s.origin {
-                    SourceOrigin::Stream(_) => "reads an ingest stream",
-                    SourceOrigin::File { follow: true } => "follows a file",
-                    _ => continue,
-                };
-                bail!(
-                    Job,
-                    "job `{}` input `{}` {what}: in a cluster, a job's inputs are plain files and generators (a copy of the input resumed on another member must read the same batches again) until ingest is replicated across members; run it on a single node",
-                    plan.name,
-                    s.name
-                );
-            }
+        if let Ok(plan) = &plan
+            && let Some(s) = plan
+                .sources
+                .iter()
+                .find(|s| matches!(s.origin, SourceOrigin::File { follow: true }))
+        {
+            bail!(
+                Job,
+                "job `{}` input `{}` follows a file: in a cluster, a copy of the input resumed on another member must read the same batches again; ingest the file into a stream (`weir stream create`, `weir ingest`) and read that, or run the job on a single node",
+                plan.name,
+                s.name
+            );
         }
         let (record, ops) = self.check_job(path, text, modules, parallelism)?;
         self.build(&record, false)?;

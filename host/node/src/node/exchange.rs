@@ -23,6 +23,14 @@ const BATCH_ENTRIES: usize = 256;
 /// How long a fetch waits before it reconnects after a failure.
 const RETRY: Duration = Duration::from_millis(200);
 
+/// Who writes a stream a member copies.
+pub(super) enum Writer {
+    /// A vertex of the job, wherever it is placed.
+    Vertex(String),
+    /// Ingest, at the primary of the cluster's stream of this name.
+    Ingest(String),
+}
+
 /// A stream a vertex here reads from another member.
 pub(super) struct Fetch {
     /// The job.
@@ -31,8 +39,8 @@ pub(super) struct Fetch {
     pub(super) id: u64,
     /// The stream's full name.
     pub(super) stream: String,
-    /// The vertex that writes it.
-    pub(super) writer: String,
+    /// Who writes it.
+    pub(super) writer: Writer,
     /// The name this copy pulls under (the writer holds entries for it).
     pub(super) reader: String,
 }
@@ -46,12 +54,23 @@ impl Node {
                 return;
             }
             let metadata = cluster.metadata();
-            let addr = metadata
-                .jobs
-                .get(&f.job)
-                .filter(|j| j.id == f.id)
-                .and_then(|j| j.placement.get(&f.writer))
-                .and_then(|m| metadata.members.get(m))
+            let member = match &f.writer {
+                Writer::Vertex(writer) => metadata
+                    .jobs
+                    .get(&f.job)
+                    .filter(|j| j.id == f.id)
+                    .and_then(|j| j.placement.get(writer))
+                    .copied(),
+                // The primary's copy is whole: once this member is the
+                // primary, its own copy is.
+                Writer::Ingest(stream) => metadata
+                    .streams
+                    .get(stream)
+                    .and_then(|s| s.primary())
+                    .filter(|p| *p != cluster.id()),
+            };
+            let addr = member
+                .and_then(|m| metadata.members.get(&m))
                 .map(|m| m.addr.clone());
             let Some(addr) = addr else { return };
             match self.pull_from(&addr, &certs, &f).await {
@@ -127,7 +146,7 @@ impl Node {
         let info = match self.streams.info(&stream) {
             // Not before the job runs here (after a restart): its vertices'
             // holds are not registered yet. The reader retries.
-            Ok(_) if !self.jobs.serves(&stream) => {
+            Ok(_) if !self.jobs.serves(&stream) && self.cluster_stream(&stream).is_none() => {
                 let message = format!("stream `{stream}`: its job does not run on this member yet");
                 send_error(&mut send, &message).await?;
                 send.finish()?;

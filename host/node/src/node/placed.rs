@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use weir_cluster::jobs::{ClusterJob, JobSpec};
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
 
-use super::exchange::Fetch;
+use super::exchange::{Fetch, Writer};
 use super::*;
 use crate::jobs::{JobRecord, JobStatus, VertexStatus};
 use weir_net::protocol::Client;
@@ -119,10 +119,17 @@ impl Node {
         parts: Vec<(PathBuf, Vec<u8>)>,
         parallelism: usize,
     ) -> Result<Response> {
+        // The job's inputs may be streams created through another member.
+        let (node, metadata) = (self.clone(), cluster.metadata());
+        tokio::task::spawn_blocking(move || node.local_copies(&metadata)).await??;
         let jobs = self.jobs.clone();
         let (record, vertices) =
             tokio::task::spawn_blocking(move || jobs.prepare(&path, &text, parts, parallelism))
                 .await??;
+        // A script's inputs it created here become the cluster's.
+        for stream in vertices.iter().filter_map(|v| v.ingest.as_ref()) {
+            self.to_cluster_stream(cluster, stream).await?;
+        }
         let spec = JobSpec {
             name: record.name.clone(),
             path: record.path.clone(),
@@ -290,6 +297,14 @@ impl Node {
             tick.tick().await;
             let metadata = cluster.metadata();
             let me = cluster.id();
+            let node = self.clone();
+            let copies = metadata.clone();
+            match tokio::task::spawn_blocking(move || node.local_copies(&copies)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("creating copies of the cluster's streams: {e:#}"),
+                Err(e) => tracing::error!("creating copies of the cluster's streams: {e}"),
+            }
+            self.sync_holders(&cluster, &metadata);
             let waiting = self.fetch_modules(&metadata, me, &certs).await;
             self.fetch_change_modules(&metadata, me, &certs).await;
             self.end_fetches(&metadata, me).await;
@@ -544,7 +559,7 @@ impl Node {
                         job: record.name.clone(),
                         id: record.id,
                         stream: full,
-                        writer: stream.clone(),
+                        writer: Writer::Vertex(stream.clone()),
                         reader: reader_name(&record, stream, me),
                     });
                 } else if writer == Some(me)
@@ -554,6 +569,19 @@ impl Node {
                     let id = self.streams.info(&full)?.id;
                     self.jobs.hold(id, &reader_name(&record, stream, reader), 0);
                 }
+            }
+        }
+        // The cluster's ingest streams read here, copied from their primary.
+        for v in vertices.iter().filter(|v| mine.contains(&v.name)) {
+            let Some(stream) = &v.ingest else { continue };
+            if seen.insert(format!("ingest {stream}")) {
+                fetches.push(Fetch {
+                    job: record.name.clone(),
+                    id: record.id,
+                    stream: stream.clone(),
+                    writer: Writer::Ingest(stream.clone()),
+                    reader: reader_name(&record, stream, me),
+                });
             }
         }
         // The copies other members make of the streams written here: the
@@ -594,7 +622,7 @@ impl Node {
                         id: record.id,
                         reader: backup_reader(&full, me),
                         stream: full,
-                        writer: v.name.clone(),
+                        writer: Writer::Vertex(v.name.clone()),
                     });
                 }
             }

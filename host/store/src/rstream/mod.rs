@@ -646,6 +646,11 @@ impl Streams {
         Ok(self.inner.storage.meta_prefix(prefix)?)
     }
 
+    /// Whether `stream` ends with the end CTI: it takes no more entries.
+    pub fn closed(&self, stream: u64) -> bool {
+        self.lock().heads.get(&stream).is_some_and(|h| h.closed)
+    }
+
     /// `(next seq, durable seq, low-water seq)` of `stream`.
     pub fn positions(&self, stream: u64) -> Option<(u64, u64, u64)> {
         let state = self.lock();

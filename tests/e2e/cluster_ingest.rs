@@ -1,0 +1,205 @@
+//! Ingest in a cluster of real `weir node` processes: each stream is held by
+//! two members, an ingest sent to any member is acknowledged once both have
+//! it durable, and losing the primary's member with its disk mid-ingest
+//! loses no acknowledged event and stores none twice; a job reading the
+//! stream, spread over the members, writes what `weir run` writes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::cluster::{id_at, until};
+use super::cluster_jobs::{job_status, three};
+use super::node::{Node, cluster, ok};
+use super::{stderr, weir};
+
+/// The holders of stream `name` in a status, the primary first, and
+/// whether every one is ready.
+fn holders(s: &Value, name: &str) -> (Vec<u64>, bool) {
+    let Some(stream) = s["streams"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["name"] == name))
+    else {
+        return (Vec::new(), false);
+    };
+    let list = |k: &str| -> Vec<u64> {
+        stream[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    let (holders, ready) = (list("holders"), list("ready"));
+    let all = holders.iter().all(|h| ready.contains(h));
+    (holders, all)
+}
+
+/// Each event's line, as a count: what a stream read or an input file holds.
+fn events(lines: &str) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for line in lines.lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        let (Some(user), Some(ts)) = (v["user"].as_str(), v["ts"].as_i64()) else {
+            continue;
+        };
+        let key = format!("{user} {ts} {} {}", v["ip"], v["agent"]);
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn ingest(d: &Path, node: &Node, part: usize) -> String {
+    ok(&node.weir(d, &["ingest", "Clicks", &format!("part-{part}.jsonl")]))
+}
+
+/// The click-fraud script at parallelism 6 over three members, its input
+/// ingested in ten requests through the members that do not hold it as
+/// primary; mid-ingest, the primary's member is killed with `kill -9` and
+/// its data directory deleted. The other holder takes over as primary, a
+/// third member becomes a holder, and the rest is ingested through the
+/// survivors: the stream holds every event once and the job's output is
+/// byte for byte what `weir run` writes.
+#[test]
+fn ingest_survives_the_loss_of_the_primarys_member_with_its_disk() {
+    let dir = cluster();
+    let d = dir.path();
+    super::scripts::click_fraud_script(d);
+    let out = weir(&["run", "clickfraud.wsql", "--quiet"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = std::fs::read_to_string(d.join("out/flagged.jsonl")).expect("output");
+    std::fs::remove_file(d.join("out/flagged.jsonl")).expect("clean");
+    let input = std::fs::read_to_string(d.join("data/clicks.jsonl")).expect("clicks");
+    let lines: Vec<&str> = input.lines().collect();
+    for (i, part) in lines.chunks(lines.len().div_ceil(10)).enumerate() {
+        std::fs::write(d.join(format!("part-{i}.jsonl")), part.join("\n") + "\n").expect("part");
+    }
+
+    let mut nodes = three(d);
+    // The script's input becomes a stream of the cluster, held by two members.
+    let out = ok(&nodes[1].weir(
+        d,
+        &["job", "submit", "clickfraud.wsql", "--parallelism", "6"],
+    ));
+    assert!(out.contains("submitted to the cluster"), "{out}");
+    let s = until(d, &nodes[0], "the input held by two members", |s| {
+        let (h, ready) = holders(s, "Clicks");
+        h.len() == 2 && ready
+    });
+    let (before, _) = holders(&s, "Clicks");
+    let victim = nodes
+        .iter()
+        .position(|n| id_at(&s, &n.addr) == before[0])
+        .expect("the primary's node");
+    let via = |nodes: &[Node], i: usize| (victim + 1 + i % 2) % nodes.len();
+    for part in 0..5 {
+        let answer = ingest(d, &nodes[via(&nodes, part)], part);
+        assert!(answer.contains("stored durably"), "{answer}");
+    }
+    // Ingest the same part again: stored once.
+    let again = ingest(d, &nodes[via(&nodes, 1)], 4);
+    assert!(again.contains("already stored"), "{again}");
+    // One request in flight as the primary dies: the client and the
+    // member it asked carry it to the new primary.
+    let survivor = via(&nodes, 0);
+    let inflight = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "ingest",
+            "Clicks",
+            "part-5.jsonl",
+            "--node",
+            &nodes[survivor].addr,
+        ])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ingest");
+    let lost = nodes.remove(victim);
+    let lost_addr = lost.addr.clone();
+    lost.kill9();
+    std::fs::remove_dir_all(d.join(["d1", "d2", "d3"][victim])).expect("delete its disk");
+    let out = inflight.wait_with_output().expect("the in-flight ingest");
+    assert!(out.status.success(), "in flight: {}", stderr(&out));
+    // The other holder is the primary now; the third member holds a copy
+    // once it has caught up.
+    let s = until(d, &nodes[0], "a new primary and holder", |s| {
+        let (h, ready) = holders(s, "Clicks");
+        h.len() == 2 && ready && h[0] == before[1]
+    });
+    let (after, _) = holders(&s, "Clicks");
+    assert!(
+        after.iter().all(|h| *h != before[0]),
+        "{before:?} -> {after:?}"
+    );
+    assert!(nodes.iter().all(|n| n.addr != lost_addr));
+    for part in 6..10 {
+        let answer = ingest(d, &nodes[part % 2], part);
+        assert!(answer.contains("stored durably"), "{answer}");
+    }
+    ok(&nodes[0].weir(d, &["stream", "close", "Clicks"]));
+    // Every event once, read through either survivor.
+    for node in &nodes {
+        let read = ok(&node.weir(d, &["stream", "read", "Clicks", "--from", "0"]));
+        assert!(
+            events(&read) == events(&input),
+            "the stream holds each event once"
+        );
+    }
+    let status = job_status(d, &nodes[0], "clickfraud", |s| s["state"] != "running");
+    assert_eq!(status["state"], "finished", "{status}");
+    let got = std::fs::read_to_string(d.join("out/flagged.jsonl")).expect("output");
+    assert!(
+        got == want,
+        "the output after losing the primary differs from weir run's:\n{got}\n---\n{want}"
+    );
+}
+
+/// A stream created through one member is the cluster's: created again
+/// with the same columns through another it is the same stream, with
+/// others it is refused naming both. Ingest through any member, reads
+/// through any other.
+#[test]
+fn streams_are_the_clusters_and_a_second_definition_is_refused() {
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    let create = |node: &Node, columns: &str| {
+        node.weir(
+            d,
+            &[
+                "stream",
+                "create",
+                "clicks",
+                "--columns",
+                columns,
+                "--time",
+                "ts",
+            ],
+        )
+    };
+    let first = ok(&create(&nodes[0], "user:utf8,ts:int64"));
+    assert!(first.contains("held by members"), "{first}");
+    let again = ok(&create(&nodes[2], "user:utf8,ts:int64"));
+    assert!(again.contains("already in the cluster"), "{again}");
+    let other = create(&nodes[1], "user:utf8,n:int64,ts:int64");
+    assert!(
+        !other.status.success() && stderr(&other).contains("already in the cluster with columns"),
+        "{}",
+        stderr(&other)
+    );
+    // Ingested through one member, read through another.
+    std::fs::write(d.join("a.jsonl"), "{\"user\":\"u1\",\"ts\":5}\n").expect("a");
+    let stored = ok(&nodes[1].weir(d, &["ingest", "clicks", "a.jsonl"]));
+    assert!(stored.contains("1 events stored durably"), "{stored}");
+    let read = ok(&nodes[2].weir(d, &["stream", "read", "clicks", "--from", "0"]));
+    assert!(read.contains("\"user\":\"u1\""), "{read}");
+    // Bad rows are refused at the primary with file, line and column.
+    std::fs::write(d.join("bad.jsonl"), "{\"user\":\"u1\",\"ts\":\"x\"}\n").expect("bad");
+    let bad = nodes[0].weir(d, &["ingest", "clicks", "bad.jsonl"]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("bad.jsonl:1"),
+        "{}",
+        stderr(&bad)
+    );
+}
