@@ -194,6 +194,45 @@ fn streams_are_the_clusters_and_a_second_definition_is_refused() {
     assert!(stored.contains("1 events stored durably"), "{stored}");
     let read = ok(&nodes[2].weir(d, &["stream", "read", "clicks", "--from", "0"]));
     assert!(read.contains("\"user\":\"u1\""), "{read}");
+    // A batch that does not decode, sent to the other holder as if by the
+    // primary, is refused naming the stream and the member.
+    let s = until(d, &nodes[0], "the stream's holders", |s| {
+        holders(s, "clicks").0.len() == 2
+    });
+    let (held, _) = holders(&s, "clicks");
+    let other = nodes
+        .iter()
+        .find(|n| id_at(&s, &n.addr) == held[1])
+        .expect("the other holder");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use weir::net::{CertDir, Client, Request, Response};
+        let as_node = CertDir::with_identity(&d.join("certs"), Some("node".into()));
+        let client = Client::connect(other.addr.parse().expect("address"), &as_node)
+            .await
+            .expect("connects");
+        let request = Request::Replicate {
+            stream: "clicks".into(),
+            primary: held[0],
+            records: Vec::new(),
+            evicted: Vec::new(),
+        };
+        let body = [16, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 255, 255, 255, 255];
+        match client
+            .answer(&request, Some(&body))
+            .await
+            .expect("an answer")
+        {
+            Response::Error { message } => assert!(
+                message.contains(&format!("a batch of `clicks` from member {}", held[0])),
+                "{message}"
+            ),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        client.close().await;
+    });
+    let read = ok(&nodes[0].weir(d, &["stream", "read", "clicks", "--from", "0"]));
+    assert_eq!(events(&read).len(), 1, "{read}");
     // Bad rows are refused at the primary with file, line and column.
     std::fs::write(d.join("bad.jsonl"), "{\"user\":\"u1\",\"ts\":\"x\"}\n").expect("bad");
     let bad = nodes[0].weir(d, &["ingest", "clicks", "bad.jsonl"]);

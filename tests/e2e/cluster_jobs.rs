@@ -217,6 +217,12 @@ fn bad_pulls_module_requests_and_proposals_get_errors_naming_them() {
         version: "ab".repeat(32),
     };
     let propose = Request::Cluster(ClusterRequest::Propose(serde_json::json!({"Launch": 1})));
+    let replicate = Request::Replicate {
+        stream: "nope".into(),
+        primary: 7,
+        records: Vec::new(),
+        evicted: Vec::new(),
+    };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let addr = node.addr.parse().expect("address");
@@ -226,6 +232,7 @@ fn bad_pulls_module_requests_and_proposals_get_errors_naming_them() {
             (&pull, "nope@1.Bid"),
             (&module, "is not stored on this member"),
             (&propose, "a proposed change"),
+            (&replicate, "does not hold stream `nope` for member 7"),
         ] {
             match client.answer(request, None).await.expect("an answer") {
                 Response::Error { message } => assert!(message.contains(says), "{message}"),
@@ -236,7 +243,7 @@ fn bad_pulls_module_requests_and_proposals_get_errors_naming_them() {
         for identity in ["admin", "client"] {
             let certs = CertDir::with_identity(&d.join("certs"), Some(identity.into()));
             let client = Client::connect(addr, &certs).await.expect("connects");
-            for request in [&pull, &module, &propose] {
+            for request in [&pull, &module, &propose, &replicate] {
                 match client.answer(request, None).await.expect("an answer") {
                     Response::Error { message } => {
                         assert!(message.contains("refused"), "{identity}: {message}")
