@@ -65,6 +65,8 @@ pub struct Node {
     peer_certs: Arc<std::sync::OnceLock<CertDir>>,
     /// The cluster's ingest streams this member is the primary of.
     primaries: Arc<replicate::Primaries>,
+    /// Connections to other members that requests are passed on over, by address.
+    passes: Arc<std::sync::Mutex<std::collections::HashMap<String, weir_net::protocol::Client>>>,
 }
 
 /// Where a node keeps its database.
@@ -114,6 +116,7 @@ impl Node {
             changes_taken: Arc::default(),
             peer_certs: Arc::default(),
             primaries: Arc::default(),
+            passes: Arc::default(),
         })
     }
 

@@ -32,6 +32,11 @@ pub enum BenchCommand {
     /// query, and print how long its vertices take to run again on the
     /// others and to write past where they stood.
     Recovery(super::recovery::RecoveryArgs),
+    /// Ingest into a stream of one local node and of a cluster of local
+    /// nodes (each batch durable on two members before it is
+    /// acknowledged), and print throughput, CPU and loopback traffic per
+    /// event of each.
+    Ingest(super::replicated::IngestArgs),
 }
 
 /// `weir bench nexmark`.
@@ -100,6 +105,7 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Failover(args) => return super::failover::failover(args),
         BenchCommand::Recovery(args) => return super::recovery::recovery(args),
         BenchCommand::Cluster(args) => return super::spread::spread(args),
+        BenchCommand::Ingest(args) => return super::replicated::replicated(args),
     };
     let queries = queries(&args)?;
     let mut results = Vec::new();

@@ -183,7 +183,7 @@ fn summary(args: &FailoverArgs, rounds: Vec<Round>) -> Report {
 
 /// The member's own view (not the coordinator's, which a dead coordinator
 /// would not give).
-async fn status_of(client: &Client) -> anyhow::Result<ClusterStatus> {
+pub(super) async fn status_of(client: &Client) -> anyhow::Result<ClusterStatus> {
     let own = ClusterRequest::Forwarded(Box::new(ClusterRequest::Status));
     match client.call(&Request::Cluster(own), None).await? {
         Response::Cluster(ClusterResponse::Status(s)) => Ok(s),

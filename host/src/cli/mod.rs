@@ -7,6 +7,7 @@ mod failover;
 mod members;
 mod patches;
 mod recovery;
+mod replicated;
 mod sample;
 mod spread;
 mod stages;

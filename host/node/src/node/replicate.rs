@@ -241,17 +241,8 @@ impl Node {
         }
         self.local_copies_now(cluster).await?;
         let info = self.streams.info(&name)?;
-        let state = self.primary_state(&name);
-        let mut state = state.lock().await;
-        self.finish_pending(cluster, &name, &mut state).await?;
-        if self.streams.closed(info.id) {
-            bail!(
-                Request,
-                "stream `{name}` is closed: it takes no more events"
-            );
-        }
-        let first = self.streams.positions(info.id).map_or(0, |p| p.0);
-        let (parsed, recorded) = match write {
+        // Parsed before the stream's batches are taken one at a time.
+        let (parsed, from) = match write {
             Write::Close => {
                 let end = Entry::Cti(crate::rstream::END)
                     .encode()
@@ -266,25 +257,36 @@ impl Node {
                 let i = info.clone();
                 let parsed =
                     tokio::task::spawn_blocking(move || parse_ingest(&i, &origin, body)).await??;
-                match from {
-                    None => (parsed, None),
-                    Some((producer, sequence)) => {
-                        if let Some(answer) =
-                            self.producers
-                                .check(&self.streams, &info, &producer, sequence)?
-                        {
-                            return Ok(answer);
-                        }
-                        let recorded = self.producers.plan(
-                            &self.streams,
-                            &info,
-                            &producer,
-                            sequence,
-                            (first, &parsed),
-                        )?;
-                        (parsed, Some(recorded))
-                    }
+                (parsed, from)
+            }
+        };
+        let state = self.primary_state(&name);
+        let mut state = state.lock().await;
+        self.finish_pending(cluster, &name, &mut state).await?;
+        if self.streams.closed(info.id) {
+            bail!(
+                Request,
+                "stream `{name}` is closed: it takes no more events"
+            );
+        }
+        let first = self.streams.positions(info.id).map_or(0, |p| p.0);
+        let recorded = match from {
+            None => None,
+            Some((producer, sequence)) => {
+                if let Some(answer) =
+                    self.producers
+                        .check(&self.streams, &info, &producer, sequence)?
+                {
+                    return Ok(answer);
                 }
+                let recorded = self.producers.plan(
+                    &self.streams,
+                    &info,
+                    &producer,
+                    sequence,
+                    (first, &parsed),
+                )?;
+                Some(recorded)
             }
         };
         let (events, count) = (parsed.events, parsed.entries.len() as u64);
@@ -316,7 +318,7 @@ impl Node {
     }
 
     fn primary_state(&self, name: &str) -> Arc<tokio::sync::Mutex<Primary>> {
-        let mut all = self.primaries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = lock(&self.primaries);
         all.entry(name.to_string()).or_default().clone()
     }
 
@@ -590,17 +592,33 @@ impl Node {
             .get(&member)
             .map(|m| m.addr.clone())
             .context("the member's address")?;
-        let certs = self.peer_certs.get().context("this node's certificates")?;
-        let socket: SocketAddr = addr
-            .parse()
-            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
-        let client = Client::connect(socket, certs)
-            .await
-            .map_err(|e| err!(Request, "member {member} at {addr}: {e}; retry"))?;
+        // One connection per member, kept: a connection's handshake costs
+        // more than a batch's trip.
+        let cached = lock(&self.passes).get(&addr).cloned();
+        let client = match cached {
+            Some(client) => client,
+            None => {
+                let certs = self.peer_certs.get().context("this node's certificates")?;
+                let socket: SocketAddr = addr
+                    .parse()
+                    .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+                let client = Client::connect(socket, certs)
+                    .await
+                    .map_err(|e| err!(Request, "member {member} at {addr}: {e}; retry"))?;
+                lock(&self.passes).insert(addr.clone(), client.clone());
+                client
+            }
+        };
         let answer = client.answer(request, body.as_deref()).await;
-        client.close().await;
+        if answer.is_err() {
+            lock(&self.passes).remove(&addr);
+        }
         answer.map_err(|e| err!(Request, "member {member} at {addr}: {e}; retry"))
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Sends one batch to a holder; returns the first seq it lacks.
