@@ -24,8 +24,13 @@ pub(crate) fn member(
     if let Some(seed) = join {
         more.extend(["--join", seed]);
     }
-    Node::start_args(dir, data, listen, &more, &[])
+    // What the tests read of its log: how vertices move between members.
+    let log = [("WEIR_LOG", MEMBER_LOG)];
+    Node::start_args(dir, data, listen, &more, &log)
 }
+
+/// The log filter of the members the tests start.
+const MEMBER_LOG: &str = "warn,weir::udf=info,openraft=off,weir_node::jobs::placed=info";
 
 fn status(dir: &Path, node: &Node) -> Option<Value> {
     let out = node.weir(dir, &["cluster", "status", "--json"]);

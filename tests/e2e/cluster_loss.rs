@@ -97,6 +97,21 @@ fn lose_a_member_mid_run(coordinator: bool) {
         got == want,
         "{q}: the output after losing member {lost} (coordinator: {coordinator}) differs from weir run's"
     );
+    // The survivors' own vertices ran on while the lost member's moved in:
+    // none was stopped and started again from its snapshot.
+    let logs: String = ["d1", "d2", "d3"]
+        .iter()
+        .filter_map(|data| std::fs::read_to_string(d.join(format!("{data}.log"))).ok())
+        .collect();
+    let stayed: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| l.split("vertices moved: ").nth(1))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        stayed.iter().any(|n| *n > 0),
+        "{q}: the survivors' vertices did not run on through the move: {stayed:?}\n{logs}"
+    );
 }
 
 /// A member that is not the coordinator's, lost with its disk mid-run.

@@ -194,7 +194,7 @@ impl Node {
             }
         }
         scheduler.abort();
-        for (_, (_, tasks)) in self
+        for (_, (_, tasks, _)) in self
             .fetchers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

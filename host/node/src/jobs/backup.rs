@@ -53,7 +53,7 @@ pub enum Stored {
 }
 
 /// What a vertex's snapshot is made of.
-enum Kind {
+pub(super) enum Kind {
     /// A file or Nexmark source: a [`FilePosition`].
     Source,
     /// A stage (or ingest source): a [`VertexSnapshot`] with keyed state.
@@ -64,7 +64,11 @@ enum Kind {
 
 impl Jobs {
     /// The metadata keys of `vertex` of a job, and what they hold.
-    fn vertex_keys(&self, record: &JobRecord, vertex: &str) -> Result<(Vec<String>, Kind)> {
+    pub(super) fn vertex_keys(
+        &self,
+        record: &JobRecord,
+        vertex: &str,
+    ) -> Result<(Vec<String>, Kind)> {
         let plan = self.record_plan(record)?;
         let prefix = record.prefix();
         if let Some(i) = vertex
@@ -260,15 +264,54 @@ impl Jobs {
     /// keeps what its input holds until its backup stores a snapshot; an
     /// empty copy of an input begins where its vertices read from.
     pub(super) fn hold_placed(&self, prefix: &str, tasks: &[(Task, VertexStatus)]) -> Result<()> {
+        let written = written_by(tasks);
+        let inputs = self.hold_vertices(tasks, &written)?;
+        // The vertices of the job that no longer run here hold nothing.
+        let part = format!("/{prefix}/");
+        for list in lock(&self.inner.readers).values_mut() {
+            list.retain(|reader, _| {
+                !(reader.contains(&part)
+                    && (reader.starts_with(SNAPSHOTS) || reader.starts_with(SINKS)))
+                    || inputs.contains_key(reader)
+            });
+        }
+        lock(&self.inner.backed).extend(inputs);
+        Ok(())
+    }
+
+    /// Registers the readers of `tasks` as they start beside vertices of
+    /// their job already running here, which write `written` too.
+    pub(super) fn hold_added(
+        &self,
+        tasks: &[(Task, VertexStatus)],
+        mut written: BTreeSet<u64>,
+    ) -> Result<()> {
+        written.extend(written_by(tasks));
+        let inputs = self.hold_vertices(tasks, &written)?;
+        lock(&self.inner.backed).extend(inputs);
+        Ok(())
+    }
+
+    /// Forgets the holds of the vertices with reader keys `keys`, which
+    /// stopped here (they run on another member now).
+    pub(super) fn unhold_vertices(&self, keys: &BTreeSet<String>) {
+        for list in lock(&self.inner.readers).values_mut() {
+            list.retain(|reader, _| !keys.contains(reader));
+        }
+        lock(&self.inner.backed).retain(|key, _| !keys.contains(key));
+    }
+
+    /// The input holds of `tasks`: an empty copy of an input (a stream not
+    /// in `written`) begins where its vertices read from, and each keeps
+    /// what its input holds until its backup stores a snapshot. Returns
+    /// each task's input streams by reader key.
+    fn hold_vertices(
+        &self,
+        tasks: &[(Task, VertexStatus)],
+        written: &BTreeSet<u64>,
+    ) -> Result<HashMap<String, Vec<u64>>> {
         let streams = &self.inner.streams;
         let reads = super::build::task_reads(tasks);
-        let written: BTreeSet<u64> = tasks
-            .iter()
-            .filter_map(|(task, _)| match task {
-                Task::Vertex { output, .. } | Task::File { output, .. } => Some(*output),
-                Task::Sink { .. } => None,
-            })
-            .collect();
         // Only copies: a stream written here is as its writer left it.
         let copies: BTreeSet<u64> = reads
             .iter()
@@ -294,17 +337,7 @@ impl Jobs {
             let low = streams.positions(*stream).map_or(0, |p| p.2);
             self.hold_from(*stream, key, low);
         }
-        // The vertices of the job that no longer run here hold nothing.
-        let part = format!("/{prefix}/");
-        for list in lock(&self.inner.readers).values_mut() {
-            list.retain(|reader, _| {
-                !(reader.contains(&part)
-                    && (reader.starts_with(SNAPSHOTS) || reader.starts_with(SINKS)))
-                    || inputs.contains_key(reader)
-            });
-        }
-        lock(&self.inner.backed).extend(inputs);
-        Ok(())
+        Ok(inputs)
     }
 
     /// Forgets which vertices of job incarnation `prefix` keep their inputs
@@ -350,4 +383,15 @@ impl Jobs {
                 .min()
         })
     }
+}
+
+/// The streams `tasks` write.
+fn written_by(tasks: &[(Task, VertexStatus)]) -> BTreeSet<u64> {
+    tasks
+        .iter()
+        .filter_map(|(task, _)| match task {
+            Task::Vertex { output, .. } | Task::File { output, .. } => Some(*output),
+            Task::Sink { .. } => None,
+        })
+        .collect()
 }

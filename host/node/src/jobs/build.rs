@@ -396,9 +396,6 @@ impl Jobs {
     }
 
     pub(super) fn start(&self, record: JobRecord, tasks: Vec<(Task, VertexStatus)>) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let mut vertices = Vec::new();
         // Register every reader before any vertex runs and collects.
         if record.only.is_some() {
             if let Err(e) = self.hold_placed(&record.prefix(), &tasks) {
@@ -407,15 +404,60 @@ impl Jobs {
         } else {
             self.hold_local(&tasks);
         }
-        for (task, status) in tasks {
+        let names = self.task_names(&record, &tasks);
+        let threads = self.spawn(tasks, names);
+        let vertices = threads.iter().map(|t| t.status.clone()).collect();
+        lock(&self.inner.running).insert(
+            record.name.clone(),
+            Running {
+                record,
+                stop: Arc::new(AtomicBool::new(false)),
+                threads,
+                vertices,
+            },
+        );
+    }
+
+    /// The plan's names of `tasks` (a placed job's, in plan order), else
+    /// the names their statuses carry.
+    pub(super) fn task_names(
+        &self,
+        record: &JobRecord,
+        tasks: &[(Task, VertexStatus)],
+    ) -> Vec<String> {
+        if let Some(only) = &record.only
+            && let Ok(plan) = self.record_plan(record)
+        {
+            let names: Vec<String> = placed::plan_vertices(&plan)
+                .into_iter()
+                .map(|v| v.name)
+                .filter(|v| only.contains(v))
+                .collect();
+            if names.len() == tasks.len() {
+                return names;
+            }
+        }
+        tasks.iter().map(|(_, s)| s.name.clone()).collect()
+    }
+
+    /// Starts a thread per task, each with its own stop flag.
+    pub(super) fn spawn(
+        &self,
+        tasks: Vec<(Task, VertexStatus)>,
+        names: Vec<String>,
+    ) -> Vec<VertexThread> {
+        let mut threads = Vec::new();
+        for ((task, status), vertex) in tasks.into_iter().zip(names) {
             let shared: Shared = Arc::new(Mutex::new(status));
-            vertices.push(shared.clone());
             let jobs = self.clone();
-            let stop = stop.clone();
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
             let name = lock(&shared).name.clone();
+            let status = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("weir-{name}"))
                 .spawn(move || {
+                    let stop = flag;
                     lock(&shared).state = "running".into();
                     let result = match task {
                         Task::Vertex {
@@ -479,19 +521,16 @@ impl Jobs {
                     }
                 });
             match spawned {
-                Ok(t) => threads.push(t),
+                Ok(handle) => threads.push(VertexThread {
+                    vertex,
+                    stop,
+                    status,
+                    handle,
+                }),
                 Err(e) => tracing::error!("cannot start a vertex thread: {e}"),
             }
         }
-        lock(&self.inner.running).insert(
-            record.name.clone(),
-            Running {
-                record,
-                stop,
-                threads,
-                vertices,
-            },
-        );
+        threads
     }
 }
 

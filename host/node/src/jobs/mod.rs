@@ -121,9 +121,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct Running {
     record: JobRecord,
+    /// Set when the whole job stops here.
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<VertexThread>,
     vertices: Vec<Shared>,
+}
+
+/// The thread of one vertex, stopped on its own when the vertex moves to
+/// another member.
+struct VertexThread {
+    /// The plan's name of the vertex ([`placed::PlanVertex::name`]).
+    vertex: String,
+    stop: Arc<AtomicBool>,
+    status: Shared,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops every vertex thread and waits until each has.
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        halt_threads(std::mem::take(&mut self.threads));
+    }
+}
+
+/// Stops `threads` and waits until each has.
+fn halt_threads(threads: Vec<VertexThread>) {
+    for t in &threads {
+        t.stop.store(true, Ordering::Relaxed);
+    }
+    for t in threads {
+        let _ = t.handle.join();
+    }
 }
 
 struct Inner {
@@ -512,13 +541,10 @@ impl Jobs {
     /// Stops a job and forgets it; its streams are collected.
     pub fn cancel(&self, name: &str) -> Result<String> {
         let running = lock(&self.inner.running).remove(name);
-        let Some(running) = running else {
+        let Some(mut running) = running else {
             bail!(Job, "no job `{name}` on this node (jobs: {})", self.names());
         };
-        running.stop.store(true, Ordering::Relaxed);
-        for t in running.threads {
-            let _ = t.join();
-        }
+        running.halt();
         let streams = &self.inner.streams;
         let prefix = running.record.prefix();
         let mut ops = vec![Op::DeleteMeta {
@@ -556,13 +582,10 @@ impl Jobs {
     /// node restart does.
     fn restart(&self, job: &str) -> Result<()> {
         let running = lock(&self.inner.running).remove(job);
-        let Some(running) = running else {
+        let Some(mut running) = running else {
             bail!(Job, "no job `{job}` on this node (jobs: {})", self.names());
         };
-        running.stop.store(true, Ordering::Relaxed);
-        for t in running.threads {
-            let _ = t.join();
-        }
+        running.halt();
         self.build_and_start(running.record);
         Ok(())
     }
@@ -572,11 +595,12 @@ impl Jobs {
         let mut running = lock(&self.inner.running);
         for r in running.values() {
             r.stop.store(true, Ordering::Relaxed);
+            for t in &r.threads {
+                t.stop.store(true, Ordering::Relaxed);
+            }
         }
         for r in running.values_mut() {
-            for t in r.threads.drain(..) {
-                let _ = t.join();
-            }
+            r.halt();
         }
     }
 

@@ -125,15 +125,89 @@ impl Jobs {
             .is_some_and(|r| r.record.id == id && !r.stop.load(Ordering::Relaxed))
     }
 
+    /// Makes the vertices of placed job `record.name` that run here those
+    /// of `record.only`, and those backed up here those of `record.backs`,
+    /// leaving the vertices that stay running: those that leave stop
+    /// (their holds go), the new ones start from their snapshots.
+    pub fn replace_placed(&self, record: JobRecord) -> Result<()> {
+        let name = record.name.clone();
+        let new = record.only.clone().unwrap_or_default();
+        let (leaving, old) = {
+            let mut running = lock(&self.inner.running);
+            let Some(r) = running
+                .get_mut(&name)
+                .filter(|r| r.record.id == record.id && r.record.only.is_some())
+            else {
+                bail!(Job, "job `{name}` (id {}) does not run here", record.id);
+            };
+            let old = r.record.only.clone().unwrap_or_default();
+            let (leaving, staying): (Vec<VertexThread>, Vec<VertexThread>) =
+                std::mem::take(&mut r.threads)
+                    .into_iter()
+                    .partition(|t| !new.contains(&t.vertex));
+            r.threads = staying;
+            r.vertices
+                .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
+            r.record.backs = record.backs.clone();
+            r.record.only = Some(old.intersection(&new).cloned().collect());
+            (leaving, old)
+        };
+        halt_threads(leaving);
+        let mut keys = BTreeSet::new();
+        for vertex in old.difference(&new) {
+            if let Some(key) = self.vertex_keys(&record, vertex)?.0.pop() {
+                keys.insert(key);
+            }
+        }
+        self.unhold_vertices(&keys);
+        let added: BTreeSet<String> = new.difference(&old).cloned().collect();
+        let (stayed, left) = (old.intersection(&new).count(), old.difference(&new).count());
+        if !added.is_empty() || left > 0 {
+            tracing::info!(
+                job = %name,
+                "vertices moved: {stayed} here run on, {} start here, {left} stopped here",
+                added.len()
+            );
+        }
+        if added.is_empty() {
+            return Ok(());
+        }
+        // What the vertices that stay write is no copy.
+        let plan = self.record_plan(&record)?;
+        let mut written = BTreeSet::new();
+        for v in plan_vertices(&plan) {
+            if v.writes && old.contains(&v.name) && new.contains(&v.name) {
+                written.insert(self.inner.streams.info(&record.stream(&v.name))?.id);
+            }
+        }
+        let mut part = record.clone();
+        part.only = Some(added.clone());
+        let tasks = self.build(&part, true)?;
+        self.hold_added(&tasks, written)?;
+        let names = self.task_names(&part, &tasks);
+        let threads = self.spawn(tasks, names);
+        let mut running = lock(&self.inner.running);
+        match running.get_mut(&name).filter(|r| r.record.id == record.id) {
+            Some(r) => {
+                r.vertices.extend(threads.iter().map(|t| t.status.clone()));
+                r.threads.extend(threads);
+                r.record.only = Some(new);
+            }
+            // The job stopped here meanwhile.
+            None => {
+                drop(running);
+                halt_threads(threads);
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the vertices of job `name` here without forgetting their
     /// snapshots (the coordinator placed them anew).
     pub fn stop_placed(&self, name: &str) {
         let running = lock(&self.inner.running).remove(name);
-        if let Some(running) = running {
-            running.stop.store(true, Ordering::Relaxed);
-            for t in running.threads {
-                let _ = t.join();
-            }
+        if let Some(mut running) = running {
+            running.halt();
             self.unhold_placed(&running.record.prefix());
         }
     }

@@ -18,8 +18,11 @@ use weir_net::protocol::Client;
 /// How often a member compares what it runs with the coordinator's placement.
 const SCHEDULE_EVERY: Duration = Duration::from_millis(200);
 
-/// The fetch tasks of each placed job: name → (id, tasks).
-pub(super) type Fetchers = Mutex<HashMap<String, (u64, Vec<tokio::task::JoinHandle<()>>)>>;
+/// A job's placement and backups, as its fetches here were started for.
+pub(super) type Wiring = (BTreeMap<String, NodeId>, BTreeMap<String, NodeId>);
+
+/// The fetch tasks of each placed job: name → (id, tasks, wiring).
+pub(super) type Fetchers = Mutex<HashMap<String, (u64, Vec<tokio::task::JoinHandle<()>>, Wiring)>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -255,12 +258,31 @@ impl Node {
                             vertices: Vec::new(),
                             ..status.clone()
                         });
+                        let reported: BTreeSet<String> =
+                            status.vertices.iter().map(|v| v.name.clone()).collect();
+                        let count = status.vertices.len();
                         entry
                             .vertices
                             .extend(status.vertices.into_iter().map(|mut v| {
                                 v.member = placed.then_some(member);
                                 v
                             }));
+                        // Vertices just moved to the member, which has not
+                        // started them yet: the job is not done.
+                        if let Some(job) = metadata.jobs.get(&status.name).filter(|_| placed) {
+                            let lacking = job.on(member).count().saturating_sub(count);
+                            let missing = job
+                                .on(member)
+                                .filter(|v| !reported.contains(*v))
+                                .take(lacking);
+                            entry.vertices.extend(missing.map(|v| VertexStatus {
+                                name: v.to_string(),
+                                role: "vertex".into(),
+                                member: Some(member),
+                                state: "starting".into(),
+                                ..VertexStatus::default()
+                            }));
+                        }
                     }
                 }
                 Err(why) => {
@@ -322,7 +344,7 @@ impl Node {
                     continue;
                 }
             };
-            for (job, id, list) in fetches {
+            for (job, id, list, wiring) in fetches {
                 let mut tasks: Vec<_> = list
                     .into_iter()
                     .map(|f| {
@@ -335,7 +357,7 @@ impl Node {
                 tasks.push(tokio::spawn(async move {
                     node.back_up(cluster, certs, name, id).await
                 }));
-                if let Some((_, old)) = lock(&self.fetchers).insert(job, (id, tasks)) {
+                if let Some((_, old, _)) = lock(&self.fetchers).insert(job, (id, tasks, wiring)) {
                     old.iter().for_each(|t| t.abort());
                 }
             }
@@ -363,7 +385,7 @@ impl Node {
             .collect();
         for name in ending {
             let tasks = lock(&self.fetchers).remove(&name);
-            for task in tasks.map(|(_, t)| t).unwrap_or_default() {
+            for task in tasks.map(|(_, t, _)| t).unwrap_or_default() {
                 task.abort();
                 let _ = task.await;
             }
@@ -380,11 +402,9 @@ impl Node {
         certs: &CertDir,
     ) -> BTreeSet<String> {
         let mut waiting = BTreeSet::new();
-        let running = self.jobs.placed();
         for (name, job) in &metadata.jobs {
-            if (job.on(me).next().is_none() && job.backed_by(me).next().is_none())
-                || running.get(name).is_some_and(|(id, ..)| *id == job.id)
-            {
+            // A vertex that moves here may need a module this member lacks.
+            if job.on(me).next().is_none() && job.backed_by(me).next().is_none() {
                 continue;
             }
             for version in job.spec.modules.values() {
@@ -490,14 +510,16 @@ impl Node {
     }
 
     /// Starts what the placement puts here and is not running (unless it
-    /// is `waiting` for a module), stops what it no longer does; returns
-    /// the fetches of the jobs it started.
+    /// is `waiting` for a module), stops what it no longer does; a job
+    /// whose vertices here stay runs on, its copies and backups started
+    /// again for where the others are now. Returns the fetches of the jobs
+    /// it started or changed.
     fn reconcile(
         &self,
         metadata: &Metadata,
         me: NodeId,
         waiting: &BTreeSet<String>,
-    ) -> Vec<(String, u64, Vec<Fetch>)> {
+    ) -> Vec<(String, u64, Vec<Fetch>, Wiring)> {
         let running = self.jobs.placed();
         for (name, (id, ..)) in &running {
             if metadata.jobs.get(name).is_none_or(|j| j.id != *id) {
@@ -515,19 +537,43 @@ impl Node {
             let record = record_of(job, me);
             let mine = record.only.clone().unwrap_or_default();
             let backs = record.backs.clone().unwrap_or_default();
+            let wiring: Wiring = (job.placement.clone(), job.backups.clone());
+            let wired = lock(&self.fetchers)
+                .get(name)
+                .is_some_and(|(id, _, w)| *id == job.id && *w == wiring);
+            let idle = mine.is_empty() && backs.is_empty();
             match running.get(name) {
-                Some((id, here, b)) if *id == job.id && *here == mine && *b == backs => continue,
+                Some((id, here, b)) if *id == job.id && *here == mine && *b == backs && wired => {
+                    continue;
+                }
+                // Vertices moved: those that stay here run on.
+                Some((id, ..)) if *id == job.id && !idle && !waiting.contains(name) => {
+                    self.stop_fetches(name);
+                    let changed = self
+                        .jobs
+                        .replace_placed(record.clone())
+                        .and_then(|()| self.wire_placed(job, &record, me));
+                    match changed {
+                        Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
+                        Err(e) => {
+                            tracing::error!("job `{name}`: changing its vertices here: {e:#}");
+                            self.jobs.stop_placed(name);
+                        }
+                    }
+                    continue;
+                }
                 Some((id, ..)) if *id == job.id => {
                     self.stop_fetches(name);
                     self.jobs.stop_placed(name);
                 }
                 _ => {}
             }
-            if (mine.is_empty() && backs.is_empty()) || waiting.contains(name) {
+            if idle || waiting.contains(name) {
                 continue;
             }
-            match self.start_placed(job, record, me) {
-                Ok(fetches) => started.push((name.clone(), job.id, fetches)),
+            self.jobs.start_placed(record.clone());
+            match self.wire_placed(job, &record, me) {
+                Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
                 Err(e) => tracing::error!("job `{name}` cannot start here: {e:#}"),
             }
         }
@@ -535,19 +581,18 @@ impl Node {
     }
 
     fn stop_fetches(&self, job: &str) {
-        if let Some((_, tasks)) = lock(&self.fetchers).remove(job) {
+        if let Some((_, tasks, _)) = lock(&self.fetchers).remove(job) {
             tasks.iter().for_each(|t| t.abort());
         }
     }
 
-    /// Starts this member's vertices of `job`; holds its streams for the
+    /// Holds the streams of this member's vertices of `job` for the
     /// members that read them, and returns the streams to fetch.
-    fn start_placed(&self, job: &ClusterJob, record: JobRecord, me: NodeId) -> Result<Vec<Fetch>> {
-        let vertices = self.jobs.vertices_of(&record)?;
+    fn wire_placed(&self, job: &ClusterJob, record: &JobRecord, me: NodeId) -> Result<Vec<Fetch>> {
+        let vertices = self.jobs.vertices_of(record)?;
         let mine = record.only.clone().unwrap_or_default();
         let backs = record.backs.clone().unwrap_or_default();
         let placed = |v: &str| job.placement.get(v).copied();
-        self.jobs.start_placed(record.clone());
         let mut fetches = Vec::new();
         let mut seen = BTreeSet::new();
         for v in &vertices {
@@ -560,14 +605,14 @@ impl Node {
                         id: record.id,
                         stream: full,
                         writer: Writer::Vertex(stream.clone()),
-                        reader: reader_name(&record, stream, me),
+                        reader: reader_name(record, stream, me),
                     });
                 } else if writer == Some(me)
                     && let Some(reader) = placed(&v.name).filter(|m| *m != me)
                 {
                     // Nothing a remote copy lacks is collected before it asks.
                     let id = self.streams.info(&full)?.id;
-                    self.jobs.hold(id, &reader_name(&record, stream, reader), 0);
+                    self.jobs.hold(id, &reader_name(record, stream, reader), 0);
                 }
             }
         }
@@ -580,7 +625,7 @@ impl Node {
                     id: record.id,
                     stream: stream.clone(),
                     writer: Writer::Ingest(stream.clone()),
-                    reader: reader_name(&record, stream, me),
+                    reader: reader_name(record, stream, me),
                 });
             }
         }
@@ -597,7 +642,7 @@ impl Node {
                 .filter(|r| r.reads.contains(&v.name))
                 .filter_map(|r| placed(&r.name))
                 .filter(|m| *m != me)
-                .map(|m| reader_name(&record, &v.name, m))
+                .map(|m| reader_name(record, &v.name, m))
                 .collect();
             for full in [stream.clone(), format!("{stream}.dead")] {
                 if let Some(b) = job.backups.get(&v.name) {
