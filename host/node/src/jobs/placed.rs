@@ -118,6 +118,13 @@ impl Jobs {
             .collect()
     }
 
+    /// Whether vertex `vertex` of placed job `name` runs here.
+    pub fn runs_vertex(&self, name: &str, vertex: &str) -> bool {
+        lock(&self.inner.running)
+            .get(name)
+            .is_some_and(|r| r.threads.iter().any(|t| t.vertex == vertex))
+    }
+
     /// Whether incarnation `id` of job `name` runs here.
     pub fn runs(&self, name: &str, id: u64) -> bool {
         lock(&self.inner.running)

@@ -309,6 +309,13 @@ impl Node {
             Some(member) if member != cluster.id() && may_pass => {
                 self.ask_member(&metadata, member, &request, &body).await
             }
+            // Its input and state are where it runs: a member that backs it
+            // up holds a snapshot ahead of its own copy of the input.
+            Some(_) if !self.jobs.runs_vertex(&job, &stage) => bail!(
+                Request,
+                "copy `{stage}` of job `{job}` does not run on member {} (it is moving between members); retry",
+                cluster.id()
+            ),
             _ => {
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || {
