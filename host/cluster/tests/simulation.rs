@@ -14,8 +14,10 @@
 //! cancel of it may have been written (a write retried after a lost answer
 //! is not a second job, nor refused), each acknowledged change is at the
 //! index its answer gave and no change is there twice, each acknowledged
-//! cancel is gone, and every vertex is placed on a member. A failure prints its
-//! seed.
+//! cancel is gone, and every vertex is placed on a member. Ingest streams
+//! are created too: each acknowledged create is there, held by two distinct
+//! members once all are up, its primary one that holds it whole. A failure
+//! prints its seed.
 //!
 //! `WEIR_SIM_SCHEDULES` sets how many seeds run (default 100); `WEIR_SIM_SEED`
 //! runs one. The faults replay from a seed; openraft draws its election
@@ -287,7 +289,8 @@ async fn schedule(seed: u64) {
         // running member, while the faults go on.
         let through: Vec<&Cluster> = sim.running.values().collect();
         let via = through[rng.below(through.len() as u64) as usize].clone();
-        let (name, write) = match rng.below(4) {
+        let (name, write) = match rng.below(5) {
+            4 => (format!("s{}", rng.below(3)), Write::Stream),
             0 if submitted > 0 => (format!("j{}", rng.below(submitted)), Write::Cancel),
             1 if submitted > 0 => (
                 format!("j{}", rng.below(submitted)),
@@ -310,6 +313,7 @@ async fn schedule(seed: u64) {
                 nonce: 1 + rng.below(u64::MAX - 1),
             }),
             Write::Cancel => Command::CancelJob { name: name.clone() },
+            Write::Stream => Command::CreateStream(stream_spec(&name)),
             Write::Patch(nonce) => Command::PatchJob {
                 name: name.clone(),
                 patch: PatchRequest {
@@ -343,7 +347,14 @@ async fn schedule(seed: u64) {
     sim.settle(seed, n).await;
     // The last writes reach every member within a few heartbeats.
     for _ in 0..100 {
-        let all: Vec<_> = sim.running.values().map(|c| c.metadata().jobs).collect();
+        let all: Vec<_> = sim
+            .running
+            .values()
+            .map(|c| {
+                let m = c.metadata();
+                (m.jobs, m.streams)
+            })
+            .collect();
         if all.windows(2).all(|w| w[0] == w[1]) {
             break;
         }
@@ -389,6 +400,39 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, Write, Option<Reply>)])
                 .iter()
                 .all(|(v, b)| job.placement.get(v) != Some(b)),
             "seed {seed}: a vertex backed up by its own member: {job:?}"
+        );
+    }
+    // Every acknowledged stream is there, on two members that are up, its
+    // primary one that holds it whole.
+    for m in &all {
+        assert_eq!(
+            m.streams, all[0].streams,
+            "seed {seed}: members hold different streams"
+        );
+    }
+    for (name, write, reply) in outcomes {
+        if *write == Write::Stream && matches!(reply, Some(Reply::Done | Reply::Unchanged)) {
+            let stream = all[0].streams.get(name);
+            assert!(
+                stream.is_some(),
+                "seed {seed}: acknowledged stream `{name}` lost"
+            );
+        }
+    }
+    for stream in all[0].streams.values() {
+        let holders: BTreeSet<_> = stream.holders.iter().collect();
+        assert!(
+            stream.holders.len() == 2 && holders.len() == 2,
+            "seed {seed}: stream held by {:?} with every member up",
+            stream.holders
+        );
+        assert!(
+            stream
+                .holders
+                .iter()
+                .all(|h| all[0].members.contains_key(h))
+                && stream.ready.contains(&stream.holders[0]),
+            "seed {seed}: {stream:?}"
         );
     }
     // Per job: its submit's answer, and whether a cancel was acknowledged.
@@ -444,6 +488,21 @@ enum Write {
     Cancel,
     /// A change to a stage, with its number.
     Patch(u64),
+    /// An ingest stream created.
+    Stream,
+}
+
+/// The definition of ingest stream `name` (the same for every create).
+fn stream_spec(name: &str) -> weir_cluster::streams::StreamSpec {
+    weir_cluster::streams::StreamSpec {
+        name: name.to_string(),
+        columns: vec![weir_core::schema::ColumnSpec {
+            name: "ts".into(),
+            ty: "int64".into(),
+        }],
+        time: "ts".into(),
+        end_time: None,
+    }
 }
 
 /// Each schedule's log, kept while `WEIR_SIM_LOG` is set.
