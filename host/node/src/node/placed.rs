@@ -553,6 +553,9 @@ impl Node {
                         .jobs
                         .replace_placed(record.clone())
                         .and_then(|()| self.wire_placed(job, &record, me));
+                    // A copy that arrived took the job's changes as far
+                    // as its snapshot says: the rest are made to it.
+                    lock(&self.changes_taken).remove(name);
                     match changed {
                         Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
                         Err(e) => {
@@ -572,6 +575,7 @@ impl Node {
                 continue;
             }
             self.jobs.start_placed(record.clone());
+            lock(&self.changes_taken).remove(name);
             match self.wire_placed(job, &record, me) {
                 Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
                 Err(e) => tracing::error!("job `{name}` cannot start here: {e:#}"),
