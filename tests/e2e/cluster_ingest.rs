@@ -194,6 +194,16 @@ fn streams_are_the_clusters_and_a_second_definition_is_refused() {
     assert!(stored.contains("1 events stored durably"), "{stored}");
     let read = ok(&nodes[2].weir(d, &["stream", "read", "clicks", "--from", "0"]));
     assert!(read.contains("\"user\":\"u1\""), "{read}");
+    // Every member lists it as its primary holds it, holder or not.
+    for node in &nodes {
+        let list = ok(&node.weir(d, &["stream", "list"]));
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("clicks\t") && l.contains("seq 0..1")),
+            "{}: {list}",
+            node.addr
+        );
+    }
     // A batch that does not decode, sent to the other holder as if by the
     // primary, is refused naming the stream and the member.
     let s = until(d, &nodes[0], "the stream's holders", |s| {

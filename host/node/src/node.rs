@@ -279,7 +279,9 @@ impl Node {
             Request::Ping => Ok(Response::Ok {
                 message: "pong".into(),
             }),
-            Request::ListStreams => Ok(Response::Streams(self.list())),
+            Request::ListStreams => Ok(Response::Streams(
+                self.list_streams(role == Role::Node).await,
+            )),
             Request::CreateStream {
                 name,
                 columns,

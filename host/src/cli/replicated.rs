@@ -237,8 +237,10 @@ fn one_run(
                 .collect(),
             None => vec![addrs[0].clone()],
         };
+        // As a member asks: each holder lists its own copy.
+        let as_node = CertDir::with_identity(&work.join("certs"), Some("node".into()));
         for addr in &holders {
-            let client = Client::connect(addr.parse()?, &certs).await?;
+            let client = Client::connect(addr.parse()?, &as_node).await?;
             let list = client.call(&Request::ListStreams, None).await?;
             client.close().await;
             let Response::Streams(list) = list else {

@@ -8,7 +8,7 @@
 //! holders took but the primary did not answer for is written again at the
 //! same seqs before anything else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
@@ -180,6 +180,45 @@ impl Node {
         };
         self.create_cluster_stream(cluster, spec).await?;
         Ok(())
+    }
+
+    /// The streams this member holds, each of the cluster's ingest streams
+    /// as its primary holds it (this member's copy may hold less, or
+    /// nothing). Asked by a member (`from_member`): its own copies.
+    pub(super) async fn list_streams(&self, from_member: bool) -> Vec<StreamSummary> {
+        let mut list = self.list();
+        let Some(cluster) = self.cluster.get().filter(|_| !from_member) else {
+            return list;
+        };
+        let (me, metadata) = (cluster.id(), cluster.metadata());
+        let primary_of = |name: &str| {
+            metadata
+                .streams
+                .get(name)
+                .and_then(ClusterStream::primary)
+                .filter(|p| *p != me)
+        };
+        let primaries: BTreeSet<NodeId> = list.iter().filter_map(|s| primary_of(&s.name)).collect();
+        let mut asked: BTreeMap<NodeId, Vec<StreamSummary>> = BTreeMap::new();
+        for primary in primaries {
+            let request = Request::ListStreams;
+            // Not reachable: this member's own copy is listed.
+            if let Ok(Response::Streams(theirs)) =
+                self.pass_to(cluster, primary, &request, None).await
+            {
+                asked.insert(primary, theirs);
+            }
+        }
+        for summary in &mut list {
+            let theirs = primary_of(&summary.name)
+                .and_then(|p| asked.get(&p))
+                .and_then(|l| l.iter().find(|t| t.name == summary.name));
+            if let Some(theirs) = theirs {
+                summary.next = theirs.next;
+                summary.low = theirs.low;
+            }
+        }
+        list
     }
 
     /// Writes to a cluster stream: at its primary, else passed to it.
