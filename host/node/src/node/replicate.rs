@@ -475,7 +475,7 @@ impl Node {
         )
         .await?;
         while next < pending.first {
-            // What it lacks from this copy, with every producer's record.
+            // What it lacks, from this copy.
             let take = CATCH_UP.min((pending.first - next) as usize);
             let entries: Vec<Vec<u8>> = self
                 .streams
@@ -489,7 +489,11 @@ impl Node {
                     "stream `{name}`: member at {addr} lacks seq {next}, which this copy no longer holds"
                 );
             }
-            let records = records_of(&self.streams, id)?;
+            // Every producer's record goes with the batch that ends the catch-up.
+            let records = match next + entries.len() as u64 >= pending.first {
+                true => records_of(&self.streams, id)?,
+                false => Vec::new(),
+            };
             next = replicate_to(&client, me, name, next, &entries, (&records, &[])).await?;
             if next < pending.first {
                 continue;
