@@ -65,7 +65,7 @@ pub struct Node {
     peer_certs: Arc<std::sync::OnceLock<CertDir>>,
     /// The cluster's ingest streams this member is the primary of.
     primaries: Arc<replicate::Primaries>,
-    /// Connections to other members that requests are passed on over, by address.
+    /// Connections to other members (requests passed on, batches of ingest streams), by address.
     passes: Arc<std::sync::Mutex<std::collections::HashMap<String, weir_net::protocol::Client>>>,
 }
 

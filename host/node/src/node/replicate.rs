@@ -42,8 +42,6 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(super) struct Primary {
     pending: Option<Pending>,
-    /// Connections to the other holders, by address.
-    clients: HashMap<String, Client>,
 }
 
 /// Per ingest stream: its primary's state here.
@@ -88,6 +86,15 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Creates this member's copy of cluster stream `name` if it lacks it
+    /// (the scheduler creates them too, at its next tick).
+    async fn local_copy(&self, cluster: &Cluster, name: &str) -> Result<()> {
+        if self.streams.info(name).is_ok() {
+            return Ok(());
+        }
+        self.local_copies_now(cluster).await
     }
 
     async fn local_copies_now(&self, cluster: &Cluster) -> Result<()> {
@@ -278,7 +285,7 @@ impl Node {
                 Err(e) => return Err(e),
             }
         }
-        self.local_copies_now(cluster).await?;
+        self.local_copy(cluster, &name).await?;
         let info = self.streams.info(&name)?;
         // Parsed before the stream's batches are taken one at a time.
         let (parsed, from) = match write {
@@ -371,7 +378,7 @@ impl Node {
         let Some(pending) = state.pending.take() else {
             return Ok(());
         };
-        if let Err(e) = self.replicate(cluster, name, state, &pending).await {
+        if let Err(e) = self.replicate(cluster, name, &pending).await {
             state.pending = Some(pending);
             return Err(e);
         }
@@ -397,13 +404,7 @@ impl Node {
 
     /// Has `pending` durable on every other holder of stream `name`,
     /// trying for [`REPLICATE_FOR`].
-    async fn replicate(
-        &self,
-        cluster: &Cluster,
-        name: &str,
-        state: &mut Primary,
-        pending: &Pending,
-    ) -> Result<()> {
+    async fn replicate(&self, cluster: &Cluster, name: &str, pending: &Pending) -> Result<()> {
         let me = cluster.id();
         let until = Instant::now() + REPLICATE_FOR;
         loop {
@@ -422,8 +423,8 @@ impl Node {
                 let Some(addr) = metadata.members.get(holder).map(|m| m.addr.clone()) else {
                     continue;
                 };
-                if let Err(e) = self.push(me, &addr, name, state, pending).await {
-                    state.clients.remove(&addr);
+                if let Err(e) = self.push(me, &addr, name, pending).await {
+                    self.forget_client(&addr);
                     failed = Some((*holder, e));
                 }
             }
@@ -443,61 +444,12 @@ impl Node {
     }
 
     /// Writes `pending` to the holder at `addr`, first what it lacks before.
-    async fn push(
-        &self,
-        me: NodeId,
-        addr: &str,
-        name: &str,
-        state: &mut Primary,
-        pending: &Pending,
-    ) -> Result<()> {
-        let client = match state.clients.get(addr) {
-            Some(c) => c.clone(),
-            None => {
-                let certs = self.peer_certs.get().context("this node's certificates")?;
-                let socket: SocketAddr = addr
-                    .parse()
-                    .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
-                let c = Client::connect(socket, certs).await?;
-                state.clients.insert(addr.to_string(), c.clone());
-                c
-            }
-        };
+    async fn push(&self, me: NodeId, addr: &str, name: &str, pending: &Pending) -> Result<()> {
+        let client = self.member_client(addr).await?;
         let id = self.streams.info(name)?.id;
         let end = pending.first + pending.entries.len() as u64;
-        let mut next = replicate_to(
-            &client,
-            me,
-            name,
-            pending.first,
-            &pending.entries,
-            (&pending.records, &pending.evicted),
-        )
-        .await?;
-        while next < pending.first {
-            // What it lacks, from this copy.
-            let take = CATCH_UP.min((pending.first - next) as usize);
-            let entries: Vec<Vec<u8>> = self
-                .streams
-                .read(id, next, take)?
-                .into_iter()
-                .map(|(_, e)| e.to_vec())
-                .collect();
-            if entries.is_empty() {
-                bail!(
-                    Request,
-                    "stream `{name}`: member at {addr} lacks seq {next}, which this copy no longer holds"
-                );
-            }
-            // Every producer's record goes with the batch that ends the catch-up.
-            let records = match next + entries.len() as u64 >= pending.first {
-                true => records_of(&self.streams, id)?,
-                false => Vec::new(),
-            };
-            next = replicate_to(&client, me, name, next, &entries, (&records, &[])).await?;
-            if next < pending.first {
-                continue;
-            }
+        let mut next;
+        loop {
             next = replicate_to(
                 &client,
                 me,
@@ -507,6 +459,31 @@ impl Node {
                 (&pending.records, &pending.evicted),
             )
             .await?;
+            if next >= pending.first {
+                break;
+            }
+            // What it lacks, from this copy.
+            while next < pending.first {
+                let take = CATCH_UP.min((pending.first - next) as usize);
+                let entries: Vec<Vec<u8>> = self
+                    .streams
+                    .read(id, next, take)?
+                    .into_iter()
+                    .map(|(_, e)| e.to_vec())
+                    .collect();
+                if entries.is_empty() {
+                    bail!(
+                        Request,
+                        "stream `{name}`: member at {addr} lacks seq {next}, which this copy no longer holds"
+                    );
+                }
+                // Every producer's record goes with the batch that ends the catch-up.
+                let records = match next + entries.len() as u64 >= pending.first {
+                    true => records_of(&self.streams, id)?,
+                    false => Vec::new(),
+                };
+                next = replicate_to(&client, me, name, next, &entries, (&records, &[])).await?;
+            }
         }
         if next < end {
             bail!(
@@ -541,7 +518,7 @@ impl Node {
                 "member {me} does not hold stream `{stream}` for member {primary}"
             );
         }
-        self.local_copies_now(cluster).await?;
+        self.local_copy(cluster, &stream).await?;
         let (streams, producers) = (self.streams.clone(), self.producers.clone());
         tokio::task::spawn_blocking(move || -> Result<Response> {
             let info = streams.info(&stream)?;
@@ -586,7 +563,7 @@ impl Node {
     }
 
     async fn sync_stream(&self, cluster: &Cluster, name: &str, state: &mut Primary) -> Result<()> {
-        self.local_copies_now(cluster).await?;
+        self.local_copy(cluster, name).await?;
         self.finish_pending(cluster, name, state).await?;
         let id = self.streams.info(name)?.id;
         let first = self.streams.positions(id).map_or(0, |p| p.0);
@@ -606,8 +583,8 @@ impl Node {
             let Some(addr) = metadata.members.get(holder).map(|m| m.addr.clone()) else {
                 continue;
             };
-            if let Err(e) = self.push(me, &addr, name, state, &empty).await {
-                state.clients.remove(&addr);
+            if let Err(e) = self.push(me, &addr, name, &empty).await {
+                self.forget_client(&addr);
                 return Err(e);
             }
             let ready = Command::StreamReady {
@@ -618,6 +595,26 @@ impl Node {
             tracing::info!(stream = %name, holder, "holds the whole stream");
         }
         Ok(())
+    }
+
+    /// The connection to the member at `addr`, kept: a connection's
+    /// handshake costs more than a batch's trip.
+    async fn member_client(&self, addr: &str) -> Result<Client> {
+        if let Some(client) = lock(&self.passes).get(addr) {
+            return Ok(client.clone());
+        }
+        let certs = self.peer_certs.get().context("this node's certificates")?;
+        let socket: SocketAddr = addr
+            .parse()
+            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+        let client = Client::connect(socket, certs).await?;
+        lock(&self.passes).insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Drops the connection to the member at `addr` after it failed.
+    fn forget_client(&self, addr: &str) {
+        lock(&self.passes).remove(addr);
     }
 
     /// Passes a client's request (and its body) to member `member` and
@@ -635,26 +632,13 @@ impl Node {
             .get(&member)
             .map(|m| m.addr.clone())
             .context("the member's address")?;
-        // One connection per member, kept: a connection's handshake costs
-        // more than a batch's trip.
-        let cached = lock(&self.passes).get(&addr).cloned();
-        let client = match cached {
-            Some(client) => client,
-            None => {
-                let certs = self.peer_certs.get().context("this node's certificates")?;
-                let socket: SocketAddr = addr
-                    .parse()
-                    .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
-                let client = Client::connect(socket, certs)
-                    .await
-                    .map_err(|e| err!(Request, "member {member} at {addr}: {e}; retry"))?;
-                lock(&self.passes).insert(addr.clone(), client.clone());
-                client
-            }
-        };
+        let client = self
+            .member_client(&addr)
+            .await
+            .map_err(|e| err!(Request, "member {member} at {addr}: {e}; retry"))?;
         let answer = client.answer(request, body.as_deref()).await;
         if answer.is_err() {
-            lock(&self.passes).remove(&addr);
+            self.forget_client(&addr);
         }
         answer.map_err(|e| err!(Request, "member {member} at {addr}: {e}; retry"))
     }
