@@ -20,17 +20,38 @@ pub(crate) fn member(
     listen: &str,
     join: Option<&str>,
 ) -> Result<Node, String> {
+    member_with(dir, data, listen, join, &[])
+}
+
+/// A member started with `env` besides the tests' log filter.
+pub(crate) fn member_with(
+    dir: &Path,
+    data: &str,
+    listen: &str,
+    join: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<Node, String> {
     let mut more = vec!["--heartbeat-timeout", TIMEOUT];
     if let Some(seed) = join {
         more.extend(["--join", seed]);
     }
     // What the tests read of its log: how vertices move between members.
-    let log = [("WEIR_LOG", MEMBER_LOG)];
-    Node::start_args(dir, data, listen, &more, &log)
+    let mut all = vec![("WEIR_LOG", MEMBER_LOG)];
+    all.extend_from_slice(env);
+    Node::start_args(dir, data, listen, &more, &all)
+}
+
+/// What the members started in `dir` (data directories d1, d2, d3) logged.
+pub(crate) fn member_logs(dir: &Path) -> String {
+    ["d1", "d2", "d3"]
+        .iter()
+        .filter_map(|data| std::fs::read_to_string(dir.join(format!("{data}.log"))).ok())
+        .collect()
 }
 
 /// The log filter of the members the tests start.
-const MEMBER_LOG: &str = "warn,weir::udf=info,openraft=off,weir_node::jobs::placed=info";
+const MEMBER_LOG: &str =
+    "warn,weir::udf=info,openraft=off,weir_node::jobs::placed=info,weir_node::jobs::timelines=info";
 
 fn status(dir: &Path, node: &Node) -> Option<Value> {
     let out = node.weir(dir, &["cluster", "status", "--json"]);

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::cluster::{id_at, members, until};
+use super::cluster::{id_at, member_logs, members, until};
 use super::cluster_jobs::{finished_output, offline, submit, three, vertices};
 use super::node::{cluster, ok};
 
@@ -99,10 +99,7 @@ fn lose_a_member_mid_run(coordinator: bool) {
     );
     // The survivors' own vertices ran on while the lost member's moved in:
     // none was stopped and started again from its snapshot.
-    let logs: String = ["d1", "d2", "d3"]
-        .iter()
-        .filter_map(|data| std::fs::read_to_string(d.join(format!("{data}.log"))).ok())
-        .collect();
+    let logs = member_logs(d);
     let stayed: Vec<u64> = logs
         .lines()
         .filter_map(|l| l.split("vertices moved: ").nth(1))

@@ -12,8 +12,8 @@ use std::path::Path;
 use serde_json::Value;
 use weir::testkit::udf_component;
 
-use super::cluster::{member, until_within};
-use super::cluster_jobs::{job_status, submit, three, vertices};
+use super::cluster::{member, member_logs, until_within};
+use super::cluster_jobs::{job_status, submit, three, three_with, vertices};
 use super::node::{Node, ok, write};
 use super::patch::version_of;
 use super::{stderr, weir};
@@ -254,14 +254,19 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
         }
     }
 
-    // Row by row: the same rows as v1 alone; each total steps by the row's
-    // amount (v1) or three times it (v2); per user, v1 then v2 then v1.
-    let got = rows(d);
+    // Row by row: per user, v1 then v2 then v1.
+    same_rows_by_version(&rows(d), &want, &["v1", "v2", "v1"]);
+}
+
+/// Each output row against `want` (what v1 alone writes): the same rows;
+/// each total steps by the row's amount (v1) or three times it (v2); each
+/// user's versions, in order, a run of `order`.
+fn same_rows_by_version(got: &Rows, want: &Rows, order: &[&str]) {
     let keys = |r: &Rows| r.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&got), keys(&want), "the rows (user, count) differ");
+    assert_eq!(keys(got), keys(want), "the rows (user, count) differ");
     let mut previous: Option<(&String, i64, i64)> = None;
     let mut versions: BTreeMap<&String, Vec<&str>> = BTreeMap::new();
-    for ((user, count), (total, version)) in &got {
+    for ((user, count), (total, version)) in got {
         let (want_total, _) = &want[&(user.clone(), *count)];
         let (prev_want, prev_got) = match previous {
             Some((u, w, g)) if u == user => (w, g),
@@ -283,11 +288,105 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
     assert!(both > 0, "some rows ran on v2: {versions:?}");
     // A user whose first bid came after the deploy (Nexmark's bidders are
     // the persons so far, so a high id bids late) starts on v2.
-    let order = ["v1", "v2", "v1"];
     for (user, seq) in &versions {
         assert!(
             order.windows(seq.len()).any(|w| w == seq.as_slice()),
             "user {user}: versions {seq:?}"
         );
     }
+}
+
+/// A deploy across three members followed at once by the loss of one of
+/// them with its disk: the copies that move to the survivors resume with
+/// the switch each made, at the position it made it (recorded with the
+/// coordinator before anything past it left the member), so every row
+/// still comes from the version its copy ran there, exactly once.
+#[test]
+fn a_deploy_followed_by_the_loss_of_a_member_and_its_disk_keeps_every_switch() {
+    let dir = super::node::cluster();
+    let d = dir.path();
+    // Backups that fall seconds behind: the lost member's copies switched
+    // after the snapshots their backups hold.
+    let mut nodes = three_with(d, &[("WEIR_TEST_BACKUP_EVERY_MS", "4000")]);
+    script(d, "events => 30000, rate => 1000");
+    let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = rows(d);
+    std::fs::remove_dir_all(d.join("out")).expect("remove the offline output");
+    script(d, "events => 30000, rate => 1000, pace => 1");
+    let per_member = submit(d, &nodes[0], "tally");
+    assert_eq!(per_member.len(), 3, "every member runs a part");
+    let total: usize = per_member.iter().sum();
+    job_status(d, &nodes[0], "tally", |s| {
+        let copies = s["vertices"].as_array().map_or(0, |vs| {
+            vs.iter()
+                .filter(|v| {
+                    v["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("tally__p"))
+                        && v["state"] == "running"
+                })
+                .count()
+        });
+        copies == 6
+    });
+    let v2 = udf_component("tally_v2").display().to_string();
+    change(d, &nodes[0], &["deploy", &v2]);
+    // Once every copy switched, at once: before the backups store
+    // snapshots that hold the switches.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let at_deploy = loop {
+        let switched = deploys(d, &nodes[0]);
+        if switched.len() == 6 {
+            break switched;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every copy switched within 60 s: {switched:?}\n{}",
+            member_logs(d)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    nodes.remove(2).kill9();
+    std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");
+    let patience = std::time::Duration::from_secs(240);
+    until_within(d, &nodes[0], "every vertex finished", patience, |s| {
+        let v = vertices(s, "tally");
+        if v.iter().any(|(_, _, state)| state == "failed") {
+            let out = nodes[0].weir(d, &["job", "status", "tally", "--json"]);
+            panic!(
+                "a vertex failed: {v:?}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
+    });
+    // Where each copy switched, asked of a survivor: where it had.
+    assert_eq!(deploys(d, &nodes[1]), at_deploy);
+    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+}
+
+/// Where each copy of stage `tally` took a deploy, as its timeline says
+/// (asked of `node`): copy -> input position. Panics on a copy that took
+/// it twice.
+fn deploys(d: &Path, node: &Node) -> BTreeMap<String, u64> {
+    let out = ok(&node.weir(
+        d,
+        &[
+            "udf", "history", "--job", "tally", "--stage", "tally", "--json",
+        ],
+    ));
+    let h: Value = serde_json::from_str(&out).expect("history is JSON");
+    let mut switched = BTreeMap::new();
+    for e in h.as_array().expect("a list") {
+        if e["why"] == "deploy" {
+            let copy = e["copy"].as_str().unwrap_or_default().to_string();
+            let at = e["position"].as_u64().unwrap_or(u64::MAX);
+            assert!(
+                switched.insert(copy, at).is_none(),
+                "a copy switched twice: {out}"
+            );
+        }
+    }
+    switched
 }

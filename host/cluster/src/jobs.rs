@@ -61,6 +61,23 @@ pub struct ClusterJob {
     /// from its inputs' start); else it waits for its member.
     #[serde(default)]
     pub snapshotted: BTreeSet<String>,
+    /// Copy of a stage → its patch timeline, recorded by the member that
+    /// runs it before the copy writes anything past a switch: a copy that
+    /// moves resumes with every switch a reader may have seen the effect
+    /// of, at the position it was made.
+    #[serde(default)]
+    pub timelines: BTreeMap<String, CopyTimeline>,
+}
+
+/// A copy's patch timeline as the coordinator records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyTimeline {
+    /// Its changes, in order, each at the input position it took effect.
+    pub patches: Vec<weir_core::patch::Patch>,
+    /// How many of the job's changes ([`ClusterJob::patches`]) the copy
+    /// had made or passed over: each is in `patches` or was passed over,
+    /// and none of them waits for a CTI.
+    pub taken: u64,
 }
 
 /// A change to one stage of a running job (`weir udf deploy`, `weir udf
@@ -254,6 +271,7 @@ impl Metadata {
             backups: BTreeMap::new(),
             ready: BTreeSet::new(),
             snapshotted: BTreeSet::new(),
+            timelines: BTreeMap::new(),
         };
         back(&mut job, &up, &mut self.backup_load());
         self.jobs.insert(spec.name.clone(), job);
@@ -271,6 +289,54 @@ impl Metadata {
         Reply::Patched {
             index: job.patches.len() - 1,
         }
+    }
+
+    /// Records the timeline of copy `copy` of incarnation `id` of job
+    /// `name`, sent by `member`: only the member the copy is placed on,
+    /// and only a timeline that goes on from the one recorded (a shorter
+    /// one, sent again, changes nothing).
+    pub(crate) fn record_timeline(
+        &mut self,
+        name: &str,
+        id: u64,
+        copy: &str,
+        member: NodeId,
+        timeline: &CopyTimeline,
+    ) -> Reply {
+        let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
+            return Reply::Refused(format!(
+                "incarnation {id} of job `{name}` is no longer in the cluster"
+            ));
+        };
+        if job.placement.get(copy) != Some(&member) {
+            return Reply::Refused(format!(
+                "copy `{copy}` of job `{name}` no longer runs on member {member}"
+            ));
+        }
+        let recorded = job.timelines.entry(copy.to_string()).or_default();
+        let (old, new) = (&recorded.patches, &timeline.patches);
+        if new.len() < old.len() && old.starts_with(new) {
+            return Reply::Unchanged;
+        }
+        if !new.starts_with(old) {
+            let at = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+            let show = |p: Option<&weir_core::patch::Patch>| {
+                p.map_or("none".to_string(), |p| {
+                    format!("{} at input position {}", p.change.describe(), p.position)
+                })
+            };
+            return Reply::Refused(format!(
+                "copy `{copy}` of job `{name}`: change {} of its timeline is {}, the cluster recorded {}",
+                at + 1,
+                show(new.get(at)),
+                show(old.get(at))
+            ));
+        }
+        if *recorded == *timeline {
+            return Reply::Unchanged;
+        }
+        *recorded = timeline.clone();
+        Reply::Done
     }
 }
 
@@ -537,5 +603,65 @@ mod tests {
             patch: m.jobs["j"].patches[0].clone(),
         };
         assert!(matches!(m.apply(&unknown), Reply::Refused(why) if why.contains("no job `nope`")));
+    }
+
+    /// A copy's timeline is recorded only from the member it runs on, only
+    /// as it grows; a timeline that differs from the recorded one where
+    /// both have changes is refused, saying where.
+    #[test]
+    fn a_copy_timeline_grows_only_from_its_member() {
+        use weir_core::patch::{Change, Patch};
+        let mut m = Metadata::default();
+        for id in [1, 2] {
+            m.apply(&Command::Join {
+                addr: format!("127.0.0.1:700{id}"),
+                id: Some(id),
+                nonce: id,
+            });
+        }
+        m.apply(&Command::SubmitJob(spec("j", 2)));
+        let runs = m.jobs["j"].placement["v0"];
+        let other = if runs == 1 { 2 } else { 1 };
+        let at = |position: u64, change: Change| Patch {
+            position,
+            ctis: position / 10,
+            version: "ab".repeat(32),
+            change,
+            at_ms: 5,
+        };
+        let record =
+            |member: NodeId, id: u64, patches: Vec<Patch>, taken: u64| Command::RecordTimeline {
+                name: "j".into(),
+                id,
+                copy: "v0".into(),
+                member,
+                timeline: CopyTimeline { patches, taken },
+            };
+        let one = vec![at(40, Change::Deploy)];
+        let two = vec![at(40, Change::Deploy), at(90, Change::Rollback)];
+        assert_eq!(m.apply(&record(runs, 1, one.clone(), 1)), Reply::Done);
+        assert_eq!(m.apply(&record(runs, 1, one.clone(), 1)), Reply::Unchanged);
+        assert_eq!(m.apply(&record(runs, 1, two.clone(), 2)), Reply::Done);
+        // Sent again late: the longer one stays.
+        assert_eq!(m.apply(&record(runs, 1, one.clone(), 1)), Reply::Unchanged);
+        assert_eq!(m.jobs["j"].timelines["v0"].patches, two);
+        assert_eq!(m.jobs["j"].timelines["v0"].taken, 2);
+        // The same change at another position: refused, naming both.
+        let moved = vec![at(40, Change::Deploy), at(95, Change::Rollback)];
+        assert!(matches!(
+            m.apply(&record(runs, 1, moved, 2)),
+            Reply::Refused(why) if why.contains("change 2") && why.contains("position 95") && why.contains("position 90")
+        ));
+        // From a member the copy does not run on, or another incarnation.
+        let three = vec![two[0].clone(), two[1].clone(), at(120, Change::Deploy)];
+        assert!(matches!(
+            m.apply(&record(other, 1, three.clone(), 3)),
+            Reply::Refused(why) if why.contains(&format!("no longer runs on member {other}"))
+        ));
+        assert!(matches!(
+            m.apply(&record(runs, 2, three, 3)),
+            Reply::Refused(why) if why.contains("incarnation 2 of job `j`")
+        ));
+        assert_eq!(m.jobs["j"].timelines["v0"].patches, two);
     }
 }

@@ -125,6 +125,20 @@ pub enum Command {
         /// The backup.
         member: NodeId,
     },
+    /// The member that runs a copy of a stage made a switch: the copy's
+    /// timeline, recorded before it writes anything past the switch.
+    RecordTimeline {
+        /// The job.
+        name: String,
+        /// Its incarnation.
+        id: u64,
+        /// The copy.
+        copy: String,
+        /// The member that runs it.
+        member: NodeId,
+        /// Its timeline.
+        timeline: crate::jobs::CopyTimeline,
+    },
     /// An ingest stream is created: two members are chosen to hold it.
     CreateStream(crate::streams::StreamSpec),
     /// A new holder of an ingest stream holds every entry its primary
@@ -294,6 +308,13 @@ impl Metadata {
                 }
                 _ => Reply::Unchanged,
             },
+            Command::RecordTimeline {
+                name,
+                id,
+                copy,
+                member,
+                timeline,
+            } => self.record_timeline(name, *id, copy, *member, timeline),
             Command::CreateStream(spec) => self.create_stream(spec),
             Command::StreamReady { name, member } => self.stream_ready(name, *member),
             Command::CancelJob { name } => match self.jobs.remove(name) {

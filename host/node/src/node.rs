@@ -153,6 +153,10 @@ impl Node {
         let report: weir_cluster::membership::Report = Arc::new(move || jobs.loads());
         let cluster = Cluster::start(&self.data, advertised, certs.dir(), settings, report).await?;
         let _ = self.cluster.set(cluster.clone());
+        self.jobs.set_keeper(Arc::new(changes::ClusterKeeper {
+            cluster: cluster.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }));
         let peer_certs = CertDir::with_identity(certs.dir(), Some("node".into()));
         let _ = self.peer_certs.set(peer_certs.clone());
         let scheduler = tokio::spawn(self.clone().schedule(cluster.clone(), peer_certs));

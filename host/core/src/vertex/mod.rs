@@ -151,6 +151,11 @@ struct Patching {
     pending: VecDeque<Requested>,
     /// Why the last live request could not be applied.
     refused: Option<String>,
+    /// The output seq below which its stream held entries when the vertex
+    /// started: no live request is applied while it writes those again
+    /// (the run that wrote them had not taken it there, or the timeline
+    /// would say so).
+    written: u64,
 }
 
 /// One rVertex.

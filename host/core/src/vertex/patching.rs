@@ -24,14 +24,24 @@ impl Vertex {
                 load,
                 pending: VecDeque::new(),
                 refused: None,
+                written: 0,
             });
         }
         Ok(self)
     }
 
+    /// Applies no live request while the vertex writes again the output
+    /// its stream holds below seq `written` (see [`Vertex::schedule`]).
+    pub fn hold_requests_below(&mut self, written: u64) {
+        if let Some(p) = self.patching.as_mut() {
+            p.written = written;
+        }
+    }
+
     /// Queues `request` (to module `version`, full SHA-256 hex, for a module
     /// change) for the vertex's next CTI, once it has replayed its whole
-    /// timeline; requests queued before it are applied first.
+    /// timeline and writes past what its stream held when it started;
+    /// requests queued before it are applied first.
     pub fn schedule(&mut self, request: Requested) {
         if let Some(p) = self.patching.as_mut()
             && !p.pending.iter().any(|r| r.id == request.id)
@@ -175,7 +185,10 @@ impl Vertex {
         let Some(patching) = self.patching.as_mut() else {
             return;
         };
-        if self.at.finished || patching.timeline.patches.len() as u64 != self.at.patches {
+        if self.at.finished
+            || patching.timeline.patches.len() as u64 != self.at.patches
+            || self.at.output < patching.written
+        {
             return;
         }
         let waiting: Vec<Requested> = patching.pending.drain(..).collect();

@@ -235,6 +235,13 @@ impl Jobs {
                 changes: entries.into_iter().map(|(k, v)| (k, Some(v))).collect(),
             });
         }
+        // A queue cached here from when the vertex last ran here is stale.
+        let cached: Vec<String> = backup
+            .meta
+            .iter()
+            .filter(|(k, _)| k.starts_with(QUEUES))
+            .map(|(k, _)| k.clone())
+            .collect();
         for (key, value) in backup.meta {
             ops.push(match value {
                 Some(value) => Op::PutMeta { key, value },
@@ -242,6 +249,7 @@ impl Jobs {
             });
         }
         streams.commit_meta(ops)?.wait()?;
+        lock(&self.inner.queues).retain(|k, _| !cached.contains(k));
         Ok(Stored::Resumes(backup.inputs))
     }
 

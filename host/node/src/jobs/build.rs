@@ -272,6 +272,9 @@ impl Jobs {
         vertex.capture_logs();
         if let Some((timeline, load)) = patching {
             vertex = vertex.with_patching(timeline, load)?;
+            // What it wrote before a crash (or, moved here, what its
+            // member had sent) was made without the changes still queued.
+            vertex.hold_requests_below(streams.positions(output).map_or(0, |p| p.0));
             // Changes accepted before a restart, not yet in the timeline.
             for request in self.with_queue(&queue_key(&key), |q| Ok(q.waiting.clone()))? {
                 vertex.schedule(request);

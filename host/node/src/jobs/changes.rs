@@ -38,7 +38,7 @@ pub enum Asked {
 }
 
 /// Where a member records how many of a job's cluster changes a copy took.
-fn taken_key(record: &JobRecord, copy: &str) -> String {
+pub(super) fn taken_key(record: &JobRecord, copy: &str) -> String {
     format!("{CHANGES}{}/{copy}", record.prefix())
 }
 

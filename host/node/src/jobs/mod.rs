@@ -48,12 +48,14 @@ mod patching;
 mod placed;
 mod replay;
 mod threads;
+mod timelines;
 
 pub use backup::Stored;
 pub use changes::Asked;
 use copies::Pending;
 use patching::load_module;
 pub use placed::PlanVertex;
+pub use timelines::Keeper;
 pub use weir_net::status::{HistoryEntry, PatchReport, ReplayReport, ShadowReport};
 
 /// How many settled requests a vertex's status remembers.
@@ -173,6 +175,8 @@ struct Inner {
     /// as last queued for storage. Every change to a queue is made here
     /// and queued for commit under this lock, so commits keep its order.
     queues: Mutex<HashMap<String, Queue>>,
+    /// Records the timelines of placed jobs' copies with the coordinator.
+    keeper: std::sync::OnceLock<Arc<dyn Keeper>>,
 }
 
 /// The jobs of a node.
@@ -287,6 +291,7 @@ impl Jobs {
                 backed: Mutex::new(HashMap::new()),
                 whole: Mutex::default(),
                 queues: Mutex::new(HashMap::new()),
+                keeper: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -709,26 +714,6 @@ fn queue_key(key: &str) -> String {
 }
 
 impl Jobs {
-    /// The vertices this node runs, with their lag, as its heartbeat
-    /// reports them to the coordinator.
-    pub fn loads(&self) -> Vec<weir_net::cluster::VertexLoad> {
-        let Ok(jobs) = self.status(None) else {
-            return Vec::new();
-        };
-        jobs.into_iter()
-            .flat_map(|job| {
-                job.vertices
-                    .into_iter()
-                    .map(move |v| weir_net::cluster::VertexLoad {
-                        job: job.name.clone(),
-                        vertex: v.name,
-                        state: v.state,
-                        lag: v.lag,
-                    })
-            })
-            .collect()
-    }
-
     /// Entries written to `inputs` (stream, next seq read) not yet read.
     fn lag(&self, inputs: &[(String, u64)]) -> u64 {
         let streams = &self.inner.streams;
@@ -743,7 +728,6 @@ impl Jobs {
     }
 }
 
-/// The snapshot key of stage `stage` of the job `record`.
 /// The stream of what the UDF of the stage writing stream `output` logs:
 /// one JSON line per entry, its seq the line's number.
 fn logs_stream(output: &str) -> String {
@@ -753,6 +737,7 @@ fn logs_stream(output: &str) -> String {
 /// How many of a stage's latest log lines are kept.
 const KEPT_LOGS: u64 = 2_000;
 
+/// The snapshot key of stage `stage` of the job `record`.
 fn stage_key(record: &JobRecord, stage: &str) -> String {
     format!("{SNAPSHOTS}{}/{stage}", record.prefix())
 }

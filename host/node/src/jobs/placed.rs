@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use weir_cluster::jobs::CopyTimeline;
+
 use super::*;
 
 /// One vertex of a job's plan and the job streams it reads.
@@ -63,6 +65,26 @@ pub(super) fn keep_placed(
 }
 
 impl Jobs {
+    /// The vertices this node runs, with their lag, as its heartbeat
+    /// reports them to the coordinator.
+    pub fn loads(&self) -> Vec<weir_net::cluster::VertexLoad> {
+        let Ok(jobs) = self.status(None) else {
+            return Vec::new();
+        };
+        jobs.into_iter()
+            .flat_map(|job| {
+                job.vertices
+                    .into_iter()
+                    .map(move |v| weir_net::cluster::VertexLoad {
+                        job: job.name.clone(),
+                        vertex: v.name,
+                        state: v.state,
+                        lag: v.lag,
+                    })
+            })
+            .collect()
+    }
+
     /// Checks a job submitted to the cluster through this node and stores
     /// its modules; returns its record (id 0) and its vertices, for the
     /// coordinator to place.
@@ -100,9 +122,16 @@ impl Jobs {
         Ok(plan_vertices(&plan))
     }
 
-    /// Starts the vertices of a placed job that run here (`record.only`).
-    pub fn start_placed(&self, record: JobRecord) {
+    /// Starts the vertices of a placed job that run here (`record.only`),
+    /// its copies with the timelines the coordinator recorded (`kept`).
+    pub fn start_placed(
+        &self,
+        record: JobRecord,
+        kept: &BTreeMap<String, CopyTimeline>,
+    ) -> Result<()> {
+        self.adopt_timelines(&record, kept)?;
         self.build_and_start(record);
+        Ok(())
     }
 
     /// The placed jobs this node runs: name → (id, its vertices here,
@@ -135,8 +164,13 @@ impl Jobs {
     /// Makes the vertices of placed job `record.name` that run here those
     /// of `record.only`, and those backed up here those of `record.backs`,
     /// leaving the vertices that stay running: those that leave stop
-    /// (their holds go), the new ones start from their snapshots.
-    pub fn replace_placed(&self, record: JobRecord) -> Result<()> {
+    /// (their holds go), the new ones start from their snapshots, copies
+    /// with the timelines the coordinator recorded (`kept`).
+    pub fn replace_placed(
+        &self,
+        record: JobRecord,
+        kept: &BTreeMap<String, CopyTimeline>,
+    ) -> Result<()> {
         let name = record.name.clone();
         let new = record.only.clone().unwrap_or_default();
         let (leaving, old) = {
@@ -189,6 +223,7 @@ impl Jobs {
         }
         let mut part = record.clone();
         part.only = Some(added.clone());
+        self.adopt_timelines(&part, kept)?;
         let tasks = self.build(&part, true)?;
         self.hold_added(&tasks, written)?;
         let names = self.task_names(&part, &tasks);

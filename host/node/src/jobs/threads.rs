@@ -54,7 +54,9 @@ impl Jobs {
                         }
                     };
                     let settled = std::mem::take(&mut fx.settled);
-                    self.apply(fx, &settled, output, dead, key, inputs)?;
+                    if !self.apply(fx, &settled, (output, dead), key, inputs, stop)? {
+                        return Ok(false);
+                    }
                     if !settled.is_empty() {
                         let mut s = lock(status);
                         s.outcomes.extend(settled);
@@ -123,18 +125,25 @@ impl Jobs {
         Ok(())
     }
 
+    /// Stores what an entry made a vertex do: its timeline and settled
+    /// requests, then its output and dead letters (`outputs`), then its
+    /// snapshot. `false`: stopped before a switch it made was recorded
+    /// with the coordinator (nothing is stored).
     pub(super) fn apply(
         &self,
         fx: Effects,
         settled: &[(u64, Option<String>)],
-        output: u64,
-        dead: u64,
+        (output, dead): (u64, u64),
         key: &str,
         inputs: &[u64],
-    ) -> Result<()> {
+        stop: &AtomicBool,
+    ) -> Result<bool> {
         let streams = &self.inner.streams;
         let mut ops = Vec::new();
         if let Some(timeline) = &fx.timeline {
+            if !self.keep_timeline(key, timeline, settled, stop)? {
+                return Ok(false);
+            }
             // Before the entries: some of them ran on the new version.
             ops.push(put(&timeline_key(key), postcard::to_allocvec(timeline)?));
         }
@@ -177,7 +186,7 @@ impl Jobs {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Follows a JSONL file: reads complete lines from the recorded offset and

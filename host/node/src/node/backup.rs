@@ -15,6 +15,9 @@ use weir_net::protocol::Client;
 
 /// How often a backup asks for its vertices' latest snapshots.
 const BACKUP_EVERY: Duration = Duration::from_millis(300);
+/// Test hook: milliseconds between a backup's rounds instead, as a backup
+/// that falls behind under load would take.
+pub const BACKUP_EVERY_ENV: &str = "WEIR_TEST_BACKUP_EVERY_MS";
 /// How long a backup waits for one snapshot.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
 
@@ -25,7 +28,11 @@ impl Node {
     pub(super) async fn back_up(self, cluster: Cluster, certs: CertDir, job: String, id: u64) {
         let mut have: HashMap<String, Vec<u64>> = HashMap::new();
         let mut pending: HashMap<String, Vec<u8>> = HashMap::new();
-        let mut tick = tokio::time::interval(BACKUP_EVERY);
+        let every = std::env::var(BACKUP_EVERY_ENV)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(BACKUP_EVERY, Duration::from_millis);
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             if !self.jobs.runs(&job, id) {

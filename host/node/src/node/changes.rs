@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use weir_cluster::jobs::{ClusterJob, PatchRequest, StageChange};
+use weir_cluster::jobs::{ClusterJob, CopyTimeline, PatchRequest, StageChange};
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
 
 use super::placed::{nonce, record_of};
@@ -489,6 +489,75 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// Records the timelines of the copies that switch here with the
+/// coordinator, from their vertices' threads.
+pub(super) struct ClusterKeeper {
+    pub(super) cluster: Cluster,
+    pub(super) runtime: tokio::runtime::Handle,
+}
+
+/// How long one attempt to record a timeline waits for the coordinator.
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+
+impl crate::jobs::Keeper for ClusterKeeper {
+    fn record(
+        &self,
+        job: &str,
+        id: u64,
+        copy: &str,
+        timeline: CopyTimeline,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<bool> {
+        let me = self.cluster.id();
+        let command = Command::RecordTimeline {
+            name: job.to_string(),
+            id,
+            copy: copy.to_string(),
+            member: me,
+            timeline,
+        };
+        let mut pause = Duration::from_millis(20);
+        // Until the coordinator answers: a switch waits, the copy's output
+        // past it with it, rather than leave the member unrecorded.
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let written = self.runtime.block_on(async {
+                tokio::time::timeout(RECORD_WAIT, self.cluster.write(command.clone())).await
+            });
+            match written {
+                Ok(Ok(Reply::Done | Reply::Unchanged)) => return Ok(true),
+                Ok(Ok(Reply::Refused(why))) => {
+                    let placed = self.cluster.metadata().jobs.get(job).and_then(|j| {
+                        (j.id == id)
+                            .then(|| j.placement.get(copy).copied())
+                            .flatten()
+                    });
+                    if placed != Some(me) {
+                        tracing::info!(job, copy, "the copy moved before its switch was recorded");
+                        return Ok(false);
+                    }
+                    bail!(
+                        Patch,
+                        "the cluster refused the switch of copy `{copy}` of job `{job}`: {why}"
+                    );
+                }
+                Ok(Ok(other)) => bail!(
+                    Patch,
+                    "the coordinator answered the timeline of copy `{copy}` of job `{job}` with {other:?}"
+                ),
+                Ok(Err(e)) => tracing::debug!(job, copy, "recording a timeline: {e:#}"),
+                Err(_) => tracing::debug!(
+                    job,
+                    copy,
+                    "recording a timeline: no answer within {RECORD_WAIT:?}"
+                ),
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+        Ok(false)
     }
 }
 

@@ -551,7 +551,7 @@ impl Node {
                     self.stop_fetches(name);
                     let changed = self
                         .jobs
-                        .replace_placed(record.clone())
+                        .replace_placed(record.clone(), &job.timelines)
                         .and_then(|()| self.wire_placed(job, &record, me));
                     // A copy that arrived took the job's changes as far
                     // as its snapshot says: the rest are made to it.
@@ -574,7 +574,10 @@ impl Node {
             if idle || waiting.contains(name) {
                 continue;
             }
-            self.jobs.start_placed(record.clone());
+            if let Err(e) = self.jobs.start_placed(record.clone(), &job.timelines) {
+                tracing::error!("job `{name}` cannot start here: {e:#}");
+                continue;
+            }
             lock(&self.changes_taken).remove(name);
             match self.wire_placed(job, &record, me) {
                 Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
