@@ -11,9 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use openraft::{BasicNode, ChangeMembers, Raft, ServerState, Snapshot};
-use weir_net::cluster::{
-    ClusterRequest, ClusterResponse, ClusterStatus, MemberStatus, RaftRpc, VertexLoad,
-};
+use weir_net::cluster::{ClusterRequest, ClusterResponse, RaftRpc, VertexLoad};
 
 use crate::log::{Applied, RaftFile, database_path};
 use crate::metadata::{Command, FIRST, Health, NodeId, Reply};
@@ -21,6 +19,7 @@ use crate::network::{Link, Network, Peers, SnapshotMessage, Transport};
 use crate::{ClusterError, TypeConfig, raft_config};
 
 mod drain;
+mod status;
 
 /// How long a joining node keeps asking its seed before it gives up.
 const JOIN_FOR: Duration = Duration::from_secs(15);
@@ -149,6 +148,22 @@ impl Cluster {
             tokio::spawn(async move { campaigns.campaigns().await }),
         ];
         Ok(cluster)
+    }
+
+    /// Waits until this member has applied an entry of the metadata's log
+    /// past index `seen`; returns the index it has applied.
+    pub async fn applied_past(&self, seen: Option<u64>) -> Option<u64> {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            let applied = metrics.borrow_and_update().last_applied.map(|l| l.index);
+            if applied != seen {
+                return applied;
+            }
+            if metrics.changed().await.is_err() {
+                // Raft stopped: nothing more is applied.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The Raft library's metrics of this member, for a diagnosis.
@@ -410,73 +425,6 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         Ok(written.data)
-    }
-
-    /// The cluster as this node sees it (the coordinator's view, when it is
-    /// the coordinator).
-    pub fn status(&self) -> ClusterStatus {
-        let applied = self.applied();
-        let metrics = self.inner.raft.metrics().borrow().clone();
-        let voters = full_voters(metrics.membership_config.membership());
-        let watch = lock(&self.inner.watch);
-        let leading = metrics.current_leader == Some(self.inner.id);
-        let mine = (self.inner.report)();
-        let members = applied
-            .metadata
-            .members
-            .iter()
-            .map(|(id, m)| MemberStatus {
-                id: *id,
-                addr: m.addr.clone(),
-                health: m.health.name().into(),
-                voter: voters.contains(id),
-                draining: m.draining,
-                placed: applied
-                    .metadata
-                    .jobs
-                    .values()
-                    .map(|j| j.on(*id).count())
-                    .sum(),
-                backs: applied
-                    .metadata
-                    .jobs
-                    .values()
-                    .map(|j| j.backed_by(*id).count())
-                    .sum(),
-                heard_ms: match (leading, *id == self.inner.id) {
-                    (true, true) => Some(0),
-                    (true, false) => watch
-                        .heard
-                        .get(id)
-                        .map(|(at, _)| at.elapsed().as_millis() as u64),
-                    (false, _) => None,
-                },
-                vertices: match (*id == self.inner.id, m.health) {
-                    (true, _) => mine.clone(),
-                    (false, Health::Up) => watch.vertices.get(id).cloned().unwrap_or_default(),
-                    // A lost member's vertices run on the members that
-                    // backed them up; what it last reported is stale.
-                    (false, _) => Vec::new(),
-                },
-            })
-            .collect();
-        let streams = applied
-            .metadata
-            .streams
-            .values()
-            .map(|s| weir_net::cluster::StreamHolders {
-                name: s.spec.name.clone(),
-                holders: s.holders.clone(),
-                ready: s.ready.iter().copied().collect(),
-            })
-            .collect();
-        ClusterStatus {
-            coordinator: metrics.current_leader,
-            term: metrics.current_term,
-            answered_by: self.inner.id,
-            members,
-            streams,
-        }
     }
 
     /// Sends the coordinator a heartbeat every `tick`.

@@ -462,7 +462,9 @@ impl Jobs {
                 .spawn(move || {
                     let stop = flag;
                     lock(&shared).state = "running".into();
-                    let result = match task {
+                    // A bug that panics fails the vertex, saying so, instead of
+                    // leaving it shown as running.
+                    let run = std::panic::AssertUnwindSafe(|| match task {
                         Task::Vertex {
                             vertex,
                             inputs,
@@ -511,7 +513,15 @@ impl Jobs {
                             &stop,
                             &shared,
                         ),
-                    };
+                    });
+                    let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(err!(Job, "the vertex's thread panicked: {what}"))
+                    });
                     let mut s = lock(&shared);
                     match result {
                         Ok(true) => s.state = "finished".into(),

@@ -17,6 +17,9 @@ use weir_net::protocol::Client;
 
 /// How often a member compares what it runs with the coordinator's placement.
 const SCHEDULE_EVERY: Duration = Duration::from_millis(200);
+/// How long the scheduler waits after a change to the metadata for the
+/// entries written with it.
+const COALESCE: Duration = Duration::from_millis(5);
 
 /// A job's placement and backups, as its fetches here were started for.
 pub(super) type Wiring = (BTreeMap<String, NodeId>, BTreeMap<String, NodeId>);
@@ -315,8 +318,18 @@ impl Node {
         // Placed jobs start only once this member knows where they run now.
         cluster.caught_up().await;
         let mut tick = tokio::time::interval(SCHEDULE_EVERY);
+        let mut seen = None;
         loop {
-            tick.tick().await;
+            // At once when the metadata changes (a member lost, a vertex
+            // moved), a burst of entries taken together; else every tick.
+            tokio::select! {
+                _ = tick.tick() => {}
+                applied = cluster.applied_past(seen) => {
+                    seen = applied;
+                    tokio::time::sleep(COALESCE).await;
+                    tick.reset();
+                }
+            }
             let metadata = cluster.metadata();
             let me = cluster.id();
             let node = self.clone();
