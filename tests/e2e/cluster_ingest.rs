@@ -251,4 +251,42 @@ fn streams_are_the_clusters_and_a_second_definition_is_refused() {
         "{}",
         stderr(&bad)
     );
+    // Six producers at once through the three members: the primary writes
+    // the requests waiting for the stream's turn together, each once, with
+    // its own seqs; one sent again is stored once.
+    let mut want = events(&read);
+    for p in 0..6 {
+        let rows: String = (0..200)
+            .map(|i| format!("{{\"user\":\"p{p}-{i}\",\"ts\":{}}}\n", 10 + i))
+            .collect();
+        want.extend(events(&rows));
+        std::fs::write(d.join(format!("p{p}.jsonl")), rows).expect("part");
+    }
+    let at_once: Vec<_> = (0..6)
+        .map(|p| {
+            Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(["ingest", "clicks", &format!("p{p}.jsonl")])
+                .args(["--node", &nodes[p % 3].addr])
+                .current_dir(d)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn ingest")
+        })
+        .collect();
+    for producer in at_once {
+        let out = producer.wait_with_output().expect("an ingest");
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && answer.contains("200 events stored durably"),
+            "{answer}{}",
+            stderr(&out)
+        );
+    }
+    let again = ok(&nodes[2].weir(d, &["ingest", "clicks", "p4.jsonl"]));
+    assert!(again.contains("already stored"), "{again}");
+    for node in &nodes {
+        let read = ok(&node.weir(d, &["stream", "read", "clicks", "--from", "0"]));
+        assert!(events(&read) == want, "{}: each event once", node.addr);
+    }
 }

@@ -19,7 +19,7 @@ pub mod metadata;
 pub mod network;
 pub mod streams;
 
-pub use membership::{Cluster, Settings};
+pub use membership::{Cluster, Settings, WeakCluster};
 pub use metadata::NodeId;
 
 openraft::declare_raft_types!(

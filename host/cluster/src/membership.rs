@@ -44,6 +44,20 @@ pub struct Cluster {
     inner: Arc<Inner>,
 }
 
+/// A handle on a node's membership that does not keep it alive (for
+/// what the cluster itself holds, such as the jobs it reports on).
+#[derive(Clone)]
+pub struct WeakCluster {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakCluster {
+    /// The membership, while the node still has it.
+    pub fn upgrade(&self) -> Option<Cluster> {
+        self.inner.upgrade().map(|inner| Cluster { inner })
+    }
+}
+
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
@@ -169,6 +183,13 @@ impl Cluster {
     /// The Raft library's metrics of this member, for a diagnosis.
     pub fn raft_metrics(&self) -> String {
         format!("{:?}", self.inner.raft.metrics().borrow())
+    }
+
+    /// A handle that does not keep this membership alive.
+    pub fn downgrade(&self) -> WeakCluster {
+        WeakCluster {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// This node's member id.

@@ -44,6 +44,7 @@ mod ingest;
 mod logs;
 mod placed;
 mod replicate;
+mod turns;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
 
@@ -64,7 +65,7 @@ pub struct Node {
     /// The certificates it presents to other members (once it serves).
     peer_certs: Arc<std::sync::OnceLock<CertDir>>,
     /// The cluster's ingest streams this member is the primary of.
-    primaries: Arc<replicate::Primaries>,
+    primaries: Arc<turns::Turns>,
     /// Connections to other members (requests passed on, batches of ingest streams), by address.
     passes: Arc<std::sync::Mutex<std::collections::HashMap<String, weir_net::protocol::Client>>>,
 }
@@ -154,7 +155,7 @@ impl Node {
         let cluster = Cluster::start(&self.data, advertised, certs.dir(), settings, report).await?;
         let _ = self.cluster.set(cluster.clone());
         self.jobs.set_keeper(Arc::new(changes::ClusterKeeper {
-            cluster: cluster.clone(),
+            cluster: cluster.downgrade(),
             runtime: tokio::runtime::Handle::current(),
         }));
         let peer_certs = CertDir::with_identity(certs.dir(), Some("node".into()));

@@ -494,8 +494,9 @@ impl Node {
 
 /// Records the timelines of the copies that switch here with the
 /// coordinator, from their vertices' threads.
+/// (A weak handle: the cluster holds the jobs, which hold this.)
 pub(super) struct ClusterKeeper {
-    pub(super) cluster: Cluster,
+    pub(super) cluster: weir_cluster::WeakCluster,
     pub(super) runtime: tokio::runtime::Handle,
 }
 
@@ -511,7 +512,10 @@ impl crate::jobs::Keeper for ClusterKeeper {
         timeline: CopyTimeline,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<bool> {
-        let me = self.cluster.id();
+        let Some(cluster) = self.cluster.upgrade() else {
+            return Ok(false);
+        };
+        let me = cluster.id();
         let command = Command::RecordTimeline {
             name: job.to_string(),
             id,
@@ -524,12 +528,12 @@ impl crate::jobs::Keeper for ClusterKeeper {
         // past it with it, rather than leave the member unrecorded.
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let written = self.runtime.block_on(async {
-                tokio::time::timeout(RECORD_WAIT, self.cluster.write(command.clone())).await
+                tokio::time::timeout(RECORD_WAIT, cluster.write(command.clone())).await
             });
             match written {
                 Ok(Ok(Reply::Done | Reply::Unchanged)) => return Ok(true),
                 Ok(Ok(Reply::Refused(why))) => {
-                    let placed = self.cluster.metadata().jobs.get(job).and_then(|j| {
+                    let placed = cluster.metadata().jobs.get(job).and_then(|j| {
                         (j.id == id)
                             .then(|| j.placement.get(copy).copied())
                             .flatten()

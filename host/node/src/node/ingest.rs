@@ -93,6 +93,7 @@ pub(super) fn close_stream(streams: &Streams, stream: &str) -> Result<Response> 
 }
 
 /// A request's events, parsed and encoded as the entries ingest stores.
+#[derive(Debug)]
 pub(super) struct Parsed {
     /// The entries.
     pub(super) entries: Vec<Vec<u8>>,

@@ -8,7 +8,7 @@
 //! holders took but the primary did not answer for is written again at the
 //! same seqs before anything else.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
@@ -17,6 +17,7 @@ use weir_net::frames;
 use weir_net::protocol::Client;
 
 use super::ingest::{Parsed, Recorded, check_stream, ops_of, parse_ingest, records_of};
+use super::turns::Waiting;
 use super::*;
 
 /// How long the primary tries to have a batch on the other holders before
@@ -29,23 +30,41 @@ const CATCH_UP: usize = 64;
 
 /// A batch the primary sent to the holders and has not yet stored itself.
 #[derive(Debug)]
-struct Pending {
+pub(super) struct Pending {
     first: u64,
-    entries: Vec<Vec<u8>>,
+    pub(super) entries: Vec<Vec<u8>>,
     records: Vec<(String, String)>,
     evicted: Vec<String>,
-    recorded: Option<Recorded>,
+    /// The producers' records it stores, noted here once it is stored.
+    recorded: Vec<Recorded>,
+}
+
+impl Pending {
+    /// A batch from seq `first`, empty so far.
+    pub(super) fn empty(first: u64) -> Pending {
+        Pending {
+            first,
+            entries: Vec::new(),
+            records: Vec::new(),
+            evicted: Vec::new(),
+            recorded: Vec::new(),
+        }
+    }
+
+    /// Stores a producer's record with the batch.
+    pub(super) fn add_record(&mut self, recorded: Recorded) {
+        self.records.extend(recorded.records.iter().cloned());
+        self.evicted.extend(recorded.evicted.iter().cloned());
+        self.recorded.push(recorded);
+    }
 }
 
 /// The state of an ingest stream this member is the primary of; held while
 /// a batch is written, so the stream's batches go one at a time.
 #[derive(Debug, Default)]
 pub(super) struct Primary {
-    pending: Option<Pending>,
+    pub(super) pending: Option<Pending>,
 }
-
-/// Per ingest stream: its primary's state here.
-pub(super) type Primaries = std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Primary>>>>;
 
 /// What a write to a cluster stream stores: an ingest's events, or the end CTI.
 pub(super) enum Write {
@@ -288,6 +307,7 @@ impl Node {
         self.local_copy(cluster, &name).await?;
         let info = self.streams.info(&name)?;
         // Parsed before the stream's batches are taken one at a time.
+        let close = matches!(write, Write::Close);
         let (parsed, from) = match write {
             Write::Close => {
                 let end = Entry::Cti(crate::rstream::END)
@@ -306,70 +326,20 @@ impl Node {
                 (parsed, from)
             }
         };
-        let state = self.primary_state(&name);
-        let mut state = state.lock().await;
-        self.finish_pending(cluster, &name, &mut state).await?;
-        if self.streams.closed(info.id) {
-            bail!(
-                Request,
-                "stream `{name}` is closed: it takes no more events"
-            );
-        }
-        let first = self.streams.positions(info.id).map_or(0, |p| p.0);
-        let recorded = match from {
-            None => None,
-            Some((producer, sequence)) => {
-                if let Some(answer) =
-                    self.producers
-                        .check(&self.streams, &info, &producer, sequence)?
-                {
-                    return Ok(answer);
-                }
-                let recorded = self.producers.plan(
-                    &self.streams,
-                    &info,
-                    &producer,
-                    sequence,
-                    (first, &parsed),
-                )?;
-                Some(recorded)
-            }
+        let request = Waiting {
+            parsed,
+            from,
+            close,
         };
-        let (events, count) = (parsed.events, parsed.entries.len() as u64);
-        state.pending = Some(Pending {
-            first,
-            records: recorded
-                .as_ref()
-                .map(|r| r.records.clone())
-                .unwrap_or_default(),
-            evicted: recorded
-                .as_ref()
-                .map(|r| r.evicted.clone())
-                .unwrap_or_default(),
-            entries: parsed.entries,
-            recorded,
-        });
-        self.finish_pending(cluster, &name, &mut state).await?;
-        if count == 1 && events == 0 {
-            return Ok(Response::Ok {
-                message: format!("stream `{name}` closed at seq {first}"),
-            });
-        }
-        Ok(Response::Ingested {
-            events,
-            first_seq: first,
-            entries: count,
-            duplicate: false,
-        })
+        self.take_turn(cluster, &name, request).await
     }
 
     fn primary_state(&self, name: &str) -> Arc<tokio::sync::Mutex<Primary>> {
-        let mut all = lock(&self.primaries);
-        all.entry(name.to_string()).or_default().clone()
+        self.turn(name).state.clone()
     }
 
     /// Writes the pending batch to the other holders, then here.
-    async fn finish_pending(
+    pub(super) async fn finish_pending(
         &self,
         cluster: &Cluster,
         name: &str,
@@ -396,7 +366,7 @@ impl Node {
             Ok(())
         })
         .await??;
-        if let Some(recorded) = pending.recorded {
+        for recorded in pending.recorded {
             self.producers.stored(&self.streams, &info, recorded)?;
         }
         Ok(())
@@ -567,13 +537,7 @@ impl Node {
         self.finish_pending(cluster, name, state).await?;
         let id = self.streams.info(name)?.id;
         let first = self.streams.positions(id).map_or(0, |p| p.0);
-        let empty = Pending {
-            first,
-            entries: Vec::new(),
-            records: Vec::new(),
-            evicted: Vec::new(),
-            recorded: None,
-        };
+        let empty = Pending::empty(first);
         let me = cluster.id();
         let metadata = cluster.metadata();
         let Some(stream) = metadata.streams.get(name) else {
@@ -644,7 +608,7 @@ impl Node {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
