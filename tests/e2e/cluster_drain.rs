@@ -1,10 +1,11 @@
 //! `weir node drain`: a member of a cluster of real `weir node` processes
-//! hands every vertex it runs to the member that backs it up, backs up
-//! nothing more, and then stops without changing an output byte.
+//! hands every vertex it runs to the member that backs it up (a duplicate
+//! there catches up beside it, then its readers switch), backs up nothing
+//! more, and then stops without changing an output byte.
 
 use serde_json::Value;
 
-use super::cluster::{id_at, members, until};
+use super::cluster::{id_at, member_logs, members, until};
 use super::cluster_jobs::{finished_output, offline, submit, three, vertices};
 use super::node::{cluster, ok};
 use super::stderr;
@@ -69,6 +70,11 @@ fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
             .all(|(member, ..)| *member != drained),
         "{s}"
     );
+    // Its vertices but the sink ran as duplicates on their backups until
+    // each had caught up, then the readers switched to them.
+    let logs = member_logs(d);
+    let switched = logs.matches("the duplicate caught up").count();
+    assert!(switched > 0, "no duplicate caught up:\n{logs}");
     // Safe to stop: the job finishes on the others, as weir run writes it.
     nodes.remove(1).stop();
     until(

@@ -67,6 +67,20 @@ pub struct ClusterJob {
     /// of, at the position it was made.
     #[serde(default)]
     pub timelines: BTreeMap<String, CopyTimeline>,
+    /// Vertex of a drained member → the member (its backup) running a
+    /// duplicate of it from its latest stored snapshot; the vertex moves
+    /// there once the duplicate has caught up ([`Command::Switch`]).
+    ///
+    /// [`Command::Switch`]: crate::metadata::Command::Switch
+    #[serde(default)]
+    pub duplicates: BTreeMap<String, NodeId>,
+}
+
+/// Whether the plan's vertex `name` is a sink (`sink{i}`): a sink writes a
+/// file, so it moves rather than runs twice.
+pub fn is_sink(name: &str) -> bool {
+    name.strip_prefix("sink")
+        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A copy's patch timeline as the coordinator records it.
@@ -129,6 +143,14 @@ impl ClusterJob {
     /// The vertices member `member` runs.
     pub fn on(&self, member: NodeId) -> impl Iterator<Item = &str> {
         self.placement
+            .iter()
+            .filter(move |(_, m)| **m == member)
+            .map(|(v, _)| v.as_str())
+    }
+
+    /// The vertices member `member` runs a duplicate of.
+    pub fn duplicated_on(&self, member: NodeId) -> impl Iterator<Item = &str> {
+        self.duplicates
             .iter()
             .filter(move |(_, m)| **m == member)
             .map(|(v, _)| v.as_str())
@@ -206,14 +228,28 @@ impl Metadata {
     }
 
     /// After a change of members: every vertex of a member that is no
-    /// longer up, or is drained, moves to its backup, if that is up, not
-    /// drained, and ready (it holds the vertex's output and a snapshot);
+    /// longer up moves to its backup, if that is up, not drained, and ready
+    /// (it holds the vertex's output and a snapshot); a vertex of a drained
+    /// member that is up gets a duplicate there instead (a sink moves);
     /// then every vertex without such a backup gets one. A pure function
     /// of the metadata, like placement.
     pub(crate) fn replace(&mut self) {
         let up: Vec<NodeId> = self.placeable().collect();
+        let draining: Vec<NodeId> = self
+            .up()
+            .filter(|(_, m)| m.draining)
+            .map(|(id, _)| id)
+            .collect();
         let mut load = self.backup_load();
         for job in self.jobs.values_mut() {
+            // A duplicate whose vertex moved, or whose member or the
+            // vertex's is no longer where it was, goes.
+            let placement = &job.placement;
+            job.duplicates.retain(|v, d| {
+                up.contains(d)
+                    && job.backups.get(v) == Some(d)
+                    && placement.get(v).is_some_and(|m| draining.contains(m))
+            });
             let moves: Vec<(String, NodeId)> = job
                 .placement
                 .iter()
@@ -225,6 +261,12 @@ impl Metadata {
                 })
                 .collect();
             for (vertex, backup) in moves {
+                let (from, v) = (job.placement.get(&vertex).copied(), vertex.as_str());
+                if from.is_some_and(|m| draining.contains(&m)) && !is_sink(v) {
+                    job.duplicates.insert(vertex, backup);
+                    continue;
+                }
+                job.duplicates.remove(&vertex);
                 job.placement.insert(vertex.clone(), backup);
                 job.backups.remove(&vertex);
                 if let Some(n) = load.get_mut(&backup) {
@@ -272,6 +314,7 @@ impl Metadata {
             ready: BTreeSet::new(),
             snapshotted: BTreeSet::new(),
             timelines: BTreeMap::new(),
+            duplicates: BTreeMap::new(),
         };
         back(&mut job, &up, &mut self.backup_load());
         self.jobs.insert(spec.name.clone(), job);
@@ -291,6 +334,21 @@ impl Metadata {
         }
     }
 
+    /// Moves `vertex` of incarnation `id` of job `name` to `member`, which
+    /// runs a duplicate of it that has caught up.
+    pub(crate) fn switch(&mut self, name: &str, id: u64, vertex: &str, member: NodeId) -> Reply {
+        let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
+            return Reply::Unchanged;
+        };
+        if job.duplicates.get(vertex) != Some(&member) {
+            return Reply::Unchanged;
+        }
+        job.duplicates.remove(vertex);
+        job.placement.insert(vertex.to_string(), member);
+        job.backups.remove(vertex);
+        Reply::Done
+    }
+
     /// Records the timeline of copy `copy` of incarnation `id` of job
     /// `name`, sent by `member`: only the member the copy is placed on,
     /// and only a timeline that goes on from the one recorded (a shorter
@@ -308,7 +366,7 @@ impl Metadata {
                 "incarnation {id} of job `{name}` is no longer in the cluster"
             ));
         };
-        if job.placement.get(copy) != Some(&member) {
+        if job.placement.get(copy) != Some(&member) && job.duplicates.get(copy) != Some(&member) {
             return Reply::Refused(format!(
                 "copy `{copy}` of job `{name}` no longer runs on member {member}"
             ));
@@ -445,7 +503,14 @@ mod tests {
                     prop_assert!(job.ready.is_subset(&job.snapshotted));
                     let backed = (before.ready.contains(v) || !before.snapshotted.contains(v))
                         && before.backups.get(v).is_some_and(|b| up.contains(b));
-                    prop_assert!(up.contains(member) || !backed, "{} stays on a lost or drained member", v);
+                    // A drained member's vertex stays until its duplicate
+                    // on its backup has caught up.
+                    let duplicated = job.duplicates.get(v);
+                    prop_assert!(up.contains(member) || !backed || duplicated.is_some(), "{} stays on a lost or drained member", v);
+                    if let Some(d) = duplicated {
+                        prop_assert!(up.contains(d) && job.backups.get(v) == Some(d));
+                        prop_assert!(m.members[member].draining && m.members[member].health == Health::Up);
+                    }
                     match job.backups.get(v) {
                         Some(b) => prop_assert!(b != member && up.contains(b)),
                         None => prop_assert!(up.iter().all(|u| u == member)),
@@ -453,6 +518,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A drained member's sink moves at once (it writes a file, so it
+    /// never runs twice); if the drained member is lost before a duplicate
+    /// switched, the vertex moves to the duplicate's member.
+    #[test]
+    fn a_drained_members_sink_moves_and_its_loss_ends_the_duplicates() {
+        let mut m = Metadata::default();
+        for id in 1..=2 {
+            m.apply(&Command::Join {
+                addr: format!("127.0.0.1:{}", 7000 + id),
+                id: Some(id),
+                nonce: id,
+            });
+        }
+        let mut job = spec("j", 0);
+        job.vertices = vec!["src".into(), "sink0".into()];
+        m.apply(&Command::SubmitJob(job));
+        let drained = m.jobs["j"].placement["src"];
+        let other = 3 - drained;
+        m.jobs
+            .get_mut("j")
+            .unwrap()
+            .placement
+            .insert("sink0".into(), drained);
+        m.jobs
+            .get_mut("j")
+            .unwrap()
+            .backups
+            .insert("sink0".into(), other);
+        assert!(is_sink("sink0") && !is_sink("sinks") && !is_sink("sink"));
+        assert_eq!(m.apply(&Command::Drain { id: drained }), Reply::Done);
+        let job = &m.jobs["j"];
+        assert_eq!(job.placement["sink0"], other, "the sink moved");
+        assert_eq!(job.placement["src"], drained, "the source runs on");
+        assert_eq!(job.duplicates.get("src"), Some(&other));
+        m.apply(&Command::Lost { id: drained });
+        let job = &m.jobs["j"];
+        assert_eq!(job.placement["src"], other);
+        assert!(job.duplicates.is_empty());
     }
 
     #[test]
@@ -482,7 +587,21 @@ mod tests {
                 vertices: vec![v.clone()],
                 member: backup,
             });
+            // A duplicate runs on the backup; the vertex moves there once
+            // that member says it caught up, and only that member.
+            assert_eq!(m.jobs["j"].placement[v], 2, "{v} runs on until switched");
+            assert_eq!(m.jobs["j"].duplicates.get(v), Some(&backup));
+            let switch = |member| Command::Switch {
+                name: "j".into(),
+                id: 1,
+                vertex: v.clone(),
+                member,
+            };
+            let other = (1..=3).find(|m| *m != 2 && *m != backup).unwrap_or(2);
+            assert_eq!(m.apply(&switch(other)), Reply::Unchanged);
+            assert_eq!(m.apply(&switch(backup)), Reply::Done);
             assert_eq!(m.jobs["j"].placement[v], backup, "{v} moved to its backup");
+            assert!(m.jobs["j"].duplicates.is_empty());
         }
         let job = &m.jobs["j"];
         assert_eq!(job.on(2).count(), 0, "the drained member runs nothing");

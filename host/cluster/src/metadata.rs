@@ -139,6 +139,18 @@ pub enum Command {
         /// Its timeline.
         timeline: crate::jobs::CopyTimeline,
     },
+    /// A duplicate of a drained member's vertex caught up: the vertex moves
+    /// to the member running the duplicate.
+    Switch {
+        /// The job.
+        name: String,
+        /// Its incarnation.
+        id: u64,
+        /// The vertex.
+        vertex: String,
+        /// The member running the duplicate.
+        member: NodeId,
+    },
     /// An ingest stream is created: two members are chosen to hold it.
     CreateStream(crate::streams::StreamSpec),
     /// A new holder of an ingest stream holds every entry its primary
@@ -211,6 +223,7 @@ impl Metadata {
                 | Command::Back { .. }
                 | Command::Drain { .. }
                 | Command::BackupReady { .. }
+                | Command::Switch { .. }
         ) {
             self.replace();
             self.replace_holders();
@@ -315,6 +328,12 @@ impl Metadata {
                 member,
                 timeline,
             } => self.record_timeline(name, *id, copy, *member, timeline),
+            Command::Switch {
+                name,
+                id,
+                vertex,
+                member,
+            } => self.switch(name, *id, vertex, *member),
             Command::CreateStream(spec) => self.create_stream(spec),
             Command::StreamReady { name, member } => self.stream_ready(name, *member),
             Command::CancelJob { name } => match self.jobs.remove(name) {

@@ -13,6 +13,9 @@ use super::*;
 use crate::jobs::Stored;
 use weir_net::protocol::Client;
 
+/// Input entries a duplicate may have left to read and count as caught up.
+const CAUGHT_UP: u64 = 8;
+
 /// How often a backup asks for its vertices' latest snapshots.
 const BACKUP_EVERY: Duration = Duration::from_millis(300);
 /// Test hook: milliseconds between a backup's rounds instead, as a backup
@@ -46,7 +49,11 @@ impl Node {
             let mut ready = Vec::new();
             // One connection per member per round, for all its vertices.
             let mut clients: HashMap<String, Client> = HashMap::new();
-            for vertex in placed.backed_by(me) {
+            // A vertex whose duplicate runs here is no backup's.
+            let backed = placed
+                .backed_by(me)
+                .filter(|v| placed.duplicates.get(*v) != Some(&me));
+            for vertex in backed {
                 // A snapshot the copies had not caught up with is stored
                 // first: a newer one would be further ahead.
                 if let Some(bytes) = pending.get(vertex) {
@@ -126,6 +133,50 @@ impl Node {
                         Err(e) => tracing::debug!("backups ready, not yet written: {e:#}"),
                     }
                 });
+            }
+        }
+    }
+
+    /// Moves each vertex of a drained member whose duplicate runs here to
+    /// this member once the duplicate has caught up: it runs and has read
+    /// what its inputs here hold (within [`CAUGHT_UP`] entries). Readers
+    /// then read it here from where they stood; what it rewrote of what
+    /// they had read is the same, entry for entry.
+    pub(super) async fn switch_caught_up(&self, cluster: &Cluster) {
+        let me = cluster.id();
+        let metadata = cluster.metadata();
+        for (name, job) in &metadata.jobs {
+            let duplicates: Vec<&str> = job.duplicated_on(me).collect();
+            if duplicates.is_empty() {
+                continue;
+            }
+            let Some(status) = self
+                .jobs
+                .status(Some(name))
+                .ok()
+                .and_then(|l| l.into_iter().next())
+            else {
+                continue;
+            };
+            for v in &status.vertices {
+                if !duplicates.contains(&v.name.as_str())
+                    || v.state != "running"
+                    || v.lag > CAUGHT_UP
+                {
+                    continue;
+                }
+                let switch = Command::Switch {
+                    name: name.clone(),
+                    id: job.id,
+                    vertex: v.name.clone(),
+                    member: me,
+                };
+                match cluster.write(switch).await {
+                    Ok(reply) => {
+                        tracing::info!(job = %name, vertex = %v.name, lag = v.lag, "the duplicate caught up, readers switch to it: {reply:?}")
+                    }
+                    Err(e) => tracing::debug!(job = %name, vertex = %v.name, "switching: {e:#}"),
+                }
             }
         }
     }

@@ -59,8 +59,20 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
         text: job.spec.text.clone(),
         modules: job.spec.modules.clone(),
         parallelism: job.spec.parallelism,
-        only: Some(job.on(me).map(str::to_string).collect()),
-        backs: Some(job.backed_by(me).map(str::to_string).collect()),
+        // A duplicate of a drained member's vertex runs here instead of
+        // its backup.
+        only: Some(
+            job.on(me)
+                .chain(job.duplicated_on(me))
+                .map(str::to_string)
+                .collect(),
+        ),
+        backs: Some(
+            job.backed_by(me)
+                .filter(|v| job.duplicates.get(*v) != Some(&me))
+                .map(str::to_string)
+                .collect(),
+        ),
     }
 }
 
@@ -374,6 +386,7 @@ impl Node {
                     old.iter().for_each(|t| t.abort());
                 }
             }
+            self.switch_caught_up(&cluster).await;
         }
     }
 
@@ -617,7 +630,11 @@ impl Node {
         let mut seen = BTreeSet::new();
         for v in &vertices {
             for stream in &v.reads {
-                let writer = placed(stream);
+                // A duplicate here writes what the readers here read.
+                let writer = match mine.contains(stream) {
+                    true => Some(me),
+                    false => placed(stream),
+                };
                 let full = record.stream(stream);
                 if mine.contains(&v.name) && writer != Some(me) && seen.insert(stream.clone()) {
                     fetches.push(Fetch {
