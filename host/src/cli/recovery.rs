@@ -6,9 +6,13 @@
 //! written past the position it had reached before the kill (the replay of
 //! what it had done since that snapshot): the time to output resuming.
 //! With `--drain`, the member is drained (`weir node drain`) instead, and
-//! the same two times are measured from the drain.
+//! the same two times are measured from the drain. Both also measure what
+//! the member's readers see: the longest time the vertices on the other
+//! members read nothing new of what the member's vertices write, from the
+//! kill (or drain) until the vertices resumed and [`AFTER`] more, against
+//! the longest such time over [`AFTER`] before it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -61,6 +65,12 @@ struct Round {
     moved_ms: f64,
     /// From the kill to every one of them past where it stood.
     resumed_ms: f64,
+    /// The longest time the vertices on the other members read nothing
+    /// new of the member's vertices' streams, from the kill until
+    /// [`AFTER`] after the vertices resumed.
+    stall_ms: f64,
+    /// The same over [`AFTER`] before the kill.
+    stall_before_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,10 +85,16 @@ struct Report {
     moved_ms_median: f64,
     resumed_ms_median: f64,
     resumed_ms_max: f64,
+    stall_ms_median: f64,
+    stall_ms_max: f64,
+    stall_before_ms_median: f64,
 }
 
 /// How long any one wait may take before the benchmark gives up.
 const PATIENCE: Duration = Duration::from_secs(120);
+/// How long the readers are watched before the kill, and after the
+/// vertices resumed.
+const AFTER: Duration = Duration::from_millis(1500);
 
 /// Runs `weir bench recovery`.
 pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
@@ -95,8 +111,13 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         let measured = one_round(&args, &work, &script, round, &certs, &runtime)?;
         if !args.json {
             eprintln!(
-                "round {round}: {how} of member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms",
-                measured.member, measured.vertices, measured.moved_ms, measured.resumed_ms
+                "round {round}: {how} of member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms; their readers elsewhere read nothing new for at most {:.0} ms (before: {:.0} ms)",
+                measured.member,
+                measured.vertices,
+                measured.moved_ms,
+                measured.resumed_ms,
+                measured.stall_ms,
+                measured.stall_before_ms
             );
         }
         rounds.push(measured);
@@ -106,6 +127,7 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
     let resumed: Vec<f64> = rounds.iter().map(|r| r.resumed_ms).collect();
+    let stalls: Vec<f64> = rounds.iter().map(|r| r.stall_ms).collect();
     let report = Report {
         query: args.query.clone(),
         how,
@@ -115,13 +137,16 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         moved_ms_median: median(rounds.iter().map(|r| r.moved_ms).collect()),
         resumed_ms_median: median(resumed.clone()),
         resumed_ms_max: resumed.iter().copied().fold(0.0, f64::max),
+        stall_ms_median: median(stalls.clone()),
+        stall_ms_max: stalls.iter().copied().fold(0.0, f64::max),
+        stall_before_ms_median: median(rounds.iter().map(|r| r.stall_before_ms).collect()),
         rounds,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds of {how}: the member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max)",
+            "{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds of {how}: the member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max); their readers elsewhere read nothing new for at most {:.0} ms (median), {:.0} ms (max), against {:.0} ms before",
             report.query,
             report.parallelism,
             report.rate,
@@ -129,7 +154,10 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
             report.rounds.len(),
             report.moved_ms_median,
             report.resumed_ms_median,
-            report.resumed_ms_max
+            report.resumed_ms_max,
+            report.stall_ms_median,
+            report.stall_ms_max,
+            report.stall_before_ms_median
         );
     }
     Ok(())
@@ -190,14 +218,25 @@ fn one_round(
         .collect();
     let query = args.query.clone();
     runtime.block_on(async {
-        let before = progress(certs, &victim.addr, &query).await?;
-        if before.is_empty() {
-            bail!("member {} runs no vertex of the job", victim.id);
-        }
         let mut clients = Vec::new();
         for addr in &survivors {
             clients.push(Client::connect(addr.parse()?, certs).await?);
         }
+        let writers: BTreeSet<String> = progress(certs, &victim.addr, &query)
+            .await?
+            .into_keys()
+            .collect();
+        let mut before_stall = Stall::new(read_from(&clients, &writers, &query).await);
+        let watched = Instant::now();
+        while watched.elapsed() < AFTER {
+            before_stall.see(read_from(&clients, &writers, &query).await);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = progress(certs, &victim.addr, &query).await?;
+        if before.is_empty() {
+            bail!("member {} runs no vertex of the job", victim.id);
+        }
+        let mut stall = Stall::new(read_from(&clients, &writers, &query).await);
         let killed = Instant::now();
         if args.drain {
             let request = Request::Cluster(weir_net::cluster::ClusterRequest::Drain {
@@ -216,6 +255,7 @@ fn one_round(
             for client in &clients {
                 now.extend(local(client, &query).await.unwrap_or_default());
             }
+            stall.see(read_from(&clients, &writers, &query).await);
             let here = |v: &String| now.get(v);
             if moved.is_none() && before.keys().all(|v| here(v).is_some()) {
                 moved = Some(killed.elapsed());
@@ -224,6 +264,11 @@ fn one_round(
                 here(v).is_some_and(|(state, p)| state == "finished" || p > pos)
             });
             if let (Some(moved), true) = (moved, past) {
+                let resumed = killed.elapsed();
+                while killed.elapsed() < resumed + AFTER {
+                    stall.see(read_from(&clients, &writers, &query).await);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 for client in clients {
                     client.close().await;
                 }
@@ -231,7 +276,9 @@ fn one_round(
                     member: victim.id,
                     vertices: before.len(),
                     moved_ms: moved.as_secs_f64() * 1e3,
-                    resumed_ms: killed.elapsed().as_secs_f64() * 1e3,
+                    resumed_ms: resumed.as_secs_f64() * 1e3,
+                    stall_ms: stall.longest.as_secs_f64() * 1e3,
+                    stall_before_ms: before_stall.longest.as_secs_f64() * 1e3,
                 });
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -254,6 +301,60 @@ async fn progress(
     let answer = local(&client, job).await;
     client.close().await;
     answer
+}
+
+/// The longest time a count did not grow.
+struct Stall {
+    last: u64,
+    since: Instant,
+    longest: Duration,
+}
+
+impl Stall {
+    fn new(now: u64) -> Stall {
+        Stall {
+            last: now,
+            since: Instant::now(),
+            longest: Duration::ZERO,
+        }
+    }
+
+    fn see(&mut self, now: u64) {
+        if now > self.last {
+            self.last = now;
+            self.since = Instant::now();
+        }
+        self.longest = self.longest.max(self.since.elapsed());
+    }
+}
+
+/// How far the vertices on the members `clients` ask have read the
+/// streams of the vertices named `writers`: per reader and stream, the most
+/// any member says, summed.
+async fn read_from(clients: &[Client], writers: &BTreeSet<String>, job: &str) -> u64 {
+    let request = Request::JobStatus {
+        name: Some(job.to_string()),
+        local: true,
+    };
+    let mut read: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for client in clients {
+        let Ok(Response::Jobs(list)) = client.call(&request, None).await else {
+            continue;
+        };
+        for v in list.iter().flat_map(|s| s.vertices.iter()) {
+            if writers.contains(&v.name) {
+                continue;
+            }
+            for (stream, at) in &v.inputs {
+                let writer = stream.rsplit('.').next().unwrap_or_default();
+                if writers.contains(writer) {
+                    let most = read.entry((v.name.clone(), stream.clone())).or_default();
+                    *most = (*most).max(*at);
+                }
+            }
+        }
+    }
+    read.values().sum()
 }
 
 async fn local(client: &Client, job: &str) -> anyhow::Result<BTreeMap<String, (String, u64)>> {
