@@ -20,18 +20,20 @@ pub(crate) fn member(
     listen: &str,
     join: Option<&str>,
 ) -> Result<Node, String> {
-    member_with(dir, data, listen, join, &[])
+    member_with(dir, data, listen, join, &[], TIMEOUT)
 }
 
-/// A member started with `env` besides the tests' log filter.
+/// A member started with `env` besides the tests' log filter, and
+/// heartbeat timeout `timeout`.
 pub(crate) fn member_with(
     dir: &Path,
     data: &str,
     listen: &str,
     join: Option<&str>,
     env: &[(&str, &str)],
+    timeout: &str,
 ) -> Result<Node, String> {
-    let mut more = vec!["--heartbeat-timeout", TIMEOUT];
+    let mut more = vec!["--heartbeat-timeout", timeout];
     if let Some(seed) = join {
         more.extend(["--join", seed]);
     }

@@ -7,22 +7,24 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::cluster::{member, member_with, members, until};
+use super::cluster::{TIMEOUT, member, member_with, members, until};
 use super::node::{Node, cluster, ok};
 use super::{stderr, weir};
 
 /// Three members up, with a coordinator.
 pub(super) fn three(d: &Path) -> Vec<Node> {
-    three_with(d, &[])
+    three_with(d, &[], TIMEOUT)
 }
 
-/// Three members started with `env`, once all are up.
-pub(super) fn three_with(d: &Path, env: &[(&str, &str)]) -> Vec<Node> {
-    let first = member_with(d, "d1", "127.0.0.1:0", None, env).expect("the first node starts");
+/// Three members started with `env` and heartbeat timeout `timeout`, once
+/// all are up.
+pub(super) fn three_with(d: &Path, env: &[(&str, &str)], timeout: &str) -> Vec<Node> {
+    let first =
+        member_with(d, "d1", "127.0.0.1:0", None, env, timeout).expect("the first node starts");
     let mut nodes = vec![first];
     for data in ["d2", "d3"] {
         let seed = nodes[0].addr.clone();
-        let joined = member_with(d, data, "127.0.0.1:0", Some(&seed), env);
+        let joined = member_with(d, data, "127.0.0.1:0", Some(&seed), env, timeout);
         nodes.push(joined.expect("a node joins"));
     }
     until(d, &nodes[2], "three members up", |s| {

@@ -306,8 +306,11 @@ fn a_deploy_followed_by_the_loss_of_a_member_and_its_disk_keeps_every_switch() {
     let dir = super::node::cluster();
     let d = dir.path();
     // Backups that fall seconds behind: the lost member's copies switched
-    // after the snapshots their backups hold.
-    let mut nodes = three_with(d, &[("WEIR_TEST_BACKUP_EVERY_MS", "4000")]);
+    // after the snapshots their backups hold. A heartbeat timeout that a
+    // loaded machine does not miss: no member is thought lost but the one
+    // killed.
+    let backups_behind = [("WEIR_TEST_BACKUP_EVERY_MS", "4000")];
+    let mut nodes = three_with(d, &backups_behind, "2s");
     script(d, "events => 30000, rate => 1000");
     let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
     assert!(out.status.success(), "{}", stderr(&out));
