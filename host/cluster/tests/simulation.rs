@@ -16,8 +16,10 @@
 //! index its answer gave and no change is there twice, each acknowledged
 //! cancel is gone, and every vertex is placed on a member. Ingest streams
 //! are created too: each acknowledged create is there, held by two distinct
-//! members once all are up, its primary one that holds it whole. A failure
-//! prints its seed.
+//! members once all are up, its primary one that holds it whole. So are
+//! copies' switches, recorded by the member a copy's placement names: each
+//! acknowledged one is in the copy's timeline while its incarnation runs.
+//! A failure prints its seed.
 //!
 //! `WEIR_SIM_SCHEDULES` sets how many seeds run (default 100); `WEIR_SIM_SEED`
 //! runs one. The faults replay from a seed; openraft draws its election
@@ -289,8 +291,13 @@ async fn schedule(seed: u64) {
         // running member, while the faults go on.
         let through: Vec<&Cluster> = sim.running.values().collect();
         let via = through[rng.below(through.len() as u64) as usize].clone();
-        let (name, write) = match rng.below(5) {
+        let (name, write) = match rng.below(6) {
             4 => (format!("s{}", rng.below(3)), Write::Stream),
+            5 if submitted > 0 => {
+                let name = format!("j{}", rng.below(submitted));
+                let id = via.metadata().jobs.get(&name).map_or(0, |j| j.id);
+                (name, Write::Timeline(id, 1 + rng.below(1 << 40)))
+            }
             0 if submitted > 0 => (format!("j{}", rng.below(submitted)), Write::Cancel),
             1 if submitted > 0 => (
                 format!("j{}", rng.below(submitted)),
@@ -314,6 +321,31 @@ async fn schedule(seed: u64) {
             }),
             Write::Cancel => Command::CancelJob { name: name.clone() },
             Write::Stream => Command::CreateStream(stream_spec(&name)),
+            Write::Timeline(id, position) => {
+                // One more switch than the member has seen recorded.
+                let job = via.metadata().jobs.get(&name).cloned();
+                let mut timeline = job
+                    .as_ref()
+                    .and_then(|j| j.timelines.get("v0").cloned())
+                    .unwrap_or_default();
+                timeline.patches.push(weir_core::patch::Patch {
+                    position,
+                    ctis: position,
+                    version: "ab".repeat(32),
+                    change: weir_core::patch::Change::Deploy,
+                    at_ms: 0,
+                });
+                timeline.taken += 1;
+                Command::RecordTimeline {
+                    name: name.clone(),
+                    id,
+                    copy: "v0".into(),
+                    member: job
+                        .and_then(|j| j.placement.get("v0").copied())
+                        .unwrap_or(0),
+                    timeline,
+                }
+            }
             Write::Patch(nonce) => Command::PatchJob {
                 name: name.clone(),
                 patch: PatchRequest {
@@ -465,6 +497,17 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, Write, Option<Reply>)])
                     "seed {seed}: acknowledged cancel of `{name}` did not take"
                 );
             }
+            // An acknowledged switch is in the copy's timeline on every
+            // member, while that incarnation runs.
+            (Write::Timeline(id, position), Some(Reply::Done)) => {
+                if let Some(job) = jobs.get(name).filter(|j| j.id == *id) {
+                    let kept = job.timelines.get("v0").map(|t| &t.patches);
+                    assert!(
+                        kept.is_some_and(|p| p.iter().any(|p| p.position == *position)),
+                        "seed {seed}: acknowledged switch of `{name}` v0 at {position} lost: {kept:?}"
+                    );
+                }
+            }
             (Write::Patch(nonce), Some(Reply::Patched { index })) if !cancelled(name) => {
                 let at = jobs
                     .get(name)
@@ -490,6 +533,9 @@ enum Write {
     Patch(u64),
     /// An ingest stream created.
     Stream,
+    /// A switch of copy `v0` recorded in its timeline by the member that
+    /// runs it: the job's incarnation, and the switch's input position.
+    Timeline(u64, u64),
 }
 
 /// The definition of ingest stream `name` (the same for every create).
