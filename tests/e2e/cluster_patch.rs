@@ -71,6 +71,35 @@ fn positions(answer: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// What v1 alone writes (each row's amount is its total's step), then the
+/// tally submitted through `node` at parallelism 6, paced, once every copy
+/// runs (each member fetched and compiled the module); returns the offline
+/// rows and how many vertices the job has.
+fn run_tally(d: &Path, node: &Node) -> (Rows, usize) {
+    script(d, "events => 30000, rate => 1000");
+    let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = rows(d);
+    std::fs::remove_dir_all(d.join("out")).expect("remove the offline output");
+    script(d, "events => 30000, rate => 1000, pace => 1");
+    let per_member = submit(d, node, "tally");
+    assert_eq!(per_member.len(), 3, "every member runs a part");
+    job_status(d, node, "tally", |s| {
+        let copies = s["vertices"].as_array().map_or(0, |vs| {
+            vs.iter()
+                .filter(|v| {
+                    v["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("tally__p"))
+                        && v["state"] == "running"
+                })
+                .count()
+        });
+        copies == 6
+    });
+    (want, per_member.iter().sum())
+}
+
 /// `weir udf ARGS --job tally --stage tally` through `node`.
 fn change(d: &Path, node: &Node, args: &[&str]) -> String {
     let mut all = vec!["udf"];
@@ -88,30 +117,7 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
     let dir = super::node::cluster();
     let d = dir.path();
     let mut nodes = three(d);
-    // What v1 alone writes: each row's amount is its total's step.
-    script(d, "events => 30000, rate => 1000");
-    let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let want = rows(d);
-    std::fs::remove_dir_all(d.join("out")).expect("remove the offline output");
-    script(d, "events => 30000, rate => 1000, pace => 1");
-    let per_member = submit(d, &nodes[0], "tally");
-    assert_eq!(per_member.len(), 3, "every member runs a part");
-    let total: usize = per_member.iter().sum();
-    // Every copy running (each member fetched and compiled the module).
-    job_status(d, &nodes[0], "tally", |s| {
-        let copies = s["vertices"].as_array().map_or(0, |vs| {
-            vs.iter()
-                .filter(|v| {
-                    v["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("tally__p"))
-                        && v["state"] == "running"
-                })
-                .count()
-        });
-        copies == 6
-    });
+    let (want, total) = run_tally(d, &nodes[0]);
 
     let v2 = udf_component("tally_v2").display().to_string();
     let deployed = change(d, &nodes[1], &["deploy", &v2]);
@@ -311,28 +317,7 @@ fn a_deploy_followed_by_the_loss_of_a_member_and_its_disk_keeps_every_switch() {
     // killed.
     let backups_behind = [("WEIR_TEST_BACKUP_EVERY_MS", "4000")];
     let mut nodes = three_with(d, &backups_behind, "2s");
-    script(d, "events => 30000, rate => 1000");
-    let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let want = rows(d);
-    std::fs::remove_dir_all(d.join("out")).expect("remove the offline output");
-    script(d, "events => 30000, rate => 1000, pace => 1");
-    let per_member = submit(d, &nodes[0], "tally");
-    assert_eq!(per_member.len(), 3, "every member runs a part");
-    let total: usize = per_member.iter().sum();
-    job_status(d, &nodes[0], "tally", |s| {
-        let copies = s["vertices"].as_array().map_or(0, |vs| {
-            vs.iter()
-                .filter(|v| {
-                    v["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("tally__p"))
-                        && v["state"] == "running"
-                })
-                .count()
-        });
-        copies == 6
-    });
+    let (want, total) = run_tally(d, &nodes[0]);
     let v2 = udf_component("tally_v2").display().to_string();
     change(d, &nodes[0], &["deploy", &v2]);
     // Once every copy switched, at once: before the backups store
