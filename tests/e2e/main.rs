@@ -12,6 +12,7 @@ mod cluster_ingest;
 mod cluster_jobs;
 mod cluster_loss;
 mod cluster_patch;
+mod cluster_replicate;
 mod filters;
 mod input;
 mod jobs;

@@ -130,6 +130,35 @@ fn explain_shows_a_parallel_stage_its_partitioning_and_its_merge() {
     );
 }
 
+/// `WITH REPLICATE k` asks for k instances of each of a query's
+/// rVertices (in a cluster): `weir explain` says so for every stage the
+/// query made, and `weir run` on one node writes the same output.
+#[test]
+fn explain_shows_a_replicated_query_and_one_node_runs_it_once() {
+    let dir = golden_dir("tumbling_count");
+    let d = dir.path();
+    let text = std::fs::read_to_string(d.join("tumbling_count.wsql")).expect("script");
+    let replicated = text.replace("TUMBLING(10s);", "TUMBLING(10s) WITH REPLICATE 2;");
+    assert_ne!(text, replicated);
+    std::fs::write(d.join("replicated.wsql"), &replicated).expect("script");
+    let out = weir(&["explain", "replicated.wsql", "--parallelism", "2"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    let replicated = plan
+        .lines()
+        .filter(|l| l.contains("replicated: 2 instances of each rVertex"))
+        .count();
+    assert!(
+        replicated >= 2,
+        "the aggregate's stages are replicated:\n{plan}"
+    );
+    let out = weir(&["explain", "tumbling_count.wsql"], d);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("replicated"));
+    let out = weir(&["run", "replicated.wsql", "--quiet"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check_golden("tumbling_count", d, "replicated, on one node");
+}
+
 /// A reducer splits by its key, a processor (when asked) by all its
 /// columns, and an aggregate without group keys into partial copies and a
 /// final merge; `weir explain` shows each.
@@ -282,6 +311,18 @@ fn bad_scripts_are_refused_with_file_line_and_column() {
             "unsplittable",
             format!("{inputs}X = SELECT id FROM P WHERE id > 2 WITH PARALLELISM 4;\n"),
             "unsplittable.wsql:2:35: WITH PARALLELISM 4: this query has no stage to split",
+        ),
+        (
+            "replicate_zero",
+            format!("{inputs}X = SELECT id FROM P WHERE id > 2 WITH REPLICATE 0;\n"),
+            "replicate_zero.wsql:2:50: replicate 0: expected a whole number from 1 to 8",
+        ),
+        (
+            "replicate_twice",
+            format!(
+                "{inputs}X = SELECT id FROM P WHERE id > 2 WITH REPLICATE 2 WITH REPLICATE 3;\n"
+            ),
+            "replicate_twice.wsql:2:52: a query has one replicate clause",
         ),
         (
             "zero",

@@ -119,7 +119,7 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
     );
     std::fs::write(d.join("p.jsonl"), "").expect("input");
     std::fs::write(d.join("notwasm.wasm"), "not a component").expect("file");
-    let cases: [(&str, String, &[&str]); 14] = [
+    let cases: [(&str, String, &[&str]); 16] = [
         (
             "world",
             format!("{head}X = PROCESS P USING Sum;\n"),
@@ -202,6 +202,18 @@ fn wrong_uses_of_components_are_refused_with_file_line_and_column() {
             &[
                 "reduce_parallelism.wsql:6:49: parallelism 300: expected a whole number from 1 to 256",
             ],
+        ),
+        (
+            "process_replicate",
+            format!("{head}X = PROCESS P USING Bots WITH REPLICATE 9;\n"),
+            &["process_replicate.wsql:6:41: replicate 9: expected a whole number from 1 to 8"],
+        ),
+        (
+            "reduce_replicate_twice",
+            format!(
+                "{head}X = REDUCE P ON user USING Sum WITH REPLICATE 2 WITH PARALLELISM 2 WITH REPLICATE 2;\n"
+            ),
+            &["reduce_replicate_twice.wsql:6:68: a statement has one replicate clause"],
         ),
         (
             "clause_order",

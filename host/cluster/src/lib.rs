@@ -17,6 +17,7 @@ pub mod log;
 pub mod membership;
 pub mod metadata;
 pub mod network;
+mod replicas;
 pub mod streams;
 
 pub use membership::{Cluster, Settings, WeakCluster};

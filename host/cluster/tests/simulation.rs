@@ -318,6 +318,8 @@ async fn schedule(seed: u64) {
                 origin: 1,
                 vertices: (0..1 + rng.below(7)).map(|v| format!("v{v}")).collect(),
                 nonce: 1 + rng.below(u64::MAX - 1),
+                // Some jobs run their first vertex on up to three members.
+                replicate: BTreeMap::from([("v0".to_string(), 1 + rng.below(3) as usize)]),
             }),
             Write::Cancel => Command::CancelJob { name: name.clone() },
             Write::Stream => Command::CreateStream(stream_spec(&name)),
@@ -433,6 +435,17 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, Write, Option<Reply>)])
                 .all(|(v, b)| job.placement.get(v) != Some(b)),
             "seed {seed}: a vertex backed up by its own member: {job:?}"
         );
+        // A replica is on another member than its vertex and its backup,
+        // and a vertex has no more instances than it asked for.
+        for (v, replicas) in &job.replicas {
+            let k = job.spec.replicate.get(v).copied().unwrap_or(1);
+            assert!(
+                replicas.len() < k
+                    && !replicas.contains(&job.placement[v])
+                    && job.backups.get(v).is_none_or(|b| !replicas.contains(b)),
+                "seed {seed}: replicas of `{v}` (replicate = {k}): {job:?}"
+            );
+        }
     }
     // Every acknowledged stream is there, on two members that are up, its
     // primary one that holds it whole.

@@ -80,6 +80,7 @@ pub fn expand(mut plan: Plan) -> Result<Plan, String> {
                     recovery: Recovery::default(),
                     parallelism: 1,
                     partition: Vec::new(),
+                    replicate: stage.replicate,
                 });
             }
         }
@@ -93,6 +94,7 @@ pub fn expand(mut plan: Plan) -> Result<Plan, String> {
                 recovery: stage.recovery,
                 parallelism: 1,
                 partition: Vec::new(),
+                replicate: stage.replicate,
             });
         }
         stages.push(StageSpec {
@@ -102,6 +104,7 @@ pub fn expand(mut plan: Plan) -> Result<Plan, String> {
             recovery: Recovery::default(),
             parallelism: 1,
             partition: Vec::new(),
+            replicate: stage.replicate,
         });
     }
     plan.stages = stages;

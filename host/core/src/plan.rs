@@ -209,6 +209,9 @@ pub enum Operator {
     Temporal(TemporalSpec),
 }
 
+/// The most instances of a stage's rVertices `replicate` asks for.
+pub const MAX_REPLICATE: usize = 8;
+
 /// How a stage's vertex recovers after a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -266,6 +269,10 @@ pub struct StageSpec {
     /// Per input, the key columns that hash-partition the input between the
     /// stage's rVertices; empty when the stage cannot be split.
     pub partition: Vec<PartitionKeys>,
+    /// How many instances of each of its rVertices run side by side on
+    /// different members of a cluster, writing the same rStream (1: one;
+    /// on a single node always one).
+    pub replicate: usize,
 }
 
 /// How one input of a parallel stage is split between its rVertices.

@@ -80,6 +80,7 @@ impl Role {
             (
                 _,
                 Request::Pull { .. }
+                | Request::Hold { .. }
                 | Request::Module { .. }
                 | Request::Backup { .. }
                 | Request::Replicate { .. },
@@ -220,7 +221,12 @@ mod tests {
             vertex: "Bid".into(),
             have: None,
         };
-        for request in [&pull, &propose, &module, &backup] {
+        let hold = Request::Hold {
+            stream: "q5@1.Bid".into(),
+            reader: "pull/q5@1/Bid@2".into(),
+            seq: 7,
+        };
+        for request in [&pull, &hold, &propose, &module, &backup] {
             assert!(Role::Node.allows(request), "{request:?}");
             assert!(!Role::Admin.allows(request), "admin: {request:?}");
             assert!(!Role::Client.allows(request), "client: {request:?}");

@@ -165,4 +165,8 @@ pub struct VertexLoad {
     pub state: String,
     /// Input entries written but not yet read.
     pub lag: u64,
+    /// Whether it is a replica of a vertex placed on another member
+    /// (`replicate = k`), as the answering member's metadata says.
+    #[serde(default)]
+    pub replica: bool,
 }

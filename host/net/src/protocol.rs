@@ -544,6 +544,18 @@ pub enum Request {
         /// Who reads (`member/vertex`), for the writer's collection.
         reader: String,
     },
+    /// A member's copy of a job stream pulled from another member tells a
+    /// member running a replica of the stream's writer how far it holds
+    /// the stream (members only): that member keeps what the copy lacks,
+    /// in case the writer moves there. Answered [`Response::Ok`].
+    Hold {
+        /// The job stream's full name.
+        stream: String,
+        /// The copy's reader name, as it pulls under.
+        reader: String,
+        /// The first seq the copy still needs.
+        seq: u64,
+    },
     /// A module's bytes by version (content address), for a member that
     /// runs a vertex of it (members only): answered with
     /// [`Response::Module`] and the bytes.
@@ -606,6 +618,7 @@ impl Request {
             Request::UdfHistory { .. } => "read UDF history",
             Request::Read { .. } => "read streams",
             Request::Pull { .. } => "pull a job stream for a member's vertex",
+            Request::Hold { .. } => "hold a job stream for a member's vertex",
             Request::Module { .. } => "fetch a module for a member's vertex",
             Request::Backup { .. } => "back up a member's vertex",
             Request::Replicate { .. } => "hold a copy of an ingest stream",

@@ -376,6 +376,11 @@ impl Node {
                 from,
                 reader,
             } => return self.pull(send, recv, stream, from, reader).await,
+            Request::Hold {
+                stream,
+                reader,
+                seq,
+            } => self.held_for(&stream, &reader, seq),
             Request::Module { version } => return self.send_module(send, version).await,
             Request::Backup {
                 job,

@@ -56,6 +56,9 @@ pub struct Process {
     pub component_at: Location,
     /// `WITH PARALLELISM n`: the rVertices it runs as, and where the clause is.
     pub parallelism: Option<(usize, Location)>,
+    /// `WITH REPLICATE k`: the instances of each of its rVertices, on
+    /// different members of a cluster, and where the clause is.
+    pub replicate: Option<(usize, Location)>,
 }
 
 /// The world a component exports, as far as a script cares.
@@ -196,13 +199,27 @@ pub(crate) fn process(
     let component_at = c.at();
     let component = c.ident("the name of a component declared with `Name = COMPONENT \"path\"`")?;
     let params = params(&mut c)?;
-    let parallelism = if with_parallelism(&c) {
+    // `WITH PARALLELISM n` and `WITH REPLICATE k`, in either order.
+    let (mut parallelism, mut replicate) = (None, None);
+    while let Some(kind) = with_clause(&c) {
         let clause_at = c.at();
+        let (slot, what) = match kind {
+            Clause::Parallelism => (&mut parallelism, "parallelism"),
+            Clause::Replicate => (&mut replicate, "replicate"),
+        };
+        if slot.is_some() {
+            return Err(error(
+                c.file,
+                clause_at,
+                format!("a statement has one {what} clause"),
+            ));
+        }
         c.pos += 2;
-        Some((crate::script::parallelism(&mut c)?, clause_at))
-    } else {
-        None
-    };
+        *slot = Some(match kind {
+            Clause::Parallelism => (crate::script::parallelism(&mut c)?, clause_at),
+            Clause::Replicate => (crate::script::replicate(&mut c)?, clause_at),
+        });
+    }
     c.done()?;
     Ok(Process {
         name,
@@ -213,23 +230,39 @@ pub(crate) fn process(
         at,
         component_at,
         parallelism,
+        replicate,
     })
 }
 
-/// Whether the cursor is at `WITH PARALLELISM`.
-fn with_parallelism(c: &Cursor<'_>) -> bool {
+/// A statement's clause after its parameters.
+#[derive(Clone, Copy)]
+enum Clause {
+    Parallelism,
+    Replicate,
+}
+
+/// Whether the cursor is at `WITH PARALLELISM` or `WITH REPLICATE`.
+fn with_clause(c: &Cursor<'_>) -> Option<Clause> {
     let word = |i: usize, w: &str| {
         matches!(c.tokens.get(c.pos + i).map(|t| &t.token),
             Some(Token::Word(x)) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
     };
-    word(0, "WITH") && word(1, "PARALLELISM")
+    if !word(0, "WITH") {
+        None
+    } else if word(1, "PARALLELISM") {
+        Some(Clause::Parallelism)
+    } else if word(1, "REPLICATE") {
+        Some(Clause::Replicate)
+    } else {
+        None
+    }
 }
 
 /// `[WITH (name = value, ...)]`: integers, decimals, quoted text, `true`
 /// and `false`.
 fn params(c: &mut Cursor<'_>) -> Result<Vec<ParamValueSpec>, ScriptError> {
     let mut params: Vec<ParamValueSpec> = Vec::new();
-    if with_parallelism(c) || !c.keyword("WITH") {
+    if with_clause(c).is_some() || !c.keyword("WITH") {
         return Ok(params);
     }
     c.expect(Token::LParen)?;

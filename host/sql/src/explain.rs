@@ -112,10 +112,16 @@ fn physical(plan: &Plan) -> String {
         } else {
             ""
         };
-        let recovery = match s.recovery {
+        let mut recovery = match s.recovery {
             Recovery::Checkpoint { every } => format!("checkpoint every {every} CTI(s)"),
             Recovery::Replay { window } => format!("replay of the last {window} CTI(s)"),
         };
+        if s.replicate > 1 {
+            recovery.push_str(&format!(
+                ", replicated: {} instances of each rVertex on different members of a cluster",
+                s.replicate
+            ));
+        }
         let parallel = weir_core::parallel::is_parallel(s);
         let partitioning = if parallel {
             let by: Vec<String> = s

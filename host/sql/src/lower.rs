@@ -165,6 +165,7 @@ pub fn compile_with(
                     flow.steps.push(Step::Lifetime(change));
                 }
                 l.finish(flow, first);
+                l.replicate(first, select.replicate);
                 if let Some((n, at)) = select.parallelism
                     && n > 1
                     && l.builds[first..].iter().all(|b| b.parallelism <= 1)
@@ -192,7 +193,9 @@ pub fn compile_with(
             Bound::Component(d) => l.declared.push(d),
             Bound::Process(p, spec, schema) => {
                 l.at = p.at;
+                let first = l.builds.len();
                 l.process(&p, spec, &schema, default)?;
+                l.replicate(first, p.replicate);
             }
             Bound::Output(o) => sinks.push(SinkSpec {
                 input: l.stream_name(&o.name),
@@ -261,6 +264,16 @@ impl Lowering<'_> {
     fn fresh(&mut self) -> String {
         self.made += 1;
         format!("{}__{}", self.name, self.made)
+    }
+
+    /// Gives the stages a statement made (from build `first` on) the
+    /// instances its `WITH REPLICATE k` asks for.
+    fn replicate(&mut self, first: usize, clause: Option<(usize, Location)>) {
+        if let Some((k, _)) = clause {
+            for b in &mut self.builds[first..] {
+                b.replicate = k;
+            }
+        }
     }
 
     /// Ends flow `flow` in a stream of the query's name: its steps join the

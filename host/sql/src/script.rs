@@ -16,8 +16,8 @@ mod rewrite;
 mod select;
 
 pub use rewrite::rewrite;
-pub(crate) use select::parallelism;
 use select::select;
+pub(crate) use select::{parallelism, replicate};
 
 /// `Name = INPUT "path" SCHEMA (col type, ...) EVENTTIME col [unit]
 /// [ENDTIME col] [LIFETIME d];`
@@ -87,6 +87,9 @@ pub struct Select {
     pub limit_by: Vec<(String, Location)>,
     /// `WITH PARALLELISM n`: the rVertices its keyed stage runs as.
     pub parallelism: Option<(usize, Location)>,
+    /// `WITH REPLICATE k`: the instances of each of its rVertices that run
+    /// side by side on different members of a cluster.
+    pub replicate: Option<(usize, Location)>,
     /// Where the statement starts.
     pub at: Location,
 }

@@ -130,8 +130,9 @@ fn print_cluster(status: &ClusterStatus) {
             m.id, m.addr, health, voter
         );
         for v in &m.vertices {
+            let replica = if v.replica { " (replica)" } else { "" };
             println!(
-                "         {}/{}  {}  lag {}",
+                "         {}/{}{replica}  {}  lag {}",
                 v.job, v.vertex, v.state, v.lag
             );
         }

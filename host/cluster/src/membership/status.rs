@@ -45,12 +45,20 @@ impl Cluster {
                         .map(|(at, _)| at.elapsed().as_millis() as u64),
                     (false, _) => None,
                 },
-                vertices: match (*id == self.inner.id, m.health) {
-                    (true, _) => mine.clone(),
-                    (false, Health::Up) => watch.vertices.get(id).cloned().unwrap_or_default(),
-                    // A lost member's vertices run on the members that
-                    // backed them up; what it last reported is stale.
-                    (false, _) => Vec::new(),
+                vertices: {
+                    let mut list = match (*id == self.inner.id, m.health) {
+                        (true, _) => mine.clone(),
+                        (false, Health::Up) => watch.vertices.get(id).cloned().unwrap_or_default(),
+                        // A lost member's vertices run on the members that
+                        // backed them up; what it last reported is stale.
+                        (false, _) => Vec::new(),
+                    };
+                    for v in &mut list {
+                        v.replica = applied.metadata.jobs.get(&v.job).is_some_and(|j| {
+                            j.replicas.get(&v.vertex).is_some_and(|r| r.contains(id))
+                        });
+                    }
+                    list
                 },
             })
             .collect();

@@ -265,7 +265,24 @@ impl Jobs {
     /// Whether the inputs of the vertex with snapshot key `key` are kept
     /// from its backup's snapshot rather than its own latest.
     pub(super) fn is_backed(&self, key: &str) -> bool {
-        lock(&self.inner.backed).contains_key(key)
+        lock(&self.inner.backed).contains_key(key) && !lock(&self.inner.replicas).contains(key)
+    }
+
+    /// Records which vertices of placed job `record` run here as replicas
+    /// (`record.replicas`): a replica keeps its inputs from its own latest
+    /// snapshot, as no backup stores its snapshots. A replica that became
+    /// the vertex (its member was lost) keeps them from here on until its
+    /// backup stores a snapshot of it.
+    pub(super) fn set_replicas(&self, record: &JobRecord) -> Result<()> {
+        let mut keys = Vec::new();
+        for vertex in record.replicas.iter().flatten() {
+            keys.extend(self.vertex_keys(record, vertex)?.0.pop());
+        }
+        let part = format!("/{}/", record.prefix());
+        let mut replicas = lock(&self.inner.replicas);
+        replicas.retain(|key| !key.contains(&part));
+        replicas.extend(keys);
+        Ok(())
     }
 
     /// Registers the readers of a placed job's vertices as it starts: each
@@ -354,6 +371,7 @@ impl Jobs {
     pub(super) fn unhold_placed(&self, prefix: &str) {
         let part = format!("/{prefix}/");
         lock(&self.inner.backed).retain(|key, _| !key.contains(&part));
+        lock(&self.inner.replicas).retain(|key| !key.contains(&part));
     }
 
     /// Whether job stream `stream` (`NAME@ID.VERTEX…`) belongs to a job

@@ -401,7 +401,8 @@ impl Jobs {
     pub(super) fn start(&self, record: JobRecord, tasks: Vec<(Task, VertexStatus)>) {
         // Register every reader before any vertex runs and collects.
         if record.only.is_some() {
-            if let Err(e) = self.hold_placed(&record.prefix(), &tasks) {
+            let replicas = self.set_replicas(&record);
+            if let Err(e) = replicas.and_then(|()| self.hold_placed(&record.prefix(), &tasks)) {
                 tracing::error!("job `{}`: registering its readers: {e:#}", record.name);
             }
         } else {

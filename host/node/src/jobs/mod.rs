@@ -95,6 +95,11 @@ pub struct JobRecord {
     /// output streams and their latest snapshots).
     #[serde(default)]
     pub backs: Option<std::collections::BTreeSet<String>>,
+    /// In a cluster: the vertices of `only` that run here as replicas of a
+    /// vertex placed on another member (`replicate = k`): their inputs
+    /// are kept from their own snapshots, as no backup holds theirs.
+    #[serde(default)]
+    pub replicas: Option<std::collections::BTreeSet<String>>,
 }
 
 fn one() -> usize {
@@ -166,6 +171,9 @@ struct Inner {
     /// Per snapshot key of a placed job's vertex here: its input streams,
     /// kept from the positions of the snapshot its backup stored last.
     backed: Mutex<HashMap<String, Vec<u64>>>,
+    /// Snapshot keys of the vertices here that run as replicas: their
+    /// inputs are kept from their own latest snapshots instead.
+    replicas: Mutex<std::collections::HashSet<String>>,
     /// Streams kept whole: this member's copies of the cluster's ingest
     /// streams, which any member may have to read from their start.
     whole: Mutex<std::collections::HashSet<u64>>,
@@ -289,6 +297,7 @@ impl Jobs {
                 running: Mutex::new(BTreeMap::new()),
                 readers: Mutex::new(HashMap::new()),
                 backed: Mutex::new(HashMap::new()),
+                replicas: Mutex::new(std::collections::HashSet::new()),
                 whole: Mutex::default(),
                 queues: Mutex::new(HashMap::new()),
                 keeper: std::sync::OnceLock::new(),
@@ -425,6 +434,7 @@ impl Jobs {
             parallelism,
             only: None,
             backs: None,
+            replicas: None,
         };
         Ok((record, ops))
     }

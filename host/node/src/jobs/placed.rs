@@ -22,6 +22,9 @@ pub struct PlanVertex {
     pub writes: bool,
     /// The ingest stream it reads (a source of one).
     pub ingest: Option<String>,
+    /// The instances of it a cluster runs on different members (its
+    /// stage's `replicate`; 1 for sources and sinks).
+    pub replicate: usize,
 }
 
 /// The vertices of `plan`, in the order [`Jobs::build`] makes their tasks.
@@ -34,18 +37,21 @@ pub(super) fn plan_vertices(plan: &Plan) -> Vec<PlanVertex> {
             SourceOrigin::Stream(stream) => Some(stream.clone()),
             _ => None,
         },
+        replicate: 1,
     });
     let stages = plan.stages.iter().map(|s| PlanVertex {
         name: s.name.clone(),
         reads: s.inputs.clone(),
         writes: true,
         ingest: None,
+        replicate: s.replicate,
     });
     let sinks = plan.sinks.iter().enumerate().map(|(i, s)| PlanVertex {
         name: format!("sink{i}"),
         reads: vec![s.input.clone()],
         writes: false,
         ingest: None,
+        replicate: 1,
     });
     sources.chain(stages).chain(sinks).collect()
 }
@@ -80,6 +86,7 @@ impl Jobs {
                         vertex: v.name,
                         state: v.state,
                         lag: v.lag,
+                        replica: false,
                     })
             })
             .collect()
@@ -173,6 +180,8 @@ impl Jobs {
     ) -> Result<()> {
         let name = record.name.clone();
         let new = record.only.clone().unwrap_or_default();
+        // A replica whose vertex moved here keeps its inputs for its backup.
+        self.set_replicas(&record)?;
         let (leaving, old) = {
             let mut running = lock(&self.inner.running);
             let Some(r) = running
@@ -190,6 +199,24 @@ impl Jobs {
             r.vertices
                 .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
             r.record.backs = record.backs.clone();
+            let was = r
+                .record
+                .replicas
+                .replace(record.replicas.clone().unwrap_or_default());
+            let now = record.replicas.clone().unwrap_or_default();
+            let promoted: Vec<&String> = was
+                .iter()
+                .flatten()
+                .filter(|v| new.contains(*v) && !now.contains(*v))
+                .collect();
+            if !promoted.is_empty() {
+                tracing::info!(
+                    job = %name,
+                    "{} replicas here are now the vertices (their member went), running on: {}",
+                    promoted.len(),
+                    promoted.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
             r.record.only = Some(old.intersection(&new).cloned().collect());
             (leaving, old)
         };

@@ -81,6 +81,19 @@ impl Node {
             Request::FilterRemove { job, stage, expr } => (job, stage, Asked::FilterRemove(expr)),
             other => bail!(Request, "{} is not a stage change", other.describe()),
         };
+        if let Some(job) = cluster.metadata().jobs.get(&job)
+            && let Some((copy, k)) = job.spec.replicate.iter().find(|(v, _)| {
+                v.as_str() == stage
+                    || v.strip_prefix(stage.as_str())
+                        .is_some_and(|c| c.starts_with("__"))
+            })
+        {
+            bail!(
+                Patch,
+                "change to job `{}` stage `{stage}` refused: the stage runs replicated (`{copy}` as {k} instances on different members), and a change is not yet made at one position across a vertex's instances; submit the job again with the new module, or run the stage without replicate",
+                job.spec.name
+            );
+        }
         let me = cluster.id();
         // Checked against a copy that runs: one here, else one on another
         // member (asked once; a member asked by a member checks its own).
@@ -533,12 +546,12 @@ impl crate::jobs::Keeper for ClusterKeeper {
             match written {
                 Ok(Ok(Reply::Done | Reply::Unchanged)) => return Ok(true),
                 Ok(Ok(Reply::Refused(why))) => {
-                    let placed = cluster.metadata().jobs.get(job).and_then(|j| {
-                        (j.id == id)
-                            .then(|| j.placement.get(copy).copied())
-                            .flatten()
-                    });
-                    if placed != Some(me) {
+                    let runs = cluster
+                        .metadata()
+                        .jobs
+                        .get(job)
+                        .is_some_and(|j| j.id == id && j.instances(copy).contains(&me));
+                    if !runs {
                         tracing::info!(job, copy, "the copy moved before its switch was recorded");
                         return Ok(false);
                     }

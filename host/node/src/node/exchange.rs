@@ -5,9 +5,13 @@
 //! and writes each at its seq, so entries sent again after a reconnect are
 //! dropped as duplicates. It acknowledges what its copy made durable, but no
 //! more than its readers' backed-up snapshots still need; the writer
-//! collects nothing a copy still lacks.
+//! collects nothing a copy still lacks. It tells the members that run a
+//! replica of the writer the same ([`Request::Hold`]), so that they keep
+//! what the copy lacks too, in case the writer moves to one of them.
 
-use weir_cluster::Cluster;
+use std::collections::HashMap;
+
+use weir_cluster::{Cluster, NodeId};
 
 use super::*;
 use weir_net::frames;
@@ -22,6 +26,9 @@ const BATCH_BYTES: usize = 1 << 20;
 const BATCH_ENTRIES: usize = 256;
 /// How long a fetch waits before it reconnects after a failure.
 const RETRY: Duration = Duration::from_millis(200);
+/// How often a copy tells the members running replicas of its writer how
+/// far it holds the stream.
+const HOLD_EVERY: Duration = Duration::from_millis(300);
 
 /// Who writes a stream a member copies.
 pub(super) enum Writer {
@@ -43,12 +50,33 @@ pub(super) struct Fetch {
     pub(super) writer: Writer,
     /// The name this copy pulls under (the writer holds entries for it).
     pub(super) reader: String,
+    /// The members running a replica of the writer, which keep the stream
+    /// for this copy too.
+    pub(super) replicas: Vec<NodeId>,
+}
+
+/// Aborts a task when dropped (with the fetch that started it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Node {
     /// Fills this member's copy of a stream written on another member,
     /// reconnecting (to wherever the writer is placed) until the job stops here.
     pub(super) async fn fetch(self, cluster: Cluster, certs: CertDir, f: Fetch) {
+        let _holds = (!f.replicas.is_empty()).then(|| {
+            let (node, cluster, certs) = (self.clone(), cluster.clone(), certs.clone());
+            let (stream, reader, replicas) =
+                (f.stream.clone(), f.reader.clone(), f.replicas.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                node.tell_replicas(cluster, certs, stream, reader, replicas)
+                    .await
+            }))
+        });
         loop {
             if !self.jobs.runs(&f.job, f.id) {
                 return;
@@ -120,16 +148,87 @@ impl Node {
             for (seq, entry) in (batch.first..).zip(&batch.entries) {
                 self.streams.write(local, seq, entry.to_vec())?;
             }
-            // What the copy holds, but no more than its readers here still
-            // need: a reader resumed elsewhere from its backup's snapshot
-            // reads from the writer again.
-            let durable = self.streams.positions(local).map_or(0, |p| p.1);
-            let ack = durable.min(self.jobs.held(local).unwrap_or(durable));
+            let ack = self.copy_holds(local);
             if ack != acked {
                 frames::write_ack(&mut send, ack).await?;
                 acked = ack;
             }
         }
+    }
+
+    /// What copy `local` acknowledges: what it holds, but no more than its
+    /// readers here still need (a reader resumed elsewhere from its
+    /// backup's snapshot reads from the writer again).
+    fn copy_holds(&self, local: u64) -> u64 {
+        let durable = self.streams.positions(local).map_or(0, |p| p.1);
+        durable.min(self.jobs.held(local).unwrap_or(durable))
+    }
+
+    /// Tells the members in `replicas` (running replicas of the writer of
+    /// job stream `stream`) how far this member's copy holds it, every
+    /// [`HOLD_EVERY`], until the fetch ends; a member that does not answer
+    /// is told again next time.
+    async fn tell_replicas(
+        self,
+        cluster: Cluster,
+        certs: CertDir,
+        stream: String,
+        reader: String,
+        replicas: Vec<NodeId>,
+    ) {
+        let mut clients: HashMap<NodeId, Client> = HashMap::new();
+        let mut tick = tokio::time::interval(HOLD_EVERY);
+        loop {
+            tick.tick().await;
+            let Ok(local) = self.streams.info(&stream).map(|i| i.id) else {
+                continue;
+            };
+            let request = Request::Hold {
+                stream: stream.clone(),
+                reader: reader.clone(),
+                seq: self.copy_holds(local),
+            };
+            let metadata = cluster.metadata();
+            for member in &replicas {
+                let Some(addr) = metadata.members.get(member).map(|m| m.addr.clone()) else {
+                    continue;
+                };
+                let told = async {
+                    if !clients.contains_key(member) {
+                        let socket: SocketAddr = addr
+                            .parse()
+                            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+                        clients.insert(*member, Client::connect(socket, &certs).await?);
+                    }
+                    let client = clients.get(member).context("a connection")?;
+                    client.call(&request, None).await?;
+                    Ok::<(), NodeError>(())
+                };
+                if let Err(e) = tokio::time::timeout(HOLD_EVERY, told)
+                    .await
+                    .unwrap_or_else(|_| Err(err!(Request, "{addr}: no answer")))
+                {
+                    tracing::debug!(%stream, %addr, "telling a replica's member: {e:#}");
+                    if let Some(client) = clients.remove(member) {
+                        client.close().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A member's copy of job stream `stream`, pulled under `reader` from
+    /// the member running its writer, still needs it from `seq` on: this
+    /// member runs a replica of the writer and keeps that much for it.
+    pub(super) fn held_for(&self, stream: &str, reader: &str, seq: u64) -> Result<Response> {
+        // Not before the job runs here: its holds are registered then.
+        if self.jobs.serves(stream) {
+            let id = self.streams.info(stream)?.id;
+            self.jobs.hold(id, reader, seq);
+        }
+        Ok(Response::Ok {
+            message: "held".into(),
+        })
     }
 
     /// Serves a member's pull of a job stream: durable entries from `from`

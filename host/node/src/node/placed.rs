@@ -21,8 +21,13 @@ const SCHEDULE_EVERY: Duration = Duration::from_millis(200);
 /// entries written with it.
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// A job's placement and backups, as its fetches here were started for.
-pub(super) type Wiring = (BTreeMap<String, NodeId>, BTreeMap<String, NodeId>);
+/// A job's placement, backups and replicas, as its fetches here were
+/// started for.
+pub(super) type Wiring = (
+    BTreeMap<String, NodeId>,
+    BTreeMap<String, NodeId>,
+    BTreeMap<String, BTreeSet<NodeId>>,
+);
 
 /// The fetch tasks of each placed job: name → (id, tasks, wiring).
 pub(super) type Fetchers = Mutex<HashMap<String, (u64, Vec<tokio::task::JoinHandle<()>>, Wiring)>>;
@@ -60,10 +65,11 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
         modules: job.spec.modules.clone(),
         parallelism: job.spec.parallelism,
         // A duplicate of a drained member's vertex runs here instead of
-        // its backup.
+        // its backup; a replica runs beside the vertex.
         only: Some(
             job.on(me)
                 .chain(job.duplicated_on(me))
+                .chain(job.replicated_on(me))
                 .map(str::to_string)
                 .collect(),
         ),
@@ -73,6 +79,7 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
                 .map(str::to_string)
                 .collect(),
         ),
+        replicas: Some(job.replicated_on(me).map(str::to_string).collect()),
     }
 }
 
@@ -155,6 +162,11 @@ impl Node {
             parallelism,
             modules: record.modules.clone(),
             origin: cluster.id(),
+            replicate: vertices
+                .iter()
+                .filter(|v| v.replicate > 1)
+                .map(|v| (v.name.clone(), v.replicate))
+                .collect(),
             vertices: vertices.into_iter().map(|v| v.name).collect(),
             // Drawn once: a retry of this write carries the same number.
             nonce: nonce(&record.name),
@@ -232,10 +244,10 @@ impl Node {
         let mut answers = vec![(me, self.jobs.status(None).map_err(|e| format!("{e:#}")))];
         let certs = self.peer_certs.get().cloned();
         for (member, m) in &metadata.members {
-            let runs = metadata
-                .jobs
-                .values()
-                .any(|j| wanted(&j.spec.name) && j.on(*member).next().is_some());
+            let runs = metadata.jobs.values().any(|j| {
+                wanted(&j.spec.name)
+                    && (j.on(*member).next().is_some() || j.replicated_on(*member).next().is_some())
+            });
             if *member == me || !runs {
                 continue;
             }
@@ -276,10 +288,18 @@ impl Node {
                         let reported: BTreeSet<String> =
                             status.vertices.iter().map(|v| v.name.clone()).collect();
                         let count = status.vertices.len();
+                        let job = metadata.jobs.get(&status.name).filter(|_| placed);
                         entry
                             .vertices
                             .extend(status.vertices.into_iter().map(|mut v| {
                                 v.member = placed.then_some(member);
+                                // An instance beside the vertex, not what
+                                // readers elsewhere read.
+                                if job.is_some_and(|j| {
+                                    j.replicas.get(&v.name).is_some_and(|r| r.contains(&member))
+                                }) {
+                                    v.role = format!("{} replica", v.role);
+                                }
                                 v
                             }));
                         // Vertices just moved to the member, which has not
@@ -563,7 +583,11 @@ impl Node {
             let record = record_of(job, me);
             let mine = record.only.clone().unwrap_or_default();
             let backs = record.backs.clone().unwrap_or_default();
-            let wiring: Wiring = (job.placement.clone(), job.backups.clone());
+            let wiring: Wiring = (
+                job.placement.clone(),
+                job.backups.clone(),
+                job.replicas.clone(),
+            );
             let wired = lock(&self.fetchers)
                 .get(name)
                 .is_some_and(|(id, _, w)| *id == job.id && *w == wiring);
@@ -626,11 +650,28 @@ impl Node {
         let mine = record.only.clone().unwrap_or_default();
         let backs = record.backs.clone().unwrap_or_default();
         let placed = |v: &str| job.placement.get(v).copied();
+        // The members that pull `stream` for their instance of `reader`:
+        // those running one but no instance of the stream's writer.
+        let pulling = |reader: &str, stream: &str| {
+            let writers = job.instances(stream);
+            let mut readers = job.instances(reader);
+            readers.retain(|m| *m != me && !writers.contains(m));
+            readers
+        };
+        // The members running replicas of `writer`, told how far a copy
+        // here holds its stream.
+        let replicas = |writer: &str| -> Vec<NodeId> {
+            let own = placed(writer);
+            job.instances(writer)
+                .into_iter()
+                .filter(|m| *m != me && Some(*m) != own)
+                .collect()
+        };
         let mut fetches = Vec::new();
         let mut seen = BTreeSet::new();
         for v in &vertices {
             for stream in &v.reads {
-                // A duplicate here writes what the readers here read.
+                // A duplicate or replica here writes what the readers here read.
                 let writer = match mine.contains(stream) {
                     true => Some(me),
                     false => placed(stream),
@@ -643,13 +684,14 @@ impl Node {
                         stream: full,
                         writer: Writer::Vertex(stream.clone()),
                         reader: reader_name(record, stream, me),
+                        replicas: replicas(stream),
                     });
-                } else if writer == Some(me)
-                    && let Some(reader) = placed(&v.name).filter(|m| *m != me)
-                {
+                } else if writer == Some(me) {
                     // Nothing a remote copy lacks is collected before it asks.
                     let id = self.streams.info(&full)?.id;
-                    self.jobs.hold(id, &reader_name(record, stream, reader), 0);
+                    for reader in pulling(&v.name, stream) {
+                        self.jobs.hold(id, &reader_name(record, stream, reader), 0);
+                    }
                 }
             }
         }
@@ -663,6 +705,7 @@ impl Node {
                     stream: stream.clone(),
                     writer: Writer::Ingest(stream.clone()),
                     reader: reader_name(record, stream, me),
+                    replicas: Vec::new(),
                 });
             }
         }
@@ -677,8 +720,7 @@ impl Node {
             let mut keep: BTreeSet<String> = vertices
                 .iter()
                 .filter(|r| r.reads.contains(&v.name))
-                .filter_map(|r| placed(&r.name))
-                .filter(|m| *m != me)
+                .flat_map(|r| pulling(&r.name, &v.name))
                 .map(|m| reader_name(record, &v.name, m))
                 .collect();
             for full in [stream.clone(), format!("{stream}.dead")] {
@@ -705,6 +747,7 @@ impl Node {
                         reader: backup_reader(&full, me),
                         stream: full,
                         writer: Writer::Vertex(v.name.clone()),
+                        replicas: Vec::new(),
                     });
                 }
             }

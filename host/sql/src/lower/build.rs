@@ -28,6 +28,8 @@ pub(super) struct Build {
     pub(super) parallelism: usize,
     /// Per input, the key columns that partition it (empty: not split).
     pub(super) partition: Vec<PartitionKeys>,
+    /// Instances of each of its rVertices in a cluster.
+    pub(super) replicate: usize,
 }
 
 impl Build {
@@ -52,6 +54,7 @@ impl Build {
             udf: None,
             parallelism: 1,
             partition: Vec::new(),
+            replicate: 1,
         }
     }
 
@@ -111,6 +114,7 @@ impl Build {
                 recovery: Recovery::default(),
                 parallelism: self.parallelism,
                 partition: self.partition,
+                replicate: self.replicate,
             };
         }
         if self.union {
@@ -121,6 +125,7 @@ impl Build {
                 recovery: Recovery::default(),
                 parallelism: 1,
                 partition: Vec::new(),
+                replicate: self.replicate,
             };
         }
         let describe = self.describe();
@@ -136,6 +141,7 @@ impl Build {
             udf: _,
             parallelism,
             partition,
+            replicate,
         } = self;
         let pipeline_describe = describe.clone();
         let make = Arc::new(move || -> Result<Box<dyn TemporalOp>, String> {
@@ -159,6 +165,7 @@ impl Build {
             recovery: Recovery::default(),
             parallelism,
             partition,
+            replicate,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! A query statement: its window, lifetime and parallelism clauses taken
-//! out, the rest parsed by `sqlparser`.
+//! A query statement: its window, lifetime, parallelism and replicate
+//! clauses taken out, the rest parsed by `sqlparser`.
 
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -31,6 +31,28 @@ pub(crate) fn parallelism(c: &mut Cursor<'_>) -> Result<usize, ScriptError> {
     }
 }
 
+/// A replication: a whole number from 1 to [`weir_core::plan::MAX_REPLICATE`].
+pub(crate) fn replicate(c: &mut Cursor<'_>) -> Result<usize, ScriptError> {
+    let at = c.at();
+    let most = weir_core::plan::MAX_REPLICATE;
+    match c.peek().map(|t| t.token.clone()) {
+        Some(Token::Number(n, _)) => {
+            c.pos += 1;
+            match n.parse::<usize>() {
+                Ok(n) if (1..=most).contains(&n) => Ok(n),
+                _ => Err(error(
+                    c.file,
+                    at,
+                    format!(
+                        "replicate {n}: expected a whole number from 1 to {most} (instances of each rVertex, on different members of a cluster)"
+                    ),
+                )),
+            }
+        }
+        _ => c.fail("a number of instances (a whole number, e.g. 2)"),
+    }
+}
+
 impl Cursor<'_> {
     /// A cursor over the arguments of the clause whose `WITH` is token `i`.
     fn clause(&self, i: usize) -> Cursor<'_> {
@@ -51,6 +73,7 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
     let mut point_at = None;
     let mut limit_by = Vec::new();
     let mut parallelism_clause = None;
+    let mut replicate_clause = None;
     let mut depth = 0;
     let mut i = c.pos;
     while i < c.tokens.len() {
@@ -102,6 +125,20 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
                     }
                     let mut w = c.clause(i);
                     parallelism_clause = Some((parallelism(&mut w)?, clause_at));
+                    c.tokens.drain(i..i + 2 + w.pos);
+                    continue;
+                }
+                if kind == "REPLICATE" {
+                    let clause_at = c.tokens[i].span.start;
+                    if replicate_clause.is_some() {
+                        return Err(error(
+                            c.file,
+                            clause_at,
+                            "a query has one replicate clause".into(),
+                        ));
+                    }
+                    let mut w = c.clause(i);
+                    replicate_clause = Some((replicate(&mut w)?, clause_at));
                     c.tokens.drain(i..i + 2 + w.pos);
                     continue;
                 }
@@ -191,6 +228,7 @@ pub(super) fn select(mut c: Cursor<'_>, name: String, at: Location) -> Result<Se
         point_at,
         limit_by,
         parallelism: parallelism_clause,
+        replicate: replicate_clause,
         at,
     })
 }

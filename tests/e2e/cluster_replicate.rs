@@ -1,0 +1,171 @@
+//! A replicated stage (`WITH REPLICATE 2`) in a cluster of real `weir node`
+//! processes: each of its rVertices runs on two members, and the loss of a
+//! member with its disk moves the ones it ran to their other instance,
+//! which runs on without a restart; the output is byte for byte what
+//! `weir run` writes.
+
+use serde_json::Value;
+use weir::testkit::udf_component;
+
+use super::cluster::{id_at, member_logs, members, until};
+use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
+use super::node::{cluster, write};
+use super::stderr;
+
+/// The replicated stages' vertices: `Counts`, its partitions and copies.
+fn replicated(vertex: &str) -> bool {
+    vertex == "Counts" || vertex.starts_with("Counts__")
+}
+
+#[test]
+fn a_replicated_stage_loses_a_member_and_its_disk_without_a_restart() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = three(d);
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 100000, rate => 20000, pace => 1");
+    let path = d.join(format!("{q}.wsql"));
+    let text = std::fs::read_to_string(&path).expect("script");
+    let script = text.replace("HOPPING(10s, 2s);", "HOPPING(10s, 2s) WITH REPLICATE 2;");
+    assert_ne!(script, text, "q5 has a hopping aggregate to replicate");
+    std::fs::write(&path, script).expect("script");
+    let want = offline(d, q);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let leader = up["coordinator"].as_u64().expect("coordinator");
+    let victim = nodes
+        .iter()
+        .position(|n| id_at(&up, &n.addr) != leader)
+        .expect("a member to lose");
+    let lost = id_at(&up, &nodes[victim].addr);
+    let per_member = submit(d, &nodes[(victim + 1) % 3], q);
+    let total: usize = per_member.iter().sum();
+    // Each replicated vertex runs on two members, one of them marked as
+    // its replica.
+    let running = until(
+        d,
+        &nodes[0],
+        "every replicated vertex on two members",
+        |s| {
+            let v = vertices(s, q);
+            let names: std::collections::BTreeSet<&String> = v
+                .iter()
+                .filter(|(_, n, _)| replicated(n))
+                .map(|(_, n, _)| n)
+                .collect();
+            let replicas = members(s)
+                .iter()
+                .flat_map(|m| m["vertices"].as_array().cloned().unwrap_or_default())
+                .filter(|v| v["job"] == q && v["replica"] == true)
+                .count();
+            !names.is_empty()
+                && replicas == names.len()
+                && names.iter().all(|n| {
+                    v.iter()
+                        .filter(|(_, name, state)| name == *n && state == "running")
+                        .count()
+                        == 2
+                })
+        },
+    );
+    let on_victim = vertices(&running, q)
+        .into_iter()
+        .filter(|(m, n, _)| *m == lost && replicated(n))
+        .count();
+    assert!(on_victim > 0, "the lost member runs replicated vertices");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    nodes.remove(victim).kill9();
+    std::fs::remove_dir_all(d.join(["d1", "d2", "d3"][victim])).expect("delete its disk");
+    let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
+    assert!(partial.len() < want.len(), "lost mid-run");
+    until(
+        d,
+        &nodes[0],
+        "every vertex finished on a survivor",
+        |s: &Value| {
+            let v = vertices(s, q);
+            assert!(
+                v.iter().all(|(_, _, state)| state != "failed"),
+                "{q}: a vertex failed: {v:?}"
+            );
+            v.len() >= total
+                && v.iter()
+                    .all(|(m, _, state)| *m != lost && state == "finished")
+        },
+    );
+    let got = finished_output(d, &nodes[0], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output after losing member {lost} differs from weir run's"
+    );
+    // The lost member's replicated vertices ran on where their replicas
+    // were: none started again from a snapshot.
+    let logs = member_logs(d);
+    let promoted: Vec<&str> = logs
+        .lines()
+        .filter_map(|l| l.split("(their member went), running on: ").nth(1))
+        .filter_map(|l| l.split(" job=").next())
+        .flat_map(|l| l.split(", "))
+        .map(str::trim)
+        .collect();
+    assert!(
+        !promoted.is_empty() && promoted.iter().all(|v| replicated(v)),
+        "{q}: no replica ran on as its vertex: {promoted:?}\n{logs}"
+    );
+}
+
+/// A replicated UDF reducer runs its copies on two members each and
+/// writes what `weir run` writes; a change to the stage is refused, naming
+/// it, and the job runs on untouched.
+#[test]
+fn a_change_to_a_replicated_stage_is_refused_and_the_job_runs_on() {
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    let script = |generator: &str| {
+        write(
+            d,
+            "tally.wsql",
+            &format!(
+                "Bid = INPUT NEXMARK BID ({generator});\n\
+                 sales = SELECT date_time AS ts, CAST(bidder % 50 AS VARCHAR) AS user, price AS amount FROM Bid;\n\
+                 TallyV1 = COMPONENT \"{}\" WITH (factor = 3, poison = 777);\n\
+                 tally = REDUCE sales ON user USING TallyV1 WITH REPLICATE 2;\n\
+                 OUTPUT tally TO \"out/tally.jsonl\";\n",
+                udf_component("tally_v1").display()
+            ),
+        )
+    };
+    script("events => 4000, rate => 1000");
+    let want = offline(d, "tally");
+    script("events => 4000, rate => 1000, pace => 1");
+    submit(d, &nodes[0], "tally");
+    job_status(d, &nodes[1], "tally", |s| {
+        let replicas = s["vertices"].as_array().map_or(0, |vs| {
+            vs.iter()
+                .filter(|v| {
+                    v["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("tally__p"))
+                        && v["role"] == "stage replica"
+                })
+                .count()
+        });
+        replicas == 6
+    });
+    let v2 = udf_component("tally_v2").display().to_string();
+    let out = nodes[2].weir(
+        d,
+        &["udf", "deploy", &v2, "--job", "tally", "--stage", "tally"],
+    );
+    assert!(
+        !out.status.success(),
+        "a deploy to a replicated stage is refused"
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains("change to job `tally` stage `tally` refused: the stage runs replicated"),
+        "{said}"
+    );
+    let got = finished_output(d, &nodes[0], "tally", |s| s["state"] != "running");
+    assert!(got == want, "the replicated tally differs from weir run's");
+}
