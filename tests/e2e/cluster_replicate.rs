@@ -9,7 +9,7 @@ use weir::testkit::udf_component;
 
 use super::cluster::{id_at, member_logs, members, until};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
-use super::node::{cluster, write};
+use super::node::{cluster, ok, write};
 use super::stderr;
 
 /// The replicated stages' vertices: `Counts`, its partitions and copies.
@@ -72,7 +72,40 @@ fn a_replicated_stage_loses_a_member_and_its_disk_without_a_restart() {
         .filter(|(m, n, _)| *m == lost && replicated(n))
         .count();
     assert!(on_victim > 0, "the lost member runs replicated vertices");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The member running the replica of `Counts__1` keeps its stream for
+    // the member that reads it from the vertex's member, only as far as
+    // that one says it still needs: it collects the rest.
+    let replica_of = |s: &Value, vertex: &str| {
+        members(s).iter().find_map(|m| {
+            let listed = m["vertices"]
+                .as_array()?
+                .iter()
+                .any(|v| v["job"] == q && v["vertex"] == vertex && v["replica"] == true);
+            listed.then(|| m["id"].as_u64()).flatten()
+        })
+    };
+    let holder = replica_of(&running, "Counts__1").expect("a replica of Counts__1");
+    let node = nodes
+        .iter()
+        .find(|n| id_at(&up, &n.addr) == holder)
+        .expect("its member");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let list = ok(&node.weir(d, &["stream", "list"]));
+        let low = list
+            .lines()
+            .find_map(|l| l.strip_prefix("q5@1.Counts__1\tseq "))
+            .and_then(|range| range.split("..").next()?.parse::<u64>().ok());
+        if low.is_some_and(|l| l > 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica's member never collected its copy of Counts__1:\n{list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     nodes.remove(victim).kill9();
     std::fs::remove_dir_all(d.join(["d1", "d2", "d3"][victim])).expect("delete its disk");
     let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
