@@ -51,6 +51,9 @@ pub struct RecoveryArgs {
     /// Drain the member instead of killing it.
     #[arg(long)]
     drain: bool,
+    /// Every query stage replicated this many times (`WITH REPLICATE K`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=3))]
+    replicate: Option<u32>,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -76,6 +79,8 @@ struct Round {
 #[derive(Debug, Serialize)]
 struct Report {
     query: String,
+    /// Instances of each query stage's vertices.
+    replicate: u32,
     /// `kill -9` or `drain`.
     how: &'static str,
     parallelism: u32,
@@ -102,7 +107,7 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
     // Long enough to outlast the kill and the recovery several times over.
     let events = args.rate * (args.kill_after.as_secs() + 20);
     let params = format!("events => {events}, rate => {}, pace => 1", args.rate);
-    let script = super::spread::script(&args.queries, &args.query, &work, &params)?;
+    let script = super::spread::script(&args.queries, &args.query, &work, &params, args.replicate)?;
     let runtime = super::cluster::runtime()?;
     let certs = CertDir::new(&work.join("certs"));
     let mut rounds = Vec::new();
@@ -130,6 +135,7 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
     let stalls: Vec<f64> = rounds.iter().map(|r| r.stall_ms).collect();
     let report = Report {
         query: args.query.clone(),
+        replicate: args.replicate.unwrap_or(1),
         how,
         parallelism: args.parallelism,
         rate: args.rate,
@@ -146,8 +152,12 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds of {how}: the member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max); their readers elsewhere read nothing new for at most {:.0} ms (median), {:.0} ms (max), against {:.0} ms before",
+            "{}{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds of {how}: the member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max); their readers elsewhere read nothing new for at most {:.0} ms (median), {:.0} ms (max), against {:.0} ms before",
             report.query,
+            match report.replicate {
+                1 => String::new(),
+                k => format!(" (every stage replicated {k}×)"),
+            },
             report.parallelism,
             report.rate,
             report.heartbeat_timeout_ms,

@@ -2,7 +2,9 @@
 //! node and on a cluster of local nodes (its vertices placed over them, the
 //! streams between members pulled over QUIC); prints the time from submit
 //! to the job's end, events per second and the CPU time of all node
-//! processes per event, and checks both write the same bytes.
+//! processes per event, and checks both write the same bytes. With
+//! `--replicate K`, a third run on the cluster has every query stage
+//! replicated K times: the cost of `replicate = K`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,6 +34,10 @@ pub struct SpreadArgs {
     /// The queries' directory.
     #[arg(long, default_value = "examples/nexmark")]
     queries: PathBuf,
+    /// Also run the cluster with every query stage replicated this many
+    /// times (`WITH REPLICATE K`), up to the members.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=8))]
+    replicate: Option<u32>,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -41,6 +47,8 @@ pub struct SpreadArgs {
 #[derive(Debug, Serialize)]
 struct Run {
     nodes: u32,
+    /// Instances of each query stage's vertices.
+    replicate: u32,
     seconds: f64,
     events_per_s: f64,
     cpu_seconds: f64,
@@ -57,6 +65,11 @@ struct Report {
     cpu_ratio: f64,
     /// The cluster's time over the single node's.
     time_ratio: f64,
+    /// With `--replicate`: the replicated cluster's CPU per event over the
+    /// cluster's without replicas.
+    replicate_cpu_ratio: Option<f64>,
+    /// With `--replicate`: its time over the cluster's without replicas.
+    replicate_time_ratio: Option<f64>,
     same_output: bool,
 }
 
@@ -67,27 +80,53 @@ const PATIENCE: Duration = Duration::from_secs(1800);
 pub fn spread(args: SpreadArgs) -> anyhow::Result<()> {
     let (work, _clean) = cluster_scratch("bench-cluster")?;
     let size = format!("events => {}, rate => 10000, pace => 0", args.events);
-    let script = script(&args.queries, &args.query, &work, &size)?;
+    let mut plans = vec![(1, None), (args.members, None)];
+    if let Some(k) = args.replicate {
+        if k > args.members {
+            bail!(
+                "--replicate {k}: more instances than the {} members",
+                args.members
+            );
+        }
+        plans.push((args.members, Some(k)));
+    }
     let mut runs = Vec::new();
     let mut outputs = Vec::new();
-    for nodes in [1, args.members] {
-        let (run, output) = one_run(&args, &work, &script, nodes)?;
+    for (nodes, replicate) in plans {
+        // The same file for each run: the job's name and output are its.
+        let script = script(&args.queries, &args.query, &work, &size, replicate)?;
+        let (mut run, output) = one_run(&args, &work, &script, nodes)?;
+        run.replicate = replicate.unwrap_or(1);
         if !args.json {
             println!(
-                "{} node(s): {:.2} s, {:.0} events/s, {:.2} CPU-s, {:.2} CPU-µs per event",
-                run.nodes, run.seconds, run.events_per_s, run.cpu_seconds, run.cpu_us_per_event
+                "{} node(s){}: {:.2} s, {:.0} events/s, {:.2} CPU-s, {:.2} CPU-µs per event",
+                run.nodes,
+                if run.replicate > 1 {
+                    format!(", every stage replicated {}×", run.replicate)
+                } else {
+                    String::new()
+                },
+                run.seconds,
+                run.events_per_s,
+                run.cpu_seconds,
+                run.cpu_us_per_event
             );
         }
         runs.push(run);
         outputs.push(output);
     }
     let same_output = outputs.windows(2).all(|w| w[0] == w[1]);
+    let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
     let report = Report {
         query: args.query.clone(),
         events: args.events,
         parallelism: args.parallelism,
-        cpu_ratio: runs[1].cpu_us_per_event / runs[0].cpu_us_per_event.max(f64::MIN_POSITIVE),
-        time_ratio: runs[1].seconds / runs[0].seconds.max(f64::MIN_POSITIVE),
+        cpu_ratio: ratio(runs[1].cpu_us_per_event, runs[0].cpu_us_per_event),
+        time_ratio: ratio(runs[1].seconds, runs[0].seconds),
+        replicate_cpu_ratio: runs
+            .get(2)
+            .map(|r| ratio(r.cpu_us_per_event, runs[1].cpu_us_per_event)),
+        replicate_time_ratio: runs.get(2).map(|r| ratio(r.seconds, runs[1].seconds)),
         runs,
         same_output,
     };
@@ -101,6 +140,12 @@ pub fn spread(args: SpreadArgs) -> anyhow::Result<()> {
             report.cpu_ratio,
             if same_output { "identical" } else { "DIFFERS" }
         );
+        if let (Some(time), Some(cpu)) = (report.replicate_time_ratio, report.replicate_cpu_ratio) {
+            println!(
+                "replicated / not, on {} nodes: time x{time:.2}, CPU per event x{cpu:.2}",
+                args.members
+            );
+        }
     }
     if !same_output {
         bail!("the cluster's output differs from the single node's");
@@ -115,6 +160,7 @@ pub(super) fn script(
     query: &str,
     work: &Path,
     params: &str,
+    replicate: Option<u32>,
 ) -> anyhow::Result<PathBuf> {
     let dir = std::fs::canonicalize(queries)
         .with_context(|| format!("the queries' directory {}", queries.display()))?;
@@ -125,12 +171,49 @@ pub(super) fn script(
     if !text.contains(size) {
         bail!("{}: no `{size}` to set the size with", file.display());
     }
-    let text = text
+    let mut text = text
         .replace(size, params)
         .replace("\"../", &format!("\"{}/../", dir.display()));
+    if let Some(k) = replicate {
+        text = replicated(&text, k);
+    }
     let path = work.join(format!("{query}.wsql"));
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// `text` with `WITH REPLICATE k` at the end of each query, `PROCESS` and
+/// `REDUCE` statement (a statement ends at a line whose code, before any
+/// `--` comment, ends with `;`).
+fn replicated(text: &str, k: u32) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut statement = String::new();
+    for line in text.lines() {
+        let code = line.split("--").next().unwrap_or_default();
+        statement.push_str(code);
+        let ends = code.trim_end().ends_with(';');
+        let query = ["SELECT", "PROCESS", "REDUCE"].iter().any(|w| {
+            statement
+                .split_once('=')
+                .is_some_and(|(_, rest)| rest.trim_start().to_ascii_uppercase().starts_with(w))
+        });
+        match (ends, query) {
+            (true, true) => {
+                let at = code.rfind(';').unwrap_or(line.len());
+                out.push_str(&format!(
+                    "{} WITH REPLICATE {k}{}",
+                    &line[..at],
+                    &line[at..]
+                ));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+        if ends {
+            statement.clear();
+        }
+    }
+    out
 }
 
 /// Runs the job on `nodes` fresh nodes; returns the run and its output.
@@ -191,6 +274,7 @@ fn one_run(
     Ok((
         Run {
             nodes,
+            replicate: 1,
             seconds,
             events_per_s: events / seconds,
             cpu_seconds: cpu,
@@ -224,4 +308,25 @@ async fn finished(certs: &CertDir, addr: &str, job: &str) -> anyhow::Result<()> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("job `{job}` did not finish within {PATIENCE:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_query_statement_and_only_those_get_the_replicate_clause() {
+        let text = "-- a comment; with a semicolon\n\
+                    Bid = INPUT NEXMARK BID (events => 10);\n\
+                    Counts = SELECT auction, COUNT(*) AS num\n  FROM Bid WITH HOPPING(10s, 2s); -- per window; each\n\
+                    T = REDUCE Counts ON auction USING C;\n\
+                    OUTPUT Counts TO \"out/q.jsonl\";\n";
+        let got = super::replicated(text, 2);
+        assert_eq!(
+            got,
+            "-- a comment; with a semicolon\n\
+             Bid = INPUT NEXMARK BID (events => 10);\n\
+             Counts = SELECT auction, COUNT(*) AS num\n  FROM Bid WITH HOPPING(10s, 2s) WITH REPLICATE 2; -- per window; each\n\
+             T = REDUCE Counts ON auction USING C WITH REPLICATE 2;\n\
+             OUTPUT Counts TO \"out/q.jsonl\";\n"
+        );
+    }
 }
