@@ -74,6 +74,8 @@ struct Round {
     stall_ms: f64,
     /// The same over [`AFTER`] before the kill.
     stall_before_ms: f64,
+    /// The vertex that was last to write past where it stood.
+    last: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,11 +118,12 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         let measured = one_round(&args, &work, &script, round, &certs, &runtime)?;
         if !args.json {
             eprintln!(
-                "round {round}: {how} of member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms; their readers elsewhere read nothing new for at most {:.0} ms (before: {:.0} ms)",
+                "round {round}: {how} of member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms (the last: {}); their readers elsewhere read nothing new for at most {:.0} ms (before: {:.0} ms)",
                 measured.member,
                 measured.vertices,
                 measured.moved_ms,
                 measured.resumed_ms,
+                measured.last,
                 measured.stall_ms,
                 measured.stall_before_ms
             );
@@ -260,6 +263,8 @@ fn one_round(
             nodes[at].0.0.kill()?;
         }
         let mut moved = None;
+        // The vertex that was last to write past where it stood.
+        let mut last = String::new();
         while killed.elapsed() < PATIENCE {
             let mut now = BTreeMap::new();
             for client in &clients {
@@ -270,9 +275,17 @@ fn one_round(
             if moved.is_none() && before.keys().all(|v| here(v).is_some()) {
                 moved = Some(killed.elapsed());
             }
-            let past = before.iter().all(|(v, (_, pos))| {
-                here(v).is_some_and(|(state, p)| state == "finished" || p > pos)
-            });
+            let behind: Vec<&String> = before
+                .iter()
+                .filter(|(v, (_, pos))| {
+                    !here(v).is_some_and(|(state, p)| state == "finished" || p > pos)
+                })
+                .map(|(v, _)| v)
+                .collect();
+            if let [v] = behind.as_slice() {
+                last = (*v).clone();
+            }
+            let past = behind.is_empty();
             if let (Some(moved), true) = (moved, past) {
                 let resumed = killed.elapsed();
                 while killed.elapsed() < resumed + AFTER {
@@ -289,6 +302,7 @@ fn one_round(
                     resumed_ms: resumed.as_secs_f64() * 1e3,
                     stall_ms: stall.longest.as_secs_f64() * 1e3,
                     stall_before_ms: before_stall.longest.as_secs_f64() * 1e3,
+                    last,
                 });
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

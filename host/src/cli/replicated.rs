@@ -131,7 +131,7 @@ fn requests(events: u64, batch: u64) -> Vec<Vec<u8>> {
 }
 
 /// Bytes sent over the loopback interface so far.
-fn loopback_bytes() -> anyhow::Result<u64> {
+pub(super) fn loopback_bytes() -> anyhow::Result<u64> {
     let path = "/sys/class/net/lo/statistics/tx_bytes";
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     text.trim()

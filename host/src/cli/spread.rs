@@ -53,6 +53,9 @@ struct Run {
     events_per_s: f64,
     cpu_seconds: f64,
     cpu_us_per_event: f64,
+    /// Bytes sent over the loopback interface per event, by everything on
+    /// the machine while the job ran.
+    loopback_bytes_per_event: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,11 +98,12 @@ pub fn spread(args: SpreadArgs) -> anyhow::Result<()> {
     for (nodes, replicate) in plans {
         // The same file for each run: the job's name and output are its.
         let script = script(&args.queries, &args.query, &work, &size, replicate)?;
-        let (mut run, output) = one_run(&args, &work, &script, nodes)?;
-        run.replicate = replicate.unwrap_or(1);
+        let k = replicate.unwrap_or(1);
+        let (mut run, output) = one_run(&args, &work, &script, (nodes, k))?;
+        run.replicate = k;
         if !args.json {
             println!(
-                "{} node(s){}: {:.2} s, {:.0} events/s, {:.2} CPU-s, {:.2} CPU-µs per event",
+                "{} node(s){}: {:.2} s, {:.0} events/s, {:.2} CPU-s, {:.2} CPU-µs and {:.0} loopback bytes per event",
                 run.nodes,
                 if run.replicate > 1 {
                     format!(", every stage replicated {}×", run.replicate)
@@ -109,7 +113,8 @@ pub fn spread(args: SpreadArgs) -> anyhow::Result<()> {
                 run.seconds,
                 run.events_per_s,
                 run.cpu_seconds,
-                run.cpu_us_per_event
+                run.cpu_us_per_event,
+                run.loopback_bytes_per_event
             );
         }
         runs.push(run);
@@ -221,11 +226,12 @@ fn one_run(
     args: &SpreadArgs,
     work: &Path,
     script: &Path,
-    nodes: u32,
+    (nodes, replicate): (u32, u32),
 ) -> anyhow::Result<(Run, Vec<u8>)> {
     let mut started: Vec<(Killed, String)> = Vec::new();
     for i in 1..=nodes {
-        let data = format!("n{nodes}-d{i}");
+        // Each run on fresh data directories.
+        let data = format!("n{nodes}-r{replicate}-d{i}");
         let mut a = vec![
             "--data",
             data.as_str(),
@@ -255,6 +261,7 @@ fn one_run(
         .args(["--node", &addrs[0], "--certs", "certs"])
         .current_dir(work)
         .output()?;
+    let traffic = super::replicated::loopback_bytes()?;
     let begun = Instant::now();
     if !submit.status.success() {
         bail!(
@@ -264,6 +271,7 @@ fn one_run(
     }
     runtime.block_on(finished(&certs, &addrs[0], &args.query))?;
     let seconds = begun.elapsed().as_secs_f64();
+    let traffic = super::replicated::loopback_bytes()? - traffic;
     let mut cpu = 0.0;
     for (node, _) in &started {
         cpu += cpu_seconds(Some(node.0.id()))?;
@@ -279,6 +287,7 @@ fn one_run(
             events_per_s: events / seconds,
             cpu_seconds: cpu,
             cpu_us_per_event: cpu * 1e6 / events,
+            loopback_bytes_per_event: traffic as f64 / events,
         },
         bytes,
     ))
