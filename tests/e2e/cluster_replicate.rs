@@ -17,13 +17,28 @@ fn replicated(vertex: &str) -> bool {
     vertex == "Counts" || vertex.starts_with("Counts__")
 }
 
+/// A member that is not the coordinator's, lost with its disk mid-run.
 #[test]
 fn a_replicated_stage_loses_a_member_and_its_disk_without_a_restart() {
+    lose_a_member_running_replicas(false);
+}
+
+/// The coordinator's member lost with its disk mid-run: a new coordinator
+/// moves its vertices to their replicas.
+#[test]
+fn a_replicated_stage_loses_the_coordinators_member_without_a_restart() {
+    lose_a_member_running_replicas(true);
+}
+
+/// Runs q5 with its aggregate replicated twice over three members, and
+/// kills the coordinator's member (`coordinator`) or another mid-run,
+/// deleting its data directory.
+fn lose_a_member_running_replicas(coordinator: bool) {
     let dir = cluster();
     let d = dir.path();
     let mut nodes = three(d);
     let q = "q5";
-    super::nexmark_queries::example(d, q, "events => 100000, rate => 20000, pace => 1");
+    super::nexmark_queries::example(d, q, "events => 160000, rate => 20000, pace => 1");
     let path = d.join(format!("{q}.wsql"));
     let text = std::fs::read_to_string(&path).expect("script");
     let script = text.replace("HOPPING(10s, 2s);", "HOPPING(10s, 2s) WITH REPLICATE 2;");
@@ -34,7 +49,7 @@ fn a_replicated_stage_loses_a_member_and_its_disk_without_a_restart() {
     let leader = up["coordinator"].as_u64().expect("coordinator");
     let victim = nodes
         .iter()
-        .position(|n| id_at(&up, &n.addr) != leader)
+        .position(|n| (id_at(&up, &n.addr) == leader) == coordinator)
         .expect("a member to lose");
     let lost = id_at(&up, &nodes[victim].addr);
     let per_member = submit(d, &nodes[(victim + 1) % 3], q);
