@@ -1,11 +1,12 @@
 //! `weir node drain`: a member of a cluster of real `weir node` processes
 //! hands every vertex it runs to the member that backs it up (a duplicate
 //! there catches up beside it, then its readers switch), backs up nothing
-//! more, and then stops without changing an output byte.
+//! more, and then stops without changing an output byte. A straggler gets
+//! a duplicate the same way, and whichever catches up first stays.
 
 use serde_json::Value;
 
-use super::cluster::{id_at, member_logs, members, until};
+use super::cluster::{id_at, member_logs, members, until, until_within};
 use super::cluster_jobs::{finished_output, offline, submit, three, vertices};
 use super::node::{cluster, ok};
 use super::stderr;
@@ -94,5 +95,91 @@ fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
     assert!(
         got == want,
         "{q}: the output with member {drained} drained mid-run differs from weir run's"
+    );
+}
+
+/// A copy of q5's aggregate made slow on its member (through the test hook
+/// `WEIR_TEST_SLOW_FILE`: each input entry takes 20 ms there) falls far
+/// behind its peers: the coordinator gives it a duplicate on its backup,
+/// which catches up first, and the copy moves there; the output is byte
+/// for byte what `weir run` writes.
+#[test]
+fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
+    let dir = cluster();
+    let d = dir.path();
+    let first = super::cluster::member_with(
+        d,
+        "d1",
+        "127.0.0.1:0",
+        None,
+        &[("WEIR_TEST_SLOW_FILE", "slow-d1")],
+        super::cluster::TIMEOUT,
+    )
+    .expect("the first node starts");
+    let mut nodes = vec![first];
+    for data in ["d2", "d3"] {
+        let seed = nodes[0].addr.clone();
+        let file = format!("slow-{data}");
+        let env = [("WEIR_TEST_SLOW_FILE", file.as_str())];
+        let joined = super::cluster::member_with(
+            d,
+            data,
+            "127.0.0.1:0",
+            Some(&seed),
+            &env,
+            super::cluster::TIMEOUT,
+        );
+        nodes.push(joined.expect("a node joins"));
+    }
+    let up = until(d, &nodes[2], "three members up", |s| {
+        s["coordinator"].is_u64() && members(s).iter().filter(|m| m["health"] == "up").count() == 3
+    });
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 240000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    submit(d, &nodes[0], q);
+    // A copy of the aggregate on the first member, once it runs.
+    let me = id_at(&up, &nodes[0].addr);
+    let running = until(d, &nodes[0], "the job running", |s| {
+        vertices(s, q)
+            .iter()
+            .any(|(m, v, state)| *m == me && v.starts_with("Counts__p") && state == "running")
+    });
+    let slow = vertices(&running, q)
+        .into_iter()
+        .find(|(m, v, _)| *m == me && v.starts_with("Counts__p"))
+        .map(|(_, v, _)| v)
+        .expect("a copy on the first member");
+    std::fs::write(d.join("slow-d1"), format!("{slow} 20")).expect("the hook's file");
+    let moved = until_within(
+        d,
+        &nodes[0],
+        "the straggler moved to its duplicate's member",
+        std::time::Duration::from_secs(40),
+        |s| {
+            vertices(s, q)
+                .iter()
+                .any(|(m, v, state)| *m != me && *v == slow && state != "starting")
+                && !vertices(s, q)
+                    .iter()
+                    .any(|(m, v, _)| *m == me && *v == slow)
+        },
+    );
+    assert!(!vertices(&moved, q).is_empty());
+    let got = finished_output(d, &nodes[0], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output after the straggler moved differs from weir run's"
+    );
+    let logs = member_logs(d);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("a straggler") && l.contains(&format!("vertex={slow}"))),
+        "no straggler found:\n{logs}"
+    );
+    assert!(
+        logs.lines().any(|l| l.contains("the duplicate caught up")
+            && l.contains(&format!("vertex={slow}"))),
+        "the duplicate did not take over:\n{logs}"
     );
 }

@@ -85,6 +85,12 @@ pub struct ClusterJob {
     /// own member or its backup.
     #[serde(default)]
     pub replicas: BTreeMap<String, BTreeSet<NodeId>>,
+    /// The vertices that fell far behind their stage's peers (stragglers):
+    /// each has a duplicate on its backup ([`ClusterJob::duplicates`]),
+    /// started from the backup's snapshot; whichever catches up with its
+    /// inputs first stays.
+    #[serde(default)]
+    pub stragglers: BTreeSet<String>,
 }
 
 /// Whether the plan's vertex `name` is a sink (`sink{i}`): a sink writes a
@@ -259,11 +265,16 @@ impl Metadata {
             // A duplicate whose vertex moved, or whose member or the
             // vertex's is no longer where it was, goes.
             let placement = &job.placement;
+            let stragglers = &job.stragglers;
             job.duplicates.retain(|v, d| {
                 up.contains(d)
                     && job.backups.get(v) == Some(d)
-                    && placement.get(v).is_some_and(|m| draining.contains(m))
+                    && placement.get(v).is_some_and(|m| {
+                        draining.contains(m) || (stragglers.contains(v) && up.contains(m))
+                    })
             });
+            let duplicates = &job.duplicates;
+            job.stragglers.retain(|v| duplicates.contains_key(v));
             let moves: Vec<(String, NodeId)> = job
                 .placement
                 .iter()
@@ -336,6 +347,7 @@ impl Metadata {
             timelines: BTreeMap::new(),
             duplicates: BTreeMap::new(),
             replicas: BTreeMap::new(),
+            stragglers: BTreeSet::new(),
         };
         job.add_replicas(&up, self.load());
         back(&mut job, &up, &mut self.backup_load());
@@ -366,8 +378,42 @@ impl Metadata {
             return Reply::Unchanged;
         }
         job.duplicates.remove(vertex);
+        job.stragglers.remove(vertex);
         job.placement.insert(vertex.to_string(), member);
         job.backups.remove(vertex);
+        Reply::Done
+    }
+
+    /// Vertex `vertex` of incarnation `id` of job `name` fell far behind
+    /// its stage's peers (`slow`): it gets a duplicate on its backup, if
+    /// that is up, takes work and holds a snapshot of it (a sink or a
+    /// replicated vertex gets none). Or it caught up again first: its
+    /// duplicate goes.
+    pub(crate) fn straggler(&mut self, name: &str, id: u64, vertex: &str, slow: bool) -> Reply {
+        let placeable: Vec<NodeId> = self.placeable().collect();
+        let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
+            return Reply::Unchanged;
+        };
+        if !slow {
+            if job.stragglers.remove(vertex) {
+                job.duplicates.remove(vertex);
+                return Reply::Done;
+            }
+            return Reply::Unchanged;
+        }
+        let Some(backup) = job.backups.get(vertex).copied() else {
+            return Reply::Unchanged;
+        };
+        if is_sink(vertex)
+            || job.duplicates.contains_key(vertex)
+            || job.replicas.contains_key(vertex)
+            || !job.ready.contains(vertex)
+            || !placeable.contains(&backup)
+        {
+            return Reply::Unchanged;
+        }
+        job.stragglers.insert(vertex.to_string());
+        job.duplicates.insert(vertex.to_string(), backup);
         Reply::Done
     }
 

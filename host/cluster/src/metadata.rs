@@ -151,6 +151,19 @@ pub enum Command {
         /// The member running the duplicate.
         member: NodeId,
     },
+    /// A vertex fell far behind its stage's peers (`slow`): it gets a
+    /// duplicate on its backup, and whichever catches up first stays; or
+    /// it caught up first, and its duplicate goes.
+    Straggler {
+        /// The job.
+        name: String,
+        /// Its incarnation.
+        id: u64,
+        /// The vertex.
+        vertex: String,
+        /// Behind (`true`), or caught up again (`false`).
+        slow: bool,
+    },
     /// An ingest stream is created: two members are chosen to hold it.
     CreateStream(crate::streams::StreamSpec),
     /// A new holder of an ingest stream holds every entry its primary
@@ -334,6 +347,12 @@ impl Metadata {
                 vertex,
                 member,
             } => self.switch(name, *id, vertex, *member),
+            Command::Straggler {
+                name,
+                id,
+                vertex,
+                slow,
+            } => self.straggler(name, *id, vertex, *slow),
             Command::CreateStream(spec) => self.create_stream(spec),
             Command::StreamReady { name, member } => self.stream_ready(name, *member),
             Command::CancelJob { name } => match self.jobs.remove(name) {

@@ -44,6 +44,7 @@ mod ingest;
 mod logs;
 mod placed;
 mod replicate;
+mod stragglers;
 mod turns;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
@@ -68,6 +69,8 @@ pub struct Node {
     primaries: Arc<turns::Turns>,
     /// Connections to other members (requests passed on, batches of ingest streams), by address.
     passes: Arc<std::sync::Mutex<std::collections::HashMap<String, weir_net::protocol::Client>>>,
+    /// As the coordinator: the vertices seen far behind their stage's peers.
+    behind: Arc<std::sync::Mutex<stragglers::Behind>>,
 }
 
 /// Where a node keeps its database.
@@ -118,6 +121,7 @@ impl Node {
             peer_certs: Arc::default(),
             primaries: Arc::default(),
             passes: Arc::default(),
+            behind: Arc::default(),
         })
     }
 

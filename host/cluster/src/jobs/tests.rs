@@ -384,3 +384,79 @@ fn a_copy_timeline_grows_only_from_its_member() {
     ));
     assert_eq!(m.jobs["j"].timelines["v0"].patches, two);
 }
+
+#[test]
+fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_stays() {
+    let mut m = Metadata::default();
+    for id in 1..=3 {
+        m.apply(&Command::Join {
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            id: Some(id),
+            nonce: id,
+        });
+    }
+    m.apply(&Command::SubmitJob(spec("j", 6)));
+    let slow = |v: &str, slow| Command::Straggler {
+        name: "j".into(),
+        id: 1,
+        vertex: v.into(),
+        slow,
+    };
+    // Not before its backup holds a snapshot of it.
+    assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
+    let (own, backup) = (m.jobs["j"].placement["v0"], m.jobs["j"].backups["v0"]);
+    m.apply(&Command::BackupReady {
+        name: "j".into(),
+        id: 1,
+        vertices: vec!["v0".into()],
+        member: backup,
+    });
+    assert_eq!(m.apply(&slow("v0", true)), Reply::Done);
+    assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
+    assert_eq!(m.jobs["j"].duplicates.get("v0"), Some(&backup));
+    // The straggler caught up first: the duplicate goes, the vertex stays.
+    assert_eq!(m.apply(&slow("v0", false)), Reply::Done);
+    assert!(m.jobs["j"].duplicates.is_empty() && m.jobs["j"].stragglers.is_empty());
+    assert_eq!(m.jobs["j"].placement["v0"], own);
+    // Again, and this time the duplicate catches up first: the vertex moves.
+    assert_eq!(m.apply(&slow("v0", true)), Reply::Done);
+    // A change of members keeps the duplicate while both members are up.
+    let other = (1..=3)
+        .find(|m| *m != own && *m != backup)
+        .expect("a third");
+    m.apply(&Command::Lost { id: other });
+    assert_eq!(m.jobs["j"].duplicates.get("v0"), Some(&backup));
+    let switch = Command::Switch {
+        name: "j".into(),
+        id: 1,
+        vertex: "v0".into(),
+        member: backup,
+    };
+    assert_eq!(m.apply(&switch), Reply::Done);
+    let job = &m.jobs["j"];
+    assert_eq!(job.placement["v0"], backup);
+    assert!(job.stragglers.is_empty() && job.duplicates.is_empty());
+    // A sink never runs twice.
+    let mut m = Metadata::default();
+    m.apply(&Command::Join {
+        addr: "127.0.0.1:7001".into(),
+        id: Some(1),
+        nonce: 1,
+    });
+    m.apply(&Command::Join {
+        addr: "127.0.0.1:7002".into(),
+        id: Some(2),
+        nonce: 2,
+    });
+    let mut s = spec("j", 1);
+    s.vertices = vec!["sink0".into()];
+    m.apply(&Command::SubmitJob(s));
+    let b = m.jobs["j"].backups["sink0"];
+    m.apply(&Command::BackupReady {
+        name: "j".into(),
+        id: 1,
+        vertices: vec!["sink0".into()],
+        member: b,
+    });
+    assert_eq!(m.apply(&slow("sink0", true)), Reply::Unchanged);
+}

@@ -4,6 +4,24 @@
 use super::*;
 use crate::source::Chunk;
 
+/// Test hook: a file, read at each input entry, naming a vertex and a
+/// pause in milliseconds (`VERTEX MS`) that each of that vertex's input
+/// entries then takes on this node, as on a slow or overloaded machine.
+pub const SLOW_FILE_ENV: &str = "WEIR_TEST_SLOW_FILE";
+
+/// Pauses as the file at `path` says, if it names `vertex`.
+fn slow_down(path: &std::path::Path, vertex: &str) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let mut words = text.split_whitespace();
+    if words.next() == Some(vertex)
+        && let Some(ms) = words.next().and_then(|w| w.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
 impl Jobs {
     /// Runs a vertex until it finishes (`true`) or is stopped (`false`).
     #[allow(clippy::too_many_arguments)]
@@ -17,6 +35,7 @@ impl Jobs {
         status: &Shared,
     ) -> Result<bool> {
         let streams = &self.inner.streams;
+        let slow = std::env::var_os(SLOW_FILE_ENV).map(std::path::PathBuf::from);
         loop {
             for request in std::mem::take(&mut lock(status).requests) {
                 vertex.schedule(request);
@@ -37,6 +56,9 @@ impl Jobs {
                 for (seq, bytes) in streams.read_written(stream, from, READ_CHUNK)? {
                     if !vertex.reads(i) {
                         break;
+                    }
+                    if let Some(path) = &slow {
+                        slow_down(path, vertex.name());
                     }
                     let entry = Entry::decode(&bytes).map_err(|e| {
                         err!(File, "vertex `{}`: input {i} seq {seq}: {e}", vertex.name())

@@ -407,6 +407,7 @@ impl Node {
                 }
             }
             self.switch_caught_up(&cluster).await;
+            self.watch_stragglers(&cluster).await;
         }
     }
 
