@@ -99,7 +99,7 @@ fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
 }
 
 /// A copy of q5's aggregate made slow on its member (through the test hook
-/// `WEIR_TEST_SLOW_FILE`: each input entry takes 20 ms there) falls far
+/// `WEIR_TEST_SLOW_FILE`: each input entry takes 30 ms there) falls far
 /// behind its peers: the coordinator gives it a duplicate on its backup,
 /// which catches up first, and the copy moves there; the output is byte
 /// for byte what `weir run` writes.
@@ -135,7 +135,7 @@ fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
         s["coordinator"].is_u64() && members(s).iter().filter(|m| m["health"] == "up").count() == 3
     });
     let q = "q5";
-    super::nexmark_queries::example(d, q, "events => 240000, rate => 20000, pace => 1");
+    super::nexmark_queries::example(d, q, "events => 300000, rate => 20000, pace => 1");
     let want = offline(d, q);
     submit(d, &nodes[0], q);
     // A copy of the aggregate on the first member, once it runs.
@@ -150,7 +150,7 @@ fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
         .find(|(m, v, _)| *m == me && v.starts_with("Counts__p"))
         .map(|(_, v, _)| v)
         .expect("a copy on the first member");
-    std::fs::write(d.join("slow-d1"), format!("{slow} 20")).expect("the hook's file");
+    std::fs::write(d.join("slow-d1"), format!("{slow} 30")).expect("the hook's file");
     let moved = until_within(
         d,
         &nodes[0],

@@ -386,9 +386,9 @@ impl Metadata {
 
     /// Vertex `vertex` of incarnation `id` of job `name` fell far behind
     /// its stage's peers (`slow`): it gets a duplicate on its backup, if
-    /// that is up, takes work and holds a snapshot of it (a sink or a
-    /// replicated vertex gets none). Or it caught up again first: its
-    /// duplicate goes.
+    /// that is up, takes work and holds a snapshot of it (a sink, a
+    /// replicated vertex or a copy of a stage with changes gets none). Or
+    /// it caught up again first: its duplicate goes.
     pub(crate) fn straggler(&mut self, name: &str, id: u64, vertex: &str, slow: bool) -> Reply {
         let placeable: Vec<NodeId> = self.placeable().collect();
         let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
@@ -404,7 +404,16 @@ impl Metadata {
         let Some(backup) = job.backups.get(vertex).copied() else {
             return Reply::Unchanged;
         };
+        // A duplicate takes only the switches recorded when it starts: a
+        // stage that has changes keeps its copies where they are.
+        let changed = job.patches.iter().any(|p| {
+            vertex == p.stage
+                || vertex
+                    .strip_prefix(p.stage.as_str())
+                    .is_some_and(|rest| rest.starts_with("__"))
+        });
         if is_sink(vertex)
+            || changed
             || job.duplicates.contains_key(vertex)
             || job.replicas.contains_key(vertex)
             || !job.ready.contains(vertex)

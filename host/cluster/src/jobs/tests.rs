@@ -459,4 +459,35 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
         member: b,
     });
     assert_eq!(m.apply(&slow("sink0", true)), Reply::Unchanged);
+    // Nor does a copy of a stage that has had changes.
+    let mut m = Metadata::default();
+    for id in 1..=2 {
+        m.apply(&Command::Join {
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            id: Some(id),
+            nonce: id,
+        });
+    }
+    let mut s = spec("j", 1);
+    s.vertices = vec!["tally__p0".into()];
+    m.apply(&Command::SubmitJob(s));
+    let b = m.jobs["j"].backups["tally__p0"];
+    m.apply(&Command::BackupReady {
+        name: "j".into(),
+        id: 1,
+        vertices: vec!["tally__p0".into()],
+        member: b,
+    });
+    m.apply(&Command::PatchJob {
+        name: "j".into(),
+        patch: PatchRequest {
+            stage: "tally".into(),
+            change: StageChange::FilterAdd {
+                text: "amount > 3".into(),
+            },
+            origin: 1,
+            nonce: 5,
+        },
+    });
+    assert_eq!(m.apply(&slow("tally__p0", true)), Reply::Unchanged);
 }

@@ -20,8 +20,9 @@ use super::*;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A copy is behind when its lag is over this many times its peers' median…
 const FACTOR: u64 = 4;
-/// … and over this many input entries.
-const MIN_LAG: u64 = 64;
+/// … and over this many input entries (a paced Nexmark source writes 100
+/// a second).
+const MIN_LAG: u64 = 256;
 /// Checks in a row a copy must be behind before it gets a duplicate.
 const CHECKS: u32 = 3;
 /// A straggler whose own lag is down to this has caught up.
@@ -150,12 +151,12 @@ mod tests {
             ("S__p2", 900),
             ("S__p3", 8),
             ("S__in0p0", 0),
-            ("S__in0p1", 50),
+            ("S__in0p1", 200),
             ("S__in0p2", 0),
             ("Bid", 5000),
             ("sink0", 5000),
         ]);
-        // A partition at 50 is behind a median of 0, but under MIN_LAG;
+        // A partition at 200 is behind a median of 0, but under MIN_LAG;
         // a source or a sink has no peers.
         assert_eq!(behind(&copies), ["S__p2"]);
         // Everyone behind alike: no straggler.
