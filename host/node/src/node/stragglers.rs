@@ -75,16 +75,16 @@ impl Node {
     /// behind their peers for [`CHECKS`] checks a duplicate, and takes it
     /// from a straggler that caught up first.
     pub(super) async fn watch_stragglers(&self, cluster: &Cluster) {
-        let status = cluster.status();
-        if status.coordinator != Some(cluster.id()) {
-            return;
-        }
         {
             let mut seen = lock(&self.behind);
             if seen.checked.is_some_and(|at| at.elapsed() < CHECK_EVERY) {
                 return;
             }
             seen.checked = Some(Instant::now());
+        }
+        let status = cluster.status();
+        if status.coordinator != Some(cluster.id()) {
+            return;
         }
         let metadata = cluster.metadata();
         let mut writes = Vec::new();
