@@ -100,6 +100,15 @@ pub fn is_sink(name: &str) -> bool {
         .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Whether the plan's vertex `vertex` runs part of stage `stage` as the
+/// user named it: the stage itself, or one of its `stage__…` vertices (a
+/// parallel stage's exchange, copies and merge, a query's inner stages).
+pub fn of_stage(vertex: &str, stage: &str) -> bool {
+    vertex
+        .strip_prefix(stage)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("__"))
+}
+
 /// A copy's patch timeline as the coordinator records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyTimeline {
@@ -406,12 +415,7 @@ impl Metadata {
         };
         // A duplicate takes only the switches recorded when it starts: a
         // stage that has changes keeps its copies where they are.
-        let changed = job.patches.iter().any(|p| {
-            vertex == p.stage
-                || vertex
-                    .strip_prefix(p.stage.as_str())
-                    .is_some_and(|rest| rest.starts_with("__"))
-        });
+        let changed = job.patches.iter().any(|p| of_stage(vertex, &p.stage));
         if is_sink(vertex)
             || changed
             || job.duplicates.contains_key(vertex)

@@ -4,6 +4,29 @@ use super::*;
 use crate::metadata::{Command, Health, Member};
 use proptest::prelude::*;
 
+/// Members 1 to `n` up, joined at 127.0.0.1:700{id}.
+fn members(n: u64) -> Metadata {
+    let mut m = Metadata::default();
+    for id in 1..=n {
+        m.apply(&Command::Join {
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            id: Some(id),
+            nonce: id,
+        });
+    }
+    m
+}
+
+/// Backup `member` of vertex `vertex` of job `j` (id 1) stored a snapshot.
+fn ready(m: &mut Metadata, vertex: &str, member: NodeId) {
+    m.apply(&Command::BackupReady {
+        name: "j".into(),
+        id: 1,
+        vertices: vec![vertex.into()],
+        member,
+    });
+}
+
 fn spec(name: &str, vertices: usize) -> JobSpec {
     JobSpec {
         name: name.into(),
@@ -126,14 +149,7 @@ proptest! {
 /// switched, the vertex moves to the duplicate's member.
 #[test]
 fn a_drained_members_sink_moves_and_its_loss_ends_the_duplicates() {
-    let mut m = Metadata::default();
-    for id in 1..=2 {
-        m.apply(&Command::Join {
-            addr: format!("127.0.0.1:{}", 7000 + id),
-            id: Some(id),
-            nonce: id,
-        });
-    }
+    let mut m = members(2);
     let mut job = spec("j", 0);
     job.vertices = vec!["src".into(), "sink0".into()];
     m.apply(&Command::SubmitJob(job));
@@ -163,14 +179,7 @@ fn a_drained_members_sink_moves_and_its_loss_ends_the_duplicates() {
 
 #[test]
 fn a_drained_member_hands_each_vertex_to_its_backup_once_that_is_ready() {
-    let mut m = Metadata::default();
-    for id in 1..=3 {
-        m.apply(&Command::Join {
-            addr: format!("127.0.0.1:{}", 7000 + id),
-            id: Some(id),
-            nonce: id,
-        });
-    }
+    let mut m = members(3);
     m.apply(&Command::SubmitJob(spec("j", 6)));
     // A vertex whose state was never snapshotted moves at once; one
     // whose backup has not stored a snapshot yet waits for it.
@@ -387,14 +396,7 @@ fn a_copy_timeline_grows_only_from_its_member() {
 
 #[test]
 fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_stays() {
-    let mut m = Metadata::default();
-    for id in 1..=3 {
-        m.apply(&Command::Join {
-            addr: format!("127.0.0.1:{}", 7000 + id),
-            id: Some(id),
-            nonce: id,
-        });
-    }
+    let mut m = members(3);
     m.apply(&Command::SubmitJob(spec("j", 6)));
     let slow = |v: &str, slow| Command::Straggler {
         name: "j".into(),
@@ -405,12 +407,7 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
     // Not before its backup holds a snapshot of it.
     assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
     let (own, backup) = (m.jobs["j"].placement["v0"], m.jobs["j"].backups["v0"]);
-    m.apply(&Command::BackupReady {
-        name: "j".into(),
-        id: 1,
-        vertices: vec!["v0".into()],
-        member: backup,
-    });
+    ready(&mut m, "v0", backup);
     assert_eq!(m.apply(&slow("v0", true)), Reply::Done);
     assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
     assert_eq!(m.jobs["j"].duplicates.get("v0"), Some(&backup));
@@ -437,47 +434,20 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
     assert_eq!(job.placement["v0"], backup);
     assert!(job.stragglers.is_empty() && job.duplicates.is_empty());
     // A sink never runs twice.
-    let mut m = Metadata::default();
-    m.apply(&Command::Join {
-        addr: "127.0.0.1:7001".into(),
-        id: Some(1),
-        nonce: 1,
-    });
-    m.apply(&Command::Join {
-        addr: "127.0.0.1:7002".into(),
-        id: Some(2),
-        nonce: 2,
-    });
+    let mut m = members(2);
     let mut s = spec("j", 1);
     s.vertices = vec!["sink0".into()];
     m.apply(&Command::SubmitJob(s));
     let b = m.jobs["j"].backups["sink0"];
-    m.apply(&Command::BackupReady {
-        name: "j".into(),
-        id: 1,
-        vertices: vec!["sink0".into()],
-        member: b,
-    });
+    ready(&mut m, "sink0", b);
     assert_eq!(m.apply(&slow("sink0", true)), Reply::Unchanged);
     // Nor does a copy of a stage that has had changes.
-    let mut m = Metadata::default();
-    for id in 1..=2 {
-        m.apply(&Command::Join {
-            addr: format!("127.0.0.1:{}", 7000 + id),
-            id: Some(id),
-            nonce: id,
-        });
-    }
+    let mut m = members(2);
     let mut s = spec("j", 1);
     s.vertices = vec!["tally__p0".into()];
     m.apply(&Command::SubmitJob(s));
     let b = m.jobs["j"].backups["tally__p0"];
-    m.apply(&Command::BackupReady {
-        name: "j".into(),
-        id: 1,
-        vertices: vec!["tally__p0".into()],
-        member: b,
-    });
+    ready(&mut m, "tally__p0", b);
     m.apply(&Command::PatchJob {
         name: "j".into(),
         patch: PatchRequest {

@@ -82,11 +82,11 @@ impl Node {
             other => bail!(Request, "{} is not a stage change", other.describe()),
         };
         if let Some(job) = cluster.metadata().jobs.get(&job)
-            && let Some((copy, k)) = job.spec.replicate.iter().find(|(v, _)| {
-                v.as_str() == stage
-                    || v.strip_prefix(stage.as_str())
-                        .is_some_and(|c| c.starts_with("__"))
-            })
+            && let Some((copy, k)) = job
+                .spec
+                .replicate
+                .iter()
+                .find(|(v, _)| weir_cluster::jobs::of_stage(v, &stage))
         {
             bail!(
                 Patch,

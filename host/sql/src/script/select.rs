@@ -14,27 +14,33 @@ pub const MAX_PARALLELISM: usize = 256;
 
 /// A parallelism: a whole number from 1 to [`MAX_PARALLELISM`].
 pub(crate) fn parallelism(c: &mut Cursor<'_>) -> Result<usize, ScriptError> {
-    let at = c.at();
-    match c.peek().map(|t| t.token.clone()) {
-        Some(Token::Number(n, _)) => {
-            c.pos += 1;
-            match n.parse::<usize>() {
-                Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => Ok(n),
-                _ => Err(error(
-                    c.file,
-                    at,
-                    format!("parallelism {n}: expected a whole number from 1 to {MAX_PARALLELISM}"),
-                )),
-            }
-        }
-        _ => c.fail("a parallelism (a whole number, e.g. 4)"),
-    }
+    whole(
+        c,
+        "parallelism",
+        MAX_PARALLELISM,
+        ("a parallelism", "4", ""),
+    )
 }
 
 /// A replication: a whole number from 1 to [`weir_core::plan::MAX_REPLICATE`].
 pub(crate) fn replicate(c: &mut Cursor<'_>) -> Result<usize, ScriptError> {
+    let what = (
+        "a number of instances",
+        "2",
+        " (instances of each rVertex, on different members of a cluster)",
+    );
+    whole(c, "replicate", weir_core::plan::MAX_REPLICATE, what)
+}
+
+/// A whole number from 1 to `most` for clause `clause`; `(noun, example,
+/// meaning)` word the errors.
+fn whole(
+    c: &mut Cursor<'_>,
+    clause: &str,
+    most: usize,
+    (noun, example, meaning): (&str, &str, &str),
+) -> Result<usize, ScriptError> {
     let at = c.at();
-    let most = weir_core::plan::MAX_REPLICATE;
     match c.peek().map(|t| t.token.clone()) {
         Some(Token::Number(n, _)) => {
             c.pos += 1;
@@ -43,13 +49,11 @@ pub(crate) fn replicate(c: &mut Cursor<'_>) -> Result<usize, ScriptError> {
                 _ => Err(error(
                     c.file,
                     at,
-                    format!(
-                        "replicate {n}: expected a whole number from 1 to {most} (instances of each rVertex, on different members of a cluster)"
-                    ),
+                    format!("{clause} {n}: expected a whole number from 1 to {most}{meaning}"),
                 )),
             }
         }
-        _ => c.fail("a number of instances (a whole number, e.g. 2)"),
+        _ => c.fail(&format!("{noun} (a whole number, e.g. {example})")),
     }
 }
 
