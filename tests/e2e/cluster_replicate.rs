@@ -7,10 +7,12 @@
 use serde_json::Value;
 use weir::testkit::udf_component;
 
-use super::cluster::{id_at, member_logs, members, until};
+use std::collections::BTreeMap;
+
+use super::cluster::{id_at, member_logs, members, until, until_within};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
-use super::node::{cluster, ok, write};
-use super::stderr;
+use super::cluster_patch::{change, rows, run_tally, same_rows_by_version};
+use super::node::{cluster, ok};
 
 /// The replicated stages' vertices: `Counts`, its partitions and copies.
 fn replicated(vertex: &str) -> bool {
@@ -161,59 +163,53 @@ fn lose_a_member_running_replicas(coordinator: bool) {
     );
 }
 
-/// A replicated UDF reducer runs its copies on two members each and
-/// writes what `weir run` writes; a change to the stage is refused, naming
-/// it, and the job runs on untouched.
+/// A deploy to a replicated UDF reducer (each of its six copies runs on
+/// two members) switches both instances of each copy at one position: the
+/// replica stops until its vertex has made the switch past it, then makes
+/// it where the vertex recorded it. Then the loss of a member with its
+/// disk moves the copies it ran to their replicas, already switched, and
+/// every row still comes from the version its copy ran at that row,
+/// exactly once. (Without the replica following, it never switches, and
+/// the rows it writes after the loss are v1's.)
 #[test]
-fn a_change_to_a_replicated_stage_is_refused_and_the_job_runs_on() {
+fn a_deploy_to_a_replicated_stage_switches_each_instance_where_its_vertex_did() {
     let dir = cluster();
     let d = dir.path();
-    let nodes = three(d);
-    let script = |generator: &str| {
-        write(
-            d,
-            "tally.wsql",
-            &format!(
-                "Bid = INPUT NEXMARK BID ({generator});\n\
-                 sales = SELECT date_time AS ts, CAST(bidder % 50 AS VARCHAR) AS user, price AS amount FROM Bid;\n\
-                 TallyV1 = COMPONENT \"{}\" WITH (factor = 3, poison = 777);\n\
-                 tally = REDUCE sales ON user USING TallyV1 WITH REPLICATE 2;\n\
-                 OUTPUT tally TO \"out/tally.jsonl\";\n",
-                udf_component("tally_v1").display()
-            ),
-        )
-    };
-    script("events => 4000, rate => 1000");
-    let want = offline(d, "tally");
-    script("events => 4000, rate => 1000, pace => 1");
-    submit(d, &nodes[0], "tally");
-    job_status(d, &nodes[1], "tally", |s| {
-        let replicas = s["vertices"].as_array().map_or(0, |vs| {
-            vs.iter()
-                .filter(|v| {
-                    v["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("tally__p"))
-                        && v["role"] == "stage replica"
-                })
-                .count()
-        });
-        replicas == 6
-    });
+    let mut nodes = three(d);
+    let (want, _) = run_tally(d, &nodes[0], " WITH REPLICATE 2");
     let v2 = udf_component("tally_v2").display().to_string();
-    let out = nodes[2].weir(
-        d,
-        &["udf", "deploy", &v2, "--job", "tally", "--stage", "tally"],
-    );
-    assert!(
-        !out.status.success(),
-        "a deploy to a replicated stage is refused"
-    );
-    let said = stderr(&out);
-    assert!(
-        said.contains("change to job `tally` stage `tally` refused: the stage runs replicated"),
-        "{said}"
-    );
-    let got = finished_output(d, &nodes[0], "tally", |s| s["state"] != "running");
-    assert!(got == want, "the replicated tally differs from weir run's");
+    change(d, &nodes[1], &["deploy", &v2]);
+    // Each copy's two instances show the switch, at one position.
+    let switched = |s: &Value| {
+        let mut at: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for v in s["vertices"].as_array().into_iter().flatten() {
+            let name = v["name"].as_str().unwrap_or_default();
+            if name.starts_with("tally__p") && !v["switched_at"].is_null() {
+                at.entry(name.to_string())
+                    .or_default()
+                    .push(v["switched_at"].clone());
+            }
+        }
+        at
+    };
+    let s = job_status(d, &nodes[0], "tally", |s| {
+        let at = switched(s);
+        at.len() == 6 && at.values().all(|i| i.len() == 2)
+    });
+    for (copy, at) in switched(&s) {
+        assert_eq!(at[0], at[1], "{copy}: its instances switched apart: {s}");
+    }
+    nodes.remove(2).kill9();
+    std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");
+    let patience = std::time::Duration::from_secs(240);
+    until_within(d, &nodes[0], "every vertex finished", patience, |s| {
+        let v = vertices(s, "tally");
+        assert!(
+            v.iter().all(|(_, _, state)| state != "failed"),
+            "a vertex failed: {v:?}\n{}",
+            member_logs(d)
+        );
+        !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
+    });
+    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::metadata::{Metadata, NodeId, Reply};
+use weir_core::patch::extends;
 
 /// A job as a member submits it: everything another member needs to build
 /// the same plan, and the vertices the plan makes.
@@ -91,6 +92,24 @@ pub struct ClusterJob {
     /// inputs first stays.
     #[serde(default)]
     pub stragglers: BTreeSet<String>,
+    /// Copy of a stage → where each of its followers (its replicas and
+    /// duplicate, which make no change of their own but follow the
+    /// timeline the vertex records) stopped for a change that waits:
+    /// the vertex makes it past all of them ([`Command::Hold`]).
+    ///
+    /// [`Command::Hold`]: crate::metadata::Command::Hold
+    #[serde(default)]
+    pub holds: BTreeMap<String, BTreeMap<NodeId, Held>>,
+}
+
+/// Where a follower of a copy stopped for a change that waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The change's index in the job's changes ([`ClusterJob::patches`]).
+    pub index: u64,
+    /// The CTIs the follower had written where it stopped: the vertex
+    /// makes the change at a later CTI, which the follower has not passed.
+    pub ctis: u64,
 }
 
 /// Whether the plan's vertex `name` is a sink (`sink{i}`): a sink writes a
@@ -357,6 +376,7 @@ impl Metadata {
             duplicates: BTreeMap::new(),
             replicas: BTreeMap::new(),
             stragglers: BTreeSet::new(),
+            holds: BTreeMap::new(),
         };
         job.add_replicas(&up, self.load());
         back(&mut job, &up, &mut self.backup_load());
@@ -395,9 +415,10 @@ impl Metadata {
 
     /// Vertex `vertex` of incarnation `id` of job `name` fell far behind
     /// its stage's peers (`slow`): it gets a duplicate on its backup, if
-    /// that is up, takes work and holds a snapshot of it (a sink, a
-    /// replicated vertex or a copy of a stage with changes gets none). Or
-    /// it caught up again first: its duplicate goes.
+    /// that is up, takes work and holds a snapshot of it (a sink or a
+    /// replicated vertex gets none; the duplicate follows the vertex's
+    /// changes, see `follow`). Or it caught up again first: its duplicate
+    /// goes.
     pub(crate) fn straggler(&mut self, name: &str, id: u64, vertex: &str, slow: bool) -> Reply {
         let placeable: Vec<NodeId> = self.placeable().collect();
         let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
@@ -413,11 +434,7 @@ impl Metadata {
         let Some(backup) = job.backups.get(vertex).copied() else {
             return Reply::Unchanged;
         };
-        // A duplicate takes only the switches recorded when it starts: a
-        // stage that has changes keeps its copies where they are.
-        let changed = job.patches.iter().any(|p| of_stage(vertex, &p.stage));
         if is_sink(vertex)
-            || changed
             || job.duplicates.contains_key(vertex)
             || job.replicas.contains_key(vertex)
             || !job.ready.contains(vertex)
@@ -456,11 +473,11 @@ impl Metadata {
         }
         let recorded = job.timelines.entry(copy.to_string()).or_default();
         let (old, new) = (&recorded.patches, &timeline.patches);
-        if new.len() < old.len() && old.starts_with(new) {
+        if extends(old, new) && (new.len() < old.len() || timeline.taken <= recorded.taken) {
             return Reply::Unchanged;
         }
-        if !new.starts_with(old) {
-            let at = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+        if !extends(new, old) {
+            let at = old.iter().zip(new).take_while(|(a, b)| a.same(b)).count();
             let show = |p: Option<&weir_core::patch::Patch>| {
                 p.map_or("none".to_string(), |p| {
                     format!("{} at input position {}", p.change.describe(), p.position)
@@ -473,13 +490,17 @@ impl Metadata {
                 show(old.get(at))
             ));
         }
-        if *recorded == *timeline {
-            return Reply::Unchanged;
+        // The followers' stops for the changes now taken are done with.
+        if let Some(holds) = job.holds.get_mut(copy) {
+            holds.retain(|_, h| h.index >= timeline.taken);
         }
+        let taken = recorded.taken.max(timeline.taken);
         *recorded = timeline.clone();
+        recorded.taken = taken;
         Reply::Done
     }
 }
 
+mod follow;
 #[cfg(test)]
 mod tests;

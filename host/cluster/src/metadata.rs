@@ -164,6 +164,21 @@ pub enum Command {
         /// Behind (`true`), or caught up again (`false`).
         slow: bool,
     },
+    /// A follower of a copy of a stage (a replica or duplicate of it)
+    /// stopped reading because a change to the stage waits: the vertex
+    /// makes the change past where it stopped.
+    Hold {
+        /// The job.
+        name: String,
+        /// Its incarnation.
+        id: u64,
+        /// The copy.
+        copy: String,
+        /// The follower's member.
+        member: NodeId,
+        /// The change, and where the follower stopped.
+        held: crate::jobs::Held,
+    },
     /// An ingest stream is created: two members are chosen to hold it.
     CreateStream(crate::streams::StreamSpec),
     /// A new holder of an ingest stream holds every entry its primary
@@ -353,6 +368,13 @@ impl Metadata {
                 vertex,
                 slow,
             } => self.straggler(name, *id, vertex, *slow),
+            Command::Hold {
+                name,
+                id,
+                copy,
+                member,
+                held,
+            } => self.hold(name, *id, copy, *member, *held),
             Command::CreateStream(spec) => self.create_stream(spec),
             Command::StreamReady { name, member } => self.stream_ready(name, *member),
             Command::CancelJob { name } => match self.jobs.remove(name) {

@@ -121,7 +121,7 @@ impl ClusterJob {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use crate::jobs::JobSpec;
@@ -131,7 +131,7 @@ mod tests {
 
     /// Members 2, 3 and 4 up, and job `j` of vertices v0..v{n} whose
     /// vertices in `replicated` have `k` instances each.
-    fn cluster(n: usize, replicated: &[usize], k: usize) -> Metadata {
+    pub(crate) fn cluster(n: usize, replicated: &[usize], k: usize) -> Metadata {
         let mut m = Metadata::default();
         for port in 1..=3 {
             m.apply(&Command::Join {

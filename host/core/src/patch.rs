@@ -60,6 +60,24 @@ pub struct Patch {
     pub at_ms: u64,
 }
 
+impl Patch {
+    /// Whether `other` is the same switch: the same change to the same
+    /// version at the same position. When it was made (`at_ms`, a wall
+    /// clock) differs between instances of a vertex that each made it.
+    pub fn same(&self, other: &Patch) -> bool {
+        self.position == other.position
+            && self.ctis == other.ctis
+            && self.version == other.version
+            && self.change == other.change
+    }
+}
+
+/// Whether timeline `longer` begins with every switch of `shorter`
+/// ([`Patch::same`]).
+pub fn extends(longer: &[Patch], shorter: &[Patch]) -> bool {
+    longer.len() >= shorter.len() && shorter.iter().zip(longer).all(|(a, b)| a.same(b))
+}
+
 /// A stage's patch timeline: the job's module, then every change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeline {
@@ -209,6 +227,19 @@ mod tests {
             change,
             at_ms: 0,
         }
+    }
+
+    /// Two instances of a vertex that made the same switches at other
+    /// moments have the same timeline; one switch elsewhere is another.
+    #[test]
+    fn a_timeline_extends_another_by_its_switches_not_their_clock() {
+        let mine = vec![patch("v2", Change::Deploy), patch("v1", Change::Rollback)];
+        let mut theirs = mine.clone();
+        theirs[0].at_ms = 99;
+        assert!(extends(&theirs, &mine) && extends(&mine, &theirs));
+        assert!(extends(&mine, &mine[..1]) && !extends(&mine[..1], &mine));
+        theirs[1].position = 7;
+        assert!(!extends(&theirs, &mine) && extends(&theirs, &mine[..1]));
     }
 
     #[test]

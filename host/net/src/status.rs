@@ -81,6 +81,22 @@ pub struct VertexStatus {
     /// (the node's own; never sent).
     #[serde(skip)]
     pub requests: Vec<Requested>,
+    /// CTIs the vertex has written (the node's own; never sent).
+    #[serde(skip)]
+    pub ctis: u64,
+    /// Set by the node: the vertex, a follower of a vertex on another
+    /// member (a replica or duplicate), stops reading at its next entry
+    /// because a change to its stage waits (never sent).
+    #[serde(skip)]
+    pub hold: bool,
+    /// Where the vertex stopped for `hold`: the CTIs it had written
+    /// (never sent).
+    #[serde(skip)]
+    pub held: Option<u64>,
+    /// Set by the node: the timeline the vertex on another member recorded,
+    /// which this follower takes before it reads on (never sent).
+    #[serde(skip)]
+    pub follow: Option<Vec<weir_core::patch::Patch>>,
     /// A followed file's source was asked to end at the file's end.
     #[serde(default)]
     pub ending: bool,

@@ -49,6 +49,11 @@ mod turns;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
 
+/// A placed job's incarnation, how many of its cluster changes a member
+/// went through, and the vertices it ran then (a follower that becomes
+/// the vertex takes the changes since it followed).
+type ChangesTaken = (u64, usize, std::collections::BTreeSet<String>);
+
 /// A running node's shared parts.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -60,9 +65,9 @@ pub struct Node {
     cluster: Arc<std::sync::OnceLock<Cluster>>,
     /// The fetch tasks filling copies of streams written on other members.
     fetchers: Arc<placed::Fetchers>,
-    /// Per placed job here: (incarnation, how many of its cluster changes
-    /// this member went through).
-    changes_taken: Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, usize)>>>,
+    /// Per placed job here: how many of its cluster changes this member
+    /// went through.
+    changes_taken: Arc<std::sync::Mutex<std::collections::HashMap<String, ChangesTaken>>>,
     /// The certificates it presents to other members (once it serves).
     peer_certs: Arc<std::sync::OnceLock<CertDir>>,
     /// The cluster's ingest streams this member is the primary of.

@@ -441,7 +441,8 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
     let b = m.jobs["j"].backups["sink0"];
     ready(&mut m, "sink0", b);
     assert_eq!(m.apply(&slow("sink0", true)), Reply::Unchanged);
-    // Nor does a copy of a stage that has had changes.
+    // A copy of a stage that has had changes does: its duplicate follows
+    // the copy's switches.
     let mut m = members(2);
     let mut s = spec("j", 1);
     s.vertices = vec!["tally__p0".into()];
@@ -459,5 +460,12 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
             nonce: 5,
         },
     });
-    assert_eq!(m.apply(&slow("tally__p0", true)), Reply::Unchanged);
+    assert_eq!(m.apply(&slow("tally__p0", true)), Reply::Done);
+    assert_eq!(
+        m.jobs["j"]
+            .followers("tally__p0")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [b]
+    );
 }

@@ -50,6 +50,15 @@ pub enum VertexError {
         /// What trapped, where, and why it could not be handled.
         message: String,
     },
+    /// A timeline recorded by another instance of the vertex does not go
+    /// on from this one's, or switches where this one has passed.
+    #[error("vertex `{vertex}`: {message}")]
+    Diverged {
+        /// The vertex.
+        vertex: String,
+        /// Which switch, and where each instance stands.
+        message: String,
+    },
     /// The inputs broke the stream contract.
     #[error("vertex `{vertex}`: {message}")]
     Input {

@@ -2,6 +2,7 @@
 //! applied at CTIs, and a trapping version rolled back.
 
 use super::*;
+use crate::patch::extends;
 
 impl Vertex {
     /// Makes a UDF vertex patchable: `timeline` is its durable timeline (the
@@ -48,6 +49,57 @@ impl Vertex {
         {
             p.pending.push_back(request);
         }
+    }
+
+    /// Takes the switches of `patches`, a timeline another instance of this
+    /// vertex recorded, past the ones this one has: each is made at the
+    /// position recorded, as in a replay. Refused when `patches` does not
+    /// go on from this vertex's timeline, or when a new switch lies where
+    /// this vertex has already read past (its output there differs).
+    pub fn follow(&mut self, patches: &[Patch]) -> Result<(), VertexError> {
+        let (Some(p), Operator::Udf(stage)) = (self.patching.as_mut(), &self.operator) else {
+            return Ok(());
+        };
+        let have = &p.timeline.patches;
+        if extends(have, patches) {
+            return Ok(());
+        }
+        let diverged = |message: String| VertexError::Diverged {
+            vertex: self.name.clone(),
+            message,
+        };
+        if !extends(patches, have) {
+            return Err(diverged(format!(
+                "its patch timeline ({} changes) is not the beginning of the one recorded by the vertex ({} changes)",
+                have.len(),
+                patches.len()
+            )));
+        }
+        let position = stage.position();
+        for next in &patches[have.len()..] {
+            // At a later CTI, or at this very CTI with no row read since.
+            let ahead = next.ctis > self.at.ctis
+                || (next.ctis == self.at.ctis && next.position == position);
+            if !ahead {
+                return Err(diverged(format!(
+                    "the vertex recorded {} (module {}) at input position {} after {} CTIs, which this instance passed (input position {position}, {} CTIs)",
+                    next.change.describe(),
+                    short_version(&next.version),
+                    next.position,
+                    next.ctis,
+                    self.at.ctis
+                )));
+            }
+        }
+        p.timeline.patches.extend_from_slice(&patches[have.len()..]);
+        Ok(())
+    }
+
+    /// The timeline's switches (none for a vertex without a UDF).
+    pub fn switches(&self) -> &[Patch] {
+        self.patching
+            .as_ref()
+            .map_or(&[], |p| p.timeline.patches.as_slice())
     }
 
     /// Whether requested changes are waiting, and why the last one was refused.

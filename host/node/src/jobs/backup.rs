@@ -18,6 +18,12 @@ use super::*;
 /// (Once the vertex runs here, the stream is no copy and this goes.)
 const BACKUP_HOLD: &str = "backup/copy";
 
+/// The prefix of the reader under which a backup keeps its own streams
+/// of a backed-up vertex's inputs (a copy, or a stream a vertex here
+/// writes) from where the snapshot it stored resumes: the vertex may move
+/// here, or run here as a new replica, and read them from there.
+const RESUME_HOLD: &str = "resume/";
+
 /// How often a snapshot is read again before the backup is told to ask later.
 const MAX_READS: u32 = 20;
 
@@ -250,7 +256,35 @@ impl Jobs {
         }
         streams.commit_meta(ops)?.wait()?;
         lock(&self.inner.queues).retain(|k, _| !cached.contains(k));
+        let plan = self.record_plan(&record)?;
+        let reads = placed::plan_vertices(&plan)
+            .into_iter()
+            .find(|v| v.name == vertex)
+            .map(|v| v.reads)
+            .unwrap_or_default();
+        let reader = format!("{RESUME_HOLD}{}/{vertex}", record.prefix());
+        for (input, pos) in reads.iter().zip(&backup.inputs) {
+            if let Ok(info) = streams.info(&record.stream(input)) {
+                self.reader_at(info.id, &reader, *pos);
+            }
+        }
         Ok(Stored::Resumes(backup.inputs))
+    }
+
+    /// Forgets the holds this member keeps for the snapshots of placed job
+    /// `record`'s vertices it stored as their backup, but for the vertices
+    /// it still backs up and does not run.
+    pub(super) fn keep_resumes(&self, record: &JobRecord) {
+        let prefix = format!("{RESUME_HOLD}{}/", record.prefix());
+        let backs = record.backs.clone().unwrap_or_default();
+        let only = record.only.clone().unwrap_or_default();
+        for list in lock(&self.inner.readers).values_mut() {
+            list.retain(|reader, _| {
+                reader
+                    .strip_prefix(&prefix)
+                    .is_none_or(|v| backs.contains(v) && !only.contains(v))
+            });
+        }
     }
 
     /// The backup of the vertex with snapshot key `key` stored a snapshot

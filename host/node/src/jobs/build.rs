@@ -179,6 +179,12 @@ impl Jobs {
         if let Some(only) = &record.only {
             tasks = placed::keep_placed(&plan, tasks, only);
         }
+        // A follower starts stopped: it reads on once its member has seen
+        // that no change to its stage waits (after a restart too, so it
+        // never reads past where it said it stopped).
+        for (_, status) in &mut tasks {
+            status.hold = record.follows.iter().flatten().any(|v| *v == status.name);
+        }
         Ok(tasks)
     }
 

@@ -10,7 +10,8 @@
 //! taken, in the same transaction as the queued request: after a crash it
 //! neither loses a change nor makes one twice.
 
-use weir_cluster::jobs::{PatchRequest, StageChange};
+use weir_cluster::jobs::{CopyTimeline, PatchRequest, StageChange};
+use weir_core::patch::extends;
 
 use super::copies::copies;
 use super::patching::short;
@@ -105,26 +106,142 @@ impl Jobs {
     /// written) to the copies of their stages that run here and have not
     /// taken them, up to the first one that is not `ready` (its module is
     /// not here yet); returns how many it went through.
+    ///
+    /// The followers here (replicas and duplicates of a vertex on another
+    /// member) take none: they follow the vertex ([`Jobs::follow_changes`]).
+    /// A copy with followers takes a change once `held` says where every
+    /// follower stopped for it (`None`: not all have yet), at a CTI past
+    /// all of them.
     pub fn take_changes(
         &self,
         job: &str,
         patches: &[PatchRequest],
         ready: impl Fn(&PatchRequest) -> bool,
+        held: impl Fn(&str, usize) -> Option<u64>,
     ) -> Result<usize> {
         let (record, plan) = self.running_plan(job)?;
-        let here = record.only.clone().unwrap_or_default();
+        let mut here = record.only.clone().unwrap_or_default();
+        here.retain(|c| !record.follows.iter().flatten().any(|f| f == c));
+        // Per copy: the index past the last change before this one that
+        // was to reach it (changes to other stages pass it by).
+        let mut since: HashMap<String, u64> = HashMap::new();
         for (index, patch) in patches.iter().enumerate() {
             if !ready(patch) {
                 return Ok(index);
             }
-            let targets = copies(&plan, &patch.stage).unwrap_or_else(|| vec![patch.stage.clone()]);
-            for copy in targets.iter().filter(|c| here.contains(*c)) {
-                if !self.take_change(&record, copy, index, patch)? {
+            for copy in targets(&plan, patch).iter().filter(|c| here.contains(*c)) {
+                let first = since.insert(copy.clone(), index as u64 + 1).unwrap_or(0);
+                let at = (index, first);
+                if !self.take_change(&record, copy, at, patch, &held)? {
                     return Ok(index);
                 }
             }
         }
         Ok(patches.len())
+    }
+
+    /// Makes the followers of placed job `job` that run here go on with
+    /// what the vertices they follow recorded (`kept`, by copy): each takes
+    /// the switches recorded past its own, and stops reading while one of
+    /// the job's changes (`patches`) to its stage waits. Returns where each
+    /// stopped follower stands: (copy, the change's index, CTIs written).
+    pub fn follow_changes(
+        &self,
+        job: &str,
+        patches: &[PatchRequest],
+        kept: &BTreeMap<String, CopyTimeline>,
+    ) -> Result<Vec<(String, usize, u64)>> {
+        let Some(record) = lock(&self.inner.running).get(job).map(|r| r.record.clone()) else {
+            return Ok(Vec::new());
+        };
+        // The plan, read once there are changes to look through.
+        let mut plan = None;
+        let mut stopped = Vec::new();
+        for copy in record.follows.iter().flatten() {
+            let Ok(status) = self.stage_status(job, copy) else {
+                continue;
+            };
+            let recorded = kept.get(copy).cloned().unwrap_or_default();
+            let mut waits = None;
+            for (i, patch) in patches.iter().enumerate().skip(recorded.taken as usize) {
+                if plan.is_none() {
+                    plan = Some(self.record_plan(&record)?);
+                }
+                if plan
+                    .as_ref()
+                    .is_some_and(|p| targets(p, patch).contains(copy))
+                {
+                    waits = Some(i);
+                    break;
+                }
+            }
+            self.follow_timeline(&record, copy, &recorded, &status)?;
+            let mut s = lock(&status);
+            // A follower that finished or failed reads no more: where it
+            // ended is where it stopped.
+            let ended = s.state == "finished" || s.state == "failed";
+            s.hold = waits.is_some() && !ended;
+            let at = if ended { Some(s.ctis) } else { s.held };
+            if let (Some(index), Some(ctis)) = (waits, at) {
+                stopped.push((copy.clone(), index, ctis));
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Has follower `copy` of placed job `record` take the switches
+    /// `recorded` holds past the timeline stored here: stored first (with
+    /// the count of the job's changes they cover), so a restart makes them
+    /// at the same positions, then handed to its thread.
+    fn follow_timeline(
+        &self,
+        record: &JobRecord,
+        copy: &str,
+        recorded: &CopyTimeline,
+        status: &Shared,
+    ) -> Result<()> {
+        let key = stage_key(record, copy);
+        let streams = &self.inner.streams;
+        let Some(mut timeline) = stored::<Timeline>(streams, &timeline_key(&key))? else {
+            // A copy whose timeline was never stored starts from the
+            // recorded one when it starts ([`Jobs::adopt_timelines`]).
+            if recorded.patches.is_empty() {
+                return Ok(());
+            }
+            let kept = BTreeMap::from([(copy.to_string(), recorded.clone())]);
+            self.adopt_timelines(record, &kept)?;
+            lock(status).follow = Some(recorded.patches.clone());
+            return Ok(());
+        };
+        if extends(&timeline.patches, &recorded.patches) {
+            return Ok(());
+        }
+        if !extends(&recorded.patches, &timeline.patches) {
+            bail!(
+                Patch,
+                "follower `{copy}` of job `{}`: its patch timeline here ({} changes) differs from the one its vertex recorded ({} changes)",
+                record.name,
+                timeline.patches.len(),
+                recorded.patches.len()
+            );
+        }
+        timeline.patches.clone_from(&recorded.patches);
+        let ops = vec![
+            put(&timeline_key(&key), postcard::to_allocvec(&timeline)?),
+            put(
+                &taken_key(record, copy),
+                postcard::to_allocvec(&recorded.taken)?,
+            ),
+        ];
+        streams.commit_meta(ops)?.wait()?;
+        tracing::info!(
+            job = %record.name,
+            copy,
+            to = timeline.patches.len(),
+            "the follower takes the switches its vertex recorded"
+        );
+        lock(status).follow = Some(timeline.patches);
+        Ok(())
     }
 
     /// Makes change `index` (`patch`) to copy `copy` of job `record`,
@@ -135,8 +252,9 @@ impl Jobs {
         &self,
         record: &JobRecord,
         copy: &str,
-        index: usize,
+        (index, since): (usize, u64),
         patch: &PatchRequest,
+        held: &impl Fn(&str, usize) -> Option<u64>,
     ) -> Result<bool> {
         let job = record.name.as_str();
         let key = taken_key(record, copy);
@@ -144,10 +262,10 @@ impl Jobs {
         if taken > index as u64 {
             return Ok(true);
         }
-        if taken < index as u64 {
+        if taken < since {
             bail!(
                 Patch,
-                "stage `{copy}` of job `{job}` has taken {taken} of the cluster's changes, not {index}"
+                "stage `{copy}` of job `{job}` has taken {taken} of the cluster's changes, not {since}"
             );
         }
         let mark = put(&key, postcard::to_allocvec(&(index as u64 + 1))?);
@@ -160,6 +278,7 @@ impl Jobs {
         if lock(self.stage_status(job, copy)?.as_ref()).state == "finished" {
             tracing::warn!(job, stage = %copy, "cluster change {index} came after the copy finished");
             self.inner.streams.commit_meta(vec![mark])?.wait()?;
+            self.keep_taken(&stage_key(record, copy), &[], &AtomicBool::new(false))?;
             return Ok(true);
         }
         let resolved = match &patch.change {
@@ -180,9 +299,18 @@ impl Jobs {
                 // said so.
                 tracing::error!(job, stage = %copy, "cluster change {index} passed over: {e:#}");
                 self.inner.streams.commit_meta(vec![mark])?.wait()?;
+                self.keep_taken(&stage_key(record, copy), &[], &AtomicBool::new(false))?;
                 return Ok(true);
             }
         };
+        // Past every follower's stop: none of them has read where the
+        // switch is made.
+        let Some(past) = held(copy, index) else {
+            return Ok(false);
+        };
+        if past > 0 && lock(self.stage_status(job, copy)?.as_ref()).ctis < past {
+            return Ok(false);
+        }
         tracing::info!(
             job,
             stage = %copy,
@@ -199,4 +327,9 @@ impl Jobs {
         }
         Ok(true)
     }
+}
+
+/// The copies of `plan` that change `patch` is made to.
+fn targets(plan: &Plan, patch: &PatchRequest) -> Vec<String> {
+    copies(plan, &patch.stage).unwrap_or_else(|| vec![patch.stage.clone()])
 }

@@ -100,6 +100,11 @@ pub struct JobRecord {
     /// are kept from their own snapshots, as no backup holds theirs.
     #[serde(default)]
     pub replicas: Option<std::collections::BTreeSet<String>>,
+    /// In a cluster: the vertices of `only` that follow a vertex placed on
+    /// another member (its replicas and duplicates): they make the switches
+    /// it records rather than changes of their own.
+    #[serde(default)]
+    pub follows: Option<std::collections::BTreeSet<String>>,
 }
 
 fn one() -> usize {
@@ -435,6 +440,7 @@ impl Jobs {
             only: None,
             backs: None,
             replicas: None,
+            follows: None,
         };
         Ok((record, ops))
     }

@@ -195,6 +195,21 @@ impl Jobs {
                 std::mem::take(&mut r.threads)
                     .into_iter()
                     .partition(|t| !new.contains(&t.vertex));
+            // A follower that became the vertex makes changes itself (it
+            // no longer waits for them); a vertex that became a follower
+            // stops until its member has seen what it is to follow.
+            let follows = record.follows.clone().unwrap_or_default();
+            let followed = r
+                .record
+                .follows
+                .replace(follows.clone())
+                .unwrap_or_default();
+            for t in &staying {
+                let (now, was) = (follows.contains(&t.vertex), followed.contains(&t.vertex));
+                if now != was {
+                    lock(&t.status).hold = now;
+                }
+            }
             r.threads = staying;
             r.vertices
                 .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
@@ -221,6 +236,7 @@ impl Jobs {
             (leaving, old)
         };
         halt_threads(leaving);
+        self.keep_resumes(&record);
         let mut keys = BTreeSet::new();
         for vertex in old.difference(&new) {
             if let Some(key) = self.vertex_keys(&record, vertex)?.0.pop() {

@@ -9,6 +9,9 @@ use crate::source::Chunk;
 /// entries then takes on this node, as on a slow or overloaded machine.
 pub const SLOW_FILE_ENV: &str = "WEIR_TEST_SLOW_FILE";
 
+/// How often a follower stopped for a change looks whether it may go on.
+const HOLD_WAIT: Duration = Duration::from_millis(20);
+
 /// Pauses as the file at `path` says, if it names `vertex`.
 fn slow_down(path: &std::path::Path, vertex: &str) {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -37,8 +40,15 @@ impl Jobs {
         let streams = &self.inner.streams;
         let slow = std::env::var_os(SLOW_FILE_ENV).map(std::path::PathBuf::from);
         loop {
-            for request in std::mem::take(&mut lock(status).requests) {
+            let (requests, follow, hold) = {
+                let mut s = lock(status);
+                (std::mem::take(&mut s.requests), s.follow.take(), s.hold)
+            };
+            for request in requests {
                 vertex.schedule(request);
+            }
+            if let Some(patches) = follow {
+                vertex.follow(&patches)?;
             }
             // What status shows comes from the vertex, loaded from its
             // snapshot: a finished job shows its counts after a restart too.
@@ -46,8 +56,15 @@ impl Jobs {
             if let Some(finished) = halt(vertex.position().finished, stop) {
                 return Ok(finished);
             }
+            // A follower stopped for a change to its stage reads nothing
+            // until the vertex it follows has made it.
+            lock(status).held = hold.then_some(vertex.position().ctis);
+            if hold {
+                std::thread::sleep(HOLD_WAIT);
+                continue;
+            }
             let mut progressed = false;
-            for (i, &stream) in inputs.iter().enumerate() {
+            'inputs: for (i, &stream) in inputs.iter().enumerate() {
                 // An input that ran ahead of another waits in the stream.
                 if !vertex.reads(i) {
                     continue;
@@ -56,6 +73,9 @@ impl Jobs {
                 for (seq, bytes) in streams.read_written(stream, from, READ_CHUNK)? {
                     if !vertex.reads(i) {
                         break;
+                    }
+                    if stopping(status) {
+                        break 'inputs;
                     }
                     if let Some(path) = &slow {
                         slow_down(path, vertex.name());
@@ -90,7 +110,7 @@ impl Jobs {
                 }
             }
             publish(&vertex, status);
-            if !progressed {
+            if !progressed && !stopping(status) {
                 let wanted: Vec<(u64, u64)> = inputs
                     .iter()
                     .zip(&vertex.position().inputs)
@@ -168,6 +188,10 @@ impl Jobs {
             }
             // Before the entries: some of them ran on the new version.
             ops.push(put(&timeline_key(key), postcard::to_allocvec(timeline)?));
+        } else if !settled.is_empty() && !self.keep_taken(key, settled, stop)? {
+            // Refused changes count as taken too: the followers of a copy
+            // wait for them to be.
+            return Ok(false);
         }
         if settled.is_empty() {
             if !ops.is_empty() {
@@ -509,6 +533,7 @@ pub(super) fn publish(vertex: &Vertex, status: &Shared) {
     s.rows_out = rows_out;
     s.dead = dead_rows;
     s.snapshot = at.id;
+    s.ctis = at.ctis;
     s.patches = at.patches;
     s.module.clone_from(&at.module);
     s.filters = vertex.filter_texts();
@@ -530,6 +555,13 @@ pub(super) fn publish(vertex: &Vertex, status: &Shared) {
         Some(_) => {}
         None => s.rate_mark = Some((now, rows_in)),
     }
+}
+
+/// Whether a follower stops reading at the next entry: it is to hold
+/// for a change, or to take the timeline its vertex recorded first.
+fn stopping(status: &Shared) -> bool {
+    let s = lock(status);
+    s.hold || s.follow.is_some()
 }
 
 /// Whether a vertex loop ends: `Some(true)` finished, `Some(false)` stopped.

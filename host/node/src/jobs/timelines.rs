@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use weir_cluster::jobs::CopyTimeline;
+use weir_core::patch::extends;
 
 use super::changes::taken_key;
 use super::*;
@@ -87,6 +88,22 @@ impl Jobs {
         keeper.record(&record.name, record.id, &copy, kept, stop)
     }
 
+    /// Records with the coordinator that the vertex with snapshot key
+    /// `key`, when it is a copy of a placed job, went through changes
+    /// without a switch (refused, `settled`, or passed over): its timeline
+    /// as stored, with the new count of changes taken. `false`: `stop` was
+    /// set (or the copy moved) before the coordinator held it.
+    pub(super) fn keep_taken(
+        &self,
+        key: &str,
+        settled: &[(u64, Option<String>)],
+        stop: &AtomicBool,
+    ) -> Result<bool> {
+        let timeline: Timeline =
+            stored(&self.inner.streams, &timeline_key(key))?.unwrap_or_default();
+        self.keep_timeline(key, &timeline, settled, stop)
+    }
+
     /// Before the copies of placed job `record` that run here start: each
     /// whose timeline the coordinator holds longer (`kept`, by copy) than
     /// it is stored here takes it, with the count of the job's changes it
@@ -110,8 +127,8 @@ impl Jobs {
                 Some(t) => (Some(t.original), t.patches),
                 None => (None, Vec::new()),
             };
-            if !recorded.patches.starts_with(&have) {
-                if have.starts_with(&recorded.patches) {
+            if !extends(&recorded.patches, &have) {
+                if extends(&have, &recorded.patches) {
                     continue;
                 }
                 bail!(

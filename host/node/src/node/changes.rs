@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use weir_cluster::jobs::{ClusterJob, CopyTimeline, PatchRequest, StageChange};
+use weir_cluster::jobs::{ClusterJob, CopyTimeline, Held, PatchRequest, StageChange};
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
 
 use super::placed::{nonce, record_of};
@@ -81,19 +81,6 @@ impl Node {
             Request::FilterRemove { job, stage, expr } => (job, stage, Asked::FilterRemove(expr)),
             other => bail!(Request, "{} is not a stage change", other.describe()),
         };
-        if let Some(job) = cluster.metadata().jobs.get(&job)
-            && let Some((copy, k)) = job
-                .spec
-                .replicate
-                .iter()
-                .find(|(v, _)| weir_cluster::jobs::of_stage(v, &stage))
-        {
-            bail!(
-                Patch,
-                "change to job `{}` stage `{stage}` refused: the stage runs replicated (`{copy}` as {k} instances on different members), and a change is not yet made at one position across a vertex's instances; submit the job again with the new module, or run the stage without replicate",
-                job.spec.name
-            );
-        }
         let me = cluster.id();
         // Checked against a copy that runs: one here, else one on another
         // member (asked once; a member asked by a member checks its own).
@@ -442,31 +429,66 @@ impl Node {
 impl Node {
     /// Makes the changes written for the placed jobs running here to the
     /// copies this member runs, in order (a module not fetched yet holds
-    /// back the job's changes from it on).
-    pub(super) fn take_changes(&self, metadata: &Metadata) {
+    /// back the job's changes from it on), and has the followers here go on
+    /// with what their vertices recorded. Returns what to tell the
+    /// coordinator: where followers stopped for a change.
+    pub(super) fn take_changes(&self, metadata: &Metadata) -> Vec<Command> {
+        let Some(me) = self.cluster.get().map(|c| c.id()) else {
+            return Vec::new();
+        };
         let running = self.jobs.placed();
         let mut taken = lock(&self.changes_taken);
-        taken.retain(|name, (id, _)| running.get(name).is_some_and(|(i, ..)| i == id));
+        taken.retain(|name, (id, ..)| running.get(name).is_some_and(|(i, ..)| i == id));
+        let mut tell = Vec::new();
         for (name, job) in &metadata.jobs {
-            if job.patches.is_empty() || running.get(name).is_none_or(|(id, ..)| *id != job.id) {
+            if running.get(name).is_none_or(|(id, ..)| *id != job.id) {
                 continue;
             }
-            let done = taken.get(name).map_or(0, |(_, n)| *n);
-            if done >= job.patches.len() {
+            match self.jobs.follow_changes(name, &job.patches, &job.timelines) {
+                Ok(stopped) => {
+                    for (copy, index, ctis) in stopped {
+                        let held = Held {
+                            index: index as u64,
+                            ctis,
+                        };
+                        let told = job.holds.get(&copy).and_then(|h| h.get(&me));
+                        if told != Some(&held) {
+                            tell.push(Command::Hold {
+                                name: name.clone(),
+                                id: job.id,
+                                copy,
+                                member: me,
+                                held,
+                            });
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(job = %name, "following the cluster's changes: {e:#}"),
+            }
+            // A follower here that became the vertex takes the changes
+            // since it started following.
+            let vertices: BTreeSet<String> = job.on(me).map(str::to_string).collect();
+            let done = match taken.get(name) {
+                Some((_, n, v)) if *v == vertices => *n,
+                _ => 0,
+            };
+            if job.patches.is_empty() || done >= job.patches.len() {
                 continue;
             }
             let ready = |p: &PatchRequest| match &p.change {
                 StageChange::Deploy { version } => matches!(self.jobs.module(version), Ok(Some(_))),
                 _ => true,
             };
+            let held = |copy: &str, index: usize| job.held(copy, index);
             tracing::debug!(job = %name, done, patches = job.patches.len(), "taking the cluster's changes");
-            match self.jobs.take_changes(name, &job.patches, ready) {
+            match self.jobs.take_changes(name, &job.patches, ready, held) {
                 Ok(n) => {
-                    taken.insert(name.clone(), (job.id, n));
+                    taken.insert(name.clone(), (job.id, n, vertices));
                 }
                 Err(e) => tracing::error!(job = %name, "taking the cluster's changes: {e:#}"),
             }
         }
+        tell
     }
 
     /// Fetches the modules deployed to the placed jobs running here that

@@ -80,6 +80,12 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
                 .collect(),
         ),
         replicas: Some(job.replicated_on(me).map(str::to_string).collect()),
+        follows: Some(
+            job.followed_on(me)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        ),
     }
 }
 
@@ -378,12 +384,19 @@ impl Node {
             let node = self.clone();
             let fetches = match tokio::task::spawn_blocking(move || {
                 let fetches = node.reconcile(&metadata, me, &waiting);
-                node.take_changes(&metadata);
-                fetches
+                let holds = node.take_changes(&metadata);
+                (fetches, holds)
             })
             .await
             {
-                Ok(fetches) => fetches,
+                Ok((fetches, holds)) => {
+                    for hold in holds {
+                        if let Err(e) = cluster.write(hold).await {
+                            tracing::debug!("telling where a follower stopped: {e:#}");
+                        }
+                    }
+                    fetches
+                }
                 Err(e) => {
                     tracing::error!("placing vertices failed: {e}");
                     continue;
