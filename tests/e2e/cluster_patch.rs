@@ -379,3 +379,76 @@ fn deploys(d: &Path, node: &Node) -> BTreeMap<String, u64> {
     }
     switched
 }
+
+/// Changes to two stages of one job, one after the other: each reaches
+/// every copy of its own stage (a copy counts the changes to other stages
+/// as passing it by, not as changes it missed).
+#[test]
+fn changes_to_two_stages_of_a_job_each_reach_their_copies() {
+    let dir = super::node::cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    write(
+        d,
+        "two.wsql",
+        &format!(
+            "Bid = INPUT NEXMARK BID (events => 30000, rate => 1000, pace => 1);\n\
+             sales = SELECT date_time AS ts, CAST(bidder % 50 AS VARCHAR) AS user, price AS amount FROM Bid;\n\
+             TallyV1 = COMPONENT \"{}\" WITH (factor = 3, poison = 777);\n\
+             first = REDUCE sales ON user USING TallyV1;\n\
+             second = REDUCE sales ON user USING TallyV1;\n\
+             OUTPUT first TO \"out/first.jsonl\";\n\
+             OUTPUT second TO \"out/second.jsonl\";\n",
+            udf_component("tally_v1").display()
+        ),
+    );
+    submit(d, &nodes[0], "two");
+    job_status(d, &nodes[0], "two", |s| {
+        let running = s["vertices"].as_array().map_or(0, |vs| {
+            vs.iter()
+                .filter(|v| v["role"] == "stage" && v["state"] == "running")
+                .filter(|v| v["name"].as_str().is_some_and(|n| n.contains("__p")))
+                .count()
+        });
+        running >= 12
+    });
+    for (stage, node) in [("first", &nodes[1]), ("second", &nodes[2])] {
+        let args = [
+            "job",
+            "filter",
+            "add",
+            "--job",
+            "two",
+            "--stage",
+            stage,
+            "amount = 1",
+        ];
+        ok(&node.weir(d, &args));
+    }
+    for stage in ["first", "second"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let args = ["udf", "history", "--job", "two", "--stage", stage, "--json"];
+            let out = ok(&nodes[0].weir(d, &args));
+            let h: Value = serde_json::from_str(&out).expect("history is JSON");
+            let filtered = h.as_array().map_or(0, |list| {
+                list.iter()
+                    .filter(|e| {
+                        e["why"]
+                            .as_str()
+                            .is_some_and(|w| w.starts_with("filter added"))
+                    })
+                    .count()
+            });
+            if filtered == 6 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stage `{stage}`: {filtered} of 6 copies took its filter within 30 s: {out}\n{}",
+                member_logs(d)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}

@@ -169,4 +169,9 @@ pub struct VertexLoad {
     /// (`replicate = k`), as the answering member's metadata says.
     #[serde(default)]
     pub replica: bool,
+    /// The latest CTI of its input it has read: its progress in event
+    /// time. The copies of a parallel stage read the same CTIs, so a copy
+    /// whose CTI trails its peers' is behind whatever its share of events.
+    #[serde(default)]
+    pub read_cti: Option<i64>,
 }

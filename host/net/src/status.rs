@@ -84,6 +84,9 @@ pub struct VertexStatus {
     /// CTIs the vertex has written (the node's own; never sent).
     #[serde(skip)]
     pub ctis: u64,
+    /// The latest CTI of its input it has read since it started here.
+    #[serde(default)]
+    pub read_cti: Option<i64>,
     /// Set by the node: the vertex, a follower of a vertex on another
     /// member (a replica or duplicate), stops reading at its next entry
     /// because a change to its stage waits (never sent).

@@ -182,6 +182,9 @@ pub struct Vertex {
     /// Snapshots are taken (else a run that never restores, offline: state
     /// changes are dropped at each checkpoint instead of encoded).
     snapshots: bool,
+    /// The latest CTI of its input it has read since it was loaded (not
+    /// snapshotted: its progress in event time, for the straggler check).
+    read_cti: Option<i64>,
 }
 
 impl std::fmt::Debug for Vertex {
@@ -313,7 +316,16 @@ impl Vertex {
             markers: VecDeque::new(),
             snapshots: true,
             patching: None,
+            read_cti: None,
         })
+    }
+
+    /// The latest CTI of its input the vertex has read since it was loaded:
+    /// how far it has come in event time. The copies of a parallel stage
+    /// read the same CTIs, so this compares them whatever their share of
+    /// the events (the CTIs they write depend on their operator).
+    pub fn read_cti(&self) -> Option<i64> {
+        self.read_cti
     }
 
     /// The vertex's name.
@@ -490,6 +502,7 @@ impl Vertex {
     }
 
     fn on_cti(&mut self, seq: u64, t: i64, fx: &mut Effects) -> Result<(), VertexError> {
+        self.read_cti = self.read_cti.max(Some(t));
         let t = match &mut self.operator {
             Operator::Source(generator) => match generator.on_cti(t) {
                 Some(t) => t,

@@ -87,6 +87,7 @@ impl Jobs {
                         state: v.state,
                         lag: v.lag,
                         replica: false,
+                        read_cti: v.read_cti,
                     })
             })
             .collect()

@@ -534,6 +534,7 @@ pub(super) fn publish(vertex: &Vertex, status: &Shared) {
     s.dead = dead_rows;
     s.snapshot = at.id;
     s.ctis = at.ctis;
+    s.read_cti = vertex.read_cti();
     s.patches = at.patches;
     s.module.clone_from(&at.module);
     s.filters = vertex.filter_texts();

@@ -1,12 +1,16 @@
 //! Stragglers (StreamScope's production feature): the coordinator's member
-//! compares each copy of a parallel stage with its peers, by the input
-//! entries it has not read yet (its lag, as the members' heartbeats report
-//! it). A copy far behind its peers for a few checks in a row gets a
-//! duplicate on its backup, from the snapshot the backup holds
-//! ([`Command::Straggler`]); the duplicate's member moves the vertex to it
-//! once it has caught up with its inputs (`switch_caught_up`), unless the
-//! straggler catches up first, when its duplicate goes. Either way the
-//! output is the same, entry for entry: rStreams dedup by seq.
+//! compares each copy of a parallel stage with its peers by progress: the
+//! latest CTI of its input it has read, as the members' heartbeats report
+//! it. The copies of a stage read the same CTIs (an exchange sends each to
+//! every partition), so this compares them in event time whatever their
+//! share of the events, and whatever CTIs their operator writes (a hopping
+//! aggregate writes one per window). A copy far behind its peers
+//! for a few checks in a row gets a duplicate on its backup, from the
+//! snapshot the backup holds ([`Command::Straggler`]); the duplicate's
+//! member moves the vertex to it once it has caught up with its inputs
+//! (`switch_caught_up`), unless the straggler catches up first, when its
+//! duplicate goes. Either way the output is the same, entry for entry:
+//! rStreams dedup by seq.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -18,10 +22,12 @@ use super::*;
 
 /// How often the coordinator's member compares the copies.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// A copy is behind when its lag is over this many times its peers' median…
-const FACTOR: u64 = 4;
-/// … and over this many input entries (a paced Nexmark source writes 100
-/// a second).
+/// A copy is behind when its read CTI trails its peers' median by over
+/// this many times the median's own lead over the furthest peer (a unit-
+/// free measure: CTIs are in each job's own time)…
+const FACTOR: i64 = 4;
+/// … and it has over this many input entries to read (so that a copy a
+/// moment late on a loaded machine is not one).
 const MIN_LAG: u64 = 256;
 /// Checks in a row a copy must be behind before it gets a duplicate.
 const CHECKS: u32 = 3;
@@ -36,6 +42,14 @@ pub(super) struct Behind {
     checked: Option<Instant>,
 }
 
+/// Where a copy stands: the latest CTI of its input it has read (none
+/// yet since it started), and the input entries it has not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Progress {
+    pub(super) cti: Option<i64>,
+    pub(super) lag: u64,
+}
+
 /// The stage group of a parallel stage's vertex: `S__p` for a copy
 /// `S__p{j}`, `S__in{i}p` for a partition `S__in{i}p{j}`; none for others.
 fn group(vertex: &str) -> Option<&str> {
@@ -43,28 +57,33 @@ fn group(vertex: &str) -> Option<&str> {
     (cut.len() < vertex.len() && cut.ends_with('p') && cut.contains("__")).then_some(cut)
 }
 
-/// The vertices of `lags` (vertex → lag, each a stage's copy or partition)
-/// far behind their peers: over [`MIN_LAG`] and over [`FACTOR`] times the
-/// median of their group (at least three peers).
-pub(super) fn behind(lags: &BTreeMap<String, u64>) -> Vec<String> {
-    let mut groups: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for (v, lag) in lags {
-        if let Some(g) = group(v) {
-            groups.entry(g).or_default().push(*lag);
+/// The vertices of `copies` (each a stage's copy or partition) far behind
+/// their peers (at least three that have read a CTI): a read CTI below
+/// their median by over [`FACTOR`] times the distance from the median to
+/// the furthest of them, with over [`MIN_LAG`] entries to read.
+pub(super) fn behind(copies: &BTreeMap<String, Progress>) -> Vec<String> {
+    let mut groups: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (v, p) in copies {
+        if let (Some(g), Some(cti)) = (group(v), p.cti) {
+            groups.entry(g).or_default().push(cti);
         }
     }
-    lags.iter()
-        .filter(|(v, lag)| {
-            let Some(peers) = group(v).and_then(|g| groups.get(g)) else {
+    for peers in groups.values_mut() {
+        peers.sort_unstable();
+    }
+    copies
+        .iter()
+        .filter(|(v, p)| {
+            let (Some(peers), Some(cti)) = (group(v).and_then(|g| groups.get(g)), p.cti) else {
                 return false;
             };
-            if peers.len() < 3 {
+            let (Some(median), Some(furthest)) = (peers.get(peers.len() / 2), peers.last()) else {
                 return false;
-            }
-            let mut sorted = peers.clone();
-            sorted.sort_unstable();
-            let median = sorted[sorted.len() / 2];
-            **lag > MIN_LAG && **lag > FACTOR * median.max(1)
+            };
+            let lead = furthest.saturating_sub(*median).max(1);
+            peers.len() >= 3
+                && p.lag > MIN_LAG
+                && median.saturating_sub(cti) > FACTOR.saturating_mul(lead)
         })
         .map(|(v, _)| v.clone())
         .collect()
@@ -89,17 +108,21 @@ impl Node {
         let metadata = cluster.metadata();
         let mut writes = Vec::new();
         for (name, job) in &metadata.jobs {
-            // Each vertex's own lag, as its member reports it (not its
-            // duplicate's or a replica's).
-            let mut lags: BTreeMap<String, u64> = BTreeMap::new();
+            // Each vertex's own progress, as its member reports it (not
+            // its duplicate's or a replica's).
+            let mut copies: BTreeMap<String, Progress> = BTreeMap::new();
             for m in &status.members {
                 for v in m.vertices.iter().filter(|v| v.job == *name) {
                     if job.placement.get(&v.vertex) == Some(&m.id) && v.state == "running" {
-                        lags.insert(v.vertex.clone(), v.lag);
+                        let at = Progress {
+                            cti: v.read_cti,
+                            lag: v.lag,
+                        };
+                        copies.insert(v.vertex.clone(), at);
                     }
                 }
             }
-            let slow = behind(&lags);
+            let slow = behind(&copies);
             let mut seen = lock(&self.behind);
             seen.counts
                 .retain(|(j, v), _| j != name || slow.contains(v));
@@ -107,12 +130,13 @@ impl Node {
                 let count = seen.counts.entry((name.clone(), v.clone())).or_insert(0);
                 *count += 1;
                 if *count >= CHECKS && !job.stragglers.contains(v) {
-                    tracing::info!(job = %name, vertex = %v, lag = lags[v], "a straggler: far behind its stage's peers, it gets a duplicate");
+                    let at = copies[v];
+                    tracing::info!(job = %name, vertex = %v, read_cti = ?at.cti, lag = at.lag, "a straggler: far behind its stage's peers, it gets a duplicate");
                     writes.push((name.clone(), job.id, v.clone(), true));
                 }
             }
             for v in &job.stragglers {
-                if lags.get(v).is_some_and(|lag| *lag <= CAUGHT_UP) {
+                if copies.get(v).is_some_and(|p| p.lag <= CAUGHT_UP) {
                     tracing::info!(job = %name, vertex = %v, "the straggler caught up first: its duplicate goes");
                     writes.push((name.clone(), job.id, v.clone(), false));
                 }
@@ -141,28 +165,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_copy_far_behind_its_peers_and_only_that_is_behind() {
-        let lags = |list: &[(&str, u64)]| -> BTreeMap<String, u64> {
-            list.iter().map(|(v, l)| (v.to_string(), *l)).collect()
+    fn a_copy_far_behind_its_peers_in_event_time_and_only_that_is_behind() {
+        let at = |list: &[(&str, Option<i64>, u64)]| -> BTreeMap<String, Progress> {
+            list.iter()
+                .map(|(v, cti, lag)| {
+                    (
+                        v.to_string(),
+                        Progress {
+                            cti: *cti,
+                            lag: *lag,
+                        },
+                    )
+                })
+                .collect()
         };
-        let copies = lags(&[
-            ("S__p0", 10),
-            ("S__p1", 12),
-            ("S__p2", 900),
-            ("S__p3", 8),
-            ("S__in0p0", 0),
-            ("S__in0p1", 200),
-            ("S__in0p2", 0),
-            ("Bid", 5000),
-            ("sink0", 5000),
+        let copies = at(&[
+            ("S__p0", Some(50_000), 10),
+            ("S__p1", Some(49_800), 12),
+            ("S__p2", Some(30_000), 900),
+            ("S__p3", Some(50_100), 8),
+            // A copy that has not read a CTI since it started.
+            ("S__p4", None, 5000),
+            // A hot partition: many entries to read, but it keeps up.
+            ("S__in0p0", Some(50_000), 2000),
+            ("S__in0p1", Some(40_000), 200),
+            ("S__in0p2", Some(50_000), 0),
+            ("S__in0p3", Some(49_900), 0),
+            ("Bid", Some(10), 5000),
+            ("sink0", None, 5000),
         ]);
-        // A partition at 200 is behind a median of 0, but under MIN_LAG;
-        // a source or a sink has no peers.
+        // A partition 10 s behind with 200 entries to read is only a moment
+        // late; a source or a sink has no peers.
         assert_eq!(behind(&copies), ["S__p2"]);
-        // Everyone behind alike: no straggler.
-        let even = lags(&[("S__p0", 900), ("S__p1", 1000), ("S__p2", 950)]);
+        // Everyone spread alike: no straggler.
+        let even = at(&[
+            ("S__p0", Some(100), 900),
+            ("S__p1", Some(500), 1000),
+            ("S__p2", Some(900), 950),
+        ]);
         assert!(behind(&even).is_empty());
         // Two peers are too few to tell.
-        assert!(behind(&lags(&[("S__p0", 0), ("S__p1", 900)])).is_empty());
+        let two = at(&[("S__p0", Some(50_000), 0), ("S__p1", Some(0), 900)]);
+        assert!(behind(&two).is_empty());
     }
 }
