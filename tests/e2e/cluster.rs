@@ -85,7 +85,10 @@ pub(crate) fn until_within(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{what}: not within {patience:?}; last status {last:?}");
+    panic!(
+        "{what}: not within {patience:?}; last status {last:?}\n{}",
+        member_logs(dir)
+    );
 }
 
 pub(crate) fn members(s: &Value) -> &Vec<Value> {

@@ -10,7 +10,7 @@ use weir::testkit::udf_component;
 use std::collections::BTreeMap;
 
 use super::cluster::{id_at, member_logs, members, until, until_within};
-use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
+use super::cluster_jobs::{finished_output, job_status, offline, submit, three_with, vertices};
 use super::cluster_patch::{change, rows, run_tally, same_rows_by_version};
 use super::node::{cluster, ok};
 
@@ -38,9 +38,11 @@ fn a_replicated_stage_loses_the_coordinators_member_without_a_restart() {
 fn lose_a_member_running_replicas(coordinator: bool) {
     let dir = cluster();
     let d = dir.path();
-    let mut nodes = three(d);
+    // A heartbeat timeout that a loaded machine does not miss: no member
+    // is thought lost (and its vertices placed elsewhere) but the one killed.
+    let mut nodes = three_with(d, &[], "2s");
     let q = "q5";
-    super::nexmark_queries::example(d, q, "events => 160000, rate => 20000, pace => 1");
+    super::nexmark_queries::example(d, q, "events => 320000, rate => 20000, pace => 1");
     let path = d.join(format!("{q}.wsql"));
     let text = std::fs::read_to_string(&path).expect("script");
     let script = text.replace("HOPPING(10s, 2s);", "HOPPING(10s, 2s) WITH REPLICATE 2;");
@@ -118,7 +120,8 @@ fn lose_a_member_running_replicas(coordinator: bool) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the replica's member never collected its copy of Counts__1:\n{list}"
+            "the replica's member (member {holder}) never collected its copy of Counts__1:\n{list}\n{}",
+            String::from_utf8_lossy(&node.weir(d, &["job", "status", "q5", "--json"]).stdout)
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -175,7 +178,7 @@ fn lose_a_member_running_replicas(coordinator: bool) {
 fn a_deploy_to_a_replicated_stage_switches_each_instance_where_its_vertex_did() {
     let dir = cluster();
     let d = dir.path();
-    let mut nodes = three(d);
+    let mut nodes = three_with(d, &[], "2s");
     let (want, _) = run_tally(d, &nodes[0], " WITH REPLICATE 2");
     let v2 = udf_component("tally_v2").display().to_string();
     change(d, &nodes[1], &["deploy", &v2]);
@@ -197,7 +200,12 @@ fn a_deploy_to_a_replicated_stage_switches_each_instance_where_its_vertex_did() 
         at.len() == 6 && at.values().all(|i| i.len() == 2)
     });
     for (copy, at) in switched(&s) {
-        assert_eq!(at[0], at[1], "{copy}: its instances switched apart: {s}");
+        assert_eq!(
+            at[0],
+            at[1],
+            "{copy}: its instances switched apart: {s}\n{}",
+            member_logs(d)
+        );
     }
     nodes.remove(2).kill9();
     std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");

@@ -256,13 +256,21 @@ impl Jobs {
         }
         streams.commit_meta(ops)?.wait()?;
         lock(&self.inner.queues).retain(|k, _| !cached.contains(k));
-        let plan = self.record_plan(&record)?;
-        let reads = placed::plan_vertices(&plan)
-            .into_iter()
-            .find(|v| v.name == vertex)
-            .map(|v| v.reads)
-            .unwrap_or_default();
         let reader = format!("{RESUME_HOLD}{}/{vertex}", record.prefix());
+        let known = lock(&self.inner.backed_reads).get(&reader).cloned();
+        let reads = match known {
+            Some(reads) => reads,
+            None => {
+                let plan = self.record_plan(&record)?;
+                let reads = placed::plan_vertices(&plan)
+                    .into_iter()
+                    .find(|v| v.name == vertex)
+                    .map(|v| v.reads)
+                    .unwrap_or_default();
+                lock(&self.inner.backed_reads).insert(reader.clone(), reads.clone());
+                reads
+            }
+        };
         for (input, pos) in reads.iter().zip(&backup.inputs) {
             if let Ok(info) = streams.info(&record.stream(input)) {
                 self.reader_at(info.id, &reader, *pos);
@@ -272,17 +280,21 @@ impl Jobs {
     }
 
     /// Forgets the holds this member keeps for the snapshots of placed job
-    /// `record`'s vertices it stored as their backup, but for the vertices
-    /// it still backs up and does not run.
-    pub(super) fn keep_resumes(&self, record: &JobRecord) {
+    /// `record`'s vertices it stored as their backup, but for those of the
+    /// vertices in `keep` (those it backs up and does not run, and those
+    /// about to start here from those snapshots).
+    pub(super) fn keep_resumes(&self, record: &JobRecord, keep: &BTreeSet<String>) {
         let prefix = format!("{RESUME_HOLD}{}/", record.prefix());
-        let backs = record.backs.clone().unwrap_or_default();
-        let only = record.only.clone().unwrap_or_default();
+        lock(&self.inner.backed_reads).retain(|reader, _| {
+            reader
+                .strip_prefix(&prefix)
+                .is_none_or(|v| keep.contains(v))
+        });
         for list in lock(&self.inner.readers).values_mut() {
             list.retain(|reader, _| {
                 reader
                     .strip_prefix(&prefix)
-                    .is_none_or(|v| backs.contains(v) && !only.contains(v))
+                    .is_none_or(|v| keep.contains(v))
             });
         }
     }
@@ -406,6 +418,7 @@ impl Jobs {
         let part = format!("/{prefix}/");
         lock(&self.inner.backed).retain(|key, _| !key.contains(&part));
         lock(&self.inner.replicas).retain(|key| !key.contains(&part));
+        lock(&self.inner.backed_reads).retain(|key, _| !key.contains(&part));
     }
 
     /// Whether job stream `stream` (`NAME@ID.VERTEX…`) belongs to a job

@@ -175,15 +175,44 @@ impl Jobs {
                     break;
                 }
             }
-            self.follow_timeline(&record, copy, &recorded, &status)?;
+            // One follower that cannot follow stops; the others go on.
+            let adopted = match self.follow_timeline(&record, copy, &recorded, &status) {
+                Ok(adopted) => adopted,
+                Err(e) => {
+                    tracing::error!(
+                        job,
+                        copy,
+                        "the follower cannot take its vertex's switches: {e:#}"
+                    );
+                    false
+                }
+            };
             let mut s = lock(&status);
             // A follower that finished or failed reads no more: where it
             // ended is where it stopped.
             let ended = s.state == "finished" || s.state == "failed";
-            s.hold = waits.is_some() && !ended;
+            s.hold = (waits.is_some() || !adopted) && !ended;
             let at = if ended { Some(s.ctis) } else { s.held };
             if let (Some(index), Some(ctis)) = (waits, at) {
                 stopped.push((copy.clone(), index, ctis));
+            }
+        }
+        // A follower that became the vertex while a module it is to switch
+        // to was not here yet.
+        let follows = record.follows.clone().unwrap_or_default();
+        for vertex in record
+            .only
+            .iter()
+            .flatten()
+            .filter(|v| !follows.contains(*v))
+        {
+            let Ok(status) = self.stage_status(job, vertex) else {
+                continue;
+            };
+            if lock(&status).hold {
+                let recorded = kept.get(vertex).cloned().unwrap_or_default();
+                let adopted = self.follow_timeline(&record, vertex, &recorded, &status)?;
+                lock(&status).hold = !adopted;
             }
         }
         Ok(stopped)
@@ -192,29 +221,37 @@ impl Jobs {
     /// Has follower `copy` of placed job `record` take the switches
     /// `recorded` holds past the timeline stored here: stored first (with
     /// the count of the job's changes they cover), so a restart makes them
-    /// at the same positions, then handed to its thread.
-    fn follow_timeline(
+    /// at the same positions, then handed to its thread. `false`: a module
+    /// they switch to is not here yet (the follower waits for it).
+    pub(super) fn follow_timeline(
         &self,
         record: &JobRecord,
         copy: &str,
         recorded: &CopyTimeline,
         status: &Shared,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        for patch in &recorded.patches {
+            if !patch.version.is_empty() && self.module(&patch.version)?.is_none() {
+                return Ok(false);
+            }
+        }
         let key = stage_key(record, copy);
         let streams = &self.inner.streams;
         let Some(mut timeline) = stored::<Timeline>(streams, &timeline_key(&key))? else {
             // A copy whose timeline was never stored starts from the
             // recorded one when it starts ([`Jobs::adopt_timelines`]).
             if recorded.patches.is_empty() {
-                return Ok(());
+                self.count_taken(record, copy, recorded.taken)?;
+            } else {
+                let kept = BTreeMap::from([(copy.to_string(), recorded.clone())]);
+                self.adopt_timelines(record, &kept)?;
+                lock(status).follow = Some(recorded.patches.clone());
             }
-            let kept = BTreeMap::from([(copy.to_string(), recorded.clone())]);
-            self.adopt_timelines(record, &kept)?;
-            lock(status).follow = Some(recorded.patches.clone());
-            return Ok(());
+            return Ok(true);
         };
         if extends(&timeline.patches, &recorded.patches) {
-            return Ok(());
+            self.count_taken(record, copy, recorded.taken)?;
+            return Ok(true);
         }
         if !extends(&recorded.patches, &timeline.patches) {
             bail!(
@@ -241,6 +278,20 @@ impl Jobs {
             "the follower takes the switches its vertex recorded"
         );
         lock(status).follow = Some(timeline.patches);
+        Ok(true)
+    }
+
+    /// Counts `taken` of the job's changes as taken by follower `copy` of
+    /// placed job `record` when it had counted fewer: the changes its
+    /// vertex refused or passed over, which it takes no switch for.
+    fn count_taken(&self, record: &JobRecord, copy: &str, taken: u64) -> Result<()> {
+        let key = taken_key(record, copy);
+        let streams = &self.inner.streams;
+        if stored::<u64>(streams, &key)?.unwrap_or(0) < taken {
+            streams
+                .commit_meta(vec![put(&key, postcard::to_allocvec(&taken)?)])?
+                .wait()?;
+        }
         Ok(())
     }
 

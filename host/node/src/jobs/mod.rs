@@ -190,6 +190,9 @@ struct Inner {
     queues: Mutex<HashMap<String, Queue>>,
     /// Records the timelines of placed jobs' copies with the coordinator.
     keeper: std::sync::OnceLock<Arc<dyn Keeper>>,
+    /// Per vertex this member backs up (by its resume reader): the job
+    /// streams it reads, from its job's plan, read once.
+    backed_reads: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// The jobs of a node.
@@ -306,6 +309,7 @@ impl Jobs {
                 whole: Mutex::default(),
                 queues: Mutex::new(HashMap::new()),
                 keeper: std::sync::OnceLock::new(),
+                backed_reads: Mutex::default(),
             }),
         }
     }

@@ -183,7 +183,7 @@ impl Jobs {
         let new = record.only.clone().unwrap_or_default();
         // A replica whose vertex moved here keeps its inputs for its backup.
         self.set_replicas(&record)?;
-        let (leaving, old) = {
+        let (leaving, old, handed) = {
             let mut running = lock(&self.inner.running);
             let Some(r) = running
                 .get_mut(&name)
@@ -196,19 +196,22 @@ impl Jobs {
                 std::mem::take(&mut r.threads)
                     .into_iter()
                     .partition(|t| !new.contains(&t.vertex));
-            // A follower that became the vertex makes changes itself (it
-            // no longer waits for them); a vertex that became a follower
-            // stops until its member has seen what it is to follow.
+            // A vertex that became a follower stops until its member has
+            // seen what it is to follow; a follower that became the vertex
+            // takes what its vertex recorded first (below), then makes
+            // changes itself.
             let follows = record.follows.clone().unwrap_or_default();
             let followed = r
                 .record
                 .follows
                 .replace(follows.clone())
                 .unwrap_or_default();
+            let mut handed = Vec::new();
             for t in &staying {
-                let (now, was) = (follows.contains(&t.vertex), followed.contains(&t.vertex));
-                if now != was {
-                    lock(&t.status).hold = now;
+                match (follows.contains(&t.vertex), followed.contains(&t.vertex)) {
+                    (true, false) => lock(&t.status).hold = true,
+                    (false, true) => handed.push((t.vertex.clone(), t.status.clone())),
+                    _ => {}
                 }
             }
             r.threads = staying;
@@ -234,10 +237,21 @@ impl Jobs {
                 );
             }
             r.record.only = Some(old.intersection(&new).cloned().collect());
-            (leaving, old)
+            (leaving, old, handed)
         };
         halt_threads(leaving);
-        self.keep_resumes(&record);
+        // A follower that became the vertex reads on once it has taken
+        // every switch its vertex recorded (its member's next look, when a
+        // module for one is not here yet).
+        for (vertex, status) in handed {
+            let recorded = kept.get(&vertex).cloned().unwrap_or_default();
+            let adopted = self.follow_timeline(&record, &vertex, &recorded, &status)?;
+            lock(&status).hold = !adopted;
+        }
+        // The vertices about to start here from the snapshots stored here
+        // keep their inputs held until they hold them themselves.
+        let backs = record.backs.clone().unwrap_or_default();
+        self.keep_resumes(&record, &backs.union(&new).cloned().collect());
         let mut keys = BTreeSet::new();
         for vertex in old.difference(&new) {
             if let Some(key) = self.vertex_keys(&record, vertex)?.0.pop() {
@@ -254,7 +268,9 @@ impl Jobs {
                 added.len()
             );
         }
+        let settled = backs.difference(&new).cloned().collect();
         if added.is_empty() {
+            self.keep_resumes(&record, &settled);
             return Ok(());
         }
         // What the vertices that stay write is no copy.
@@ -270,6 +286,7 @@ impl Jobs {
         self.adopt_timelines(&part, kept)?;
         let tasks = self.build(&part, true)?;
         self.hold_added(&tasks, written)?;
+        self.keep_resumes(&record, &settled);
         let names = self.task_names(&part, &tasks);
         let threads = self.spawn(tasks, names);
         let mut running = lock(&self.inner.running);

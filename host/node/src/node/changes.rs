@@ -501,7 +501,8 @@ impl Node {
         certs: &CertDir,
     ) {
         for job in metadata.jobs.values() {
-            if job.on(me).next().is_none() {
+            // Followers too: they make the switches their vertices record.
+            if job.on(me).next().is_none() && job.followed_on(me).is_empty() {
                 continue;
             }
             for patch in &job.patches {
