@@ -179,6 +179,19 @@ pub enum Command {
         /// The change, and where the follower stopped.
         held: crate::jobs::Held,
     },
+    /// A follower of a copy (a replica or duplicate of it) failed: it is
+    /// dropped, and the vertex runs on (a replica short is replenished
+    /// from the backup).
+    DropFollower {
+        /// The job.
+        name: String,
+        /// Its incarnation.
+        id: u64,
+        /// The copy.
+        copy: String,
+        /// The follower's member.
+        member: NodeId,
+    },
     /// An ingest stream is created: two members are chosen to hold it.
     CreateStream(crate::streams::StreamSpec),
     /// A new holder of an ingest stream holds every entry its primary
@@ -375,6 +388,12 @@ impl Metadata {
                 member,
                 held,
             } => self.hold(name, *id, copy, *member, *held),
+            Command::DropFollower {
+                name,
+                id,
+                copy,
+                member,
+            } => self.drop_follower(name, *id, copy, *member),
             Command::CreateStream(spec) => self.create_stream(spec),
             Command::StreamReady { name, member } => self.stream_ready(name, *member),
             Command::CancelJob { name } => match self.jobs.remove(name) {

@@ -75,6 +75,41 @@ impl Metadata {
         holds.insert(member, held);
         Reply::Done
     }
+
+    /// Follower `member` of copy `copy` of incarnation `id` of job `name`
+    /// failed (it could not follow its vertex): it goes, as a replica or as
+    /// a duplicate (a straggler's duplicate going leaves the straggler
+    /// where it is).
+    pub(crate) fn drop_follower(
+        &mut self,
+        name: &str,
+        id: u64,
+        copy: &str,
+        member: NodeId,
+    ) -> Reply {
+        let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
+            return Reply::Unchanged;
+        };
+        let mut dropped = false;
+        if let Some(replicas) = job.replicas.get_mut(copy) {
+            dropped = replicas.remove(&member);
+            if replicas.is_empty() {
+                job.replicas.remove(copy);
+            }
+        }
+        if job.duplicates.get(copy) == Some(&member) {
+            job.duplicates.remove(copy);
+            job.stragglers.remove(copy);
+            dropped = true;
+        }
+        if !dropped {
+            return Reply::Unchanged;
+        }
+        if let Some(holds) = job.holds.get_mut(copy) {
+            holds.remove(&member);
+        }
+        Reply::Done
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +192,45 @@ mod tests {
         assert_eq!(m.jobs["j"].held("v0", 1), None);
         m.apply(&Command::Lost { id: followers[1] });
         assert_eq!(m.jobs["j"].held("v0", 1), Some(20));
+    }
+
+    /// A follower that failed goes: a replica (then short, replenished from
+    /// the backup), or a duplicate; the vertex itself stays.
+    #[test]
+    fn a_failed_follower_is_dropped_and_the_vertex_stays() {
+        let mut m = cluster(2, &[0], 3);
+        let own = m.jobs["j"].placement["v0"];
+        let followers: Vec<NodeId> = m.jobs["j"].followers("v0").into_iter().collect();
+        let drop = |member| Command::DropFollower {
+            name: "j".into(),
+            id: 1,
+            copy: "v0".into(),
+            member,
+        };
+        m.apply(&hold(followers[0], 0, 7));
+        assert_eq!(m.apply(&drop(followers[0])), Reply::Done);
+        assert_eq!(m.apply(&drop(followers[0])), Reply::Unchanged);
+        assert_eq!(m.apply(&drop(own)), Reply::Unchanged, "the vertex stays");
+        let job = &m.jobs["j"];
+        assert_eq!(
+            job.followers("v0").into_iter().collect::<Vec<_>>(),
+            [followers[1]]
+        );
+        assert_eq!(job.placement["v0"], own);
+        assert!(job.holds["v0"].is_empty());
+        // A straggler's duplicate goes with its mark.
+        let backup = m.jobs["j"].backups["v1"];
+        let job = m.jobs.get_mut("j").expect("job");
+        job.duplicates.insert("v1".into(), backup);
+        job.stragglers.insert("v1".into());
+        let dropped = Command::DropFollower {
+            name: "j".into(),
+            id: 1,
+            copy: "v1".into(),
+            member: backup,
+        };
+        assert_eq!(m.apply(&dropped), Reply::Done);
+        assert!(m.jobs["j"].duplicates.is_empty() && m.jobs["j"].stragglers.is_empty());
     }
 
     /// A drain's duplicate follows its vertex like a replica; the member a

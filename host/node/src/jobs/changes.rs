@@ -38,6 +38,16 @@ pub enum Asked {
     FilterRemove(String),
 }
 
+/// What a member tells the coordinator about the followers it runs.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Where each follower stopped for a change: (copy, the change's
+    /// index, CTIs written).
+    pub stopped: Vec<(String, usize, u64)>,
+    /// The followers that failed (could not follow their vertex), with why.
+    pub failed: Vec<(String, String)>,
+}
+
 /// Where a member records how many of a job's cluster changes a copy took.
 pub(super) fn taken_key(record: &JobRecord, copy: &str) -> String {
     format!("{CHANGES}{}/{copy}", record.prefix())
@@ -144,19 +154,20 @@ impl Jobs {
     /// what the vertices they follow recorded (`kept`, by copy): each takes
     /// the switches recorded past its own, and stops reading while one of
     /// the job's changes (`patches`) to its stage waits. Returns where each
-    /// stopped follower stands: (copy, the change's index, CTIs written).
+    /// stopped follower stands: (copy, the change's index, CTIs written),
+    /// and the followers that failed, with why.
     pub fn follow_changes(
         &self,
         job: &str,
         patches: &[PatchRequest],
         kept: &BTreeMap<String, CopyTimeline>,
-    ) -> Result<Vec<(String, usize, u64)>> {
+    ) -> Result<Followed> {
         let Some(record) = lock(&self.inner.running).get(job).map(|r| r.record.clone()) else {
-            return Ok(Vec::new());
+            return Ok(Followed::default());
         };
         // The plan, read once there are changes to look through.
         let mut plan = None;
-        let mut stopped = Vec::new();
+        let mut told = Followed::default();
         for copy in record.follows.iter().flatten() {
             let Ok(status) = self.stage_status(job, copy) else {
                 continue;
@@ -191,10 +202,14 @@ impl Jobs {
             // A follower that finished or failed reads no more: where it
             // ended is where it stopped.
             let ended = s.state == "finished" || s.state == "failed";
+            if s.state == "failed" {
+                let why = s.error.clone().unwrap_or_default();
+                told.failed.push((copy.clone(), why));
+            }
             s.hold = (waits.is_some() || !adopted) && !ended;
             let at = if ended { Some(s.ctis) } else { s.held };
             if let (Some(index), Some(ctis)) = (waits, at) {
-                stopped.push((copy.clone(), index, ctis));
+                told.stopped.push((copy.clone(), index, ctis));
             }
         }
         // A follower that became the vertex while a module it is to switch
@@ -215,7 +230,7 @@ impl Jobs {
                 lock(&status).hold = !adopted;
             }
         }
-        Ok(stopped)
+        Ok(told)
     }
 
     /// Has follower `copy` of placed job `record` take the switches

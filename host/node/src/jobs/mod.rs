@@ -52,7 +52,7 @@ mod threads;
 mod timelines;
 
 pub use backup::Stored;
-pub use changes::Asked;
+pub use changes::{Asked, Followed};
 use copies::Pending;
 use patching::load_module;
 pub use placed::PlanVertex;

@@ -445,8 +445,17 @@ impl Node {
                 continue;
             }
             match self.jobs.follow_changes(name, &job.patches, &job.timelines) {
-                Ok(stopped) => {
-                    for (copy, index, ctis) in stopped {
+                Ok(followed) => {
+                    for (copy, why) in followed.failed {
+                        tracing::error!(job = %name, %copy, "a follower here failed ({why}); it goes, and its vertex runs on");
+                        tell.push(Command::DropFollower {
+                            name: name.clone(),
+                            id: job.id,
+                            copy,
+                            member: me,
+                        });
+                    }
+                    for (copy, index, ctis) in followed.stopped {
                         let held = Held {
                             index: index as u64,
                             ctis,
