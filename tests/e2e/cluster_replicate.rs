@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::cluster::{id_at, member_logs, members, until, until_within};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three_with, vertices};
 use super::cluster_patch::{change, rows, run_tally, same_rows_by_version};
-use super::node::{cluster, ok};
+use super::node::{cluster, ok, write};
 
 /// The replicated stages' vertices: `Counts`, its partitions and copies.
 fn replicated(vertex: &str) -> bool {
@@ -220,4 +220,61 @@ fn a_deploy_to_a_replicated_stage_switches_each_instance_where_its_vertex_did() 
         !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
     });
     same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+}
+
+/// A follower that cannot follow its vertex (made to by the test hook
+/// `WEIR_TEST_DIVERGE_FILE`, which hands it a switch where it has read
+/// past) fails without writing what its vertex did not, and is dropped:
+/// its member says why, and the job runs on and writes what `weir run`
+/// writes. (Without the drop, the failed replica fails the job.)
+#[test]
+fn a_follower_that_cannot_follow_is_dropped_and_the_job_runs_on() {
+    let dir = cluster();
+    let d = dir.path();
+    let hook = d.join("diverge");
+    let path = hook.display().to_string();
+    let nodes = three_with(d, &[("WEIR_TEST_DIVERGE_FILE", &path)], "2s");
+    let script = |generator: &str| {
+        write(
+            d,
+            "tally.wsql",
+            &format!(
+                "Bid = INPUT NEXMARK BID ({generator});\n\
+                 sales = SELECT date_time AS ts, CAST(bidder % 50 AS VARCHAR) AS user, price AS amount FROM Bid;\n\
+                 TallyV1 = COMPONENT \"{}\" WITH (factor = 3, poison = 777);\n\
+                 tally = REDUCE sales ON user USING TallyV1 WITH REPLICATE 2;\n\
+                 OUTPUT tally TO \"out/tally.jsonl\";\n",
+                udf_component("tally_v1").display()
+            ),
+        )
+    };
+    script("events => 12000, rate => 1000");
+    let want = offline(d, "tally");
+    script("events => 12000, rate => 1000, pace => 1");
+    submit(d, &nodes[0], "tally");
+    job_status(d, &nodes[1], "tally", |s| {
+        s["vertices"].as_array().is_some_and(|vs| {
+            vs.iter().any(|v| {
+                v["name"] == "tally__p1" && v["role"] == "stage replica" && v["state"] == "running"
+            })
+        })
+    });
+    std::fs::write(&hook, "tally__p1").expect("the hook's file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !member_logs(d).contains("a follower here failed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no follower failed within 30 s:\n{}",
+            member_logs(d)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_file(&hook).expect("remove the hook's file");
+    let logs = member_logs(d);
+    assert!(
+        logs.contains("which this instance passed") && logs.contains("copy=tally__p1"),
+        "{logs}"
+    );
+    let got = finished_output(d, &nodes[0], "tally", |s| s["state"] != "running");
+    assert!(got == want, "the tally differs from weir run's");
 }

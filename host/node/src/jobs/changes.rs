@@ -38,6 +38,31 @@ pub enum Asked {
     FilterRemove(String),
 }
 
+/// Test hook: a file naming a copy whose followers here are handed a
+/// timeline with a switch where they have already read past (as if their
+/// vertex had made one there), so that they fail as a diverged follower
+/// does.
+pub const DIVERGE_FILE_ENV: &str = "WEIR_TEST_DIVERGE_FILE";
+
+/// Hands follower `copy` (its thread's `status`) a timeline it cannot
+/// take, if the [`DIVERGE_FILE_ENV`] file names it.
+fn diverge(copy: &str, status: &Shared) {
+    let Some(path) = std::env::var_os(DIVERGE_FILE_ENV) else {
+        return;
+    };
+    let named = std::fs::read_to_string(path).is_ok_and(|t| t.trim() == copy);
+    let mut s = lock(status);
+    if named && s.state == "running" && s.ctis > 0 {
+        s.follow = Some(vec![weir_core::patch::Patch {
+            position: 0,
+            ctis: 0,
+            version: String::new(),
+            change: Change::FilterRemove("the test hook's".into()),
+            at_ms: 0,
+        }]);
+    }
+}
+
 /// What a member tells the coordinator about the followers it runs.
 #[derive(Debug, Default)]
 pub struct Followed {
@@ -186,6 +211,7 @@ impl Jobs {
                     break;
                 }
             }
+            diverge(copy, &status);
             // One follower that cannot follow stops; the others go on.
             let adopted = match self.follow_timeline(&record, copy, &recorded, &status) {
                 Ok(adopted) => adopted,
