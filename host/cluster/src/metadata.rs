@@ -269,6 +269,8 @@ impl Metadata {
             self.replace();
             self.replace_holders();
         }
+        // An instance that moved or went no longer says where it stopped.
+        self.prune_holds();
         reply
     }
 

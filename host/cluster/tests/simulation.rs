@@ -291,8 +291,13 @@ async fn schedule(seed: u64) {
         // running member, while the faults go on.
         let through: Vec<&Cluster> = sim.running.values().collect();
         let via = through[rng.below(through.len() as u64) as usize].clone();
-        let (name, write) = match rng.below(6) {
+        let (name, write) = match rng.below(7) {
             4 => (format!("s{}", rng.below(3)), Write::Stream),
+            6 if submitted > 0 => {
+                let name = format!("j{}", rng.below(submitted));
+                let id = via.metadata().jobs.get(&name).map_or(0, |j| j.id);
+                (name, Write::Follower(id, rng.below(100), rng.below(4) == 0))
+            }
             5 if submitted > 0 => {
                 let name = format!("j{}", rng.below(submitted));
                 let id = via.metadata().jobs.get(&name).map_or(0, |j| j.id);
@@ -346,6 +351,29 @@ async fn schedule(seed: u64) {
                         .and_then(|j| j.placement.get("v0").copied())
                         .unwrap_or(0),
                     timeline,
+                }
+            }
+            Write::Follower(id, ctis, failed) => {
+                let job = via.metadata().jobs.get(&name).cloned();
+                let member = job
+                    .as_ref()
+                    .and_then(|j| j.followers("v0").into_iter().next())
+                    .unwrap_or(0);
+                let index = job.map_or(0, |j| j.patches.len().saturating_sub(1) as u64);
+                match failed {
+                    true => Command::DropFollower {
+                        name: name.clone(),
+                        id,
+                        copy: "v0".into(),
+                        member,
+                    },
+                    false => Command::Hold {
+                        name: name.clone(),
+                        id,
+                        copy: "v0".into(),
+                        member,
+                        held: weir_cluster::jobs::Held { index, ctis },
+                    },
                 }
             }
             Write::Patch(nonce) => Command::PatchJob {
@@ -444,6 +472,14 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, Write, Option<Reply>)])
                     && !replicas.contains(&job.placement[v])
                     && job.backups.get(v).is_none_or(|b| !replicas.contains(b)),
                 "seed {seed}: replicas of `{v}` (replicate = {k}): {job:?}"
+            );
+        }
+        // Only a follower of a copy says where it stopped.
+        for (v, holds) in &job.holds {
+            let followers = job.followers(v);
+            assert!(
+                holds.keys().all(|m| followers.contains(m)),
+                "seed {seed}: a stop of `{v}` from a member that does not follow it: {job:?}"
             );
         }
     }
@@ -549,6 +585,9 @@ enum Write {
     /// A switch of copy `v0` recorded in its timeline by the member that
     /// runs it: the job's incarnation, and the switch's input position.
     Timeline(u64, u64),
+    /// A follower of copy `v0` (one of its replicas) stopped for the job's
+    /// latest change (incarnation, CTIs), or failed and is dropped.
+    Follower(u64, u64, bool),
 }
 
 /// The definition of ingest stream `name` (the same for every create).
