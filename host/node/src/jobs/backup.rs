@@ -285,17 +285,14 @@ impl Jobs {
     /// about to start here from those snapshots).
     pub(super) fn keep_resumes(&self, record: &JobRecord, keep: &BTreeSet<String>) {
         let prefix = format!("{RESUME_HOLD}{}/", record.prefix());
-        lock(&self.inner.backed_reads).retain(|reader, _| {
+        let kept = |reader: &String| {
             reader
                 .strip_prefix(&prefix)
                 .is_none_or(|v| keep.contains(v))
-        });
+        };
+        lock(&self.inner.backed_reads).retain(|reader, _| kept(reader));
         for list in lock(&self.inner.readers).values_mut() {
-            list.retain(|reader, _| {
-                reader
-                    .strip_prefix(&prefix)
-                    .is_none_or(|v| keep.contains(v))
-            });
+            list.retain(|reader, _| kept(reader));
         }
     }
 

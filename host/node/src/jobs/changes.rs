@@ -251,9 +251,7 @@ impl Jobs {
                 continue;
             };
             if lock(&status).hold {
-                let recorded = kept.get(vertex).cloned().unwrap_or_default();
-                let adopted = self.follow_timeline(&record, vertex, &recorded, &status)?;
-                lock(&status).hold = !adopted;
+                self.take_over(&record, vertex, kept, &status)?;
             }
         }
         Ok(told)
@@ -322,6 +320,31 @@ impl Jobs {
         Ok(true)
     }
 
+    /// Has follower `vertex` of placed job `record`, which became the
+    /// vertex, take every switch its vertex recorded (`kept`, by copy)
+    /// before it reads on; it stays stopped while a module for one is not
+    /// here yet (its member's next look takes it over then).
+    pub(super) fn take_over(
+        &self,
+        record: &JobRecord,
+        vertex: &str,
+        kept: &BTreeMap<String, CopyTimeline>,
+        status: &Shared,
+    ) -> Result<()> {
+        let recorded = kept.get(vertex).cloned().unwrap_or_default();
+        let adopted = self.follow_timeline(record, vertex, &recorded, status)?;
+        lock(status).hold = !adopted;
+        Ok(())
+    }
+
+    /// Counts a change copy `copy` of placed job `record` passes over as
+    /// taken (`mark`), here and with the coordinator.
+    fn pass_over(&self, record: &JobRecord, copy: &str, mark: Op) -> Result<()> {
+        self.inner.streams.commit_meta(vec![mark])?.wait()?;
+        self.keep_taken(&stage_key(record, copy), &[], &AtomicBool::new(false))?;
+        Ok(())
+    }
+
     /// Counts `taken` of the job's changes as taken by follower `copy` of
     /// placed job `record` when it had counted fewer: the changes its
     /// vertex refused or passed over, which it takes no switch for.
@@ -369,8 +392,7 @@ impl Jobs {
         }
         if lock(self.stage_status(job, copy)?.as_ref()).state == "finished" {
             tracing::warn!(job, stage = %copy, "cluster change {index} came after the copy finished");
-            self.inner.streams.commit_meta(vec![mark])?.wait()?;
-            self.keep_taken(&stage_key(record, copy), &[], &AtomicBool::new(false))?;
+            self.pass_over(record, copy, mark)?;
             return Ok(true);
         }
         let resolved = match &patch.change {
@@ -390,8 +412,7 @@ impl Jobs {
                 // cannot take it (its timeline differs): passed over, and
                 // said so.
                 tracing::error!(job, stage = %copy, "cluster change {index} passed over: {e:#}");
-                self.inner.streams.commit_meta(vec![mark])?.wait()?;
-                self.keep_taken(&stage_key(record, copy), &[], &AtomicBool::new(false))?;
+                self.pass_over(record, copy, mark)?;
                 return Ok(true);
             }
         };

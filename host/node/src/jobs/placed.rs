@@ -244,9 +244,7 @@ impl Jobs {
         // every switch its vertex recorded (its member's next look, when a
         // module for one is not here yet).
         for (vertex, status) in handed {
-            let recorded = kept.get(&vertex).cloned().unwrap_or_default();
-            let adopted = self.follow_timeline(&record, &vertex, &recorded, &status)?;
-            lock(&status).hold = !adopted;
+            self.take_over(&record, &vertex, kept, &status)?;
         }
         // The vertices about to start here from the snapshots stored here
         // keep their inputs held until they hold them themselves.
