@@ -275,6 +275,13 @@ fn a_follower_that_cannot_follow_is_dropped_and_the_job_runs_on() {
         logs.contains("which this instance passed") && logs.contains("copy=tally__p1"),
         "{logs}"
     );
+    // Once dropped, the failed replica is no longer among the job's
+    // vertices.
+    job_status(d, &nodes[0], "tally", |s| {
+        s["vertices"]
+            .as_array()
+            .is_some_and(|vs| vs.iter().all(|v| v["state"] != "failed"))
+    });
     let got = finished_output(d, &nodes[0], "tally", |s| s["state"] != "running");
     assert!(got == want, "the tally differs from weir run's");
 }
