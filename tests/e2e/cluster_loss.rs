@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::cluster::{id_at, member_logs, members, until};
-use super::cluster_jobs::{finished_output, offline, submit, three, vertices};
+use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
 use super::node::{cluster, ok};
 
 /// Whether a `weir stream list` shows a stream of q5 collected below some seq.
@@ -45,7 +45,18 @@ fn lose_a_member_mid_run(coordinator: bool) {
     let per_member = submit(d, &nodes[(victim + 1) % 3], q);
     assert_eq!(per_member.len(), 3, "the lost member runs a part");
     let total: usize = per_member.iter().sum();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let started = std::time::Instant::now();
+    // The backups of the member's stateful vertices take the keys that
+    // changed since the snapshot they hold, not the whole state each time.
+    job_status(d, &nodes[0], q, |s| {
+        s["vertices"].as_array().into_iter().flatten().any(|v| {
+            v["member"] == lost
+                && v["backup"]["whole"] == false
+                && v["backup"]["since"].is_u64()
+                && v["backup"]["keys"].as_u64().is_some_and(|k| k > 0)
+        })
+    });
+    std::thread::sleep(std::time::Duration::from_millis(2500).saturating_sub(started.elapsed()));
     nodes.remove(victim).kill9();
     std::fs::remove_dir_all(d.join(["d1", "d2", "d3"][victim])).expect("delete its disk");
     let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();

@@ -220,6 +220,7 @@ mod tests {
             id: 1,
             vertex: "Bid".into(),
             have: None,
+            since: None,
         };
         let hold = Request::Hold {
             stream: "q5@1.Bid".into(),

@@ -576,6 +576,10 @@ pub enum Request {
         /// The input positions of the snapshot the backup stored last, if
         /// any: the member that runs the vertex keeps its inputs from there.
         have: Option<Vec<u64>>,
+        /// The number of that snapshot, when the backup holds its keyed
+        /// state: the answer carries only the keys changed since, when the
+        /// member knows them.
+        since: Option<u64>,
     },
     /// The primary of an ingest stream writes entries to another holder of
     /// it (members only); the body is one batch frame ([`crate::frames`]).

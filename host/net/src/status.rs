@@ -103,10 +103,29 @@ pub struct VertexStatus {
     /// A followed file's source was asked to end at the file's end.
     #[serde(default)]
     pub ending: bool,
+    /// In a cluster: the snapshot its backup was sent last.
+    #[serde(default)]
+    pub backup: Option<BackupSent>,
     /// What became of the latest requests the vertex settled: taken into
     /// the timeline (`None`) or refused (why), by request id.
     #[serde(skip)]
     pub outcomes: BTreeMap<u64, Option<String>>,
+}
+
+/// The snapshot a vertex's member sent the vertex's backup last.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupSent {
+    /// The snapshot's number.
+    pub snapshot: u64,
+    /// The keyed-state entries it carried.
+    pub keys: u64,
+    /// Whether they are the whole state; otherwise only the keys changed
+    /// since the snapshot the backup held (`since`).
+    pub whole: bool,
+    /// The snapshot the backup held, which the changes apply to.
+    pub since: Option<u64>,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// A job's state, as `weir job status` shows it.

@@ -396,7 +396,8 @@ impl Node {
                 id,
                 vertex,
                 have,
-            } => return self.send_backup(send, job, id, vertex, have).await,
+                since,
+            } => return self.send_backup(send, job, id, vertex, have, since).await,
             Request::Cluster(request) => match self.cluster.get() {
                 Some(cluster) => cluster
                     .handle(request)

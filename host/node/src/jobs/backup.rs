@@ -27,16 +27,19 @@ const RESUME_HOLD: &str = "resume/";
 /// How often a snapshot is read again before the backup is told to ask later.
 const MAX_READS: u32 = 20;
 
-/// One key of a vertex's keyed state, with its value.
-type KeyValue = (Vec<u8>, Vec<u8>);
-
 /// A vertex's latest snapshot as its backup stores it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VertexBackup {
     /// Every metadata key of the vertex, with its value (`None`: absent).
     meta: Vec<(String, Option<Vec<u8>>)>,
-    /// The owner of its keyed state, and every `(key, value)` of it.
-    state: Option<(String, Vec<KeyValue>)>,
+    /// The owner of its keyed state, and every `(key, value)` of it, or
+    /// the keys changed since snapshot `since` (`None`: deleted).
+    state: Option<(String, StateChanges)>,
+    /// The snapshot whose state `state` changes (`None`: it is the whole
+    /// state).
+    since: Option<u64>,
+    /// The snapshot's number (a stage's).
+    id: Option<u64>,
     /// The next seq of its output and dead-letter streams the snapshot
     /// stands for (a sink writes none).
     wrote: Option<(u64, u64)>,
@@ -49,8 +52,9 @@ pub struct VertexBackup {
 /// What became of a snapshot sent to a vertex's backup.
 #[derive(Debug)]
 pub enum Stored {
-    /// Stored; the vertex resumes from these input positions.
-    Resumes(Vec<u64>),
+    /// Stored; the vertex resumes from these input positions, and its
+    /// snapshot's number (a stage's) is the one the next may change.
+    Resumes(Vec<u64>, Option<u64>),
     /// Not yet: this node's copies of the vertex's output lack entries the
     /// snapshot stands for.
     Behind,
@@ -118,13 +122,16 @@ impl Jobs {
 
     /// The latest snapshot of `vertex` of job `job` (incarnation `id`),
     /// which runs here, for its backup; `have`: the input positions of
-    /// the one the backup stored last, which this node keeps from now on.
+    /// the one the backup stored last, which this node keeps from now on;
+    /// `since`: that snapshot's number, when the backup holds its keyed
+    /// state (only the keys changed after it are sent, if known here).
     pub fn backup_of(
         &self,
         job: &str,
         id: u64,
         vertex: &str,
         have: Option<Vec<u64>>,
+        since: Option<u64>,
     ) -> Result<Vec<u8>> {
         let record = self.placed_record(job, id)?;
         if !record.only.as_ref().is_some_and(|o| o.contains(vertex)) {
@@ -154,13 +161,7 @@ impl Jobs {
             }
             let before = read_meta()?;
             let state = match kind {
-                Kind::Stage => {
-                    let mut entries = Vec::new();
-                    streams.scan_state(&snapshot_key, &mut |k, v| {
-                        entries.push((k.to_vec(), v.to_vec()))
-                    })?;
-                    Some((snapshot_key.clone(), entries))
-                }
+                Kind::Stage => Some(self.state_for_backup(&snapshot_key, since)?),
                 _ => None,
             };
             if read_meta()? == before {
@@ -169,37 +170,55 @@ impl Jobs {
         };
         let value = meta.last().and_then(|(_, v)| v.as_deref());
         let decode = |what: &str| err!(Job, "{snapshot_key}: the {what} does not decode");
-        let (wrote, inputs) = match (kind, value) {
-            (Kind::Sink, None) => (None, Vec::new()),
-            (_, None) => (Some((0, 0)), Vec::new()),
+        let (wrote, inputs, snapshot) = match (kind, value) {
+            (Kind::Sink, None) => (None, Vec::new(), None),
+            (_, None) => (Some((0, 0)), Vec::new(), None),
             (Kind::Source, Some(v)) => {
                 let at: FilePosition =
                     postcard::from_bytes(v).map_err(|_| decode("source position"))?;
-                (Some((at.output, at.dead)), Vec::new())
+                (Some((at.output, at.dead)), Vec::new(), None)
             }
             (Kind::Stage, Some(v)) => {
                 let at: VertexSnapshot = postcard::from_bytes(v).map_err(|_| decode("snapshot"))?;
-                (Some((at.output, at.dead)), at.inputs)
+                (Some((at.output, at.dead)), at.inputs, Some(at.id))
             }
             (Kind::Sink, Some(v)) => {
                 let at: SinkPosition =
                     postcard::from_bytes(v).map_err(|_| decode("sink position"))?;
-                (None, vec![at.next])
+                (None, vec![at.next], None)
             }
+        };
+        let (state, since) = match state {
+            Some((changes, since)) => (Some((snapshot_key.clone(), changes)), since),
+            None => (None, None),
         };
         let low = streams
             .info(&record.stream(vertex))
             .ok()
             .and_then(|i| streams.positions(i.id))
             .map_or(0, |p| p.2);
+        let keys = state.as_ref().map_or(0, |(_, s)| s.len() as u64);
         let backup = VertexBackup {
             meta,
             state,
+            since,
+            id: snapshot,
             wrote,
             inputs,
             low,
         };
-        Ok(postcard::to_allocvec(&backup)?)
+        let bytes = postcard::to_allocvec(&backup)?;
+        self.sent_backup(
+            &format!("{}/{vertex}", record.prefix()),
+            BackupSent {
+                snapshot: snapshot.unwrap_or_default(),
+                keys,
+                whole: since.is_none(),
+                since,
+                bytes: bytes.len() as u64,
+            },
+        );
+        Ok(bytes)
     }
 
     /// Stores the snapshot of `vertex` of job `job` (incarnation `id`)
@@ -232,14 +251,31 @@ impl Jobs {
             }
         }
         let mut ops = Vec::new();
-        if let Some((owner, entries)) = backup.state {
-            ops.push(Op::ClearState {
-                owner: owner.clone(),
-            });
-            ops.push(Op::State {
-                owner,
-                changes: entries.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            });
+        if let Some((owner, changes)) = backup.state {
+            match backup.since {
+                // Changes to the state of snapshot `since`: this member
+                // must hold that one.
+                Some(since) => {
+                    let held = streams
+                        .meta(&owner)?
+                        .and_then(|v| postcard::from_bytes::<VertexSnapshot>(&v).ok())
+                        .map(|s| s.id);
+                    if held != Some(since) {
+                        bail!(
+                            Job,
+                            "the snapshot of vertex `{vertex}` of job `{job}` changes the state of snapshot {since}, but this member holds {}",
+                            held.map_or("none".to_string(), |h| format!("snapshot {h}"))
+                        );
+                    }
+                }
+                None => ops.push(Op::ClearState {
+                    owner: owner.clone(),
+                }),
+            }
+            // This member's own log of the vertex's changes (from when it
+            // ran here) no longer describes the state it holds.
+            self.forget_changed(|key| key == owner);
+            ops.push(Op::State { owner, changes });
         }
         // A queue cached here from when the vertex last ran here is stale.
         let cached: Vec<String> = backup
@@ -276,7 +312,7 @@ impl Jobs {
                 self.reader_at(info.id, &reader, *pos);
             }
         }
-        Ok(Stored::Resumes(backup.inputs))
+        Ok(Stored::Resumes(backup.inputs, backup.id))
     }
 
     /// Forgets the holds this member keeps for the snapshots of placed job
@@ -367,6 +403,7 @@ impl Jobs {
             list.retain(|reader, _| !keys.contains(reader));
         }
         lock(&self.inner.backed).retain(|key, _| !keys.contains(key));
+        self.forget_changed(|key| keys.contains(key));
     }
 
     /// The input holds of `tasks`: an empty copy of an input (a stream not
@@ -416,6 +453,8 @@ impl Jobs {
         lock(&self.inner.backed).retain(|key, _| !key.contains(&part));
         lock(&self.inner.replicas).retain(|key| !key.contains(&part));
         lock(&self.inner.backed_reads).retain(|key, _| !key.contains(&part));
+        self.forget_changed(|key| key.contains(&part));
+        lock(&self.inner.sent).retain(|key, _| !key.starts_with(&format!("{prefix}/")));
     }
 
     /// Whether job stream `stream` (`NAME@ID.VERTEX…`) belongs to a job

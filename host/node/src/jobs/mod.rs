@@ -33,7 +33,7 @@ use crate::rstream::{END, Entry, Streams};
 use crate::schema::{describe, event_schema, user_fields};
 use crate::source::{RowError, SourceReader, csv_header, whole_rows};
 use crate::stage::UdfStage;
-use crate::store::Op;
+use crate::store::{Op, StateChanges};
 use crate::vertex::{self, CtiGen, Effects, Vertex, VertexSnapshot, dead_batch, dead_fields};
 use crate::wasm::Runtime;
 use crate::wasm::instance::KeyedState;
@@ -42,6 +42,7 @@ mod backup;
 mod build;
 mod changes;
 mod copies;
+mod deltas;
 mod generate;
 mod logs;
 mod patching;
@@ -72,7 +73,7 @@ const FILE_CHUNK: usize = 4 << 20;
 /// The longest line a file source takes.
 const MAX_LINE: usize = 1 << 30;
 
-pub use weir_net::status::{JobStatus, VertexStatus};
+pub use weir_net::status::{BackupSent, JobStatus, VertexStatus};
 
 type Shared = Arc<Mutex<VertexStatus>>;
 
@@ -142,6 +143,11 @@ struct Inner {
     /// Per vertex this member backs up (by its resume reader): the job
     /// streams it reads, from its job's plan, read once.
     backed_reads: Mutex<HashMap<String, Vec<String>>>,
+    /// Per snapshot key of a vertex here that has a backup: the keys its
+    /// snapshots changed since one its backup may hold.
+    changed: Mutex<HashMap<String, deltas::Changed>>,
+    /// Per snapshot key of a vertex here: what its backup was sent last.
+    sent: Mutex<HashMap<String, BackupSent>>,
 }
 
 /// The jobs of a node.
@@ -259,6 +265,8 @@ impl Jobs {
                 queues: Mutex::new(HashMap::new()),
                 keeper: std::sync::OnceLock::new(),
                 backed_reads: Mutex::default(),
+                changed: Mutex::default(),
+                sent: Mutex::default(),
             }),
         }
     }
@@ -606,6 +614,7 @@ impl Jobs {
                     .map(|v| {
                         let mut v = lock(v).clone();
                         v.lag = self.lag(&v.inputs);
+                        v.backup = self.backup_sent(&format!("{}/{}", r.record.prefix(), v.name));
                         v
                     })
                     .collect();

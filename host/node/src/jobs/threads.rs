@@ -218,6 +218,10 @@ impl Jobs {
         if let Some(mut snapshot) = fx.snapshot {
             let mut ops = Vec::with_capacity(2);
             let changes = std::mem::take(&mut snapshot.state);
+            if self.is_backed(key) {
+                // Before the commit: the log never lacks a committed change.
+                self.note_changed(key, snapshot.id, &changes);
+            }
             if !changes.is_empty() {
                 ops.push(Op::State {
                     owner: key.to_string(),

@@ -29,7 +29,9 @@ impl Node {
     /// that the coordinator gives this member, until the job's vertices
     /// here change (the scheduler then ends this task).
     pub(super) async fn back_up(self, cluster: Cluster, certs: CertDir, job: String, id: u64) {
-        let mut have: HashMap<String, Vec<u64>> = HashMap::new();
+        // Per vertex: the input positions and number of the snapshot
+        // stored last here.
+        let mut have: HashMap<String, (Vec<u64>, Option<u64>)> = HashMap::new();
         let mut pending: HashMap<String, Vec<u8>> = HashMap::new();
         let every = std::env::var(BACKUP_EVERY_ENV)
             .ok()
@@ -58,15 +60,19 @@ impl Node {
                 // first: a newer one would be further ahead.
                 if let Some(bytes) = pending.get(vertex) {
                     match self.jobs.store_backup(&job, id, vertex, bytes) {
-                        Ok(Stored::Resumes(inputs)) => {
-                            have.insert(vertex.to_string(), inputs);
+                        Ok(Stored::Resumes(inputs, snapshot)) => {
+                            have.insert(vertex.to_string(), (inputs, snapshot));
                             if !placed.ready.contains(vertex) {
                                 ready.push(vertex.to_string());
                             }
                         }
                         Ok(Stored::Behind) => continue,
                         Ok(Stored::NotBacked) => {}
-                        Err(e) => tracing::warn!(%job, %vertex, "storing a backup: {e:#}"),
+                        Err(e) => {
+                            tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
+                            // The next asks for the whole state.
+                            have.remove(vertex);
+                        }
                     }
                     pending.remove(vertex);
                 }
@@ -80,7 +86,8 @@ impl Node {
                     job: job.clone(),
                     id,
                     vertex: vertex.to_string(),
-                    have: have.get(vertex).cloned(),
+                    have: have.get(vertex).map(|h| h.0.clone()),
+                    since: have.get(vertex).and_then(|h| h.1),
                 };
                 let fetched = tokio::time::timeout(
                     FETCH_WAIT,
@@ -101,8 +108,8 @@ impl Node {
                     }
                 };
                 match self.jobs.store_backup(&job, id, vertex, &bytes) {
-                    Ok(Stored::Resumes(inputs)) => {
-                        have.insert(vertex.to_string(), inputs);
+                    Ok(Stored::Resumes(inputs, snapshot)) => {
+                        have.insert(vertex.to_string(), (inputs, snapshot));
                         if !placed.ready.contains(vertex) {
                             ready.push(vertex.to_string());
                         }
@@ -112,7 +119,10 @@ impl Node {
                         pending.insert(vertex.to_string(), bytes);
                     }
                     Ok(Stored::NotBacked) => {}
-                    Err(e) => tracing::warn!(%job, %vertex, "storing a backup: {e:#}"),
+                    Err(e) => {
+                        tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
+                        have.remove(vertex);
+                    }
                 }
             }
             for client in clients.into_values() {
@@ -224,10 +234,12 @@ impl Node {
         id: u64,
         vertex: String,
         have: Option<Vec<u64>>,
+        since: Option<u64>,
     ) -> Result<()> {
         let jobs = self.jobs.clone();
         let answer =
-            tokio::task::spawn_blocking(move || jobs.backup_of(&job, id, &vertex, have)).await?;
+            tokio::task::spawn_blocking(move || jobs.backup_of(&job, id, &vertex, have, since))
+                .await?;
         match answer {
             Ok(bytes) => {
                 let len = bytes.len() as u64;

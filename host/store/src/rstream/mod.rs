@@ -641,6 +641,15 @@ impl Streams {
         Ok(self.inner.storage.scan_state(owner, f)?)
     }
 
+    /// The values of `keys` of `owner`'s keyed state (`None`: absent).
+    pub fn state_values(
+        &self,
+        owner: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StreamError> {
+        Ok(self.inner.storage.state_values(owner, keys)?)
+    }
+
     /// Metadata entries under `prefix`.
     pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StreamError> {
         Ok(self.inner.storage.meta_prefix(prefix)?)

@@ -413,6 +413,34 @@ impl Storage for RedbStorage {
             Ok(())
         })
     }
+
+    fn state_values(
+        &self,
+        owner: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let table = tx.open_table(STATE).map_err(|e| self.error(e))?;
+            keys.iter()
+                .map(|key| {
+                    let Some(v) = table
+                        .get((owner, key.as_slice()))
+                        .map_err(|e| self.error(e))?
+                    else {
+                        return Ok(None);
+                    };
+                    let value = unseal(&[owner.as_bytes(), key], v.value()).ok_or_else(|| {
+                        self.damaged(Damage::State {
+                            owner: owner.to_string(),
+                            key: hex(key),
+                        })
+                    })?;
+                    Ok(Some(value.to_vec()))
+                })
+                .collect()
+        })
+    }
 }
 
 impl RedbStorage {

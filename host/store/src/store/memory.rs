@@ -115,6 +115,18 @@ impl Storage for MemStorage {
         }
         Ok(())
     }
+
+    fn state_values(
+        &self,
+        owner: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(keys
+            .iter()
+            .map(|k| state.get(&(owner.to_string(), k.clone())).cloned())
+            .collect())
+    }
 }
 
 /// A [`Storage`] in front of another that fails every commit after the first
@@ -201,6 +213,13 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
     fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
         self.inner.scan_state(owner, f)
+    }
+    fn state_values(
+        &self,
+        owner: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner.state_values(owner, keys)
     }
     fn describe(&self) -> String {
         self.inner.describe()

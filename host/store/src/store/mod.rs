@@ -187,6 +187,13 @@ pub trait Storage: Send + Sync + 'static {
     fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Calls `f` with every keyed-state `(key, value)` of `owner`, in key order.
     fn scan_state(&self, owner: &str, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError>;
+    /// The values of `keys` of `owner`'s keyed state (`None`: absent), read
+    /// in one transaction.
+    fn state_values(
+        &self,
+        owner: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// Where the data is, for messages (the file's path).
     fn describe(&self) -> String;
     /// Whether writes would succeed again (after a failure such as a full
@@ -368,6 +375,19 @@ mod tests {
             assert_eq!(
                 state_of(s, "snap/j@1/ab"),
                 vec![(b"k1".to_vec(), b"x".to_vec())]
+            );
+            // Single keys read back as the scan does; deleted ones are absent.
+            assert_eq!(
+                s.state_values(
+                    "snap/j@1/a",
+                    &[b"k3".to_vec(), b"k2".to_vec(), b"k1".to_vec()]
+                )
+                .unwrap(),
+                vec![Some(b"3".to_vec()), None, Some(b"1".to_vec())]
+            );
+            assert_eq!(
+                s.state_values("snap/j@1/ab", &[b"k3".to_vec()]).unwrap(),
+                vec![None]
             );
             s.commit(&[Op::ClearState {
                 owner: "snap/j@1/a".into(),
