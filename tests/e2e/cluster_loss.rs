@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::cluster::{id_at, member_logs, members, until};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
-use super::node::{cluster, ok};
+use super::node::{cluster, ok, write};
+use weir::testkit::udf_component;
 
 /// Whether a `weir stream list` shows a stream of q5 collected below some seq.
 fn collected(list: &str) -> bool {
@@ -157,4 +158,74 @@ fn inputs_a_member_cannot_read_again_are_refused_in_a_cluster() {
     );
     let status = nodes[2].weir(d, &["job", "status", "tail"]);
     assert!(!status.status.success(), "the job was placed");
+}
+
+/// A UDF stage's log is backed up with its output: after the member that
+/// ran a copy of it is lost with its disk, `weir udf logs` of the copy,
+/// which runs on its backup now, still shows the lines it printed on the
+/// lost member before its last backed-up snapshot. (Without the copy of
+/// the log, the moved copy's log starts at that snapshot.)
+#[test]
+fn a_udfs_log_survives_the_loss_of_its_member() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = three(d);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let lost = id_at(&up, &nodes[2].addr);
+    write(
+        d,
+        "echo.wsql",
+        &format!(
+            "Bid = INPUT NEXMARK BID (events => 1500, rate => 150, pace => 1);\n\
+             items = SELECT auction AS id FROM Bid;\n\
+             Chatty = COMPONENT \"{}\";\n\
+             echo = PROCESS items USING Chatty;\n\
+             OUTPUT echo TO \"out/echo.jsonl\";\n",
+            udf_component("chatty").display()
+        ),
+    );
+    submit(d, &nodes[0], "echo");
+    // A copy of the stage on the member to lose, with a few snapshots
+    // sent to its backup.
+    let on_lost = |s: &Value| -> Option<String> {
+        s["vertices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|v| {
+                (v["member"] == lost
+                    && v["module"].is_string()
+                    && v["state"] == "running"
+                    && v["backup"]["snapshot"].as_u64().is_some_and(|n| n >= 3))
+                .then(|| v["name"].as_str().unwrap_or_default().to_string())
+            })
+    };
+    let s = job_status(d, &nodes[0], "echo", |s| on_lost(s).is_some());
+    let copy = on_lost(&s).expect("a copy on the member to lose");
+    let logs = |node: &super::node::Node| {
+        ok(&node.weir(d, &["udf", "logs", "--job", "echo", "--stage", &copy]))
+    };
+    let before = logs(&nodes[2]);
+    let first = before
+        .lines()
+        .find(|l| l.contains("[stdout] row "))
+        .unwrap_or_else(|| panic!("{copy} printed nothing: {before}"))
+        .to_string();
+    // The backup's copy of the log fills as the log grows.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    nodes.remove(2).kill9();
+    std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");
+    job_status(d, &nodes[0], "echo", |s| {
+        s["vertices"].as_array().into_iter().flatten().any(|v| {
+            v["name"] == copy.as_str()
+                && v["member"].as_u64().is_some_and(|m| m != lost)
+                && v["state"] != "failed"
+        })
+    });
+    let after = logs(&nodes[0]);
+    assert!(
+        after.contains(&first),
+        "{copy}: its log on its new member lacks `{first}`:\n{after}\n{}",
+        member_logs(d)
+    );
 }

@@ -712,6 +712,12 @@ fn logs_stream(output: &str) -> String {
     format!("{output}.logs")
 }
 
+/// Whether job stream `name` is a UDF stage's log: copied as far as its
+/// writer holds it, holding nothing back for its copies.
+pub fn is_log(name: &str) -> bool {
+    name.ends_with(".logs")
+}
+
 /// How many of a stage's latest log lines are kept.
 const KEPT_LOGS: u64 = 2_000;
 

@@ -348,13 +348,16 @@ impl Jobs {
         self.reader_at(stream, reader, pos);
     }
 
-    /// Forgets the other members' copies of `stream` (`pull/…` and
-    /// `backup/…` readers) not in `keep`: members that no longer read it,
-    /// whose vertices moved, hold nothing back.
+    /// Forgets the other members' holds on `stream` (`pull/…` and
+    /// `backup/…` copies, `writer/…` holds for a replica) not in `keep`:
+    /// members that no longer read it, whose vertices moved, or no longer
+    /// run the vertex this member runs a replica of, hold nothing back.
     pub fn keep_copies(&self, stream: u64, keep: &BTreeSet<String>) {
         if let Some(list) = lock(&self.inner.readers).get_mut(&stream) {
             list.retain(|reader, _| {
-                !(reader.starts_with("pull/") || reader.starts_with("backup/"))
+                !(reader.starts_with("pull/")
+                    || reader.starts_with("backup/")
+                    || reader.starts_with("writer/"))
                     || keep.contains(reader)
             });
         }

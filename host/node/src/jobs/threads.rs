@@ -147,15 +147,13 @@ impl Jobs {
                 // the line first written stays.
                 Err(weir_store::rstream::StreamError::Determinism { .. }) => {}
                 // A vertex that moved here from another member (its backup's
-                // snapshot) numbers its lines on from there: an empty log
-                // begins at its first line; a log that stopped earlier here
-                // keeps what it has (the lines between stayed on the member
-                // the vertex ran on).
-                Err(weir_store::rstream::StreamError::Gap { next, .. }) => {
-                    if next == 0 {
-                        streams.begin_at(stream, l.seq)?;
-                        streams.write(stream, l.seq, bytes)?;
-                    }
+                // snapshot) numbers its lines on from there: a log that
+                // lacks the lines before (the backup's copy of the log fell
+                // behind, or it stopped when the vertex left here) goes on
+                // from its first line.
+                Err(weir_store::rstream::StreamError::Gap { .. }) => {
+                    streams.skip_to(stream, l.seq)?;
+                    streams.write(stream, l.seq, bytes)?;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use weir_cluster::Cluster;
 use weir_cluster::metadata::Command;
+use weir_cluster::{Cluster, NodeId};
 
 use super::*;
 use crate::jobs::Stored;
@@ -125,6 +125,8 @@ impl Node {
                     }
                 }
             }
+            self.hold_for_replicas(&mut clients, &certs, &metadata, placed, &job, id, me)
+                .await;
             for client in clients.into_values() {
                 client.close().await;
             }
@@ -143,6 +145,81 @@ impl Node {
                         Err(e) => tracing::debug!("backups ready, not yet written: {e:#}"),
                     }
                 });
+            }
+        }
+    }
+
+    /// Tells the members running replicas or a duplicate of the vertices
+    /// this member runs how far this member keeps their streams (output
+    /// and dead letters): they keep as much, so that whichever takes a
+    /// vertex's place still has what its readers and their backups'
+    /// snapshots need (a reader may resume from an older snapshot than the
+    /// replica's own).
+    #[allow(clippy::too_many_arguments)]
+    async fn hold_for_replicas(
+        &self,
+        clients: &mut HashMap<String, Client>,
+        certs: &CertDir,
+        metadata: &weir_cluster::metadata::Metadata,
+        placed: &weir_cluster::jobs::ClusterJob,
+        job: &str,
+        id: u64,
+        me: NodeId,
+    ) {
+        let reader = super::placed::writer_reader(me);
+        for (vertex, member) in &placed.placement {
+            if *member != me {
+                continue;
+            }
+            let others: Vec<NodeId> = placed
+                .instances(vertex)
+                .into_iter()
+                .filter(|m| *m != me)
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            let full = format!("{job}@{id}.{vertex}");
+            for stream in [full.clone(), format!("{full}.dead")] {
+                let Some(low) = self
+                    .streams
+                    .info(&stream)
+                    .ok()
+                    .and_then(|i| self.streams.positions(i.id))
+                    .map(|p| p.2)
+                else {
+                    continue;
+                };
+                let request = Request::Hold {
+                    stream,
+                    reader: reader.clone(),
+                    seq: low,
+                };
+                for other in &others {
+                    let Some(addr) = metadata.members.get(other).map(|m| m.addr.clone()) else {
+                        continue;
+                    };
+                    let told = async {
+                        if !clients.contains_key(&addr) {
+                            let socket: SocketAddr = addr
+                                .parse()
+                                .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+                            clients.insert(addr.clone(), Client::connect(socket, certs).await?);
+                        }
+                        let client = clients.get(&addr).context("a connection")?;
+                        client.call(&request, None).await?;
+                        Ok::<(), NodeError>(())
+                    };
+                    if let Err(e) = tokio::time::timeout(FETCH_WAIT, told)
+                        .await
+                        .unwrap_or_else(|_| Err(err!(Request, "{addr}: no answer")))
+                    {
+                        tracing::debug!(%addr, "telling a replica's member how far to keep: {e:#}");
+                        if let Some(client) = clients.remove(&addr) {
+                            client.close().await;
+                        }
+                    }
+                }
             }
         }
     }

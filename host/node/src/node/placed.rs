@@ -41,6 +41,13 @@ fn reader_name(record: &JobRecord, stream: &str, member: NodeId) -> String {
     format!("pull/{}/{stream}@{member}", record.prefix())
 }
 
+/// The reader name under which `member`, running a vertex, holds the
+/// vertex's stream on the members running its replicas or duplicate: they
+/// keep what it keeps, as any of them may take its place.
+pub(super) fn writer_reader(member: NodeId) -> String {
+    format!("writer/{member}")
+}
+
 /// The reader name under which `member` copies stream `full` as a backup.
 fn backup_reader(full: &str, member: NodeId) -> String {
     format!("backup/{full}@{member}")
@@ -731,29 +738,44 @@ impl Node {
             .filter(|v| v.writes && mine.contains(&v.name))
         {
             let stream = record.stream(&v.name);
-            let mut keep: BTreeSet<String> = vertices
+            let keep: BTreeSet<String> = vertices
                 .iter()
                 .filter(|r| r.reads.contains(&v.name))
                 .flat_map(|r| pulling(&r.name, &v.name))
                 .map(|m| reader_name(record, &v.name, m))
                 .collect();
+            // A replica or duplicate here keeps what the member running
+            // the vertex keeps: until that member says how far, what this
+            // member still holds.
+            let writer = placed(&v.name).filter(|w| *w != me);
             for full in [stream.clone(), format!("{stream}.dead")] {
+                let mut keep = keep.clone();
                 if let Some(b) = job.backups.get(&v.name) {
                     keep.insert(backup_reader(&full, *b));
                 }
                 let id = self.streams.info(&full)?.id;
+                if let Some(w) = writer {
+                    let low = self.streams.positions(id).map_or(0, |p| p.2);
+                    self.jobs.hold_from(id, &writer_reader(w), low);
+                    keep.insert(writer_reader(w));
+                }
                 self.jobs.keep_copies(id, &keep);
             }
         }
         // The output streams of the vertices backed up here, copied from
-        // the member that runs them.
+        // the member that runs them, and a UDF stage's log.
         for v in vertices
             .iter()
             .filter(|v| v.writes && backs.contains(&v.name))
         {
             let stream = record.stream(&v.name);
             let dead = format!("{stream}.dead");
-            for (name, full) in [(v.name.clone(), stream), (format!("{}.dead", v.name), dead)] {
+            let logs = format!("{stream}.logs");
+            let mut copies = vec![(v.name.clone(), stream), (format!("{}.dead", v.name), dead)];
+            if self.streams.info(&logs).is_ok() {
+                copies.push((format!("{}.logs", v.name), logs));
+            }
+            for (name, full) in copies {
                 if seen.insert(name) {
                     fetches.push(Fetch {
                         job: record.name.clone(),

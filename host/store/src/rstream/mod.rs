@@ -573,6 +573,26 @@ impl Streams {
         Ok(())
     }
 
+    /// Makes `stream` go on at `seq`, dropping what it holds, when it
+    /// ends before `seq`: for a stream whose gaps do not matter (a UDF's
+    /// log, whose lines in between were written on another member).
+    pub fn skip_to(&self, stream: u64, seq: u64) -> Result<(), StreamError> {
+        let mut state = self.lock();
+        let head = state.writable(stream)?;
+        if seq <= head.next {
+            return Ok(());
+        }
+        head.next = seq;
+        head.durable = seq;
+        head.low = seq;
+        head.memory.clear();
+        self.submit(Request {
+            ops: vec![Op::DeleteEntriesBelow { stream, seq }],
+            entries: Vec::new(),
+            ack: None,
+        })
+    }
+
     /// Checks that `value`, written again at `seq` below the stream's next
     /// seq, is what is stored there (a collected entry passes).
     fn same_again(

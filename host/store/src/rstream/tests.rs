@@ -115,6 +115,35 @@ fn gc_bounds_what_is_kept() {
 }
 
 #[test]
+fn a_stream_skipped_ahead_goes_on_there_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let id = s.create("x", &fields()).unwrap().id;
+    for i in 0..10 {
+        s.write(id, i, batch(&[i as i64], "v")).unwrap();
+    }
+    assert!(matches!(
+        s.write(id, 50, batch(&[50], "v")).unwrap_err(),
+        StreamError::Gap { next: 10, .. }
+    ));
+    // Skipping to a seq it already reached changes nothing.
+    s.skip_to(id, 5).unwrap();
+    assert_eq!(s.positions(id).map(|p| p.0), Some(10));
+    s.skip_to(id, 50).unwrap();
+    s.write(id, 50, batch(&[50], "v")).unwrap();
+    assert!(s.wait_for(id, 50, Duration::from_secs(10)));
+    s.close();
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.positions(id), Some((51, 51, 50)));
+    assert!(matches!(
+        s.read(id, 3, 5).unwrap_err(),
+        StreamError::Collected { low: 50, .. }
+    ));
+    assert_eq!(s.read(id, 50, 10).unwrap().len(), 1);
+}
+
+#[test]
 fn a_fully_collected_stream_keeps_its_next_seq_and_end_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
