@@ -183,3 +183,78 @@ fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
         "the duplicate did not take over:\n{logs}"
     );
 }
+
+/// Draining the member that runs a job's sink: the sink gets a duplicate
+/// on its backup like any vertex (it writes the same bytes at the same
+/// offsets of the file), and moves there once that has caught up. The
+/// file is never cut back (a sink started over from its backup's older
+/// snapshot would cut it to that length and write the rest again), and
+/// it ends as `weir run` writes it.
+#[test]
+fn draining_the_sinks_member_moves_the_sink_without_cutting_its_file() {
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 100000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    submit(d, &nodes[0], q);
+    let s = super::cluster_jobs::job_status(d, &nodes[0], q, |s| {
+        s["vertices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["role"] == "sink" && v["state"] == "running")
+    });
+    let sink_member = s["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["role"] == "sink")
+        .and_then(|v| v["member"].as_u64())
+        .expect("the sink's member");
+    let drained = nodes
+        .iter()
+        .find(|n| id_at(&up, &n.addr) == sink_member)
+        .expect("the sink's node");
+    let other = nodes
+        .iter()
+        .find(|n| id_at(&up, &n.addr) != sink_member)
+        .expect("another node");
+    // Watch the file's length through the drain.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (stop, path) = (stop.clone(), d.join(format!("out/{q}.jsonl")));
+        std::thread::spawn(move || {
+            let mut longest = 0;
+            let mut cut = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+                if len < longest && cut.is_none() {
+                    cut = Some((longest, len));
+                }
+                longest = longest.max(len);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            cut
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let said = ok(&other.weir(d, &["node", "drain", &drained.addr]));
+    assert!(said.contains("safe to stop"), "{said}");
+    let got = finished_output(d, other, q, |s| s["state"] != "running");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cut = watch.join().expect("the watcher");
+    assert_eq!(cut, None, "the output file was cut back (longest, then)");
+    assert!(
+        got == want,
+        "{q}: the output with the sink's member drained differs from weir run's"
+    );
+    let logs = member_logs(d);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("the duplicate caught up") && l.contains("vertex=sink0")),
+        "the sink did not move through a duplicate:\n{logs}"
+    );
+}

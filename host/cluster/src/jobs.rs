@@ -276,7 +276,8 @@ impl Metadata {
     /// After a change of members: every vertex of a member that is no
     /// longer up moves to its backup, if that is up, not drained, and ready
     /// (it holds the vertex's output and a snapshot); a vertex of a drained
-    /// member that is up gets a duplicate there instead (a sink moves);
+    /// member that is up gets a duplicate there instead (a sink's
+    /// duplicate writes the same bytes at the same offsets of its file);
     /// then every vertex without such a backup gets one. A pure function
     /// of the metadata, like placement.
     pub(crate) fn replace(&mut self) {
@@ -315,8 +316,8 @@ impl Metadata {
                 })
                 .collect();
             for (vertex, backup) in moves {
-                let (from, v) = (job.placement.get(&vertex).copied(), vertex.as_str());
-                if from.is_some_and(|m| draining.contains(&m)) && !is_sink(v) {
+                let from = job.placement.get(&vertex).copied();
+                if from.is_some_and(|m| draining.contains(&m)) {
                     job.duplicates.insert(vertex, backup);
                     continue;
                 }

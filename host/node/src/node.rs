@@ -46,6 +46,7 @@ mod placed;
 mod replicate;
 mod stragglers;
 mod turns;
+mod wire;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
 

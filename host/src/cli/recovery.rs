@@ -51,6 +51,10 @@ pub struct RecoveryArgs {
     /// Drain the member instead of killing it.
     #[arg(long)]
     drain: bool,
+    /// Take the member that runs the job's sink (the coordinator's, too),
+    /// so that the output file's own pause shows.
+    #[arg(long)]
+    sink: bool,
     /// Every query stage replicated this many times (`WITH REPLICATE K`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..=3))]
     replicate: Option<u32>,
@@ -74,6 +78,13 @@ struct Round {
     stall_ms: f64,
     /// The same over [`AFTER`] before the kill.
     stall_before_ms: f64,
+    /// The longest time the job's output file did not grow, over the same
+    /// span as `stall_ms`.
+    output_stall_ms: f64,
+    /// The same over [`AFTER`] before the kill.
+    output_stall_before_ms: f64,
+    /// Whether the member ran the job's sink.
+    sink: bool,
     /// The vertex that was last to write past where it stood.
     last: String,
 }
@@ -95,6 +106,8 @@ struct Report {
     stall_ms_median: f64,
     stall_ms_max: f64,
     stall_before_ms_median: f64,
+    output_stall_ms_median: f64,
+    output_stall_ms_max: f64,
 }
 
 /// How long any one wait may take before the benchmark gives up.
@@ -118,14 +131,21 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         let measured = one_round(&args, &work, &script, round, &certs, &runtime)?;
         if !args.json {
             eprintln!(
-                "round {round}: {how} of member {} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms (the last: {}); their readers elsewhere read nothing new for at most {:.0} ms (before: {:.0} ms)",
+                "round {round}: {how} of member {}{} ({} vertices): all running elsewhere after {:.0} ms, all past where they stood after {:.0} ms (the last: {}); their readers elsewhere read nothing new for at most {:.0} ms (before: {:.0} ms); the output file did not grow for at most {:.0} ms (before: {:.0} ms)",
                 measured.member,
+                if measured.sink {
+                    ", which ran the sink"
+                } else {
+                    ""
+                },
                 measured.vertices,
                 measured.moved_ms,
                 measured.resumed_ms,
                 measured.last,
                 measured.stall_ms,
-                measured.stall_before_ms
+                measured.stall_before_ms,
+                measured.output_stall_ms,
+                measured.output_stall_before_ms
             );
         }
         rounds.push(measured);
@@ -136,6 +156,7 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
     };
     let resumed: Vec<f64> = rounds.iter().map(|r| r.resumed_ms).collect();
     let stalls: Vec<f64> = rounds.iter().map(|r| r.stall_ms).collect();
+    let output_stalls: Vec<f64> = rounds.iter().map(|r| r.output_stall_ms).collect();
     let report = Report {
         query: args.query.clone(),
         replicate: args.replicate.unwrap_or(1),
@@ -149,13 +170,15 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         stall_ms_median: median(stalls.clone()),
         stall_ms_max: stalls.iter().copied().fold(0.0, f64::max),
         stall_before_ms_median: median(rounds.iter().map(|r| r.stall_before_ms).collect()),
+        output_stall_ms_median: median(output_stalls.clone()),
+        output_stall_ms_max: output_stalls.iter().copied().fold(0.0, f64::max),
         rounds,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds of {how}: the member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max); their readers elsewhere read nothing new for at most {:.0} ms (median), {:.0} ms (max), against {:.0} ms before",
+            "{}{} at parallelism {}, {} events/s, heartbeat timeout {} ms, {} rounds of {how}: the member's vertices run elsewhere after {:.0} ms and write past where they stood after {:.0} ms (median), {:.0} ms (max); their readers elsewhere read nothing new for at most {:.0} ms (median), {:.0} ms (max), against {:.0} ms before; the output file did not grow for at most {:.0} ms (median), {:.0} ms (max)",
             report.query,
             match report.replicate {
                 1 => String::new(),
@@ -170,7 +193,9 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
             report.resumed_ms_max,
             report.stall_ms_median,
             report.stall_ms_max,
-            report.stall_before_ms_median
+            report.stall_before_ms_median,
+            report.output_stall_ms_median,
+            report.output_stall_ms_max
         );
     }
     Ok(())
@@ -215,11 +240,20 @@ fn one_round(
     }
     std::thread::sleep(args.kill_after);
     let coordinator = status.coordinator.context("a coordinator")?;
-    let victim = status
-        .members
-        .iter()
-        .find(|m| m.id != coordinator)
-        .context("a member that does not coordinate")?;
+    // A sink's status names its file.
+    let sink_of = |addr: &str| {
+        runtime
+            .block_on(progress(certs, addr, &args.query))
+            .is_ok_and(|p| p.keys().any(|v| v.ends_with(".jsonl")))
+    };
+    let victim = match args.sink {
+        true => status.members.iter().find(|m| sink_of(&m.addr)),
+        false => status.members.iter().find(|m| m.id != coordinator),
+    }
+    .context("a member to take")?;
+    let sink = sink_of(&victim.addr);
+    let file = work.join(format!("out/{}.jsonl", args.query));
+    let length = || std::fs::metadata(&file).map_or(0, |m| m.len());
     let at = nodes
         .iter()
         .position(|(_, a)| *a == victim.addr)
@@ -240,9 +274,11 @@ fn one_round(
             .into_keys()
             .collect();
         let mut before_stall = Stall::new(read_from(&clients, &writers, &query).await);
+        let mut output_before = Stall::new(length());
         let watched = Instant::now();
         while watched.elapsed() < AFTER {
             before_stall.see(read_from(&clients, &writers, &query).await);
+            output_before.see(length());
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let before = progress(certs, &victim.addr, &query).await?;
@@ -250,6 +286,7 @@ fn one_round(
             bail!("member {} runs no vertex of the job", victim.id);
         }
         let mut stall = Stall::new(read_from(&clients, &writers, &query).await);
+        let mut output = Stall::new(length());
         let killed = Instant::now();
         if args.drain {
             let request = Request::Cluster(weir_net::cluster::ClusterRequest::Drain {
@@ -271,6 +308,7 @@ fn one_round(
                 now.extend(local(client, &query).await.unwrap_or_default());
             }
             stall.see(read_from(&clients, &writers, &query).await);
+            output.see(length());
             let here = |v: &String| now.get(v);
             if moved.is_none() && before.keys().all(|v| here(v).is_some()) {
                 moved = Some(killed.elapsed());
@@ -290,6 +328,7 @@ fn one_round(
                 let resumed = killed.elapsed();
                 while killed.elapsed() < resumed + AFTER {
                     stall.see(read_from(&clients, &writers, &query).await);
+                    output.see(length());
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 for client in clients {
@@ -302,6 +341,9 @@ fn one_round(
                     resumed_ms: resumed.as_secs_f64() * 1e3,
                     stall_ms: stall.longest.as_secs_f64() * 1e3,
                     stall_before_ms: before_stall.longest.as_secs_f64() * 1e3,
+                    output_stall_ms: output.longest.as_secs_f64() * 1e3,
+                    output_stall_before_ms: output_before.longest.as_secs_f64() * 1e3,
+                    sink,
                     last,
                 });
             }

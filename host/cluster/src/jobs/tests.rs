@@ -144,11 +144,12 @@ proptest! {
     }
 }
 
-/// A drained member's sink moves at once (it writes a file, so it
-/// never runs twice); if the drained member is lost before a duplicate
-/// switched, the vertex moves to the duplicate's member.
+/// A drained member's sink gets a duplicate like any vertex (it writes
+/// the same bytes at the same offsets of the file); if the drained member
+/// is lost before a duplicate switched, the vertex moves to the
+/// duplicate's member.
 #[test]
-fn a_drained_members_sink_moves_and_its_loss_ends_the_duplicates() {
+fn a_drained_members_sink_gets_a_duplicate_and_its_loss_ends_the_duplicates() {
     let mut m = members(2);
     let mut job = spec("j", 0);
     job.vertices = vec!["src".into(), "sink0".into()];
@@ -168,12 +169,14 @@ fn a_drained_members_sink_moves_and_its_loss_ends_the_duplicates() {
     assert!(is_sink("sink0") && !is_sink("sinks") && !is_sink("sink"));
     assert_eq!(m.apply(&Command::Drain { id: drained }), Reply::Done);
     let job = &m.jobs["j"];
-    assert_eq!(job.placement["sink0"], other, "the sink moved");
+    assert_eq!(job.placement["sink0"], drained, "the sink runs on");
+    assert_eq!(job.duplicates.get("sink0"), Some(&other));
     assert_eq!(job.placement["src"], drained, "the source runs on");
     assert_eq!(job.duplicates.get("src"), Some(&other));
     m.apply(&Command::Lost { id: drained });
     let job = &m.jobs["j"];
     assert_eq!(job.placement["src"], other);
+    assert_eq!(job.placement["sink0"], other);
     assert!(job.duplicates.is_empty());
 }
 

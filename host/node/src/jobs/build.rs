@@ -163,8 +163,13 @@ impl Jobs {
                 rows_out: at.rows,
                 ..VertexStatus::default()
             };
+            let shared = record
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.contains(&format!("sink{i}")));
             tasks.push((
                 Task::Sink {
+                    shared,
                     input: *input,
                     path,
                     interval: spec.interval,
@@ -511,9 +516,10 @@ impl Jobs {
                             ordered,
                             key,
                             at,
+                            shared: together,
                         } => jobs.run_sink(
                             input,
-                            path.as_deref(),
+                            (path.as_deref(), together),
                             (interval, columns.as_deref(), ordered),
                             &key,
                             at,

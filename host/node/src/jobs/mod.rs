@@ -206,6 +206,8 @@ enum Task {
         ordered: bool,
         key: String,
         at: SinkPosition,
+        /// Another instance writes the file too: it is not cut back.
+        shared: bool,
     },
 }
 
@@ -402,6 +404,7 @@ impl Jobs {
             backs: None,
             replicas: None,
             follows: None,
+            shared: None,
         };
         Ok((record, ops))
     }

@@ -218,6 +218,7 @@ impl Jobs {
             r.vertices
                 .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
             r.record.backs = record.backs.clone();
+            r.record.shared = record.shared.clone();
             let was = r
                 .record
                 .replicas
@@ -361,6 +362,22 @@ impl Jobs {
                     || keep.contains(reader)
             });
         }
+    }
+
+    /// The state and lag of each vertex of job `job` running here, by its
+    /// plan name (a sink's status names its file instead).
+    pub fn vertex_lags(&self, job: &str) -> Vec<(String, String, u64)> {
+        let running = lock(&self.inner.running);
+        let Some(r) = running.get(job) else {
+            return Vec::new();
+        };
+        r.threads
+            .iter()
+            .map(|t| {
+                let s = lock(&t.status);
+                (t.vertex.clone(), s.state.clone(), self.lag(&s.inputs))
+            })
+            .collect()
     }
 
     /// Like [`Jobs::hold`], but keeps a lower position `reader` holds.

@@ -39,6 +39,12 @@ pub struct JobRecord {
     /// it records rather than changes of their own.
     #[serde(default)]
     pub follows: Option<std::collections::BTreeSet<String>>,
+    /// In a cluster: the sinks of `only` that write their file beside
+    /// another instance (a drain's duplicate, or the vertex it duplicates).
+    /// Both write the same bytes at the same offsets, so neither cuts the
+    /// file back to its own synced length when it opens it.
+    #[serde(default)]
+    pub shared: Option<std::collections::BTreeSet<String>>,
 }
 
 fn one() -> usize {

@@ -421,7 +421,7 @@ impl Jobs {
     pub(super) fn run_sink(
         &self,
         input: u64,
-        path: Option<&Path>,
+        (path, shared): (Option<&Path>, bool),
         (interval, columns, ordered): (bool, Option<&[usize]>, bool),
         key: &str,
         mut at: SinkPosition,
@@ -430,7 +430,7 @@ impl Jobs {
     ) -> Result<bool> {
         let streams = &self.inner.streams;
         let mut file = match path {
-            Some(path) => Some(open_sink_file(path, at.len)?),
+            Some(path) => Some(open_sink_file(path, at.len, shared)?),
             None => None,
         };
         let mut buf = Vec::new();
@@ -485,8 +485,10 @@ impl Jobs {
 }
 
 /// Opens a node sink's file at its synced length `len`: what was written
-/// after the last recorded sync is cut off (it is written again).
-pub(super) fn open_sink_file(path: &Path, len: u64) -> Result<File> {
+/// after the last recorded sync is cut off (it is written again), unless
+/// the file is `shared` with another instance of the sink, which may have
+/// written further (the same bytes this one writes there).
+pub(super) fn open_sink_file(path: &Path, len: u64, shared: bool) -> Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("sink: cannot create {}", dir.display()))?;
@@ -514,7 +516,9 @@ pub(super) fn open_sink_file(path: &Path, len: u64) -> Result<File> {
             path.display()
         );
     }
-    file.set_len(len)?;
+    if !shared {
+        file.set_len(len)?;
+    }
     file.seek(SeekFrom::Start(len))?;
     file.sync_all()?;
     Ok(file)
@@ -575,5 +579,27 @@ pub(super) fn halt(finished: bool, stop: &AtomicBool) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_file_is_cut_back_to_its_synced_length_unless_shared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out/x.jsonl");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n").expect("file");
+        // Another instance wrote further: the file stays as it is.
+        drop(open_sink_file(&path, 8, true).expect("opens"));
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), 16);
+        // Its own unsynced tail is written again: cut back.
+        drop(open_sink_file(&path, 8, false).expect("opens"));
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), 8);
+        // Shorter than what was synced: changed outside Weir.
+        let err = open_sink_file(&path, 9, true).expect_err("refused");
+        assert!(err.to_string().contains("changed outside Weir"), "{err}");
     }
 }

@@ -166,7 +166,7 @@ impl Node {
         id: u64,
         me: NodeId,
     ) {
-        let reader = super::placed::writer_reader(me);
+        let reader = super::wire::writer_reader(me);
         for (vertex, member) in &placed.placement {
             if *member != me {
                 continue;
@@ -237,32 +237,21 @@ impl Node {
             if duplicates.is_empty() {
                 continue;
             }
-            let Some(status) = self
-                .jobs
-                .status(Some(name))
-                .ok()
-                .and_then(|l| l.into_iter().next())
-            else {
-                continue;
-            };
-            for v in &status.vertices {
-                if !duplicates.contains(&v.name.as_str())
-                    || v.state != "running"
-                    || v.lag > CAUGHT_UP
-                {
+            for (vertex, state, lag) in self.jobs.vertex_lags(name) {
+                if !duplicates.contains(&vertex.as_str()) || state != "running" || lag > CAUGHT_UP {
                     continue;
                 }
                 let switch = Command::Switch {
                     name: name.clone(),
                     id: job.id,
-                    vertex: v.name.clone(),
+                    vertex: vertex.clone(),
                     member: me,
                 };
                 match cluster.write(switch).await {
                     Ok(reply) => {
-                        tracing::info!(job = %name, vertex = %v.name, lag = v.lag, "the duplicate caught up, readers switch to it: {reply:?}")
+                        tracing::info!(job = %name, %vertex, lag, "the duplicate caught up, readers switch to it: {reply:?}")
                     }
-                    Err(e) => tracing::debug!(job = %name, vertex = %v.name, "switching: {e:#}"),
+                    Err(e) => tracing::debug!(job = %name, %vertex, "switching: {e:#}"),
                 }
             }
         }
