@@ -116,6 +116,30 @@ pub fn identity(bytes: &[u8]) -> (&str, &[u8]) {
     }
 }
 
+/// What an encoded entry holds, for messages: a CTI's time, or a batch's
+/// rows and the range of their start times.
+pub fn describe(bytes: &[u8]) -> String {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    match Entry::decode(bytes) {
+        Ok(Entry::Cti(t)) => format!("CTI {t}"),
+        Ok(Entry::Batch { batch, .. }) => {
+            let starts = batch
+                .columns()
+                .first()
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .map(|s| s.values().iter().copied());
+            match starts.and_then(|s| Some((s.clone().min()?, s.max()?))) {
+                Some((low, high)) => {
+                    format!("{} rows starting {low}..={high}", batch.num_rows())
+                }
+                None => format!("{} rows", batch.num_rows()),
+            }
+        }
+        Err(_) => format!("{} bytes that do not decode", bytes.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,9 +75,9 @@ pub enum StreamError {
         stream: String,
         /// The seq.
         seq: u64,
-        /// Producer of the stored entry.
+        /// Producer of the stored entry, and what it holds.
         stored_by: String,
-        /// Producer of the new entry.
+        /// Producer of the new entry, and what it holds.
         new_by: String,
     },
     /// The stream exists with another definition.
@@ -625,8 +625,8 @@ impl Streams {
         Err(StreamError::Determinism {
             stream: head.name.clone(),
             seq,
-            stored_by: old_by.to_string(),
-            new_by: new_by.to_string(),
+            stored_by: format!("{old_by} ({})", crate::entry::describe(&stored)),
+            new_by: format!("{new_by} ({})", crate::entry::describe(value)),
         })
     }
 

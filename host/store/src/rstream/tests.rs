@@ -249,6 +249,17 @@ fn appending_what_a_copy_has_again_dedups_and_checks() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("src") && e.contains('4'), "{e}");
+    // Both entries are described, with their producers.
+    assert!(
+        e.contains("written by source (1 rows starting 0..=0) and a different one now by source (1 rows starting 0..=0)"),
+        "{e}"
+    );
+    let cti = Entry::Cti(7).encode().unwrap();
+    let e = s
+        .append_at(vec![(id, 4, vec![cti])], Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("now by source (CTI 7)"), "{e}");
     assert!(matches!(
         s.append_at(vec![(id, 6, values(6..7))], Vec::new()),
         Err(StreamError::Gap { .. })
