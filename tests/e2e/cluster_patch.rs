@@ -178,15 +178,17 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
     let out = nodes[0].weir(d, &["udf", "logs", "--job", "tally", "--stage", &copy]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    // Bad input: a shadow run across members is refused, saying so.
+    // Bad input: a shadow run of the version the copies run again is
+    // refused, naming it, before anything runs.
+    let v1 = udf_component("tally_v1").display().to_string();
     let out = nodes[0].weir(
         d,
         &[
-            "udf", "deploy", &v2, "--job", "tally", "--stage", "tally", "--shadow", "10",
+            "udf", "deploy", &v1, "--job", "tally", "--stage", "tally", "--shadow", "10",
         ],
     );
     assert!(
-        !out.status.success() && stderr(&out).contains("a shadow run (--shadow) is not available"),
+        !out.status.success() && stderr(&out).contains("the stage already runs it"),
         "{}",
         stderr(&out)
     );
@@ -451,4 +453,47 @@ fn changes_to_two_stages_of_a_job_each_reach_their_copies() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
+}
+
+/// A deploy with a shadow run to a stage spread over three members runs
+/// the new version next to each copy's, on the copy's last input rows, on
+/// the member that runs the copy, and reports them summed; then every copy
+/// switches, and every row comes from the version its copy ran there.
+#[test]
+fn a_deploy_with_a_shadow_run_shadows_every_copy_on_its_member_first() {
+    let dir = super::node::cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    let (want, _) = run_tally(d, &nodes[0], "");
+    let v2 = udf_component("tally_v2").display().to_string();
+    let said = change(d, &nodes[1], &["deploy", &v2, "--shadow", "100000"]);
+    // Six copies asked for 100000 rows each, and each ran on what its
+    // input holds.
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("shadow run on the last "))
+        .unwrap_or_else(|| panic!("no shadow report: {said}"));
+    assert!(
+        line.contains("(600000 asked; the input stream holds no more)"),
+        "{line}"
+    );
+    let ran: u64 = line
+        .trim_start_matches("shadow run on the last ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(ran > 0, "{line}");
+    assert!(said.contains("stage `tally` runs as 6 rVertices"), "{said}");
+    let patience = std::time::Duration::from_secs(120);
+    until_within(d, &nodes[0], "every vertex finished", patience, |s| {
+        let v = vertices(s, "tally");
+        assert!(
+            v.iter().all(|(_, _, state)| state != "failed"),
+            "a vertex failed: {v:?}\n{}",
+            member_logs(d)
+        );
+        !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
+    });
+    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
 }

@@ -83,6 +83,7 @@ impl Role {
                 | Request::Hold { .. }
                 | Request::Module { .. }
                 | Request::Backup { .. }
+                | Request::ShadowUdf { .. }
                 | Request::Replicate { .. },
             ) => false,
             (Role::Admin, _) => true,
@@ -227,7 +228,13 @@ mod tests {
             reader: "pull/q5@1/Bid@2".into(),
             seq: 7,
         };
-        for request in [&pull, &hold, &propose, &module, &backup] {
+        let shadow = Request::ShadowUdf {
+            job: "tally".into(),
+            copy: "tally__p0".into(),
+            origin: "v2.wasm".into(),
+            rows: 10,
+        };
+        for request in [&pull, &hold, &propose, &module, &backup, &shadow] {
             assert!(Role::Node.allows(request), "{request:?}");
             assert!(!Role::Admin.allows(request), "admin: {request:?}");
             assert!(!Role::Client.allows(request), "client: {request:?}");

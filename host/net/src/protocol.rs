@@ -478,6 +478,21 @@ pub enum Request {
         /// One past the last input seq (default: what the input holds).
         to: Option<u64>,
     },
+    /// The member deploying a module (the body) with a shadow run to a
+    /// stage of a job the cluster runs asks the member running one of the
+    /// stage's copies to run the module next to the copy's version on the
+    /// copy's last `rows` input rows (members only): answered with
+    /// [`Response::Shadowed`]. Changes nothing.
+    ShadowUdf {
+        /// The job.
+        job: String,
+        /// The copy.
+        copy: String,
+        /// The component's file name (for messages).
+        origin: String,
+        /// Input rows to run on.
+        rows: u64,
+    },
     /// What a stage's UDF logged and printed lately, with the module version
     /// and input position of each call.
     UdfLogs {
@@ -616,6 +631,7 @@ impl Request {
             Request::CancelJob { .. } => "cancel jobs",
             Request::DeployUdf { .. } => "deploy UDFs",
             Request::ReplayUdf { .. } => "replay UDFs",
+            Request::ShadowUdf { .. } => "shadow a copy's UDF",
             Request::UdfLogs { .. } => "read UDF logs",
             Request::RollbackUdf { .. } => "roll UDFs back",
             Request::FilterAdd { .. } | Request::FilterRemove { .. } => "change runtime filters",
@@ -686,6 +702,8 @@ pub enum Response {
     History(Vec<crate::status::HistoryEntry>),
     /// A replay of a candidate version.
     Replayed(crate::status::ReplayReport),
+    /// What a shadow run on one copy found.
+    Shadowed(Option<crate::status::ShadowReport>),
     /// A cluster answer.
     Cluster(crate::cluster::ClusterResponse),
     /// A module's bytes follow (this many).

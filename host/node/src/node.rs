@@ -524,6 +524,23 @@ impl Node {
                 })
                 .await?
             }
+            Request::ShadowUdf {
+                job,
+                copy,
+                origin,
+                rows,
+            } => {
+                let body = recv
+                    .read_to_end(MAX_INGEST)
+                    .await
+                    .context("reading the component")?;
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || {
+                    jobs.shadow_copy(&job, &copy, &origin, body, rows)
+                        .map(Response::Shadowed)
+                })
+                .await?
+            }
             Request::RollbackUdf { job, stage, to } => {
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || {

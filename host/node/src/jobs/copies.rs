@@ -101,7 +101,29 @@ pub(super) fn copies(plan: &Plan, stage: &str) -> Option<Vec<String>> {
 }
 
 /// The shadow runs of every copy as one: rows and differences summed.
-pub(super) fn merge_shadows(runs: Vec<Option<ShadowReport>>) -> Option<ShadowReport> {
+impl Jobs {
+    /// Runs component `bytes` (named `origin`) next to copy `copy` of a
+    /// stage of job `job`, which runs here, on the copy's last `rows`
+    /// input rows, after the checks a deploy makes. Changes nothing.
+    pub fn shadow_copy(
+        &self,
+        job: &str,
+        copy: &str,
+        origin: &str,
+        bytes: Vec<u8>,
+        rows: u64,
+    ) -> Result<Option<ShadowReport>> {
+        let module = self
+            .inner
+            .runtime
+            .load(origin, &bytes)
+            .with_context(|| format!("deploy to job `{job}` copy `{copy}` refused"))?;
+        self.check_patch(job, copy, &module, Some(rows))
+    }
+}
+
+/// Shadow runs of several copies, summed.
+pub fn merge_shadows(runs: Vec<Option<ShadowReport>>) -> Option<ShadowReport> {
     let mut runs = runs.into_iter().flatten();
     let mut all = runs.next()?;
     for r in runs {

@@ -55,6 +55,7 @@ mod timelines;
 pub use backup::Stored;
 pub use changes::{Asked, Followed};
 use copies::Pending;
+pub use copies::merge_shadows;
 use patching::load_module;
 pub use placed::PlanVertex;
 pub use record::JobRecord;

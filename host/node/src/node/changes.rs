@@ -12,7 +12,7 @@ use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
 
 use super::placed::{nonce, record_of};
 use super::*;
-use crate::jobs::{Asked, PatchReport, VertexStatus};
+use crate::jobs::{Asked, PatchReport, ShadowReport, VertexStatus};
 use crate::patch::Change;
 use weir_net::protocol::Client;
 
@@ -57,28 +57,24 @@ impl Node {
             return self.replay_placed(cluster, request, body, may_pass).await;
         }
         let started = std::time::Instant::now();
-        let (job, stage, asked) = match request.clone() {
+        let (job, stage, asked, shadow) = match request.clone() {
             Request::DeployUdf {
                 job,
                 stage,
                 origin,
                 shadow,
             } => {
-                if shadow.is_some() {
-                    bail!(
-                        Patch,
-                        "deploy to job `{job}` stage `{stage}` refused: a shadow run (--shadow) is not available for a job spread over the cluster's members; deploy without it, or try the module with `weir udf replay` first"
-                    );
-                }
                 let asked = Asked::Deploy {
-                    origin,
+                    origin: origin.clone(),
                     bytes: body.clone(),
                 };
-                (job, stage, asked)
+                (job, stage, asked, shadow.map(|rows| (origin, rows)))
             }
-            Request::RollbackUdf { job, stage, to } => (job, stage, Asked::Rollback { to }),
-            Request::FilterAdd { job, stage, expr } => (job, stage, Asked::FilterAdd(expr)),
-            Request::FilterRemove { job, stage, expr } => (job, stage, Asked::FilterRemove(expr)),
+            Request::RollbackUdf { job, stage, to } => (job, stage, Asked::Rollback { to }, None),
+            Request::FilterAdd { job, stage, expr } => (job, stage, Asked::FilterAdd(expr), None),
+            Request::FilterRemove { job, stage, expr } => {
+                (job, stage, Asked::FilterRemove(expr), None)
+            }
             other => bail!(Request, "{} is not a stage change", other.describe()),
         };
         let me = cluster.id();
@@ -149,6 +145,16 @@ impl Node {
                 }
             }
         };
+        // A deploy with a shadow run: the module runs next to each copy's
+        // version on the copy's last input rows, on the member that runs
+        // it, before anything changes; a copy it fails on refuses it.
+        let shadow = match shadow {
+            Some((origin, rows)) => {
+                self.shadow_copies(cluster, &job, &copies, &origin, &body, rows)
+                    .await?
+            }
+            None => None,
+        };
         let patch = PatchRequest {
             stage: stage.clone(),
             change: change.clone(),
@@ -193,13 +199,76 @@ impl Node {
             finished: taken.get(copy).is_some_and(|(_, ended)| *ended),
         };
         if copies.len() == 1 && copies[0] == stage {
-            return Ok(Response::Patched(report(&stage)));
+            return Ok(Response::Patched(PatchReport {
+                shadow,
+                ..report(&stage)
+            }));
         }
         Ok(Response::Patched(PatchReport {
             applied: None,
             copies: copies.iter().map(|c| report(c)).collect(),
+            shadow,
             ..report(&stage)
         }))
+    }
+
+    /// Runs module `body` (named `origin`) next to each of `copies` of a
+    /// stage of job `job`, on its last `rows` input rows, on the member
+    /// that runs it; the reports summed.
+    async fn shadow_copies(
+        &self,
+        cluster: &Cluster,
+        job: &str,
+        copies: &[String],
+        origin: &str,
+        body: &[u8],
+        rows: u64,
+    ) -> Result<Option<ShadowReport>> {
+        let metadata = cluster.metadata();
+        let me = cluster.id();
+        let placement = metadata
+            .jobs
+            .get(job)
+            .map(|j| j.placement.clone())
+            .with_context(|| format!("no job `{job}` in the cluster"))?;
+        let mut reports = Vec::with_capacity(copies.len());
+        for copy in copies {
+            let member = placement.get(copy).copied().unwrap_or(me);
+            let report = if member == me {
+                let jobs = self.jobs.clone();
+                let (job, copy, origin, body) = (
+                    job.to_string(),
+                    copy.clone(),
+                    origin.to_string(),
+                    body.to_vec(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    jobs.shadow_copy(&job, &copy, &origin, body, rows)
+                })
+                .await??
+            } else {
+                let request = Request::ShadowUdf {
+                    job: job.to_string(),
+                    copy: copy.clone(),
+                    origin: origin.to_string(),
+                    rows,
+                };
+                match self.ask_member(&metadata, member, &request, body).await? {
+                    Response::Shadowed(report) => report,
+                    Response::Error { message } => {
+                        bail!(Patch, "member {member}, copy `{copy}`: {message}")
+                    }
+                    other => {
+                        bail!(
+                            Request,
+                            "member {member} answered a shadow run with {other:?}"
+                        )
+                    }
+                }
+            };
+            reports.push(report);
+        }
+        Ok(crate::jobs::merge_shadows(reports))
     }
 
     /// The vertices of job `job` running here now (or stuck on a batch,
