@@ -485,8 +485,14 @@ fn a_deploy_with_a_shadow_run_shadows_every_copy_on_its_member_first() {
         .unwrap_or_else(|| panic!("{line}"));
     assert!(ran > 0, "{line}");
     assert!(said.contains("stage `tally` runs as 6 rVertices"), "{said}");
-    let patience = std::time::Duration::from_secs(120);
-    until_within(d, &nodes[0], "every vertex finished", patience, |s| {
+    tally_finished(d, &nodes[0], std::time::Duration::from_secs(120));
+    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+}
+
+/// Waits up to `patience` until every vertex of job `tally` finished, as
+/// `node` sees it; a failed vertex fails the test with the members' logs.
+pub(crate) fn tally_finished(d: &Path, node: &Node, patience: std::time::Duration) {
+    until_within(d, node, "every vertex finished", patience, |s| {
         let v = vertices(s, "tally");
         assert!(
             v.iter().all(|(_, _, state)| state != "failed"),
@@ -495,5 +501,4 @@ fn a_deploy_with_a_shadow_run_shadows_every_copy_on_its_member_first() {
         );
         !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
     });
-    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
 }

@@ -9,7 +9,7 @@ use weir::testkit::udf_component;
 
 use std::collections::BTreeMap;
 
-use super::cluster::{id_at, member_logs, members, until, until_within};
+use super::cluster::{id_at, member_logs, members, until};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three_with, vertices};
 use super::cluster_patch::{change, rows, run_tally, same_rows_by_version};
 use super::node::{cluster, ok, write};
@@ -209,16 +209,7 @@ fn a_deploy_to_a_replicated_stage_switches_each_instance_where_its_vertex_did() 
     }
     nodes.remove(2).kill9();
     std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");
-    let patience = std::time::Duration::from_secs(240);
-    until_within(d, &nodes[0], "every vertex finished", patience, |s| {
-        let v = vertices(s, "tally");
-        assert!(
-            v.iter().all(|(_, _, state)| state != "failed"),
-            "a vertex failed: {v:?}\n{}",
-            member_logs(d)
-        );
-        !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
-    });
+    super::cluster_patch::tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
     same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
 }
 

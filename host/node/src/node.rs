@@ -281,9 +281,7 @@ impl Node {
                     request,
                     Request::DeployUdf { .. } | Request::ReplayUdf { .. }
                 ) {
-                    recv.read_to_end(MAX_INGEST)
-                        .await
-                        .context("reading the component")?
+                    read_component(&mut recv).await?
                 } else {
                     Vec::new()
                 };
@@ -495,10 +493,7 @@ impl Node {
                 origin,
                 shadow,
             } => {
-                let body = recv
-                    .read_to_end(MAX_INGEST)
-                    .await
-                    .context("reading the component")?;
+                let body = read_component(&mut recv).await?;
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || {
                     jobs.deploy(&job, &stage, &origin, body, shadow)
@@ -513,10 +508,7 @@ impl Node {
                 from,
                 to,
             } => {
-                let body = recv
-                    .read_to_end(MAX_INGEST)
-                    .await
-                    .context("reading the component")?;
+                let body = read_component(&mut recv).await?;
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || {
                     jobs.replay(&job, &stage, &origin, body, from, to)
@@ -530,10 +522,7 @@ impl Node {
                 origin,
                 rows,
             } => {
-                let body = recv
-                    .read_to_end(MAX_INGEST)
-                    .await
-                    .context("reading the component")?;
+                let body = read_component(&mut recv).await?;
                 let jobs = self.jobs.clone();
                 tokio::task::spawn_blocking(move || {
                     jobs.shadow_copy(&job, &copy, &origin, body, rows)
@@ -785,4 +774,11 @@ pub fn format_entry(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The component bytes that follow a deploy, replay or shadow request.
+async fn read_component(recv: &mut quinn::RecvStream) -> Result<Vec<u8>> {
+    recv.read_to_end(MAX_INGEST)
+        .await
+        .context("reading the component")
 }
