@@ -199,25 +199,17 @@ impl Node {
                     let Some(addr) = metadata.members.get(other).map(|m| m.addr.clone()) else {
                         continue;
                     };
-                    let told = async {
-                        if !clients.contains_key(&addr) {
-                            let socket: SocketAddr = addr
-                                .parse()
-                                .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
-                            clients.insert(addr.clone(), Client::connect(socket, certs).await?);
-                        }
-                        let client = clients.get(&addr).context("a connection")?;
-                        client.call(&request, None).await?;
-                        Ok::<(), NodeError>(())
-                    };
-                    if let Err(e) = tokio::time::timeout(FETCH_WAIT, told)
-                        .await
-                        .unwrap_or_else(|_| Err(err!(Request, "{addr}: no answer")))
+                    if let Err(e) = super::exchange::tell_member(
+                        clients,
+                        addr.clone(),
+                        &addr,
+                        certs,
+                        &request,
+                        FETCH_WAIT,
+                    )
+                    .await
                     {
                         tracing::debug!(%addr, "telling a replica's member how far to keep: {e:#}");
-                        if let Some(client) = clients.remove(&addr) {
-                            client.close().await;
-                        }
                     }
                 }
             }

@@ -207,25 +207,10 @@ impl Node {
                 let Some(addr) = metadata.members.get(member).map(|m| m.addr.clone()) else {
                     continue;
                 };
-                let told = async {
-                    if !clients.contains_key(member) {
-                        let socket: SocketAddr = addr
-                            .parse()
-                            .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
-                        clients.insert(*member, Client::connect(socket, &certs).await?);
-                    }
-                    let client = clients.get(member).context("a connection")?;
-                    client.call(&request, None).await?;
-                    Ok::<(), NodeError>(())
-                };
-                if let Err(e) = tokio::time::timeout(HOLD_EVERY, told)
-                    .await
-                    .unwrap_or_else(|_| Err(err!(Request, "{addr}: no answer")))
+                if let Err(e) =
+                    tell_member(&mut clients, *member, &addr, &certs, &request, HOLD_EVERY).await
                 {
                     tracing::debug!(%stream, %addr, "telling a replica's member: {e:#}");
-                    if let Some(client) = clients.remove(member) {
-                        client.close().await;
-                    }
                 }
             }
         }
@@ -352,4 +337,38 @@ impl Node {
             position += take as u64;
         }
     }
+}
+
+/// Sends `request` to the member at `addr` over its connection in
+/// `clients` under `key` (made if there is none), within `wait`. A member
+/// that fails or does not answer loses its connection: the next call
+/// makes one again.
+pub(super) async fn tell_member<K: Eq + std::hash::Hash + Clone>(
+    clients: &mut HashMap<K, Client>,
+    key: K,
+    addr: &str,
+    certs: &CertDir,
+    request: &Request,
+    wait: Duration,
+) -> Result<()> {
+    let told = async {
+        if !clients.contains_key(&key) {
+            let socket: SocketAddr = addr
+                .parse()
+                .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
+            clients.insert(key.clone(), Client::connect(socket, certs).await?);
+        }
+        let client = clients.get(&key).context("a connection")?;
+        client.call(request, None).await?;
+        Ok::<(), NodeError>(())
+    };
+    let result = tokio::time::timeout(wait, told)
+        .await
+        .unwrap_or_else(|_| Err(err!(Request, "{addr}: no answer")));
+    if result.is_err()
+        && let Some(client) = clients.remove(&key)
+    {
+        client.close().await;
+    }
+    result
 }
