@@ -41,7 +41,7 @@ fn lose_a_member_mid_run(coordinator: bool) {
         .expect("a member to lose");
     let lost = id_at(&up, &nodes[victim].addr);
     let q = "q5";
-    super::nexmark_queries::example(d, q, "events => 100000, rate => 20000, pace => 1");
+    super::nexmark_queries::example(d, q, "events => 200000, rate => 20000, pace => 1");
     let want = offline(d, q);
     let per_member = submit(d, &nodes[(victim + 1) % 3], q);
     assert_eq!(per_member.len(), 3, "the lost member runs a part");
