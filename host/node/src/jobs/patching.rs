@@ -684,14 +684,21 @@ pub(super) fn shadow_run(
     mut old: UdfStage,
     mut new: UdfStage,
 ) -> Result<ShadowReport> {
-    // Only what the stream still holds: collected entries are gone.
-    let (next, _, low) = streams.positions(stream).unwrap_or_default();
+    // Only what the stream still holds: collected entries are gone, and the
+    // stream's reader may collect more while this reads back.
+    let (next, _, mut low) = streams.positions(stream).unwrap_or_default();
     let mut batches = Vec::new();
     let mut have = 0u64;
     let mut seq = next;
     while seq > low && have < rows {
         let from = seq.saturating_sub(64).max(low);
-        let entries = streams.read_written(stream, from, (seq - from) as usize)?;
+        let entries = match streams.read_written(stream, from, (seq - from) as usize) {
+            Err(crate::rstream::StreamError::Collected { low: now, .. }) if now > from => {
+                low = now;
+                continue;
+            }
+            read => read?,
+        };
         for (_, bytes) in entries.into_iter().rev() {
             if let Entry::Batch { batch, .. } =
                 Entry::decode(&bytes).map_err(NodeError::encoding)?
