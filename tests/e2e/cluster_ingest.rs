@@ -65,6 +65,10 @@ fn ingest_survives_the_loss_of_the_primarys_member_with_its_disk() {
     let dir = cluster();
     let d = dir.path();
     super::scripts::click_fraud_script(d);
+    // Every event the job reads, written out too: each must be there once.
+    let script = std::fs::read_to_string(d.join("clickfraud.wsql")).expect("script");
+    let script = script + "OUTPUT Clicks TO \"out/clicks.jsonl\";\n";
+    std::fs::write(d.join("clickfraud.wsql"), script).expect("script");
     let out = weir(&["run", "clickfraud.wsql", "--quiet"], d);
     assert!(out.status.success(), "{}", stderr(&out));
     let want = std::fs::read_to_string(d.join("out/flagged.jsonl")).expect("output");
@@ -99,6 +103,11 @@ fn ingest_survives_the_loss_of_the_primarys_member_with_its_disk() {
     // Ingest the same part again: stored once.
     let again = ingest(d, &nodes[via(&nodes, 1)], 4);
     assert!(again.contains("already stored"), "{again}");
+    // The job reads on and its sources' snapshots are backed up: every
+    // member collects the stream below what they need before the loss.
+    until(d, &nodes[0], "the stream collected before the loss", |_| {
+        collected_from(&ok(&nodes[victim].weir(d, &["stream", "list"])), "Clicks") > 0
+    });
     // One request in flight as the primary dies: the client and the
     // member it asked carry it to the new primary.
     let survivor = via(&nodes, 0);
@@ -138,14 +147,6 @@ fn ingest_survives_the_loss_of_the_primarys_member_with_its_disk() {
         assert!(answer.contains("stored durably"), "{answer}");
     }
     ok(&nodes[0].weir(d, &["stream", "close", "Clicks"]));
-    // Every event once, read through either survivor.
-    for node in &nodes {
-        let read = ok(&node.weir(d, &["stream", "read", "Clicks", "--from", "0"]));
-        assert!(
-            events(&read) == events(&input),
-            "the stream holds each event once"
-        );
-    }
     let status = job_status(d, &nodes[0], "clickfraud", |s| s["state"] != "running");
     assert_eq!(status["state"], "finished", "{status}");
     let got = std::fs::read_to_string(d.join("out/flagged.jsonl")).expect("output");
@@ -153,6 +154,35 @@ fn ingest_survives_the_loss_of_the_primarys_member_with_its_disk() {
         got == want,
         "the output after losing the primary differs from weir run's:\n{got}\n---\n{want}"
     );
+    // The job read every event once.
+    let read = std::fs::read_to_string(d.join("out/clicks.jsonl")).expect("the events read");
+    assert!(
+        events(&read) == events(&input),
+        "the job reads each event once"
+    );
+    // The stream is collected below what the job's backed-up sources
+    // still need: listed through either survivor, it no longer starts at
+    // seq 0, and reading from there is refused.
+    until(d, &nodes[0], "the stream collected", |_| {
+        nodes
+            .iter()
+            .all(|n| collected_from(&ok(&n.weir(d, &["stream", "list"])), "Clicks") > 0)
+    });
+    let early = nodes[1].weir(d, &["stream", "read", "Clicks", "--from", "0"]);
+    assert!(
+        !early.status.success() && stderr(&early).contains("garbage-collected"),
+        "{}",
+        stderr(&early)
+    );
+}
+
+/// Where stream `name` begins in a `weir stream list`.
+fn collected_from(list: &str, name: &str) -> u64 {
+    list.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}\t")))
+        .filter_map(|rest| rest.strip_prefix("seq ")?.split("..").next()?.parse().ok())
+        .next()
+        .unwrap_or(0)
 }
 
 /// A stream created through one member is the cluster's: created again

@@ -100,6 +100,10 @@ pub struct ClusterJob {
     /// [`Command::Hold`]: crate::metadata::Command::Hold
     #[serde(default)]
     pub holds: BTreeMap<String, BTreeMap<NodeId, Held>>,
+    /// Ingest stream → where the job's sources of it start: the stream's
+    /// collection point when the job was submitted (absent: its start).
+    #[serde(default)]
+    pub starts: BTreeMap<String, u64>,
 }
 
 /// Where a follower of a copy stopped for a change that waits.
@@ -378,6 +382,7 @@ impl Metadata {
             replicas: BTreeMap::new(),
             stragglers: BTreeSet::new(),
             holds: BTreeMap::new(),
+            starts: self.stream_lows(),
         };
         job.add_replicas(&up, self.load());
         back(&mut job, &up, &mut self.backup_load());

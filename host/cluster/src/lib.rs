@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+mod collect;
 pub mod jobs;
 pub mod log;
 pub mod membership;

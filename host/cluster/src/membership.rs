@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use openraft::{BasicNode, ChangeMembers, Raft, ServerState, Snapshot};
-use weir_net::cluster::{ClusterRequest, ClusterResponse, RaftRpc, VertexLoad};
+use weir_net::cluster::{ClusterRequest, ClusterResponse, RaftRpc, StreamNeeds, VertexLoad};
 
 use crate::log::{Applied, RaftFile, database_path};
 use crate::metadata::{Command, FIRST, Health, NodeId, Reply};
@@ -35,8 +35,25 @@ pub struct Settings {
     pub join: Option<String>,
 }
 
-/// What a node reports of the vertices it runs, with every heartbeat.
-pub type Report = Arc<dyn Fn() -> Vec<VertexLoad> + Send + Sync>;
+/// What a node reports with every heartbeat, asked for each one.
+#[derive(Clone)]
+pub struct Report {
+    /// The vertices it runs.
+    pub vertices: Arc<dyn Fn() -> Vec<VertexLoad> + Send + Sync>,
+    /// How far its readers need the ingest streams kept, once it has acted
+    /// on the metadata (the coordinator asks its own every watch tick).
+    pub needs: Arc<dyn Fn() -> Option<StreamNeeds> + Send + Sync>,
+}
+
+impl Default for Report {
+    /// Nothing to report.
+    fn default() -> Report {
+        Report {
+            vertices: Arc::new(Vec::new),
+            needs: Arc::new(|| None),
+        }
+    }
+}
 
 /// A node's membership, shared by its request handlers.
 #[derive(Clone)]
@@ -88,6 +105,8 @@ struct Watch {
     last_leader: Option<NodeId>,
     heard: HashMap<NodeId, (Instant, String)>,
     vertices: HashMap<NodeId, Vec<VertexLoad>>,
+    /// How far each member's readers need the ingest streams kept.
+    needs: BTreeMap<NodeId, StreamNeeds>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -301,10 +320,18 @@ impl Cluster {
                     other => Err(ClusterError::Raft(format!("a join applied as {other:?}"))),
                 }
             }
-            ClusterRequest::Heartbeat { id, addr, vertices } => {
+            ClusterRequest::Heartbeat {
+                id,
+                addr,
+                vertices,
+                needs,
+            } => {
                 let mut watch = lock(&self.inner.watch);
                 watch.heard.insert(id, (Instant::now(), addr));
                 watch.vertices.insert(id, vertices);
+                if let Some(needs) = needs {
+                    watch.needs.insert(id, needs);
+                }
                 Ok(ClusterResponse::Alive)
             }
             ClusterRequest::Status => Ok(ClusterResponse::Status(self.status())),
@@ -479,7 +506,8 @@ impl Cluster {
             let beat = ClusterRequest::Heartbeat {
                 id: me,
                 addr: self.inner.addr.clone(),
-                vertices: (self.inner.report)(),
+                vertices: (self.inner.report.vertices)(),
+                needs: (self.inner.report.needs)(),
             };
             if let Err(e) = self
                 .inner
@@ -535,8 +563,12 @@ impl Cluster {
             let metrics = self.inner.raft.metrics().borrow().clone();
             let leading = metrics.state == ServerState::Leader;
             let applied = self.applied();
+            let own = leading.then(|| (self.inner.report.needs)()).flatten();
             let commands = {
                 let mut watch = lock(&self.inner.watch);
+                if let Some(needs) = own {
+                    watch.needs.insert(self.inner.id, needs);
+                }
                 if !leading {
                     watch.leading = false;
                     if metrics.current_leader.is_some() {
@@ -570,6 +602,7 @@ impl Cluster {
                         tracing::warn!(member = id, "member lost: silent for the heartbeat timeout")
                     }
                     Command::Back { id } => tracing::warn!(member = id, "member back"),
+                    Command::Collect { .. } => tracing::debug!(?command, "coordinator"),
                     _ => tracing::info!(?command, "coordinator"),
                 }
                 // Bounded: a write that cannot commit (this member lost its
@@ -633,6 +666,10 @@ impl Cluster {
                     nonce: 0,
                 });
             }
+        }
+        // Only once the members are as the metadata says.
+        if commands.is_empty() {
+            commands = applied.metadata.collections(&watch.needs);
         }
         commands
     }

@@ -202,6 +202,18 @@ pub enum Command {
         /// The holder.
         member: NodeId,
     },
+    /// No reader of ingest stream `stream` needs it below `low`, as every
+    /// member reported for metadata epoch `epoch`: each member collects its
+    /// copy below, and jobs submitted from now on start there. Does nothing
+    /// at another epoch.
+    Collect {
+        /// The stream.
+        stream: String,
+        /// Its new collection point.
+        low: u64,
+        /// The epoch the reports were made for.
+        epoch: u64,
+    },
 }
 
 /// What applying a command did.
@@ -249,12 +261,28 @@ pub struct Metadata {
     /// The ingest streams, by name.
     #[serde(default)]
     pub streams: BTreeMap<String, crate::streams::ClusterStream>,
+    /// How many changes may have placed an instance of a vertex where none
+    /// ran (see [`crate::collect`]): a member's report of how far it needs
+    /// the ingest streams counts only for the epoch it acted on.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl Metadata {
     /// Applies one command.
     pub fn apply(&mut self, command: &Command) -> Reply {
+        // A join or submit sent again (its answer was lost) changes nothing.
+        let members = matches!(command, Command::Join { .. }).then(|| self.members.clone());
+        let next_job = self.next_job;
         let reply = self.apply_command(command);
+        let again = match command {
+            Command::Join { .. } => members.as_ref() == Some(&self.members),
+            Command::SubmitJob(_) => self.next_job == next_job,
+            _ => false,
+        };
+        if !again && crate::collect::places(command, &reply) {
+            self.epoch += 1;
+        }
         // A member lost, back, new or drained, or a backup ready: vertices
         // move to their backups, and vertices without a backup get one.
         if matches!(
@@ -398,6 +426,7 @@ impl Metadata {
             } => self.drop_follower(name, *id, copy, *member),
             Command::CreateStream(spec) => self.create_stream(spec),
             Command::StreamReady { name, member } => self.stream_ready(name, *member),
+            Command::Collect { stream, low, epoch } => self.collect(stream, *low, *epoch),
             Command::CancelJob { name } => match self.jobs.remove(name) {
                 Some(_) => Reply::Done,
                 None => Reply::Unchanged,

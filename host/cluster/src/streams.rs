@@ -37,8 +37,14 @@ pub struct ClusterStream {
     pub spec: StreamSpec,
     /// The members that hold it, the primary first.
     pub holders: Vec<NodeId>,
-    /// The holders that hold every entry the primary has acknowledged.
+    /// The holders that hold every entry the primary has acknowledged
+    /// (from [`ClusterStream::low`] on).
     pub ready: BTreeSet<NodeId>,
+    /// Its collection point: no reader needs an entry below it, every
+    /// member collects its copy below it, and a job submitted now starts
+    /// reading there.
+    #[serde(default)]
+    pub low: u64,
 }
 
 impl ClusterStream {
@@ -98,6 +104,7 @@ impl Metadata {
             spec: spec.clone(),
             holders: Vec::new(),
             ready: BTreeSet::new(),
+            low: 0,
         };
         add_holders(&mut stream, &up, &mut self.stream_load());
         // An empty stream is whole on every holder.

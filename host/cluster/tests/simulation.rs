@@ -147,7 +147,7 @@ impl Sim {
             from: addr(i),
             net: self.net.clone(),
         });
-        let report: Report = Arc::new(Vec::new);
+        let report = Report::default();
         let settings = Settings {
             lost_after: TIMEOUT,
             join,

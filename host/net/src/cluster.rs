@@ -30,6 +30,9 @@ pub enum ClusterRequest {
         /// The vertices it runs.
         #[serde(default)]
         vertices: Vec<VertexLoad>,
+        /// How far its readers need the cluster's ingest streams kept.
+        #[serde(default)]
+        needs: Option<StreamNeeds>,
     },
     /// A coordinator (Raft) message for member `target`.
     Raft {
@@ -152,6 +155,20 @@ pub struct MemberStatus {
     /// The vertices it runs, as of its last heartbeat.
     #[serde(default)]
     pub vertices: Vec<VertexLoad>,
+}
+
+/// How far a member's readers need the cluster's ingest streams kept: a
+/// source's input held from its backed-up snapshot, a backup's from the
+/// snapshot it stored. The coordinator collects a stream below what every
+/// member needs, once all have acted on the same placement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamNeeds {
+    /// The epoch of the coordinator's metadata the member has acted on:
+    /// every vertex placed on it then runs and holds its inputs.
+    pub epoch: u64,
+    /// Stream → the lowest seq a reader on the member needs (a stream no
+    /// reader here reads is absent).
+    pub streams: std::collections::BTreeMap<String, u64>,
 }
 
 /// One vertex a member runs.

@@ -39,6 +39,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 mod backup;
 mod changes;
+mod collect;
 mod exchange;
 mod ingest;
 mod logs;
@@ -77,6 +78,9 @@ pub struct Node {
     passes: Arc<std::sync::Mutex<std::collections::HashMap<String, weir_net::protocol::Client>>>,
     /// As the coordinator: the vertices seen far behind their stage's peers.
     behind: Arc<std::sync::Mutex<stragglers::Behind>>,
+    /// The metadata epoch this member last acted on, with the cluster's
+    /// ingest streams then (what its heartbeat reports needs of).
+    acted: Arc<std::sync::Mutex<Option<collect::Acted>>>,
 }
 
 /// Where a node keeps its database.
@@ -128,6 +132,7 @@ impl Node {
             primaries: Arc::default(),
             passes: Arc::default(),
             behind: Arc::default(),
+            acted: Arc::default(),
         })
     }
 
@@ -160,8 +165,12 @@ impl Node {
             true => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port()),
             false => local,
         };
-        let jobs = self.jobs.clone();
-        let report: weir_cluster::membership::Report = Arc::new(move || jobs.loads());
+        let (jobs, acted) = (self.jobs.clone(), self.acted.clone());
+        let loads = self.jobs.clone();
+        let report = weir_cluster::membership::Report {
+            vertices: Arc::new(move || loads.loads()),
+            needs: Arc::new(move || collect::needs(&jobs, &acted)),
+        };
         let cluster = Cluster::start(&self.data, advertised, certs.dir(), settings, report).await?;
         let _ = self.cluster.set(cluster.clone());
         self.jobs.set_keeper(Arc::new(changes::ClusterKeeper {

@@ -14,7 +14,7 @@ impl Cluster {
         let voters = full_voters(metrics.membership_config.membership());
         let watch = lock(&self.inner.watch);
         let leading = metrics.current_leader == Some(self.inner.id);
-        let mine = (self.inner.report)();
+        let mine = (self.inner.report.vertices)();
         let members = applied
             .metadata
             .members

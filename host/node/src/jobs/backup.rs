@@ -470,8 +470,9 @@ impl Jobs {
         id.parse().is_ok_and(|id| self.runs(name, id))
     }
 
-    /// Keeps stream `id` whole: never collected, and a copy of it fills
-    /// from its start.
+    /// Keeps stream `id` from being collected by its readers here (a
+    /// cluster's ingest stream: the coordinator sets how far every member
+    /// collects it), and an empty copy of it from beginning where they read.
     pub fn keep_whole(&self, id: u64) {
         lock(&self.inner.whole).insert(id);
     }

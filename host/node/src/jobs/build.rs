@@ -47,7 +47,9 @@ impl Jobs {
                         &key,
                         stored(streams, &key)?,
                         Default::default(),
+                        &record.starts,
                     )?;
+
                     schemas.insert(spec.name.clone(), (output, schema));
                     tasks.push((
                         Task::Vertex {
@@ -279,6 +281,7 @@ impl Jobs {
             &key,
             snapshot,
             spec.recovery,
+            &BTreeMap::new(),
         )?;
         vertex.capture_logs();
         if let Some((timeline, load)) = patching {
@@ -345,6 +348,7 @@ impl Jobs {
         key: &str,
         snapshot: Option<VertexSnapshot>,
         recovery: crate::plan::Recovery,
+        starts: &BTreeMap<String, u64>,
     ) -> Result<(Vertex, VertexStatus)> {
         let streams = &self.inner.streams;
         let resume = match snapshot {
@@ -355,11 +359,16 @@ impl Jobs {
                 };
                 vertex::Resume::Snapshot(Box::new(snapshot), state)
             }
-            // A new vertex starts at what its inputs still hold.
+            // A new vertex starts at what its inputs still hold; in a
+            // cluster, each instance of a new source where the stream's
+            // collection point was when the job was submitted.
             None => vertex::Resume::Fresh(
                 inputs
                     .iter()
-                    .map(|(id, _)| streams.positions(*id).map_or(0, |p| p.2))
+                    .map(|(id, name)| match starts.get(name) {
+                        Some(start) => *start,
+                        None => streams.positions(*id).map_or(0, |p| p.2),
+                    })
                     .collect(),
             ),
         };

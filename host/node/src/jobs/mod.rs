@@ -406,6 +406,7 @@ impl Jobs {
             replicas: None,
             follows: None,
             shared: None,
+            starts: BTreeMap::new(),
         };
         Ok((record, ops))
     }

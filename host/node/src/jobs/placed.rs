@@ -355,13 +355,21 @@ impl Jobs {
     /// run the vertex this member runs a replica of, hold nothing back.
     pub fn keep_copies(&self, stream: u64, keep: &BTreeSet<String>) {
         if let Some(list) = lock(&self.inner.readers).get_mut(&stream) {
-            list.retain(|reader, _| {
-                !(reader.starts_with("pull/")
-                    || reader.starts_with("backup/")
-                    || reader.starts_with("writer/"))
-                    || keep.contains(reader)
-            });
+            list.retain(|reader, _| !for_other_members(reader) || keep.contains(reader));
         }
+    }
+
+    /// How far the readers here need cluster ingest stream `stream`, if
+    /// any reads it: a source from its backed-up snapshot, a backup from
+    /// the snapshot it stored. Holds kept for other members' copies count
+    /// not: those members report their own readers.
+    pub fn needs(&self, stream: u64) -> Option<u64> {
+        lock(&self.inner.readers).get(&stream).and_then(|r| {
+            r.iter()
+                .filter(|(reader, _)| !for_other_members(reader))
+                .map(|(_, pos)| *pos)
+                .min()
+        })
     }
 
     /// The state and lag of each vertex of job `job` running here, by its
@@ -387,4 +395,10 @@ impl Jobs {
             .and_then(|r| r.get(reader).copied());
         self.reader_at(stream, reader, held.map_or(pos, |h| h.min(pos)));
     }
+}
+
+/// Whether `reader` holds a stream here for a copy on another member (its
+/// pull, a backup's copy, a writer's replicas) rather than for a reader here.
+fn for_other_members(reader: &str) -> bool {
+    reader.starts_with("pull/") || reader.starts_with("backup/") || reader.starts_with("writer/")
 }

@@ -45,6 +45,11 @@ pub struct JobRecord {
     /// file back to its own synced length when it opens it.
     #[serde(default)]
     pub shared: Option<std::collections::BTreeSet<String>>,
+    /// In a cluster: ingest stream → where the job's sources of it start
+    /// (the stream's collection point when the job was submitted; absent:
+    /// what the stream holds here).
+    #[serde(default)]
+    pub starts: std::collections::BTreeMap<String, u64>,
 }
 
 fn one() -> usize {

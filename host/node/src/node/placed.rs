@@ -29,6 +29,10 @@ pub(super) type Wiring = (
     BTreeMap<String, BTreeSet<NodeId>>,
 );
 
+/// A job started or changed here: its name, incarnation, the fetches
+/// filling its copies, and the wiring they were started for.
+type Started = (String, u64, Vec<Fetch>, Wiring);
+
 /// The fetch tasks of each placed job: name → (id, tasks, wiring).
 pub(super) type Fetchers = Mutex<HashMap<String, (u64, Vec<tokio::task::JoinHandle<()>>, Wiring)>>;
 
@@ -86,6 +90,7 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
                 .map(|(v, _)| v.clone())
                 .collect(),
         ),
+        starts: job.starts.clone(),
     }
 }
 
@@ -372,7 +377,11 @@ impl Node {
             let me = cluster.id();
             let node = self.clone();
             let copies = metadata.clone();
-            match tokio::task::spawn_blocking(move || node.local_copies(&copies)).await {
+            let collect = move || {
+                node.local_copies(&copies)
+                    .map(|()| node.collect_copies(&copies))
+            };
+            match tokio::task::spawn_blocking(collect).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!("creating copies of the cluster's streams: {e:#}"),
                 Err(e) => tracing::error!("creating copies of the cluster's streams: {e}"),
@@ -383,7 +392,10 @@ impl Node {
             self.end_fetches(&metadata, me).await;
             let node = self.clone();
             let fetches = match tokio::task::spawn_blocking(move || {
-                let fetches = node.reconcile(&metadata, me, &waiting);
+                let (fetches, settled) = node.reconcile(&metadata, me, &waiting);
+                if settled {
+                    node.acted_on(&metadata);
+                }
                 let holds = node.take_changes(&metadata);
                 (fetches, holds)
             })
@@ -579,8 +591,10 @@ impl Node {
         metadata: &Metadata,
         me: NodeId,
         waiting: &BTreeSet<String>,
-    ) -> Vec<(String, u64, Vec<Fetch>, Wiring)> {
+    ) -> (Vec<Started>, bool) {
         let running = self.jobs.placed();
+        // Whether every vertex placed here runs (for the heartbeat's needs).
+        let mut settled = waiting.is_empty();
         for (name, (id, ..)) in &running {
             if metadata.jobs.get(name).is_none_or(|j| j.id != *id) {
                 self.stop_fetches(name);
@@ -588,7 +602,10 @@ impl Node {
                     Ok(_) => {
                         tracing::info!(job = %name, "job cancelled in the cluster: stopped here")
                     }
-                    Err(e) => tracing::error!("cancelling job `{name}` here: {e:#}"),
+                    Err(e) => {
+                        settled = false;
+                        tracing::error!("cancelling job `{name}` here: {e:#}")
+                    }
                 }
             }
         }
@@ -623,6 +640,7 @@ impl Node {
                     match changed {
                         Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
                         Err(e) => {
+                            settled = false;
                             tracing::error!("job `{name}`: changing its vertices here: {e:#}");
                             self.jobs.stop_placed(name);
                         }
@@ -639,16 +657,20 @@ impl Node {
                 continue;
             }
             if let Err(e) = self.jobs.start_placed(record.clone(), &job.timelines) {
+                settled = false;
                 tracing::error!("job `{name}` cannot start here: {e:#}");
                 continue;
             }
             lock(&self.changes_taken).remove(name);
             match self.wire_placed(job, &record, me) {
                 Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
-                Err(e) => tracing::error!("job `{name}` cannot start here: {e:#}"),
+                Err(e) => {
+                    settled = false;
+                    tracing::error!("job `{name}` cannot start here: {e:#}")
+                }
             }
         }
-        started
+        (started, settled)
     }
 
     fn stop_fetches(&self, job: &str) {

@@ -85,9 +85,10 @@ impl Node {
         Some((cluster.clone(), stream))
     }
 
-    /// Creates this member's copy of every cluster stream it lacks; each is
-    /// kept whole (a holder may be asked for any of it, and a member
-    /// without a copy fills one from the start).
+    /// Creates this member's copy of every cluster stream it lacks. No
+    /// reader here collects one: a source may resume on any member, so
+    /// each is collected only below the point the coordinator sets from
+    /// every member's readers (see `collect`).
     pub(super) fn local_copies(&self, metadata: &Metadata) -> Result<()> {
         for s in metadata.streams.values() {
             if let Ok(info) = self.streams.info(&s.spec.name) {
@@ -489,12 +490,17 @@ impl Node {
             );
         }
         self.local_copy(cluster, &stream).await?;
+        let low = cluster.metadata().streams.get(&stream).map_or(0, |s| s.low);
         let (streams, producers) = (self.streams.clone(), self.producers.clone());
         tokio::task::spawn_blocking(move || -> Result<Response> {
             let info = streams.info(&stream)?;
             let frame = body.get(4..).unwrap_or_default();
             let batch = frames::decode_batch(frame)
                 .with_context(|| format!("a batch of `{stream}` from member {primary}"))?;
+            // A new holder needs nothing below the stream's collection point.
+            if streams.positions(info.id).is_some_and(|p| p.0 < low) {
+                streams.skip_to(info.id, low)?;
+            }
             let next = streams.positions(info.id).map_or(0, |p| p.0);
             if batch.first > next {
                 return Ok(Response::Replicated { next });

@@ -575,7 +575,9 @@ impl Streams {
 
     /// Makes `stream` go on at `seq`, dropping what it holds, when it
     /// ends before `seq`: for a stream whose gaps do not matter (a UDF's
-    /// log, whose lines in between were written on another member).
+    /// log, whose lines in between were written on another member), or a
+    /// copy no reader needs before `seq` (a cluster's ingest stream below
+    /// its collection point).
     pub fn skip_to(&self, stream: u64, seq: u64) -> Result<(), StreamError> {
         let mut state = self.lock();
         let head = state.writable(stream)?;
