@@ -47,7 +47,10 @@ pub(crate) fn member_with(
 pub(crate) fn member_logs(dir: &Path) -> String {
     ["d1", "d2", "d3"]
         .iter()
-        .filter_map(|data| std::fs::read_to_string(dir.join(format!("{data}.log"))).ok())
+        .filter_map(|data| {
+            let log = std::fs::read_to_string(dir.join(format!("{data}.log"))).ok()?;
+            Some(format!("== {data}.log\n{log}"))
+        })
         .collect()
 }
 

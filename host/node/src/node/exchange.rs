@@ -26,6 +26,8 @@ const BATCH_BYTES: usize = 1 << 20;
 const BATCH_ENTRIES: usize = 256;
 /// How long a fetch waits before it reconnects after a failure.
 const RETRY: Duration = Duration::from_millis(200);
+/// How long pulls of a stream fail on end before a warning says so.
+const PULL_WARN: Duration = Duration::from_secs(5);
 /// How often a copy tells the members running replicas of its writer how
 /// far it holds the stream.
 const HOLD_EVERY: Duration = Duration::from_millis(300);
@@ -77,6 +79,8 @@ impl Node {
                     .await
             }))
         });
+        // A pull failing this long on end is worth a warning, once.
+        let mut failing: Option<(std::time::Instant, bool)> = None;
         loop {
             if !self.jobs.runs(&f.job, f.id) {
                 return;
@@ -101,10 +105,21 @@ impl Node {
                 .and_then(|m| metadata.members.get(&m))
                 .map(|m| m.addr.clone());
             let Some(addr) = addr else { return };
+            let began = std::time::Instant::now();
             match self.pull_from(&addr, &certs, &f).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::debug!(stream = %f.stream, %addr, "pull failed, retrying: {e:#}");
+                    // A pull that ran a while delivered: a new failure.
+                    if began.elapsed() > PULL_WARN {
+                        failing = None;
+                    }
+                    let (since, told) = failing.get_or_insert((began, false));
+                    if !*told && since.elapsed() > PULL_WARN {
+                        *told = true;
+                        tracing::warn!(stream = %f.stream, %addr, "pulls have failed for {:?}, retrying: {e:#}", since.elapsed());
+                    } else {
+                        tracing::debug!(stream = %f.stream, %addr, "pull failed, retrying: {e:#}");
+                    }
                     tokio::time::sleep(RETRY).await;
                 }
             }
