@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use openraft::{BasicNode, ChangeMembers, Raft, ServerState, Snapshot};
+use openraft::{BasicNode, Raft, ServerState, Snapshot};
 use weir_net::cluster::{ClusterRequest, ClusterResponse, RaftRpc, StreamNeeds, VertexLoad};
 
 use crate::log::{Applied, RaftFile, database_path};
@@ -20,9 +20,13 @@ use crate::{ClusterError, TypeConfig, raft_config};
 
 mod drain;
 mod status;
+mod voters;
 
 /// How long a joining node keeps asking its seed before it gives up.
 const JOIN_FOR: Duration = Duration::from_secs(15);
+/// How often the coordinator raises the ingest streams' collection points
+/// at most.
+const COLLECT_EVERY: Duration = Duration::from_millis(500);
 
 /// How a node takes part.
 #[derive(Debug, Clone)]
@@ -107,6 +111,8 @@ struct Watch {
     vertices: HashMap<NodeId, Vec<VertexLoad>>,
     /// How far each member's readers need the ingest streams kept.
     needs: BTreeMap<NodeId, StreamNeeds>,
+    /// When the coordinator last raised collection points.
+    collected: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -594,7 +600,23 @@ impl Cluster {
                         watch.heard.insert(id, (at, m.addr.clone()));
                     }
                 }
-                self.decide(&watch, &applied)
+                let mut commands = self.decide(&watch, &applied);
+                // A stream's collection point rises at most once per
+                // COLLECT_EVERY: each rise is an entry of the Raft log.
+                let collects = commands
+                    .iter()
+                    .any(|c| matches!(c, Command::Collect { .. }));
+                if collects {
+                    if watch
+                        .collected
+                        .is_some_and(|at| at.elapsed() < COLLECT_EVERY)
+                    {
+                        commands.retain(|c| !matches!(c, Command::Collect { .. }));
+                    } else {
+                        watch.collected = Some(Instant::now());
+                    }
+                }
+                commands
             };
             for command in commands {
                 match &command {
@@ -672,67 +694,6 @@ impl Cluster {
             commands = applied.metadata.collections(&watch.needs);
         }
         commands
-    }
-
-    /// One step that brings the Raft membership closer to the members: add
-    /// members as learners, follow a member to a new address, give the votes
-    /// to the members [`crate::metadata::Metadata::voters`] names, and drop
-    /// replaced members.
-    fn voters(
-        &self,
-        metrics: &openraft::RaftMetrics<NodeId, BasicNode>,
-        applied: &Applied,
-    ) -> Option<ChangeMembers<NodeId, BasicNode>> {
-        let membership = metrics.membership_config.membership();
-        let voters = full_voters(membership);
-        let nodes: BTreeMap<NodeId, String> = membership
-            .nodes()
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        let last = metrics.last_log_index.unwrap_or(0);
-        let matched = |id: NodeId| {
-            metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).cloned().flatten())
-                .map(|l| l.index)
-        };
-        for (id, m) in &applied.metadata.members {
-            let node = BasicNode {
-                addr: m.addr.clone(),
-            };
-            match m.health {
-                // Lost members stay learners: the log keeps flowing to them,
-                // so one that comes back is soon up to date.
-                Health::Up | Health::Lost if !nodes.contains_key(id) => {
-                    return Some(ChangeMembers::AddNodes(BTreeMap::from([(*id, node)])));
-                }
-                // The same member (its id is its disk) at a new address.
-                Health::Up if nodes.get(id) != Some(&m.addr) => {
-                    return Some(ChangeMembers::SetNodes(BTreeMap::from([(*id, node)])));
-                }
-                _ => {}
-            }
-        }
-        let caught_up =
-            |id: NodeId| id == self.inner.id || matched(id).is_some_and(|i| i + 16 >= last);
-        let desired = applied.metadata.voters(&voters, caught_up);
-        if desired != voters && !desired.is_empty() {
-            return Some(ChangeMembers::ReplaceAllVoters(desired));
-        }
-        let replaced: BTreeSet<NodeId> = applied
-            .metadata
-            .members
-            .iter()
-            .filter(|(id, m)| {
-                m.health == Health::Replaced && nodes.contains_key(id) && !voters.contains(id)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        if !replaced.is_empty() {
-            return Some(ChangeMembers::RemoveNodes(replaced));
-        }
-        None
     }
 }
 
