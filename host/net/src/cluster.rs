@@ -127,6 +127,9 @@ pub struct StreamHolders {
     pub holders: Vec<u64>,
     /// The holders that hold every entry the primary acknowledged.
     pub ready: Vec<u64>,
+    /// Its collection point: every member's copy begins there.
+    #[serde(default)]
+    pub low: u64,
 }
 
 /// One member of the cluster.

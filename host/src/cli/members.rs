@@ -149,6 +149,10 @@ fn print_cluster(status: &ClusterStatus) {
                 false => format!("{h} (catching up)"),
             })
             .collect();
-        println!("{:<24} {}", s.name, holders.join(", "));
+        let collected = match s.low {
+            0 => String::new(),
+            low => format!("  (collected below seq {low})"),
+        };
+        println!("{:<24} {}{collected}", s.name, holders.join(", "));
     }
 }

@@ -70,6 +70,7 @@ impl Cluster {
                 name: s.spec.name.clone(),
                 holders: s.holders.clone(),
                 ready: s.ready.iter().copied().collect(),
+                low: s.low,
             })
             .collect();
         ClusterStatus {
