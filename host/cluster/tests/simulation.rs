@@ -19,6 +19,9 @@
 //! members once all are up, its primary one that holds it whole. So are
 //! copies' switches, recorded by the member a copy's placement names: each
 //! acknowledged one is in the copy's timeline while its incarnation runs.
+//! Every member reports that its readers need each stream from one seq on:
+//! at the end each stream is collected exactly there, and no job starts
+//! past it.
 //! A failure prints its seed.
 //!
 //! `WEIR_SIM_SCHEDULES` sets how many seeds run (default 100); `WEIR_SIM_SEED`
@@ -38,11 +41,13 @@ use weir_cluster::jobs::{JobSpec, PatchRequest, StageChange};
 use weir_cluster::membership::Report;
 use weir_cluster::metadata::{Command, Reply};
 use weir_cluster::network::{Link, Transport};
-use weir_cluster::{Cluster, Settings};
+use weir_cluster::{Cluster, Settings, WeakCluster};
 use weir_net::NetError;
-use weir_net::cluster::{ClusterRequest, ClusterResponse, ClusterStatus};
+use weir_net::cluster::{ClusterRequest, ClusterResponse, ClusterStatus, StreamNeeds};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
+/// Where every member's readers need each ingest stream from.
+const NEED: u64 = 100;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().expect("a simulation lock")
@@ -147,7 +152,21 @@ impl Sim {
             from: addr(i),
             net: self.net.clone(),
         });
-        let report = Report::default();
+        // Each member's readers need every stream from seq NEED on, as of
+        // the metadata it has applied.
+        let me: Arc<std::sync::OnceLock<WeakCluster>> = Arc::default();
+        let mine = me.clone();
+        let report = Report {
+            needs: Arc::new(move || {
+                let metadata = mine.get()?.upgrade()?.metadata();
+                let streams = metadata.streams.keys().map(|n| (n.clone(), NEED));
+                Some(StreamNeeds {
+                    epoch: metadata.epoch,
+                    streams: streams.collect(),
+                })
+            }),
+            ..Report::default()
+        };
         let settings = Settings {
             lost_after: TIMEOUT,
             join,
@@ -155,6 +174,7 @@ impl Sim {
         let cluster = Cluster::start_with(self.dirs[i].path(), addr(i), end, settings, report)
             .await
             .expect("a member starts");
+        let _ = me.set(cluster.downgrade());
         lock(&self.net.members).insert(addr(i), cluster.clone());
         self.running.insert(i, cluster);
     }
@@ -407,7 +427,8 @@ async fn schedule(seed: u64) {
         outcomes.push(w.await.expect("a write task"));
     }
     sim.settle(seed, n).await;
-    // The last writes reach every member within a few heartbeats.
+    // The last writes reach every member within a few heartbeats, and so
+    // do the collections the members' reports allow.
     for _ in 0..100 {
         let all: Vec<_> = sim
             .running
@@ -417,7 +438,8 @@ async fn schedule(seed: u64) {
                 (m.jobs, m.streams)
             })
             .collect();
-        if all.windows(2).all(|w| w[0] == w[1]) {
+        let collected = all[0].1.values().all(|s| s.low == NEED);
+        if collected && all.windows(2).all(|w| w[0] == w[1]) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -497,6 +519,25 @@ fn check_jobs(seed: u64, sim: &Sim, outcomes: &[(String, Write, Option<Reply>)])
             assert!(
                 stream.is_some(),
                 "seed {seed}: acknowledged stream `{name}` lost"
+            );
+        }
+    }
+    // Every member reports its readers need each stream from NEED on: once
+    // all have reported for the same placement, each stream is collected
+    // there, never further, and every job starts at or below it.
+    for (name, stream) in &all[0].streams {
+        assert_eq!(
+            stream.low, NEED,
+            "seed {seed}: stream `{name}` is collected below {}, not {NEED}, with every member needing it from {NEED}",
+            stream.low
+        );
+    }
+    for job in all[0].jobs.values() {
+        for (name, start) in &job.starts {
+            assert!(
+                *start <= all[0].streams.get(name).map_or(0, |s| s.low),
+                "seed {seed}: job `{}` starts `{name}` at {start}, past its collection point",
+                job.spec.name
             );
         }
     }
