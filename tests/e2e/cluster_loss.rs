@@ -229,3 +229,66 @@ fn a_udfs_log_survives_the_loss_of_its_member() {
         member_logs(d)
     );
 }
+
+/// Each member in turn stalls (`kill -STOP`) mid-run past the heartbeat
+/// timeout, the coordinator's included, and then runs on (`kill -CONT`)
+/// from where it stood, as a machine that froze does: the others declare
+/// it lost and move its vertices to their backups while it still holds
+/// them; running again, it hears where they run now, stops its own, and
+/// is a member again. Its stale vertices may write on for a moment into
+/// its streams and the shared output file; the readers and the sink go by
+/// where the vertices run now, so the output is byte for byte what `weir
+/// run` writes.
+#[test]
+fn members_stalled_past_the_timeout_one_after_another_change_no_output_byte() {
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 240000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let per_member = submit(d, &nodes[0], q);
+    assert_eq!(per_member.len(), 3, "every member runs a part");
+    let total: usize = per_member.iter().sum();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    for stalled in 0..3 {
+        let id = id_at(&up, &nodes[stalled].addr);
+        let watcher = &nodes[(stalled + 1) % 3];
+        nodes[stalled].pause();
+        until(d, watcher, "the stalled member is lost", |s| {
+            members(s)
+                .iter()
+                .any(|m| m["id"] == id && m["health"] == "lost")
+        });
+        nodes[stalled].resume();
+        until(d, watcher, "the stalled member is up again", |s| {
+            members(s).iter().all(|m| m["health"] == "up")
+        });
+    }
+    let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
+    assert!(partial.len() < want.len(), "stalled mid-run");
+    // Asked of any member, the job lists each vertex once, where it runs
+    // now, while a member that stalled may still be stopping the ones
+    // that moved away from it.
+    for node in &nodes {
+        let status = job_status(d, node, q, |_| true);
+        let names: Vec<&str> = status["vertices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        let once: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert!(
+            names.len() == total && once.len() == total,
+            "{q}: {total} vertices, each once: {status}"
+        );
+    }
+    let got = finished_output(d, &nodes[0], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output after three stalls differs from weir run's\n{}",
+        member_logs(d)
+    );
+}

@@ -110,12 +110,7 @@ impl Node {
 
     /// Stops the node as Ctrl-C does (it closes its database cleanly).
     pub(crate) fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill -INT");
-        assert!(sent.success());
+        self.signal("-INT");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
             if self.child.try_wait().expect("wait").is_some() {
@@ -124,6 +119,26 @@ impl Node {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         panic!("the node did not stop on SIGINT");
+    }
+
+    /// Stops the process where it stands (`kill -STOP`), as a stall of
+    /// its machine does: it answers nothing until [`Node::resume`].
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run on from where it stood (`kill -CONT`).
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([which, &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {which} {pid}");
     }
 
     pub(crate) fn kill9(mut self) {

@@ -22,6 +22,11 @@ mod drain;
 mod status;
 mod voters;
 
+/// How long a change waits at least for a coordinator to be elected
+/// before it fails: an election takes about a heartbeat timeout, but votes
+/// split again and again on a machine too busy to keep its timers.
+const ELECTION_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a joining node keeps asking its seed before it gives up.
 const JOIN_FOR: Duration = Duration::from_secs(15);
 /// How often the coordinator raises the ingest streams' collection points
@@ -401,11 +406,12 @@ impl Cluster {
 
     /// Writes `command` to the coordinator's metadata from any member
     /// (passed on to the coordinator), retrying while an election is under
-    /// way, for at most a few heartbeat timeouts; returns what applying it did.
+    /// way, for four heartbeat timeouts and at least [`ELECTION_WAIT`];
+    /// returns what applying it did.
     pub async fn write(&self, command: Command) -> Result<Reply, ClusterError> {
         let value =
             serde_json::to_value(&command).map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let until = Instant::now() + self.inner.settings.lost_after * 4;
+        let until = Instant::now() + (self.inner.settings.lost_after * 4).max(ELECTION_WAIT);
         loop {
             match self.handle(ClusterRequest::Propose(value.clone())).await? {
                 ClusterResponse::Applied(reply) => {

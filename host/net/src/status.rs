@@ -13,6 +13,10 @@ pub struct VertexStatus {
     pub name: String,
     /// `source`, `stage` or `sink`.
     pub role: String,
+    /// The vertex's name in the job's plan and placement where it differs
+    /// from `name`: a sink's (`sink0`, `sink1`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex: Option<String>,
     /// In a cluster: the member that runs it.
     #[serde(default)]
     pub member: Option<u64>,
@@ -110,6 +114,13 @@ pub struct VertexStatus {
     /// the timeline (`None`) or refused (why), by request id.
     #[serde(skip)]
     pub outcomes: BTreeMap<u64, Option<String>>,
+}
+
+impl VertexStatus {
+    /// The vertex's name in the job's plan and placement.
+    pub fn vertex(&self) -> &str {
+        self.vertex.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// The snapshot a vertex's member sent the vertex's backup last.

@@ -41,6 +41,7 @@ mod backup;
 mod changes;
 mod collect;
 mod exchange;
+mod gather;
 mod ingest;
 mod logs;
 mod placed;

@@ -159,6 +159,7 @@ impl Jobs {
                     .as_ref()
                     .map_or("discard".into(), |p| p.display().to_string()),
                 role: "sink".into(),
+                vertex: Some(format!("sink{i}")),
                 state: "starting".into(),
                 inputs: vec![(record.stream(&spec.input), at.next)],
                 rows_in: at.rows,

@@ -11,8 +11,9 @@ use weir_cluster::jobs::{ClusterJob, JobSpec};
 use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
 
 use super::exchange::Fetch;
+use super::gather::gather;
 use super::*;
-use crate::jobs::{JobRecord, JobStatus, VertexStatus};
+use crate::jobs::{JobRecord, JobStatus};
 use weir_net::protocol::Client;
 
 /// How often a member compares what it runs with the coordinator's placement.
@@ -92,32 +93,6 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
         ),
         starts: job.starts.clone(),
     }
-}
-
-/// Lists the vertices `member` runs of `job` by name only, in `state`.
-fn placeholders(
-    all: &mut BTreeMap<String, JobStatus>,
-    job: &ClusterJob,
-    member: NodeId,
-    state: &str,
-    why: Option<&String>,
-) {
-    let entry = all
-        .entry(job.spec.name.clone())
-        .or_insert_with(|| JobStatus {
-            name: job.spec.name.clone(),
-            id: job.id,
-            state: String::new(),
-            vertices: Vec::new(),
-        });
-    entry.vertices.extend(job.on(member).map(|v| VertexStatus {
-        name: v.to_string(),
-        role: "vertex".into(),
-        member: Some(member),
-        state: state.into(),
-        error: why.cloned(),
-        ..VertexStatus::default()
-    }));
 }
 
 /// The jobs another member runs, as it reports its own vertices.
@@ -251,13 +226,14 @@ impl Node {
             return self.jobs.status(Some(n)).map(Response::Jobs);
         }
         let wanted = |job: &str| name.as_deref().is_none_or(|n| n == job);
-        let mut all: BTreeMap<String, JobStatus> = BTreeMap::new();
         let mut answers = vec![(me, self.jobs.status(None).map_err(|e| format!("{e:#}")))];
         let certs = self.peer_certs.get().cloned();
         for (member, m) in &metadata.members {
             let runs = metadata.jobs.values().any(|j| {
                 wanted(&j.spec.name)
-                    && (j.on(*member).next().is_some() || j.replicated_on(*member).next().is_some())
+                    && (j.on(*member).next().is_some()
+                        || j.replicated_on(*member).next().is_some()
+                        || j.duplicated_on(*member).next().is_some())
             });
             if *member == me || !runs {
                 continue;
@@ -271,81 +247,12 @@ impl Node {
                 answer.map_err(|e| format!("member {member} at {} does not answer: {e}", m.addr)),
             ));
         }
-        for (member, answer) in answers {
-            match answer {
-                Ok(list) => {
-                    // A member that does not report a job placed on it has
-                    // not started its vertices yet.
-                    for job in metadata.jobs.values().filter(|j| wanted(&j.spec.name)) {
-                        if !list
-                            .iter()
-                            .any(|s| s.name == job.spec.name && s.id == job.id)
-                        {
-                            placeholders(&mut all, job, member, "starting", None);
-                        }
-                    }
-                    for status in list {
-                        let placed = metadata
-                            .jobs
-                            .get(&status.name)
-                            .is_some_and(|j| j.id == status.id);
-                        if !wanted(&status.name) || (member != me && !placed) {
-                            continue;
-                        }
-                        let entry = all.entry(status.name.clone()).or_insert_with(|| JobStatus {
-                            vertices: Vec::new(),
-                            ..status.clone()
-                        });
-                        let reported: BTreeSet<String> =
-                            status.vertices.iter().map(|v| v.name.clone()).collect();
-                        let count = status.vertices.len();
-                        let job = metadata.jobs.get(&status.name).filter(|_| placed);
-                        entry
-                            .vertices
-                            .extend(status.vertices.into_iter().map(|mut v| {
-                                v.member = placed.then_some(member);
-                                // An instance beside the vertex, not what
-                                // readers elsewhere read.
-                                if job.is_some_and(|j| {
-                                    j.replicas.get(&v.name).is_some_and(|r| r.contains(&member))
-                                }) {
-                                    v.role = format!("{} replica", v.role);
-                                }
-                                v
-                            }));
-                        // Vertices just moved to the member, which has not
-                        // started them yet: the job is not done.
-                        if let Some(job) = metadata.jobs.get(&status.name).filter(|_| placed) {
-                            let lacking = job.on(member).count().saturating_sub(count);
-                            let missing = job
-                                .on(member)
-                                .filter(|v| !reported.contains(*v))
-                                .take(lacking);
-                            entry.vertices.extend(missing.map(|v| VertexStatus {
-                                name: v.to_string(),
-                                role: "vertex".into(),
-                                member: Some(member),
-                                state: "starting".into(),
-                                ..VertexStatus::default()
-                            }));
-                        }
-                    }
-                }
-                Err(why) => {
-                    for job in metadata.jobs.values().filter(|j| wanted(&j.spec.name)) {
-                        placeholders(&mut all, job, member, "unreachable", Some(&why));
-                    }
-                }
-            }
-        }
-        let list = all
-            .into_values()
-            .map(|mut s| {
-                s.state = crate::jobs::job_state(&s.vertices).into();
-                s
-            })
-            .collect();
-        Ok(Response::Jobs(list))
+        Ok(Response::Jobs(gather(
+            &metadata,
+            me,
+            name.as_deref(),
+            answers,
+        )))
     }
 
     /// Whether job `name` is one the cluster runs.
