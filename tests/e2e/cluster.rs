@@ -503,3 +503,59 @@ fn a_malformed_coordinator_message_gets_an_error_and_nothing_else_breaks() {
     assert_eq!(after["coordinator"].as_u64(), Some(me), "{after}");
     assert_eq!(after["term"], before["term"], "{after}");
 }
+
+/// With two of three members down, a change through the survivor, the
+/// coordinator's member, is refused saying that a majority is needed, and
+/// it is not made later either: with the two back, the stream it would
+/// have created does not exist, and creating it then works.
+#[test]
+fn a_change_without_a_majority_is_refused_and_not_made_later() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = super::cluster_jobs::three(d);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let coordinator = up["coordinator"].as_u64().expect("coordinator");
+    let keep = nodes
+        .iter()
+        .position(|n| id_at(&up, &n.addr) == coordinator)
+        .expect("the coordinator's node");
+    let mut gone = Vec::new();
+    for i in (0..3).rev().filter(|i| *i != keep) {
+        let node = nodes.remove(i);
+        gone.push((["d1", "d2", "d3"][i], node.addr.clone()));
+        node.kill9();
+    }
+    let create = |node: &Node| {
+        node.weir(
+            d,
+            &[
+                "stream",
+                "create",
+                "late",
+                "--columns",
+                "user:utf8,ts:int64",
+                "--time",
+                "ts",
+            ],
+        )
+    };
+    let out = create(&nodes[0]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("is a majority of the members up?"),
+        "{}",
+        stderr(&out)
+    );
+    for (data, addr) in gone {
+        nodes.push(member(d, data, &addr, None).expect("the member restarts"));
+    }
+    until(d, &nodes[0], "three members up", |s| {
+        s["coordinator"].is_u64()
+            && members(s).len() == 3
+            && members(s).iter().all(|m| m["health"] == "up")
+    });
+    for node in &nodes {
+        let list = ok(&node.weir(d, &["stream", "list"]));
+        assert!(!list.contains("late"), "{}: {list}", node.addr);
+    }
+    ok(&create(&nodes[1]));
+}

@@ -477,12 +477,24 @@ impl Cluster {
 
     /// Proposes `command` to the Raft log (on the coordinator) and returns
     /// what applying it did.
+    ///
+    /// A coordinator that cannot reach a majority of its voters (the others
+    /// are down or cut off) refuses before its log takes the change, so a
+    /// change refused for want of a majority is not made later when the
+    /// others come back; should the majority go between that check and
+    /// the write, the write gives up after [`ELECTION_WAIT`] instead of
+    /// waiting for it.
     async fn propose(&self, command: Command) -> Result<Reply, ClusterError> {
-        let written = self
-            .inner
-            .raft
-            .client_write(command)
+        let raft = &self.inner.raft;
+        let wait = (self.inner.settings.lost_after * 4).max(ELECTION_WAIT);
+        let no_majority = || ClusterError::Raft("the coordinator reaches no majority".into());
+        tokio::time::timeout(wait, raft.get_read_log_id())
             .await
+            .map_err(|_| no_majority())?
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let written = tokio::time::timeout(wait, raft.client_write(command))
+            .await
+            .map_err(|_| no_majority())?
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         Ok(written.data)
     }
