@@ -389,7 +389,9 @@ fn deploys(d: &Path, node: &Node) -> BTreeMap<String, u64> {
 fn changes_to_two_stages_of_a_job_each_reach_their_copies() {
     let dir = super::node::cluster();
     let d = dir.path();
-    let nodes = three(d);
+    // A heartbeat timeout that a loaded machine does not miss: nothing
+    // here is about a member lost.
+    let nodes = three_with(d, &[], "2s");
     write(
         d,
         "two.wsql",
@@ -463,7 +465,8 @@ fn changes_to_two_stages_of_a_job_each_reach_their_copies() {
 fn a_deploy_with_a_shadow_run_shadows_every_copy_on_its_member_first() {
     let dir = super::node::cluster();
     let d = dir.path();
-    let nodes = three(d);
+    // As above: nothing here is about a member lost.
+    let nodes = three_with(d, &[], "2s");
     let (want, _) = run_tally(d, &nodes[0], "");
     let v2 = udf_component("tally_v2").display().to_string();
     let said = change(d, &nodes[1], &["deploy", &v2, "--shadow", "100000"]);
