@@ -258,3 +258,54 @@ fn draining_the_sinks_member_moves_the_sink_without_cutting_its_file() {
         "the sink did not move through a duplicate:\n{logs}"
     );
 }
+
+/// Draining a member once its job has finished: the duplicates of its
+/// vertices (the sink's among them) read the little their backups'
+/// snapshots left and finish at once, and a finished duplicate has
+/// caught up: the drain ends, and the file stays as `weir run` writes it.
+#[test]
+fn a_member_of_a_finished_job_drains_and_its_file_stays() {
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 20000, rate => 20000");
+    let want = offline(d, q);
+    submit(d, &nodes[0], q);
+    let got = finished_output(d, &nodes[0], q, |s| s["state"] == "finished");
+    assert!(
+        got == want,
+        "{q}: the cluster's output differs from weir run's"
+    );
+    let s = super::cluster_jobs::job_status(d, &nodes[0], q, |_| true);
+    let sink_member = s["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["role"] == "sink")
+        .and_then(|v| v["member"].as_u64())
+        .expect("the sink's member");
+    let drained = nodes
+        .iter()
+        .find(|n| id_at(&up, &n.addr) == sink_member)
+        .expect("the sink's node");
+    let other = nodes
+        .iter()
+        .find(|n| id_at(&up, &n.addr) != sink_member)
+        .expect("another node");
+    let said = ok(&other.weir(d, &["node", "drain", &drained.addr, "--wait", "60s"]));
+    assert!(said.contains("safe to stop"), "{said}");
+    let s = super::cluster_jobs::job_status(d, other, q, |_| true);
+    assert_eq!(s["state"], "finished", "{s}");
+    assert!(
+        s["vertices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|v| v["member"].as_u64() != Some(sink_member)),
+        "{s}"
+    );
+    let after = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
+    assert!(after == want, "{q}: the drain changed the finished output");
+}

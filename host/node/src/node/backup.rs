@@ -218,9 +218,9 @@ impl Node {
 
     /// Moves each vertex of a drained member whose duplicate runs here to
     /// this member once the duplicate has caught up: it runs and has read
-    /// what its inputs here hold (within [`CAUGHT_UP`] entries). Readers
-    /// then read it here from where they stood; what it rewrote of what
-    /// they had read is the same, entry for entry.
+    /// what its inputs here hold (within [`CAUGHT_UP`] entries), or has
+    /// finished. Readers then read it here from where they stood; what it
+    /// rewrote of what they had read is the same, entry for entry.
     pub(super) async fn switch_caught_up(&self, cluster: &Cluster) {
         let me = cluster.id();
         let metadata = cluster.metadata();
@@ -230,7 +230,10 @@ impl Node {
                 continue;
             }
             for (vertex, state, lag) in self.jobs.vertex_lags(name) {
-                if !duplicates.contains(&vertex.as_str()) || state != "running" || lag > CAUGHT_UP {
+                // A duplicate that finished has read all its inputs: the
+                // input may end before a round sees it running and caught up.
+                let live = state == "running" || state == "finished";
+                if !duplicates.contains(&vertex.as_str()) || !live || lag > CAUGHT_UP {
                     continue;
                 }
                 let switch = Command::Switch {

@@ -111,9 +111,16 @@ impl Node {
             // Each vertex's own progress, as its member reports it (not
             // its duplicate's or a replica's).
             let mut copies: BTreeMap<String, Progress> = BTreeMap::new();
+            let mut finished = Vec::new();
             for m in &status.members {
                 for v in m.vertices.iter().filter(|v| v.job == *name) {
-                    if job.placement.get(&v.vertex) == Some(&m.id) && v.state == "running" {
+                    if job.placement.get(&v.vertex) != Some(&m.id) {
+                        continue;
+                    }
+                    if v.state == "finished" {
+                        finished.push(&v.vertex);
+                    }
+                    if v.state == "running" {
                         let at = Progress {
                             cti: v.read_cti,
                             lag: v.lag,
@@ -136,7 +143,8 @@ impl Node {
                 }
             }
             for v in &job.stragglers {
-                if copies.get(v).is_some_and(|p| p.lag <= CAUGHT_UP) {
+                // A straggler that finished caught up too.
+                if finished.contains(&v) || copies.get(v).is_some_and(|p| p.lag <= CAUGHT_UP) {
                     tracing::info!(job = %name, vertex = %v, "the straggler caught up first: its duplicate goes");
                     writes.push((name.clone(), job.id, v.clone(), false));
                 }
