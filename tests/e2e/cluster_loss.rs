@@ -291,4 +291,18 @@ fn members_stalled_past_the_timeout_one_after_another_change_no_output_byte() {
         "{q}: the output after three stalls differs from weir run's\n{}",
         member_logs(d)
     );
+    // Each stalled member's log says its runtime was held up, and for
+    // about how long: more than the timeout its peers waited.
+    for data in ["d1", "d2", "d3"] {
+        let log = std::fs::read_to_string(d.join(format!("{data}.log"))).expect("a member's log");
+        let longest = log
+            .lines()
+            .filter(|l| l.contains("the node's runtime was held up"))
+            .filter_map(|l| l.split("late_ms=").nth(1)?.trim().parse::<u64>().ok())
+            .max();
+        assert!(
+            longest.is_some_and(|ms| ms >= 300),
+            "{data}: no hold-up of the heartbeat timeout or more in its log:\n{log}"
+        );
+    }
 }

@@ -121,6 +121,26 @@ impl RaftFile {
         Ok(())
     }
 
+    /// Runs `f`, one durable write transaction, on tokio's blocking
+    /// threads: its fsync waits for the disk, and a busy disk must not hold
+    /// up the runtime's workers, which carry the heartbeats and every
+    /// connection of the node (two writes waiting at once stopped a 2-core
+    /// node's runtime for seconds, and its peers declared it lost).
+    async fn write_off(
+        &self,
+        f: impl FnOnce(
+            &mut redb::Table<'_, u64, &[u8]>,
+            &mut redb::Table<'_, &str, &[u8]>,
+        ) -> StorageResult<()>
+        + Send
+        + 'static,
+    ) -> StorageResult<()> {
+        let file = self.clone();
+        tokio::task::spawn_blocking(move || file.write(f))
+            .await
+            .map_err(|e| StorageIOError::write(&e))?
+    }
+
     /// The log store and the state machine over this file.
     pub fn open_raft(&self) -> Result<(LogStore, StateMachine), ClusterError> {
         let applied: Applied = self.get(APPLIED).map_err(storage)?.unwrap_or_default();
@@ -208,7 +228,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
-        self.file.write(|_, meta| put(meta, VOTE, vote))
+        let vote = *vote;
+        self.file
+            .write_off(move |_, meta| put(meta, VOTE, &vote))
+            .await
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
@@ -216,7 +239,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        self.file.write(|_, meta| put(meta, COMMITTED, &committed))
+        self.file
+            .write_off(move |_, meta| put(meta, COMMITTED, &committed))
+            .await
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
@@ -228,15 +253,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let result = self.file.write(|log, _| {
-            for entry in entries {
-                let bytes = serde_json::to_vec(&entry)
-                    .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-                log.insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-            }
-            Ok(())
-        });
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let result = self
+            .file
+            .write_off(move |log, _| {
+                for entry in entries {
+                    let bytes = serde_json::to_vec(&entry)
+                        .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+                    log.insert(entry.log_id.index, bytes.as_slice())
+                        .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+                }
+                Ok(())
+            })
+            .await;
         callback.log_io_completed(
             result
                 .as_ref()
@@ -248,6 +277,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         self.remove((Bound::Included(log_id.index), Bound::Unbounded), None)
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
@@ -255,32 +285,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             (Bound::Unbounded, Bound::Included(log_id.index)),
             Some(log_id),
         )
+        .await
     }
 }
 
 impl LogStore {
     /// Deletes the entries in `range`; a purge records how far it went in
     /// the same transaction.
-    fn remove(
+    async fn remove(
         &self,
         range: (Bound<u64>, Bound<u64>),
         purged: Option<LogId<NodeId>>,
     ) -> StorageResult<()> {
-        self.file.write(|log, meta| {
-            let keys: Vec<u64> = log
-                .range::<u64>(range)
-                .map_err(write_err)?
-                .map(|item| item.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()
-                .map_err(write_err)?;
-            for key in keys {
-                log.remove(key).map_err(write_err)?;
-            }
-            if let Some(purged) = purged {
-                put(meta, PURGED, &purged)?;
-            }
-            Ok(())
-        })
+        self.file
+            .write_off(move |log, meta| {
+                let keys: Vec<u64> = log
+                    .range::<u64>(range)
+                    .map_err(write_err)?
+                    .map(|item| item.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()
+                    .map_err(write_err)?;
+                for key in keys {
+                    log.remove(key).map_err(write_err)?;
+                }
+                if let Some(purged) = purged {
+                    put(meta, PURGED, &purged)?;
+                }
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -304,8 +337,15 @@ impl StateMachine {
             .clone()
     }
 
-    fn store(&self, state: Applied) -> StorageResult<()> {
-        self.file.write(|_, meta| put(meta, APPLIED, &state))?;
+    /// Stores `state` durably, then makes it the applied state.
+    async fn store(&self, state: Applied) -> StorageResult<()> {
+        let bytes = serde_json::to_vec(&state).map_err(|e| StorageIOError::write(&e))?;
+        self.file
+            .write_off(move |_, meta| {
+                meta.insert(APPLIED, bytes.as_slice()).map_err(write_err)?;
+                Ok(())
+            })
+            .await?;
         *self.applied.write().unwrap_or_else(|e| e.into_inner()) = state;
         Ok(())
     }
@@ -329,7 +369,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: data.clone(),
         };
-        self.file.write(|_, m| put(m, SNAPSHOT, &stored))?;
+        self.file
+            .write_off(move |_, m| put(m, SNAPSHOT, &stored))
+            .await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(data),
@@ -368,7 +410,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             });
         }
-        self.store(state)?;
+        self.store(state).await?;
         Ok(replies)
     }
 
@@ -391,8 +433,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: *snapshot,
         };
-        self.file.write(|_, m| put(m, SNAPSHOT, &stored))?;
-        self.store(state)
+        self.file
+            .write_off(move |_, m| put(m, SNAPSHOT, &stored))
+            .await?;
+        self.store(state).await
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {

@@ -637,19 +637,20 @@ impl Cluster {
                 commands
             };
             for command in commands {
-                match &command {
-                    Command::Lost { id } => {
-                        tracing::warn!(member = id, "member lost: silent for the heartbeat timeout")
-                    }
-                    Command::Back { id } => tracing::warn!(member = id, "member back"),
-                    Command::Collect { .. } => tracing::debug!(?command, "coordinator"),
-                    _ => tracing::info!(?command, "coordinator"),
-                }
                 // Bounded: a write that cannot commit (this member lost its
-                // majority) must not stop the watch.
+                // majority) must not stop the watch. Said once written: a
+                // write retried every tick would say it every tick.
                 let patience = self.inner.settings.lost_after * 2;
-                match tokio::time::timeout(patience, self.propose(command)).await {
-                    Ok(Ok(_)) => {}
+                match tokio::time::timeout(patience, self.propose(command.clone())).await {
+                    Ok(Ok(_)) => match &command {
+                        Command::Lost { id } => tracing::warn!(
+                            member = id,
+                            "member lost: silent for the heartbeat timeout"
+                        ),
+                        Command::Back { id } => tracing::warn!(member = id, "member back"),
+                        Command::Collect { .. } => tracing::debug!(?command, "coordinator"),
+                        _ => tracing::info!(?command, "coordinator"),
+                    },
                     Ok(Err(e)) => {
                         tracing::debug!("{e}");
                         break;

@@ -21,6 +21,14 @@ impl ClusterJob {
             .map(|(v, _)| v.as_str())
     }
 
+    /// The vertices member `member` runs an instance of: its own, the
+    /// drain or straggler duplicates and the replicas placed on it.
+    pub fn runs_on(&self, member: NodeId) -> impl Iterator<Item = &str> {
+        self.on(member)
+            .chain(self.duplicated_on(member))
+            .chain(self.replicated_on(member))
+    }
+
     /// The members that run an instance of `vertex`: its own, its drain
     /// duplicate's and its replicas'.
     pub fn instances(&self, vertex: &str) -> BTreeSet<NodeId> {

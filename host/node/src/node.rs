@@ -46,6 +46,7 @@ mod ingest;
 mod logs;
 mod placed;
 mod replicate;
+mod stalls;
 mod stragglers;
 mod turns;
 mod wire;
@@ -152,6 +153,7 @@ impl Node {
     ) -> Result<()> {
         let socket = std::net::UdpSocket::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
+        let _stalls = exchange::AbortOnDrop(tokio::spawn(stalls::watch()));
         let endpoint = quinn::Endpoint::new(
             net::endpoint_config(certs)?,
             Some(net::server_config(certs)?),

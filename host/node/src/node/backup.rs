@@ -58,23 +58,25 @@ impl Node {
             for vertex in backed {
                 // A snapshot the copies had not caught up with is stored
                 // first: a newer one would be further ahead.
-                if let Some(bytes) = pending.get(vertex) {
-                    match self.jobs.store_backup(&job, id, vertex, bytes) {
-                        Ok(Stored::Resumes(inputs, snapshot)) => {
+                if let Some(bytes) = pending.remove(vertex) {
+                    match self.store_backup(&job, id, vertex, bytes).await {
+                        (Ok(Stored::Resumes(inputs, snapshot)), _) => {
                             have.insert(vertex.to_string(), (inputs, snapshot));
                             if !placed.ready.contains(vertex) {
                                 ready.push(vertex.to_string());
                             }
                         }
-                        Ok(Stored::Behind) => continue,
-                        Ok(Stored::NotBacked) => {}
-                        Err(e) => {
+                        (Ok(Stored::Behind), bytes) => {
+                            pending.insert(vertex.to_string(), bytes);
+                            continue;
+                        }
+                        (Ok(Stored::NotBacked), _) => {}
+                        (Err(e), _) => {
                             tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
                             // The next asks for the whole state.
                             have.remove(vertex);
                         }
                     }
-                    pending.remove(vertex);
                 }
                 let addr = placed
                     .placement
@@ -107,19 +109,19 @@ impl Node {
                         continue;
                     }
                 };
-                match self.jobs.store_backup(&job, id, vertex, &bytes) {
-                    Ok(Stored::Resumes(inputs, snapshot)) => {
+                match self.store_backup(&job, id, vertex, bytes).await {
+                    (Ok(Stored::Resumes(inputs, snapshot)), _) => {
                         have.insert(vertex.to_string(), (inputs, snapshot));
                         if !placed.ready.contains(vertex) {
                             ready.push(vertex.to_string());
                         }
                     }
-                    Ok(Stored::Behind) => {
+                    (Ok(Stored::Behind), bytes) => {
                         tracing::debug!(%job, %vertex, "backup: the copies are behind the snapshot");
                         pending.insert(vertex.to_string(), bytes);
                     }
-                    Ok(Stored::NotBacked) => {}
-                    Err(e) => {
+                    (Ok(Stored::NotBacked), _) => {}
+                    (Err(e), _) => {
                         tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
                         have.remove(vertex);
                     }
@@ -147,6 +149,24 @@ impl Node {
                 });
             }
         }
+    }
+
+    /// Stores a fetched snapshot of `vertex` ([`crate::jobs::Jobs::store_backup`])
+    /// on tokio's blocking threads, and hands the bytes back: it decodes the
+    /// snapshot and waits for its commit, which queues behind every entry
+    /// the vertices here wrote, and the runtime's workers carry the
+    /// heartbeats and every connection.
+    async fn store_backup(
+        &self,
+        job: &str,
+        id: u64,
+        vertex: &str,
+        bytes: Vec<u8>,
+    ) -> (Result<Stored>, Vec<u8>) {
+        let (jobs, job, vertex) = (self.jobs.clone(), job.to_string(), vertex.to_string());
+        tokio::task::spawn_blocking(move || (jobs.store_backup(&job, id, &vertex, &bytes), bytes))
+            .await
+            .unwrap_or_else(|e| (Err(err!(Job, "storing a backup: {e}")), Vec::new()))
     }
 
     /// Tells the members running replicas or a duplicate of the vertices

@@ -57,8 +57,8 @@ pub(super) struct Fetch {
     pub(super) replicas: Vec<NodeId>,
 }
 
-/// Aborts a task when dropped (with the fetch that started it).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts a task when dropped (with the fetch or the node that started it).
+pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use weir_cluster::jobs::ClusterJob;
 use weir_cluster::metadata::{Metadata, NodeId};
 
-use super::placed::record_of;
 use crate::jobs::{JobStatus, VertexStatus};
 
 /// What each member answered for its own vertices (`me`'s own included),
@@ -50,7 +49,7 @@ pub(super) fn gather(
                     // where the placement runs it.
                     let job = metadata.jobs.get(&status.name).filter(|_| placed);
                     if let Some(job) = job {
-                        let runs = record_of(job, member).only.unwrap_or_default();
+                        let runs: BTreeSet<&str> = job.runs_on(member).collect();
                         status
                             .vertices
                             .retain(|v| v.role == "job" || runs.contains(v.vertex()));

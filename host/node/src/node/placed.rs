@@ -61,13 +61,7 @@ pub(super) fn record_of(job: &ClusterJob, me: NodeId) -> JobRecord {
         parallelism: job.spec.parallelism,
         // A duplicate of a drained member's vertex runs here instead of
         // its backup; a replica runs beside the vertex.
-        only: Some(
-            job.on(me)
-                .chain(job.duplicated_on(me))
-                .chain(job.replicated_on(me))
-                .map(str::to_string)
-                .collect(),
-        ),
+        only: Some(job.runs_on(me).map(str::to_string).collect()),
         backs: Some(
             job.backed_by(me)
                 .filter(|v| job.duplicates.get(*v) != Some(&me))
