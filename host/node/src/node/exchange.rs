@@ -166,16 +166,21 @@ impl Node {
                 // from what the writer holds.
                 self.streams.skip_to(local, batch.first)?;
             }
-            for (seq, entry) in (batch.first..).zip(&batch.entries) {
-                match self.streams.write(local, seq, entry.to_vec()) {
-                    // Lines the vertex logged here before it moved may
-                    // read differently (a stage recovered by replay): the
-                    // line first written stays.
-                    Err(weir_store::rstream::StreamError::Determinism { .. }) if log => {}
-                    written => {
-                        written?;
+            if log {
+                for (seq, entry) in (batch.first..).zip(&batch.entries) {
+                    match self.streams.write(local, seq, entry.to_vec()) {
+                        // Lines the vertex logged here before it moved may
+                        // read differently (a stage recovered by replay):
+                        // the line first written stays.
+                        Err(weir_store::rstream::StreamError::Determinism { .. }) => {}
+                        written => {
+                            written?;
+                        }
                     }
                 }
+            } else {
+                let values = batch.entries.iter().map(|e| e.to_vec()).collect();
+                self.streams.write_from(local, batch.first, values)?;
             }
             let ack = self.copy_holds(local);
             if ack != acked {

@@ -557,6 +557,49 @@ impl Streams {
         Ok(Written::New)
     }
 
+    /// Writes entries `first..` of `stream` as [`Streams::write`] writes
+    /// each, in one request to the committer (a copy filling from a batch
+    /// pulled from the writer): those below the stream's next seq must be
+    /// the same again, the rest are new. A gap, or an entry that differs
+    /// from the one stored, writes nothing of the batch. Returns how many
+    /// entries were new.
+    pub fn write_from(
+        &self,
+        stream: u64,
+        first: u64,
+        values: Vec<Vec<u8>>,
+    ) -> Result<usize, StreamError> {
+        let mut state = self.lock();
+        let head = state.writable(stream)?;
+        if first > head.next {
+            return Err(StreamError::Gap {
+                stream: head.name.clone(),
+                seq: first,
+                next: head.next,
+            });
+        }
+        let have = usize::try_from(head.next - first)
+            .unwrap_or(usize::MAX)
+            .min(values.len());
+        for (seq, value) in (first..).zip(&values[..have]) {
+            self.same_again(head, stream, seq, value)?;
+        }
+        let new = values.len() - have;
+        if new == 0 {
+            return Ok(0);
+        }
+        let (mut ops, mut entries) = (Vec::with_capacity(new), Vec::with_capacity(new));
+        for value in values.into_iter().skip(have) {
+            head.push(stream, value, &mut ops, &mut entries);
+        }
+        self.submit(Request {
+            ops,
+            entries,
+            ack: None,
+        })?;
+        Ok(new)
+    }
+
     /// Makes an empty stream begin at `seq`: a copy of a stream written
     /// elsewhere, whose reader needs it from there on, fills from `seq`
     /// instead of from the start the writer no longer holds. Its first

@@ -94,6 +94,44 @@ fn rewriting_dedups_and_a_different_value_names_stream_seq_and_versions() {
 }
 
 #[test]
+fn a_batch_written_again_dedups_goes_on_and_refuses_gaps_and_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let id = s.create("copy", &fields()).unwrap().id;
+    let values = |from: i64, to: i64, by: &str| (from..to).map(|v| batch(&[v], by)).collect();
+    assert_eq!(s.write_from(id, 0, values(0, 4, "v1")).unwrap(), 4);
+    // Overlapping what the copy has: the known part is checked, the rest
+    // is new (a pull resumed from an older position).
+    assert_eq!(s.write_from(id, 2, values(2, 6, "v1")).unwrap(), 2);
+    assert_eq!(s.write_from(id, 1, values(1, 3, "v1")).unwrap(), 0);
+    // What was written reads back, durable or not yet.
+    let written = s.read_written(id, 0, 100).unwrap();
+    assert_eq!(written.len(), 6);
+    for (seq, (at, value)) in written.iter().enumerate() {
+        assert_eq!(
+            (*at, value.as_slice()),
+            (seq as u64, batch(&[seq as i64], "v1").as_slice())
+        );
+    }
+    // A gap writes nothing.
+    let err = s.write_from(id, 8, values(8, 9, "v1")).unwrap_err();
+    assert!(err.to_string().contains("next seq is 6"), "{err}");
+    // A known entry that differs writes nothing of the batch, not even
+    // its new entries.
+    let mut differs: Vec<Vec<u8>> = values(5, 8, "v1");
+    differs[0] = batch(&[99], "v2");
+    let err = s.write_from(id, 5, differs).unwrap_err();
+    assert!(err.to_string().contains("stream `copy` at seq 5"), "{err}");
+    assert_eq!(s.read_written(id, 0, 100).unwrap().len(), 6);
+    // After a restart, against the store.
+    s.close();
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.write_from(id, 4, values(4, 7, "v1")).unwrap(), 1);
+    assert!(s.write_from(id, 0, values(9, 10, "v3")).is_err());
+}
+
+#[test]
 fn gc_bounds_what_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
