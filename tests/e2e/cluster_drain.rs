@@ -309,3 +309,63 @@ fn a_member_of_a_finished_job_drains_and_its_file_stays() {
     let after = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output");
     assert!(after == want, "{q}: the drain changed the finished output");
 }
+
+/// A member killed mid-run and started again runs nothing at first (its
+/// vertices moved to their backups); it then becomes their backups'
+/// backup again and vertices move back to it through duplicates, one
+/// catching up beside each, until the load is even, and the output is
+/// `weir run`'s.
+#[test]
+fn a_member_back_after_a_loss_gets_vertices_again_without_changing_an_output_byte() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = three(d);
+    let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 300000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    submit(d, &nodes[0], q);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let dead = nodes.pop().expect("a third node");
+    let (addr, id) = (dead.addr.clone(), id_at(&up, &dead.addr));
+    dead.kill9();
+    until(d, &nodes[0], "its vertices moved", |s| {
+        members(s)
+            .iter()
+            .any(|m| m["id"] == id && m["health"] == "lost")
+            && vertices(s, q).iter().all(|(member, ..)| *member != id)
+    });
+    nodes.push(super::cluster::member(d, "d3", &addr, None).expect("the member restarts"));
+    let s = until_within(
+        d,
+        &nodes[0],
+        "vertices back on the member",
+        std::time::Duration::from_secs(60),
+        |s| {
+            let placed: Vec<u64> = members(s)
+                .iter()
+                .filter_map(|m| m["placed"].as_u64())
+                .collect();
+            let (lo, hi) = (placed.iter().min(), placed.iter().max());
+            members(s)
+                .iter()
+                .any(|m| m["id"] == id && m["placed"].as_u64() > Some(0))
+                && hi.zip(lo).is_some_and(|(h, l)| h - l <= 1)
+        },
+    );
+    let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
+    assert!(
+        partial.len() < want.len(),
+        "the vertices moved back mid-run: {s}"
+    );
+    let got = finished_output(d, &nodes[0], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output with vertices moved back differs from weir run's"
+    );
+    let logs = member_logs(d);
+    assert!(
+        logs.contains("the duplicate caught up"),
+        "no vertex moved back through a duplicate:\n{logs}"
+    );
+}

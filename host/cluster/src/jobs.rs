@@ -92,6 +92,12 @@ pub struct ClusterJob {
     /// inputs first stays.
     #[serde(default)]
     pub stragglers: BTreeSet<String>,
+    /// The vertices moving to their backup to even out the members' load
+    /// (a member back after a loss runs nothing until then): each has a
+    /// duplicate there ([`ClusterJob::duplicates`]) that takes its place
+    /// once it has caught up.
+    #[serde(default)]
+    pub moving: BTreeSet<String>,
     /// Copy of a stage → where each of its followers (its replicas and
     /// duplicate, which make no change of their own but follow the
     /// timeline the vertex records) stopped for a change that waits:
@@ -298,16 +304,18 @@ impl Metadata {
             // A duplicate whose vertex moved, or whose member or the
             // vertex's is no longer where it was, goes.
             let placement = &job.placement;
-            let stragglers = &job.stragglers;
+            let (stragglers, moving) = (&job.stragglers, &job.moving);
             job.duplicates.retain(|v, d| {
                 up.contains(d)
                     && job.backups.get(v) == Some(d)
                     && placement.get(v).is_some_and(|m| {
-                        draining.contains(m) || (stragglers.contains(v) && up.contains(m))
+                        draining.contains(m)
+                            || ((stragglers.contains(v) || moving.contains(v)) && up.contains(m))
                     })
             });
             let duplicates = &job.duplicates;
             job.stragglers.retain(|v| duplicates.contains_key(v));
+            job.moving.retain(|v| duplicates.contains_key(v));
             let moves: Vec<(String, NodeId)> = job
                 .placement
                 .iter()
@@ -336,6 +344,103 @@ impl Metadata {
             // A ready backup of a vertex short of replicas becomes one.
             if job.replenish(&up) {
                 back(job, &up, &mut load);
+            }
+        }
+        self.even_out(&up);
+    }
+
+    /// Evens out the vertices over the members that take work (`up`):
+    /// while one runs two or more more than another, a vertex of the busier
+    /// one whose backup is the other and holds a snapshot gets a duplicate
+    /// there, which takes the vertex's place once it has caught up (as in
+    /// a drain). A move under way counts where it goes. Sinks stay where
+    /// their file is; replicated vertices, and those with a duplicate
+    /// already, stay too.
+    fn even_out(&mut self, up: &[NodeId]) {
+        let mut load: BTreeMap<NodeId, usize> = up.iter().map(|id| (*id, 0)).collect();
+        for (id, n) in self.load() {
+            if let Some(l) = load.get_mut(&id) {
+                *l = n;
+            }
+        }
+        let shift = |load: &mut BTreeMap<NodeId, usize>, from: NodeId, to: NodeId| {
+            if let Some(l) = load.get_mut(&from) {
+                *l = l.saturating_sub(1);
+            }
+            if let Some(l) = load.get_mut(&to) {
+                *l += 1;
+            }
+        };
+        for job in self.jobs.values() {
+            for v in &job.moving {
+                if let (Some(from), Some(to)) = (job.placement.get(v), job.duplicates.get(v)) {
+                    shift(&mut load, *from, *to);
+                }
+            }
+        }
+        loop {
+            let mut moved = false;
+            for job in self.jobs.values_mut() {
+                let pick = job.placement.iter().find_map(|(v, from)| {
+                    let to = *job.backups.get(v)?;
+                    let busier = load.get(from)? >= &(load.get(&to)? + 2);
+                    let movable = !is_sink(v)
+                        && job.ready.contains(v)
+                        && !job.duplicates.contains_key(v)
+                        && !job.replicas.contains_key(v);
+                    (busier && movable).then(|| (v.clone(), *from, to))
+                });
+                if let Some((vertex, from, to)) = pick {
+                    job.duplicates.insert(vertex.clone(), to);
+                    job.moving.insert(vertex);
+                    shift(&mut load, from, to);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        // A member that runs too little and backs up no vertex of a busier
+        // one (a member back after a loss backs up nothing) becomes the
+        // backup of one, once it holds a snapshot of every vertex it backs
+        // up: the move follows when it stores this one's. Meanwhile that
+        // vertex has no ready backup; one at a time keeps that window to
+        // one vertex per member.
+        let mut handed: BTreeSet<NodeId> = BTreeSet::new();
+        for job in self.jobs.values() {
+            for (v, b) in &job.backups {
+                if !job.ready.contains(v) {
+                    handed.insert(*b);
+                }
+            }
+        }
+        let Some((&light, &low)) = load.iter().min_by_key(|(id, n)| (**n, **id)) else {
+            return;
+        };
+        let Some((&heavy, &high)) = load
+            .iter()
+            .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+        else {
+            return;
+        };
+        if handed.contains(&light) || high < low + 2 {
+            return;
+        }
+        for job in self.jobs.values_mut() {
+            let pick = job.placement.iter().find_map(|(v, from)| {
+                let movable = !is_sink(v)
+                    && *from == heavy
+                    && job.backups.get(v).is_some_and(|b| *b != light)
+                    && !job.duplicates.contains_key(v)
+                    && !job.replicas.contains_key(v)
+                    && job.ready.contains(v);
+                movable.then(|| v.clone())
+            });
+            if let Some(vertex) = pick {
+                job.backups.insert(vertex.clone(), light);
+                job.ready.remove(&vertex);
+                return;
             }
         }
     }
@@ -381,6 +486,7 @@ impl Metadata {
             duplicates: BTreeMap::new(),
             replicas: BTreeMap::new(),
             stragglers: BTreeSet::new(),
+            moving: BTreeSet::new(),
             holds: BTreeMap::new(),
             starts: self.stream_lows(),
         };
@@ -414,6 +520,7 @@ impl Metadata {
         }
         job.duplicates.remove(vertex);
         job.stragglers.remove(vertex);
+        job.moving.remove(vertex);
         job.placement.insert(vertex.to_string(), member);
         job.backups.remove(vertex);
         Reply::Done

@@ -133,7 +133,8 @@ proptest! {
                 prop_assert!(up.contains(member) || !backed || duplicated.is_some(), "{} stays on a lost or drained member", v);
                 if let Some(d) = duplicated {
                     prop_assert!(up.contains(d) && job.backups.get(v) == Some(d));
-                    prop_assert!(m.members[member].draining && m.members[member].health == Health::Up);
+                    // Or it moves to even out the load.
+                    prop_assert!(job.moving.contains(v) || (m.members[member].draining && m.members[member].health == Health::Up));
                 }
                 match job.backups.get(v) {
                     Some(b) => prop_assert!(b != member && up.contains(b)),
@@ -471,4 +472,103 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
             .collect::<Vec<_>>(),
         [b]
     );
+}
+
+/// A member back after a loss runs nothing: it becomes the backup of a
+/// vertex of the busiest member at a time, and once it stored that one's
+/// snapshot the vertex moves to it through a duplicate, until no member
+/// runs two more than another. Sinks stay.
+#[test]
+fn a_member_back_after_a_loss_gets_vertices_again_through_duplicates() {
+    let mut m = members(3);
+    let mut s = spec("j", 9);
+    s.vertices.push("sink0".into());
+    m.apply(&Command::SubmitJob(s));
+    let all_ready = |m: &mut Metadata| {
+        for (v, b) in m.jobs["j"].backups.clone() {
+            ready(m, &v, b);
+        }
+    };
+    all_ready(&mut m);
+    m.apply(&Command::Lost { id: 3 });
+    all_ready(&mut m);
+    assert!(m.jobs["j"].placement.values().all(|p| *p != 3));
+    m.apply(&Command::Back { id: 3 });
+    let job = m.jobs["j"].clone();
+    assert!(
+        job.placement.values().all(|p| *p != 3),
+        "placed only by a move"
+    );
+    let handed: Vec<&String> = job
+        .backups
+        .iter()
+        .filter(|(_, b)| **b == 3)
+        .map(|(v, _)| v)
+        .collect();
+    assert_eq!(handed.len(), 1, "one vertex at a time: {job:?}");
+    assert!(job.duplicates.values().all(|d| *d != 3), "{job:?}");
+    // It stores the snapshot: the vertex gets a duplicate there.
+    ready(&mut m, handed[0], 3);
+    let job = m.jobs["j"].clone();
+    assert_eq!(job.duplicates.get(handed[0]), Some(&3), "{job:?}");
+    assert!(job.moving.contains(handed[0]));
+    // Each duplicate catches up and takes its vertex's place, backups store
+    // snapshots, and more move, until the load is even.
+    for _ in 0..40 {
+        let job = m.jobs["j"].clone();
+        for v in &job.moving {
+            let switch = Command::Switch {
+                name: "j".into(),
+                id: 1,
+                vertex: v.clone(),
+                member: job.duplicates[v],
+            };
+            assert_eq!(m.apply(&switch), Reply::Done);
+        }
+        all_ready(&mut m);
+    }
+    let job = &m.jobs["j"];
+    assert!(
+        job.moving.is_empty() && job.duplicates.is_empty(),
+        "{job:?}"
+    );
+    assert_eq!(job.placement["sink0"], 1, "the sink stays");
+    let load = m.load();
+    let counts: Vec<usize> = (1..=3)
+        .map(|id| load.get(&id).copied().unwrap_or(0))
+        .collect();
+    let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+    assert!(hi - lo <= 1, "{counts:?}");
+    assert!(
+        job.ready.len() == job.backups.len(),
+        "every vertex has a ready backup again"
+    );
+}
+
+/// A move whose target is lost before its duplicate caught up goes; the
+/// vertex stays where it runs.
+#[test]
+fn a_move_to_a_member_lost_again_goes() {
+    let mut m = members(3);
+    m.apply(&Command::SubmitJob(spec("j", 9)));
+    let all_ready = |m: &mut Metadata| {
+        for (v, b) in m.jobs["j"].backups.clone() {
+            ready(m, &v, b);
+        }
+    };
+    all_ready(&mut m);
+    m.apply(&Command::Lost { id: 3 });
+    m.apply(&Command::Back { id: 3 });
+    all_ready(&mut m);
+    let before = m.jobs["j"].clone();
+    assert!(!before.moving.is_empty());
+    m.apply(&Command::Lost { id: 3 });
+    let job = &m.jobs["j"];
+    assert!(
+        job.moving.is_empty() && job.duplicates.is_empty(),
+        "{job:?}"
+    );
+    for v in &before.moving {
+        assert_eq!(job.placement.get(v), before.placement.get(v));
+    }
 }
