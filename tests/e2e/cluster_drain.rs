@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::cluster::{id_at, member_logs, members, until, until_within};
 use super::cluster_jobs::{finished_output, offline, submit, three, vertices};
-use super::node::{cluster, ok};
+use super::node::{Node, cluster, ok};
 use super::stderr;
 
 #[test]
@@ -207,21 +207,7 @@ fn draining_the_sinks_member_moves_the_sink_without_cutting_its_file() {
             .flatten()
             .any(|v| v["role"] == "sink" && v["state"] == "running")
     });
-    let sink_member = s["vertices"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|v| v["role"] == "sink")
-        .and_then(|v| v["member"].as_u64())
-        .expect("the sink's member");
-    let drained = nodes
-        .iter()
-        .find(|n| id_at(&up, &n.addr) == sink_member)
-        .expect("the sink's node");
-    let other = nodes
-        .iter()
-        .find(|n| id_at(&up, &n.addr) != sink_member)
-        .expect("another node");
+    let (_, drained, other) = sink_and_other(&s, &up, &nodes);
     // Watch the file's length through the drain.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watch = {
@@ -279,21 +265,7 @@ fn a_member_of_a_finished_job_drains_and_its_file_stays() {
         "{q}: the cluster's output differs from weir run's"
     );
     let s = super::cluster_jobs::job_status(d, &nodes[0], q, |_| true);
-    let sink_member = s["vertices"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|v| v["role"] == "sink")
-        .and_then(|v| v["member"].as_u64())
-        .expect("the sink's member");
-    let drained = nodes
-        .iter()
-        .find(|n| id_at(&up, &n.addr) == sink_member)
-        .expect("the sink's node");
-    let other = nodes
-        .iter()
-        .find(|n| id_at(&up, &n.addr) != sink_member)
-        .expect("another node");
+    let (sink_member, drained, other) = sink_and_other(&s, &up, &nodes);
     let said = ok(&other.weir(d, &["node", "drain", &drained.addr, "--wait", "60s"]));
     assert!(said.contains("safe to stop"), "{said}");
     let s = super::cluster_jobs::job_status(d, other, q, |_| true);
@@ -368,4 +340,23 @@ fn a_member_back_after_a_loss_gets_vertices_again_without_changing_an_output_byt
         logs.contains("the duplicate caught up"),
         "no vertex moved back through a duplicate:\n{logs}"
     );
+}
+
+/// The member running the job's sink (from its status `s`), its node, and
+/// another node; `up` is a cluster status naming the members' ids.
+fn sink_and_other<'a>(s: &Value, up: &Value, nodes: &'a [Node]) -> (u64, &'a Node, &'a Node) {
+    let sink_member = s["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["role"] == "sink")
+        .and_then(|v| v["member"].as_u64())
+        .expect("the sink's member");
+    let on = |sink: bool| {
+        nodes
+            .iter()
+            .find(|n| (id_at(up, &n.addr) == sink_member) == sink)
+            .expect("a node")
+    };
+    (sink_member, on(true), on(false))
 }

@@ -534,27 +534,10 @@ impl Streams {
     /// Writes entry `seq` of `stream`, as a deterministic writer (a vertex) does:
     /// a seq already written must get the same value again.
     pub fn write(&self, stream: u64, seq: u64, value: Vec<u8>) -> Result<Written, StreamError> {
-        let mut state = self.lock();
-        let head = state.writable(stream)?;
-        if seq < head.next {
-            self.same_again(head, stream, seq, &value)?;
-            return Ok(Written::Duplicate);
-        }
-        if seq > head.next {
-            return Err(StreamError::Gap {
-                stream: head.name.clone(),
-                seq,
-                next: head.next,
-            });
-        }
-        let (mut ops, mut entries) = (Vec::with_capacity(1), Vec::with_capacity(1));
-        head.push(stream, value, &mut ops, &mut entries);
-        self.submit(Request {
-            ops,
-            entries,
-            ack: None,
-        })?;
-        Ok(Written::New)
+        Ok(match self.write_from(stream, seq, vec![value])? {
+            0 => Written::Duplicate,
+            _ => Written::New,
+        })
     }
 
     /// Writes entries `first..` of `stream` as [`Streams::write`] writes
