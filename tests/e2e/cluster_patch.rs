@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 use weir::testkit::udf_component;
 
-use super::cluster::{member, member_logs, until_within};
+use super::cluster::{id_at, member, member_logs, members, until, until_within};
 use super::cluster_jobs::{job_status, submit, three, three_with, vertices};
 use super::node::{Node, ok, write};
 use super::patch::version_of;
@@ -504,4 +504,96 @@ pub(crate) fn tally_finished(d: &Path, node: &Node, patience: std::time::Duratio
         );
         !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
     });
+}
+
+/// A deploy written while a member is stalled (`kill -STOP`): its copies
+/// of the stage never take it there; they move to their backups when the
+/// member is declared lost, and the member is then killed with its disk.
+/// A backup's copy of a moved copy's output had fallen behind the copy the
+/// member running the stage's union had read (a test hook holds backups'
+/// copies back), so the moved copy, resumed from its backup and replaying
+/// slowly (another hook), stands behind what that member already read of
+/// it without the change. It makes the change only past that: every row
+/// still comes from the version its copy ran there, exactly once. (Made
+/// where the change reached it, the union's member would go on from the
+/// new version's rows as if they followed the old one's: wrong totals.)
+#[test]
+fn a_change_queued_for_a_stalled_members_copies_is_made_past_what_readers_elsewhere_copied() {
+    let dir = super::node::cluster();
+    let d = dir.path();
+    let pause = d.join("pause-backup-copies");
+    let pause_env = pause.display().to_string();
+    let slow = d.join("slow").display().to_string();
+    let env = [
+        ("WEIR_TEST_BACKUP_COPY_PAUSE_FILE", pause_env.as_str()),
+        ("WEIR_TEST_SLOW_FILE", slow.as_str()),
+    ];
+    // Long enough for the deploy to be written before the member is lost.
+    let mut nodes = three_with(d, &env, "3s");
+    let (want, _) = run_tally(d, &nodes[0], "");
+    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
+    let s = job_status(d, &nodes[0], "tally", |_| true);
+    let listed = s["vertices"].as_array().cloned().unwrap_or_default();
+    // The member of the union that reads the copies.
+    let union = listed
+        .iter()
+        .find(|v| v["name"] == "tally")
+        .and_then(|v| v["member"].as_u64())
+        .expect("the union's member");
+    // A member besides the union's and the coordinator's (the deploy is
+    // written while it is stalled) with a copy backed up off the union's.
+    let coordinator = up["coordinator"].as_u64().expect("a coordinator");
+    let stalled = listed
+        .iter()
+        .filter(|v| v["name"].as_str().is_some_and(|n| n.starts_with("tally__p")))
+        .filter_map(|v| {
+            let name = v["name"].as_str()?.to_string();
+            Some((name, v["member"].as_u64()?, v["backed_up_on"].as_u64()?))
+        })
+        .find(|(_, m, b)| *m != union && *m != coordinator && *b != union)
+        .unwrap_or_else(|| {
+            panic!("no copy off the union's and the coordinator's members backed up off the union's: {s}")
+        });
+    let at = |id: u64| {
+        nodes
+            .iter()
+            .position(|n| id_at(&up, &n.addr) == id)
+            .expect("a node")
+    };
+    let (copy, stalled, _) = stalled;
+    let (i, via) = (at(stalled), at(union));
+    // The backups' copies stop; the union's member reads on for a while.
+    write(d, "pause-backup-copies", "");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    nodes[i].pause();
+    // Where it moves, the copy replays slowly: the deploy reaches it
+    // before it has rewritten what the union's member read.
+    write(d, "slow", &format!("{copy} 10"));
+    let v2 = udf_component("tally_v2").display().to_string();
+    let answer = nodes[via].weir(
+        d,
+        &["udf", "deploy", &v2, "--job", "tally", "--stage", "tally"],
+    );
+    assert!(answer.status.success(), "the deploy: {}", stderr(&answer));
+    std::fs::remove_file(d.join("slow")).expect("the copy runs at speed again");
+    until_within(
+        d,
+        &nodes[via],
+        "the stalled member's copies run elsewhere",
+        std::time::Duration::from_secs(60),
+        |s| {
+            let v = vertices(s, "tally");
+            v.iter()
+                .filter(|(_, n, _)| n.starts_with("tally__p"))
+                .count()
+                == 6
+                && v.iter().all(|(m, _, _)| *m != stalled)
+        },
+    );
+    std::fs::remove_file(&pause).expect("let the backups' copies go on");
+    nodes.remove(i).kill9();
+    std::fs::remove_dir_all(d.join(format!("d{}", i + 1))).expect("delete its disk");
+    tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
+    assert_eq!(deploys(d, &nodes[0]).len(), 6, "every copy took the deploy");
+    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
 }

@@ -198,3 +198,65 @@ fn a_follower_past_the_switch_or_with_another_timeline_is_refused() {
         .to_string();
     assert!(said.contains("is not the beginning"), "{said}");
 }
+
+/// An instance restored from a snapshot that held a request queued (the
+/// instance before it queued it, then made it) takes over a timeline
+/// with that switch: it makes the switch where recorded, once, and
+/// settles the request as made instead of making it again.
+#[test]
+fn a_queued_request_the_followed_timeline_made_is_settled_not_made_twice() {
+    let (mut vertex, mut follower) = (instance(), instance());
+    let request = Requested {
+        id: 0,
+        version: version("add2"),
+        change: Change::Deploy,
+        at_ms: 1,
+    };
+    let (mut want, _) = feed(&mut vertex, 0, 4);
+    vertex.schedule(request.clone());
+    let (rest, recorded) = feed(&mut vertex, 4, 20);
+    want.extend(rest);
+    let recorded = recorded.expect("the vertex switched").patches;
+    let (mut got, _) = feed(&mut follower, 0, 4);
+    follower.schedule(request);
+    follower
+        .follow(&recorded)
+        .expect("a follower behind the switch");
+    let mut settled = Vec::new();
+    for seq in 4..20 {
+        let fx = follower.on_entry(0, seq, entry(seq)).expect("entry");
+        settled.extend(fx.settled);
+        got.extend(
+            fx.output
+                .into_iter()
+                .map(|(s, e)| (s, e.encode().expect("encode"))),
+        );
+    }
+    assert_eq!(got, want, "the instance wrote other entries");
+    assert_eq!(follower.switches(), recorded.as_slice(), "switched once");
+    assert_eq!(settled, vec![(0, None)], "the request settled as made");
+}
+
+/// A vertex waiting for the other members' copies of its output makes no
+/// requested change until told how far they hold it, and then only once
+/// it has written past that.
+#[test]
+fn a_change_waits_for_the_copies_of_the_output_and_goes_past_them() {
+    let mut vertex = instance();
+    vertex.await_copies();
+    vertex.schedule(Requested {
+        id: 0,
+        version: version("add2"),
+        change: Change::Deploy,
+        at_ms: 1,
+    });
+    let (_, made) = feed(&mut vertex, 0, 9);
+    assert!(made.is_none(), "no copy said how far it holds the output");
+    let at = vertex.position().output;
+    vertex.copies_hold(Some((at + 6, 0)));
+    let (_, made) = feed(&mut vertex, 9, 12);
+    assert!(made.is_none(), "not yet past the copies");
+    let (_, made) = feed(&mut vertex, 12, 30);
+    assert!(made.is_some(), "past the copies");
+    assert!(vertex.position().output >= at + 6);
+}

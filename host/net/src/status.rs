@@ -20,6 +20,10 @@ pub struct VertexStatus {
     /// In a cluster: the member that runs it.
     #[serde(default)]
     pub member: Option<u64>,
+    /// In a cluster: the member that backs it up (stores its snapshots and
+    /// copies its output; it moves there when its member is lost).
+    #[serde(default)]
+    pub backed_up_on: Option<u64>,
     /// `starting`, `running`, `finished` or `failed`.
     pub state: String,
     /// Why it failed.
@@ -104,6 +108,12 @@ pub struct VertexStatus {
     /// which this follower takes before it reads on (never sent).
     #[serde(skip)]
     pub follow: Option<Vec<weir_core::patch::Patch>>,
+    /// Set by the node, for a vertex of a placed job: how far the copies
+    /// other members made of its output and dead letters hold them (the
+    /// vertex takes no change below), or `None` while not every copy has
+    /// said (the vertex takes none); taken by the vertex (never sent).
+    #[serde(skip)]
+    pub copies: Option<Option<(u64, u64)>>,
     /// A followed file's source was asked to end at the file's end.
     #[serde(default)]
     pub ending: bool,

@@ -45,6 +45,7 @@ mod gather;
 mod ingest;
 mod logs;
 mod placed;
+mod pulled;
 mod replicate;
 mod stalls;
 mod stragglers;
@@ -69,8 +70,7 @@ pub struct Node {
     cluster: Arc<std::sync::OnceLock<Cluster>>,
     /// The fetch tasks filling copies of streams written on other members.
     fetchers: Arc<placed::Fetchers>,
-    /// Per placed job here: how many of its cluster changes this member
-    /// went through.
+    /// Per placed job here: how many of its cluster changes it went through.
     changes_taken: Arc<std::sync::Mutex<std::collections::HashMap<String, ChangesTaken>>>,
     /// The certificates it presents to other members (once it serves).
     peer_certs: Arc<std::sync::OnceLock<CertDir>>,
@@ -83,6 +83,8 @@ pub struct Node {
     /// The metadata epoch this member last acted on, with the cluster's
     /// ingest streams then (what its heartbeat reports needs of).
     acted: Arc<std::sync::Mutex<Option<collect::Acted>>>,
+    /// The other members' copies of the streams written here, and their pulls.
+    pulled: Arc<pulled::Pulled>,
 }
 
 /// Where a node keeps its database.
@@ -135,6 +137,7 @@ impl Node {
             passes: Arc::default(),
             behind: Arc::default(),
             acted: Arc::default(),
+            pulled: Arc::default(),
         })
     }
 

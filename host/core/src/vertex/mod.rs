@@ -160,11 +160,20 @@ struct Patching {
     pending: VecDeque<Requested>,
     /// Why the last live request could not be applied.
     refused: Option<String>,
-    /// The output seq below which its stream held entries when the vertex
-    /// started: no live request is applied while it writes those again
-    /// (the run that wrote them had not taken it there, or the timeline
-    /// would say so).
-    written: u64,
+    /// The output and dead-letter seqs below which its streams, or the
+    /// copies other members made of them, held entries: no live request
+    /// is applied while it writes those again (the run that wrote them had
+    /// not taken it there, or the timeline would say so).
+    written: (u64, u64),
+    /// The timeline index from which a queued request may be found made
+    /// already ([`Vertex::supersede`]).
+    next_match: usize,
+    /// Requests found made already: settled at the next CTI.
+    superseded: Vec<u64>,
+    /// Set while the host has not said how far the other members' copies
+    /// of its output hold it ([`Vertex::copies_hold`]): no live request is
+    /// applied until it has.
+    gated: bool,
 }
 
 /// One rVertex.

@@ -25,17 +25,44 @@ impl Vertex {
                 load,
                 pending: VecDeque::new(),
                 refused: None,
-                written: 0,
+                written: (0, 0),
+                next_match: 0,
+                superseded: Vec::new(),
+                gated: false,
             });
         }
         Ok(self)
     }
 
     /// Applies no live request while the vertex writes again the output
-    /// its stream holds below seq `written` (see [`Vertex::schedule`]).
-    pub fn hold_requests_below(&mut self, written: u64) {
+    /// its streams hold below seqs `output` and `dead` (its dead letters;
+    /// see [`Vertex::schedule`]).
+    pub fn hold_requests_below(&mut self, output: u64, dead: u64) {
         if let Some(p) = self.patching.as_mut() {
-            p.written = written;
+            p.written = (p.written.0.max(output), p.written.1.max(dead));
+        }
+    }
+
+    /// Applies no live request until the host says how far the copies
+    /// other members made of its output hold it ([`Vertex::copies_hold`]):
+    /// a vertex that another instance ran before (on a member lost or
+    /// drained) may be behind what readers there already read of it.
+    pub fn await_copies(&mut self) {
+        if let Some(p) = self.patching.as_mut() {
+            p.gated = true;
+        }
+    }
+
+    /// The copies other members made of its output and dead letters hold
+    /// them below these seqs: a live request waits until the vertex has
+    /// written that far (`None`: not every copy has said; requests wait).
+    pub fn copies_hold(&mut self, at: Option<(u64, u64)>) {
+        let Some(p) = self.patching.as_mut() else {
+            return;
+        };
+        p.gated = at.is_none();
+        if let Some((output, dead)) = at {
+            p.written = (p.written.0.max(output), p.written.1.max(dead));
         }
     }
 
@@ -49,6 +76,31 @@ impl Vertex {
         {
             p.pending.push_back(request);
         }
+        self.supersede();
+    }
+
+    /// Settles the queued requests that the timeline's switches not yet
+    /// applied already made, oldest first: a request queued before a
+    /// snapshot that an instance elsewhere went on to make (recorded in
+    /// the timeline this vertex took over) is not made twice.
+    fn supersede(&mut self) {
+        let Some(p) = self.patching.as_mut() else {
+            return;
+        };
+        let made = |r: &Requested, s: &Patch| {
+            r.change == s.change && (!r.change.is_module() || r.version == s.version)
+        };
+        let switches = &p.timeline.patches;
+        let mut from = p.next_match.max(self.at.patches as usize);
+        while let Some(front) = p.pending.front() {
+            let Some(at) = (from..switches.len()).find(|&i| made(front, &switches[i])) else {
+                break;
+            };
+            p.superseded.push(front.id);
+            p.pending.pop_front();
+            from = at + 1;
+        }
+        p.next_match = from;
     }
 
     /// Takes the switches of `patches`, a timeline another instance of this
@@ -92,6 +144,7 @@ impl Vertex {
             }
         }
         p.timeline.patches.extend_from_slice(&patches[have.len()..]);
+        self.supersede();
         Ok(())
     }
 
@@ -237,9 +290,13 @@ impl Vertex {
         let Some(patching) = self.patching.as_mut() else {
             return;
         };
+        let made = patching.superseded.drain(..).map(|id| (id, None));
+        fx.settled.extend(made);
         if self.at.finished
             || patching.timeline.patches.len() as u64 != self.at.patches
-            || self.at.output < patching.written
+            || patching.gated
+            || self.at.output < patching.written.0
+            || self.at.dead < patching.written.1
         {
             return;
         }

@@ -289,7 +289,13 @@ impl Jobs {
             vertex = vertex.with_patching(timeline, load)?;
             // What it wrote before a crash (or, moved here, what its
             // member had sent) was made without the changes still queued.
-            vertex.hold_requests_below(streams.positions(output).map_or(0, |p| p.0));
+            let next = |id| streams.positions(id).map_or(0, |p| p.0);
+            vertex.hold_requests_below(next(output), next(dead));
+            // Placed: readers on other members may have read more of it,
+            // from an instance elsewhere; their member says how far.
+            if record.only.is_some() {
+                vertex.await_copies();
+            }
             // Changes accepted before a restart, not yet in the timeline.
             for request in self.with_queue(&queue_key(&key), |q| Ok(q.waiting.clone()))? {
                 vertex.schedule(request);

@@ -175,6 +175,15 @@ impl Jobs {
         Ok(patches.len())
     }
 
+    /// Tells vertex `vertex` of placed job `job` how far the other
+    /// members' copies of its output and dead letters hold them, or that
+    /// one has not said (`None`): it makes no change below, or none yet.
+    pub fn copies_hold(&self, job: &str, vertex: &str, at: Option<(u64, u64)>) {
+        if let Ok(status) = self.stage_status(job, vertex) {
+            lock(&status).copies = Some(at);
+        }
+    }
+
     /// Makes the followers of placed job `job` that run here go on with
     /// what the vertices they follow recorded (`kept`, by copy): each takes
     /// the switches recorded past its own, and stops reading while one of

@@ -40,12 +40,16 @@ impl Jobs {
         let streams = &self.inner.streams;
         let slow = std::env::var_os(SLOW_FILE_ENV).map(std::path::PathBuf::from);
         loop {
-            let (requests, follow, hold) = {
+            let (requests, follow, hold, copies) = {
                 let mut s = lock(status);
-                (std::mem::take(&mut s.requests), s.follow.take(), s.hold)
+                let requests = std::mem::take(&mut s.requests);
+                (requests, s.follow.take(), s.hold, s.copies.take())
             };
             for request in requests {
                 vertex.schedule(request);
+            }
+            if let Some(copies) = copies {
+                vertex.copies_hold(copies);
             }
             if let Some(patches) = follow {
                 vertex.follow(&patches)?;

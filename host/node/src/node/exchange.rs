@@ -32,6 +32,11 @@ const PULL_WARN: Duration = Duration::from_secs(5);
 /// far it holds the stream.
 const HOLD_EVERY: Duration = Duration::from_millis(300);
 
+/// Test hook: while this file exists, backups' copies of vertices' output
+/// write nothing they pull, as a backup's copy that fell behind the
+/// readers' copies under load.
+pub const BACKUP_COPY_PAUSE_ENV: &str = "WEIR_TEST_BACKUP_COPY_PAUSE_FILE";
+
 /// Who writes a stream a member copies.
 pub(super) enum Writer {
     /// A vertex of the job, wherever it is placed.
@@ -146,6 +151,9 @@ impl Node {
         }
         let mut buf = Vec::new();
         let mut acked = from;
+        let pause = std::env::var_os(BACKUP_COPY_PAUSE_ENV)
+            .filter(|_| f.reader.starts_with("backup/"))
+            .map(std::path::PathBuf::from);
         loop {
             if !self.jobs.runs(&f.job, f.id) {
                 client.close().await;
@@ -160,6 +168,9 @@ impl Node {
             }
             let batch = frames::decode_batch(&buf)
                 .with_context(|| format!("from the member at {addr}, stream `{}`", f.stream))?;
+            while pause.as_ref().is_some_and(|p| p.exists()) && self.jobs.runs(&f.job, f.id) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             let log = crate::jobs::is_log(&f.stream);
             if log {
                 // The writer collected lines this copy lacks: it goes on
@@ -295,6 +306,9 @@ impl Node {
         if !log {
             self.jobs.hold_from(info.id, &reader, from);
         }
+        // Its copy holds what it holds: the vertex here makes no change
+        // below (see `pulled`).
+        let _open = (!log).then(|| self.pulled.open(&stream, &reader, from));
         write_msg(
             &mut send,
             &Response::Ok {

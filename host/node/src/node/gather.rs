@@ -67,6 +67,7 @@ pub(super) fn gather(
                         .vertices
                         .extend(status.vertices.into_iter().map(|mut v| {
                             v.member = placed.then_some(member);
+                            v.backed_up_on = job.and_then(|j| j.backups.get(v.vertex()).copied());
                             // An instance beside the vertex, not what
                             // readers elsewhere read.
                             if job.is_some_and(|j| {

@@ -298,6 +298,7 @@ impl Node {
                     node.acted_on(&metadata);
                 }
                 let holds = node.take_changes(&metadata);
+                node.release_changes(&metadata);
                 (fetches, holds)
             })
             .await

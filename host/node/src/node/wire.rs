@@ -108,21 +108,33 @@ impl Node {
             .filter(|v| v.writes && mine.contains(&v.name))
         {
             let stream = record.stream(&v.name);
-            let keep: BTreeSet<String> = vertices
+            let readers: BTreeSet<NodeId> = vertices
                 .iter()
                 .filter(|r| r.reads.contains(&v.name))
                 .flat_map(|r| pulling(&r.name, &v.name))
-                .map(|m| reader_name(record, &v.name, m))
+                .collect();
+            let keep: BTreeSet<String> = readers
+                .iter()
+                .map(|m| reader_name(record, &v.name, *m))
                 .collect();
             // A replica or duplicate here keeps what the member running
             // the vertex keeps: until that member says how far, what this
             // member still holds.
             let writer = placed(&v.name).filter(|w| *w != me);
-            for full in [stream.clone(), format!("{stream}.dead")] {
+            for (full, dead) in [(stream.clone(), false), (format!("{stream}.dead"), true)] {
                 let mut keep = keep.clone();
+                // The copies that pull it from here (a vertex's changes
+                // wait for them, see `pulled`): the readers' of its
+                // output, and the backup's, unless the backup's member
+                // reads it (one copy there).
+                let mut pull = if dead { BTreeSet::new() } else { keep.clone() };
                 if let Some(b) = job.backups.get(&v.name) {
                     keep.insert(backup_reader(&full, *b));
+                    if dead || !readers.contains(b) {
+                        pull.insert(backup_reader(&full, *b));
+                    }
                 }
+                self.pulled.expect(&full, pull);
                 let id = self.streams.info(&full)?.id;
                 if let Some(w) = writer {
                     let low = self.streams.positions(id).map_or(0, |p| p.2);
