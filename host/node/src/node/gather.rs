@@ -75,6 +75,14 @@ pub(super) fn gather(
                             }) {
                                 v.role = format!("{} replica", v.role);
                             }
+                            // A drained, straggling or moving vertex's
+                            // duplicate, catching up to take its place.
+                            if job.is_some_and(|j| {
+                                j.duplicates.get(&v.name) == Some(&member)
+                                    && j.placement.get(&v.name) != Some(&member)
+                            }) {
+                                v.role = format!("{} duplicate", v.role);
+                            }
                             v
                         }));
                     // Vertices just moved to the member, which has not
@@ -240,5 +248,41 @@ mod tests {
             ]
         );
         assert_eq!(list[0].state, "running");
+    }
+
+    /// A duplicate catching up to take a vertex's place is listed beside
+    /// it, on its own member, marked as one; so is each vertex's backup.
+    #[test]
+    fn a_duplicate_is_listed_as_one() {
+        let mut m = metadata();
+        let job = m.jobs.get_mut("q").expect("job q");
+        job.duplicates.insert("Count".into(), 1);
+        let list = gather(
+            &m,
+            1,
+            Some("q"),
+            vec![
+                (1, report(&[("Bid", "running"), ("Count", "running")])),
+                (
+                    2,
+                    report(&[("Count", "running"), ("out/q.jsonl", "running")]),
+                ),
+            ],
+        );
+        let mut roles: Vec<_> = list[0]
+            .vertices
+            .iter()
+            .map(|v| (v.name.as_str(), v.member, v.role.as_str(), v.backed_up_on))
+            .collect();
+        roles.sort();
+        assert_eq!(
+            roles,
+            [
+                ("Bid", Some(1), "stage", Some(2)),
+                ("Count", Some(1), "stage duplicate", Some(1)),
+                ("Count", Some(2), "stage", Some(1)),
+                ("out/q.jsonl", Some(2), "sink", Some(1)),
+            ]
+        );
     }
 }

@@ -366,7 +366,8 @@ impl Node {
         }
     }
 
-    /// Fetches the modules of the jobs placed here that this node lacks,
+    /// Fetches the modules of the jobs placed here that this node lacks
+    /// (each job's own, and those its copies switched to),
     /// from the member the job was submitted to, else any member that is
     /// up; returns the jobs still waiting for one.
     async fn fetch_modules(
@@ -381,7 +382,18 @@ impl Node {
             if job.on(me).next().is_none() && job.backed_by(me).next().is_none() {
                 continue;
             }
-            for version in job.spec.modules.values() {
+            // And the versions the copies switched to, as the cluster
+            // recorded: a copy that moves here resumes with them, and a
+            // backup stores them with its snapshots (the job is built here
+            // with every copy's timeline it holds).
+            let switched = job
+                .timelines
+                .values()
+                .flat_map(|t| &t.patches)
+                .map(|p| &p.version)
+                .filter(|v| !v.is_empty());
+            let versions: BTreeSet<&String> = job.spec.modules.values().chain(switched).collect();
+            for version in versions {
                 if matches!(self.jobs.module(version), Ok(Some(_))) {
                     continue;
                 }
