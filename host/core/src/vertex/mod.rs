@@ -176,6 +176,14 @@ struct Patching {
     gated: bool,
 }
 
+impl Patching {
+    /// No live request below output seq `output` or dead-letter seq `dead`
+    /// (nor below any earlier hold).
+    fn hold_below(&mut self, output: u64, dead: u64) {
+        self.written = (self.written.0.max(output), self.written.1.max(dead));
+    }
+}
+
 /// One rVertex.
 pub struct Vertex {
     name: String,

@@ -39,7 +39,7 @@ impl Vertex {
     /// see [`Vertex::schedule`]).
     pub fn hold_requests_below(&mut self, output: u64, dead: u64) {
         if let Some(p) = self.patching.as_mut() {
-            p.written = (p.written.0.max(output), p.written.1.max(dead));
+            p.hold_below(output, dead);
         }
     }
 
@@ -62,7 +62,7 @@ impl Vertex {
         };
         p.gated = at.is_none();
         if let Some((output, dead)) = at {
-            p.written = (p.written.0.max(output), p.written.1.max(dead));
+            p.hold_below(output, dead);
         }
     }
 
