@@ -55,7 +55,7 @@ pub(crate) fn member_logs(dir: &Path) -> String {
 }
 
 /// The log filter of the members the tests start.
-const MEMBER_LOG: &str = "warn,weir::udf=info,openraft=off,weir_node::jobs::placed=info,weir_node::jobs::timelines=info,weir_node::node::backup=info,weir_node::node::stragglers=info";
+const MEMBER_LOG: &str = "warn,weir::udf=info,openraft=off,weir_node::jobs::placed=info,weir_node::jobs::timelines=info,weir_node::node::backup=info,weir_node::jobs::backup=info,weir_node::node::stragglers=info";
 
 fn status(dir: &Path, node: &Node) -> Option<Value> {
     let out = node.weir(dir, &["cluster", "status", "--json"]);

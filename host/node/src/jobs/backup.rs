@@ -242,7 +242,7 @@ impl Jobs {
             let dead_stream = streams.info(&format!("{}.dead", record.stream(vertex)))?.id;
             // A copy made after the writer collected its start begins at
             // what the writer still holds.
-            streams.begin_at(out, backup.low)?;
+            self.copy_from(out, backup.low, true)?;
             self.reader_at(out, BACKUP_HOLD, backup.low);
             for (stream, want) in [(out, output), (dead_stream, dead)] {
                 if streams.positions(stream).map_or(0, |p| p.1) < want {
@@ -369,7 +369,7 @@ impl Jobs {
     /// empty copy of an input begins where its vertices read from.
     pub(super) fn hold_placed(&self, prefix: &str, tasks: &[(Task, VertexStatus)]) -> Result<()> {
         let written = written_by(tasks);
-        let inputs = self.hold_vertices(tasks, &written)?;
+        let inputs = self.hold_vertices(tasks, &written, false)?;
         // The vertices of the job that no longer run here hold nothing.
         let part = format!("/{prefix}/");
         for list in lock(&self.inner.readers).values_mut() {
@@ -391,7 +391,7 @@ impl Jobs {
         mut written: BTreeSet<u64>,
     ) -> Result<()> {
         written.extend(written_by(tasks));
-        let inputs = self.hold_vertices(tasks, &written)?;
+        let inputs = self.hold_vertices(tasks, &written, true)?;
         lock(&self.inner.backed).extend(inputs);
         Ok(())
     }
@@ -406,14 +406,16 @@ impl Jobs {
         self.forget_changed(|key| keys.contains(key));
     }
 
-    /// The input holds of `tasks`: an empty copy of an input (a stream not
-    /// in `written`) begins where its vertices read from, and each keeps
-    /// what its input holds until its backup stores a snapshot. Returns
-    /// each task's input streams by reader key.
+    /// The input holds of `tasks`: a copy of an input (a stream not in
+    /// `written`) that ends before its vertices read from goes on there
+    /// (see [`Jobs::copy_from`]; `beside`: vertices already running here
+    /// read it too), and each keeps what its input holds until its backup
+    /// stores a snapshot. Returns each task's input streams by reader key.
     fn hold_vertices(
         &self,
         tasks: &[(Task, VertexStatus)],
         written: &BTreeSet<u64>,
+        beside: bool,
     ) -> Result<HashMap<String, Vec<u64>>> {
         let streams = &self.inner.streams;
         let reads = super::build::task_reads(tasks);
@@ -430,7 +432,7 @@ impl Jobs {
                 .map(|(.., p)| *p)
                 .min()
                 .unwrap_or(0);
-            streams.begin_at(stream, from)?;
+            self.copy_from(stream, from, beside)?;
         }
         let mut inputs: HashMap<String, Vec<u64>> = HashMap::new();
         for (stream, key, _) in &reads {
@@ -443,6 +445,33 @@ impl Jobs {
             self.hold_from(*stream, key, low);
         }
         Ok(inputs)
+    }
+
+    /// Makes copy `stream` of a stream written on another member go on at
+    /// `from`, where what reads it here begins, when it ends before: an
+    /// empty copy, or one kept from before this member was declared lost
+    /// (or its vertices moved away), whose writer has since collected
+    /// what it lacks, so a pull from its end would be refused. What it
+    /// holds is below anything read here. `readers`: the readers
+    /// registered here count too (vertices running on beside the new ones,
+    /// a backup's stored snapshot's readers).
+    fn copy_from(&self, stream: u64, from: u64, readers: bool) -> Result<()> {
+        let from = match self.held(stream) {
+            Some(held) if readers => held.min(from),
+            _ => from,
+        };
+        let streams = &self.inner.streams;
+        match streams.positions(stream).map_or(0, |p| p.0) {
+            0 => streams.begin_at(stream, from)?,
+            next if next < from => {
+                let name = streams.list().into_iter().find(|i| i.id == stream);
+                let name = name.map_or_else(|| format!("#{stream}"), |i| i.name);
+                tracing::info!(stream = %name, next, from, "a copy that ends before its readers begin goes on where they do");
+                streams.skip_to(stream, from)?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Forgets which vertices of job incarnation `prefix` keep their inputs
