@@ -372,9 +372,10 @@ impl Jobs {
         })
     }
 
-    /// The state and lag of each vertex of job `job` running here, by its
-    /// plan name (a sink's status names its file instead).
-    pub fn vertex_lags(&self, job: &str) -> Vec<(String, String, u64)> {
+    /// The state, lag and input streams of each vertex of job `job`
+    /// running here, by its plan name (a sink's status names its file
+    /// instead).
+    pub fn vertex_lags(&self, job: &str) -> Vec<(String, String, u64, Vec<String>)> {
         let running = lock(&self.inner.running);
         let Some(r) = running.get(job) else {
             return Vec::new();
@@ -383,7 +384,13 @@ impl Jobs {
             .iter()
             .map(|t| {
                 let s = lock(&t.status);
-                (t.vertex.clone(), s.state.clone(), self.lag(&s.inputs))
+                let inputs = s.inputs.iter().map(|(name, _)| name.clone()).collect();
+                (
+                    t.vertex.clone(),
+                    s.state.clone(),
+                    self.lag(&s.inputs),
+                    inputs,
+                )
             })
             .collect()
     }

@@ -238,9 +238,10 @@ impl Node {
 
     /// Moves each vertex of a drained member whose duplicate runs here to
     /// this member once the duplicate has caught up: it runs and has read
-    /// what its inputs here hold (within [`CAUGHT_UP`] entries), or has
-    /// finished. Readers then read it here from where they stood; what it
-    /// rewrote of what they had read is the same, entry for entry.
+    /// what its inputs here hold (within [`CAUGHT_UP`] entries) while each
+    /// copy among them is pulling from its writer, or has finished.
+    /// Readers then read it here from where they stood; what it rewrote of
+    /// what they had read is the same, entry for entry.
     pub(super) async fn switch_caught_up(&self, cluster: &Cluster) {
         let me = cluster.id();
         let metadata = cluster.metadata();
@@ -249,10 +250,11 @@ impl Node {
             if duplicates.is_empty() {
                 continue;
             }
-            for (vertex, state, lag) in self.jobs.vertex_lags(name) {
+            for (vertex, state, lag, inputs) in self.jobs.vertex_lags(name) {
                 // A duplicate that finished has read all its inputs: the
                 // input may end before a round sees it running and caught up.
-                let live = state == "running" || state == "finished";
+                let live = state == "finished"
+                    || (state == "running" && !inputs.iter().any(|i| self.pulled.stalled(i)));
                 if !duplicates.contains(&vertex.as_str()) || !live || lag > CAUGHT_UP {
                     continue;
                 }

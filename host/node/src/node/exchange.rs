@@ -84,6 +84,7 @@ impl Node {
                     .await
             }))
         });
+        let _fetching = self.pulled.fetching(&f.stream, false);
         // A pull failing this long on end is worth a warning, once.
         let mut failing: Option<(std::time::Instant, bool)> = None;
         loop {
@@ -149,6 +150,7 @@ impl Node {
             Some(Response::Error { message }) => bail!(Request, "{addr}: {message}"),
             other => bail!(Request, "{addr} answered a pull with {other:?}"),
         }
+        let _pulling = self.pulled.fetching(&f.stream, true);
         let mut buf = Vec::new();
         let mut acked = from;
         let pause = std::env::var_os(BACKUP_COPY_PAUSE_ENV)

@@ -9,6 +9,10 @@
 //! pulls from this member, and then only past where each began
 //! ([`Node::release_changes`]). A reader's copy grows from here on, by the
 //! entries the vertex writes here.
+//!
+//! The other way, it keeps which of this member's copies a fetch fills and
+//! whether a pull of each is open: a duplicate reading a copy whose pulls
+//! fail has not caught up, whatever its lag behind the copy.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -27,6 +31,32 @@ pub(super) struct Pulled {
     /// (stream, reader) → where its open pulls began (the furthest), and
     /// how many are open.
     open: Mutex<HashMap<(String, String), (u64, usize)>>,
+    /// This member's copies → how many fetches fill each, and how many of
+    /// their pulls are open.
+    fetching: Mutex<HashMap<String, (usize, usize)>>,
+}
+
+/// A fetch filling a copy here (`pull: false`) or its open pull, counted
+/// until dropped.
+pub(super) struct Fetching<'a> {
+    pulled: &'a Pulled,
+    stream: String,
+    pull: bool,
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        let mut fetching = lock(&self.pulled.fetching);
+        if let Some((fetches, pulls)) = fetching.get_mut(&self.stream) {
+            match self.pull {
+                true => *pulls -= 1,
+                false => *fetches -= 1,
+            }
+            if *fetches == 0 && *pulls == 0 {
+                fetching.remove(&self.stream);
+            }
+        }
+    }
 }
 
 /// An open pull, counted until dropped.
@@ -62,6 +92,30 @@ impl Pulled {
         slot.0 = slot.0.max(from);
         slot.1 += 1;
         Open { pulled: self, key }
+    }
+
+    /// A fetch fills this member's copy `stream` (`pull: false`), or one
+    /// of its pulls is open.
+    pub(super) fn fetching(&self, stream: &str, pull: bool) -> Fetching<'_> {
+        let mut fetching = lock(&self.fetching);
+        let (fetches, pulls) = fetching.entry(stream.to_string()).or_default();
+        match pull {
+            true => *pulls += 1,
+            false => *fetches += 1,
+        }
+        Fetching {
+            pulled: self,
+            stream: stream.to_string(),
+            pull,
+        }
+    }
+
+    /// Whether a fetch fills this member's copy `stream` while none of its
+    /// pulls is open: the copy stands still, whatever the writer holds.
+    pub(super) fn stalled(&self, stream: &str) -> bool {
+        lock(&self.fetching)
+            .get(stream)
+            .is_some_and(|(fetches, pulls)| *fetches > 0 && *pulls == 0)
     }
 
     /// How far every expected copy of `stream` held it when its pull
@@ -137,5 +191,20 @@ mod tests {
         p.expect("s", ["c".to_string()].into());
         let _c = p.open("s", "c", 7);
         assert_eq!(p.held("s"), Some(7), "the wiring changed");
+    }
+
+    /// A copy a fetch fills stands still while no pull of it is open.
+    #[test]
+    fn a_fetched_copy_without_an_open_pull_stands_still() {
+        let p = Pulled::default();
+        assert!(!p.stalled("s"), "a stream no fetch fills");
+        let fetch = p.fetching("s", false);
+        assert!(p.stalled("s"));
+        let pull = p.fetching("s", true);
+        assert!(!p.stalled("s"));
+        drop(pull);
+        assert!(p.stalled("s"), "its pull failed");
+        drop(fetch);
+        assert!(!p.stalled("s"), "the fetch ended");
     }
 }
