@@ -510,14 +510,18 @@ impl Jobs {
         lock(&self.inner.whole).contains(&id)
     }
 
-    /// The lowest position a vertex here needs `stream` from, if any reads
-    /// it: a copy acknowledges no more to its writer, so what a vertex
-    /// resumed from its backup's snapshot reads is still there. A backup's
-    /// own copy follows the writer's collection and holds nothing back.
+    /// The lowest position a vertex here needs copy `stream` from, if any
+    /// reads it: a copy acknowledges no more to its writer, so what a
+    /// vertex resumed from its backup's snapshot reads is still there. A
+    /// backup's own copy follows the writer's collection and holds nothing
+    /// back, nor do holds kept for other members' copies when this member
+    /// wrote the stream (its vertex moved away).
     pub fn held(&self, stream: u64) -> Option<u64> {
         lock(&self.inner.readers).get(&stream).and_then(|r| {
             r.iter()
-                .filter(|(reader, _)| *reader != BACKUP_HOLD)
+                .filter(|(reader, _)| {
+                    *reader != BACKUP_HOLD && !super::placed::for_other_members(reader)
+                })
                 .map(|(_, pos)| *pos)
                 .min()
         })

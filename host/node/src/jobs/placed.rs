@@ -406,6 +406,6 @@ impl Jobs {
 
 /// Whether `reader` holds a stream here for a copy on another member (its
 /// pull, a backup's copy, a writer's replicas) rather than for a reader here.
-fn for_other_members(reader: &str) -> bool {
+pub(super) fn for_other_members(reader: &str) -> bool {
     reader.starts_with("pull/") || reader.starts_with("backup/") || reader.starts_with("writer/")
 }
