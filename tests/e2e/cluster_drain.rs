@@ -304,7 +304,7 @@ fn a_member_back_after_a_loss_gets_vertices_again_without_changing_an_output_byt
     let mut nodes = three(d);
     let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
     let q = "q5";
-    super::nexmark_queries::example(d, q, "events => 300000, rate => 20000, pace => 1");
+    super::nexmark_queries::example(d, q, "events => 500000, rate => 20000, pace => 1");
     let want = offline(d, q);
     submit(d, &nodes[0], q);
     std::thread::sleep(std::time::Duration::from_millis(1200));
