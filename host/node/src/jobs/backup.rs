@@ -515,13 +515,12 @@ impl Jobs {
     /// vertex resumed from its backup's snapshot reads is still there. A
     /// backup's own copy follows the writer's collection and holds nothing
     /// back, nor do holds kept for other members' copies when this member
-    /// wrote the stream (its vertex moved away).
+    /// wrote the stream (its vertex moved away): neither is a reader here
+    /// ([`BACKUP_HOLD`] is named like a backup's copy).
     pub fn held(&self, stream: u64) -> Option<u64> {
         lock(&self.inner.readers).get(&stream).and_then(|r| {
             r.iter()
-                .filter(|(reader, _)| {
-                    *reader != BACKUP_HOLD && !super::placed::for_other_members(reader)
-                })
+                .filter(|(reader, _)| !super::placed::for_other_members(reader))
                 .map(|(_, pos)| *pos)
                 .min()
         })
