@@ -54,6 +54,14 @@ pub(crate) fn member_logs(dir: &Path) -> String {
         .collect()
 }
 
+/// Prints the members' logs to the test's output and says so, for a
+/// failure message: the message then ends the output (where a shortened
+/// copy of it keeps the end) instead of being buried above the logs.
+pub(crate) fn logs_above(dir: &Path) -> &'static str {
+    eprintln!("{}", member_logs(dir));
+    "(the members' logs are printed above)"
+}
+
 /// The log filter of the members the tests start.
 const MEMBER_LOG: &str = "warn,weir::udf=info,openraft=off,weir_node::jobs::placed=info,weir_node::jobs::timelines=info,weir_node::node::backup=info,weir_node::jobs::backup=info,weir_node::node::stragglers=info";
 
@@ -90,7 +98,7 @@ pub(crate) fn until_within(
     }
     panic!(
         "{what}: not within {patience:?}; last status {last:?}\n{}",
-        member_logs(dir)
+        logs_above(dir)
     );
 }
 

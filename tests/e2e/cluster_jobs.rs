@@ -17,7 +17,9 @@ pub(super) fn three(d: &Path) -> Vec<Node> {
 }
 
 /// Three members started with `env` and heartbeat timeout `timeout`, once
-/// all are up.
+/// all are up and vote (a member that joined last is up before the
+/// coordinator makes it a voter; until then the first member alone is a
+/// majority).
 pub(super) fn three_with(d: &Path, env: &[(&str, &str)], timeout: &str) -> Vec<Node> {
     let first =
         member_with(d, "d1", "127.0.0.1:0", None, env, timeout).expect("the first node starts");
@@ -27,10 +29,12 @@ pub(super) fn three_with(d: &Path, env: &[(&str, &str)], timeout: &str) -> Vec<N
         let joined = member_with(d, data, "127.0.0.1:0", Some(&seed), env, timeout);
         nodes.push(joined.expect("a node joins"));
     }
-    until(d, &nodes[2], "three members up", |s| {
+    until(d, &nodes[2], "three members up and voting", |s| {
         s["coordinator"].is_u64()
             && members(s).len() == 3
-            && members(s).iter().all(|m| m["health"] == "up")
+            && members(s)
+                .iter()
+                .all(|m| m["health"] == "up" && m["voter"] == true)
     });
     nodes
 }

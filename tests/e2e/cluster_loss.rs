@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::cluster::{id_at, member_logs, members, until};
+use super::cluster::{id_at, logs_above, member_logs, members, until};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
 use super::node::{cluster, ok, write};
 use weir::testkit::udf_component;
@@ -226,7 +226,7 @@ fn a_udfs_log_survives_the_loss_of_its_member() {
     assert!(
         after.contains(&first),
         "{copy}: its log on its new member lacks `{first}`:\n{after}\n{}",
-        member_logs(d)
+        logs_above(d)
     );
 }
 
@@ -295,7 +295,7 @@ fn members_stalled_past_the_timeout_one_after_another_change_no_output_byte() {
     assert!(
         got == want,
         "{q}: the output after three stalls differs from weir run's\n{}",
-        member_logs(d)
+        logs_above(d)
     );
     // Each stalled member's log says its runtime was held up, and for
     // about how long: more than the timeout its peers waited.

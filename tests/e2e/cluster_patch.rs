@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 use weir::testkit::udf_component;
 
-use super::cluster::{id_at, member, member_logs, members, until, until_within};
+use super::cluster::{id_at, logs_above, member, members, until, until_within};
 use super::cluster_jobs::{job_status, submit, three, three_with, vertices};
 use super::node::{Node, ok, write};
 use super::patch::version_of;
@@ -334,7 +334,7 @@ fn a_deploy_followed_by_the_loss_of_a_member_and_its_disk_keeps_every_switch() {
         assert!(
             std::time::Instant::now() < deadline,
             "not every copy switched within 60 s: {switched:?}\n{}",
-            member_logs(d)
+            logs_above(d)
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
@@ -450,7 +450,7 @@ fn changes_to_two_stages_of_a_job_each_reach_their_copies() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "stage `{stage}`: {filtered} of 6 copies took its filter within 30 s: {out}\n{}",
-                member_logs(d)
+                logs_above(d)
             );
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
@@ -500,7 +500,7 @@ pub(crate) fn tally_finished(d: &Path, node: &Node, patience: std::time::Duratio
         assert!(
             v.iter().all(|(_, _, state)| state != "failed"),
             "a vertex failed: {v:?}\n{}",
-            member_logs(d)
+            logs_above(d)
         );
         !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
     });

@@ -9,7 +9,7 @@ use weir::testkit::udf_component;
 
 use std::collections::BTreeMap;
 
-use super::cluster::{id_at, member_logs, members, until};
+use super::cluster::{id_at, logs_above, member_logs, members, until};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three_with, vertices};
 use super::cluster_patch::{change, rows, run_tally, same_rows_by_version};
 use super::node::{cluster, ok, write};
@@ -204,7 +204,7 @@ fn a_deploy_to_a_replicated_stage_switches_each_instance_where_its_vertex_did() 
             at[0],
             at[1],
             "{copy}: its instances switched apart: {s}\n{}",
-            member_logs(d)
+            logs_above(d)
         );
     }
     nodes.remove(2).kill9();
@@ -256,7 +256,7 @@ fn a_follower_that_cannot_follow_is_dropped_and_the_job_runs_on() {
         assert!(
             std::time::Instant::now() < deadline,
             "no follower failed within 30 s:\n{}",
-            member_logs(d)
+            logs_above(d)
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
