@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 use weir::testkit::udf_component;
 
-use super::cluster::{id_at, logs_above, member, members, until, until_within};
+use super::cluster::{id_at, logs_above, member, member_logs, members, until, until_within};
 use super::cluster_jobs::{job_status, submit, three, three_with, vertices};
 use super::node::{Node, ok, write};
 use super::patch::version_of;
@@ -499,8 +499,13 @@ pub(crate) fn tally_finished(d: &Path, node: &Node, patience: std::time::Duratio
         let v = vertices(s, "tally");
         assert!(
             v.iter().all(|(_, _, state)| state != "failed"),
-            "a vertex failed: {v:?}\n{}",
-            logs_above(d)
+            "a vertex failed: {v:?}\n{}\nwhy, as the members logged it:\n{}",
+            logs_above(d),
+            member_logs(d)
+                .lines()
+                .filter(|l| l.contains(" failed: "))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         !v.is_empty() && v.iter().all(|(_, _, state)| state == "finished")
     });
