@@ -108,7 +108,7 @@ fn lose_a_member_running_replicas(coordinator: bool) {
         .iter()
         .find(|n| id_at(&up, &n.addr) == holder)
         .expect("its member");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
     loop {
         let list = ok(&node.weir(d, &["stream", "list"]));
         let low = list
@@ -275,4 +275,79 @@ fn a_follower_that_cannot_follow_is_dropped_and_the_job_runs_on() {
     });
     let got = finished_output(d, &nodes[0], "tally", |s| s["state"] != "running");
     assert!(got == want, "the tally differs from weir run's");
+}
+
+/// A copy of a replicated stage made slow on its member (the test hook
+/// `WEIR_TEST_SLOW_FILE`: 30 ms per input entry there) falls far behind its
+/// peers but gets no straggler's duplicate (its replica runs already; the
+/// coordinator writes nothing for it, nor says it gets one). Then a deploy
+/// and the loss of a member with its disk: every row still comes from the
+/// version its copy ran at that row, exactly once.
+#[test]
+fn a_slow_replicated_copy_gets_no_duplicate_and_a_deploy_and_a_loss_keep_every_row() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = Vec::new();
+    for data in ["d1", "d2", "d3"] {
+        let seed = nodes.first().map(|n: &super::node::Node| n.addr.clone());
+        let file = format!("slow-{data}");
+        let env = [("WEIR_TEST_SLOW_FILE", file.as_str())];
+        nodes.push(
+            super::cluster::member_with(d, data, "127.0.0.1:0", seed.as_deref(), &env, "2s")
+                .expect("a node"),
+        );
+    }
+    let up = until(d, &nodes[2], "three voting", |s| {
+        s["coordinator"].is_u64()
+            && members(s).len() == 3
+            && members(s)
+                .iter()
+                .all(|m| m["health"] == "up" && m["voter"] == true)
+    });
+    let (want, _) = run_tally(d, &nodes[0], " WITH REPLICATE 2");
+    let s = until(d, &nodes[0], "status", |_| true);
+    let (at, copy) = (0..3)
+        .find_map(|i| {
+            let me = id_at(&up, &nodes[i].addr);
+            let m = members(&s).iter().find(|m| m["id"] == me)?;
+            m["vertices"].as_array()?.iter().find_map(|v| {
+                let n = v["vertex"].as_str()?;
+                (v["job"] == "tally" && n.starts_with("tally__p") && v["replica"] == false)
+                    .then(|| (i + 1, n.to_string()))
+            })
+        })
+        .expect("a copy");
+    std::fs::write(d.join(format!("slow-d{at}")), format!("{copy} 30")).expect("slow");
+    // Far behind (a straggler has over 256 entries to read), for longer
+    // than the coordinator's three checks a second apart.
+    let far_behind = |s: &Value| {
+        members(s).iter().any(|m| {
+            m["vertices"].as_array().into_iter().flatten().any(|v| {
+                v["vertex"] == copy.as_str()
+                    && v["replica"] == false
+                    && v["lag"].as_u64().is_some_and(|l| l > 1000)
+            })
+        })
+    };
+    super::cluster::until_within(
+        d,
+        &nodes[0],
+        "the slow copy far behind",
+        std::time::Duration::from_secs(60),
+        far_behind,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(
+        !member_logs(d).contains("a straggler"),
+        "a replicated copy was taken for a straggler: {}",
+        logs_above(d)
+    );
+    std::fs::remove_file(d.join(format!("slow-d{at}"))).expect("fast");
+    let v2 = udf_component("tally_v2").display().to_string();
+    change(d, &nodes[1], &["deploy", &v2]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    nodes.remove(2).kill9();
+    std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");
+    super::cluster_patch::tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
+    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
 }

@@ -533,7 +533,7 @@ impl Metadata {
     /// changes, see `follow`). Or it caught up again first: its duplicate
     /// goes.
     pub(crate) fn straggler(&mut self, name: &str, id: u64, vertex: &str, slow: bool) -> Reply {
-        let placeable: Vec<NodeId> = self.placeable().collect();
+        let duplicate = self.straggler_duplicate(name, vertex);
         let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
             return Reply::Unchanged;
         };
@@ -544,20 +544,27 @@ impl Metadata {
             }
             return Reply::Unchanged;
         }
-        let Some(backup) = job.backups.get(vertex).copied() else {
+        let Some(backup) = duplicate else {
             return Reply::Unchanged;
         };
-        if is_sink(vertex)
-            || job.duplicates.contains_key(vertex)
-            || job.replicas.contains_key(vertex)
-            || !job.ready.contains(vertex)
-            || !placeable.contains(&backup)
-        {
-            return Reply::Unchanged;
-        }
         job.stragglers.insert(vertex.to_string());
         job.duplicates.insert(vertex.to_string(), backup);
         Reply::Done
+    }
+
+    /// Where vertex `vertex` of job `name`, behind its stage's peers, would
+    /// run a duplicate now: on its backup, once that is up, takes work and
+    /// holds a snapshot of it. None for a sink, a replicated vertex (its
+    /// replicas run already) or one that has a duplicate.
+    pub fn straggler_duplicate(&self, name: &str, vertex: &str) -> Option<NodeId> {
+        let job = self.jobs.get(name)?;
+        let backup = job.backups.get(vertex).copied()?;
+        let eligible = !is_sink(vertex)
+            && !job.duplicates.contains_key(vertex)
+            && !job.replicas.contains_key(vertex)
+            && job.ready.contains(vertex)
+            && self.placeable().any(|m| m == backup);
+        eligible.then_some(backup)
     }
 
     /// Records the timeline of copy `copy` of incarnation `id` of job

@@ -409,10 +409,13 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
         slow,
     };
     // Not before its backup holds a snapshot of it.
+    assert_eq!(m.straggler_duplicate("j", "v0"), None);
     assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
     let (own, backup) = (m.jobs["j"].placement["v0"], m.jobs["j"].backups["v0"]);
     ready(&mut m, "v0", backup);
+    assert_eq!(m.straggler_duplicate("j", "v0"), Some(backup));
     assert_eq!(m.apply(&slow("v0", true)), Reply::Done);
+    assert_eq!(m.straggler_duplicate("j", "v0"), None, "it has one");
     assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
     assert_eq!(m.jobs["j"].duplicates.get("v0"), Some(&backup));
     // The straggler caught up first: the duplicate goes, the vertex stays.
@@ -444,7 +447,18 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
     m.apply(&Command::SubmitJob(s));
     let b = m.jobs["j"].backups["sink0"];
     ready(&mut m, "sink0", b);
+    assert_eq!(m.straggler_duplicate("j", "sink0"), None);
     assert_eq!(m.apply(&slow("sink0", true)), Reply::Unchanged);
+    // Nor a replicated vertex: its replicas run already.
+    let mut m = members(3);
+    let mut s = spec("j", 1);
+    s.replicate = [("v0".to_string(), 2)].into();
+    m.apply(&Command::SubmitJob(s));
+    let b = m.jobs["j"].backups["v0"];
+    ready(&mut m, "v0", b);
+    assert!(m.jobs["j"].replicas.contains_key("v0"));
+    assert_eq!(m.straggler_duplicate("j", "v0"), None);
+    assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
     // A copy of a stage that has had changes does: its duplicate follows
     // the copy's switches.
     let mut m = members(2);

@@ -136,9 +136,15 @@ impl Node {
             for v in &slow {
                 let count = seen.counts.entry((name.clone(), v.clone())).or_insert(0);
                 *count += 1;
-                if *count >= CHECKS && !job.stragglers.contains(v) {
+                // Written only when it would get a duplicate: each write
+                // is an entry of the Raft log, and a replicated vertex or a
+                // sink never gets one.
+                if *count >= CHECKS
+                    && !job.stragglers.contains(v)
+                    && let Some(backup) = metadata.straggler_duplicate(name, v)
+                {
                     let at = copies[v];
-                    tracing::info!(job = %name, vertex = %v, read_cti = ?at.cti, lag = at.lag, "a straggler: far behind its stage's peers, it gets a duplicate");
+                    tracing::info!(job = %name, vertex = %v, read_cti = ?at.cti, lag = at.lag, duplicate_on = backup, "a straggler: far behind its stage's peers, it gets a duplicate");
                     writes.push((name.clone(), job.id, v.clone(), true));
                 }
             }
