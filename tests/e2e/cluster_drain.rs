@@ -107,33 +107,8 @@ fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
 fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
     let dir = cluster();
     let d = dir.path();
-    let first = super::cluster::member_with(
-        d,
-        "d1",
-        "127.0.0.1:0",
-        None,
-        &[("WEIR_TEST_SLOW_FILE", "slow-d1")],
-        super::cluster::TIMEOUT,
-    )
-    .expect("the first node starts");
-    let mut nodes = vec![first];
-    for data in ["d2", "d3"] {
-        let seed = nodes[0].addr.clone();
-        let file = format!("slow-{data}");
-        let env = [("WEIR_TEST_SLOW_FILE", file.as_str())];
-        let joined = super::cluster::member_with(
-            d,
-            data,
-            "127.0.0.1:0",
-            Some(&seed),
-            &env,
-            super::cluster::TIMEOUT,
-        );
-        nodes.push(joined.expect("a node joins"));
-    }
-    let up = until(d, &nodes[2], "three members up", |s| {
-        s["coordinator"].is_u64() && members(s).iter().filter(|m| m["health"] == "up").count() == 3
-    });
+    let nodes = super::cluster_jobs::three_slowable(d, super::cluster::TIMEOUT);
+    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
     let q = "q5";
     super::nexmark_queries::example(d, q, "events => 300000, rate => 20000, pace => 1");
     let want = offline(d, q);

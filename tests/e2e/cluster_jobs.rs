@@ -21,13 +21,28 @@ pub(super) fn three(d: &Path) -> Vec<Node> {
 /// coordinator makes it a voter; until then the first member alone is a
 /// majority).
 pub(super) fn three_with(d: &Path, env: &[(&str, &str)], timeout: &str) -> Vec<Node> {
-    let first =
-        member_with(d, "d1", "127.0.0.1:0", None, env, timeout).expect("the first node starts");
-    let mut nodes = vec![first];
-    for data in ["d2", "d3"] {
-        let seed = nodes[0].addr.clone();
-        let joined = member_with(d, data, "127.0.0.1:0", Some(&seed), env, timeout);
-        nodes.push(joined.expect("a node joins"));
+    three_each(d, |_| env.to_vec(), timeout)
+}
+
+/// Three members, `dN` slowed through the test hook `WEIR_TEST_SLOW_FILE`
+/// by the file `slow-dN`, once all are up and vote.
+pub(super) fn three_slowable(d: &Path, timeout: &str) -> Vec<Node> {
+    let files = ["slow-d1", "slow-d2", "slow-d3"];
+    three_each(d, |i| vec![("WEIR_TEST_SLOW_FILE", files[i])], timeout)
+}
+
+/// Three members, member `i` (0-based) started with `env(i)`, once all
+/// are up and vote.
+fn three_each<'a>(
+    d: &Path,
+    env: impl Fn(usize) -> Vec<(&'a str, &'a str)>,
+    timeout: &str,
+) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, data) in ["d1", "d2", "d3"].into_iter().enumerate() {
+        let seed = nodes.first().map(|n| n.addr.clone());
+        let joined = member_with(d, data, "127.0.0.1:0", seed.as_deref(), &env(i), timeout);
+        nodes.push(joined.expect("a node starts"));
     }
     until(d, &nodes[2], "three members up and voting", |s| {
         s["coordinator"].is_u64()

@@ -287,23 +287,8 @@ fn a_follower_that_cannot_follow_is_dropped_and_the_job_runs_on() {
 fn a_slow_replicated_copy_gets_no_duplicate_and_a_deploy_and_a_loss_keep_every_row() {
     let dir = cluster();
     let d = dir.path();
-    let mut nodes = Vec::new();
-    for data in ["d1", "d2", "d3"] {
-        let seed = nodes.first().map(|n: &super::node::Node| n.addr.clone());
-        let file = format!("slow-{data}");
-        let env = [("WEIR_TEST_SLOW_FILE", file.as_str())];
-        nodes.push(
-            super::cluster::member_with(d, data, "127.0.0.1:0", seed.as_deref(), &env, "2s")
-                .expect("a node"),
-        );
-    }
-    let up = until(d, &nodes[2], "three voting", |s| {
-        s["coordinator"].is_u64()
-            && members(s).len() == 3
-            && members(s)
-                .iter()
-                .all(|m| m["health"] == "up" && m["voter"] == true)
-    });
+    let mut nodes = super::cluster_jobs::three_slowable(d, "2s");
+    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
     let (want, _) = run_tally(d, &nodes[0], " WITH REPLICATE 2");
     let s = until(d, &nodes[0], "status", |_| true);
     let (at, copy) = (0..3)
