@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::cluster::{TIMEOUT, member, member_with, members, until};
+use super::cluster::{TIMEOUT, logs_above, member, member_with, members, until};
 use super::node::{Node, cluster, ok};
 use super::{stderr, weir};
 
@@ -77,7 +77,18 @@ pub(super) fn vertices(s: &Value, job: &str) -> Vec<(u64, String, String)> {
 /// Polls `weir job status JOB --json` on `node` until `done` holds, for
 /// at most 30 s; returns the job's status.
 pub(super) fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    job_status_within(d, node, job, std::time::Duration::from_secs(30), done)
+}
+
+/// [`job_status`], for at most `patience`.
+pub(super) fn job_status_within(
+    d: &Path,
+    node: &Node,
+    job: &str,
+    patience: std::time::Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + patience;
     loop {
         let out = node.weir(d, &["job", "status", job, "--json"]);
         let status: Option<Value> = out.status.success().then(|| {
@@ -88,9 +99,10 @@ pub(super) fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value)
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{job}: not done within 30 s: {}{}",
+            "{job}: not done within {patience:?}: {}{}\n{}",
             String::from_utf8_lossy(&out.stdout),
-            stderr(&out)
+            stderr(&out),
+            logs_above(d)
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -105,7 +117,11 @@ pub(super) fn finished_output(
     done: impl Fn(&Value) -> bool,
 ) -> String {
     let status = job_status(d, node, q, done);
-    assert_eq!(status["state"], "finished", "{status}");
+    assert!(
+        status["state"] == "finished",
+        "{q} did not finish: {status}\n{}",
+        logs_above(d)
+    );
     std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).expect("output")
 }
 

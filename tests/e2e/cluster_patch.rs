@@ -524,19 +524,31 @@ pub(crate) fn tally_finished(d: &Path, node: &Node, patience: std::time::Duratio
 /// new version's rows as if they followed the old one's: wrong totals.)
 #[test]
 fn a_change_queued_for_a_stalled_members_copies_is_made_past_what_readers_elsewhere_copied() {
-    change_while_a_member_is_stalled();
+    change_while_a_member_is_stalled(Then::Lost);
 }
 
-// The same with the stalled member running on (`kill -CONT`) once its
-// copies moved is not in the suite: what its copies wrote after it was
-// declared lost, on the version before the change, stays in its streams,
-// and a duplicate on it read those rows after the moved copy's (README
-// "Not yet").
+/// The same, with the stalled member running on (`kill -CONT`) once its
+/// copies moved: until it hears that they did, its copies write on, on
+/// the version before the change, into its streams. Back, it empties
+/// its copies of those streams before anything there reads them again,
+/// so a vertex that moves back there later reads the new writer's rows.
+#[test]
+fn a_stalled_member_that_runs_on_after_its_copies_moved_keeps_none_of_their_stale_rows() {
+    change_while_a_member_is_stalled(Then::RunsOn);
+}
+
+/// What becomes of the stalled member once its copies moved.
+enum Then {
+    /// Killed, its disk deleted.
+    Lost,
+    /// It runs on from where it stood.
+    RunsOn,
+}
 
 /// A deploy while a member is stalled, its copies moved to backups whose
 /// copies of their output lag what the union's member read; the member is
-/// then killed with its disk.
-fn change_while_a_member_is_stalled() {
+/// then killed with its disk, or runs on.
+fn change_while_a_member_is_stalled(then: Then) {
     let dir = super::node::cluster();
     let d = dir.path();
     let pause = d.join("pause-backup-copies");
@@ -572,13 +584,16 @@ fn change_while_a_member_is_stalled() {
         .unwrap_or_else(|| {
             panic!("no copy off the union's and the coordinator's members backed up off the union's: {s}")
         });
-    let at = |id: u64| {
-        nodes
-            .iter()
-            .position(|n| id_at(&up, &n.addr) == id)
-            .expect("a node")
-    };
+    let ids: Vec<u64> = nodes.iter().map(|n| id_at(&up, &n.addr)).collect();
+    let at = |id: u64| ids.iter().position(|i| *i == id).expect("a node");
     let (copy, stalled, _) = stalled;
+    let moved: Vec<String> = listed
+        .iter()
+        .filter(|v| v["member"].as_u64() == Some(stalled))
+        .filter_map(|v| v["name"].as_str())
+        .filter(|n| n.starts_with("tally__p"))
+        .map(str::to_string)
+        .collect();
     let (i, via) = (at(stalled), at(union));
     // The backups' copies stop; the union's member reads on for a while.
     write(d, "pause-backup-copies", "");
@@ -609,9 +624,71 @@ fn change_while_a_member_is_stalled() {
         },
     );
     std::fs::remove_file(&pause).expect("let the backups' copies go on");
-    nodes.remove(i).kill9();
-    std::fs::remove_dir_all(d.join(format!("d{}", i + 1))).expect("delete its disk");
+    match then {
+        Then::Lost => {
+            nodes.remove(i).kill9();
+            std::fs::remove_dir_all(d.join(format!("d{}", i + 1))).expect("delete its disk");
+        }
+        Then::RunsOn => nodes[i].resume(),
+    }
     tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
     assert_eq!(deploys(d, &nodes[0]).len(), 6, "every copy took the deploy");
     same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+    if let Then::RunsOn = then {
+        // What the stalled member holds of the streams of its copies that
+        // moved is what their new members wrote there.
+        let log = std::fs::read_to_string(d.join(format!("d{}.log", i + 1))).expect("its log");
+        assert!(
+            log.contains("was declared lost while it ran"),
+            "the stalled member's log does not say it acted on its loss:\n{log}"
+        );
+        let s = job_status(d, &nodes[0], "tally", |_| true);
+        for copy in &moved {
+            let now = s["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == copy.as_str())
+                .and_then(|v| v["member"].as_u64())
+                .unwrap_or_else(|| panic!("{copy}'s member: {s}"));
+            same_entries(d, &nodes[i], &nodes[at(now)], copy);
+        }
+    }
+}
+
+/// `(name, low, next)` of the job stream of vertex `vertex` on `node`.
+fn job_stream(d: &Path, node: &Node, vertex: &str) -> (String, u64, u64) {
+    let list = ok(&node.weir(d, &["stream", "list"]));
+    list.lines()
+        .find_map(|line| {
+            let (name, range) = line.split_once("\tseq ")?;
+            let (low, next) = range.split_once("..")?;
+            let next = next.split_whitespace().next()?;
+            (name.starts_with("tally@") && name.ends_with(&format!(".{vertex}")))
+                .then(|| Some((name.to_string(), low.parse().ok()?, next.parse().ok()?)))?
+        })
+        .unwrap_or_else(|| panic!("no stream of {vertex} on {}:\n{list}", node.addr))
+}
+
+/// Asserts that every entry `stale` holds of the stream of vertex `copy`
+/// is the entry `writer` holds at that seq.
+fn same_entries(d: &Path, stale: &Node, writer: &Node, copy: &str) {
+    let (name, low, next) = job_stream(d, stale, copy);
+    let (_, their_low, their_next) = job_stream(d, writer, copy);
+    let from = low.max(their_low);
+    if from >= next {
+        return;
+    }
+    assert!(
+        next <= their_next,
+        "{name}: the stalled member holds seq {low}..{next}, its writer only up to {their_next}"
+    );
+    let read =
+        |node: &Node| ok(&node.weir(d, &["stream", "read", &name, "--from", &from.to_string()]));
+    let (held, written) = (read(stale), read(writer));
+    assert!(
+        written.starts_with(&held),
+        "{name} from seq {from}: the stalled member holds other rows than the member that writes it now\n--- stalled member:\n{held}\n--- writer:\n{written}\n{}",
+        logs_above(d)
+    );
 }

@@ -290,18 +290,19 @@ fn a_slow_replicated_copy_gets_no_duplicate_and_a_deploy_and_a_loss_keep_every_r
     let mut nodes = super::cluster_jobs::three_slowable(d, "2s");
     let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
     let (want, _) = run_tally(d, &nodes[0], " WITH REPLICATE 2");
-    let s = until(d, &nodes[0], "status", |_| true);
-    let (at, copy) = (0..3)
-        .find_map(|i| {
+    let copy_in = |s: &Value| {
+        (0..3).find_map(|i| {
             let me = id_at(&up, &nodes[i].addr);
-            let m = members(&s).iter().find(|m| m["id"] == me)?;
+            let m = members(s).iter().find(|m| m["id"] == me)?;
             m["vertices"].as_array()?.iter().find_map(|v| {
                 let n = v["vertex"].as_str()?;
                 (v["job"] == "tally" && n.starts_with("tally__p") && v["replica"] == false)
                     .then(|| (i + 1, n.to_string()))
             })
         })
-        .expect("a copy");
+    };
+    let s = until(d, &nodes[0], "a copy listed", |s| copy_in(s).is_some());
+    let (at, copy) = copy_in(&s).expect("a copy");
     std::fs::write(d.join(format!("slow-d{at}")), format!("{copy} 30")).expect("slow");
     // Far behind (a straggler has over 256 entries to read), for longer
     // than the coordinator's three checks a second apart.

@@ -55,6 +55,10 @@ pub struct Member {
     /// on it, until it joins again (restarts).
     #[serde(default)]
     pub draining: bool,
+    /// How many times it was declared lost: a member that finds this past
+    /// what it last acted on distrusts what its vertices wrote meanwhile.
+    #[serde(default)]
+    pub losses: u64,
 }
 
 /// A change to the metadata, as proposed to the Raft log.
@@ -124,6 +128,11 @@ pub enum Command {
         vertices: Vec<String>,
         /// The backup.
         member: NodeId,
+        /// How many of its losses the backup had acted on when it stored
+        /// them: a word from before it acted on its latest loss is ignored
+        /// (acting on it emptied the copies the snapshots stand on).
+        #[serde(default)]
+        acted: u64,
     },
     /// The member that runs a copy of a stage made a switch: the copy's
     /// timeline, recorded before it writes anything past the switch.
@@ -356,11 +365,20 @@ impl Metadata {
                         announced: self.members.get(&id).map_or(0, |m| m.announced),
                         // A drained member that starts again takes work again.
                         draining: false,
+                        losses: self.members.get(&id).map_or(0, |m| m.losses),
                     },
                 );
                 Reply::Joined { id, replaced }
             }
-            Command::Lost { id } => self.set(*id, Health::Up, Health::Lost),
+            Command::Lost { id } => {
+                let reply = self.set(*id, Health::Up, Health::Lost);
+                if reply == Reply::Done
+                    && let Some(m) = self.members.get_mut(id)
+                {
+                    m.losses += 1;
+                }
+                reply
+            }
             Command::Drain { id } => self.drain(*id),
             Command::Back { id } => self.set(*id, Health::Lost, Health::Up),
             Command::SubmitJob(spec) => self.submit(spec),
@@ -377,7 +395,11 @@ impl Metadata {
                 id,
                 vertices,
                 member,
+                acted,
             } => match self.jobs.get_mut(name) {
+                Some(_) if self.members.get(member).is_some_and(|m| m.losses > *acted) => {
+                    Reply::Unchanged
+                }
                 Some(job) if job.id == *id => {
                     // A word from a member that no longer backs a vertex up
                     // is ignored.
@@ -604,6 +626,7 @@ mod tests {
                     nonce: 0,
                     announced: 0,
                     draining: false,
+                    losses: 0,
                 },
             );
         }
@@ -667,6 +690,19 @@ mod tests {
         );
         assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Done);
         assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Unchanged);
+        // Each loss counts once, and a rejoin keeps the count.
+        assert_eq!(m.members[&1].losses, 1);
+        assert_eq!(m.apply(&Command::Back { id: 1 }), Reply::Done);
+        assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Done);
+        assert_eq!(m.members[&1].losses, 2);
+        let again = Command::Join {
+            addr: addr.clone(),
+            id: Some(FIRST),
+            nonce: 0,
+        };
+        assert!(matches!(m.apply(&again), Reply::Joined { id: 1, .. }));
+        assert_eq!(m.members[&1].losses, 2);
+        assert_eq!(m.apply(&Command::Lost { id: 1 }), Reply::Done);
         assert_eq!(
             m.apply(&Command::Join {
                 addr,

@@ -171,11 +171,13 @@ pub(crate) mod tests {
         let Some(b) = job.backups.get(vertex).copied() else {
             return;
         };
+        let acted = m.members.get(&b).map_or(0, |x| x.losses);
         m.apply(&Command::BackupReady {
             name: "j".into(),
             id: job.id,
             vertices: vec![vertex.into()],
             member: b,
+            acted,
         });
     }
 

@@ -204,6 +204,7 @@ mod tests {
                     nonce: 0,
                     announced: 0,
                     draining: false,
+                    losses: 0,
                 },
             );
         }

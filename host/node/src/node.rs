@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Context, NodeError, Result, bail, err};
-
 use crate::access::{FileAccess, Role};
+use crate::error::{Context, NodeError, Result, bail, err};
 use crate::jobs::Jobs;
 use crate::net::{self, CertDir, MAX_INGEST, Request, Response, StreamSummary, write_msg};
 use crate::plan::{ErrorPolicy, SourceFormat, SourceSpec};
@@ -41,6 +40,7 @@ mod backup;
 mod changes;
 mod collect;
 mod exchange;
+mod fence;
 mod gather;
 mod ingest;
 mod logs;
@@ -54,9 +54,9 @@ mod wire;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
 
-/// A placed job's incarnation, how many of its cluster changes a member
-/// went through, and the vertices it ran then (a follower that becomes
-/// the vertex takes the changes since it followed).
+/// A placed job's incarnation, the cluster changes a member went through,
+/// and the vertices it ran then (a follower that becomes the vertex takes
+/// the changes since it followed).
 type ChangesTaken = (u64, usize, std::collections::BTreeSet<String>);
 
 /// A running node's shared parts.

@@ -19,11 +19,13 @@ fn members(n: u64) -> Metadata {
 
 /// Backup `member` of vertex `vertex` of job `j` (id 1) stored a snapshot.
 fn ready(m: &mut Metadata, vertex: &str, member: NodeId) {
+    let acted = m.members.get(&member).map_or(0, |b| b.losses);
     m.apply(&Command::BackupReady {
         name: "j".into(),
         id: 1,
         vertices: vec![vertex.into()],
         member,
+        acted,
     });
 }
 
@@ -57,6 +59,7 @@ proptest! {
                 nonce: 0,
                 announced: 0,
                 draining: false,
+                losses: 0,
             });
         }
         let up: Vec<NodeId> = m.up().map(|(id, _)| id).collect();
@@ -102,10 +105,10 @@ proptest! {
             let job = m.jobs["j"].clone();
             for (i, (v, b)) in job.backups.iter().enumerate() {
                 if ready & (1 << (i % 16)) != 0 {
-                    m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec![v.clone()], member: *b });
+                    m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec![v.clone()], member: *b, acted: 0 });
                 }
             }
-            m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec!["v0".into()], member: 99 });
+            m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec!["v0".into()], member: 99, acted: 0 });
             let before = m.jobs["j"].clone();
             let id = (id - 1) % n + 1;
             m.apply(&match kind {
@@ -200,6 +203,7 @@ fn a_drained_member_hands_each_vertex_to_its_backup_once_that_is_ready() {
             id: 1,
             vertices: vec![v.clone()],
             member: backup,
+            acted: 0,
         });
         // A duplicate runs on the backup; the vertex moves there once
         // that member says it caught up, and only that member.
@@ -521,6 +525,17 @@ fn a_member_back_after_a_loss_gets_vertices_again_through_duplicates() {
         .collect();
     assert_eq!(handed.len(), 1, "one vertex at a time: {job:?}");
     assert!(job.duplicates.values().all(|d| *d != 3), "{job:?}");
+    // A snapshot it stored before it acted on its loss counts for nothing
+    // (acting on it emptied the copies the snapshot stands on).
+    let stale = Command::BackupReady {
+        name: "j".into(),
+        id: 1,
+        vertices: vec![handed[0].clone()],
+        member: 3,
+        acted: 0,
+    };
+    assert_eq!(m.apply(&stale), Reply::Unchanged);
+    assert!(!m.jobs["j"].ready.contains(handed[0]));
     // It stores the snapshot: the vertex gets a duplicate there.
     ready(&mut m, handed[0], 3);
     let job = m.jobs["j"].clone();

@@ -111,6 +111,26 @@ impl Jobs {
         ))
     }
 
+    /// Forgets the snapshot of `vertex` of job `record` kept here (its
+    /// own, from when it ran here, or a backup's): the copies of its
+    /// streams it stood on were emptied, so the vertex resumes here only
+    /// from a snapshot stored anew.
+    pub fn forget_snapshot(&self, record: &JobRecord, vertex: &str) -> Result<()> {
+        let (keys, kind) = self.vertex_keys(record, vertex)?;
+        let mut ops: Vec<Op> = keys
+            .iter()
+            .map(|key| Op::DeleteMeta { key: key.clone() })
+            .collect();
+        if let (Kind::Stage, Some(owner)) = (kind, keys.last()) {
+            ops.push(Op::ClearState {
+                owner: owner.clone(),
+            });
+            self.forget_changed(|key| key == owner);
+        }
+        self.inner.streams.commit_meta(ops)?.wait()?;
+        Ok(())
+    }
+
     /// The placed job `job` incarnation `id` running here, by its record.
     fn placed_record(&self, job: &str, id: u64) -> Result<JobRecord> {
         lock(&self.inner.running)
@@ -226,6 +246,7 @@ impl Jobs {
     /// and its copies of the vertex's streams hold all the snapshot stands
     /// for.
     pub fn store_backup(&self, job: &str, id: u64, vertex: &str, bytes: &[u8]) -> Result<Stored> {
+        let _stores = lock(&self.inner.stores);
         let record = self.placed_record(job, id)?;
         if !record.backs.as_ref().is_some_and(|b| b.contains(vertex)) {
             return Ok(Stored::NotBacked);

@@ -149,6 +149,9 @@ struct Inner {
     changed: Mutex<HashMap<String, deltas::Changed>>,
     /// Per snapshot key of a vertex here: what its backup was sent last.
     sent: Mutex<HashMap<String, BackupSent>>,
+    /// Held while a backup is stored, and while a member that was declared
+    /// lost empties copies: no store lands on a copy emptied under it.
+    stores: Mutex<()>,
 }
 
 /// The jobs of a node.
@@ -270,6 +273,7 @@ impl Jobs {
                 backed_reads: Mutex::default(),
                 changed: Mutex::default(),
                 sent: Mutex::default(),
+                stores: Mutex::default(),
             }),
         }
     }

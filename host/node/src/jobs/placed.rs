@@ -304,6 +304,38 @@ impl Jobs {
         Ok(())
     }
 
+    /// Keeps backups from being stored until dropped (see
+    /// [`Jobs::stop_all_but`]).
+    pub fn hold_stores(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.inner.stores)
+    }
+
+    /// Stops the instances of placed job `name` here of the vertices
+    /// `keep` does not name, holds and snapshots kept, and the backups
+    /// stored here: the next look at the placement starts what runs and
+    /// what is backed up here now.
+    pub fn stop_all_but(&self, name: &str, keep: &BTreeSet<&str>) {
+        let leaving = {
+            let mut running = lock(&self.inner.running);
+            let Some(r) = running.get_mut(name) else {
+                return;
+            };
+            let (leaving, staying): (Vec<VertexThread>, Vec<VertexThread>) =
+                std::mem::take(&mut r.threads)
+                    .into_iter()
+                    .partition(|t| !keep.contains(t.vertex.as_str()));
+            r.threads = staying;
+            r.vertices
+                .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
+            if let Some(only) = &mut r.record.only {
+                only.retain(|v| keep.contains(v.as_str()));
+            }
+            r.record.backs = Some(BTreeSet::new());
+            leaving
+        };
+        halt_threads(leaving);
+    }
+
     /// Stops the vertices of job `name` here without forgetting their
     /// snapshots (the coordinator placed them anew).
     pub fn stop_placed(&self, name: &str) {
@@ -393,6 +425,12 @@ impl Jobs {
                 )
             })
             .collect()
+    }
+
+    /// Forgets every reader's hold on `stream` here: it was emptied, and
+    /// what reads it from now on begins where its snapshot says.
+    pub fn forget_readers(&self, stream: u64) {
+        lock(&self.inner.readers).remove(&stream);
     }
 
     /// Like [`Jobs::hold`], but keeps a lower position `reader` holds.

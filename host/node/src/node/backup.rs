@@ -48,6 +48,12 @@ impl Node {
                 return;
             };
             let me = cluster.id();
+            // Its copies may be emptied first; what it stores before then
+            // counts for nothing.
+            if self.unfenced(&metadata, me) {
+                continue;
+            }
+            let acted = self.losses_acted();
             let mut ready = Vec::new();
             // One connection per member per round, for all its vertices.
             let mut clients: HashMap<String, Client> = HashMap::new();
@@ -139,6 +145,7 @@ impl Node {
                     id,
                     vertices: ready,
                     member: me,
+                    acted,
                 };
                 let cluster = cluster.clone();
                 tokio::spawn(async move {

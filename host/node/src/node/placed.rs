@@ -276,6 +276,10 @@ impl Node {
             }
             let metadata = cluster.metadata();
             let me = cluster.id();
+            if let Err(e) = self.fence(&metadata, me).await {
+                tracing::error!("acting on this member's loss: {e:#}");
+                continue;
+            }
             let node = self.clone();
             let copies = metadata.clone();
             let collect = move || {

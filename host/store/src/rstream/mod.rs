@@ -621,6 +621,32 @@ impl Streams {
         })
     }
 
+    /// Empties `stream`, durably, as if it had never held an entry: a copy
+    /// whose entries can no longer be trusted (written here by an instance
+    /// another member has replaced) fills again from its writer. Nothing
+    /// may write it meanwhile.
+    pub fn clear(&self, stream: u64) -> Result<(), StreamError> {
+        // What was queued before lands first, so it cannot land after.
+        self.commit_meta(Vec::new())?.wait()?;
+        let (tx, rx) = mpsc::channel();
+        {
+            let mut state = self.lock();
+            let head = state.writable(stream)?;
+            (head.next, head.durable, head.low) = (0, 0, 0);
+            head.memory.clear();
+            head.closed = false;
+            self.submit(Request {
+                ops: vec![Op::DeleteEntriesBelow {
+                    stream,
+                    seq: u64::MAX,
+                }],
+                entries: Vec::new(),
+                ack: Some(tx),
+            })?;
+        }
+        Ticket { rx: Some(rx) }.wait()
+    }
+
     /// Checks that `value`, written again at `seq` below the stream's next
     /// seq, is what is stored there (a collected entry passes).
     fn same_again(

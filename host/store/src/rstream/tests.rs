@@ -153,6 +153,36 @@ fn gc_bounds_what_is_kept() {
 }
 
 #[test]
+fn a_cleared_copy_holds_nothing_and_fills_again_from_where_it_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let id = s.create("x", &fields()).unwrap().id;
+    for i in 0..20 {
+        s.write(id, i, batch(&[i as i64], "old")).unwrap();
+    }
+    s.clear(id).unwrap();
+    assert_eq!(s.positions(id), Some((0, 0, 0)));
+    // What the writer wrote there instead is taken, not refused as a
+    // determinism violation.
+    s.begin_at(id, 5).unwrap();
+    for i in 5..12 {
+        assert_eq!(
+            s.write(id, i, batch(&[-(i as i64)], "new")).unwrap(),
+            Written::New
+        );
+    }
+    assert!(s.wait_for(id, 11, Duration::from_secs(10)));
+    s.close();
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.positions(id), Some((12, 12, 5)));
+    let got = s.read(id, 5, 100).unwrap();
+    let want: Vec<(u64, Vec<u8>)> = (5..12).map(|i| (i, batch(&[-(i as i64)], "new"))).collect();
+    let got: Vec<(u64, Vec<u8>)> = got.into_iter().map(|(i, e)| (i, e.to_vec())).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn a_stream_skipped_ahead_goes_on_there_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
