@@ -77,10 +77,11 @@ impl Node {
         // Every instance of a vertex placed elsewhere now stops (a replica
         // or duplicate here went with the loss too); those placed here run
         // on, as do their copies.
-        for name in self.jobs.placed().into_keys() {
-            match metadata.jobs.get(&name) {
-                Some(job) => self.jobs.stop_all_but(&name, &job.on(me).collect()),
-                None => self.jobs.stop_placed(&name),
+        let ran = self.jobs.placed();
+        for name in ran.keys() {
+            match metadata.jobs.get(name) {
+                Some(job) => self.jobs.stop_all_but(name, &job.on(me).collect()),
+                None => self.jobs.stop_placed(name),
             }
         }
         let mut emptied = Vec::new();
@@ -104,6 +105,29 @@ impl Node {
                 .filter(|v| own.contains(v.name.as_str()))
                 .flat_map(|v| v.reads.iter().map(String::as_str))
                 .collect();
+            for v in vertices.iter().filter(|v| own.contains(v.name.as_str())) {
+                // Inputs whose writers ran here until the loss.
+                let moved_away = |r: &&str| {
+                    !own.contains(r)
+                        && ran
+                            .get(&job.spec.name)
+                            .is_some_and(|(_, o, _)| o.contains(*r))
+                };
+                let kept: Vec<&str> = v
+                    .reads
+                    .iter()
+                    .map(String::as_str)
+                    .filter(moved_away)
+                    .collect();
+                if !kept.is_empty() {
+                    tracing::warn!(
+                        job = %job.spec.name,
+                        vertex = %v.name,
+                        "this vertex stays on this member after its loss (its backup held no snapshot yet) and goes on with what it read of {}, whose writers ran here and moved away: a change made to them while this member was lost reaches it only past what it read",
+                        kept.join(", ")
+                    );
+                }
+            }
             let moved = vertices.iter().filter(|v| {
                 v.writes && !own.contains(v.name.as_str()) && !read.contains(v.name.as_str())
             });
