@@ -673,22 +673,35 @@ fn job_stream(d: &Path, node: &Node, vertex: &str) -> (String, u64, u64) {
 /// Asserts that every entry `stale` holds of the stream of vertex `copy`
 /// is the entry `writer` holds at that seq.
 fn same_entries(d: &Path, stale: &Node, writer: &Node, copy: &str) {
-    let (name, low, next) = job_stream(d, stale, copy);
-    let (_, their_low, their_next) = job_stream(d, writer, copy);
-    let from = low.max(their_low);
-    if from >= next {
+    // Collection may move a low between the listing and the read: list
+    // again then.
+    for _ in 0..5 {
+        let (name, low, next) = job_stream(d, stale, copy);
+        let (_, their_low, their_next) = job_stream(d, writer, copy);
+        let from = low.max(their_low);
+        if from >= next {
+            return;
+        }
+        assert!(
+            next <= their_next,
+            "{name}: the stalled member holds seq {low}..{next}, its writer only up to {their_next}"
+        );
+        let read = |node: &Node| {
+            let out = node.weir(d, &["stream", "read", &name, "--from", &from.to_string()]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let (Some(held), Some(written)) = (read(stale), read(writer)) else {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            continue;
+        };
+        assert!(
+            written.starts_with(&held),
+            "{name} from seq {from}: the stalled member holds other rows than the member that writes it now\n--- stalled member:\n{held}\n--- writer:\n{written}\n{}",
+            logs_above(d)
+        );
         return;
     }
-    assert!(
-        next <= their_next,
-        "{name}: the stalled member holds seq {low}..{next}, its writer only up to {their_next}"
-    );
-    let read =
-        |node: &Node| ok(&node.weir(d, &["stream", "read", &name, "--from", &from.to_string()]));
-    let (held, written) = (read(stale), read(writer));
-    assert!(
-        written.starts_with(&held),
-        "{name} from seq {from}: the stalled member holds other rows than the member that writes it now\n--- stalled member:\n{held}\n--- writer:\n{written}\n{}",
-        logs_above(d)
-    );
+    panic!("{copy}: its stream could not be read on both members");
 }
