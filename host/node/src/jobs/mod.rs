@@ -149,8 +149,9 @@ struct Inner {
     changed: Mutex<HashMap<String, deltas::Changed>>,
     /// Per snapshot key of a vertex here: what its backup was sent last.
     sent: Mutex<HashMap<String, BackupSent>>,
-    /// Held while a backup is stored, and while a member that was declared
-    /// lost empties copies: no store lands on a copy emptied under it.
+    /// Held while a backup is stored, while placed vertices start here, and
+    /// while a member that was declared lost empties copies: no store
+    /// lands under a vertex that started, or on a copy emptied under it.
     stores: Mutex<()>,
 }
 

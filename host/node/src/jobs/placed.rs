@@ -137,6 +137,9 @@ impl Jobs {
         record: JobRecord,
         kept: &BTreeMap<String, CopyTimeline>,
     ) -> Result<()> {
+        // A backup stored meanwhile would change the snapshots the
+        // vertices start from as they are read.
+        let _stores = lock(&self.inner.stores);
         self.adopt_timelines(&record, kept)?;
         self.build_and_start(record);
         Ok(())
@@ -179,6 +182,10 @@ impl Jobs {
         record: JobRecord,
         kept: &BTreeMap<String, CopyTimeline>,
     ) -> Result<()> {
+        // A backup being stored lands before a vertex moved here starts
+        // from it, or finds the vertex no longer backed up here: never
+        // under the running vertex, nor between the reads of its snapshot.
+        let _stores = lock(&self.inner.stores);
         let name = record.name.clone();
         let new = record.only.clone().unwrap_or_default();
         // A replica whose vertex moved here keeps its inputs for its backup.
@@ -305,7 +312,7 @@ impl Jobs {
     }
 
     /// Keeps backups from being stored until dropped (see
-    /// [`Jobs::stop_all_but`]).
+    /// [`Jobs::stop_all_but`]), as starting vertices here does.
     pub fn hold_stores(&self) -> std::sync::MutexGuard<'_, ()> {
         lock(&self.inner.stores)
     }
