@@ -102,6 +102,19 @@ struct VertexThread {
 
 impl Running {
     /// Stops every vertex thread and waits until each has.
+    /// Takes out the threads (and statuses) of the vertices `stays` does
+    /// not keep, to be halted.
+    fn take_leaving(&mut self, stays: impl Fn(&str) -> bool) -> Vec<VertexThread> {
+        let (leaving, staying): (Vec<VertexThread>, Vec<VertexThread>) =
+            std::mem::take(&mut self.threads)
+                .into_iter()
+                .partition(|t| !stays(&t.vertex));
+        self.threads = staying;
+        self.vertices
+            .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
+        leaving
+    }
+
     fn halt(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         halt_threads(std::mem::take(&mut self.threads));

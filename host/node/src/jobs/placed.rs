@@ -199,10 +199,7 @@ impl Jobs {
                 bail!(Job, "job `{name}` (id {}) does not run here", record.id);
             };
             let old = r.record.only.clone().unwrap_or_default();
-            let (leaving, staying): (Vec<VertexThread>, Vec<VertexThread>) =
-                std::mem::take(&mut r.threads)
-                    .into_iter()
-                    .partition(|t| !new.contains(&t.vertex));
+            let leaving = r.take_leaving(|v| new.contains(v));
             // A vertex that became a follower stops until its member has
             // seen what it is to follow; a follower that became the vertex
             // takes what its vertex recorded first (below), then makes
@@ -214,16 +211,13 @@ impl Jobs {
                 .replace(follows.clone())
                 .unwrap_or_default();
             let mut handed = Vec::new();
-            for t in &staying {
+            for t in &r.threads {
                 match (follows.contains(&t.vertex), followed.contains(&t.vertex)) {
                     (true, false) => lock(&t.status).hold = true,
                     (false, true) => handed.push((t.vertex.clone(), t.status.clone())),
                     _ => {}
                 }
             }
-            r.threads = staying;
-            r.vertices
-                .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
             r.record.backs = record.backs.clone();
             r.record.shared = record.shared.clone();
             let was = r
@@ -327,13 +321,7 @@ impl Jobs {
             let Some(r) = running.get_mut(name) else {
                 return;
             };
-            let (leaving, staying): (Vec<VertexThread>, Vec<VertexThread>) =
-                std::mem::take(&mut r.threads)
-                    .into_iter()
-                    .partition(|t| !keep.contains(t.vertex.as_str()));
-            r.threads = staying;
-            r.vertices
-                .retain(|v| !leaving.iter().any(|t| Arc::ptr_eq(&t.status, v)));
+            let leaving = r.take_leaving(|v| keep.contains(v));
             if let Some(only) = &mut r.record.only {
                 only.retain(|v| keep.contains(v.as_str()));
             }

@@ -50,10 +50,9 @@ impl Node {
             let me = cluster.id();
             // Its copies may be emptied first; what it stores before then
             // counts for nothing.
-            if self.unfenced(&metadata, me) {
+            let Some(acted) = self.acted_on_losses(&metadata, me) else {
                 continue;
-            }
-            let acted = self.losses_acted();
+            };
             let mut ready = Vec::new();
             // One connection per member per round, for all its vertices.
             let mut clients: HashMap<String, Client> = HashMap::new();

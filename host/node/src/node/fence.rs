@@ -32,7 +32,7 @@ const ACTED: &str = "cluster/losses-acted";
 
 impl Node {
     /// How many of this member's losses it has acted on.
-    pub(super) fn losses_acted(&self) -> u64 {
+    fn losses_acted(&self) -> u64 {
         self.streams
             .meta(ACTED)
             .ok()
@@ -42,20 +42,20 @@ impl Node {
             .unwrap_or(0)
     }
 
-    /// Whether `metadata` declared member `me` lost since it last acted on
-    /// a loss: nothing of its jobs may start, store a backup or fill a copy
-    /// until it has ([`Node::fence`]).
-    pub(super) fn unfenced(&self, metadata: &Metadata, me: NodeId) -> bool {
-        metadata
-            .members
-            .get(&me)
-            .is_some_and(|m| m.losses > self.losses_acted())
+    /// How many of its losses member `me` has acted on, if that is every
+    /// loss `metadata` records; `None` until it has acted on the latest
+    /// ([`Node::fence`]): nothing of its jobs may start, store a backup or
+    /// fill a copy meanwhile.
+    pub(super) fn acted_on_losses(&self, metadata: &Metadata, me: NodeId) -> Option<u64> {
+        let acted = self.losses_acted();
+        let losses = metadata.members.get(&me).map_or(0, |m| m.losses);
+        (losses <= acted).then_some(acted)
     }
 
     /// Acts on the losses of member `me` that `metadata` records and it
     /// has not acted on yet (see the module's documentation).
     pub(super) async fn fence(&self, metadata: &Metadata, me: NodeId) -> Result<()> {
-        if !self.unfenced(metadata, me) {
+        if self.acted_on_losses(metadata, me).is_some() {
             return Ok(());
         }
         let tasks: Vec<_> = lock(&self.fetchers)
