@@ -65,6 +65,14 @@ impl Node {
         listen: &str,
         more: &[&str],
     ) -> Result<Node, String> {
+        let fixed;
+        let listen = match listen.strip_suffix(":0") {
+            Some(host) => {
+                fixed = format!("{host}:{}", unused_port(host));
+                fixed.as_str()
+            }
+            None => listen,
+        };
         let mut child = command
             .args([
                 "node", "start", "--data", data, "--listen", listen, "--certs", "certs", "--files",
@@ -145,6 +153,35 @@ impl Node {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("wait");
     }
+}
+
+/// A UDP port on `host` that nothing holds, below the kernel's range of
+/// ephemeral ports. A node asked for port 0 would get one from that range,
+/// and once killed its port could go to any client's socket or another
+/// test's node before the node restarts at its address; ports below the
+/// range are only ever given out here. Each test process starts at its own
+/// offset so that test binaries run side by side rarely meet.
+fn unused_port(host: &str) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 100) * (SPAN / 100),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::UdpSocket::bind((host, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no unused UDP port on {host} between {LOW} and {}",
+        LOW + SPAN
+    );
 }
 
 impl Drop for Node {
