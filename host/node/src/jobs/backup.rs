@@ -468,6 +468,19 @@ impl Jobs {
         Ok(inputs)
     }
 
+    /// Forgets the holds kept on `stream` for other members' copies
+    /// (`pull/…`, `backup/…`, `writer/…`) from when a vertex here wrote
+    /// it: another member writes it now, and they would keep this
+    /// member's copy from being collected for as long as the job runs
+    /// here. A backup's own hold on its copy stays.
+    pub fn forget_copies_held(&self, stream: u64) {
+        if let Some(list) = lock(&self.inner.readers).get_mut(&stream) {
+            list.retain(|reader, _| {
+                reader == BACKUP_HOLD || !super::placed::for_other_members(reader)
+            });
+        }
+    }
+
     /// Makes copy `stream` of a stream written on another member go on at
     /// `from`, where what reads it here begins, when it ends before: an
     /// empty copy, or one kept from before this member was declared lost

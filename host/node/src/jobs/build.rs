@@ -402,10 +402,22 @@ impl Jobs {
     /// reader needs. Called only after the snapshot holding `pos` was queued,
     /// so the collection is never durable before the snapshot is.
     pub(super) fn reader_at(&self, stream: u64, reader: &str, pos: u64) {
+        self.move_reader(stream, reader, pos, true);
+    }
+
+    /// [`Jobs::reader_at`], or nothing when `reader` holds no position of
+    /// `stream` and `create` is false.
+    pub(super) fn move_reader(&self, stream: u64, reader: &str, pos: u64, create: bool) {
         let low = {
             let mut readers = lock(&self.inner.readers);
             let list = readers.entry(stream).or_default();
-            list.insert(reader.to_string(), pos);
+            match list.get_mut(reader) {
+                Some(at) => *at = pos,
+                None if create => {
+                    list.insert(reader.to_string(), pos);
+                }
+                None => return,
+            }
             list.values().copied().min().unwrap_or(0)
         };
         // A tail behind the slowest reader stays, for `udf deploy --shadow`.

@@ -172,6 +172,23 @@ impl Jobs {
             .is_some_and(|r| r.record.id == id && !r.stop.load(Ordering::Relaxed))
     }
 
+    /// Whether job stream `stream` (`NAME@ID.VERTEX`, or its dead letters
+    /// or log) is written here: an instance of its vertex (the vertex, a
+    /// replica or a duplicate) runs here.
+    pub fn writes_here(&self, stream: &str) -> bool {
+        let Some((prefix, rest)) = stream.split_once('.') else {
+            return false;
+        };
+        let Some((name, id)) = prefix.rsplit_once('@') else {
+            return false;
+        };
+        let vertex = rest.split('.').next().unwrap_or(rest);
+        lock(&self.inner.running).get(name).is_some_and(|r| {
+            id.parse() == Ok(r.record.id)
+                && r.record.only.as_ref().is_some_and(|o| o.contains(vertex))
+        })
+    }
+
     /// Makes the vertices of placed job `record.name` that run here those
     /// of `record.only`, and those backed up here those of `record.backs`,
     /// leaving the vertices that stay running: those that leave stop
@@ -374,6 +391,14 @@ impl Jobs {
     /// nothing it lacks is collected.
     pub fn hold(&self, stream: u64, reader: &str, pos: u64) {
         self.reader_at(stream, reader, pos);
+    }
+
+    /// Moves the hold of `reader` (a member's copy pulling `stream` from
+    /// here) to `pos` as it acknowledges entries, if it still holds the
+    /// stream: a copy whose hold was forgotten (its member no longer
+    /// pulls the stream from here) gets none back from a pull still open.
+    pub fn acknowledged(&self, stream: u64, reader: &str, pos: u64) {
+        self.move_reader(stream, reader, pos, false);
     }
 
     /// Forgets the other members' holds on `stream` (`pull/…` and

@@ -253,8 +253,11 @@ impl Node {
     /// the member running its writer, still needs it from `seq` on: this
     /// member runs a replica of the writer and keeps that much for it.
     pub(super) fn held_for(&self, stream: &str, reader: &str, seq: u64) -> Result<Response> {
-        // Not before the job runs here: its holds are registered then.
-        if self.jobs.serves(stream) {
+        // Not before the job runs here: its holds are registered then. Nor
+        // where no instance of the stream's vertex runs (any more): a hold
+        // told by a member that has not seen it go would keep this
+        // member's copy from being collected.
+        if self.jobs.serves(stream) && self.jobs.writes_here(stream) {
             let id = self.streams.info(stream)?.id;
             self.jobs.hold(id, reader, seq);
         }
@@ -322,7 +325,7 @@ impl Node {
         let acks = tokio::spawn(async move {
             while let Ok(Some(seq)) = frames::read_ack(&mut recv).await {
                 if !log {
-                    jobs.hold(id, &who, seq);
+                    jobs.acknowledged(id, &who, seq);
                 }
             }
         });

@@ -144,6 +144,19 @@ impl Node {
                 self.jobs.keep_copies(id, &keep);
             }
         }
+        // The streams written on other members: what this member kept for
+        // other members' copies when it wrote one holds nothing back now.
+        for v in vertices
+            .iter()
+            .filter(|v| v.writes && !mine.contains(&v.name))
+        {
+            let stream = record.stream(&v.name);
+            for full in [stream.clone(), format!("{stream}.dead")] {
+                if let Ok(info) = self.streams.info(&full) {
+                    self.jobs.forget_copies_held(info.id);
+                }
+            }
+        }
         // The output streams of the vertices backed up here, copied from
         // the member that runs them, and a UDF stage's log.
         for v in vertices
