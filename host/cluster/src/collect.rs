@@ -107,6 +107,7 @@ pub(crate) fn places(command: &Command, reply: &Reply) -> bool {
                 | Command::BackupReady { .. }
                 | Command::Switch { .. }
                 | Command::Straggler { .. }
+                | Command::Promote { .. }
                 | Command::DropFollower { .. }
         )
 }

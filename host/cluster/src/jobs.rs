@@ -552,6 +552,28 @@ impl Metadata {
         Reply::Done
     }
 
+    /// Moves replicated `vertex` of incarnation `id` of job `name`, far
+    /// behind its stage's peers, to its replica on `member`, if that is up
+    /// and takes work: the replica runs on as the vertex, and the instance
+    /// where the vertex was goes.
+    pub(crate) fn promote(&mut self, name: &str, id: u64, vertex: &str, member: NodeId) -> Reply {
+        let placeable = self.placeable().any(|m| m == member);
+        let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
+            return Reply::Unchanged;
+        };
+        let Some(replicas) = job.replicas.get_mut(vertex) else {
+            return Reply::Unchanged;
+        };
+        if !placeable || !replicas.remove(&member) {
+            return Reply::Unchanged;
+        }
+        if replicas.is_empty() {
+            job.replicas.remove(vertex);
+        }
+        job.placement.insert(vertex.to_string(), member);
+        Reply::Done
+    }
+
     /// Where vertex `vertex` of job `name`, behind its stage's peers, would
     /// run a duplicate now: on its backup, once that is up, takes work and
     /// holds a snapshot of it. None for a sink, a replicated vertex (its
@@ -561,7 +583,7 @@ impl Metadata {
         let backup = job.backups.get(vertex).copied()?;
         let eligible = !is_sink(vertex)
             && !job.duplicates.contains_key(vertex)
-            && !job.replicas.contains_key(vertex)
+            && !job.replicated(vertex)
             && job.ready.contains(vertex)
             && self.placeable().any(|m| m == backup);
         eligible.then_some(backup)

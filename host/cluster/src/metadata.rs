@@ -201,6 +201,20 @@ pub enum Command {
         /// The follower's member.
         member: NodeId,
     },
+    /// A replicated vertex fell far behind its stage's peers while its
+    /// replica on `member` did not: the vertex moves to that replica,
+    /// already running, and its instance where it was goes (the vertex is
+    /// a replica short until its backup becomes one).
+    Promote {
+        /// The job.
+        name: String,
+        /// Its incarnation.
+        id: u64,
+        /// The vertex.
+        vertex: String,
+        /// The member running the replica.
+        member: NodeId,
+    },
     /// An ingest stream is created: two members are chosen to hold it.
     CreateStream(crate::streams::StreamSpec),
     /// A new holder of an ingest stream holds every entry its primary
@@ -302,6 +316,7 @@ impl Metadata {
                 | Command::Drain { .. }
                 | Command::BackupReady { .. }
                 | Command::Switch { .. }
+                | Command::Promote { .. }
         ) {
             self.replace();
             self.replace_holders();
@@ -433,6 +448,12 @@ impl Metadata {
                 vertex,
                 slow,
             } => self.straggler(name, *id, vertex, *slow),
+            Command::Promote {
+                name,
+                id,
+                vertex,
+                member,
+            } => self.promote(name, *id, vertex, *member),
             Command::Hold {
                 name,
                 id,

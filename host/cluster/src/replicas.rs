@@ -38,6 +38,12 @@ impl ClusterJob {
         own.chain(duplicate).chain(replicas).copied().collect()
     }
 
+    /// Whether `vertex` is of a replicated stage (it runs as more than
+    /// one instance, or should).
+    pub fn replicated(&self, vertex: &str) -> bool {
+        self.wanted(vertex) > 0
+    }
+
     /// How many replicas `vertex` should have besides itself.
     fn wanted(&self, vertex: &str) -> usize {
         self.spec

@@ -316,7 +316,10 @@ async fn schedule(seed: u64) {
             6 if submitted > 0 => {
                 let name = format!("j{}", rng.below(submitted));
                 let id = via.metadata().jobs.get(&name).map_or(0, |j| j.id);
-                (name, Write::Follower(id, rng.below(100), rng.below(4) == 0))
+                match rng.below(5) {
+                    0 => (name, Write::Promote(id)),
+                    _ => (name, Write::Follower(id, rng.below(100), rng.below(4) == 0)),
+                }
             }
             5 if submitted > 0 => {
                 let name = format!("j{}", rng.below(submitted));
@@ -394,6 +397,20 @@ async fn schedule(seed: u64) {
                         member,
                         held: weir_cluster::jobs::Held { index, ctis },
                     },
+                }
+            }
+            Write::Promote(id) => {
+                let job = via.metadata().jobs.get(&name).cloned();
+                let member = job
+                    .as_ref()
+                    .and_then(|j| j.replicas.get("v0"))
+                    .and_then(|r| r.first().copied())
+                    .unwrap_or(0);
+                Command::Promote {
+                    name: name.clone(),
+                    id,
+                    vertex: "v0".into(),
+                    member,
                 }
             }
             Write::Patch(nonce) => Command::PatchJob {
@@ -629,6 +646,8 @@ enum Write {
     /// A follower of copy `v0` (one of its replicas) stopped for the job's
     /// latest change (incarnation, CTIs), or failed and is dropped.
     Follower(u64, u64, bool),
+    /// Copy `v0`, behind its peers, moves to a replica (incarnation).
+    Promote(u64),
 }
 
 /// The definition of ingest stream `name` (the same for every create).

@@ -463,6 +463,26 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
     assert!(m.jobs["j"].replicas.contains_key("v0"));
     assert_eq!(m.straggler_duplicate("j", "v0"), None);
     assert_eq!(m.apply(&slow("v0", true)), Reply::Unchanged);
+    // It moves to a replica instead, already running; the instance where
+    // it was goes, and its ready backup becomes a replica in its place.
+    let own = m.jobs["j"].placement["v0"];
+    let replica = *m.jobs["j"].replicas["v0"].first().expect("a replica");
+    let promote = |member| Command::Promote {
+        name: "j".into(),
+        id: 1,
+        vertex: "v0".into(),
+        member,
+    };
+    assert_eq!(m.apply(&promote(b)), Reply::Unchanged, "not a replica");
+    assert_eq!(m.apply(&promote(replica)), Reply::Done);
+    let job = &m.jobs["j"];
+    assert_eq!(job.placement["v0"], replica);
+    assert!(!job.instances("v0").contains(&own), "{job:?}");
+    assert_eq!(job.replicas["v0"], [b].into(), "{job:?}");
+    assert_ne!(job.backups.get("v0"), Some(&replica), "{job:?}");
+    // Once moved, it has no duplicate either.
+    assert_eq!(m.straggler_duplicate("j", "v0"), None);
+    assert_eq!(m.apply(&promote(replica)), Reply::Unchanged);
     // A copy of a stage that has had changes does: its duplicate follows
     // the copy's switches.
     let mut m = members(2);

@@ -10,13 +10,16 @@
 //! member moves the vertex to it once it has caught up with its inputs
 //! (`switch_caught_up`), unless the straggler catches up first, when its
 //! duplicate goes. Either way the output is the same, entry for entry:
-//! rStreams dedup by seq.
+//! rStreams dedup by seq. A copy of a replicated stage instead moves to
+//! the replica that would not be behind in its place, already running
+//! ([`Command::Promote`]): nothing is replayed, and the readers elsewhere
+//! read on from where they stood.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use weir_cluster::Cluster;
-use weir_cluster::metadata::Command;
+use weir_cluster::metadata::{Command, NodeId};
 
 use super::*;
 
@@ -109,11 +112,26 @@ impl Node {
         let mut writes = Vec::new();
         for (name, job) in &metadata.jobs {
             // Each vertex's own progress, as its member reports it (not
-            // its duplicate's or a replica's).
+            // its duplicate's), and its replicas' progress.
             let mut copies: BTreeMap<String, Progress> = BTreeMap::new();
+            let mut replicas: BTreeMap<String, Vec<(NodeId, Progress)>> = BTreeMap::new();
             let mut finished = Vec::new();
             for m in &status.members {
                 for v in m.vertices.iter().filter(|v| v.job == *name) {
+                    let at = Progress {
+                        cti: v.read_cti,
+                        lag: v.lag,
+                    };
+                    let replica = job
+                        .replicas
+                        .get(&v.vertex)
+                        .is_some_and(|r| r.contains(&m.id));
+                    if replica && v.state == "running" {
+                        replicas
+                            .entry(v.vertex.clone())
+                            .or_default()
+                            .push((m.id, at));
+                    }
                     if job.placement.get(&v.vertex) != Some(&m.id) {
                         continue;
                     }
@@ -121,10 +139,6 @@ impl Node {
                         finished.push(&v.vertex);
                     }
                     if v.state == "running" {
-                        let at = Progress {
-                            cti: v.read_cti,
-                            lag: v.lag,
-                        };
                         copies.insert(v.vertex.clone(), at);
                     }
                 }
@@ -136,38 +150,77 @@ impl Node {
             for v in &slow {
                 let count = seen.counts.entry((name.clone(), v.clone())).or_insert(0);
                 *count += 1;
-                // Written only when it would get a duplicate: each write
-                // is an entry of the Raft log, and a replicated vertex or a
-                // sink never gets one.
-                if *count >= CHECKS
-                    && !job.stragglers.contains(v)
-                    && let Some(backup) = metadata.straggler_duplicate(name, v)
-                {
-                    let at = copies[v];
+                if *count < CHECKS || job.stragglers.contains(v) {
+                    continue;
+                }
+                let at = copies[v];
+                // A replicated vertex moves to a replica that keeps up.
+                // Written only when it would move or get a duplicate: each
+                // write is an entry of the Raft log, and a sink never gets
+                // one.
+                if job.replicated(v) {
+                    let Some((member, ahead)) = ahead(&copies, v, &replicas) else {
+                        continue;
+                    };
+                    // It must be behind for as long again before it moves on.
+                    seen.counts.remove(&(name.clone(), v.clone()));
+                    tracing::info!(job = %name, vertex = %v, read_cti = ?at.cti, lag = at.lag, replica_on = member, replica_read_cti = ?ahead.cti, replica_lag = ahead.lag, "a straggler: far behind its stage's peers, it moves to its replica, which keeps up");
+                    writes.push(Command::Promote {
+                        name: name.clone(),
+                        id: job.id,
+                        vertex: v.clone(),
+                        member,
+                    });
+                } else if let Some(backup) = metadata.straggler_duplicate(name, v) {
                     tracing::info!(job = %name, vertex = %v, read_cti = ?at.cti, lag = at.lag, duplicate_on = backup, "a straggler: far behind its stage's peers, it gets a duplicate");
-                    writes.push((name.clone(), job.id, v.clone(), true));
+                    writes.push(straggler(name, job.id, v, true));
                 }
             }
             for v in &job.stragglers {
                 // A straggler that finished caught up too.
                 if finished.contains(&v) || copies.get(v).is_some_and(|p| p.lag <= CAUGHT_UP) {
                     tracing::info!(job = %name, vertex = %v, "the straggler caught up first: its duplicate goes");
-                    writes.push((name.clone(), job.id, v.clone(), false));
+                    writes.push(straggler(name, job.id, v, false));
                 }
             }
         }
-        for (name, id, vertex, slow) in writes {
-            let command = Command::Straggler {
-                name,
-                id,
-                vertex,
-                slow,
-            };
+        for command in writes {
             if let Err(e) = cluster.write(command).await {
                 tracing::debug!("marking a straggler: {e:#}");
             }
         }
     }
+}
+
+fn straggler(name: &str, id: u64, vertex: &str, slow: bool) -> Command {
+    Command::Straggler {
+        name: name.to_string(),
+        id,
+        vertex: vertex.to_string(),
+        slow,
+    }
+}
+
+/// The replica of straggler `vertex` (among `replicas`, by member) that
+/// would not be behind its peers in the vertex's place, the furthest in
+/// event time if more than one.
+fn ahead(
+    copies: &BTreeMap<String, Progress>,
+    vertex: &str,
+    replicas: &BTreeMap<String, Vec<(NodeId, Progress)>>,
+) -> Option<(NodeId, Progress)> {
+    let own = copies.get(vertex)?.cti;
+    replicas
+        .get(vertex)?
+        .iter()
+        .filter(|(_, at)| at.cti > own)
+        .filter(|(_, at)| {
+            let mut instead = copies.clone();
+            instead.insert(vertex.to_string(), *at);
+            !behind(&instead).iter().any(|v| v == vertex)
+        })
+        .max_by_key(|(member, at)| (at.cti, std::cmp::Reverse(*member)))
+        .copied()
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -221,5 +274,36 @@ mod tests {
         // Two peers are too few to tell.
         let two = at(&[("S__p0", Some(50_000), 0), ("S__p1", Some(0), 900)]);
         assert!(behind(&two).is_empty());
+    }
+
+    #[test]
+    fn a_straggler_moves_only_to_a_replica_that_keeps_up() {
+        let at = |cti, lag| Progress {
+            cti: Some(cti),
+            lag,
+        };
+        let copies: BTreeMap<String, Progress> = [
+            ("S__p0", at(50_000, 10)),
+            ("S__p1", at(30_000, 900)),
+            ("S__p2", at(49_800, 12)),
+        ]
+        .into_iter()
+        .map(|(v, p)| (v.to_string(), p))
+        .collect();
+        assert_eq!(behind(&copies), ["S__p1"]);
+        let replicas =
+            |list: &[(NodeId, Progress)]| BTreeMap::from([("S__p1".to_string(), list.to_vec())]);
+        // A replica as slow as the vertex, or slower, is no way out.
+        let slow = replicas(&[(2, at(30_500, 880)), (3, at(20_000, 2000))]);
+        assert_eq!(ahead(&copies, "S__p1", &slow), None);
+        // Of those that keep up, the furthest.
+        let fast = replicas(&[
+            (2, at(49_000, 20)),
+            (3, at(49_900, 5)),
+            (4, at(30_000, 900)),
+        ]);
+        assert_eq!(ahead(&copies, "S__p1", &fast), Some((3, at(49_900, 5))));
+        // A vertex no replica of which reported has none to move to.
+        assert_eq!(ahead(&copies, "S__p1", &BTreeMap::new()), None);
     }
 }
