@@ -264,13 +264,39 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
     }
 
     // Row by row: per user, v1 then v2 then v1.
-    same_rows_by_version(&rows(d), &want, &["v1", "v2", "v1"]);
+    same_rows_by_version(d, &want, &["v1", "v2", "v1"]);
+}
+
+/// Each row of the tally's output in `d` against `want` (what v1 alone
+/// writes), as [`rows_by_version`] checks them. On a failure the members'
+/// logs are printed, with the rows of the user it names.
+pub(crate) fn same_rows_by_version(d: &Path, want: &Rows, order: &[&str]) {
+    let got = rows(d);
+    let checked = std::panic::catch_unwind(|| rows_by_version(&got, want, order));
+    if let Err(why) = checked {
+        let message = why.downcast_ref::<String>().cloned().unwrap_or_default();
+        let user = message
+            .split("user ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next());
+        if let Some(user) = user {
+            eprintln!("user {user}'s rows: (count) got total, version; want total");
+            for ((u, count), (total, version)) in &got {
+                if u == user {
+                    let wanted = want.get(&(u.clone(), *count)).map(|w| w.0);
+                    eprintln!("({count}) {total} {version}; {wanted:?}");
+                }
+            }
+        }
+        eprintln!("{}", logs_above(d));
+        std::panic::resume_unwind(why);
+    }
 }
 
 /// Each output row against `want` (what v1 alone writes): the same rows;
 /// each total steps by the row's amount (v1) or three times it (v2); each
 /// user's versions, in order, a run of `order`.
-pub(crate) fn same_rows_by_version(got: &Rows, want: &Rows, order: &[&str]) {
+fn rows_by_version(got: &Rows, want: &Rows, order: &[&str]) {
     let keys = |r: &Rows| r.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(got), keys(want), "the rows (user, count) differ");
     let mut previous: Option<(&String, i64, i64)> = None;
@@ -354,7 +380,7 @@ fn a_deploy_followed_by_the_loss_of_a_member_and_its_disk_keeps_every_switch() {
     });
     // Where each copy switched, asked of a survivor: where it had.
     assert_eq!(deploys(d, &nodes[1]), at_deploy);
-    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+    same_rows_by_version(d, &want, &["v1", "v2"]);
 }
 
 /// Where each copy of stage `tally` took a deploy, as its timeline says
@@ -489,7 +515,7 @@ fn a_deploy_with_a_shadow_run_shadows_every_copy_on_its_member_first() {
     assert!(ran > 0, "{line}");
     assert!(said.contains("stage `tally` runs as 6 rVertices"), "{said}");
     tally_finished(d, &nodes[0], std::time::Duration::from_secs(120));
-    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+    same_rows_by_version(d, &want, &["v1", "v2"]);
 }
 
 /// Waits up to `patience` until every vertex of job `tally` finished, as
@@ -633,7 +659,7 @@ fn change_while_a_member_is_stalled(then: Then) {
     }
     tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
     assert_eq!(deploys(d, &nodes[0]).len(), 6, "every copy took the deploy");
-    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+    same_rows_by_version(d, &want, &["v1", "v2"]);
     if let Then::RunsOn = then {
         // What the stalled member holds of the streams of its copies that
         // moved is what their new members wrote there.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::cluster::{id_at, logs_above, member_logs, members, until};
 use super::cluster_jobs::{finished_output, job_status, offline, submit, three_with, vertices};
-use super::cluster_patch::{change, rows, run_tally, same_rows_by_version};
+use super::cluster_patch::{change, run_tally, same_rows_by_version};
 use super::node::{cluster, ok, write};
 
 /// The replicated stages' vertices: `Counts`, its partitions and copies.
@@ -210,7 +210,7 @@ fn a_deploy_to_a_replicated_stage_switches_each_instance_where_its_vertex_did() 
     nodes.remove(2).kill9();
     std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");
     super::cluster_patch::tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
-    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+    same_rows_by_version(d, &want, &["v1", "v2"]);
 }
 
 /// A follower that cannot follow its vertex (made to by the test hook
@@ -343,5 +343,5 @@ fn a_slow_replicated_copy_moves_to_its_replica_and_a_deploy_and_a_loss_keep_ever
     nodes.remove(2).kill9();
     std::fs::remove_dir_all(d.join("d3")).expect("delete its disk");
     super::cluster_patch::tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
-    same_rows_by_version(&rows(d), &want, &["v1", "v2"]);
+    same_rows_by_version(d, &want, &["v1", "v2"]);
 }
