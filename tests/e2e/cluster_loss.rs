@@ -43,7 +43,7 @@ fn lose_a_member_mid_run(coordinator: bool) {
     let q = "q5";
     // 20 s of input: the wait for a backup's delta below may take most of
     // 10 s on a loaded machine, and the loss must come before the end.
-    super::nexmark_queries::example(d, q, "events => 400000, rate => 20000, pace => 1");
+    super::nexmark_queries::example(d, q, "events => 200000, rate => 10000, pace => 1");
     let want = offline(d, q);
     let per_member = submit(d, &nodes[(victim + 1) % 3], q);
     assert_eq!(per_member.len(), 3, "the lost member runs a part");
