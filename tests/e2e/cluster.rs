@@ -62,6 +62,17 @@ pub(crate) fn logs_above(dir: &Path) -> &'static str {
     "(the members' logs are printed above)"
 }
 
+/// Each stream a `weir stream list` shows, with the seqs it holds:
+/// `(name, low, next)`.
+pub(crate) fn stream_spans(list: &str) -> impl Iterator<Item = (&str, u64, u64)> {
+    list.lines().filter_map(|line| {
+        let (name, range) = line.split_once("\tseq ")?;
+        let (low, next) = range.split_once("..")?;
+        let next = next.split_whitespace().next()?;
+        Some((name, low.parse().ok()?, next.parse().ok()?))
+    })
+}
+
 /// The log filter of the members the tests start.
 const MEMBER_LOG: &str = "warn,weir::udf=info,openraft=off,weir_node::jobs::placed=info,weir_node::jobs::timelines=info,weir_node::node::backup=info,weir_node::jobs::backup=info,weir_node::node::stragglers=info";
 

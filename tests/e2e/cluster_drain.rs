@@ -151,14 +151,10 @@ fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
     std::fs::remove_file(d.join("slow-d1")).expect("the partition runs at speed");
     let span = || {
         let list = ok(&nodes[0].weir(d, &["stream", "list"]));
-        let name = format!("{q}@1.{slow}\tseq ");
-        list.lines()
-            .find_map(|l| l.strip_prefix(name.as_str()))
-            .and_then(|range| {
-                let (low, next) = range.split_once("..")?;
-                let next = next.split_whitespace().next()?;
-                Some((low.parse::<u64>().ok()?, next.parse::<u64>().ok()?))
-            })
+        let name = format!("{q}@1.{slow}");
+        super::cluster::stream_spans(&list)
+            .find(|(n, ..)| *n == name)
+            .map(|(_, low, next)| (low, next))
             .unwrap_or_else(|| panic!("no copy of {slow} listed:\n{list}"))
     };
     let (_, moved_at) = span();

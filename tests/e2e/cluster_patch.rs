@@ -685,14 +685,9 @@ fn change_while_a_member_is_stalled(then: Then) {
 /// `(name, low, next)` of the job stream of vertex `vertex` on `node`.
 fn job_stream(d: &Path, node: &Node, vertex: &str) -> (String, u64, u64) {
     let list = ok(&node.weir(d, &["stream", "list"]));
-    list.lines()
-        .find_map(|line| {
-            let (name, range) = line.split_once("\tseq ")?;
-            let (low, next) = range.split_once("..")?;
-            let next = next.split_whitespace().next()?;
-            (name.starts_with("tally@") && name.ends_with(&format!(".{vertex}")))
-                .then(|| Some((name.to_string(), low.parse().ok()?, next.parse().ok()?)))?
-        })
+    super::cluster::stream_spans(&list)
+        .find(|(name, ..)| name.starts_with("tally@") && name.ends_with(&format!(".{vertex}")))
+        .map(|(name, low, next)| (name.to_string(), low, next))
         .unwrap_or_else(|| panic!("no stream of {vertex} on {}:\n{list}", node.addr))
 }
 

@@ -474,11 +474,7 @@ impl Jobs {
     /// member's copy from being collected for as long as the job runs
     /// here. A backup's own hold on its copy stays.
     pub fn forget_copies_held(&self, stream: u64) {
-        if let Some(list) = lock(&self.inner.readers).get_mut(&stream) {
-            list.retain(|reader, _| {
-                reader == BACKUP_HOLD || !super::placed::for_other_members(reader)
-            });
-        }
+        self.keep_copies(stream, &BTreeSet::from([BACKUP_HOLD.to_string()]));
     }
 
     /// Makes copy `stream` of a stream written on another member go on at
@@ -524,13 +520,7 @@ impl Jobs {
     /// incarnation running here: until it runs, its vertices' holds are
     /// not registered, so nothing of it may be served (and collected).
     pub fn serves(&self, stream: &str) -> bool {
-        let Some((name, id)) = stream
-            .split_once('.')
-            .and_then(|(prefix, _)| prefix.rsplit_once('@'))
-        else {
-            return false;
-        };
-        id.parse().is_ok_and(|id| self.runs(name, id))
+        job_stream(stream).is_some_and(|(name, id, _)| self.runs(name, id))
     }
 
     /// Keeps stream `id` from being collected by its readers here (a
@@ -570,4 +560,13 @@ fn written_by(tasks: &[(Task, VertexStatus)]) -> BTreeSet<u64> {
             Task::Sink { .. } => None,
         })
         .collect()
+}
+
+/// The job, incarnation and vertex of job stream `stream`
+/// (`NAME@ID.VERTEX`, or its dead letters `….dead` or log `….logs`).
+pub(super) fn job_stream(stream: &str) -> Option<(&str, u64, &str)> {
+    let (prefix, rest) = stream.split_once('.')?;
+    let (name, id) = prefix.rsplit_once('@')?;
+    let vertex = rest.split('.').next().unwrap_or(rest);
+    Some((name, id.parse().ok()?, vertex))
 }

@@ -101,7 +101,6 @@ struct VertexThread {
 }
 
 impl Running {
-    /// Stops every vertex thread and waits until each has.
     /// Takes out the threads (and statuses) of the vertices `stays` does
     /// not keep, to be halted.
     fn take_leaving(&mut self, stays: impl Fn(&str) -> bool) -> Vec<VertexThread> {
@@ -115,6 +114,7 @@ impl Running {
         leaving
     }
 
+    /// Stops every vertex thread and waits until each has.
     fn halt(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         halt_threads(std::mem::take(&mut self.threads));

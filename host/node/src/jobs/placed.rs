@@ -176,16 +176,11 @@ impl Jobs {
     /// or log) is written here: an instance of its vertex (the vertex, a
     /// replica or a duplicate) runs here.
     pub fn writes_here(&self, stream: &str) -> bool {
-        let Some((prefix, rest)) = stream.split_once('.') else {
+        let Some((name, id, vertex)) = super::backup::job_stream(stream) else {
             return false;
         };
-        let Some((name, id)) = prefix.rsplit_once('@') else {
-            return false;
-        };
-        let vertex = rest.split('.').next().unwrap_or(rest);
         lock(&self.inner.running).get(name).is_some_and(|r| {
-            id.parse() == Ok(r.record.id)
-                && r.record.only.as_ref().is_some_and(|o| o.contains(vertex))
+            r.record.id == id && r.record.only.as_ref().is_some_and(|o| o.contains(vertex))
         })
     }
 
