@@ -191,8 +191,14 @@ impl Drop for Node {
     }
 }
 
+/// With `WEIR_TEST_KEEP_DIRS` set, the directory (data, logs, outputs)
+/// outlives the test, for a look after a failure; its path is printed.
 pub(crate) fn cluster() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dir = tempfile::tempdir().expect("tempdir");
+    if std::env::var_os("WEIR_TEST_KEEP_DIRS").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("the test's directory, kept: {}", dir.path().display());
+    }
     let out = weir(&["cluster", "init", "--dir", "certs"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     dir

@@ -448,9 +448,12 @@ impl Jobs {
             self.hold_local(&tasks);
         }
         let names = self.task_names(&record, &tasks);
+        // Listed before its vertices run: a copy of a placed job that
+        // switches at once finds its job, and records the switch.
+        let mut running = lock(&self.inner.running);
         let threads = self.spawn(tasks, names);
         let vertices = threads.iter().map(|t| t.status.clone()).collect();
-        lock(&self.inner.running).insert(
+        running.insert(
             record.name.clone(),
             Running {
                 record,

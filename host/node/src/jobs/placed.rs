@@ -300,19 +300,15 @@ impl Jobs {
         self.hold_added(&tasks, written)?;
         self.keep_resumes(&record, &settled);
         let names = self.task_names(&part, &tasks);
-        let threads = self.spawn(tasks, names);
         let mut running = lock(&self.inner.running);
-        match running.get_mut(&name).filter(|r| r.record.id == record.id) {
-            Some(r) => {
-                r.vertices.extend(threads.iter().map(|t| t.status.clone()));
-                r.threads.extend(threads);
-                r.record.only = Some(new);
-            }
-            // The job stopped here meanwhile.
-            None => {
-                drop(running);
-                halt_threads(threads);
-            }
+        // The job stopped here meanwhile: nothing starts.
+        if let Some(r) = running.get_mut(&name).filter(|r| r.record.id == record.id) {
+            // Among the job's vertices here before they run: one that
+            // switches at once records the switch (see `keep_timeline`).
+            r.record.only = Some(new);
+            let threads = self.spawn(tasks, names);
+            r.vertices.extend(threads.iter().map(|t| t.status.clone()));
+            r.threads.extend(threads);
         }
         Ok(())
     }

@@ -31,6 +31,16 @@ pub trait Keeper: Send + Sync {
     ) -> Result<bool>;
 }
 
+/// What a vertex is to the cluster, as [`Jobs::placed_copy`] finds it.
+enum Placing {
+    /// Not a vertex of a placed job: a job of this node alone.
+    NotPlaced,
+    /// A copy of a placed job that runs here: the job's record, the copy.
+    Here(Box<JobRecord>, String),
+    /// A copy of a placed job that no longer runs here.
+    Left,
+}
+
 impl Jobs {
     /// Has the copies of placed jobs that switch record their timelines
     /// with `keeper`.
@@ -38,15 +48,23 @@ impl Jobs {
         let _ = self.inner.keeper.set(keeper);
     }
 
-    /// The placed job whose vertex has snapshot key `key`, and the vertex.
-    fn placed_copy(&self, key: &str) -> Option<(JobRecord, String)> {
-        lock(&self.inner.running).values().find_map(|r| {
+    /// Whether the vertex with snapshot key `key` is a copy of a placed
+    /// job, and whether it still runs here.
+    fn placed_copy(&self, key: &str) -> Placing {
+        let running = lock(&self.inner.running);
+        let placed = running.values().find_map(|r| {
             let only = r.record.only.as_ref()?;
             let prefix = format!("{SNAPSHOTS}{}/", r.record.prefix());
             let vertex = key.strip_prefix(&prefix)?;
-            only.contains(vertex)
-                .then(|| (r.record.clone(), vertex.to_string()))
-        })
+            Some((r, only.contains(vertex), vertex))
+        });
+        match placed {
+            None => Placing::NotPlaced,
+            Some((r, true, vertex)) => {
+                Placing::Here(Box::new(r.record.clone()), vertex.to_string())
+            }
+            Some((_, false, _)) => Placing::Left,
+        }
     }
 
     /// Before a vertex with snapshot key `key` writes what follows a switch
@@ -64,8 +82,17 @@ impl Jobs {
         let Some(keeper) = self.inner.keeper.get() else {
             return Ok(true);
         };
-        let Some((record, copy)) = self.placed_copy(key) else {
-            return Ok(true);
+        let (record, copy) = match self.placed_copy(key) {
+            Placing::Here(record, copy) => (record, copy),
+            Placing::NotPlaced => return Ok(true),
+            // Moved away as it switched (its thread is being stopped): an
+            // unrecorded switch must not reach a reader here, which would
+            // go on from the instance that took its place as if it had
+            // made the switch there too.
+            Placing::Left => {
+                tracing::info!(key, "the copy moved away before its switch was recorded");
+                return Ok(false);
+            }
         };
         let streams = &self.inner.streams;
         // Under the queue's lock no change is queued meanwhile; once the
@@ -189,5 +216,90 @@ impl Jobs {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::store::RedbStorage;
+
+    /// Counts the timelines recorded with it.
+    #[derive(Default)]
+    struct Counting(Mutex<usize>);
+
+    impl Keeper for Counting {
+        fn record(
+            &self,
+            _: &str,
+            _: u64,
+            _: &str,
+            _: CopyTimeline,
+            _: &AtomicBool,
+        ) -> Result<bool> {
+            *lock(&self.0) += 1;
+            Ok(true)
+        }
+    }
+
+    fn record(name: &str, only: Option<&[&str]>) -> JobRecord {
+        JobRecord {
+            name: name.into(),
+            id: 1,
+            path: PathBuf::from("job.wsql"),
+            text: String::new(),
+            modules: BTreeMap::new(),
+            parallelism: 1,
+            only: only.map(|o| o.iter().map(|v| v.to_string()).collect::<BTreeSet<_>>()),
+            backs: None,
+            replicas: None,
+            follows: None,
+            shared: None,
+            starts: BTreeMap::new(),
+        }
+    }
+
+    /// A switch is recorded with the coordinator before anything past it
+    /// is written; a copy that moved away as it switched (its thread is
+    /// being stopped) records nothing and writes nothing past the switch;
+    /// a job of this node alone records nothing and writes on.
+    #[test]
+    fn a_copy_that_moved_away_as_it_switched_writes_nothing_past_the_switch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = RedbStorage::open(&dir.path().join("node.redb")).expect("redb");
+        let streams = Streams::open(Arc::new(storage)).expect("streams");
+        let runtime = Runtime::new(None).expect("runtime");
+        let jobs = Jobs::new(streams, runtime, FileAccess::default());
+        let keeper = Arc::new(Counting::default());
+        jobs.set_keeper(keeper.clone());
+        for r in [record("placed", Some(&["a"])), record("alone", None)] {
+            let running = Running {
+                record: r.clone(),
+                stop: Arc::default(),
+                threads: Vec::new(),
+                vertices: Vec::new(),
+            };
+            lock(&jobs.inner.running).insert(r.name.clone(), running);
+        }
+        let keep = |key: &str| {
+            jobs.keep_timeline(key, &Timeline::default(), &[], &AtomicBool::new(false))
+                .expect("kept")
+        };
+        assert!(
+            keep(&format!("{SNAPSHOTS}placed@1/a")),
+            "the copy runs here"
+        );
+        assert_eq!(*lock(&keeper.0), 1, "its switch is recorded");
+        assert!(
+            !keep(&format!("{SNAPSHOTS}placed@1/b")),
+            "a copy that left writes nothing past its switch"
+        );
+        assert!(
+            keep(&format!("{SNAPSHOTS}alone@1/a")),
+            "a job of this node alone"
+        );
+        assert_eq!(*lock(&keeper.0), 1, "neither is recorded");
     }
 }
