@@ -37,8 +37,11 @@ pub(crate) fn member_with(
     if let Some(seed) = join {
         more.extend(["--join", seed]);
     }
-    // What the tests read of its log: how vertices move between members.
-    let mut all = vec![("WEIR_LOG", MEMBER_LOG)];
+    // What the tests read of its log: how vertices move between members
+    // (WEIR_TEST_MEMBER_LOG, when set, is the filter instead, for a look
+    // at a failure).
+    let filter = std::env::var("WEIR_TEST_MEMBER_LOG").unwrap_or_else(|_| MEMBER_LOG.into());
+    let mut all = vec![("WEIR_LOG", filter.as_str())];
     all.extend_from_slice(env);
     Node::start_args(dir, data, listen, &more, &all)
 }
@@ -107,10 +110,32 @@ pub(crate) fn until_within(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    if let Some(s) = &last {
+        where_each_member_stands(dir, s);
+    }
     panic!(
         "{what}: not within {patience:?}; last status {last:?}\n{}",
         logs_above(dir)
     );
+}
+
+/// Prints what each member up in status `s` holds of each stream and
+/// where its vertices stand, for a test that waited in vain.
+fn where_each_member_stands(dir: &Path, s: &Value) {
+    for m in members(s).iter().filter(|m| m["health"] == "up") {
+        let addr = m["addr"].as_str().unwrap_or_default();
+        for args in [["stream", "list"], ["job", "status"]] {
+            let out = weir(&[args[0], args[1], "--node", addr], dir);
+            eprintln!(
+                "== member {} ({addr}): weir {} {}\n{}{}",
+                m["id"],
+                args[0],
+                args[1],
+                String::from_utf8_lossy(&out.stdout),
+                stderr(&out)
+            );
+        }
+    }
 }
 
 pub(crate) fn members(s: &Value) -> &Vec<Value> {

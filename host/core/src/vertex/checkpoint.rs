@@ -92,28 +92,37 @@ impl Vertex {
         if let Some(merge) = &self.merge {
             let (ctis, points, emitted) = merge.ctis();
             s.merge = Some(MergeState {
-                pending: merge
-                    .pending()
-                    .into_iter()
-                    .map(|list| {
-                        list.into_iter()
-                            .map(|(seq, batch)| {
-                                let bytes = Entry::Batch {
-                                    producer: String::new(),
-                                    batch,
-                                }
-                                .encode()
-                                .unwrap_or_default();
-                                (seq, serde_bytes::ByteBuf::from(bytes))
-                            })
-                            .collect()
-                    })
-                    .collect(),
+                pending: merge.pending().into_iter().map(coalesced).collect(),
                 ctis,
                 points,
                 emitted,
             });
         }
         s
+    }
+}
+
+/// One input's rows waiting in a merge, as a snapshot holds them: one
+/// batch at the first one's seq, not one per entry read (a merge that waits
+/// on a slow input holds thousands of them, and a snapshot is taken at
+/// every CTI boundary). The merge releases an input's rows by (seq, row),
+/// an order the concatenation keeps, so a merge restored from it releases
+/// the same rows in the same order as the one it was taken from.
+fn coalesced(list: Vec<(u64, RecordBatch)>) -> Vec<(u64, serde_bytes::ByteBuf)> {
+    let encode = |batch: RecordBatch| {
+        let bytes = Entry::Batch {
+            producer: String::new(),
+            batch,
+        }
+        .encode()
+        .unwrap_or_default();
+        serde_bytes::ByteBuf::from(bytes)
+    };
+    let Some((first, schema)) = list.first().map(|(seq, b)| (*seq, b.schema())) else {
+        return Vec::new();
+    };
+    match arrow_select::concat::concat_batches(&schema, list.iter().map(|(_, b)| b)) {
+        Ok(one) => vec![(first, encode(one))],
+        Err(_) => list.into_iter().map(|(seq, b)| (seq, encode(b))).collect(),
     }
 }
