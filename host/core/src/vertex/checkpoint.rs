@@ -126,3 +126,61 @@ fn coalesced(list: Vec<(u64, RecordBatch)>) -> Vec<(u64, serde_bytes::ByteBuf)> 
         Err(_) => list.into_iter().map(|(seq, b)| (seq, encode(b))).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::tests::{feed, vertex};
+    use super::*;
+
+    /// A union waiting on a slow input holds the other's rows: its
+    /// snapshot holds them as one batch, in the order they were read, and a
+    /// union loaded from it writes what the one it was taken from writes.
+    #[test]
+    fn a_waiting_unions_snapshot_holds_one_batch_per_input() {
+        // Input 0 reads 50 entries of events (a CTI each) while input 1,
+        // slow, has said nothing yet; then input 1 catches up.
+        let mut fast: Vec<Result<Vec<i64>, i64>> = Vec::new();
+        for k in 0..50 {
+            fast.push(Ok(vec![10 * k, 10 * k + 3]));
+            fast.push(Err(10 * k + 5));
+        }
+        let slow: Vec<Result<Vec<i64>, i64>> = (0..10)
+            .flat_map(|k| [Ok(vec![50 * k + 1]), Err(50 * k + 60)])
+            .collect();
+        let inputs = vec![fast, slow];
+        let every = Recovery::Checkpoint { every: 1 };
+        let mut whole = vertex(2, every, None);
+        let mut expected = BTreeMap::new();
+        feed(
+            &mut whole,
+            &inputs,
+            &mut std::iter::repeat(0),
+            usize::MAX,
+            &mut expected,
+        )
+        .expect("fed");
+        let mut first = vertex(2, every, None);
+        let mut got = BTreeMap::new();
+        // All of input 0, then input 1's first CTI: a snapshot.
+        let mut order = std::iter::repeat_n(0, 100).chain(std::iter::repeat(1));
+        let snapshot = feed(&mut first, &inputs, &mut order, 102, &mut got)
+            .expect("fed")
+            .expect("a snapshot at input 1's first CTI");
+        let pending = &snapshot.merge.as_ref().expect("a union's merge").pending;
+        assert_eq!(pending[0].len(), 1, "input 0's waiting rows, as one batch");
+        let bytes = postcard::to_allocvec(&snapshot).expect("encodes");
+        let loaded = postcard::from_bytes(&bytes).expect("decodes");
+        let mut second = vertex(2, every, Some(loaded));
+        feed(
+            &mut second,
+            &inputs,
+            &mut std::iter::repeat(1),
+            usize::MAX,
+            &mut got,
+        )
+        .expect("fed");
+        assert_eq!(expected, got);
+    }
+}
