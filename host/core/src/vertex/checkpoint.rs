@@ -121,6 +121,9 @@ fn coalesced(list: Vec<(u64, RecordBatch)>) -> Vec<(u64, serde_bytes::ByteBuf)> 
     let Some((first, schema)) = list.first().map(|(seq, b)| (*seq, b.schema())) else {
         return Vec::new();
     };
+    if list.len() == 1 {
+        return list.into_iter().map(|(seq, b)| (seq, encode(b))).collect();
+    }
     match arrow_select::concat::concat_batches(&schema, list.iter().map(|(_, b)| b)) {
         Ok(one) => vec![(first, encode(one))],
         Err(_) => list.into_iter().map(|(seq, b)| (seq, encode(b))).collect(),
