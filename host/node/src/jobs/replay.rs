@@ -104,6 +104,16 @@ impl Jobs {
             .with_context(|| at.clone())?;
         let (record, spec, udf) = self.udf_stage(job, stage)?;
         let streams = &self.inner.streams;
+        let key = stage_key(&record, stage);
+        // The checkpoint is read before the inputs' ends: a running stage
+        // checkpoints only what its inputs already hold, so the ends read
+        // after it are at or past it.
+        let (snapshot, state) = match spec.recovery {
+            Recovery::Checkpoint { .. } => self.checkpoint_of(&key)?,
+            // Replay recovery keeps no state: the stage rebuilds it from the
+            // input its oldest kept marker names, and so does a replay.
+            Recovery::Replay { .. } => (stored(streams, &key)?, KeyedState::new()),
+        };
         let mut inputs = Vec::new();
         for name in &spec.inputs {
             let info = streams.info(&record.stream(name))?;
@@ -111,13 +121,6 @@ impl Jobs {
             inputs.push((name.as_str(), info, next, low));
         }
         let input_schema = event_schema(&inputs[0].1.fields());
-        let key = stage_key(&record, stage);
-        let (snapshot, state) = match spec.recovery {
-            Recovery::Checkpoint { .. } => self.checkpoint_of(&key)?,
-            // Replay recovery keeps no state: the stage rebuilds it from the
-            // input its oldest kept marker names, and so does a replay.
-            Recovery::Replay { .. } => (stored(streams, &key)?, KeyedState::new()),
-        };
         let timeline = self.timeline(job, stage)?;
         let version = match snapshot.as_ref().and_then(|s| s.module.as_deref()) {
             None => timeline
