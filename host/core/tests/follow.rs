@@ -66,6 +66,11 @@ fn stage(name: &str) -> UdfStage {
 
 /// An instance of vertex `p` on module `add1`, loading `add2` by version.
 fn instance() -> Vertex {
+    instance_with(Timeline::new(&version("add1")))
+}
+
+/// An instance of vertex `p` that replays `timeline` from the start.
+fn instance_with(timeline: Timeline) -> Vertex {
     let load = Box::new(|v: &str| {
         Ok(match v == version("add2") {
             true => stage("add2"),
@@ -81,7 +86,7 @@ fn instance() -> Vertex {
         Resume::Fresh(vec![0]),
     )
     .expect("vertex")
-    .with_patching(Timeline::new(&version("add1")), load)
+    .with_patching(timeline, load)
     .expect("patching")
 }
 
@@ -259,4 +264,41 @@ fn a_change_waits_for_the_copies_of_the_output_and_goes_past_them() {
     let (_, made) = feed(&mut vertex, 12, 30);
     assert!(made.is_some(), "past the copies");
     assert!(vertex.position().output >= at + 6);
+}
+
+/// A timeline replayed over input cut otherwise than where it was
+/// recorded: the switch lies inside a batch, so the instance reads past it
+/// before it could make it. It fails, naming the switch and both
+/// positions, instead of writing rows the recorded run took at the new
+/// version with the old one.
+#[test]
+fn a_switch_replayed_inside_a_batch_is_refused_not_made_late() {
+    let mut vertex = instance();
+    feed(&mut vertex, 0, 3);
+    vertex.schedule(Requested {
+        id: 0,
+        version: version("add2"),
+        change: Change::Deploy,
+        at_ms: 1,
+    });
+    let (_, recorded) = feed(&mut vertex, 3, 9);
+    let mut timeline = recorded.expect("the vertex switched");
+    // The same timeline replays as recorded.
+    let mut again = instance_with(timeline.clone());
+    feed(&mut again, 0, 20);
+    assert_eq!(again.switches(), timeline.patches.as_slice());
+    assert_eq!(again.position().module, vertex.position().module);
+    // Two rows into the batch that starts where the switch was made.
+    timeline.patches[0].position += 2;
+    let mut replay = instance_with(timeline);
+    let refused = (0..20)
+        .find_map(|seq| replay.on_entry(0, seq, entry(seq)).err())
+        .expect("the switch inside a batch is refused");
+    let said = refused.to_string();
+    assert!(
+        said.contains("read past without making it")
+            && said.contains("deploy")
+            && said.contains(&version("add2")[..12]),
+        "{said}"
+    );
 }

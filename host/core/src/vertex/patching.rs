@@ -230,6 +230,7 @@ impl Vertex {
 
     /// Applies the timeline's entries due at the stage's position: those
     /// recorded at or before it (before the batch that starts there).
+    /// Refused when one lies where the stage already read past.
     pub(super) fn catch_up(&mut self) -> Result<(), VertexError> {
         loop {
             let (Some(patching), Operator::Udf(stage)) = (&self.patching, &self.operator) else {
@@ -243,12 +244,21 @@ impl Vertex {
             if next.position > stage.position() || next.ctis > self.at.ctis {
                 return Ok(());
             }
+            // Passed without being made: the rows since were taken by the
+            // version before it, and would differ from the recorded run's.
             if next.position < stage.position() {
-                tracing::warn!(
-                    vertex = %self.name,
-                    "timeline entry ({}) recorded at input position {} applies at {}: batches were cut differently",
-                    next.change.describe(), next.position, stage.position()
-                );
+                return Err(VertexError::Diverged {
+                    vertex: self.name.clone(),
+                    message: format!(
+                        "its timeline records {} (module {}) at input position {} after {} CTIs, which this instance read past without making it (input position {}, {} CTIs); its output from there would differ from the recorded run's",
+                        next.change.describe(),
+                        short_version(&next.version),
+                        next.position,
+                        next.ctis,
+                        stage.position(),
+                        self.at.ctis
+                    ),
+                });
             }
             let (version, change) = (next.version.clone(), next.change.clone());
             self.apply_change(&version, &change)?;
