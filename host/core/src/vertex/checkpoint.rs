@@ -7,9 +7,12 @@ use super::*;
 impl Vertex {
     /// Whether input `i` is worth reading now: not when its rows wait in
     /// the merge, beyond a batch or so, for another input that is behind.
+    /// What waits is in every snapshot, and a snapshot is taken at every
+    /// CTI boundary: a union whose other inputs finished while one lags
+    /// copies what they left waiting at each CTI of the one that lags.
     pub fn reads(&self, i: usize) -> bool {
         /// Rows of one input a merge holds before it stops reading it.
-        const AHEAD: usize = 8192;
+        const AHEAD: usize = 1024;
         self.merge.as_ref().is_none_or(|m| !m.ahead(i, AHEAD))
     }
 
@@ -136,6 +139,37 @@ mod tests {
 
     use super::super::tests::{feed, vertex};
     use super::*;
+
+    /// A union whose other input finished while one lags stops reading it
+    /// once about a thousand of its rows wait: each snapshot, taken at every
+    /// CTI of the one that lags, holds what waits. The lagging input is
+    /// always read.
+    #[test]
+    fn a_union_stops_reading_an_input_whose_rows_wait_for_a_lagging_one() {
+        // Input 0: entries of 64 events, each followed by a CTI; input 1
+        // has said nothing yet.
+        let fast: Vec<Result<Vec<i64>, i64>> = (0..100)
+            .flat_map(|k| [Ok(vec![100 * k; 64]), Err(100 * k + 50)])
+            .collect();
+        let inputs = vec![fast, Vec::new()];
+        let mut union = vertex(2, Recovery::Checkpoint { every: 1 }, None);
+        let mut out = BTreeMap::new();
+        let mut read = 0;
+        while union.reads(0) && read < inputs[0].len() {
+            feed(&mut union, &inputs, &mut std::iter::repeat(0), 1, &mut out).expect("fed");
+            read += 1;
+        }
+        assert!(read < inputs[0].len(), "input 0 was read to its end");
+        assert!(union.reads(1), "the lagging input is read");
+        let waiting: usize = union.snapshot().merge.expect("a merge").pending[0]
+            .iter()
+            .map(|(_, b)| match Entry::decode(b).expect("an entry") {
+                Entry::Batch { batch, .. } => batch.num_rows(),
+                Entry::Cti(_) => 0,
+            })
+            .sum();
+        assert!((1024..1024 + 64).contains(&waiting), "{waiting} rows wait");
+    }
 
     /// A union waiting on a slow input holds the other's rows: its
     /// snapshot holds them as one batch, in the order they were read, and a
