@@ -58,6 +58,9 @@ pub enum Stored {
     /// Not yet: this node's copies of the vertex's output lack entries the
     /// snapshot stands for.
     Behind,
+    /// Not this one: this node's copy of an input no longer holds what
+    /// the vertex would read from the snapshot on. A newer one may do.
+    Stale,
     /// This node no longer backs the vertex up.
     NotBacked,
 }
@@ -266,9 +269,45 @@ impl Jobs {
             self.copy_from(out, backup.low, true)?;
             self.reader_at(out, BACKUP_HOLD, backup.low);
             for (stream, want) in [(out, output), (dead_stream, dead)] {
-                if streams.positions(stream).map_or(0, |p| p.1) < want {
+                let held = streams.positions(stream);
+                if held.map_or(0, |p| p.1) < want {
+                    tracing::debug!(
+                        job,
+                        vertex,
+                        stream,
+                        want,
+                        ?held,
+                        "a backup's copy is behind the snapshot"
+                    );
                     return Ok(Stored::Behind);
                 }
+            }
+        }
+        // The vertex would resume here from the snapshot's input
+        // positions: a copy of an input collected past one (the snapshot
+        // waited for the copies of the output while the vertex ran on) can
+        // no longer give it what it read there. A newer snapshot is asked
+        // for; the one stored before stays, its inputs held.
+        let reader = format!("{RESUME_HOLD}{}/{vertex}", record.prefix());
+        let reads = self.backed_reads(&record, vertex, &reader)?;
+        for (input, pos) in reads.iter().zip(&backup.inputs) {
+            let held = streams
+                .info(&record.stream(input))
+                .ok()
+                .and_then(|i| streams.positions(i.id));
+            if let Some((next, _, low)) = held
+                && next > 0
+                && low > *pos
+            {
+                tracing::debug!(
+                    job,
+                    vertex,
+                    input,
+                    pos,
+                    low,
+                    "a backup's snapshot reads an input from below what this member's copy still holds"
+                );
+                return Ok(Stored::Stale);
             }
         }
         let mut ops = Vec::new();
@@ -313,27 +352,28 @@ impl Jobs {
         }
         streams.commit_meta(ops)?.wait()?;
         lock(&self.inner.queues).retain(|k, _| !cached.contains(k));
-        let reader = format!("{RESUME_HOLD}{}/{vertex}", record.prefix());
-        let known = lock(&self.inner.backed_reads).get(&reader).cloned();
-        let reads = match known {
-            Some(reads) => reads,
-            None => {
-                let plan = self.record_plan(&record)?;
-                let reads = placed::plan_vertices(&plan)
-                    .into_iter()
-                    .find(|v| v.name == vertex)
-                    .map(|v| v.reads)
-                    .unwrap_or_default();
-                lock(&self.inner.backed_reads).insert(reader.clone(), reads.clone());
-                reads
-            }
-        };
         for (input, pos) in reads.iter().zip(&backup.inputs) {
             if let Ok(info) = streams.info(&record.stream(input)) {
                 self.reader_at(info.id, &reader, *pos);
             }
         }
         Ok(Stored::Resumes(backup.inputs, backup.id))
+    }
+
+    /// The inputs of vertex `vertex` of placed job `record`, whose stored
+    /// snapshot's holds are kept under `reader`.
+    fn backed_reads(&self, record: &JobRecord, vertex: &str, reader: &str) -> Result<Vec<String>> {
+        if let Some(reads) = lock(&self.inner.backed_reads).get(reader) {
+            return Ok(reads.clone());
+        }
+        let plan = self.record_plan(record)?;
+        let reads = placed::plan_vertices(&plan)
+            .into_iter()
+            .find(|v| v.name == vertex)
+            .map(|v| v.reads)
+            .unwrap_or_default();
+        lock(&self.inner.backed_reads).insert(reader.to_string(), reads.clone());
+        Ok(reads)
     }
 
     /// Forgets the holds this member keeps for the snapshots of placed job
@@ -357,6 +397,12 @@ impl Jobs {
     /// that resumes from `positions`: its inputs are kept from there.
     fn backed_up(&self, key: &str, positions: &[u64]) {
         let inputs = lock(&self.inner.backed).get(key).cloned();
+        tracing::debug!(
+            key,
+            ?positions,
+            ?inputs,
+            "the backup stored a snapshot: inputs held from there"
+        );
         for (stream, pos) in inputs.unwrap_or_default().iter().zip(positions) {
             self.reader_at(*stream, key, *pos);
         }

@@ -75,6 +75,10 @@ impl Node {
                             pending.insert(vertex.to_string(), bytes);
                             continue;
                         }
+                        // A newer one is fetched below.
+                        (Ok(Stored::Stale), _) => {
+                            tracing::debug!(%job, %vertex, "backup: a copy of an input no longer holds what the snapshot waiting here reads");
+                        }
                         (Ok(Stored::NotBacked), _) => {}
                         (Err(e), _) => {
                             tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
@@ -124,6 +128,9 @@ impl Node {
                     (Ok(Stored::Behind), bytes) => {
                         tracing::debug!(%job, %vertex, "backup: the copies are behind the snapshot");
                         pending.insert(vertex.to_string(), bytes);
+                    }
+                    (Ok(Stored::Stale), _) => {
+                        tracing::debug!(%job, %vertex, "backup: a copy of an input no longer holds what the snapshot reads");
                     }
                     (Ok(Stored::NotBacked), _) => {}
                     (Err(e), _) => {

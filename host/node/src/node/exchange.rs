@@ -115,11 +115,12 @@ impl Node {
             match self.pull_from(&addr, &certs, &f).await {
                 Ok(()) => return,
                 Err(e) => {
-                    // A pull that ran a while delivered: a new failure.
+                    // A pull that ran a while delivered: a new failure,
+                    // from now.
                     if began.elapsed() > PULL_WARN {
                         failing = None;
                     }
-                    let (since, told) = failing.get_or_insert((began, false));
+                    let (since, told) = failing.get_or_insert((std::time::Instant::now(), false));
                     if !*told && since.elapsed() > PULL_WARN {
                         *told = true;
                         tracing::warn!(stream = %f.stream, %addr, "pulls have failed for {:?}, retrying: {e:#}", since.elapsed());
@@ -150,6 +151,7 @@ impl Node {
             Some(Response::Error { message }) => bail!(Request, "{addr}: {message}"),
             other => bail!(Request, "{addr} answered a pull with {other:?}"),
         }
+        tracing::debug!(stream = %f.stream, %addr, from, "pulling");
         let _pulling = self.pulled.fetching(&f.stream, true);
         let mut buf = Vec::new();
         let mut acked = from;
@@ -329,7 +331,9 @@ impl Node {
                 }
             }
         });
+        tracing::debug!(%stream, %reader, from, "a pull begins");
         let result = self.send_batches(&mut send, info.id, from).await;
+        tracing::debug!(%stream, %reader, ?result, "a pull ends");
         acks.abort();
         result
     }

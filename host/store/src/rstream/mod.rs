@@ -194,6 +194,14 @@ struct State {
 }
 
 impl State {
+    /// The name of the stream with id `stream` (for logs), or `#ID`.
+    fn name_of(&self, stream: u64) -> String {
+        self.catalog
+            .values()
+            .find(|i| i.id == stream)
+            .map_or_else(|| format!("#{stream}"), |i| i.name.clone())
+    }
+
     /// The head of `stream`, if the streams still take writes.
     fn writable(&mut self, stream: u64) -> Result<&mut Head, StreamError> {
         if let Some(reason) = &self.failed {
@@ -595,6 +603,7 @@ impl Streams {
             head.next = seq;
             head.durable = seq;
             head.low = seq;
+            tracing::debug!(stream = %state.name_of(stream), seq, "an empty stream begins at a seq");
         }
         Ok(())
     }
@@ -610,10 +619,11 @@ impl Streams {
         if seq <= head.next {
             return Ok(());
         }
-        head.next = seq;
+        let next = std::mem::replace(&mut head.next, seq);
         head.durable = seq;
         head.low = seq;
         head.memory.clear();
+        tracing::debug!(stream = %state.name_of(stream), next, seq, "a stream skips to a seq");
         self.submit(Request {
             ops: vec![Op::DeleteEntriesBelow { stream, seq }],
             entries: Vec::new(),
@@ -635,6 +645,7 @@ impl Streams {
             (head.next, head.durable, head.low) = (0, 0, 0);
             head.memory.clear();
             head.closed = false;
+            tracing::debug!(stream = %state.name_of(stream), "a stream is emptied");
             self.submit(Request {
                 ops: vec![Op::DeleteEntriesBelow {
                     stream,
@@ -755,6 +766,7 @@ impl Streams {
         }
         head.low = seq;
         head.memory = head.memory.split_off(&seq);
+        tracing::trace!(stream = %state.name_of(stream), seq, "collected below a seq");
         self.submit(Request {
             ops: vec![Op::DeleteEntriesBelow { stream, seq }],
             entries: Vec::new(),
