@@ -27,6 +27,7 @@ impl Metadata {
         for job in self.jobs.values() {
             referenced.extend(job.placement.values());
             referenced.extend(job.backups.values());
+            referenced.extend(job.handing.values());
             referenced.extend(job.duplicates.values());
             referenced.extend(job.replicas.values().flatten());
         }

@@ -110,6 +110,13 @@ pub struct ClusterJob {
     /// collection point when the job was submitted (absent: its start).
     #[serde(default)]
     pub starts: BTreeMap<String, u64>,
+    /// Vertex whose backup was handed to another member to even out the
+    /// load → its previous backup, ready: it goes on backing the vertex up
+    /// (storing its snapshots, holding its inputs and its output's copy)
+    /// until the new one is ready, and the vertex moves there if its
+    /// member is lost meanwhile.
+    #[serde(default)]
+    pub handing: BTreeMap<String, NodeId>,
 }
 
 /// Where a follower of a copy stopped for a change that waits.
@@ -211,10 +218,25 @@ impl ClusterJob {
             .map(|(v, _)| v.as_str())
     }
 
-    /// The vertices member `member` backs up.
+    /// Keeps a previous backup (`handing`) while it is up, the vertex
+    /// runs on another member and its new backup is another member, not
+    /// ready yet.
+    fn settle_handing(&mut self, up: &[NodeId]) {
+        let (placement, backups, ready) = (&self.placement, &self.backups, &self.ready);
+        self.handing.retain(|v, h| {
+            up.contains(h)
+                && !ready.contains(v)
+                && placement.get(v).is_some_and(|m| m != h)
+                && backups.get(v).is_some_and(|b| b != h)
+        });
+    }
+
+    /// The vertices member `member` backs up: as their backup, or as the
+    /// previous one while the new one is not ready.
     pub fn backed_by(&self, member: NodeId) -> impl Iterator<Item = &str> {
         self.backups
             .iter()
+            .chain(&self.handing)
             .filter(move |(_, m)| **m == member)
             .map(|(v, _)| v.as_str())
     }
@@ -301,6 +323,7 @@ impl Metadata {
         for job in self.jobs.values_mut() {
             // A replicated vertex whose member went moves to a replica.
             let failed_over = job.fail_over(&up);
+            job.settle_handing(&up);
             // A duplicate whose vertex moved, or whose member or the
             // vertex's is no longer where it was, goes.
             let placement = &job.placement;
@@ -316,14 +339,20 @@ impl Metadata {
             let duplicates = &job.duplicates;
             job.stragglers.retain(|v| duplicates.contains_key(v));
             job.moving.retain(|v| duplicates.contains_key(v));
+            // A lost member's vertex whose backup is not ready yet moves to
+            // the previous one, which is (a drained one's waits).
             let moves: Vec<(String, NodeId)> = job
                 .placement
                 .iter()
                 .filter(|(_, m)| !up.contains(m))
                 .filter(|(v, _)| !failed_over.contains(*v))
-                .filter(|(v, _)| job.ready.contains(*v) || !job.snapshotted.contains(*v))
-                .filter_map(|(v, _)| {
-                    let b = job.backups.get(v).filter(|b| up.contains(b))?;
+                .filter_map(|(v, m)| {
+                    let backup = match job.ready.contains(v) || !job.snapshotted.contains(v) {
+                        true => job.backups.get(v),
+                        false if draining.contains(m) => None,
+                        false => job.handing.get(v),
+                    };
+                    let b = backup.filter(|b| up.contains(b))?;
                     Some((v.clone(), *b))
                 })
                 .collect();
@@ -335,6 +364,7 @@ impl Metadata {
                 }
                 job.duplicates.remove(&vertex);
                 job.placement.insert(vertex.clone(), backup);
+                job.handing.remove(&vertex);
                 job.backups.remove(&vertex);
                 if let Some(n) = load.get_mut(&backup) {
                     *n = n.saturating_sub(1);
@@ -347,6 +377,9 @@ impl Metadata {
             }
         }
         self.even_out(&up);
+        for job in self.jobs.values_mut() {
+            job.settle_handing(&up);
+        }
     }
 
     /// Evens out the vertices over the members that take work (`up`):
@@ -404,9 +437,9 @@ impl Metadata {
         // A member that runs too little and backs up no vertex of a busier
         // one (a member back after a loss backs up nothing) becomes the
         // backup of one, once it holds a snapshot of every vertex it backs
-        // up: the move follows when it stores this one's. Meanwhile that
-        // vertex has no ready backup; one at a time keeps that window to
-        // one vertex per member.
+        // up: the move follows when it stores this one's. Meanwhile the
+        // previous backup goes on backing the vertex up (`handing`); one at
+        // a time bounds that doubled work to one vertex per member.
         let mut handed: BTreeSet<NodeId> = BTreeSet::new();
         for job in self.jobs.values() {
             for (v, b) in &job.backups {
@@ -438,7 +471,10 @@ impl Metadata {
                 movable.then(|| v.clone())
             });
             if let Some(vertex) = pick {
-                job.backups.insert(vertex.clone(), light);
+                // The ready backup goes on until the new one is ready.
+                if let Some(previous) = job.backups.insert(vertex.clone(), light) {
+                    job.handing.insert(vertex.clone(), previous);
+                }
                 job.ready.remove(&vertex);
                 return;
             }
@@ -489,6 +525,7 @@ impl Metadata {
             moving: BTreeSet::new(),
             holds: BTreeMap::new(),
             starts: self.stream_lows(),
+            handing: BTreeMap::new(),
         };
         job.add_replicas(&up, self.load());
         back(&mut job, &up, &mut self.backup_load());

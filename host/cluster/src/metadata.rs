@@ -422,6 +422,7 @@ impl Metadata {
                     for v in vertices {
                         if job.backups.get(v) == Some(member) && job.ready.insert(v.clone()) {
                             job.snapshotted.insert(v.clone());
+                            job.handing.remove(v);
                             reply = Reply::Done;
                         }
                     }

@@ -29,6 +29,13 @@ fn ready(m: &mut Metadata, vertex: &str, member: NodeId) {
     });
 }
 
+/// Every backup of job `j` stored a snapshot.
+fn all_ready(m: &mut Metadata) {
+    for (v, b) in m.jobs["j"].backups.clone() {
+        ready(m, &v, b);
+    }
+}
+
 fn spec(name: &str, vertices: usize) -> JobSpec {
     JobSpec {
         name: name.into(),
@@ -119,12 +126,17 @@ proptest! {
             let up: Vec<NodeId> = m.placeable().collect();
             let job = &m.jobs["j"];
             for (v, member) in &job.placement {
-                if *member != before.placement[v] {
+                // To its backup, or to the previous one (ready) while the
+                // backup is not.
+                if *member != before.placement[v] && before.handing.get(v) != Some(member) {
                     prop_assert_eq!(Some(member), before.backups.get(v), "{} moved", v);
                     prop_assert!(
                         before.ready.contains(v) || !before.snapshotted.contains(v),
                         "{} moved to a backup without its snapshot", v
                     );
+                }
+                if let Some(h) = job.handing.get(v) {
+                    prop_assert!(*h != *member && job.backups.get(v) != Some(h) && !job.ready.contains(v), "{} handing {:?}", v, job);
                 }
                 prop_assert!(!job.ready.contains(v) || job.backups.contains_key(v));
                 prop_assert!(job.ready.is_subset(&job.snapshotted));
@@ -522,11 +534,6 @@ fn a_member_back_after_a_loss_gets_vertices_again_through_duplicates() {
     let mut s = spec("j", 9);
     s.vertices.push("sink0".into());
     m.apply(&Command::SubmitJob(s));
-    let all_ready = |m: &mut Metadata| {
-        for (v, b) in m.jobs["j"].backups.clone() {
-            ready(m, &v, b);
-        }
-    };
     all_ready(&mut m);
     m.apply(&Command::Lost { id: 3 });
     all_ready(&mut m);
@@ -594,17 +601,58 @@ fn a_member_back_after_a_loss_gets_vertices_again_through_duplicates() {
     );
 }
 
+/// Three members, a job of nine vertices whose backups all stored a
+/// snapshot, member 3 lost and back: one vertex's backup is handed to it.
+fn backup_handed_to_a_member_back() -> Metadata {
+    let mut m = members(3);
+    m.apply(&Command::SubmitJob(spec("j", 9)));
+    all_ready(&mut m);
+    m.apply(&Command::Lost { id: 3 });
+    all_ready(&mut m);
+    m.apply(&Command::Back { id: 3 });
+    m
+}
+
+/// A backup handed to a member back after a loss (to even out the load)
+/// leaves the previous, ready one backing the vertex up until the new one
+/// stored a snapshot: the vertex's member lost meanwhile, the vertex moves
+/// to the previous one instead of waiting for its member.
+#[test]
+fn a_vertex_whose_new_backup_is_not_ready_moves_to_the_previous_one() {
+    let mut m = backup_handed_to_a_member_back();
+    let job = m.jobs["j"].clone();
+    let (vertex, previous) = job
+        .handing
+        .iter()
+        .next()
+        .map(|(v, p)| (v.clone(), *p))
+        .expect("a backup handed over");
+    assert_eq!(job.backups[&vertex], 3, "{job:?}");
+    assert!(!job.ready.contains(&vertex));
+    assert!(
+        job.backed_by(previous).any(|v| v == vertex),
+        "the previous backup goes on"
+    );
+    let member = job.placement[&vertex];
+    m.apply(&Command::Lost { id: member });
+    let job = m.jobs["j"].clone();
+    assert_eq!(job.placement[&vertex], previous, "{job:?}");
+    assert!(!job.handing.contains_key(&vertex));
+    // Handed again and made ready: the previous backup lets go.
+    let mut m = backup_handed_to_a_member_back();
+    let vertex = m.jobs["j"].handing.keys().next().cloned().expect("handed");
+    ready(&mut m, &vertex, 3);
+    let job = &m.jobs["j"];
+    assert!(!job.handing.contains_key(&vertex), "{job:?}");
+    assert!(job.backed_by(3).any(|v| v == vertex));
+}
+
 /// A move whose target is lost before its duplicate caught up goes; the
 /// vertex stays where it runs.
 #[test]
 fn a_move_to_a_member_lost_again_goes() {
     let mut m = members(3);
     m.apply(&Command::SubmitJob(spec("j", 9)));
-    let all_ready = |m: &mut Metadata| {
-        for (v, b) in m.jobs["j"].backups.clone() {
-            ready(m, &v, b);
-        }
-    };
     all_ready(&mut m);
     m.apply(&Command::Lost { id: 3 });
     m.apply(&Command::Back { id: 3 });

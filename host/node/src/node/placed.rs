@@ -22,12 +22,13 @@ const SCHEDULE_EVERY: Duration = Duration::from_millis(200);
 /// entries written with it.
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// A job's placement, backups and replicas, as its fetches here were
-/// started for.
+/// A job's placement, backups, replicas and previous backups (while the
+/// new ones are not ready), as its fetches here were started for.
 pub(super) type Wiring = (
     BTreeMap<String, NodeId>,
     BTreeMap<String, NodeId>,
     BTreeMap<String, BTreeSet<NodeId>>,
+    BTreeMap<String, NodeId>,
 );
 
 /// A job started or changed here: its name, incarnation, the fetches
@@ -536,6 +537,7 @@ impl Node {
                 job.placement.clone(),
                 job.backups.clone(),
                 job.replicas.clone(),
+                job.handing.clone(),
             );
             let wired = lock(&self.fetchers)
                 .get(name)

@@ -128,7 +128,9 @@ impl Node {
                 // output, and the backup's, unless the backup's member
                 // reads it (one copy there).
                 let mut pull = if dead { BTreeSet::new() } else { keep.clone() };
-                if let Some(b) = job.backups.get(&v.name) {
+                // A previous backup, while the new one is not ready, too.
+                let backups = [job.backups.get(&v.name), job.handing.get(&v.name)];
+                for b in backups.into_iter().flatten() {
                     keep.insert(backup_reader(&full, *b));
                     if dead || !readers.contains(b) {
                         pull.insert(backup_reader(&full, *b));
