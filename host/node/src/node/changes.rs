@@ -24,6 +24,10 @@ const CHANGE_WAIT: Duration = Duration::from_secs(8);
 /// runs (every 200 ms, its scheduler's tick) before it refuses.
 const RECONCILE_TRIES: usize = 15;
 
+/// How long a replay asked of the member a copy was just placed on waits
+/// for the copy to start there.
+const MOVE_WAIT: Duration = Duration::from_secs(10);
+
 impl Node {
     /// The cluster, when a deploy, rollback, filter change, history or
     /// replay asks about a job it runs over more than one member.
@@ -368,30 +372,40 @@ impl Node {
         else {
             bail!(Request, "{} is not a replay", request.describe());
         };
-        let metadata = cluster.metadata();
-        let runs_it = metadata
-            .jobs
-            .get(&job)
-            .and_then(|j| j.placement.get(&stage))
-            .copied();
-        match runs_it {
-            Some(member) if member != cluster.id() && may_pass => {
-                self.ask_member(&metadata, member, &request, &body).await
-            }
-            // Its input and state are where it runs: a member that backs it
-            // up holds a snapshot ahead of its own copy of the input.
-            Some(_) if !self.jobs.runs_vertex(&job, &stage) => bail!(
-                Request,
-                "copy `{stage}` of job `{job}` does not run on member {} (it is moving between members); retry",
-                cluster.id()
-            ),
-            _ => {
-                let jobs = self.jobs.clone();
-                tokio::task::spawn_blocking(move || {
-                    jobs.replay(&job, &stage, &origin, body, from, to)
-                        .map(Response::Replayed)
-                })
-                .await?
+        // A copy just placed here starts within a scheduler's round or so.
+        let deadline = std::time::Instant::now() + MOVE_WAIT;
+        loop {
+            let metadata = cluster.metadata();
+            let runs_it = metadata
+                .jobs
+                .get(&job)
+                .and_then(|j| j.placement.get(&stage))
+                .copied();
+            let here = self.jobs.runs_vertex(&job, &stage);
+            match runs_it {
+                Some(member) if member != cluster.id() && may_pass => {
+                    return self.ask_member(&metadata, member, &request, &body).await;
+                }
+                Some(member)
+                    if member == cluster.id() && !here && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // Its input and state are where it runs: a member that backs
+                // it up holds a snapshot ahead of its own copy of the input.
+                Some(_) if !here => bail!(
+                    Request,
+                    "copy `{stage}` of job `{job}` does not run on member {} (it is moving between members); retry",
+                    cluster.id()
+                ),
+                _ => {
+                    let jobs = self.jobs.clone();
+                    return tokio::task::spawn_blocking(move || {
+                        jobs.replay(&job, &stage, &origin, body, from, to)
+                            .map(Response::Replayed)
+                    })
+                    .await?;
+                }
             }
         }
     }
