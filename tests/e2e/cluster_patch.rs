@@ -77,12 +77,21 @@ fn positions(answer: &str) -> BTreeMap<String, u64> {
 /// 6, paced, once every copy runs (each member fetched and compiled the
 /// module); returns the offline rows and how many vertices the job has.
 pub(crate) fn run_tally(d: &Path, node: &Node, clause: &str) -> (Rows, usize) {
-    script(d, "events => 30000, rate => 1000", clause);
+    run_tally_of(d, node, clause, 30_000)
+}
+
+/// [`run_tally`] over `events` bids (1,000 a second on the node).
+pub(crate) fn run_tally_of(d: &Path, node: &Node, clause: &str, events: u64) -> (Rows, usize) {
+    script(d, &format!("events => {events}, rate => 1000"), clause);
     let out = weir(&["run", "tally.wsql", "--quiet", "--parallelism", "6"], d);
     assert!(out.status.success(), "{}", stderr(&out));
     let want = rows(d);
     std::fs::remove_dir_all(d.join("out")).expect("remove the offline output");
-    script(d, "events => 30000, rate => 1000, pace => 1", clause);
+    script(
+        d,
+        &format!("events => {events}, rate => 1000, pace => 1"),
+        clause,
+    );
     let per_member = submit(d, node, "tally");
     assert_eq!(per_member.len(), 3, "every member runs a part");
     job_status(d, node, "tally", |s| {

@@ -289,7 +289,9 @@ fn a_slow_replicated_copy_moves_to_its_replica_and_a_deploy_and_a_loss_keep_ever
     let d = dir.path();
     let mut nodes = super::cluster_jobs::three_slowable(d, "2s");
     let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
-    let (want, _) = run_tally(d, &nodes[0], " WITH REPLICATE 2");
+    // A minute of bids: the copy falls behind, moves, and the deploy
+    // lands while bids still come, however loaded the machine.
+    let (want, _) = super::cluster_patch::run_tally_of(d, &nodes[0], " WITH REPLICATE 2", 60_000);
     let copy_in = |s: &Value| {
         (0..3).find_map(|i| {
             let me = id_at(&up, &nodes[i].addr);
