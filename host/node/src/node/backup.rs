@@ -60,6 +60,9 @@ impl Node {
             let backed = placed
                 .backed_by(me)
                 .filter(|v| placed.duplicates.get(*v) != Some(&me));
+            // Only the vertex's backup says it is ready: a previous one
+            // (`handing`) stores its snapshots until then, unannounced.
+            let is_new = |v: &str| placed.backups.get(v) == Some(&me) && !placed.ready.contains(v);
             for vertex in backed {
                 // A snapshot the copies had not caught up with is stored
                 // first: a newer one would be further ahead.
@@ -67,7 +70,7 @@ impl Node {
                     match self.store_backup(&job, id, vertex, bytes).await {
                         (Ok(Stored::Resumes(inputs, snapshot)), _) => {
                             have.insert(vertex.to_string(), (inputs, snapshot));
-                            if !placed.ready.contains(vertex) {
+                            if is_new(vertex) {
                                 ready.push(vertex.to_string());
                             }
                         }
@@ -121,7 +124,7 @@ impl Node {
                 match self.store_backup(&job, id, vertex, bytes).await {
                     (Ok(Stored::Resumes(inputs, snapshot)), _) => {
                         have.insert(vertex.to_string(), (inputs, snapshot));
-                        if !placed.ready.contains(vertex) {
+                        if is_new(vertex) {
                             ready.push(vertex.to_string());
                         }
                     }
