@@ -17,6 +17,10 @@ use super::copies::copies;
 use super::patching::short;
 use super::*;
 
+/// How long a rollback asked of a copy waits for a change queued for it
+/// (a deploy just asked, made at the copy's next CTI) before it is checked.
+const QUEUED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A change as a user asks for it, before it is checked.
 #[derive(Clone)]
 pub enum Asked {
@@ -122,6 +126,9 @@ impl Jobs {
                 StageChange::Deploy { version }
             }
             Asked::Rollback { to } => {
+                // Checked against the changes queued for the copy too: a
+                // rollback asked just after a deploy returns from it.
+                self.await_queued(job, copy)?;
                 self.rollback_target(job, copy, to.as_deref())?;
                 StageChange::Rollback { to }
             }
@@ -135,6 +142,20 @@ impl Jobs {
             },
         };
         Ok((change, from.unwrap_or_default()))
+    }
+
+    /// Waits, up to [`QUEUED_WAIT`], until copy `copy` of `job` has made
+    /// the changes queued for it.
+    fn await_queued(&self, job: &str, copy: &str) -> Result<()> {
+        let (record, _) = self.running_plan(job)?;
+        let queued = queue_key(&stage_key(&record, copy));
+        let deadline = std::time::Instant::now() + QUEUED_WAIT;
+        while self.with_queue(&queued, |q| Ok(!q.waiting.is_empty()))?
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// Makes the changes of `job` (`patches`, in the order they were
