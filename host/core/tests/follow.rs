@@ -90,6 +90,21 @@ fn instance_with(timeline: Timeline) -> Vertex {
     .expect("patching")
 }
 
+/// An instance asked for a deploy after input entry 3 and fed to entry 9,
+/// with the timeline it recorded as it switched.
+fn deployed_at_entry_3() -> (Vertex, Timeline) {
+    let mut vertex = instance();
+    feed(&mut vertex, 0, 3);
+    vertex.schedule(Requested {
+        id: 0,
+        version: version("add2"),
+        change: Change::Deploy,
+        at_ms: 1,
+    });
+    let (_, recorded) = feed(&mut vertex, 3, 9);
+    (vertex, recorded.expect("the vertex switched"))
+}
+
 /// Input entry `i`: a batch of four events, every third entry a CTI.
 fn entry(i: u64) -> Entry {
     if i % 3 == 2 {
@@ -173,16 +188,9 @@ fn a_follower_stopped_before_the_switch_writes_what_its_vertex_wrote() {
 /// timeline that does not begin with the follower's own.
 #[test]
 fn a_follower_past_the_switch_or_with_another_timeline_is_refused() {
-    let (mut vertex, mut follower) = (instance(), instance());
-    feed(&mut vertex, 0, 3);
-    vertex.schedule(Requested {
-        id: 0,
-        version: version("add2"),
-        change: Change::Deploy,
-        at_ms: 1,
-    });
-    let (_, recorded) = feed(&mut vertex, 3, 9);
-    let recorded = recorded.expect("the vertex switched").patches;
+    let (_, recorded) = deployed_at_entry_3();
+    let mut follower = instance();
+    let recorded = recorded.patches;
     feed(&mut follower, 0, 12);
     let refused = follower.follow(&recorded).expect_err("passed the switch");
     let said = refused.to_string();
@@ -273,16 +281,7 @@ fn a_change_waits_for_the_copies_of_the_output_and_goes_past_them() {
 /// version with the old one.
 #[test]
 fn a_switch_replayed_inside_a_batch_is_refused_not_made_late() {
-    let mut vertex = instance();
-    feed(&mut vertex, 0, 3);
-    vertex.schedule(Requested {
-        id: 0,
-        version: version("add2"),
-        change: Change::Deploy,
-        at_ms: 1,
-    });
-    let (_, recorded) = feed(&mut vertex, 3, 9);
-    let mut timeline = recorded.expect("the vertex switched");
+    let (vertex, mut timeline) = deployed_at_entry_3();
     // The same timeline replays as recorded.
     let mut again = instance_with(timeline.clone());
     feed(&mut again, 0, 20);

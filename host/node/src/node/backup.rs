@@ -78,10 +78,8 @@ impl Node {
                             pending.insert(vertex.to_string(), bytes);
                             continue;
                         }
-                        // A newer one is fetched below.
-                        (Ok(Stored::Stale), _) => {
-                            tracing::debug!(%job, %vertex, "backup: a copy of an input no longer holds what the snapshot waiting here reads");
-                        }
+                        // A newer one is fetched below (`store_backup` logs why).
+                        (Ok(Stored::Stale), _) => {}
                         (Ok(Stored::NotBacked), _) => {}
                         (Err(e), _) => {
                             tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
@@ -132,10 +130,7 @@ impl Node {
                         tracing::debug!(%job, %vertex, "backup: the copies are behind the snapshot");
                         pending.insert(vertex.to_string(), bytes);
                     }
-                    (Ok(Stored::Stale), _) => {
-                        tracing::debug!(%job, %vertex, "backup: a copy of an input no longer holds what the snapshot reads");
-                    }
-                    (Ok(Stored::NotBacked), _) => {}
+                    (Ok(Stored::Stale), _) | (Ok(Stored::NotBacked), _) => {}
                     (Err(e), _) => {
                         tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
                         have.remove(vertex);
