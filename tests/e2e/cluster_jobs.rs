@@ -354,3 +354,63 @@ fn a_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
         "{q}: the output after the partition differs from weir run's"
     );
 }
+
+/// The member that writes q1's sink cut off by a partition mid-run, for
+/// longer than the heartbeat timeout: the sink resumes on its backup while
+/// the cut member's instance still runs, until it hears where the sink
+/// runs now; healed, the output is byte for byte `weir run`'s.
+#[test]
+fn the_sinks_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
+    use super::cluster::Namespaces;
+    let dir = cluster();
+    let d = dir.path();
+    let net = Namespaces::new(3);
+    let listen = |i: usize| format!("{}:7001", net.ip_of(i));
+    let nodes = net.start_members(d);
+    until(d, &nodes[0], "three members up", |s| {
+        s["coordinator"].is_u64()
+            && members(s).len() == 3
+            && members(s).iter().all(|m| m["health"] == "up")
+    });
+    let q = "q1";
+    super::nexmark_queries::example(d, q, "events => 200000, rate => 10000, pace => 1");
+    let want = offline(d, q);
+    submit(d, &nodes[0], q);
+    let out = d.join(format!("out/{q}.jsonl"));
+    let size = || std::fs::metadata(&out).map_or(0, |m| m.len());
+    let sink_on = |s: &Value| {
+        vertices(s, q)
+            .into_iter()
+            .find(|(_, v, state)| v.ends_with(".jsonl") && state == "running")
+            .map(|(m, _, _)| m)
+    };
+    let running = until(d, &nodes[0], "the sink writes", |s| {
+        sink_on(s).is_some() && size() > 0
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let on = sink_on(&running).expect("the sink's member");
+    let cut = (1..=3)
+        .find(|i| {
+            members(&running)
+                .iter()
+                .any(|m| m["addr"] == listen(*i) && m["id"] == on)
+        })
+        .expect("the sink's node");
+    net.link(cut, false);
+    let at_cut = size();
+    let watcher = if cut == 1 { 1 } else { 0 };
+    until(
+        d,
+        &nodes[watcher],
+        "the sink writes on another member",
+        |s| sink_on(s).is_some_and(|m| m != on) && size() > at_cut,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    net.link(cut, true);
+    let got = finished_output(d, &nodes[watcher], q, |s| s["state"] == "finished");
+    assert!(
+        got == want,
+        "{q}: the output after the sink's member was cut off differs from weir run's\n{}",
+        logs_above(d)
+    );
+}

@@ -316,3 +316,95 @@ fn members_stalled_past_the_timeout_one_after_another_change_no_output_byte() {
         );
     }
 }
+
+/// The member that writes q1's sink killed with `kill -9` mid-run: the
+/// sink resumes on its backup from the snapshot stored there, cuts the
+/// file back to that snapshot's length and writes on. The member then
+/// restarts on its disk, where its own checkpoint of the sink stands
+/// further than where the sink resumed: that checkpoint no longer counts,
+/// nothing the sink wrote is cut again, and the output is byte for byte
+/// `weir run`'s.
+#[test]
+fn the_sinks_member_killed_and_restarted_after_its_sink_moved_changes_no_output_byte() {
+    let dir = cluster();
+    let d = dir.path();
+    let mut nodes = three(d);
+    let q = "q1";
+    super::nexmark_queries::example(d, q, "events => 200000, rate => 10000, pace => 1");
+    let want = offline(d, q);
+    let per_member = submit(d, &nodes[0], q);
+    let total: usize = per_member.iter().sum();
+    let out = d.join(format!("out/{q}.jsonl"));
+    let size = || std::fs::metadata(&out).map_or(0, |m| m.len());
+    let sink_on = |s: &Value| {
+        vertices(s, q)
+            .into_iter()
+            .find(|(_, v, state)| v.ends_with(".jsonl") && state != "failed")
+            .map(|(m, _, _)| m)
+    };
+    // The sink runs and has written; its backup stores a snapshot of it
+    // every 300 ms.
+    let placed = job_status(d, &nodes[0], q, |s| {
+        size() > 0
+            && s["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| v["vertex"] == "sink0" && v["state"] == "running")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let on = placed["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["vertex"] == "sink0")
+        .and_then(|v| v["member"].as_u64())
+        .expect("the sink's member");
+    let up = until(d, &nodes[0], "the members", |s| members(s).len() == 3);
+    let victim = nodes
+        .iter()
+        .position(|n| id_at(&up, &n.addr) == on)
+        .expect("the sink's node");
+    let data = ["d1", "d2", "d3"][victim];
+    let dead = nodes.remove(victim);
+    let addr = dead.addr.clone();
+    dead.kill9();
+    let at_kill = size();
+    assert!(at_kill < want.len() as u64, "killed mid-run");
+    // The sink runs on a survivor and writes past where it stood.
+    super::cluster::until_within(
+        d,
+        &nodes[0],
+        "the sink writes on a survivor",
+        std::time::Duration::from_secs(60),
+        |s: &Value| sink_on(s).is_some_and(|m| m != on) && size() > at_kill,
+    );
+    nodes.insert(
+        victim,
+        super::cluster::member(d, data, &addr, None).expect("the member restarts"),
+    );
+    super::cluster::until_within(
+        d,
+        &nodes[(victim + 1) % 3],
+        "every vertex finished",
+        std::time::Duration::from_secs(120),
+        |s: &Value| {
+            let v = vertices(s, q);
+            if v.iter().any(|(_, _, state)| state == "failed") {
+                let out = nodes[0].weir(d, &["job", "status", q, "--json"]);
+                panic!(
+                    "{q}: a vertex failed: {v:?}\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    logs_above(d)
+                );
+            }
+            v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
+        },
+    );
+    let got = std::fs::read_to_string(&out).expect("output");
+    assert!(
+        got == want,
+        "{q}: the output after the sink's member was killed and restarted differs from weir run's\n{}",
+        logs_above(d)
+    );
+}

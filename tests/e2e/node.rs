@@ -93,7 +93,11 @@ impl Node {
                 // directory: a pipe nobody reads would stall it once full.
                 if let (Some(mut err), Ok(mut log)) = (
                     child.stderr.take(),
-                    std::fs::File::create(dir.join(format!("{data}.log"))),
+                    // Appended: a member restarted keeps what it logged before.
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join(format!("{data}.log"))),
                 ) {
                     std::thread::spawn(move || std::io::copy(&mut err, &mut log));
                 }

@@ -475,6 +475,21 @@ impl Cluster {
         self.applied().metadata
     }
 
+    /// The member that runs vertex `vertex` of job `job` (incarnation
+    /// `id`) as this member last applied the metadata, and how many times
+    /// that member was declared lost (without copying the metadata).
+    pub fn runs_on(&self, job: &str, id: u64, vertex: &str) -> Option<(NodeId, u64)> {
+        let applied = self.inner.applied.read().unwrap_or_else(|e| e.into_inner());
+        let metadata = &applied.metadata;
+        let member = *metadata
+            .jobs
+            .get(job)
+            .filter(|j| j.id == id)?
+            .placement
+            .get(vertex)?;
+        Some((member, metadata.members.get(&member)?.losses))
+    }
+
     /// Proposes `command` to the Raft log (on the coordinator) and returns
     /// what applying it did.
     ///

@@ -133,6 +133,15 @@ pub enum Command {
         /// (acting on it emptied the copies the snapshots stand on).
         #[serde(default)]
         acted: u64,
+        /// Per vertex, in the order of `vertices`: the member whose
+        /// instance wrote the snapshot, and how many times that member had
+        /// been declared lost when the backup fetched it. The word counts
+        /// only while the vertex runs there and that member was not lost
+        /// since: an instance on a member lost while it still ran writes
+        /// a run the cluster did not go on with (the vertex resumed
+        /// elsewhere from an older snapshot). Empty: not said.
+        #[serde(default)]
+        from: Vec<(NodeId, u64)>,
     },
     /// The member that runs a copy of a stage made a switch: the copy's
     /// timeline, recorded before it writes anything past the switch.
@@ -411,15 +420,29 @@ impl Metadata {
                 vertices,
                 member,
                 acted,
+                from,
             } => match self.jobs.get_mut(name) {
                 Some(_) if self.members.get(member).is_some_and(|m| m.losses > *acted) => {
                     Reply::Unchanged
                 }
                 Some(job) if job.id == *id => {
                     // A word from a member that no longer backs a vertex up
-                    // is ignored.
+                    // is ignored, as is one about a snapshot of a run the
+                    // cluster left.
+                    let members = &self.members;
+                    let current = |i: usize, v: &String| {
+                        from.get(i).is_none_or(|(m, losses)| {
+                            job.placement.get(v) == Some(m)
+                                && members.get(m).is_some_and(|x| x.losses == *losses)
+                        })
+                    };
+                    let current: Vec<bool> = vertices
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| current(i, v))
+                        .collect();
                     let mut reply = Reply::Unchanged;
-                    for v in vertices {
+                    for (v, _) in vertices.iter().zip(current).filter(|(_, c)| *c) {
                         if job.backups.get(v) == Some(member) && job.ready.insert(v.clone()) {
                             job.snapshotted.insert(v.clone());
                             job.handing.remove(v);

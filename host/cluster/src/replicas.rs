@@ -178,12 +178,15 @@ pub(crate) mod tests {
             return;
         };
         let acted = m.members.get(&b).map_or(0, |x| x.losses);
+        let on = job.placement[vertex];
+        let from = vec![(on, m.members.get(&on).map_or(0, |x| x.losses))];
         m.apply(&Command::BackupReady {
             name: "j".into(),
             id: job.id,
             vertices: vec![vertex.into()],
             member: b,
             acted,
+            from,
         });
     }
 

@@ -17,7 +17,8 @@ fn members(n: u64) -> Metadata {
     m
 }
 
-/// Backup `member` of vertex `vertex` of job `j` (id 1) stored a snapshot.
+/// Backup `member` of vertex `vertex` of job `j` (id 1) stored a snapshot
+/// from the member that runs the vertex.
 fn ready(m: &mut Metadata, vertex: &str, member: NodeId) {
     let acted = m.members.get(&member).map_or(0, |b| b.losses);
     m.apply(&Command::BackupReady {
@@ -26,7 +27,15 @@ fn ready(m: &mut Metadata, vertex: &str, member: NodeId) {
         vertices: vec![vertex.into()],
         member,
         acted,
+        from: vec![runs_on(m, vertex)],
     });
+}
+
+/// The member that runs vertex `vertex` of job `j`, and how many times it
+/// was lost: where a backup fetches the vertex's snapshot from.
+fn runs_on(m: &Metadata, vertex: &str) -> (NodeId, u64) {
+    let member = m.jobs["j"].placement[vertex];
+    (member, m.members.get(&member).map_or(0, |x| x.losses))
 }
 
 /// Every backup of job `j` stored a snapshot.
@@ -112,10 +121,10 @@ proptest! {
             let job = m.jobs["j"].clone();
             for (i, (v, b)) in job.backups.iter().enumerate() {
                 if ready & (1 << (i % 16)) != 0 {
-                    m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec![v.clone()], member: *b, acted: 0 });
+                    m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec![v.clone()], member: *b, acted: 0, from: vec![runs_on(&m, v)] });
                 }
             }
-            m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec!["v0".into()], member: 99, acted: 0 });
+            m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec!["v0".into()], member: 99, acted: 0, from: Vec::new() });
             let before = m.jobs["j"].clone();
             let id = (id - 1) % n + 1;
             m.apply(&match kind {
@@ -216,6 +225,7 @@ fn a_drained_member_hands_each_vertex_to_its_backup_once_that_is_ready() {
             vertices: vec![v.clone()],
             member: backup,
             acted: 0,
+            from: vec![runs_on(&m, v)],
         });
         // A duplicate runs on the backup; the vertex moves there once
         // that member says it caught up, and only that member.
@@ -560,6 +570,7 @@ fn a_member_back_after_a_loss_gets_vertices_again_through_duplicates() {
         vertices: vec![handed[0].clone()],
         member: 3,
         acted: 0,
+        from: vec![runs_on(&m, handed[0])],
     };
     assert_eq!(m.apply(&stale), Reply::Unchanged);
     assert!(!m.jobs["j"].ready.contains(handed[0]));
@@ -645,6 +656,53 @@ fn a_vertex_whose_new_backup_is_not_ready_moves_to_the_previous_one() {
     let job = &m.jobs["j"];
     assert!(!job.handing.contains_key(&vertex), "{job:?}");
     assert!(job.backed_by(3).any(|v| v == vertex));
+}
+
+/// A backup's word about a snapshot fetched from a member the vertex has
+/// left since (lost while it ran: the vertex resumed elsewhere from an
+/// older snapshot) is ignored; one fetched where the vertex runs now counts.
+#[test]
+fn a_backups_word_about_a_snapshot_of_a_run_the_cluster_left_is_ignored() {
+    let mut m = backup_handed_to_a_member_back();
+    let vertex = m.jobs["j"].handing.keys().next().cloned().expect("handed");
+    // Member 3 fetched a snapshot from the vertex's member, which is then
+    // lost: the vertex resumes on its previous backup, and 3 stays its
+    // backup, not ready.
+    let fetched = runs_on(&m, &vertex);
+    m.apply(&Command::Lost { id: fetched.0 });
+    let job = m.jobs["j"].clone();
+    assert_ne!(job.placement[&vertex], fetched.0);
+    assert_eq!(job.backups[&vertex], 3, "{job:?}");
+    let acted = m.members[&3].losses;
+    let word = |from: (NodeId, u64)| Command::BackupReady {
+        name: "j".into(),
+        id: 1,
+        vertices: vec![vertex.clone()],
+        member: 3,
+        acted,
+        from: vec![from],
+    };
+    assert_eq!(m.apply(&word(fetched)), Reply::Unchanged);
+    assert!(!m.jobs["j"].ready.contains(&vertex));
+    // Back again, the member no longer runs the vertex: still ignored.
+    m.apply(&Command::Back { id: fetched.0 });
+    assert!(!m.jobs["j"].ready.contains(&vertex) || m.jobs["j"].backups[&vertex] != 3);
+    if m.jobs["j"].backups[&vertex] == 3 {
+        assert_eq!(m.apply(&word(fetched)), Reply::Unchanged);
+    }
+    // A snapshot from where the vertex runs now counts.
+    let now = runs_on(&m, &vertex);
+    let backup = m.jobs["j"].backups[&vertex];
+    let acted = m.members[&backup].losses;
+    m.apply(&Command::BackupReady {
+        name: "j".into(),
+        id: 1,
+        vertices: vec![vertex.clone()],
+        member: backup,
+        acted,
+        from: vec![now],
+    });
+    assert!(m.jobs["j"].ready.contains(&vertex), "{:?}", m.jobs["j"]);
 }
 
 /// A move whose target is lost before its duplicate caught up goes; the

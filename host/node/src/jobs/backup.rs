@@ -63,6 +63,8 @@ pub enum Stored {
     Stale,
     /// This node no longer backs the vertex up.
     NotBacked,
+    /// Not this one: it was written where the vertex no longer runs.
+    Left,
 }
 
 /// What a vertex's snapshot is made of.

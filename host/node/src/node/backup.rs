@@ -32,7 +32,9 @@ impl Node {
         // Per vertex: the input positions and number of the snapshot
         // stored last here.
         let mut have: HashMap<String, (Vec<u64>, Option<u64>)> = HashMap::new();
-        let mut pending: HashMap<String, Vec<u8>> = HashMap::new();
+        // Per vertex: a snapshot its copies had not caught up with, and
+        // where it was fetched from (the member and its count of losses).
+        let mut pending: HashMap<String, (Vec<u8>, (NodeId, u64))> = HashMap::new();
         let every = std::env::var(BACKUP_EVERY_ENV)
             .ok()
             .and_then(|ms| ms.parse().ok())
@@ -66,20 +68,23 @@ impl Node {
             for vertex in backed {
                 // A snapshot the copies had not caught up with is stored
                 // first: a newer one would be further ahead.
-                if let Some(bytes) = pending.remove(vertex) {
-                    match self.store_backup(&job, id, vertex, bytes).await {
+                if let Some((bytes, from)) = pending.remove(vertex) {
+                    match self
+                        .store_backup(&cluster, &job, id, vertex, bytes, from)
+                        .await
+                    {
                         (Ok(Stored::Resumes(inputs, snapshot)), _) => {
                             have.insert(vertex.to_string(), (inputs, snapshot));
                             if is_new(vertex) {
-                                ready.push(vertex.to_string());
+                                ready.push((vertex.to_string(), from));
                             }
                         }
                         (Ok(Stored::Behind), bytes) => {
-                            pending.insert(vertex.to_string(), bytes);
+                            pending.insert(vertex.to_string(), (bytes, from));
                             continue;
                         }
                         // A newer one is fetched below (`store_backup` logs why).
-                        (Ok(Stored::Stale), _) => {}
+                        (Ok(Stored::Stale | Stored::Left), _) => {}
                         (Ok(Stored::NotBacked), _) => {}
                         (Err(e), _) => {
                             tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
@@ -88,12 +93,12 @@ impl Node {
                         }
                     }
                 }
-                let addr = placed
-                    .placement
-                    .get(vertex)
-                    .and_then(|m| metadata.members.get(m))
-                    .map(|m| m.addr.clone());
-                let Some(addr) = addr else { continue };
+                let Some((from, addr)) = placed.placement.get(vertex).and_then(|m| {
+                    let member = metadata.members.get(m)?;
+                    Some(((*m, member.losses), member.addr.clone()))
+                }) else {
+                    continue;
+                };
                 let request = Request::Backup {
                     job: job.clone(),
                     id,
@@ -119,18 +124,21 @@ impl Node {
                         continue;
                     }
                 };
-                match self.store_backup(&job, id, vertex, bytes).await {
+                match self
+                    .store_backup(&cluster, &job, id, vertex, bytes, from)
+                    .await
+                {
                     (Ok(Stored::Resumes(inputs, snapshot)), _) => {
                         have.insert(vertex.to_string(), (inputs, snapshot));
                         if is_new(vertex) {
-                            ready.push(vertex.to_string());
+                            ready.push((vertex.to_string(), from));
                         }
                     }
                     (Ok(Stored::Behind), bytes) => {
                         tracing::debug!(%job, %vertex, "backup: the copies are behind the snapshot");
-                        pending.insert(vertex.to_string(), bytes);
+                        pending.insert(vertex.to_string(), (bytes, from));
                     }
-                    (Ok(Stored::Stale), _) | (Ok(Stored::NotBacked), _) => {}
+                    (Ok(Stored::Stale | Stored::Left | Stored::NotBacked), _) => {}
                     (Err(e), _) => {
                         tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
                         have.remove(vertex);
@@ -144,12 +152,14 @@ impl Node {
             }
             if !ready.is_empty() {
                 // Not waited for: the next round writes again what is lost.
+                let (vertices, from) = ready.into_iter().unzip();
                 let ready = Command::BackupReady {
                     name: job.clone(),
                     id,
-                    vertices: ready,
+                    vertices,
                     member: me,
                     acted,
+                    from,
                 };
                 let cluster = cluster.clone();
                 tokio::spawn(async move {
@@ -167,13 +177,33 @@ impl Node {
     /// snapshot and waits for its commit, which queues behind every entry
     /// the vertices here wrote, and the runtime's workers carry the
     /// heartbeats and every connection.
+    ///
+    /// Only while the vertex runs where the snapshot was fetched (`from`:
+    /// the member and its count of losses), as far as this member knows:
+    /// a member lost while it ran goes on with the vertex until it hears
+    /// of its loss, and what it snapshots meanwhile is a run the cluster
+    /// left (the vertex resumed elsewhere from an older snapshot, and a
+    /// patch or a sink's file may have gone another way since). Such a
+    /// snapshot is dropped ([`Stored::Left`]); the coordinator ignores a
+    /// word about one that gets through (`BackupReady`'s `from`).
     async fn store_backup(
         &self,
+        cluster: &Cluster,
         job: &str,
         id: u64,
         vertex: &str,
         bytes: Vec<u8>,
+        from: (NodeId, u64),
     ) -> (Result<Stored>, Vec<u8>) {
+        if cluster.runs_on(job, id, vertex) != Some(from) {
+            tracing::debug!(
+                job,
+                vertex,
+                ?from,
+                "backup: a snapshot from where the vertex no longer runs is dropped"
+            );
+            return (Ok(Stored::Left), bytes);
+        }
         let (jobs, job, vertex) = (self.jobs.clone(), job.to_string(), vertex.to_string());
         tokio::task::spawn_blocking(move || (jobs.store_backup(&job, id, &vertex, &bytes), bytes))
             .await

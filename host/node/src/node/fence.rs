@@ -8,7 +8,9 @@
 //! again, a member that sees a loss it has not acted on yet stops its
 //! fetches and its instances of the vertices placed elsewhere now, empties
 //! its copies of those vertices' streams and forgets the snapshots of them
-//! it kept (they stood on those copies). The copies fill again, from the
+//! it kept (they stood on those copies), its sinks' too (a sink's position
+//! here may stand past where it resumed elsewhere and cut its file back).
+//! The copies fill again, from the
 //! members running those vertices, from where what reads them here
 //! begins. The count of losses it acted on is kept in its database, so a
 //! restart acts too, and a backup's word that it stored a snapshot counts
@@ -128,8 +130,11 @@ impl Node {
                     );
                 }
             }
+            // A sink writes no stream: what it resumes from here (its own
+            // position from when it ran here, past where it resumed
+            // elsewhere and cut its file back) is of a run the cluster left.
             let moved = vertices.iter().filter(|v| {
-                v.writes && !own.contains(v.name.as_str()) && !read.contains(v.name.as_str())
+                !own.contains(v.name.as_str()) && (!v.writes || !read.contains(v.name.as_str()))
             });
             for v in moved {
                 // What it resumes from here (its own snapshot from when it
