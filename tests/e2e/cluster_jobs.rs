@@ -355,12 +355,13 @@ fn a_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
     );
 }
 
-/// The member that writes q1's sink cut off by a partition mid-run, for
-/// longer than the heartbeat timeout: the sink resumes on its backup while
-/// the cut member's instance still runs, until it hears where the sink
-/// runs now; healed, the output is byte for byte `weir run`'s.
+/// The member that runs q1's source cut off by a partition mid-run, for
+/// longer than the heartbeat timeout: it holds no lease and writes nothing
+/// while cut off (its generator would write on, with no one to tell it the
+/// source resumed elsewhere); healed, it hears where its vertices run now,
+/// and the output is byte for byte `weir run`'s.
 #[test]
-fn the_sinks_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
+fn a_member_cut_off_mid_run_writes_nothing_until_healed_and_changes_no_output_byte() {
     use super::cluster::Namespaces;
     let dir = cluster();
     let d = dir.path();
@@ -378,39 +379,52 @@ fn the_sinks_member_partitioned_mid_run_changes_no_output_byte_once_healed() {
     submit(d, &nodes[0], q);
     let out = d.join(format!("out/{q}.jsonl"));
     let size = || std::fs::metadata(&out).map_or(0, |m| m.len());
-    let sink_on = |s: &Value| {
+    let source_on = |s: &Value| {
         vertices(s, q)
             .into_iter()
-            .find(|(_, v, state)| v.ends_with(".jsonl") && state == "running")
+            .find(|(_, v, state)| v == "Bid" && state == "running")
             .map(|(m, _, _)| m)
     };
-    let running = until(d, &nodes[0], "the sink writes", |s| {
-        sink_on(s).is_some() && size() > 0
+    let running = until(d, &nodes[0], "the output grows", |s| {
+        source_on(s).is_some() && size() > 0
     });
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let on = sink_on(&running).expect("the sink's member");
+    let on = source_on(&running).expect("the source's member");
     let cut = (1..=3)
         .find(|i| {
             members(&running)
                 .iter()
                 .any(|m| m["addr"] == listen(*i) && m["id"] == on)
         })
-        .expect("the sink's node");
+        .expect("the source's node");
     net.link(cut, false);
     let at_cut = size();
     let watcher = if cut == 1 { 1 } else { 0 };
     until(
         d,
         &nodes[watcher],
-        "the sink writes on another member",
-        |s| sink_on(s).is_some_and(|m| m != on) && size() > at_cut,
+        "the source runs on another member and the output grows",
+        |s| source_on(s).is_some_and(|m| m != on) && size() > at_cut,
     );
+    // Cut off, the member holds no lease in the cluster and its vertices
+    // write nothing (they may run elsewhere now): what it holds of each
+    // stream stands still.
+    let held = || {
+        let out = nodes[cut - 1].weir_in(&net.name(cut), d, &["stream", "list"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        super::cluster::stream_spans(&list)
+            .map(|(name, _, next)| (name.to_string(), next))
+            .collect::<Vec<_>>()
+    };
+    let before = held();
     std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(before, held(), "the cut member wrote on");
     net.link(cut, true);
     let got = finished_output(d, &nodes[watcher], q, |s| s["state"] == "finished");
     assert!(
         got == want,
-        "{q}: the output after the sink's member was cut off differs from weir run's\n{}",
+        "{q}: the output after the source's member was cut off differs from weir run's\n{}",
         logs_above(d)
     );
 }

@@ -58,6 +58,18 @@ impl Node {
         Self::spawn(command, dir, data, listen, more)
     }
 
+    /// `weir ARGS --node ADDR` run inside network namespace `ns`, where
+    /// a member cut off from the others still answers.
+    pub(crate) fn weir_in(&self, ns: &str, dir: &Path, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_weir")])
+            .args(args)
+            .args(["--node", &self.addr])
+            .current_dir(dir)
+            .output()
+            .expect("run weir in a namespace")
+    }
+
     fn spawn(
         mut command: Command,
         dir: &Path,

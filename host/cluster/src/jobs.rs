@@ -358,6 +358,16 @@ impl Metadata {
                 .collect();
             for (vertex, backup) in moves {
                 let from = job.placement.get(&vertex).copied();
+                tracing::debug!(
+                    job = %job.spec.name,
+                    %vertex,
+                    ?from,
+                    to = backup,
+                    ready = job.ready.contains(&vertex),
+                    snapshotted = job.snapshotted.contains(&vertex),
+                    handing = ?job.handing.get(&vertex),
+                    "placement: a vertex of a member that is not up moves"
+                );
                 if from.is_some_and(|m| draining.contains(&m)) {
                     job.duplicates.insert(vertex, backup);
                     continue;

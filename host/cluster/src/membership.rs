@@ -19,6 +19,7 @@ use crate::network::{Link, Network, Peers, SnapshotMessage, Transport};
 use crate::{ClusterError, TypeConfig, raft_config};
 
 mod drain;
+mod lease;
 mod status;
 mod voters;
 
@@ -102,6 +103,7 @@ struct Inner {
     settings: Settings,
     report: Report,
     watch: Mutex<Watch>,
+    lease: Mutex<lease::Lease>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -181,6 +183,7 @@ impl Cluster {
                 settings,
                 report,
                 watch: Mutex::default(),
+                lease: Mutex::default(),
                 tasks: Mutex::default(),
             }),
         };
@@ -343,7 +346,15 @@ impl Cluster {
                 if let Some(needs) = needs {
                     watch.needs.insert(id, needs);
                 }
-                Ok(ClusterResponse::Alive)
+                drop(watch);
+                let applied = self
+                    .inner
+                    .applied
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .log_id
+                    .map(|l| l.index);
+                Ok(ClusterResponse::Alive { applied })
             }
             ClusterRequest::Status => Ok(ClusterResponse::Status(self.status())),
             ClusterRequest::Drain { member } => self.drain(&member).await,
@@ -475,6 +486,13 @@ impl Cluster {
         self.applied().metadata
     }
 
+    /// How many times member `id` was declared lost, as this member last
+    /// applied the metadata.
+    pub fn losses_of(&self, id: NodeId) -> u64 {
+        let applied = self.inner.applied.read().unwrap_or_else(|e| e.into_inner());
+        applied.metadata.members.get(&id).map_or(0, |m| m.losses)
+    }
+
     /// The member that runs vertex `vertex` of job `job` (incarnation
     /// `id`) as this member last applied the metadata, and how many times
     /// that member was declared lost (without copying the metadata).
@@ -523,7 +541,20 @@ impl Cluster {
             interval.tick().await;
             let me = self.inner.id;
             let target = match self.leader() {
-                Some(leader) if leader == me => continue,
+                Some(leader) if leader == me => {
+                    // The coordinator's lease: a majority confirms it leads.
+                    let sent = Instant::now();
+                    let term = self.inner.raft.metrics().borrow().current_term;
+                    let confirmed = tokio::time::timeout(
+                        self.inner.settings.lost_after,
+                        self.inner.raft.get_read_log_id(),
+                    )
+                    .await;
+                    if let Ok(Ok((read, _))) = confirmed {
+                        self.answered(sent, read.map(|l| l.index), 0.45, Some(term));
+                    }
+                    continue;
+                }
                 Some(leader) => self.addr_of(leader),
                 // No leader known (a restart at a new address): any member
                 // passes the heartbeat on to the coordinator.
@@ -548,13 +579,16 @@ impl Cluster {
                 vertices: (self.inner.report.vertices)(),
                 needs: (self.inner.report.needs)(),
             };
-            if let Err(e) = self
+            let sent = Instant::now();
+            match self
                 .inner
                 .peers
                 .call(&target, beat, self.inner.settings.lost_after)
                 .await
             {
-                tracing::debug!("heartbeat to {target}: {e}");
+                Ok(ClusterResponse::Alive { applied }) => self.answered(sent, applied, 0.9, None),
+                Ok(other) => tracing::debug!("heartbeat to {target}: answered {other:?}"),
+                Err(e) => tracing::debug!("heartbeat to {target}: {e}"),
             }
         }
     }

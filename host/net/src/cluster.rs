@@ -84,8 +84,12 @@ pub enum ClusterResponse {
         /// The id, new or confirmed.
         id: u64,
     },
-    /// A heartbeat was taken.
-    Alive,
+    /// A heartbeat was taken, by a coordinator that had applied the
+    /// metadata up to entry `applied`.
+    Alive {
+        /// The last entry of the metadata's log it applied.
+        applied: Option<u64>,
+    },
     /// The Raft library's answer, as it serializes it.
     Raft(serde_json::Value),
     /// The cluster's state.

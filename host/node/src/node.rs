@@ -43,6 +43,7 @@ mod exchange;
 mod fence;
 mod gather;
 mod ingest;
+mod lease;
 mod logs;
 mod placed;
 mod pulled;
@@ -183,6 +184,7 @@ impl Node {
             cluster: cluster.downgrade(),
             runtime: tokio::runtime::Handle::current(),
         }));
+        let _lease = exchange::AbortOnDrop(tokio::spawn(self.clone().keep_lease(cluster.clone())));
         let peer_certs = CertDir::with_identity(certs.dir(), Some("node".into()));
         let _ = self.peer_certs.set(peer_certs.clone());
         let scheduler = tokio::spawn(self.clone().schedule(cluster.clone(), peer_certs));

@@ -359,6 +359,14 @@ impl Jobs {
                 self.reader_at(info.id, &reader, *pos);
             }
         }
+        tracing::debug!(
+            job,
+            vertex,
+            snapshot = ?backup.id,
+            inputs = ?backup.inputs,
+            wrote = ?backup.wrote,
+            "a backup stored a snapshot"
+        );
         Ok(Stored::Resumes(backup.inputs, backup.id))
     }
 

@@ -55,6 +55,9 @@ impl Jobs {
             if let Some(finished) = halt(at.finished, stop) {
                 return Ok(finished);
             }
+            if !self.wait_lease(stop) {
+                return Ok(false);
+            }
             if generated.done() || lock(status).ending {
                 let end = Entry::Cti(END).encode().map_err(NodeError::encoding)?;
                 at.output += 1;

@@ -166,6 +166,9 @@ struct Inner {
     /// while a member that was declared lost empties copies: no store
     /// lands under a vertex that started, or on a copy emptied under it.
     stores: Mutex<()>,
+    /// Set while this member holds no lease in its cluster (it may have
+    /// been declared lost): its vertices write nothing meanwhile.
+    suspended: AtomicBool,
 }
 
 /// The jobs of a node.
@@ -288,6 +291,7 @@ impl Jobs {
                 changed: Mutex::default(),
                 sent: Mutex::default(),
                 stores: Mutex::default(),
+                suspended: AtomicBool::new(false),
             }),
         }
     }

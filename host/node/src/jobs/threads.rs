@@ -182,6 +182,9 @@ impl Jobs {
         inputs: &[u64],
         stop: &AtomicBool,
     ) -> Result<bool> {
+        if !self.wait_lease(stop) {
+            return Ok(false);
+        }
         let streams = &self.inner.streams;
         let mut ops = Vec::new();
         if let Some(timeline) = &fx.timeline {
@@ -262,6 +265,9 @@ impl Jobs {
         loop {
             if let Some(finished) = halt(at.finished, stop) {
                 return Ok(finished);
+            }
+            if !self.wait_lease(stop) {
+                return Ok(false);
             }
             // A followed file reads as a plain one once its end was asked
             // for: what it holds then is the rest of its input.
@@ -444,6 +450,9 @@ impl Jobs {
             if let Some(finished) = halt(at.finished, stop) {
                 return Ok(finished);
             }
+            if !self.wait_lease(stop) {
+                return Ok(false);
+            }
             let entries = streams.read(input, cursor, READ_CHUNK * 4)?;
             if entries.is_empty() {
                 streams.wait_for(input, cursor, IDLE_WAIT);
@@ -470,6 +479,9 @@ impl Jobs {
             }
             at.next = order.as_ref().map_or(cursor, |o| o.resume_seq(cursor));
             at.released = order.as_ref().and_then(|o| o.released());
+            if !self.wait_lease(stop) {
+                return Ok(false);
+            }
             if let (Some(file), Some(path)) = (file.as_mut(), path) {
                 file.write_all(&buf)
                     .and_then(|()| file.sync_data())
@@ -583,6 +595,31 @@ pub(super) fn halt(finished: bool, stop: &AtomicBool) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+/// How often a vertex that waits for its member's lease looks again.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl Jobs {
+    /// Stops (`true`) or lets go on (`false`) every write of the vertices
+    /// here: a member that holds no lease in its cluster may have been
+    /// declared lost, and what it wrote would be a run the cluster left.
+    /// Returns whether they were stopped before.
+    pub fn suspend(&self, on: bool) -> bool {
+        self.inner.suspended.swap(on, Ordering::Relaxed)
+    }
+
+    /// Waits while the vertices' writes are stopped ([`Jobs::suspend`]);
+    /// `false`: `stop` was set meanwhile.
+    pub(super) fn wait_lease(&self, stop: &AtomicBool) -> bool {
+        while self.inner.suspended.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(LEASE_WAIT);
+        }
+        !stop.load(Ordering::Relaxed)
     }
 }
 

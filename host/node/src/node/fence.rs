@@ -34,7 +34,7 @@ const ACTED: &str = "cluster/losses-acted";
 
 impl Node {
     /// How many of this member's losses it has acted on.
-    fn losses_acted(&self) -> u64 {
+    pub(super) fn losses_acted(&self) -> u64 {
         self.streams
             .meta(ACTED)
             .ok()

@@ -1,0 +1,94 @@
+//! How long this member may act as one without hearing otherwise.
+//!
+//! The coordinator declares a member lost once it has not heard from it
+//! for the heartbeat timeout, counted from when a heartbeat arrived, which
+//! is after it was sent. So a member whose heartbeat sent at `t` was
+//! answered cannot be declared lost before `t` plus the timeout: until
+//! then (less a tenth, for the threads that act on it to notice) it holds a
+//! lease. A member whose lease ran out may have been declared lost, its
+//! vertices moved and resumed elsewhere from older snapshots: what it
+//! writes meanwhile would be a run the cluster left (rows past a patch
+//! the cluster made elsewhere, a sink's file cut back under it). The node
+//! stops writing while the lease is out, and a lease won back counts only
+//! once the member has applied the metadata the coordinator had applied
+//! when it answered, and held it for half a timeout: a loss written just
+//! then is applied, and acted on, first.
+//!
+//! The coordinator's own lease is Raft's: each heartbeat interval it has a
+//! majority of the voters confirm that it leads, and holds from when it
+//! asked for nine tenths of half the timeout (the shortest election
+//! timeout: no other member can have been elected meanwhile).
+
+use tokio::time::Instant;
+
+use super::{Cluster, lock};
+
+/// A member's lease, from the coordinator's answers to its heartbeats.
+#[derive(Debug, Default)]
+pub(super) struct Lease {
+    /// Until when it holds (the latest answered heartbeat's send time plus
+    /// nine tenths of the timeout).
+    until: Option<Instant>,
+    /// Won back after it ran out: since when, and the metadata entry the
+    /// coordinator had applied then, which this member applies first.
+    regained: Option<(Instant, Option<u64>)>,
+    /// The Raft term it was last confirmed in as the coordinator.
+    term: Option<u64>,
+}
+
+impl Cluster {
+    /// The coordinator answered the heartbeat sent at `sent` (or, on the
+    /// coordinator, a majority confirmed that it leads), having applied
+    /// the metadata up to entry `applied`; the lease holds for `share` of
+    /// the timeout from `sent`.
+    ///
+    /// `term`: the coordinator's Raft term when it asked. A coordinator
+    /// confirmed again in the term it was confirmed in last led all along
+    /// (a member elected meanwhile would have a later term, and the
+    /// majority that confirmed it would know that term), so its lease
+    /// runs on without the wait of a lease won back.
+    pub(super) fn answered(
+        &self,
+        sent: Instant,
+        applied: Option<u64>,
+        share: f64,
+        term: Option<u64>,
+    ) {
+        let until = sent + self.inner.settings.lost_after.mul_f64(share);
+        let mut lease = lock(&self.inner.lease);
+        let led_all_along = term.is_some() && lease.term == term;
+        if lease.until.is_none_or(|u| u <= sent) && !led_all_along {
+            lease.regained = Some((Instant::now(), applied));
+        }
+        lease.term = term;
+        lease.until = Some(lease.until.map_or(until, |u| u.max(until)));
+    }
+
+    /// Whether this member holds its lease: no member can have been told
+    /// it was lost, so what it writes is the cluster's run.
+    pub fn holds_lease(&self) -> bool {
+        let timeout = self.inner.settings.lost_after;
+        let applied = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index);
+        let mut lease = lock(&self.inner.lease);
+        let now = Instant::now();
+        if lease.until.is_none_or(|u| now >= u) {
+            return false;
+        }
+        match lease.regained {
+            Some((since, needed)) => {
+                let settled = now.duration_since(since) >= timeout / 2 && applied >= needed;
+                if settled {
+                    lease.regained = None;
+                }
+                settled
+            }
+            None => true,
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The vertices here write only while this member holds its lease in the
+//! cluster ([`Cluster::holds_lease`]) and has acted on every loss of it the
+//! metadata records: a member that may have been declared lost stops
+//! writing before the others resume its vertices elsewhere, instead of
+//! writing on, until it hears of its loss, a run the cluster left (rows
+//! past a patch made elsewhere, snapshots a backup could take, a sink's
+//! file cut back under it).
+
+use super::*;
+
+/// How often the lease is looked at: a small share of any timeout.
+const LEASE_CHECK: Duration = Duration::from_millis(10);
+
+impl Node {
+    /// Stops the vertices' writes while this member holds no lease, and
+    /// lets them go on once it does again.
+    pub(super) async fn keep_lease(self, cluster: Cluster) {
+        let mut tick = tokio::time::interval(LEASE_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut since: Option<std::time::Instant> = None;
+        loop {
+            tick.tick().await;
+            let me = cluster.id();
+            let held = cluster.holds_lease() && cluster.losses_of(me) <= self.losses_acted();
+            self.jobs.suspend(!held);
+            match (held, since) {
+                (false, None) => {
+                    since = Some(std::time::Instant::now());
+                    tracing::debug!(
+                        "this member holds no lease in the cluster: its vertices write nothing until the coordinator answers"
+                    );
+                }
+                (true, Some(at)) => {
+                    since = None;
+                    tracing::debug!(
+                        waited_ms = at.elapsed().as_millis() as u64,
+                        "this member holds its lease again: its vertices write on"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
