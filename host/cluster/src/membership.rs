@@ -486,13 +486,6 @@ impl Cluster {
         self.applied().metadata
     }
 
-    /// How many times member `id` was declared lost, as this member last
-    /// applied the metadata.
-    pub fn losses_of(&self, id: NodeId) -> u64 {
-        let applied = self.inner.applied.read().unwrap_or_else(|e| e.into_inner());
-        applied.metadata.members.get(&id).map_or(0, |m| m.losses)
-    }
-
     /// The member that runs vertex `vertex` of job `job` (incarnation
     /// `id`) as this member last applied the metadata, and how many times
     /// that member was declared lost (without copying the metadata).
@@ -530,67 +523,6 @@ impl Cluster {
             .map_err(|_| no_majority())?
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         Ok(written.data)
-    }
-
-    /// Sends the coordinator a heartbeat every `tick`.
-    async fn heartbeats(self, tick: Duration) {
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_peer = 0usize;
-        loop {
-            interval.tick().await;
-            let me = self.inner.id;
-            let target = match self.leader() {
-                Some(leader) if leader == me => {
-                    // The coordinator's lease: a majority confirms it leads.
-                    let sent = Instant::now();
-                    let term = self.inner.raft.metrics().borrow().current_term;
-                    let confirmed = tokio::time::timeout(
-                        self.inner.settings.lost_after,
-                        self.inner.raft.get_read_log_id(),
-                    )
-                    .await;
-                    if let Ok(Ok((read, _))) = confirmed {
-                        self.answered(sent, read.map(|l| l.index), 0.45, Some(term));
-                    }
-                    continue;
-                }
-                Some(leader) => self.addr_of(leader),
-                // No leader known (a restart at a new address): any member
-                // passes the heartbeat on to the coordinator.
-                None => {
-                    let mut others: Vec<String> = self
-                        .applied()
-                        .metadata
-                        .members
-                        .iter()
-                        .filter(|(id, m)| **id != me && m.health != Health::Replaced)
-                        .map(|(_, m)| m.addr.clone())
-                        .collect();
-                    others.extend(self.inner.settings.join.clone());
-                    next_peer = next_peer.wrapping_add(1);
-                    others.get(next_peer % others.len().max(1)).cloned()
-                }
-            };
-            let Some(target) = target else { continue };
-            let beat = ClusterRequest::Heartbeat {
-                id: me,
-                addr: self.inner.addr.clone(),
-                vertices: (self.inner.report.vertices)(),
-                needs: (self.inner.report.needs)(),
-            };
-            let sent = Instant::now();
-            match self
-                .inner
-                .peers
-                .call(&target, beat, self.inner.settings.lost_after)
-                .await
-            {
-                Ok(ClusterResponse::Alive { applied }) => self.answered(sent, applied, 0.9, None),
-                Ok(other) => tracing::debug!("heartbeat to {target}: answered {other:?}"),
-                Err(e) => tracing::debug!("heartbeat to {target}: {e}"),
-            }
-        }
     }
 
     /// Breaks a tie of elections that never conclude. openraft 0.9 draws a

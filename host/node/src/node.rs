@@ -172,8 +172,7 @@ impl Node {
             true => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port()),
             false => local,
         };
-        let (jobs, acted) = (self.jobs.clone(), self.acted.clone());
-        let loads = self.jobs.clone();
+        let (jobs, acted, loads) = (self.jobs.clone(), self.acted.clone(), self.jobs.clone());
         let report = weir_cluster::membership::Report {
             vertices: Arc::new(move || loads.loads()),
             needs: Arc::new(move || collect::needs(&jobs, &acted)),
@@ -184,7 +183,6 @@ impl Node {
             cluster: cluster.downgrade(),
             runtime: tokio::runtime::Handle::current(),
         }));
-        let _lease = exchange::AbortOnDrop(tokio::spawn(self.clone().keep_lease(cluster.clone())));
         let peer_certs = CertDir::with_identity(certs.dir(), Some("node".into()));
         let _ = self.peer_certs.set(peer_certs.clone());
         let scheduler = tokio::spawn(self.clone().schedule(cluster.clone(), peer_certs));

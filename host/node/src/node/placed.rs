@@ -260,6 +260,9 @@ impl Node {
     /// Keeps the vertices here in line with the coordinator's placement,
     /// until the node stops.
     pub(super) async fn schedule(self, cluster: Cluster, certs: CertDir) {
+        // What runs here writes only while this member holds its lease.
+        let lease = tokio::spawn(self.clone().keep_lease(cluster.clone()));
+        let _lease = super::exchange::AbortOnDrop(lease);
         // Placed jobs start only once this member knows where they run now.
         cluster.caught_up().await;
         let mut tick = tokio::time::interval(SCHEDULE_EVERY);
