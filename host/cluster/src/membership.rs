@@ -486,6 +486,20 @@ impl Cluster {
         self.applied().metadata
     }
 
+    /// Whether the coordinator counts a snapshot of vertex `vertex` of job
+    /// `job` (incarnation `id`) stored by a backup, as this member last
+    /// applied the metadata. Until then, a loss of its member moves the
+    /// vertex to start over from its inputs' start.
+    pub fn snapshotted(&self, job: &str, id: u64, vertex: &str) -> bool {
+        let applied = self.inner.applied.read().unwrap_or_else(|e| e.into_inner());
+        applied
+            .metadata
+            .jobs
+            .get(job)
+            .filter(|j| j.id == id)
+            .is_some_and(|j| j.snapshotted.contains(vertex))
+    }
+
     /// The member that runs vertex `vertex` of job `job` (incarnation
     /// `id`) as this member last applied the metadata, and how many times
     /// that member was declared lost (without copying the metadata).

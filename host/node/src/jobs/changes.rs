@@ -425,6 +425,14 @@ impl Jobs {
             self.pass_over(record, copy, mark)?;
             return Ok(true);
         }
+        // A copy that resumed behind switches its timeline records (it
+        // makes them as it reads on) is checked against the version it
+        // runs once it made them, not the one it runs meanwhile: a
+        // rollback checked before was refused as `already runs it`.
+        let made = lock(self.stage_status(job, copy)?.as_ref()).patches;
+        if made < self.timeline(job, copy)?.patches.len() as u64 {
+            return Ok(false);
+        }
         let resolved = match &patch.change {
             StageChange::Deploy { version } => Ok((version.clone(), Change::Deploy)),
             StageChange::Rollback { to } => self

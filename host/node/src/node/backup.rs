@@ -360,6 +360,17 @@ impl Node {
         have: Option<Vec<u64>>,
         since: Option<u64>,
     ) -> Result<()> {
+        // The vertex's inputs are kept from where the backup's snapshot
+        // resumes only once the coordinator counts a snapshot of it stored:
+        // until then a loss moves the vertex to start over from its
+        // inputs' start, which must still be held (a backup's store the
+        // coordinator does not count, from one that was lost meanwhile,
+        // releases nothing).
+        let counted = self
+            .cluster
+            .get()
+            .is_some_and(|c| c.snapshotted(&job, id, &vertex));
+        let have = have.filter(|_| counted);
         let jobs = self.jobs.clone();
         let answer =
             tokio::task::spawn_blocking(move || jobs.backup_of(&job, id, &vertex, have, since))
