@@ -15,7 +15,8 @@
 //! when it answered, and held it for half a timeout: a loss written just
 //! then is applied, and acted on, first.
 //!
-//! The coordinator's own lease is Raft's: each heartbeat interval it has a
+//! A member that is the only voter holds it for as long as it runs. The
+//! coordinator's own lease is Raft's otherwise: each heartbeat interval it has a
 //! majority of the voters confirm that it leads, and holds from when it
 //! asked for nine tenths of half the timeout (the shortest election
 //! timeout: no other member can have been elected meanwhile).
@@ -142,13 +143,18 @@ impl Cluster {
     /// it was lost, so what it writes is the cluster's run.
     pub fn holds_lease(&self) -> bool {
         let timeout = self.inner.settings.lost_after;
-        let applied = self
-            .inner
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map(|l| l.index);
+        let applied = {
+            let metrics = self.inner.raft.metrics();
+            let metrics = metrics.borrow();
+            // The only voter leads for as long as it runs: no other member
+            // can be elected and declare it lost.
+            let mut voters = metrics.membership_config.membership().voter_ids();
+            let alone = voters.next() == Some(self.inner.id) && voters.next().is_none();
+            if alone && metrics.state == openraft::ServerState::Leader {
+                return true;
+            }
+            metrics.last_applied.map(|l| l.index)
+        };
         let mut lease = lock(&self.inner.lease);
         let now = Instant::now();
         if lease.until.is_none_or(|u| now >= u) {

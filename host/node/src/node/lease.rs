@@ -9,7 +9,7 @@
 use super::*;
 
 /// How often the lease is looked at: a small share of any timeout.
-const LEASE_CHECK: Duration = Duration::from_millis(10);
+const LEASE_CHECK: Duration = Duration::from_millis(20);
 
 impl Node {
     /// Stops the vertices' writes while this member holds no lease, and
@@ -18,10 +18,16 @@ impl Node {
         let mut tick = tokio::time::interval(LEASE_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut since: Option<std::time::Instant> = None;
+        // Read from the database again only when the metadata records a
+        // loss past it (acting on one raises it).
+        let mut acted = self.losses_acted();
         loop {
             tick.tick().await;
-            let me = cluster.id();
-            let held = cluster.holds_lease() && cluster.losses_of(me) <= self.losses_acted();
+            let losses = cluster.losses_of(cluster.id());
+            if losses > acted {
+                acted = self.losses_acted();
+            }
+            let held = losses <= acted && cluster.holds_lease();
             self.jobs.suspend(!held);
             match (held, since) {
                 (false, None) => {
