@@ -74,6 +74,29 @@ pub(super) fn vertices(s: &Value, job: &str) -> Vec<(u64, String, String)> {
         .collect()
 }
 
+/// Polls the cluster's status on `node` until `done` holds of job `job`'s
+/// vertices (member, vertex, state), for at most `patience`; returns the
+/// status. A vertex that failed ends the test with the job's status.
+pub(super) fn until_vertices(
+    d: &Path,
+    node: &Node,
+    job: &str,
+    patience: std::time::Duration,
+    done: impl Fn(&[(u64, String, String)]) -> bool,
+) -> Value {
+    super::cluster::until_within(d, node, "every vertex finished", patience, |s| {
+        let v = vertices(s, job);
+        if v.iter().any(|(_, _, state)| state == "failed") {
+            let out = node.weir(d, &["job", "status", job, "--json"]);
+            panic!(
+                "{job}: a vertex failed: {v:?}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        done(&v)
+    })
+}
+
 /// Polls `weir job status JOB --json` on `node` until `done` holds, for
 /// at most 30 s; returns the job's status.
 pub(super) fn job_status(d: &Path, node: &Node, job: &str, done: impl Fn(&Value) -> bool) -> Value {

@@ -6,7 +6,9 @@
 use serde_json::Value;
 
 use super::cluster::{id_at, logs_above, member_logs, members, until};
-use super::cluster_jobs::{finished_output, job_status, offline, submit, three, vertices};
+use super::cluster_jobs::{
+    finished_output, job_status, offline, submit, three, until_vertices, vertices,
+};
 use super::node::{cluster, ok, write};
 use weir::testkit::udf_component;
 
@@ -66,25 +68,11 @@ fn lose_a_member_mid_run(coordinator: bool) {
     assert!(partial.len() < want.len(), "lost mid-run");
     // Every vertex of the job runs on a survivor, and they finish (what
     // is left of the input takes up to 20 s).
-    let done = super::cluster::until_within(
-        d,
-        &nodes[0],
-        "every vertex finished on a survivor",
-        std::time::Duration::from_secs(90),
-        |s: &Value| {
-            let v = vertices(s, q);
-            if v.iter().any(|(_, _, state)| state == "failed") {
-                let out = nodes[0].weir(d, &["job", "status", q, "--json"]);
-                panic!(
-                    "{q}: a vertex failed: {v:?}\n{}",
-                    String::from_utf8_lossy(&out.stdout)
-                );
-            }
-            v.len() == total
-                && v.iter()
-                    .all(|(m, _, state)| *m != lost && state == "finished")
-        },
-    );
+    let done = until_vertices(d, &nodes[0], q, std::time::Duration::from_secs(90), |v| {
+        v.len() == total
+            && v.iter()
+                .all(|(m, _, state)| *m != lost && state == "finished")
+    });
     assert!(
         members(&done)
             .iter()
@@ -383,24 +371,10 @@ fn the_sinks_member_killed_and_restarted_after_its_sink_moved_changes_no_output_
         victim,
         super::cluster::member(d, data, &addr, None).expect("the member restarts"),
     );
-    super::cluster::until_within(
-        d,
-        &nodes[(victim + 1) % 3],
-        "every vertex finished",
-        std::time::Duration::from_secs(120),
-        |s: &Value| {
-            let v = vertices(s, q);
-            if v.iter().any(|(_, _, state)| state == "failed") {
-                let out = nodes[0].weir(d, &["job", "status", q, "--json"]);
-                panic!(
-                    "{q}: a vertex failed: {v:?}\n{}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    logs_above(d)
-                );
-            }
-            v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
-        },
-    );
+    let patience = std::time::Duration::from_secs(120);
+    until_vertices(d, &nodes[(victim + 1) % 3], q, patience, |v| {
+        v.len() == total && v.iter().all(|(_, _, state)| state == "finished")
+    });
     let got = std::fs::read_to_string(&out).expect("output");
     assert!(
         got == want,

@@ -260,11 +260,12 @@ impl Cluster {
     }
 
     fn applied(&self) -> Applied {
-        self.inner
-            .applied
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.applied_now().clone()
+    }
+
+    /// The metadata as this member last applied it, read in place.
+    fn applied_now(&self) -> std::sync::RwLockReadGuard<'_, Applied> {
+        self.inner.applied.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Answers a member's or a client's cluster request.
@@ -347,13 +348,7 @@ impl Cluster {
                     watch.needs.insert(id, needs);
                 }
                 drop(watch);
-                let applied = self
-                    .inner
-                    .applied
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .log_id
-                    .map(|l| l.index);
+                let applied = self.applied_now().log_id.map(|l| l.index);
                 Ok(ClusterResponse::Alive { applied })
             }
             ClusterRequest::Status => Ok(ClusterResponse::Status(self.status())),
@@ -491,7 +486,7 @@ impl Cluster {
     /// applied the metadata. Until then, a loss of its member moves the
     /// vertex to start over from its inputs' start.
     pub fn snapshotted(&self, job: &str, id: u64, vertex: &str) -> bool {
-        let applied = self.inner.applied.read().unwrap_or_else(|e| e.into_inner());
+        let applied = self.applied_now();
         applied
             .metadata
             .jobs
@@ -504,7 +499,7 @@ impl Cluster {
     /// `id`) as this member last applied the metadata, and how many times
     /// that member was declared lost (without copying the metadata).
     pub fn runs_on(&self, job: &str, id: u64, vertex: &str) -> Option<(NodeId, u64)> {
-        let applied = self.inner.applied.read().unwrap_or_else(|e| e.into_inner());
+        let applied = self.applied_now();
         let metadata = &applied.metadata;
         let member = *metadata
             .jobs

@@ -429,21 +429,16 @@ impl Metadata {
                     // A word from a member that no longer backs a vertex up
                     // is ignored, as is one about a snapshot of a run the
                     // cluster left.
-                    let members = &self.members;
-                    let current = |i: usize, v: &String| {
-                        from.get(i).is_none_or(|(m, losses)| {
-                            job.placement.get(v) == Some(m)
-                                && members.get(m).is_some_and(|x| x.losses == *losses)
-                        })
-                    };
-                    let current: Vec<bool> = vertices
-                        .iter()
-                        .enumerate()
-                        .map(|(i, v)| current(i, v))
-                        .collect();
                     let mut reply = Reply::Unchanged;
-                    for (v, _) in vertices.iter().zip(current).filter(|(_, c)| *c) {
-                        if job.backups.get(v) == Some(member) && job.ready.insert(v.clone()) {
+                    for (i, v) in vertices.iter().enumerate() {
+                        let current = from.get(i).is_none_or(|(m, losses)| {
+                            job.placement.get(v) == Some(m)
+                                && self.members.get(m).is_some_and(|x| x.losses == *losses)
+                        });
+                        if current
+                            && job.backups.get(v) == Some(member)
+                            && job.ready.insert(v.clone())
+                        {
                             job.snapshotted.insert(v.clone());
                             job.handing.remove(v);
                             reply = Reply::Done;

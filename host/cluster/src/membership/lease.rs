@@ -108,7 +108,7 @@ impl Cluster {
     /// How many times member `id` was declared lost, as this member last
     /// applied the metadata.
     pub fn losses_of(&self, id: NodeId) -> u64 {
-        let applied = self.inner.applied.read().unwrap_or_else(|e| e.into_inner());
+        let applied = self.applied_now();
         applied.metadata.members.get(&id).map_or(0, |m| m.losses)
     }
 
