@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::cluster::{TIMEOUT, logs_above, member, member_with, members, until};
+use super::cluster::{TIMEOUT, id_at, logs_above, member, member_with, members, until};
 use super::node::{Node, cluster, ok};
 use super::{stderr, weir};
 
@@ -324,6 +324,74 @@ fn bad_pulls_module_requests_and_proposals_get_errors_naming_them() {
     until(d, &node, "the node serves on", |s| {
         s["coordinator"].is_u64()
     });
+}
+
+/// A member serves a pull of a job stream only where the stream's writer
+/// runs: another member's copy of it (a reader's, a backup's) is read by
+/// the vertices that start there, which register their holds as they
+/// start, and a pull served from it before would let the puller's
+/// acknowledgements collect what they need.
+#[test]
+fn a_pull_of_a_stream_from_a_member_that_only_copies_it_is_refused() {
+    use weir::net::{CertDir, Client, Request, Response};
+    let dir = cluster();
+    let d = dir.path();
+    let nodes = three(d);
+    let q = "q1";
+    super::nexmark_queries::example(d, q, "events => 200000, rate => 2000, pace => 1");
+    submit(d, &nodes[0], q);
+    let status = until_vertices(d, &nodes[0], q, std::time::Duration::from_secs(60), |v| {
+        v.len() >= 3 && v.iter().all(|(_, _, state)| state == "running")
+    });
+    let listed = |node: &Node| {
+        let out = node.weir(d, &["stream", "list"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A vertex's output stream that a member not running the vertex holds
+    // a copy of.
+    let (stream, writer, copier) = vertices(&status, q)
+        .into_iter()
+        .find_map(|(on, vertex, _)| {
+            let writer = nodes.iter().position(|n| id_at(&status, &n.addr) == on)?;
+            let suffix = format!(".{vertex}");
+            (0..3).filter(|i| *i != writer).find_map(|i| {
+                let list = listed(&nodes[i]);
+                let name = super::cluster::stream_spans(&list)
+                    .map(|(name, ..)| name)
+                    .find(|name| name.starts_with(&format!("{q}@")) && name.ends_with(&suffix))?
+                    .to_string();
+                Some((name, writer, i))
+            })
+        })
+        .expect("a stream copied on a member that does not write it");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let as_node = CertDir::with_identity(&d.join("certs"), Some("node".into()));
+    let pull = Request::Pull {
+        stream: stream.clone(),
+        from: 0,
+        reader: format!("pull/{q}/test@9"),
+    };
+    let answer = |node: &Node| {
+        runtime.block_on(async {
+            let addr = node.addr.parse().expect("address");
+            let client = Client::connect(addr, &as_node).await.expect("connects");
+            let answer = client.answer(&pull, None).await.expect("an answer");
+            client.close().await;
+            answer
+        })
+    };
+    match answer(&nodes[copier]) {
+        Response::Error { message } => assert!(
+            message.contains(&stream) && message.contains("writer does not run on this member"),
+            "{message}"
+        ),
+        other => panic!("the copy of `{stream}` was served: {other:?}"),
+    }
+    match answer(&nodes[writer]) {
+        Response::Ok { .. } => {}
+        other => panic!("the writer's member did not serve `{stream}`: {other:?}"),
+    }
 }
 
 /// A member cut off by a network partition (`ip netns`) mid-run: the others

@@ -228,6 +228,22 @@ impl Jobs {
         };
         let key = format!("{SNAPSHOTS}{prefix}/{}", spec.name);
         let snapshot: Option<VertexSnapshot> = stored(streams, &key)?;
+        // Placed, a stage with no snapshot reads its inputs (streams of
+        // the job) from their first entry: one collected here already
+        // would make it skip what it never read, and write a different
+        // stream than its earlier instance did.
+        let placed_here = |o: &std::collections::BTreeSet<String>| o.contains(&spec.name);
+        if snapshot.is_none() && record.only.as_ref().is_some_and(placed_here) {
+            for (id, name) in &inputs {
+                let low = streams.positions(*id).map_or(0, |p| p.2);
+                if low > 0 {
+                    bail!(
+                        Job,
+                        "{at}: starts with no snapshot, but this member's copy of its input `{name}` begins at seq {low}, not 0"
+                    );
+                }
+            }
+        }
         let mut patching = None;
         let operator = match &spec.operator {
             Operator::Union => vertex::Operator::Union,

@@ -281,9 +281,18 @@ impl Node {
     ) -> Result<()> {
         let info = match self.streams.info(&stream) {
             // Not before the job runs here (after a restart): its vertices'
-            // holds are not registered yet. The reader retries.
-            Ok(_) if !self.jobs.serves(&stream) && self.cluster_stream(&stream).is_none() => {
-                let message = format!("stream `{stream}`: its job does not run on this member yet");
+            // holds are not registered yet. Nor before its writer runs
+            // here: a copy this member keeps as a backup, or as a reader's,
+            // is read from here by the vertices that start here, which
+            // register their holds as they start; a pull served from it
+            // before would let the puller's acknowledgements collect what
+            // they need. The reader retries.
+            Ok(_)
+                if self.cluster_stream(&stream).is_none()
+                    && !(self.jobs.serves(&stream) && self.jobs.writes_here(&stream)) =>
+            {
+                let message =
+                    format!("stream `{stream}`: its writer does not run on this member (yet)");
                 send_error(&mut send, &message).await?;
                 send.finish()?;
                 return Ok(());
