@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use weir_cluster::metadata::NodeId;
 
+use super::read::send_lines;
 use super::*;
 
 impl Node {
