@@ -108,6 +108,7 @@ impl Jobs {
         job: &str,
         copy: &str,
         asked: Asked,
+        written: usize,
     ) -> Result<(StageChange, String)> {
         let from = self.check_running(job, copy, "change refused")?.module;
         let change = match asked {
@@ -127,9 +128,25 @@ impl Jobs {
             }
             Asked::Rollback { to } => {
                 // Checked against the changes queued for the copy too: a
-                // rollback asked just after a deploy returns from it.
-                self.await_queued(job, copy)?;
-                self.rollback_target(job, copy, to.as_deref())?;
+                // rollback asked just after a deploy returns from it, even
+                // where the copy (behind, or moved) has not made it yet.
+                self.await_queued(job, copy, written)?;
+                let (record, _) = self.running_plan(job)?;
+                let queued = queue_key(&stage_key(&record, copy));
+                let mut timeline = self.timeline(job, copy)?;
+                self.with_queue(&queued, |q| {
+                    for r in q.waiting.iter().filter(|r| r.change.is_module()) {
+                        timeline.patches.push(weir_core::patch::Patch {
+                            position: 0,
+                            ctis: 0,
+                            version: r.version.clone(),
+                            change: r.change.clone(),
+                            at_ms: r.at_ms,
+                        });
+                    }
+                    Ok(())
+                })?;
+                self.rollback_target_in(job, copy, to.as_deref(), &timeline)?;
                 StageChange::Rollback { to }
             }
             Asked::FilterAdd(expr) => match self.filter_change(job, copy, &expr, true)? {
@@ -145,12 +162,20 @@ impl Jobs {
     }
 
     /// Waits, up to [`QUEUED_WAIT`], until copy `copy` of `job` has made
-    /// the changes queued for it.
-    fn await_queued(&self, job: &str, copy: &str) -> Result<()> {
+    /// the changes queued for it, and, placed, taken (made or queued) the
+    /// first `written` of the cluster's changes to the job.
+    fn await_queued(&self, job: &str, copy: &str, written: usize) -> Result<()> {
         let (record, _) = self.running_plan(job)?;
         let queued = queue_key(&stage_key(&record, copy));
+        let taken = || -> Result<bool> {
+            if record.only.is_none() {
+                return Ok(true);
+            }
+            let n: u64 = stored(&self.inner.streams, &taken_key(&record, copy))?.unwrap_or(0);
+            Ok(n >= written as u64)
+        };
         let deadline = std::time::Instant::now() + QUEUED_WAIT;
-        while self.with_queue(&queued, |q| Ok(!q.waiting.is_empty()))?
+        while (self.with_queue(&queued, |q| Ok(!q.waiting.is_empty()))? || !taken()?)
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(50));

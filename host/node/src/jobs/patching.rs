@@ -63,6 +63,17 @@ impl Jobs {
         to: Option<&str>,
     ) -> Result<String> {
         let timeline = self.timeline(job, stage)?;
+        self.rollback_target_in(job, stage, to, &timeline)
+    }
+
+    /// [`Jobs::rollback_target`] after the changes of `timeline`.
+    pub(super) fn rollback_target_in(
+        &self,
+        job: &str,
+        stage: &str,
+        to: Option<&str>,
+        timeline: &Timeline,
+    ) -> Result<String> {
         let n = timeline.patches.len();
         let target = match to {
             Some(prefix) => {

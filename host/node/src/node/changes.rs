@@ -128,8 +128,11 @@ impl Node {
             };
             let jobs = self.jobs.clone();
             let (name, copy, asked) = (job.clone(), here.clone(), asked.clone());
-            match tokio::task::spawn_blocking(move || jobs.check_change(&name, &copy, asked))
-                .await?
+            let written = placed.patches.len();
+            match tokio::task::spawn_blocking(move || {
+                jobs.check_change(&name, &copy, asked, written)
+            })
+            .await?
             {
                 Ok((change, from)) => break (copies, before, here, change, from),
                 Err(e) => {
