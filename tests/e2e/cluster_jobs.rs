@@ -279,6 +279,7 @@ fn bad_pulls_module_requests_and_proposals_get_errors_naming_them() {
         stream: "nope@1.Bid".into(),
         from: 0,
         reader: "pull/nope@1/Bid@2".into(),
+        behind: false,
     };
     let module = Request::Module {
         version: "ab".repeat(32),
@@ -371,6 +372,7 @@ fn a_pull_of_a_stream_from_a_member_that_only_copies_it_is_refused() {
         stream: stream.clone(),
         from: 0,
         reader: format!("pull/{q}/test@9"),
+        behind: false,
     };
     let answer = |node: &Node| {
         runtime.block_on(async {

@@ -13,6 +13,7 @@ mod cluster_jobs;
 mod cluster_loss;
 mod cluster_patch;
 mod cluster_replicate;
+mod cluster_stall;
 mod filters;
 mod input;
 mod jobs;

@@ -209,6 +209,7 @@ mod tests {
             stream: "q5@1.Bid".into(),
             from: 0,
             reader: "pull/q5@1/Bid@2".into(),
+            behind: false,
         };
         let propose = Request::Cluster(crate::cluster::ClusterRequest::Propose(
             serde_json::json!({"CancelJob": {"name": "q5"}}),

@@ -558,6 +558,14 @@ pub enum Request {
         from: u64,
         /// Who reads (`member/vertex`), for the writer's collection.
         reader: String,
+        /// A vertex reading the copy writes again output that a reader of
+        /// its own already copied further: until it has written that far,
+        /// the stream's writer makes no change (a deploy, rollback or
+        /// filter) past what it wrote, so what the vertex writes again is
+        /// what was copied. The reader pulls again without it once the
+        /// vertex has caught up.
+        #[serde(default)]
+        behind: bool,
     },
     /// A member's copy of a job stream pulled from another member tells a
     /// member running a replica of the stream's writer how far it holds

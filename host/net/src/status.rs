@@ -114,6 +114,15 @@ pub struct VertexStatus {
     /// said (the vertex takes none); taken by the vertex (never sent).
     #[serde(skip)]
     pub copies: Option<Option<(u64, u64)>>,
+    /// The seq its output stream here had reached when the vertex started:
+    /// below it, the vertex writes again what the stream holds (never
+    /// sent).
+    #[serde(skip)]
+    pub rewrites_below: u64,
+    /// Which run of the vertex this is, unique in the process: one
+    /// started again is another (never sent).
+    #[serde(skip)]
+    pub run: u64,
     /// A followed file's source was asked to end at the file's end.
     #[serde(default)]
     pub ending: bool,

@@ -400,7 +400,8 @@ impl Node {
                 stream,
                 from,
                 reader,
-            } => return self.pull(send, recv, stream, from, reader).await,
+                behind,
+            } => return self.pull(send, recv, stream, (from, behind), reader).await,
             Request::Hold {
                 stream,
                 reader,

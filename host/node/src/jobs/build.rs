@@ -409,6 +409,8 @@ impl Jobs {
             output: Some((output.1, at.output)),
             snapshot: at.id,
             module: at.module.clone(),
+            rewrites_below: streams.positions(output.0).map_or(0, |p| p.0),
+            run: RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ..VertexStatus::default()
         };
         Ok((vertex, status))
@@ -628,3 +630,6 @@ pub(super) fn task_reads(tasks: &[(Task, VertexStatus)]) -> Vec<(u64, &str, u64)
     }
     reads
 }
+
+/// Runs of vertices started in this process, numbered.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -57,7 +57,7 @@ pub use changes::{Asked, Followed};
 use copies::Pending;
 pub use copies::merge_shadows;
 use patching::load_module;
-pub use placed::PlanVertex;
+pub use placed::{PlanVertex, Writing};
 pub use record::JobRecord;
 pub use timelines::Keeper;
 pub use weir_net::status::{HistoryEntry, PatchReport, ReplayReport, ShadowReport};

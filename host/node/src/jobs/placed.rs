@@ -438,6 +438,31 @@ impl Jobs {
             .collect()
     }
 
+    /// Each vertex of job `job` running here that writes a stream (by its
+    /// plan name): the seq it writes next, the seq below which it writes
+    /// again what its stream held when it started, the streams it reads,
+    /// and which run of it this is (one started again is another).
+    pub fn writing(&self, job: &str) -> Vec<Writing> {
+        let running = lock(&self.inner.running);
+        let Some(r) = running.get(job) else {
+            return Vec::new();
+        };
+        r.threads
+            .iter()
+            .filter_map(|t| {
+                let s = lock(&t.status);
+                let (_, next) = s.output.as_ref()?;
+                Some(Writing {
+                    vertex: t.vertex.clone(),
+                    next: *next,
+                    rewrites_below: s.rewrites_below,
+                    reads: s.inputs.iter().map(|(name, _)| name.clone()).collect(),
+                    run: s.run,
+                })
+            })
+            .collect()
+    }
+
     /// Forgets every reader's hold on `stream` here: it was emptied, and
     /// what reads it from now on begins where its snapshot says.
     pub fn forget_readers(&self, stream: u64) {
@@ -457,4 +482,19 @@ impl Jobs {
 /// pull, a backup's copy, a writer's replicas) rather than for a reader here.
 pub(super) fn for_other_members(reader: &str) -> bool {
     reader.starts_with("pull/") || reader.starts_with("backup/") || reader.starts_with("writer/")
+}
+
+/// A vertex running here that writes a stream ([`Jobs::writing`]).
+#[derive(Debug, Clone)]
+pub struct Writing {
+    /// Its plan name.
+    pub vertex: String,
+    /// The seq it writes next.
+    pub next: u64,
+    /// Below this seq it writes again what its stream held when it started.
+    pub rewrites_below: u64,
+    /// The streams it reads (full names).
+    pub reads: Vec<String>,
+    /// Which run of it this is.
+    pub run: u64,
 }

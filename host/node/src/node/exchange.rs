@@ -113,7 +113,9 @@ impl Node {
             let Some(addr) = addr else { return };
             let began = std::time::Instant::now();
             match self.pull_from(&addr, &certs, &f).await {
-                Ok(()) => return,
+                // A vertex here caught up, or fell behind: pull again, saying so.
+                Ok(true) => failing = None,
+                Ok(false) => return,
                 Err(e) => {
                     // A pull that ran a while delivered: a new failure,
                     // from now.
@@ -133,17 +135,22 @@ impl Node {
         }
     }
 
-    async fn pull_from(&self, addr: &str, certs: &CertDir, f: &Fetch) -> Result<()> {
+    /// Fills the copy from the member at `addr` until the job stops here
+    /// (`false`), or a vertex here that reads it starts or stops writing
+    /// again what was copied further (`true`: pull again, saying so).
+    async fn pull_from(&self, addr: &str, certs: &CertDir, f: &Fetch) -> Result<bool> {
         let socket: SocketAddr = addr
             .parse()
             .map_err(|e| err!(Request, "member address `{addr}`: {e}"))?;
         let local = self.streams.info(&f.stream)?.id;
         let client = Client::connect(socket, certs).await?;
         let from = self.streams.positions(local).map_or(0, |p| p.0);
+        let behind = self.pulled.pulls_behind(&f.stream);
         let request = Request::Pull {
             stream: f.stream.clone(),
             from,
             reader: f.reader.clone(),
+            behind,
         };
         let (mut send, mut recv) = client.open(&request).await?;
         match net::read_msg::<Response>(&mut recv).await? {
@@ -151,7 +158,7 @@ impl Node {
             Some(Response::Error { message }) => bail!(Request, "{addr}: {message}"),
             other => bail!(Request, "{addr} answered a pull with {other:?}"),
         }
-        tracing::debug!(stream = %f.stream, %addr, from, "pulling");
+        tracing::debug!(stream = %f.stream, %addr, from, behind, "pulling");
         let _pulling = self.pulled.fetching(&f.stream, true);
         let mut buf = Vec::new();
         let mut acked = from;
@@ -161,7 +168,11 @@ impl Node {
         loop {
             if !self.jobs.runs(&f.job, f.id) {
                 client.close().await;
-                return Ok(());
+                return Ok(false);
+            }
+            if self.pulled.pulls_behind(&f.stream) != behind {
+                client.close().await;
+                return Ok(true);
             }
             if frames::read_batch(&mut recv, &mut buf).await?.is_none() {
                 bail!(
@@ -276,7 +287,7 @@ impl Node {
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
         stream: String,
-        from: u64,
+        (from, behind): (u64, bool),
         reader: String,
     ) -> Result<()> {
         let info = match self.streams.info(&stream) {
@@ -324,7 +335,7 @@ impl Node {
         }
         // Its copy holds what it holds: the vertex here makes no change
         // below (see `pulled`).
-        let _open = (!log).then(|| self.pulled.open(&stream, &reader, from));
+        let _open = (!log).then(|| self.pulled.open(&stream, &reader, from, behind));
         write_msg(
             &mut send,
             &Response::Ok {
@@ -340,7 +351,7 @@ impl Node {
                 }
             }
         });
-        tracing::debug!(%stream, %reader, from, "a pull begins");
+        tracing::debug!(%stream, %reader, from, behind, "a pull begins");
         let result = self.send_batches(&mut send, info.id, from).await;
         tracing::debug!(%stream, %reader, ?result, "a pull ends");
         acks.abort();
