@@ -25,8 +25,13 @@ const CHANGE_WAIT: Duration = Duration::from_secs(8);
 const RECONCILE_TRIES: usize = 15;
 
 /// How long a replay asked of the member a copy was just placed on waits
-/// for the copy to start there.
+/// for the copy to start there, and a change asked while the copies move
+/// waits for one to run.
 const MOVE_WAIT: Duration = Duration::from_secs(10);
+
+/// What a member asked to check a change against a copy it no longer runs
+/// answers (the member that passed the request asks again).
+const NO_COPY: &str = "runs no copy of stage";
 
 impl Node {
     /// The cluster, when a deploy, rollback, filter change, history or
@@ -112,7 +117,14 @@ impl Node {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
+                // Copies moving (their members lost, or starting them)
+                // settle within a few of the scheduler's rounds.
+                let moving = started.elapsed() < MOVE_WAIT;
                 let Some(other) = before.values().find(|v| runs(v)).and_then(|v| v.member) else {
+                    if moving {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
                     bail!(
                         Patch,
                         "no copy of stage `{stage}` of job `{job}` runs yet (their members are starting them); retry in a moment"
@@ -121,10 +133,19 @@ impl Node {
                 if !may_pass {
                     bail!(
                         Patch,
-                        "member {me} runs no copy of stage `{stage}` of job `{job}`; member {other} does"
+                        "member {me} {NO_COPY} `{stage}` of job `{job}`; member {other} does"
                     );
                 }
-                return self.ask_member(&metadata, other, &request, &body).await;
+                let answer = self.ask_member(&metadata, other, &request, &body).await;
+                match answer {
+                    // The copy moved off that member before it checked.
+                    Ok(Response::Error { message }) if moving && message.contains(NO_COPY) => {
+                        tracing::debug!(job, stage, other, "{message}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    answer => return answer,
+                }
             };
             let jobs = self.jobs.clone();
             let (name, copy, asked) = (job.clone(), here.clone(), asked.clone());
@@ -492,10 +513,10 @@ impl Node {
                         .module
                         .as_deref()
                         .is_some_and(|m| !m.is_empty() && version.starts_with(m)),
-                    // A copy not seen before: once it runs another version.
-                    StageChange::Rollback { .. } => {
-                        earlier.is_some() || v.module.as_deref() != Some(from)
-                    }
+                    // Once it runs another version: a copy that started
+                    // again meanwhile may show a switch it made over (the
+                    // change before), not this one.
+                    StageChange::Rollback { .. } => v.module.as_deref() != Some(from),
                     StageChange::FilterAdd { text } => v.filters.contains(text),
                     StageChange::FilterRemove { text } => !v.filters.contains(text),
                 };
