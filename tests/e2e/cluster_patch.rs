@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 use weir::testkit::udf_component;
 
-use super::cluster::{logs_above, member, member_logs, until_within};
+use super::cluster::{id_at, logs_above, member, member_logs, members, until, until_within};
 use super::cluster_jobs::{job_status, submit, three, three_with, until_vertices, vertices};
 use super::node::{Node, ok, write};
 use super::patch::version_of;
@@ -163,20 +163,21 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
                 })
         })
     });
-    let copy = status["vertices"]
+    let (copy, on) = status["vertices"]
         .as_array()
         .and_then(|vs| {
-            vs.iter().find(|v| {
-                v["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("tally__p"))
-                    && v["member"] != 1
+            vs.iter().find_map(|v| {
+                let name = v["name"].as_str().filter(|n| n.starts_with("tally__p"))?;
+                Some((name.to_string(), v["member"].as_u64()?))
             })
         })
-        .and_then(|v| v["name"].as_str())
-        .expect("a copy on another member")
-        .to_string();
-    let out = ok(&nodes[0].weir(
+        .expect("a copy");
+    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
+    let asked = nodes
+        .iter()
+        .find(|n| id_at(&up, &n.addr) != on)
+        .expect("a member that does not run the copy");
+    let out = ok(&asked.weir(
         d,
         &[
             "udf", "replay", &v2, "--job", "tally", "--stage", &copy, "--json",
@@ -201,7 +202,7 @@ fn a_deploy_and_a_rollback_through_any_member_reach_every_copy_across_kill_9() {
 
     // So do its logs: the member asked passes them on from the member that
     // runs the copy.
-    let out = nodes[0].weir(d, &["udf", "logs", "--job", "tally", "--stage", &copy]);
+    let out = asked.weir(d, &["udf", "logs", "--job", "tally", "--stage", &copy]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Bad input: a shadow run of the version the copies run again is

@@ -43,6 +43,7 @@ mod build;
 mod changes;
 mod copies;
 mod deltas;
+mod filters;
 mod generate;
 mod logs;
 mod patching;
