@@ -43,6 +43,7 @@ mod exchange;
 mod fence;
 mod gather;
 mod ingest;
+mod kept;
 mod lease;
 mod logs;
 mod placed;
@@ -88,6 +89,8 @@ pub struct Node {
     acted: Arc<std::sync::Mutex<Option<collect::Acted>>>,
     /// The other members' copies of the streams written here, and their pulls.
     pulled: Arc<pulled::Pulled>,
+    /// The vertices of the placed jobs here, read from their plans once.
+    plans: Arc<kept::Plans>,
 }
 
 /// Where a node keeps its database.
@@ -141,6 +144,7 @@ impl Node {
             behind: Arc::default(),
             acted: Arc::default(),
             pulled: Arc::default(),
+            plans: Arc::default(),
         })
     }
 

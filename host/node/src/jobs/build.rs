@@ -440,7 +440,7 @@ impl Jobs {
         };
         // A tail behind the slowest reader stays, for `udf deploy --shadow`.
         let low = low.saturating_sub(SHADOW_TAIL);
-        if self.is_whole(stream) {
+        if self.is_whole(stream) || lock(&self.inner.from_start).contains(&stream) {
             return;
         }
         if let Err(e) = self.inner.streams.gc(stream, low) {
@@ -633,3 +633,40 @@ pub(super) fn task_reads(tasks: &[(Task, VertexStatus)]) -> Vec<(u64, &str, u64)
 
 /// Runs of vertices started in this process, numbered.
 static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RedbStorage;
+
+    /// A stream kept from its start is not collected as its readers move
+    /// on (a vertex reading it may start over elsewhere); let be, it is
+    /// collected below them again.
+    #[test]
+    fn a_stream_kept_from_its_start_is_not_collected_as_its_readers_move() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = RedbStorage::open(&dir.path().join("node.redb")).expect("redb");
+        let streams = Streams::open(Arc::new(storage)).expect("streams");
+        let jobs = Jobs::new(
+            streams.clone(),
+            Runtime::new(None).expect("runtime"),
+            FileAccess::default(),
+        );
+        let id = streams.create("j@1.s", &[]).expect("a stream").id;
+        for seq in 0..(SHADOW_TAIL + 100) {
+            streams.write(id, seq, vec![1]).expect("written");
+        }
+        streams
+            .commit_meta(Vec::new())
+            .expect("commit")
+            .wait()
+            .expect("durable");
+        let low = || streams.positions(id).map_or(0, |p| p.2);
+        jobs.keep_from_start([id].into());
+        jobs.reader_at(id, "reader", SHADOW_TAIL + 100);
+        assert_eq!(low(), 0, "kept from its start");
+        jobs.keep_from_start(Default::default());
+        jobs.reader_at(id, "reader", SHADOW_TAIL + 100);
+        assert_eq!(low(), 100, "collected below the reader's tail");
+    }
+}

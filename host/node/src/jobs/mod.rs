@@ -147,6 +147,8 @@ struct Inner {
     /// Streams kept whole: this member's copies of the cluster's ingest
     /// streams, which any member may have to read from their start.
     whole: Mutex<std::collections::HashSet<u64>>,
+    /// Job streams no reader here collects yet ([`Jobs::keep_from_start`]).
+    from_start: Mutex<std::collections::HashSet<u64>>,
     /// Where job files may read and write.
     files: FileAccess,
     /// Per UDF stage (by queue key): its accepted changes waiting for a CTI,
@@ -286,6 +288,7 @@ impl Jobs {
                 backed: Mutex::new(HashMap::new()),
                 replicas: Mutex::new(std::collections::HashSet::new()),
                 whole: Mutex::default(),
+                from_start: Mutex::default(),
                 queues: Mutex::new(HashMap::new()),
                 keeper: std::sync::OnceLock::new(),
                 backed_reads: Mutex::default(),

@@ -463,6 +463,13 @@ impl Jobs {
             .collect()
     }
 
+    /// Keeps the streams `ids` from being collected here, whatever their
+    /// readers here hold (those of placed jobs read by a vertex the cluster
+    /// counts no snapshot of), and lets the others be.
+    pub fn keep_from_start(&self, ids: std::collections::HashSet<u64>) {
+        *lock(&self.inner.from_start) = ids;
+    }
+
     /// Forgets every reader's hold on `stream` here: it was emptied, and
     /// what reads it from now on begins where its snapshot says.
     pub fn forget_readers(&self, stream: u64) {

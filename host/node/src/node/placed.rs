@@ -307,6 +307,7 @@ impl Node {
                 }
                 let holds = node.take_changes(&metadata);
                 node.release_changes(&metadata);
+                node.keep_unsnapshotted(&metadata);
                 (fetches, holds)
             })
             .await
