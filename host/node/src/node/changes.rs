@@ -93,7 +93,7 @@ impl Node {
         // member's next reconcile: a member asked by another waits for it,
         // and a check whose copy moved away meanwhile is made again.
         let mut tries = 0;
-        let (copies, before, here, change, from) = loop {
+        let (copies, here, change, from) = loop {
             tries += 1;
             let (metadata, placed, copies) = self.stage_of(cluster, &job, &stage).await?;
             let before = self.copies_now(cluster, &job, &copies).await;
@@ -155,7 +155,7 @@ impl Node {
             })
             .await?
             {
-                Ok((change, from)) => break (copies, before, here, change, from),
+                Ok((change, from)) => break (copies, here, change, from),
                 Err(e) => {
                     let placed_here = cluster
                         .metadata()
@@ -189,6 +189,19 @@ impl Node {
             origin: me,
             nonce: nonce(&format!("{job}/{stage}")),
         };
+        // How much of each copy's timeline the cluster recorded before the
+        // change: its switch is recorded after that.
+        let recorded: BTreeMap<String, usize> = cluster
+            .metadata()
+            .jobs
+            .get(&job)
+            .map(|j| {
+                j.timelines
+                    .iter()
+                    .map(|(copy, t)| (copy.clone(), t.patches.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let index = match cluster
             .write(Command::PatchJob {
                 name: job.clone(),
@@ -202,7 +215,7 @@ impl Node {
         };
         tracing::info!(job, stage, index, ?change, "cluster change written");
         let taken = self
-            .await_copies(cluster, &job, &copies, &change, &before, &from)
+            .await_copies(cluster, &job, &copies, &change, (index as u64, &recorded))
             .await;
         let to = match &change {
             StageChange::Deploy { version } => version.clone(),
@@ -488,39 +501,44 @@ impl Node {
         }
     }
 
-    /// Waits (at most [`CHANGE_WAIT`]) until every copy took `change` (it
-    /// applied one more timeline entry than it had `before`, where it
-    /// answered then, and shows the change) or finished without it (its
-    /// input ended: its member passes the change over); returns the status
-    /// of each such copy, and whether it finished without the change.
+    /// Waits (at most [`CHANGE_WAIT`]) until every copy took `change`, the
+    /// job's change `index` (the cluster recorded the copy's switch, past
+    /// the first `recorded` entries of its timeline), or finished without
+    /// it (its input ended: its member passes the change over); returns
+    /// the status of each such copy, showing where the recorded switch
+    /// took effect, and whether it finished without the change.
     async fn await_copies(
         &self,
         cluster: &Cluster,
         job: &str,
         copies: &[String],
         change: &StageChange,
-        before: &BTreeMap<String, VertexStatus>,
-        from: &str,
+        (index, recorded): (u64, &BTreeMap<String, usize>),
     ) -> BTreeMap<String, (VertexStatus, bool)> {
         let deadline = tokio::time::Instant::now() + CHANGE_WAIT;
         let mut taken = BTreeMap::new();
+        let made = |p: &weir_core::patch::Patch| match change {
+            StageChange::Deploy { version } => p.change == Change::Deploy && p.version == *version,
+            StageChange::Rollback { .. } => p.change == Change::Rollback,
+            StageChange::FilterAdd { text } => p.change == Change::FilterAdd(text.clone()),
+            StageChange::FilterRemove { text } => p.change == Change::FilterRemove(text.clone()),
+        };
         loop {
-            for (name, v) in self.copies_now(cluster, job, copies).await {
-                let earlier = before.get(&name);
-                let moved = earlier.is_none_or(|b| v.patches > b.patches);
-                let shows = match change {
-                    StageChange::Deploy { version } => v
-                        .module
-                        .as_deref()
-                        .is_some_and(|m| !m.is_empty() && version.starts_with(m)),
-                    // Once it runs another version: a copy that started
-                    // again meanwhile may show a switch it made over (the
-                    // change before), not this one.
-                    StageChange::Rollback { .. } => v.module.as_deref() != Some(from),
-                    StageChange::FilterAdd { text } => v.filters.contains(text),
-                    StageChange::FilterRemove { text } => !v.filters.contains(text),
-                };
-                let took = moved && shows && !v.pending;
+            let metadata = cluster.metadata();
+            let timelines = metadata.jobs.get(job).map(|j| &j.timelines);
+            for (name, mut v) in self.copies_now(cluster, job, copies).await {
+                let switch = timelines
+                    .and_then(|t| t.get(&name))
+                    .filter(|t| t.taken > index)
+                    .and_then(|t| {
+                        let from = recorded.get(&name).copied().unwrap_or(0);
+                        t.patches.get(from..)?.iter().find(|p| made(p)).cloned()
+                    });
+                let took = switch.is_some();
+                if let Some(p) = switch {
+                    v.switched_at = Some((p.position, p.ctis));
+                    v.module = Some(p.version);
+                }
                 if took || v.state == "finished" {
                     taken.insert(name, (v, !took));
                 }
