@@ -6,11 +6,13 @@
 
 use std::path::Path;
 
+use serde_json::Value;
+
 use weir::testkit::udf_component;
 
 use super::cluster::{id_at, logs_above, members, until, until_within};
 use super::cluster_jobs::{job_status, three_with, vertices};
-use super::cluster_patch::{deploys, run_tally, same_rows_by_version, tally_finished};
+use super::cluster_patch::{Rows, deploys, run_tally, same_rows_by_version, tally_finished};
 use super::node::{Node, ok, write};
 use super::stderr;
 
@@ -54,19 +56,13 @@ enum Then {
 fn change_while_a_member_is_stalled(then: Then) {
     let dir = super::node::cluster();
     let d = dir.path();
-    let pause = d.join("pause-backup-copies");
-    let pause_env = pause.display().to_string();
-    let slow = d.join("slow").display().to_string();
-    let env = [
-        ("WEIR_TEST_BACKUP_COPY_PAUSE_FILE", pause_env.as_str()),
-        ("WEIR_TEST_SLOW_FILE", slow.as_str()),
-    ];
-    // Long enough for the deploy to be written before the member is lost.
-    let mut nodes = three_with(d, &env, "3s");
-    let (want, _) = run_tally(d, &nodes[0], "");
-    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
-    let s = job_status(d, &nodes[0], "tally", |_| true);
-    let listed = s["vertices"].as_array().cloned().unwrap_or_default();
+    let Stalling {
+        mut nodes,
+        want,
+        up,
+        s,
+        listed,
+    } = stalling(d);
     // The member of the union that reads the copies.
     let union = listed
         .iter()
@@ -98,19 +94,10 @@ fn change_while_a_member_is_stalled(then: Then) {
         .map(str::to_string)
         .collect();
     let (i, via) = (at(stalled), at(union));
-    // The backups' copies stop; the union's member reads on for a while.
-    write(d, "pause-backup-copies", "");
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    nodes[i].pause();
-    // Where it moves, the copy replays slowly: the deploy reaches it
-    // before it has rewritten what the union's member read.
-    write(d, "slow", &format!("{copy} 10"));
-    let v2 = udf_component("tally_v2").display().to_string();
-    let answer = nodes[via].weir(
-        d,
-        &["udf", "deploy", &v2, "--job", "tally", "--stage", "tally"],
-    );
-    assert!(answer.status.success(), "the deploy: {}", stderr(&answer));
+    // The union's member reads on for a while; where it moves, the copy
+    // replays slowly: the deploy reaches it before it has rewritten what
+    // the union's member read.
+    stall_and_deploy(d, &nodes, i, &copy, via);
     std::fs::remove_file(d.join("slow")).expect("the copy runs at speed again");
     until_within(
         d,
@@ -126,17 +113,14 @@ fn change_while_a_member_is_stalled(then: Then) {
                 && v.iter().all(|(m, _, _)| *m != stalled)
         },
     );
-    std::fs::remove_file(&pause).expect("let the backups' copies go on");
+    std::fs::remove_file(d.join(PAUSE)).expect("let the backups' copies go on");
     match then {
         Then::Lost => {
-            nodes.remove(i).kill9();
-            std::fs::remove_dir_all(d.join(format!("d{}", i + 1))).expect("delete its disk");
+            lose_with_disk(d, &mut nodes, i);
         }
         Then::RunsOn => nodes[i].resume(),
     }
-    tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
-    assert_eq!(deploys(d, &nodes[0]).len(), 6, "every copy took the deploy");
-    same_rows_by_version(d, &want, &["v1", "v2"]);
+    every_copy_deployed_once(d, &nodes[0], &want);
     if let Then::RunsOn = then {
         // What the stalled member holds of the streams of its copies that
         // moved is what their new members wrote there.
@@ -220,18 +204,13 @@ fn same_entries(d: &Path, stale: &Node, writer: &Node, copy: &str) {
 fn a_change_waits_while_a_moved_union_writes_again_what_its_sink_read() {
     let dir = super::node::cluster();
     let d = dir.path();
-    let pause = d.join("pause-backup-copies");
-    let pause_env = pause.display().to_string();
-    let slow = d.join("slow").display().to_string();
-    let env = [
-        ("WEIR_TEST_BACKUP_COPY_PAUSE_FILE", pause_env.as_str()),
-        ("WEIR_TEST_SLOW_FILE", slow.as_str()),
-    ];
-    let mut nodes = three_with(d, &env, "3s");
-    let (want, _) = run_tally(d, &nodes[0], "");
-    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
-    let s = job_status(d, &nodes[0], "tally", |_| true);
-    let listed = s["vertices"].as_array().cloned().unwrap_or_default();
+    let Stalling {
+        mut nodes,
+        want,
+        up,
+        s,
+        listed,
+    } = stalling(d);
     let member_of = |name: &str| {
         listed
             .iter()
@@ -261,19 +240,10 @@ fn a_change_waits_while_a_moved_union_writes_again_what_its_sink_read() {
     let ids: Vec<u64> = nodes.iter().map(|n| id_at(&up, &n.addr)).collect();
     let at = |id: u64| ids.iter().position(|i| *i == id).expect("a node");
     let (i, via) = (at(union), at(via));
-    // The backups' copies stop; the sink's member copies on for a while.
-    write(d, "pause-backup-copies", "");
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    nodes[i].pause();
-    // Where it moves, the copy replays slowly: the deploy reaches it
-    // before it has rewritten what the union's earlier instance read.
-    write(d, "slow", &format!("{slowed} 10"));
-    let v2 = udf_component("tally_v2").display().to_string();
-    let answer = nodes[via].weir(
-        d,
-        &["udf", "deploy", &v2, "--job", "tally", "--stage", "tally"],
-    );
-    assert!(answer.status.success(), "the deploy: {}", stderr(&answer));
+    // The sink's member copies on for a while; where it moves, the copy
+    // replays slowly: the deploy reaches it before it has rewritten what
+    // the union's earlier instance read.
+    stall_and_deploy(d, &nodes, i, &slowed, via);
     until_within(
         d,
         &nodes[via],
@@ -288,11 +258,75 @@ fn a_change_waits_while_a_moved_union_writes_again_what_its_sink_read() {
                 && v.iter().all(|(m, _, _)| *m != union)
         },
     );
-    std::fs::remove_file(&pause).expect("let the backups' copies go on");
+    std::fs::remove_file(d.join(PAUSE)).expect("let the backups' copies go on");
     std::fs::remove_file(d.join("slow")).expect("the copy runs at speed again");
+    lose_with_disk(d, &mut nodes, i);
+    every_copy_deployed_once(d, &nodes[0], &want);
+}
+
+/// The file whose existence holds backups' copies back (the test hook
+/// `WEIR_TEST_BACKUP_COPY_PAUSE_FILE`), in the test's directory.
+const PAUSE: &str = "pause-backup-copies";
+
+/// Three members whose backups' copies and vertices a test can hold back
+/// (`PAUSE`, and `slow` naming a vertex and its delay per entry), running
+/// the tally, with what the cluster lists of them and of its vertices.
+struct Stalling {
+    nodes: Vec<Node>,
+    want: Rows,
+    up: Value,
+    s: Value,
+    listed: Vec<Value>,
+}
+
+fn stalling(d: &Path) -> Stalling {
+    let pause = d.join(PAUSE).display().to_string();
+    let slow = d.join("slow").display().to_string();
+    let env = [
+        ("WEIR_TEST_BACKUP_COPY_PAUSE_FILE", pause.as_str()),
+        ("WEIR_TEST_SLOW_FILE", slow.as_str()),
+    ];
+    // Long enough for the deploy to be written before the member is lost.
+    let nodes = three_with(d, &env, "3s");
+    let (want, _) = run_tally(d, &nodes[0], "");
+    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
+    let s = job_status(d, &nodes[0], "tally", |_| true);
+    let listed = s["vertices"].as_array().cloned().unwrap_or_default();
+    Stalling {
+        nodes,
+        want,
+        up,
+        s,
+        listed,
+    }
+}
+
+/// Holds the backups' copies back, and after 2 s stalls `nodes[i]`
+/// (`kill -STOP`); has vertex `slowed` replay slowly wherever it moves;
+/// deploys v2 to the tally through `nodes[via]`.
+fn stall_and_deploy(d: &Path, nodes: &[Node], i: usize, slowed: &str, via: usize) {
+    write(d, PAUSE, "");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    nodes[i].pause();
+    write(d, "slow", &format!("{slowed} 10"));
+    let v2 = udf_component("tally_v2").display().to_string();
+    let answer = nodes[via].weir(
+        d,
+        &["udf", "deploy", &v2, "--job", "tally", "--stage", "tally"],
+    );
+    assert!(answer.status.success(), "the deploy: {}", stderr(&answer));
+}
+
+/// Kills `nodes[i]` (`kill -9`) and deletes its data directory.
+fn lose_with_disk(d: &Path, nodes: &mut Vec<Node>, i: usize) {
     nodes.remove(i).kill9();
     std::fs::remove_dir_all(d.join(format!("d{}", i + 1))).expect("delete its disk");
-    tally_finished(d, &nodes[0], std::time::Duration::from_secs(240));
-    assert_eq!(deploys(d, &nodes[0]).len(), 6, "every copy took the deploy");
-    same_rows_by_version(d, &want, &["v1", "v2"]);
+}
+
+/// Once the tally finished: every copy took the deploy, and each row
+/// comes from the version its copy ran there (v1, then v2), exactly once.
+fn every_copy_deployed_once(d: &Path, node: &Node, want: &Rows) {
+    tally_finished(d, node, std::time::Duration::from_secs(240));
+    assert_eq!(deploys(d, node).len(), 6, "every copy took the deploy");
+    same_rows_by_version(d, want, &["v1", "v2"]);
 }

@@ -9,20 +9,21 @@ impl Jobs {
     /// next CTI on, the input rows `expr` matches are dropped before the UDF
     /// (recorded in the stage's timeline, so replay drops the same rows).
     pub fn filter_add(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
-        let mut targets = Vec::new();
-        for target in self.targets(job, stage)? {
-            let change = self.filter_change(job, &target, expr, true)?;
-            targets.push((target, String::new(), change));
-        }
-        self.patch_targets(job, stage, targets)
+        self.filter_targets(job, stage, expr, true)
     }
 
     /// Removes runtime filter `expr` from stage `stage` of job `job`, from
     /// the stage's next CTI on.
     pub fn filter_remove(&self, job: &str, stage: &str, expr: &str) -> Result<PatchReport> {
+        self.filter_targets(job, stage, expr, false)
+    }
+
+    /// Adds (`add`) or removes filter `expr` on every copy of the stage,
+    /// each checked before any changes.
+    fn filter_targets(&self, job: &str, stage: &str, expr: &str, add: bool) -> Result<PatchReport> {
         let mut targets = Vec::new();
         for target in self.targets(job, stage)? {
-            let change = self.filter_change(job, &target, expr, false)?;
+            let change = self.filter_change(job, &target, expr, add)?;
             targets.push((target, String::new(), change));
         }
         self.patch_targets(job, stage, targets)
