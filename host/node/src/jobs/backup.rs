@@ -56,8 +56,11 @@ pub enum Stored {
     /// snapshot's number (a stage's) is the one the next may change.
     Resumes(Vec<u64>, Option<u64>),
     /// Not yet: this node's copies of the vertex's output lack entries the
-    /// snapshot stands for.
-    Behind,
+    /// snapshot stands for. They hold up to these seqs (output, dead
+    /// letters): a copy that does not fill (its writer has collected
+    /// where it goes on) waits for a newer snapshot, which begins it
+    /// further on.
+    Behind((u64, u64)),
     /// Not this one: this node's copy of an input no longer holds what
     /// the vertex would read from the snapshot on. A newer one may do.
     Stale,
@@ -270,19 +273,17 @@ impl Jobs {
             // what the writer still holds.
             self.copy_from(out, backup.low, true)?;
             self.reader_at(out, BACKUP_HOLD, backup.low);
-            for (stream, want) in [(out, output), (dead_stream, dead)] {
-                let held = streams.positions(stream);
-                if held.map_or(0, |p| p.1) < want {
-                    tracing::debug!(
-                        job,
-                        vertex,
-                        stream,
-                        want,
-                        ?held,
-                        "a backup's copy is behind the snapshot"
-                    );
-                    return Ok(Stored::Behind);
-                }
+            let durable = |stream| streams.positions(stream).map_or(0, |p| p.1);
+            let copied = (durable(out), durable(dead_stream));
+            if copied.0 < output || copied.1 < dead {
+                tracing::debug!(
+                    job,
+                    vertex,
+                    ?copied,
+                    want = ?(output, dead),
+                    "a backup's copy is behind the snapshot"
+                );
+                return Ok(Stored::Behind(copied));
             }
         }
         // The vertex would resume here from the snapshot's input

@@ -23,6 +23,39 @@ const BACKUP_EVERY: Duration = Duration::from_millis(300);
 pub const BACKUP_EVERY_ENV: &str = "WEIR_TEST_BACKUP_EVERY_MS";
 /// How long a backup waits for one snapshot.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
+/// Rounds a fetched snapshot waits while the backup's copies of the
+/// vertex's streams gain nothing, before a newer one replaces it.
+const STALLED_ROUNDS: u32 = 3;
+
+/// A snapshot the backup's copies had not caught up with.
+struct Pending {
+    bytes: Vec<u8>,
+    /// Where it was fetched from: the member and its count of losses.
+    from: (NodeId, u64),
+    /// What the copies held (output, dead letters) when last tried.
+    copied: (u64, u64),
+    /// Rounds since, in which they gained nothing.
+    stalled: u32,
+}
+
+impl Pending {
+    /// The snapshot (`bytes`, handed back by the store) tried again while
+    /// the copies hold `copied`: it waits on while they fill, and is
+    /// dropped (`None`) once they have gained nothing for
+    /// [`STALLED_ROUNDS`] rounds.
+    fn again(self, bytes: Vec<u8>, copied: (u64, u64)) -> Option<Pending> {
+        let stalled = match copied == self.copied {
+            true => self.stalled + 1,
+            false => 0,
+        };
+        (stalled < STALLED_ROUNDS).then_some(Pending {
+            bytes,
+            copied,
+            stalled,
+            ..self
+        })
+    }
+}
 
 impl Node {
     /// Keeps the backups of the vertices of job `job` (incarnation `id`)
@@ -32,9 +65,10 @@ impl Node {
         // Per vertex: the input positions and number of the snapshot
         // stored last here.
         let mut have: HashMap<String, (Vec<u64>, Option<u64>)> = HashMap::new();
-        // Per vertex: a snapshot its copies had not caught up with, and
-        // where it was fetched from (the member and its count of losses).
-        let mut pending: HashMap<String, (Vec<u8>, (NodeId, u64))> = HashMap::new();
+        // Per vertex: a snapshot its copies had not caught up with, where
+        // it was fetched from (the member and its count of losses), what
+        // the copies held then and for how many rounds since.
+        let mut pending: HashMap<String, Pending> = HashMap::new();
         let every = std::env::var(BACKUP_EVERY_ENV)
             .ok()
             .and_then(|ms| ms.parse().ok())
@@ -68,7 +102,8 @@ impl Node {
             for vertex in backed {
                 // A snapshot the copies had not caught up with is stored
                 // first: a newer one would be further ahead.
-                if let Some((bytes, from)) = pending.remove(vertex) {
+                if let Some(mut p) = pending.remove(vertex) {
+                    let (from, bytes) = (p.from, std::mem::take(&mut p.bytes));
                     match self
                         .store_backup(&cluster, &job, id, vertex, bytes, from)
                         .await
@@ -79,9 +114,15 @@ impl Node {
                                 ready.push((vertex.to_string(), from));
                             }
                         }
-                        (Ok(Stored::Behind), bytes) => {
-                            pending.insert(vertex.to_string(), (bytes, from));
-                            continue;
+                        // Copies that fill catch up with it; ones that do
+                        // not (their writer collected where they go on)
+                        // get a newer one, which begins them further on.
+                        (Ok(Stored::Behind(copied)), bytes) => {
+                            if let Some(p) = p.again(bytes, copied) {
+                                pending.insert(vertex.to_string(), p);
+                                continue;
+                            }
+                            tracing::debug!(%job, %vertex, ?copied, "backup: the copies do not fill; a newer snapshot is fetched");
                         }
                         // A newer one is fetched below (`store_backup` logs why).
                         (Ok(Stored::Stale | Stored::Left), _) => {}
@@ -134,9 +175,15 @@ impl Node {
                             ready.push((vertex.to_string(), from));
                         }
                     }
-                    (Ok(Stored::Behind), bytes) => {
+                    (Ok(Stored::Behind(copied)), bytes) => {
                         tracing::debug!(%job, %vertex, "backup: the copies are behind the snapshot");
-                        pending.insert(vertex.to_string(), (bytes, from));
+                        let p = Pending {
+                            bytes,
+                            from,
+                            copied,
+                            stalled: 0,
+                        };
+                        pending.insert(vertex.to_string(), p);
                     }
                     (Ok(Stored::Stale | Stored::Left | Stored::NotBacked), _) => {}
                     (Err(e), _) => {
@@ -386,5 +433,33 @@ impl Node {
         send.finish()?;
         let _ = send.stopped().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_waits_while_its_copies_fill_and_is_dropped_once_they_stall() {
+        let first = Pending {
+            bytes: vec![1],
+            from: (2, 0),
+            copied: (10, 0),
+            stalled: 0,
+        };
+        // Copies that gain entries keep the snapshot waiting, however long.
+        let mut p = first;
+        for n in 11..20 {
+            p = p.again(vec![1], (n, 0)).expect("filling copies wait");
+            assert_eq!(p.stalled, 0);
+        }
+        // A dead-letter copy that fills counts too.
+        p = p.again(vec![1], (19, 1)).expect("filling copies wait");
+        // Copies that stand still: dropped on the third round.
+        p = p.again(vec![1], (19, 1)).expect("one round");
+        p = p.again(vec![1], (19, 1)).expect("two rounds");
+        assert_eq!((p.from, p.stalled), ((2, 0), 2));
+        assert!(p.again(vec![1], (19, 1)).is_none());
     }
 }

@@ -130,16 +130,25 @@ impl Node {
                 let mut pull = if dead { BTreeSet::new() } else { keep.clone() };
                 // A previous backup, while the new one is not ready, too.
                 let backups = [job.backups.get(&v.name), job.handing.get(&v.name)];
+                let mut copying = Vec::new();
                 for b in backups.into_iter().flatten() {
-                    keep.insert(backup_reader(&full, *b));
+                    let reader = backup_reader(&full, *b);
+                    keep.insert(reader.clone());
                     if dead || !readers.contains(b) {
-                        pull.insert(backup_reader(&full, *b));
+                        pull.insert(reader.clone());
+                        copying.push(reader);
                     }
                 }
                 self.pulled.expect(&full, pull);
                 let id = self.streams.info(&full)?.id;
+                // Nothing a backup's copy lacks is collected before it
+                // asks: its first snapshot begins the copy at what this
+                // member held then, and a pull from there must be served.
+                let low = self.streams.positions(id).map_or(0, |p| p.2);
+                for reader in copying {
+                    self.jobs.hold_from(id, &reader, low);
+                }
                 if let Some(w) = writer {
-                    let low = self.streams.positions(id).map_or(0, |p| p.2);
                     self.jobs.hold_from(id, &writer_reader(w), low);
                     keep.insert(writer_reader(w));
                 }
