@@ -163,7 +163,10 @@ impl Jobs {
 
     /// Waits, up to [`QUEUED_WAIT`], until copy `copy` of `job` has made
     /// the changes queued for it, and, placed, taken (made or queued) the
-    /// first `written` of the cluster's changes to the job.
+    /// first `written` of the cluster's changes to the job. One that has
+    /// not taken them by then (it is starting, or moving) is refused:
+    /// checked without them, a change could be refused for what they
+    /// make, or let through against it.
     fn await_queued(&self, job: &str, copy: &str, written: usize) -> Result<()> {
         let (record, _) = self.running_plan(job)?;
         let queued = queue_key(&stage_key(&record, copy));
@@ -179,6 +182,12 @@ impl Jobs {
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !taken()? {
+            bail!(
+                Patch,
+                "stage `{copy}` of job `{job}` has not yet taken the cluster's {written} earlier changes to the job after {QUEUED_WAIT:?} (it is starting or moving); retry in a moment"
+            );
         }
         Ok(())
     }
