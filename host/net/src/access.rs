@@ -223,6 +223,7 @@ mod tests {
             vertex: "Bid".into(),
             have: None,
             since: None,
+            member: Some(2),
         };
         let hold = Request::Hold {
             stream: "q5@1.Bid".into(),

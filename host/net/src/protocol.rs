@@ -603,6 +603,11 @@ pub enum Request {
         /// state: the answer carries only the keys changed since, when the
         /// member knows them.
         since: Option<u64>,
+        /// The asking member: the vertex's inputs are kept from the lowest
+        /// positions of the snapshots its backups hold (the previous one's
+        /// too, while a new one is not ready).
+        #[serde(default)]
+        member: Option<u64>,
     },
     /// The primary of an ingest stream writes entries to another holder of
     /// it (members only); the body is one batch frame ([`crate::frames`]).

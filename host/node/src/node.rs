@@ -418,7 +418,11 @@ impl Node {
                 vertex,
                 have,
                 since,
-            } => return self.send_backup(send, job, id, vertex, have, since).await,
+                member,
+            } => {
+                let asked = (member, have);
+                return self.send_backup(send, job, id, vertex, asked, since).await;
+            }
             Request::Cluster(request) => match self.cluster.get() {
                 Some(cluster) => cluster
                     .handle(request)

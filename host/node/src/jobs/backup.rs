@@ -9,7 +9,7 @@
 //! from the positions of the snapshot its backup stored last, not from its
 //! own latest: those are what a move resumes from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 
@@ -47,6 +47,68 @@ pub struct VertexBackup {
     inputs: Vec<u64>,
     /// The lowest seq the member that runs it keeps of its output stream.
     low: u64,
+}
+
+/// Who asks for a snapshot of a vertex running here, as this member sees
+/// it.
+#[derive(Debug, Clone, Default)]
+pub struct Asker {
+    /// The asking member (`None`: one that does not say; what it holds
+    /// then counts alone).
+    pub member: Option<u64>,
+    /// The members that back the vertex up now: its backup, and the
+    /// previous one while the new one is not ready. Only theirs count.
+    pub backing: Vec<u64>,
+    /// Whether the coordinator counts a snapshot of the vertex stored:
+    /// until then its inputs are kept from their start, whatever a backup
+    /// holds.
+    pub counted: bool,
+}
+
+/// The input streams of a vertex running here, and per member backing it
+/// up the positions its snapshot resumes from: the stored one, or the one
+/// sent to a backup that has stored none yet (it stores that or a newer
+/// one). The inputs are kept from the lowest, so that whichever backup
+/// the vertex moves to can resume it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Backed {
+    inputs: Vec<u64>,
+    holds: BTreeMap<u64, Vec<u64>>,
+}
+
+impl Backed {
+    fn of((key, inputs): (String, Vec<u64>)) -> (String, Backed) {
+        let holds = BTreeMap::new();
+        (key, Backed { inputs, holds })
+    }
+
+    /// `asker` holds a snapshot resuming from `positions`.
+    fn hold(&mut self, asker: &Asker, positions: &[u64]) {
+        match asker.member {
+            Some(member) => {
+                self.holds.retain(|m, _| asker.backing.contains(m));
+                if asker.backing.contains(&member) && !positions.is_empty() {
+                    self.holds.insert(member, positions.to_vec());
+                }
+            }
+            None => {
+                self.holds.clear();
+                self.holds.insert(u64::MAX, positions.to_vec());
+            }
+        }
+    }
+
+    /// The lowest position of each input over the backups' snapshots.
+    fn lowest(&self) -> Option<Vec<u64>> {
+        let mut holds = self.holds.values();
+        let mut low = holds.next()?.clone();
+        for h in holds {
+            for (l, p) in low.iter_mut().zip(h) {
+                *l = (*l).min(*p);
+            }
+        }
+        Some(low)
+    }
 }
 
 /// What became of a snapshot sent to a vertex's backup.
@@ -149,16 +211,17 @@ impl Jobs {
     }
 
     /// The latest snapshot of `vertex` of job `job` (incarnation `id`),
-    /// which runs here, for its backup; `have`: the input positions of
-    /// the one the backup stored last, which this node keeps from now on;
-    /// `since`: that snapshot's number, when the backup holds its keyed
+    /// which runs here, for its backup `asker`; `have`: the input
+    /// positions of the one the backup stored last (none: it holds the
+    /// one sent now, or a newer one, next), which this node keeps from now
+    /// on; `since`: that snapshot's number, when the backup holds its keyed
     /// state (only the keys changed after it are sent, if known here).
     pub fn backup_of(
         &self,
         job: &str,
         id: u64,
         vertex: &str,
-        have: Option<Vec<u64>>,
+        (asker, have): (&Asker, Option<Vec<u64>>),
         since: Option<u64>,
     ) -> Result<Vec<u8>> {
         let record = self.placed_record(job, id)?;
@@ -167,8 +230,9 @@ impl Jobs {
         }
         let (keys, kind) = self.vertex_keys(&record, vertex)?;
         let snapshot_key = keys.last().cloned().unwrap_or_default();
-        if let Some(positions) = have {
-            self.backed_up(&snapshot_key, &positions);
+        let first = have.is_none();
+        if let Some(positions) = have.filter(|_| asker.counted) {
+            self.backed_up(&snapshot_key, asker, &positions);
         }
         let streams = &self.inner.streams;
         let read_meta = || -> Result<Vec<(String, Option<Vec<u8>>)>> {
@@ -236,6 +300,9 @@ impl Jobs {
             low,
         };
         let bytes = postcard::to_allocvec(&backup)?;
+        if first && asker.counted {
+            self.backed_up(&snapshot_key, asker, &backup.inputs);
+        }
         self.sent_backup(
             &format!("{}/{vertex}", record.prefix()),
             BackupSent {
@@ -404,18 +471,28 @@ impl Jobs {
         }
     }
 
-    /// The backup of the vertex with snapshot key `key` stored a snapshot
-    /// that resumes from `positions`: its inputs are kept from there.
-    fn backed_up(&self, key: &str, positions: &[u64]) {
-        let inputs = lock(&self.inner.backed).get(key).cloned();
+    /// A backup of the vertex with snapshot key `key` (`asker`) holds a
+    /// snapshot that resumes from `positions`: its inputs are kept from
+    /// the lowest of its backups' positions.
+    fn backed_up(&self, key: &str, asker: &Asker, positions: &[u64]) {
+        let (inputs, lowest) = {
+            let mut backed = lock(&self.inner.backed);
+            let Some(b) = backed.get_mut(key) else {
+                return;
+            };
+            b.hold(asker, positions);
+            (b.inputs.clone(), b.lowest())
+        };
         tracing::debug!(
             key,
+            ?asker,
             ?positions,
+            ?lowest,
             ?inputs,
-            "the backup stored a snapshot: inputs held from there"
+            "a backup holds a snapshot: inputs held from the lowest"
         );
-        for (stream, pos) in inputs.unwrap_or_default().iter().zip(positions) {
-            self.reader_at(*stream, key, *pos);
+        for (stream, pos) in inputs.iter().zip(lowest.unwrap_or_default()) {
+            self.reader_at(*stream, key, pos);
         }
     }
 
@@ -457,7 +534,7 @@ impl Jobs {
                     || inputs.contains_key(reader)
             });
         }
-        lock(&self.inner.backed).extend(inputs);
+        lock(&self.inner.backed).extend(inputs.into_iter().map(Backed::of));
         Ok(())
     }
 
@@ -470,7 +547,7 @@ impl Jobs {
     ) -> Result<()> {
         written.extend(written_by(tasks));
         let inputs = self.hold_vertices(tasks, &written, true)?;
-        lock(&self.inner.backed).extend(inputs);
+        lock(&self.inner.backed).extend(inputs.into_iter().map(Backed::of));
         Ok(())
     }
 
@@ -626,4 +703,44 @@ pub(super) fn job_stream(stream: &str) -> Option<(&str, u64, &str)> {
     let (name, id) = prefix.rsplit_once('@')?;
     let vertex = rest.split('.').next().unwrap_or(rest);
     Some((name, id.parse().ok()?, vertex))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asker(member: u64, backing: &[u64]) -> Asker {
+        Asker {
+            member: Some(member),
+            backing: backing.to_vec(),
+            counted: true,
+        }
+    }
+
+    #[test]
+    fn inputs_are_kept_from_the_lowest_snapshot_any_backup_may_resume_from() {
+        let (_, mut b) = Backed::of(("k".into(), vec![7, 8]));
+        assert_eq!(b.lowest(), None, "no backup holds a snapshot yet");
+        // The backup holds one; a new one (handed over, not ready) was
+        // sent an older one, which it stores or replaces by a newer one.
+        b.hold(&asker(2, &[3, 2]), &[100, 50]);
+        b.hold(&asker(3, &[3, 2]), &[80, 60]);
+        assert_eq!(b.lowest(), Some(vec![80, 50]));
+        // The previous backup stores newer ones: the new one's still holds.
+        b.hold(&asker(2, &[3, 2]), &[200, 90]);
+        assert_eq!(b.lowest(), Some(vec![80, 60]));
+        // A member that does not back the vertex up counts for nothing.
+        b.hold(&asker(4, &[3, 2]), &[10, 10]);
+        assert_eq!(b.lowest(), Some(vec![80, 60]));
+        // The new one is the only backup now: the previous one's goes.
+        b.hold(&asker(3, &[3]), &[150, 70]);
+        assert_eq!(b.lowest(), Some(vec![150, 70]));
+        // A member that does not say who it is counts alone.
+        let anonymous = Asker {
+            member: None,
+            ..asker(0, &[])
+        };
+        b.hold(&anonymous, &[160, 75]);
+        assert_eq!(b.lowest(), Some(vec![160, 75]));
+    }
 }

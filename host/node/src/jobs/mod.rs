@@ -53,7 +53,7 @@ mod replay;
 mod threads;
 mod timelines;
 
-pub use backup::Stored;
+pub use backup::{Asker, Stored};
 pub use changes::{Asked, Followed};
 use copies::Pending;
 pub use copies::merge_shadows;
@@ -139,8 +139,8 @@ struct Inner {
     /// Per stream: each reader's position in its latest durable snapshot.
     readers: Mutex<HashMap<u64, HashMap<String, u64>>>,
     /// Per snapshot key of a placed job's vertex here: its input streams,
-    /// kept from the positions of the snapshot its backup stored last.
-    backed: Mutex<HashMap<String, Vec<u64>>>,
+    /// kept from the positions of the snapshots its backups hold.
+    backed: Mutex<HashMap<String, backup::Backed>>,
     /// Snapshot keys of the vertices here that run as replicas: their
     /// inputs are kept from their own latest snapshots instead.
     replicas: Mutex<std::collections::HashSet<String>>,

@@ -146,6 +146,7 @@ impl Node {
                     vertex: vertex.to_string(),
                     have: have.get(vertex).map(|h| h.0.clone()),
                     since: have.get(vertex).and_then(|h| h.1),
+                    member: Some(me),
                 };
                 let fetched = tokio::time::timeout(
                     FETCH_WAIT,
@@ -404,7 +405,7 @@ impl Node {
         job: String,
         id: u64,
         vertex: String,
-        have: Option<Vec<u64>>,
+        (member, have): (Option<NodeId>, Option<Vec<u64>>),
         since: Option<u64>,
     ) -> Result<()> {
         // The vertex's inputs are kept from where the backup's snapshot
@@ -417,11 +418,28 @@ impl Node {
             .cluster
             .get()
             .is_some_and(|c| c.snapshotted(&job, id, &vertex));
-        let have = have.filter(|_| counted);
+        // The members whose snapshots the vertex may resume from.
+        let backing = self.cluster.get().map_or_else(Vec::new, |c| {
+            let metadata = c.metadata();
+            let placed = metadata.jobs.get(&job).filter(|j| j.id == id);
+            placed.map_or_else(Vec::new, |j| {
+                [j.backups.get(&vertex), j.handing.get(&vertex)]
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect()
+            })
+        });
+        let asker = crate::jobs::Asker {
+            member,
+            backing,
+            counted,
+        };
         let jobs = self.jobs.clone();
-        let answer =
-            tokio::task::spawn_blocking(move || jobs.backup_of(&job, id, &vertex, have, since))
-                .await?;
+        let answer = tokio::task::spawn_blocking(move || {
+            jobs.backup_of(&job, id, &vertex, (&asker, have), since)
+        })
+        .await?;
         match answer {
             Ok(bytes) => {
                 let len = bytes.len() as u64;
