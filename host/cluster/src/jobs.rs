@@ -568,8 +568,16 @@ impl Metadata {
         job.duplicates.remove(vertex);
         job.stragglers.remove(vertex);
         job.moving.remove(vertex);
-        job.placement.insert(vertex.to_string(), member);
-        job.backups.remove(vertex);
+        // The member it leaves becomes its backup (unless it takes no work
+        // or is not up, see `back`): its copy of the vertex's output is
+        // whole, so it stores a first snapshot soonest, and until then
+        // a loss of the vertex's new member leaves the vertex waiting.
+        let left = job.placement.insert(vertex.to_string(), member);
+        match left.filter(|m| *m != member) {
+            Some(from) => job.backups.insert(vertex.to_string(), from),
+            None => job.backups.remove(vertex),
+        };
+        job.ready.remove(vertex);
         Reply::Done
     }
 

@@ -466,6 +466,9 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
     let job = &m.jobs["j"];
     assert_eq!(job.placement["v0"], backup);
     assert!(job.stragglers.is_empty() && job.duplicates.is_empty());
+    // The member it left backs it up: its copy of the output is whole.
+    assert_eq!(job.backups["v0"], own, "{job:?}");
+    assert!(!job.ready.contains("v0"));
     // A sink never runs twice.
     let mut m = members(2);
     let mut s = spec("j", 1);
@@ -726,4 +729,40 @@ fn a_move_to_a_member_lost_again_goes() {
     for v in &before.moving {
         assert_eq!(job.placement.get(v), before.placement.get(v));
     }
+}
+
+/// A vertex that moves to its duplicate gets the member it left as its
+/// backup, not ready yet: that member's copy of its output is whole.
+#[test]
+fn a_vertex_that_moved_to_its_duplicate_is_backed_up_by_the_member_it_left() {
+    let mut m = members(3);
+    m.apply(&Command::SubmitJob(spec("j", 6)));
+    all_ready(&mut m);
+    // A vertex whose own member is not the lowest-id other member (the
+    // one an even choice would take).
+    let job = m.jobs["j"].clone();
+    let (vertex, own, backup) = job
+        .placement
+        .iter()
+        .map(|(v, own)| (v.clone(), *own, job.backups[v]))
+        .find(|(_, own, backup)| (1..=3).find(|m| m != backup) != Some(*own))
+        .expect("such a vertex");
+    let slow = Command::Straggler {
+        name: "j".into(),
+        id: 1,
+        vertex: vertex.clone(),
+        slow: true,
+    };
+    assert_eq!(m.apply(&slow), Reply::Done);
+    let switch = Command::Switch {
+        name: "j".into(),
+        id: 1,
+        vertex: vertex.clone(),
+        member: backup,
+    };
+    assert_eq!(m.apply(&switch), Reply::Done);
+    let job = &m.jobs["j"];
+    assert_eq!(job.placement[&vertex], backup);
+    assert_eq!(job.backups[&vertex], own, "{job:?}");
+    assert!(!job.ready.contains(&vertex));
 }
