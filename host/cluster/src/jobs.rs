@@ -231,6 +231,15 @@ impl ClusterJob {
         });
     }
 
+    /// The members that back vertex `vertex` up: its backup, and the
+    /// previous one while the new one is not ready.
+    pub fn backers(&self, vertex: &str) -> impl Iterator<Item = NodeId> {
+        [self.backups.get(vertex), self.handing.get(vertex)]
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
     /// The vertices member `member` backs up: as their backup, or as the
     /// previous one while the new one is not ready.
     pub fn backed_by(&self, member: NodeId) -> impl Iterator<Item = &str> {

@@ -482,17 +482,16 @@ impl Cluster {
     }
 
     /// Whether the coordinator counts a snapshot of vertex `vertex` of job
-    /// `job` (incarnation `id`) stored by a backup, as this member last
-    /// applied the metadata. Until then, a loss of its member moves the
-    /// vertex to start over from its inputs' start.
-    pub fn snapshotted(&self, job: &str, id: u64, vertex: &str) -> bool {
+    /// `job` (incarnation `id`) stored by a backup (until then, a loss of
+    /// its member moves the vertex to start over from its inputs' start),
+    /// and the members that back it up ([`crate::jobs::ClusterJob::backers`]), as this
+    /// member last applied the metadata.
+    pub fn backing(&self, job: &str, id: u64, vertex: &str) -> (bool, Vec<NodeId>) {
         let applied = self.applied_now();
-        applied
-            .metadata
-            .jobs
-            .get(job)
-            .filter(|j| j.id == id)
-            .is_some_and(|j| j.snapshotted.contains(vertex))
+        match applied.metadata.jobs.get(job).filter(|j| j.id == id) {
+            Some(j) => (j.snapshotted.contains(vertex), j.backers(vertex).collect()),
+            None => (false, Vec::new()),
+        }
     }
 
     /// The member that runs vertex `vertex` of job `job` (incarnation

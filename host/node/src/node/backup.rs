@@ -413,23 +413,13 @@ impl Node {
         // until then a loss moves the vertex to start over from its
         // inputs' start, which must still be held (a backup's store the
         // coordinator does not count, from one that was lost meanwhile,
-        // releases nothing).
-        let counted = self
+        // releases nothing). Only the snapshots of the members backing it
+        // up count: it may resume on those.
+        let (counted, backing) = self
             .cluster
             .get()
-            .is_some_and(|c| c.snapshotted(&job, id, &vertex));
-        // The members whose snapshots the vertex may resume from.
-        let backing = self.cluster.get().map_or_else(Vec::new, |c| {
-            let metadata = c.metadata();
-            let placed = metadata.jobs.get(&job).filter(|j| j.id == id);
-            placed.map_or_else(Vec::new, |j| {
-                [j.backups.get(&vertex), j.handing.get(&vertex)]
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .collect()
-            })
-        });
+            .map(|c| c.backing(&job, id, &vertex))
+            .unwrap_or_default();
         let asker = crate::jobs::Asker {
             member,
             backing,
