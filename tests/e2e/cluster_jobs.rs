@@ -27,8 +27,22 @@ pub(super) fn three_with(d: &Path, env: &[(&str, &str)], timeout: &str) -> Vec<N
 /// Three members, `dN` slowed through the test hook `WEIR_TEST_SLOW_FILE`
 /// by the file `slow-dN`, once all are up and vote.
 pub(super) fn three_slowable(d: &Path, timeout: &str) -> Vec<Node> {
+    three_slowable_with(d, timeout, |_| Vec::new())
+}
+
+/// [`three_slowable`], member `i` (0-based) started with `env(i)` too.
+pub(super) fn three_slowable_with<'a>(
+    d: &Path,
+    timeout: &str,
+    env: impl Fn(usize) -> Vec<(&'a str, &'a str)>,
+) -> Vec<Node> {
     let files = ["slow-d1", "slow-d2", "slow-d3"];
-    three_each(d, |i| vec![("WEIR_TEST_SLOW_FILE", files[i])], timeout)
+    let each = |i: usize| {
+        let mut all = vec![("WEIR_TEST_SLOW_FILE", files[i])];
+        all.extend(env(i));
+        all
+    };
+    three_each(d, each, timeout)
 }
 
 /// Three members, member `i` (0-based) started with `env(i)`, once all

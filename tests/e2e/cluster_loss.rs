@@ -115,6 +115,58 @@ fn lose_a_member_mid_run(coordinator: bool) {
     );
 }
 
+/// A member lost (`kill -9`) before the backup of some of its vertices
+/// stored any snapshot of them (that backup's rounds are slowed to one
+/// every ten minutes through the test hook `WEIR_TEST_BACKUP_EVERY_MS`):
+/// they start over on that backup from their inputs' start, which it kept
+/// meanwhile, though the vertices it runs itself read on past it; the
+/// output is byte for byte what `weir run` writes.
+#[test]
+fn vertices_lost_before_their_backup_stored_a_snapshot_start_over_there() {
+    let dir = cluster();
+    let d = dir.path();
+    let never = |i: usize| match i {
+        0 => vec![("WEIR_TEST_BACKUP_EVERY_MS", "600000")],
+        _ => Vec::new(),
+    };
+    let mut nodes = super::cluster_jobs::three_slowable_with(d, "1s", never);
+    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
+    let slow = id_at(&up, &nodes[0].addr);
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 300000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    submit(d, &nodes[0], q);
+    // A member running a vertex the slowed one backs up, once the job is
+    // well under way (the vertices read past their start).
+    let started = std::time::Instant::now();
+    let s =
+        job_status(d, &nodes[0], q, |s| {
+            s["vertices"].as_array().into_iter().flatten().any(|v| {
+                v["backed_up_on"] == slow && v["member"] != slow && v["state"] == "running"
+            })
+        });
+    let lost = s["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["backed_up_on"] == slow && v["member"] != slow)
+        .and_then(|v| v["member"].as_u64())
+        .expect("a member to lose");
+    std::thread::sleep(std::time::Duration::from_secs(5).saturating_sub(started.elapsed()));
+    let victim = nodes
+        .iter()
+        .position(|n| id_at(&up, &n.addr) == lost)
+        .expect("its node");
+    nodes.remove(victim).kill9();
+    let patience = std::time::Duration::from_secs(120);
+    super::cluster_jobs::job_status_within(d, &nodes[0], q, patience, |s| s["state"] != "running");
+    let got = finished_output(d, &nodes[0], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output after vertices started over on their backup differs from weir run's"
+    );
+}
+
 /// A member that is not the coordinator's, lost with its disk mid-run.
 #[test]
 fn a_member_lost_with_its_disk_mid_run_changes_no_output_byte() {

@@ -63,7 +63,9 @@ pub struct ClusterJob {
     /// were collected past their start since, so they resume only from a
     /// snapshot. When its member is lost, a vertex moves to its backup if
     /// that is ready, or if it never had a snapshot stored (it starts over
-    /// from its inputs' start); else it waits for its member.
+    /// from its inputs' start); else to its previous backup or the member
+    /// it left ([`ClusterJob::handing`], [`ClusterJob::left`]), if up;
+    /// else it waits for its member.
     #[serde(default)]
     pub snapshotted: BTreeSet<String>,
     /// Copy of a stage → its patch timeline, recorded by the member that
@@ -117,6 +119,15 @@ pub struct ClusterJob {
     /// member is lost meanwhile.
     #[serde(default)]
     pub handing: BTreeMap<String, NodeId>,
+    /// Vertex that moved to its duplicate → the member it left, now its
+    /// backup, until that is ready: it holds the vertex's own latest
+    /// snapshot, the output that snapshot wrote and (kept there and by
+    /// the vertex's new member) the inputs from there on, so the vertex
+    /// moves back to resume from it if its new member is lost meanwhile.
+    /// Unlike a ready backup it draws no move to even out the load, nor a
+    /// straggler's duplicate.
+    #[serde(default)]
+    pub left: BTreeMap<String, NodeId>,
 }
 
 /// Where a follower of a copy stopped for a change that waits.
@@ -228,6 +239,14 @@ impl ClusterJob {
                 && !ready.contains(v)
                 && placement.get(v).is_some_and(|m| m != h)
                 && backups.get(v).is_some_and(|b| b != h)
+        });
+        // The member a vertex left stays its fallback while it is up, is
+        // its backup and that backup is not ready.
+        self.left.retain(|v, h| {
+            up.contains(h)
+                && !ready.contains(v)
+                && placement.get(v).is_some_and(|m| m != h)
+                && backups.get(v) == Some(h)
         });
     }
 
@@ -359,7 +378,7 @@ impl Metadata {
                     let backup = match job.ready.contains(v) || !job.snapshotted.contains(v) {
                         true => job.backups.get(v),
                         false if draining.contains(m) => None,
-                        false => job.handing.get(v),
+                        false => job.handing.get(v).or_else(|| job.left.get(v)),
                     };
                     let b = backup.filter(|b| up.contains(b))?;
                     Some((v.clone(), *b))
@@ -384,6 +403,7 @@ impl Metadata {
                 job.duplicates.remove(&vertex);
                 job.placement.insert(vertex.clone(), backup);
                 job.handing.remove(&vertex);
+                job.left.remove(&vertex);
                 job.backups.remove(&vertex);
                 if let Some(n) = load.get_mut(&backup) {
                     *n = n.saturating_sub(1);
@@ -545,6 +565,7 @@ impl Metadata {
             holds: BTreeMap::new(),
             starts: self.stream_lows(),
             handing: BTreeMap::new(),
+            left: BTreeMap::new(),
         };
         job.add_replicas(&up, self.load());
         back(&mut job, &up, &mut self.backup_load());
@@ -568,6 +589,7 @@ impl Metadata {
     /// Moves `vertex` of incarnation `id` of job `name` to `member`, which
     /// runs a duplicate of it that has caught up.
     pub(crate) fn switch(&mut self, name: &str, id: u64, vertex: &str, member: NodeId) -> Reply {
+        let placeable: BTreeSet<NodeId> = self.placeable().collect();
         let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
             return Reply::Unchanged;
         };
@@ -577,16 +599,26 @@ impl Metadata {
         job.duplicates.remove(vertex);
         job.stragglers.remove(vertex);
         job.moving.remove(vertex);
-        // The member it leaves becomes its backup (unless it takes no work
-        // or is not up, see `back`): its copy of the vertex's output is
-        // whole, so it stores a first snapshot soonest, and until then
-        // a loss of the vertex's new member leaves the vertex waiting.
+        // The member it leaves becomes its backup: its copy of the
+        // vertex's output is whole, so it stores a first snapshot soonest.
+        // Until then it is the vertex's fallback (`left`), when it takes
+        // work; one that takes none (a drained member) is replaced by
+        // `back`.
         let left = job.placement.insert(vertex.to_string(), member);
-        match left.filter(|m| *m != member) {
-            Some(from) => job.backups.insert(vertex.to_string(), from),
-            None => job.backups.remove(vertex),
-        };
         job.ready.remove(vertex);
+        job.left.remove(vertex);
+        match left.filter(|m| *m != member) {
+            Some(from) => {
+                job.backups.insert(vertex.to_string(), from);
+                if placeable.contains(&from) {
+                    job.left.insert(vertex.to_string(), from);
+                    job.handing.remove(vertex);
+                }
+            }
+            None => {
+                job.backups.remove(vertex);
+            }
+        }
         Reply::Done
     }
 

@@ -441,6 +441,7 @@ impl Metadata {
                         {
                             job.snapshotted.insert(v.clone());
                             job.handing.remove(v);
+                            job.left.remove(v);
                             reply = Reply::Done;
                         }
                     }

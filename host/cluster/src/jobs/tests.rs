@@ -467,6 +467,7 @@ fn a_straggler_gets_a_duplicate_on_its_ready_backup_and_whichever_catches_up_sta
     assert_eq!(job.placement["v0"], backup);
     assert!(job.stragglers.is_empty() && job.duplicates.is_empty());
     // The member it left backs it up: its copy of the output is whole.
+    // Not ready yet, it draws no move back to even out the load.
     assert_eq!(job.backups["v0"], own, "{job:?}");
     assert!(!job.ready.contains("v0"));
     // A sink never runs twice.
@@ -765,4 +766,35 @@ fn a_vertex_that_moved_to_its_duplicate_is_backed_up_by_the_member_it_left() {
     assert_eq!(job.placement[&vertex], backup);
     assert_eq!(job.backups[&vertex], own, "{job:?}");
     assert!(!job.ready.contains(&vertex));
+    assert_eq!(job.left.get(&vertex), Some(&own), "{job:?}");
+    // The new member lost before the one it left stored a snapshot from
+    // it: the vertex moves back, to resume from its own latest snapshot.
+    m.apply(&Command::Lost { id: backup });
+    let job = &m.jobs["j"];
+    assert_eq!(job.placement[&vertex], own);
+    assert!(job.left.is_empty(), "{job:?}");
+}
+
+#[test]
+fn a_vertex_that_moved_off_a_drained_member_is_not_backed_up_there() {
+    let mut m = members(3);
+    m.apply(&Command::SubmitJob(spec("j", 6)));
+    all_ready(&mut m);
+    let (vertex, own, backup) = {
+        let job = &m.jobs["j"];
+        let (v, own) = job.placement.iter().next().expect("a vertex");
+        (v.clone(), *own, job.backups[v])
+    };
+    m.apply(&Command::Drain { id: own });
+    assert_eq!(m.jobs["j"].duplicates.get(&vertex), Some(&backup));
+    let switch = Command::Switch {
+        name: "j".into(),
+        id: 1,
+        vertex: vertex.clone(),
+        member: backup,
+    };
+    assert_eq!(m.apply(&switch), Reply::Done);
+    let job = &m.jobs["j"];
+    assert_eq!(job.placement[&vertex], backup);
+    assert!(job.left.is_empty(), "{job:?}");
 }

@@ -132,6 +132,51 @@ pub enum Stored {
     Left,
 }
 
+/// The reader name under which this member keeps the inputs of `vertex`
+/// of placed job `record` from where its snapshot stored here resumes.
+fn resume_reader(record: &JobRecord, vertex: &str) -> String {
+    format!("{RESUME_HOLD}{}/{vertex}", record.prefix())
+}
+
+/// Where a vertex resumes from its snapshot.
+struct Resume {
+    /// The next seq of its output and dead-letter streams (a sink writes
+    /// none).
+    wrote: Option<(u64, u64)>,
+    /// The positions in its inputs.
+    inputs: Vec<u64>,
+    /// The snapshot's number (a stage's).
+    snapshot: Option<u64>,
+}
+
+/// Where the vertex of `kind` with snapshot `value` (stored under `key`;
+/// `None`: none yet) resumes.
+fn resume_of(key: &str, kind: &Kind, value: Option<&[u8]>) -> Result<Resume> {
+    let decode = |what: &str| err!(Job, "{key}: the {what} does not decode");
+    let (wrote, inputs, snapshot) = match (kind, value) {
+        (Kind::Sink, None) => (None, Vec::new(), None),
+        (_, None) => (Some((0, 0)), Vec::new(), None),
+        (Kind::Source, Some(v)) => {
+            let at: FilePosition =
+                postcard::from_bytes(v).map_err(|_| decode("source position"))?;
+            (Some((at.output, at.dead)), Vec::new(), None)
+        }
+        (Kind::Stage, Some(v)) => {
+            let at: VertexSnapshot = postcard::from_bytes(v).map_err(|_| decode("snapshot"))?;
+            (Some((at.output, at.dead)), at.inputs, Some(at.id))
+        }
+        (Kind::Sink, Some(v)) => {
+            let at: SinkPosition = postcard::from_bytes(v).map_err(|_| decode("sink position"))?;
+            (None, vec![at.next], None)
+        }
+    };
+    Ok(Resume {
+        wrote,
+        inputs,
+        snapshot,
+    })
+}
+
 /// What a vertex's snapshot is made of.
 pub(super) enum Kind {
     /// A file or Nexmark source: a [`FilePosition`].
@@ -261,25 +306,11 @@ impl Jobs {
             }
         };
         let value = meta.last().and_then(|(_, v)| v.as_deref());
-        let decode = |what: &str| err!(Job, "{snapshot_key}: the {what} does not decode");
-        let (wrote, inputs, snapshot) = match (kind, value) {
-            (Kind::Sink, None) => (None, Vec::new(), None),
-            (_, None) => (Some((0, 0)), Vec::new(), None),
-            (Kind::Source, Some(v)) => {
-                let at: FilePosition =
-                    postcard::from_bytes(v).map_err(|_| decode("source position"))?;
-                (Some((at.output, at.dead)), Vec::new(), None)
-            }
-            (Kind::Stage, Some(v)) => {
-                let at: VertexSnapshot = postcard::from_bytes(v).map_err(|_| decode("snapshot"))?;
-                (Some((at.output, at.dead)), at.inputs, Some(at.id))
-            }
-            (Kind::Sink, Some(v)) => {
-                let at: SinkPosition =
-                    postcard::from_bytes(v).map_err(|_| decode("sink position"))?;
-                (None, vec![at.next], None)
-            }
-        };
+        let Resume {
+            wrote,
+            inputs,
+            snapshot,
+        } = resume_of(&snapshot_key, &kind, value)?;
         let (state, since) = match state {
             Some((changes, since)) => (Some((snapshot_key.clone(), changes)), since),
             None => (None, None),
@@ -358,7 +389,7 @@ impl Jobs {
         // waited for the copies of the output while the vertex ran on) can
         // no longer give it what it read there. A newer snapshot is asked
         // for; the one stored before stays, its inputs held.
-        let reader = format!("{RESUME_HOLD}{}/{vertex}", record.prefix());
+        let reader = resume_reader(&record, vertex);
         let reads = self.backed_reads(&record, vertex, &reader)?;
         for (input, pos) in reads.iter().zip(&backup.inputs) {
             let held = streams
@@ -422,11 +453,7 @@ impl Jobs {
         }
         streams.commit_meta(ops)?.wait()?;
         lock(&self.inner.queues).retain(|k, _| !cached.contains(k));
-        for (input, pos) in reads.iter().zip(&backup.inputs) {
-            if let Ok(info) = streams.info(&record.stream(input)) {
-                self.reader_at(info.id, &reader, *pos);
-            }
-        }
+        self.hold_resume(&record, &reads, &reader, &backup.inputs);
         tracing::debug!(
             job,
             vertex,
@@ -436,6 +463,68 @@ impl Jobs {
             "a backup stored a snapshot"
         );
         Ok(Stored::Resumes(backup.inputs, backup.id))
+    }
+
+    /// Holds this member's copies of inputs `reads` of a vertex of placed
+    /// job `record` under `reader`, from `positions`, where the snapshot
+    /// of it stored here resumes.
+    fn hold_resume(&self, record: &JobRecord, reads: &[String], reader: &str, positions: &[u64]) {
+        for (input, pos) in reads.iter().zip(positions) {
+            if let Ok(info) = self.inner.streams.info(&record.stream(input)) {
+                self.reader_at(info.id, reader, *pos);
+            }
+        }
+    }
+
+    /// Where the snapshot of `vertex` of placed job `record` stored here
+    /// resumes (`None`: none is stored).
+    fn stored_resume(&self, record: &JobRecord, vertex: &str) -> Result<Option<Resume>> {
+        let (keys, kind) = self.vertex_keys(record, vertex)?;
+        let key = keys.last().cloned().unwrap_or_default();
+        let Some(value) = self.inner.streams.meta(&key)? else {
+            return Ok(None);
+        };
+        resume_of(&key, &kind, Some(&value)).map(Some)
+    }
+
+    /// The input positions the snapshot of `vertex` of job `job`
+    /// (incarnation `id`) stored here resumes from, its own or a
+    /// backup's (`None`: none is stored): what a backup that has stored
+    /// none in this run asks the vertex's member to keep first.
+    pub fn stored_inputs(&self, job: &str, id: u64, vertex: &str) -> Result<Option<Vec<u64>>> {
+        let record = self.placed_record(job, id)?;
+        Ok(self.stored_resume(&record, vertex)?.map(|r| r.inputs))
+    }
+
+    /// Keeps this member's copies of the inputs of the vertices of placed
+    /// job `record` it backs up (`backs`) from where each would resume
+    /// here: the snapshot stored here, or the inputs' start when none is.
+    /// Those in `left` stopped running here (each moved to its duplicate):
+    /// they would resume from their own latest snapshot if their new
+    /// member is lost before this member stores one from there. Others
+    /// keep the hold a stored snapshot set.
+    pub(super) fn hold_resumes(
+        &self,
+        record: &JobRecord,
+        backs: &BTreeSet<String>,
+        left: &BTreeSet<String>,
+    ) -> Result<()> {
+        for vertex in backs {
+            let reader = resume_reader(record, vertex);
+            let held = lock(&self.inner.readers)
+                .values()
+                .any(|list| list.contains_key(&reader));
+            if held && !left.contains(vertex) {
+                continue;
+            }
+            let reads = self.backed_reads(record, vertex, &reader)?;
+            let inputs = match self.stored_resume(record, vertex)? {
+                Some(at) => at.inputs,
+                None => vec![0; reads.len()],
+            };
+            self.hold_resume(record, &reads, &reader, &inputs);
+        }
+        Ok(())
     }
 
     /// The inputs of vertex `vertex` of placed job `record`, whose stored

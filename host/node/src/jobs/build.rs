@@ -459,7 +459,13 @@ impl Jobs {
         // Register every reader before any vertex runs and collects.
         if record.only.is_some() {
             let replicas = self.set_replicas(&record);
-            if let Err(e) = replicas.and_then(|()| self.hold_placed(&record.prefix(), &tasks)) {
+            let backs = record.backs.clone().unwrap_or_default();
+            let held = replicas
+                .and_then(|()| self.hold_placed(&record.prefix(), &tasks))
+                .and_then(|()| {
+                    self.hold_resumes(&record, &backs, &std::collections::BTreeSet::new())
+                });
+            if let Err(e) = held {
                 tracing::error!("job `{}`: registering its readers: {e:#}", record.name);
             }
         } else {

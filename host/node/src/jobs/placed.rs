@@ -265,7 +265,9 @@ impl Jobs {
         let backs = record.backs.clone().unwrap_or_default();
         self.keep_resumes(&record, &backs.union(&new).cloned().collect());
         let mut keys = BTreeSet::new();
-        for vertex in old.difference(&new) {
+        let left: BTreeSet<String> = old.difference(&new).cloned().collect();
+        self.hold_resumes(&record, &backs, &left)?;
+        for vertex in &left {
             if let Some(key) = self.vertex_keys(&record, vertex)?.0.pop() {
                 keys.insert(key);
             }

@@ -140,11 +140,19 @@ impl Node {
                 }) else {
                     continue;
                 };
+                // Until it stores one in this run, the snapshot stored here
+                // before (the vertex's own, from when it ran here, or a
+                // backup's) is where the vertex would resume here: its
+                // member keeps the inputs from there.
+                let held = match have.get(vertex) {
+                    Some(h) => Some(h.0.clone()),
+                    None => self.jobs.stored_inputs(&job, id, vertex).ok().flatten(),
+                };
                 let request = Request::Backup {
                     job: job.clone(),
                     id,
                     vertex: vertex.to_string(),
-                    have: have.get(vertex).map(|h| h.0.clone()),
+                    have: held,
                     since: have.get(vertex).and_then(|h| h.1),
                     member: Some(me),
                 };
