@@ -427,8 +427,19 @@ impl Metadata {
     /// there, which takes the vertex's place once it has caught up (as in
     /// a drain). A move under way counts where it goes. Sinks stay where
     /// their file is; replicated vertices, and those with a duplicate
-    /// already, stay too.
+    /// already, stay too. Nothing moves while a vertex has a backup that
+    /// is not ready and nothing else to resume it (after a loss, until the
+    /// cluster is protected again): recovery comes first, and a duplicate
+    /// catching up would take the cores the recovering vertices need.
     fn even_out(&mut self, up: &[NodeId]) {
+        let unprotected = self.jobs.values().any(|job| {
+            job.backups.keys().any(|v| {
+                !job.ready.contains(v) && !job.handing.contains_key(v) && !job.left.contains_key(v)
+            })
+        });
+        if unprotected {
+            return;
+        }
         let mut load: BTreeMap<NodeId, usize> = up.iter().map(|id| (*id, 0)).collect();
         for (id, n) in self.load() {
             if let Some(l) = load.get_mut(&id) {

@@ -718,6 +718,18 @@ fn a_move_to_a_member_lost_again_goes() {
     all_ready(&mut m);
     m.apply(&Command::Lost { id: 3 });
     m.apply(&Command::Back { id: 3 });
+    // The vertices that moved in the loss have new backups, not ready:
+    // nothing evens out until they are (recovery first).
+    let job = &m.jobs["j"];
+    assert!(job.backups.keys().any(|v| !job.ready.contains(v)));
+    assert!(
+        job.handing.is_empty() && job.moving.is_empty() && job.backed_by(3).count() == 0,
+        "{job:?}"
+    );
+    // Then the member back becomes the backup of one, which moves there
+    // once that backup is ready.
+    all_ready(&mut m);
+    assert_eq!(m.jobs["j"].backed_by(3).count(), 1, "{:?}", m.jobs["j"]);
     all_ready(&mut m);
     let before = m.jobs["j"].clone();
     assert!(!before.moving.is_empty());
