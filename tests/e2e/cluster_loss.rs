@@ -167,6 +167,109 @@ fn vertices_lost_before_their_backup_stored_a_snapshot_start_over_there() {
     );
 }
 
+/// A second loss right after a first. A member is killed (`kill -9`); its
+/// vertices move to their backup's member and get new backups on the
+/// third member, whose backup rounds are slowed to one every ten minutes
+/// (the test hook `WEIR_TEST_BACKUP_EVERY_MS`), so those never become
+/// ready. The first member starts again (it runs nothing), and then the
+/// backup's member is killed: no member that is up holds a snapshot of the
+/// vertices that moved there, so they wait, and the job's status says so,
+/// naming the lost member and what to do. Started again on its data
+/// directory, that member resumes them, and the output is byte for byte
+/// what `weir run` writes.
+#[test]
+fn vertices_whose_member_and_backup_are_lost_wait_and_resume_when_it_returns() {
+    let dir = cluster();
+    let d = dir.path();
+    let timeout = "1s";
+    let never = |i: usize| match i {
+        2 => vec![("WEIR_TEST_BACKUP_EVERY_MS", "600000")],
+        _ => Vec::new(),
+    };
+    let mut nodes = super::cluster_jobs::three_slowable_with(d, timeout, never);
+    let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
+    let slow = id_at(&up, &nodes[2].addr);
+    let data: Vec<(u64, String)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (id_at(&up, &n.addr), format!("d{}", i + 1)))
+        .collect();
+    let data_of = |id: u64| {
+        data.iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, dir)| dir.clone())
+            .expect("its data directory")
+    };
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 600000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    submit(d, &nodes[2], q);
+    // A member whose vertices another than the slowed one backs up.
+    let pair = |v: &Value| Some((v["member"].as_u64()?, v["backed_up_on"].as_u64()?));
+    let usable = |v: &Value| pair(v).filter(|(m, b)| *m != slow && *b != slow);
+    let s = job_status(d, &nodes[2], q, |s| {
+        s["vertices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["state"] == "running" && usable(v).is_some())
+    });
+    let (first, second) = s["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(usable)
+        .expect("a member and its backup");
+    let node_of = |nodes: &[super::node::Node], id: u64| {
+        nodes
+            .iter()
+            .position(|n| id_at(&up, &n.addr) == id)
+            .expect("its node")
+    };
+    // Its backups hold snapshots by now.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let dead = nodes.remove(node_of(&nodes, first));
+    let (first_addr, first_data) = (dead.addr.clone(), data_of(first));
+    dead.kill9();
+    until(d, &nodes[0], "its vertices moved", |s| {
+        members(s)
+            .iter()
+            .any(|m| m["id"] == first && m["health"] == "lost")
+            && vertices(s, q).iter().all(|(member, ..)| *member != first)
+    });
+    let back = super::cluster::member_with(d, &first_data, &first_addr, None, &[], timeout);
+    nodes.push(back.expect("the first member restarts"));
+    until(d, &nodes[0], "the first member back", |s| {
+        members(s)
+            .iter()
+            .any(|m| m["id"] == first && m["health"] == "up")
+    });
+    let dead = nodes.remove(node_of(&nodes, second));
+    let (second_addr, second_data) = (dead.addr.clone(), data_of(second));
+    dead.kill9();
+    let waiting = format!("at {second_addr} is lost, and these vertices wait for it");
+    let s = job_status(d, &nodes[0], q, |s| s.to_string().contains(&waiting));
+    assert!(
+        s["vertices"].as_array().into_iter().flatten().any(|v| {
+            v["member"] == second
+                && v["state"] == "unreachable"
+                && v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("start it again on its data directory"))
+        }),
+        "{s}"
+    );
+    let back = super::cluster::member_with(d, &second_data, &second_addr, None, &[], timeout);
+    nodes.push(back.expect("the second member restarts"));
+    let patience = std::time::Duration::from_secs(120);
+    super::cluster_jobs::job_status_within(d, &nodes[0], q, patience, |s| s["state"] != "running");
+    let got = finished_output(d, &nodes[0], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output after a member and its vertices' backup were lost differs from weir run's"
+    );
+}
+
 /// A member that is not the coordinator's, lost with its disk mid-run.
 #[test]
 fn a_member_lost_with_its_disk_mid_run_changes_no_output_byte() {

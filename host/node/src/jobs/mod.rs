@@ -50,6 +50,7 @@ mod patching;
 mod placed;
 mod record;
 mod replay;
+mod resumes;
 mod threads;
 mod timelines;
 

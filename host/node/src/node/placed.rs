@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use weir_cluster::jobs::{ClusterJob, JobSpec};
-use weir_cluster::metadata::{Command, Metadata, NodeId, Reply};
+use weir_cluster::metadata::{Command, Health, Metadata, NodeId, Reply};
 
 use super::exchange::Fetch;
 use super::gather::gather;
@@ -233,14 +233,23 @@ impl Node {
             if *member == me || !runs {
                 continue;
             }
-            let answer = match &certs {
-                Some(certs) => member_jobs(&m.addr, certs, name.clone()).await,
-                None => Err("this node is not serving yet".into()),
+            // A member the cluster lost still runs vertices only when no
+            // member that is up can resume them.
+            let answer = match (m.health, &certs) {
+                (Health::Lost, _) => Err(format!(
+                    "member {member} at {} is lost, and these vertices wait for it: no member that is up holds a snapshot to resume them from (it was lost before their new backup stored one); start it again on its data directory",
+                    m.addr
+                )),
+                (Health::Replaced, _) => Err(format!(
+                    "member {member} at {} was replaced, its data gone, and no member that is up holds a snapshot to resume these vertices from; cancel the job and submit it again",
+                    m.addr
+                )),
+                (Health::Up, Some(certs)) => member_jobs(&m.addr, certs, name.clone())
+                    .await
+                    .map_err(|e| format!("member {member} at {} does not answer: {e}", m.addr)),
+                (Health::Up, None) => Err("this node is not serving yet".into()),
             };
-            answers.push((
-                *member,
-                answer.map_err(|e| format!("member {member} at {} does not answer: {e}", m.addr)),
-            ));
+            answers.push((*member, answer));
         }
         Ok(Response::Jobs(gather(
             &metadata,
