@@ -4,6 +4,8 @@
 //! more, and then stops without changing an output byte. A straggler gets
 //! a duplicate the same way, and whichever catches up first stays.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use super::cluster::{id_at, logs_above, member_logs, members, until, until_within};
@@ -131,21 +133,14 @@ fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
         runs(s, "Counts__in0p").is_some() && runs(s, "Counts__p").is_some()
     });
     let slow = runs(&running, "Counts__in0p").expect("a partition on the first member");
-    std::fs::write(d.join("slow-d1"), format!("{slow} 30")).expect("the hook's file");
-    let moved = until_within(
-        d,
-        &nodes[0],
-        "the straggler moved to its duplicate's member",
-        std::time::Duration::from_secs(40),
-        |s| {
-            vertices(s, q)
+    let moved = straggle_until(d, &nodes[0], &slow, |s| {
+        vertices(s, q)
+            .iter()
+            .any(|(m, v, state)| *m != me && *v == slow && state != "starting")
+            && !vertices(s, q)
                 .iter()
-                .any(|(m, v, state)| *m != me && *v == slow && state != "starting")
-                && !vertices(s, q)
-                    .iter()
-                    .any(|(m, v, _)| *m == me && *v == slow)
-        },
-    );
+                .any(|(m, v, _)| *m == me && *v == slow)
+    });
     assert!(!vertices(&moved, q).is_empty());
     // The member may get a duplicate of it again, as members even out.
     std::fs::remove_file(d.join("slow-d1")).expect("the partition runs at speed");
@@ -224,18 +219,11 @@ fn a_vertex_moved_to_its_duplicate_goes_back_when_its_new_member_is_lost_at_once
         .find(|(m, v, _)| *m == me && v.starts_with("Counts__in0p"))
         .map(|(_, v, _)| v)
         .expect("a partition on the first member");
-    std::fs::write(d.join("slow-d1"), format!("{slow} 30")).expect("the hook's file");
-    let moved = until_within(
-        d,
-        &nodes[0],
-        "the straggler moved to its duplicate's member",
-        std::time::Duration::from_secs(40),
-        |s| {
-            vertices(s, q)
-                .iter()
-                .any(|(m, v, state)| *m != me && *v == slow && state != "starting")
-        },
-    );
+    let moved = straggle_until(d, &nodes[0], &slow, |s| {
+        vertices(s, q)
+            .iter()
+            .any(|(m, v, state)| *m != me && *v == slow && state != "starting")
+    });
     std::fs::remove_file(d.join("slow-d1")).expect("the partition runs at speed");
     let to = vertices(&moved, q)
         .into_iter()
@@ -463,6 +451,20 @@ fn a_member_back_after_a_loss_gets_vertices_again_without_changing_an_output_byt
         logs.contains("the duplicate caught up"),
         "no vertex moved back through a duplicate:\n{logs}"
     );
+}
+
+/// Slows partition `slow` on the first member (through the test hook's
+/// file `slow-d1`: each input entry takes 30 ms there) until the status
+/// through `node` shows it `moved`, for at most 40 s; returns that status.
+fn straggle_until(d: &Path, node: &Node, slow: &str, moved: impl Fn(&Value) -> bool) -> Value {
+    std::fs::write(d.join("slow-d1"), format!("{slow} 30")).expect("the hook's file");
+    until_within(
+        d,
+        node,
+        "the straggler moved to its duplicate's member",
+        std::time::Duration::from_secs(40),
+        moved,
+    )
 }
 
 /// The member running the job's sink (from its status `s`), its node, and
