@@ -20,7 +20,7 @@ fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
     let mut nodes = three(d);
     let up = until(d, &nodes[0], "a coordinator", |s| s["coordinator"].is_u64());
     let q = "q5";
-    super::nexmark_queries::example(d, q, "events => 100000, rate => 20000, pace => 1");
+    super::nexmark_queries::example(d, q, "events => 400000, rate => 20000, pace => 1");
     let want = offline(d, q);
     let per_member = submit(d, &nodes[0], q);
     assert_eq!(per_member.len(), 3, "every member runs a part");
@@ -253,6 +253,88 @@ fn a_vertex_moved_to_its_duplicate_goes_back_when_its_new_member_is_lost_at_once
     assert!(
         on.is_some_and(|m| m == me),
         "{slow} is not back on the member it left: {s}"
+    );
+}
+
+/// A member is drained mid-run and, while the vertices it handed over
+/// have no ready backup yet, another member is killed (`kill -9`, the
+/// first, most likely the coordinator's) and its data directory deleted.
+/// The third member's backup rounds are slowed to never store (the test
+/// hook `WEIR_TEST_BACKUP_EVERY_MS`), so the new backups the drain gave
+/// stay not ready. The drained member goes on backing up what it held a
+/// snapshot of until they are: the lost member's vertices that it had
+/// backed up, and those that moved off it, move to it and resume from
+/// there, and the output is byte for byte what `weir run` writes.
+#[test]
+fn a_drained_member_backs_up_until_new_backups_are_ready_and_a_loss_meanwhile_resumes_there() {
+    let dir = cluster();
+    let d = dir.path();
+    let env = |i: usize| match i {
+        2 => vec![("WEIR_TEST_BACKUP_EVERY_MS", "600000")],
+        _ => Vec::new(),
+    };
+    let mut nodes = super::cluster_jobs::three_slowable_with(d, "1s", env);
+    let up = until(d, &nodes[2], "members listed", |s| members(s).len() == 3);
+    let q = "q5";
+    super::nexmark_queries::example(d, q, "events => 600000, rate => 20000, pace => 1");
+    let want = offline(d, q);
+    submit(d, &nodes[2], q);
+    let (first, drained) = (id_at(&up, &nodes[0].addr), id_at(&up, &nodes[1].addr));
+    let placement = |s: &Value| -> Vec<(String, u64)> {
+        s["vertices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| {
+                v["role"]
+                    .as_str()
+                    .is_some_and(|r| !r.ends_with("duplicate"))
+            })
+            .filter_map(|v| Some((v["name"].as_str()?.to_string(), v["member"].as_u64()?)))
+            .collect()
+    };
+    let before = super::cluster_jobs::job_status(d, &nodes[2], q, |s| {
+        s["state"] == "running" && !placement(s).is_empty()
+    });
+    let was_drained: Vec<String> = placement(&before)
+        .into_iter()
+        .filter(|(_, m)| *m == drained)
+        .map(|(v, _)| v)
+        .collect();
+    assert!(!was_drained.is_empty(), "{before}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let said = ok(&nodes[2].weir(d, &["node", "drain", &drained.to_string(), "--wait", "0s"]));
+    assert!(
+        said.contains(&format!("member {drained}: draining")),
+        "{said}"
+    );
+    // A vertex of the drained member moved to the first member, its new
+    // backup the third (never ready): the drained member backs it up.
+    let patience = std::time::Duration::from_secs(60);
+    let moved = job_status_within(d, &nodes[2], q, patience, |s| {
+        placement(s)
+            .iter()
+            .any(|(v, m)| *m == first && was_drained.contains(v))
+    });
+    let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
+    assert!(
+        partial.len() < want.len(),
+        "the run ended before a vertex moved: {moved}"
+    );
+    nodes.remove(0).kill9();
+    std::fs::remove_dir_all(d.join("d1")).expect("delete its disk");
+    // The job runs 30 s; on a busy machine, longer.
+    let patience = std::time::Duration::from_secs(120);
+    job_status_within(d, &nodes[1], q, patience, |s| s["state"] != "running");
+    let got = finished_output(d, &nodes[1], q, |s| s["state"] != "running");
+    assert!(
+        got == want,
+        "{q}: the output with a member lost while another drained differs from weir run's"
+    );
+    let s = super::cluster_jobs::job_status(d, &nodes[1], q, |s| s["state"] != "running");
+    assert!(
+        placement(&s).iter().any(|(_, m)| *m == drained),
+        "no vertex resumed on the drained member: {s}"
     );
 }
 

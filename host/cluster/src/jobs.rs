@@ -112,11 +112,12 @@ pub struct ClusterJob {
     /// collection point when the job was submitted (absent: its start).
     #[serde(default)]
     pub starts: BTreeMap<String, u64>,
-    /// Vertex whose backup was handed to another member to even out the
-    /// load → its previous backup, ready: it goes on backing the vertex up
+    /// Vertex whose backup was handed to another member (to even out the
+    /// load, or because its member was drained) → its previous backup,
+    /// which holds a snapshot of it: it goes on backing the vertex up
     /// (storing its snapshots, holding its inputs and its output's copy)
     /// until the new one is ready, and the vertex moves there if its
-    /// member is lost meanwhile.
+    /// member is lost meanwhile, even to a drained member.
     #[serde(default)]
     pub handing: BTreeMap<String, NodeId>,
     /// Vertex that moved to its duplicate → the member it left, now its
@@ -229,25 +230,48 @@ impl ClusterJob {
             .map(|(v, _)| v.as_str())
     }
 
-    /// Keeps a previous backup (`handing`) while it is up, the vertex
-    /// runs on another member and its new backup is another member, not
-    /// ready yet.
-    fn settle_handing(&mut self, up: &[NodeId]) {
+    /// Keeps a previous backup (`handing`) while it is up (drained or
+    /// not), the vertex runs on another member and its new backup, if it
+    /// has one, is another member, not ready yet.
+    fn settle_handing(&mut self, alive: &[NodeId]) {
         let (placement, backups, ready) = (&self.placement, &self.backups, &self.ready);
         self.handing.retain(|v, h| {
-            up.contains(h)
+            alive.contains(h)
                 && !ready.contains(v)
                 && placement.get(v).is_some_and(|m| m != h)
-                && backups.get(v).is_some_and(|b| b != h)
+                && backups.get(v).is_none_or(|b| b != h)
         });
         // The member a vertex left stays its fallback while it is up, is
         // its backup and that backup is not ready.
         self.left.retain(|v, h| {
-            up.contains(h)
+            alive.contains(h)
                 && !ready.contains(v)
                 && placement.get(v).is_some_and(|m| m != h)
                 && backups.get(v) == Some(h)
         });
+    }
+
+    /// A drained member that backs a vertex up and holds a snapshot of it
+    /// (a ready backup, or the member the vertex left) hands its backup
+    /// over: it goes on backing the vertex up as its previous backup
+    /// (`handing`) until the new one, on a member that takes work, is
+    /// ready, so a loss of the vertex's member meanwhile still finds the
+    /// vertex's state on a member that is up.
+    fn hand_over_drained(&mut self, draining: &[NodeId]) {
+        let handed: Vec<(String, NodeId)> = self
+            .backups
+            .iter()
+            .filter(|(v, b)| {
+                draining.contains(b) && (self.ready.contains(*v) || self.left.get(*v) == Some(b))
+            })
+            .map(|(v, b)| (v.clone(), *b))
+            .collect();
+        for (vertex, member) in handed {
+            self.backups.remove(&vertex);
+            self.ready.remove(&vertex);
+            self.left.remove(&vertex);
+            self.handing.insert(vertex, member);
+        }
     }
 
     /// The members that back vertex `vertex` up: its backup, and the
@@ -342,6 +366,7 @@ impl Metadata {
     /// of the metadata, like placement.
     pub(crate) fn replace(&mut self) {
         let up: Vec<NodeId> = self.placeable().collect();
+        let alive: Vec<NodeId> = self.up().map(|(id, _)| id).collect();
         let draining: Vec<NodeId> = self
             .up()
             .filter(|(_, m)| m.draining)
@@ -351,7 +376,8 @@ impl Metadata {
         for job in self.jobs.values_mut() {
             // A replicated vertex whose member went moves to a replica.
             let failed_over = job.fail_over(&up);
-            job.settle_handing(&up);
+            job.settle_handing(&alive);
+            job.hand_over_drained(&draining);
             // A duplicate whose vertex moved, or whose member or the
             // vertex's is no longer where it was, goes.
             let placement = &job.placement;
@@ -368,7 +394,8 @@ impl Metadata {
             job.stragglers.retain(|v| duplicates.contains_key(v));
             job.moving.retain(|v| duplicates.contains_key(v));
             // A lost member's vertex whose backup is not ready yet moves to
-            // the previous one, which is (a drained one's waits).
+            // the previous one, which is, even on a drained member (a
+            // drained one's vertex waits).
             let moves: Vec<(String, NodeId)> = job
                 .placement
                 .iter()
@@ -376,11 +403,13 @@ impl Metadata {
                 .filter(|(v, _)| !failed_over.contains(*v))
                 .filter_map(|(v, m)| {
                     let backup = match job.ready.contains(v) || !job.snapshotted.contains(v) {
-                        true => job.backups.get(v),
+                        true => job.backups.get(v).filter(|b| up.contains(b)),
                         false if draining.contains(m) => None,
-                        false => job.handing.get(v).or_else(|| job.left.get(v)),
+                        false => (job.handing.get(v))
+                            .or_else(|| job.left.get(v))
+                            .filter(|b| alive.contains(b)),
                     };
-                    let b = backup.filter(|b| up.contains(b))?;
+                    let b = backup?;
                     Some((v.clone(), *b))
                 })
                 .collect();
@@ -417,117 +446,7 @@ impl Metadata {
         }
         self.even_out(&up);
         for job in self.jobs.values_mut() {
-            job.settle_handing(&up);
-        }
-    }
-
-    /// Evens out the vertices over the members that take work (`up`):
-    /// while one runs two or more more than another, a vertex of the busier
-    /// one whose backup is the other and holds a snapshot gets a duplicate
-    /// there, which takes the vertex's place once it has caught up (as in
-    /// a drain). A move under way counts where it goes. Sinks stay where
-    /// their file is; replicated vertices, and those with a duplicate
-    /// already, stay too. Nothing moves while a vertex has a backup that
-    /// is not ready and nothing else to resume it (after a loss, until the
-    /// cluster is protected again): recovery comes first, and a duplicate
-    /// catching up would take the cores the recovering vertices need.
-    fn even_out(&mut self, up: &[NodeId]) {
-        let unprotected = self.jobs.values().any(|job| {
-            job.backups.keys().any(|v| {
-                !job.ready.contains(v) && !job.handing.contains_key(v) && !job.left.contains_key(v)
-            })
-        });
-        if unprotected {
-            return;
-        }
-        let mut load: BTreeMap<NodeId, usize> = up.iter().map(|id| (*id, 0)).collect();
-        for (id, n) in self.load() {
-            if let Some(l) = load.get_mut(&id) {
-                *l = n;
-            }
-        }
-        let shift = |load: &mut BTreeMap<NodeId, usize>, from: NodeId, to: NodeId| {
-            if let Some(l) = load.get_mut(&from) {
-                *l = l.saturating_sub(1);
-            }
-            if let Some(l) = load.get_mut(&to) {
-                *l += 1;
-            }
-        };
-        for job in self.jobs.values() {
-            for v in &job.moving {
-                if let (Some(from), Some(to)) = (job.placement.get(v), job.duplicates.get(v)) {
-                    shift(&mut load, *from, *to);
-                }
-            }
-        }
-        loop {
-            let mut moved = false;
-            for job in self.jobs.values_mut() {
-                let pick = job.placement.iter().find_map(|(v, from)| {
-                    let to = *job.backups.get(v)?;
-                    let busier = load.get(from)? >= &(load.get(&to)? + 2);
-                    let movable = !is_sink(v)
-                        && job.ready.contains(v)
-                        && !job.duplicates.contains_key(v)
-                        && !job.replicas.contains_key(v);
-                    (busier && movable).then(|| (v.clone(), *from, to))
-                });
-                if let Some((vertex, from, to)) = pick {
-                    job.duplicates.insert(vertex.clone(), to);
-                    job.moving.insert(vertex);
-                    shift(&mut load, from, to);
-                    moved = true;
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-        // A member that runs too little and backs up no vertex of a busier
-        // one (a member back after a loss backs up nothing) becomes the
-        // backup of one, once it holds a snapshot of every vertex it backs
-        // up: the move follows when it stores this one's. Meanwhile the
-        // previous backup goes on backing the vertex up (`handing`); one at
-        // a time bounds that doubled work to one vertex per member.
-        let mut handed: BTreeSet<NodeId> = BTreeSet::new();
-        for job in self.jobs.values() {
-            for (v, b) in &job.backups {
-                if !job.ready.contains(v) {
-                    handed.insert(*b);
-                }
-            }
-        }
-        let Some((&light, &low)) = load.iter().min_by_key(|(id, n)| (**n, **id)) else {
-            return;
-        };
-        let Some((&heavy, &high)) = load
-            .iter()
-            .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
-        else {
-            return;
-        };
-        if handed.contains(&light) || high < low + 2 {
-            return;
-        }
-        for job in self.jobs.values_mut() {
-            let pick = job.placement.iter().find_map(|(v, from)| {
-                let movable = !is_sink(v)
-                    && *from == heavy
-                    && job.backups.get(v).is_some_and(|b| *b != light)
-                    && !job.duplicates.contains_key(v)
-                    && !job.replicas.contains_key(v)
-                    && job.ready.contains(v);
-                movable.then(|| v.clone())
-            });
-            if let Some(vertex) = pick {
-                // The ready backup goes on until the new one is ready.
-                if let Some(previous) = job.backups.insert(vertex.clone(), light) {
-                    job.handing.insert(vertex.clone(), previous);
-                }
-                job.ready.remove(&vertex);
-                return;
-            }
+            job.settle_handing(&alive);
         }
     }
 
@@ -600,7 +519,7 @@ impl Metadata {
     /// Moves `vertex` of incarnation `id` of job `name` to `member`, which
     /// runs a duplicate of it that has caught up.
     pub(crate) fn switch(&mut self, name: &str, id: u64, vertex: &str, member: NodeId) -> Reply {
-        let placeable: BTreeSet<NodeId> = self.placeable().collect();
+        let alive: BTreeSet<NodeId> = self.up().map(|(id, _)| id).collect();
         let Some(job) = self.jobs.get_mut(name).filter(|j| j.id == id) else {
             return Reply::Unchanged;
         };
@@ -612,16 +531,16 @@ impl Metadata {
         job.moving.remove(vertex);
         // The member it leaves becomes its backup: its copy of the
         // vertex's output is whole, so it stores a first snapshot soonest.
-        // Until then it is the vertex's fallback (`left`), when it takes
-        // work; one that takes none (a drained member) is replaced by
-        // `back`.
+        // Until then it is the vertex's fallback (`left`). A drained one
+        // hands its backup over to a member that takes work
+        // (`hand_over_drained`) and stays the fallback until that is ready.
         let left = job.placement.insert(vertex.to_string(), member);
         job.ready.remove(vertex);
         job.left.remove(vertex);
         match left.filter(|m| *m != member) {
             Some(from) => {
                 job.backups.insert(vertex.to_string(), from);
-                if placeable.contains(&from) {
+                if alive.contains(&from) {
                     job.left.insert(vertex.to_string(), from);
                     job.handing.remove(vertex);
                 }
@@ -750,6 +669,7 @@ impl Metadata {
     }
 }
 
+mod even;
 mod follow;
 #[cfg(test)]
 mod tests;

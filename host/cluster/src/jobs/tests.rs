@@ -245,6 +245,12 @@ fn a_drained_member_hands_each_vertex_to_its_backup_once_that_is_ready() {
     }
     let job = &m.jobs["j"];
     assert_eq!(job.on(2).count(), 0, "the drained member runs nothing");
+    // It backs up what it holds a snapshot of until the new backups are.
+    assert!(job.backed_by(2).count() > 0, "{job:?}");
+    for (v, b) in job.backups.clone() {
+        ready(&mut m, &v, b);
+    }
+    let job = &m.jobs["j"];
     assert_eq!(job.backed_by(2).count(), 0, "nor backs anything up");
     assert!(job.backups.iter().all(|(v, b)| *b != job.placement[v]));
     // Nothing new goes to it.

@@ -19,7 +19,8 @@ const CAUGHT_UP: u64 = 8;
 /// How often a backup asks for its vertices' latest snapshots.
 const BACKUP_EVERY: Duration = Duration::from_millis(300);
 /// Test hook: milliseconds between a backup's rounds instead, as a backup
-/// that falls behind under load would take.
+/// that falls behind under load would take; the first round, too, comes
+/// that long after the rounds (re)start (when the vertices here change).
 pub const BACKUP_EVERY_ENV: &str = "WEIR_TEST_BACKUP_EVERY_MS";
 /// How long a backup waits for one snapshot.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
@@ -69,11 +70,14 @@ impl Node {
         // it was fetched from (the member and its count of losses), what
         // the copies held then and for how many rounds since.
         let mut pending: HashMap<String, Pending> = HashMap::new();
-        let every = std::env::var(BACKUP_EVERY_ENV)
+        let slowed: Option<Duration> = std::env::var(BACKUP_EVERY_ENV)
             .ok()
             .and_then(|ms| ms.parse().ok())
-            .map_or(BACKUP_EVERY, Duration::from_millis);
-        let mut tick = tokio::time::interval(every);
+            .map(Duration::from_millis);
+        let mut tick = match slowed {
+            Some(every) => tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+            None => tokio::time::interval(BACKUP_EVERY),
+        };
         loop {
             tick.tick().await;
             if !self.jobs.runs(&job, id) {

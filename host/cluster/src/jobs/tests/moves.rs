@@ -348,22 +348,63 @@ fn a_vertex_that_moved_to_its_duplicate_is_backed_up_by_the_member_it_left() {
     assert!(job.left.is_empty(), "{job:?}");
 }
 
+/// A drained member goes on backing up what it holds a snapshot of (the
+/// vertices it backed up, and those that moved off it) until their new
+/// backups are ready: a vertex whose member is lost meanwhile moves to it
+/// rather than waiting for the lost member.
 #[test]
-fn a_vertex_that_moved_off_a_drained_member_is_not_backed_up_there() {
+fn a_drained_member_backs_up_until_the_new_backups_are_ready() {
     let mut m = members(3);
     m.apply(&Command::SubmitJob(spec("j", 6)));
     all_ready(&mut m);
+    let before = m.jobs["j"].clone();
     let (vertex, own, backup) = {
-        let job = &m.jobs["j"];
-        let (v, own) = job.placement.iter().next().expect("a vertex");
-        (v.clone(), *own, job.backups[v])
+        let (v, own) = before.placement.iter().next().expect("a vertex");
+        (v.clone(), *own, before.backups[v])
     };
+    let third = (1..=3)
+        .find(|m| *m != own && *m != backup)
+        .expect("a third");
     m.apply(&Command::Drain { id: own });
-    assert_eq!(m.jobs["j"].duplicates.get(&vertex), Some(&backup));
+    let job = &m.jobs["j"];
+    assert_eq!(job.duplicates.get(&vertex), Some(&backup));
+    // What it backed up gets a backup that takes work, and it backs that
+    // up as the previous one meanwhile.
+    let backed: Vec<&String> = before
+        .backups
+        .iter()
+        .filter(|(_, b)| **b == own)
+        .map(|(v, _)| v)
+        .collect();
+    assert!(!backed.is_empty(), "{before:?}");
+    for v in &backed {
+        assert_ne!(job.backups[*v], own, "{job:?}");
+        assert_eq!(job.handing.get(*v), Some(&own), "{job:?}");
+    }
     assert_eq!(m.apply(&switch(&vertex, backup)), Reply::Done);
     let job = &m.jobs["j"];
     assert_eq!(job.placement[&vertex], backup);
+    assert_eq!(job.backups[&vertex], third, "{job:?}");
+    assert_eq!(job.handing.get(&vertex), Some(&own), "{job:?}");
     assert!(job.left.is_empty(), "{job:?}");
+    assert!(job.backed_by(own).any(|v| v == vertex));
+    // Its new member lost before the new backup is ready: the vertex
+    // moves back to the drained member, which holds its latest snapshot,
+    // to be drained again once it has a ready backup.
+    let mut lost = m.clone();
+    lost.apply(&Command::Lost { id: backup });
+    let job = &lost.jobs["j"];
+    assert_eq!(job.placement[&vertex], own, "{job:?}");
+    assert_eq!(job.backups[&vertex], third, "{job:?}");
+    assert!(!job.handing.contains_key(&vertex), "{job:?}");
+    ready(&mut lost, &vertex, third);
+    assert_eq!(lost.jobs["j"].duplicates.get(&vertex), Some(&third));
+    // Once the new backups are ready, the drained member backs up nothing.
+    let job = m.jobs["j"].clone();
+    for v in job.handing.keys() {
+        ready(&mut m, v, job.backups[v]);
+    }
+    assert_eq!(m.jobs["j"].backed_by(own).count(), 0, "{:?}", m.jobs["j"]);
 }
 
 /// The command that moves `vertex` of job `j` (id 1) to its duplicate on
