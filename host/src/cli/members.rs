@@ -10,7 +10,7 @@ use super::cluster::{Connect, connect, runtime};
 use crate::net::{Client, Request, Response};
 
 /// The cluster's status as the node `client` is connected to answers it.
-async fn cluster_status(client: &Client) -> anyhow::Result<ClusterStatus> {
+pub(super) async fn cluster_status(client: &Client) -> anyhow::Result<ClusterStatus> {
     let request = Request::Cluster(ClusterRequest::Status);
     match client.call(&request, None).await? {
         Response::Cluster(ClusterResponse::Status(s)) => Ok(s),

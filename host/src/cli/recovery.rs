@@ -10,7 +10,10 @@
 //! the member's readers see: the longest time the vertices on the other
 //! members read nothing new of what the member's vertices write, from the
 //! kill (or drain) until the vertices resumed and [`AFTER`] more, against
-//! the longest such time over [`AFTER`] before it.
+//! the longest such time over [`AFTER`] before it. A drain also measures
+//! how long until `weir node drain` would return: the member runs and
+//! backs up nothing (every vertex it ran or backed up has a backup that
+//! holds a snapshot), and it is safe to stop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -87,6 +90,8 @@ struct Round {
     sink: bool,
     /// The vertex that was last to write past where it stood.
     last: String,
+    /// A drain: from the drain until the member runs and backs up nothing.
+    safe_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +113,8 @@ struct Report {
     stall_before_ms_median: f64,
     output_stall_ms_median: f64,
     output_stall_ms_max: f64,
+    /// A drain: from the drain until the member is safe to stop.
+    safe_ms_median: Option<f64>,
 }
 
 /// How long any one wait may take before the benchmark gives up.
@@ -147,6 +154,9 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
                 measured.output_stall_ms,
                 measured.output_stall_before_ms
             );
+            if let Some(safe) = measured.safe_ms {
+                eprintln!("round {round}: the drained member is safe to stop after {safe:.0} ms");
+            }
         }
         rounds.push(measured);
     }
@@ -172,6 +182,9 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         stall_before_ms_median: median(rounds.iter().map(|r| r.stall_before_ms).collect()),
         output_stall_ms_median: median(output_stalls.clone()),
         output_stall_ms_max: output_stalls.iter().copied().fold(0.0, f64::max),
+        safe_ms_median: args
+            .drain
+            .then(|| median(rounds.iter().filter_map(|r| r.safe_ms).collect())),
         rounds,
     };
     if args.json {
@@ -197,6 +210,11 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
             report.output_stall_ms_median,
             report.output_stall_ms_max
         );
+        if let Some(safe) = report.safe_ms_median {
+            println!(
+                "the drained member runs and backs up nothing (safe to stop) after {safe:.0} ms (median)"
+            );
+        }
     }
     Ok(())
 }
@@ -331,6 +349,10 @@ fn one_round(
                     output.see(length());
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                let safe_ms = match args.drain {
+                    true => Some(safe_to_stop(&clients[0], victim.id, killed).await?),
+                    false => None,
+                };
                 for client in clients {
                     client.close().await;
                 }
@@ -345,6 +367,7 @@ fn one_round(
                     output_stall_before_ms: output_before.longest.as_secs_f64() * 1e3,
                     sink,
                     last,
+                    safe_ms,
                 });
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -354,6 +377,24 @@ fn one_round(
             victim.id
         )
     })
+}
+
+/// Milliseconds from `drained` until drained member `member` runs and
+/// backs up nothing, as the cluster's status through `client` says.
+async fn safe_to_stop(client: &Client, member: u64, drained: Instant) -> anyhow::Result<f64> {
+    while drained.elapsed() < PATIENCE {
+        let status = super::members::cluster_status(client).await?;
+        let empty = status
+            .members
+            .iter()
+            .find(|m| m.id == member)
+            .is_some_and(|m| m.placed == 0 && m.backs == 0 && m.vertices.is_empty());
+        if empty {
+            return Ok(drained.elapsed().as_secs_f64() * 1e3);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("drained member {member} still runs or backs up vertices after {PATIENCE:?}")
 }
 
 /// Per vertex the member at `addr` runs of `job`: its state and how far it

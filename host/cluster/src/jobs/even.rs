@@ -15,13 +15,15 @@ impl Metadata {
     /// a drain). A move under way counts where it goes. Sinks stay where
     /// their file is; replicated vertices, and those with a duplicate
     /// already, stay too. Nothing moves while a vertex has a backup that
-    /// is not ready and nothing else to resume it (after a loss, until the
-    /// cluster is protected again): recovery comes first, and a duplicate
-    /// catching up would take the cores the recovering vertices need.
+    /// is not ready and nothing else on a member that takes work to resume
+    /// it (after a loss, or while a member drains, until the cluster is
+    /// protected again): recovery and the drain come first, and a
+    /// duplicate catching up would take the cores they need.
     pub(super) fn even_out(&mut self, up: &[NodeId]) {
         let unprotected = self.jobs.values().any(|job| {
             job.backups.keys().any(|v| {
-                !job.ready.contains(v) && !job.handing.contains_key(v) && !job.left.contains_key(v)
+                let fallback = [job.handing.get(v), job.left.get(v)];
+                !job.ready.contains(v) && !fallback.into_iter().flatten().any(|m| up.contains(m))
             })
         });
         if unprotected {

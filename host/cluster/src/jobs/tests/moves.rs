@@ -407,6 +407,38 @@ fn a_drained_member_backs_up_until_the_new_backups_are_ready() {
     assert_eq!(m.jobs["j"].backed_by(own).count(), 0, "{:?}", m.jobs["j"]);
 }
 
+/// While a drained member backs up vertices whose new backups are not
+/// ready, nothing moves to even out the load, not even to a new member:
+/// the drain comes first.
+#[test]
+fn nothing_evens_out_while_a_drain_leaves_vertices_without_a_ready_backup() {
+    let mut m = members(3);
+    m.apply(&Command::SubmitJob(spec("j", 6)));
+    all_ready(&mut m);
+    m.apply(&Command::Drain { id: 3 });
+    assert!(!m.jobs["j"].handing.is_empty(), "{:?}", m.jobs["j"]);
+    m.apply(&Command::Join {
+        addr: "127.0.0.1:7004".into(),
+        id: Some(4),
+        nonce: 4,
+    });
+    let job = &m.jobs["j"];
+    assert!(job.moving.is_empty(), "{job:?}");
+    assert_eq!(job.backed_by(4).count(), 0, "{job:?}");
+    // Once every vertex is protected again, the new member gets work.
+    for (v, b) in job.backups.clone() {
+        if !m.jobs["j"].ready.contains(&v) && m.jobs["j"].placement[&v] != 3 {
+            ready(&mut m, &v, b);
+        }
+    }
+    let job = &m.jobs["j"];
+    assert!(job.handing.values().all(|h| *h != 3), "{job:?}");
+    assert!(
+        job.backed_by(4).count() > 0 || !job.moving.is_empty(),
+        "{job:?}"
+    );
+}
+
 /// The command that moves `vertex` of job `j` (id 1) to its duplicate on
 /// `member`.
 fn switch(vertex: &str, member: NodeId) -> Command {
