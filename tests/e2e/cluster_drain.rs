@@ -315,6 +315,15 @@ fn a_drained_member_backs_up_until_new_backups_are_ready_and_a_loss_meanwhile_re
         partial.len() < want.len(),
         "the run ended before the drain: {drained_out}"
     );
+    // Not safe to stop yet, and the command that waits for it says why.
+    let out = nodes[2].weir(d, &["node", "drain", &drained.to_string(), "--wait", "1s"]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!("member {drained} still has 0 vertices placed"))
+            && err.contains("until their new backups hold one"),
+        "{err}"
+    );
     let at = usize::from(victim != ids[0]);
     nodes.remove(at).kill9();
     std::fs::remove_dir_all(d.join(["d1", "d2"][at])).expect("delete its disk");

@@ -89,7 +89,7 @@ pub fn drain(member: &str, wait: Duration, c: &Connect) -> anyhow::Result<()> {
                     break;
                 }
                 bail!(
-                    "member {id} still has {} vertices placed, backs up {} and runs {} after {} s; its vertices move once their backups hold a snapshot (see `weir cluster status`)",
+                    "member {id} still has {} vertices placed, backs up {} and runs {} after {} s; its vertices move once their backups hold a snapshot, and it backs vertices up until their new backups hold one (see `weir cluster status`)",
                     left.0,
                     left.1,
                     left.2,
