@@ -193,11 +193,7 @@ fn a_straggler_gets_a_duplicate_that_catches_up_and_takes_its_place() {
 fn a_vertex_moved_to_its_duplicate_goes_back_when_its_new_member_is_lost_at_once() {
     let dir = cluster();
     let d = dir.path();
-    let slow_rounds = |i: usize| match i {
-        0 => vec![("WEIR_TEST_BACKUP_EVERY_MS", "4000")],
-        _ => Vec::new(),
-    };
-    let mut nodes = super::cluster_jobs::three_slowable_with(d, "2s", slow_rounds);
+    let mut nodes = super::cluster_jobs::three_slowable_with(d, "2s", Some((0, "4000")));
     let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
     let q = "q5";
     super::nexmark_queries::example(d, q, "events => 600000, rate => 20000, pace => 1");
@@ -268,11 +264,7 @@ fn a_vertex_moved_to_its_duplicate_goes_back_when_its_new_member_is_lost_at_once
 fn a_drained_member_backs_up_until_new_backups_are_ready_and_a_loss_meanwhile_resumes_there() {
     let dir = cluster();
     let d = dir.path();
-    let env = |i: usize| match i {
-        2 => vec![("WEIR_TEST_BACKUP_EVERY_MS", "600000")],
-        _ => Vec::new(),
-    };
-    let mut nodes = super::cluster_jobs::three_slowable_with(d, "1s", env);
+    let mut nodes = super::cluster_jobs::three_slowable_with(d, "1s", Some((2, "600000")));
     let up = until(d, &nodes[2], "members listed", |s| members(s).len() == 3);
     let q = "q5";
     super::nexmark_queries::example(d, q, "events => 600000, rate => 20000, pace => 1");

@@ -27,19 +27,23 @@ pub(super) fn three_with(d: &Path, env: &[(&str, &str)], timeout: &str) -> Vec<N
 /// Three members, `dN` slowed through the test hook `WEIR_TEST_SLOW_FILE`
 /// by the file `slow-dN`, once all are up and vote.
 pub(super) fn three_slowable(d: &Path, timeout: &str) -> Vec<Node> {
-    three_slowable_with(d, timeout, |_| Vec::new())
+    three_slowable_with(d, timeout, None)
 }
 
-/// [`three_slowable`], member `i` (0-based) started with `env(i)` too.
-pub(super) fn three_slowable_with<'a>(
+/// [`three_slowable`], member `slow` (0-based) storing backups only
+/// every `every_ms` milliseconds, its first round too (the test hook
+/// `WEIR_TEST_BACKUP_EVERY_MS`; `600000`: never in a test's time).
+pub(super) fn three_slowable_with(
     d: &Path,
     timeout: &str,
-    env: impl Fn(usize) -> Vec<(&'a str, &'a str)>,
+    slow: Option<(usize, &str)>,
 ) -> Vec<Node> {
     let files = ["slow-d1", "slow-d2", "slow-d3"];
     let each = |i: usize| {
         let mut all = vec![("WEIR_TEST_SLOW_FILE", files[i])];
-        all.extend(env(i));
+        if let Some((_, every_ms)) = slow.filter(|(member, _)| *member == i) {
+            all.push(("WEIR_TEST_BACKUP_EVERY_MS", every_ms));
+        }
         all
     };
     three_each(d, each, timeout)

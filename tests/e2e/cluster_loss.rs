@@ -125,11 +125,7 @@ fn lose_a_member_mid_run(coordinator: bool) {
 fn vertices_lost_before_their_backup_stored_a_snapshot_start_over_there() {
     let dir = cluster();
     let d = dir.path();
-    let never = |i: usize| match i {
-        0 => vec![("WEIR_TEST_BACKUP_EVERY_MS", "600000")],
-        _ => Vec::new(),
-    };
-    let mut nodes = super::cluster_jobs::three_slowable_with(d, "1s", never);
+    let mut nodes = super::cluster_jobs::three_slowable_with(d, "1s", Some((0, "600000")));
     let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
     let slow = id_at(&up, &nodes[0].addr);
     let q = "q5";
@@ -182,11 +178,7 @@ fn vertices_whose_member_and_backup_are_lost_wait_and_resume_when_it_returns() {
     let dir = cluster();
     let d = dir.path();
     let timeout = "1s";
-    let never = |i: usize| match i {
-        2 => vec![("WEIR_TEST_BACKUP_EVERY_MS", "600000")],
-        _ => Vec::new(),
-    };
-    let mut nodes = super::cluster_jobs::three_slowable_with(d, timeout, never);
+    let mut nodes = super::cluster_jobs::three_slowable_with(d, timeout, Some((2, "600000")));
     let up = until(d, &nodes[0], "members listed", |s| members(s).len() == 3);
     let slow = id_at(&up, &nodes[2].addr);
     let data: Vec<(u64, String)> = nodes
