@@ -78,6 +78,12 @@ fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
     let logs = member_logs(d);
     let switched = logs.matches("the duplicate caught up").count();
     assert!(switched > 0, "no duplicate caught up:\n{logs}");
+    // The readers that stopped pulling from the drained member gave up
+    // connections under way: no member took that for a refusal.
+    assert!(
+        !logs.contains("refused a connection"),
+        "a drain is no refused connection:\n{logs}"
+    );
     // Safe to stop: the job finishes on the others, as weir run writes it.
     nodes.remove(1).stop();
     until(

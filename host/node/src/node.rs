@@ -55,6 +55,7 @@ mod stalls;
 mod stragglers;
 mod turns;
 mod wire;
+mod wired;
 
 use ingest::{Producers, close_stream, create_stream, ingest};
 
@@ -73,7 +74,7 @@ pub struct Node {
     /// Its membership, once it has joined (while it serves).
     cluster: Arc<std::sync::OnceLock<Cluster>>,
     /// The fetch tasks filling copies of streams written on other members.
-    fetchers: Arc<placed::Fetchers>,
+    fetchers: Arc<wired::Fetchers>,
     /// Per placed job here: how many of its cluster changes it went through.
     changes_taken: Arc<std::sync::Mutex<std::collections::HashMap<String, ChangesTaken>>>,
     /// The certificates it presents to other members (once it serves).
@@ -222,6 +223,12 @@ impl Node {
                         let remote = incoming.remote_address();
                         match incoming.await {
                             Ok(connection) => node.connection(connection).await,
+                            // A peer that gave up while connecting (a
+                            // fetch ended as the placement changed) is no
+                            // refusal.
+                            Err(e) if gave_up(&e) => {
+                                tracing::debug!("a connection from {remote} ended in its handshake: {e}")
+                            }
                             Err(e) => tracing::warn!("refused a connection from {remote}: {e}"),
                         }
                     });
@@ -230,13 +237,13 @@ impl Node {
             }
         }
         scheduler.abort();
-        for (_, (_, tasks, _)) in self
+        for (_, w) in self
             .fetchers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
         {
-            tasks.iter().for_each(|t| t.abort());
+            w.tasks().for_each(|t| t.abort());
         }
         cluster.shutdown().await;
         endpoint.close(0u32.into(), b"node stopping");
@@ -685,4 +692,17 @@ async fn read_component(recv: &mut quinn::RecvStream) -> Result<Vec<u8>> {
     recv.read_to_end(MAX_INGEST)
         .await
         .context("reading the component")
+}
+
+/// Whether a connection that failed in its handshake was given up by its
+/// peer's application (closed, or its task ended) rather than refused:
+/// a certificate another CA signed, or an expired one, fails otherwise.
+fn gave_up(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(_) => true,
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            close.error_code == quinn::TransportErrorCode::APPLICATION_ERROR
+        }
+        _ => false,
+    }
 }

@@ -20,7 +20,8 @@ const CAUGHT_UP: u64 = 8;
 const BACKUP_EVERY: Duration = Duration::from_millis(300);
 /// Test hook: milliseconds between a backup's rounds instead, as a backup
 /// that falls behind under load would take; the first round, too, comes
-/// that long after the rounds (re)start (when the vertices here change).
+/// that long after the rounds start (when the job first runs or is backed
+/// up here).
 pub const BACKUP_EVERY_ENV: &str = "WEIR_TEST_BACKUP_EVERY_MS";
 /// How long a backup waits for one snapshot.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
@@ -60,8 +61,8 @@ impl Pending {
 
 impl Node {
     /// Keeps the backups of the vertices of job `job` (incarnation `id`)
-    /// that the coordinator gives this member, until the job's vertices
-    /// here change (the scheduler then ends this task).
+    /// that the coordinator gives this member, as the placement changes,
+    /// until the job stops here.
     pub(super) async fn back_up(self, cluster: Cluster, certs: CertDir, job: String, id: u64) {
         // Per vertex: the input positions and number of the snapshot
         // stored last here.
@@ -97,9 +98,15 @@ impl Node {
             // One connection per member per round, for all its vertices.
             let mut clients: HashMap<String, Client> = HashMap::new();
             // A vertex whose duplicate runs here is no backup's.
-            let backed = placed
+            let backed: Vec<&str> = placed
                 .backed_by(me)
-                .filter(|v| placed.duplicates.get(*v) != Some(&me));
+                .filter(|v| placed.duplicates.get(*v) != Some(&me))
+                .collect();
+            // A vertex backed up elsewhere meanwhile (or run here) starts
+            // over when it comes back: what was stored here since is not
+            // what this round stored.
+            have.retain(|v, _| backed.contains(&v.as_str()));
+            pending.retain(|v, _| backed.contains(&v.as_str()));
             // Only the vertex's backup says it is ready: a previous one
             // (`handing`) stores its snapshots until then, unannounced.
             let is_new = |v: &str| placed.backups.get(v) == Some(&me) && !placed.ready.contains(v);

@@ -38,6 +38,7 @@ const HOLD_EVERY: Duration = Duration::from_millis(300);
 pub const BACKUP_COPY_PAUSE_ENV: &str = "WEIR_TEST_BACKUP_COPY_PAUSE_FILE";
 
 /// Who writes a stream a member copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Writer {
     /// A vertex of the job, wherever it is placed.
     Vertex(String),
@@ -46,6 +47,7 @@ pub(super) enum Writer {
 }
 
 /// A stream a vertex here reads from another member.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Fetch {
     /// The job.
     pub(super) job: String,
@@ -60,6 +62,21 @@ pub(super) struct Fetch {
     /// The members running a replica of the writer, which keep the stream
     /// for this copy too.
     pub(super) replicas: Vec<NodeId>,
+}
+
+impl Fetch {
+    /// The member this fetch pulls from as job `job` is placed: a vertex
+    /// writer's member (`None` for ingest, whose primary the fetch finds
+    /// itself each time it connects). A fetch already running for the
+    /// same stream, reader and member goes on when the job's wiring
+    /// changes; one whose writer moved is started again, to pull from
+    /// where the writer is now.
+    pub(super) fn source(&self, job: &weir_cluster::jobs::ClusterJob) -> Option<NodeId> {
+        match &self.writer {
+            Writer::Vertex(v) => job.placement.get(v).copied(),
+            Writer::Ingest(_) => None,
+        }
+    }
 }
 
 /// Aborts a task when dropped (with the fetch or the node that started it).

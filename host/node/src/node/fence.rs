@@ -62,7 +62,7 @@ impl Node {
         }
         let tasks: Vec<_> = lock(&self.fetchers)
             .drain()
-            .flat_map(|(_, (_, tasks, _))| tasks)
+            .flat_map(|(_, w)| w.tasks())
             .collect();
         for task in tasks {
             task.abort();

@@ -4,14 +4,14 @@
 //! [`super::exchange`]), the modules they need, and the status of every
 //! member's vertices.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use weir_cluster::jobs::{ClusterJob, JobSpec};
 use weir_cluster::metadata::{Command, Health, Metadata, NodeId, Reply};
 
-use super::exchange::Fetch;
 use super::gather::gather;
+use super::wired::{Sourced, Wiring, sourced};
 use super::*;
 use crate::jobs::{JobRecord, JobStatus};
 use weir_net::protocol::Client;
@@ -22,21 +22,9 @@ const SCHEDULE_EVERY: Duration = Duration::from_millis(200);
 /// entries written with it.
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// A job's placement, backups, replicas and previous backups (while the
-/// new ones are not ready), as its fetches here were started for.
-pub(super) type Wiring = (
-    BTreeMap<String, NodeId>,
-    BTreeMap<String, NodeId>,
-    BTreeMap<String, BTreeSet<NodeId>>,
-    BTreeMap<String, NodeId>,
-);
-
 /// A job started or changed here: its name, incarnation, the fetches
 /// filling its copies, and the wiring they were started for.
-type Started = (String, u64, Vec<Fetch>, Wiring);
-
-/// The fetch tasks of each placed job: name → (id, tasks, wiring).
-pub(super) type Fetchers = Mutex<HashMap<String, (u64, Vec<tokio::task::JoinHandle<()>>, Wiring)>>;
+type Started = (String, u64, Vec<Sourced>, Wiring);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -307,7 +295,7 @@ impl Node {
             self.sync_holders(&cluster, &metadata);
             let waiting = self.fetch_modules(&metadata, me, &certs).await;
             self.fetch_change_modules(&metadata, me, &certs).await;
-            self.end_fetches(&metadata, me).await;
+            self.end_fetches(&metadata, me, &waiting).await;
             let node = self.clone();
             let fetches = match tokio::task::spawn_blocking(move || {
                 let (fetches, settled) = node.reconcile(&metadata, me, &waiting);
@@ -334,53 +322,11 @@ impl Node {
                     continue;
                 }
             };
-            for (job, id, list, wiring) in fetches {
-                let mut tasks: Vec<_> = list
-                    .into_iter()
-                    .map(|f| {
-                        let (node, cluster, certs) = (self.clone(), cluster.clone(), certs.clone());
-                        tokio::spawn(async move { node.fetch(cluster, certs, f).await })
-                    })
-                    .collect();
-                let (node, cluster, certs) = (self.clone(), cluster.clone(), certs.clone());
-                let name = job.clone();
-                tasks.push(tokio::spawn(async move {
-                    node.back_up(cluster, certs, name, id).await
-                }));
-                if let Some((_, old, _)) = lock(&self.fetchers).insert(job, (id, tasks, wiring)) {
-                    old.iter().for_each(|t| t.abort());
-                }
+            for started in fetches {
+                self.keep_tasks(&cluster, &certs, started);
             }
             self.switch_caught_up(&cluster).await;
             self.watch_stragglers(&cluster).await;
-        }
-    }
-
-    /// Ends the fetches of the jobs `reconcile` is about to stop or cancel
-    /// here, and waits until they have: an aborted task runs on to its next
-    /// await, and a pull may write a whole batch into a copy before it, so a
-    /// cancel that collected the copy first would keep that batch.
-    async fn end_fetches(&self, metadata: &Metadata, me: NodeId) {
-        let ending: Vec<String> = self
-            .jobs
-            .placed()
-            .into_iter()
-            .filter(|(name, (id, here, backs))| {
-                metadata.jobs.get(name).is_none_or(|j| {
-                    let record = record_of(j, me);
-                    j.id != *id
-                        || Some(here) != record.only.as_ref()
-                        || Some(backs) != record.backs.as_ref()
-                })
-            })
-            .map(|(name, _)| name)
-            .collect();
-        for name in ending {
-            let tasks = lock(&self.fetchers).remove(&name);
-            for task in tasks.map(|(_, t, _)| t).unwrap_or_default() {
-                task.abort();
-                let _ = task.await;
-            }
         }
     }
 
@@ -554,15 +500,16 @@ impl Node {
             );
             let wired = lock(&self.fetchers)
                 .get(name)
-                .is_some_and(|(id, _, w)| *id == job.id && *w == wiring);
+                .is_some_and(|w| w.id == job.id && w.wiring == wiring);
             let idle = mine.is_empty() && backs.is_empty();
             match running.get(name) {
                 Some((id, here, b)) if *id == job.id && *here == mine && *b == backs && wired => {
                     continue;
                 }
                 // Vertices moved: those that stay here run on.
+                // Its fetches from members that still write what they
+                // copy go on ([`Node::keep_tasks`]).
                 Some((id, ..)) if *id == job.id && !idle && !waiting.contains(name) => {
-                    self.stop_fetches(name);
                     let changed = self
                         .jobs
                         .replace_placed(record.clone(), &job.timelines)
@@ -571,10 +518,13 @@ impl Node {
                     // as its snapshot says: the rest are made to it.
                     lock(&self.changes_taken).remove(name);
                     match changed {
-                        Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
+                        Ok(fetches) => {
+                            started.push((name.clone(), job.id, sourced(job, fetches), wiring))
+                        }
                         Err(e) => {
                             settled = false;
                             tracing::error!("job `{name}`: changing its vertices here: {e:#}");
+                            self.stop_fetches(name);
                             self.jobs.stop_placed(name);
                         }
                     }
@@ -596,7 +546,7 @@ impl Node {
             }
             lock(&self.changes_taken).remove(name);
             match self.wire_placed(job, &record, me) {
-                Ok(fetches) => started.push((name.clone(), job.id, fetches, wiring)),
+                Ok(fetches) => started.push((name.clone(), job.id, sourced(job, fetches), wiring)),
                 Err(e) => {
                     settled = false;
                     tracing::error!("job `{name}` cannot start here: {e:#}")
@@ -604,11 +554,5 @@ impl Node {
             }
         }
         (started, settled)
-    }
-
-    fn stop_fetches(&self, job: &str) {
-        if let Some((_, tasks, _)) = lock(&self.fetchers).remove(job) {
-            tasks.iter().for_each(|t| t.abort());
-        }
     }
 }

@@ -30,7 +30,8 @@ pub(super) fn backup_reader(full: &str, member: NodeId) -> String {
 
 impl Node {
     /// Holds the streams of this member's vertices of `job` for the
-    /// members that read them, and returns the streams to fetch.
+    /// members that read them, and returns the streams to fetch
+    /// ([`Node::fetches_of`]).
     pub(super) fn wire_placed(
         &self,
         job: &ClusterJob,
@@ -39,7 +40,6 @@ impl Node {
     ) -> Result<Vec<Fetch>> {
         let vertices = self.jobs.vertices_of(record)?;
         let mine = record.only.clone().unwrap_or_default();
-        let backs = record.backs.clone().unwrap_or_default();
         let placed = |v: &str| job.placement.get(v).copied();
         // The members that pull `stream` for their instance of `reader`:
         // those running one but no instance of the stream's writer.
@@ -49,55 +49,13 @@ impl Node {
             readers.retain(|m| *m != me && !writers.contains(m));
             readers
         };
-        // The members running replicas of `writer`, told how far a copy
-        // here holds its stream.
-        let replicas = |writer: &str| -> Vec<NodeId> {
-            let own = placed(writer);
-            job.instances(writer)
-                .into_iter()
-                .filter(|m| *m != me && Some(*m) != own)
-                .collect()
-        };
-        let mut fetches = Vec::new();
-        let mut seen = BTreeSet::new();
+        // Nothing a remote copy lacks is collected before it asks.
         for v in &vertices {
-            for stream in &v.reads {
-                // A duplicate or replica here writes what the readers here read.
-                let writer = match mine.contains(stream) {
-                    true => Some(me),
-                    false => placed(stream),
-                };
-                let full = record.stream(stream);
-                if mine.contains(&v.name) && writer != Some(me) && seen.insert(stream.clone()) {
-                    fetches.push(Fetch {
-                        job: record.name.clone(),
-                        id: record.id,
-                        stream: full,
-                        writer: Writer::Vertex(stream.clone()),
-                        reader: reader_name(record, stream, me),
-                        replicas: replicas(stream),
-                    });
-                } else if writer == Some(me) {
-                    // Nothing a remote copy lacks is collected before it asks.
-                    let id = self.streams.info(&full)?.id;
-                    for reader in pulling(&v.name, stream) {
-                        self.jobs.hold(id, &reader_name(record, stream, reader), 0);
-                    }
+            for stream in v.reads.iter().filter(|s| mine.contains(*s)) {
+                let id = self.streams.info(&record.stream(stream))?.id;
+                for reader in pulling(&v.name, stream) {
+                    self.jobs.hold(id, &reader_name(record, stream, reader), 0);
                 }
-            }
-        }
-        // The cluster's ingest streams read here, copied from their primary.
-        for v in vertices.iter().filter(|v| mine.contains(&v.name)) {
-            let Some(stream) = &v.ingest else { continue };
-            if seen.insert(format!("ingest {stream}")) {
-                fetches.push(Fetch {
-                    job: record.name.clone(),
-                    id: record.id,
-                    stream: stream.clone(),
-                    writer: Writer::Ingest(stream.clone()),
-                    reader: reader_name(record, stream, me),
-                    replicas: Vec::new(),
-                });
             }
         }
         // The copies other members make of the streams written here: the
@@ -166,6 +124,64 @@ impl Node {
                 if let Ok(info) = self.streams.info(&full) {
                     self.jobs.forget_copies_held(info.id);
                 }
+            }
+        }
+        self.fetches_of(job, record, me)
+    }
+
+    /// The streams this member fetches for its part of `job` (`record`):
+    /// the inputs its vertices read from other members, the cluster's
+    /// ingest streams they read, and the output of the vertices it backs
+    /// up (one copy of a stream serves both a reader and the backup).
+    /// Changes nothing.
+    pub(super) fn fetches_of(
+        &self,
+        job: &ClusterJob,
+        record: &JobRecord,
+        me: NodeId,
+    ) -> Result<Vec<Fetch>> {
+        let vertices = self.jobs.vertices_of(record)?;
+        let mine = record.only.clone().unwrap_or_default();
+        let backs = record.backs.clone().unwrap_or_default();
+        let placed = |v: &str| job.placement.get(v).copied();
+        // The members running replicas of `writer`, told how far a copy
+        // here holds its stream.
+        let replicas = |writer: &str| -> Vec<NodeId> {
+            let own = placed(writer);
+            job.instances(writer)
+                .into_iter()
+                .filter(|m| *m != me && Some(*m) != own)
+                .collect()
+        };
+        let mut fetches = Vec::new();
+        let mut seen = BTreeSet::new();
+        for v in vertices.iter().filter(|v| mine.contains(&v.name)) {
+            // A duplicate or replica here writes what the readers here read.
+            for stream in v.reads.iter().filter(|s| !mine.contains(*s)) {
+                if placed(stream) != Some(me) && seen.insert(stream.clone()) {
+                    fetches.push(Fetch {
+                        job: record.name.clone(),
+                        id: record.id,
+                        stream: record.stream(stream),
+                        writer: Writer::Vertex(stream.clone()),
+                        reader: reader_name(record, stream, me),
+                        replicas: replicas(stream),
+                    });
+                }
+            }
+        }
+        // The cluster's ingest streams read here, copied from their primary.
+        for v in vertices.iter().filter(|v| mine.contains(&v.name)) {
+            let Some(stream) = &v.ingest else { continue };
+            if seen.insert(format!("ingest {stream}")) {
+                fetches.push(Fetch {
+                    job: record.name.clone(),
+                    id: record.id,
+                    stream: stream.clone(),
+                    writer: Writer::Ingest(stream.clone()),
+                    reader: reader_name(record, stream, me),
+                    replicas: Vec::new(),
+                });
             }
         }
         // The output streams of the vertices backed up here, copied from
