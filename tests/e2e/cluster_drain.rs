@@ -55,6 +55,13 @@ fn a_drained_member_runs_nothing_and_stops_without_changing_an_output_byte() {
     );
     let partial = std::fs::read_to_string(d.join(format!("out/{q}.jsonl"))).unwrap_or_default();
     assert!(partial.len() < want.len(), "drained mid-run");
+    // Safe to stop: every running vertex has a backup that holds a
+    // snapshot of it, so the loss of any member now moves it at once.
+    let table = ok(&nodes[0].weir(d, &["cluster", "status"]));
+    assert!(
+        !table.contains("would wait for their member") && !table.contains("(no snapshot yet)"),
+        "{table}"
+    );
     let s = until(d, &nodes[0], "the drained member shows it", |s: &Value| {
         members(s)
             .iter()
@@ -327,6 +334,21 @@ fn a_drained_member_backs_up_until_new_backups_are_ready_and_a_loss_meanwhile_re
     std::fs::remove_dir_all(d.join(["d1", "d2"][at])).expect("delete its disk");
     // The job runs 30 s; on a busy machine, longer.
     let patience = std::time::Duration::from_secs(120);
+    // The vertices that resumed on the drained member are backed up by
+    // the third, which stores no snapshot: the status says that a loss of
+    // the drained member now would leave them waiting.
+    let exposed = |v: &Value| v["protected"] == false && v["state"] == "running";
+    until_within(d, &nodes[1], "vertices shown unprotected", patience, |s| {
+        members(s).iter().any(|m| {
+            m["id"] == drained && m["vertices"].as_array().into_iter().flatten().any(exposed)
+        })
+    });
+    let table = ok(&nodes[1].weir(d, &["cluster", "status"]));
+    assert!(
+        table.contains("(no snapshot yet)")
+            && table.contains("running vertices would wait for their member if it were lost now"),
+        "{table}"
+    );
     job_status_within(d, &nodes[1], q, patience, |s| s["state"] != "running");
     let got = finished_output(d, &nodes[1], q, |s| s["state"] != "running");
     assert!(

@@ -283,6 +283,28 @@ impl ClusterJob {
             .copied()
     }
 
+    /// Whether vertex `vertex` would resume at once if its member were
+    /// lost now, as [`Metadata::replace`] moves it: a replica runs on a
+    /// member of `up` (up and taking work), its backup there holds a
+    /// snapshot of it (or it never had one stored: it starts over), or
+    /// the previous backup or the member it left, on a member of `alive`
+    /// (drained ones included), holds its state. Otherwise it waits for its
+    /// member.
+    pub fn protected(&self, vertex: &str, up: &[NodeId], alive: &[NodeId]) -> bool {
+        let replica = self
+            .replicas
+            .get(vertex)
+            .is_some_and(|r| r.iter().any(|m| up.contains(m)));
+        let backup = self.backups.get(vertex).is_some_and(|b| {
+            up.contains(b) && (self.ready.contains(vertex) || !self.snapshotted.contains(vertex))
+        });
+        let fallback = [self.handing.get(vertex), self.left.get(vertex)]
+            .into_iter()
+            .flatten()
+            .any(|m| alive.contains(m));
+        replica || backup || fallback
+    }
+
     /// The vertices member `member` backs up: as their backup, or as the
     /// previous one while the new one is not ready.
     pub fn backed_by(&self, member: NodeId) -> impl Iterator<Item = &str> {

@@ -198,4 +198,27 @@ pub struct VertexLoad {
     /// whose CTI trails its peers' is behind whatever its share of events.
     #[serde(default)]
     pub read_cti: Option<i64>,
+    /// Its name in the job's plan and placement where it differs from
+    /// `vertex`: a sink's (`sink0`, ...), where `vertex` is its file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// The member that backs it up, as the answering member's metadata
+    /// says (none for a replica or a duplicate).
+    #[serde(default)]
+    pub backup: Option<u64>,
+    /// Whether it would resume at once if its member were lost now: a
+    /// replica runs elsewhere, or a backup holds a snapshot of it. Until
+    /// then (a new backup storing its first snapshot after a loss or a
+    /// drain, or no other member to back it up), the loss of its member
+    /// leaves it waiting for that member. None for a replica or a
+    /// duplicate (the vertex is listed on its own member).
+    #[serde(default)]
+    pub protected: Option<bool>,
+}
+
+impl VertexLoad {
+    /// Its name in the job's plan and placement.
+    pub fn planned(&self) -> &str {
+        self.plan.as_deref().unwrap_or(&self.vertex)
+    }
 }

@@ -103,6 +103,18 @@ pub fn drain(member: &str, wait: Duration, c: &Connect) -> anyhow::Result<()> {
     })
 }
 
+/// How many running vertices no other member could resume at once (see
+/// `VertexLoad::protected`).
+pub(super) fn unprotected(status: &ClusterStatus) -> usize {
+    status
+        .members
+        .iter()
+        .filter(|m| m.health == "up")
+        .flat_map(|m| &m.vertices)
+        .filter(|v| v.state == "running" && v.protected == Some(false))
+        .count()
+}
+
 fn print_cluster(status: &ClusterStatus) {
     match status.coordinator {
         Some(id) => println!("coordinator: member {id} (term {})", status.term),
@@ -131,11 +143,22 @@ fn print_cluster(status: &ClusterStatus) {
         );
         for v in &m.vertices {
             let replica = if v.replica { " (replica)" } else { "" };
+            let backup = match (v.backup, v.protected) {
+                (Some(b), Some(false)) => format!("  backup {b} (no snapshot yet)"),
+                (Some(b), _) => format!("  backup {b}"),
+                (None, _) => String::new(),
+            };
             println!(
-                "         {}/{}{replica}  {}  lag {}",
+                "         {}/{}{replica}  {}  lag {}{backup}",
                 v.job, v.vertex, v.state, v.lag
             );
         }
+    }
+    let exposed = unprotected(status);
+    if exposed > 0 {
+        println!(
+            "{exposed} running vertices would wait for their member if it were lost now: no other member holds a snapshot of them yet"
+        );
     }
     if !status.streams.is_empty() {
         println!("{:<24} HOLDERS (primary first)", "STREAM");

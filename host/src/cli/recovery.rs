@@ -92,6 +92,9 @@ struct Round {
     last: String,
     /// A drain: from the drain until the member runs and backs up nothing.
     safe_ms: Option<f64>,
+    /// A kill: from the kill until every vertex would resume at once if
+    /// its member were lost too (a backup holds a snapshot of it).
+    protected_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +118,8 @@ struct Report {
     output_stall_ms_max: f64,
     /// A drain: from the drain until the member is safe to stop.
     safe_ms_median: Option<f64>,
+    /// A kill: from the kill until every vertex is protected again.
+    protected_ms_median: Option<f64>,
 }
 
 /// How long any one wait may take before the benchmark gives up.
@@ -157,6 +162,11 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
             if let Some(safe) = measured.safe_ms {
                 eprintln!("round {round}: the drained member is safe to stop after {safe:.0} ms");
             }
+            if let Some(ms) = measured.protected_ms {
+                eprintln!(
+                    "round {round}: every vertex is protected against another loss after {ms:.0} ms"
+                );
+            }
         }
         rounds.push(measured);
     }
@@ -185,6 +195,8 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
         safe_ms_median: args
             .drain
             .then(|| median(rounds.iter().filter_map(|r| r.safe_ms).collect())),
+        protected_ms_median: (!args.drain)
+            .then(|| median(rounds.iter().filter_map(|r| r.protected_ms).collect())),
         rounds,
     };
     if args.json {
@@ -210,6 +222,11 @@ pub fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
             report.output_stall_ms_median,
             report.output_stall_ms_max
         );
+        if let Some(ms) = report.protected_ms_median {
+            println!(
+                "every vertex is protected against another loss (its backup holds a snapshot of it) after {ms:.0} ms (median)"
+            );
+        }
         if let Some(safe) = report.safe_ms_median {
             println!(
                 "the drained member runs and backs up nothing (safe to stop) after {safe:.0} ms (median)"
@@ -317,6 +334,12 @@ fn one_round(
         } else {
             nodes[at].0.0.kill()?;
         }
+        // Meanwhile: when every vertex is protected again.
+        let protection = (!args.drain).then(|| {
+            let (addr, certs) = (survivors[0].clone(), certs.clone());
+            let (names, member) = (before.keys().cloned().collect(), victim.id);
+            tokio::spawn(async move { protected_again(addr, certs, member, names, killed).await })
+        });
         let mut moved = None;
         // The vertex that was last to write past where it stood.
         let mut last = String::new();
@@ -353,6 +376,10 @@ fn one_round(
                     true => Some(safe_to_stop(&clients[0], victim.id, killed).await?),
                     false => None,
                 };
+                let protected_ms = match protection {
+                    Some(task) => Some(task.await??),
+                    None => None,
+                };
                 for client in clients {
                     client.close().await;
                 }
@@ -368,6 +395,7 @@ fn one_round(
                     sink,
                     last,
                     safe_ms,
+                    protected_ms,
                 });
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -377,6 +405,48 @@ fn one_round(
             victim.id
         )
     })
+}
+
+/// Milliseconds from `killed` until the vertices of the job are protected
+/// again after member `member` was killed, as the cluster's status at
+/// `addr` says: the member is declared lost, every vertex it ran (by its
+/// status name, `names`) runs on another member, and every running vertex
+/// would resume at once if its member were lost now (its backup holds a
+/// snapshot of it).
+async fn protected_again(
+    addr: String,
+    certs: CertDir,
+    member: u64,
+    names: BTreeSet<String>,
+    killed: Instant,
+) -> anyhow::Result<f64> {
+    let client = Client::connect(addr.parse()?, &certs).await?;
+    while killed.elapsed() < PATIENCE {
+        let status = super::members::cluster_status(&client).await?;
+        let lost = status
+            .members
+            .iter()
+            .any(|m| m.id == member && m.health != "up");
+        let protected: BTreeSet<&String> = status
+            .members
+            .iter()
+            .filter(|m| m.health == "up")
+            .flat_map(|m| &m.vertices)
+            .filter(|v| v.protected == Some(true))
+            .map(|v| &v.vertex)
+            .collect();
+        if lost
+            && names.iter().all(|n| protected.contains(n))
+            && super::members::unprotected(&status) == 0
+        {
+            client.close().await;
+            return Ok(killed.elapsed().as_secs_f64() * 1e3);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!(
+        "the job's vertices were not all protected again {PATIENCE:?} after member {member} was killed"
+    )
 }
 
 /// Milliseconds from `drained` until drained member `member` runs and

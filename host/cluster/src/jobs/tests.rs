@@ -127,6 +127,17 @@ proptest! {
             m.apply(&Command::BackupReady { name: "j".into(), id: 1, vertices: vec!["v0".into()], member: 99, acted: 0, from: Vec::new() });
             let before = m.jobs["j"].clone();
             let id = (id - 1) % n + 1;
+            // What the status calls protected is what moves at once when
+            // its member is lost.
+            let was_up = m.members[&id].health == Health::Up;
+            let (up, alive): (Vec<NodeId>, Vec<NodeId>) =
+                (m.placeable().collect(), m.up().map(|(id, _)| id).collect());
+            let protected: BTreeSet<String> = before
+                .placement
+                .keys()
+                .filter(|v| before.protected(v, &up, &alive))
+                .cloned()
+                .collect();
             m.apply(&match kind {
                 0 => Command::Lost { id },
                 1 => Command::Back { id },
@@ -134,6 +145,15 @@ proptest! {
             });
             let up: Vec<NodeId> = m.placeable().collect();
             let job = &m.jobs["j"];
+            if kind == 0 && was_up {
+                for (v, _) in before.placement.iter().filter(|(_, b)| **b == id) {
+                    prop_assert_eq!(
+                        job.placement[v] != id,
+                        protected.contains(v),
+                        "{} protected as {:?} before member {} was lost", v, before, id
+                    );
+                }
+            }
             for (v, member) in &job.placement {
                 // To its backup, or to the previous one (ready) while the
                 // backup is not.

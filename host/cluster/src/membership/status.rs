@@ -15,6 +15,8 @@ impl Cluster {
         let watch = lock(&self.inner.watch);
         let leading = metrics.current_leader == Some(self.inner.id);
         let mine = (self.inner.report.vertices)();
+        let up: Vec<u64> = applied.metadata.placeable().collect();
+        let alive: Vec<u64> = applied.metadata.up().map(|(id, _)| id).collect();
         let members = applied
             .metadata
             .members
@@ -54,9 +56,14 @@ impl Cluster {
                         (false, _) => Vec::new(),
                     };
                     for v in &mut list {
-                        v.replica = applied.metadata.jobs.get(&v.job).is_some_and(|j| {
-                            j.replicas.get(&v.vertex).is_some_and(|r| r.contains(id))
-                        });
+                        let job = applied.metadata.jobs.get(&v.job);
+                        let name = v.planned().to_string();
+                        v.replica = job
+                            .is_some_and(|j| j.replicas.get(&name).is_some_and(|r| r.contains(id)));
+                        // The vertex itself, not a replica or duplicate.
+                        let own = job.filter(|j| j.placement.get(&name) == Some(id));
+                        v.backup = own.and_then(|j| j.backups.get(&name).copied());
+                        v.protected = own.map(|j| j.protected(&name, &up, &alive));
                     }
                     list
                 },

@@ -84,10 +84,13 @@ impl Jobs {
                     .map(move |v| weir_net::cluster::VertexLoad {
                         job: job.name.clone(),
                         vertex: v.name,
+                        plan: v.vertex,
                         state: v.state,
                         lag: v.lag,
                         replica: false,
                         read_cti: v.read_cti,
+                        backup: None,
+                        protected: None,
                     })
             })
             .collect()
