@@ -157,7 +157,7 @@ fn print_cluster(status: &ClusterStatus) {
     let exposed = unprotected(status);
     if exposed > 0 {
         println!(
-            "{exposed} running vertices would wait for their member if it were lost now: no other member holds a snapshot of them yet"
+            "running vertices that a loss of their member now would leave waiting (no other member holds a snapshot of them yet): {exposed}"
         );
     }
     if !status.streams.is_empty() {

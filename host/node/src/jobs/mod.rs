@@ -161,6 +161,9 @@ struct Inner {
     /// Per vertex this member backs up (by its resume reader): the job
     /// streams it reads, from its job's plan, read once.
     backed_reads: Mutex<HashMap<String, Vec<String>>>,
+    /// Per placed job (by its streams' prefix, `name@id`): its plan's
+    /// vertices, built once (the scheduler asks on every placement change).
+    plan_vertices: Mutex<HashMap<String, Vec<placed::PlanVertex>>>,
     /// Per snapshot key of a vertex here that has a backup: the keys its
     /// snapshots changed since one its backup may hold.
     changed: Mutex<HashMap<String, deltas::Changed>>,
@@ -293,6 +296,7 @@ impl Jobs {
                 queues: Mutex::new(HashMap::new()),
                 keeper: std::sync::OnceLock::new(),
                 backed_reads: Mutex::default(),
+                plan_vertices: Mutex::default(),
                 changed: Mutex::default(),
                 sent: Mutex::default(),
                 stores: Mutex::default(),

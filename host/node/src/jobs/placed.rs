@@ -127,10 +127,20 @@ impl Jobs {
         Ok((record, plan_vertices(&plan)))
     }
 
-    /// The vertices of a job record's plan.
+    /// The vertices of a job record's plan (a placed job's, built once
+    /// per incarnation: the plan does not change with its placement).
     pub fn vertices_of(&self, record: &JobRecord) -> Result<Vec<PlanVertex>> {
-        let plan = self.record_plan(record)?;
-        Ok(plan_vertices(&plan))
+        let key = record.prefix();
+        if record.id != 0
+            && let Some(v) = lock(&self.inner.plan_vertices).get(&key)
+        {
+            return Ok(v.clone());
+        }
+        let vertices = plan_vertices(&self.record_plan(record)?);
+        if record.id != 0 {
+            lock(&self.inner.plan_vertices).insert(key, vertices.clone());
+        }
+        Ok(vertices)
     }
 
     /// Starts the vertices of a placed job that run here (`record.only`),

@@ -59,6 +59,30 @@ impl Pending {
     }
 }
 
+/// Resolves once vertex `vertex` of job `job` (incarnation `id`) no longer
+/// runs where `from` (the member and its count of losses) says, as this
+/// member applies the metadata: it moved, or its member was lost.
+async fn moved(cluster: &Cluster, job: &str, id: u64, vertex: &str, from: (NodeId, u64)) {
+    let mut seen = None;
+    while cluster.runs_on(job, id, vertex) == Some(from) {
+        seen = cluster.applied_past(seen).await;
+    }
+}
+
+/// Resolves once member `member` is not up, as this member applies the
+/// metadata.
+async fn down(cluster: &Cluster, member: NodeId) {
+    let mut seen = None;
+    while cluster
+        .metadata()
+        .members
+        .get(&member)
+        .is_some_and(|m| m.health == weir_cluster::metadata::Health::Up)
+    {
+        seen = cluster.applied_past(seen).await;
+    }
+}
+
 impl Node {
     /// Keeps the backups of the vertices of job `job` (incarnation `id`)
     /// that the coordinator gives this member, as the placement changes,
@@ -167,14 +191,19 @@ impl Node {
                     since: have.get(vertex).and_then(|h| h.1),
                     member: Some(me),
                 };
-                let fetched = tokio::time::timeout(
-                    FETCH_WAIT,
-                    self.fetch_backup(&mut clients, &addr, &certs, &request),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(err!(Request, "{addr}: no snapshot within {FETCH_WAIT:?}"))
-                });
+                // Given up once the vertex no longer runs there: a member
+                // lost meanwhile would hold up the whole round.
+                let fetched = tokio::select! {
+                    fetched = tokio::time::timeout(
+                        FETCH_WAIT,
+                        self.fetch_backup(&mut clients, &addr, &certs, &request),
+                    ) => fetched.unwrap_or_else(|_| {
+                        Err(err!(Request, "{addr}: no snapshot within {FETCH_WAIT:?}"))
+                    }),
+                    () = moved(&cluster, &job, id, vertex, from) => {
+                        Err(err!(Request, "{addr}: the vertex no longer runs there"))
+                    }
+                };
                 let bytes = match fetched {
                     Ok(bytes) => bytes,
                     Err(e) => {
@@ -212,8 +241,17 @@ impl Node {
                     }
                 }
             }
-            self.hold_for_replicas(&mut clients, &certs, &metadata, placed, &job, id, me)
-                .await;
+            self.hold_for_replicas(
+                &cluster,
+                &mut clients,
+                &certs,
+                &metadata,
+                placed,
+                &job,
+                id,
+                me,
+            )
+            .await;
             for client in clients.into_values() {
                 client.close().await;
             }
@@ -286,6 +324,7 @@ impl Node {
     #[allow(clippy::too_many_arguments)]
     async fn hold_for_replicas(
         &self,
+        cluster: &Cluster,
         clients: &mut HashMap<String, Client>,
         certs: &CertDir,
         metadata: &weir_cluster::metadata::Metadata,
@@ -327,16 +366,20 @@ impl Node {
                     let Some(addr) = metadata.members.get(other).map(|m| m.addr.clone()) else {
                         continue;
                     };
-                    if let Err(e) = super::exchange::tell_member(
-                        clients,
-                        addr.clone(),
-                        &addr,
-                        certs,
-                        &request,
-                        FETCH_WAIT,
-                    )
-                    .await
-                    {
+                    // Given up once that member is lost.
+                    let told = tokio::select! {
+                        told = super::exchange::tell_member(
+                            clients,
+                            addr.clone(),
+                            &addr,
+                            certs,
+                            &request,
+                            FETCH_WAIT,
+                        ) => told,
+                        () = down(cluster, *other) => Err(err!(Request, "{addr}: lost")),
+                    };
+                    if let Err(e) = told {
+                        clients.remove(&addr);
                         tracing::debug!(%addr, "telling a replica's member how far to keep: {e:#}");
                     }
                 }
