@@ -113,11 +113,14 @@ pub enum Stored {
     /// snapshot's number (a stage's) is the one the next may change.
     Resumes(Vec<u64>, Option<u64>),
     /// Not yet: this node's copies of the vertex's output lack entries the
-    /// snapshot stands for. They hold up to these seqs (output, dead
-    /// letters): a copy that does not fill (its writer has collected
-    /// where it goes on) waits for a newer snapshot, which begins it
-    /// further on.
-    Behind((u64, u64)),
+    /// snapshot stands for. They hold up to `copied` (output, dead
+    /// letters), the snapshot wrote up to `want`: a copy that does not
+    /// fill (its writer has collected where it goes on) waits for a newer
+    /// snapshot, which begins it further on.
+    Behind {
+        copied: (u64, u64),
+        want: (u64, u64),
+    },
     /// Not this one: this node's copy of an input no longer holds what
     /// the vertex would read from the snapshot on. A newer one may do.
     Stale,
@@ -297,6 +300,21 @@ impl Jobs {
         Ok(bytes)
     }
 
+    /// How far this node's copies of the output and dead letters of
+    /// vertex `vertex` of placed job `job` (incarnation `id`) are durable.
+    pub fn backup_copies(&self, job: &str, id: u64, vertex: &str) -> Result<(u64, u64)> {
+        let record = self.placed_record(job, id)?;
+        let streams = &self.inner.streams;
+        let out = streams.info(&record.stream(vertex))?.id;
+        let dead = streams.info(&format!("{}.dead", record.stream(vertex)))?.id;
+        Ok(self.durable_copies(out, dead))
+    }
+
+    fn durable_copies(&self, out: u64, dead: u64) -> (u64, u64) {
+        let durable = |stream| self.inner.streams.positions(stream).map_or(0, |p| p.1);
+        (durable(out), durable(dead))
+    }
+
     /// Stores the snapshot of `vertex` of job `job` (incarnation `id`)
     /// that the member running it sent, if this node backs the vertex up
     /// and its copies of the vertex's streams hold all the snapshot stands
@@ -321,17 +339,17 @@ impl Jobs {
             // what the writer still holds.
             self.copy_from(out, backup.low, true)?;
             self.reader_at(out, BACKUP_HOLD, backup.low);
-            let durable = |stream| streams.positions(stream).map_or(0, |p| p.1);
-            let copied = (durable(out), durable(dead_stream));
+            let copied = self.durable_copies(out, dead_stream);
             if copied.0 < output || copied.1 < dead {
+                let want = (output, dead);
                 tracing::debug!(
                     job,
                     vertex,
                     ?copied,
-                    want = ?(output, dead),
+                    ?want,
                     "a backup's copy is behind the snapshot"
                 );
-                return Ok(Stored::Behind(copied));
+                return Ok(Stored::Behind { copied, want });
             }
         }
         // The vertex would resume here from the snapshot's input

@@ -20,14 +20,20 @@ const CAUGHT_UP: u64 = 8;
 const BACKUP_EVERY: Duration = Duration::from_millis(300);
 /// Test hook: milliseconds between a backup's rounds instead, as a backup
 /// that falls behind under load would take; the first round, too, comes
-/// that long after the rounds start (when the job first runs or is backed
-/// up here).
+/// that long after the rounds (re)start (when the job's placement changes).
 pub const BACKUP_EVERY_ENV: &str = "WEIR_TEST_BACKUP_EVERY_MS";
 /// How long a backup waits for one snapshot.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// Rounds a fetched snapshot waits while the backup's copies of the
 /// vertex's streams gain nothing, before a newer one replaces it.
 const STALLED_ROUNDS: u32 = 3;
+
+/// How long a round waits, after its fetches, for copies that were behind
+/// a snapshot to hold what it wrote, and stores it then: within the round
+/// rather than a round later.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(250);
+/// How often it looks at the copies meanwhile.
+const CATCH_UP_POLL: Duration = Duration::from_millis(20);
 
 /// A snapshot the backup's copies had not caught up with.
 struct Pending {
@@ -36,6 +42,8 @@ struct Pending {
     from: (NodeId, u64),
     /// What the copies held (output, dead letters) when last tried.
     copied: (u64, u64),
+    /// What the snapshot wrote: the copies must hold as much.
+    want: (u64, u64),
     /// Rounds since, in which they gained nothing.
     stalled: u32,
 }
@@ -85,8 +93,8 @@ async fn down(cluster: &Cluster, member: NodeId) {
 
 impl Node {
     /// Keeps the backups of the vertices of job `job` (incarnation `id`)
-    /// that the coordinator gives this member, as the placement changes,
-    /// until the job stops here.
+    /// that the coordinator gives this member, until the job's placement
+    /// changes (the scheduler then starts the rounds again).
     pub(super) async fn back_up(self, cluster: Cluster, certs: CertDir, job: String, id: u64) {
         // Per vertex: the input positions and number of the snapshot
         // stored last here.
@@ -152,7 +160,7 @@ impl Node {
                         // Copies that fill catch up with it; ones that do
                         // not (their writer collected where they go on)
                         // get a newer one, which begins them further on.
-                        (Ok(Stored::Behind(copied)), bytes) => {
+                        (Ok(Stored::Behind { copied, .. }), bytes) => {
                             if let Some(p) = p.again(bytes, copied) {
                                 pending.insert(vertex.to_string(), p);
                                 continue;
@@ -224,12 +232,13 @@ impl Node {
                             ready.push((vertex.to_string(), from));
                         }
                     }
-                    (Ok(Stored::Behind(copied)), bytes) => {
+                    (Ok(Stored::Behind { copied, want }), bytes) => {
                         tracing::debug!(%job, %vertex, "backup: the copies are behind the snapshot");
                         let p = Pending {
                             bytes,
                             from,
                             copied,
+                            want,
                             stalled: 0,
                         };
                         pending.insert(vertex.to_string(), p);
@@ -238,6 +247,48 @@ impl Node {
                     (Err(e), _) => {
                         tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
                         have.remove(vertex);
+                    }
+                }
+            }
+            // A snapshot the copies were behind is stored as soon as they
+            // hold what it wrote (a new backup's copy begins with its
+            // first snapshot and fills in a moment).
+            let waited = tokio::time::Instant::now();
+            while !pending.is_empty() && waited.elapsed() < CATCH_UP_WAIT {
+                tokio::time::sleep(CATCH_UP_POLL).await;
+                let caught: Vec<String> = pending
+                    .iter()
+                    .filter(|(v, p)| {
+                        self.jobs
+                            .backup_copies(&job, id, v)
+                            .is_ok_and(|c| c.0 >= p.want.0 && c.1 >= p.want.1)
+                    })
+                    .map(|(v, _)| v.clone())
+                    .collect();
+                for vertex in caught {
+                    let Some(mut p) = pending.remove(&vertex) else {
+                        continue;
+                    };
+                    let (from, bytes) = (p.from, std::mem::take(&mut p.bytes));
+                    match self
+                        .store_backup(&cluster, &job, id, &vertex, bytes, from)
+                        .await
+                    {
+                        (Ok(Stored::Resumes(inputs, snapshot)), _) => {
+                            if is_new(&vertex) {
+                                ready.push((vertex.clone(), from));
+                            }
+                            have.insert(vertex, (inputs, snapshot));
+                        }
+                        (Ok(Stored::Behind { .. }), bytes) => {
+                            p.bytes = bytes;
+                            pending.insert(vertex, p);
+                        }
+                        (Ok(_), _) => {}
+                        (Err(e), _) => {
+                            tracing::warn!(%job, %vertex, "storing a backup: {e:#}");
+                            have.remove(&vertex);
+                        }
                     }
                 }
             }
@@ -516,6 +567,7 @@ mod tests {
             bytes: vec![1],
             from: (2, 0),
             copied: (10, 0),
+            want: (30, 0),
             stalled: 0,
         };
         // Copies that gain entries keep the snapshot waiting, however long.

@@ -1,13 +1,14 @@
 //! The tasks that keep a placed job's part here going: the fetches that
 //! fill its copies of streams written on other members and the rounds of
-//! its backups. When the job's placement changes, only what changed for
-//! this member starts again: a fetch still wanted, from the same member,
-//! pulls on over its connection, and the backups' rounds go on with the
-//! snapshots they fetched (one their copies had not caught up with yet
-//! included). Starting every fetch again for each change would cut every
-//! copy's pull on every member several times over a drain or a loss,
-//! each time a handshake and a pull from scratch, and the backups' rounds
-//! would lose what they waited for.
+//! its backups. When the job's placement changes, only the fetches that
+//! changed for this member start again: a fetch still wanted, from the
+//! same member, pulls on over its connection. Starting every fetch again
+//! for each change would cut every copy's pull on every member several
+//! times over a drain or a loss, each time a handshake and a pull from
+//! scratch. The backups' rounds start again with every change, from the
+//! snapshots stored here: kept through the changes, a member's copy of a
+//! stream it had written, then backed up, stayed held from its start
+//! (`cluster_drain::a_straggler_gets_a_duplicate…` under load).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -108,8 +109,8 @@ fn matched<T>(
 impl Node {
     /// Runs the fetches `list` of job `name` (incarnation `id`) and its
     /// backups' rounds, wired for `wiring`: a fetch already running for
-    /// the same copy, reader and member goes on, as do the rounds; the
-    /// other fetches of the job here end.
+    /// the same copy, reader and member goes on; the other fetches of the
+    /// job here end, and its backups' rounds start again.
     pub(super) fn keep_tasks(
         &self,
         cluster: &Cluster,
@@ -133,11 +134,14 @@ impl Node {
             let task = tokio::spawn(async move { node.fetch(cluster, certs, f).await });
             fetches.push((sourced, task));
         }
-        let backup = backup.filter(|t| !t.is_finished()).unwrap_or_else(|| {
+        if let Some(t) = backup {
+            t.abort();
+        }
+        let backup = {
             let (node, cluster, certs, job) =
                 (self.clone(), cluster.clone(), certs.clone(), name.clone());
             tokio::spawn(async move { node.back_up(cluster, certs, job, id).await })
-        });
+        };
         fetchers.insert(
             name,
             Wired {
@@ -163,8 +167,8 @@ impl Node {
     /// copy first would keep that batch, and a vertex (or a duplicate of
     /// one) that starts here writing a stream the fetch copied would find
     /// the copy's batch in its way. A job that stays, with vertices here,
-    /// keeps the fetches it still wants from the same members, and its
-    /// backups' rounds.
+    /// keeps the fetches it still wants from the same members; its
+    /// backups' rounds end too ([`Node::keep_tasks`] starts them again).
     pub(super) async fn end_fetches(
         &self,
         metadata: &Metadata,
@@ -215,8 +219,9 @@ impl Node {
                         let running = std::mem::take(&mut w.fetches);
                         let (kept, _, ended) = matched(running, wanted.clone(), |_| true);
                         w.fetches = kept;
+                        let backup = w.backup.take();
                         fetchers.insert(name, w);
-                        ended.into_iter().map(|(_, t)| t).collect()
+                        ended.into_iter().map(|(_, t)| t).chain(backup).collect()
                     }
                     None => w.tasks().collect(),
                 }
