@@ -130,9 +130,15 @@ impl Node {
             // One connection per member per round, for all its vertices.
             let mut clients: HashMap<String, Client> = HashMap::new();
             // A vertex whose duplicate runs here is no backup's.
-            let backed = placed
+            let backed: Vec<&str> = placed
                 .backed_by(me)
-                .filter(|v| placed.duplicates.get(*v) != Some(&me));
+                .filter(|v| placed.duplicates.get(*v) != Some(&me))
+                .collect();
+            // A vertex backed up elsewhere meanwhile (or run here) starts
+            // over when it comes back: what was stored here since is not
+            // what this round stored.
+            have.retain(|v, _| backed.contains(&v.as_str()));
+            pending.retain(|v, _| backed.contains(&v.as_str()));
             // Only the vertex's backup says it is ready: a previous one
             // (`handing`) stores its snapshots until then, unannounced.
             let is_new = |v: &str| placed.backups.get(v) == Some(&me) && !placed.ready.contains(v);
