@@ -142,6 +142,14 @@ impl Cluster {
     /// Whether this member holds its lease: no member can have been told
     /// it was lost, so what it writes is the cluster's run.
     pub fn holds_lease(&self) -> bool {
+        self.lease_until().is_some()
+    }
+
+    /// Until when this member holds its lease, if it holds it now: a
+    /// writer that checks this instant at each write stops on time even
+    /// when whatever looks at the lease runs late. The only voter, which
+    /// no other member can declare lost, holds it for a timeout from now.
+    pub fn lease_until(&self) -> Option<Instant> {
         let timeout = self.inner.settings.lost_after;
         let applied = {
             let metrics = self.inner.raft.metrics();
@@ -151,24 +159,22 @@ impl Cluster {
             let mut voters = metrics.membership_config.membership().voter_ids();
             let alone = voters.next() == Some(self.inner.id) && voters.next().is_none();
             if alone && metrics.state == openraft::ServerState::Leader {
-                return true;
+                return Some(Instant::now() + timeout);
             }
             metrics.last_applied.map(|l| l.index)
         };
         let mut lease = lock(&self.inner.lease);
         let now = Instant::now();
-        if lease.until.is_none_or(|u| now >= u) {
-            return false;
-        }
+        let until = lease.until.filter(|u| now < *u)?;
         match lease.regained {
             Some((since, needed)) => {
                 let settled = now.duration_since(since) >= timeout / 2 && applied >= needed;
                 if settled {
                     lease.regained = None;
                 }
-                settled
+                settled.then_some(until)
             }
-            None => true,
+            None => Some(until),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -176,6 +176,12 @@ struct Inner {
     /// Set while this member holds no lease in its cluster (it may have
     /// been declared lost): its vertices write nothing meanwhile.
     suspended: AtomicBool,
+    /// Until when the member's lease runs, in nanoseconds since `epoch`
+    /// (`u64::MAX`: a node outside a cluster needs none). Each write
+    /// checks it, so a vertex stops on time even when the task that
+    /// looks at the lease runs late.
+    lease_until: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 /// The jobs of a node.
@@ -301,6 +307,8 @@ impl Jobs {
                 sent: Mutex::default(),
                 stores: Mutex::default(),
                 suspended: AtomicBool::new(false),
+                lease_until: AtomicU64::new(u64::MAX),
+                epoch: std::time::Instant::now(),
             }),
         }
     }

@@ -610,10 +610,25 @@ impl Jobs {
         self.inner.suspended.swap(on, Ordering::Relaxed)
     }
 
+    /// Lets the vertices here write until `until` at most (the end of the
+    /// member's lease), however late the next call comes.
+    pub fn lease_until(&self, until: std::time::Instant) {
+        let nanos = until.saturating_duration_since(self.inner.epoch).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1);
+        self.inner.lease_until.store(nanos, Ordering::Relaxed);
+    }
+
+    /// Whether the vertices here may write now.
+    fn may_write(&self) -> bool {
+        let until = self.inner.lease_until.load(Ordering::Relaxed);
+        !self.inner.suspended.load(Ordering::Relaxed)
+            && (until == u64::MAX || self.inner.epoch.elapsed().as_nanos() < u128::from(until))
+    }
+
     /// Waits while the vertices' writes are stopped ([`Jobs::suspend`]);
     /// `false`: `stop` was set meanwhile.
     pub(super) fn wait_lease(&self, stop: &AtomicBool) -> bool {
-        while self.inner.suspended.load(Ordering::Relaxed) {
+        while !self.may_write() {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
@@ -642,5 +657,34 @@ mod tests {
         // Shorter than what was synced: changed outside Weir.
         let err = open_sink_file(&path, 9, true).expect_err("refused");
         assert!(err.to_string().contains("changed outside Weir"), "{err}");
+    }
+
+    /// A vertex writes only until its member's lease runs out, even when
+    /// nothing looks at the lease again (its task runs late): a writer
+    /// waits at its next write, and goes on once the lease is extended.
+    #[test]
+    fn a_vertex_stops_writing_when_the_lease_runs_out_unextended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::store::RedbStorage::open(&dir.path().join("node.redb")).expect("redb");
+        let streams = Streams::open(Arc::new(storage)).expect("streams");
+        let runtime = Runtime::new(None).expect("runtime");
+        let jobs = Jobs::new(streams, runtime, FileAccess::default());
+        let stop = AtomicBool::new(false);
+        // A node outside a cluster needs no lease.
+        assert!(jobs.wait_lease(&stop));
+        let now = std::time::Instant::now();
+        jobs.lease_until(now + Duration::from_secs(60));
+        assert!(jobs.wait_lease(&stop), "within the lease");
+        // The lease ran out and no task said so (`suspend` was never
+        // called): the writer waits until stopped.
+        jobs.lease_until(now);
+        let waiting = std::thread::scope(|s| {
+            let writer = s.spawn(|| jobs.wait_lease(&stop));
+            std::thread::sleep(Duration::from_millis(50));
+            let waited = !writer.is_finished();
+            stop.store(true, Ordering::Relaxed);
+            (waited, writer.join().expect("joins"))
+        });
+        assert_eq!(waiting, (true, false), "waited, then stopped");
     }
 }

@@ -27,7 +27,11 @@ impl Node {
             if losses > acted {
                 acted = self.losses_acted();
             }
-            let held = losses <= acted && cluster.holds_lease();
+            let until = cluster.lease_until().filter(|_| losses <= acted);
+            if let Some(until) = until {
+                self.jobs.lease_until(until.into_std());
+            }
+            let held = until.is_some();
             self.jobs.suspend(!held);
             match (held, since) {
                 (false, None) => {
