@@ -148,9 +148,14 @@ fn print_cluster(status: &ClusterStatus) {
                 (Some(b), _) => format!("  backup {b}"),
                 (None, _) => String::new(),
             };
+            // A sink is named as the submit's answer names it, with its file.
+            let name = match &v.plan {
+                Some(plan) => format!("{plan} ({})", v.vertex),
+                None => v.vertex.clone(),
+            };
             println!(
-                "         {}/{}{replica}  {}  lag {}{backup}",
-                v.job, v.vertex, v.state, v.lag
+                "         {}/{name}{replica}  {}  lag {}{backup}",
+                v.job, v.state, v.lag
             );
         }
     }

@@ -139,8 +139,15 @@ impl Node {
                 let answer = self.ask_member(&metadata, other, &request, &body).await;
                 match answer {
                     // The copy moved off that member before it checked.
-                    Ok(Response::Error { message }) if moving && message.contains(NO_COPY) => {
+                    Ok(Response::Error { message }) if message.contains(NO_COPY) => {
                         tracing::debug!(job, stage, other, "{message}");
+                        if !moving {
+                            bail!(
+                                Patch,
+                                "the copies of stage `{stage}` of job `{job}` kept moving between members for {}s ({message}); nothing changed, retry in a moment",
+                                MOVE_WAIT.as_secs()
+                            );
+                        }
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     }
