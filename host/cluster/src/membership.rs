@@ -230,6 +230,11 @@ impl Cluster {
         self.inner.id
     }
 
+    /// How long a member may be silent before it is declared lost.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.inner.settings.lost_after
+    }
+
     /// Stops taking part (the others will find this member lost).
     pub async fn shutdown(&self) {
         for task in lock(&self.inner.tasks).drain(..) {

@@ -181,6 +181,10 @@ struct Inner {
     /// checks it, so a vertex stops on time even when the task that
     /// looks at the lease runs late.
     lease_until: AtomicU64,
+    /// How much of the lease must be left for a sink to write its file:
+    /// a write that passed the check lands before the lease ends even if
+    /// its thread waits this long for a core.
+    file_margin: AtomicU64,
     epoch: std::time::Instant,
 }
 
@@ -308,6 +312,7 @@ impl Jobs {
                 stores: Mutex::default(),
                 suspended: AtomicBool::new(false),
                 lease_until: AtomicU64::new(u64::MAX),
+                file_margin: AtomicU64::new(0),
                 epoch: std::time::Instant::now(),
             }),
         }

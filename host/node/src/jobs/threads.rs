@@ -479,7 +479,7 @@ impl Jobs {
             }
             at.next = order.as_ref().map_or(cursor, |o| o.resume_seq(cursor));
             at.released = order.as_ref().and_then(|o| o.released());
-            if !self.wait_lease(stop) {
+            if !self.wait_lease_for_file(stop) {
                 return Ok(false);
             }
             if let (Some(file), Some(path)) = (file.as_mut(), path) {
@@ -611,24 +611,44 @@ impl Jobs {
     }
 
     /// Lets the vertices here write until `until` at most (the end of the
-    /// member's lease), however late the next call comes.
-    pub fn lease_until(&self, until: std::time::Instant) {
+    /// member's lease), however late the next call comes, and a sink its
+    /// file only while `margin` of that is left.
+    pub fn lease_until(&self, until: std::time::Instant, margin: Duration) {
         let nanos = until.saturating_duration_since(self.inner.epoch).as_nanos();
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1);
         self.inner.lease_until.store(nanos, Ordering::Relaxed);
+        let margin = u64::try_from(margin.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.file_margin.store(margin, Ordering::Relaxed);
     }
 
-    /// Whether the vertices here may write now.
-    fn may_write(&self) -> bool {
+    /// Whether the vertices here may write now, with `margin` of the
+    /// lease left.
+    fn may_write(&self, margin: bool) -> bool {
         let until = self.inner.lease_until.load(Ordering::Relaxed);
+        let margin = match margin {
+            true => self.inner.file_margin.load(Ordering::Relaxed),
+            false => 0,
+        };
+        let now = self.inner.epoch.elapsed().as_nanos() + u128::from(margin);
         !self.inner.suspended.load(Ordering::Relaxed)
-            && (until == u64::MAX || self.inner.epoch.elapsed().as_nanos() < u128::from(until))
+            && (until == u64::MAX || now < u128::from(until))
     }
 
-    /// Waits while the vertices' writes are stopped ([`Jobs::suspend`]);
-    /// `false`: `stop` was set meanwhile.
+    /// Waits while the vertices' writes are stopped ([`Jobs::suspend`],
+    /// or the lease ran out); `false`: `stop` was set meanwhile.
     pub(super) fn wait_lease(&self, stop: &AtomicBool) -> bool {
-        while !self.may_write() {
+        self.wait_to_write(stop, false)
+    }
+
+    /// [`Jobs::wait_lease`] for a sink about to write its file: with the
+    /// margin left, so that the bytes land before any other member may
+    /// take the sink over, even from a thread kept waiting for a core.
+    pub(super) fn wait_lease_for_file(&self, stop: &AtomicBool) -> bool {
+        self.wait_to_write(stop, true)
+    }
+
+    fn wait_to_write(&self, stop: &AtomicBool, margin: bool) -> bool {
+        while !self.may_write(margin) {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
@@ -660,8 +680,9 @@ mod tests {
     }
 
     /// A vertex writes only until its member's lease runs out, even when
-    /// nothing looks at the lease again (its task runs late): a writer
-    /// waits at its next write, and goes on once the lease is extended.
+    /// nothing looks at the lease again (its task runs late), and a sink
+    /// writes its file only while the margin is left: a writer waits at
+    /// its next write until stopped.
     #[test]
     fn a_vertex_stops_writing_when_the_lease_runs_out_unextended() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -669,22 +690,33 @@ mod tests {
         let streams = Streams::open(Arc::new(storage)).expect("streams");
         let runtime = Runtime::new(None).expect("runtime");
         let jobs = Jobs::new(streams, runtime, FileAccess::default());
-        let stop = AtomicBool::new(false);
+        // Whether `write` waited for 50 ms, and what it returned once
+        // stopped (or at once).
+        let waits = |write: &(dyn Fn(&AtomicBool) -> bool + Sync)| {
+            let stop = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                let writer = s.spawn(|| write(&stop));
+                std::thread::sleep(Duration::from_millis(50));
+                let waited = !writer.is_finished();
+                stop.store(true, Ordering::Relaxed);
+                (waited, writer.join().expect("joins"))
+            })
+        };
+        let plain = |stop: &AtomicBool| jobs.wait_lease(stop);
+        let file = |stop: &AtomicBool| jobs.wait_lease_for_file(stop);
         // A node outside a cluster needs no lease.
-        assert!(jobs.wait_lease(&stop));
+        assert_eq!(waits(&plain), (false, true));
+        assert_eq!(waits(&file), (false, true));
         let now = std::time::Instant::now();
-        jobs.lease_until(now + Duration::from_secs(60));
-        assert!(jobs.wait_lease(&stop), "within the lease");
+        jobs.lease_until(now + Duration::from_secs(60), Duration::from_secs(30));
+        assert_eq!(waits(&plain), (false, true), "within the lease");
+        assert_eq!(waits(&file), (false, true), "with the margin left");
+        jobs.lease_until(now + Duration::from_secs(60), Duration::from_secs(90));
+        assert_eq!(waits(&plain), (false, true), "within the lease");
+        assert_eq!(waits(&file), (true, false), "without the margin left");
         // The lease ran out and no task said so (`suspend` was never
-        // called): the writer waits until stopped.
-        jobs.lease_until(now);
-        let waiting = std::thread::scope(|s| {
-            let writer = s.spawn(|| jobs.wait_lease(&stop));
-            std::thread::sleep(Duration::from_millis(50));
-            let waited = !writer.is_finished();
-            stop.store(true, Ordering::Relaxed);
-            (waited, writer.join().expect("joins"))
-        });
-        assert_eq!(waiting, (true, false), "waited, then stopped");
+        // called).
+        jobs.lease_until(now, Duration::ZERO);
+        assert_eq!(waits(&plain), (true, false), "past the lease");
     }
 }

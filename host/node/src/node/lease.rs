@@ -11,6 +11,12 @@ use super::*;
 /// How often the lease is looked at: a small share of any timeout.
 const LEASE_CHECK: Duration = Duration::from_millis(20);
 
+/// A sink writes its file only while a quarter of the heartbeat timeout
+/// of the lease is left ([`Jobs::lease_until`]): with heartbeats on time
+/// the lease runs nine tenths of the timeout past each, renewed every
+/// quarter, so this stops a sink only once heartbeats are late.
+const FILE_MARGIN_SHARE: u32 = 4;
+
 impl Node {
     /// Stops the vertices' writes while this member holds no lease, and
     /// lets them go on once it does again.
@@ -21,6 +27,7 @@ impl Node {
         // Read from the database again only when the metadata records a
         // loss past it (acting on one raises it).
         let mut acted = self.losses_acted();
+        let file_margin = cluster.heartbeat_timeout() / FILE_MARGIN_SHARE;
         loop {
             tick.tick().await;
             let losses = cluster.losses_of(cluster.id());
@@ -29,7 +36,7 @@ impl Node {
             }
             let until = cluster.lease_until().filter(|_| losses <= acted);
             if let Some(until) = until {
-                self.jobs.lease_until(until.into_std());
+                self.jobs.lease_until(until.into_std(), file_margin);
             }
             let held = until.is_some();
             self.jobs.suspend(!held);
