@@ -11,11 +11,13 @@ use super::*;
 /// How often the lease is looked at: a small share of any timeout.
 const LEASE_CHECK: Duration = Duration::from_millis(20);
 
-/// A sink writes its file only while a quarter of the heartbeat timeout
-/// of the lease is left ([`Jobs::lease_until`]): with heartbeats on time
-/// the lease runs nine tenths of the timeout past each, renewed every
-/// quarter, so this stops a sink only once heartbeats are late.
-const FILE_MARGIN_SHARE: u32 = 4;
+/// A sink writes its file only while a tenth of the heartbeat timeout is
+/// left of the lease ([`Jobs::lease_until`]). Leases are renewed every
+/// quarter of the timeout: a member's runs nine tenths of it past each
+/// heartbeat, the coordinator's nine tenths of half of it past each
+/// confirmation, so at least a fifth of the timeout is left while they
+/// come on time, and this stops a sink only once they are late.
+const FILE_MARGIN_SHARE: u32 = 10;
 
 impl Node {
     /// Stops the vertices' writes while this member holds no lease, and
