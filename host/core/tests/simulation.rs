@@ -18,21 +18,11 @@ use sim::*;
 
 #[test]
 fn crashes_at_any_point_leave_the_output_of_an_uninterrupted_run() {
-    let seeds: Vec<u64> = match std::env::var("WEIR_SIM_SEED") {
-        Ok(one) => vec![one.parse().expect("WEIR_SIM_SEED is a number")],
-        Err(_) => {
-            let n = std::env::var("WEIR_SIM_SEEDS")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(64);
-            (1..=n).collect()
-        }
-    };
+    let seeds = seeds();
     let started = Instant::now();
     let mut total_crashes = 0;
     for &seed in &seeds {
-        let mut rng = Rng(seed ^ 0x5eed);
-        let inputs = vec![input(&mut rng, 0), input(&mut rng, 1)];
+        let inputs = inputs_of(seed);
         let (expected, _) = run(&inputs, 0, false)
             .unwrap_or_else(|e| panic!("seed {seed}: the uninterrupted run failed: {e}"));
         assert!(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
 use weir_core::entry::{END, Entry};
 use weir_core::plan::{CtiPolicy, ErrorPolicy, Recovery, StageKind, UdfSpec};
 use weir_core::schema::{ColumnType, Field, event_schema, field};
@@ -300,50 +301,62 @@ impl Job {
                 Recovery::Checkpoint { every: 2 },
             ),
             2 => ("all", Operator::Union, Recovery::Replay { window: 2 }),
-            4 => {
-                let spec = UdfSpec {
-                    args: Vec::new(),
-                    kind: StageKind::Reducer,
-                    component: "native:windowed_count".into(),
-                    params: Vec::new(),
-                    key: Some("user".into()),
-                    output: None,
-                    on_trap: ErrorPolicy::Fail,
-                    limits: Limits::default(),
-                };
-                let stage =
-                    UdfStage::new("windows", &spec, Box::new(windowed_count()), schema.clone())
-                        .expect("stage");
-                (
+            4 => (
+                "windows",
+                reducer(
                     "windows",
-                    Operator::Udf(Box::new(stage)),
-                    Recovery::Checkpoint { every: 3 },
-                )
-            }
-            _ => {
-                let spec = UdfSpec {
-                    args: Vec::new(),
-                    kind: StageKind::Reducer,
-                    component: "native:count_per_user".into(),
-                    params: Vec::new(),
-                    key: Some("user".into()),
-                    output: None,
-                    on_trap: ErrorPolicy::Fail,
-                    limits: Limits::default(),
-                };
-                let stage =
-                    UdfStage::new("count", &spec, Box::new(count_per_user()), schema.clone())
-                        .expect("stage");
-                (
-                    "count",
-                    Operator::Udf(Box::new(stage)),
-                    Recovery::Checkpoint { every: 2 },
-                )
-            }
+                    "native:windowed_count",
+                    windowed_count(),
+                    &schema,
+                ),
+                Recovery::Checkpoint { every: 3 },
+            ),
+            _ => (
+                "count",
+                reducer("count", "native:count_per_user", count_per_user(), &schema),
+                Recovery::Checkpoint { every: 2 },
+            ),
         };
         let inputs = self.wiring[v].0.len();
         Vertex::load(name, operator, schema, inputs, recovery, resume).expect("vertex loads")
     }
+}
+
+/// A reducer stage `name` keyed by user, running `udf` (`component`).
+fn reducer(name: &str, component: &str, udf: NativeUdf, schema: &SchemaRef) -> Operator {
+    let spec = UdfSpec {
+        args: Vec::new(),
+        kind: StageKind::Reducer,
+        component: component.into(),
+        params: Vec::new(),
+        key: Some("user".into()),
+        output: None,
+        on_trap: ErrorPolicy::Fail,
+        limits: Limits::default(),
+    };
+    let stage = UdfStage::new(name, &spec, Box::new(udf), schema.clone()).expect("stage");
+    Operator::Udf(Box::new(stage))
+}
+
+/// The seeds a simulation runs: `WEIR_SIM_SEED` alone, else the first
+/// `WEIR_SIM_SEEDS` (64 by default).
+pub fn seeds() -> Vec<u64> {
+    match std::env::var("WEIR_SIM_SEED") {
+        Ok(one) => vec![one.parse().expect("WEIR_SIM_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var("WEIR_SIM_SEEDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(64);
+            (1..=n).collect()
+        }
+    }
+}
+
+/// The two ingested inputs of seed `seed`.
+pub fn inputs_of(seed: u64) -> Vec<Vec<Entry>> {
+    let mut rng = Rng(seed ^ 0x5eed);
+    vec![input(&mut rng, 0), input(&mut rng, 1)]
 }
 
 /// One write, in the order the committer takes them.
