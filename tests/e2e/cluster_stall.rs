@@ -327,6 +327,7 @@ fn lose_with_disk(d: &Path, nodes: &mut Vec<Node>, i: usize) {
 /// comes from the version its copy ran there (v1, then v2), exactly once.
 fn every_copy_deployed_once(d: &Path, node: &Node, want: &Rows) {
     tally_finished(d, node, std::time::Duration::from_secs(240));
-    assert_eq!(deploys(d, node).len(), 6, "every copy took the deploy");
+    let deployed = deploys(d, node).len();
+    assert_eq!(deployed, 6, "every copy took the deploy{}", logs_above(d));
     same_rows_by_version(d, want, &["v1", "v2"]);
 }
