@@ -139,14 +139,9 @@ impl Cluster {
         lease.until = Some(lease.until.map_or(until, |u| u.max(until)));
     }
 
-    /// Whether this member holds its lease: no member can have been told
-    /// it was lost, so what it writes is the cluster's run.
-    pub fn holds_lease(&self) -> bool {
-        self.lease_until().is_some()
-    }
-
-    /// Until when this member holds its lease, if it holds it now: a
-    /// writer that checks this instant at each write stops on time even
+    /// Until when this member holds its lease, if it holds it now (no
+    /// member can have been told it was lost, so what it writes is the
+    /// cluster's run): a writer that checks this instant at each write stops on time even
     /// when whatever looks at the lease runs late. The only voter, which
     /// no other member can declare lost, holds it for a timeout from now.
     pub fn lease_until(&self) -> Option<Instant> {

@@ -45,6 +45,7 @@ mod copies;
 mod deltas;
 mod filters;
 mod generate;
+mod keys;
 mod logs;
 mod patching;
 mod placed;
@@ -53,6 +54,9 @@ mod replay;
 mod resumes;
 mod threads;
 mod timelines;
+
+pub use keys::is_log;
+use keys::*;
 
 pub use backup::{Asker, Stored};
 pub use changes::{Asked, Followed};
@@ -173,13 +177,10 @@ struct Inner {
     /// while a member that was declared lost empties copies: no store
     /// lands under a vertex that started, or on a copy emptied under it.
     stores: Mutex<()>,
-    /// Set while this member holds no lease in its cluster (it may have
-    /// been declared lost): its vertices write nothing meanwhile.
-    suspended: AtomicBool,
     /// Until when the member's lease runs, in nanoseconds since `epoch`
-    /// (`u64::MAX`: a node outside a cluster needs none). Each write
-    /// checks it, so a vertex stops on time even when the task that
-    /// looks at the lease runs late.
+    /// (`u64::MAX`: a node outside a cluster needs none; 0: it holds none,
+    /// and may have been declared lost). Each write checks it, so a vertex
+    /// stops on time even when the task that looks at the lease runs late.
     lease_until: AtomicU64,
     /// How much of the lease must be left for a sink to write its file:
     /// a write that passed the check lands before the lease ends even if
@@ -310,7 +311,6 @@ impl Jobs {
                 changed: Mutex::default(),
                 sent: Mutex::default(),
                 stores: Mutex::default(),
-                suspended: AtomicBool::new(false),
                 lease_until: AtomicU64::new(u64::MAX),
                 file_margin: AtomicU64::new(0),
                 epoch: std::time::Instant::now(),
@@ -710,35 +710,10 @@ fn named<'a, T>(
     })
 }
 
-/// A position or snapshot stored under `key`, if there is one.
-fn stored<T: serde::de::DeserializeOwned>(streams: &Streams, key: &str) -> Result<Option<T>> {
-    match streams.meta(key)? {
-        Some(bytes) => Ok(Some(
-            postcard::from_bytes(&bytes).with_context(|| format!("{key} does not decode"))?,
-        )),
-        None => Ok(None),
-    }
-}
-
 /// Entries of a stream kept behind its slowest reader, so that a shadow run
 /// (`weir udf deploy --shadow N`) has recent input even when the stage is
 /// caught up.
 const SHADOW_TAIL: u64 = 256;
-
-/// Where the patch timeline of the vertex whose snapshot key is `key` lives.
-fn timeline_key(key: &str) -> String {
-    format!("{PATCHES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
-}
-
-/// Where the request to end the followed file with position key `key` lives.
-fn ending_key(key: &str) -> String {
-    format!("{key}#end")
-}
-
-/// Where the queue of accepted changes of the vertex with snapshot key `key` lives.
-fn queue_key(key: &str) -> String {
-    format!("{QUEUES}{}", key.strip_prefix(SNAPSHOTS).unwrap_or(key))
-}
 
 impl Jobs {
     /// Entries written to `inputs` (stream, next seq read) not yet read.
@@ -755,59 +730,5 @@ impl Jobs {
     }
 }
 
-/// The stream of what the UDF of the stage writing stream `output` logs:
-/// one JSON line per entry, its seq the line's number.
-fn logs_stream(output: &str) -> String {
-    format!("{output}.logs")
-}
-
-/// Whether job stream `name` is a UDF stage's log: copied as far as its
-/// writer holds it, holding nothing back for its copies.
-pub fn is_log(name: &str) -> bool {
-    name.ends_with(".logs")
-}
-
 /// How many of a stage's latest log lines are kept.
 const KEPT_LOGS: u64 = 2_000;
-
-/// The snapshot key of stage `stage` of the job `record`.
-fn stage_key(record: &JobRecord, stage: &str) -> String {
-    format!("{SNAPSHOTS}{}/{stage}", record.prefix())
-}
-
-/// Where the patch timeline of stage `stage` of the job `record` lives.
-fn stage_timeline_key(record: &JobRecord, stage: &str) -> String {
-    timeline_key(&stage_key(record, stage))
-}
-
-/// The keyed state a vertex checkpointed under `owner`.
-fn load_state(streams: &Streams, owner: &str) -> Result<KeyedState> {
-    let mut state = KeyedState::new();
-    let mut bad = None;
-    streams.scan_state(owner, &mut |key, value| {
-        if bad.is_some() {
-            return;
-        }
-        match crate::wasm::instance::decode_entry(value) {
-            Ok(names) => {
-                state.insert(key.to_vec(), names);
-            }
-            Err(e) => {
-                bad = Some(format!(
-                    "{owner}: the state of key {key:02x?} does not decode: {e}"
-                ))
-            }
-        }
-    })?;
-    match bad {
-        Some(message) => Err(NodeError::Patch(message)),
-        None => Ok(state),
-    }
-}
-
-fn put(key: &str, value: Vec<u8>) -> Op {
-    Op::PutMeta {
-        key: key.to_string(),
-        value,
-    }
-}

@@ -602,19 +602,15 @@ pub(super) fn halt(finished: bool, stop: &AtomicBool) -> Option<bool> {
 const LEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Jobs {
-    /// Stops (`true`) or lets go on (`false`) every write of the vertices
-    /// here: a member that holds no lease in its cluster may have been
-    /// declared lost, and what it wrote would be a run the cluster left.
-    /// Returns whether they were stopped before.
-    pub fn suspend(&self, on: bool) -> bool {
-        self.inner.suspended.swap(on, Ordering::Relaxed)
-    }
-
     /// Lets the vertices here write until `until` at most (the end of the
     /// member's lease), however late the next call comes, and a sink its
-    /// file only while `margin` of that is left.
-    pub fn lease_until(&self, until: std::time::Instant, margin: Duration) {
-        let nanos = until.saturating_duration_since(self.inner.epoch).as_nanos();
+    /// file only while `margin` of that is left; `None`: the member holds
+    /// no lease (it may have been declared lost, and what it wrote would
+    /// be a run the cluster left), and nothing here writes.
+    pub fn lease_until(&self, until: Option<std::time::Instant>, margin: Duration) {
+        let nanos = until.map_or(0, |u| {
+            u.saturating_duration_since(self.inner.epoch).as_nanos()
+        });
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1);
         self.inner.lease_until.store(nanos, Ordering::Relaxed);
         let margin = u64::try_from(margin.as_nanos()).unwrap_or(u64::MAX);
@@ -630,12 +626,11 @@ impl Jobs {
             false => 0,
         };
         let now = self.inner.epoch.elapsed().as_nanos() + u128::from(margin);
-        !self.inner.suspended.load(Ordering::Relaxed)
-            && (until == u64::MAX || now < u128::from(until))
+        until == u64::MAX || now < u128::from(until)
     }
 
-    /// Waits while the vertices' writes are stopped ([`Jobs::suspend`],
-    /// or the lease ran out); `false`: `stop` was set meanwhile.
+    /// Waits while the member holds no lease, or its lease ran out
+    /// ([`Jobs::lease_until`]); `false`: `stop` was set meanwhile.
     pub(super) fn wait_lease(&self, stop: &AtomicBool) -> bool {
         self.wait_to_write(stop, false)
     }
@@ -708,15 +703,14 @@ mod tests {
         assert_eq!(waits(&plain), (false, true));
         assert_eq!(waits(&file), (false, true));
         let now = std::time::Instant::now();
-        jobs.lease_until(now + Duration::from_secs(60), Duration::from_secs(30));
+        jobs.lease_until(Some(now + Duration::from_secs(60)), Duration::from_secs(30));
         assert_eq!(waits(&plain), (false, true), "within the lease");
         assert_eq!(waits(&file), (false, true), "with the margin left");
-        jobs.lease_until(now + Duration::from_secs(60), Duration::from_secs(90));
+        jobs.lease_until(Some(now + Duration::from_secs(60)), Duration::from_secs(90));
         assert_eq!(waits(&plain), (false, true), "within the lease");
         assert_eq!(waits(&file), (true, false), "without the margin left");
-        // The lease ran out and no task said so (`suspend` was never
-        // called).
-        jobs.lease_until(now, Duration::ZERO);
+        // The lease ran out and no task said so (nothing set it again).
+        jobs.lease_until(Some(now), Duration::ZERO);
         assert_eq!(waits(&plain), (true, false), "past the lease");
     }
 }

@@ -1,5 +1,5 @@
 //! The vertices here write only while this member holds its lease in the
-//! cluster ([`Cluster::holds_lease`]) and has acted on every loss of it the
+//! cluster ([`Cluster::lease_until`]) and has acted on every loss of it the
 //! metadata records: a member that may have been declared lost stops
 //! writing before the others resume its vertices elsewhere, instead of
 //! writing on, until it hears of its loss, a run the cluster left (rows
@@ -37,11 +37,9 @@ impl Node {
                 acted = self.losses_acted();
             }
             let until = cluster.lease_until().filter(|_| losses <= acted);
-            if let Some(until) = until {
-                self.jobs.lease_until(until.into_std(), file_margin);
-            }
+            self.jobs
+                .lease_until(until.map(|u| u.into_std()), file_margin);
             let held = until.is_some();
-            self.jobs.suspend(!held);
             match (held, since) {
                 (false, None) => {
                     since = Some(std::time::Instant::now());
